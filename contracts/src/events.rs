@@ -1,0 +1,128 @@
+//! Event envelope and payloads (DESIGN.md section 5). Each event name has its own version; a
+//! payload change bumps it (expand, migrate, contract), and `tests/schemas.rs` enforces that.
+
+use crate::{Amount, BetId, Currency, PlayerId, RoundId};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// `{event, v, id, ts, traceId, cell, payload}`: MessagePack in the store, JSON over HTTP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope<P> {
+    pub event: String,
+    pub v: String,
+    /// Unique id of this event (UUIDv7), for consumers' deduplication.
+    pub id: String,
+    pub ts: chrono::DateTime<chrono::Utc>,
+    pub trace_id: String,
+    pub cell: String,
+    pub payload: P,
+}
+
+/// A stored event as `GET /events` serves it: the envelope plus its position in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRecord {
+    /// Opaque, ordered position of this event; pass it back as `after`.
+    pub cursor: String,
+    #[serde(flatten)]
+    pub envelope: Envelope<serde_json::Value>,
+}
+
+/// Answer to `GET /events?after=CURSOR&limit=N`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventPage {
+    pub events: Vec<EventRecord>,
+    /// Cursor to continue from (the last event's), or the request's `after` when there was none.
+    pub next: Option<String>,
+}
+
+/// Every payload type, with its event name and version. A payload is written only by the domain
+/// that owns its name's prefix.
+pub trait EventPayload: Serialize + JsonSchema {
+    const NAME: &'static str;
+    const VERSION: &'static str;
+}
+
+/// `wallet.credited`: money entered a player's cash (deposit, adjustment).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WalletCredited {
+    pub player_id: PlayerId,
+    pub currency: Currency,
+    pub amount: Amount,
+    pub reason: crate::wallet::MovementReason,
+    pub entry_id: String,
+}
+impl EventPayload for WalletCredited {
+    const NAME: &'static str = "wallet.credited";
+    const VERSION: &'static str = "1";
+}
+
+/// `wallet.debited`: money left a player's cash (withdrawal, adjustment).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WalletDebited {
+    pub player_id: PlayerId,
+    pub currency: Currency,
+    pub amount: Amount,
+    pub reason: crate::wallet::MovementReason,
+    pub entry_id: String,
+}
+impl EventPayload for WalletDebited {
+    const NAME: &'static str = "wallet.debited";
+    const VERSION: &'static str = "1";
+}
+
+/// `wallet.hold`: a stake moved from cash to held.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WalletHold {
+    pub hold_id: String,
+    pub player_id: PlayerId,
+    pub round_id: RoundId,
+    pub bet_id: BetId,
+    pub currency: Currency,
+    pub amount: Amount,
+}
+impl EventPayload for WalletHold {
+    const NAME: &'static str = "wallet.hold";
+    const VERSION: &'static str = "1";
+}
+
+/// One player's part of a settled round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SettledPart {
+    pub player_id: PlayerId,
+    pub currency: Currency,
+    /// Total stake released from held.
+    pub stake: Amount,
+    /// Paid to cash: `stake + delta`.
+    pub payout: Amount,
+    pub bet_ids: Vec<BetId>,
+}
+
+/// `wallet.settled`: a round's holds released and payouts posted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WalletSettled {
+    pub round_id: RoundId,
+    pub parts: Vec<SettledPart>,
+}
+impl EventPayload for WalletSettled {
+    const NAME: &'static str = "wallet.settled";
+    const VERSION: &'static str = "1";
+}
+
+/// `player.registered`: a player opened an account in this cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlayerRegistered {
+    pub player: crate::players::Player,
+}
+impl EventPayload for PlayerRegistered {
+    const NAME: &'static str = "player.registered";
+    const VERSION: &'static str = "1";
+}

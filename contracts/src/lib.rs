@@ -1,0 +1,19 @@
+//! Shapes shared by every deployable: money, typed ids, jurisdictions, API requests and responses,
+//! and event envelopes. Data only: validation of a shape lives here, behaviour lives in the
+//! deployables. Every type that crosses a process boundary derives `JsonSchema`; the generated
+//! schemas are committed under `contracts/schemas/` and checked by `tests/schemas.rs`.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod events;
+pub mod ids;
+pub mod jurisdiction;
+pub mod money;
+pub mod players;
+pub mod schemas;
+pub mod wallet;
+
+pub use error::ErrorBody;
+pub use ids::{BetId, CellId, IdError, PlayerId, RoundId};
+pub use jurisdiction::{CountryCode, Jurisdiction};
+pub use money::{Amount, Currency, Money, MoneyError};

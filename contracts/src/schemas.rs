@@ -1,0 +1,47 @@
+//! Every schema that crosses a boundary, named `<name>.v<version>.json`. A shape's version is part
+//! of its file name, so changing a shape without bumping its version changes a committed file,
+//! which `tests/schemas.rs` refuses.
+
+use crate::events::{self, EventPayload};
+use crate::{players, wallet, ErrorBody};
+use schemars::{schema_for, JsonSchema, Schema};
+
+/// One generated schema with the file name it is committed under.
+pub struct NamedSchema {
+    pub file_name: String,
+    pub schema: Schema,
+}
+
+fn event<P: EventPayload>() -> NamedSchema {
+    NamedSchema {
+        file_name: format!("event.{}.v{}.json", P::NAME, P::VERSION),
+        schema: schema_for!(events::Envelope<P>),
+    }
+}
+
+fn api<T: JsonSchema>(name: &str, version: &str) -> NamedSchema {
+    NamedSchema { file_name: format!("api.{name}.v{version}.json"), schema: schema_for!(T) }
+}
+
+/// All schemas, in a stable order.
+pub fn all() -> Vec<NamedSchema> {
+    let w = wallet::WALLET_API_VERSION;
+    vec![
+        event::<events::WalletCredited>(),
+        event::<events::WalletDebited>(),
+        event::<events::WalletHold>(),
+        event::<events::WalletSettled>(),
+        event::<events::PlayerRegistered>(),
+        api::<events::EventPage>("events.page", "1"),
+        api::<ErrorBody>("error", "1"),
+        api::<wallet::MovementRequest>("wallet.movement.request", w),
+        api::<wallet::MovementResponse>("wallet.movement.response", w),
+        api::<wallet::HoldRequest>("wallet.hold.request", w),
+        api::<wallet::HoldResponse>("wallet.hold.response", w),
+        api::<wallet::SettleRequest>("wallet.settle.request", w),
+        api::<wallet::SettleResponse>("wallet.settle.response", w),
+        api::<wallet::BalanceResponse>("wallet.balance.response", w),
+        api::<players::RegisterPlayerRequest>("players.register.request", "1"),
+        api::<players::Player>("players.player", "1"),
+    ]
+}

@@ -1,1 +1,4 @@
-//! placeholder
+//! A cell: one jurisdiction's self-contained deployment of every domain against its own store.
+#![deny(unsafe_code)]
+
+pub mod store;

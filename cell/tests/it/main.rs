@@ -1,0 +1,3 @@
+//! All of the cell's integration tests, in one binary so it links once.
+
+mod store;

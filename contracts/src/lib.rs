@@ -10,6 +10,7 @@ pub mod ids;
 pub mod jurisdiction;
 pub mod money;
 pub mod players;
+pub mod region;
 pub mod schemas;
 pub mod wallet;
 

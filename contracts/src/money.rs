@@ -232,6 +232,17 @@ impl Money {
     }
 }
 
+/// `{"amount": "5.00", "currency": "GBP"}`.
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = s.serialize_struct("Money", 2)?;
+        out.serialize_field("amount", &self.wire())?;
+        out.serialize_field("currency", &self.currency)?;
+        out.end()
+    }
+}
+
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.wire(), self.currency)

@@ -1,0 +1,403 @@
+//! Region files (`config/regions/*.toml`): one per cell, the data that makes a cell a jurisdiction's
+//! cell. Loading checks every field and names the file, the field and the problem on failure.
+//!
+//! Rules are data with effective dates and a policy version, so a rule change is a reviewed edit
+//! of a file, and every decision taken under it can say which version it used.
+
+use crate::{CountryCode, Currency, Jurisdiction, Money};
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// A region file that could not be loaded: which file, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("region file {}: {kind}", path.display())]
+pub struct RegionFileError {
+    pub path: PathBuf,
+    #[source]
+    pub kind: RegionFileErrorKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegionFileErrorKind {
+    #[error("cannot read it")]
+    Read(#[source] std::io::Error),
+    /// Bad TOML, an unknown field, a missing field or a wrong type; the message names the field
+    /// and the line.
+    #[error("{0}")]
+    Syntax(String),
+    #[error("field `{field}`: {problem}")]
+    Invalid { field: String, problem: String },
+    #[error("missing rule: {0}")]
+    MissingRule(String),
+}
+
+/// National self-exclusion registers a cell checks before play and deposits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum SelfExclusionRegister {
+    /// Great Britain.
+    #[serde(rename = "GAMSTOP")]
+    Gamstop,
+    /// Denmark: Register Over Frivilligt Udelukkede Spillere.
+    #[serde(rename = "ROFUS")]
+    Rofus,
+    /// Sweden.
+    #[serde(rename = "SPELPAUS")]
+    Spelpaus,
+    /// Spain: Registro General de Interdicciones de Acceso al Juego.
+    #[serde(rename = "RGIAJ")]
+    Rgiaj,
+    /// No national register (Malta): the operator's own exclusion list.
+    #[serde(rename = "OPERATOR")]
+    Operator,
+}
+
+impl SelfExclusionRegister {
+    /// The register each jurisdiction's law names.
+    fn required_for(j: Jurisdiction) -> SelfExclusionRegister {
+        match j {
+            Jurisdiction::Uk => SelfExclusionRegister::Gamstop,
+            Jurisdiction::Dk => SelfExclusionRegister::Rofus,
+            Jurisdiction::Se => SelfExclusionRegister::Spelpaus,
+            Jurisdiction::Es => SelfExclusionRegister::Rgiaj,
+            Jurisdiction::Mt => SelfExclusionRegister::Operator,
+        }
+    }
+}
+
+impl fmt::Display for SelfExclusionRegister {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            SelfExclusionRegister::Gamstop => "GAMSTOP",
+            SelfExclusionRegister::Rofus => "ROFUS",
+            SelfExclusionRegister::Spelpaus => "SPELPAUS",
+            SelfExclusionRegister::Rgiaj => "RGIAJ",
+            SelfExclusionRegister::Operator => "OPERATOR",
+        };
+        f.write_str(name)
+    }
+}
+
+/// A deposit-limit period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitPeriod {
+    Day,
+    Week,
+    Month,
+}
+
+// ---- the file as written --------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegionFile {
+    cell_id: String,
+    jurisdiction: Jurisdiction,
+    regulator: String,
+    licensed_countries: Vec<String>,
+    currencies: Vec<String>,
+    default_currency: String,
+    minimum_age: u8,
+    export_format: String,
+    travel: TravelFile,
+    endpoints: EndpointsFile,
+    self_exclusion: SelfExclusionFile,
+    rules: RulesFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TravelFile {
+    wagering_abroad: bool,
+    deposits_abroad: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointsFile {
+    primary: String,
+    standby: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelfExclusionFile {
+    register: SelfExclusionRegister,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    policy_version: String,
+    #[serde(default)]
+    stake_limits: Vec<StakeLimitFile>,
+    deposit_limits: Option<DepositLimitsFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StakeLimitFile {
+    id: String,
+    product: String,
+    max_stake: String,
+    age_from: u8,
+    age_to: Option<u8>,
+    effective_from: NaiveDate,
+    source: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DepositLimitsFile {
+    mandatory: bool,
+    periods: Vec<LimitPeriod>,
+    increase_delay_hours: u32,
+    #[serde(default)]
+    defaults: Vec<DefaultLimitFile>,
+    source: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefaultLimitFile {
+    period: LimitPeriod,
+    amount: String,
+}
+
+// ---- the checked config ---------------------------------------------------------------------
+
+/// A cell's region, checked.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegionConfig {
+    pub cell_id: String,
+    pub jurisdiction: Jurisdiction,
+    pub regulator: String,
+    pub licensed_countries: Vec<CountryCode>,
+    pub currencies: Vec<Currency>,
+    pub default_currency: Currency,
+    pub minimum_age: u8,
+    pub export_format: String,
+    /// Whether a player of this cell may wager / deposit while connecting from a country outside
+    /// `licensed_countries`. Login, balance, limits, self-exclusion and withdrawals always stay open.
+    pub wagering_abroad: bool,
+    pub deposits_abroad: bool,
+    pub primary_endpoint: String,
+    pub standby_endpoint: Option<String>,
+    pub self_exclusion_register: SelfExclusionRegister,
+    pub policy_version: String,
+    pub stake_limits: Vec<StakeLimit>,
+    pub deposit_limits: Option<DepositLimits>,
+}
+
+/// A maximum stake per game round for players in an age band, from a date.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StakeLimit {
+    pub id: String,
+    pub product: String,
+    pub max_stake: Money,
+    pub age_from: u8,
+    pub age_to: Option<u8>,
+    pub effective_from: NaiveDate,
+    pub source: String,
+}
+
+/// Deposit-limit rules.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DepositLimits {
+    /// The player must set a limit for each of `periods` before depositing.
+    pub mandatory: bool,
+    pub periods: Vec<LimitPeriod>,
+    /// An increase takes effect only after this long; a decrease at once.
+    pub increase_delay_hours: u32,
+    /// Limits applied when the player has set none.
+    pub defaults: Vec<(LimitPeriod, Money)>,
+    pub source: String,
+}
+
+impl RegionConfig {
+    /// Loads and checks one region file.
+    pub fn from_file(path: &Path) -> Result<RegionConfig, RegionFileError> {
+        let fail = |kind| RegionFileError { path: path.to_owned(), kind };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(RegionFileErrorKind::Read(e)))?;
+        Self::from_toml(&text).map_err(fail)
+    }
+
+    /// Loads every `*.toml` under `dir`, sorted by cell id; cell ids must be unique.
+    pub fn load_dir(dir: &Path) -> Result<Vec<RegionConfig>, RegionFileError> {
+        let fail = |kind| RegionFileError { path: dir.to_owned(), kind };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| fail(RegionFileErrorKind::Read(e)))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        let mut regions: Vec<RegionConfig> = Vec::new();
+        for path in paths {
+            let region = RegionConfig::from_file(&path)?;
+            if regions.iter().any(|r| r.cell_id == region.cell_id) {
+                return Err(RegionFileError {
+                    path,
+                    kind: invalid("cell_id", format!("`{}` is used by another region file", region.cell_id)),
+                });
+            }
+            regions.push(region);
+        }
+        regions.sort_by(|a, b| a.cell_id.cmp(&b.cell_id));
+        Ok(regions)
+    }
+
+    pub fn from_toml(text: &str) -> Result<RegionConfig, RegionFileErrorKind> {
+        let file: RegionFile = toml::from_str(text).map_err(|e| RegionFileErrorKind::Syntax(e.to_string()))?;
+        check(file)
+    }
+
+    /// Whether this cell's licence covers players connecting from `country`.
+    pub fn is_licensed_for(&self, country: CountryCode) -> bool {
+        self.licensed_countries.contains(&country)
+    }
+
+    /// Whether this cell books `currency`.
+    pub fn books(&self, currency: Currency) -> bool {
+        self.currencies.contains(&currency)
+    }
+}
+
+fn invalid(field: impl Into<String>, problem: impl Into<String>) -> RegionFileErrorKind {
+    RegionFileErrorKind::Invalid { field: field.into(), problem: problem.into() }
+}
+
+fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
+    let cell_ok = !f.cell_id.is_empty() && f.cell_id.len() <= 16 && f.cell_id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !cell_ok {
+        return Err(invalid("cell_id", format!("`{}` must be 1 to 16 lower-case letters or digits", f.cell_id)));
+    }
+    if f.licensed_countries.is_empty() {
+        return Err(invalid("licensed_countries", "a cell must be licensed for at least one country"));
+    }
+    let licensed_countries = f
+        .licensed_countries
+        .iter()
+        .enumerate()
+        .map(|(i, c)| CountryCode::new(c).map_err(|p| invalid(format!("licensed_countries[{i}]"), p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let currencies = f
+        .currencies
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Currency::from_code(c).map_err(|p| invalid(format!("currencies[{i}]"), p.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    if currencies.is_empty() {
+        return Err(invalid("currencies", "a cell must book at least one currency"));
+    }
+    let default_currency = Currency::from_code(&f.default_currency).map_err(|p| invalid("default_currency", p.to_string()))?;
+    if !currencies.contains(&default_currency) {
+        return Err(invalid("default_currency", format!("{default_currency} is not in `currencies`")));
+    }
+    if !(18..=25).contains(&f.minimum_age) {
+        return Err(invalid("minimum_age", format!("{} is outside 18..=25, the range any licence sets", f.minimum_age)));
+    }
+    for (field, url) in [("endpoints.primary", Some(&f.endpoints.primary)), ("endpoints.standby", f.endpoints.standby.as_ref())] {
+        if let Some(url) = url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(field, format!("`{url}` is not an http(s) URL")));
+            }
+        }
+    }
+    let register = SelfExclusionRegister::required_for(f.jurisdiction);
+    if f.self_exclusion.register != register {
+        return Err(RegionFileErrorKind::MissingRule(format!(
+            "{:?} requires the {register} self-exclusion register, the file names {}",
+            f.jurisdiction, f.self_exclusion.register
+        )));
+    }
+    if f.rules.policy_version.trim().is_empty() {
+        return Err(invalid("rules.policy_version", "must name the policy version decisions are logged under"));
+    }
+    let money = |field: String, text: &str| -> Result<Money, RegionFileErrorKind> {
+        let amount = Decimal::from_str_exact(text).map_err(|_| invalid(field.clone(), format!("`{text}` is not a decimal amount")))?;
+        Money::positive(amount, default_currency).map_err(|e| invalid(field, e.to_string()))
+    };
+    let mut stake_limits = Vec::new();
+    for (i, s) in f.rules.stake_limits.iter().enumerate() {
+        let field = |name: &str| format!("rules.stake_limits[{i}].{name}");
+        if s.age_from < f.minimum_age || s.age_to.is_some_and(|to| to < s.age_from) {
+            return Err(invalid(field("age_from"), "the age band is empty or starts below the minimum age"));
+        }
+        stake_limits.push(StakeLimit {
+            id: s.id.clone(),
+            product: s.product.clone(),
+            max_stake: money(field("max_stake"), &s.max_stake)?,
+            age_from: s.age_from,
+            age_to: s.age_to,
+            effective_from: s.effective_from,
+            source: s.source.clone(),
+        });
+    }
+    let deposit_limits = match &f.rules.deposit_limits {
+        None => None,
+        Some(d) => {
+            if d.mandatory && d.periods.is_empty() {
+                return Err(invalid("rules.deposit_limits.periods", "mandatory limits need at least one period"));
+            }
+            let defaults = d
+                .defaults
+                .iter()
+                .enumerate()
+                .map(|(i, l)| Ok((l.period, money(format!("rules.deposit_limits.defaults[{i}].amount"), &l.amount)?)))
+                .collect::<Result<Vec<_>, RegionFileErrorKind>>()?;
+            Some(DepositLimits {
+                mandatory: d.mandatory,
+                periods: d.periods.clone(),
+                increase_delay_hours: d.increase_delay_hours,
+                defaults,
+                source: d.source.clone(),
+            })
+        }
+    };
+    // Rules the law of each jurisdiction makes mandatory.
+    match f.jurisdiction {
+        Jurisdiction::Uk if stake_limits.is_empty() => {
+            return Err(RegionFileErrorKind::MissingRule("UK requires online slot stake limits (rules.stake_limits)".into()))
+        }
+        Jurisdiction::Se if !deposit_limits.as_ref().is_some_and(|d| d.mandatory && d.increase_delay_hours >= 72) => {
+            return Err(RegionFileErrorKind::MissingRule(
+                "Sweden requires mandatory deposit limits whose increases wait 72 hours (rules.deposit_limits)".into(),
+            ))
+        }
+        _ => {}
+    }
+    Ok(RegionConfig {
+        cell_id: f.cell_id,
+        jurisdiction: f.jurisdiction,
+        regulator: f.regulator,
+        licensed_countries,
+        currencies,
+        default_currency,
+        minimum_age: f.minimum_age,
+        export_format: f.export_format,
+        wagering_abroad: f.travel.wagering_abroad,
+        deposits_abroad: f.travel.deposits_abroad,
+        primary_endpoint: f.endpoints.primary,
+        standby_endpoint: f.endpoints.standby,
+        self_exclusion_register: f.self_exclusion.register,
+        policy_version: f.rules.policy_version,
+        stake_limits,
+        deposit_limits,
+    })
+}
+
+impl FromStr for LimitPeriod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "day" => Ok(LimitPeriod::Day),
+            "week" => Ok(LimitPeriod::Week),
+            "month" => Ok(LimitPeriod::Month),
+            other => Err(format!("`{other}` is not day, week or month")),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The cell's HTTP API: JSON in and out, every refusal a `{code, message}` body with a stable code.
+//!
+//! Handlers are thin: parse and check the request here, then call the owning domain. Mutating
+//! routes require `X-Idempotency-Key`; bad input is refused before any domain sees it, so it
+//! writes nothing.
+
+mod openapi;
+mod ops;
+mod players;
+mod wallet;
+
+use crate::domains::compliance::{Compliance, ComplianceError};
+use crate::domains::wallet::{Wallet, WalletError};
+use crate::events::EventContext;
+use crate::idempotency::{Answer, IdempotencyKey};
+use crate::metrics::{HttpLabels, Metrics, RouteLabels};
+use crate::store::Store;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use contracts::ErrorBody;
+use serde::de::DeserializeOwned;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+use tracing::Instrument;
+
+/// Largest request body accepted. The biggest legitimate body, a settle of
+/// `SETTLE_OPERATIONS_MAX` operations, is about 75 kB.
+pub const REQUEST_BODY_BYTES_MAX: usize = 128 * 1024;
+
+pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("x-idempotency-key");
+pub static IDEMPOTENT_REPLAY: HeaderName = HeaderName::from_static("idempotent-replay");
+pub static X_CELL: HeaderName = HeaderName::from_static("x-cell");
+
+/// The domains, available once the store is open.
+pub struct Domains {
+    pub store: Arc<dyn Store>,
+    pub wallet: Wallet,
+    pub compliance: Compliance,
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub cell: String,
+    pub metrics: Arc<Metrics>,
+    /// Set once the store is open; until then only `/healthz`, `/readyz` and `/metrics` answer.
+    pub domains: OnceLock<Domains>,
+}
+
+impl AppState {
+    fn domains(&self) -> Result<&Domains, ApiError> {
+        self.domains.get().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_READY", "the cell is still opening its store"))
+    }
+
+    fn event_context(&self, trace: &TraceId) -> EventContext {
+        EventContext { cell: self.cell.clone(), trace_id: trace.0.clone() }
+    }
+}
+
+/// The request's W3C trace id (from `traceparent`, or new).
+#[derive(Debug, Clone)]
+pub struct TraceId(pub String);
+
+/// A refusal: HTTP status, stable code, human message.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into() }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { code: self.code.to_owned(), message: self.message };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+impl From<WalletError> for ApiError {
+    fn from(e: WalletError) -> ApiError {
+        ApiError::new(status(e.status()), e.code(), e.to_string())
+    }
+}
+
+impl From<ComplianceError> for ApiError {
+    fn from(e: ComplianceError) -> ApiError {
+        ApiError::new(status(e.status()), e.code(), e.to_string())
+    }
+}
+
+/// Parses a JSON body into `T`, refusing with a precise message.
+fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<(T, serde_json::Value), ApiError> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE", format!("request body is over {REQUEST_BODY_BYTES_MAX} bytes"))
+        } else {
+            ApiError::bad_request("BODY_UNREADABLE", rejection.body_text())
+        }
+    })?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("MALFORMED_JSON", format!("request body is not JSON: {e}")))?;
+    let request = serde_json::from_value(value.clone()).map_err(|e| ApiError::bad_request("INVALID_REQUEST", e.to_string()))?;
+    Ok((request, value))
+}
+
+/// Parses a mutating request: its body and its idempotency key, fingerprinted with `route`.
+fn mutating<T: DeserializeOwned>(route: &str, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<(T, IdempotencyKey), ApiError> {
+    let key = headers
+        .get(&IDEMPOTENCY_KEY)
+        .ok_or_else(|| ApiError::bad_request("IDEMPOTENCY_KEY_MISSING", "mutating requests need an X-Idempotency-Key header"))?
+        .to_str()
+        .map_err(|_| ApiError::bad_request("IDEMPOTENCY_KEY_INVALID", "X-Idempotency-Key must be printable ASCII"))?
+        .to_owned();
+    let (request, value) = json_body::<T>(body)?;
+    let key = IdempotencyKey::new(&key, route, &value).map_err(|m| ApiError::bad_request("IDEMPOTENCY_KEY_INVALID", m))?;
+    Ok((request, key))
+}
+
+/// A domain's answer as an HTTP response.
+fn answer(a: Answer) -> Response {
+    let mut response = (status(a.status), [(axum::http::header::CONTENT_TYPE, "application/json")], a.body).into_response();
+    if a.replayed {
+        response.headers_mut().insert(IDEMPOTENT_REPLAY.clone(), HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if well-formed.
+fn trace_id_from(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = value.split('-');
+    let (_version, trace) = (parts.next()?, parts.next()?);
+    let valid = trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()) && trace != "0".repeat(32);
+    valid.then(|| trace.to_ascii_lowercase())
+}
+
+/// Every request: a span carrying its `traceId`, latency and status metrics, and `X-Cell`.
+async fn observe(state: axum::extract::State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let trace = trace_id_from(request.headers()).unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    request.extensions_mut().insert(TraceId(trace.clone()));
+    let span = tracing::info_span!("request", traceId = %trace, method = %request.method(), route = %route);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    span.in_scope(|| tracing::debug!(status, elapsed_us = elapsed.as_micros() as u64, "answered"));
+    state.metrics.http_requests.get_or_create(&HttpLabels { route: route.clone(), status }).inc();
+    state.metrics.http_seconds.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
+    if let Ok(cell) = HeaderValue::from_str(&state.cell) {
+        response.headers_mut().insert(X_CELL.clone(), cell);
+    }
+    response
+}
+
+/// Unknown routes answer in the same `{code, message}` shape as every other refusal.
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/players", post(players::register))
+        .route("/wallet/credit", post(wallet::credit))
+        .route("/wallet/debit", post(wallet::debit))
+        .route("/wallet/hold", post(wallet::hold))
+        .route("/wallet/settle", post(wallet::settle))
+        .route("/wallet/{player_id}/balance", get(wallet::balance))
+        .route("/events", get(ops::events))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi::document))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
+        .with_state(state)
+}

@@ -1,0 +1,60 @@
+//! Operational routes: health, readiness, metrics, and the event log.
+
+use super::{ApiError, AppState};
+use crate::events::{self, ReadError};
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use contracts::events::EventPage;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Alive: the process answers.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready: the store is open and the domains are serving.
+pub async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    match s.domains.get() {
+        Some(_) => (StatusCode::OK, "ready").into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "opening store").into_response(),
+    }
+}
+
+pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render()).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Default page size of `/events`.
+const PAGE_EVENTS_DEFAULT: usize = 100;
+
+pub async fn events(
+    State(s): State<Arc<AppState>>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EventPage>, ApiError> {
+    let d = s.domains()?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))?;
+    let limit = q.limit.unwrap_or(PAGE_EVENTS_DEFAULT);
+    if limit == 0 || limit > events::PAGE_EVENTS_MAX {
+        return Err(ApiError::bad_request("INVALID_LIMIT", format!("limit must be 1 to {}", events::PAGE_EVENTS_MAX)));
+    }
+    let store = d.store.clone();
+    let page = tokio::task::spawn_blocking(move || events::read_page(store.as_ref(), q.after.as_deref(), limit))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?;
+    match page {
+        Ok(page) => Ok(Json(page)),
+        Err(ReadError::Cursor(e)) => Err(ApiError::bad_request("INVALID_CURSOR", e.to_string())),
+        Err(e @ ReadError::Store(_)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE", e.to_string())),
+        Err(e @ ReadError::Corrupt { .. }) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "EVENT_CORRUPT", e.to_string())),
+    }
+}

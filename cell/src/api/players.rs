@@ -1,0 +1,27 @@
+//! `/players`: registration, owned by the compliance domain.
+
+use super::{answer, mutating, ApiError, AppState, TraceId};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Extension;
+use bytes::Bytes;
+use contracts::players::RegisterPlayerRequest;
+use std::sync::Arc;
+
+pub async fn register(
+    State(s): State<Arc<AppState>>,
+    Extension(t): Extension<TraceId>,
+    h: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let d = s.domains()?;
+    let (request, key) = mutating::<RegisterPlayerRequest>("players.register", &h, body)?;
+    let compliance = d.compliance.clone();
+    let ctx = s.event_context(&t);
+    let outcome = tokio::task::spawn_blocking(move || compliance.player_register(request, &key, &ctx))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))??;
+    Ok(answer(outcome))
+}

@@ -1,0 +1,169 @@
+//! Compliance: who may play here. For now, player registration (age and residence checked against
+//! the region file); KYC, screening, limits and self-exclusion come with later issues.
+
+mod keys;
+
+use crate::events::{self, EventContext};
+use crate::idempotency::{Answer, IdempotencyKey, IdempotencyRecord};
+use crate::store::{transact, Store, StoreError, Transaction};
+use chrono::{Datelike, NaiveDate, Utc};
+use contracts::events::PlayerRegistered;
+use contracts::players::{Player, RegisterPlayerRequest};
+use contracts::region::RegionConfig;
+use contracts::{Currency, PlayerId};
+use std::sync::Arc;
+
+/// Why a registration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ComplianceError {
+    #[error("player is {age}; {jurisdiction:?} requires {minimum}")]
+    Underage { age: u32, minimum: u8, jurisdiction: contracts::Jurisdiction },
+    #[error("residence {country} is not licensed by cell {cell}")]
+    CountryNotLicensed { country: String, cell: String },
+    #[error("player id {player} belongs to cell `{prefix}`; ids registered here start with `{cell}-`")]
+    WrongCell { player: String, prefix: String, cell: String },
+    #[error("currency {currency} is not booked by cell {cell}")]
+    CurrencyNotBooked { currency: String, cell: String },
+    #[error("{0}")]
+    Money(#[from] contracts::MoneyError),
+    #[error("player {0} is already registered")]
+    PlayerExists(String),
+    #[error("date of birth is in the future")]
+    BirthInFuture,
+    #[error("X-Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl ComplianceError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ComplianceError::Underage { .. } => "UNDERAGE",
+            ComplianceError::CountryNotLicensed { .. } => "COUNTRY_NOT_LICENSED",
+            ComplianceError::WrongCell { .. } => "PLAYER_ID_WRONG_CELL",
+            ComplianceError::CurrencyNotBooked { .. } => "CURRENCY_NOT_BOOKED",
+            ComplianceError::Money(e) => e.code(),
+            ComplianceError::PlayerExists(_) => "PLAYER_EXISTS",
+            ComplianceError::BirthInFuture => "DATE_OF_BIRTH_INVALID",
+            ComplianceError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            ComplianceError::Store(_) => "STORE_UNAVAILABLE",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            ComplianceError::Underage { .. } | ComplianceError::CountryNotLicensed { .. } => 422,
+            ComplianceError::WrongCell { .. } | ComplianceError::CurrencyNotBooked { .. } => 422,
+            ComplianceError::Money(_) | ComplianceError::BirthInFuture => 400,
+            ComplianceError::PlayerExists(_) | ComplianceError::IdempotencyKeyReused => 409,
+            ComplianceError::Store(_) => 503,
+        }
+    }
+}
+
+/// Whole years between `birth` and `today`.
+pub fn age_on(birth: NaiveDate, today: NaiveDate) -> u32 {
+    let mut years = today.year() - birth.year();
+    if (today.month(), today.day()) < (birth.month(), birth.day()) {
+        years -= 1;
+    }
+    years.max(0) as u32
+}
+
+/// Reads a registered player in `tx`: the front door other domains use to know a player.
+pub fn player_get(tx: &mut dyn Transaction, id: &PlayerId) -> Result<Option<Player>, StoreError> {
+    let Some(bytes) = tx.get(&keys::player(id))? else { return Ok(None) };
+    let player = rmp_serde::from_slice(&bytes).map_err(|e| StoreError::Io(format!("decode player {id}: {e}")))?;
+    Ok(Some(player))
+}
+
+/// The compliance domain of one cell.
+#[derive(Clone)]
+pub struct Compliance {
+    store: Arc<dyn Store>,
+    region: Arc<RegionConfig>,
+}
+
+impl Compliance {
+    pub fn new(store: Arc<dyn Store>, region: Arc<RegionConfig>) -> Compliance {
+        Compliance { store, region }
+    }
+
+    /// Registers a player in this cell. Blocking: call from a blocking context.
+    pub fn player_register(
+        &self,
+        request: RegisterPlayerRequest,
+        key: &IdempotencyKey,
+        ctx: &EventContext,
+    ) -> Result<Answer, ComplianceError> {
+        let region = &self.region;
+        let prefix = request.player_id.home_cell().unwrap_or("");
+        if prefix != region.cell_id {
+            return Err(ComplianceError::WrongCell {
+                player: request.player_id.to_string(),
+                prefix: prefix.to_owned(),
+                cell: region.cell_id.clone(),
+            });
+        }
+        let currency = Currency::from_code(&request.currency)?;
+        if !region.books(currency) {
+            return Err(ComplianceError::CurrencyNotBooked { currency: currency.to_string(), cell: region.cell_id.clone() });
+        }
+        let today = Utc::now().date_naive();
+        if request.date_of_birth > today {
+            return Err(ComplianceError::BirthInFuture);
+        }
+        let age = age_on(request.date_of_birth, today);
+        if age < u32::from(region.minimum_age) {
+            return Err(ComplianceError::Underage { age, minimum: region.minimum_age, jurisdiction: region.jurisdiction });
+        }
+        if !region.is_licensed_for(request.country) {
+            return Err(ComplianceError::CountryNotLicensed { country: request.country.to_string(), cell: region.cell_id.clone() });
+        }
+        let player = Player {
+            player_id: request.player_id.clone(),
+            date_of_birth: request.date_of_birth,
+            country: request.country,
+            currency,
+            cell: region.cell_id.clone(),
+            registered_at: Utc::now(),
+        };
+        let body = serde_json::to_string(&player).expect("a player serialises");
+        let outcome = transact(self.store.as_ref(), |tx| {
+            if let Some(stored) = tx.get(&keys::idempotency(&key.key))? {
+                let record = IdempotencyRecord::decode(&stored).map_err(|e| StoreError::Io(format!("decode idempotency record: {e}")))?;
+                return Ok(record.replay_for(key).ok_or(ComplianceError::IdempotencyKeyReused));
+            }
+            if player_get(tx, &player.player_id)?.is_some() {
+                return Ok(Err(ComplianceError::PlayerExists(player.player_id.to_string())));
+            }
+            tx.set(&keys::player(&player.player_id), &rmp_serde::to_vec_named(&player).expect("a player encodes"))?;
+            let record = IdempotencyRecord { request_hash: key.request_hash, status: 201, body: body.clone() };
+            tx.set(&keys::idempotency(&key.key), &record.encode())?;
+            events::append(tx, 0, &events::envelope(ctx, PlayerRegistered { player: player.clone() }))?;
+            Ok(Ok(Answer { status: 201, body: body.clone().into(), replayed: false }))
+        })?;
+        outcome
+    }
+
+    /// A registered player, if any.
+    pub fn player(&self, id: &PlayerId) -> Result<Option<Player>, StoreError> {
+        let mut tx = self.store.begin()?;
+        player_get(tx.as_mut(), id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_counts_whole_years() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(age_on(d("2000-06-15"), d("2018-06-14")), 17);
+        assert_eq!(age_on(d("2000-06-15"), d("2018-06-15")), 18);
+        assert_eq!(age_on(d("2004-02-29"), d("2022-02-28")), 17);
+        assert_eq!(age_on(d("2004-02-29"), d("2022-03-01")), 18);
+    }
+}

@@ -1,0 +1,61 @@
+//! Key layout of the wallet subspace.
+//!
+//! ```text
+//! ("bal", player, currency)                      -> PlayerBalances   cash, bonus, held
+//! ("house", account, currency)                   -> Decimal          house account balances
+//! ("entry", player, currency, ts_us, seq)        -> Entry            the journal, per player, in time order
+//! ("hold", round, player, bet)                   -> Hold             open holds of a round
+//! ("settled", round)                             -> request hash     a round settles once
+//! ("idem", key)                                  -> IdempotencyRecord
+//! ("meta", "seq")                                -> u64              last entry sequence number
+//! ```
+
+use crate::store::subspaces;
+use contracts::{BetId, Currency, PlayerId, RoundId};
+
+pub fn balance(player: &PlayerId, currency: Currency) -> Vec<u8> {
+    subspaces::wallet().pack(&("bal", player.as_str(), currency.code()))
+}
+
+pub fn balances_range() -> (Vec<u8>, Vec<u8>) {
+    subspaces::wallet().subspace(&"bal").range()
+}
+
+pub fn house(account: &str, currency: Currency) -> Vec<u8> {
+    subspaces::wallet().pack(&("house", account, currency.code()))
+}
+
+pub fn house_range() -> (Vec<u8>, Vec<u8>) {
+    subspaces::wallet().subspace(&"house").range()
+}
+
+pub fn entry(player: &PlayerId, currency: Currency, ts_us: i64, seq: u64) -> Vec<u8> {
+    subspaces::wallet().pack(&("entry", player.as_str(), currency.code(), ts_us, seq))
+}
+
+/// Entries of a player in a currency with a timestamp up to and including `ts_us`.
+pub fn entries_until(player: &PlayerId, currency: Currency, ts_us: i64) -> (Vec<u8>, Vec<u8>) {
+    let space = subspaces::wallet().subspace(&("entry", player.as_str(), currency.code()));
+    let (begin, _) = space.range();
+    (begin, space.pack(&(ts_us.saturating_add(1),)))
+}
+
+pub fn hold(round: &RoundId, player: &PlayerId, bet: &BetId) -> Vec<u8> {
+    subspaces::wallet().pack(&("hold", round.as_str(), player.as_str(), bet.as_str()))
+}
+
+pub fn round_holds(round: &RoundId) -> (Vec<u8>, Vec<u8>) {
+    subspaces::wallet().subspace(&("hold", round.as_str())).range()
+}
+
+pub fn settled(round: &RoundId) -> Vec<u8> {
+    subspaces::wallet().pack(&("settled", round.as_str()))
+}
+
+pub fn idempotency(key: &str) -> Vec<u8> {
+    subspaces::wallet().pack(&("idem", key))
+}
+
+pub fn sequence() -> Vec<u8> {
+    subspaces::wallet().pack(&("meta", "seq"))
+}

@@ -1,0 +1,278 @@
+//! The wallet: a double-entry ledger of player cash, bonus and held money against house accounts,
+//! per currency (DESIGN.md section 4).
+//!
+//! Every movement is an entry debiting one account and crediting another, so per currency all
+//! balances sum to zero. Bets take two phases: `hold` moves a stake from cash to held; `settle`
+//! releases a round's holds and posts the payouts, once. Nothing is rewritten: a correction is a
+//! new entry.
+//!
+//! One writer for money: all mutations go through a single writer thread ([`writer`]) that applies
+//! operations in order against its in-memory view and commits them in batches, each operation
+//! atomic and acknowledged only once its batch is durable (as TigerBeetle does). Reads go to the
+//! store directly.
+
+mod keys;
+mod writer;
+
+use crate::events::EventContext;
+use crate::idempotency::{Answer, IdempotencyKey};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use contracts::region::RegionConfig;
+use contracts::wallet::{BalanceResponse, HoldRequest, MovementReason, MovementRequest, SettleRequest};
+use contracts::{Amount, BetId, Currency, Money, MoneyError, PlayerId, RoundId};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+pub use writer::WriterConfig;
+
+/// Most operations one settle may carry: bounds the transaction and the stored answer.
+pub const SETTLE_OPERATIONS_MAX: usize = 500;
+
+/// Why a wallet operation was refused. Each variant has a stable code and HTTP status.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WalletError {
+    #[error("player {0} is not registered in this cell")]
+    PlayerNotFound(String),
+    #[error("player {player} has {available} {currency} cash, {requested} needed")]
+    InsufficientFunds { player: String, currency: &'static str, available: Decimal, requested: Decimal },
+    #[error("{0}")]
+    Money(#[from] MoneyError),
+    #[error("currency {currency} is not booked by this cell (it books {booked})")]
+    CurrencyNotBooked { currency: &'static str, booked: String },
+    #[error("bet {bet} of round {round} already has a hold")]
+    BetAlreadyHeld { round: String, bet: String },
+    #[error("round {0} is already settled")]
+    RoundAlreadySettled(String),
+    #[error("player {player} has no open hold{} in round {round}", bet.as_ref().map(|b| format!(" for bet {b}")).unwrap_or_default())]
+    HoldNotFound { player: String, round: String, bet: Option<String> },
+    #[error("round {round} would keep open holds of {players}: a settle must release every hold")]
+    RoundHoldsUnsettled { round: String, players: String },
+    #[error("delta {delta} for player {player} is below minus the held stake {stake}")]
+    DeltaBelowStake { player: String, stake: Decimal, delta: Decimal },
+    #[error("player {player}'s hold is in {held}, the settle says {given}")]
+    SettleCurrencyMismatch { player: String, held: &'static str, given: &'static str },
+    #[error("settle must carry 1 to {SETTLE_OPERATIONS_MAX} operations, each hold at most once")]
+    SettleOperationsInvalid,
+    #[error("X-Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
+    #[error("the wallet is overloaded; retry with the same X-Idempotency-Key")]
+    Overloaded,
+    #[error("store unavailable: {0}; retry with the same X-Idempotency-Key")]
+    Unavailable(String),
+}
+
+impl WalletError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            WalletError::PlayerNotFound(_) => "PLAYER_NOT_FOUND",
+            WalletError::InsufficientFunds { .. } => "INSUFFICIENT_FUNDS",
+            WalletError::Money(e) => e.code(),
+            WalletError::CurrencyNotBooked { .. } => "CURRENCY_NOT_BOOKED",
+            WalletError::BetAlreadyHeld { .. } => "BET_ALREADY_HELD",
+            WalletError::RoundAlreadySettled(_) => "ROUND_ALREADY_SETTLED",
+            WalletError::HoldNotFound { .. } => "HOLD_NOT_FOUND",
+            WalletError::RoundHoldsUnsettled { .. } => "ROUND_HOLDS_UNSETTLED",
+            WalletError::DeltaBelowStake { .. } => "DELTA_BELOW_STAKE",
+            WalletError::SettleCurrencyMismatch { .. } => "CURRENCY_MISMATCH",
+            WalletError::SettleOperationsInvalid => "SETTLE_OPERATIONS_INVALID",
+            WalletError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            WalletError::Overloaded => "WALLET_OVERLOADED",
+            WalletError::Unavailable(_) => "STORE_UNAVAILABLE",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            WalletError::PlayerNotFound(_) => 404,
+            WalletError::Money(_) | WalletError::SettleOperationsInvalid => 400,
+            WalletError::CurrencyNotBooked { .. } => 422,
+            WalletError::InsufficientFunds { .. }
+            | WalletError::HoldNotFound { .. }
+            | WalletError::RoundHoldsUnsettled { .. }
+            | WalletError::DeltaBelowStake { .. }
+            | WalletError::SettleCurrencyMismatch { .. } => 422,
+            WalletError::BetAlreadyHeld { .. } | WalletError::RoundAlreadySettled(_) | WalletError::IdempotencyKeyReused => 409,
+            WalletError::Overloaded | WalletError::Unavailable(_) => 503,
+        }
+    }
+}
+
+/// One player's part of a settle, checked.
+#[derive(Debug, Clone)]
+pub struct SettlePart {
+    pub player: PlayerId,
+    pub bet: Option<BetId>,
+    pub delta: Money,
+}
+
+/// A checked wallet operation: money has its currency's scale and the right sign.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Credit { player: PlayerId, money: Money, reason: MovementReason },
+    Debit { player: PlayerId, money: Money, reason: MovementReason },
+    Hold { player: PlayerId, round: RoundId, bet: BetId, money: Money },
+    Settle { round: RoundId, parts: Vec<SettlePart> },
+}
+
+impl Command {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::Credit { .. } => "credit",
+            Command::Debit { .. } => "debit",
+            Command::Hold { .. } => "hold",
+            Command::Settle { .. } => "settle",
+        }
+    }
+}
+
+/// A player's balances in one currency, as stored and as entries record them after each change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlayerBalances {
+    pub cash: Decimal,
+    pub bonus: Decimal,
+    pub held: Decimal,
+}
+
+impl PlayerBalances {
+    /// Money the platform owes the player never goes below zero.
+    pub fn assert_valid(&self, player: &PlayerId) {
+        assert!(
+            !self.cash.is_sign_negative() && !self.bonus.is_sign_negative() && !self.held.is_sign_negative(),
+            "wallet invariant broken: negative balance for {player}: {self:?}"
+        );
+    }
+}
+
+/// The wallet domain of one cell: the front door to its single writer and its reads.
+#[derive(Clone)]
+pub struct Wallet {
+    /// The writer's queue; `None` once `shutdown` closed it.
+    submissions: Arc<std::sync::RwLock<Option<mpsc::Sender<writer::Submission>>>>,
+    store: Arc<dyn Store>,
+    region: Arc<RegionConfig>,
+    metrics: Arc<Metrics>,
+}
+
+impl Wallet {
+    /// Starts the wallet's writer thread. It stops once every `Wallet` clone is dropped, after
+    /// answering what it was given.
+    pub fn start(
+        store: Arc<dyn Store>,
+        region: Arc<RegionConfig>,
+        metrics: Arc<Metrics>,
+        config: WriterConfig,
+    ) -> Result<(Wallet, std::thread::JoinHandle<()>), StoreError> {
+        let (submissions, handle) = writer::spawn(store.clone(), metrics.clone(), config)?;
+        let submissions = Arc::new(std::sync::RwLock::new(Some(submissions)));
+        Ok((Wallet { submissions, store, region, metrics }, handle))
+    }
+
+    /// Closes the writer's queue: operations already queued are still committed and answered,
+    /// new ones are refused, and the writer thread then ends.
+    pub fn shutdown(&self) {
+        self.submissions.write().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    fn booked(&self, code: &str) -> Result<Currency, WalletError> {
+        let currency = Currency::from_code(code)?;
+        if !self.region.books(currency) {
+            let booked = self.region.currencies.iter().map(|c| c.code()).collect::<Vec<_>>().join(", ");
+            return Err(WalletError::CurrencyNotBooked { currency: currency.code(), booked });
+        }
+        Ok(currency)
+    }
+
+    fn positive(&self, amount: Amount, currency: &str) -> Result<Money, WalletError> {
+        Ok(Money::positive(amount.0, self.booked(currency)?)?)
+    }
+
+    pub fn credit_command(&self, r: MovementRequest) -> Result<Command, WalletError> {
+        Ok(Command::Credit { money: self.positive(r.amount, &r.currency)?, player: r.player_id, reason: r.reason })
+    }
+
+    pub fn debit_command(&self, r: MovementRequest) -> Result<Command, WalletError> {
+        Ok(Command::Debit { money: self.positive(r.amount, &r.currency)?, player: r.player_id, reason: r.reason })
+    }
+
+    pub fn hold_command(&self, r: HoldRequest) -> Result<Command, WalletError> {
+        Ok(Command::Hold { money: self.positive(r.amount, &r.currency)?, player: r.player_id, round: r.round_id, bet: r.bet_id })
+    }
+
+    pub fn settle_command(&self, r: SettleRequest) -> Result<Command, WalletError> {
+        if r.operations.is_empty() || r.operations.len() > SETTLE_OPERATIONS_MAX {
+            return Err(WalletError::SettleOperationsInvalid);
+        }
+        let parts = r
+            .operations
+            .into_iter()
+            .map(|op| {
+                let delta = Money::signed(op.delta.0, self.booked(&op.currency)?)?;
+                Ok(SettlePart { player: op.player_id, bet: op.bet_id, delta })
+            })
+            .collect::<Result<Vec<_>, WalletError>>()?;
+        Ok(Command::Settle { round: r.round_id, parts })
+    }
+
+    /// Runs `command` through the writer; answers once it is durable (or refused).
+    pub async fn execute(&self, command: Command, key: IdempotencyKey, ctx: EventContext) -> Result<Answer, WalletError> {
+        let kind = command.kind();
+        let (reply, answer) = oneshot::channel();
+        self.metrics.wallet_queue_depth.inc();
+        let sender = self.submissions.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let sent = match sender {
+            Some(sender) => sender.send(writer::Submission { command, key, ctx, reply }).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            self.metrics.wallet_queue_depth.dec();
+            return Err(WalletError::Unavailable("the wallet writer has stopped".into()));
+        }
+        let result = answer.await.unwrap_or_else(|_| Err(WalletError::Unavailable("the wallet writer has stopped".into())));
+        let outcome = match &result {
+            Ok(a) if a.replayed => "replayed",
+            Ok(_) => "ok",
+            Err(_) => "refused",
+        };
+        self.metrics.wallet_ops.get_or_create(&crate::metrics::WalletOpLabels { op: kind, outcome }).inc();
+        result
+    }
+
+    /// A player's balances now, or as of a past instant (recomputed from the journal). Blocking.
+    pub fn balance(&self, player: &PlayerId, currency: Option<&str>, as_of: Option<DateTime<Utc>>) -> Result<BalanceResponse, WalletError> {
+        let mut tx = self.store.begin().map_err(unavailable)?;
+        let Some(registered) = crate::domains::compliance::player_get(tx.as_mut(), player).map_err(unavailable)? else {
+            return Err(WalletError::PlayerNotFound(player.to_string()));
+        };
+        let currency = match currency {
+            Some(code) => self.booked(code)?,
+            None => registered.currency,
+        };
+        let balances = match as_of {
+            None => writer::balance_read(tx.as_mut(), player, currency).map_err(unavailable)?,
+            Some(instant) => writer::balance_as_of(tx.as_mut(), player, currency, instant).map_err(unavailable)?,
+        };
+        let s = currency.scale();
+        Ok(BalanceResponse {
+            player_id: player.clone(),
+            currency,
+            cash: Amount::at_scale(balances.cash, s),
+            bonus: Amount::at_scale(balances.bonus, s),
+            held: Amount::at_scale(balances.held, s),
+            as_of,
+        })
+    }
+
+    /// The sum of every account, player and house, per currency: zero when the books balance.
+    pub fn ledger_totals(&self) -> Result<BTreeMap<Currency, Decimal>, WalletError> {
+        writer::ledger_totals(self.store.as_ref()).map_err(unavailable)
+    }
+}
+
+fn unavailable(e: StoreError) -> WalletError {
+    WalletError::Unavailable(e.to_string())
+}

@@ -1,0 +1,635 @@
+//! The wallet's single writer: one thread that owns every change to money in this cell.
+//!
+//! It takes the operations waiting in its queue (up to `batch_ops_max`), applies each in order
+//! against its in-memory view of balances and rounds (loaded from the store on first use), writes
+//! each operation's entries, idempotency record and event into one store transaction, commits it,
+//! and only then answers every operation of the batch. An operation is atomic: it is checked in
+//! full before it changes anything, so a refused operation leaves no trace. If the commit fails,
+//! nothing was acknowledged: the view is dropped and the batch is run again from the store.
+//!
+//! Because only this thread writes the wallet subspace, a hot house account costs nothing extra:
+//! its balance is updated in memory and written once per batch.
+
+use super::{keys, Command, PlayerBalances, SettlePart, WalletError};
+use crate::domains::compliance;
+use crate::events::{self, EventContext};
+use crate::idempotency::{Answer, IdempotencyKey, IdempotencyRecord};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError, Transaction};
+use chrono::{DateTime, Utc};
+use contracts::events::{SettledPart, WalletCredited, WalletDebited, WalletHold, WalletSettled};
+use contracts::wallet::{Balance, HoldResponse, MovementResponse, SettleResponse};
+use contracts::{Amount, BetId, Currency, Money, PlayerId, RoundId};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// Tuning of the writer.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// Most operations per store commit. Bounded by the store's 10 MB transaction limit (an
+    /// operation writes well under 2 kB) and by the 65,536 events one commit can order.
+    pub batch_ops_max: usize,
+    /// Operations that may wait for the writer; callers wait (back-pressure) beyond it.
+    pub queue_ops_max: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig { batch_ops_max: 2_048, queue_ops_max: 16_384 }
+    }
+}
+
+/// Attempts at one batch when the store reports a retryable error.
+const BATCH_ATTEMPTS_MAX: u32 = 8;
+/// Cached balances kept between batches before the cache is dropped and reloaded on demand.
+const CACHED_BALANCES_MAX: usize = 1_000_000;
+/// Open rounds cached between batches, likewise.
+const CACHED_ROUNDS_MAX: usize = 200_000;
+
+/// House accounts: the platform's side of every entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum House {
+    /// Stakes lost and payouts won: game revenue.
+    GameRevenue,
+    /// Money in transit with payment providers: the other side of deposits and withdrawals.
+    PspClearing,
+}
+
+impl House {
+    fn name(self) -> &'static str {
+        match self {
+            House::GameRevenue => "game_revenue",
+            House::PspClearing => "psp_clearing",
+        }
+    }
+}
+
+pub(super) struct Submission {
+    pub command: Command,
+    pub key: IdempotencyKey,
+    pub ctx: EventContext,
+    pub reply: oneshot::Sender<Result<Answer, WalletError>>,
+}
+
+/// An open hold, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Hold {
+    hold_id: String,
+    player: PlayerId,
+    bet: BetId,
+    currency: String,
+    amount: Decimal,
+}
+
+#[derive(Debug, Default)]
+struct RoundState {
+    settled: bool,
+    holds: Vec<Hold>,
+}
+
+/// One journal record: an operation's postings for one player, with the balances after it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    seq: u64,
+    ts: DateTime<Utc>,
+    kind: String,
+    reference: String,
+    currency: String,
+    /// (debit account, credit account, amount): each posting moves `amount` from one to the other.
+    postings: Vec<(String, String, Decimal)>,
+    after: PlayerBalances,
+}
+
+/// The writer's view of the wallet, authoritative for everything it holds.
+#[derive(Default)]
+struct Cache {
+    balances: HashMap<(PlayerId, Currency), PlayerBalances>,
+    house: HashMap<(House, Currency), Decimal>,
+    rounds: HashMap<RoundId, RoundState>,
+    players: HashSet<PlayerId>,
+}
+
+/// What one batch has changed, written just before its commit.
+#[derive(Default)]
+struct Batch {
+    dirty_balances: HashSet<(PlayerId, Currency)>,
+    dirty_house: HashSet<(House, Currency)>,
+    answers: HashMap<String, IdempotencyRecord>,
+    events: u16,
+}
+
+struct Writer {
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    cache: Cache,
+    /// Last journal sequence number used.
+    seq: u64,
+    /// Journal timestamps never go backwards, whatever the wall clock does.
+    last_ts: DateTime<Utc>,
+}
+
+pub(super) fn spawn(
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    config: WriterConfig,
+) -> Result<(mpsc::Sender<Submission>, std::thread::JoinHandle<()>), StoreError> {
+    let (sender, receiver) = mpsc::channel(config.queue_ops_max);
+    let mut writer = Writer { store, metrics, cache: Cache::default(), seq: 0, last_ts: DateTime::<Utc>::MIN_UTC };
+    writer.reload()?;
+    let handle = std::thread::Builder::new()
+        .name("wallet-writer".into())
+        .spawn(move || writer.run(receiver, config))
+        .map_err(|e| StoreError::Io(format!("spawn wallet writer: {e}")))?;
+    Ok((sender, handle))
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Io(format!("decode {what}: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    rmp_serde::to_vec(value).expect("wallet records always encode")
+}
+
+/// Reads a player's stored balances (zero if none) and checks them.
+pub(super) fn balance_read(tx: &mut dyn Transaction, player: &PlayerId, currency: Currency) -> Result<PlayerBalances, StoreError> {
+    let balances = match tx.get(&keys::balance(player, currency))? {
+        Some(bytes) => decode("balance", &bytes)?,
+        None => PlayerBalances::default(),
+    };
+    balances.assert_valid(player);
+    Ok(balances)
+}
+
+/// A player's balances as of `instant`: those recorded by their last entry at or before it.
+pub(super) fn balance_as_of(
+    tx: &mut dyn Transaction,
+    player: &PlayerId,
+    currency: Currency,
+    instant: DateTime<Utc>,
+) -> Result<PlayerBalances, StoreError> {
+    let (begin, end) = keys::entries_until(player, currency, instant.timestamp_micros());
+    let last = tx.get_range(&begin, &end, 1, true)?;
+    match last.first() {
+        Some((_, bytes)) => {
+            let entry: Entry = decode("entry", bytes)?;
+            entry.after.assert_valid(player);
+            Ok(entry.after)
+        }
+        None => Ok(PlayerBalances::default()),
+    }
+}
+
+/// Sum of every balance, player and house, per currency.
+pub(super) fn ledger_totals(store: &dyn Store) -> Result<BTreeMap<Currency, Decimal>, StoreError> {
+    let mut totals: BTreeMap<Currency, Decimal> = BTreeMap::new();
+    let mut tx = store.begin()?;
+    let wallet = crate::store::subspaces::wallet();
+    let (begin, end) = keys::balances_range();
+    for (key, value) in tx.get_range(&begin, &end, usize::MAX, false)? {
+        let (_, _, code): (String, String, String) = wallet.unpack(&key).map_err(|e| StoreError::Io(e.to_string()))?;
+        let b: PlayerBalances = decode("balance", &value)?;
+        let currency = Currency::from_code(&code).map_err(|e| StoreError::Io(e.to_string()))?;
+        *totals.entry(currency).or_default() += b.cash + b.bonus + b.held;
+    }
+    let (begin, end) = keys::house_range();
+    for (key, value) in tx.get_range(&begin, &end, usize::MAX, false)? {
+        let (_, _, code): (String, String, String) = wallet.unpack(&key).map_err(|e| StoreError::Io(e.to_string()))?;
+        let amount: Decimal = decode("house balance", &value)?;
+        let currency = Currency::from_code(&code).map_err(|e| StoreError::Io(e.to_string()))?;
+        *totals.entry(currency).or_default() += amount;
+    }
+    Ok(totals)
+}
+
+fn wire_balance(player: &PlayerId, currency: Currency, b: &PlayerBalances) -> Balance {
+    let s = currency.scale();
+    Balance {
+        player_id: player.clone(),
+        currency,
+        cash: Amount::at_scale(b.cash, s),
+        bonus: Amount::at_scale(b.bonus, s),
+        held: Amount::at_scale(b.held, s),
+    }
+}
+
+fn cash(p: &PlayerId) -> String {
+    format!("cash:{p}")
+}
+
+fn held(p: &PlayerId) -> String {
+    format!("held:{p}")
+}
+
+fn house(h: House) -> String {
+    format!("house:{}", h.name())
+}
+
+impl Writer {
+    /// Drops the view and reloads what the writer keeps across batches from the store.
+    fn reload(&mut self) -> Result<(), StoreError> {
+        self.cache = Cache::default();
+        let mut tx = self.store.begin()?;
+        self.seq = match tx.get(&keys::sequence())? {
+            Some(bytes) => decode("sequence", &bytes)?,
+            None => 0,
+        };
+        Ok(())
+    }
+
+    fn run(mut self, mut receiver: mpsc::Receiver<Submission>, config: WriterConfig) {
+        let mut batch = Vec::with_capacity(config.batch_ops_max);
+        while let Some(first) = receiver.blocking_recv() {
+            batch.push(first);
+            while batch.len() < config.batch_ops_max {
+                match receiver.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            self.metrics.wallet_queue_depth.dec_by(batch.len() as i64);
+            self.batch_run(&mut batch);
+        }
+        tracing::info!("wallet writer stopped: no more submissions");
+    }
+
+    fn batch_run(&mut self, batch: &mut Vec<Submission>) {
+        let started = Instant::now();
+        let mut attempt = 0;
+        let results = loop {
+            attempt += 1;
+            match self.batch_try(batch) {
+                Ok(results) => break results,
+                Err(e) => {
+                    // Nothing of this batch was acknowledged: forget the view it changed.
+                    let reloaded = self.reload();
+                    if e.is_retryable() && attempt < BATCH_ATTEMPTS_MAX && reloaded.is_ok() {
+                        tracing::debug!(error = %e, attempt, "retry wallet batch");
+                        continue;
+                    }
+                    tracing::error!(error = %e, ops = batch.len(), "wallet batch failed");
+                    let err = WalletError::Unavailable(e.to_string());
+                    break batch.iter().map(|_| Err(err.clone())).collect();
+                }
+            }
+        };
+        self.metrics.wallet_batch_ops.observe(batch.len() as f64);
+        self.metrics.wallet_commit_seconds.observe(started.elapsed().as_secs_f64());
+        for (submission, result) in batch.drain(..).zip(results) {
+            // A caller that gave up waiting is no reason to stop.
+            let _ = submission.reply.send(result);
+        }
+        if self.cache.balances.len() > CACHED_BALANCES_MAX || self.cache.rounds.len() > CACHED_ROUNDS_MAX {
+            self.cache.balances.clear();
+            self.cache.rounds.clear();
+        }
+    }
+
+    /// Applies every operation of the batch and commits them together.
+    fn batch_try(&mut self, batch: &[Submission]) -> Result<Vec<Result<Answer, WalletError>>, StoreError> {
+        let mut tx = self.store.begin()?;
+        let mut b = Batch::default();
+        let mut results = Vec::with_capacity(batch.len());
+        for s in batch {
+            results.push(self.apply(tx.as_mut(), &mut b, s)?);
+        }
+        for key in &b.dirty_balances {
+            let balances = self.cache.balances[key];
+            balances.assert_valid(&key.0);
+            tx.set(&keys::balance(&key.0, key.1), &encode(&balances))?;
+        }
+        for key in &b.dirty_house {
+            tx.set(&keys::house(key.0.name(), key.1), &encode(&self.cache.house[key]))?;
+        }
+        tx.set(&keys::sequence(), &encode(&self.seq))?;
+        tx.commit()?;
+        self.cache.rounds.retain(|_, r| !r.settled);
+        Ok(results)
+    }
+
+    fn apply(&mut self, tx: &mut dyn Transaction, b: &mut Batch, s: &Submission) -> Result<Result<Answer, WalletError>, StoreError> {
+        let earlier = match b.answers.get(&s.key.key) {
+            Some(record) => Some(record.clone()),
+            None => match tx.get(&keys::idempotency(&s.key.key))? {
+                Some(bytes) => Some(IdempotencyRecord::decode(&bytes).map_err(|e| StoreError::Io(format!("decode idempotency record: {e}")))?),
+                None => None,
+            },
+        };
+        if let Some(record) = earlier {
+            return Ok(record.replay_for(&s.key).ok_or(WalletError::IdempotencyKeyReused));
+        }
+        let body = match &s.command {
+            Command::Credit { player, money, reason } => self.credit(tx, b, &s.ctx, player, *money, *reason)?,
+            Command::Debit { player, money, reason } => self.debit(tx, b, &s.ctx, player, *money, *reason)?,
+            Command::Hold { player, round, bet, money } => self.hold(tx, b, &s.ctx, player, round, bet, *money)?,
+            Command::Settle { round, parts } => self.settle(tx, b, &s.ctx, round, parts)?,
+        };
+        let body = match body {
+            Ok(body) => body,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let record = IdempotencyRecord { request_hash: s.key.request_hash, status: 200, body };
+        tx.set(&keys::idempotency(&s.key.key), &record.encode())?;
+        let answer = Answer { status: 200, body: record.body.clone().into(), replayed: false };
+        b.answers.insert(s.key.key.clone(), record);
+        Ok(Ok(answer))
+    }
+
+    // ---- loading the view ----------------------------------------------------------------
+
+    fn player_known(&mut self, tx: &mut dyn Transaction, player: &PlayerId) -> Result<bool, StoreError> {
+        if self.cache.players.contains(player) {
+            return Ok(true);
+        }
+        let known = compliance::player_get(tx, player)?.is_some();
+        if known {
+            self.cache.players.insert(player.clone());
+        }
+        Ok(known)
+    }
+
+    fn balances(&mut self, tx: &mut dyn Transaction, player: &PlayerId, currency: Currency) -> Result<PlayerBalances, StoreError> {
+        let key = (player.clone(), currency);
+        if let Some(b) = self.cache.balances.get(&key) {
+            return Ok(*b);
+        }
+        let b = balance_read(tx, player, currency)?;
+        self.cache.balances.insert(key, b);
+        Ok(b)
+    }
+
+    fn house_balance(&mut self, tx: &mut dyn Transaction, account: House, currency: Currency) -> Result<Decimal, StoreError> {
+        if let Some(v) = self.cache.house.get(&(account, currency)) {
+            return Ok(*v);
+        }
+        let v = match tx.get(&keys::house(account.name(), currency))? {
+            Some(bytes) => decode("house balance", &bytes)?,
+            None => Decimal::ZERO,
+        };
+        self.cache.house.insert((account, currency), v);
+        Ok(v)
+    }
+
+    fn round(&mut self, tx: &mut dyn Transaction, round: &RoundId) -> Result<&mut RoundState, StoreError> {
+        if !self.cache.rounds.contains_key(round) {
+            let settled = tx.get(&keys::settled(round))?.is_some();
+            let (begin, end) = keys::round_holds(round);
+            let holds = tx
+                .get_range(&begin, &end, usize::MAX, false)?
+                .into_iter()
+                .map(|(_, v)| decode::<Hold>("hold", &v))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.cache.rounds.insert(round.clone(), RoundState { settled, holds });
+        }
+        Ok(self.cache.rounds.get_mut(round).expect("inserted above"))
+    }
+
+    // ---- changing it -----------------------------------------------------------------------
+
+    fn next_entry(&mut self) -> (u64, DateTime<Utc>) {
+        self.seq += 1;
+        self.last_ts = Utc::now().max(self.last_ts);
+        (self.seq, self.last_ts)
+    }
+
+    /// Sets a player's balances in the view and journals the postings that got them there.
+    #[allow(clippy::too_many_arguments)]
+    fn post(
+        &mut self,
+        tx: &mut dyn Transaction,
+        b: &mut Batch,
+        player: &PlayerId,
+        currency: Currency,
+        after: PlayerBalances,
+        kind: &str,
+        reference: String,
+        postings: Vec<(String, String, Decimal)>,
+    ) -> Result<u64, StoreError> {
+        after.assert_valid(player);
+        for (debit, credit, amount) in &postings {
+            assert!(debit != credit && amount.is_sign_positive() && !amount.is_zero(), "malformed posting {debit} -> {credit}: {amount}");
+        }
+        let (seq, ts) = self.next_entry();
+        let entry = Entry { seq, ts, kind: kind.to_owned(), reference, currency: currency.code().to_owned(), postings, after };
+        tx.set(&keys::entry(player, currency, ts.timestamp_micros(), seq), &encode(&entry))?;
+        self.cache.balances.insert((player.clone(), currency), after);
+        b.dirty_balances.insert((player.clone(), currency));
+        Ok(seq)
+    }
+
+    fn house_add(&mut self, b: &mut Batch, account: House, currency: Currency, delta: Decimal) {
+        *self.cache.house.get_mut(&(account, currency)).expect("house balance loaded before it changes") += delta;
+        b.dirty_house.insert((account, currency));
+    }
+
+    fn event<P: contracts::events::EventPayload>(tx: &mut dyn Transaction, b: &mut Batch, ctx: &EventContext, payload: P) -> Result<(), StoreError> {
+        let order = b.events;
+        b.events = b.events.checked_add(1).expect("a batch orders at most 65,536 events");
+        events::append(tx, order, &events::envelope(ctx, payload))
+    }
+
+    fn credit(
+        &mut self,
+        tx: &mut dyn Transaction,
+        b: &mut Batch,
+        ctx: &EventContext,
+        player: &PlayerId,
+        money: Money,
+        reason: contracts::wallet::MovementReason,
+    ) -> Result<Result<String, WalletError>, StoreError> {
+        if !self.player_known(tx, player)? {
+            return Ok(Err(WalletError::PlayerNotFound(player.to_string())));
+        }
+        let currency = money.currency();
+        let mut after = self.balances(tx, player, currency)?;
+        self.house_balance(tx, House::PspClearing, currency)?;
+        after.cash += money.amount();
+        let postings = vec![(house(House::PspClearing), cash(player), money.amount())];
+        let seq = self.post(tx, b, player, currency, after, "credit", format!("{reason:?}"), postings)?;
+        self.house_add(b, House::PspClearing, currency, -money.amount());
+        let payload = WalletCredited { player_id: player.clone(), currency, amount: money.wire(), reason, entry_id: seq.to_string() };
+        Self::event(tx, b, ctx, payload)?;
+        let body = MovementResponse { balance: wire_balance(player, currency, &after) };
+        Ok(Ok(serde_json::to_string(&body).expect("serialises")))
+    }
+
+    fn debit(
+        &mut self,
+        tx: &mut dyn Transaction,
+        b: &mut Batch,
+        ctx: &EventContext,
+        player: &PlayerId,
+        money: Money,
+        reason: contracts::wallet::MovementReason,
+    ) -> Result<Result<String, WalletError>, StoreError> {
+        if !self.player_known(tx, player)? {
+            return Ok(Err(WalletError::PlayerNotFound(player.to_string())));
+        }
+        let currency = money.currency();
+        let mut after = self.balances(tx, player, currency)?;
+        if after.cash < money.amount() {
+            return Ok(Err(WalletError::InsufficientFunds {
+                player: player.to_string(),
+                currency: currency.code(),
+                available: after.cash,
+                requested: money.amount(),
+            }));
+        }
+        self.house_balance(tx, House::PspClearing, currency)?;
+        after.cash -= money.amount();
+        let postings = vec![(cash(player), house(House::PspClearing), money.amount())];
+        let seq = self.post(tx, b, player, currency, after, "debit", format!("{reason:?}"), postings)?;
+        self.house_add(b, House::PspClearing, currency, money.amount());
+        let payload = WalletDebited { player_id: player.clone(), currency, amount: money.wire(), reason, entry_id: seq.to_string() };
+        Self::event(tx, b, ctx, payload)?;
+        let body = MovementResponse { balance: wire_balance(player, currency, &after) };
+        Ok(Ok(serde_json::to_string(&body).expect("serialises")))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn hold(
+        &mut self,
+        tx: &mut dyn Transaction,
+        b: &mut Batch,
+        ctx: &EventContext,
+        player: &PlayerId,
+        round: &RoundId,
+        bet: &BetId,
+        money: Money,
+    ) -> Result<Result<String, WalletError>, StoreError> {
+        if !self.player_known(tx, player)? {
+            return Ok(Err(WalletError::PlayerNotFound(player.to_string())));
+        }
+        let state = self.round(tx, round)?;
+        if state.settled {
+            return Ok(Err(WalletError::RoundAlreadySettled(round.to_string())));
+        }
+        if state.holds.iter().any(|h| &h.bet == bet) {
+            return Ok(Err(WalletError::BetAlreadyHeld { round: round.to_string(), bet: bet.to_string() }));
+        }
+        let currency = money.currency();
+        let mut after = self.balances(tx, player, currency)?;
+        if after.cash < money.amount() {
+            return Ok(Err(WalletError::InsufficientFunds {
+                player: player.to_string(),
+                currency: currency.code(),
+                available: after.cash,
+                requested: money.amount(),
+            }));
+        }
+        after.cash -= money.amount();
+        after.held += money.amount();
+        let postings = vec![(cash(player), held(player), money.amount())];
+        let seq = self.post(tx, b, player, currency, after, "hold", format!("{round}/{bet}"), postings)?;
+        let hold = Hold { hold_id: format!("h{seq}"), player: player.clone(), bet: bet.clone(), currency: currency.code().to_owned(), amount: money.amount() };
+        tx.set(&keys::hold(round, player, bet), &encode(&hold))?;
+        self.round(tx, round)?.holds.push(hold.clone());
+        let payload = WalletHold {
+            hold_id: hold.hold_id.clone(),
+            player_id: player.clone(),
+            round_id: round.clone(),
+            bet_id: bet.clone(),
+            currency,
+            amount: money.wire(),
+        };
+        Self::event(tx, b, ctx, payload)?;
+        let body = HoldResponse { hold_id: hold.hold_id, balance: wire_balance(player, currency, &after) };
+        Ok(Ok(serde_json::to_string(&body).expect("serialises")))
+    }
+
+    fn settle(
+        &mut self,
+        tx: &mut dyn Transaction,
+        b: &mut Batch,
+        ctx: &EventContext,
+        round: &RoundId,
+        parts: &[SettlePart],
+    ) -> Result<Result<String, WalletError>, StoreError> {
+        // Check everything before changing anything.
+        let state = self.round(tx, round)?;
+        if state.settled {
+            return Ok(Err(WalletError::RoundAlreadySettled(round.to_string())));
+        }
+        let mut taken = vec![false; state.holds.len()];
+        let mut plan: Vec<(&SettlePart, Vec<usize>, Decimal)> = Vec::with_capacity(parts.len());
+        for part in parts {
+            let chosen: Vec<usize> = state
+                .holds
+                .iter()
+                .enumerate()
+                .filter(|(i, h)| !taken[*i] && h.player == part.player && part.bet.as_ref().is_none_or(|bet| &h.bet == bet))
+                .map(|(i, _)| i)
+                .collect();
+            if chosen.is_empty() {
+                let already = state.holds.iter().enumerate().any(|(i, h)| taken[i] && h.player == part.player);
+                if already {
+                    return Ok(Err(WalletError::SettleOperationsInvalid));
+                }
+                return Ok(Err(WalletError::HoldNotFound {
+                    player: part.player.to_string(),
+                    round: round.to_string(),
+                    bet: part.bet.as_ref().map(|b| b.to_string()),
+                }));
+            }
+            let mut stake = Decimal::ZERO;
+            for &i in &chosen {
+                let h = &state.holds[i];
+                if h.currency != part.delta.currency().code() {
+                    let held = Currency::from_code(&h.currency).map(|c| c.code()).unwrap_or("???");
+                    return Ok(Err(WalletError::SettleCurrencyMismatch { player: part.player.to_string(), held, given: part.delta.currency().code() }));
+                }
+                taken[i] = true;
+                stake += h.amount;
+            }
+            if part.delta.amount() < -stake {
+                return Ok(Err(WalletError::DeltaBelowStake { player: part.player.to_string(), stake, delta: part.delta.amount() }));
+            }
+            plan.push((part, chosen, stake));
+        }
+        let unsettled: Vec<String> = state.holds.iter().enumerate().filter(|(i, _)| !taken[*i]).map(|(_, h)| format!("{}/{}", h.player, h.bet)).collect();
+        if !unsettled.is_empty() {
+            return Ok(Err(WalletError::RoundHoldsUnsettled { round: round.to_string(), players: unsettled.join(", ") }));
+        }
+        let holds = std::mem::take(&mut state.holds);
+        state.settled = true;
+
+        // Apply: per player, held -> game revenue (the stake), game revenue -> cash (the payout).
+        let mut settled_parts = Vec::with_capacity(plan.len());
+        let mut balances = Vec::with_capacity(plan.len());
+        for (part, chosen, stake) in plan {
+            let currency = part.delta.currency();
+            let payout = stake + part.delta.amount();
+            self.house_balance(tx, House::GameRevenue, currency)?;
+            let mut after = self.balances(tx, &part.player, currency)?;
+            after.held -= stake;
+            after.cash += payout;
+            let mut postings = vec![(held(&part.player), house(House::GameRevenue), stake)];
+            if !payout.is_zero() {
+                postings.push((house(House::GameRevenue), cash(&part.player), payout));
+            }
+            self.post(tx, b, &part.player, currency, after, "settle", round.to_string(), postings)?;
+            self.house_add(b, House::GameRevenue, currency, stake - payout);
+            let bet_ids: Vec<BetId> = chosen.iter().map(|&i| holds[i].bet.clone()).collect();
+            for bet in &bet_ids {
+                tx.clear(&keys::hold(round, &part.player, bet))?;
+            }
+            let s = currency.scale();
+            settled_parts.push(SettledPart {
+                player_id: part.player.clone(),
+                currency,
+                stake: Amount::at_scale(stake, s),
+                payout: Amount::at_scale(payout, s),
+                bet_ids,
+            });
+            balances.push(wire_balance(&part.player, currency, &after));
+        }
+        tx.set(&keys::settled(round), &[])?;
+        Self::event(tx, b, ctx, WalletSettled { round_id: round.clone(), parts: settled_parts })?;
+        let body = SettleResponse { balances };
+        Ok(Ok(serde_json::to_string(&body).expect("serialises")))
+    }
+}

@@ -1,0 +1,90 @@
+//! The outbox: every event is written in the same store transaction as the state change that
+//! caused it, under a versionstamped key, so the log's order is commit order and a reader's cursor
+//! (the key's 12-byte versionstamp) is stable across restarts. Consumers read pages after a cursor
+//! and keep their own cursor: at-least-once delivery, deduplicated by the envelope's `id`.
+
+use crate::store::{subspaces, Store, StoreError, Transaction};
+use contracts::events::{Envelope, EventPage, EventPayload, EventRecord};
+use foundationdb_tuple::Versionstamp;
+
+/// Most events one page returns: keeps one response and one store read bounded.
+pub const PAGE_EVENTS_MAX: usize = 1_000;
+
+/// Who is writing an event: carried into the envelope.
+#[derive(Debug, Clone)]
+pub struct EventContext {
+    pub cell: String,
+    pub trace_id: String,
+}
+
+/// Builds the envelope for `payload`, stamped now with a fresh UUIDv7 id.
+pub fn envelope<P: EventPayload>(ctx: &EventContext, payload: P) -> Envelope<P> {
+    Envelope {
+        event: P::NAME.to_owned(),
+        v: P::VERSION.to_owned(),
+        id: uuid::Uuid::now_v7().to_string(),
+        ts: chrono::Utc::now(),
+        trace_id: ctx.trace_id.clone(),
+        cell: ctx.cell.clone(),
+        payload,
+    }
+}
+
+/// Appends an event in `tx`. `order` distinguishes events of one transaction (FoundationDB's
+/// user version): each must get its own.
+pub fn append<P: EventPayload>(tx: &mut dyn Transaction, order: u16, envelope: &Envelope<P>) -> Result<(), StoreError> {
+    let key = subspaces::events().pack_with_versionstamp(&Versionstamp::incomplete(order));
+    // MessagePack as a map (named fields), so old events stay readable when fields are added.
+    let value = rmp_serde::to_vec_named(envelope).expect("an event envelope always encodes");
+    tx.set_versionstamped_key(&key, &value)
+}
+
+/// A cursor that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not an event cursor (24 hex digits)")]
+pub struct BadCursor(pub String);
+
+fn parse_cursor(cursor: &str) -> Result<[u8; 12], BadCursor> {
+    let bytes = hex::decode(cursor).map_err(|_| BadCursor(cursor.to_owned()))?;
+    bytes.try_into().map_err(|_| BadCursor(cursor.to_owned()))
+}
+
+/// Why a page could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Cursor(#[from] BadCursor),
+    #[error("read events: {0}")]
+    Store(#[from] StoreError),
+    #[error("stored event at {cursor} does not decode: {message}")]
+    Corrupt { cursor: String, message: String },
+}
+
+/// Up to `limit` events after `after` (from the start when `None`), in commit order.
+pub fn read_page(store: &dyn Store, after: Option<&str>, limit: usize) -> Result<EventPage, ReadError> {
+    let space = subspaces::events();
+    let (start, end) = space.range();
+    let begin = match after {
+        Some(cursor) => {
+            let stamp = parse_cursor(cursor)?;
+            let vs = Versionstamp::complete(stamp[..10].try_into().expect("10 bytes"), u16::from_be_bytes([stamp[10], stamp[11]]));
+            // The first key after the cursor's own.
+            let mut key = space.pack(&vs);
+            key.push(0);
+            key
+        }
+        None => start,
+    };
+    let mut tx = store.begin()?;
+    let rows = tx.get_range(&begin, &end, limit.clamp(1, PAGE_EVENTS_MAX), false)?;
+    let mut events = Vec::with_capacity(rows.len());
+    for (key, value) in rows {
+        let vs: Versionstamp = space.unpack(&key).map_err(|e| ReadError::Corrupt { cursor: hex::encode(&key), message: e.to_string() })?;
+        let cursor = hex::encode(vs.as_bytes());
+        let envelope: Envelope<serde_json::Value> =
+            rmp_serde::from_slice(&value).map_err(|e| ReadError::Corrupt { cursor: cursor.clone(), message: e.to_string() })?;
+        events.push(EventRecord { cursor, envelope });
+    }
+    let next = events.last().map(|e| e.cursor.clone()).or_else(|| after.map(str::to_owned));
+    Ok(EventPage { events, next })
+}

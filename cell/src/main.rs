@@ -1,0 +1,80 @@
+//! `cell`: serve one jurisdiction's cell, or measure it.
+
+use anyhow::Context;
+use cell::domains::wallet::WriterConfig;
+use cell::server::CellConfig;
+use cell::store::embedded::Durability;
+use clap::{Parser, Subcommand};
+use contracts::region::RegionConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "cell", about = "A jurisdiction's cell: every domain against its own store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the cell's HTTP API.
+    Serve {
+        /// The region file of this cell, e.g. config/regions/uk.toml.
+        #[arg(long)]
+        region: PathBuf,
+        /// Address to listen on, e.g. 127.0.0.1:7101 (port 0 picks one).
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Directory for the store; created if missing.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Measure a part of the cell and print key=value figures.
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Wallet operations (hold, settle) in process and over HTTP, with group commit and without.
+    Wallet(cell::bench::WalletBenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
+    match cli.command {
+        Command::Serve { region, listen, data } => runtime.block_on(async move {
+            let region = RegionConfig::from_file(&region)?;
+            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
+            let config = CellConfig { region, data_dir: data, durability: Durability::GroupSync, writer: WriterConfig::default() };
+            cell::server::run(config, listener, shutdown_signal()).await
+        }),
+        Command::Bench { what: Bench::Wallet(args) } => runtime.block_on(cell::bench::wallet(args)),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the cell");
+            let _ = ctrl_c.await;
+        }
+    }
+    tracing::info!("shutdown requested");
+}

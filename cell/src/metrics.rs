@@ -1,0 +1,68 @@
+//! Prometheus metrics of a cell, served at `/metrics` in the text exposition format.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WalletOpLabels {
+    pub op: &'static str,
+    pub outcome: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 6.5 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub wallet_ops: Family<WalletOpLabels, Counter>,
+    pub wallet_batch_ops: Histogram,
+    pub wallet_commit_seconds: Histogram,
+    pub wallet_queue_depth: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("cell");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_seconds = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let wallet_ops = Family::<WalletOpLabels, Counter>::default();
+        let wallet_batch_ops = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        let wallet_commit_seconds = latency_histogram();
+        let wallet_queue_depth = Gauge::default();
+        registry.register("http_requests", "HTTP requests answered, by route and status", http_requests.clone());
+        registry.register("http_request_seconds", "HTTP request latency, by route", http_seconds.clone());
+        registry.register("wallet_operations", "Wallet operations, by kind and outcome", wallet_ops.clone());
+        registry.register("wallet_batch_operations", "Operations per wallet store commit", wallet_batch_ops.clone());
+        registry.register("wallet_commit_seconds", "Time to commit and sync one wallet batch", wallet_commit_seconds.clone());
+        registry.register("wallet_queue_depth", "Operations waiting for the wallet writer", wallet_queue_depth.clone());
+        Metrics { registry, http_requests, http_seconds, wallet_ops, wallet_batch_ops, wallet_commit_seconds, wallet_queue_depth }
+    }
+}
+
+impl Metrics {
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -46,11 +46,15 @@ pub struct WalletBenchArgs {
 const UK_REGION: &str = include_str!("../../config/regions/uk.toml");
 
 fn ctx() -> EventContext {
-    EventContext { cell: "uk".into(), trace_id: "bench".into() }
+    EventContext {
+        cell: "uk".into(),
+        trace_id: "bench".into(),
+    }
 }
 
 fn key(text: &str, route: &str) -> IdempotencyKey {
-    IdempotencyKey::new(text, route, &serde_json::Value::String(text.to_owned())).expect("bench keys are valid")
+    IdempotencyKey::new(text, route, &serde_json::Value::String(text.to_owned()))
+        .expect("bench keys are valid")
 }
 
 fn player(i: usize) -> PlayerId {
@@ -79,30 +83,50 @@ impl Phase {
     }
 }
 
-fn config(dir: &std::path::Path, durability: Durability, writer: WriterConfig) -> anyhow::Result<CellConfig> {
-    Ok(CellConfig { region: RegionConfig::from_toml(UK_REGION)?, data_dir: dir.to_owned(), durability, writer })
+fn config(
+    dir: &std::path::Path,
+    durability: Durability,
+    writer: WriterConfig,
+) -> anyhow::Result<CellConfig> {
+    Ok(CellConfig {
+        region: RegionConfig::from_toml(UK_REGION)?,
+        data_dir: dir.to_owned(),
+        durability,
+        writer,
+    })
 }
 
 /// Registers and funds the players, concurrently so group commit shares the syncs.
 async fn setup(cell: &OpenCell, players: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     let gbp = Currency::from_code("GBP")?;
-    let chunks: Vec<Vec<usize>> = (0..players).collect::<Vec<_>>().chunks(players.div_ceil(64).max(1)).map(<[usize]>::to_vec).collect();
+    let chunks: Vec<Vec<usize>> = (0..players)
+        .collect::<Vec<_>>()
+        .chunks(players.div_ceil(64).max(1))
+        .map(<[usize]>::to_vec)
+        .collect();
     let mut tasks = Vec::new();
     for chunk in chunks {
         let compliance = cell.domains.compliance.clone();
-        tasks.push(tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            for i in chunk {
-                let request = RegisterPlayerRequest {
-                    player_id: player(i),
-                    date_of_birth: chrono::NaiveDate::from_ymd_opt(1980, 1, 1).expect("valid date"),
-                    country: contracts::CountryCode::new("GB").map_err(anyhow::Error::msg)?,
-                    currency: "GBP".into(),
-                };
-                compliance.player_register(request, &key(&format!("register-{i}"), "players.register"), &ctx())?;
-            }
-            Ok(())
-        }));
+        tasks.push(tokio::task::spawn_blocking(
+            move || -> anyhow::Result<()> {
+                for i in chunk {
+                    let request = RegisterPlayerRequest {
+                        player_id: player(i),
+                        date_of_birth: chrono::NaiveDate::from_ymd_opt(1980, 1, 1)
+                            .expect("valid date"),
+                        country: contracts::CountryCode::new("GB").map_err(anyhow::Error::msg)?,
+                        currency: "GBP".into(),
+                    };
+                    compliance.player_register(
+                        request,
+                        &key(&format!("register-{i}"), "players.register"),
+                        &ctx(),
+                    )?;
+                }
+                Ok(())
+            },
+        ));
     }
     for t in tasks {
         t.await??;
@@ -111,20 +135,35 @@ async fn setup(cell: &OpenCell, players: usize) -> anyhow::Result<()> {
     for i in 0..players {
         let wallet = cell.domains.wallet.clone();
         credits.spawn(async move {
-            let command = Command::Credit { player: player(i), money: Money::positive(Decimal::from(1_000_000), gbp)?, reason: MovementReason::Deposit };
-            wallet.execute(command, key(&format!("fund-{i}"), "wallet.credit"), ctx()).await?;
+            let command = Command::Credit {
+                player: player(i),
+                money: Money::positive(Decimal::from(1_000_000), gbp)?,
+                reason: MovementReason::Deposit,
+            };
+            wallet
+                .execute(command, key(&format!("fund-{i}"), "wallet.credit"), ctx())
+                .await?;
             anyhow::Ok(())
         });
     }
     while let Some(done) = credits.join_next().await {
         done??;
     }
-    eprintln!("setup: {players} players registered and funded in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "setup: {players} players registered and funded in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
 /// Hold then settle, from `concurrency` tasks, for `duration`.
-async fn inprocess(wallet: &Wallet, players: usize, concurrency: usize, duration: Duration, tag: &str) -> anyhow::Result<Phase> {
+async fn inprocess(
+    wallet: &Wallet,
+    players: usize,
+    concurrency: usize,
+    duration: Duration,
+    tag: &str,
+) -> anyhow::Result<Phase> {
     let gbp = Currency::from_code("GBP")?;
     let stake = Money::positive(Decimal::ONE, gbp)?;
     let deadline = Instant::now() + duration;
@@ -140,26 +179,48 @@ async fn inprocess(wallet: &Wallet, players: usize, concurrency: usize, duration
                 let n = rounds.fetch_add(1, Ordering::Relaxed);
                 let p = player(rand::rng().random_range(0..players));
                 let round = RoundId::new(format!("{tag}-r{n}")).expect("valid");
-                let hold = Command::Hold { player: p.clone(), round: round.clone(), bet: BetId::new("b1").expect("valid"), money: stake };
+                let hold = Command::Hold {
+                    player: p.clone(),
+                    round: round.clone(),
+                    bet: BetId::new("b1").expect("valid"),
+                    money: stake,
+                };
                 let t = Instant::now();
-                let held = wallet.execute(hold, key(&format!("{tag}-h{n}"), "wallet.hold"), ctx()).await;
+                let held = wallet
+                    .execute(hold, key(&format!("{tag}-h{n}"), "wallet.hold"), ctx())
+                    .await;
                 latencies.push(t.elapsed().as_micros() as u32);
                 if held.is_err() {
                     failures += 1;
                     continue;
                 }
                 // Lose, refund or win, at random.
-                let delta = Money::signed(Decimal::from(rand::rng().random_range(-1..=1)), gbp).expect("valid");
-                let settle = Command::Settle { round, parts: vec![SettlePart { player: p, bet: None, delta }] };
+                let delta = Money::signed(Decimal::from(rand::rng().random_range(-1..=1)), gbp)
+                    .expect("valid");
+                let settle = Command::Settle {
+                    round,
+                    parts: vec![SettlePart {
+                        player: p,
+                        bet: None,
+                        delta,
+                    }],
+                };
                 let t = Instant::now();
-                let settled = wallet.execute(settle, key(&format!("{tag}-s{n}"), "wallet.settle"), ctx()).await;
+                let settled = wallet
+                    .execute(settle, key(&format!("{tag}-s{n}"), "wallet.settle"), ctx())
+                    .await;
                 latencies.push(t.elapsed().as_micros() as u32);
                 failures += u64::from(settled.is_err());
             }
             (latencies, failures)
         });
     }
-    let mut phase = Phase { ops: 0, elapsed: Duration::ZERO, latencies_us: Vec::new(), failures: 0 };
+    let mut phase = Phase {
+        ops: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+        failures: 0,
+    };
     while let Some(done) = tasks.join_next().await {
         let (latencies, failures) = done?;
         phase.ops += latencies.len() as u64;
@@ -171,7 +232,12 @@ async fn inprocess(wallet: &Wallet, players: usize, concurrency: usize, duration
 }
 
 /// One keep-alive HTTP/1.1 connection's request.
-async fn post(sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>, path: &str, key: &str, body: String) -> anyhow::Result<()> {
+async fn post(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    path: &str,
+    key: &str,
+    body: String,
+) -> anyhow::Result<()> {
     let request = hyper::Request::post(path)
         .header("host", "bench")
         .header("content-type", "application/json")
@@ -181,12 +247,20 @@ async fn post(sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     if !status.is_success() {
-        bail!("{path} answered {status}: {}", String::from_utf8_lossy(&body));
+        bail!(
+            "{path} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
     }
     Ok(())
 }
 
-async fn http(address: std::net::SocketAddr, players: usize, connections: usize, duration: Duration) -> anyhow::Result<Phase> {
+async fn http(
+    address: std::net::SocketAddr,
+    players: usize,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<Phase> {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let rounds = Arc::new(AtomicU64::new(0));
@@ -221,7 +295,12 @@ async fn http(address: std::net::SocketAddr, players: usize, connections: usize,
             anyhow::Ok((latencies, failures))
         });
     }
-    let mut phase = Phase { ops: 0, elapsed: Duration::ZERO, latencies_us: Vec::new(), failures: 0 };
+    let mut phase = Phase {
+        ops: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+        failures: 0,
+    };
     while let Some(done) = tasks.join_next().await {
         let (latencies, failures) = done??;
         phase.ops += latencies.len() as u64;
@@ -252,19 +331,42 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
     // 1. In process, group commit.
     let cell = {
         let config = config(&dir, Durability::GroupSync, WriterConfig::default())?;
-        tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default()))).await??
+        tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default())))
+            .await??
     };
     setup(&cell, args.players).await?;
-    let mut grouped = inprocess(&cell.domains.wallet, args.players, args.inprocess_concurrency, duration, "grouped").await?;
+    let mut grouped = inprocess(
+        &cell.domains.wallet,
+        args.players,
+        args.inprocess_concurrency,
+        duration,
+        "grouped",
+    )
+    .await?;
     report("in process, group commit", &mut grouped);
     tokio::task::spawn_blocking(move || cell.close()).await?;
 
     // 2. In process, one operation per commit and one sync per commit: the baseline.
     let cell = {
-        let config = config(&dir, Durability::SyncPerCommit, WriterConfig { batch_ops_max: 1, ..WriterConfig::default() })?;
-        tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default()))).await??
+        let config = config(
+            &dir,
+            Durability::SyncPerCommit,
+            WriterConfig {
+                batch_ops_max: 1,
+                ..WriterConfig::default()
+            },
+        )?;
+        tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default())))
+            .await??
     };
-    let mut single = inprocess(&cell.domains.wallet, args.players, args.inprocess_concurrency, duration, "single").await?;
+    let mut single = inprocess(
+        &cell.domains.wallet,
+        args.players,
+        args.inprocess_concurrency,
+        duration,
+        "single",
+    )
+    .await?;
     report("in process, sync per commit", &mut single);
     tokio::task::spawn_blocking(move || cell.close()).await?;
 
@@ -272,9 +374,13 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::server::run(config(&dir, Durability::GroupSync, WriterConfig::default())?, listener, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(crate::server::run(
+        config(&dir, Durability::GroupSync, WriterConfig::default())?,
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     wait_ready(address).await?;
     let mut over_http = http(address, args.players, args.connections, duration).await?;
     report("over HTTP", &mut over_http);
@@ -290,16 +396,24 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
     println!("http_ops_per_s={:.0}", over_http.ops_per_s());
     println!("http_p99_ms={:.2}", over_http.p99_ms());
     println!("sync_per_commit_ops_per_s={:.0}", single.ops_per_s());
-    println!("group_commit_speedup={:.1}", grouped.ops_per_s() / single.ops_per_s());
+    println!(
+        "group_commit_speedup={:.1}",
+        grouped.ops_per_s() / single.ops_per_s()
+    );
     Ok(())
 }
 
 async fn wait_ready(address: std::net::SocketAddr) -> anyhow::Result<()> {
     for _ in 0..500 {
         if let Ok(stream) = tokio::net::TcpStream::connect(address).await {
-            let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(stream)).await?;
+            let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(
+                hyper_util::rt::TokioIo::new(stream),
+            )
+            .await?;
             tokio::spawn(connection);
-            let request = hyper::Request::get("/readyz").header("host", "bench").body(Full::new(Bytes::new()))?;
+            let request = hyper::Request::get("/readyz")
+                .header("host", "bench")
+                .body(Full::new(Bytes::new()))?;
             if sender.send_request(request).await?.status().is_success() {
                 return Ok(());
             }

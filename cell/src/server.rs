@@ -29,15 +29,24 @@ pub struct OpenCell {
 impl OpenCell {
     /// Opens the embedded store under `data_dir` and starts the domains. Blocking.
     pub fn open(config: &CellConfig, metrics: Arc<Metrics>) -> anyhow::Result<OpenCell> {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("create data dir {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
         let store: Arc<dyn Store> = Arc::new(
             EmbeddedStore::open(&config.data_dir.join("store"), config.durability)
                 .with_context(|| format!("open store under {}", config.data_dir.display()))?,
         );
         let region = Arc::new(config.region.clone());
-        let (wallet, writer) = Wallet::start(store.clone(), region.clone(), metrics, config.writer).context("start wallet writer")?;
+        let (wallet, writer) = Wallet::start(store.clone(), region.clone(), metrics, config.writer)
+            .context("start wallet writer")?;
         let compliance = Compliance::new(store.clone(), region);
-        Ok(OpenCell { domains: Domains { store, wallet, compliance }, writer })
+        Ok(OpenCell {
+            domains: Domains {
+                store,
+                wallet,
+                compliance,
+            },
+            writer,
+        })
     }
 
     /// Lets the wallet writer finish what it was given, then waits for it. Blocking.
@@ -54,14 +63,24 @@ impl OpenCell {
 /// Serves the cell on `listener` until `shutdown` resolves, then stops taking connections, lets
 /// in-flight requests finish, and closes the store. `/healthz` answers at once; `/readyz` and the
 /// domain routes once the store is open.
-pub async fn run(config: CellConfig, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: CellConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
-    let state = Arc::new(AppState { cell: config.region.cell_id.clone(), metrics: metrics.clone(), domains: OnceLock::new() });
+    let state = Arc::new(AppState {
+        cell: config.region.cell_id.clone(),
+        metrics: metrics.clone(),
+        domains: OnceLock::new(),
+    });
     let address = listener.local_addr().context("read listening address")?;
     let serve = axum::serve(listener, api::router(state.clone())).with_graceful_shutdown(shutdown);
     let server = tokio::spawn(async move { serve.await });
     tracing::info!(cell = %config.region.cell_id, %address, data = %config.data_dir.display(), "listening; opening store");
-    let opened = tokio::task::spawn_blocking(move || OpenCell::open(&config, metrics)).await.context("open task")??;
+    let opened = tokio::task::spawn_blocking(move || OpenCell::open(&config, metrics))
+        .await
+        .context("open task")??;
     let OpenCell { domains, writer } = opened;
     if state.domains.set(domains).is_err() {
         unreachable!("domains are set once");
@@ -72,7 +91,10 @@ pub async fn run(config: CellConfig, listener: tokio::net::TcpListener, shutdown
     if let Some(domains) = state.domains.get() {
         domains.wallet.shutdown();
     }
-    tokio::task::spawn_blocking(move || writer.join()).await.context("join")?.map_err(|_| anyhow::anyhow!("wallet writer panicked"))?;
+    tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .context("join")?
+        .map_err(|_| anyhow::anyhow!("wallet writer panicked"))?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -18,16 +18,46 @@ pub struct Currency {
 /// Every currency the platform books. Adding one here is a contract change: it must be a real
 /// ISO 4217 code (or a crypto ticker) with its real exponent.
 const CURRENCIES: &[Currency] = &[
-    Currency { code: "BTC", scale: 8 },
-    Currency { code: "CHF", scale: 2 },
-    Currency { code: "DKK", scale: 2 },
-    Currency { code: "EUR", scale: 2 },
-    Currency { code: "GBP", scale: 2 },
-    Currency { code: "ISK", scale: 0 },
-    Currency { code: "JPY", scale: 0 },
-    Currency { code: "NOK", scale: 2 },
-    Currency { code: "SEK", scale: 2 },
-    Currency { code: "USD", scale: 2 },
+    Currency {
+        code: "BTC",
+        scale: 8,
+    },
+    Currency {
+        code: "CHF",
+        scale: 2,
+    },
+    Currency {
+        code: "DKK",
+        scale: 2,
+    },
+    Currency {
+        code: "EUR",
+        scale: 2,
+    },
+    Currency {
+        code: "GBP",
+        scale: 2,
+    },
+    Currency {
+        code: "ISK",
+        scale: 0,
+    },
+    Currency {
+        code: "JPY",
+        scale: 0,
+    },
+    Currency {
+        code: "NOK",
+        scale: 2,
+    },
+    Currency {
+        code: "SEK",
+        scale: 2,
+    },
+    Currency {
+        code: "USD",
+        scale: 2,
+    },
 ];
 
 impl Currency {
@@ -108,7 +138,9 @@ impl Serialize for Amount {
 impl<'de> Deserialize<'de> for Amount {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        parse_amount(&text).map(Amount).map_err(serde::de::Error::custom)
+        parse_amount(&text)
+            .map(Amount)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -122,7 +154,9 @@ fn parse_amount(text: &str) -> Result<Decimal, String> {
         && frac.bytes().all(|b| b.is_ascii_digit())
         && !(body.contains('.') && frac.is_empty());
     if !well_formed {
-        return Err(format!("`{text}` is not a decimal amount such as \"10.00\""));
+        return Err(format!(
+            "`{text}` is not a decimal amount such as \"10.00\""
+        ));
     }
     Decimal::from_str_exact(text).map_err(|_| format!("`{text}` is out of range for an amount"))
 }
@@ -153,7 +187,11 @@ pub enum MoneyError {
     #[error("unknown currency `{0}`")]
     UnknownCurrency(String),
     #[error("{amount} has more decimals than {currency} allows ({scale})")]
-    TooManyDecimals { amount: Decimal, currency: &'static str, scale: u32 },
+    TooManyDecimals {
+        amount: Decimal,
+        currency: &'static str,
+        scale: u32,
+    },
     #[error("{0} is negative where only a positive amount is allowed")]
     Negative(Decimal),
     #[error("amount must be greater than zero")]
@@ -193,7 +231,10 @@ impl Money {
                 scale: currency.scale,
             });
         }
-        Ok(Money { amount: amount.normalize(), currency })
+        Ok(Money {
+            amount: amount.normalize(),
+            currency,
+        })
     }
 
     /// Strictly positive, scale checked: what a deposit, stake or withdrawal must be.
@@ -208,7 +249,10 @@ impl Money {
     }
 
     pub fn zero(currency: Currency) -> Money {
-        Money { amount: Decimal::ZERO, currency }
+        Money {
+            amount: Decimal::ZERO,
+            currency,
+        }
     }
 
     pub fn amount(&self) -> Decimal {
@@ -226,9 +270,15 @@ impl Money {
 
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
         if self.currency != other.currency {
-            return Err(MoneyError::CurrencyMismatch(self.currency.code, other.currency.code));
+            return Err(MoneyError::CurrencyMismatch(
+                self.currency.code,
+                other.currency.code,
+            ));
         }
-        Ok(Money { amount: self.amount + other.amount, currency: self.currency })
+        Ok(Money {
+            amount: self.amount + other.amount,
+            currency: self.currency,
+        })
     }
 }
 
@@ -271,7 +321,10 @@ mod tests {
     fn sign_is_checked() {
         let err = Money::positive(Decimal::from_str("-5").unwrap(), gbp()).unwrap_err();
         assert_eq!(err.code(), "AMOUNT_NEGATIVE");
-        assert_eq!(Money::positive(Decimal::ZERO, gbp()).unwrap_err().code(), "AMOUNT_ZERO");
+        assert_eq!(
+            Money::positive(Decimal::ZERO, gbp()).unwrap_err().code(),
+            "AMOUNT_ZERO"
+        );
         assert!(Money::signed(Decimal::from_str("-5").unwrap(), gbp()).is_ok());
     }
 
@@ -283,12 +336,18 @@ mod tests {
         for good in ["0", "10.00", "-5", "123456.78"] {
             assert!(good.parse::<Amount>().is_ok(), "{good:?} must parse");
         }
-        assert!(serde_json::from_str::<Amount>("10.0").is_err(), "a JSON number is refused");
+        assert!(
+            serde_json::from_str::<Amount>("10.0").is_err(),
+            "a JSON number is refused"
+        );
     }
 
     #[test]
     fn currencies_are_known() {
-        assert_eq!(Currency::from_code("XXX").unwrap_err().code(), "UNKNOWN_CURRENCY");
+        assert_eq!(
+            Currency::from_code("XXX").unwrap_err().code(),
+            "UNKNOWN_CURRENCY"
+        );
         assert_eq!(Currency::from_code("JPY").unwrap().scale(), 0);
     }
 }

@@ -74,7 +74,12 @@ struct FaultyTx {
 
 impl FaultyTx {
     fn roll(&self, probability: f64) -> bool {
-        probability > 0.0 && self.rng.lock().unwrap_or_else(|p| p.into_inner()).random_bool(probability.min(1.0))
+        probability > 0.0
+            && self
+                .rng
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .random_bool(probability.min(1.0))
     }
 
     fn maybe_error(&self) -> Result<(), StoreError> {
@@ -92,7 +97,13 @@ impl Transaction for FaultyTx {
         self.inner.get(key)
     }
 
-    fn get_range(&mut self, begin: &[u8], end: &[u8], limit: usize, reverse: bool) -> Result<Vec<KeyValue>, StoreError> {
+    fn get_range(
+        &mut self,
+        begin: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<KeyValue>, StoreError> {
         self.maybe_error()?;
         self.inner.get_range(begin, end, limit, reverse)
     }
@@ -116,7 +127,11 @@ impl Transaction for FaultyTx {
     fn commit(self: Box<Self>) -> Result<Committed, StoreError> {
         if !self.config.commit_delay_max.is_zero() {
             let nanos = self.config.commit_delay_max.as_nanos() as u64;
-            let delay = self.rng.lock().unwrap_or_else(|p| p.into_inner()).random_range(0..=nanos);
+            let delay = self
+                .rng
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .random_range(0..=nanos);
             std::thread::sleep(Duration::from_nanos(delay));
         }
         self.maybe_error()?;

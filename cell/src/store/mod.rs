@@ -38,11 +38,20 @@ pub enum StoreError {
     /// must be idempotent, which every transaction here makes sure of.
     #[error("commit outcome unknown")]
     CommitUnknownResult,
-    #[error("key of {bytes} bytes is over the {} byte limit", limits::KEY_BYTES_MAX)]
+    #[error(
+        "key of {bytes} bytes is over the {} byte limit",
+        limits::KEY_BYTES_MAX
+    )]
     KeyTooLarge { bytes: usize },
-    #[error("value of {bytes} bytes is over the {} byte limit", limits::VALUE_BYTES_MAX)]
+    #[error(
+        "value of {bytes} bytes is over the {} byte limit",
+        limits::VALUE_BYTES_MAX
+    )]
     ValueTooLarge { bytes: usize },
-    #[error("transaction of {bytes} bytes is over the {} byte limit", limits::TRANSACTION_BYTES_MAX)]
+    #[error(
+        "transaction of {bytes} bytes is over the {} byte limit",
+        limits::TRANSACTION_BYTES_MAX
+    )]
     TransactionTooLarge { bytes: usize },
     #[error("transaction is older than {:?}", limits::TRANSACTION_AGE_MAX)]
     TransactionTooOld,
@@ -166,7 +175,9 @@ pub(crate) fn versionstamp_offset(key: &[u8]) -> Result<(&[u8], usize), StoreErr
     let split = key
         .len()
         .checked_sub(4)
-        .ok_or(StoreError::BadVersionstampKey("shorter than its 4-byte offset"))?;
+        .ok_or(StoreError::BadVersionstampKey(
+            "shorter than its 4-byte offset",
+        ))?;
     let (body, offset) = key.split_at(split);
     let offset = u32::from_le_bytes([offset[0], offset[1], offset[2], offset[3]]) as usize;
     if offset + 10 > body.len() {

@@ -17,11 +17,21 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum ComplianceError {
     #[error("player is {age}; {jurisdiction:?} requires {minimum}")]
-    Underage { age: u32, minimum: u8, jurisdiction: contracts::Jurisdiction },
+    Underage {
+        age: u32,
+        minimum: u8,
+        jurisdiction: contracts::Jurisdiction,
+    },
     #[error("residence {country} is not licensed by cell {cell}")]
     CountryNotLicensed { country: String, cell: String },
-    #[error("player id {player} belongs to cell `{prefix}`; ids registered here start with `{cell}-`")]
-    WrongCell { player: String, prefix: String, cell: String },
+    #[error(
+        "player id {player} belongs to cell `{prefix}`; ids registered here start with `{cell}-`"
+    )]
+    WrongCell {
+        player: String,
+        prefix: String,
+        cell: String,
+    },
     #[error("currency {currency} is not booked by cell {cell}")]
     CurrencyNotBooked { currency: String, cell: String },
     #[error("{0}")]
@@ -73,8 +83,11 @@ pub fn age_on(birth: NaiveDate, today: NaiveDate) -> u32 {
 
 /// Reads a registered player in `tx`: the front door other domains use to know a player.
 pub fn player_get(tx: &mut dyn Transaction, id: &PlayerId) -> Result<Option<Player>, StoreError> {
-    let Some(bytes) = tx.get(&keys::player(id))? else { return Ok(None) };
-    let player = rmp_serde::from_slice(&bytes).map_err(|e| StoreError::Io(format!("decode player {id}: {e}")))?;
+    let Some(bytes) = tx.get(&keys::player(id))? else {
+        return Ok(None);
+    };
+    let player = rmp_serde::from_slice(&bytes)
+        .map_err(|e| StoreError::Io(format!("decode player {id}: {e}")))?;
     Ok(Some(player))
 }
 
@@ -108,7 +121,10 @@ impl Compliance {
         }
         let currency = Currency::from_code(&request.currency)?;
         if !region.books(currency) {
-            return Err(ComplianceError::CurrencyNotBooked { currency: currency.to_string(), cell: region.cell_id.clone() });
+            return Err(ComplianceError::CurrencyNotBooked {
+                currency: currency.to_string(),
+                cell: region.cell_id.clone(),
+            });
         }
         let today = Utc::now().date_naive();
         if request.date_of_birth > today {
@@ -116,10 +132,17 @@ impl Compliance {
         }
         let age = age_on(request.date_of_birth, today);
         if age < u32::from(region.minimum_age) {
-            return Err(ComplianceError::Underage { age, minimum: region.minimum_age, jurisdiction: region.jurisdiction });
+            return Err(ComplianceError::Underage {
+                age,
+                minimum: region.minimum_age,
+                jurisdiction: region.jurisdiction,
+            });
         }
         if !region.is_licensed_for(request.country) {
-            return Err(ComplianceError::CountryNotLicensed { country: request.country.to_string(), cell: region.cell_id.clone() });
+            return Err(ComplianceError::CountryNotLicensed {
+                country: request.country.to_string(),
+                cell: region.cell_id.clone(),
+            });
         }
         let player = Player {
             player_id: request.player_id.clone(),
@@ -132,17 +155,42 @@ impl Compliance {
         let body = serde_json::to_string(&player).expect("a player serialises");
         let outcome = transact(self.store.as_ref(), |tx| {
             if let Some(stored) = tx.get(&keys::idempotency(&key.key))? {
-                let record = IdempotencyRecord::decode(&stored).map_err(|e| StoreError::Io(format!("decode idempotency record: {e}")))?;
-                return Ok(record.replay_for(key).ok_or(ComplianceError::IdempotencyKeyReused));
+                let record = IdempotencyRecord::decode(&stored)
+                    .map_err(|e| StoreError::Io(format!("decode idempotency record: {e}")))?;
+                return Ok(record
+                    .replay_for(key)
+                    .ok_or(ComplianceError::IdempotencyKeyReused));
             }
             if player_get(tx, &player.player_id)?.is_some() {
-                return Ok(Err(ComplianceError::PlayerExists(player.player_id.to_string())));
+                return Ok(Err(ComplianceError::PlayerExists(
+                    player.player_id.to_string(),
+                )));
             }
-            tx.set(&keys::player(&player.player_id), &rmp_serde::to_vec_named(&player).expect("a player encodes"))?;
-            let record = IdempotencyRecord { request_hash: key.request_hash, status: 201, body: body.clone() };
+            tx.set(
+                &keys::player(&player.player_id),
+                &rmp_serde::to_vec_named(&player).expect("a player encodes"),
+            )?;
+            let record = IdempotencyRecord {
+                request_hash: key.request_hash,
+                status: 201,
+                body: body.clone(),
+            };
             tx.set(&keys::idempotency(&key.key), &record.encode())?;
-            events::append(tx, 0, &events::envelope(ctx, PlayerRegistered { player: player.clone() }))?;
-            Ok(Ok(Answer { status: 201, body: body.clone().into(), replayed: false }))
+            events::append(
+                tx,
+                0,
+                &events::envelope(
+                    ctx,
+                    PlayerRegistered {
+                        player: player.clone(),
+                    },
+                ),
+            )?;
+            Ok(Ok(Answer {
+                status: 201,
+                body: body.clone().into(),
+                replayed: false,
+            }))
         })?;
         outcome
     }

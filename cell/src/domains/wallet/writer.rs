@@ -39,7 +39,10 @@ pub struct WriterConfig {
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        WriterConfig { batch_ops_max: 2_048, queue_ops_max: 16_384 }
+        WriterConfig {
+            batch_ops_max: 2_048,
+            queue_ops_max: 16_384,
+        }
     }
 }
 
@@ -138,7 +141,13 @@ pub(super) fn spawn(
     config: WriterConfig,
 ) -> Result<(mpsc::Sender<Submission>, std::thread::JoinHandle<()>), StoreError> {
     let (sender, receiver) = mpsc::channel(config.queue_ops_max);
-    let mut writer = Writer { store, metrics, cache: Cache::default(), seq: 0, last_ts: DateTime::<Utc>::MIN_UTC };
+    let mut writer = Writer {
+        store,
+        metrics,
+        cache: Cache::default(),
+        seq: 0,
+        last_ts: DateTime::<Utc>::MIN_UTC,
+    };
     writer.reload()?;
     let handle = std::thread::Builder::new()
         .name("wallet-writer".into())
@@ -156,7 +165,11 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Reads a player's stored balances (zero if none) and checks them.
-pub(super) fn balance_read(tx: &mut dyn Transaction, player: &PlayerId, currency: Currency) -> Result<PlayerBalances, StoreError> {
+pub(super) fn balance_read(
+    tx: &mut dyn Transaction,
+    player: &PlayerId,
+    currency: Currency,
+) -> Result<PlayerBalances, StoreError> {
     let balances = match tx.get(&keys::balance(player, currency))? {
         Some(bytes) => decode("balance", &bytes)?,
         None => PlayerBalances::default(),
@@ -191,14 +204,18 @@ pub(super) fn ledger_totals(store: &dyn Store) -> Result<BTreeMap<Currency, Deci
     let wallet = crate::store::subspaces::wallet();
     let (begin, end) = keys::balances_range();
     for (key, value) in tx.get_range(&begin, &end, usize::MAX, false)? {
-        let (_, _, code): (String, String, String) = wallet.unpack(&key).map_err(|e| StoreError::Io(e.to_string()))?;
+        let (_, _, code): (String, String, String) = wallet
+            .unpack(&key)
+            .map_err(|e| StoreError::Io(e.to_string()))?;
         let b: PlayerBalances = decode("balance", &value)?;
         let currency = Currency::from_code(&code).map_err(|e| StoreError::Io(e.to_string()))?;
         *totals.entry(currency).or_default() += b.cash + b.bonus + b.held;
     }
     let (begin, end) = keys::house_range();
     for (key, value) in tx.get_range(&begin, &end, usize::MAX, false)? {
-        let (_, _, code): (String, String, String) = wallet.unpack(&key).map_err(|e| StoreError::Io(e.to_string()))?;
+        let (_, _, code): (String, String, String) = wallet
+            .unpack(&key)
+            .map_err(|e| StoreError::Io(e.to_string()))?;
         let amount: Decimal = decode("house balance", &value)?;
         let currency = Currency::from_code(&code).map_err(|e| StoreError::Io(e.to_string()))?;
         *totals.entry(currency).or_default() += amount;
@@ -278,19 +295,26 @@ impl Writer {
             }
         };
         self.metrics.wallet_batch_ops.observe(batch.len() as f64);
-        self.metrics.wallet_commit_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .wallet_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         for (submission, result) in batch.drain(..).zip(results) {
             // A caller that gave up waiting is no reason to stop.
             let _ = submission.reply.send(result);
         }
-        if self.cache.balances.len() > CACHED_BALANCES_MAX || self.cache.rounds.len() > CACHED_ROUNDS_MAX {
+        if self.cache.balances.len() > CACHED_BALANCES_MAX
+            || self.cache.rounds.len() > CACHED_ROUNDS_MAX
+        {
             self.cache.balances.clear();
             self.cache.rounds.clear();
         }
     }
 
     /// Applies every operation of the batch and commits them together.
-    fn batch_try(&mut self, batch: &[Submission]) -> Result<Vec<Result<Answer, WalletError>>, StoreError> {
+    fn batch_try(
+        &mut self,
+        batch: &[Submission],
+    ) -> Result<Vec<Result<Answer, WalletError>>, StoreError> {
         let mut tx = self.store.begin()?;
         let mut b = Batch::default();
         let mut results = Vec::with_capacity(batch.len());
@@ -303,7 +327,10 @@ impl Writer {
             tx.set(&keys::balance(&key.0, key.1), &encode(&balances))?;
         }
         for key in &b.dirty_house {
-            tx.set(&keys::house(key.0.name(), key.1), &encode(&self.cache.house[key]))?;
+            tx.set(
+                &keys::house(key.0.name(), key.1),
+                &encode(&self.cache.house[key]),
+            )?;
         }
         tx.set(&keys::sequence(), &encode(&self.seq))?;
         tx.commit()?;
@@ -311,37 +338,84 @@ impl Writer {
         Ok(results)
     }
 
-    fn apply(&mut self, tx: &mut dyn Transaction, b: &mut Batch, s: &Submission) -> Result<Result<Answer, WalletError>, StoreError> {
+    fn apply(
+        &mut self,
+        tx: &mut dyn Transaction,
+        b: &mut Batch,
+        s: &Submission,
+    ) -> Result<Result<Answer, WalletError>, StoreError> {
         let earlier = match b.answers.get(&s.key.key) {
             Some(record) => Some(record.clone()),
             None => match tx.get(&keys::idempotency(&s.key.key))? {
-                Some(bytes) => Some(IdempotencyRecord::decode(&bytes).map_err(|e| StoreError::Io(format!("decode idempotency record: {e}")))?),
+                Some(bytes) => Some(
+                    IdempotencyRecord::decode(&bytes)
+                        .map_err(|e| StoreError::Io(format!("decode idempotency record: {e}")))?,
+                ),
                 None => None,
             },
         };
         if let Some(record) = earlier {
-            return Ok(record.replay_for(&s.key).ok_or(WalletError::IdempotencyKeyReused));
+            return Ok(record
+                .replay_for(&s.key)
+                .ok_or(WalletError::IdempotencyKeyReused));
         }
         let body = match &s.command {
-            Command::Credit { player, money, reason } => self.credit(tx, b, &s.ctx, player, *money, *reason)?,
-            Command::Debit { player, money, reason } => self.debit(tx, b, &s.ctx, player, *money, *reason)?,
-            Command::Hold { player, round, bet, money } => self.hold(tx, b, &s.ctx, player, round, bet, *money)?,
+            Command::Credit {
+                player,
+                money,
+                reason,
+            } => self.credit(tx, b, &s.ctx, player, *money, *reason)?,
+            Command::Debit {
+                player,
+                money,
+                reason,
+            } => self.debit(tx, b, &s.ctx, player, *money, *reason)?,
+            Command::Hold {
+                player,
+                round,
+                bet,
+                money,
+            } => self.hold(tx, b, &s.ctx, player, round, bet, *money)?,
             Command::Settle { round, parts } => self.settle(tx, b, &s.ctx, round, parts)?,
         };
-        let body = match body {
-            Ok(body) => body,
-            Err(refused) => return Ok(Err(refused)),
+        // A decision, accepted or refused, is recorded under the key, so a retry gets the same
+        // answer (as Stripe does): a new attempt after a refusal takes a new key.
+        let (status, body, result) = match body {
+            Ok(body) => (200, body, Ok(())),
+            Err(refused) => {
+                let body = contracts::ErrorBody {
+                    code: refused.code().to_owned(),
+                    message: refused.to_string(),
+                };
+                (
+                    refused.status(),
+                    serde_json::to_string(&body).expect("serialises"),
+                    Err(refused),
+                )
+            }
         };
-        let record = IdempotencyRecord { request_hash: s.key.request_hash, status: 200, body };
+        let record = IdempotencyRecord {
+            request_hash: s.key.request_hash,
+            status,
+            body,
+        };
         tx.set(&keys::idempotency(&s.key.key), &record.encode())?;
-        let answer = Answer { status: 200, body: record.body.clone().into(), replayed: false };
+        let answer = Answer {
+            status,
+            body: record.body.clone().into(),
+            replayed: false,
+        };
         b.answers.insert(s.key.key.clone(), record);
-        Ok(Ok(answer))
+        Ok(result.map(|()| answer))
     }
 
     // ---- loading the view ----------------------------------------------------------------
 
-    fn player_known(&mut self, tx: &mut dyn Transaction, player: &PlayerId) -> Result<bool, StoreError> {
+    fn player_known(
+        &mut self,
+        tx: &mut dyn Transaction,
+        player: &PlayerId,
+    ) -> Result<bool, StoreError> {
         if self.cache.players.contains(player) {
             return Ok(true);
         }
@@ -352,7 +426,12 @@ impl Writer {
         Ok(known)
     }
 
-    fn balances(&mut self, tx: &mut dyn Transaction, player: &PlayerId, currency: Currency) -> Result<PlayerBalances, StoreError> {
+    fn balances(
+        &mut self,
+        tx: &mut dyn Transaction,
+        player: &PlayerId,
+        currency: Currency,
+    ) -> Result<PlayerBalances, StoreError> {
         let key = (player.clone(), currency);
         if let Some(b) = self.cache.balances.get(&key) {
             return Ok(*b);
@@ -362,7 +441,12 @@ impl Writer {
         Ok(b)
     }
 
-    fn house_balance(&mut self, tx: &mut dyn Transaction, account: House, currency: Currency) -> Result<Decimal, StoreError> {
+    fn house_balance(
+        &mut self,
+        tx: &mut dyn Transaction,
+        account: House,
+        currency: Currency,
+    ) -> Result<Decimal, StoreError> {
         if let Some(v) = self.cache.house.get(&(account, currency)) {
             return Ok(*v);
         }
@@ -374,7 +458,11 @@ impl Writer {
         Ok(v)
     }
 
-    fn round(&mut self, tx: &mut dyn Transaction, round: &RoundId) -> Result<&mut RoundState, StoreError> {
+    fn round(
+        &mut self,
+        tx: &mut dyn Transaction,
+        round: &RoundId,
+    ) -> Result<&mut RoundState, StoreError> {
         if !self.cache.rounds.contains_key(round) {
             let settled = tx.get(&keys::settled(round))?.is_some();
             let (begin, end) = keys::round_holds(round);
@@ -383,7 +471,9 @@ impl Writer {
                 .into_iter()
                 .map(|(_, v)| decode::<Hold>("hold", &v))
                 .collect::<Result<Vec<_>, _>>()?;
-            self.cache.rounds.insert(round.clone(), RoundState { settled, holds });
+            self.cache
+                .rounds
+                .insert(round.clone(), RoundState { settled, holds });
         }
         Ok(self.cache.rounds.get_mut(round).expect("inserted above"))
     }
@@ -411,24 +501,52 @@ impl Writer {
     ) -> Result<u64, StoreError> {
         after.assert_valid(player);
         for (debit, credit, amount) in &postings {
-            assert!(debit != credit && amount.is_sign_positive() && !amount.is_zero(), "malformed posting {debit} -> {credit}: {amount}");
+            assert!(
+                debit != credit && amount.is_sign_positive() && !amount.is_zero(),
+                "malformed posting {debit} -> {credit}: {amount}"
+            );
         }
         let (seq, ts) = self.next_entry();
-        let entry = Entry { seq, ts, kind: kind.to_owned(), reference, currency: currency.code().to_owned(), postings, after };
-        tx.set(&keys::entry(player, currency, ts.timestamp_micros(), seq), &encode(&entry))?;
-        self.cache.balances.insert((player.clone(), currency), after);
+        let entry = Entry {
+            seq,
+            ts,
+            kind: kind.to_owned(),
+            reference,
+            currency: currency.code().to_owned(),
+            postings,
+            after,
+        };
+        tx.set(
+            &keys::entry(player, currency, ts.timestamp_micros(), seq),
+            &encode(&entry),
+        )?;
+        self.cache
+            .balances
+            .insert((player.clone(), currency), after);
         b.dirty_balances.insert((player.clone(), currency));
         Ok(seq)
     }
 
     fn house_add(&mut self, b: &mut Batch, account: House, currency: Currency, delta: Decimal) {
-        *self.cache.house.get_mut(&(account, currency)).expect("house balance loaded before it changes") += delta;
+        *self
+            .cache
+            .house
+            .get_mut(&(account, currency))
+            .expect("house balance loaded before it changes") += delta;
         b.dirty_house.insert((account, currency));
     }
 
-    fn event<P: contracts::events::EventPayload>(tx: &mut dyn Transaction, b: &mut Batch, ctx: &EventContext, payload: P) -> Result<(), StoreError> {
+    fn event<P: contracts::events::EventPayload>(
+        tx: &mut dyn Transaction,
+        b: &mut Batch,
+        ctx: &EventContext,
+        payload: P,
+    ) -> Result<(), StoreError> {
         let order = b.events;
-        b.events = b.events.checked_add(1).expect("a batch orders at most 65,536 events");
+        b.events = b
+            .events
+            .checked_add(1)
+            .expect("a batch orders at most 65,536 events");
         events::append(tx, order, &events::envelope(ctx, payload))
     }
 
@@ -449,11 +567,28 @@ impl Writer {
         self.house_balance(tx, House::PspClearing, currency)?;
         after.cash += money.amount();
         let postings = vec![(house(House::PspClearing), cash(player), money.amount())];
-        let seq = self.post(tx, b, player, currency, after, "credit", format!("{reason:?}"), postings)?;
+        let seq = self.post(
+            tx,
+            b,
+            player,
+            currency,
+            after,
+            "credit",
+            format!("{reason:?}"),
+            postings,
+        )?;
         self.house_add(b, House::PspClearing, currency, -money.amount());
-        let payload = WalletCredited { player_id: player.clone(), currency, amount: money.wire(), reason, entry_id: seq.to_string() };
+        let payload = WalletCredited {
+            player_id: player.clone(),
+            currency,
+            amount: money.wire(),
+            reason,
+            entry_id: seq.to_string(),
+        };
         Self::event(tx, b, ctx, payload)?;
-        let body = MovementResponse { balance: wire_balance(player, currency, &after) };
+        let body = MovementResponse {
+            balance: wire_balance(player, currency, &after),
+        };
         Ok(Ok(serde_json::to_string(&body).expect("serialises")))
     }
 
@@ -482,11 +617,28 @@ impl Writer {
         self.house_balance(tx, House::PspClearing, currency)?;
         after.cash -= money.amount();
         let postings = vec![(cash(player), house(House::PspClearing), money.amount())];
-        let seq = self.post(tx, b, player, currency, after, "debit", format!("{reason:?}"), postings)?;
+        let seq = self.post(
+            tx,
+            b,
+            player,
+            currency,
+            after,
+            "debit",
+            format!("{reason:?}"),
+            postings,
+        )?;
         self.house_add(b, House::PspClearing, currency, money.amount());
-        let payload = WalletDebited { player_id: player.clone(), currency, amount: money.wire(), reason, entry_id: seq.to_string() };
+        let payload = WalletDebited {
+            player_id: player.clone(),
+            currency,
+            amount: money.wire(),
+            reason,
+            entry_id: seq.to_string(),
+        };
         Self::event(tx, b, ctx, payload)?;
-        let body = MovementResponse { balance: wire_balance(player, currency, &after) };
+        let body = MovementResponse {
+            balance: wire_balance(player, currency, &after),
+        };
         Ok(Ok(serde_json::to_string(&body).expect("serialises")))
     }
 
@@ -509,7 +661,10 @@ impl Writer {
             return Ok(Err(WalletError::RoundAlreadySettled(round.to_string())));
         }
         if state.holds.iter().any(|h| &h.bet == bet) {
-            return Ok(Err(WalletError::BetAlreadyHeld { round: round.to_string(), bet: bet.to_string() }));
+            return Ok(Err(WalletError::BetAlreadyHeld {
+                round: round.to_string(),
+                bet: bet.to_string(),
+            }));
         }
         let currency = money.currency();
         let mut after = self.balances(tx, player, currency)?;
@@ -524,8 +679,23 @@ impl Writer {
         after.cash -= money.amount();
         after.held += money.amount();
         let postings = vec![(cash(player), held(player), money.amount())];
-        let seq = self.post(tx, b, player, currency, after, "hold", format!("{round}/{bet}"), postings)?;
-        let hold = Hold { hold_id: format!("h{seq}"), player: player.clone(), bet: bet.clone(), currency: currency.code().to_owned(), amount: money.amount() };
+        let seq = self.post(
+            tx,
+            b,
+            player,
+            currency,
+            after,
+            "hold",
+            format!("{round}/{bet}"),
+            postings,
+        )?;
+        let hold = Hold {
+            hold_id: format!("h{seq}"),
+            player: player.clone(),
+            bet: bet.clone(),
+            currency: currency.code().to_owned(),
+            amount: money.amount(),
+        };
         tx.set(&keys::hold(round, player, bet), &encode(&hold))?;
         self.round(tx, round)?.holds.push(hold.clone());
         let payload = WalletHold {
@@ -537,7 +707,10 @@ impl Writer {
             amount: money.wire(),
         };
         Self::event(tx, b, ctx, payload)?;
-        let body = HoldResponse { hold_id: hold.hold_id, balance: wire_balance(player, currency, &after) };
+        let body = HoldResponse {
+            hold_id: hold.hold_id,
+            balance: wire_balance(player, currency, &after),
+        };
         Ok(Ok(serde_json::to_string(&body).expect("serialises")))
     }
 
@@ -561,11 +734,19 @@ impl Writer {
                 .holds
                 .iter()
                 .enumerate()
-                .filter(|(i, h)| !taken[*i] && h.player == part.player && part.bet.as_ref().is_none_or(|bet| &h.bet == bet))
+                .filter(|(i, h)| {
+                    !taken[*i]
+                        && h.player == part.player
+                        && part.bet.as_ref().is_none_or(|bet| &h.bet == bet)
+                })
                 .map(|(i, _)| i)
                 .collect();
             if chosen.is_empty() {
-                let already = state.holds.iter().enumerate().any(|(i, h)| taken[i] && h.player == part.player);
+                let already = state
+                    .holds
+                    .iter()
+                    .enumerate()
+                    .any(|(i, h)| taken[i] && h.player == part.player);
                 if already {
                     return Ok(Err(WalletError::SettleOperationsInvalid));
                 }
@@ -579,20 +760,39 @@ impl Writer {
             for &i in &chosen {
                 let h = &state.holds[i];
                 if h.currency != part.delta.currency().code() {
-                    let held = Currency::from_code(&h.currency).map(|c| c.code()).unwrap_or("???");
-                    return Ok(Err(WalletError::SettleCurrencyMismatch { player: part.player.to_string(), held, given: part.delta.currency().code() }));
+                    let held = Currency::from_code(&h.currency)
+                        .map(|c| c.code())
+                        .unwrap_or("???");
+                    return Ok(Err(WalletError::SettleCurrencyMismatch {
+                        player: part.player.to_string(),
+                        held,
+                        given: part.delta.currency().code(),
+                    }));
                 }
                 taken[i] = true;
                 stake += h.amount;
             }
             if part.delta.amount() < -stake {
-                return Ok(Err(WalletError::DeltaBelowStake { player: part.player.to_string(), stake, delta: part.delta.amount() }));
+                return Ok(Err(WalletError::DeltaBelowStake {
+                    player: part.player.to_string(),
+                    stake,
+                    delta: part.delta.amount(),
+                }));
             }
             plan.push((part, chosen, stake));
         }
-        let unsettled: Vec<String> = state.holds.iter().enumerate().filter(|(i, _)| !taken[*i]).map(|(_, h)| format!("{}/{}", h.player, h.bet)).collect();
+        let unsettled: Vec<String> = state
+            .holds
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !taken[*i])
+            .map(|(_, h)| format!("{}/{}", h.player, h.bet))
+            .collect();
         if !unsettled.is_empty() {
-            return Ok(Err(WalletError::RoundHoldsUnsettled { round: round.to_string(), players: unsettled.join(", ") }));
+            return Ok(Err(WalletError::RoundHoldsUnsettled {
+                round: round.to_string(),
+                players: unsettled.join(", "),
+            }));
         }
         let holds = std::mem::take(&mut state.holds);
         state.settled = true;
@@ -611,7 +811,16 @@ impl Writer {
             if !payout.is_zero() {
                 postings.push((house(House::GameRevenue), cash(&part.player), payout));
             }
-            self.post(tx, b, &part.player, currency, after, "settle", round.to_string(), postings)?;
+            self.post(
+                tx,
+                b,
+                &part.player,
+                currency,
+                after,
+                "settle",
+                round.to_string(),
+                postings,
+            )?;
             self.house_add(b, House::GameRevenue, currency, stake - payout);
             let bet_ids: Vec<BetId> = chosen.iter().map(|&i| holds[i].bet.clone()).collect();
             for bet in &bet_ids {
@@ -628,7 +837,15 @@ impl Writer {
             balances.push(wire_balance(&part.player, currency, &after));
         }
         tx.set(&keys::settled(round), &[])?;
-        Self::event(tx, b, ctx, WalletSettled { round_id: round.clone(), parts: settled_parts })?;
+        Self::event(
+            tx,
+            b,
+            ctx,
+            WalletSettled {
+                round_id: round.clone(),
+                parts: settled_parts,
+            },
+        )?;
         let body = SettleResponse { balances };
         Ok(Ok(serde_json::to_string(&body).expect("serialises")))
     }

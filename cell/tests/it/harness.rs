@@ -1,0 +1,207 @@
+//! A real cell on a loopback port, with a temporary data directory, and a small HTTP client.
+
+use bytes::Bytes;
+use cell::domains::wallet::WriterConfig;
+use cell::server::CellConfig;
+use cell::store::embedded::Durability;
+use contracts::region::RegionConfig;
+use http_body_util::{BodyExt, Full};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub fn region_path(cell: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../config/regions/{cell}.toml"))
+}
+
+pub struct TestCell {
+    pub address: SocketAddr,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestCell {
+    pub async fn start(cell: &str) -> TestCell {
+        let dir = tempfile::tempdir().unwrap();
+        let (address, stop, server) = serve(cell, dir.path()).await;
+        TestCell {
+            address,
+            dir,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Stops the server gracefully and starts a new one on the same data.
+    pub async fn restart(&mut self, cell: &str) {
+        self.stop().await;
+        let (address, stop, server) = serve(cell, self.dir.path()).await;
+        self.address = address;
+        self.stop = Some(stop);
+        self.server = Some(server);
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            address: self.address,
+        }
+    }
+}
+
+async fn serve(
+    cell: &str,
+    dir: &Path,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let config = CellConfig {
+        region: RegionConfig::from_file(&region_path(cell)).unwrap(),
+        data_dir: dir.to_owned(),
+        durability: Durability::GroupSync,
+        writer: WriterConfig::default(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(cell::server::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let client = Client { address };
+    for _ in 0..500 {
+        if let Ok(r) = client.try_get("/readyz").await {
+            if r.status == 200 {
+                return (address, stop, server);
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("cell did not become ready");
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or_default().to_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct Client {
+    pub address: SocketAddr,
+}
+
+impl Client {
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<Reply> {
+        let stream = tokio::net::TcpStream::connect(self.address).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "cell");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = sender
+            .send_request(request.body(Full::new(Bytes::from(body)))?)
+            .await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    pub async fn try_get(&self, path: &str) -> anyhow::Result<Reply> {
+        self.raw("GET", path, &[], Vec::new()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.try_get(path).await.unwrap()
+    }
+
+    /// A mutating POST with an idempotency key.
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.raw(
+            "POST",
+            path,
+            &[
+                ("x-idempotency-key", key),
+                ("content-type", "application/json"),
+            ],
+            body.to_string().into_bytes(),
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn register(&self, player: &str, born: &str, country: &str, currency: &str) -> Reply {
+        let body = serde_json::json!({ "playerId": player, "dateOfBirth": born, "country": country, "currency": currency });
+        self.post("/players", &format!("reg-{player}"), body).await
+    }
+
+    pub async fn credit(&self, player: &str, amount: &str, key: &str) -> Reply {
+        let body = serde_json::json!({ "playerId": player, "currency": "GBP", "amount": amount, "reason": "deposit" });
+        self.post("/wallet/credit", key, body).await
+    }
+
+    pub async fn balance(&self, player: &str) -> Value {
+        let r = self.get(&format!("/wallet/{player}/balance")).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()
+    }
+
+    /// Every event in the log.
+    pub async fn events(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let path = match &after {
+                Some(c) => format!("/events?after={c}&limit=1000"),
+                None => "/events?limit=1000".to_owned(),
+            };
+            let page = self.get(&path).await.json();
+            let events = page["events"].as_array().unwrap().clone();
+            if events.is_empty() {
+                return all;
+            }
+            after = page["next"].as_str().map(str::to_owned);
+            all.extend(events);
+        }
+    }
+}

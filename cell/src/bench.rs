@@ -46,15 +46,11 @@ pub struct WalletBenchArgs {
 const UK_REGION: &str = include_str!("../../config/regions/uk.toml");
 
 fn ctx() -> EventContext {
-    EventContext {
-        cell: "uk".into(),
-        trace_id: "bench".into(),
-    }
+    EventContext { cell: "uk".into(), trace_id: "bench".into() }
 }
 
 fn key(text: &str, route: &str) -> IdempotencyKey {
-    IdempotencyKey::new(text, route, &serde_json::Value::String(text.to_owned()))
-        .expect("bench keys are valid")
+    IdempotencyKey::new(text, route, &serde_json::Value::String(text.to_owned())).expect("bench keys are valid")
 }
 
 fn player(i: usize) -> PlayerId {
@@ -83,50 +79,31 @@ impl Phase {
     }
 }
 
-fn config(
-    dir: &std::path::Path,
-    durability: Durability,
-    writer: WriterConfig,
-) -> anyhow::Result<CellConfig> {
-    Ok(CellConfig {
-        region: RegionConfig::from_toml(UK_REGION)?,
-        data_dir: dir.to_owned(),
-        durability,
-        writer,
-    })
+fn config(dir: &std::path::Path, durability: Durability, writer: WriterConfig) -> anyhow::Result<CellConfig> {
+    Ok(CellConfig { region: RegionConfig::from_toml(UK_REGION)?, data_dir: dir.to_owned(), durability, writer })
 }
 
 /// Registers and funds the players, concurrently so group commit shares the syncs.
 async fn setup(cell: &OpenCell, players: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     let gbp = Currency::from_code("GBP")?;
-    let chunks: Vec<Vec<usize>> = (0..players)
-        .collect::<Vec<_>>()
-        .chunks(players.div_ceil(64).max(1))
-        .map(<[usize]>::to_vec)
-        .collect();
+    let chunks: Vec<Vec<usize>> =
+        (0..players).collect::<Vec<_>>().chunks(players.div_ceil(64).max(1)).map(<[usize]>::to_vec).collect();
     let mut tasks = Vec::new();
     for chunk in chunks {
         let compliance = cell.domains.compliance.clone();
-        tasks.push(tokio::task::spawn_blocking(
-            move || -> anyhow::Result<()> {
-                for i in chunk {
-                    let request = RegisterPlayerRequest {
-                        player_id: player(i),
-                        date_of_birth: chrono::NaiveDate::from_ymd_opt(1980, 1, 1)
-                            .expect("valid date"),
-                        country: contracts::CountryCode::new("GB").map_err(anyhow::Error::msg)?,
-                        currency: "GBP".into(),
-                    };
-                    compliance.player_register(
-                        request,
-                        &key(&format!("register-{i}"), "players.register"),
-                        &ctx(),
-                    )?;
-                }
-                Ok(())
-            },
-        ));
+        tasks.push(tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            for i in chunk {
+                let request = RegisterPlayerRequest {
+                    player_id: player(i),
+                    date_of_birth: chrono::NaiveDate::from_ymd_opt(1980, 1, 1).expect("valid date"),
+                    country: contracts::CountryCode::new("GB").map_err(anyhow::Error::msg)?,
+                    currency: "GBP".into(),
+                };
+                compliance.player_register(request, &key(&format!("register-{i}"), "players.register"), &ctx())?;
+            }
+            Ok(())
+        }));
     }
     for t in tasks {
         t.await??;
@@ -140,19 +117,14 @@ async fn setup(cell: &OpenCell, players: usize) -> anyhow::Result<()> {
                 money: Money::positive(Decimal::from(1_000_000), gbp)?,
                 reason: MovementReason::Deposit,
             };
-            wallet
-                .execute(command, key(&format!("fund-{i}"), "wallet.credit"), ctx())
-                .await?;
+            wallet.execute(command, key(&format!("fund-{i}"), "wallet.credit"), ctx()).await?;
             anyhow::Ok(())
         });
     }
     while let Some(done) = credits.join_next().await {
         done??;
     }
-    eprintln!(
-        "setup: {players} players registered and funded in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("setup: {players} players registered and funded in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -186,41 +158,24 @@ async fn inprocess(
                     money: stake,
                 };
                 let t = Instant::now();
-                let held = wallet
-                    .execute(hold, key(&format!("{tag}-h{n}"), "wallet.hold"), ctx())
-                    .await;
+                let held = wallet.execute(hold, key(&format!("{tag}-h{n}"), "wallet.hold"), ctx()).await;
                 latencies.push(t.elapsed().as_micros() as u32);
                 if held.is_err() {
                     failures += 1;
                     continue;
                 }
                 // Lose, refund or win, at random.
-                let delta = Money::signed(Decimal::from(rand::rng().random_range(-1..=1)), gbp)
-                    .expect("valid");
-                let settle = Command::Settle {
-                    round,
-                    parts: vec![SettlePart {
-                        player: p,
-                        bet: None,
-                        delta,
-                    }],
-                };
+                let delta = Money::signed(Decimal::from(rand::rng().random_range(-1..=1)), gbp).expect("valid");
+                let settle = Command::Settle { round, parts: vec![SettlePart { player: p, bet: None, delta }] };
                 let t = Instant::now();
-                let settled = wallet
-                    .execute(settle, key(&format!("{tag}-s{n}"), "wallet.settle"), ctx())
-                    .await;
+                let settled = wallet.execute(settle, key(&format!("{tag}-s{n}"), "wallet.settle"), ctx()).await;
                 latencies.push(t.elapsed().as_micros() as u32);
                 failures += u64::from(settled.is_err());
             }
             (latencies, failures)
         });
     }
-    let mut phase = Phase {
-        ops: 0,
-        elapsed: Duration::ZERO,
-        latencies_us: Vec::new(),
-        failures: 0,
-    };
+    let mut phase = Phase { ops: 0, elapsed: Duration::ZERO, latencies_us: Vec::new(), failures: 0 };
     while let Some(done) = tasks.join_next().await {
         let (latencies, failures) = done?;
         phase.ops += latencies.len() as u64;
@@ -247,10 +202,7 @@ async fn post(
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     if !status.is_success() {
-        bail!(
-            "{path} answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        );
+        bail!("{path} answered {status}: {}", String::from_utf8_lossy(&body));
     }
     Ok(())
 }
@@ -295,12 +247,7 @@ async fn http(
             anyhow::Ok((latencies, failures))
         });
     }
-    let mut phase = Phase {
-        ops: 0,
-        elapsed: Duration::ZERO,
-        latencies_us: Vec::new(),
-        failures: 0,
-    };
+    let mut phase = Phase { ops: 0, elapsed: Duration::ZERO, latencies_us: Vec::new(), failures: 0 };
     while let Some(done) = tasks.join_next().await {
         let (latencies, failures) = done??;
         phase.ops += latencies.len() as u64;
@@ -331,42 +278,22 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
     // 1. In process, group commit.
     let cell = {
         let config = config(&dir, Durability::GroupSync, WriterConfig::default())?;
-        tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default())))
-            .await??
+        tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default()))).await??
     };
     setup(&cell, args.players).await?;
-    let mut grouped = inprocess(
-        &cell.domains.wallet,
-        args.players,
-        args.inprocess_concurrency,
-        duration,
-        "grouped",
-    )
-    .await?;
+    let mut grouped =
+        inprocess(&cell.domains.wallet, args.players, args.inprocess_concurrency, duration, "grouped").await?;
     report("in process, group commit", &mut grouped);
     tokio::task::spawn_blocking(move || cell.close()).await?;
 
     // 2. In process, one operation per commit and one sync per commit: the baseline.
     let cell = {
-        let config = config(
-            &dir,
-            Durability::SyncPerCommit,
-            WriterConfig {
-                batch_ops_max: 1,
-                ..WriterConfig::default()
-            },
-        )?;
-        tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default())))
-            .await??
+        let config =
+            config(&dir, Durability::SyncPerCommit, WriterConfig { batch_ops_max: 1, ..WriterConfig::default() })?;
+        tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default()))).await??
     };
-    let mut single = inprocess(
-        &cell.domains.wallet,
-        args.players,
-        args.inprocess_concurrency,
-        duration,
-        "single",
-    )
-    .await?;
+    let mut single =
+        inprocess(&cell.domains.wallet, args.players, args.inprocess_concurrency, duration, "single").await?;
     report("in process, sync per commit", &mut single);
     tokio::task::spawn_blocking(move || cell.close()).await?;
 
@@ -396,24 +323,17 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
     println!("http_ops_per_s={:.0}", over_http.ops_per_s());
     println!("http_p99_ms={:.2}", over_http.p99_ms());
     println!("sync_per_commit_ops_per_s={:.0}", single.ops_per_s());
-    println!(
-        "group_commit_speedup={:.1}",
-        grouped.ops_per_s() / single.ops_per_s()
-    );
+    println!("group_commit_speedup={:.1}", grouped.ops_per_s() / single.ops_per_s());
     Ok(())
 }
 
 async fn wait_ready(address: std::net::SocketAddr) -> anyhow::Result<()> {
     for _ in 0..500 {
         if let Ok(stream) = tokio::net::TcpStream::connect(address).await {
-            let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(
-                hyper_util::rt::TokioIo::new(stream),
-            )
-            .await?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(stream)).await?;
             tokio::spawn(connection);
-            let request = hyper::Request::get("/readyz")
-                .header("host", "bench")
-                .body(Full::new(Bytes::new()))?;
+            let request = hyper::Request::get("/readyz").header("host", "bench").body(Full::new(Bytes::new()))?;
             if sender.send_request(request).await?.status().is_success() {
                 return Ok(());
             }

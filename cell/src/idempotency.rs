@@ -23,26 +23,16 @@ pub struct IdempotencyKey {
 impl IdempotencyKey {
     /// Fingerprints `route` plus the request's JSON in canonical form (object keys sorted, no
     /// whitespace), so the same request with keys in another order or other spacing is the same.
-    pub fn new(
-        key: &str,
-        route: &str,
-        request: &serde_json::Value,
-    ) -> Result<IdempotencyKey, String> {
-        if key.is_empty() || key.len() > KEY_BYTES_MAX || !key.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err(format!(
-                "X-Idempotency-Key must be 1 to {KEY_BYTES_MAX} printable ASCII characters"
-            ));
+    pub fn new(key: &str, route: &str, request: &serde_json::Value) -> Result<IdempotencyKey, String> {
+        if key.is_empty() || key.len() > KEY_BYTES_MAX || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!("X-Idempotency-Key must be 1 to {KEY_BYTES_MAX} printable ASCII characters"));
         }
         let mut hasher = Sha256::new();
         hasher.update(route.as_bytes());
         hasher.update([0]);
         // serde_json's map is ordered by key, so this is canonical.
         hasher.update(request.to_string().as_bytes());
-        Ok(IdempotencyKey {
-            key: key.to_owned(),
-            request_hash: hasher.finalize().into(),
-        })
+        Ok(IdempotencyKey { key: key.to_owned(), request_hash: hasher.finalize().into() })
     }
 }
 

@@ -10,10 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(
-    name = "cell",
-    about = "A jurisdiction's cell: every domain against its own store"
-)]
+#[command(name = "cell", about = "A jurisdiction's cell: every domain against its own store")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,26 +45,16 @@ enum Bench {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
     match cli.command {
-        Command::Serve {
-            region,
-            listen,
-            data,
-        } => runtime.block_on(async move {
+        Command::Serve { region, listen, data } => runtime.block_on(async move {
             let region = RegionConfig::from_file(&region)?;
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("listen on {listen}"))?;
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
             let config = CellConfig {
                 region,
                 data_dir: data,
@@ -76,9 +63,7 @@ fn main() -> anyhow::Result<()> {
             };
             cell::server::run(config, listener, shutdown_signal()).await
         }),
-        Command::Bench {
-            what: Bench::Wallet(args),
-        } => runtime.block_on(cell::bench::wallet(args)),
+        Command::Bench { what: Bench::Wallet(args) } => runtime.block_on(cell::bench::wallet(args)),
     }
 }
 

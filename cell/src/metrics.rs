@@ -43,44 +43,23 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("cell");
         let http_requests = Family::<HttpLabels, Counter>::default();
-        let http_seconds =
-            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-                latency_histogram as fn() -> Histogram,
-            );
+        let http_seconds = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let wallet_ops = Family::<WalletOpLabels, Counter>::default();
         let wallet_batch_ops = Histogram::new(exponential_buckets(1.0, 2.0, 14));
         let wallet_commit_seconds = latency_histogram();
         let wallet_queue_depth = Gauge::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by route and status",
-            http_requests.clone(),
-        );
-        registry.register(
-            "http_request_seconds",
-            "HTTP request latency, by route",
-            http_seconds.clone(),
-        );
-        registry.register(
-            "wallet_operations",
-            "Wallet operations, by kind and outcome",
-            wallet_ops.clone(),
-        );
-        registry.register(
-            "wallet_batch_operations",
-            "Operations per wallet store commit",
-            wallet_batch_ops.clone(),
-        );
+        registry.register("http_requests", "HTTP requests answered, by route and status", http_requests.clone());
+        registry.register("http_request_seconds", "HTTP request latency, by route", http_seconds.clone());
+        registry.register("wallet_operations", "Wallet operations, by kind and outcome", wallet_ops.clone());
+        registry.register("wallet_batch_operations", "Operations per wallet store commit", wallet_batch_ops.clone());
         registry.register(
             "wallet_commit_seconds",
             "Time to commit and sync one wallet batch",
             wallet_commit_seconds.clone(),
         );
-        registry.register(
-            "wallet_queue_depth",
-            "Operations waiting for the wallet writer",
-            wallet_queue_depth.clone(),
-        );
+        registry.register("wallet_queue_depth", "Operations waiting for the wallet writer", wallet_queue_depth.clone());
         Metrics {
             registry,
             http_requests,
@@ -97,8 +76,7 @@ impl Metrics {
     /// The exposition text.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }

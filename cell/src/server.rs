@@ -36,17 +36,10 @@ impl OpenCell {
                 .with_context(|| format!("open store under {}", config.data_dir.display()))?,
         );
         let region = Arc::new(config.region.clone());
-        let (wallet, writer) = Wallet::start(store.clone(), region.clone(), metrics, config.writer)
-            .context("start wallet writer")?;
+        let (wallet, writer) =
+            Wallet::start(store.clone(), region.clone(), metrics, config.writer).context("start wallet writer")?;
         let compliance = Compliance::new(store.clone(), region);
-        Ok(OpenCell {
-            domains: Domains {
-                store,
-                wallet,
-                compliance,
-            },
-            writer,
-        })
+        Ok(OpenCell { domains: Domains { store, wallet, compliance }, writer })
     }
 
     /// Lets the wallet writer finish what it was given, then waits for it. Blocking.
@@ -69,18 +62,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
-    let state = Arc::new(AppState {
-        cell: config.region.cell_id.clone(),
-        metrics: metrics.clone(),
-        domains: OnceLock::new(),
-    });
+    let state =
+        Arc::new(AppState { cell: config.region.cell_id.clone(), metrics: metrics.clone(), domains: OnceLock::new() });
     let address = listener.local_addr().context("read listening address")?;
     let serve = axum::serve(listener, api::router(state.clone())).with_graceful_shutdown(shutdown);
     let server = tokio::spawn(async move { serve.await });
     tracing::info!(cell = %config.region.cell_id, %address, data = %config.data_dir.display(), "listening; opening store");
-    let opened = tokio::task::spawn_blocking(move || OpenCell::open(&config, metrics))
-        .await
-        .context("open task")??;
+    let opened = tokio::task::spawn_blocking(move || OpenCell::open(&config, metrics)).await.context("open task")??;
     let OpenCell { domains, writer } = opened;
     if state.domains.set(domains).is_err() {
         unreachable!("domains are set once");

@@ -13,9 +13,7 @@ use std::fmt;
 pub const ID_BYTES_MAX: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{kind} `{value}` is not a valid id: use 1 to {ID_BYTES_MAX} characters of A-Z a-z 0-9 . _ : -"
-)]
+#[error("{kind} `{value}` is not a valid id: use 1 to {ID_BYTES_MAX} characters of A-Z a-z 0-9 . _ : -")]
 pub struct IdError {
     pub kind: &'static str,
     pub value: String,
@@ -24,16 +22,11 @@ pub struct IdError {
 fn check_id(kind: &'static str, value: &str) -> Result<(), IdError> {
     let ok = !value.is_empty()
         && value.len() <= ID_BYTES_MAX
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
     if ok {
         Ok(())
     } else {
-        Err(IdError {
-            kind,
-            value: value.chars().take(ID_BYTES_MAX).collect(),
-        })
+        Err(IdError { kind, value: value.chars().take(ID_BYTES_MAX).collect() })
     }
 }
 

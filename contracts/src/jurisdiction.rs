@@ -5,9 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 
 /// A licensing jurisdiction: one cell (and optionally a standby) per jurisdiction.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub enum Jurisdiction {
     /// Great Britain, Gambling Commission (UKGC).
     #[serde(rename = "UK")]
@@ -37,9 +35,7 @@ impl CountryCode {
     pub fn new(code: &str) -> Result<CountryCode, String> {
         let known = code.len() == 2 && ISO_3166_ALPHA2.split(' ').any(|c| c == code);
         if !known {
-            return Err(format!(
-                "`{code}` is not an ISO 3166-1 alpha-2 country code"
-            ));
+            return Err(format!("`{code}` is not an ISO 3166-1 alpha-2 country code"));
         }
         let b = code.as_bytes();
         Ok(CountryCode([b[0], b[1]]))
@@ -86,14 +82,8 @@ mod tests {
     #[test]
     fn countries_are_checked() {
         assert!(CountryCode::new("GB").is_ok());
-        assert!(
-            CountryCode::new("UK").is_err(),
-            "UK is not an ISO code; GB is"
-        );
+        assert!(CountryCode::new("UK").is_err(), "UK is not an ISO code; GB is");
         assert!(CountryCode::new("gb").is_err());
-        assert_eq!(
-            serde_json::to_string(&CountryCode::new("DK").unwrap()).unwrap(),
-            "\"DK\""
-        );
+        assert_eq!(serde_json::to_string(&CountryCode::new("DK").unwrap()).unwrap(), "\"DK\"");
     }
 }

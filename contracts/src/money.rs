@@ -18,56 +18,22 @@ pub struct Currency {
 /// Every currency the platform books. Adding one here is a contract change: it must be a real
 /// ISO 4217 code (or a crypto ticker) with its real exponent.
 const CURRENCIES: &[Currency] = &[
-    Currency {
-        code: "BTC",
-        scale: 8,
-    },
-    Currency {
-        code: "CHF",
-        scale: 2,
-    },
-    Currency {
-        code: "DKK",
-        scale: 2,
-    },
-    Currency {
-        code: "EUR",
-        scale: 2,
-    },
-    Currency {
-        code: "GBP",
-        scale: 2,
-    },
-    Currency {
-        code: "ISK",
-        scale: 0,
-    },
-    Currency {
-        code: "JPY",
-        scale: 0,
-    },
-    Currency {
-        code: "NOK",
-        scale: 2,
-    },
-    Currency {
-        code: "SEK",
-        scale: 2,
-    },
-    Currency {
-        code: "USD",
-        scale: 2,
-    },
+    Currency { code: "BTC", scale: 8 },
+    Currency { code: "CHF", scale: 2 },
+    Currency { code: "DKK", scale: 2 },
+    Currency { code: "EUR", scale: 2 },
+    Currency { code: "GBP", scale: 2 },
+    Currency { code: "ISK", scale: 0 },
+    Currency { code: "JPY", scale: 0 },
+    Currency { code: "NOK", scale: 2 },
+    Currency { code: "SEK", scale: 2 },
+    Currency { code: "USD", scale: 2 },
 ];
 
 impl Currency {
     /// Looks a currency up by its upper-case code.
     pub fn from_code(code: &str) -> Result<Currency, MoneyError> {
-        CURRENCIES
-            .iter()
-            .find(|c| c.code == code)
-            .copied()
-            .ok_or_else(|| MoneyError::UnknownCurrency(code.to_owned()))
+        CURRENCIES.iter().find(|c| c.code == code).copied().ok_or_else(|| MoneyError::UnknownCurrency(code.to_owned()))
     }
 
     pub fn code(&self) -> &'static str {
@@ -138,9 +104,7 @@ impl Serialize for Amount {
 impl<'de> Deserialize<'de> for Amount {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        parse_amount(&text)
-            .map(Amount)
-            .map_err(serde::de::Error::custom)
+        parse_amount(&text).map(Amount).map_err(serde::de::Error::custom)
     }
 }
 
@@ -154,9 +118,7 @@ fn parse_amount(text: &str) -> Result<Decimal, String> {
         && frac.bytes().all(|b| b.is_ascii_digit())
         && !(body.contains('.') && frac.is_empty());
     if !well_formed {
-        return Err(format!(
-            "`{text}` is not a decimal amount such as \"10.00\""
-        ));
+        return Err(format!("`{text}` is not a decimal amount such as \"10.00\""));
     }
     Decimal::from_str_exact(text).map_err(|_| format!("`{text}` is out of range for an amount"))
 }
@@ -187,11 +149,7 @@ pub enum MoneyError {
     #[error("unknown currency `{0}`")]
     UnknownCurrency(String),
     #[error("{amount} has more decimals than {currency} allows ({scale})")]
-    TooManyDecimals {
-        amount: Decimal,
-        currency: &'static str,
-        scale: u32,
-    },
+    TooManyDecimals { amount: Decimal, currency: &'static str, scale: u32 },
     #[error("{0} is negative where only a positive amount is allowed")]
     Negative(Decimal),
     #[error("amount must be greater than zero")]
@@ -225,16 +183,9 @@ impl Money {
     /// Any sign, scale checked.
     pub fn signed(amount: Decimal, currency: Currency) -> Result<Money, MoneyError> {
         if amount.normalize().scale() > currency.scale {
-            return Err(MoneyError::TooManyDecimals {
-                amount,
-                currency: currency.code,
-                scale: currency.scale,
-            });
+            return Err(MoneyError::TooManyDecimals { amount, currency: currency.code, scale: currency.scale });
         }
-        Ok(Money {
-            amount: amount.normalize(),
-            currency,
-        })
+        Ok(Money { amount: amount.normalize(), currency })
     }
 
     /// Strictly positive, scale checked: what a deposit, stake or withdrawal must be.
@@ -249,10 +200,7 @@ impl Money {
     }
 
     pub fn zero(currency: Currency) -> Money {
-        Money {
-            amount: Decimal::ZERO,
-            currency,
-        }
+        Money { amount: Decimal::ZERO, currency }
     }
 
     pub fn amount(&self) -> Decimal {
@@ -270,15 +218,9 @@ impl Money {
 
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
         if self.currency != other.currency {
-            return Err(MoneyError::CurrencyMismatch(
-                self.currency.code,
-                other.currency.code,
-            ));
+            return Err(MoneyError::CurrencyMismatch(self.currency.code, other.currency.code));
         }
-        Ok(Money {
-            amount: self.amount + other.amount,
-            currency: self.currency,
-        })
+        Ok(Money { amount: self.amount + other.amount, currency: self.currency })
     }
 }
 
@@ -321,10 +263,7 @@ mod tests {
     fn sign_is_checked() {
         let err = Money::positive(Decimal::from_str("-5").unwrap(), gbp()).unwrap_err();
         assert_eq!(err.code(), "AMOUNT_NEGATIVE");
-        assert_eq!(
-            Money::positive(Decimal::ZERO, gbp()).unwrap_err().code(),
-            "AMOUNT_ZERO"
-        );
+        assert_eq!(Money::positive(Decimal::ZERO, gbp()).unwrap_err().code(), "AMOUNT_ZERO");
         assert!(Money::signed(Decimal::from_str("-5").unwrap(), gbp()).is_ok());
     }
 
@@ -336,18 +275,12 @@ mod tests {
         for good in ["0", "10.00", "-5", "123456.78"] {
             assert!(good.parse::<Amount>().is_ok(), "{good:?} must parse");
         }
-        assert!(
-            serde_json::from_str::<Amount>("10.0").is_err(),
-            "a JSON number is refused"
-        );
+        assert!(serde_json::from_str::<Amount>("10.0").is_err(), "a JSON number is refused");
     }
 
     #[test]
     fn currencies_are_known() {
-        assert_eq!(
-            Currency::from_code("XXX").unwrap_err().code(),
-            "UNKNOWN_CURRENCY"
-        );
+        assert_eq!(Currency::from_code("XXX").unwrap_err().code(), "UNKNOWN_CURRENCY");
         assert_eq!(Currency::from_code("JPY").unwrap().scale(), 0);
     }
 }

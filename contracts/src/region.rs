@@ -221,20 +221,14 @@ pub struct DepositLimits {
 impl RegionConfig {
     /// Loads and checks one region file.
     pub fn from_file(path: &Path) -> Result<RegionConfig, RegionFileError> {
-        let fail = |kind| RegionFileError {
-            path: path.to_owned(),
-            kind,
-        };
+        let fail = |kind| RegionFileError { path: path.to_owned(), kind };
         let text = std::fs::read_to_string(path).map_err(|e| fail(RegionFileErrorKind::Read(e)))?;
         Self::from_toml(&text).map_err(fail)
     }
 
     /// Loads every `*.toml` under `dir`, sorted by cell id; cell ids must be unique.
     pub fn load_dir(dir: &Path) -> Result<Vec<RegionConfig>, RegionFileError> {
-        let fail = |kind| RegionFileError {
-            path: dir.to_owned(),
-            kind,
-        };
+        let fail = |kind| RegionFileError { path: dir.to_owned(), kind };
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| fail(RegionFileErrorKind::Read(e)))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -247,10 +241,7 @@ impl RegionConfig {
             if regions.iter().any(|r| r.cell_id == region.cell_id) {
                 return Err(RegionFileError {
                     path,
-                    kind: invalid(
-                        "cell_id",
-                        format!("`{}` is used by another region file", region.cell_id),
-                    ),
+                    kind: invalid("cell_id", format!("`{}` is used by another region file", region.cell_id)),
                 });
             }
             regions.push(region);
@@ -260,8 +251,7 @@ impl RegionConfig {
     }
 
     pub fn from_toml(text: &str) -> Result<RegionConfig, RegionFileErrorKind> {
-        let file: RegionFile =
-            toml::from_str(text).map_err(|e| RegionFileErrorKind::Syntax(e.to_string()))?;
+        let file: RegionFile = toml::from_str(text).map_err(|e| RegionFileErrorKind::Syntax(e.to_string()))?;
         check(file)
     }
 
@@ -277,76 +267,48 @@ impl RegionConfig {
 }
 
 fn invalid(field: impl Into<String>, problem: impl Into<String>) -> RegionFileErrorKind {
-    RegionFileErrorKind::Invalid {
-        field: field.into(),
-        problem: problem.into(),
-    }
+    RegionFileErrorKind::Invalid { field: field.into(), problem: problem.into() }
 }
 
 fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
     let cell_ok = !f.cell_id.is_empty()
         && f.cell_id.len() <= 16
-        && f.cell_id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        && f.cell_id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     if !cell_ok {
-        return Err(invalid(
-            "cell_id",
-            format!(
-                "`{}` must be 1 to 16 lower-case letters or digits",
-                f.cell_id
-            ),
-        ));
+        return Err(invalid("cell_id", format!("`{}` must be 1 to 16 lower-case letters or digits", f.cell_id)));
     }
     if f.licensed_countries.is_empty() {
-        return Err(invalid(
-            "licensed_countries",
-            "a cell must be licensed for at least one country",
-        ));
+        return Err(invalid("licensed_countries", "a cell must be licensed for at least one country"));
     }
     let licensed_countries = f
         .licensed_countries
         .iter()
         .enumerate()
-        .map(|(i, c)| {
-            CountryCode::new(c).map_err(|p| invalid(format!("licensed_countries[{i}]"), p))
-        })
+        .map(|(i, c)| CountryCode::new(c).map_err(|p| invalid(format!("licensed_countries[{i}]"), p)))
         .collect::<Result<Vec<_>, _>>()?;
     let currencies = f
         .currencies
         .iter()
         .enumerate()
-        .map(|(i, c)| {
-            Currency::from_code(c).map_err(|p| invalid(format!("currencies[{i}]"), p.to_string()))
-        })
+        .map(|(i, c)| Currency::from_code(c).map_err(|p| invalid(format!("currencies[{i}]"), p.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     if currencies.is_empty() {
-        return Err(invalid(
-            "currencies",
-            "a cell must book at least one currency",
-        ));
+        return Err(invalid("currencies", "a cell must book at least one currency"));
     }
-    let default_currency = Currency::from_code(&f.default_currency)
-        .map_err(|p| invalid("default_currency", p.to_string()))?;
+    let default_currency =
+        Currency::from_code(&f.default_currency).map_err(|p| invalid("default_currency", p.to_string()))?;
     if !currencies.contains(&default_currency) {
-        return Err(invalid(
-            "default_currency",
-            format!("{default_currency} is not in `currencies`"),
-        ));
+        return Err(invalid("default_currency", format!("{default_currency} is not in `currencies`")));
     }
     if !(18..=25).contains(&f.minimum_age) {
         return Err(invalid(
             "minimum_age",
-            format!(
-                "{} is outside 18..=25, the range any licence sets",
-                f.minimum_age
-            ),
+            format!("{} is outside 18..=25, the range any licence sets", f.minimum_age),
         ));
     }
-    for (field, url) in [
-        ("endpoints.primary", Some(&f.endpoints.primary)),
-        ("endpoints.standby", f.endpoints.standby.as_ref()),
-    ] {
+    for (field, url) in
+        [("endpoints.primary", Some(&f.endpoints.primary)), ("endpoints.standby", f.endpoints.standby.as_ref())]
+    {
         if let Some(url) = url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(invalid(field, format!("`{url}` is not an http(s) URL")));
@@ -361,10 +323,7 @@ fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
         )));
     }
     if f.rules.policy_version.trim().is_empty() {
-        return Err(invalid(
-            "rules.policy_version",
-            "must name the policy version decisions are logged under",
-        ));
+        return Err(invalid("rules.policy_version", "must name the policy version decisions are logged under"));
     }
     let money = |field: String, text: &str| -> Result<Money, RegionFileErrorKind> {
         let amount = Decimal::from_str_exact(text)
@@ -375,10 +334,7 @@ fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
     for (i, s) in f.rules.stake_limits.iter().enumerate() {
         let field = |name: &str| format!("rules.stake_limits[{i}].{name}");
         if s.age_from < f.minimum_age || s.age_to.is_some_and(|to| to < s.age_from) {
-            return Err(invalid(
-                field("age_from"),
-                "the age band is empty or starts below the minimum age",
-            ));
+            return Err(invalid(field("age_from"), "the age band is empty or starts below the minimum age"));
         }
         stake_limits.push(StakeLimit {
             id: s.id.clone(),
@@ -394,24 +350,13 @@ fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
         None => None,
         Some(d) => {
             if d.mandatory && d.periods.is_empty() {
-                return Err(invalid(
-                    "rules.deposit_limits.periods",
-                    "mandatory limits need at least one period",
-                ));
+                return Err(invalid("rules.deposit_limits.periods", "mandatory limits need at least one period"));
             }
             let defaults = d
                 .defaults
                 .iter()
                 .enumerate()
-                .map(|(i, l)| {
-                    Ok((
-                        l.period,
-                        money(
-                            format!("rules.deposit_limits.defaults[{i}].amount"),
-                            &l.amount,
-                        )?,
-                    ))
-                })
+                .map(|(i, l)| Ok((l.period, money(format!("rules.deposit_limits.defaults[{i}].amount"), &l.amount)?)))
                 .collect::<Result<Vec<_>, RegionFileErrorKind>>()?;
             Some(DepositLimits {
                 mandatory: d.mandatory,
@@ -425,7 +370,9 @@ fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
     // Rules the law of each jurisdiction makes mandatory.
     match f.jurisdiction {
         Jurisdiction::Uk if stake_limits.is_empty() => {
-            return Err(RegionFileErrorKind::MissingRule("UK requires online slot stake limits (rules.stake_limits)".into()))
+            return Err(RegionFileErrorKind::MissingRule(
+                "UK requires online slot stake limits (rules.stake_limits)".into(),
+            ))
         }
         Jurisdiction::Se if !deposit_limits.as_ref().is_some_and(|d| d.mandatory && d.increase_delay_hours >= 72) => {
             return Err(RegionFileErrorKind::MissingRule(

@@ -20,10 +20,7 @@ fn event<P: EventPayload>() -> NamedSchema {
 }
 
 fn api<T: JsonSchema>(name: &str, version: &str) -> NamedSchema {
-    NamedSchema {
-        file_name: format!("api.{name}.v{version}.json"),
-        schema: schema_for!(T),
-    }
+    NamedSchema { file_name: format!("api.{name}.v{version}.json"), schema: schema_for!(T) }
 }
 
 /// All schemas, in a stable order.

@@ -37,18 +37,10 @@ fn committed_schemas_match_types_and_versions() {
     // A committed schema with no type behind it is a contract silently dropped; old versions stay
     // only while something still speaks them, so they are listed here deliberately.
     for entry in std::fs::read_dir(schema_dir()).expect("schemas dir") {
-        let name = entry
-            .expect("dir entry")
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
+        let name = entry.expect("dir entry").file_name().to_string_lossy().into_owned();
         if !expected.contains(&name) {
             problems.push(format!("{name} is committed but no type generates it"));
         }
     }
-    assert!(
-        problems.is_empty(),
-        "schema problems:\n{}",
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "schema problems:\n{}", problems.join("\n"));
 }

@@ -55,19 +55,12 @@ pub struct AppState {
 impl AppState {
     fn domains(&self) -> Result<&Domains, ApiError> {
         self.domains.get().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "NOT_READY",
-                "the cell is still opening its store",
-            )
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_READY", "the cell is still opening its store")
         })
     }
 
     fn event_context(&self, trace: &TraceId) -> EventContext {
-        EventContext {
-            cell: self.cell.clone(),
-            trace_id: trace.0.clone(),
-        }
+        EventContext { cell: self.cell.clone(), trace_id: trace.0.clone() }
     }
 }
 
@@ -85,11 +78,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
+        ApiError { status, code, message: message.into() }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -99,10 +88,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            code: self.code.to_owned(),
-            message: self.message,
-        };
+        let body = ErrorBody { code: self.code.to_owned(), message: self.message };
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -124,9 +110,7 @@ impl From<ComplianceError> for ApiError {
 }
 
 /// Parses a JSON body into `T`, refusing with a precise message.
-fn json_body<T: DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-) -> Result<(T, serde_json::Value), ApiError> {
+fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<(T, serde_json::Value), ApiError> {
     let bytes = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -138,11 +122,10 @@ fn json_body<T: DeserializeOwned>(
             ApiError::bad_request("BODY_UNREADABLE", rejection.body_text())
         }
     })?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request("MALFORMED_JSON", format!("request body is not JSON: {e}"))
-    })?;
-    let request = serde_json::from_value(value.clone())
-        .map_err(|e| ApiError::bad_request("INVALID_REQUEST", e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("MALFORMED_JSON", format!("request body is not JSON: {e}")))?;
+    let request =
+        serde_json::from_value(value.clone()).map_err(|e| ApiError::bad_request("INVALID_REQUEST", e.to_string()))?;
     Ok((request, value))
 }
 
@@ -155,37 +138,23 @@ fn mutating<T: DeserializeOwned>(
     let key = headers
         .get(&IDEMPOTENCY_KEY)
         .ok_or_else(|| {
-            ApiError::bad_request(
-                "IDEMPOTENCY_KEY_MISSING",
-                "mutating requests need an X-Idempotency-Key header",
-            )
+            ApiError::bad_request("IDEMPOTENCY_KEY_MISSING", "mutating requests need an X-Idempotency-Key header")
         })?
         .to_str()
-        .map_err(|_| {
-            ApiError::bad_request(
-                "IDEMPOTENCY_KEY_INVALID",
-                "X-Idempotency-Key must be printable ASCII",
-            )
-        })?
+        .map_err(|_| ApiError::bad_request("IDEMPOTENCY_KEY_INVALID", "X-Idempotency-Key must be printable ASCII"))?
         .to_owned();
     let (request, value) = json_body::<T>(body)?;
-    let key = IdempotencyKey::new(&key, route, &value)
-        .map_err(|m| ApiError::bad_request("IDEMPOTENCY_KEY_INVALID", m))?;
+    let key =
+        IdempotencyKey::new(&key, route, &value).map_err(|m| ApiError::bad_request("IDEMPOTENCY_KEY_INVALID", m))?;
     Ok((request, key))
 }
 
 /// A domain's answer as an HTTP response.
 fn answer(a: Answer) -> Response {
-    let mut response = (
-        status(a.status),
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        a.body,
-    )
-        .into_response();
+    let mut response =
+        (status(a.status), [(axum::http::header::CONTENT_TYPE, "application/json")], a.body).into_response();
     if a.replayed {
-        response
-            .headers_mut()
-            .insert(IDEMPOTENT_REPLAY.clone(), HeaderValue::from_static("true"));
+        response.headers_mut().insert(IDEMPOTENT_REPLAY.clone(), HeaderValue::from_static("true"));
     }
     response
 }
@@ -195,45 +164,24 @@ fn trace_id_from(headers: &HeaderMap) -> Option<String> {
     let value = headers.get("traceparent")?.to_str().ok()?;
     let mut parts = value.split('-');
     let (_version, trace) = (parts.next()?, parts.next()?);
-    let valid = trace.len() == 32
-        && trace.bytes().all(|b| b.is_ascii_hexdigit())
-        && trace != "0".repeat(32);
+    let valid = trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()) && trace != "0".repeat(32);
     valid.then(|| trace.to_ascii_lowercase())
 }
 
 /// Every request: a span carrying its `traceId`, latency and status metrics, and `X-Cell`.
-async fn observe(
-    state: axum::extract::State<Arc<AppState>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+async fn observe(state: axum::extract::State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let trace =
-        trace_id_from(request.headers()).unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    let trace = trace_id_from(request.headers()).unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
+    let route =
+        request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     request.extensions_mut().insert(TraceId(trace.clone()));
     let span = tracing::info_span!("request", traceId = %trace, method = %request.method(), route = %route);
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     span.in_scope(|| tracing::debug!(status, elapsed_us = elapsed.as_micros() as u64, "answered"));
-    state
-        .metrics
-        .http_requests
-        .get_or_create(&HttpLabels {
-            route: route.clone(),
-            status,
-        })
-        .inc();
-    state
-        .metrics
-        .http_seconds
-        .get_or_create(&RouteLabels { route })
-        .observe(elapsed.as_secs_f64());
+    state.metrics.http_requests.get_or_create(&HttpLabels { route: route.clone(), status }).inc();
+    state.metrics.http_seconds.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
     if let Ok(cell) = HeaderValue::from_str(&state.cell) {
         response.headers_mut().insert(X_CELL.clone(), cell);
     }

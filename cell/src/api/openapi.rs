@@ -4,8 +4,7 @@ use axum::Json;
 use contracts::events::EventPage;
 use contracts::players::{Player, RegisterPlayerRequest};
 use contracts::wallet::{
-    BalanceResponse, HoldRequest, HoldResponse, MovementRequest, MovementResponse, SettleRequest,
-    SettleResponse,
+    BalanceResponse, HoldRequest, HoldResponse, MovementRequest, MovementResponse, SettleRequest, SettleResponse,
 };
 use contracts::ErrorBody;
 use schemars::generate::SchemaSettings;
@@ -17,14 +16,7 @@ fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
     g.subschema_for::<T>().to_value()
 }
 
-fn mutating(
-    error: &Value,
-    summary: &str,
-    request: Value,
-    ok_status: &str,
-    response: Value,
-    errors: &[&str],
-) -> Value {
+fn mutating(error: &Value, summary: &str, request: Value, ok_status: &str, response: Value, errors: &[&str]) -> Value {
     let mut responses = json!({ ok_status: { "description": "done (or the stored answer of a replay, with Idempotent-Replay: true)", "content": { "application/json": { "schema": response } } } });
     for code in errors {
         responses[*code] = json!({ "description": "refused; `code` says why", "content": { "application/json": { "schema": error.clone() } } });
@@ -44,26 +36,11 @@ fn build() -> Value {
     settings.definitions_path = "/components/schemas".into();
     let mut g = settings.into_generator();
     let error = schema::<ErrorBody>(&mut g);
-    let (movement_req, movement_res) = (
-        schema::<MovementRequest>(&mut g),
-        schema::<MovementResponse>(&mut g),
-    );
-    let (player_req, player_res) = (
-        schema::<RegisterPlayerRequest>(&mut g),
-        schema::<Player>(&mut g),
-    );
-    let (hold_req, hold_res) = (
-        schema::<HoldRequest>(&mut g),
-        schema::<HoldResponse>(&mut g),
-    );
-    let (settle_req, settle_res) = (
-        schema::<SettleRequest>(&mut g),
-        schema::<SettleResponse>(&mut g),
-    );
-    let (balance, page) = (
-        schema::<BalanceResponse>(&mut g),
-        schema::<EventPage>(&mut g),
-    );
+    let (movement_req, movement_res) = (schema::<MovementRequest>(&mut g), schema::<MovementResponse>(&mut g));
+    let (player_req, player_res) = (schema::<RegisterPlayerRequest>(&mut g), schema::<Player>(&mut g));
+    let (hold_req, hold_res) = (schema::<HoldRequest>(&mut g), schema::<HoldResponse>(&mut g));
+    let (settle_req, settle_res) = (schema::<SettleRequest>(&mut g), schema::<SettleResponse>(&mut g));
+    let (balance, page) = (schema::<BalanceResponse>(&mut g), schema::<EventPage>(&mut g));
     let paths = json!({
         "/players": mutating(&error, "Register a player in this cell", player_req, "201", player_res, &["400", "409", "413", "422"]),
         "/wallet/credit": mutating(&error, "Credit a player's cash", movement_req.clone(), "200", movement_res.clone(), &["400", "404", "409", "413", "422", "503"]),

@@ -24,13 +24,7 @@ pub async fn readyz(State(s): State<Arc<AppState>>) -> Response {
 }
 
 pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render())
         .into_response()
 }
 
@@ -52,29 +46,20 @@ pub async fn events(
     let Query(q) = query.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))?;
     let limit = q.limit.unwrap_or(PAGE_EVENTS_DEFAULT);
     if limit == 0 || limit > events::PAGE_EVENTS_MAX {
-        return Err(ApiError::bad_request(
-            "INVALID_LIMIT",
-            format!("limit must be 1 to {}", events::PAGE_EVENTS_MAX),
-        ));
+        return Err(ApiError::bad_request("INVALID_LIMIT", format!("limit must be 1 to {}", events::PAGE_EVENTS_MAX)));
     }
     let store = d.store.clone();
-    let page = tokio::task::spawn_blocking(move || {
-        events::read_page(store.as_ref(), q.after.as_deref(), limit)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?;
+    let page = tokio::task::spawn_blocking(move || events::read_page(store.as_ref(), q.after.as_deref(), limit))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?;
     match page {
         Ok(page) => Ok(Json(page)),
         Err(ReadError::Cursor(e)) => Err(ApiError::bad_request("INVALID_CURSOR", e.to_string())),
-        Err(e @ ReadError::Store(_)) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "STORE_UNAVAILABLE",
-            e.to_string(),
-        )),
-        Err(e @ ReadError::Corrupt { .. }) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "EVENT_CORRUPT",
-            e.to_string(),
-        )),
+        Err(e @ ReadError::Store(_)) => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE", e.to_string()))
+        }
+        Err(e @ ReadError::Corrupt { .. }) => {
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "EVENT_CORRUPT", e.to_string()))
+        }
     }
 }

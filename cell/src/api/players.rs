@@ -20,11 +20,8 @@ pub async fn register(
     let (request, key) = mutating::<RegisterPlayerRequest>("players.register", &h, body)?;
     let compliance = d.compliance.clone();
     let ctx = s.event_context(&t);
-    let outcome =
-        tokio::task::spawn_blocking(move || compliance.player_register(request, &key, &ctx))
-            .await
-            .map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string())
-            })??;
+    let outcome = tokio::task::spawn_blocking(move || compliance.player_register(request, &key, &ctx))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))??;
     Ok(answer(outcome))
 }

@@ -23,9 +23,7 @@ pub async fn credit(
     let d = s.domains()?;
     let (request, key) = mutating::<MovementRequest>("wallet.credit", &h, body)?;
     let command = d.wallet.credit_command(request)?;
-    Ok(answer(
-        d.wallet.execute(command, key, s.event_context(&t)).await?,
-    ))
+    Ok(answer(d.wallet.execute(command, key, s.event_context(&t)).await?))
 }
 
 pub async fn debit(
@@ -37,9 +35,7 @@ pub async fn debit(
     let d = s.domains()?;
     let (request, key) = mutating::<MovementRequest>("wallet.debit", &h, body)?;
     let command = d.wallet.debit_command(request)?;
-    Ok(answer(
-        d.wallet.execute(command, key, s.event_context(&t)).await?,
-    ))
+    Ok(answer(d.wallet.execute(command, key, s.event_context(&t)).await?))
 }
 
 pub async fn hold(
@@ -51,9 +47,7 @@ pub async fn hold(
     let d = s.domains()?;
     let (request, key) = mutating::<HoldRequest>("wallet.hold", &h, body)?;
     let command = d.wallet.hold_command(request)?;
-    Ok(answer(
-        d.wallet.execute(command, key, s.event_context(&t)).await?,
-    ))
+    Ok(answer(d.wallet.execute(command, key, s.event_context(&t)).await?))
 }
 
 pub async fn settle(
@@ -65,9 +59,7 @@ pub async fn settle(
     let d = s.domains()?;
     let (request, key) = mutating::<SettleRequest>("wallet.settle", &h, body)?;
     let command = d.wallet.settle_command(request)?;
-    Ok(answer(
-        d.wallet.execute(command, key, s.event_context(&t)).await?,
-    ))
+    Ok(answer(d.wallet.execute(command, key, s.event_context(&t)).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,32 +76,20 @@ pub async fn balance(
 ) -> Result<Json<BalanceResponse>, ApiError> {
     let d = s.domains()?;
     let Query(query) = query.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))?;
-    let player = PlayerId::new(player)
-        .map_err(|e| ApiError::bad_request("INVALID_PLAYER_ID", e.to_string()))?;
+    let player = PlayerId::new(player).map_err(|e| ApiError::bad_request("INVALID_PLAYER_ID", e.to_string()))?;
     let as_of = match &query.as_of {
         None => None,
         Some(text) => Some(
             chrono::DateTime::parse_from_rfc3339(text)
                 .map_err(|e| {
-                    ApiError::bad_request(
-                        "INVALID_AS_OF",
-                        format!("as_of `{text}` is not an RFC 3339 instant: {e}"),
-                    )
+                    ApiError::bad_request("INVALID_AS_OF", format!("as_of `{text}` is not an RFC 3339 instant: {e}"))
                 })?
                 .with_timezone(&chrono::Utc),
         ),
     };
     let wallet = d.wallet.clone();
-    let response = tokio::task::spawn_blocking(move || {
-        wallet.balance(&player, query.currency.as_deref(), as_of)
-    })
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
-            e.to_string(),
-        )
-    })??;
+    let response = tokio::task::spawn_blocking(move || wallet.balance(&player, query.currency.as_deref(), as_of))
+        .await
+        .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))??;
     Ok(Json(response))
 }

@@ -32,11 +32,7 @@ pub fn envelope<P: EventPayload>(ctx: &EventContext, payload: P) -> Envelope<P> 
 
 /// Appends an event in `tx`. `order` distinguishes events of one transaction (FoundationDB's
 /// user version): each must get its own.
-pub fn append<P: EventPayload>(
-    tx: &mut dyn Transaction,
-    order: u16,
-    envelope: &Envelope<P>,
-) -> Result<(), StoreError> {
+pub fn append<P: EventPayload>(tx: &mut dyn Transaction, order: u16, envelope: &Envelope<P>) -> Result<(), StoreError> {
     let key = subspaces::events().pack_with_versionstamp(&Versionstamp::incomplete(order));
     // MessagePack as a map (named fields), so old events stay readable when fields are added.
     let value = rmp_serde::to_vec_named(envelope).expect("an event envelope always encodes");
@@ -65,11 +61,7 @@ pub enum ReadError {
 }
 
 /// Up to `limit` events after `after` (from the start when `None`), in commit order.
-pub fn read_page(
-    store: &dyn Store,
-    after: Option<&str>,
-    limit: usize,
-) -> Result<EventPage, ReadError> {
+pub fn read_page(store: &dyn Store, after: Option<&str>, limit: usize) -> Result<EventPage, ReadError> {
     let space = subspaces::events();
     let (start, end) = space.range();
     let begin = match after {
@@ -90,21 +82,13 @@ pub fn read_page(
     let rows = tx.get_range(&begin, &end, limit.clamp(1, PAGE_EVENTS_MAX), false)?;
     let mut events = Vec::with_capacity(rows.len());
     for (key, value) in rows {
-        let vs: Versionstamp = space.unpack(&key).map_err(|e| ReadError::Corrupt {
-            cursor: hex::encode(&key),
-            message: e.to_string(),
-        })?;
+        let vs: Versionstamp =
+            space.unpack(&key).map_err(|e| ReadError::Corrupt { cursor: hex::encode(&key), message: e.to_string() })?;
         let cursor = hex::encode(vs.as_bytes());
-        let envelope: Envelope<serde_json::Value> =
-            rmp_serde::from_slice(&value).map_err(|e| ReadError::Corrupt {
-                cursor: cursor.clone(),
-                message: e.to_string(),
-            })?;
+        let envelope: Envelope<serde_json::Value> = rmp_serde::from_slice(&value)
+            .map_err(|e| ReadError::Corrupt { cursor: cursor.clone(), message: e.to_string() })?;
         events.push(EventRecord { cursor, envelope });
     }
-    let next = events
-        .last()
-        .map(|e| e.cursor.clone())
-        .or_else(|| after.map(str::to_owned));
+    let next = events.last().map(|e| e.cursor.clone()).or_else(|| after.map(str::to_owned));
     Ok(EventPage { events, next })
 }

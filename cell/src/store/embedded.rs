@@ -11,12 +11,8 @@
 //! increasing across restarts) and applies atomic adds to the latest committed value, so adds
 //! never conflict.
 
-use super::{
-    check_write, limits, versionstamp_offset, Committed, KeyValue, Store, StoreError, Transaction,
-};
-use fjall::{
-    KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, PersistMode, Readable,
-};
+use super::{check_write, limits, versionstamp_offset, Committed, KeyValue, Store, StoreError, Transaction};
+use fjall::{KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, PersistMode, Readable};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,21 +69,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl EmbeddedStore {
     /// Opens (or creates) the store under `dir`.
     pub fn open(dir: &Path, durability: Durability) -> Result<EmbeddedStore, StoreError> {
-        let db = OptimisticTxDatabase::builder(dir)
-            .open()
-            .map_err(|e| io("open fjall database", e))?;
-        let data = db
-            .keyspace("kv", KeyspaceCreateOptions::default)
-            .map_err(|e| io("open keyspace", e))?;
-        let version = match data
-            .get(VERSION_KEY)
-            .map_err(|e| io("read commit version", e))?
-        {
-            Some(v) => u64::from_be_bytes(
-                v.as_ref()
-                    .try_into()
-                    .map_err(|_| io("read commit version", "not 8 bytes"))?,
-            ),
+        let db = OptimisticTxDatabase::builder(dir).open().map_err(|e| io("open fjall database", e))?;
+        let data = db.keyspace("kv", KeyspaceCreateOptions::default).map_err(|e| io("open keyspace", e))?;
+        let version = match data.get(VERSION_KEY).map_err(|e| io("read commit version", e))? {
+            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| io("read commit version", "not 8 bytes"))?),
             None => 0,
         };
         Ok(EmbeddedStore {
@@ -97,10 +82,7 @@ impl EmbeddedStore {
                 durability,
                 commit_lock: Mutex::new(()),
                 committed_version: AtomicU64::new(version),
-                sync: Mutex::new(SyncState {
-                    durable_version: version,
-                    syncing: false,
-                }),
+                sync: Mutex::new(SyncState { durable_version: version, syncing: false }),
                 synced: Condvar::new(),
             }),
         })
@@ -109,11 +91,7 @@ impl EmbeddedStore {
 
 impl Store for EmbeddedStore {
     fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
-        let tx = self
-            .inner
-            .db
-            .write_tx()
-            .map_err(|e| io("begin transaction", e))?;
+        let tx = self.inner.db.write_tx().map_err(|e| io("begin transaction", e))?;
         Ok(Box::new(EmbeddedTx {
             inner: self.inner.clone(),
             tx,
@@ -166,10 +144,7 @@ impl EmbeddedTx {
 
 impl Transaction for EmbeddedTx {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let value = self
-            .tx
-            .get(&self.inner.data, key)
-            .map_err(|e| io("read", e))?;
+        let value = self.tx.get(&self.inner.data, key).map_err(|e| io("read", e))?;
         match self.adds.get(key) {
             Some(delta) => {
                 let sum = decode_i64(value.as_deref()).wrapping_add(*delta);
@@ -235,10 +210,7 @@ impl Transaction for EmbeddedTx {
         self.account(bytes)?;
         if self.written.contains(key) {
             // Set earlier in this transaction: add to that value now.
-            let current = self
-                .tx
-                .get(&self.inner.data, key)
-                .map_err(|e| io("read", e))?;
+            let current = self.tx.get(&self.inner.data, key).map_err(|e| io("read", e))?;
             let sum = decode_i64(current.as_deref()).wrapping_add(delta);
             self.tx.insert(&self.inner.data, key, sum.to_le_bytes());
         } else {
@@ -256,15 +228,7 @@ impl Transaction for EmbeddedTx {
     }
 
     fn commit(self: Box<Self>) -> Result<Committed, StoreError> {
-        let EmbeddedTx {
-            inner,
-            mut tx,
-            started,
-            bytes,
-            adds,
-            stamped,
-            ..
-        } = *self;
+        let EmbeddedTx { inner, mut tx, started, bytes, adds, stamped, .. } = *self;
         if bytes == 0 {
             return Ok(Committed::default()); // read-only: nothing to make durable
         }
@@ -281,10 +245,7 @@ impl Transaction for EmbeddedTx {
             }
             for (key, delta) in &adds {
                 // Under the commit lock the latest committed value cannot move.
-                let current = inner
-                    .data
-                    .get(key)
-                    .map_err(|e| io("read for atomic add", e))?;
+                let current = inner.data.get(key).map_err(|e| io("read for atomic add", e))?;
                 let sum = decode_i64(current.as_deref()).wrapping_add(*delta);
                 tx.insert(&inner.data, key.as_slice(), sum.to_le_bytes());
             }
@@ -315,10 +276,7 @@ impl Inner {
     /// Returns once `version` is on disk.
     fn wait_durable(&self, version: u64) -> Result<(), StoreError> {
         if self.durability == Durability::SyncPerCommit {
-            return self
-                .db
-                .persist(PersistMode::SyncAll)
-                .map_err(|e| io("sync journal", e));
+            return self.db.persist(PersistMode::SyncAll).map_err(|e| io("sync journal", e));
         }
         let mut state = lock(&self.sync);
         loop {

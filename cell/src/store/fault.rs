@@ -74,12 +74,7 @@ struct FaultyTx {
 
 impl FaultyTx {
     fn roll(&self, probability: f64) -> bool {
-        probability > 0.0
-            && self
-                .rng
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .random_bool(probability.min(1.0))
+        probability > 0.0 && self.rng.lock().unwrap_or_else(|p| p.into_inner()).random_bool(probability.min(1.0))
     }
 
     fn maybe_error(&self) -> Result<(), StoreError> {
@@ -127,11 +122,7 @@ impl Transaction for FaultyTx {
     fn commit(self: Box<Self>) -> Result<Committed, StoreError> {
         if !self.config.commit_delay_max.is_zero() {
             let nanos = self.config.commit_delay_max.as_nanos() as u64;
-            let delay = self
-                .rng
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .random_range(0..=nanos);
+            let delay = self.rng.lock().unwrap_or_else(|p| p.into_inner()).random_range(0..=nanos);
             std::thread::sleep(Duration::from_nanos(delay));
         }
         self.maybe_error()?;

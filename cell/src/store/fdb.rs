@@ -4,9 +4,7 @@
 //! The `Store` interface is synchronous, so each FoundationDB future is driven to completion on
 //! the calling thread; FoundationDB's own network thread does the I/O.
 
-use super::{
-    check_write, limits, versionstamp_offset, Committed, KeyValue, Store, StoreError, Transaction,
-};
+use super::{check_write, limits, versionstamp_offset, Committed, KeyValue, Store, StoreError, Transaction};
 use foundationdb::options::{MutationType, StreamingMode};
 use foundationdb::{Database, FdbError, KeySelector, RangeOption};
 use futures::executor::block_on;
@@ -55,12 +53,7 @@ impl FdbStore {
 impl Store for FdbStore {
     fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
         let trx = self.db.create_trx().map_err(map_error)?;
-        Ok(Box::new(FdbTx {
-            trx,
-            bytes: 0,
-            stamped: false,
-            started: Instant::now(),
-        }))
+        Ok(Box::new(FdbTx { trx, bytes: 0, stamped: false, started: Instant::now() }))
     }
 
     fn backend_name(&self) -> &'static str {
@@ -112,11 +105,7 @@ impl Transaction for FdbTx {
         let mut out = Vec::new();
         loop {
             let values = block_on(self.trx.get_range(&option, 1, false)).map_err(map_error)?;
-            out.extend(
-                values
-                    .iter()
-                    .map(|kv| (kv.key().to_vec(), kv.value().to_vec())),
-            );
+            out.extend(values.iter().map(|kv| (kv.key().to_vec(), kv.value().to_vec())));
             if out.len() >= limit {
                 out.truncate(limit);
                 return Ok(out);
@@ -145,8 +134,7 @@ impl Transaction for FdbTx {
     fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), StoreError> {
         let bytes = check_write(key, &[0; 8])?;
         self.account(bytes)?;
-        self.trx
-            .atomic_op(key, &delta.to_le_bytes(), MutationType::Add);
+        self.trx.atomic_op(key, &delta.to_le_bytes(), MutationType::Add);
         Ok(())
     }
 
@@ -155,8 +143,7 @@ impl Transaction for FdbTx {
         let bytes = check_write(body, value)?;
         self.account(bytes)?;
         self.stamped = true;
-        self.trx
-            .atomic_op(key, value, MutationType::SetVersionstampedKey);
+        self.trx.atomic_op(key, value, MutationType::SetVersionstampedKey);
         Ok(())
     }
 

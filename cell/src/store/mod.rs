@@ -38,20 +38,11 @@ pub enum StoreError {
     /// must be idempotent, which every transaction here makes sure of.
     #[error("commit outcome unknown")]
     CommitUnknownResult,
-    #[error(
-        "key of {bytes} bytes is over the {} byte limit",
-        limits::KEY_BYTES_MAX
-    )]
+    #[error("key of {bytes} bytes is over the {} byte limit", limits::KEY_BYTES_MAX)]
     KeyTooLarge { bytes: usize },
-    #[error(
-        "value of {bytes} bytes is over the {} byte limit",
-        limits::VALUE_BYTES_MAX
-    )]
+    #[error("value of {bytes} bytes is over the {} byte limit", limits::VALUE_BYTES_MAX)]
     ValueTooLarge { bytes: usize },
-    #[error(
-        "transaction of {bytes} bytes is over the {} byte limit",
-        limits::TRANSACTION_BYTES_MAX
-    )]
+    #[error("transaction of {bytes} bytes is over the {} byte limit", limits::TRANSACTION_BYTES_MAX)]
     TransactionTooLarge { bytes: usize },
     #[error("transaction is older than {:?}", limits::TRANSACTION_AGE_MAX)]
     TransactionTooOld,
@@ -94,13 +85,8 @@ pub struct Committed {
 pub trait Transaction: Send {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Keys in `[begin, end)`, ascending (or descending when `reverse`), at most `limit` of them.
-    fn get_range(
-        &mut self,
-        begin: &[u8],
-        end: &[u8],
-        limit: usize,
-        reverse: bool,
-    ) -> Result<Vec<KeyValue>, StoreError>;
+    fn get_range(&mut self, begin: &[u8], end: &[u8], limit: usize, reverse: bool)
+        -> Result<Vec<KeyValue>, StoreError>;
     fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     fn clear(&mut self, key: &[u8]) -> Result<(), StoreError>;
     /// Adds `delta` to the little-endian i64 at `key` (absent counts as 0) without a read conflict:
@@ -172,12 +158,7 @@ pub(crate) fn check_write(key: &[u8], value: &[u8]) -> Result<usize, StoreError>
 
 /// Splits a versionstamped key into the key with its placeholder and the placeholder's offset.
 pub(crate) fn versionstamp_offset(key: &[u8]) -> Result<(&[u8], usize), StoreError> {
-    let split = key
-        .len()
-        .checked_sub(4)
-        .ok_or(StoreError::BadVersionstampKey(
-            "shorter than its 4-byte offset",
-        ))?;
+    let split = key.len().checked_sub(4).ok_or(StoreError::BadVersionstampKey("shorter than its 4-byte offset"))?;
     let (body, offset) = key.split_at(split);
     let offset = u32::from_le_bytes([offset[0], offset[1], offset[2], offset[3]]) as usize;
     if offset + 10 > body.len() {

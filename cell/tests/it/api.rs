@@ -23,24 +23,20 @@ async fn credit_replay_and_key_reuse() {
     assert_eq!(replay.status, 200);
     assert_eq!(replay.body, first.body);
     assert_eq!(replay.header("idempotent-replay"), Some("true"));
-    assert_eq!(
-        c.balance("uk-alice").await["cash"],
-        "10.00",
-        "a replay moves no money"
-    );
+    assert_eq!(c.balance("uk-alice").await["cash"], "10.00", "a replay moves no money");
 
     // Same key, different body.
     let reused = c.credit("uk-alice", "11.00", "dep-1").await;
-    assert_eq!(
-        (reused.status, reused.code().as_str()),
-        (409, "IDEMPOTENCY_KEY_REUSED")
-    );
+    assert_eq!((reused.status, reused.code().as_str()), (409, "IDEMPOTENCY_KEY_REUSED"));
     // Same key on another route is a different request too.
-    let other = c.post("/wallet/debit", "dep-1", json!({ "playerId": "uk-alice", "currency": "GBP", "amount": "10.00", "reason": "withdrawal" })).await;
-    assert_eq!(
-        (other.status, other.code().as_str()),
-        (409, "IDEMPOTENCY_KEY_REUSED")
-    );
+    let other = c
+        .post(
+            "/wallet/debit",
+            "dep-1",
+            json!({ "playerId": "uk-alice", "currency": "GBP", "amount": "10.00", "reason": "withdrawal" }),
+        )
+        .await;
+    assert_eq!((other.status, other.code().as_str()), (409, "IDEMPOTENCY_KEY_REUSED"));
     assert_eq!(c.balance("uk-alice").await["cash"], "10.00");
 }
 
@@ -54,20 +50,59 @@ async fn bad_input_is_refused_and_writes_nothing() {
 
     let credit = |amount: serde_json::Value, currency: &str| json!({ "playerId": "uk-bob", "currency": currency, "amount": amount, "reason": "deposit" });
     let cases: Vec<(u16, &str, crate::harness::Reply)> = vec![
-        (400, "MALFORMED_JSON", c.raw("POST", "/wallet/credit", &[("x-idempotency-key", "k1")], b"{not json".to_vec()).await.unwrap()),
+        (
+            400,
+            "MALFORMED_JSON",
+            c.raw("POST", "/wallet/credit", &[("x-idempotency-key", "k1")], b"{not json".to_vec()).await.unwrap(),
+        ),
         (400, "INVALID_REQUEST", c.post("/wallet/credit", "k2", credit(json!(10), "GBP")).await),
         (400, "INVALID_REQUEST", c.post("/wallet/credit", "k3", json!({ "playerId": "uk-bob" })).await),
-        (400, "INVALID_REQUEST", c.post("/wallet/credit", "k4", json!({ "playerId": "uk-bob", "currency": "GBP", "amount": "1.00", "reason": "deposit", "extra": 1 })).await),
+        (
+            400,
+            "INVALID_REQUEST",
+            c.post(
+                "/wallet/credit",
+                "k4",
+                json!({ "playerId": "uk-bob", "currency": "GBP", "amount": "1.00", "reason": "deposit", "extra": 1 }),
+            )
+            .await,
+        ),
         (400, "AMOUNT_SCALE", c.post("/wallet/credit", "k5", credit(json!("10.001"), "GBP")).await),
         (400, "AMOUNT_NEGATIVE", c.post("/wallet/credit", "k6", credit(json!("-5"), "GBP")).await),
         (400, "AMOUNT_ZERO", c.post("/wallet/credit", "k7", credit(json!("0.00"), "GBP")).await),
         (400, "UNKNOWN_CURRENCY", c.post("/wallet/credit", "k8", credit(json!("1.00"), "XXX")).await),
         (422, "CURRENCY_NOT_BOOKED", c.post("/wallet/credit", "k9", credit(json!("1.00"), "EUR")).await),
         (400, "INVALID_REQUEST", c.post("/wallet/credit", "k10", credit(json!("1e3"), "GBP")).await),
-        (400, "IDEMPOTENCY_KEY_MISSING", c.raw("POST", "/wallet/credit", &[], credit(json!("1.00"), "GBP").to_string().into_bytes()).await.unwrap()),
-        (413, "BODY_TOO_LARGE", c.raw("POST", "/wallet/credit", &[("x-idempotency-key", "k11")], vec![b' '; 200 * 1024]).await.unwrap()),
-        (404, "PLAYER_NOT_FOUND", c.post("/wallet/credit", "k12", json!({ "playerId": "uk-nobody", "currency": "GBP", "amount": "1.00", "reason": "deposit" })).await),
-        (422, "INSUFFICIENT_FUNDS", c.post("/wallet/debit", "k13", json!({ "playerId": "uk-bob", "currency": "GBP", "amount": "5.01", "reason": "withdrawal" })).await),
+        (
+            400,
+            "IDEMPOTENCY_KEY_MISSING",
+            c.raw("POST", "/wallet/credit", &[], credit(json!("1.00"), "GBP").to_string().into_bytes()).await.unwrap(),
+        ),
+        (
+            413,
+            "BODY_TOO_LARGE",
+            c.raw("POST", "/wallet/credit", &[("x-idempotency-key", "k11")], vec![b' '; 200 * 1024]).await.unwrap(),
+        ),
+        (
+            404,
+            "PLAYER_NOT_FOUND",
+            c.post(
+                "/wallet/credit",
+                "k12",
+                json!({ "playerId": "uk-nobody", "currency": "GBP", "amount": "1.00", "reason": "deposit" }),
+            )
+            .await,
+        ),
+        (
+            422,
+            "INSUFFICIENT_FUNDS",
+            c.post(
+                "/wallet/debit",
+                "k13",
+                json!({ "playerId": "uk-bob", "currency": "GBP", "amount": "5.01", "reason": "withdrawal" }),
+            )
+            .await,
+        ),
         (404, "NOT_FOUND", c.get("/wallet/nothing-here").await),
     ];
     for (status, code, reply) in &cases {
@@ -77,21 +112,12 @@ async fn bad_input_is_refused_and_writes_nothing() {
             "body: {}",
             String::from_utf8_lossy(&reply.body)
         );
-        assert!(
-            !reply.json()["message"].as_str().unwrap().is_empty(),
-            "every refusal explains itself"
-        );
+        assert!(!reply.json()["message"].as_str().unwrap().is_empty(), "every refusal explains itself");
     }
     assert_eq!(c.balance("uk-bob").await["cash"], "5.00");
-    assert_eq!(
-        c.events().await.len(),
-        events_before,
-        "refused requests write no events"
-    );
+    assert_eq!(c.events().await.len(), events_before, "refused requests write no events");
     // A refused key was not consumed: the same key works once the request is right.
-    let ok = c
-        .post("/wallet/credit", "k5", credit(json!("10.00"), "GBP"))
-        .await;
+    let ok = c.post("/wallet/credit", "k5", credit(json!("10.00"), "GBP")).await;
     assert_eq!(ok.status, 200);
 }
 
@@ -110,11 +136,14 @@ async fn registration_rules() {
     assert_eq!(r.status, 201);
     assert_eq!(r.json()["cell"], "uk");
     let again = c.register("uk-eve", ADULT, "GB", "GBP").await;
-    assert_eq!(
-        (again.status, again.header("idempotent-replay")),
-        (201, Some("true"))
-    );
-    let dup = c.post("/players", "another-key", json!({ "playerId": "uk-eve", "dateOfBirth": ADULT, "country": "GB", "currency": "GBP" })).await;
+    assert_eq!((again.status, again.header("idempotent-replay")), (201, Some("true")));
+    let dup = c
+        .post(
+            "/players",
+            "another-key",
+            json!({ "playerId": "uk-eve", "dateOfBirth": ADULT, "country": "GB", "currency": "GBP" }),
+        )
+        .await;
     assert_eq!((dup.status, dup.code().as_str()), (409, "PLAYER_EXISTS"));
 }
 
@@ -127,57 +156,28 @@ async fn hold_and_settle_a_shared_round() {
         c.credit(p, "100.00", &format!("fund-{p}")).await;
     }
     let hold = |p: &str, bet: &str, amount: &str| json!({ "playerId": p, "roundId": "r1", "betId": bet, "currency": "GBP", "amount": amount });
-    let h = c
-        .post("/wallet/hold", "h1", hold("uk-p1", "b1", "10.00"))
-        .await;
+    let h = c.post("/wallet/hold", "h1", hold("uk-p1", "b1", "10.00")).await;
     assert_eq!(h.status, 200, "{:?}", h.body);
     assert_eq!(h.json()["balance"]["cash"], "90.00");
     assert_eq!(h.json()["balance"]["held"], "10.00");
     assert!(h.json()["holdId"].as_str().is_some());
-    assert_eq!(
-        c.post("/wallet/hold", "h2", hold("uk-p1", "b2", "5.00"))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        c.post("/wallet/hold", "h3", hold("uk-p2", "b3", "20.00"))
-            .await
-            .status,
-        200
-    );
-    let dup = c
-        .post("/wallet/hold", "h4", hold("uk-p2", "b3", "20.00"))
-        .await;
+    assert_eq!(c.post("/wallet/hold", "h2", hold("uk-p1", "b2", "5.00")).await.status, 200);
+    assert_eq!(c.post("/wallet/hold", "h3", hold("uk-p2", "b3", "20.00")).await.status, 200);
+    let dup = c.post("/wallet/hold", "h4", hold("uk-p2", "b3", "20.00")).await;
     assert_eq!((dup.status, dup.code().as_str()), (409, "BET_ALREADY_HELD"));
-    let broke = c
-        .post("/wallet/hold", "h5", hold("uk-p2", "b9", "80.01"))
-        .await;
-    assert_eq!(
-        (broke.status, broke.code().as_str()),
-        (422, "INSUFFICIENT_FUNDS")
-    );
+    let broke = c.post("/wallet/hold", "h5", hold("uk-p2", "b9", "80.01")).await;
+    assert_eq!((broke.status, broke.code().as_str()), (422, "INSUFFICIENT_FUNDS"));
 
     let settle = |ops: serde_json::Value| json!({ "roundId": "r1", "operations": ops });
     // A settle must release every hold of the round.
     let partial = c
-        .post(
-            "/wallet/settle",
-            "s0",
-            settle(json!([{ "playerId": "uk-p1", "delta": "0.00", "currency": "GBP" }])),
-        )
+        .post("/wallet/settle", "s0", settle(json!([{ "playerId": "uk-p1", "delta": "0.00", "currency": "GBP" }])))
         .await;
-    assert_eq!(
-        (partial.status, partial.code().as_str()),
-        (422, "ROUND_HOLDS_UNSETTLED")
-    );
+    assert_eq!((partial.status, partial.code().as_str()), (422, "ROUND_HOLDS_UNSETTLED"));
     let below = c
         .post("/wallet/settle", "s1", settle(json!([{ "playerId": "uk-p1", "delta": "-15.01", "currency": "GBP" }, { "playerId": "uk-p2", "delta": "0", "currency": "GBP" }])))
         .await;
-    assert_eq!(
-        (below.status, below.code().as_str()),
-        (422, "DELTA_BELOW_STAKE")
-    );
+    assert_eq!((below.status, below.code().as_str()), (422, "DELTA_BELOW_STAKE"));
     // p1 wins 30 over a 15 stake; p2 loses the whole stake.
     let ops = json!([{ "playerId": "uk-p1", "delta": "30.00", "currency": "GBP" }, { "playerId": "uk-p2", "delta": "-20.00", "currency": "GBP" }]);
     let done = c.post("/wallet/settle", "s2", settle(ops.clone())).await;
@@ -188,37 +188,19 @@ async fn hold_and_settle_a_shared_round() {
     assert_eq!(balances[1]["cash"], "80.00");
     // The same settle replays; a different one is refused.
     let replay = c.post("/wallet/settle", "s2", settle(ops)).await;
-    assert_eq!(
-        (replay.status, replay.header("idempotent-replay")),
-        (200, Some("true"))
-    );
+    assert_eq!((replay.status, replay.header("idempotent-replay")), (200, Some("true")));
     let again = c
-        .post(
-            "/wallet/settle",
-            "s3",
-            settle(json!([{ "playerId": "uk-p1", "delta": "1.00", "currency": "GBP" }])),
-        )
+        .post("/wallet/settle", "s3", settle(json!([{ "playerId": "uk-p1", "delta": "1.00", "currency": "GBP" }])))
         .await;
-    assert_eq!(
-        (again.status, again.code().as_str()),
-        (409, "ROUND_ALREADY_SETTLED")
-    );
-    let late = c
-        .post("/wallet/hold", "h6", hold("uk-p1", "b7", "1.00"))
-        .await;
-    assert_eq!(
-        (late.status, late.code().as_str()),
-        (409, "ROUND_ALREADY_SETTLED")
-    );
+    assert_eq!((again.status, again.code().as_str()), (409, "ROUND_ALREADY_SETTLED"));
+    let late = c.post("/wallet/hold", "h6", hold("uk-p1", "b7", "1.00")).await;
+    assert_eq!((late.status, late.code().as_str()), (409, "ROUND_ALREADY_SETTLED"));
     assert_eq!(c.balance("uk-p1").await["cash"], "130.00");
     assert_eq!(c.balance("uk-p2").await["cash"], "80.00");
 
     // Events: the holds and the settle, in order, with the envelope's fields.
     let events = c.events().await;
-    let names: Vec<&str> = events
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(names.iter().filter(|n| **n == "wallet.hold").count(), 3);
     assert_eq!(names.last(), Some(&"wallet.settled"));
     let settled = events.last().unwrap();
@@ -242,10 +224,7 @@ async fn balance_as_of_a_past_instant() {
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     c.credit("uk-tim", "5.00", "t2").await;
     let at = |t: chrono::DateTime<chrono::Utc>| {
-        format!(
-            "/wallet/uk-tim/balance?as_of={}",
-            t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-        )
+        format!("/wallet/uk-tim/balance?as_of={}", t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
     };
     assert_eq!(c.get(&at(before_any)).await.json()["cash"], "0.00");
     assert_eq!(c.get(&at(between)).await.json()["cash"], "10.00");
@@ -267,21 +246,9 @@ async fn events_page_after_a_cursor() {
     let page = c.get("/events?limit=2").await.json();
     assert_eq!(page["events"].as_array().unwrap().len(), 2);
     let next = page["next"].as_str().unwrap();
-    let rest = c
-        .get(&format!("/events?after={next}&limit=100"))
-        .await
-        .json();
-    assert_eq!(
-        rest["events"].as_array().unwrap().len(),
-        4,
-        "1 registration + 5 credits - 2 already read"
-    );
-    let cursors: Vec<String> = c
-        .events()
-        .await
-        .iter()
-        .map(|e| e["cursor"].as_str().unwrap().to_owned())
-        .collect();
+    let rest = c.get(&format!("/events?after={next}&limit=100")).await.json();
+    assert_eq!(rest["events"].as_array().unwrap().len(), 4, "1 registration + 5 credits - 2 already read");
+    let cursors: Vec<String> = c.events().await.iter().map(|e| e["cursor"].as_str().unwrap().to_owned()).collect();
     assert!(cursors.windows(2).all(|w| w[0] < w[1]), "cursors increase");
     let bad = c.get("/events?after=zz").await;
     assert_eq!((bad.status, bad.code().as_str()), (400, "INVALID_CURSOR"));
@@ -297,10 +264,7 @@ async fn ops_routes_and_durability_across_restart() {
     c.credit("uk-dur", "7.00", "d1").await;
     let metrics = String::from_utf8(c.get("/metrics").await.body.to_vec()).unwrap();
     assert!(metrics.contains("cell_http_requests_total"), "{metrics}");
-    assert!(
-        metrics.contains("cell_wallet_operations_total"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("cell_wallet_operations_total"), "{metrics}");
     let openapi = c.get("/openapi.json").await.json();
     assert_eq!(openapi["openapi"], "3.1.0");
     assert!(openapi["paths"]["/wallet/settle"]["post"].is_object());
@@ -310,11 +274,7 @@ async fn ops_routes_and_durability_across_restart() {
     let c = cell.client();
     assert_eq!(c.balance("uk-dur").await["cash"], "7.00");
     let replay = c.credit("uk-dur", "7.00", "d1").await;
-    assert_eq!(
-        replay.header("idempotent-replay"),
-        Some("true"),
-        "idempotency records survive a restart"
-    );
+    assert_eq!(replay.header("idempotent-replay"), Some("true"), "idempotency records survive a restart");
     assert_eq!(c.balance("uk-dur").await["cash"], "7.00");
     cell.stop().await;
 }

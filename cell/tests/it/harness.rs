@@ -25,12 +25,7 @@ impl TestCell {
     pub async fn start(cell: &str) -> TestCell {
         let dir = tempfile::tempdir().unwrap();
         let (address, stop, server) = serve(cell, dir.path()).await;
-        TestCell {
-            address,
-            dir,
-            stop: Some(stop),
-            server: Some(server),
-        }
+        TestCell { address, dir, stop: Some(stop), server: Some(server) }
     }
 
     /// Stops the server gracefully and starts a new one on the same data.
@@ -52,20 +47,14 @@ impl TestCell {
     }
 
     pub fn client(&self) -> Client {
-        Client {
-            address: self.address,
-        }
+        Client { address: self.address }
     }
 }
 
 async fn serve(
     cell: &str,
     dir: &Path,
-) -> (
-    SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let config = CellConfig {
@@ -127,24 +116,15 @@ impl Client {
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(connection);
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "cell");
+        let mut request = hyper::Request::builder().method(method).uri(path).header("host", "cell");
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        let response = sender
-            .send_request(request.body(Full::new(Bytes::from(body)))?)
-            .await?;
+        let response = sender.send_request(request.body(Full::new(Bytes::from(body)))?).await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.into_body().collect().await?.to_bytes();
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        Ok(Reply { status, headers, body })
     }
 
     pub async fn try_get(&self, path: &str) -> anyhow::Result<Reply> {
@@ -160,10 +140,7 @@ impl Client {
         self.raw(
             "POST",
             path,
-            &[
-                ("x-idempotency-key", key),
-                ("content-type", "application/json"),
-            ],
+            &[("x-idempotency-key", key), ("content-type", "application/json")],
             body.to_string().into_bytes(),
         )
         .await
@@ -171,7 +148,8 @@ impl Client {
     }
 
     pub async fn register(&self, player: &str, born: &str, country: &str, currency: &str) -> Reply {
-        let body = serde_json::json!({ "playerId": player, "dateOfBirth": born, "country": country, "currency": currency });
+        let body =
+            serde_json::json!({ "playerId": player, "dateOfBirth": born, "country": country, "currency": currency });
         self.post("/players", &format!("reg-{player}"), body).await
     }
 

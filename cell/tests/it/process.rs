@@ -18,11 +18,7 @@ fn spawn(dir: &std::path::Path, port: u16) -> Child {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 async fn ready(client: &Client) {
@@ -37,25 +33,13 @@ async fn ready(client: &Client) {
 
 /// A credit of 1.00, or `None` when the connection failed.
 async fn credit(client: &Client, key: &str) -> Option<u16> {
-    let body =
-        json!({ "playerId": "uk-proc", "currency": "GBP", "amount": "1.00", "reason": "deposit" })
-            .to_string();
-    let headers = [
-        ("x-idempotency-key", key),
-        ("content-type", "application/json"),
-    ];
-    client
-        .raw("POST", "/wallet/credit", &headers, body.into_bytes())
-        .await
-        .ok()
-        .map(|r| r.status)
+    let body = json!({ "playerId": "uk-proc", "currency": "GBP", "amount": "1.00", "reason": "deposit" }).to_string();
+    let headers = [("x-idempotency-key", key), ("content-type", "application/json")];
+    client.raw("POST", "/wallet/credit", &headers, body.into_bytes()).await.ok().map(|r| r.status)
 }
 
 fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
@@ -64,22 +48,13 @@ async fn sigterm_drains_and_exits_zero_and_sigkill_loses_nothing_acknowledged() 
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut child = spawn(dir.path(), port);
-    let client = Client {
-        address: ([127, 0, 0, 1], port).into(),
-    };
+    let client = Client { address: ([127, 0, 0, 1], port).into() };
     ready(&client).await;
-    assert_eq!(
-        client
-            .register("uk-proc", "1980-01-01", "GB", "GBP")
-            .await
-            .status,
-        201
-    );
+    assert_eq!(client.register("uk-proc", "1980-01-01", "GB", "GBP").await.status, 201);
 
     // Requests in flight when SIGTERM arrives are answered before the process exits.
-    let in_flight: Vec<_> = (0..50)
-        .map(|i| tokio::spawn(async move { credit(&client, &format!("term-{i}")).await }))
-        .collect();
+    let in_flight: Vec<_> =
+        (0..50).map(|i| tokio::spawn(async move { credit(&client, &format!("term-{i}")).await })).collect();
     tokio::time::sleep(Duration::from_millis(2)).await;
     signal(&child, "-TERM");
     let mut acknowledged = 0;
@@ -90,27 +65,16 @@ async fn sigterm_drains_and_exits_zero_and_sigkill_loses_nothing_acknowledged() 
             acknowledged += 1;
         }
     }
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "SIGTERM exits 0, got {status:?}");
 
     // Restart, load, SIGKILL mid-load: everything acknowledged is still there.
     let mut child = spawn(dir.path(), port);
     ready(&client).await;
-    let cash: rust_decimal::Decimal = client.balance("uk-proc").await["cash"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(
-        cash,
-        rust_decimal::Decimal::from(acknowledged),
-        "every credit acknowledged before SIGTERM is kept"
-    );
-    let load: Vec<_> = (0..200)
-        .map(|i| tokio::spawn(async move { credit(&client, &format!("kill-{i}")).await }))
-        .collect();
+    let cash: rust_decimal::Decimal = client.balance("uk-proc").await["cash"].as_str().unwrap().parse().unwrap();
+    assert_eq!(cash, rust_decimal::Decimal::from(acknowledged), "every credit acknowledged before SIGTERM is kept");
+    let load: Vec<_> =
+        (0..200).map(|i| tokio::spawn(async move { credit(&client, &format!("kill-{i}")).await })).collect();
     tokio::time::sleep(Duration::from_millis(20)).await;
     signal(&child, "-KILL");
     let _ = child.wait();
@@ -122,25 +86,23 @@ async fn sigterm_drains_and_exits_zero_and_sigkill_loses_nothing_acknowledged() 
     }
     let mut child = spawn(dir.path(), port);
     ready(&client).await;
-    let after: rust_decimal::Decimal = client.balance("uk-proc").await["cash"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let after: rust_decimal::Decimal = client.balance("uk-proc").await["cash"].as_str().unwrap().parse().unwrap();
     assert!(
         after >= cash + rust_decimal::Decimal::from(acked_before_kill),
         "acknowledged credits survive SIGKILL: {after} < {cash} + {acked_before_kill}"
     );
     // Retrying every request of the killed run applies each exactly once.
     for i in 0..200 {
-        let r = client.post("/wallet/credit", &format!("kill-{i}"), json!({ "playerId": "uk-proc", "currency": "GBP", "amount": "1.00", "reason": "deposit" })).await;
+        let r = client
+            .post(
+                "/wallet/credit",
+                &format!("kill-{i}"),
+                json!({ "playerId": "uk-proc", "currency": "GBP", "amount": "1.00", "reason": "deposit" }),
+            )
+            .await;
         assert_eq!(r.status, 200);
     }
-    let last: rust_decimal::Decimal = client.balance("uk-proc").await["cash"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let last: rust_decimal::Decimal = client.balance("uk-proc").await["cash"].as_str().unwrap().parse().unwrap();
     assert_eq!(last, cash + rust_decimal::Decimal::from(200));
     signal(&child, "-TERM");
     assert!(child.wait().unwrap().success());

@@ -37,10 +37,7 @@ mod conformance {
                 std::thread::spawn(move || {
                     for _ in 0..INCREMENTS {
                         transact(store.as_ref(), |tx| {
-                            let current = tx
-                                .get(&key)?
-                                .map(|v| i64::from_le_bytes(v.try_into().unwrap()))
-                                .unwrap_or(0);
+                            let current = tx.get(&key)?.map(|v| i64::from_le_bytes(v.try_into().unwrap())).unwrap_or(0);
                             tx.set(&key, &(current + 1).to_le_bytes())?;
                             Ok(Ok::<_, ()>(()))
                         })
@@ -98,9 +95,7 @@ mod conformance {
         let last3 = tx.get_range(&begin, &end, 3, true).unwrap();
         let keys: Vec<u32> = last3.iter().map(|(k, _)| s.unpack(k).unwrap()).collect();
         assert_eq!(keys, vec![9, 8, 7]);
-        let middle = tx
-            .get_range(&s.pack(&3u32), &s.pack(&6u32), 100, false)
-            .unwrap();
+        let middle = tx.get_range(&s.pack(&3u32), &s.pack(&6u32), 100, false).unwrap();
         assert_eq!(middle.len(), 3, "[3, 6) holds 3, 4, 5");
     }
 
@@ -155,37 +150,15 @@ mod conformance {
         let mut stamps = Vec::new();
         for i in 0..50u32 {
             let mut tx = store.begin().unwrap();
-            tx.set_versionstamped_key(
-                &s.pack_with_versionstamp(&Versionstamp::incomplete(0)),
-                &i.to_be_bytes(),
-            )
-            .unwrap();
-            stamps.push(
-                tx.commit()
-                    .unwrap()
-                    .versionstamp
-                    .expect("a stamped commit returns its stamp"),
-            );
+            tx.set_versionstamped_key(&s.pack_with_versionstamp(&Versionstamp::incomplete(0)), &i.to_be_bytes())
+                .unwrap();
+            stamps.push(tx.commit().unwrap().versionstamp.expect("a stamped commit returns its stamp"));
         }
-        assert!(
-            stamps.windows(2).all(|w| w[0] < w[1]),
-            "versionstamps strictly increase"
-        );
+        assert!(stamps.windows(2).all(|w| w[0] < w[1]), "versionstamps strictly increase");
         let (begin, end) = s.range();
-        let rows = store
-            .begin()
-            .unwrap()
-            .get_range(&begin, &end, 100, false)
-            .unwrap();
-        let values: Vec<u32> = rows
-            .iter()
-            .map(|(_, v)| u32::from_be_bytes(v[..].try_into().unwrap()))
-            .collect();
-        assert_eq!(
-            values,
-            (0..50).collect::<Vec<_>>(),
-            "keys sort in commit order"
-        );
+        let rows = store.begin().unwrap().get_range(&begin, &end, 100, false).unwrap();
+        let values: Vec<u32> = rows.iter().map(|(_, v)| u32::from_be_bytes(v[..].try_into().unwrap())).collect();
+        assert_eq!(values, (0..50).collect::<Vec<_>>(), "keys sort in commit order");
         for ((key, _), stamp) in rows.iter().zip(&stamps) {
             let vs: Versionstamp = s.unpack(key).unwrap();
             assert_eq!(vs.transaction_version(), stamp);
@@ -195,17 +168,9 @@ mod conformance {
     pub fn limits_are_enforced(store: Arc<dyn Store>, s: &Subspace) {
         let mut tx = store.begin().unwrap();
         let long_key = vec![b'k'; limits::KEY_BYTES_MAX + 1];
-        assert_eq!(
-            tx.set(&long_key, b"v").unwrap_err(),
-            StoreError::KeyTooLarge {
-                bytes: limits::KEY_BYTES_MAX + 1
-            }
-        );
+        assert_eq!(tx.set(&long_key, b"v").unwrap_err(), StoreError::KeyTooLarge { bytes: limits::KEY_BYTES_MAX + 1 });
         let big_value = vec![0u8; limits::VALUE_BYTES_MAX + 1];
-        assert!(matches!(
-            tx.set(&s.pack(&"v"), &big_value).unwrap_err(),
-            StoreError::ValueTooLarge { .. }
-        ));
+        assert!(matches!(tx.set(&s.pack(&"v"), &big_value).unwrap_err(), StoreError::ValueTooLarge { .. }));
         let value = vec![0u8; limits::VALUE_BYTES_MAX];
         let mut outcome = Ok(());
         for i in 0..=limits::TRANSACTION_BYTES_MAX / limits::VALUE_BYTES_MAX {
@@ -214,15 +179,9 @@ mod conformance {
                 break;
             }
         }
-        assert!(matches!(
-            outcome.unwrap_err(),
-            StoreError::TransactionTooLarge { .. }
-        ));
+        assert!(matches!(outcome.unwrap_err(), StoreError::TransactionTooLarge { .. }));
         let err = StoreError::KeyTooLarge { bytes: 10_001 };
-        assert!(
-            err.to_string().contains("10000 byte limit"),
-            "errors say the limit: {err}"
-        );
+        assert!(err.to_string().contains("10000 byte limit"), "errors say the limit: {err}");
     }
 
     pub fn old_transactions_are_refused(store: Arc<dyn Store>, s: &Subspace) {
@@ -239,11 +198,7 @@ mod conformance {
     pub fn unknown_result_retry_applies_once(store: Arc<dyn Store>, s: &Subspace, seed: u64) {
         let faulty = FaultyStore::new(
             store.clone(),
-            FaultConfig {
-                unknown_result_probability: 0.3,
-                error_probability: 0.05,
-                ..Default::default()
-            },
+            FaultConfig { unknown_result_probability: 0.3, error_probability: 0.05, ..Default::default() },
             seed,
         );
         let counter = s.pack(&"applied");
@@ -254,10 +209,7 @@ mod conformance {
                 if tx.get(&marker)?.is_some() {
                     return Ok(Ok::<_, ()>(())); // an earlier attempt committed
                 }
-                let n = tx
-                    .get(&counter)?
-                    .map(|v| u64::from_le_bytes(v.try_into().unwrap()))
-                    .unwrap_or(0);
+                let n = tx.get(&counter)?.map(|v| u64::from_le_bytes(v.try_into().unwrap())).unwrap_or(0);
                 tx.set(&counter, &(n + 1).to_le_bytes())?;
                 tx.set(&marker, b"")?;
                 Ok(Ok(()))
@@ -266,22 +218,12 @@ mod conformance {
             .unwrap();
         }
         let counts = faulty.counts();
-        let applied = counts
-            .unknown_applied
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let dropped = counts
-            .unknown_dropped
-            .load(std::sync::atomic::Ordering::Relaxed);
-        assert!(
-            applied > 0 && dropped > 0,
-            "seed {seed}: both kinds of unknown outcome were injected"
-        );
+        let applied = counts.unknown_applied.load(std::sync::atomic::Ordering::Relaxed);
+        let dropped = counts.unknown_dropped.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(applied > 0 && dropped > 0, "seed {seed}: both kinds of unknown outcome were injected");
         let mut tx = store.begin().unwrap();
         let n = u64::from_le_bytes(tx.get(&counter).unwrap().unwrap().try_into().unwrap());
-        assert_eq!(
-            n, OPERATIONS,
-            "seed {seed}: each operation applied exactly once"
-        );
+        assert_eq!(n, OPERATIONS, "seed {seed}: each operation applied exactly once");
     }
 }
 
@@ -314,11 +256,7 @@ embedded_conformance!(
 fn unknown_result_retry_applies_once() {
     let dir = tempfile::tempdir().unwrap();
     for seed in [1, 2, 3] {
-        conformance::unknown_result_retry_applies_once(
-            embedded(dir.path()),
-            &space(&format!("unknown{seed}")),
-            seed,
-        );
+        conformance::unknown_result_retry_applies_once(embedded(dir.path()), &space(&format!("unknown{seed}")), seed);
     }
 }
 
@@ -330,34 +268,15 @@ fn data_and_versions_survive_a_restart() {
         let store = embedded(dir.path());
         let mut tx = store.begin().unwrap();
         tx.set(&s.pack(&"kept"), b"yes").unwrap();
-        tx.set_versionstamped_key(
-            &s.pack_with_versionstamp(&("log", Versionstamp::incomplete(0))),
-            b"1",
-        )
-        .unwrap();
+        tx.set_versionstamped_key(&s.pack_with_versionstamp(&("log", Versionstamp::incomplete(0))), b"1").unwrap();
         tx.commit().unwrap().versionstamp.unwrap()
     };
     let store = embedded(dir.path());
-    assert_eq!(
-        store
-            .begin()
-            .unwrap()
-            .get(&s.pack(&"kept"))
-            .unwrap()
-            .unwrap(),
-        b"yes"
-    );
+    assert_eq!(store.begin().unwrap().get(&s.pack(&"kept")).unwrap().unwrap(), b"yes");
     let mut tx = store.begin().unwrap();
-    tx.set_versionstamped_key(
-        &s.pack_with_versionstamp(&("log", Versionstamp::incomplete(0))),
-        b"2",
-    )
-    .unwrap();
+    tx.set_versionstamped_key(&s.pack_with_versionstamp(&("log", Versionstamp::incomplete(0))), b"2").unwrap();
     let stamp_after = tx.commit().unwrap().versionstamp.unwrap();
-    assert!(
-        stamp_after > stamp_before,
-        "versions keep increasing across a restart"
-    );
+    assert!(stamp_after > stamp_before, "versions keep increasing across a restart");
 }
 
 /// Keys a crash child writes per transaction: a partial transaction would show fewer.
@@ -396,13 +315,7 @@ fn crash_child() {
 fn sigkill_loses_no_acknowledged_commit() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "store::crash_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "store::crash_child", "--ignored", "--nocapture", "--test-threads=1"])
         .env("CRASH_CHILD_DIR", dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -428,27 +341,17 @@ fn sigkill_loses_no_acknowledged_commit() {
     let store = embedded(dir.path());
     let s = subspaces::test().subspace(&"crash");
     let (begin, end) = s.range();
-    let rows = store
-        .begin()
-        .unwrap()
-        .get_range(&begin, &end, usize::MAX, false)
-        .unwrap();
+    let rows = store.begin().unwrap().get_range(&begin, &end, usize::MAX, false).unwrap();
     let mut per_tx = std::collections::BTreeMap::<u64, u64>::new();
     for (key, _) in &rows {
         let (txn, _k): (u64, u64) = s.unpack(key).unwrap();
         *per_tx.entry(txn).or_default() += 1;
     }
     for (txn, keys) in &per_tx {
-        assert_eq!(
-            *keys, CRASH_KEYS_PER_TX,
-            "transaction {txn} is partial after the crash"
-        );
+        assert_eq!(*keys, CRASH_KEYS_PER_TX, "transaction {txn} is partial after the crash");
     }
     for txn in &acked {
-        assert!(
-            per_tx.contains_key(txn),
-            "acknowledged transaction {txn} was lost"
-        );
+        assert!(per_tx.contains_key(txn), "acknowledged transaction {txn} was lost");
     }
     assert!(per_tx.len() >= acked.len());
 }

@@ -51,21 +51,10 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0..PLAYERS, 1..5_000i64).prop_map(|(player, cents)| Op::Credit { player, cents }),
         (0..PLAYERS, 1..5_000i64).prop_map(|(player, cents)| Op::Debit { player, cents }),
-        (0..PLAYERS, 0..4u8, 0..3u8, 1..3_000i64).prop_map(|(player, round, bet, cents)| {
-            Op::Hold {
-                player,
-                round,
-                bet,
-                cents,
-            }
-        }),
-        (0..4u8, -3_000..3_000i64, proptest::bool::weighted(0.1)).prop_map(
-            |(round, delta_cents, below_stake)| Op::Settle {
-                round,
-                delta_cents,
-                below_stake
-            }
-        ),
+        (0..PLAYERS, 0..4u8, 0..3u8, 1..3_000i64)
+            .prop_map(|(player, round, bet, cents)| { Op::Hold { player, round, bet, cents } }),
+        (0..4u8, -3_000..3_000i64, proptest::bool::weighted(0.1))
+            .prop_map(|(round, delta_cents, below_stake)| Op::Settle { round, delta_cents, below_stake }),
         (0..1_000usize).prop_map(|index| Op::Replay { index }),
     ]
 }
@@ -83,19 +72,11 @@ fn player(i: u8) -> PlayerId {
 }
 
 fn ctx() -> EventContext {
-    EventContext {
-        cell: "uk".into(),
-        trace_id: "proptest".into(),
-    }
+    EventContext { cell: "uk".into(), trace_id: "proptest".into() }
 }
 
 fn key(n: usize, command: &Command) -> IdempotencyKey {
-    IdempotencyKey::new(
-        &format!("op-{n}"),
-        "prop",
-        &serde_json::Value::String(format!("{command:?}")),
-    )
-    .unwrap()
+    IdempotencyKey::new(&format!("op-{n}"), "prop", &serde_json::Value::String(format!("{command:?}"))).unwrap()
 }
 
 async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
@@ -106,11 +87,10 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         durability: Durability::GroupSync,
         writer: WriterConfig::default(),
     };
-    let cell =
-        tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default())))
-            .await
-            .unwrap()
-            .unwrap();
+    let cell = tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default())))
+        .await
+        .unwrap()
+        .unwrap();
     let wallet = cell.domains.wallet.clone();
     for i in 0..PLAYERS {
         let request = RegisterPlayerRequest {
@@ -120,17 +100,8 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
             currency: "GBP".into(),
         };
         let compliance = cell.domains.compliance.clone();
-        let k = IdempotencyKey::new(
-            &format!("reg-{i}"),
-            "players.register",
-            &serde_json::Value::Null,
-        )
-        .unwrap();
-        tokio::task::spawn_blocking(move || {
-            compliance.player_register(request, &k, &ctx()).unwrap()
-        })
-        .await
-        .unwrap();
+        let k = IdempotencyKey::new(&format!("reg-{i}"), "players.register", &serde_json::Value::Null).unwrap();
+        tokio::task::spawn_blocking(move || compliance.player_register(request, &k, &ctx()).unwrap()).await.unwrap();
     }
 
     // Open holds per round, as the answers report them: (player, stake in cents).
@@ -138,32 +109,19 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut history: Vec<(Command, IdempotencyKey, Result<Answer, WalletError>)> = Vec::new();
     for op in ops {
         let command = match op {
-            Op::Credit { player: p, cents } => Command::Credit {
-                player: player(p),
-                money: money(cents),
-                reason: MovementReason::Deposit,
-            },
-            Op::Debit { player: p, cents } => Command::Debit {
-                player: player(p),
-                money: money(cents),
-                reason: MovementReason::Withdrawal,
-            },
-            Op::Hold {
-                player: p,
-                round,
-                bet,
-                cents,
-            } => Command::Hold {
+            Op::Credit { player: p, cents } => {
+                Command::Credit { player: player(p), money: money(cents), reason: MovementReason::Deposit }
+            }
+            Op::Debit { player: p, cents } => {
+                Command::Debit { player: player(p), money: money(cents), reason: MovementReason::Withdrawal }
+            }
+            Op::Hold { player: p, round, bet, cents } => Command::Hold {
                 player: player(p),
                 round: RoundId::new(format!("r{round}")).unwrap(),
                 bet: BetId::new(format!("b{p}-{bet}")).unwrap(),
                 money: money(cents),
             },
-            Op::Settle {
-                round,
-                delta_cents,
-                below_stake,
-            } => {
+            Op::Settle { round, delta_cents, below_stake } => {
                 let mut stakes: BTreeMap<u8, i64> = BTreeMap::new();
                 for (p, cents) in open.get(&round).into_iter().flatten() {
                     *stakes.entry(*p).or_default() += cents;
@@ -173,24 +131,13 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .map(|(p, stake)| SettlePart {
                         player: player(*p),
                         bet: None,
-                        delta: money(if below_stake {
-                            delta_cents
-                        } else {
-                            delta_cents.max(-stake)
-                        }),
+                        delta: money(if below_stake { delta_cents } else { delta_cents.max(-stake) }),
                     })
                     .collect();
                 if parts.is_empty() {
-                    parts.push(SettlePart {
-                        player: player(0),
-                        bet: None,
-                        delta: money(delta_cents),
-                    });
+                    parts.push(SettlePart { player: player(0), bet: None, delta: money(delta_cents) });
                 }
-                Command::Settle {
-                    round: RoundId::new(format!("r{round}")).unwrap(),
-                    parts,
-                }
+                Command::Settle { round: RoundId::new(format!("r{round}")).unwrap(), parts }
             }
             Op::Replay { index } => {
                 if history.is_empty() {
@@ -203,46 +150,29 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     (Ok(a), Ok(b)) => {
                         prop_assert_eq!(&a.body, &b.body, "a replay answers the original body")
                     }
-                    (Err(e), Ok(b)) => prop_assert_eq!(
-                        u16::from(b.status),
-                        e.status(),
-                        "a replayed refusal answers the same status"
-                    ),
+                    (Err(e), Ok(b)) => {
+                        prop_assert_eq!(u16::from(b.status), e.status(), "a replayed refusal answers the same status")
+                    }
                     (a, b) => {
                         prop_assert!(false, "replay changed the outcome: {:?} then {:?}", a, b)
                     }
                 }
                 prop_assert!(replayed.unwrap().replayed);
-                prop_assert_eq!(
-                    wallet.ledger_totals().unwrap(),
-                    totals_before,
-                    "a replay moves no money"
-                );
+                prop_assert_eq!(wallet.ledger_totals().unwrap(), totals_before, "a replay moves no money");
                 continue;
             }
         };
         let k = key(history.len(), &command);
         let result = wallet.execute(command.clone(), k.clone(), ctx()).await;
         if let Err(e) = &result {
-            prop_assert!(
-                !matches!(e, WalletError::Unavailable(_) | WalletError::Overloaded),
-                "store failed: {}",
-                e
-            );
+            prop_assert!(!matches!(e, WalletError::Unavailable(_) | WalletError::Overloaded), "store failed: {}", e);
         }
         if result.is_ok() {
             match &command {
-                Command::Hold {
-                    player: p,
-                    round,
-                    money,
-                    ..
-                } => {
+                Command::Hold { player: p, round, money, .. } => {
                     let r: u8 = round.as_str()[1..].parse().unwrap();
                     let i: u8 = p.as_str().rsplit('-').next().unwrap().parse().unwrap();
-                    open.entry(r)
-                        .or_default()
-                        .push((i, (money.amount() * Decimal::from(100)).try_into().unwrap()));
+                    open.entry(r).or_default().push((i, (money.amount() * Decimal::from(100)).try_into().unwrap()));
                 }
                 Command::Settle { round, .. } => {
                     open.remove(&round.as_str()[1..].parse::<u8>().unwrap());
@@ -258,32 +188,14 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
     }
     for i in 0..PLAYERS {
         let w = wallet.clone();
-        let b = tokio::task::spawn_blocking(move || w.balance(&player(i), None, None))
-            .await
-            .unwrap()
-            .unwrap();
+        let b = tokio::task::spawn_blocking(move || w.balance(&player(i), None, None)).await.unwrap().unwrap();
         for amount in [b.cash, b.bonus, b.held] {
-            prop_assert!(
-                !amount.0.is_sign_negative() || amount.0.is_zero(),
-                "negative balance {:?}",
-                b
-            );
+            prop_assert!(!amount.0.is_sign_negative() || amount.0.is_zero(), "negative balance {:?}", b);
         }
-        let held_cents: i64 = open
-            .values()
-            .flatten()
-            .filter(|(p, _)| *p == i)
-            .map(|(_, c)| c)
-            .sum();
-        prop_assert_eq!(
-            b.held.0,
-            Decimal::new(held_cents, 2),
-            "held equals the open holds"
-        );
+        let held_cents: i64 = open.values().flatten().filter(|(p, _)| *p == i).map(|(_, c)| c).sum();
+        prop_assert_eq!(b.held.0, Decimal::new(held_cents, 2), "held equals the open holds");
     }
-    tokio::task::spawn_blocking(move || cell.close())
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(move || cell.close()).await.unwrap();
     Ok(())
 }
 

@@ -17,21 +17,11 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum ComplianceError {
     #[error("player is {age}; {jurisdiction:?} requires {minimum}")]
-    Underage {
-        age: u32,
-        minimum: u8,
-        jurisdiction: contracts::Jurisdiction,
-    },
+    Underage { age: u32, minimum: u8, jurisdiction: contracts::Jurisdiction },
     #[error("residence {country} is not licensed by cell {cell}")]
     CountryNotLicensed { country: String, cell: String },
-    #[error(
-        "player id {player} belongs to cell `{prefix}`; ids registered here start with `{cell}-`"
-    )]
-    WrongCell {
-        player: String,
-        prefix: String,
-        cell: String,
-    },
+    #[error("player id {player} belongs to cell `{prefix}`; ids registered here start with `{cell}-`")]
+    WrongCell { player: String, prefix: String, cell: String },
     #[error("currency {currency} is not booked by cell {cell}")]
     CurrencyNotBooked { currency: String, cell: String },
     #[error("{0}")]
@@ -86,8 +76,7 @@ pub fn player_get(tx: &mut dyn Transaction, id: &PlayerId) -> Result<Option<Play
     let Some(bytes) = tx.get(&keys::player(id))? else {
         return Ok(None);
     };
-    let player = rmp_serde::from_slice(&bytes)
-        .map_err(|e| StoreError::Io(format!("decode player {id}: {e}")))?;
+    let player = rmp_serde::from_slice(&bytes).map_err(|e| StoreError::Io(format!("decode player {id}: {e}")))?;
     Ok(Some(player))
 }
 
@@ -157,40 +146,16 @@ impl Compliance {
             if let Some(stored) = tx.get(&keys::idempotency(&key.key))? {
                 let record = IdempotencyRecord::decode(&stored)
                     .map_err(|e| StoreError::Io(format!("decode idempotency record: {e}")))?;
-                return Ok(record
-                    .replay_for(key)
-                    .ok_or(ComplianceError::IdempotencyKeyReused));
+                return Ok(record.replay_for(key).ok_or(ComplianceError::IdempotencyKeyReused));
             }
             if player_get(tx, &player.player_id)?.is_some() {
-                return Ok(Err(ComplianceError::PlayerExists(
-                    player.player_id.to_string(),
-                )));
+                return Ok(Err(ComplianceError::PlayerExists(player.player_id.to_string())));
             }
-            tx.set(
-                &keys::player(&player.player_id),
-                &rmp_serde::to_vec_named(&player).expect("a player encodes"),
-            )?;
-            let record = IdempotencyRecord {
-                request_hash: key.request_hash,
-                status: 201,
-                body: body.clone(),
-            };
+            tx.set(&keys::player(&player.player_id), &rmp_serde::to_vec_named(&player).expect("a player encodes"))?;
+            let record = IdempotencyRecord { request_hash: key.request_hash, status: 201, body: body.clone() };
             tx.set(&keys::idempotency(&key.key), &record.encode())?;
-            events::append(
-                tx,
-                0,
-                &events::envelope(
-                    ctx,
-                    PlayerRegistered {
-                        player: player.clone(),
-                    },
-                ),
-            )?;
-            Ok(Ok(Answer {
-                status: 201,
-                body: body.clone().into(),
-                replayed: false,
-            }))
+            events::append(tx, 0, &events::envelope(ctx, PlayerRegistered { player: player.clone() }))?;
+            Ok(Ok(Answer { status: 201, body: body.clone().into(), replayed: false }))
         })?;
         outcome
     }

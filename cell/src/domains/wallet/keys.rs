@@ -45,9 +45,7 @@ pub fn hold(round: &RoundId, player: &PlayerId, bet: &BetId) -> Vec<u8> {
 }
 
 pub fn round_holds(round: &RoundId) -> (Vec<u8>, Vec<u8>) {
-    subspaces::wallet()
-        .subspace(&("hold", round.as_str()))
-        .range()
+    subspaces::wallet().subspace(&("hold", round.as_str())).range()
 }
 
 pub fn settled(round: &RoundId) -> Vec<u8> {

@@ -20,9 +20,7 @@ use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use contracts::region::RegionConfig;
-use contracts::wallet::{
-    BalanceResponse, HoldRequest, MovementReason, MovementRequest, SettleRequest,
-};
+use contracts::wallet::{BalanceResponse, HoldRequest, MovementReason, MovementRequest, SettleRequest};
 use contracts::{Amount, BetId, Currency, Money, MoneyError, PlayerId, RoundId};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -41,43 +39,23 @@ pub enum WalletError {
     #[error("player {0} is not registered in this cell")]
     PlayerNotFound(String),
     #[error("player {player} has {available} {currency} cash, {requested} needed")]
-    InsufficientFunds {
-        player: String,
-        currency: &'static str,
-        available: Decimal,
-        requested: Decimal,
-    },
+    InsufficientFunds { player: String, currency: &'static str, available: Decimal, requested: Decimal },
     #[error("{0}")]
     Money(#[from] MoneyError),
     #[error("currency {currency} is not booked by this cell (it books {booked})")]
-    CurrencyNotBooked {
-        currency: &'static str,
-        booked: String,
-    },
+    CurrencyNotBooked { currency: &'static str, booked: String },
     #[error("bet {bet} of round {round} already has a hold")]
     BetAlreadyHeld { round: String, bet: String },
     #[error("round {0} is already settled")]
     RoundAlreadySettled(String),
     #[error("player {player} has no open hold{} in round {round}", bet.as_ref().map(|b| format!(" for bet {b}")).unwrap_or_default())]
-    HoldNotFound {
-        player: String,
-        round: String,
-        bet: Option<String>,
-    },
+    HoldNotFound { player: String, round: String, bet: Option<String> },
     #[error("round {round} would keep open holds of {players}: a settle must release every hold")]
     RoundHoldsUnsettled { round: String, players: String },
     #[error("delta {delta} for player {player} is below minus the held stake {stake}")]
-    DeltaBelowStake {
-        player: String,
-        stake: Decimal,
-        delta: Decimal,
-    },
+    DeltaBelowStake { player: String, stake: Decimal, delta: Decimal },
     #[error("player {player}'s hold is in {held}, the settle says {given}")]
-    SettleCurrencyMismatch {
-        player: String,
-        held: &'static str,
-        given: &'static str,
-    },
+    SettleCurrencyMismatch { player: String, held: &'static str, given: &'static str },
     #[error("settle must carry 1 to {SETTLE_OPERATIONS_MAX} operations, each hold at most once")]
     SettleOperationsInvalid,
     #[error("X-Idempotency-Key was already used for a different request")]
@@ -137,26 +115,10 @@ pub struct SettlePart {
 /// A checked wallet operation: money has its currency's scale and the right sign.
 #[derive(Debug, Clone)]
 pub enum Command {
-    Credit {
-        player: PlayerId,
-        money: Money,
-        reason: MovementReason,
-    },
-    Debit {
-        player: PlayerId,
-        money: Money,
-        reason: MovementReason,
-    },
-    Hold {
-        player: PlayerId,
-        round: RoundId,
-        bet: BetId,
-        money: Money,
-    },
-    Settle {
-        round: RoundId,
-        parts: Vec<SettlePart>,
-    },
+    Credit { player: PlayerId, money: Money, reason: MovementReason },
+    Debit { player: PlayerId, money: Money, reason: MovementReason },
+    Hold { player: PlayerId, round: RoundId, bet: BetId, money: Money },
+    Settle { round: RoundId, parts: Vec<SettlePart> },
 }
 
 impl Command {
@@ -182,9 +144,7 @@ impl PlayerBalances {
     /// Money the platform owes the player never goes below zero.
     pub fn assert_valid(&self, player: &PlayerId) {
         assert!(
-            !self.cash.is_sign_negative()
-                && !self.bonus.is_sign_negative()
-                && !self.held.is_sign_negative(),
+            !self.cash.is_sign_negative() && !self.bonus.is_sign_negative() && !self.held.is_sign_negative(),
             "wallet invariant broken: negative balance for {player}: {self:?}"
         );
     }
@@ -211,40 +171,20 @@ impl Wallet {
     ) -> Result<(Wallet, std::thread::JoinHandle<()>), StoreError> {
         let (submissions, handle) = writer::spawn(store.clone(), metrics.clone(), config)?;
         let submissions = Arc::new(std::sync::RwLock::new(Some(submissions)));
-        Ok((
-            Wallet {
-                submissions,
-                store,
-                region,
-                metrics,
-            },
-            handle,
-        ))
+        Ok((Wallet { submissions, store, region, metrics }, handle))
     }
 
     /// Closes the writer's queue: operations already queued are still committed and answered,
     /// new ones are refused, and the writer thread then ends.
     pub fn shutdown(&self) {
-        self.submissions
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        self.submissions.write().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     fn booked(&self, code: &str) -> Result<Currency, WalletError> {
         let currency = Currency::from_code(code)?;
         if !self.region.books(currency) {
-            let booked = self
-                .region
-                .currencies
-                .iter()
-                .map(|c| c.code())
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(WalletError::CurrencyNotBooked {
-                currency: currency.code(),
-                booked,
-            });
+            let booked = self.region.currencies.iter().map(|c| c.code()).collect::<Vec<_>>().join(", ");
+            return Err(WalletError::CurrencyNotBooked { currency: currency.code(), booked });
         }
         Ok(currency)
     }
@@ -254,19 +194,11 @@ impl Wallet {
     }
 
     pub fn credit_command(&self, r: MovementRequest) -> Result<Command, WalletError> {
-        Ok(Command::Credit {
-            money: self.positive(r.amount, &r.currency)?,
-            player: r.player_id,
-            reason: r.reason,
-        })
+        Ok(Command::Credit { money: self.positive(r.amount, &r.currency)?, player: r.player_id, reason: r.reason })
     }
 
     pub fn debit_command(&self, r: MovementRequest) -> Result<Command, WalletError> {
-        Ok(Command::Debit {
-            money: self.positive(r.amount, &r.currency)?,
-            player: r.player_id,
-            reason: r.reason,
-        })
+        Ok(Command::Debit { money: self.positive(r.amount, &r.currency)?, player: r.player_id, reason: r.reason })
     }
 
     pub fn hold_command(&self, r: HoldRequest) -> Result<Command, WalletError> {
@@ -287,17 +219,10 @@ impl Wallet {
             .into_iter()
             .map(|op| {
                 let delta = Money::signed(op.delta.0, self.booked(&op.currency)?)?;
-                Ok(SettlePart {
-                    player: op.player_id,
-                    bet: op.bet_id,
-                    delta,
-                })
+                Ok(SettlePart { player: op.player_id, bet: op.bet_id, delta })
             })
             .collect::<Result<Vec<_>, WalletError>>()?;
-        Ok(Command::Settle {
-            round: r.round_id,
-            parts,
-        })
+        Ok(Command::Settle { round: r.round_id, parts })
     }
 
     /// Runs `command` through the writer; answers once it is durable (or refused).
@@ -310,43 +235,23 @@ impl Wallet {
         let kind = command.kind();
         let (reply, answer) = oneshot::channel();
         self.metrics.wallet_queue_depth.inc();
-        let sender = self
-            .submissions
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let sender = self.submissions.read().unwrap_or_else(|p| p.into_inner()).clone();
         let sent = match sender {
-            Some(sender) => sender
-                .send(writer::Submission {
-                    command,
-                    key,
-                    ctx,
-                    reply,
-                })
-                .await
-                .is_ok(),
+            Some(sender) => sender.send(writer::Submission { command, key, ctx, reply }).await.is_ok(),
             None => false,
         };
         if !sent {
             self.metrics.wallet_queue_depth.dec();
-            return Err(WalletError::Unavailable(
-                "the wallet writer has stopped".into(),
-            ));
+            return Err(WalletError::Unavailable("the wallet writer has stopped".into()));
         }
-        let result = answer.await.unwrap_or_else(|_| {
-            Err(WalletError::Unavailable(
-                "the wallet writer has stopped".into(),
-            ))
-        });
+        let result =
+            answer.await.unwrap_or_else(|_| Err(WalletError::Unavailable("the wallet writer has stopped".into())));
         let outcome = match &result {
             Ok(a) if a.replayed => "replayed",
             Ok(_) => "ok",
             Err(_) => "refused",
         };
-        self.metrics
-            .wallet_ops
-            .get_or_create(&crate::metrics::WalletOpLabels { op: kind, outcome })
-            .inc();
+        self.metrics.wallet_ops.get_or_create(&crate::metrics::WalletOpLabels { op: kind, outcome }).inc();
         result
     }
 
@@ -358,9 +263,7 @@ impl Wallet {
         as_of: Option<DateTime<Utc>>,
     ) -> Result<BalanceResponse, WalletError> {
         let mut tx = self.store.begin().map_err(unavailable)?;
-        let Some(registered) =
-            crate::domains::compliance::player_get(tx.as_mut(), player).map_err(unavailable)?
-        else {
+        let Some(registered) = crate::domains::compliance::player_get(tx.as_mut(), player).map_err(unavailable)? else {
             return Err(WalletError::PlayerNotFound(player.to_string()));
         };
         let currency = match currency {
@@ -369,8 +272,7 @@ impl Wallet {
         };
         let balances = match as_of {
             None => writer::balance_read(tx.as_mut(), player, currency).map_err(unavailable)?,
-            Some(instant) => writer::balance_as_of(tx.as_mut(), player, currency, instant)
-                .map_err(unavailable)?,
+            Some(instant) => writer::balance_as_of(tx.as_mut(), player, currency, instant).map_err(unavailable)?,
         };
         let s = currency.scale();
         Ok(BalanceResponse {

@@ -39,10 +39,7 @@ pub struct WriterConfig {
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        WriterConfig {
-            batch_ops_max: 2_048,
-            queue_ops_max: 16_384,
-        }
+        WriterConfig { batch_ops_max: 2_048, queue_ops_max: 16_384 }
     }
 }
 
@@ -141,13 +138,7 @@ pub(super) fn spawn(
     config: WriterConfig,
 ) -> Result<(mpsc::Sender<Submission>, std::thread::JoinHandle<()>), StoreError> {
     let (sender, receiver) = mpsc::channel(config.queue_ops_max);
-    let mut writer = Writer {
-        store,
-        metrics,
-        cache: Cache::default(),
-        seq: 0,
-        last_ts: DateTime::<Utc>::MIN_UTC,
-    };
+    let mut writer = Writer { store, metrics, cache: Cache::default(), seq: 0, last_ts: DateTime::<Utc>::MIN_UTC };
     writer.reload()?;
     let handle = std::thread::Builder::new()
         .name("wallet-writer".into())
@@ -204,18 +195,14 @@ pub(super) fn ledger_totals(store: &dyn Store) -> Result<BTreeMap<Currency, Deci
     let wallet = crate::store::subspaces::wallet();
     let (begin, end) = keys::balances_range();
     for (key, value) in tx.get_range(&begin, &end, usize::MAX, false)? {
-        let (_, _, code): (String, String, String) = wallet
-            .unpack(&key)
-            .map_err(|e| StoreError::Io(e.to_string()))?;
+        let (_, _, code): (String, String, String) = wallet.unpack(&key).map_err(|e| StoreError::Io(e.to_string()))?;
         let b: PlayerBalances = decode("balance", &value)?;
         let currency = Currency::from_code(&code).map_err(|e| StoreError::Io(e.to_string()))?;
         *totals.entry(currency).or_default() += b.cash + b.bonus + b.held;
     }
     let (begin, end) = keys::house_range();
     for (key, value) in tx.get_range(&begin, &end, usize::MAX, false)? {
-        let (_, _, code): (String, String, String) = wallet
-            .unpack(&key)
-            .map_err(|e| StoreError::Io(e.to_string()))?;
+        let (_, _, code): (String, String, String) = wallet.unpack(&key).map_err(|e| StoreError::Io(e.to_string()))?;
         let amount: Decimal = decode("house balance", &value)?;
         let currency = Currency::from_code(&code).map_err(|e| StoreError::Io(e.to_string()))?;
         *totals.entry(currency).or_default() += amount;
@@ -295,26 +282,19 @@ impl Writer {
             }
         };
         self.metrics.wallet_batch_ops.observe(batch.len() as f64);
-        self.metrics
-            .wallet_commit_seconds
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.wallet_commit_seconds.observe(started.elapsed().as_secs_f64());
         for (submission, result) in batch.drain(..).zip(results) {
             // A caller that gave up waiting is no reason to stop.
             let _ = submission.reply.send(result);
         }
-        if self.cache.balances.len() > CACHED_BALANCES_MAX
-            || self.cache.rounds.len() > CACHED_ROUNDS_MAX
-        {
+        if self.cache.balances.len() > CACHED_BALANCES_MAX || self.cache.rounds.len() > CACHED_ROUNDS_MAX {
             self.cache.balances.clear();
             self.cache.rounds.clear();
         }
     }
 
     /// Applies every operation of the batch and commits them together.
-    fn batch_try(
-        &mut self,
-        batch: &[Submission],
-    ) -> Result<Vec<Result<Answer, WalletError>>, StoreError> {
+    fn batch_try(&mut self, batch: &[Submission]) -> Result<Vec<Result<Answer, WalletError>>, StoreError> {
         let mut tx = self.store.begin()?;
         let mut b = Batch::default();
         let mut results = Vec::with_capacity(batch.len());
@@ -327,10 +307,7 @@ impl Writer {
             tx.set(&keys::balance(&key.0, key.1), &encode(&balances))?;
         }
         for key in &b.dirty_house {
-            tx.set(
-                &keys::house(key.0.name(), key.1),
-                &encode(&self.cache.house[key]),
-            )?;
+            tx.set(&keys::house(key.0.name(), key.1), &encode(&self.cache.house[key]))?;
         }
         tx.set(&keys::sequence(), &encode(&self.seq))?;
         tx.commit()?;
@@ -355,27 +332,12 @@ impl Writer {
             },
         };
         if let Some(record) = earlier {
-            return Ok(record
-                .replay_for(&s.key)
-                .ok_or(WalletError::IdempotencyKeyReused));
+            return Ok(record.replay_for(&s.key).ok_or(WalletError::IdempotencyKeyReused));
         }
         let body = match &s.command {
-            Command::Credit {
-                player,
-                money,
-                reason,
-            } => self.credit(tx, b, &s.ctx, player, *money, *reason)?,
-            Command::Debit {
-                player,
-                money,
-                reason,
-            } => self.debit(tx, b, &s.ctx, player, *money, *reason)?,
-            Command::Hold {
-                player,
-                round,
-                bet,
-                money,
-            } => self.hold(tx, b, &s.ctx, player, round, bet, *money)?,
+            Command::Credit { player, money, reason } => self.credit(tx, b, &s.ctx, player, *money, *reason)?,
+            Command::Debit { player, money, reason } => self.debit(tx, b, &s.ctx, player, *money, *reason)?,
+            Command::Hold { player, round, bet, money } => self.hold(tx, b, &s.ctx, player, round, bet, *money)?,
             Command::Settle { round, parts } => self.settle(tx, b, &s.ctx, round, parts)?,
         };
         // A decision, accepted or refused, is recorded under the key, so a retry gets the same
@@ -383,39 +345,20 @@ impl Writer {
         let (status, body, result) = match body {
             Ok(body) => (200, body, Ok(())),
             Err(refused) => {
-                let body = contracts::ErrorBody {
-                    code: refused.code().to_owned(),
-                    message: refused.to_string(),
-                };
-                (
-                    refused.status(),
-                    serde_json::to_string(&body).expect("serialises"),
-                    Err(refused),
-                )
+                let body = contracts::ErrorBody { code: refused.code().to_owned(), message: refused.to_string() };
+                (refused.status(), serde_json::to_string(&body).expect("serialises"), Err(refused))
             }
         };
-        let record = IdempotencyRecord {
-            request_hash: s.key.request_hash,
-            status,
-            body,
-        };
+        let record = IdempotencyRecord { request_hash: s.key.request_hash, status, body };
         tx.set(&keys::idempotency(&s.key.key), &record.encode())?;
-        let answer = Answer {
-            status,
-            body: record.body.clone().into(),
-            replayed: false,
-        };
+        let answer = Answer { status, body: record.body.clone().into(), replayed: false };
         b.answers.insert(s.key.key.clone(), record);
         Ok(result.map(|()| answer))
     }
 
     // ---- loading the view ----------------------------------------------------------------
 
-    fn player_known(
-        &mut self,
-        tx: &mut dyn Transaction,
-        player: &PlayerId,
-    ) -> Result<bool, StoreError> {
+    fn player_known(&mut self, tx: &mut dyn Transaction, player: &PlayerId) -> Result<bool, StoreError> {
         if self.cache.players.contains(player) {
             return Ok(true);
         }
@@ -458,11 +401,7 @@ impl Writer {
         Ok(v)
     }
 
-    fn round(
-        &mut self,
-        tx: &mut dyn Transaction,
-        round: &RoundId,
-    ) -> Result<&mut RoundState, StoreError> {
+    fn round(&mut self, tx: &mut dyn Transaction, round: &RoundId) -> Result<&mut RoundState, StoreError> {
         if !self.cache.rounds.contains_key(round) {
             let settled = tx.get(&keys::settled(round))?.is_some();
             let (begin, end) = keys::round_holds(round);
@@ -471,9 +410,7 @@ impl Writer {
                 .into_iter()
                 .map(|(_, v)| decode::<Hold>("hold", &v))
                 .collect::<Result<Vec<_>, _>>()?;
-            self.cache
-                .rounds
-                .insert(round.clone(), RoundState { settled, holds });
+            self.cache.rounds.insert(round.clone(), RoundState { settled, holds });
         }
         Ok(self.cache.rounds.get_mut(round).expect("inserted above"))
     }
@@ -507,32 +444,16 @@ impl Writer {
             );
         }
         let (seq, ts) = self.next_entry();
-        let entry = Entry {
-            seq,
-            ts,
-            kind: kind.to_owned(),
-            reference,
-            currency: currency.code().to_owned(),
-            postings,
-            after,
-        };
-        tx.set(
-            &keys::entry(player, currency, ts.timestamp_micros(), seq),
-            &encode(&entry),
-        )?;
-        self.cache
-            .balances
-            .insert((player.clone(), currency), after);
+        let entry =
+            Entry { seq, ts, kind: kind.to_owned(), reference, currency: currency.code().to_owned(), postings, after };
+        tx.set(&keys::entry(player, currency, ts.timestamp_micros(), seq), &encode(&entry))?;
+        self.cache.balances.insert((player.clone(), currency), after);
         b.dirty_balances.insert((player.clone(), currency));
         Ok(seq)
     }
 
     fn house_add(&mut self, b: &mut Batch, account: House, currency: Currency, delta: Decimal) {
-        *self
-            .cache
-            .house
-            .get_mut(&(account, currency))
-            .expect("house balance loaded before it changes") += delta;
+        *self.cache.house.get_mut(&(account, currency)).expect("house balance loaded before it changes") += delta;
         b.dirty_house.insert((account, currency));
     }
 
@@ -543,10 +464,7 @@ impl Writer {
         payload: P,
     ) -> Result<(), StoreError> {
         let order = b.events;
-        b.events = b
-            .events
-            .checked_add(1)
-            .expect("a batch orders at most 65,536 events");
+        b.events = b.events.checked_add(1).expect("a batch orders at most 65,536 events");
         events::append(tx, order, &events::envelope(ctx, payload))
     }
 
@@ -567,16 +485,7 @@ impl Writer {
         self.house_balance(tx, House::PspClearing, currency)?;
         after.cash += money.amount();
         let postings = vec![(house(House::PspClearing), cash(player), money.amount())];
-        let seq = self.post(
-            tx,
-            b,
-            player,
-            currency,
-            after,
-            "credit",
-            format!("{reason:?}"),
-            postings,
-        )?;
+        let seq = self.post(tx, b, player, currency, after, "credit", format!("{reason:?}"), postings)?;
         self.house_add(b, House::PspClearing, currency, -money.amount());
         let payload = WalletCredited {
             player_id: player.clone(),
@@ -586,9 +495,7 @@ impl Writer {
             entry_id: seq.to_string(),
         };
         Self::event(tx, b, ctx, payload)?;
-        let body = MovementResponse {
-            balance: wire_balance(player, currency, &after),
-        };
+        let body = MovementResponse { balance: wire_balance(player, currency, &after) };
         Ok(Ok(serde_json::to_string(&body).expect("serialises")))
     }
 
@@ -617,16 +524,7 @@ impl Writer {
         self.house_balance(tx, House::PspClearing, currency)?;
         after.cash -= money.amount();
         let postings = vec![(cash(player), house(House::PspClearing), money.amount())];
-        let seq = self.post(
-            tx,
-            b,
-            player,
-            currency,
-            after,
-            "debit",
-            format!("{reason:?}"),
-            postings,
-        )?;
+        let seq = self.post(tx, b, player, currency, after, "debit", format!("{reason:?}"), postings)?;
         self.house_add(b, House::PspClearing, currency, money.amount());
         let payload = WalletDebited {
             player_id: player.clone(),
@@ -636,9 +534,7 @@ impl Writer {
             entry_id: seq.to_string(),
         };
         Self::event(tx, b, ctx, payload)?;
-        let body = MovementResponse {
-            balance: wire_balance(player, currency, &after),
-        };
+        let body = MovementResponse { balance: wire_balance(player, currency, &after) };
         Ok(Ok(serde_json::to_string(&body).expect("serialises")))
     }
 
@@ -661,10 +557,7 @@ impl Writer {
             return Ok(Err(WalletError::RoundAlreadySettled(round.to_string())));
         }
         if state.holds.iter().any(|h| &h.bet == bet) {
-            return Ok(Err(WalletError::BetAlreadyHeld {
-                round: round.to_string(),
-                bet: bet.to_string(),
-            }));
+            return Ok(Err(WalletError::BetAlreadyHeld { round: round.to_string(), bet: bet.to_string() }));
         }
         let currency = money.currency();
         let mut after = self.balances(tx, player, currency)?;
@@ -679,16 +572,7 @@ impl Writer {
         after.cash -= money.amount();
         after.held += money.amount();
         let postings = vec![(cash(player), held(player), money.amount())];
-        let seq = self.post(
-            tx,
-            b,
-            player,
-            currency,
-            after,
-            "hold",
-            format!("{round}/{bet}"),
-            postings,
-        )?;
+        let seq = self.post(tx, b, player, currency, after, "hold", format!("{round}/{bet}"), postings)?;
         let hold = Hold {
             hold_id: format!("h{seq}"),
             player: player.clone(),
@@ -707,10 +591,7 @@ impl Writer {
             amount: money.wire(),
         };
         Self::event(tx, b, ctx, payload)?;
-        let body = HoldResponse {
-            hold_id: hold.hold_id,
-            balance: wire_balance(player, currency, &after),
-        };
+        let body = HoldResponse { hold_id: hold.hold_id, balance: wire_balance(player, currency, &after) };
         Ok(Ok(serde_json::to_string(&body).expect("serialises")))
     }
 
@@ -735,18 +616,12 @@ impl Writer {
                 .iter()
                 .enumerate()
                 .filter(|(i, h)| {
-                    !taken[*i]
-                        && h.player == part.player
-                        && part.bet.as_ref().is_none_or(|bet| &h.bet == bet)
+                    !taken[*i] && h.player == part.player && part.bet.as_ref().is_none_or(|bet| &h.bet == bet)
                 })
                 .map(|(i, _)| i)
                 .collect();
             if chosen.is_empty() {
-                let already = state
-                    .holds
-                    .iter()
-                    .enumerate()
-                    .any(|(i, h)| taken[i] && h.player == part.player);
+                let already = state.holds.iter().enumerate().any(|(i, h)| taken[i] && h.player == part.player);
                 if already {
                     return Ok(Err(WalletError::SettleOperationsInvalid));
                 }
@@ -760,9 +635,7 @@ impl Writer {
             for &i in &chosen {
                 let h = &state.holds[i];
                 if h.currency != part.delta.currency().code() {
-                    let held = Currency::from_code(&h.currency)
-                        .map(|c| c.code())
-                        .unwrap_or("???");
+                    let held = Currency::from_code(&h.currency).map(|c| c.code()).unwrap_or("???");
                     return Ok(Err(WalletError::SettleCurrencyMismatch {
                         player: part.player.to_string(),
                         held,
@@ -811,16 +684,7 @@ impl Writer {
             if !payout.is_zero() {
                 postings.push((house(House::GameRevenue), cash(&part.player), payout));
             }
-            self.post(
-                tx,
-                b,
-                &part.player,
-                currency,
-                after,
-                "settle",
-                round.to_string(),
-                postings,
-            )?;
+            self.post(tx, b, &part.player, currency, after, "settle", round.to_string(), postings)?;
             self.house_add(b, House::GameRevenue, currency, stake - payout);
             let bet_ids: Vec<BetId> = chosen.iter().map(|&i| holds[i].bet.clone()).collect();
             for bet in &bet_ids {
@@ -837,15 +701,7 @@ impl Writer {
             balances.push(wire_balance(&part.player, currency, &after));
         }
         tx.set(&keys::settled(round), &[])?;
-        Self::event(
-            tx,
-            b,
-            ctx,
-            WalletSettled {
-                round_id: round.clone(),
-                parts: settled_parts,
-            },
-        )?;
+        Self::event(tx, b, ctx, WalletSettled { round_id: round.clone(), parts: settled_parts })?;
         let body = SettleResponse { balances };
         Ok(Ok(serde_json::to_string(&body).expect("serialises")))
     }

@@ -11,9 +11,13 @@
 //! increasing across restarts) and applies atomic adds to the latest committed value, so adds
 //! never conflict.
 
-use super::{check_write, limits, versionstamp_offset, Committed, KeyValue, Store, StoreError, Transaction};
+use super::{
+    check_write, limits, versionstamp_offset, Committed, Durable, KeyValue, PendingCommit, Store, StoreError,
+    Transaction,
+};
 use fjall::{KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, PersistMode, Readable};
 use std::collections::{BTreeMap, HashSet};
+use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -97,7 +101,7 @@ impl Store for EmbeddedStore {
             tx,
             started: Instant::now(),
             bytes: 0,
-            written: HashSet::new(),
+            written: HashSet::default(),
             adds: BTreeMap::new(),
             stamped: Vec::new(),
         }))
@@ -114,8 +118,10 @@ struct EmbeddedTx {
     started: Instant,
     /// Bytes written so far, against `TRANSACTION_BYTES_MAX`.
     bytes: usize,
-    /// Keys set or cleared here, so an atomic add after them applies to this transaction's value.
-    written: HashSet<Vec<u8>>,
+    /// Hashes of the keys set or cleared here, so an atomic add after them applies to this
+    /// transaction's value. A hash collision only sends an add down the read path, which is
+    /// correct too (it reads under a conflict check), so hashes are enough.
+    written: HashSet<u64, rustc_hash::FxBuildHasher>,
     /// Atomic adds to apply at commit on top of the latest committed value.
     adds: BTreeMap<Vec<u8>, i64>,
     /// Versionstamped writes: key with placeholder, placeholder offset, value.
@@ -191,7 +197,7 @@ impl Transaction for EmbeddedTx {
         let bytes = check_write(key, value)?;
         self.account(bytes)?;
         self.adds.remove(key);
-        self.written.insert(key.to_vec());
+        self.written.insert(rustc_hash::FxBuildHasher.hash_one(key));
         self.tx.insert(&self.inner.data, key, value);
         Ok(())
     }
@@ -200,7 +206,7 @@ impl Transaction for EmbeddedTx {
         let bytes = check_write(key, &[])?;
         self.account(bytes)?;
         self.adds.remove(key);
-        self.written.insert(key.to_vec());
+        self.written.insert(rustc_hash::FxBuildHasher.hash_one(key));
         self.tx.remove(&self.inner.data, key);
         Ok(())
     }
@@ -208,7 +214,7 @@ impl Transaction for EmbeddedTx {
     fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), StoreError> {
         let bytes = check_write(key, &[0; 8])?;
         self.account(bytes)?;
-        if self.written.contains(key) {
+        if self.written.contains(&rustc_hash::FxBuildHasher.hash_one(key)) {
             // Set earlier in this transaction: add to that value now.
             let current = self.tx.get(&self.inner.data, key).map_err(|e| io("read", e))?;
             let sum = decode_i64(current.as_deref()).wrapping_add(delta);
@@ -227,10 +233,10 @@ impl Transaction for EmbeddedTx {
         Ok(())
     }
 
-    fn commit(self: Box<Self>) -> Result<Committed, StoreError> {
+    fn commit_pipelined(self: Box<Self>) -> Result<Box<dyn PendingCommit>, StoreError> {
         let EmbeddedTx { inner, mut tx, started, bytes, adds, stamped, .. } = *self;
         if bytes == 0 {
-            return Ok(Committed::default()); // read-only: nothing to make durable
+            return Ok(Box::new(Durable(Committed::default()))); // read-only: nothing to make durable
         }
         if started.elapsed() > limits::TRANSACTION_AGE_MAX {
             return Err(StoreError::TransactionTooOld);
@@ -258,9 +264,22 @@ impl Transaction for EmbeddedTx {
             inner.committed_version.store(version, Ordering::Release);
             version
         };
-        inner.wait_durable(version)?;
         let versionstamp = (!stamped.is_empty()).then(|| versionstamp(version));
-        Ok(Committed { versionstamp })
+        Ok(Box::new(EmbeddedPending { inner, version, committed: Committed { versionstamp } }))
+    }
+}
+
+/// A commit in the journal, durable once a sync that began after it completes.
+struct EmbeddedPending {
+    inner: Arc<Inner>,
+    version: u64,
+    committed: Committed,
+}
+
+impl PendingCommit for EmbeddedPending {
+    fn wait(self: Box<Self>) -> Result<Committed, StoreError> {
+        self.inner.wait_durable(self.version)?;
+        Ok(self.committed)
     }
 }
 

@@ -2,7 +2,7 @@
 //! outcome is unknown (applied or not, at random), and delays. The same seed gives the same faults
 //! for the same sequence of calls, so a failing run can be replayed from the seed it prints.
 
-use super::{Committed, KeyValue, Store, StoreError, Transaction};
+use super::{KeyValue, PendingCommit, Store, StoreError, Transaction};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,7 +119,7 @@ impl Transaction for FaultyTx {
         self.inner.set_versionstamped_key(key, value)
     }
 
-    fn commit(self: Box<Self>) -> Result<Committed, StoreError> {
+    fn commit_pipelined(self: Box<Self>) -> Result<Box<dyn PendingCommit>, StoreError> {
         if !self.config.commit_delay_max.is_zero() {
             let nanos = self.config.commit_delay_max.as_nanos() as u64;
             let delay = self.rng.lock().unwrap_or_else(|p| p.into_inner()).random_range(0..=nanos);
@@ -135,6 +135,6 @@ impl Transaction for FaultyTx {
             }
             return Err(StoreError::CommitUnknownResult);
         }
-        self.inner.commit()
+        self.inner.commit_pipelined()
     }
 }

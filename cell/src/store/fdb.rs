@@ -4,7 +4,10 @@
 //! The `Store` interface is synchronous, so each FoundationDB future is driven to completion on
 //! the calling thread; FoundationDB's own network thread does the I/O.
 
-use super::{check_write, limits, versionstamp_offset, Committed, KeyValue, Store, StoreError, Transaction};
+use super::{
+    check_write, limits, versionstamp_offset, Committed, Durable, KeyValue, PendingCommit, Store, StoreError,
+    Transaction,
+};
 use foundationdb::options::{MutationType, StreamingMode};
 use foundationdb::{Database, FdbError, KeySelector, RangeOption};
 use futures::executor::block_on;
@@ -147,7 +150,8 @@ impl Transaction for FdbTx {
         Ok(())
     }
 
-    fn commit(self: Box<Self>) -> Result<Committed, StoreError> {
+    /// FoundationDB acknowledges a commit once it is durable, so the commit is complete here.
+    fn commit_pipelined(self: Box<Self>) -> Result<Box<dyn PendingCommit>, StoreError> {
         if self.started.elapsed() > limits::TRANSACTION_AGE_MAX {
             return Err(StoreError::TransactionTooOld);
         }
@@ -162,6 +166,6 @@ impl Transaction for FdbTx {
             }
             None => None,
         };
-        Ok(Committed { versionstamp })
+        Ok(Box::new(Durable(Committed { versionstamp })))
     }
 }

@@ -96,7 +96,30 @@ pub trait Transaction: Send {
     /// 10-byte placeholder that the commit fills with its version (`Subspace::pack_with_versionstamp`
     /// produces such keys). Keys written by later commits sort after earlier ones.
     fn set_versionstamped_key(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
-    fn commit(self: Box<Self>) -> Result<Committed, StoreError>;
+    /// Commits: once this returns, the transaction is ordered before every transaction that
+    /// begins afterwards and visible to them, but it may not be durable yet; nothing may be
+    /// acknowledged to anyone before `PendingCommit::wait` returns. This lets a single writer
+    /// apply its next batch while the previous one syncs (FoundationDB's commit is a future too).
+    fn commit_pipelined(self: Box<Self>) -> Result<Box<dyn PendingCommit>, StoreError>;
+    /// Commits and returns once the transaction is durable.
+    fn commit(self: Box<Self>) -> Result<Committed, StoreError> {
+        self.commit_pipelined()?.wait()
+    }
+}
+
+/// A commit that is ordered and visible, waiting to be durable.
+pub trait PendingCommit: Send {
+    /// Returns once the commit is durable.
+    fn wait(self: Box<Self>) -> Result<Committed, StoreError>;
+}
+
+/// A commit that was durable when it returned.
+pub struct Durable(pub Committed);
+
+impl PendingCommit for Durable {
+    fn wait(self: Box<Self>) -> Result<Committed, StoreError> {
+        Ok(self.0)
+    }
 }
 
 /// A store: a factory of transactions.

@@ -4,14 +4,13 @@
 //! ("bal", player, currency)                      -> PlayerBalances   cash, bonus, held
 //! ("house", account, currency)                   -> Decimal          house account balances
 //! ("entry", player, currency, ts_us, seq)        -> Entry            the journal, per player, in time order
-//! ("hold", round, player, bet)                   -> Hold             open holds of a round
-//! ("settled", round)                             -> request hash     a round settles once
+//! ("round", round)                               -> RoundState       a round's open holds, and whether it settled
 //! ("idem", key)                                  -> IdempotencyRecord
 //! ("meta", "seq")                                -> u64              last entry sequence number
 //! ```
 
 use crate::store::subspaces;
-use contracts::{BetId, Currency, PlayerId, RoundId};
+use contracts::{Currency, PlayerId, RoundId};
 
 pub fn balance(player: &PlayerId, currency: Currency) -> Vec<u8> {
     subspaces::wallet().pack(&("bal", player.as_str(), currency.code()))
@@ -40,16 +39,8 @@ pub fn entries_until(player: &PlayerId, currency: Currency, ts_us: i64) -> (Vec<
     (begin, space.pack(&(ts_us.saturating_add(1),)))
 }
 
-pub fn hold(round: &RoundId, player: &PlayerId, bet: &BetId) -> Vec<u8> {
-    subspaces::wallet().pack(&("hold", round.as_str(), player.as_str(), bet.as_str()))
-}
-
-pub fn round_holds(round: &RoundId) -> (Vec<u8>, Vec<u8>) {
-    subspaces::wallet().subspace(&("hold", round.as_str())).range()
-}
-
-pub fn settled(round: &RoundId) -> Vec<u8> {
-    subspaces::wallet().pack(&("settled", round.as_str()))
+pub fn round(round: &RoundId) -> Vec<u8> {
+    subspaces::wallet().pack(&("round", round.as_str()))
 }
 
 pub fn idempotency(key: &str) -> Vec<u8> {

@@ -46,6 +46,8 @@ pub enum WalletError {
     CurrencyNotBooked { currency: &'static str, booked: String },
     #[error("bet {bet} of round {round} already has a hold")]
     BetAlreadyHeld { round: String, bet: String },
+    #[error("round {round} already holds {holds_max} bets, the most one round may")]
+    RoundFull { round: String, holds_max: usize },
     #[error("round {0} is already settled")]
     RoundAlreadySettled(String),
     #[error("player {player} has no open hold{} in round {round}", bet.as_ref().map(|b| format!(" for bet {b}")).unwrap_or_default())]
@@ -75,6 +77,7 @@ impl WalletError {
             WalletError::CurrencyNotBooked { .. } => "CURRENCY_NOT_BOOKED",
             WalletError::BetAlreadyHeld { .. } => "BET_ALREADY_HELD",
             WalletError::RoundAlreadySettled(_) => "ROUND_ALREADY_SETTLED",
+            WalletError::RoundFull { .. } => "ROUND_FULL",
             WalletError::HoldNotFound { .. } => "HOLD_NOT_FOUND",
             WalletError::RoundHoldsUnsettled { .. } => "ROUND_HOLDS_UNSETTLED",
             WalletError::DeltaBelowStake { .. } => "DELTA_BELOW_STAKE",
@@ -93,6 +96,7 @@ impl WalletError {
             WalletError::CurrencyNotBooked { .. } => 422,
             WalletError::InsufficientFunds { .. }
             | WalletError::HoldNotFound { .. }
+            | WalletError::RoundFull { .. }
             | WalletError::RoundHoldsUnsettled { .. }
             | WalletError::DeltaBelowStake { .. }
             | WalletError::SettleCurrencyMismatch { .. } => 422,

@@ -15,7 +15,7 @@ use crate::domains::compliance;
 use crate::events::{self, EventContext};
 use crate::idempotency::{Answer, IdempotencyKey, IdempotencyRecord};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError, Transaction};
+use crate::store::{PendingCommit, Store, StoreError, Transaction};
 use chrono::{DateTime, Utc};
 use contracts::events::{SettledPart, WalletCredited, WalletDebited, WalletHold, WalletSettled};
 use contracts::wallet::{Balance, HoldResponse, MovementResponse, SettleResponse};
@@ -43,6 +43,9 @@ impl Default for WriterConfig {
     }
 }
 
+/// Batches committed but not yet durable at once: the writer applies the next batch while these
+/// sync. A few are enough to keep the disk busy; more would only hold more answers back.
+const PIPELINE_BATCHES_MAX: usize = 4;
 /// Attempts at one batch when the store reports a retryable error.
 const BATCH_ATTEMPTS_MAX: u32 = 8;
 /// Cached balances kept between batches before the cache is dropped and reloaded on demand.
@@ -85,11 +88,17 @@ struct Hold {
     amount: Decimal,
 }
 
-#[derive(Debug, Default)]
+/// A round as stored: one record, so loading a round is one point read and a batch writes each
+/// round it touched once.
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct RoundState {
     settled: bool,
     holds: Vec<Hold>,
 }
+
+/// Most bets one round may hold open: a busy live table, and a round record well under the
+/// store's 100 kB value limit (a hold encodes to about 100 bytes).
+pub const ROUND_HOLDS_MAX: usize = 500;
 
 /// One journal record: an operation's postings for one player, with the balances after it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -118,8 +127,16 @@ struct Cache {
 struct Batch {
     dirty_balances: HashSet<(PlayerId, Currency)>,
     dirty_house: HashSet<(House, Currency)>,
+    dirty_rounds: HashSet<RoundId>,
     answers: HashMap<String, IdempotencyRecord>,
     events: u16,
+}
+
+/// A committed batch waiting to be durable, with the answers it will release.
+struct InFlight {
+    pending: Box<dyn PendingCommit>,
+    replies: Vec<(oneshot::Sender<Result<Answer, WalletError>>, Result<Answer, WalletError>)>,
+    started: Instant,
 }
 
 struct Writer {
@@ -145,6 +162,23 @@ pub(super) fn spawn(
         .spawn(move || writer.run(receiver, config))
         .map_err(|e| StoreError::Io(format!("spawn wallet writer: {e}")))?;
     Ok((sender, handle))
+}
+
+/// The durability thread: answers each committed batch, in commit order, once it is durable.
+fn answer_when_durable(in_flight: std::sync::mpsc::Receiver<InFlight>, metrics: &Metrics) {
+    for flight in in_flight {
+        let durable = flight.pending.wait();
+        metrics.wallet_commit_seconds.observe(flight.started.elapsed().as_secs_f64());
+        for (reply, result) in flight.replies {
+            let result = match &durable {
+                Ok(_) => result,
+                // The batch is in the journal but not known durable: the callers retry with their
+                // keys, and get the stored answer if it did reach the disk.
+                Err(e) => Err(WalletError::Unavailable(e.to_string())),
+            };
+            let _ = reply.send(result);
+        }
+    }
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
@@ -246,6 +280,12 @@ impl Writer {
     }
 
     fn run(mut self, mut receiver: mpsc::Receiver<Submission>, config: WriterConfig) {
+        let (durable, in_flight) = std::sync::mpsc::sync_channel::<InFlight>(PIPELINE_BATCHES_MAX);
+        let metrics = self.metrics.clone();
+        let answerer = std::thread::Builder::new()
+            .name("wallet-durable".into())
+            .spawn(move || answer_when_durable(in_flight, &metrics))
+            .expect("spawn the wallet's durability thread");
         let mut batch = Vec::with_capacity(config.batch_ops_max);
         while let Some(first) = receiver.blocking_recv() {
             batch.push(first);
@@ -256,45 +296,66 @@ impl Writer {
                 }
             }
             self.metrics.wallet_queue_depth.dec_by(batch.len() as i64);
-            self.batch_run(&mut batch);
+            if let Some(flight) = self.batch_run(&mut batch) {
+                if durable.send(flight).is_err() {
+                    break; // the durability thread is gone: nothing more can be acknowledged
+                }
+            }
+        }
+        drop(durable);
+        if answerer.join().is_err() {
+            tracing::error!("wallet durability thread panicked");
         }
         tracing::info!("wallet writer stopped: no more submissions");
     }
 
-    fn batch_run(&mut self, batch: &mut Vec<Submission>) {
+    /// Runs one batch to a commit. Returns it in flight to durability, or `None` when it failed
+    /// and its callers were already answered.
+    fn batch_run(&mut self, batch: &mut Vec<Submission>) -> Option<InFlight> {
         let started = Instant::now();
         let mut attempt = 0;
-        let results = loop {
+        let outcome = loop {
             attempt += 1;
             match self.batch_try(batch) {
-                Ok(results) => break results,
+                Ok(done) => break Ok(done),
                 Err(e) => {
-                    // Nothing of this batch was acknowledged: forget the view it changed.
+                    // Nothing of this batch is visible: forget the view it changed.
                     let reloaded = self.reload();
                     if e.is_retryable() && attempt < BATCH_ATTEMPTS_MAX && reloaded.is_ok() {
                         tracing::debug!(error = %e, attempt, "retry wallet batch");
                         continue;
                     }
                     tracing::error!(error = %e, ops = batch.len(), "wallet batch failed");
-                    let err = WalletError::Unavailable(e.to_string());
-                    break batch.iter().map(|_| Err(err.clone())).collect();
+                    break Err(WalletError::Unavailable(e.to_string()));
                 }
             }
         };
         self.metrics.wallet_batch_ops.observe(batch.len() as f64);
-        self.metrics.wallet_commit_seconds.observe(started.elapsed().as_secs_f64());
-        for (submission, result) in batch.drain(..).zip(results) {
-            // A caller that gave up waiting is no reason to stop.
-            let _ = submission.reply.send(result);
-        }
         if self.cache.balances.len() > CACHED_BALANCES_MAX || self.cache.rounds.len() > CACHED_ROUNDS_MAX {
             self.cache.balances.clear();
             self.cache.rounds.clear();
         }
+        match outcome {
+            Ok((results, pending)) => {
+                let replies = batch.drain(..).map(|s| s.reply).zip(results).collect();
+                Some(InFlight { pending, replies, started })
+            }
+            Err(err) => {
+                for submission in batch.drain(..) {
+                    // A caller that gave up waiting is no reason to stop.
+                    let _ = submission.reply.send(Err(err.clone()));
+                }
+                None
+            }
+        }
     }
 
     /// Applies every operation of the batch and commits them together.
-    fn batch_try(&mut self, batch: &[Submission]) -> Result<Vec<Result<Answer, WalletError>>, StoreError> {
+    #[allow(clippy::type_complexity)]
+    fn batch_try(
+        &mut self,
+        batch: &[Submission],
+    ) -> Result<(Vec<Result<Answer, WalletError>>, Box<dyn PendingCommit>), StoreError> {
         let mut tx = self.store.begin()?;
         let mut b = Batch::default();
         let mut results = Vec::with_capacity(batch.len());
@@ -306,13 +367,16 @@ impl Writer {
             balances.assert_valid(&key.0);
             tx.set(&keys::balance(&key.0, key.1), &encode(&balances))?;
         }
+        for round in &b.dirty_rounds {
+            tx.set(&keys::round(round), &encode(&self.cache.rounds[round]))?;
+        }
         for key in &b.dirty_house {
             tx.set(&keys::house(key.0.name(), key.1), &encode(&self.cache.house[key]))?;
         }
         tx.set(&keys::sequence(), &encode(&self.seq))?;
-        tx.commit()?;
+        let pending = tx.commit_pipelined()?;
         self.cache.rounds.retain(|_, r| !r.settled);
-        Ok(results)
+        Ok((results, pending))
     }
 
     fn apply(
@@ -403,14 +467,11 @@ impl Writer {
 
     fn round(&mut self, tx: &mut dyn Transaction, round: &RoundId) -> Result<&mut RoundState, StoreError> {
         if !self.cache.rounds.contains_key(round) {
-            let settled = tx.get(&keys::settled(round))?.is_some();
-            let (begin, end) = keys::round_holds(round);
-            let holds = tx
-                .get_range(&begin, &end, usize::MAX, false)?
-                .into_iter()
-                .map(|(_, v)| decode::<Hold>("hold", &v))
-                .collect::<Result<Vec<_>, _>>()?;
-            self.cache.rounds.insert(round.clone(), RoundState { settled, holds });
+            let state = match tx.get(&keys::round(round))? {
+                Some(bytes) => decode("round", &bytes)?,
+                None => RoundState::default(),
+            };
+            self.cache.rounds.insert(round.clone(), state);
         }
         Ok(self.cache.rounds.get_mut(round).expect("inserted above"))
     }
@@ -559,6 +620,9 @@ impl Writer {
         if state.holds.iter().any(|h| &h.bet == bet) {
             return Ok(Err(WalletError::BetAlreadyHeld { round: round.to_string(), bet: bet.to_string() }));
         }
+        if state.holds.len() >= ROUND_HOLDS_MAX {
+            return Ok(Err(WalletError::RoundFull { round: round.to_string(), holds_max: ROUND_HOLDS_MAX }));
+        }
         let currency = money.currency();
         let mut after = self.balances(tx, player, currency)?;
         if after.cash < money.amount() {
@@ -580,8 +644,8 @@ impl Writer {
             currency: currency.code().to_owned(),
             amount: money.amount(),
         };
-        tx.set(&keys::hold(round, player, bet), &encode(&hold))?;
         self.round(tx, round)?.holds.push(hold.clone());
+        b.dirty_rounds.insert(round.clone());
         let payload = WalletHold {
             hold_id: hold.hold_id.clone(),
             player_id: player.clone(),
@@ -669,6 +733,7 @@ impl Writer {
         }
         let holds = std::mem::take(&mut state.holds);
         state.settled = true;
+        b.dirty_rounds.insert(round.clone());
 
         // Apply: per player, held -> game revenue (the stake), game revenue -> cash (the payout).
         let mut settled_parts = Vec::with_capacity(plan.len());
@@ -687,9 +752,6 @@ impl Writer {
             self.post(tx, b, &part.player, currency, after, "settle", round.to_string(), postings)?;
             self.house_add(b, House::GameRevenue, currency, stake - payout);
             let bet_ids: Vec<BetId> = chosen.iter().map(|&i| holds[i].bet.clone()).collect();
-            for bet in &bet_ids {
-                tx.clear(&keys::hold(round, &part.player, bet))?;
-            }
             let s = currency.scale();
             settled_parts.push(SettledPart {
                 player_id: part.player.clone(),
@@ -700,7 +762,6 @@ impl Writer {
             });
             balances.push(wire_balance(&part.player, currency, &after));
         }
-        tx.set(&keys::settled(round), &[])?;
         Self::event(tx, b, ctx, WalletSettled { round_id: round.clone(), parts: settled_parts })?;
         let body = SettleResponse { balances };
         Ok(Ok(serde_json::to_string(&body).expect("serialises")))

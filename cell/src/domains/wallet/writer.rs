@@ -132,10 +132,15 @@ struct Batch {
     events: u16,
 }
 
+/// What an operation answers.
+type Outcome = Result<Answer, WalletError>;
+/// Where an operation's outcome goes, and the outcome.
+type Reply = (oneshot::Sender<Outcome>, Outcome);
+
 /// A committed batch waiting to be durable, with the answers it will release.
 struct InFlight {
     pending: Box<dyn PendingCommit>,
-    replies: Vec<(oneshot::Sender<Result<Answer, WalletError>>, Result<Answer, WalletError>)>,
+    replies: Vec<Reply>,
     started: Instant,
 }
 
@@ -351,11 +356,7 @@ impl Writer {
     }
 
     /// Applies every operation of the batch and commits them together.
-    #[allow(clippy::type_complexity)]
-    fn batch_try(
-        &mut self,
-        batch: &[Submission],
-    ) -> Result<(Vec<Result<Answer, WalletError>>, Box<dyn PendingCommit>), StoreError> {
+    fn batch_try(&mut self, batch: &[Submission]) -> Result<(Vec<Outcome>, Box<dyn PendingCommit>), StoreError> {
         let mut tx = self.store.begin()?;
         let mut b = Batch::default();
         let mut results = Vec::with_capacity(batch.len());

@@ -1,23 +1,30 @@
-//! The default backend: fjall's optimistic transactional database on local disk, with group commit.
+//! The default backend: fjall on local disk, with serializable optimistic transactions and group
+//! commit.
 //!
-//! A commit is acknowledged only once it is durable. Transactions commit to fjall's journal
-//! without syncing; then each committer waits for a shared `persist(SyncAll)` that began after its
-//! commit. The first waiter to find no sync running leads one for everyone committed so far, so
-//! under load one fsync releases many commits (DESIGN.md section 3).
+//! A transaction reads a fjall snapshot (plus its own buffered writes) and records what it read;
+//! at commit, under one short commit lock, it is refused if a transaction that committed after
+//! its snapshot wrote anything it read (FoundationDB's resolver does the same), and otherwise its
+//! writes go to fjall as one atomic `WriteBatch`. The same lock assigns each commit the next
+//! version (for versionstamped keys; persisted with the commit so versions keep increasing across
+//! restarts) and applies atomic adds to the latest committed value, so adds never conflict.
 //!
-//! fjall gives snapshot reads, buffered writes and conflict detection at commit. What FoundationDB
-//! does in its resolver and fjall does not, this backend does under one short commit lock: it
-//! assigns each commit the next version (for versionstamped keys, persisted so versions keep
-//! increasing across restarts) and applies atomic adds to the latest committed value, so adds
-//! never conflict.
+//! Why not fjall's own `OptimisticTxDatabase`: it buffers each write in a per-transaction memtable
+//! and a conflict set, then inserts it again at commit. Measured on this machine with 10,000-key
+//! transactions (one read per write), it commits about 211,000 keys/s against 361,000 for a
+//! snapshot plus `WriteBatch`; the wallet's batches are exactly that shape.
+//!
+//! A commit is acknowledged only once it is durable. Writes reach fjall's journal without a sync;
+//! each committer then waits for a shared `persist(SyncAll)` that began after its commit. The first
+//! waiter to find no sync running leads one for everyone committed so far, so under load one fsync
+//! releases many commits (DESIGN.md section 3).
 
 use super::{
     check_write, limits, versionstamp_offset, Committed, Durable, KeyValue, PendingCommit, Store, StoreError,
     Transaction,
 };
-use fjall::{KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, PersistMode, Readable};
-use std::collections::{BTreeMap, HashSet};
-use std::hash::BuildHasher;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -41,15 +48,25 @@ pub struct EmbeddedStore {
 }
 
 struct Inner {
-    db: OptimisticTxDatabase,
-    data: OptimisticTxKeyspace,
+    db: Database,
+    data: Keyspace,
     durability: Durability,
-    /// Serialises version assignment, atomic-add resolution and the fjall commit.
+    /// Serialises conflict checks, version assignment, atomic-add resolution and the write.
     commit_lock: Mutex<()>,
-    /// Highest version whose commit is in the journal (not necessarily synced).
+    /// Highest version whose writes are in fjall (not necessarily synced).
     committed_version: AtomicU64,
+    /// Read versions of live transactions, and the write sets of commits they may conflict with.
+    tracking: Mutex<Tracking>,
     sync: Mutex<SyncState>,
     synced: Condvar,
+}
+
+#[derive(Default)]
+struct Tracking {
+    /// Read version -> number of live transactions that began at it.
+    live: BTreeMap<u64, usize>,
+    /// Recent commits' written keys (sorted), kept while a live transaction began before them.
+    log: VecDeque<(u64, Arc<Vec<Vec<u8>>>)>,
 }
 
 #[derive(Default)]
@@ -65,15 +82,15 @@ fn io(context: &str, e: impl std::fmt::Display) -> StoreError {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these locks leaves no partial state behind (the fjall commit is
-    // atomic), so a poisoned lock is still safe to use.
+    // No partial state survives a panic under these locks (a WriteBatch is atomic), so a
+    // poisoned lock is still safe to use.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl EmbeddedStore {
     /// Opens (or creates) the store under `dir`.
     pub fn open(dir: &Path, durability: Durability) -> Result<EmbeddedStore, StoreError> {
-        let db = OptimisticTxDatabase::builder(dir).open().map_err(|e| io("open fjall database", e))?;
+        let db = Database::builder(dir).open().map_err(|e| io("open fjall database", e))?;
         let data = db.keyspace("kv", KeyspaceCreateOptions::default).map_err(|e| io("open keyspace", e))?;
         let version = match data.get(VERSION_KEY).map_err(|e| io("read commit version", e))? {
             Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| io("read commit version", "not 8 bytes"))?),
@@ -86,6 +103,7 @@ impl EmbeddedStore {
                 durability,
                 commit_lock: Mutex::new(()),
                 committed_version: AtomicU64::new(version),
+                tracking: Mutex::new(Tracking::default()),
                 sync: Mutex::new(SyncState { durable_version: version, syncing: false }),
                 synced: Condvar::new(),
             }),
@@ -95,13 +113,25 @@ impl EmbeddedStore {
 
 impl Store for EmbeddedStore {
     fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
-        let tx = self.inner.db.write_tx().map_err(|e| io("begin transaction", e))?;
+        let read_version = {
+            // Registered under the same lock a commit uses to decide whether to log its writes,
+            // so no commit after `read_version` can miss this transaction.
+            let mut tracking = lock(&self.inner.tracking);
+            let v = self.inner.committed_version.load(Ordering::Acquire);
+            *tracking.live.entry(v).or_insert(0) += 1;
+            v
+        };
+        // Taken after the version: it sees every commit up to `read_version`, and perhaps later
+        // ones too, which at worst makes a conflict check refuse a commit it could have allowed.
+        let snapshot = self.inner.db.snapshot();
         Ok(Box::new(EmbeddedTx {
             inner: self.inner.clone(),
-            tx,
+            snapshot,
+            read_version,
             started: Instant::now(),
             bytes: 0,
-            written: HashSet::default(),
+            writes: BTreeMap::new(),
+            reads: Vec::new(),
             adds: BTreeMap::new(),
             stamped: Vec::new(),
         }))
@@ -112,20 +142,43 @@ impl Store for EmbeddedStore {
     }
 }
 
+/// What a read covered, for the conflict check.
+enum Read {
+    Key(Vec<u8>),
+    Range(Vec<u8>, Vec<u8>),
+}
+
 struct EmbeddedTx {
     inner: Arc<Inner>,
-    tx: fjall::OptimisticWriteTx,
+    snapshot: Snapshot,
+    read_version: u64,
     started: Instant,
     /// Bytes written so far, against `TRANSACTION_BYTES_MAX`.
     bytes: usize,
-    /// Hashes of the keys set or cleared here, so an atomic add after them applies to this
-    /// transaction's value. A hash collision only sends an add down the read path, which is
-    /// correct too (it reads under a conflict check), so hashes are enough.
-    written: HashSet<u64, rustc_hash::FxBuildHasher>,
+    /// Buffered writes: `Some(value)` to set, `None` to clear.
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    reads: Vec<Read>,
     /// Atomic adds to apply at commit on top of the latest committed value.
     adds: BTreeMap<Vec<u8>, i64>,
     /// Versionstamped writes: key with placeholder, placeholder offset, value.
     stamped: Vec<(Vec<u8>, usize, Vec<u8>)>,
+}
+
+impl Drop for EmbeddedTx {
+    fn drop(&mut self) {
+        let mut tracking = lock(&self.inner.tracking);
+        if let Some(n) = tracking.live.get_mut(&self.read_version) {
+            *n -= 1;
+            if *n == 0 {
+                tracking.live.remove(&self.read_version);
+            }
+        }
+        // Commits older than every live transaction can no longer conflict with anything.
+        let oldest = tracking.live.keys().next().copied().unwrap_or(u64::MAX);
+        while tracking.log.front().is_some_and(|(v, _)| *v <= oldest) {
+            tracking.log.pop_front();
+        }
+    }
 }
 
 fn decode_i64(value: Option<&[u8]>) -> i64 {
@@ -146,17 +199,31 @@ impl EmbeddedTx {
         }
         Ok(())
     }
+
+    /// Whether a commit's sorted write set touches anything this transaction read.
+    fn conflicts_with(&self, written: &[Vec<u8>]) -> bool {
+        self.reads.iter().any(|read| match read {
+            Read::Key(key) => written.binary_search(key).is_ok(),
+            Read::Range(begin, end) => {
+                let first = written.partition_point(|k| k < begin);
+                written.get(first).is_some_and(|k| k < end)
+            }
+        })
+    }
 }
 
 impl Transaction for EmbeddedTx {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let value = self.tx.get(&self.inner.data, key).map_err(|e| io("read", e))?;
-        match self.adds.get(key) {
-            Some(delta) => {
-                let sum = decode_i64(value.as_deref()).wrapping_add(*delta);
-                Ok(Some(sum.to_le_bytes().to_vec()))
+        let value = match self.writes.get(key) {
+            Some(own) => own.clone(),
+            None => {
+                self.reads.push(Read::Key(key.to_vec()));
+                self.snapshot.get(&self.inner.data, key).map_err(|e| io("read", e))?.map(|v| v.to_vec())
             }
-            None => Ok(value.map(|v| v.to_vec())),
+        };
+        match self.adds.get(key) {
+            Some(delta) => Ok(Some(decode_i64(value.as_deref()).wrapping_add(*delta).to_le_bytes().to_vec())),
+            None => Ok(value),
         }
     }
 
@@ -170,23 +237,46 @@ impl Transaction for EmbeddedTx {
         if begin >= end || limit == 0 {
             return Ok(Vec::new());
         }
-        let iter = self.tx.range(&self.inner.data, begin..end);
-        let mut out = Vec::new();
-        let mut push = |guard: fjall::Guard| -> Result<bool, StoreError> {
-            let (k, v) = guard.into_inner().map_err(|e| io("range read", e))?;
-            out.push((k.to_vec(), v.to_vec()));
-            Ok(out.len() < limit)
-        };
-        if reverse {
-            for g in iter.rev() {
-                if !push(g)? {
-                    break;
+        self.reads.push(Read::Range(begin.to_vec(), end.to_vec()));
+        // Merge the snapshot with this transaction's own writes, in the requested order.
+        let stored = self.snapshot.range(&self.inner.data, begin..end);
+        let own = self.writes.range::<[u8], _>((Bound::Included(begin), Bound::Excluded(end)));
+        let mut stored: Box<dyn Iterator<Item = fjall::Guard>> =
+            if reverse { Box::new(stored.rev()) } else { Box::new(stored) };
+        let mut own: Box<dyn Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)>> =
+            if reverse { Box::new(own.rev()) } else { Box::new(own) };
+        let mut next_stored = || -> Result<Option<KeyValue>, StoreError> {
+            match stored.next() {
+                Some(guard) => {
+                    let (k, v) = guard.into_inner().map_err(|e| io("range read", e))?;
+                    Ok(Some((k.to_vec(), v.to_vec())))
                 }
+                None => Ok(None),
             }
-        } else {
-            for g in iter {
-                if !push(g)? {
-                    break;
+        };
+        let before = |a: &[u8], b: &[u8]| if reverse { a > b } else { a < b };
+        let mut out = Vec::new();
+        let mut s = next_stored()?;
+        let mut o = own.next();
+        while out.len() < limit {
+            match (&s, o) {
+                (None, None) => break,
+                (Some((sk, _)), Some((ok, _))) if before(sk, ok) => {
+                    out.push(s.take().expect("matched Some"));
+                    s = next_stored()?;
+                }
+                (_, Some((ok, ov))) => {
+                    if s.as_ref().is_some_and(|(sk, _)| sk == ok) {
+                        s = next_stored()?; // own write shadows the stored value
+                    }
+                    if let Some(v) = ov {
+                        out.push((ok.clone(), v.clone()));
+                    }
+                    o = own.next();
+                }
+                (Some(_), None) => {
+                    out.push(s.take().expect("matched Some"));
+                    s = next_stored()?;
                 }
             }
         }
@@ -197,8 +287,7 @@ impl Transaction for EmbeddedTx {
         let bytes = check_write(key, value)?;
         self.account(bytes)?;
         self.adds.remove(key);
-        self.written.insert(rustc_hash::FxBuildHasher.hash_one(key));
-        self.tx.insert(&self.inner.data, key, value);
+        self.writes.insert(key.to_vec(), Some(value.to_vec()));
         Ok(())
     }
 
@@ -206,21 +295,17 @@ impl Transaction for EmbeddedTx {
         let bytes = check_write(key, &[])?;
         self.account(bytes)?;
         self.adds.remove(key);
-        self.written.insert(rustc_hash::FxBuildHasher.hash_one(key));
-        self.tx.remove(&self.inner.data, key);
+        self.writes.insert(key.to_vec(), None);
         Ok(())
     }
 
     fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), StoreError> {
         let bytes = check_write(key, &[0; 8])?;
         self.account(bytes)?;
-        if self.written.contains(&rustc_hash::FxBuildHasher.hash_one(key)) {
-            // Set earlier in this transaction: add to that value now.
-            let current = self.tx.get(&self.inner.data, key).map_err(|e| io("read", e))?;
-            let sum = decode_i64(current.as_deref()).wrapping_add(delta);
-            self.tx.insert(&self.inner.data, key, sum.to_le_bytes());
-        } else {
-            *self.adds.entry(key.to_vec()).or_insert(0) += delta;
+        match self.writes.get_mut(key) {
+            // Set or cleared earlier in this transaction: add to that value now.
+            Some(own) => *own = Some(decode_i64(own.as_deref()).wrapping_add(delta).to_le_bytes().to_vec()),
+            None => *self.adds.entry(key.to_vec()).or_insert(0) += delta,
         }
         Ok(())
     }
@@ -233,38 +318,69 @@ impl Transaction for EmbeddedTx {
         Ok(())
     }
 
-    fn commit_pipelined(self: Box<Self>) -> Result<Box<dyn PendingCommit>, StoreError> {
-        let EmbeddedTx { inner, mut tx, started, bytes, adds, stamped, .. } = *self;
-        if bytes == 0 {
+    fn commit_pipelined(mut self: Box<Self>) -> Result<Box<dyn PendingCommit>, StoreError> {
+        if self.bytes == 0 {
             return Ok(Box::new(Durable(Committed::default()))); // read-only: nothing to make durable
         }
-        if started.elapsed() > limits::TRANSACTION_AGE_MAX {
+        if self.started.elapsed() > limits::TRANSACTION_AGE_MAX {
             return Err(StoreError::TransactionTooOld);
         }
+        let inner = self.inner.clone();
+        let writes = std::mem::take(&mut self.writes);
+        let adds = std::mem::take(&mut self.adds);
+        let stamped = std::mem::take(&mut self.stamped);
+        let stamped_any = !stamped.is_empty();
         let version = {
             let _commit = lock(&inner.commit_lock);
+            {
+                let tracking = lock(&inner.tracking);
+                let conflict = tracking
+                    .log
+                    .iter()
+                    .filter(|(v, _)| *v > self.read_version)
+                    .any(|(_, written)| self.conflicts_with(written));
+                if conflict {
+                    return Err(StoreError::Conflict);
+                }
+            }
             let version = inner.committed_version.load(Ordering::Acquire) + 1;
             let stamp = versionstamp(version);
-            for (mut key, offset, value) in stamped.iter().cloned() {
-                key[offset..offset + 10].copy_from_slice(&stamp);
-                tx.insert(&inner.data, key, value);
+            let mut batch = inner.db.batch();
+            for (key, value) in &writes {
+                match value {
+                    Some(v) => batch.insert(&inner.data, key.as_slice(), v.as_slice()),
+                    None => batch.remove(&inner.data, key.as_slice()),
+                }
+            }
+            let mut stamped_keys = Vec::with_capacity(stamped.len());
+            for (key, offset, value) in &stamped {
+                let mut key = key.clone();
+                key[*offset..*offset + 10].copy_from_slice(&stamp);
+                batch.insert(&inner.data, key.as_slice(), value.as_slice());
+                stamped_keys.push(key);
             }
             for (key, delta) in &adds {
                 // Under the commit lock the latest committed value cannot move.
                 let current = inner.data.get(key).map_err(|e| io("read for atomic add", e))?;
                 let sum = decode_i64(current.as_deref()).wrapping_add(*delta);
-                tx.insert(&inner.data, key.as_slice(), sum.to_le_bytes());
+                batch.insert(&inner.data, key.as_slice(), sum.to_le_bytes());
             }
-            tx.insert(&inner.data, VERSION_KEY, version.to_be_bytes());
-            match tx.commit() {
-                Ok(Ok(())) => {}
-                Ok(Err(fjall::Conflict)) => return Err(StoreError::Conflict),
-                Err(e) => return Err(io("commit", e)),
+            batch.insert(&inner.data, VERSION_KEY, version.to_be_bytes());
+            batch.commit().map_err(|e| io("commit", e))?;
+            // Another live transaction began before this commit was visible and may have read what
+            // it wrote: keep the written keys for its conflict check. Any transaction that begins
+            // from here on sees this commit in its snapshot.
+            let mut tracking = lock(&inner.tracking);
+            if tracking.live.values().sum::<usize>() > 1 {
+                let mut written: Vec<Vec<u8>> =
+                    writes.into_keys().chain(adds.into_keys()).chain(stamped_keys).collect();
+                written.sort_unstable();
+                tracking.log.push_back((version, Arc::new(written)));
             }
             inner.committed_version.store(version, Ordering::Release);
             version
         };
-        let versionstamp = (!stamped.is_empty()).then(|| versionstamp(version));
+        let versionstamp = stamped_any.then(|| versionstamp(version));
         Ok(Box::new(EmbeddedPending { inner, version, committed: Committed { versionstamp } }))
     }
 }

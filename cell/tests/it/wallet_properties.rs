@@ -207,3 +207,89 @@ proptest! {
         runtime.block_on(run_case(ops))?;
     }
 }
+
+/// Under injected store faults (errors, commits whose outcome is unknown, delays), every operation
+/// retried with its key until it succeeds takes effect exactly once, and the books still balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_faults_never_apply_an_operation_twice() {
+    use cell::store::embedded::EmbeddedStore;
+    use cell::store::fault::{FaultConfig, FaultyStore};
+    use cell::store::Store;
+    let seed = 42;
+    let dir = tempfile::tempdir().unwrap();
+    let embedded: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path(), Durability::GroupSync).unwrap());
+    let region = Arc::new(RegionConfig::from_file(&crate::harness::region_path("uk")).unwrap());
+    // Players are registered before faults start.
+    let compliance = cell::domains::compliance::Compliance::new(embedded.clone(), region.clone());
+    for i in 0..PLAYERS {
+        let request = RegisterPlayerRequest {
+            player_id: player(i),
+            date_of_birth: chrono::NaiveDate::from_ymd_opt(1990, 1, 1).unwrap(),
+            country: contracts::CountryCode::new("GB").unwrap(),
+            currency: "GBP".into(),
+        };
+        let k = IdempotencyKey::new(&format!("reg-{i}"), "players.register", &serde_json::Value::Null).unwrap();
+        compliance.player_register(request, &k, &ctx()).unwrap();
+    }
+    let faulty: Arc<dyn Store> = Arc::new(FaultyStore::new(
+        embedded.clone(),
+        FaultConfig {
+            error_probability: 0.02,
+            unknown_result_probability: 0.05,
+            commit_delay_max: std::time::Duration::from_micros(300),
+        },
+        seed,
+    ));
+    let (wallet, writer) =
+        cell::domains::wallet::Wallet::start(faulty, region, Arc::new(Metrics::default()), WriterConfig::default())
+            .unwrap();
+    const CREDITS: usize = 300;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..CREDITS {
+        let wallet = wallet.clone();
+        tasks.spawn(async move {
+            let command = Command::Credit {
+                player: player((n % PLAYERS as usize) as u8),
+                money: money(100),
+                reason: MovementReason::Deposit,
+            };
+            let k = key(n, &command);
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                match wallet.execute(command.clone(), k.clone(), ctx()).await {
+                    Ok(_) => return attempts,
+                    Err(WalletError::Unavailable(_)) if attempts < 50 => {
+                        tokio::time::sleep(std::time::Duration::from_millis(2)).await
+                    }
+                    Err(e) => panic!("seed {seed}: credit {n} refused: {e}"),
+                }
+            }
+        });
+    }
+    let mut retried = 0;
+    while let Some(attempts) = tasks.join_next().await {
+        retried += usize::from(attempts.unwrap() > 1);
+    }
+    assert!(retried > 0, "seed {seed}: faults were injected and retried");
+    wallet.shutdown();
+    drop(wallet);
+    tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+    // Read the truth from a fresh wallet over the plain store.
+    let region = Arc::new(RegionConfig::from_file(&crate::harness::region_path("uk")).unwrap());
+    let (reader, writer) =
+        cell::domains::wallet::Wallet::start(embedded, region, Arc::new(Metrics::default()), WriterConfig::default())
+            .unwrap();
+    let mut total = Decimal::ZERO;
+    for i in 0..PLAYERS {
+        let r = reader.clone();
+        total += tokio::task::spawn_blocking(move || r.balance(&player(i), None, None)).await.unwrap().unwrap().cash.0;
+    }
+    assert_eq!(total, Decimal::from(CREDITS), "seed {seed}: every credit applied exactly once");
+    for (currency, sum) in reader.ledger_totals().unwrap() {
+        assert!(sum.is_zero(), "seed {seed}: {currency} ledger sums to {sum}");
+    }
+    reader.shutdown();
+    drop(reader);
+    tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+}

@@ -1,11 +1,23 @@
 //! The wallet's single writer: one thread that owns every change to money in this cell.
 //!
 //! It takes the operations waiting in its queue (up to `batch_ops_max`), applies each in order
-//! against its in-memory view of balances and rounds (loaded from the store on first use), writes
-//! each operation's entries, idempotency record and event into one store transaction, commits it,
-//! and only then answers every operation of the batch. An operation is atomic: it is checked in
-//! full before it changes anything, so a refused operation leaves no trace. If the commit fails,
-//! nothing was acknowledged: the view is dropped and the batch is run again from the store.
+//! against its in-memory view of balances and rounds (loaded from the store on first use), and
+//! writes each operation's journal entry, idempotency record and event into one store transaction
+//! for the batch. An operation is atomic: it is checked in full before it changes anything, so a
+//! refused operation leaves no trace.
+//!
+//! Three threads form a pipeline, so the writer applies batch N+1 while batch N is written to the
+//! store and batch N-1 syncs:
+//! - the **writer** applies batches and hands each transaction on;
+//! - the **committer** commits them in order (`commit_pipelined`) and tells the writer;
+//! - the **durability** thread waits for each commit to be durable, then answers its operations.
+//!
+//! Nothing is answered before it is durable. Batch N+1's transaction begins before batch N is in
+//! the store, which is safe because everything N wrote that N+1 could need is in the writer's view:
+//! balances, rounds and house accounts are cached until N is committed, and N's idempotency answers
+//! stay in memory until then. If a commit fails, the committer refuses every later batch of the
+//! same epoch, the writer waits for the pipeline to empty, reloads its view from the store and
+//! starts a new epoch; the refused callers retry with their keys.
 //!
 //! Because only this thread writes the wallet subspace, a hot house account costs nothing extra:
 //! its balance is updated in memory and written once per batch.
@@ -22,7 +34,7 @@ use contracts::wallet::{Balance, HoldResponse, MovementResponse, SettleResponse}
 use contracts::{Amount, BetId, Currency, Money, PlayerId, RoundId};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
@@ -46,8 +58,6 @@ impl Default for WriterConfig {
 /// Batches committed but not yet durable at once: the writer applies the next batch while these
 /// sync. A few are enough to keep the disk busy; more would only hold more answers back.
 const PIPELINE_BATCHES_MAX: usize = 4;
-/// Attempts at one batch when the store reports a retryable error.
-const BATCH_ATTEMPTS_MAX: u32 = 8;
 /// Cached balances kept between batches before the cache is dropped and reloaded on demand.
 const CACHED_BALANCES_MAX: usize = 1_000_000;
 /// Open rounds cached between batches, likewise.
@@ -94,6 +104,10 @@ struct Hold {
 struct RoundState {
     settled: bool,
     holds: Vec<Hold>,
+    /// The last batch that wrote this round; a settled round leaves the view once that batch is
+    /// in the store.
+    #[serde(skip)]
+    written_in: u64,
 }
 
 /// Most bets one round may hold open: a busy live table, and a round record well under the
@@ -137,6 +151,21 @@ type Outcome = Result<Answer, WalletError>;
 /// Where an operation's outcome goes, and the outcome.
 type Reply = (oneshot::Sender<Outcome>, Outcome);
 
+/// An applied batch on its way to the committer.
+struct ToCommit {
+    batch: u64,
+    epoch: u64,
+    tx: Box<dyn Transaction>,
+    replies: Vec<Reply>,
+    started: Instant,
+}
+
+/// What the committer tells the writer about each batch, in order.
+enum Ack {
+    Committed(u64),
+    Failed(u64),
+}
+
 /// A committed batch waiting to be durable, with the answers it will release.
 struct InFlight {
     pending: Box<dyn PendingCommit>,
@@ -152,6 +181,12 @@ struct Writer {
     seq: u64,
     /// Journal timestamps never go backwards, whatever the wall clock does.
     last_ts: DateTime<Utc>,
+    /// Number of the last batch applied.
+    batch: u64,
+    /// Bumped when a failed commit forces a reload; the committer refuses the rest of an epoch.
+    epoch: u64,
+    /// Batches handed to the committer and not yet acknowledged, with their idempotency answers.
+    pipeline: VecDeque<(u64, HashMap<String, IdempotencyRecord>)>,
 }
 
 pub(super) fn spawn(
@@ -160,13 +195,56 @@ pub(super) fn spawn(
     config: WriterConfig,
 ) -> Result<(mpsc::Sender<Submission>, std::thread::JoinHandle<()>), StoreError> {
     let (sender, receiver) = mpsc::channel(config.queue_ops_max);
-    let mut writer = Writer { store, metrics, cache: Cache::default(), seq: 0, last_ts: DateTime::<Utc>::MIN_UTC };
+    let mut writer = Writer {
+        store,
+        metrics,
+        cache: Cache::default(),
+        seq: 0,
+        last_ts: DateTime::<Utc>::MIN_UTC,
+        batch: 0,
+        epoch: 0,
+        pipeline: VecDeque::new(),
+    };
     writer.reload()?;
     let handle = std::thread::Builder::new()
         .name("wallet-writer".into())
         .spawn(move || writer.run(receiver, config))
         .map_err(|e| StoreError::Io(format!("spawn wallet writer: {e}")))?;
     Ok((sender, handle))
+}
+
+/// The commit thread: commits batches in order, hands each to the durability thread, and tells the
+/// writer. After a failure it refuses the rest of that epoch: those batches were applied on top of
+/// one that is not in the store.
+fn commit_in_order(
+    commits: std::sync::mpsc::Receiver<ToCommit>,
+    durable: std::sync::mpsc::SyncSender<InFlight>,
+    acks: std::sync::mpsc::Sender<Ack>,
+) {
+    let mut failed_epoch = None;
+    for c in commits {
+        let committed = if failed_epoch == Some(c.epoch) {
+            Err(StoreError::Unavailable("an earlier batch failed to commit".into()))
+        } else {
+            c.tx.commit_pipelined()
+        };
+        match committed {
+            Ok(pending) => {
+                let _ = acks.send(Ack::Committed(c.batch));
+                if durable.send(InFlight { pending, replies: c.replies, started: c.started }).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, batch = c.batch, "wallet batch commit failed");
+                failed_epoch = Some(c.epoch);
+                for (reply, _) in c.replies {
+                    let _ = reply.send(Err(WalletError::Unavailable(e.to_string())));
+                }
+                let _ = acks.send(Ack::Failed(c.batch));
+            }
+        }
+    }
 }
 
 /// The durability thread: answers each committed batch, in commit order, once it is durable.
@@ -285,12 +363,18 @@ impl Writer {
     }
 
     fn run(mut self, mut receiver: mpsc::Receiver<Submission>, config: WriterConfig) {
-        let (durable, in_flight) = std::sync::mpsc::sync_channel::<InFlight>(PIPELINE_BATCHES_MAX);
+        let (to_durable, in_flight) = std::sync::mpsc::sync_channel::<InFlight>(PIPELINE_BATCHES_MAX);
+        let (to_commit, commits) = std::sync::mpsc::sync_channel::<ToCommit>(PIPELINE_BATCHES_MAX);
+        let (ack, acks) = std::sync::mpsc::channel::<Ack>();
         let metrics = self.metrics.clone();
         let answerer = std::thread::Builder::new()
             .name("wallet-durable".into())
             .spawn(move || answer_when_durable(in_flight, &metrics))
             .expect("spawn the wallet's durability thread");
+        let committer = std::thread::Builder::new()
+            .name("wallet-commit".into())
+            .spawn(move || commit_in_order(commits, to_durable, ack))
+            .expect("spawn the wallet's commit thread");
         let mut batch = Vec::with_capacity(config.batch_ops_max);
         while let Some(first) = receiver.blocking_recv() {
             batch.push(first);
@@ -301,62 +385,88 @@ impl Writer {
                 }
             }
             self.metrics.wallet_queue_depth.dec_by(batch.len() as i64);
-            if let Some(flight) = self.batch_run(&mut batch) {
-                if durable.send(flight).is_err() {
-                    break; // the durability thread is gone: nothing more can be acknowledged
+            self.acks_take(&acks, false);
+            if let Some(applied) = self.batch_apply(&mut batch, &acks) {
+                if to_commit.send(applied).is_err() {
+                    break; // the committer is gone: nothing more can be acknowledged
                 }
             }
         }
-        drop(durable);
-        if answerer.join().is_err() {
-            tracing::error!("wallet durability thread panicked");
+        drop(to_commit);
+        for (name, thread) in [("commit", committer), ("durability", answerer)] {
+            if thread.join().is_err() {
+                tracing::error!("wallet {name} thread panicked");
+            }
         }
         tracing::info!("wallet writer stopped: no more submissions");
     }
 
-    /// Runs one batch to a commit. Returns it in flight to durability, or `None` when it failed
-    /// and its callers were already answered.
-    fn batch_run(&mut self, batch: &mut Vec<Submission>) -> Option<InFlight> {
-        let started = Instant::now();
-        let mut attempt = 0;
-        let outcome = loop {
-            attempt += 1;
-            match self.batch_try(batch) {
-                Ok(done) => break Ok(done),
-                Err(e) => {
-                    // Nothing of this batch is visible: forget the view it changed.
-                    let reloaded = self.reload();
-                    if e.is_retryable() && attempt < BATCH_ATTEMPTS_MAX && reloaded.is_ok() {
-                        tracing::debug!(error = %e, attempt, "retry wallet batch");
-                        continue;
-                    }
-                    tracing::error!(error = %e, ops = batch.len(), "wallet batch failed");
-                    break Err(WalletError::Unavailable(e.to_string()));
-                }
+    /// Takes the committer's acknowledgements (waiting for all of them when `drain`). After a
+    /// failed commit it waits for the pipeline to empty, then reloads the view in a new epoch.
+    fn acks_take(&mut self, acks: &std::sync::mpsc::Receiver<Ack>, drain: bool) {
+        let mut failed = false;
+        loop {
+            let next =
+                if (drain || failed) && !self.pipeline.is_empty() { acks.recv().ok() } else { acks.try_recv().ok() };
+            let Some(ack) = next else { break };
+            let (Ack::Committed(n) | Ack::Failed(n)) = ack;
+            failed |= matches!(ack, Ack::Failed(_));
+            while self.pipeline.front().is_some_and(|(batch, _)| *batch <= n) {
+                self.pipeline.pop_front();
             }
-        };
+            self.cache.rounds.retain(|_, r| !(r.settled && r.written_in <= n));
+        }
+        if failed {
+            self.epoch += 1;
+            if let Err(e) = self.reload() {
+                tracing::error!(error = %e, "reload the wallet view after a failed commit");
+            }
+        }
+    }
+
+    /// Applies one batch into a transaction for the committer. Returns `None` when the batch
+    /// failed and its callers were already answered.
+    fn batch_apply(&mut self, batch: &mut Vec<Submission>, acks: &std::sync::mpsc::Receiver<Ack>) -> Option<ToCommit> {
+        let started = Instant::now();
         self.metrics.wallet_batch_ops.observe(batch.len() as f64);
         if self.cache.balances.len() > CACHED_BALANCES_MAX || self.cache.rounds.len() > CACHED_ROUNDS_MAX {
+            // Only once nothing in flight depends on the view.
+            self.acks_take(acks, true);
             self.cache.balances.clear();
             self.cache.rounds.clear();
         }
-        match outcome {
-            Ok((results, pending)) => {
+        self.batch += 1;
+        match self.batch_try(batch) {
+            Ok((tx, results, answers)) => {
+                self.pipeline.push_back((self.batch, answers));
                 let replies = batch.drain(..).map(|s| s.reply).zip(results).collect();
-                Some(InFlight { pending, replies, started })
+                Some(ToCommit { batch: self.batch, epoch: self.epoch, tx, replies, started })
             }
-            Err(err) => {
+            Err(e) => {
+                tracing::error!(error = %e, ops = batch.len(), "wallet batch failed");
+                let err = WalletError::Unavailable(e.to_string());
                 for submission in batch.drain(..) {
                     // A caller that gave up waiting is no reason to stop.
                     let _ = submission.reply.send(Err(err.clone()));
+                }
+                // The view may hold part of the batch: forget it once nothing in flight needs it.
+                self.acks_take(acks, true);
+                self.epoch += 1;
+                if let Err(e) = self.reload() {
+                    tracing::error!(error = %e, "reload the wallet view after a failed batch");
                 }
                 None
             }
         }
     }
 
-    /// Applies every operation of the batch and commits them together.
-    fn batch_try(&mut self, batch: &[Submission]) -> Result<(Vec<Outcome>, Box<dyn PendingCommit>), StoreError> {
+    /// Applies every operation of the batch into one transaction, and writes what the batch
+    /// changed in the view.
+    #[allow(clippy::type_complexity)]
+    fn batch_try(
+        &mut self,
+        batch: &[Submission],
+    ) -> Result<(Box<dyn Transaction>, Vec<Outcome>, HashMap<String, IdempotencyRecord>), StoreError> {
         let mut tx = self.store.begin()?;
         let mut b = Batch::default();
         let mut results = Vec::with_capacity(batch.len());
@@ -369,15 +479,15 @@ impl Writer {
             tx.set(&keys::balance(&key.0, key.1), &encode(&balances))?;
         }
         for round in &b.dirty_rounds {
-            tx.set(&keys::round(round), &encode(&self.cache.rounds[round]))?;
+            let state = self.cache.rounds.get_mut(round).expect("a dirty round is in the view");
+            state.written_in = self.batch;
+            tx.set(&keys::round(round), &encode(&*state))?;
         }
         for key in &b.dirty_house {
             tx.set(&keys::house(key.0.name(), key.1), &encode(&self.cache.house[key]))?;
         }
         tx.set(&keys::sequence(), &encode(&self.seq))?;
-        let pending = tx.commit_pipelined()?;
-        self.cache.rounds.retain(|_, r| !r.settled);
-        Ok((results, pending))
+        Ok((tx, results, b.answers))
     }
 
     fn apply(
@@ -386,7 +496,8 @@ impl Writer {
         b: &mut Batch,
         s: &Submission,
     ) -> Result<Result<Answer, WalletError>, StoreError> {
-        let earlier = match b.answers.get(&s.key.key) {
+        let in_flight = || self.pipeline.iter().rev().find_map(|(_, answers)| answers.get(&s.key.key));
+        let earlier = match b.answers.get(&s.key.key).or_else(in_flight) {
             Some(record) => Some(record.clone()),
             None => match tx.get(&keys::idempotency(&s.key.key))? {
                 Some(bytes) => Some(

@@ -1,6 +1,7 @@
 //! `/wallet/*`: credit, debit, hold, settle, balance.
 
 use super::{answer, mutating, ApiError, AppState, TraceId};
+use crate::domains::wallet::{Command, Wallet, WalletError};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -14,16 +15,28 @@ use std::sync::Arc;
 
 type Body = Result<Bytes, BytesRejection>;
 
+/// Every mutating wallet route: parse, check into a `Command`, run it through the writer.
+async fn mutation<T: serde::de::DeserializeOwned>(
+    s: &AppState,
+    trace: &TraceId,
+    route: &str,
+    headers: &HeaderMap,
+    body: Body,
+    command: fn(&Wallet, T) -> Result<Command, WalletError>,
+) -> Result<Response, ApiError> {
+    let d = s.domains()?;
+    let (request, key) = mutating::<T>(route, headers, body)?;
+    let command = command(&d.wallet, request)?;
+    Ok(answer(d.wallet.execute(command, key, s.event_context(trace)).await?))
+}
+
 pub async fn credit(
     State(s): State<Arc<AppState>>,
     Extension(t): Extension<TraceId>,
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let d = s.domains()?;
-    let (request, key) = mutating::<MovementRequest>("wallet.credit", &h, body)?;
-    let command = d.wallet.credit_command(request)?;
-    Ok(answer(d.wallet.execute(command, key, s.event_context(&t)).await?))
+    mutation::<MovementRequest>(&s, &t, "wallet.credit", &h, body, Wallet::credit_command).await
 }
 
 pub async fn debit(
@@ -32,10 +45,7 @@ pub async fn debit(
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let d = s.domains()?;
-    let (request, key) = mutating::<MovementRequest>("wallet.debit", &h, body)?;
-    let command = d.wallet.debit_command(request)?;
-    Ok(answer(d.wallet.execute(command, key, s.event_context(&t)).await?))
+    mutation::<MovementRequest>(&s, &t, "wallet.debit", &h, body, Wallet::debit_command).await
 }
 
 pub async fn hold(
@@ -44,10 +54,7 @@ pub async fn hold(
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let d = s.domains()?;
-    let (request, key) = mutating::<HoldRequest>("wallet.hold", &h, body)?;
-    let command = d.wallet.hold_command(request)?;
-    Ok(answer(d.wallet.execute(command, key, s.event_context(&t)).await?))
+    mutation::<HoldRequest>(&s, &t, "wallet.hold", &h, body, Wallet::hold_command).await
 }
 
 pub async fn settle(
@@ -56,10 +63,7 @@ pub async fn settle(
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let d = s.domains()?;
-    let (request, key) = mutating::<SettleRequest>("wallet.settle", &h, body)?;
-    let command = d.wallet.settle_command(request)?;
-    Ok(answer(d.wallet.execute(command, key, s.event_context(&t)).await?))
+    mutation::<SettleRequest>(&s, &t, "wallet.settle", &h, body, Wallet::settle_command).await
 }
 
 #[derive(Debug, Deserialize)]

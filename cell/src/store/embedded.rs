@@ -19,8 +19,8 @@
 //! releases many commits (DESIGN.md section 3).
 
 use super::{
-    check_write, limits, versionstamp_offset, Committed, Durable, KeyValue, PendingCommit, Store, StoreError,
-    Transaction,
+    limits, versionstamp_offset, Committed, Durable, KeyValue, PendingCommit, Store, StoreError, Transaction,
+    WriteBudget,
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
 use std::collections::{BTreeMap, VecDeque};
@@ -129,7 +129,7 @@ impl Store for EmbeddedStore {
             snapshot,
             read_version,
             started: Instant::now(),
-            bytes: 0,
+            budget: WriteBudget::default(),
             writes: BTreeMap::new(),
             reads: Vec::new(),
             adds: BTreeMap::new(),
@@ -153,8 +153,8 @@ struct EmbeddedTx {
     snapshot: Snapshot,
     read_version: u64,
     started: Instant,
-    /// Bytes written so far, against `TRANSACTION_BYTES_MAX`.
-    bytes: usize,
+    /// What has been written so far, against FoundationDB's limits.
+    budget: WriteBudget,
     /// Buffered writes: `Some(value)` to set, `None` to clear.
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     reads: Vec<Read>,
@@ -192,14 +192,6 @@ fn decode_i64(value: Option<&[u8]>) -> i64 {
 }
 
 impl EmbeddedTx {
-    fn account(&mut self, bytes: usize) -> Result<(), StoreError> {
-        self.bytes += bytes;
-        if self.bytes > limits::TRANSACTION_BYTES_MAX {
-            return Err(StoreError::TransactionTooLarge { bytes: self.bytes });
-        }
-        Ok(())
-    }
-
     /// Whether a commit's sorted write set touches anything this transaction read.
     fn conflicts_with(&self, written: &[Vec<u8>]) -> bool {
         self.reads.iter().any(|read| match read {
@@ -284,24 +276,21 @@ impl Transaction for EmbeddedTx {
     }
 
     fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let bytes = check_write(key, value)?;
-        self.account(bytes)?;
+        self.budget.charge(key, value)?;
         self.adds.remove(key);
         self.writes.insert(key.to_vec(), Some(value.to_vec()));
         Ok(())
     }
 
     fn clear(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        let bytes = check_write(key, &[])?;
-        self.account(bytes)?;
+        self.budget.charge(key, &[])?;
         self.adds.remove(key);
         self.writes.insert(key.to_vec(), None);
         Ok(())
     }
 
     fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), StoreError> {
-        let bytes = check_write(key, &[0; 8])?;
-        self.account(bytes)?;
+        self.budget.charge(key, &[0; 8])?;
         match self.writes.get_mut(key) {
             // Set or cleared earlier in this transaction: add to that value now.
             Some(own) => *own = Some(decode_i64(own.as_deref()).wrapping_add(delta).to_le_bytes().to_vec()),
@@ -312,14 +301,13 @@ impl Transaction for EmbeddedTx {
 
     fn set_versionstamped_key(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let (body, offset) = versionstamp_offset(key)?;
-        let bytes = check_write(body, value)?;
-        self.account(bytes)?;
+        self.budget.charge(body, value)?;
         self.stamped.push((body.to_vec(), offset, value.to_vec()));
         Ok(())
     }
 
     fn commit_pipelined(mut self: Box<Self>) -> Result<Box<dyn PendingCommit>, StoreError> {
-        if self.bytes == 0 {
+        if self.budget.is_empty() {
             return Ok(Box::new(Durable(Committed::default()))); // read-only: nothing to make durable
         }
         if self.started.elapsed() > limits::TRANSACTION_AGE_MAX {

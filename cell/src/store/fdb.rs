@@ -5,8 +5,8 @@
 //! the calling thread; FoundationDB's own network thread does the I/O.
 
 use super::{
-    check_write, limits, versionstamp_offset, Committed, Durable, KeyValue, PendingCommit, Store, StoreError,
-    Transaction,
+    limits, versionstamp_offset, Committed, Durable, KeyValue, PendingCommit, Store, StoreError, Transaction,
+    WriteBudget,
 };
 use foundationdb::options::{MutationType, StreamingMode};
 use foundationdb::{Database, FdbError, KeySelector, RangeOption};
@@ -56,7 +56,7 @@ impl FdbStore {
 impl Store for FdbStore {
     fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
         let trx = self.db.create_trx().map_err(map_error)?;
-        Ok(Box::new(FdbTx { trx, bytes: 0, stamped: false, started: Instant::now() }))
+        Ok(Box::new(FdbTx { trx, budget: WriteBudget::default(), stamped: false, started: Instant::now() }))
     }
 
     fn backend_name(&self) -> &'static str {
@@ -66,20 +66,12 @@ impl Store for FdbStore {
 
 struct FdbTx {
     trx: foundationdb::Transaction,
-    bytes: usize,
+    budget: WriteBudget,
     stamped: bool,
     started: Instant,
 }
 
-impl FdbTx {
-    fn account(&mut self, bytes: usize) -> Result<(), StoreError> {
-        self.bytes += bytes;
-        if self.bytes > limits::TRANSACTION_BYTES_MAX {
-            return Err(StoreError::TransactionTooLarge { bytes: self.bytes });
-        }
-        Ok(())
-    }
-}
+impl FdbTx {}
 
 impl Transaction for FdbTx {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -121,30 +113,26 @@ impl Transaction for FdbTx {
     }
 
     fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let bytes = check_write(key, value)?;
-        self.account(bytes)?;
+        self.budget.charge(key, value)?;
         self.trx.set(key, value);
         Ok(())
     }
 
     fn clear(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        let bytes = check_write(key, &[])?;
-        self.account(bytes)?;
+        self.budget.charge(key, &[])?;
         self.trx.clear(key);
         Ok(())
     }
 
     fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), StoreError> {
-        let bytes = check_write(key, &[0; 8])?;
-        self.account(bytes)?;
+        self.budget.charge(key, &[0; 8])?;
         self.trx.atomic_op(key, &delta.to_le_bytes(), MutationType::Add);
         Ok(())
     }
 
     fn set_versionstamped_key(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let (body, _) = versionstamp_offset(key)?;
-        let bytes = check_write(body, value)?;
-        self.account(bytes)?;
+        self.budget.charge(body, value)?;
         self.stamped = true;
         self.trx.atomic_op(key, value, MutationType::SetVersionstampedKey);
         Ok(())

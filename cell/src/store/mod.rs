@@ -168,15 +168,33 @@ pub fn transact<T, E>(
     }
 }
 
-/// Checks a write against the limits every backend shares; returns the bytes it adds.
-pub(crate) fn check_write(key: &[u8], value: &[u8]) -> Result<usize, StoreError> {
-    if key.len() > limits::KEY_BYTES_MAX {
-        return Err(StoreError::KeyTooLarge { bytes: key.len() });
+/// The bytes a transaction has written, checked against FoundationDB's limits on every write, so
+/// every backend refuses the same transactions with the same errors.
+#[derive(Debug, Default)]
+pub(crate) struct WriteBudget {
+    bytes: usize,
+}
+
+impl WriteBudget {
+    /// Charges one write of `key` and `value`.
+    pub(crate) fn charge(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if key.len() > limits::KEY_BYTES_MAX {
+            return Err(StoreError::KeyTooLarge { bytes: key.len() });
+        }
+        if value.len() > limits::VALUE_BYTES_MAX {
+            return Err(StoreError::ValueTooLarge { bytes: value.len() });
+        }
+        self.bytes += key.len() + value.len();
+        if self.bytes > limits::TRANSACTION_BYTES_MAX {
+            return Err(StoreError::TransactionTooLarge { bytes: self.bytes });
+        }
+        Ok(())
     }
-    if value.len() > limits::VALUE_BYTES_MAX {
-        return Err(StoreError::ValueTooLarge { bytes: value.len() });
+
+    /// Nothing written yet: the transaction is read-only.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bytes == 0
     }
-    Ok(key.len() + value.len())
 }
 
 /// Splits a versionstamped key into the key with its placeholder and the placeholder's offset.

@@ -79,6 +79,20 @@ fn key(n: usize, command: &Command) -> IdempotencyKey {
     IdempotencyKey::new(&format!("op-{n}"), "prop", &serde_json::Value::String(format!("{command:?}"))).unwrap()
 }
 
+/// Registers the test's players. Blocking.
+fn register_players(compliance: &cell::domains::compliance::Compliance) {
+    for i in 0..PLAYERS {
+        let request = RegisterPlayerRequest {
+            player_id: player(i),
+            date_of_birth: chrono::NaiveDate::from_ymd_opt(1990, 1, 1).unwrap(),
+            country: contracts::CountryCode::new("GB").unwrap(),
+            currency: "GBP".into(),
+        };
+        let k = IdempotencyKey::new(&format!("reg-{i}"), "players.register", &serde_json::Value::Null).unwrap();
+        compliance.player_register(request, &k, &ctx()).unwrap();
+    }
+}
+
 async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let config = CellConfig {
@@ -92,17 +106,8 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         .unwrap()
         .unwrap();
     let wallet = cell.domains.wallet.clone();
-    for i in 0..PLAYERS {
-        let request = RegisterPlayerRequest {
-            player_id: player(i),
-            date_of_birth: chrono::NaiveDate::from_ymd_opt(1990, 1, 1).unwrap(),
-            country: contracts::CountryCode::new("GB").unwrap(),
-            currency: "GBP".into(),
-        };
-        let compliance = cell.domains.compliance.clone();
-        let k = IdempotencyKey::new(&format!("reg-{i}"), "players.register", &serde_json::Value::Null).unwrap();
-        tokio::task::spawn_blocking(move || compliance.player_register(request, &k, &ctx()).unwrap()).await.unwrap();
-    }
+    let compliance = cell.domains.compliance.clone();
+    tokio::task::spawn_blocking(move || register_players(&compliance)).await.unwrap();
 
     // Open holds per round, as the answers report them: (player, stake in cents).
     let mut open: BTreeMap<u8, Vec<(u8, i64)>> = BTreeMap::new();
@@ -220,17 +225,7 @@ async fn store_faults_never_apply_an_operation_twice() {
     let embedded: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path(), Durability::GroupSync).unwrap());
     let region = Arc::new(RegionConfig::from_file(&crate::harness::region_path("uk")).unwrap());
     // Players are registered before faults start.
-    let compliance = cell::domains::compliance::Compliance::new(embedded.clone(), region.clone());
-    for i in 0..PLAYERS {
-        let request = RegisterPlayerRequest {
-            player_id: player(i),
-            date_of_birth: chrono::NaiveDate::from_ymd_opt(1990, 1, 1).unwrap(),
-            country: contracts::CountryCode::new("GB").unwrap(),
-            currency: "GBP".into(),
-        };
-        let k = IdempotencyKey::new(&format!("reg-{i}"), "players.register", &serde_json::Value::Null).unwrap();
-        compliance.player_register(request, &k, &ctx()).unwrap();
-    }
+    register_players(&cell::domains::compliance::Compliance::new(embedded.clone(), region.clone()));
     let faulty: Arc<dyn Store> = Arc::new(FaultyStore::new(
         embedded.clone(),
         FaultConfig {

@@ -511,8 +511,8 @@ impl Writer {
             return Ok(record.replay_for(&s.key).ok_or(WalletError::IdempotencyKeyReused));
         }
         let body = match &s.command {
-            Command::Credit { player, money, reason } => self.credit(tx, b, &s.ctx, player, *money, *reason)?,
-            Command::Debit { player, money, reason } => self.debit(tx, b, &s.ctx, player, *money, *reason)?,
+            Command::Credit { player, money, reason } => self.movement(tx, b, &s.ctx, player, *money, *reason, true)?,
+            Command::Debit { player, money, reason } => self.movement(tx, b, &s.ctx, player, *money, *reason, false)?,
             Command::Hold { player, round, bet, money } => self.hold(tx, b, &s.ctx, player, round, bet, *money)?,
             Command::Settle { round, parts } => self.settle(tx, b, &s.ctx, round, parts)?,
         };
@@ -641,7 +641,9 @@ impl Writer {
         events::append(tx, order, &events::envelope(ctx, payload))
     }
 
-    fn credit(
+    /// Credit (`inward`) or debit a player's cash against PSP clearing.
+    #[allow(clippy::too_many_arguments)]
+    fn movement(
         &mut self,
         tx: &mut dyn Transaction,
         b: &mut Batch,
@@ -649,64 +651,37 @@ impl Writer {
         player: &PlayerId,
         money: Money,
         reason: contracts::wallet::MovementReason,
+        inward: bool,
     ) -> Result<Result<String, WalletError>, StoreError> {
         if !self.player_known(tx, player)? {
             return Ok(Err(WalletError::PlayerNotFound(player.to_string())));
         }
         let currency = money.currency();
+        let amount = money.amount();
         let mut after = self.balances(tx, player, currency)?;
-        self.house_balance(tx, House::PspClearing, currency)?;
-        after.cash += money.amount();
-        let postings = vec![(house(House::PspClearing), cash(player), money.amount())];
-        let seq = self.post(tx, b, player, currency, after, "credit", format!("{reason:?}"), postings)?;
-        self.house_add(b, House::PspClearing, currency, -money.amount());
-        let payload = WalletCredited {
-            player_id: player.clone(),
-            currency,
-            amount: money.wire(),
-            reason,
-            entry_id: seq.to_string(),
-        };
-        Self::event(tx, b, ctx, payload)?;
-        let body = MovementResponse { balance: wire_balance(player, currency, &after) };
-        Ok(Ok(serde_json::to_string(&body).expect("serialises")))
-    }
-
-    fn debit(
-        &mut self,
-        tx: &mut dyn Transaction,
-        b: &mut Batch,
-        ctx: &EventContext,
-        player: &PlayerId,
-        money: Money,
-        reason: contracts::wallet::MovementReason,
-    ) -> Result<Result<String, WalletError>, StoreError> {
-        if !self.player_known(tx, player)? {
-            return Ok(Err(WalletError::PlayerNotFound(player.to_string())));
-        }
-        let currency = money.currency();
-        let mut after = self.balances(tx, player, currency)?;
-        if after.cash < money.amount() {
+        if !inward && after.cash < amount {
             return Ok(Err(WalletError::InsufficientFunds {
                 player: player.to_string(),
                 currency: currency.code(),
                 available: after.cash,
-                requested: money.amount(),
+                requested: amount,
             }));
         }
         self.house_balance(tx, House::PspClearing, currency)?;
-        after.cash -= money.amount();
-        let postings = vec![(cash(player), house(House::PspClearing), money.amount())];
-        let seq = self.post(tx, b, player, currency, after, "debit", format!("{reason:?}"), postings)?;
-        self.house_add(b, House::PspClearing, currency, money.amount());
-        let payload = WalletDebited {
-            player_id: player.clone(),
-            currency,
-            amount: money.wire(),
-            reason,
-            entry_id: seq.to_string(),
+        let (kind, posting, signed) = if inward {
+            ("credit", (house(House::PspClearing), cash(player), amount), amount)
+        } else {
+            ("debit", (cash(player), house(House::PspClearing), amount), -amount)
         };
-        Self::event(tx, b, ctx, payload)?;
+        after.cash += signed;
+        let seq = self.post(tx, b, player, currency, after, kind, format!("{reason:?}"), vec![posting])?;
+        self.house_add(b, House::PspClearing, currency, -signed);
+        let (player_id, amount, entry_id) = (player.clone(), money.wire(), seq.to_string());
+        if inward {
+            Self::event(tx, b, ctx, WalletCredited { player_id, currency, amount, reason, entry_id })?;
+        } else {
+            Self::event(tx, b, ctx, WalletDebited { player_id, currency, amount, reason, entry_id })?;
+        }
         let body = MovementResponse { balance: wire_balance(player, currency, &after) };
         Ok(Ok(serde_json::to_string(&body).expect("serialises")))
     }

@@ -142,6 +142,9 @@ impl Store for EmbeddedStore {
     }
 }
 
+/// One of a transaction's buffered writes: `Some(value)` to set, `None` to clear.
+type OwnWrite<'a> = (&'a Vec<u8>, &'a Option<Vec<u8>>);
+
 /// What a read covered, for the conflict check.
 enum Read {
     Key(Vec<u8>),
@@ -235,8 +238,7 @@ impl Transaction for EmbeddedTx {
         let own = self.writes.range::<[u8], _>((Bound::Included(begin), Bound::Excluded(end)));
         let mut stored: Box<dyn Iterator<Item = fjall::Guard>> =
             if reverse { Box::new(stored.rev()) } else { Box::new(stored) };
-        let mut own: Box<dyn Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)>> =
-            if reverse { Box::new(own.rev()) } else { Box::new(own) };
+        let mut own: Box<dyn Iterator<Item = OwnWrite<'_>>> = if reverse { Box::new(own.rev()) } else { Box::new(own) };
         let mut next_stored = || -> Result<Option<KeyValue>, StoreError> {
             match stored.next() {
                 Some(guard) => {

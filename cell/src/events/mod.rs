@@ -17,12 +17,19 @@ pub struct EventContext {
     pub trace_id: String,
 }
 
+/// A UUIDv7: time-ordered, with its random part from the thread's generator rather than a system
+/// call per event (this is on the wallet's hot path).
+fn event_id() -> String {
+    let millis = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    uuid::Builder::from_unix_timestamp_millis(millis, &rand::random::<[u8; 10]>()).into_uuid().to_string()
+}
+
 /// Builds the envelope for `payload`, stamped now with a fresh UUIDv7 id.
 pub fn envelope<P: EventPayload>(ctx: &EventContext, payload: P) -> Envelope<P> {
     Envelope {
         event: P::NAME.to_owned(),
         v: P::VERSION.to_owned(),
-        id: uuid::Uuid::now_v7().to_string(),
+        id: event_id(),
         ts: chrono::Utc::now(),
         trace_id: ctx.trace_id.clone(),
         cell: ctx.cell.clone(),

@@ -33,8 +33,9 @@ use contracts::events::{SettledPart, WalletCredited, WalletDebited, WalletHold, 
 use contracts::wallet::{Balance, HoldResponse, MovementResponse, SettleResponse};
 use contracts::{Amount, BetId, Currency, Money, PlayerId, RoundId};
 use rust_decimal::Decimal;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};

@@ -1,4 +1,15 @@
 //! The geo-aware edge router: each player to their licensed cell (DESIGN.md section 7).
 //!
-//! Not built yet: issue #4 fills this crate. It has no behaviour today, and nothing depends on it.
+//! Tour: [`client_ip`] decides who the client is (trusting `X-Forwarded-For` only from configured
+//! proxies); [`geo`] says where they are; [`cells`] knows which cell holds which countries and
+//! which endpoints are healthy; [`server`] refuses what must not pass (451 fail-closed, internal
+//! routes) and forwards the rest with `X-Client-Country`.
+//!
+//! Not built yet (issue #4 stays open): session tokens and routing to the home cell, mutual TLS
+//! to cells, rate limits, and `router bench`.
 #![forbid(unsafe_code)]
+
+pub mod cells;
+pub mod client_ip;
+pub mod geo;
+pub mod server;

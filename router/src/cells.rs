@@ -1,0 +1,166 @@
+//! The cells the router can send to: each jurisdiction's primary and optional standby, which
+//! countries it is licensed for, and whether each endpoint answers its health check.
+//!
+//! A jurisdiction's traffic goes to its primary while it is healthy, else to its standby, and
+//! never to another jurisdiction's cell.
+
+use contracts::region::RegionConfig;
+use contracts::CountryCode;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often every endpoint is checked. With one failed check marking an endpoint down, a dead
+/// primary loses its traffic within about `HEALTH_INTERVAL + HEALTH_TIMEOUT`, under the 2 s the
+/// failover requirement allows.
+pub const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
+/// A health check slower than this counts as failed.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_millis(400);
+
+pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>;
+
+#[derive(Debug)]
+pub struct Endpoint {
+    /// Base URL, without a trailing slash: `http://127.0.0.1:7101`.
+    pub url: String,
+    healthy: AtomicBool,
+}
+
+impl Endpoint {
+    fn new(url: &str) -> Endpoint {
+        Endpoint { url: url.trim_end_matches('/').to_owned(), healthy: AtomicBool::new(false) }
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+}
+
+#[derive(Debug)]
+pub struct CellRoute {
+    pub cell_id: String,
+    pub countries: Vec<CountryCode>,
+    pub primary: Endpoint,
+    pub standby: Option<Endpoint>,
+}
+
+/// Which endpoint of a cell served a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Standby,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Standby => "standby",
+        }
+    }
+}
+
+impl CellRoute {
+    /// The primary if healthy, else the standby if healthy.
+    pub fn pick(&self) -> Option<(&Endpoint, Role)> {
+        if self.primary.is_healthy() {
+            return Some((&self.primary, Role::Primary));
+        }
+        self.standby.as_ref().filter(|s| s.is_healthy()).map(|s| (s, Role::Standby))
+    }
+}
+
+#[derive(Debug)]
+pub struct Cells {
+    pub routes: Vec<CellRoute>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CellsError {
+    #[error("--{flag} names cell `{cell}`, which has no region file")]
+    UnknownCell { flag: &'static str, cell: String },
+    #[error("country {country} is licensed by both `{first}` and `{second}`: a country must have one cell")]
+    CountryTwice { country: CountryCode, first: String, second: String },
+}
+
+impl Cells {
+    /// Builds the table from the region files, with `--cell`/`--standby` overriding endpoints.
+    pub fn new(
+        regions: &[RegionConfig],
+        primaries: &HashMap<String, String>,
+        standbys: &HashMap<String, String>,
+    ) -> Result<Cells, CellsError> {
+        for (flag, overrides) in [("cell", primaries), ("standby", standbys)] {
+            if let Some(cell) = overrides.keys().find(|id| !regions.iter().any(|r| &r.cell_id == *id)) {
+                return Err(CellsError::UnknownCell { flag, cell: cell.clone() });
+            }
+        }
+        let mut routes: Vec<CellRoute> = Vec::new();
+        for r in regions {
+            for c in &r.licensed_countries {
+                if let Some(other) = routes.iter().find(|o| o.countries.contains(c)) {
+                    return Err(CellsError::CountryTwice {
+                        country: *c,
+                        first: other.cell_id.clone(),
+                        second: r.cell_id.clone(),
+                    });
+                }
+            }
+            let primary = primaries.get(&r.cell_id).unwrap_or(&r.primary_endpoint);
+            let standby = standbys.get(&r.cell_id).or(r.standby_endpoint.as_ref());
+            routes.push(CellRoute {
+                cell_id: r.cell_id.clone(),
+                countries: r.licensed_countries.clone(),
+                primary: Endpoint::new(primary),
+                standby: standby.map(|s| Endpoint::new(s)),
+            });
+        }
+        Ok(Cells { routes })
+    }
+
+    /// The cell licensed for players connecting from `country`.
+    pub fn for_country(&self, country: CountryCode) -> Option<&CellRoute> {
+        self.routes.iter().find(|r| r.countries.contains(&country))
+    }
+
+    fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.routes.iter().flat_map(|r| std::iter::once(&r.primary).chain(r.standby.as_ref()))
+    }
+
+    /// Checks every endpoint once, concurrently.
+    pub async fn check_all(
+        &self,
+        client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>,
+    ) {
+        let checks = self.endpoints().map(|e| async move {
+            let ok = match format!("{}/readyz", e.url).parse::<hyper::Uri>() {
+                Ok(uri) => matches!(
+                    tokio::time::timeout(HEALTH_TIMEOUT, client.get(uri)).await,
+                    Ok(Ok(response)) if response.status().is_success()
+                ),
+                Err(_) => false,
+            };
+            let was = e.healthy.swap(ok, Ordering::AcqRel);
+            if was != ok {
+                tracing::warn!(endpoint = %e.url, healthy = ok, "cell endpoint health changed");
+            }
+        });
+        futures::future::join_all(checks).await;
+    }
+}
+
+/// Checks every endpoint every `HEALTH_INTERVAL` until `shutdown`.
+pub async fn health_loop(cells: Arc<Cells>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => cells.check_all(&client).await,
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! `router`: the geo-aware edge in front of the cells.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use contracts::region::RegionConfig;
+use router::server::RouterConfig;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "router", about = "Sends each player to the cell licensed for them")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve.
+    Serve {
+        /// Directory of region files (config/regions).
+        #[arg(long)]
+        regions: PathBuf,
+        #[arg(long)]
+        listen: SocketAddr,
+        /// MaxMind-format country database (scripts/fetch-geoip.sh fetches the default one).
+        #[arg(long, default_value = ".cache/geoip/geo-whois-asn-country.mmdb")]
+        geoip: PathBuf,
+        /// A proxy whose X-Forwarded-For is believed (CIDR); repeatable.
+        #[arg(long = "trusted-proxy")]
+        trusted_proxies: Vec<ipnet::IpNet>,
+        /// Override a cell's primary endpoint: ID=URL; repeatable.
+        #[arg(long = "cell", value_parser = id_url)]
+        cells: Vec<(String, String)>,
+        /// Override a cell's standby endpoint: ID=URL; repeatable.
+        #[arg(long = "standby", value_parser = id_url)]
+        standbys: Vec<(String, String)>,
+        /// Plain HTTP to cells (local use only).
+        #[arg(long)]
+        insecure_dev: bool,
+    },
+}
+
+fn id_url(text: &str) -> Result<(String, String), String> {
+    let (id, url) = text.split_once('=').ok_or_else(|| format!("`{text}` is not ID=URL"))?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!("`{url}` is not an http(s) URL"));
+    }
+    Ok((id.to_owned(), url.to_owned()))
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let Command::Serve { regions, listen, geoip, trusted_proxies, cells, standbys, insecure_dev } =
+        Cli::parse().command;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
+    runtime.block_on(async move {
+        let config = RouterConfig {
+            regions: RegionConfig::load_dir(&regions)?,
+            geoip,
+            trusted_proxies,
+            primaries: cells.into_iter().collect::<HashMap<_, _>>(),
+            standbys: standbys.into_iter().collect::<HashMap<_, _>>(),
+            insecure_dev,
+        };
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
+        router::server::run(config, listener, shutdown_signal()).await
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}

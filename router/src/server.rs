@@ -1,0 +1,408 @@
+//! The router's HTTP front: decides where each request goes, forwards it, and refuses what must
+//! not pass (RFC 7725 451s fail closed; internal routes are not reachable from outside).
+
+use crate::cells::{self, Cells, HttpClient};
+use crate::client_ip::client_ip;
+use crate::geo::{self, GeoDb};
+use anyhow::Context;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use contracts::region::RegionConfig;
+use ipnet::IpNet;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Largest request body forwarded: the cells' own limit.
+pub const REQUEST_BODY_BYTES_MAX: usize = 128 * 1024;
+/// Longest a cell may take to answer before the router gives up (504).
+pub const CELL_TIMEOUT: Duration = Duration::from_secs(10);
+
+static X_CELL: HeaderName = HeaderName::from_static("x-cell");
+static X_CLIENT_COUNTRY: HeaderName = HeaderName::from_static("x-client-country");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub struct RouterConfig {
+    pub regions: Vec<RegionConfig>,
+    pub geoip: PathBuf,
+    pub trusted_proxies: Vec<IpNet>,
+    pub primaries: HashMap<String, String>,
+    pub standbys: HashMap<String, String>,
+    /// Plain HTTP to cells, for local use. Without it the router would need mutual TLS to cells,
+    /// which is not built yet, so it refuses to start.
+    pub insecure_dev: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ForwardLabels {
+    cell: String,
+    role: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CellLabels {
+    cell: String,
+}
+
+struct Metrics {
+    registry: Registry,
+    forwarded: Family<ForwardLabels, Counter>,
+    refused: Family<RefusalLabels, Counter>,
+    cell_seconds: Family<CellLabels, Histogram, fn() -> Histogram>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("router");
+        let forwarded = Family::<ForwardLabels, Counter>::default();
+        let refused = Family::<RefusalLabels, Counter>::default();
+        let cell_seconds = Family::<CellLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "forwarded",
+            "Requests forwarded to a cell, by cell, endpoint role and status",
+            forwarded.clone(),
+        );
+        registry.register("refused", "Requests the router answered itself, by code", refused.clone());
+        registry.register(
+            "cell_request_seconds",
+            "Time a cell took to answer a forwarded request",
+            cell_seconds.clone(),
+        );
+        Metrics { registry, forwarded, refused, cell_seconds }
+    }
+}
+
+struct AppState {
+    cells: Arc<Cells>,
+    geo: Arc<GeoDb>,
+    trusted: Vec<IpNet>,
+    client: HttpClient,
+    metrics: Metrics,
+    /// Set after the first round of health checks.
+    ready: AtomicBool,
+}
+
+/// A refusal the router makes itself: `{code, message}` (plus context fields), `X-Cell: router`.
+fn refuse(
+    state: &AppState,
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    extra: serde_json::Value,
+) -> Response {
+    state.metrics.refused.get_or_create(&RefusalLabels { code }).inc();
+    let mut body = serde_json::json!({ "code": code, "message": message });
+    if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(X_CELL.clone(), HeaderValue::from_static("router"));
+    response
+}
+
+/// Player-facing routes: the only ones reachable through the router. Internal and operator
+/// routes of a cell (`/wallet/credit`, `/events`, `/metrics`...) are not.
+fn is_public(method: &Method, path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!((method, segments.as_slice()), (&Method::POST, ["players"]) | (&Method::GET, ["wallet", _, "balance"]))
+}
+
+/// The request's trace context: the caller's `traceparent` when well-formed, else a new one.
+fn traceparent(headers: &HeaderMap) -> String {
+    if let Some(value) = headers.get(&TRACEPARENT).and_then(|v| v.to_str().ok()) {
+        let parts: Vec<&str> = value.split('-').collect();
+        let valid = parts.len() == 4
+            && parts[1].len() == 32
+            && parts[2].len() == 16
+            && parts[1].bytes().chain(parts[2].bytes()).all(|b| b.is_ascii_hexdigit())
+            && parts[1] != "0".repeat(32);
+        if valid {
+            // Same trace, a new span for this hop.
+            return format!("00-{}-{}-{}", parts[1], hex::encode(rand::random::<[u8; 8]>()), parts[3]);
+        }
+    }
+    format!("00-{}-{}-01", hex::encode(rand::random::<[u8; 16]>()), hex::encode(rand::random::<[u8; 8]>()))
+}
+
+async fn forward(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    if !is_public(&parts.method, parts.uri.path()) {
+        return refuse(&s, StatusCode::NOT_FOUND, "NOT_FOUND", "no such route".into(), serde_json::Value::Null);
+    }
+    let forwarded_for = parts.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
+    let ip = client_ip(peer.ip(), forwarded_for, &s.trusted);
+    let Some(country) = s.geo.country(ip) else {
+        let message = format!("no country is known for address {ip}: service is refused where the location is unknown");
+        return refuse(
+            &s,
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            "GEOLOCATION_UNKNOWN",
+            message,
+            serde_json::Value::Null,
+        );
+    };
+    let Some(route) = s.cells.for_country(country) else {
+        let message = format!("the operator holds no licence covering {country}");
+        let extra = serde_json::json!({ "country": country });
+        return refuse(&s, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS, "JURISDICTION_NOT_LICENSED", message, extra);
+    };
+    let Some((endpoint, role)) = route.pick() else {
+        let message = format!("no healthy cell for jurisdiction `{}`; retry shortly", route.cell_id);
+        let mut response = refuse(
+            &s,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "CELL_UNAVAILABLE",
+            message,
+            serde_json::json!({ "cell": route.cell_id }),
+        );
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    let body = match axum::body::to_bytes(body, REQUEST_BODY_BYTES_MAX).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let message = format!("request body is over {REQUEST_BODY_BYTES_MAX} bytes");
+            return refuse(&s, StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE", message, serde_json::Value::Null);
+        }
+    };
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let Ok(uri) = format!("{}{path}", endpoint.url).parse::<hyper::Uri>() else {
+        return refuse(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "BAD_PATH",
+            "the request path cannot be forwarded".into(),
+            serde_json::Value::Null,
+        );
+    };
+    let mut upstream = hyper::Request::builder().method(parts.method.clone()).uri(uri);
+    let headers = upstream.headers_mut().expect("a fresh builder has headers");
+    for (name, value) in &parts.headers {
+        let drop = HOP_BY_HOP.contains(&name.as_str())
+            || name == header::HOST
+            || name == X_CLIENT_COUNTRY // only the router says where a client is
+            || name == X_FORWARDED_FOR
+            || name == TRACEPARENT;
+        if !drop {
+            headers.append(name, value.clone());
+        }
+    }
+    let chain = match forwarded_for {
+        Some(previous) if s.trusted.iter().any(|n| n.contains(&peer.ip())) => format!("{previous}, {}", peer.ip()),
+        _ => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&chain) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    headers.insert(X_CLIENT_COUNTRY.clone(), HeaderValue::from_str(country.as_str()).expect("two ASCII letters"));
+    headers.insert(TRACEPARENT.clone(), HeaderValue::from_str(&traceparent(&parts.headers)).expect("hex"));
+    let Ok(upstream) = upstream.body(http_body_util::Full::new(body)) else {
+        return refuse(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "the request cannot be forwarded".into(),
+            serde_json::Value::Null,
+        );
+    };
+    let started = Instant::now();
+    let answered = tokio::time::timeout(CELL_TIMEOUT, s.client.request(upstream)).await;
+    s.metrics
+        .cell_seconds
+        .get_or_create(&CellLabels { cell: route.cell_id.clone() })
+        .observe(started.elapsed().as_secs_f64());
+    let response = match answered {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            tracing::warn!(cell = %route.cell_id, endpoint = %endpoint.url, error = %e, "cell unreachable");
+            let message = format!("cell `{}` did not answer; retry shortly", route.cell_id);
+            let mut response = refuse(
+                &s,
+                StatusCode::BAD_GATEWAY,
+                "CELL_UNREACHABLE",
+                message,
+                serde_json::json!({ "cell": route.cell_id }),
+            );
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
+        Err(_) => {
+            let message = format!("cell `{}` took longer than {CELL_TIMEOUT:?}", route.cell_id);
+            return refuse(
+                &s,
+                StatusCode::GATEWAY_TIMEOUT,
+                "CELL_TIMEOUT",
+                message,
+                serde_json::json!({ "cell": route.cell_id }),
+            );
+        }
+    };
+    let status = response.status();
+    s.metrics
+        .forwarded
+        .get_or_create(&ForwardLabels { cell: route.cell_id.clone(), role: role.name(), status: status.as_u16() })
+        .inc();
+    let (mut parts, incoming) = response.into_parts();
+    for name in HOP_BY_HOP {
+        parts.headers.remove(name);
+    }
+    if !parts.headers.contains_key(&X_CELL) {
+        if let Ok(v) = HeaderValue::from_str(&route.cell_id) {
+            parts.headers.insert(X_CELL.clone(), v);
+        }
+    }
+    Response::from_parts(parts, Body::new(incoming))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    if s.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "checking cells").into_response()
+    }
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &s.metrics.registry).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out).into_response()
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests.
+pub async fn run(
+    config: RouterConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if !config.insecure_dev {
+        anyhow::bail!("mutual TLS to cells is not built yet (issue #4); pass --insecure-dev to use plain HTTP to cells on a trusted network");
+    }
+    let cells = Arc::new(Cells::new(&config.regions, &config.primaries, &config.standbys)?);
+    let geo = Arc::new(GeoDb::open(&config.geoip).context("open the GeoIP database (run scripts/fetch-geoip.sh)")?);
+    let client: HttpClient = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build_http();
+    let state = Arc::new(AppState {
+        cells: cells.clone(),
+        geo: geo.clone(),
+        trusted: config.trusted_proxies,
+        client,
+        metrics: Metrics::new(),
+        ready: AtomicBool::new(false),
+    });
+    let (stop_tasks, tasks_stopped) = tokio::sync::watch::channel(false);
+    // First round of health checks before declaring readiness.
+    let probe = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    cells.check_all(&probe).await;
+    state.ready.store(true, Ordering::Release);
+    let health = tokio::spawn(cells::health_loop(cells.clone(), tasks_stopped.clone()));
+    let reload = tokio::spawn({
+        let mut stopped = tasks_stopped;
+        async move {
+            let mut tick = tokio::time::interval(geo::RELOAD_CHECK_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => match geo.reload_if_changed() {
+                        Ok(true) => tracing::info!("GeoIP database reloaded"),
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(error = %e, "GeoIP database changed but does not load; keeping the old one"),
+                    },
+                    _ = stopped.changed() => return,
+                }
+            }
+        }
+    });
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(forward)
+        .with_state(state);
+    tracing::info!(address = %listener.local_addr()?, "router listening");
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    let _ = stop_tasks.send(true);
+    let _ = tokio::join!(health, reload);
+    tracing::info!("router stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_player_routes_are_public() {
+        assert!(is_public(&Method::POST, "/players"));
+        assert!(is_public(&Method::GET, "/wallet/uk-1/balance"));
+        for (m, p) in [
+            (Method::POST, "/wallet/credit"),
+            (Method::POST, "/wallet/hold"),
+            (Method::GET, "/events"),
+            (Method::GET, "/metrics"),
+            (Method::GET, "/players"),
+        ] {
+            assert!(!is_public(&m, p), "{m} {p} must not pass");
+        }
+    }
+
+    #[test]
+    fn traceparent_is_propagated_or_started() {
+        let mut h = HeaderMap::new();
+        h.insert("traceparent", HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        assert!(traceparent(&h).starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        let fresh = traceparent(&HeaderMap::new());
+        assert_eq!(fresh.len(), 55);
+    }
+}

@@ -13,4 +13,5 @@ pub mod events;
 pub mod idempotency;
 pub mod metrics;
 pub mod server;
+pub mod sessions;
 pub mod store;

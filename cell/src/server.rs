@@ -4,6 +4,7 @@ use crate::api::{self, AppState, Domains};
 use crate::domains::compliance::Compliance;
 use crate::domains::wallet::{Wallet, WriterConfig};
 use crate::metrics::Metrics;
+use crate::sessions::SessionSigner;
 use crate::store::embedded::{Durability, EmbeddedStore};
 use crate::store::Store;
 use anyhow::Context;
@@ -38,8 +39,12 @@ impl OpenCell {
         let region = Arc::new(config.region.clone());
         let (wallet, writer) =
             Wallet::start(store.clone(), region.clone(), metrics, config.writer).context("start wallet writer")?;
-        let compliance = Compliance::new(store.clone(), region);
-        Ok(OpenCell { domains: Domains { store, wallet, compliance }, writer })
+        let compliance = Compliance::new(store.clone(), region.clone());
+        let sessions = Arc::new(
+            SessionSigner::load_or_create(&config.data_dir.join("session-ed25519.key"), &region.cell_id)
+                .context("load the session signing key")?,
+        );
+        Ok(OpenCell { domains: Domains { store, wallet, compliance, sessions, region }, writer })
     }
 
     /// Lets the wallet writer finish what it was given, then waits for it. Blocking.

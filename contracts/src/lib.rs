@@ -12,6 +12,7 @@ pub mod money;
 pub mod players;
 pub mod region;
 pub mod schemas;
+pub mod sessions;
 pub mod wallet;
 
 pub use error::ErrorBody;

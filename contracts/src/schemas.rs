@@ -3,7 +3,7 @@
 //! which `tests/schemas.rs` refuses.
 
 use crate::events::{self, EventPayload};
-use crate::{players, wallet, ErrorBody};
+use crate::{players, sessions, wallet, ErrorBody};
 use schemars::{schema_for, JsonSchema, Schema};
 
 /// One generated schema with the file name it is committed under.
@@ -43,5 +43,9 @@ pub fn all() -> Vec<NamedSchema> {
         api::<wallet::BalanceResponse>("wallet.balance.response", w),
         api::<players::RegisterPlayerRequest>("players.register.request", "1"),
         api::<players::Player>("players.player", "1"),
+        api::<sessions::SessionRequest>("sessions.request", "1"),
+        api::<sessions::SessionResponse>("sessions.response", "1"),
+        api::<sessions::SessionKey>("sessions.key", "1"),
+        api::<sessions::SessionClaims>("sessions.claims", "1"),
     ]
 }

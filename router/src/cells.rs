@@ -4,6 +4,7 @@
 //! A jurisdiction's traffic goes to its primary while it is healthy, else to its standby, and
 //! never to another jurisdiction's cell.
 
+use crate::sessions::SessionKeys;
 use contracts::region::RegionConfig;
 use contracts::CountryCode;
 use http_body_util::Empty;
@@ -121,21 +122,28 @@ impl Cells {
         Ok(Cells { routes })
     }
 
+    /// A cell by id.
+    pub fn by_id(&self, cell: &str) -> Option<&CellRoute> {
+        self.routes.iter().find(|r| r.cell_id == cell)
+    }
+
     /// The cell licensed for players connecting from `country`.
     pub fn for_country(&self, country: CountryCode) -> Option<&CellRoute> {
         self.routes.iter().find(|r| r.countries.contains(&country))
     }
 
-    fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
-        self.routes.iter().flat_map(|r| std::iter::once(&r.primary).chain(r.standby.as_ref()))
-    }
-
-    /// Checks every endpoint once, concurrently.
+    /// Checks every endpoint once, concurrently, and fetches the session key of each healthy
+    /// endpoint whose key is not known yet.
     pub async fn check_all(
         &self,
         client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>,
+        keys: &SessionKeys,
     ) {
-        let checks = self.endpoints().map(|e| async move {
+        let endpoints = self
+            .routes
+            .iter()
+            .flat_map(|r| std::iter::once((&r.primary, &r.cell_id)).chain(r.standby.as_ref().map(|s| (s, &r.cell_id))));
+        let checks = endpoints.map(|(e, cell)| async move {
             let ok = match format!("{}/readyz", e.url).parse::<hyper::Uri>() {
                 Ok(uri) => matches!(
                     tokio::time::timeout(HEALTH_TIMEOUT, client.get(uri)).await,
@@ -147,19 +155,44 @@ impl Cells {
             if was != ok {
                 tracing::warn!(endpoint = %e.url, healthy = ok, "cell endpoint health changed");
             }
+            if ok && !keys.knows(&e.url) {
+                if let Err(problem) = fetch_key(client, &e.url, cell, keys).await {
+                    tracing::error!(endpoint = %e.url, %problem, "cannot learn the cell's session key");
+                }
+            }
         });
         futures::future::join_all(checks).await;
     }
 }
 
+async fn fetch_key(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>,
+    url: &str,
+    cell: &str,
+    keys: &SessionKeys,
+) -> Result<(), String> {
+    use http_body_util::BodyExt;
+    let uri: hyper::Uri = format!("{url}/sessions/key").parse().map_err(|e| format!("{e}"))?;
+    let response = tokio::time::timeout(HEALTH_TIMEOUT, client.get(uri))
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("answered {}", response.status()));
+    }
+    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let key: contracts::sessions::SessionKey = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    keys.add(url, cell, &key)
+}
+
 /// Checks every endpoint every `HEALTH_INTERVAL` until `shutdown`.
-pub async fn health_loop(cells: Arc<Cells>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn health_loop(cells: Arc<Cells>, keys: Arc<SessionKeys>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
     let mut tick = tokio::time::interval(HEALTH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => cells.check_all(&client).await,
+            _ = tick.tick() => cells.check_all(&client, &keys).await,
             _ = shutdown.changed() => return,
         }
     }

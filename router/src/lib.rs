@@ -5,11 +5,15 @@
 //! which endpoints are healthy; [`server`] refuses what must not pass (451 fail-closed, internal
 //! routes) and forwards the rest with `X-Client-Country`.
 //!
-//! Not built yet (issue #4 stays open): session tokens and routing to the home cell, mutual TLS
-//! to cells, rate limits, and `router bench`.
+//!
+//! A valid session token ([`sessions`]) sends a player to their home cell from anywhere; the
+//! location then only gates what the home cell allows abroad.
+//!
+//! Not built yet (issue #4 stays open): mutual TLS to cells, rate limits, and `router bench`.
 #![forbid(unsafe_code)]
 
 pub mod cells;
 pub mod client_ip;
 pub mod geo;
 pub mod server;
+pub mod sessions;

@@ -4,6 +4,7 @@
 use crate::cells::{self, Cells, HttpClient};
 use crate::client_ip::client_ip;
 use crate::geo::{self, GeoDb};
+use crate::sessions::SessionKeys;
 use anyhow::Context;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -113,6 +114,7 @@ impl Metrics {
 
 struct AppState {
     cells: Arc<Cells>,
+    keys: Arc<SessionKeys>,
     geo: Arc<GeoDb>,
     trusted: Vec<IpNet>,
     client: HttpClient,
@@ -143,7 +145,10 @@ fn refuse(
 /// routes of a cell (`/wallet/credit`, `/events`, `/metrics`...) are not.
 fn is_public(method: &Method, path: &str) -> bool {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    matches!((method, segments.as_slice()), (&Method::POST, ["players"]) | (&Method::GET, ["wallet", _, "balance"]))
+    matches!(
+        (method, segments.as_slice()),
+        (&Method::POST, ["players"]) | (&Method::POST, ["sessions"]) | (&Method::GET, ["wallet", _, "balance"])
+    )
 }
 
 /// The request's trace context: the caller's `traceparent` when well-formed, else a new one.
@@ -163,6 +168,80 @@ fn traceparent(headers: &HeaderMap) -> String {
     format!("00-{}-{}-01", hex::encode(rand::random::<[u8; 16]>()), hex::encode(rand::random::<[u8; 8]>()))
 }
 
+/// What `X-Client-Country` says when no country is known (ISO 3166 user-assigned, never licensed).
+const UNKNOWN_COUNTRY: &str = "ZZ";
+
+/// Which cell a request goes to:
+/// - with a session token, the player's home cell, always (401 when the token does not verify);
+/// - a login (`POST /sessions`), the home cell named by the player id, from anywhere;
+/// - otherwise the cell licensed for the client's country (451 when none, or unknown).
+#[allow(clippy::result_large_err)]
+fn choose_cell<'a>(
+    s: &'a AppState,
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+    country: Option<contracts::CountryCode>,
+    ip: std::net::IpAddr,
+) -> Result<&'a cells::CellRoute, Response> {
+    let bearer =
+        parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(token) = bearer {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        return match s.keys.verify(token.trim(), now) {
+            Ok(claims) => s.cells.by_id(&claims.cell).ok_or_else(|| {
+                refuse(
+                    s,
+                    StatusCode::UNAUTHORIZED,
+                    "INVALID_SESSION",
+                    "the session names no known cell".into(),
+                    serde_json::Value::Null,
+                )
+            }),
+            Err(why) => Err(refuse(
+                s,
+                StatusCode::UNAUTHORIZED,
+                "INVALID_SESSION",
+                format!("session token refused: {why}"),
+                serde_json::Value::Null,
+            )),
+        };
+    }
+    if parts.method == axum::http::Method::POST && parts.uri.path() == "/sessions" {
+        let player = serde_json::from_slice::<contracts::sessions::SessionRequest>(body).map(|r| r.player_id);
+        let home = player.as_ref().ok().and_then(|p| p.home_cell()).and_then(|cell| s.cells.by_id(cell));
+        return home.ok_or_else(|| {
+            refuse(
+                s,
+                StatusCode::BAD_REQUEST,
+                "INVALID_REQUEST",
+                "a login needs a playerId whose prefix names a cell".into(),
+                serde_json::Value::Null,
+            )
+        });
+    }
+    let Some(country) = country else {
+        let message = format!("no country is known for address {ip}: service is refused where the location is unknown");
+        return Err(refuse(
+            s,
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            "GEOLOCATION_UNKNOWN",
+            message,
+            serde_json::Value::Null,
+        ));
+    };
+    s.cells.for_country(country).ok_or_else(|| {
+        let message = format!("the operator holds no licence covering {country}");
+        refuse(
+            s,
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            "JURISDICTION_NOT_LICENSED",
+            message,
+            serde_json::json!({ "country": country }),
+        )
+    })
+}
+
 async fn forward(
     State(s): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -174,20 +253,17 @@ async fn forward(
     }
     let forwarded_for = parts.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
     let ip = client_ip(peer.ip(), forwarded_for, &s.trusted);
-    let Some(country) = s.geo.country(ip) else {
-        let message = format!("no country is known for address {ip}: service is refused where the location is unknown");
-        return refuse(
-            &s,
-            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
-            "GEOLOCATION_UNKNOWN",
-            message,
-            serde_json::Value::Null,
-        );
+    let country = s.geo.country(ip);
+    let body = match axum::body::to_bytes(body, REQUEST_BODY_BYTES_MAX).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let message = format!("request body is over {REQUEST_BODY_BYTES_MAX} bytes");
+            return refuse(&s, StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE", message, serde_json::Value::Null);
+        }
     };
-    let Some(route) = s.cells.for_country(country) else {
-        let message = format!("the operator holds no licence covering {country}");
-        let extra = serde_json::json!({ "country": country });
-        return refuse(&s, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS, "JURISDICTION_NOT_LICENSED", message, extra);
+    let route = match choose_cell(&s, &parts, &body, country, ip) {
+        Ok(route) => route,
+        Err(refusal) => return refusal,
     };
     let Some((endpoint, role)) = route.pick() else {
         let message = format!("no healthy cell for jurisdiction `{}`; retry shortly", route.cell_id);
@@ -200,13 +276,6 @@ async fn forward(
         );
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
-    };
-    let body = match axum::body::to_bytes(body, REQUEST_BODY_BYTES_MAX).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            let message = format!("request body is over {REQUEST_BODY_BYTES_MAX} bytes");
-            return refuse(&s, StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE", message, serde_json::Value::Null);
-        }
     };
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let Ok(uri) = format!("{}{path}", endpoint.url).parse::<hyper::Uri>() else {
@@ -238,7 +307,10 @@ async fn forward(
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    headers.insert(X_CLIENT_COUNTRY.clone(), HeaderValue::from_str(country.as_str()).expect("two ASCII letters"));
+    // `ZZ` (no country) when the location is unknown: the home cell then refuses what the
+    // location gates, fail closed.
+    let country_code = country.map(|c| c.to_string()).unwrap_or_else(|| UNKNOWN_COUNTRY.to_owned());
+    headers.insert(X_CLIENT_COUNTRY.clone(), HeaderValue::from_str(&country_code).expect("two ASCII letters"));
     headers.insert(TRACEPARENT.clone(), HeaderValue::from_str(&traceparent(&parts.headers)).expect("hex"));
     let Ok(upstream) = upstream.body(http_body_util::Full::new(body)) else {
         return refuse(
@@ -332,8 +404,10 @@ pub async fn run(
     let client: HttpClient = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build_http();
+    let keys = Arc::new(SessionKeys::default());
     let state = Arc::new(AppState {
         cells: cells.clone(),
+        keys: keys.clone(),
         geo: geo.clone(),
         trusted: config.trusted_proxies,
         client,
@@ -343,9 +417,9 @@ pub async fn run(
     let (stop_tasks, tasks_stopped) = tokio::sync::watch::channel(false);
     // First round of health checks before declaring readiness.
     let probe = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    cells.check_all(&probe).await;
+    cells.check_all(&probe, &keys).await;
     state.ready.store(true, Ordering::Release);
-    let health = tokio::spawn(cells::health_loop(cells.clone(), tasks_stopped.clone()));
+    let health = tokio::spawn(cells::health_loop(cells.clone(), keys.clone(), tasks_stopped.clone()));
     let reload = tokio::spawn({
         let mut stopped = tasks_stopped;
         async move {

@@ -7,6 +7,7 @@
 mod openapi;
 mod ops;
 mod players;
+mod sessions;
 mod wallet;
 
 use crate::domains::compliance::{Compliance, ComplianceError};
@@ -42,6 +43,8 @@ pub struct Domains {
     pub store: Arc<dyn Store>,
     pub wallet: Wallet,
     pub compliance: Compliance,
+    pub sessions: Arc<crate::sessions::SessionSigner>,
+    pub region: Arc<contracts::region::RegionConfig>,
 }
 
 /// What every handler shares.
@@ -196,6 +199,8 @@ async fn not_found() -> ApiError {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/players", post(players::register))
+        .route("/sessions", post(sessions::create))
+        .route("/sessions/key", get(sessions::key))
         .route("/wallet/credit", post(wallet::credit))
         .route("/wallet/debit", post(wallet::debit))
         .route("/wallet/hold", post(wallet::hold))

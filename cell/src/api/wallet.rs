@@ -8,12 +8,42 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::{Extension, Json};
 use bytes::Bytes;
-use contracts::wallet::{BalanceResponse, HoldRequest, MovementRequest, SettleRequest};
+use contracts::wallet::{BalanceResponse, HoldRequest, MovementReason, MovementRequest, SettleRequest};
 use contracts::PlayerId;
 use serde::Deserialize;
 use std::sync::Arc;
 
 type Body = Result<Bytes, BytesRejection>;
+
+/// What a player does with a request, as far as their current location matters.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Activity {
+    Wagering,
+    Deposit,
+    Other,
+}
+
+/// The home cell owns the player; their current location (`X-Client-Country`, set by the router)
+/// gates wagering and deposits. Login, balance, limits, exclusion and withdrawals stay open.
+fn location_gate(s: &AppState, headers: &HeaderMap, activity: Activity) -> Result<(), ApiError> {
+    let Some(country) = headers.get("x-client-country").and_then(|v| v.to_str().ok()) else { return Ok(()) };
+    let Some(d) = s.domains.get() else { return Ok(()) };
+    let licensed = contracts::CountryCode::new(country).map(|c| d.region.is_licensed_for(c)).unwrap_or(false);
+    let allowed = match activity {
+        Activity::Wagering => d.region.wagering_abroad,
+        Activity::Deposit => d.region.deposits_abroad,
+        Activity::Other => true,
+    };
+    if licensed || allowed {
+        return Ok(());
+    }
+    let what = if activity == Activity::Wagering { "wagering" } else { "deposits" };
+    Err(ApiError::new(
+        axum::http::StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+        "LOCATION_NOT_LICENSED",
+        format!("{what} from {country} are not covered by cell {}'s licence; balance, limits and withdrawals stay available", s.cell),
+    ))
+}
 
 /// Every mutating wallet route: parse, check into a `Command`, run it through the writer.
 async fn mutation<T: serde::de::DeserializeOwned>(
@@ -22,10 +52,12 @@ async fn mutation<T: serde::de::DeserializeOwned>(
     route: &str,
     headers: &HeaderMap,
     body: Body,
+    activity: fn(&T) -> Activity,
     command: fn(&Wallet, T) -> Result<Command, WalletError>,
 ) -> Result<Response, ApiError> {
     let d = s.domains()?;
     let (request, key) = mutating::<T>(route, headers, body)?;
+    location_gate(s, headers, activity(&request))?;
     let command = command(&d.wallet, request)?;
     Ok(answer(d.wallet.execute(command, key, s.event_context(trace)).await?))
 }
@@ -36,7 +68,9 @@ pub async fn credit(
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    mutation::<MovementRequest>(&s, &t, "wallet.credit", &h, body, Wallet::credit_command).await
+    let deposit =
+        |r: &MovementRequest| if r.reason == MovementReason::Deposit { Activity::Deposit } else { Activity::Other };
+    mutation::<MovementRequest>(&s, &t, "wallet.credit", &h, body, deposit, Wallet::credit_command).await
 }
 
 pub async fn debit(
@@ -45,7 +79,7 @@ pub async fn debit(
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    mutation::<MovementRequest>(&s, &t, "wallet.debit", &h, body, Wallet::debit_command).await
+    mutation::<MovementRequest>(&s, &t, "wallet.debit", &h, body, |_| Activity::Other, Wallet::debit_command).await
 }
 
 pub async fn hold(
@@ -54,7 +88,7 @@ pub async fn hold(
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    mutation::<HoldRequest>(&s, &t, "wallet.hold", &h, body, Wallet::hold_command).await
+    mutation::<HoldRequest>(&s, &t, "wallet.hold", &h, body, |_| Activity::Wagering, Wallet::hold_command).await
 }
 
 pub async fn settle(
@@ -63,7 +97,7 @@ pub async fn settle(
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    mutation::<SettleRequest>(&s, &t, "wallet.settle", &h, body, Wallet::settle_command).await
+    mutation::<SettleRequest>(&s, &t, "wallet.settle", &h, body, |_| Activity::Other, Wallet::settle_command).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -278,3 +278,57 @@ async fn ops_routes_and_durability_across_restart() {
     assert_eq!(c.balance("uk-dur").await["cash"], "7.00");
     cell.stop().await;
 }
+
+#[tokio::test]
+async fn sessions_and_the_location_gate() {
+    let cell = TestCell::start("uk").await;
+    let c = cell.client();
+    c.register("uk-tr", ADULT, "GB", "GBP").await;
+    let s = c.raw("POST", "/sessions", &[], json!({ "playerId": "uk-tr" }).to_string().into_bytes()).await.unwrap();
+    assert_eq!(s.status, 201, "{}", String::from_utf8_lossy(&s.body));
+    let token = s.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(token.split('.').count(), 3, "a compact JWT");
+    assert_eq!(s.json()["cell"], "uk");
+    let unknown =
+        c.raw("POST", "/sessions", &[], json!({ "playerId": "uk-nobody" }).to_string().into_bytes()).await.unwrap();
+    assert_eq!((unknown.status, unknown.code().as_str()), (404, "PLAYER_NOT_FOUND"));
+    let key = c.get("/sessions/key").await.json();
+    assert_eq!((key["cell"].as_str(), key["alg"].as_str()), (Some("uk"), Some("EdDSA")));
+
+    // A player travelling outside the licence: deposits and wagering refused, the rest open.
+    let abroad = [("x-client-country", "US"), ("content-type", "application/json")];
+    let deposit = json!({ "playerId": "uk-tr", "currency": "GBP", "amount": "5.00", "reason": "deposit" }).to_string();
+    let r = c
+        .raw(
+            "POST",
+            "/wallet/credit",
+            &[abroad[0], abroad[1], ("x-idempotency-key", "loc-1")],
+            deposit.clone().into_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.code().as_str()), (451, "LOCATION_NOT_LICENSED"));
+    let home = c
+        .raw(
+            "POST",
+            "/wallet/credit",
+            &[("x-client-country", "GB"), ("x-idempotency-key", "loc-2")],
+            deposit.into_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(home.status, 200);
+    let bet =
+        json!({ "playerId": "uk-tr", "roundId": "lr", "betId": "b", "currency": "GBP", "amount": "1.00" }).to_string();
+    let r =
+        c.raw("POST", "/wallet/hold", &[abroad[0], ("x-idempotency-key", "loc-3")], bet.into_bytes()).await.unwrap();
+    assert_eq!((r.status, r.code().as_str()), (451, "LOCATION_NOT_LICENSED"));
+    let withdraw =
+        json!({ "playerId": "uk-tr", "currency": "GBP", "amount": "1.00", "reason": "withdrawal" }).to_string();
+    let r = c
+        .raw("POST", "/wallet/debit", &[abroad[0], ("x-idempotency-key", "loc-4")], withdraw.into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "withdrawals stay open abroad");
+    assert_eq!(c.balance("uk-tr").await["cash"], "4.00");
+}

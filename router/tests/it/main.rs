@@ -224,6 +224,42 @@ async fn players_reach_their_licensed_cell_and_nothing_else_passes() {
     let r = request(uk.address, "GET", "/wallet/uk-gb1/balance", &[], None).await.unwrap();
     assert_eq!(r.json()["cash"], "0.00", "the refused credit never reached the cell");
 
+    // A travelling player: login from abroad reaches the home cell (named by the player id), and a
+    // valid session token sends them home from anywhere, even from an unlicensed country.
+    let login = router.from(US, "POST", "/sessions", Some(json!({ "playerId": "uk-gb1" }))).await;
+    assert_eq!((login.status, login.cell()), (201, "uk"), "{}", String::from_utf8_lossy(&login.body));
+    let token = login.json()["token"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {token}");
+    let with_token = |ip: &'static str, token: String| {
+        let address = router.address;
+        async move {
+            request(
+                address,
+                "GET",
+                "/wallet/uk-gb1/balance",
+                &[("x-forwarded-for", ip), ("authorization", token.as_str())],
+                None,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    for ip in [US, DK, PRIVATE] {
+        let r = with_token(ip, bearer.clone()).await;
+        assert_eq!((r.status, r.cell()), (200, "uk"), "balance from {ip} with a session");
+    }
+    // A forged or garbled token is never trusted.
+    let mut forged = token.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    for bad in [format!("Bearer {forged}"), "Bearer not.a.token".to_owned(), "Bearer x".to_owned()] {
+        let r = with_token(GB, bad).await;
+        assert_eq!((r.status, r.code().as_str(), r.cell()), (401, "INVALID_SESSION", "router"));
+    }
+    // A token signed by one cell cannot claim another cell's player.
+    let dk_login = router.from(DK, "POST", "/sessions", Some(json!({ "playerId": "dk-dk1" }))).await;
+    assert_eq!((dk_login.status, dk_login.cell()), (201, "dk"));
+
     // A killed primary with a standby: the jurisdiction's traffic moves to its standby within 2 s,
     // and never to another jurisdiction's cell. (The standby is not fed by replication yet, so it
     // does not know the player: that is how we see it answered.)

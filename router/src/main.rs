@@ -36,6 +36,12 @@ enum Command {
         /// Override a cell's standby endpoint: ID=URL; repeatable.
         #[arg(long = "standby", value_parser = id_url)]
         standbys: Vec<(String, String)>,
+        /// Requests per second allowed per client address (bursts of twice that).
+        #[arg(long, default_value_t = 100)]
+        client_rps: u32,
+        /// Requests per second allowed per player with a session (bursts of twice that).
+        #[arg(long, default_value_t = 20)]
+        player_rps: u32,
         /// Plain HTTP to cells (local use only).
         #[arg(long)]
         insecure_dev: bool,
@@ -55,8 +61,17 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve { regions, listen, geoip, trusted_proxies, cells, standbys, insecure_dev } =
-        Cli::parse().command;
+    let Command::Serve {
+        regions,
+        listen,
+        geoip,
+        trusted_proxies,
+        cells,
+        standbys,
+        client_rps,
+        player_rps,
+        insecure_dev,
+    } = Cli::parse().command;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
     runtime.block_on(async move {
         let config = RouterConfig {
@@ -65,6 +80,8 @@ fn main() -> anyhow::Result<()> {
             trusted_proxies,
             primaries: cells.into_iter().collect::<HashMap<_, _>>(),
             standbys: standbys.into_iter().collect::<HashMap<_, _>>(),
+            client_rps,
+            player_rps,
             insecure_dev,
         };
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;

@@ -56,6 +56,10 @@ pub struct RouterConfig {
     pub trusted_proxies: Vec<IpNet>,
     pub primaries: HashMap<String, String>,
     pub standbys: HashMap<String, String>,
+    /// Requests per second one client address may make (and twice that in a burst).
+    pub client_rps: u32,
+    /// Requests per second one player (by session) may make, wherever they come from.
+    pub player_rps: u32,
     /// Plain HTTP to cells, for local use. Without it the router would need mutual TLS to cells,
     /// which is not built yet, so it refuses to start.
     pub insecure_dev: bool,
@@ -112,7 +116,11 @@ impl Metrics {
     }
 }
 
+type Limiter<K> = governor::DefaultKeyedRateLimiter<K>;
+
 struct AppState {
+    per_client: Limiter<std::net::IpAddr>,
+    per_player: Limiter<String>,
     cells: Arc<Cells>,
     keys: Arc<SessionKeys>,
     geo: Arc<GeoDb>,
@@ -168,6 +176,30 @@ fn traceparent(headers: &HeaderMap) -> String {
     format!("00-{}-{}-01", hex::encode(rand::random::<[u8; 16]>()), hex::encode(rand::random::<[u8; 8]>()))
 }
 
+/// Admits one request for `key`, or answers 429 with `Retry-After` in whole seconds.
+#[allow(clippy::result_large_err)]
+fn rate_limit<K: Clone + std::hash::Hash + Eq>(s: &AppState, limiter: &Limiter<K>, key: &K) -> Result<(), Response> {
+    use governor::clock::Clock;
+    match limiter.check_key(key) {
+        Ok(()) => Ok(()),
+        Err(not_until) => {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let mut response = refuse(
+                s,
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                format!("too many requests; retry in {seconds} s"),
+                serde_json::Value::Null,
+            );
+            if let Ok(v) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            Err(response)
+        }
+    }
+}
+
 /// What `X-Client-Country` says when no country is known (ISO 3166 user-assigned, never licensed).
 const UNKNOWN_COUNTRY: &str = "ZZ";
 
@@ -189,15 +221,18 @@ fn choose_cell<'a>(
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         return match s.keys.verify(token.trim(), now) {
-            Ok(claims) => s.cells.by_id(&claims.cell).ok_or_else(|| {
-                refuse(
-                    s,
-                    StatusCode::UNAUTHORIZED,
-                    "INVALID_SESSION",
-                    "the session names no known cell".into(),
-                    serde_json::Value::Null,
-                )
-            }),
+            Ok(claims) => {
+                rate_limit(s, &s.per_player, &claims.sub.to_string())?;
+                s.cells.by_id(&claims.cell).ok_or_else(|| {
+                    refuse(
+                        s,
+                        StatusCode::UNAUTHORIZED,
+                        "INVALID_SESSION",
+                        "the session names no known cell".into(),
+                        serde_json::Value::Null,
+                    )
+                })
+            }
             Err(why) => Err(refuse(
                 s,
                 StatusCode::UNAUTHORIZED,
@@ -253,6 +288,9 @@ async fn forward(
     }
     let forwarded_for = parts.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
     let ip = client_ip(peer.ip(), forwarded_for, &s.trusted);
+    if let Err(refusal) = rate_limit(&s, &s.per_client, &ip) {
+        return refusal;
+    }
     let country = s.geo.country(ip);
     let body = match axum::body::to_bytes(body, REQUEST_BODY_BYTES_MAX).await {
         Ok(bytes) => bytes,
@@ -405,7 +443,13 @@ pub async fn run(
         .pool_idle_timeout(Duration::from_secs(30))
         .build_http();
     let keys = Arc::new(SessionKeys::default());
+    let quota = |rps: u32| {
+        let rps = std::num::NonZeroU32::new(rps.max(1)).expect("at least 1");
+        governor::Quota::per_second(rps).allow_burst(rps.saturating_mul(std::num::NonZeroU32::new(2).expect("2")))
+    };
     let state = Arc::new(AppState {
+        per_client: governor::RateLimiter::keyed(quota(config.client_rps)),
+        per_player: governor::RateLimiter::keyed(quota(config.player_rps)),
         cells: cells.clone(),
         keys: keys.clone(),
         geo: geo.clone(),
@@ -422,11 +466,12 @@ pub async fn run(
     let health = tokio::spawn(cells::health_loop(cells.clone(), keys.clone(), tasks_stopped.clone()));
     let reload = tokio::spawn({
         let mut stopped = tasks_stopped;
+        let limiters = state.clone();
         async move {
             let mut tick = tokio::time::interval(geo::RELOAD_CHECK_INTERVAL);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => match geo.reload_if_changed() {
+                    _ = tick.tick() => match { limiters.per_client.retain_recent(); limiters.per_player.retain_recent(); geo.reload_if_changed() } {
                         Ok(true) => tracing::info!("GeoIP database reloaded"),
                         Ok(false) => {}
                         Err(e) => tracing::error!(error = %e, "GeoIP database changed but does not load; keeping the old one"),

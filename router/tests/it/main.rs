@@ -137,6 +137,10 @@ impl Drop for Router {
 
 impl Router {
     async fn start(cells: &[(&str, String)], standbys: &[(&str, String)]) -> Router {
+        Router::start_with(cells, standbys, &[]).await
+    }
+
+    async fn start_with(cells: &[(&str, String)], standbys: &[(&str, String)], extra: &[&str]) -> Router {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_router"));
         command
@@ -158,6 +162,7 @@ impl Router {
         for (id, url) in standbys {
             command.args(["--standby", &format!("{id}={url}")]);
         }
+        command.args(extra);
         let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let router = Router { address: ([127, 0, 0, 1], port).into(), child };
         wait_ready(router.address).await;
@@ -298,4 +303,26 @@ async fn players_reach_their_licensed_cell_and_nothing_else_passes() {
     }
     drop(router);
     drop((uk_standby, se, mt, es));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_per_client_address() {
+    let uk = Cell::start("uk").await;
+    let router = Router::start_with(&[("uk", uk.url())], &[], &["--client-rps", "2"]).await;
+    let mut limited = None;
+    for _ in 0..20 {
+        let r = router.from(GB, "GET", "/wallet/uk-nobody/balance", None).await;
+        if r.status == 429 {
+            limited = Some(r);
+            break;
+        }
+        assert_eq!(r.status, 404, "PLAYER_NOT_FOUND from the cell until the limit");
+    }
+    let r = limited.expect("a client over its rate is refused");
+    assert_eq!((r.code().as_str(), r.cell()), ("RATE_LIMITED", "router"));
+    let retry: u64 = r.headers.get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    // Another client is not affected.
+    let other = router.from(DK, "GET", "/wallet/uk-nobody/balance", None).await;
+    assert_ne!(other.status, 429);
 }

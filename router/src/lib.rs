@@ -12,6 +12,7 @@
 //! Not built yet (issue #4 stays open): mutual TLS to cells, rate limits, and `router bench`.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod cells;
 pub mod client_ip;
 pub mod geo;

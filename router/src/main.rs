@@ -46,6 +46,8 @@ enum Command {
         #[arg(long)]
         insecure_dev: bool,
     },
+    /// Measure the router's added latency and throughput against a direct call and nginx.
+    Bench(router::bench::BenchArgs),
 }
 
 fn id_url(text: &str) -> Result<(String, String), String> {
@@ -61,18 +63,15 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve {
-        regions,
-        listen,
-        geoip,
-        trusted_proxies,
-        cells,
-        standbys,
-        client_rps,
-        player_rps,
-        insecure_dev,
-    } = Cli::parse().command;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
+    let serve = match Cli::parse().command {
+        Command::Bench(args) => return runtime.block_on(router::bench::run(args)),
+        serve => serve,
+    };
+    let Command::Serve { regions, listen, geoip, trusted_proxies, cells, standbys, client_rps, player_rps, insecure_dev } = serve
+    else {
+        unreachable!("bench returned above");
+    };
     runtime.block_on(async move {
         let config = RouterConfig {
             regions: RegionConfig::load_dir(&regions)?,

@@ -53,7 +53,11 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 async fn get(sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>, path: &str) -> anyhow::Result<u16> {
-    let request = hyper::Request::get(path).header("host", "bench").header("x-forwarded-for", CLIENT_IP).body(Full::new(Bytes::new()))?;
+    sender.ready().await?;
+    let request = hyper::Request::get(path)
+        .header("host", "bench")
+        .header("x-forwarded-for", CLIENT_IP)
+        .body(Full::new(Bytes::new()))?;
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
     response.into_body().collect().await?;
@@ -155,7 +159,7 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 
 fn nginx_config(dir: &Path, listen: u16, upstream: SocketAddr) -> String {
     format!(
-        "worker_processes auto;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log warn;\nevents {{ worker_connections 1024; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n  fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n  upstream cell {{ server {upstream}; keepalive 64; }}\n  server {{\n    listen 127.0.0.1:{listen};\n    location / {{\n      proxy_pass http://cell;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    }}\n  }}\n}}\n",
+        "worker_processes auto;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log warn;\nevents {{ worker_connections 1024; }}\nhttp {{\n  access_log off;\n  keepalive_requests 10000000;\n  keepalive_timeout 300s;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n  fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n  upstream cell {{ server {upstream}; keepalive 64; keepalive_requests 10000000; }}\n  server {{\n    listen 127.0.0.1:{listen};\n    location / {{\n      proxy_pass http://cell;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    }}\n  }}\n}}\n",
         dir = dir.display()
     )
 }
@@ -181,7 +185,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     wait_for(cell_address, "/readyz").await?;
     let mut s = connect(cell_address).await?;
     let body = format!(r#"{{"playerId":"{PLAYER}","dateOfBirth":"1980-01-01","country":"GB","currency":"GBP"}}"#);
-    let request = hyper::Request::post("/players").header("host", "bench").header("x-idempotency-key", "bench-register").body(Full::new(Bytes::from(body)))?;
+    let request = hyper::Request::post("/players")
+        .header("host", "bench")
+        .header("x-idempotency-key", "bench-register")
+        .body(Full::new(Bytes::from(body)))?;
     let status = s.send_request(request).await?.status();
     if !status.is_success() {
         bail!("registering the bench player answered {status}");
@@ -192,7 +199,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let router_address: SocketAddr = ([127, 0, 0, 1], router_port).into();
     let _router = Process(
         Command::new(std::env::current_exe()?)
-            .args(["serve", "--insecure-dev", "--trusted-proxy", "127.0.0.1/32", "--client-rps", "10000000", "--listen", &router_address.to_string()])
+            .args([
+                "serve",
+                "--insecure-dev",
+                "--trusted-proxy",
+                "127.0.0.1/32",
+                "--client-rps",
+                "10000000",
+                "--listen",
+                &router_address.to_string(),
+            ])
             .arg("--regions")
             .arg(&args.regions)
             .arg("--geoip")
@@ -222,16 +238,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     wait_for(nginx_address, &format!("/wallet/{PLAYER}/balance")).await?;
 
-    let direct_rps = saturate(cell_address, args.connections, duration).await?;
+    let direct_rps = saturate(cell_address, args.connections, duration).await.context("direct at saturation")?;
     eprintln!("direct: {direct_rps:.0} requests/s at saturation");
-    let routed_rps = saturate(router_address, args.connections, duration).await?;
+    let routed_rps = saturate(router_address, args.connections, duration).await.context("router at saturation")?;
     eprintln!("through the router: {routed_rps:.0} requests/s at saturation");
     let rate = direct_rps / 2.0;
-    let direct = at_rate(cell_address, args.connections, rate, duration).await?;
-    let routed = at_rate(router_address, args.connections, rate, duration).await?;
-    let nginx = at_rate(nginx_address, args.connections, rate, duration).await?;
+    let direct = at_rate(cell_address, args.connections, rate, duration).await.context("direct at a fixed rate")?;
+    let routed = at_rate(router_address, args.connections, rate, duration).await.context("router at a fixed rate")?;
+    let nginx = at_rate(nginx_address, args.connections, rate, duration).await.context("nginx at a fixed rate")?;
     for (name, l) in [("direct", &direct), ("router", &routed), ("nginx", &nginx)] {
-        eprintln!("{name} at {rate:.0}/s: p50 {:.3} ms, p99 {:.3} ms, {} requests", percentile_ms(l, 0.5), percentile_ms(l, 0.99), l.len());
+        eprintln!(
+            "{name} at {rate:.0}/s: p50 {:.3} ms, p99 {:.3} ms, {} requests",
+            percentile_ms(l, 0.5),
+            percentile_ms(l, 0.99),
+            l.len()
+        );
     }
     let added = |l: &[u32], p: f64| (percentile_ms(l, p) - percentile_ms(&direct, p)).max(0.0);
     println!("direct_rps={direct_rps:.0}");

@@ -8,6 +8,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Forwarding allocates small buffers per request (headers, URIs); mimalloc serves them faster.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "router", about = "Sends each player to the cell licensed for them")]
 struct Cli {
@@ -68,7 +72,17 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => return runtime.block_on(router::bench::run(args)),
         serve => serve,
     };
-    let Command::Serve { regions, listen, geoip, trusted_proxies, cells, standbys, client_rps, player_rps, insecure_dev } = serve
+    let Command::Serve {
+        regions,
+        listen,
+        geoip,
+        trusted_proxies,
+        cells,
+        standbys,
+        client_rps,
+        player_rps,
+        insecure_dev,
+    } = serve
     else {
         unreachable!("bench returned above");
     };

@@ -428,6 +428,16 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out).into_response()
 }
 
+fn housekeep(state: &AppState, geo: &GeoDb) {
+    state.per_client.retain_recent();
+    state.per_player.retain_recent();
+    match geo.reload_if_changed() {
+        Ok(true) => tracing::info!("GeoIP database reloaded"),
+        Ok(false) => {}
+        Err(e) => tracing::error!(error = %e, "GeoIP database changed but does not load; keeping the old one"),
+    }
+}
+
 /// Serves until `shutdown` resolves, then drains in-flight requests.
 pub async fn run(
     config: RouterConfig,
@@ -464,18 +474,15 @@ pub async fn run(
     cells.check_all(&probe, &keys).await;
     state.ready.store(true, Ordering::Release);
     let health = tokio::spawn(cells::health_loop(cells.clone(), keys.clone(), tasks_stopped.clone()));
-    let reload = tokio::spawn({
+    // Housekeeping: forget idle rate-limit state, and reload the GeoIP database when it changes.
+    let housekeeping = tokio::spawn({
         let mut stopped = tasks_stopped;
-        let limiters = state.clone();
+        let state = state.clone();
         async move {
             let mut tick = tokio::time::interval(geo::RELOAD_CHECK_INTERVAL);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => match { limiters.per_client.retain_recent(); limiters.per_player.retain_recent(); geo.reload_if_changed() } {
-                        Ok(true) => tracing::info!("GeoIP database reloaded"),
-                        Ok(false) => {}
-                        Err(e) => tracing::error!(error = %e, "GeoIP database changed but does not load; keeping the old one"),
-                    },
+                    _ = tick.tick() => housekeep(&state, &geo),
                     _ = stopped.changed() => return,
                 }
             }
@@ -492,7 +499,7 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await?;
     let _ = stop_tasks.send(true);
-    let _ = tokio::join!(health, reload);
+    let _ = tokio::join!(health, housekeeping);
     tracing::info!("router stopped");
     Ok(())
 }

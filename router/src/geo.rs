@@ -124,6 +124,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_database_reloads_when_its_file_changes_and_a_bad_file_keeps_the_old_one() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/geoip/geo-whois-asn-country.mmdb");
+        assert!(shipped.exists(), "run scripts/fetch-geoip.sh first");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.mmdb");
+        std::fs::copy(&shipped, &path).unwrap();
+        let db = GeoDb::open(&path).unwrap();
+        let gb = "81.2.69.142".parse().unwrap();
+        assert_eq!(db.country(gb).map(|c| c.to_string()).as_deref(), Some("GB"));
+        assert!(!db.reload_if_changed().unwrap(), "unchanged file, no reload");
+        // A broken file: refused, the old database keeps answering.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&path, b"not a database").unwrap();
+        assert!(db.reload_if_changed().is_err());
+        assert_eq!(db.country(gb).map(|c| c.to_string()).as_deref(), Some("GB"));
+        // A good file again: loaded.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::copy(&shipped, &path).unwrap();
+        assert!(db.reload_if_changed().unwrap());
+        assert_eq!(db.country(gb).map(|c| c.to_string()).as_deref(), Some("GB"));
+    }
+
+    #[test]
     fn private_and_reserved_addresses_have_no_country() {
         for ip in [
             "10.0.0.1",

@@ -70,6 +70,10 @@ pub async fn run(
     let state =
         Arc::new(AppState { cell: config.region.cell_id.clone(), metrics: metrics.clone(), domains: OnceLock::new() });
     let address = listener.local_addr().context("read listening address")?;
+    // Small requests and answers: send each at once rather than wait for the peer's ACK (Nagle).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let serve = axum::serve(listener, api::router(state.clone())).with_graceful_shutdown(shutdown);
     let server = tokio::spawn(async move { serve.await });
     tracing::info!(cell = %config.region.cell_id, %address, data = %config.data_dir.display(), "listening; opening store");

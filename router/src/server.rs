@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use contracts::region::RegionConfig;
+use http_body_util::BodyExt;
 use ipnet::IpNet;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -29,6 +30,8 @@ use std::time::{Duration, Instant};
 
 /// Largest request body forwarded: the cells' own limit.
 pub const REQUEST_BODY_BYTES_MAX: usize = 128 * 1024;
+/// Largest cell answer passed on; player-facing answers are small JSON documents.
+pub const RESPONSE_BODY_BYTES_MAX: usize = 1024 * 1024;
 /// Longest a cell may take to answer before the router gives up (504).
 pub const CELL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -405,7 +408,24 @@ async fn forward(
             parts.headers.insert(X_CELL.clone(), v);
         }
     }
-    Response::from_parts(parts, Body::new(incoming))
+    // Cells answer small JSON: collecting it (bounded) lets the answer go out in one write with a
+    // Content-Length instead of a chunked stream.
+    match http_body_util::Limited::new(incoming, RESPONSE_BODY_BYTES_MAX).collect().await {
+        Ok(collected) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(collected.to_bytes()))
+        }
+        Err(e) => {
+            tracing::warn!(cell = %route.cell_id, error = %e, "cell answer unreadable or too large");
+            refuse(
+                &s,
+                StatusCode::BAD_GATEWAY,
+                "CELL_ANSWER_INVALID",
+                format!("cell `{}` sent an answer the router cannot pass on", route.cell_id),
+                serde_json::Value::Null,
+            )
+        }
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -449,9 +469,11 @@ pub async fn run(
     }
     let cells = Arc::new(Cells::new(&config.regions, &config.primaries, &config.standbys)?);
     let geo = Arc::new(GeoDb::open(&config.geoip).context("open the GeoIP database (run scripts/fetch-geoip.sh)")?);
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
     let client: HttpClient = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
-        .build_http();
+        .build(connector);
     let keys = Arc::new(SessionKeys::default());
     let quota = |rps: u32| {
         let rps = std::num::NonZeroU32::new(rps.max(1)).expect("at least 1");

@@ -80,7 +80,13 @@ impl Phase {
 }
 
 fn config(dir: &std::path::Path, durability: Durability, writer: WriterConfig) -> anyhow::Result<CellConfig> {
-    Ok(CellConfig { region: RegionConfig::from_toml(UK_REGION)?, data_dir: dir.to_owned(), durability, writer })
+    Ok(CellConfig {
+        region: RegionConfig::from_toml(UK_REGION)?,
+        data_dir: dir.to_owned(),
+        durability,
+        writer,
+        tls: None,
+    })
 }
 
 /// Registers and funds the players, concurrently so group commit shares the syncs.

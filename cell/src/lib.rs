@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod server;
 pub mod sessions;
 pub mod store;
+pub mod tls;

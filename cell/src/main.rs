@@ -34,6 +34,10 @@ enum Command {
         /// Directory for the store; created if missing.
         #[arg(long)]
         data: PathBuf,
+        /// Serve over mutual TLS with the certificates in this directory (`global-control certs`);
+        /// without it, plain HTTP for local use.
+        #[arg(long)]
+        tls_dir: Option<PathBuf>,
     },
     /// Measure a part of the cell and print key=value figures.
     Bench {
@@ -59,8 +63,12 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
     match cli.command {
-        Command::Serve { region, listen, data } => runtime.block_on(async move {
+        Command::Serve { region, listen, data, tls_dir } => runtime.block_on(async move {
             let region = RegionConfig::from_file(&region)?;
+            let tls = match &tls_dir {
+                Some(dir) => Some(replication::tls::server_config(dir, &region.cell_id)?),
+                None => None,
+            };
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
             let config = CellConfig {
@@ -68,6 +76,7 @@ fn main() -> anyhow::Result<()> {
                 data_dir: data,
                 durability: Durability::GroupSync,
                 writer: WriterConfig::default(),
+                tls,
             };
             cell::server::run(config, listener, shutdown_signal()).await
         }),

@@ -19,6 +19,8 @@ pub struct CellConfig {
     pub data_dir: PathBuf,
     pub durability: Durability,
     pub writer: WriterConfig,
+    /// Serve over mutual TLS with this configuration; plain HTTP when `None` (local use).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A cell's domains over an open store, and the wallet writer thread to join on close.
@@ -70,12 +72,21 @@ pub async fn run(
     let state =
         Arc::new(AppState { cell: config.region.cell_id.clone(), metrics: metrics.clone(), domains: OnceLock::new() });
     let address = listener.local_addr().context("read listening address")?;
-    // Small requests and answers: send each at once rather than wait for the peer's ACK (Nagle).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let serve = axum::serve(listener, api::router(state.clone())).with_graceful_shutdown(shutdown);
-    let server = tokio::spawn(async move { serve.await });
+    let app = api::router(state.clone());
+    let server = match config.tls.clone() {
+        Some(tls) => {
+            let serve = axum::serve(crate::tls::TlsListener::new(listener, tls), app).with_graceful_shutdown(shutdown);
+            tokio::spawn(async move { serve.await })
+        }
+        None => {
+            // Small requests and answers: send each at once rather than wait for the peer's ACK.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+            tokio::spawn(async move { serve.await })
+        }
+    };
     tracing::info!(cell = %config.region.cell_id, %address, data = %config.data_dir.display(), "listening; opening store");
     let opened = tokio::task::spawn_blocking(move || OpenCell::open(&config, metrics)).await.context("open task")??;
     let OpenCell { domains, writer } = opened;

@@ -1,6 +1,6 @@
 //! The global control plane: feature flags per region, the game catalog, regulator exports and
 //! the cell registry (DESIGN.md section 8).
 //!
-//! Not built yet: issue #5 (flags, catalog sync over QUIC) fills this crate. It has no behaviour
-//! today, and nothing depends on it.
+//! Built so far: `global-control certs`, the development CA and certificates every mutual-TLS
+//! link uses. The flags, catalog and sync (issue #5) are not built yet.
 #![forbid(unsafe_code)]

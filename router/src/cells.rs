@@ -7,7 +7,6 @@
 use crate::sessions::SessionKeys;
 use contracts::region::RegionConfig;
 use contracts::CountryCode;
-use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +20,41 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
 /// A health check slower than this counts as failed.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_millis(400);
 
-pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>;
+/// A pooled keep-alive client to one cell (HTTPS with mutual TLS, or plain HTTP in development).
+pub type HttpClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// How the router reaches cells.
+#[derive(Clone, Debug)]
+pub enum Transport {
+    /// Mutual TLS with the certificates in this directory (`global-control certs`).
+    MutualTls(std::path::PathBuf),
+    /// Plain HTTP, for local development only.
+    InsecurePlainHttp,
+}
+
+/// A client whose TLS accepts only `cell`'s certificate.
+fn client_for(cell: &str, transport: &Transport) -> Result<HttpClient, CellsError> {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let builder = match transport {
+        Transport::MutualTls(dir) => {
+            let config =
+                replication::tls::client_config(dir, "router", cell).map_err(|e| CellsError::Tls(e.to_string()))?;
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_only()
+        }
+        Transport::InsecurePlainHttp => hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(replication::tls::no_tls_client_config())
+            .https_or_http(),
+    };
+    let connector = builder.enable_http1().wrap_connector(http);
+    Ok(Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .build(connector))
+}
 
 #[derive(Debug)]
 pub struct Endpoint {
@@ -40,9 +73,10 @@ impl Endpoint {
     }
 }
 
-#[derive(Debug)]
 pub struct CellRoute {
     pub cell_id: String,
+    /// Talks only to this cell (its TLS checks the certificate names `cell_id`).
+    pub client: HttpClient,
     pub countries: Vec<CountryCode>,
     pub primary: Endpoint,
     pub standby: Option<Endpoint>,
@@ -74,7 +108,6 @@ impl CellRoute {
     }
 }
 
-#[derive(Debug)]
 pub struct Cells {
     pub routes: Vec<CellRoute>,
 }
@@ -83,6 +116,8 @@ pub struct Cells {
 pub enum CellsError {
     #[error("--{flag} names cell `{cell}`, which has no region file")]
     UnknownCell { flag: &'static str, cell: String },
+    #[error("TLS to cells: {0}")]
+    Tls(String),
     #[error("country {country} is licensed by both `{first}` and `{second}`: a country must have one cell")]
     CountryTwice { country: CountryCode, first: String, second: String },
 }
@@ -93,6 +128,7 @@ impl Cells {
         regions: &[RegionConfig],
         primaries: &HashMap<String, String>,
         standbys: &HashMap<String, String>,
+        transport: &Transport,
     ) -> Result<Cells, CellsError> {
         for (flag, overrides) in [("cell", primaries), ("standby", standbys)] {
             if let Some(cell) = overrides.keys().find(|id| !regions.iter().any(|r| &r.cell_id == *id)) {
@@ -113,6 +149,7 @@ impl Cells {
             let primary = primaries.get(&r.cell_id).unwrap_or(&r.primary_endpoint);
             let standby = standbys.get(&r.cell_id).or(r.standby_endpoint.as_ref());
             routes.push(CellRoute {
+                client: client_for(&r.cell_id, transport)?,
                 cell_id: r.cell_id.clone(),
                 countries: r.licensed_countries.clone(),
                 primary: Endpoint::new(primary),
@@ -134,19 +171,14 @@ impl Cells {
 
     /// Checks every endpoint once, concurrently, and fetches the session key of each healthy
     /// endpoint whose key is not known yet.
-    pub async fn check_all(
-        &self,
-        client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>,
-        keys: &SessionKeys,
-    ) {
-        let endpoints = self
-            .routes
-            .iter()
-            .flat_map(|r| std::iter::once((&r.primary, &r.cell_id)).chain(r.standby.as_ref().map(|s| (s, &r.cell_id))));
-        let checks = endpoints.map(|(e, cell)| async move {
+    pub async fn check_all(&self, keys: &SessionKeys) {
+        let endpoints =
+            self.routes.iter().flat_map(|r| std::iter::once((&r.primary, r)).chain(r.standby.as_ref().map(|s| (s, r))));
+        let checks = endpoints.map(|(e, route)| async move {
+            let (client, cell) = (&route.client, &route.cell_id);
             let ok = match format!("{}/readyz", e.url).parse::<hyper::Uri>() {
                 Ok(uri) => matches!(
-                    tokio::time::timeout(HEALTH_TIMEOUT, client.get(uri)).await,
+                    tokio::time::timeout(HEALTH_TIMEOUT, client.get_empty(uri)).await,
                     Ok(Ok(response)) if response.status().is_success()
                 ),
                 Err(_) => false,
@@ -165,15 +197,10 @@ impl Cells {
     }
 }
 
-async fn fetch_key(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>,
-    url: &str,
-    cell: &str,
-    keys: &SessionKeys,
-) -> Result<(), String> {
+async fn fetch_key(client: &HttpClient, url: &str, cell: &str, keys: &SessionKeys) -> Result<(), String> {
     use http_body_util::BodyExt;
     let uri: hyper::Uri = format!("{url}/sessions/key").parse().map_err(|e| format!("{e}"))?;
-    let response = tokio::time::timeout(HEALTH_TIMEOUT, client.get(uri))
+    let response = tokio::time::timeout(HEALTH_TIMEOUT, client.get_empty(uri))
         .await
         .map_err(|_| "timed out".to_owned())?
         .map_err(|e| e.to_string())?;
@@ -187,13 +214,25 @@ async fn fetch_key(
 
 /// Checks every endpoint every `HEALTH_INTERVAL` until `shutdown`.
 pub async fn health_loop(cells: Arc<Cells>, keys: Arc<SessionKeys>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
     let mut tick = tokio::time::interval(HEALTH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => cells.check_all(&client, &keys).await,
+            _ = tick.tick() => cells.check_all(&keys).await,
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// GET with an empty body, on the client type the router uses for everything.
+trait GetEmpty {
+    fn get_empty(&self, uri: hyper::Uri) -> hyper_util::client::legacy::ResponseFuture;
+}
+
+impl GetEmpty for HttpClient {
+    fn get_empty(&self, uri: hyper::Uri) -> hyper_util::client::legacy::ResponseFuture {
+        let mut request = hyper::Request::new(http_body_util::Full::new(bytes::Bytes::new()));
+        *request.uri_mut() = uri;
+        self.request(request)
     }
 }

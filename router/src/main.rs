@@ -46,7 +46,11 @@ enum Command {
         /// Requests per second allowed per player with a session (bursts of twice that).
         #[arg(long, default_value_t = 20)]
         player_rps: u32,
-        /// Plain HTTP to cells (local use only).
+        /// Mutual TLS to cells with the certificates in this directory (`global-control certs`).
+        #[arg(long)]
+        tls_dir: Option<PathBuf>,
+        /// Plain HTTP to cells (local use only); without it the router talks to cells over mutual
+        /// TLS only.
         #[arg(long)]
         insecure_dev: bool,
     },
@@ -81,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         standbys,
         client_rps,
         player_rps,
+        tls_dir,
         insecure_dev,
     } = serve
     else {
@@ -95,7 +100,11 @@ fn main() -> anyhow::Result<()> {
             standbys: standbys.into_iter().collect::<HashMap<_, _>>(),
             client_rps,
             player_rps,
-            insecure_dev,
+            transport: match (tls_dir, insecure_dev) {
+                (Some(dir), _) => router::cells::Transport::MutualTls(dir),
+                (None, true) => router::cells::Transport::InsecurePlainHttp,
+                (None, false) => anyhow::bail!("the router talks to cells over mutual TLS: pass --tls-dir DIR (global-control certs), or --insecure-dev for plain HTTP on a trusted machine"),
+            },
         };
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
         router::server::run(config, listener, shutdown_signal()).await

@@ -1,7 +1,7 @@
 //! The router's HTTP front: decides where each request goes, forwards it, and refuses what must
 //! not pass (RFC 7725 451s fail closed; internal routes are not reachable from outside).
 
-use crate::cells::{self, Cells, HttpClient};
+use crate::cells::{self, Cells};
 use crate::client_ip::client_ip;
 use crate::geo::{self, GeoDb};
 use crate::sessions::SessionKeys;
@@ -63,9 +63,8 @@ pub struct RouterConfig {
     pub client_rps: u32,
     /// Requests per second one player (by session) may make, wherever they come from.
     pub player_rps: u32,
-    /// Plain HTTP to cells, for local use. Without it the router would need mutual TLS to cells,
-    /// which is not built yet, so it refuses to start.
-    pub insecure_dev: bool,
+    /// How to reach cells: mutual TLS, or plain HTTP for local use.
+    pub transport: cells::Transport,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -128,7 +127,6 @@ struct AppState {
     keys: Arc<SessionKeys>,
     geo: Arc<GeoDb>,
     trusted: Vec<IpNet>,
-    client: HttpClient,
     metrics: Metrics,
     /// Set after the first round of health checks.
     ready: AtomicBool,
@@ -363,7 +361,7 @@ async fn forward(
         );
     };
     let started = Instant::now();
-    let answered = tokio::time::timeout(CELL_TIMEOUT, s.client.request(upstream)).await;
+    let answered = tokio::time::timeout(CELL_TIMEOUT, route.client.request(upstream)).await;
     s.metrics
         .cell_seconds
         .get_or_create(&CellLabels { cell: route.cell_id.clone() })
@@ -464,16 +462,8 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    if !config.insecure_dev {
-        anyhow::bail!("mutual TLS to cells is not built yet (issue #4); pass --insecure-dev to use plain HTTP to cells on a trusted network");
-    }
-    let cells = Arc::new(Cells::new(&config.regions, &config.primaries, &config.standbys)?);
+    let cells = Arc::new(Cells::new(&config.regions, &config.primaries, &config.standbys, &config.transport)?);
     let geo = Arc::new(GeoDb::open(&config.geoip).context("open the GeoIP database (run scripts/fetch-geoip.sh)")?);
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: HttpClient = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector);
     let keys = Arc::new(SessionKeys::default());
     let quota = |rps: u32| {
         let rps = std::num::NonZeroU32::new(rps.max(1)).expect("at least 1");
@@ -486,14 +476,12 @@ pub async fn run(
         keys: keys.clone(),
         geo: geo.clone(),
         trusted: config.trusted_proxies,
-        client,
         metrics: Metrics::new(),
         ready: AtomicBool::new(false),
     });
     let (stop_tasks, tasks_stopped) = tokio::sync::watch::channel(false);
     // First round of health checks before declaring readiness.
-    let probe = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    cells.check_all(&probe, &keys).await;
+    cells.check_all(&keys).await;
     state.ready.store(true, Ordering::Release);
     let health = tokio::spawn(cells::health_loop(cells.clone(), keys.clone(), tasks_stopped.clone()));
     // Housekeeping: forget idle rate-limit state, and reload the GeoIP database when it changes.

@@ -62,6 +62,7 @@ async fn serve(
         data_dir: dir.to_owned(),
         durability: Durability::GroupSync,
         writer: WriterConfig::default(),
+        tls: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(cell::server::run(config, listener, async {

@@ -100,6 +100,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         data_dir: dir.path().to_owned(),
         durability: Durability::GroupSync,
         writer: WriterConfig::default(),
+        tls: None,
     };
     let cell = tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default())))
         .await

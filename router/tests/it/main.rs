@@ -43,6 +43,12 @@ struct Cell {
 
 impl Cell {
     async fn start(id: &str) -> Cell {
+        Cell::start_with(id, None).await
+    }
+
+    /// A cell serving over mutual TLS with `tls` (no readiness wait: plain HTTP cannot reach it).
+    async fn start_with(id: &str, tls: Option<std::sync::Arc<rustls::ServerConfig>>) -> Cell {
+        let plain = tls.is_none();
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -51,13 +57,16 @@ impl Cell {
             data_dir: dir.path().to_owned(),
             durability: Durability::GroupSync,
             writer: WriterConfig::default(),
+            tls,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(cell::server::run(config, listener, async {
             let _ = stopped.await;
         }));
         let cell = Cell { address, stop: Some(stop), server: Some(server), _dir: dir };
-        wait_ready(address).await;
+        if plain {
+            wait_ready(address).await;
+        }
         cell
     }
 
@@ -141,17 +150,16 @@ impl Router {
     }
 
     async fn start_with(cells: &[(&str, String)], standbys: &[(&str, String)], extra: &[&str]) -> Router {
+        let mut args = vec!["--insecure-dev"];
+        args.extend_from_slice(extra);
+        Router::spawn(cells, standbys, &args).await
+    }
+
+    async fn spawn(cells: &[(&str, String)], standbys: &[(&str, String)], extra: &[&str]) -> Router {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_router"));
         command
-            .args([
-                "serve",
-                "--insecure-dev",
-                "--trusted-proxy",
-                "127.0.0.1/32",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
+            .args(["serve", "--trusted-proxy", "127.0.0.1/32", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--regions")
             .arg(root().join("config/regions"))
             .arg("--geoip")
@@ -325,4 +333,56 @@ async fn rate_limits_per_client_address() {
     // Another client is not affected.
     let other = router.from(DK, "GET", "/wallet/uk-nobody/balance", None).await;
     assert_ne!(other.status, 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_and_cells_speak_mutual_tls_and_refuse_the_wrong_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let names: Vec<String> = ["router", "uk", "dk"].iter().map(|s| s.to_string()).collect();
+    replication::tls::generate(certs.path(), &names).unwrap();
+    let uk = Cell::start_with("uk", Some(replication::tls::server_config(certs.path(), "uk").unwrap())).await;
+    // A "dk" cell that presents uk's certificate: the router must not accept it as dk.
+    let impostor = Cell::start_with("dk", Some(replication::tls::server_config(certs.path(), "uk").unwrap())).await;
+    let tls_dir = certs.path().to_str().unwrap().to_owned();
+    let router = Router::spawn(
+        &[("uk", format!("https://{}", uk.address)), ("dk", format!("https://{}", impostor.address))],
+        &[],
+        &["--tls-dir", &tls_dir],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = router.from(GB, "POST", "/players", registration("uk-tls1", "GB", "GBP")).await;
+        if r.status == 201 {
+            assert_eq!(r.cell(), "uk");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no answer over mutual TLS: {} {}", r.status, r.code());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = router.from(DK, "POST", "/players", registration("dk-tls1", "DK", "DKK")).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (503, "CELL_UNAVAILABLE"),
+        "a cell with another cell's certificate is never used"
+    );
+    // Plain HTTP to a mutual-TLS cell gets nothing.
+    assert!(request(uk.address, "GET", "/readyz", &[], None).await.is_err());
+}
+
+#[test]
+fn the_router_refuses_to_start_without_mutual_tls_or_an_explicit_development_flag() {
+    let output = Command::new(env!("CARGO_BIN_EXE_router"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--regions"])
+        .arg(root().join("config/regions"))
+        .arg("--geoip")
+        .arg(geoip())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--tls-dir"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -2,10 +2,6 @@
 //! clients placed in countries through a trusted proxy's `X-Forwarded-For`.
 
 use bytes::Bytes;
-use cell::domains::wallet::WriterConfig;
-use cell::server::CellConfig;
-use cell::store::embedded::Durability;
-use contracts::region::RegionConfig;
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -34,11 +30,21 @@ const PRIVATE: &str = "10.1.2.3";
 /// Public, but in no record of the database.
 const UNLISTED: &str = "102.199.102.127";
 
+/// A real `cell serve` process (the binary `cargo test --workspace` builds beside the router's).
 struct Cell {
     address: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    child: Option<Child>,
     _dir: tempfile::TempDir,
+}
+
+fn cell_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_router")).with_file_name("cell");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test --workspace` (or `cargo build -p cell`) first",
+        path.display()
+    );
+    path
 }
 
 impl Cell {
@@ -46,26 +52,33 @@ impl Cell {
         Cell::start_with(id, None).await
     }
 
-    /// A cell serving over mutual TLS with `tls` (no readiness wait: plain HTTP cannot reach it).
-    async fn start_with(id: &str, tls: Option<std::sync::Arc<rustls::ServerConfig>>) -> Cell {
-        let plain = tls.is_none();
+    /// A cell serving over mutual TLS with the certificates in `tls_dir`.
+    async fn start_with(id: &str, tls_dir: Option<&Path>) -> Cell {
         let dir = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let config = CellConfig {
-            region: RegionConfig::from_file(&root().join(format!("config/regions/{id}.toml"))).unwrap(),
-            data_dir: dir.path().to_owned(),
-            durability: Durability::GroupSync,
-            writer: WriterConfig::default(),
-            tls,
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(cell::server::run(config, listener, async {
-            let _ = stopped.await;
-        }));
-        let cell = Cell { address, stop: Some(stop), server: Some(server), _dir: dir };
-        if plain {
-            wait_ready(address).await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let address: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut command = Command::new(cell_binary());
+        command
+            .args(["serve", "--listen", &address.to_string(), "--region"])
+            .arg(root().join(format!("config/regions/{id}.toml")))
+            .arg("--data")
+            .arg(dir.path());
+        if let Some(tls) = tls_dir {
+            command.arg("--tls-dir").arg(tls);
+        }
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let cell = Cell { address, child: Some(child), _dir: dir };
+        match tls_dir {
+            None => wait_ready(address).await,
+            // Plain HTTP cannot ask a mutual-TLS cell; wait for its port instead.
+            Some(_) => {
+                for _ in 0..500 {
+                    if tokio::net::TcpStream::connect(address).await.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
         }
         cell
     }
@@ -74,10 +87,20 @@ impl Cell {
         format!("http://{}", self.address)
     }
 
+    /// `kill -9`: no chance to drain or say goodbye.
     async fn kill(&mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
-        if let Some(server) = self.server.take() {
-            server.await.unwrap().unwrap();
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Cell {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
@@ -340,9 +363,16 @@ async fn router_and_cells_speak_mutual_tls_and_refuse_the_wrong_certificate() {
     let certs = tempfile::tempdir().unwrap();
     let names: Vec<String> = ["router", "uk", "dk"].iter().map(|s| s.to_string()).collect();
     replication::tls::generate(certs.path(), &names).unwrap();
-    let uk = Cell::start_with("uk", Some(replication::tls::server_config(certs.path(), "uk").unwrap())).await;
+    let uk = Cell::start_with("uk", Some(certs.path())).await;
     // A "dk" cell that presents uk's certificate: the router must not accept it as dk.
-    let impostor = Cell::start_with("dk", Some(replication::tls::server_config(certs.path(), "uk").unwrap())).await;
+    let impostor_certs = tempfile::tempdir().unwrap();
+    for file in ["ca.pem", "ca.key"] {
+        std::fs::copy(certs.path().join(file), impostor_certs.path().join(file)).unwrap();
+    }
+    for ext in ["pem", "key"] {
+        std::fs::copy(certs.path().join(format!("uk.{ext}")), impostor_certs.path().join(format!("dk.{ext}"))).unwrap();
+    }
+    let impostor = Cell::start_with("dk", Some(impostor_certs.path())).await;
     let tls_dir = certs.path().to_str().unwrap().to_owned();
     let router = Router::spawn(
         &[("uk", format!("https://{}", uk.address)), ("dk", format!("https://{}", impostor.address))],

@@ -184,8 +184,10 @@ impl Cells {
                 Err(_) => false,
             };
             let was = e.healthy.swap(ok, Ordering::AcqRel);
-            if was != ok {
-                tracing::warn!(endpoint = %e.url, healthy = ok, "cell endpoint health changed");
+            match (was, ok) {
+                (false, true) => tracing::info!(cell = %cell, endpoint = %e.url, "cell endpoint healthy"),
+                (true, false) => tracing::warn!(cell = %cell, endpoint = %e.url, "cell endpoint down"),
+                _ => {}
             }
             if ok && !keys.knows(&e.url) {
                 if let Err(problem) = fetch_key(client, &e.url, cell, keys).await {

@@ -21,11 +21,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve.
+    /// Route player traffic to the cells licensed for it.
     Serve {
         /// Directory of region files (config/regions).
         #[arg(long)]
         regions: PathBuf,
+        /// Address to listen on for players, e.g. 127.0.0.1:8080.
         #[arg(long)]
         listen: SocketAddr,
         /// MaxMind-format country database (scripts/fetch-geoip.sh fetches the default one).
@@ -46,7 +47,8 @@ enum Command {
         /// Requests per second allowed per player with a session (bursts of twice that).
         #[arg(long, default_value_t = 20)]
         player_rps: u32,
-        /// Mutual TLS to cells with the certificates in this directory (`global-control certs`).
+        /// Mutual TLS to cells with the certificates in this directory (`global-control certs`);
+        /// takes precedence over --insecure-dev.
         #[arg(long)]
         tls_dir: Option<PathBuf>,
         /// Plain HTTP to cells (local use only); without it the router talks to cells over mutual

@@ -482,6 +482,15 @@ pub async fn run(
     let (stop_tasks, tasks_stopped) = tokio::sync::watch::channel(false);
     // First round of health checks before declaring readiness.
     cells.check_all(&keys).await;
+    for route in &cells.routes {
+        for (endpoint, role) in
+            std::iter::once((&route.primary, "primary")).chain(route.standby.as_ref().map(|s| (s, "standby")))
+        {
+            if !endpoint.is_healthy() {
+                tracing::warn!(cell = %route.cell_id, role, endpoint = %endpoint.url, "cell endpoint not answering its health check (503 for its players until it does)");
+            }
+        }
+    }
     state.ready.store(true, Ordering::Release);
     let health = tokio::spawn(cells::health_loop(cells.clone(), keys.clone(), tasks_stopped.clone()));
     // Housekeeping: forget idle rate-limit state, and reload the GeoIP database when it changes.

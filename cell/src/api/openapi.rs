@@ -3,6 +3,7 @@
 use axum::Json;
 use contracts::events::EventPage;
 use contracts::players::{Player, RegisterPlayerRequest};
+use contracts::sessions::{SessionKey, SessionRequest, SessionResponse};
 use contracts::wallet::{
     BalanceResponse, HoldRequest, HoldResponse, MovementRequest, MovementResponse, SettleRequest, SettleResponse,
 };
@@ -41,6 +42,8 @@ fn build() -> Value {
     let (hold_req, hold_res) = (schema::<HoldRequest>(&mut g), schema::<HoldResponse>(&mut g));
     let (settle_req, settle_res) = (schema::<SettleRequest>(&mut g), schema::<SettleResponse>(&mut g));
     let (balance, page) = (schema::<BalanceResponse>(&mut g), schema::<EventPage>(&mut g));
+    let (session_req, session_res, session_key) =
+        (schema::<SessionRequest>(&mut g), schema::<SessionResponse>(&mut g), schema::<SessionKey>(&mut g));
     let paths = json!({
         "/players": mutating(&error, "Register a player in this cell", player_req, "201", player_res, &["400", "409", "413", "422"]),
         "/wallet/credit": mutating(&error, "Credit a player's cash", movement_req.clone(), "200", movement_res.clone(), &["400", "404", "409", "413", "422", "503"]),
@@ -63,6 +66,18 @@ fn build() -> Value {
                 { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": crate::events::PAGE_EVENTS_MAX } }
             ],
             "responses": { "200": { "description": "a page of events", "content": { "application/json": { "schema": page } } } }
+        } },
+        "/sessions": { "post": {
+            "summary": "A 15-minute session token for a registered player (stores nothing, so no idempotency key)",
+            "requestBody": { "required": true, "content": { "application/json": { "schema": session_req } } },
+            "responses": {
+                "201": { "description": "token", "content": { "application/json": { "schema": session_res } } },
+                "404": { "description": "PLAYER_NOT_FOUND", "content": { "application/json": { "schema": error.clone() } } }
+            }
+        } },
+        "/sessions/key": { "get": {
+            "summary": "The public key that verifies this cell's session tokens",
+            "responses": { "200": { "description": "key", "content": { "application/json": { "schema": session_key } } } }
         } },
         "/healthz": { "get": { "summary": "Liveness", "responses": { "200": { "description": "alive" } } } },
         "/readyz": { "get": { "summary": "Readiness: 200 once the store is open", "responses": { "200": { "description": "ready" }, "503": { "description": "opening" } } } },

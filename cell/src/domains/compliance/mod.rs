@@ -16,11 +16,11 @@ use std::sync::Arc;
 /// Why a registration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ComplianceError {
-    #[error("player is {age}; {jurisdiction:?} requires {minimum}")]
-    Underage { age: u32, minimum: u8, jurisdiction: contracts::Jurisdiction },
+    #[error("player is {age}; the {regulator} licence requires {minimum}")]
+    Underage { age: u32, minimum: u8, regulator: String },
     #[error("residence {country} is not licensed by cell {cell}")]
     CountryNotLicensed { country: String, cell: String },
-    #[error("player id {player} belongs to cell `{prefix}`; ids registered here start with `{cell}-`")]
+    #[error("player id {player} does not belong to this cell: ids registered here start with `{cell}-`")]
     WrongCell { player: String, prefix: String, cell: String },
     #[error("currency {currency} is not booked by cell {cell}")]
     CurrencyNotBooked { currency: String, cell: String },
@@ -124,7 +124,7 @@ impl Compliance {
             return Err(ComplianceError::Underage {
                 age,
                 minimum: region.minimum_age,
-                jurisdiction: region.jurisdiction,
+                regulator: region.regulator.clone(),
             });
         }
         if !region.is_licensed_for(request.country) {

@@ -664,8 +664,8 @@ impl Writer {
             return Ok(Err(WalletError::InsufficientFunds {
                 player: player.to_string(),
                 currency: currency.code(),
-                available: after.cash,
-                requested: amount,
+                available: Amount::at_scale(after.cash, currency.scale()).0,
+                requested: Amount::at_scale(amount, currency.scale()).0,
             }));
         }
         self.house_balance(tx, House::PspClearing, currency)?;
@@ -717,8 +717,8 @@ impl Writer {
             return Ok(Err(WalletError::InsufficientFunds {
                 player: player.to_string(),
                 currency: currency.code(),
-                available: after.cash,
-                requested: money.amount(),
+                available: Amount::at_scale(after.cash, currency.scale()).0,
+                requested: Amount::at_scale(money.amount(), currency.scale()).0,
             }));
         }
         after.cash -= money.amount();

@@ -62,8 +62,6 @@ pub enum WalletError {
     SettleOperationsInvalid,
     #[error("X-Idempotency-Key was already used for a different request")]
     IdempotencyKeyReused,
-    #[error("the wallet is overloaded; retry with the same X-Idempotency-Key")]
-    Overloaded,
     #[error("store unavailable: {0}; retry with the same X-Idempotency-Key")]
     Unavailable(String),
 }
@@ -84,7 +82,6 @@ impl WalletError {
             WalletError::SettleCurrencyMismatch { .. } => "CURRENCY_MISMATCH",
             WalletError::SettleOperationsInvalid => "SETTLE_OPERATIONS_INVALID",
             WalletError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
-            WalletError::Overloaded => "WALLET_OVERLOADED",
             WalletError::Unavailable(_) => "STORE_UNAVAILABLE",
         }
     }
@@ -103,7 +100,7 @@ impl WalletError {
             WalletError::BetAlreadyHeld { .. }
             | WalletError::RoundAlreadySettled(_)
             | WalletError::IdempotencyKeyReused => 409,
-            WalletError::Overloaded | WalletError::Unavailable(_) => 503,
+            WalletError::Unavailable(_) => 503,
         }
     }
 }

@@ -242,6 +242,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     eprintln!("direct: {direct_rps:.0} requests/s at saturation");
     let routed_rps = saturate(router_address, args.connections, duration).await.context("router at saturation")?;
     eprintln!("through the router: {routed_rps:.0} requests/s at saturation");
+    let nginx_rps = saturate(nginx_address, args.connections, duration).await.context("nginx at saturation")?;
+    eprintln!("through nginx: {nginx_rps:.0} requests/s at saturation");
     let rate = direct_rps / 2.0;
     let direct = at_rate(cell_address, args.connections, rate, duration).await.context("direct at a fixed rate")?;
     let routed = at_rate(router_address, args.connections, rate, duration).await.context("router at a fixed rate")?;
@@ -257,6 +259,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let added = |l: &[u32], p: f64| (percentile_ms(l, p) - percentile_ms(&direct, p)).max(0.0);
     println!("direct_rps={direct_rps:.0}");
     println!("routed_rps={routed_rps:.0}");
+    println!("nginx_rps={nginx_rps:.0}");
     println!("added_p50_ms={:.3}", added(&routed, 0.5));
     println!("added_p99_ms={:.3}", added(&routed, 0.99));
     println!("nginx_added_p50_ms={:.3}", added(&nginx, 0.5));

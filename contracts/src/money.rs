@@ -154,8 +154,6 @@ pub enum MoneyError {
     Negative(Decimal),
     #[error("amount must be greater than zero")]
     Zero,
-    #[error("cannot combine {0} with {1}")]
-    CurrencyMismatch(&'static str, &'static str),
 }
 
 impl MoneyError {
@@ -166,7 +164,6 @@ impl MoneyError {
             MoneyError::TooManyDecimals { .. } => "AMOUNT_SCALE",
             MoneyError::Negative(_) => "AMOUNT_NEGATIVE",
             MoneyError::Zero => "AMOUNT_ZERO",
-            MoneyError::CurrencyMismatch(..) => "CURRENCY_MISMATCH",
         }
     }
 }
@@ -199,10 +196,6 @@ impl Money {
         Money::signed(amount, currency)
     }
 
-    pub fn zero(currency: Currency) -> Money {
-        Money { amount: Decimal::ZERO, currency }
-    }
-
     pub fn amount(&self) -> Decimal {
         self.amount
     }
@@ -214,13 +207,6 @@ impl Money {
     /// The amount as it travels, at the currency's scale.
     pub fn wire(&self) -> Amount {
         Amount::at_scale(self.amount, self.currency.scale)
-    }
-
-    pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
-        if self.currency != other.currency {
-            return Err(MoneyError::CurrencyMismatch(self.currency.code, other.currency.code));
-        }
-        Ok(Money { amount: self.amount + other.amount, currency: self.currency })
     }
 }
 

@@ -10,7 +10,6 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 /// A region file that could not be loaded: which file, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -399,16 +398,4 @@ fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
         stake_limits,
         deposit_limits,
     })
-}
-
-impl FromStr for LimitPeriod {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "day" => Ok(LimitPeriod::Day),
-            "week" => Ok(LimitPeriod::Week),
-            "month" => Ok(LimitPeriod::Month),
-            other => Err(format!("`{other}` is not day, week or month")),
-        }
-    }
 }

@@ -177,6 +177,14 @@ fn traceparent(headers: &HeaderMap) -> String {
     format!("00-{}-{}-01", hex::encode(rand::random::<[u8; 16]>()), hex::encode(rand::random::<[u8; 8]>()))
 }
 
+/// Adds `Retry-After` (whole seconds, at least 1) to a refusal the client may retry.
+fn retry_after(mut response: Response, seconds: u64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
 /// Admits one request for `key`, or answers 429 with `Retry-After` in whole seconds.
 #[allow(clippy::result_large_err)]
 fn rate_limit<K: Clone + std::hash::Hash + Eq>(s: &AppState, limiter: &Limiter<K>, key: &K) -> Result<(), Response> {
@@ -186,17 +194,11 @@ fn rate_limit<K: Clone + std::hash::Hash + Eq>(s: &AppState, limiter: &Limiter<K
         Err(not_until) => {
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let mut response = refuse(
-                s,
-                StatusCode::TOO_MANY_REQUESTS,
-                "RATE_LIMITED",
-                format!("too many requests; retry in {seconds} s"),
-                serde_json::Value::Null,
-            );
-            if let Ok(v) = HeaderValue::from_str(&seconds.max(1).to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            Err(response)
+            let message = format!("too many requests; retry in {seconds} s");
+            Err(retry_after(
+                refuse(s, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message, serde_json::Value::Null),
+                seconds,
+            ))
         }
     }
 }
@@ -306,15 +308,14 @@ async fn forward(
     };
     let Some((endpoint, role)) = route.pick() else {
         let message = format!("no healthy cell for jurisdiction `{}`; retry shortly", route.cell_id);
-        let mut response = refuse(
+        let refusal = refuse(
             &s,
             StatusCode::SERVICE_UNAVAILABLE,
             "CELL_UNAVAILABLE",
             message,
             serde_json::json!({ "cell": route.cell_id }),
         );
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+        return retry_after(refusal, 1);
     };
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let Ok(uri) = format!("{}{path}", endpoint.url).parse::<hyper::Uri>() else {
@@ -371,15 +372,14 @@ async fn forward(
         Ok(Err(e)) => {
             tracing::warn!(cell = %route.cell_id, endpoint = %endpoint.url, error = %e, "cell unreachable");
             let message = format!("cell `{}` did not answer; retry shortly", route.cell_id);
-            let mut response = refuse(
+            let refusal = refuse(
                 &s,
                 StatusCode::BAD_GATEWAY,
                 "CELL_UNREACHABLE",
                 message,
                 serde_json::json!({ "cell": route.cell_id }),
             );
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return response;
+            return retry_after(refusal, 1);
         }
         Err(_) => {
             let message = format!("cell `{}` took longer than {CELL_TIMEOUT:?}", route.cell_id);

@@ -136,10 +136,6 @@ impl Store for EmbeddedStore {
             stamped: Vec::new(),
         }))
     }
-
-    fn backend_name(&self) -> &'static str {
-        "embedded"
-    }
 }
 
 /// One of a transaction's buffered writes: `Some(value)` to set, `None` to clear.

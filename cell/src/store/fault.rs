@@ -59,10 +59,6 @@ impl Store for FaultyStore {
             counts: self.counts.clone(),
         }))
     }
-
-    fn backend_name(&self) -> &'static str {
-        self.inner.backend_name()
-    }
 }
 
 struct FaultyTx {

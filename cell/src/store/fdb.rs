@@ -58,10 +58,6 @@ impl Store for FdbStore {
         let trx = self.db.create_trx().map_err(map_error)?;
         Ok(Box::new(FdbTx { trx, budget: WriteBudget::default(), stamped: false, started: Instant::now() }))
     }
-
-    fn backend_name(&self) -> &'static str {
-        "foundationdb"
-    }
 }
 
 struct FdbTx {

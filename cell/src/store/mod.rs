@@ -125,8 +125,6 @@ impl PendingCommit for Durable {
 /// A store: a factory of transactions.
 pub trait Store: Send + Sync + 'static {
     fn begin(&self) -> Result<Box<dyn Transaction>, StoreError>;
-    /// A short name for logs and metrics: `embedded`, `foundationdb`.
-    fn backend_name(&self) -> &'static str;
 }
 
 /// Most attempts `transact` makes before giving up on a retryable error.

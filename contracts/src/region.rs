@@ -4,6 +4,7 @@
 //! Rules are data with effective dates and a policy version, so a rule change is a reviewed edit
 //! of a file, and every decision taken under it can say which version it used.
 
+use crate::flags::{FlagKey, FlagLock, FlagValue};
 use crate::{CountryCode, Currency, Jurisdiction, Money};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -106,6 +107,19 @@ struct RegionFile {
     endpoints: EndpointsFile,
     self_exclusion: SelfExclusionFile,
     rules: RulesFile,
+    #[serde(default)]
+    flag_locks: Vec<FlagLockFile>,
+}
+
+/// `[[flag_locks]]`: a flag whose value the law of this jurisdiction pins.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlagLockFile {
+    flag: String,
+    /// A boolean or a string, checked by hand so the error names the field.
+    value: toml::Value,
+    rule: String,
+    source: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +204,9 @@ pub struct RegionConfig {
     pub policy_version: String,
     pub stake_limits: Vec<StakeLimit>,
     pub deposit_limits: Option<DepositLimits>,
+    /// Flags the law pins in this region: the control plane refuses any flag change that could
+    /// serve another value here, and the cell's evaluation serves the pinned value regardless.
+    pub flag_locks: Vec<FlagLock>,
 }
 
 /// A maximum stake per game round for players in an age band, from a date.
@@ -366,6 +383,28 @@ fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
             })
         }
     };
+    let mut flag_locks: Vec<FlagLock> = Vec::new();
+    for (i, l) in f.flag_locks.iter().enumerate() {
+        let field = |name: &str| format!("flag_locks[{i}].{name}");
+        let flag = FlagKey::new(l.flag.clone()).map_err(|p| invalid(field("flag"), p))?;
+        if flag_locks.iter().any(|other| other.flag == flag) {
+            return Err(invalid(field("flag"), format!("`{flag}` is locked twice: one lock per flag")));
+        }
+        let value = match &l.value {
+            toml::Value::Boolean(b) => FlagValue::Bool(*b),
+            toml::Value::String(s) if !s.is_empty() => FlagValue::String(s.clone()),
+            other => {
+                return Err(invalid(field("value"), format!("`{other}` is neither a boolean nor a non-empty string")))
+            }
+        };
+        if l.rule.trim().is_empty() {
+            return Err(invalid(field("rule"), "must name the rule refusals will cite"));
+        }
+        if l.source.trim().is_empty() {
+            return Err(invalid(field("source"), "must say where the rule comes from"));
+        }
+        flag_locks.push(FlagLock { flag, value, rule: l.rule.clone(), source: l.source.clone() });
+    }
     // Rules the law of each jurisdiction makes mandatory.
     match f.jurisdiction {
         Jurisdiction::Uk if stake_limits.is_empty() => {
@@ -397,5 +436,38 @@ fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
         policy_version: f.rules.policy_version,
         stake_limits,
         deposit_limits,
+        flag_locks,
     })
+}
+
+#[cfg(test)]
+mod flag_lock_tests {
+    use super::*;
+
+    const UK: &str = include_str!("../../config/regions/uk.toml");
+
+    fn refusal(edit: impl Fn(&str) -> String) -> String {
+        RegionConfig::from_toml(&edit(UK)).expect_err("the edited file is refused").to_string()
+    }
+
+    #[test]
+    fn uk_pins_autoplay_off() {
+        let uk = RegionConfig::from_toml(UK).unwrap();
+        let autoplay = uk.flag_locks.iter().find(|l| l.flag.as_str() == "autoplay").unwrap();
+        assert_eq!((&autoplay.value, autoplay.rule.as_str()), (&FlagValue::Bool(false), "UKGC-RTS14-AUTOPLAY"));
+    }
+
+    #[test]
+    fn bad_locks_name_the_field() {
+        let m = refusal(|t| t.replace("flag = \"autoplay\"", "flag = \"Auto Play\""));
+        assert!(m.contains("flag_locks[0].flag") && m.contains("not a flag key"), "{m}");
+        let m = refusal(|t| t.replace("value = false\nrule = \"UKGC-RTS14-AUTOPLAY\"", "value = 3\nrule = \"X\""));
+        assert!(m.contains("flag_locks[0].value"), "{m}");
+        let m = refusal(|t| t.replace("flag = \"quick-spin\"", "flag = \"autoplay\""));
+        assert!(m.contains("flag_locks[1].flag") && m.contains("locked twice"), "{m}");
+        let m = refusal(|t| t.replace("rule = \"UKGC-RTS14-AUTOPLAY\"", "rule = \" \""));
+        assert!(m.contains("flag_locks[0].rule"), "{m}");
+        let m = refusal(|t| t.replace("rule = \"UKGC-RTS14-AUTOPLAY\"", "rule = \"X\"\nregion = \"uk\""));
+        assert!(m.contains("unknown field `region`"), "{m}");
+    }
 }

@@ -3,6 +3,7 @@
 //! which `tests/schemas.rs` refuses.
 
 use crate::events::{self, EventPayload};
+use crate::{catalog, flags};
 use crate::{players, sessions, wallet, ErrorBody};
 use schemars::{schema_for, JsonSchema, Schema};
 
@@ -47,5 +48,17 @@ pub fn all() -> Vec<NamedSchema> {
         api::<sessions::SessionResponse>("sessions.response", "1"),
         api::<sessions::SessionKey>("sessions.key", "1"),
         api::<sessions::SessionClaims>("sessions.claims", "1"),
+        api::<flags::Flag>("flags.flag", flags::FLAGS_API_VERSION),
+        api::<flags::FlagPutRequest>("flags.put.request", flags::FLAGS_API_VERSION),
+        api::<flags::ChangeReason>("flags.change-reason", flags::FLAGS_API_VERSION),
+        api::<flags::EvaluationContext>("flags.evaluation.context", flags::FLAGS_API_VERSION),
+        api::<flags::EvaluationResult>("flags.evaluation.result", flags::FLAGS_API_VERSION),
+        api::<flags::FlagLock>("flags.lock", flags::FLAGS_API_VERSION),
+        api::<flags::ChangeRecord>("flags.change-record", flags::FLAGS_API_VERSION),
+        api::<flags::ChangePage>("flags.change-page", flags::FLAGS_API_VERSION),
+        api::<catalog::Provider>("catalog.provider", catalog::CATALOG_API_VERSION),
+        api::<catalog::Game>("catalog.game", catalog::CATALOG_API_VERSION),
+        api::<catalog::ProviderPutRequest>("catalog.provider.put.request", catalog::CATALOG_API_VERSION),
+        api::<catalog::GamePutRequest>("catalog.game.put.request", catalog::CATALOG_API_VERSION),
     ]
 }

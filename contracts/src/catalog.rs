@@ -1,0 +1,247 @@
+//! The game catalog (DESIGN.md section 8): providers and games, which jurisdictions certified each
+//! game, and where the operator makes it available. The control plane owns it; every cell holds a
+//! synced copy and builds its lobby from it (certified and available here, enabled by flags).
+
+use crate::flags::FlagKey;
+use crate::Jurisdiction;
+use rust_decimal::Decimal;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// Version of the catalog shapes; bump with any change to them.
+pub const CATALOG_API_VERSION: &str = "1";
+
+/// Longest catalog id and name, in bytes.
+pub const CATALOG_TEXT_BYTES_MAX: usize = 128;
+
+fn check_id(kind: &str, value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= CATALOG_TEXT_BYTES_MAX
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{kind} `{value}` is not valid: use 1 to {CATALOG_TEXT_BYTES_MAX} of A-Z a-z 0-9 . _ : -"))
+    }
+}
+
+macro_rules! catalog_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
+        #[serde(transparent)]
+        pub struct $name(#[schemars(regex(pattern = r"^[A-Za-z0-9._:-]{1,128}$"))] String);
+
+        impl $name {
+            pub fn new(value: impl Into<String>) -> Result<Self, String> {
+                let value = value.into();
+                check_id($kind, &value)?;
+                Ok(Self(value))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $name::new(String::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+catalog_id!(
+    /// A game provider (studio or aggregator): `pragmatic`, `evolution`.
+    ProviderId,
+    "provider id"
+);
+catalog_id!(
+    /// A game, unique across providers: `pragmatic:sweet-bonanza`.
+    GameId,
+    "game id"
+);
+
+/// A game provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Provider {
+    pub id: ProviderId,
+    pub name: String,
+    /// A provider in maintenance keeps its games in the catalog but out of every lobby.
+    #[serde(default)]
+    pub maintenance: bool,
+}
+
+/// The kind of game, which decides which rules apply (UK stake caps apply to `slots`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GameType {
+    Slots,
+    Live,
+    Table,
+    Crash,
+    Bingo,
+    Poker,
+}
+
+impl GameType {
+    /// The name region files use for the product (`rules.stake_limits[].product`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GameType::Slots => "slots",
+            GameType::Live => "live",
+            GameType::Table => "table",
+            GameType::Crash => "crash",
+            GameType::Bingo => "bingo",
+            GameType::Poker => "poker",
+        }
+    }
+}
+
+/// Return to player, in percent, as certified by the test lab: a decimal string such as
+/// `"96.50"`, above 0 and at most 100, at most 4 decimals. Never a float: certificates state an
+/// exact figure, and regulators compare it digit for digit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Rtp(Decimal);
+
+/// Decimals an RTP may have: labs certify to two, some to three or four.
+pub const RTP_SCALE_MAX: u32 = 4;
+
+impl Rtp {
+    pub fn parse(text: &str) -> Result<Rtp, String> {
+        let plain = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        let value = Decimal::from_str_exact(text)
+            .ok()
+            .filter(|_| plain)
+            .ok_or_else(|| format!("RTP `{text}` is not a plain decimal such as \"96.50\""))?;
+        if value <= Decimal::ZERO || value > Decimal::ONE_HUNDRED {
+            return Err(format!("RTP {text} is outside (0, 100] percent"));
+        }
+        if value.scale() > RTP_SCALE_MAX {
+            return Err(format!("RTP {text} has more than {RTP_SCALE_MAX} decimals"));
+        }
+        Ok(Rtp(value))
+    }
+
+    pub fn percent(&self) -> Decimal {
+        self.0
+    }
+}
+
+impl fmt::Display for Rtp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for Rtp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Rtp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Rtp::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Rtp {
+    fn schema_name() -> Cow<'static, str> {
+        "Rtp".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "string", "pattern": r"^[0-9]{1,3}(\.[0-9]{1,4})?$", "description": "return to player in percent, e.g. \"96.50\"" })
+    }
+}
+
+/// A game in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Game {
+    pub id: GameId,
+    pub provider_id: ProviderId,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub game_type: GameType,
+    pub rtp: Rtp,
+    /// Jurisdictions whose regulator (or approved lab) certified this game.
+    pub certified_jurisdictions: BTreeSet<Jurisdiction>,
+    /// Where the operator offers it: always a subset of `certifiedJurisdictions`.
+    pub available_jurisdictions: BTreeSet<Jurisdiction>,
+    /// When set, the game appears only to players for whom this boolean flag evaluates to true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<FlagKey>,
+}
+
+impl Game {
+    /// Checks what a single game can check on its own; that its provider exists is the catalog's.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.name.trim().is_empty() || self.name.len() > CATALOG_TEXT_BYTES_MAX {
+            return Err(("name".into(), format!("must be 1 to {CATALOG_TEXT_BYTES_MAX} bytes")));
+        }
+        if let Some(j) = self.available_jurisdictions.iter().find(|j| !self.certified_jurisdictions.contains(j)) {
+            return Err((
+                "availableJurisdictions".into(),
+                format!("{j:?} has not certified this game: a game is offered only where it is certified"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a cell of `jurisdiction` may list it (flags and provider maintenance aside).
+    pub fn offered_in(&self, jurisdiction: Jurisdiction) -> bool {
+        self.certified_jurisdictions.contains(&jurisdiction) && self.available_jurisdictions.contains(&jurisdiction)
+    }
+}
+
+/// `PUT /catalog/providers/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProviderPutRequest {
+    pub provider: Provider,
+    pub reason: String,
+}
+
+/// `PUT /catalog/games/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GamePutRequest {
+    pub game: Game,
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtp_is_an_exact_percentage() {
+        assert_eq!(Rtp::parse("96.50").unwrap().to_string(), "96.50");
+        for bad in ["96,5", "-1", "0", "100.01", "96.12345", "1e2", "", " 96"] {
+            assert!(Rtp::parse(bad).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<Rtp>("96.5").is_err(), "a JSON number is refused");
+    }
+
+    #[test]
+    fn availability_needs_certification() {
+        let game: Game = serde_json::from_value(serde_json::json!({
+            "id": "pragmatic:sweet-bonanza", "providerId": "pragmatic", "name": "Sweet Bonanza",
+            "type": "slots", "rtp": "96.48", "certifiedJurisdictions": ["UK", "MT"], "availableJurisdictions": ["UK", "DK"]
+        }))
+        .unwrap();
+        assert_eq!(game.validate().unwrap_err().0, "availableJurisdictions");
+        assert!(game.offered_in(Jurisdiction::Uk) && !game.offered_in(Jurisdiction::Mt));
+    }
+}

@@ -86,6 +86,8 @@ fn config(dir: &std::path::Path, durability: Durability, writer: WriterConfig) -
         durability,
         writer,
         tls: None,
+        providers_dir: None,
+        intervals: Default::default(),
     })
 }
 

@@ -27,12 +27,18 @@ impl IdempotencyKey {
         if key.is_empty() || key.len() > KEY_BYTES_MAX || !key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(format!("X-Idempotency-Key must be 1 to {KEY_BYTES_MAX} printable ASCII characters"));
         }
+        Ok(IdempotencyKey::internal(key.to_owned(), route, request))
+    }
+
+    /// A key the platform derives itself (from a provider's transaction id, say) rather than takes
+    /// from a client header: no header rules apply.
+    pub fn internal(key: String, route: &str, request: &serde_json::Value) -> IdempotencyKey {
         let mut hasher = Sha256::new();
         hasher.update(route.as_bytes());
         hasher.update([0]);
         // serde_json's map is ordered by key, so this is canonical.
         hasher.update(request.to_string().as_bytes());
-        Ok(IdempotencyKey { key: key.to_owned(), request_hash: hasher.finalize().into() })
+        IdempotencyKey { key, request_hash: hasher.finalize().into() }
     }
 }
 

@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod audit;
 pub mod bench;
 pub mod domains;
 pub mod events;
@@ -14,5 +15,6 @@ pub mod idempotency;
 pub mod metrics;
 pub mod server;
 pub mod sessions;
+pub mod signing_key;
 pub mod store;
 pub mod tls;

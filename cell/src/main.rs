@@ -38,11 +38,31 @@ enum Command {
         /// without it, plain HTTP for local use.
         #[arg(long)]
         tls_dir: Option<PathBuf>,
+        /// Directory of game provider files (e.g. config/providers); each names the environment
+        /// variable holding its secret. Without it, the cell serves no provider.
+        #[arg(long)]
+        providers: Option<PathBuf>,
+    },
+    /// The WORM audit chain.
+    Audit {
+        #[command(subcommand)]
+        what: Audit,
     },
     /// Measure a part of the cell and print key=value figures.
     Bench {
         #[command(subcommand)]
         what: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Audit {
+    /// Verify a stopped cell's audit chain and checkpoints from its data directory; prints
+    /// `{ok, records, head, firstBad}` as JSON and exits 1 when the chain is broken.
+    Verify {
+        /// The cell's data directory (as given to `cell serve --data`).
+        #[arg(long)]
+        data: PathBuf,
     },
 }
 
@@ -63,7 +83,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
     match cli.command {
-        Command::Serve { region, listen, data, tls_dir } => runtime.block_on(async move {
+        Command::Serve { region, listen, data, tls_dir, providers } => runtime.block_on(async move {
             let region = RegionConfig::from_file(&region)?;
             let tls = match &tls_dir {
                 Some(dir) => Some(replication::tls::server_config(dir, &region.cell_id)?),
@@ -77,9 +97,19 @@ fn main() -> anyhow::Result<()> {
                 durability: Durability::GroupSync,
                 writer: WriterConfig::default(),
                 tls,
+                providers_dir: providers,
+                intervals: Default::default(),
             };
             cell::server::run(config, listener, shutdown_signal()).await
         }),
+        Command::Audit { what: Audit::Verify { data } } => {
+            let report = cell::audit::verify_offline(&data)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Bench { what: Bench::Wallet(args) } => runtime.block_on(cell::bench::wallet(args)),
     }
 }

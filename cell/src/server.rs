@@ -1,7 +1,9 @@
 //! Wiring: opens the store, starts the domains, serves the API until shutdown, then drains.
 
 use crate::api::{self, AppState, Domains};
+use crate::audit::Checkpointer;
 use crate::domains::compliance::Compliance;
+use crate::domains::gaming::{providers, Gaming};
 use crate::domains::wallet::{Wallet, WriterConfig};
 use crate::metrics::Metrics;
 use crate::sessions::SessionSigner;
@@ -12,6 +14,7 @@ use contracts::region::RegionConfig;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 /// Everything `run` needs.
 pub struct CellConfig {
@@ -21,6 +24,24 @@ pub struct CellConfig {
     pub writer: WriterConfig,
     /// Serve over mutual TLS with this configuration; plain HTTP when `None` (local use).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Game providers' files (`config/providers`); no providers when `None`.
+    pub providers_dir: Option<PathBuf>,
+    pub intervals: Intervals,
+}
+
+/// How often the cell's background work runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Intervals {
+    /// The round sweeper: voids rounds open past their provider's timeout.
+    pub round_sweep: Duration,
+    /// Signed audit checkpoints (only when the chain has grown).
+    pub audit_checkpoint: Duration,
+}
+
+impl Default for Intervals {
+    fn default() -> Self {
+        Intervals { round_sweep: Duration::from_secs(1), audit_checkpoint: Duration::from_secs(60) }
+    }
 }
 
 /// A cell's domains over an open store, and the wallet writer thread to join on close.
@@ -46,7 +67,17 @@ impl OpenCell {
             SessionSigner::load_or_create(&config.data_dir.join("session-ed25519.key"), &region.cell_id)
                 .context("load the session signing key")?,
         );
-        Ok(OpenCell { domains: Domains { store, wallet, compliance, sessions, region }, writer })
+        let audit_key = crate::signing_key::load_or_create(&config.data_dir.join("audit-ed25519.key"))
+            .context("load the audit signing key")?;
+        let audit = Arc::new(Checkpointer::new(&region.cell_id, audit_key));
+        let providers = match &config.providers_dir {
+            Some(dir) => providers::load_dir(dir)?,
+            None => Vec::new(),
+        };
+        let gaming = Arc::new(
+            Gaming::new(providers, wallet.clone(), store.clone(), region.clone()).context("load provider states")?,
+        );
+        Ok(OpenCell { domains: Domains { store, wallet, compliance, gaming, audit, sessions, region }, writer })
     }
 
     /// Lets the wallet writer finish what it was given, then waits for it. Blocking.
@@ -88,13 +119,21 @@ pub async fn run(
         }
     };
     tracing::info!(cell = %config.region.cell_id, %address, data = %config.data_dir.display(), "listening; opening store");
+    let (cell, intervals) = (config.region.cell_id.clone(), config.intervals);
     let opened = tokio::task::spawn_blocking(move || OpenCell::open(&config, metrics)).await.context("open task")??;
     let OpenCell { domains, writer } = opened;
     if state.domains.set(domains).is_err() {
         unreachable!("domains are set once");
     }
+    let background = {
+        let d = state.domains.get().expect("set above");
+        [d.gaming.clone().spawn_sweeper(cell, intervals.round_sweep), spawn_checkpoints(d, intervals.audit_checkpoint)]
+    };
     tracing::info!("store open; ready");
     server.await.context("server task")?.context("serve")?;
+    for task in background {
+        task.abort();
+    }
     tracing::info!("stopped taking requests; draining the wallet writer");
     if let Some(domains) = state.domains.get() {
         domains.wallet.shutdown();
@@ -105,4 +144,24 @@ pub async fn run(
         .map_err(|_| anyhow::anyhow!("wallet writer panicked"))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Signs the audit chain's head every `interval` (nothing to do while it has not grown).
+fn spawn_checkpoints(d: &Domains, interval: Duration) -> tokio::task::JoinHandle<()> {
+    let (store, signer) = (d.store.clone(), d.audit.clone());
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await; // the first tick is immediate; the chain has not grown yet
+        loop {
+            ticks.tick().await;
+            let (store, signer) = (store.clone(), signer.clone());
+            match tokio::task::spawn_blocking(move || signer.checkpoint(store.as_ref())).await {
+                Ok(Ok(Some(cp))) => tracing::debug!(seq = cp.seq, "audit checkpoint signed"),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "audit checkpoint failed; retrying at the next tick"),
+                Err(e) => tracing::error!(error = %e, "audit checkpoint task failed"),
+            }
+        }
+    })
 }

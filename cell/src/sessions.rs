@@ -2,6 +2,7 @@
 //! (JWT compact form, `alg: EdDSA`); routers verify it with the key `GET /sessions/key` publishes.
 //! The signing key lives in the data directory, created on first start, readable by its owner only.
 
+use crate::signing_key::KeyError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use contracts::sessions::{SessionClaims, SessionKey, SESSION_TTL_SECONDS};
@@ -14,27 +15,10 @@ pub struct SessionSigner {
     key: SigningKey,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("session key {path}: {message}")]
-pub struct KeyError {
-    pub path: String,
-    pub message: String,
-}
-
 impl SessionSigner {
     /// Loads the key at `path`, or creates it there.
     pub fn load_or_create(path: &Path, cell: &str) -> Result<SessionSigner, KeyError> {
-        let fail = |message: String| KeyError { path: path.display().to_string(), message };
-        let seed: [u8; 32] = match std::fs::read(path) {
-            Ok(bytes) => bytes.try_into().map_err(|_| fail("is not a 32-byte Ed25519 seed".into()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let seed: [u8; 32] = rand::random();
-                write_private(path, &seed).map_err(|e| fail(format!("cannot create: {e}")))?;
-                seed
-            }
-            Err(e) => return Err(fail(format!("cannot read: {e}"))),
-        };
-        Ok(SessionSigner { cell: cell.to_owned(), key: SigningKey::from_bytes(&seed) })
+        Ok(SessionSigner { cell: cell.to_owned(), key: crate::signing_key::load_or_create(path)? })
     }
 
     /// A token for `player`, valid from `now` for `SESSION_TTL_SECONDS`.
@@ -58,12 +42,4 @@ impl SessionSigner {
             public_key: B64.encode(self.key.verifying_key().to_bytes()),
         }
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }

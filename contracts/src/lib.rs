@@ -4,10 +4,12 @@
 //! schemas are committed under `contracts/schemas/` and checked by `tests/schemas.rs`.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod catalog;
 pub mod error;
 pub mod events;
 pub mod flags;
+pub mod gaming;
 pub mod ids;
 pub mod jurisdiction;
 pub mod money;

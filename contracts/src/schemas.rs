@@ -3,8 +3,8 @@
 //! which `tests/schemas.rs` refuses.
 
 use crate::events::{self, EventPayload};
+use crate::{audit, gaming, players, sessions, wallet, ErrorBody};
 use crate::{catalog, flags};
-use crate::{players, sessions, wallet, ErrorBody};
 use schemars::{schema_for, JsonSchema, Schema};
 
 /// One generated schema with the file name it is committed under.
@@ -33,6 +33,26 @@ pub fn all() -> Vec<NamedSchema> {
         event::<events::WalletHold>(),
         event::<events::WalletSettled>(),
         event::<events::PlayerRegistered>(),
+        event::<gaming::BetPlaced>(),
+        event::<gaming::BetWon>(),
+        event::<gaming::BetRolledBack>(),
+        event::<gaming::RoundSettled>(),
+        api::<gaming::SeamlessBet>("gaming.seamless-v1.bet.request", gaming::SEAMLESS_V1_VERSION),
+        api::<gaming::SeamlessWin>("gaming.seamless-v1.win.request", gaming::SEAMLESS_V1_VERSION),
+        api::<gaming::SeamlessRollback>("gaming.seamless-v1.rollback.request", gaming::SEAMLESS_V1_VERSION),
+        api::<gaming::SeamlessBalance>("gaming.seamless-v1.balance.request", gaming::SEAMLESS_V1_VERSION),
+        api::<gaming::SeamlessResponse>("gaming.seamless-v1.response", gaming::SEAMLESS_V1_VERSION),
+        api::<gaming::PulseDebit>("gaming.pulse.debit.request", gaming::PULSE_VERSION),
+        api::<gaming::PulseCredit>("gaming.pulse.credit.request", gaming::PULSE_VERSION),
+        api::<gaming::PulseCancel>("gaming.pulse.cancel.request", gaming::PULSE_VERSION),
+        api::<gaming::PulseEndRound>("gaming.pulse.endRound.request", gaming::PULSE_VERSION),
+        api::<gaming::PulseGetBalance>("gaming.pulse.getBalance.request", gaming::PULSE_VERSION),
+        api::<gaming::PulseResponse>("gaming.pulse.response", gaming::PULSE_VERSION),
+        api::<gaming::MaintenanceRequest>("gaming.maintenance.request", "1"),
+        api::<gaming::ProviderStatus>("gaming.provider.status", "1"),
+        api::<audit::AuditRecordPage>("audit.records.page", "1"),
+        api::<audit::VerifyReport>("audit.verify.report", "1"),
+        api::<audit::CheckpointList>("audit.checkpoints", "1"),
         api::<events::EventPage>("events.page", "1"),
         api::<ErrorBody>("error", "1"),
         api::<wallet::MovementRequest>("wallet.movement.request", w),

@@ -4,6 +4,8 @@
 //! routes require `X-Idempotency-Key`; bad input is refused before any domain sees it, so it
 //! writes nothing.
 
+mod audit;
+mod gaming;
 mod openapi;
 mod ops;
 mod players;
@@ -43,6 +45,8 @@ pub struct Domains {
     pub store: Arc<dyn Store>,
     pub wallet: Wallet,
     pub compliance: Compliance,
+    pub gaming: Arc<crate::domains::gaming::Gaming>,
+    pub audit: Arc<crate::audit::Checkpointer>,
     pub sessions: Arc<crate::sessions::SessionSigner>,
     pub region: Arc<contracts::region::RegionConfig>,
 }
@@ -210,6 +214,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/wallet/hold", post(wallet::hold))
         .route("/wallet/settle", post(wallet::settle))
         .route("/wallet/{player_id}/balance", get(wallet::balance))
+        .route("/gaming/{provider}/{call}", post(gaming::call))
+        .route("/ops/providers", get(gaming::providers))
+        .route("/ops/providers/{provider}/maintenance", post(gaming::maintenance))
+        .route("/audit/verify", get(audit::verify))
+        .route("/audit/records", get(audit::records))
+        .route("/audit/checkpoints", get(audit::checkpoints).post(audit::checkpoint_now))
         .route("/events", get(ops::events))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

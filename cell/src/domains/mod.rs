@@ -2,4 +2,5 @@
 //! layout lives in its `keys.rs`, and other domains reach its data only through its front door.
 
 pub mod compliance;
+pub mod gaming;
 pub mod wallet;

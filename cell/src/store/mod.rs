@@ -220,6 +220,12 @@ pub mod subspaces {
     pub fn events() -> Subspace {
         Subspace::all().subspace(&"events")
     }
+    pub fn audit() -> Subspace {
+        Subspace::all().subspace(&"audit")
+    }
+    pub fn gaming() -> Subspace {
+        Subspace::all().subspace(&"gaming")
+    }
     /// Used only by the store conformance suite and benchmarks.
     pub fn test() -> Subspace {
         Subspace::all().subspace(&"test")

@@ -63,6 +63,8 @@ async fn serve(
         durability: Durability::GroupSync,
         writer: WriterConfig::default(),
         tls: None,
+        providers_dir: None,
+        intervals: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(cell::server::run(config, listener, async {

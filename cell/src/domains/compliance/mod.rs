@@ -180,3 +180,47 @@ mod tests {
         assert_eq!(age_on(d("2004-02-29"), d("2022-03-01")), 18);
     }
 }
+
+/// A stake over the region's limit for this player and product.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("stake {stake} {currency} is over the {max} {currency} limit of rule {rule} (policy {policy_version})")]
+pub struct StakeLimitExceeded {
+    pub rule: String,
+    pub policy_version: String,
+    pub max: contracts::Amount,
+    pub stake: contracts::Amount,
+    pub currency: &'static str,
+}
+
+/// Checks a stake against the region's stake limits in force `today` for the player's age band and
+/// the game's product (UK: £5 per slot spin, £2 for ages 18 to 24). The strictest rule that
+/// applies wins. A rule in another currency than the stake's cannot be compared, so it refuses:
+/// a limit is never skipped.
+pub fn stake_limit_check(
+    region: &RegionConfig,
+    player: &Player,
+    product: &str,
+    stake: contracts::Money,
+    today: NaiveDate,
+) -> Result<(), StakeLimitExceeded> {
+    let age = age_on(player.date_of_birth, today);
+    let applicable = region.stake_limits.iter().filter(|r| {
+        r.product == product
+            && r.effective_from <= today
+            && u32::from(r.age_from) <= age
+            && r.age_to.is_none_or(|to| age <= u32::from(to))
+    });
+    let strictest = applicable.min_by_key(|r| (r.max_stake.currency() != stake.currency(), r.max_stake.amount()));
+    match strictest {
+        Some(rule) if rule.max_stake.currency() != stake.currency() || stake.amount() > rule.max_stake.amount() => {
+            Err(StakeLimitExceeded {
+                rule: rule.id.clone(),
+                policy_version: region.policy_version.clone(),
+                max: rule.max_stake.wire(),
+                stake: stake.wire(),
+                currency: stake.currency().code(),
+            })
+        }
+        _ => Ok(()),
+    }
+}

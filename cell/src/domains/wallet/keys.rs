@@ -5,6 +5,8 @@
 //! ("house", account, currency)                   -> Decimal          house account balances
 //! ("entry", player, currency, ts_us, seq)        -> Entry            the journal, per player, in time order
 //! ("round", round)                               -> RoundState       a round's open holds, and whether it settled
+//! ("game", provider, round)                      -> GameRound        a provider's round: bets, tombstones, closed parts
+//! ("gopen", provider, open_since_us, round)      -> ()               rounds with an open bet, oldest first (the sweeper's index)
 //! ("idem", key)                                  -> IdempotencyRecord
 //! ("meta", "seq")                                -> u64              last entry sequence number
 //! ```
@@ -41,6 +43,20 @@ pub fn entries_until(player: &PlayerId, currency: Currency, ts_us: i64) -> (Vec<
 
 pub fn round(round: &RoundId) -> Vec<u8> {
     subspaces::wallet().pack(&("round", round.as_str()))
+}
+
+pub fn game_round(provider: &str, round: &RoundId) -> Vec<u8> {
+    subspaces::wallet().pack(&("game", provider, round.as_str()))
+}
+
+pub fn game_open(provider: &str, open_since_us: i64, round: &RoundId) -> Vec<u8> {
+    subspaces::wallet().pack(&("gopen", provider, open_since_us, round.as_str()))
+}
+
+/// Index entries of `provider`'s rounds open since before `before_us`.
+pub fn game_open_before(provider: &str, before_us: i64) -> (Vec<u8>, Vec<u8>) {
+    let space = subspaces::wallet().subspace(&("gopen", provider));
+    (space.range().0, space.pack(&(before_us,)))
 }
 
 pub fn idempotency(key: &str) -> Vec<u8> {

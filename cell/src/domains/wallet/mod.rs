@@ -60,6 +60,16 @@ pub enum WalletError {
     SettleCurrencyMismatch { player: String, held: &'static str, given: &'static str },
     #[error("settle must carry 1 to {SETTLE_OPERATIONS_MAX} operations, each hold at most once")]
     SettleOperationsInvalid,
+    #[error("bet {bet} of round {round} was rolled back: it cannot be placed or paid")]
+    BetRolledBack { round: String, bet: String },
+    #[error("player {player} has no bet in round {round}")]
+    BetNotFound { player: String, round: String },
+    #[error("bet {bet} of round {round} is already settled")]
+    BetAlreadySettled { round: String, bet: String },
+    #[error("round {0} was voided after its timeout: its stakes were refunded")]
+    RoundVoided(String),
+    #[error("bet {bet} belongs to player {owner}, not {player}")]
+    PlayerMismatch { bet: String, owner: String, player: String },
     #[error("X-Idempotency-Key was already used for a different request")]
     IdempotencyKeyReused,
     #[error("store unavailable: {0}; retry with the same X-Idempotency-Key")]
@@ -81,6 +91,11 @@ impl WalletError {
             WalletError::DeltaBelowStake { .. } => "DELTA_BELOW_STAKE",
             WalletError::SettleCurrencyMismatch { .. } => "CURRENCY_MISMATCH",
             WalletError::SettleOperationsInvalid => "SETTLE_OPERATIONS_INVALID",
+            WalletError::BetRolledBack { .. } => "BET_ROLLED_BACK",
+            WalletError::BetNotFound { .. } => "BET_NOT_FOUND",
+            WalletError::BetAlreadySettled { .. } => "BET_ALREADY_SETTLED",
+            WalletError::RoundVoided(_) => "ROUND_VOIDED",
+            WalletError::PlayerMismatch { .. } => "PLAYER_MISMATCH",
             WalletError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             WalletError::Unavailable(_) => "STORE_UNAVAILABLE",
         }
@@ -88,7 +103,7 @@ impl WalletError {
 
     pub fn status(&self) -> u16 {
         match self {
-            WalletError::PlayerNotFound(_) => 404,
+            WalletError::PlayerNotFound(_) | WalletError::BetNotFound { .. } => 404,
             WalletError::Money(_) | WalletError::SettleOperationsInvalid => 400,
             WalletError::CurrencyNotBooked { .. } => 422,
             WalletError::InsufficientFunds { .. }
@@ -96,9 +111,13 @@ impl WalletError {
             | WalletError::RoundFull { .. }
             | WalletError::RoundHoldsUnsettled { .. }
             | WalletError::DeltaBelowStake { .. }
-            | WalletError::SettleCurrencyMismatch { .. } => 422,
+            | WalletError::SettleCurrencyMismatch { .. }
+            | WalletError::PlayerMismatch { .. } => 422,
             WalletError::BetAlreadyHeld { .. }
             | WalletError::RoundAlreadySettled(_)
+            | WalletError::BetRolledBack { .. }
+            | WalletError::BetAlreadySettled { .. }
+            | WalletError::RoundVoided(_)
             | WalletError::IdempotencyKeyReused => 409,
             WalletError::Unavailable(_) => 503,
         }
@@ -116,10 +135,43 @@ pub struct SettlePart {
 /// A checked wallet operation: money has its currency's scale and the right sign.
 #[derive(Debug, Clone)]
 pub enum Command {
-    Credit { player: PlayerId, money: Money, reason: MovementReason },
-    Debit { player: PlayerId, money: Money, reason: MovementReason },
-    Hold { player: PlayerId, round: RoundId, bet: BetId, money: Money },
-    Settle { round: RoundId, parts: Vec<SettlePart> },
+    Credit {
+        player: PlayerId,
+        money: Money,
+        reason: MovementReason,
+    },
+    Debit {
+        player: PlayerId,
+        money: Money,
+        reason: MovementReason,
+    },
+    Hold {
+        player: PlayerId,
+        round: RoundId,
+        bet: BetId,
+        money: Money,
+    },
+    Settle {
+        round: RoundId,
+        parts: Vec<SettlePart>,
+    },
+    /// Game rounds (the gaming domain's operations, applied here because they move money).
+    Game(GameCommand),
+}
+
+/// A provider's round operation, normalised from any dialect. Rounds are per provider.
+#[derive(Debug, Clone)]
+pub enum GameCommand {
+    /// Hold a stake for a new bet (`bet` is the provider's transaction id).
+    Bet { provider: String, player: PlayerId, round: RoundId, bet: BetId, game: String, money: Money },
+    /// Credit a payout (zero allowed) to the player's open bets; `close` ends the player's part.
+    Win { provider: String, player: PlayerId, round: RoundId, transaction: BetId, money: Money, close: bool },
+    /// Refund bet `bet` once; before the bet arrives, leave a tombstone that refuses it.
+    Rollback { provider: String, player: PlayerId, round: RoundId, transaction: BetId, bet: BetId },
+    /// End the player's part of the round with no further payout.
+    EndRound { provider: String, player: PlayerId, round: RoundId },
+    /// Refund every open bet of a round open since `open_since_us` (the timeout sweeper).
+    VoidRound { provider: String, round: RoundId, open_since_us: i64 },
 }
 
 impl Command {
@@ -129,6 +181,11 @@ impl Command {
             Command::Debit { .. } => "debit",
             Command::Hold { .. } => "hold",
             Command::Settle { .. } => "settle",
+            Command::Game(GameCommand::Bet { .. }) => "game_bet",
+            Command::Game(GameCommand::Win { .. }) => "game_win",
+            Command::Game(GameCommand::Rollback { .. }) => "game_rollback",
+            Command::Game(GameCommand::EndRound { .. }) => "game_end_round",
+            Command::Game(GameCommand::VoidRound { .. }) => "game_void_round",
         }
     }
 }
@@ -192,6 +249,15 @@ impl Wallet {
 
     fn positive(&self, amount: Amount, currency: &str) -> Result<Money, WalletError> {
         Ok(Money::positive(amount.0, self.booked(currency)?)?)
+    }
+
+    /// Money in a currency this cell books: strictly positive, or (`zero_ok`) zero or more.
+    pub fn money(&self, amount: Decimal, currency: &str, zero_ok: bool) -> Result<Money, WalletError> {
+        let currency = self.booked(currency)?;
+        if zero_ok && amount.is_zero() {
+            return Ok(Money::signed(amount, currency)?);
+        }
+        Ok(Money::positive(amount, currency)?)
     }
 
     pub fn credit_command(&self, r: MovementRequest) -> Result<Command, WalletError> {
@@ -284,6 +350,27 @@ impl Wallet {
             held: Amount::at_scale(balances.held, s),
             as_of,
         })
+    }
+
+    /// A player's cash in `currency` as the wallet's store holds it now. Blocking.
+    pub fn cash(&self, player: &PlayerId, currency: &str) -> Result<(Currency, Decimal), WalletError> {
+        let currency = self.booked(currency)?;
+        let mut tx = self.store.begin().map_err(unavailable)?;
+        if crate::domains::compliance::player_get(tx.as_mut(), player).map_err(unavailable)?.is_none() {
+            return Err(WalletError::PlayerNotFound(player.to_string()));
+        }
+        Ok((currency, writer::balance_read(tx.as_mut(), player, currency).map_err(unavailable)?.cash))
+    }
+
+    /// Rounds of `provider` that have had an open bet since before `before_us`, oldest first, with
+    /// the instant each opened. Blocking.
+    pub fn game_rounds_open_before(
+        &self,
+        provider: &str,
+        before_us: i64,
+        limit: usize,
+    ) -> Result<Vec<(RoundId, i64)>, WalletError> {
+        writer::game_rounds_open_before(self.store.as_ref(), provider, before_us, limit).map_err(unavailable)
     }
 
     /// The sum of every account, player and house, per currency: zero when the books balance.

@@ -22,7 +22,12 @@
 //! Because only this thread writes the wallet subspace, a hot house account costs nothing extra:
 //! its balance is updated in memory and written once per batch.
 
+mod game_rounds;
+
+pub(super) use game_rounds::game_rounds_open_before;
+
 use super::{keys, Command, PlayerBalances, SettlePart, WalletError};
+use crate::audit::AuditChain;
 use crate::domains::compliance;
 use crate::events::{self, EventContext};
 use crate::idempotency::{Answer, IdempotencyKey, IdempotencyRecord};
@@ -134,17 +139,35 @@ struct Cache {
     balances: HashMap<(PlayerId, Currency), PlayerBalances>,
     house: HashMap<(House, Currency), Decimal>,
     rounds: HashMap<RoundId, RoundState>,
+    /// Providers' rounds, by (provider, round).
+    games: HashMap<(String, RoundId), game_rounds::GameRound>,
     players: HashSet<PlayerId>,
 }
 
 /// What one batch has changed, written just before its commit.
-#[derive(Default)]
 struct Batch {
     dirty_balances: HashSet<(PlayerId, Currency)>,
     dirty_house: HashSet<(House, Currency)>,
     dirty_rounds: HashSet<RoundId>,
+    dirty_games: HashSet<(String, RoundId)>,
     answers: HashMap<String, IdempotencyRecord>,
     events: u16,
+    /// The audit chain's end as this batch leaves it: every event is appended to it.
+    chain: AuditChain,
+}
+
+impl Batch {
+    fn new(chain: AuditChain) -> Batch {
+        Batch {
+            dirty_balances: HashSet::default(),
+            dirty_house: HashSet::default(),
+            dirty_rounds: HashSet::default(),
+            dirty_games: HashSet::default(),
+            answers: HashMap::default(),
+            events: 0,
+            chain,
+        }
+    }
 }
 
 /// What an operation answers.
@@ -180,6 +203,8 @@ struct Writer {
     cache: Cache,
     /// Last journal sequence number used.
     seq: u64,
+    /// The audit chain's end after the last batch applied.
+    chain: AuditChain,
     /// Journal timestamps never go backwards, whatever the wall clock does.
     last_ts: DateTime<Utc>,
     /// Number of the last batch applied.
@@ -201,6 +226,7 @@ pub(super) fn spawn(
         metrics,
         cache: Cache::default(),
         seq: 0,
+        chain: AuditChain::default(),
         last_ts: DateTime::<Utc>::MIN_UTC,
         batch: 0,
         epoch: 0,
@@ -360,6 +386,7 @@ impl Writer {
             Some(bytes) => decode("sequence", &bytes)?,
             None => 0,
         };
+        self.chain = AuditChain::load(tx.as_mut())?;
         Ok(())
     }
 
@@ -416,6 +443,7 @@ impl Writer {
                 self.pipeline.pop_front();
             }
             self.cache.rounds.retain(|_, r| !(r.settled && r.written_in <= n));
+            self.cache.games.retain(|_, g| !g.evictable(n));
         }
         if failed {
             self.epoch += 1;
@@ -430,11 +458,15 @@ impl Writer {
     fn batch_apply(&mut self, batch: &mut Vec<Submission>, acks: &std::sync::mpsc::Receiver<Ack>) -> Option<ToCommit> {
         let started = Instant::now();
         self.metrics.wallet_batch_ops.observe(batch.len() as f64);
-        if self.cache.balances.len() > CACHED_BALANCES_MAX || self.cache.rounds.len() > CACHED_ROUNDS_MAX {
+        if self.cache.balances.len() > CACHED_BALANCES_MAX
+            || self.cache.rounds.len() > CACHED_ROUNDS_MAX
+            || self.cache.games.len() > CACHED_ROUNDS_MAX
+        {
             // Only once nothing in flight depends on the view.
             self.acks_take(acks, true);
             self.cache.balances.clear();
             self.cache.rounds.clear();
+            self.cache.games.clear();
         }
         self.batch += 1;
         match self.batch_try(batch) {
@@ -469,7 +501,7 @@ impl Writer {
         batch: &[Submission],
     ) -> Result<(Box<dyn Transaction>, Vec<Outcome>, HashMap<String, IdempotencyRecord>), StoreError> {
         let mut tx = self.store.begin()?;
-        let mut b = Batch::default();
+        let mut b = Batch::new(self.chain);
         let mut results = Vec::with_capacity(batch.len());
         for s in batch {
             results.push(self.apply(tx.as_mut(), &mut b, s)?);
@@ -484,10 +516,19 @@ impl Writer {
             state.written_in = self.batch;
             tx.set(&keys::round(round), &encode(&*state))?;
         }
+        for key in &b.dirty_games {
+            let state = self.cache.games.get_mut(key).expect("a dirty game round is in the view");
+            state.written_in = self.batch;
+            tx.set(&keys::game_round(&key.0, &key.1), &encode(&*state))?;
+        }
         for key in &b.dirty_house {
             tx.set(&keys::house(key.0.name(), key.1), &encode(&self.cache.house[key]))?;
         }
         tx.set(&keys::sequence(), &encode(&self.seq))?;
+        if b.chain != self.chain {
+            b.chain.write_head(tx.as_mut())?;
+            self.chain = b.chain;
+        }
         Ok((tx, results, b.answers))
     }
 
@@ -516,6 +557,7 @@ impl Writer {
             Command::Debit { player, money, reason } => self.movement(tx, b, &s.ctx, player, *money, *reason, false)?,
             Command::Hold { player, round, bet, money } => self.hold(tx, b, &s.ctx, player, round, bet, *money)?,
             Command::Settle { round, parts } => self.settle(tx, b, &s.ctx, round, parts)?,
+            Command::Game(game) => self.game(tx, b, &s.ctx, game)?,
         };
         // A decision, accepted or refused, is recorded under the key, so a retry gets the same
         // answer (as Stripe does): a new attempt after a refusal takes a new key.
@@ -631,6 +673,7 @@ impl Writer {
         b.dirty_house.insert((account, currency));
     }
 
+    /// Appends an event to the outbox and to the audit chain, in the batch's transaction.
     fn event<P: contracts::events::EventPayload>(
         tx: &mut dyn Transaction,
         b: &mut Batch,
@@ -639,7 +682,9 @@ impl Writer {
     ) -> Result<(), StoreError> {
         let order = b.events;
         b.events = b.events.checked_add(1).expect("a batch orders at most 65,536 events");
-        events::append(tx, order, &events::envelope(ctx, payload))
+        let envelope = events::envelope(ctx, payload);
+        events::append(tx, order, &envelope)?;
+        b.chain.append(tx, serde_json::to_string(&envelope).expect("an event envelope serialises"))
     }
 
     /// Credit (`inward`) or debit a player's cash against PSP clearing.

@@ -1,0 +1,55 @@
+//! `/gaming/{provider}/{call}`: providers' seamless-wallet calls, in their own dialect; and the ops
+//! routes that list providers and put one in maintenance.
+
+use super::{json_body, ApiError, AppState, TraceId, IDEMPOTENT_REPLAY};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use bytes::Bytes;
+use contracts::gaming::{MaintenanceRequest, ProviderStatus};
+use std::sync::Arc;
+
+pub async fn call(
+    State(s): State<Arc<AppState>>,
+    Extension(t): Extension<TraceId>,
+    Path((provider, call)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let d = s.domains()?;
+    let body = body.map_err(|r| ApiError::new(r.status(), "BODY_UNREADABLE", r.body_text()))?;
+    let rendered = d.gaming.call(&provider, &call, &headers, &body, s.event_context(&t)).await;
+    let status = StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], rendered.body).into_response();
+    if rendered.replayed {
+        response.headers_mut().insert(IDEMPOTENT_REPLAY.clone(), HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+pub async fn providers(State(s): State<Arc<AppState>>) -> Result<Json<Vec<ProviderStatus>>, ApiError> {
+    Ok(Json(s.domains()?.gaming.statuses()))
+}
+
+/// Puts one provider in maintenance (its new bets get 503, its wins and rollbacks still settle) or
+/// takes it out. Setting a state is idempotent by nature, so no idempotency key.
+pub async fn maintenance(
+    State(s): State<Arc<AppState>>,
+    Path(provider): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ProviderStatus>, ApiError> {
+    let d = s.domains()?;
+    let (request, _) = json_body::<MaintenanceRequest>(body)?;
+    if request.reason.trim().is_empty() {
+        return Err(ApiError::bad_request("REASON_MISSING", "say why the provider's state changes (reason)"));
+    }
+    let gaming = d.gaming.clone();
+    let status =
+        tokio::task::spawn_blocking(move || gaming.set_maintenance(&provider, request.maintenance, request.reason))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?
+            .map_err(|e| ApiError::new(super::status(e.status()), e.code(), e.to_string()))?;
+    Ok(Json(status))
+}

@@ -1,0 +1,240 @@
+//! Audit: the cell's WORM archive. Every money and round event is appended to a hash-chained log
+//! in the same store transaction as the event itself (the wallet's writer does it, so the chain
+//! has one writer and one order). The format is `contracts::audit`'s; nothing here updates or
+//! deletes a record, and no route does.
+//!
+//! Signed checkpoints: the cell signs the chain head with its audit key (`audit-ed25519.key` in
+//! the data directory), periodically and on demand, so a third party holding the public key can
+//! check the records up to a checkpoint without trusting this code.
+//!
+//! Key layout of the audit subspace:
+//! ```text
+//! ("rec", seq)   -> StoredRecord   the chain, from 1
+//! ("head",)      -> (seq, hash)    the last record, written with it
+//! ("cp", seq)    -> Checkpoint     signed heads
+//! ```
+
+use crate::store::{subspaces, transact, Store, StoreError, Transaction};
+use contracts::audit::{AuditRecord, AuditRecordPage, ChainVerifier, Checkpoint, CheckpointList, VerifyReport};
+use ed25519_dalek::{Signer, SigningKey};
+use serde::{Deserialize, Serialize};
+
+/// Most records one page of `GET /audit/records` returns.
+pub const PAGE_RECORDS_MAX: usize = 1_000;
+/// Records read per store transaction while verifying.
+const VERIFY_PAGE: usize = 1_000;
+
+fn record_key(seq: u64) -> Vec<u8> {
+    subspaces::audit().pack(&("rec", seq))
+}
+
+fn records_range(after: u64) -> (Vec<u8>, Vec<u8>) {
+    let space = subspaces::audit().subspace(&"rec");
+    (space.pack(&(after + 1,)), space.range().1)
+}
+
+fn head_key() -> Vec<u8> {
+    subspaces::audit().pack(&("head",))
+}
+
+fn checkpoint_key(seq: u64) -> Vec<u8> {
+    subspaces::audit().pack(&("cp", seq))
+}
+
+/// A record as stored: the hashes as bytes, the event as the exact JSON text hashed (a string,
+/// so MessagePack keeps it as one compact run of bytes).
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredRecord {
+    prev: [u8; 32],
+    hash: [u8; 32],
+    event: String,
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Io(format!("decode {what}: {e}")))
+}
+
+/// The chain's end as its one writer sees it: append records, then write the head once. The
+/// default is the empty chain (its head is `contracts::audit::GENESIS`, all zeros).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AuditChain {
+    seq: u64,
+    head: [u8; 32],
+}
+
+impl AuditChain {
+    /// Reads the chain's end from the store.
+    pub fn load(tx: &mut dyn Transaction) -> Result<AuditChain, StoreError> {
+        match tx.get(&head_key())? {
+            Some(bytes) => {
+                let (seq, head): (u64, [u8; 32]) = decode("audit head", &bytes)?;
+                Ok(AuditChain { seq, head })
+            }
+            None => Ok(AuditChain::default()),
+        }
+    }
+
+    /// Appends `event` (an envelope's JSON text) as the next record, in `tx`.
+    pub fn append(&mut self, tx: &mut dyn Transaction, event: String) -> Result<(), StoreError> {
+        let seq = self.seq + 1;
+        let hash = contracts::audit::record_hash(seq, &self.head, event.as_bytes());
+        let record = StoredRecord { prev: self.head, hash, event };
+        tx.set(&record_key(seq), &rmp_serde::to_vec(&record).expect("an audit record encodes"))?;
+        self.seq = seq;
+        self.head = hash;
+        Ok(())
+    }
+
+    /// Writes the chain's end, once per transaction that appended.
+    pub fn write_head(&self, tx: &mut dyn Transaction) -> Result<(), StoreError> {
+        tx.set(&head_key(), &rmp_serde::to_vec(&(self.seq, self.head)).expect("a head encodes"))
+    }
+}
+
+fn wire(seq: u64, r: StoredRecord) -> AuditRecord {
+    AuditRecord { seq, prev_hash: hex::encode(r.prev), hash: hex::encode(r.hash), event: r.event }
+}
+
+/// Up to `limit` records after position `after`.
+pub fn records_page(store: &dyn Store, after: u64, limit: usize) -> Result<AuditRecordPage, StoreError> {
+    let mut tx = store.begin()?;
+    let head_seq = AuditChain::load(tx.as_mut())?.seq;
+    let (begin, end) = records_range(after);
+    let mut records = Vec::new();
+    for (key, value) in tx.get_range(&begin, &end, limit.clamp(1, PAGE_RECORDS_MAX), false)? {
+        let (_, seq): (String, u64) =
+            subspaces::audit().unpack(&key).map_err(|e| StoreError::Io(format!("audit key: {e}")))?;
+        records.push(wire(seq, decode("audit record", &value)?));
+    }
+    Ok(AuditRecordPage { records, head_seq })
+}
+
+/// Checks every record against the one before it, the chain against its stored head, and every
+/// checkpoint against the records and `public_key`. Reads page by page: the chain only grows, so
+/// records up to the head read first are stable.
+pub fn verify(store: &dyn Store, public_key: &str) -> Result<VerifyReport, StoreError> {
+    let (head, checkpoints) = {
+        let mut tx = store.begin()?;
+        (AuditChain::load(tx.as_mut())?, checkpoints_read(tx.as_mut())?)
+    };
+    let mut chain = ChainVerifier::default();
+    let mut after = 0;
+    'pages: while after < head.seq {
+        let mut tx = store.begin()?;
+        let (begin, end) = records_range(after);
+        let rows = tx.get_range(&begin, &end, VERIFY_PAGE, false)?;
+        if rows.is_empty() {
+            break;
+        }
+        for (key, value) in rows {
+            let expected = chain.good() + 1;
+            let seq = match subspaces::audit().unpack::<(String, u64)>(&key) {
+                Ok((_, seq)) => seq,
+                Err(e) => {
+                    chain.fail(expected, format!("a key in the chain does not decode: {e}"));
+                    break 'pages;
+                }
+            };
+            if seq > head.seq {
+                break 'pages; // appended after the head was read
+            }
+            let record: StoredRecord = match rmp_serde::from_slice(&value) {
+                Ok(r) => r,
+                Err(e) => {
+                    chain.fail(expected, format!("record {seq} does not decode: {e}"));
+                    break 'pages;
+                }
+            };
+            if chain.check(seq, &hex::encode(record.prev), &hex::encode(record.hash), record.event.as_bytes()).is_none()
+            {
+                break 'pages;
+            }
+            after = seq;
+        }
+    }
+    if chain.good() < head.seq {
+        chain.fail(
+            chain.good() + 1,
+            format!("the chain ends at record {} but its head is record {}", chain.good(), head.seq),
+        );
+    }
+    let mut report = chain.finish(&checkpoints, public_key);
+    if report.ok && report.head != hex::encode(head.head) {
+        report.ok = false;
+        report.first_bad = Some(contracts::audit::BadRecord {
+            seq: head.seq,
+            problem: "the last record's hash is not the stored head".into(),
+        });
+    }
+    Ok(report)
+}
+
+fn checkpoints_read(tx: &mut dyn Transaction) -> Result<Vec<Checkpoint>, StoreError> {
+    let (begin, end) = subspaces::audit().subspace(&"cp").range();
+    tx.get_range(&begin, &end, usize::MAX, false)?.iter().map(|(_, v)| decode("checkpoint", v)).collect()
+}
+
+/// Signs chain heads with the cell's audit key.
+pub struct Checkpointer {
+    cell: String,
+    key: SigningKey,
+}
+
+impl Checkpointer {
+    pub fn new(cell: &str, key: SigningKey) -> Checkpointer {
+        Checkpointer { cell: cell.to_owned(), key }
+    }
+
+    /// Hex Ed25519 public key: what a third party needs to verify.
+    pub fn public_key(&self) -> String {
+        hex::encode(self.key.verifying_key().as_bytes())
+    }
+
+    /// Signs the current head unless it is already signed; returns the newest checkpoint, or
+    /// `None` while the chain is empty.
+    pub fn checkpoint(&self, store: &dyn Store) -> Result<Option<Checkpoint>, StoreError> {
+        let signed = transact(store, |tx| {
+            let head = AuditChain::load(tx)?;
+            if head.seq == 0 {
+                return Ok(Ok(None));
+            }
+            if let Some(bytes) = tx.get(&checkpoint_key(head.seq))? {
+                return Ok(Ok(Some(decode("checkpoint", &bytes)?)));
+            }
+            let signed_at = chrono::Utc::now();
+            let head_hex = hex::encode(head.head);
+            let signature = self.key.sign(&Checkpoint::message(&self.cell, head.seq, &head_hex, &signed_at));
+            let cp = Checkpoint {
+                cell: self.cell.clone(),
+                seq: head.seq,
+                head: head_hex,
+                signed_at,
+                signature: hex::encode(signature.to_bytes()),
+            };
+            tx.set(&checkpoint_key(head.seq), &rmp_serde::to_vec(&cp).expect("a checkpoint encodes"))?;
+            Ok(Ok::<_, std::convert::Infallible>(Some(cp)))
+        })?;
+        Ok(signed.unwrap_or_else(|never| match never {}))
+    }
+
+    pub fn list(&self, store: &dyn Store) -> Result<CheckpointList, StoreError> {
+        let mut tx = store.begin()?;
+        Ok(CheckpointList { public_key: self.public_key(), checkpoints: checkpoints_read(tx.as_mut())? })
+    }
+}
+
+/// Verifies the chain of a stopped cell from its data directory, with the audit key found there.
+pub fn verify_offline(data_dir: &std::path::Path) -> anyhow::Result<VerifyReport> {
+    use anyhow::Context;
+    let key_path = data_dir.join("audit-ed25519.key");
+    if !key_path.exists() {
+        anyhow::bail!("{} has no audit key: is it a cell's data directory?", data_dir.display());
+    }
+    let key = crate::signing_key::load_or_create(&key_path)?;
+    let store = crate::store::embedded::EmbeddedStore::open(
+        &data_dir.join("store"),
+        crate::store::embedded::Durability::GroupSync,
+    )
+    .with_context(|| format!("open the store under {} (is the cell still running?)", data_dir.display()))?;
+    Ok(verify(&store, &hex::encode(key.verifying_key().as_bytes()))?)
+}

@@ -1,0 +1,336 @@
+//! Gaming: the seamless wallet game providers call (DESIGN.md section 6). Each provider speaks a
+//! dialect ([`adapters`]); its calls are authenticated, normalised into one [`adapters::Operation`],
+//! checked against what only this domain knows (provider state, stake limits for the game's
+//! product), and applied as the wallet's round operations, idempotent on the provider's
+//! transaction id. A sweeper voids rounds left open past the provider's timeout.
+//!
+//! The round lifecycle itself is applied by the wallet's single writer
+//! (`wallet/writer/game_rounds.rs`), because every step of it moves money and must be atomic with
+//! the ledger, its idempotency record, its events and the audit chain.
+//!
+//! Key layout of the gaming subspace:
+//! ```text
+//! ("state", provider) -> ProviderState   maintenance set by ops, kept across restarts
+//! ```
+
+pub mod adapters;
+pub mod providers;
+
+use crate::domains::compliance;
+use crate::domains::wallet::{Command, GameCommand, Wallet, WalletError};
+use crate::events::EventContext;
+use crate::idempotency::IdempotencyKey;
+use crate::store::{subspaces, transact, Store, StoreError};
+use adapters::{Operation, Rendered, Reply};
+use axum::http::HeaderMap;
+use contracts::gaming::{ProviderStatus, SeamlessResponse};
+use contracts::region::RegionConfig;
+use contracts::RoundId;
+use providers::{InitialState, Provider};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Rounds voided per provider per sweep: bounds one sweep; the next takes the rest.
+const SWEEP_ROUNDS_MAX: usize = 1_000;
+
+/// A provider's run-time state, as ops set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ProviderState {
+    maintenance: bool,
+    reason: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GamingError {
+    #[error("no provider `{0}` is configured in this cell")]
+    ProviderNotFound(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl GamingError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            GamingError::ProviderNotFound(_) => "PROVIDER_NOT_FOUND",
+            GamingError::Store(_) => "STORE_UNAVAILABLE",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            GamingError::ProviderNotFound(_) => 404,
+            GamingError::Store(_) => 503,
+        }
+    }
+}
+
+fn state_key(provider: &str) -> Vec<u8> {
+    subspaces::gaming().pack(&("state", provider))
+}
+
+/// The gaming domain of one cell.
+pub struct Gaming {
+    providers: BTreeMap<String, Provider>,
+    states: RwLock<BTreeMap<String, ProviderState>>,
+    wallet: Wallet,
+    store: Arc<dyn Store>,
+    region: Arc<RegionConfig>,
+}
+
+impl Gaming {
+    /// Loads each provider's state: as ops last set it, else as its file says.
+    pub fn new(
+        providers: Vec<Provider>,
+        wallet: Wallet,
+        store: Arc<dyn Store>,
+        region: Arc<RegionConfig>,
+    ) -> Result<Gaming, StoreError> {
+        let mut states = BTreeMap::new();
+        let mut tx = store.begin()?;
+        for p in &providers {
+            let state = match tx.get(&state_key(&p.config.id))? {
+                Some(bytes) => {
+                    rmp_serde::from_slice(&bytes).map_err(|e| StoreError::Io(format!("decode provider state: {e}")))?
+                }
+                None => ProviderState { maintenance: p.config.state == InitialState::Maintenance, reason: None },
+            };
+            states.insert(p.config.id.clone(), state);
+        }
+        let providers = providers.into_iter().map(|p| (p.config.id.clone(), p)).collect();
+        Ok(Gaming { providers, states: RwLock::new(states), wallet, store, region })
+    }
+
+    fn in_maintenance(&self, provider: &str) -> bool {
+        self.states.read().unwrap_or_else(|p| p.into_inner()).get(provider).is_some_and(|s| s.maintenance)
+    }
+
+    /// One provider call, from raw request to the dialect's answer.
+    pub async fn call(
+        &self,
+        provider: &str,
+        call: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        ctx: EventContext,
+    ) -> Rendered {
+        let Some(p) = self.providers.get(provider) else {
+            let error = GamingError::ProviderNotFound(provider.to_owned());
+            let body = contracts::ErrorBody { code: error.code().into(), message: error.to_string() };
+            return Rendered { status: 404, body: serde_json::to_vec(&body).expect("serialises"), replayed: false };
+        };
+        let reply = self.reply(p, call, headers, body, ctx).await;
+        adapters::render(p.config.dialect, &reply, p.config.duplicates)
+    }
+
+    async fn reply(&self, p: &Provider, call: &str, headers: &HeaderMap, body: &[u8], ctx: EventContext) -> Reply {
+        let Some(secret) = &p.secret else {
+            return Reply::refused(
+                503,
+                "PROVIDER_NOT_CONFIGURED",
+                format!("provider {}'s secret ({}) is not set in this cell", p.config.id, p.config.secret_env),
+            );
+        };
+        let op = match adapters::parse(p.config.dialect, call, headers, body, secret, chrono::Utc::now()) {
+            Ok(op) => op,
+            Err(refusal) => return refusal,
+        };
+        let provider = p.config.id.clone();
+        let command = match self.command(p, &op) {
+            Ok(Some(command)) => command,
+            Ok(None) => return self.balance(&op),
+            Err(refusal) => return refusal,
+        };
+        // The provider's transaction id is the idempotency key; the fingerprint is the normalised
+        // operation, so a resend with a new timestamp and signature is still the same request.
+        let key = match &op {
+            Operation::Bet { transaction, .. }
+            | Operation::Win { transaction, .. }
+            | Operation::Rollback { transaction, .. } => {
+                format!("g:{provider}:{transaction}")
+            }
+            Operation::EndRound { player, round } => format!("g:{provider}:end:{round}:{player}"),
+            Operation::Balance { .. } => unreachable!("balance is answered above"),
+        };
+        let fingerprint = serde_json::to_value(&op).expect("an operation serialises");
+        match self.wallet.execute(command, IdempotencyKey::internal(key, "gaming", &fingerprint), ctx).await {
+            Ok(answer) => domain_reply(answer.status, &answer.body, answer.replayed),
+            Err(WalletError::IdempotencyKeyReused) => Reply::refused(
+                409,
+                "TRANSACTION_ID_REUSED",
+                "this transaction id was already used for a different request",
+            ),
+            Err(e) => Reply::refused(e.status(), e.code(), e.to_string()),
+        }
+    }
+
+    /// The wallet command for `op` after this domain's own checks; `None` for a balance read.
+    fn command(&self, p: &Provider, op: &Operation) -> Result<Option<Command>, Reply> {
+        let provider = p.config.id.clone();
+        let refuse = |e: WalletError| Reply::refused(e.status(), e.code(), e.to_string());
+        let game = match op.clone() {
+            Operation::Bet { transaction, player, round, game, amount, currency } => {
+                if self.in_maintenance(&provider) {
+                    return Err(Reply::refused(
+                        503,
+                        "PROVIDER_MAINTENANCE",
+                        format!("provider {provider} is in maintenance: new bets are refused, wins and rollbacks still settle"),
+                    ));
+                }
+                let money = self.wallet.money(amount, &currency, false).map_err(refuse)?;
+                self.stake_limit(p, &player, &game, money)?;
+                GameCommand::Bet { provider, player, round, bet: transaction, game, money }
+            }
+            Operation::Win { transaction, player, round, amount, currency, close } => {
+                let money = self.wallet.money(amount, &currency, true).map_err(refuse)?;
+                GameCommand::Win { provider, player, round, transaction, money, close }
+            }
+            Operation::Rollback { transaction, player, round, bet } => {
+                GameCommand::Rollback { provider, player, round, transaction, bet }
+            }
+            Operation::EndRound { player, round } => GameCommand::EndRound { provider, player, round },
+            Operation::Balance { .. } => return Ok(None),
+        };
+        Ok(Some(Command::Game(game)))
+    }
+
+    /// The region's stake limits for this player and the game's product, checked before the hold.
+    fn stake_limit(
+        &self,
+        p: &Provider,
+        player: &contracts::PlayerId,
+        game: &str,
+        stake: contracts::Money,
+    ) -> Result<(), Reply> {
+        let unavailable = |e: StoreError| Reply::refused(503, "STORE_UNAVAILABLE", e.to_string());
+        let mut tx = self.store.begin().map_err(unavailable)?;
+        let Some(registered) = compliance::player_get(tx.as_mut(), player).map_err(unavailable)? else {
+            return Err(Reply::refused(
+                404,
+                "PLAYER_NOT_FOUND",
+                format!("player {player} is not registered in this cell"),
+            ));
+        };
+        let today = chrono::Utc::now().date_naive();
+        compliance::stake_limit_check(&self.region, &registered, p.product_of(game), stake, today)
+            .map_err(|e| Reply::refused(422, "STAKE_LIMIT_EXCEEDED", e.to_string()))
+    }
+
+    fn balance(&self, op: &Operation) -> Reply {
+        let Operation::Balance { player, currency } = op else { unreachable!("called for balance only") };
+        match self.wallet.cash(player, currency) {
+            Ok((currency, cash)) => Reply::Done {
+                body: SeamlessResponse {
+                    transaction_id: None,
+                    balance: contracts::Amount::at_scale(cash, currency.scale()),
+                    currency,
+                },
+                replayed: false,
+            },
+            Err(e) => Reply::refused(e.status(), e.code(), e.to_string()),
+        }
+    }
+
+    /// Puts a provider in maintenance or takes it out; the change persists.
+    pub fn set_maintenance(
+        &self,
+        provider: &str,
+        maintenance: bool,
+        reason: String,
+    ) -> Result<ProviderStatus, GamingError> {
+        if !self.providers.contains_key(provider) {
+            return Err(GamingError::ProviderNotFound(provider.to_owned()));
+        }
+        let state = ProviderState { maintenance, reason: Some(reason) };
+        let encoded = rmp_serde::to_vec(&state).expect("a provider state encodes");
+        transact(self.store.as_ref(), |tx| {
+            tx.set(&state_key(provider), &encoded)?;
+            Ok(Ok::<_, std::convert::Infallible>(()))
+        })?
+        .unwrap_or_else(|never| match never {});
+        tracing::warn!(provider, maintenance, reason = ?state.reason, "provider state changed by ops");
+        self.states.write().unwrap_or_else(|p| p.into_inner()).insert(provider.to_owned(), state);
+        Ok(self.statuses().into_iter().find(|s| s.provider == provider).expect("the provider exists"))
+    }
+
+    pub fn statuses(&self) -> Vec<ProviderStatus> {
+        let states = self.states.read().unwrap_or_else(|p| p.into_inner());
+        self.providers
+            .values()
+            .map(|p| {
+                let state = states.get(&p.config.id);
+                ProviderStatus {
+                    provider: p.config.id.clone(),
+                    dialect: p.config.dialect.name().to_owned(),
+                    maintenance: state.is_some_and(|s| s.maintenance),
+                    reason: state.and_then(|s| s.reason.clone()),
+                    round_timeout_seconds: p.config.round_timeout_seconds,
+                }
+            })
+            .collect()
+    }
+
+    /// Voids every round open longer than its provider's timeout; returns how many it voided.
+    pub async fn sweep(&self, cell: &str) -> Result<usize, WalletError> {
+        let mut voided = 0;
+        for p in self.providers.values() {
+            let timeout = chrono::Duration::seconds(p.config.round_timeout_seconds as i64);
+            let before_us = (chrono::Utc::now() - timeout).timestamp_micros();
+            let rounds = self.wallet.game_rounds_open_before(&p.config.id, before_us, SWEEP_ROUNDS_MAX)?;
+            for (round, open_since_us) in rounds {
+                voided += self.void(p, round, open_since_us, cell).await?;
+            }
+        }
+        Ok(voided)
+    }
+
+    async fn void(&self, p: &Provider, round: RoundId, open_since_us: i64, cell: &str) -> Result<usize, WalletError> {
+        let provider = p.config.id.clone();
+        let key = format!("g:{provider}:void:{round}:{open_since_us}");
+        let fingerprint = serde_json::json!({ "op": "void", "round": round.as_str(), "since": open_since_us });
+        let ctx = EventContext { cell: cell.to_owned(), trace_id: hex::encode(rand::random::<[u8; 16]>()) };
+        let command =
+            Command::Game(GameCommand::VoidRound { provider: provider.clone(), round: round.clone(), open_since_us });
+        let answer = self.wallet.execute(command, IdempotencyKey::internal(key, "gaming", &fingerprint), ctx).await?;
+        let voided = serde_json::from_slice::<serde_json::Value>(&answer.body)
+            .ok()
+            .and_then(|v| v["voided"].as_u64())
+            .unwrap_or(0) as usize;
+        if voided > 0 {
+            tracing::info!(%provider, %round, voided, "round voided after its timeout; stakes refunded");
+        }
+        Ok(voided)
+    }
+
+    /// Sweeps every `interval` until the wallet stops.
+    pub fn spawn_sweeper(self: Arc<Self>, cell: String, interval: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match self.sweep(&cell).await {
+                    Ok(_) => {}
+                    Err(WalletError::Unavailable(reason)) if reason.contains("stopped") => return,
+                    Err(e) => tracing::warn!(error = %e, "round sweep failed; retrying at the next tick"),
+                }
+            }
+        })
+    }
+}
+
+/// The domain's stored answer as a dialect-neutral reply.
+fn domain_reply(status: u16, body: &[u8], replayed: bool) -> Reply {
+    if status == 200 {
+        match serde_json::from_slice::<SeamlessResponse>(body) {
+            Ok(body) => Reply::Done { body, replayed },
+            Err(e) => Reply::refused(500, "INTERNAL", format!("stored answer does not parse: {e}")),
+        }
+    } else {
+        match serde_json::from_slice::<contracts::ErrorBody>(body) {
+            Ok(e) => Reply::Refused { status, code: e.code, message: e.message, replayed },
+            Err(e) => Reply::refused(500, "INTERNAL", format!("stored refusal does not parse: {e}")),
+        }
+    }
+}

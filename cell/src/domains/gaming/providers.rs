@@ -1,0 +1,121 @@
+//! Provider configuration: one file per provider under `config/providers/`, naming its dialect,
+//! the environment variable holding its secret, its initial state, its round timeout, its
+//! duplicate policy and its games.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// A provider's wire dialect: one adapter each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Dialect {
+    #[serde(rename = "seamless-v1")]
+    SeamlessV1,
+    #[serde(rename = "pulse")]
+    Pulse,
+}
+
+impl Dialect {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::SeamlessV1 => "seamless-v1",
+            Dialect::Pulse => "pulse",
+        }
+    }
+}
+
+/// What a repeated transaction id with the same body gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DuplicatePolicy {
+    /// The original answer again (it moved money once).
+    Replay,
+    /// The dialect's duplicate error (it moved money once).
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitialState {
+    Enabled,
+    Maintenance,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Game {
+    pub id: String,
+    /// The product, as region rules name it (`slots`, `live`, `table`).
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderFile {
+    pub id: String,
+    pub dialect: Dialect,
+    pub secret_env: String,
+    pub state: InitialState,
+    pub round_timeout_seconds: u64,
+    pub duplicates: DuplicatePolicy,
+    #[serde(default)]
+    pub games: Vec<Game>,
+}
+
+/// A provider ready to serve: its file, and its secret when the environment had it.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub config: ProviderFile,
+    /// `None` when the environment variable is unset: every call is refused until it is set.
+    pub secret: Option<Vec<u8>>,
+}
+
+impl Provider {
+    /// The product of `game` for stake rules. A game the file does not list counts as `slots`,
+    /// the most restricted product, so an unlisted game can never escape a slot stake limit.
+    pub fn product_of(&self, game: &str) -> &str {
+        self.config.games.iter().find(|g| g.id == game).map(|g| g.kind.as_str()).unwrap_or("slots")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("provider file {path}: {problem}")]
+pub struct ProviderFileError {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+/// Loads every `*.toml` under `dir`, sorted by file name; provider ids must be unique, 1 to 32
+/// lower-case letters, digits or `-`.
+pub fn load_dir(dir: &Path) -> Result<Vec<Provider>, ProviderFileError> {
+    let fail = |path: &Path, problem: String| ProviderFileError { path: path.to_owned(), problem };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| fail(dir, format!("cannot read the directory: {e}")))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let mut providers: Vec<Provider> = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).map_err(|e| fail(&path, format!("cannot read: {e}")))?;
+        let config: ProviderFile = toml::from_str(&text).map_err(|e| fail(&path, e.to_string()))?;
+        let id_ok = !config.id.is_empty()
+            && config.id.len() <= 32
+            && config.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !id_ok {
+            return Err(fail(&path, format!("id `{}`: use 1 to 32 of a-z 0-9 -", config.id)));
+        }
+        if providers.iter().any(|p| p.config.id == config.id) {
+            return Err(fail(&path, format!("id `{}` is used by another provider file", config.id)));
+        }
+        if config.round_timeout_seconds == 0 {
+            return Err(fail(&path, "round_timeout_seconds must be at least 1".into()));
+        }
+        let secret = std::env::var(&config.secret_env).ok().filter(|s| !s.is_empty()).map(String::into_bytes);
+        if secret.is_none() {
+            tracing::error!(provider = %config.id, env = %config.secret_env, "provider secret not set: its calls are refused");
+        }
+        providers.push(Provider { config, secret });
+    }
+    Ok(providers)
+}

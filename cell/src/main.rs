@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use contracts::region::RegionConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// The wallet's hot path allocates many small, short-lived buffers (keys, encoded records); glibc's
 /// allocator spent about a quarter of the benchmark's CPU on them, mimalloc far less.
@@ -72,7 +73,7 @@ enum Bench {
     Wallet(cell::bench::WalletBenchArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -82,7 +83,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
-    match cli.command {
+    let done = match cli.command {
         Command::Serve { region, listen, data, tls_dir, providers } => runtime.block_on(async move {
             let region = RegionConfig::from_file(&region)?;
             let tls = match &tls_dir {
@@ -105,13 +106,12 @@ fn main() -> anyhow::Result<()> {
         Command::Audit { what: Audit::Verify { data } } => {
             let report = cell::audit::verify_offline(&data)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
-            if !report.ok {
-                std::process::exit(1);
-            }
-            Ok(())
+            // Exit 1 on a broken chain, so scripts can rely on the status alone.
+            return Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         Command::Bench { what: Bench::Wallet(args) } => runtime.block_on(cell::bench::wallet(args)),
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

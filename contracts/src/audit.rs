@@ -226,7 +226,7 @@ impl ChainVerifier {
         VerifyReport {
             ok: self.first_bad.is_none(),
             records: self.good(),
-            head: hex::encode(&self.prev),
+            head: hex::encode(self.prev),
             first_bad: self.first_bad,
             checkpoints_verified: verified,
         }
@@ -246,8 +246,8 @@ mod tests {
             let hash = record_hash(seq, &prev, e.as_bytes());
             out.push(AuditRecord {
                 seq,
-                prev_hash: hex::encode(&prev),
-                hash: hex::encode(&hash),
+                prev_hash: hex::encode(prev),
+                hash: hex::encode(hash),
                 event: (*e).to_owned(),
             });
             prev = hash;
@@ -263,7 +263,7 @@ mod tests {
             seq: r.seq,
             head: r.hash.clone(),
             signed_at,
-            signature: hex::encode(&sig.to_bytes()),
+            signature: hex::encode(sig.to_bytes()),
         }
     }
 

@@ -216,6 +216,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/wallet/{player_id}/balance", get(wallet::balance))
         .route("/gaming/{provider}/{call}", post(gaming::call))
         .route("/ops/providers", get(gaming::providers))
+        .route("/ops/ledger", get(ops::ledger))
         .route("/ops/providers/{provider}/maintenance", post(gaming::maintenance))
         .route("/audit/verify", get(audit::verify))
         .route("/audit/records", get(audit::records))

@@ -63,3 +63,15 @@ pub async fn events(
         }
     }
 }
+
+/// Per currency, the sum of every account, player and house: zero when the books balance. What
+/// drills and ops check after a fault.
+pub async fn ledger(
+    State(s): State<Arc<AppState>>,
+) -> Result<Json<std::collections::BTreeMap<String, String>>, ApiError> {
+    let wallet = s.domains()?.wallet.clone();
+    let totals = tokio::task::spawn_blocking(move || wallet.ledger_totals())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))??;
+    Ok(Json(totals.into_iter().map(|(c, total)| (c.code().to_owned(), total.to_string())).collect()))
+}

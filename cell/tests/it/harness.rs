@@ -17,21 +17,27 @@ pub fn region_path(cell: &str) -> PathBuf {
 pub struct TestCell {
     pub address: SocketAddr,
     pub dir: tempfile::TempDir,
+    providers: Option<PathBuf>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl TestCell {
     pub async fn start(cell: &str) -> TestCell {
+        TestCell::start_with_providers(cell, None).await
+    }
+
+    /// A cell serving the game providers whose files are in `providers`.
+    pub async fn start_with_providers(cell: &str, providers: Option<PathBuf>) -> TestCell {
         let dir = tempfile::tempdir().unwrap();
-        let (address, stop, server) = serve(cell, dir.path()).await;
-        TestCell { address, dir, stop: Some(stop), server: Some(server) }
+        let (address, stop, server) = serve(cell, dir.path(), providers.clone()).await;
+        TestCell { address, dir, providers, stop: Some(stop), server: Some(server) }
     }
 
     /// Stops the server gracefully and starts a new one on the same data.
     pub async fn restart(&mut self, cell: &str) {
         self.stop().await;
-        let (address, stop, server) = serve(cell, self.dir.path()).await;
+        let (address, stop, server) = serve(cell, self.dir.path(), self.providers.clone()).await;
         self.address = address;
         self.stop = Some(stop);
         self.server = Some(server);
@@ -54,6 +60,7 @@ impl TestCell {
 async fn serve(
     cell: &str,
     dir: &Path,
+    providers_dir: Option<PathBuf>,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -63,8 +70,11 @@ async fn serve(
         durability: Durability::GroupSync,
         writer: WriterConfig::default(),
         tls: None,
-        providers_dir: None,
-        intervals: Default::default(),
+        providers_dir,
+        intervals: cell::server::Intervals {
+            round_sweep: std::time::Duration::from_millis(200),
+            audit_checkpoint: std::time::Duration::from_secs(60),
+        },
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(cell::server::run(config, listener, async {

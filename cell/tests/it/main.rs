@@ -1,6 +1,8 @@
 //! All of the cell's integration tests, in one binary so it links once.
 
 mod api;
+mod audit;
+mod gaming;
 mod harness;
 mod process;
 mod store;

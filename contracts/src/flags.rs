@@ -433,7 +433,7 @@ pub fn split_bucket(flag: &str, player_id: &str) -> u32 {
     (u64::from_be_bytes(first) % u64::from(SPLIT_WEIGHT_TOTAL)) as u32
 }
 
-fn split_variant<'a>(buckets: &'a [WeightedVariant], bucket: u32) -> Option<&'a str> {
+fn split_variant(buckets: &[WeightedVariant], bucket: u32) -> Option<&str> {
     let mut upper = 0u32;
     for b in buckets {
         upper += b.weight;
@@ -459,10 +459,10 @@ fn clause_matches(clause: &Clause, ctx: &EvaluationContext) -> bool {
 
 /// Evaluates `flag` for `ctx` at `now`.
 ///
-/// - no flag: `ERROR` / `FLAG_NOT_FOUND`; `expected` given and different: `ERROR` / `TYPE_MISMATCH`;
 /// - a regulatory lock in `locks` for this flag: its value, `TARGETING_MATCH`, `rule` = the lock's
-///   rule (the control plane refuses changes that break a lock; this holds even for a copy made
-///   before the lock existed);
+///   rule, whatever the copy holds, even no flag at all (the control plane refuses changes that
+///   break a lock; this holds for a copy made before the lock existed, too);
+/// - no flag: `ERROR` / `FLAG_NOT_FOUND`; `expected` given and different: `ERROR` / `TYPE_MISMATCH`;
 /// - kill switch or outside the schedule: the off variant, `DISABLED`;
 /// - the first rule whose clauses all match: its variant (`TARGETING_MATCH`) or split (`SPLIT`);
 /// - otherwise the fallthrough: `STATIC` if the flag has no rules, `DEFAULT` if none matched,
@@ -475,6 +475,24 @@ pub fn evaluate(
     now: DateTime<Utc>,
     locks: &[FlagLock],
 ) -> EvaluationResult {
+    // A lock holds even where the copy has no such flag: the caller's default must not win.
+    if let Some(lock) = locks.iter().find(|l| l.flag.as_str() == key) {
+        let version = flag.map_or(0, |f| f.version);
+        if expected.is_some_and(|kind| kind != lock.value.kind()) {
+            return EvaluationResult::error(key, EvaluationErrorCode::TypeMismatch, version);
+        }
+        let variant = flag
+            .and_then(|f| f.definition.variants.iter().find(|(_, v)| **v == lock.value).map(|(name, _)| name.clone()));
+        return EvaluationResult {
+            flag: key.to_owned(),
+            value: Some(lock.value.clone()),
+            variant,
+            reason: Reason::TargetingMatch,
+            error_code: None,
+            rule: Some(lock.rule.clone()),
+            version,
+        };
+    }
     let Some(flag) = flag else {
         return EvaluationResult::error(key, EvaluationErrorCode::FlagNotFound, 0);
     };
@@ -495,18 +513,6 @@ pub fn evaluate(
         // Unreachable for a validated definition; a corrupt copy is an error, not a guess.
         None => EvaluationResult::error(key, EvaluationErrorCode::TypeMismatch, flag.version),
     };
-    if let Some(lock) = locks.iter().find(|l| l.flag.as_str() == key) {
-        let variant = def.variants.keys().find(|v| def.value_of(v).as_ref() == Some(&lock.value)).cloned();
-        return EvaluationResult {
-            flag: key.to_owned(),
-            value: Some(lock.value.clone()),
-            variant,
-            reason: Reason::TargetingMatch,
-            error_code: None,
-            rule: Some(lock.rule.clone()),
-            version: flag.version,
-        };
-    }
     let scheduled_off = def
         .schedule
         .as_ref()
@@ -791,6 +797,8 @@ mod tests {
         // A copy made before the lock still serves the locked value in the cell.
         let r = evaluate("autoplay", Some(&on_everywhere), &ctx("p", "uk", &[]), None, NOW, &[lock()]);
         assert_eq!((r.value, r.rule.as_deref()), (Some(FlagValue::Bool(false)), Some("UKGC-RTS14-AUTOPLAY")));
+        let r = evaluate("autoplay", None, &ctx("p", "uk", &[]), Some(FlagKind::Boolean), NOW, &[lock()]);
+        assert_eq!((r.value, r.reason), (Some(FlagValue::Bool(false)), Reason::TargetingMatch));
     }
 
     #[test]

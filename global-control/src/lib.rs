@@ -1,6 +1,22 @@
-//! The global control plane: feature flags per region, the game catalog, regulator exports and
-//! the cell registry (DESIGN.md section 8).
+//! The global control plane (DESIGN.md section 8): feature flags per region, the game catalog,
+//! the cells that follow them, and who may change what.
 //!
-//! Built so far: `global-control certs`, the development CA and certificates every mutual-TLS
-//! link uses. The flags, catalog and sync (issue #5) are not built yet.
+//! - [`store`]: fjall on disk; every change one versioned, audited record, durable before it is
+//!   answered; the change log is what cells replay.
+//! - [`flags`], [`catalog`]: the changes product and catalog managers make, checked (flag
+//!   definitions, regulatory locks from the region files, certified jurisdictions).
+//! - [`rbac`]: API tokens (stored hashed) and roles.
+//! - [`api`]: the JSON HTTP API and its OpenAPI document.
+//! - [`server`]: wiring, with the QUIC sync endpoint from `replication::sync`.
+//! - [`bench`]: `global-control bench flags`.
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod bench;
+pub mod catalog;
+pub mod error;
+pub mod flags;
+pub mod metrics;
+pub mod rbac;
+pub mod server;
+pub mod store;

@@ -1,6 +1,9 @@
 //! `global-control`: the control plane's command line.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use global_control::server::{ControlConfig, ControlPlane};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -22,6 +25,35 @@ enum Command {
         #[arg(long, value_delimiter = ',', required = true, value_parser = cell_id)]
         cells: Vec<String>,
     },
+    /// Serve the control API (HTTP) and cell sync (QUIC, mutual TLS).
+    Serve {
+        /// HTTP address of the control API, e.g. 127.0.0.1:7000.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// UDP address cells sync from, e.g. 127.0.0.1:7001.
+        #[arg(long)]
+        quic: SocketAddr,
+        /// Directory for the store (created if missing).
+        #[arg(long)]
+        data: PathBuf,
+        /// Certificates from `global-control certs` (the control plane's, and the CA cells' are checked against).
+        #[arg(long)]
+        tls_dir: PathBuf,
+        /// Region files: which cells may sync, and the regulatory flag locks.
+        #[arg(long, default_value = "config/regions")]
+        regions: PathBuf,
+    },
+    /// Measure and print key=value figures.
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Flag propagation: control API 200 to the change applied by every QUIC subscriber.
+    Flags(global_control::bench::FlagsBenchArgs),
 }
 
 /// A cell id as region files name them: 1 to 16 lower-case letters or digits.
@@ -32,7 +64,19 @@ fn cell_id(text: &str) -> Result<String, String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // A benchmark's figures are its output; its servers' request logs would only cost time.
+    let default_filter = match cli.command {
+        Command::Bench { .. } => "warn,lsm_tree=warn,fjall=warn",
+        _ => "info,lsm_tree=warn,fjall=warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
         Command::Certs { out, cells } => {
             let mut names = vec!["control".to_owned(), "router".to_owned()];
             names.extend(cells);
@@ -45,5 +89,45 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Serve { listen, quic, data, tls_dir, regions } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
+            runtime.block_on(async move {
+                let regions = contracts::region::RegionConfig::load_dir(&regions)?;
+                let config = ControlConfig {
+                    data_dir: data,
+                    regions,
+                    tls_dir,
+                    quic_listen: quic,
+                    any_cell: false,
+                    timeouts: replication::tls::QuicTimeouts::default(),
+                    admin_token: std::env::var(global_control::rbac::ADMIN_TOKEN_ENV).ok(),
+                };
+                let listener =
+                    tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
+                ControlPlane::open(config).await?.serve(listener, shutdown_signal()).await
+            })
+        }
+        Command::Bench { what: Bench::Flags(args) } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
+            runtime.block_on(global_control::bench::flags(args))
+        }
     }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the control plane");
+            let _ = ctrl_c.await;
+        }
+    }
+    tracing::info!("shutdown requested");
 }

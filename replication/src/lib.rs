@@ -1,6 +1,11 @@
-//! Transport between deployables: mutual TLS everywhere ([`tls`]: a development CA and the
-//! certificates of the control plane, each cell and the router; rustls configurations that
-//! require and check them). The QUIC sync protocols (DESIGN.md section 8, issue #5) come next.
+//! Transport between deployables.
+//!
+//! - [`tls`]: mutual TLS everywhere: a development CA and the certificates of the control plane,
+//!   each cell and the router; rustls (TCP) and quinn (QUIC) configurations that require and
+//!   check them.
+//! - [`sync`]: the control-plane sync protocol over QUIC: cells follow the control plane's change
+//!   log (flags, catalog) and apply it to their own store, exactly once, resuming after any cut.
 #![forbid(unsafe_code)]
 
+pub mod sync;
 pub mod tls;

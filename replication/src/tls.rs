@@ -181,6 +181,78 @@ impl rustls::client::danger::ServerCertVerifier for NamedPeer {
     }
 }
 
+/// ALPN of the control-plane sync protocol; both ends insist on it, so nothing else can speak to
+/// the sync port by accident.
+pub const SYNC_ALPN: &[u8] = b"casino-sync/1";
+
+/// Transport limits of sync connections, shared by both ends.
+#[derive(Debug, Clone, Copy)]
+pub struct QuicTimeouts {
+    /// A connection with no packet from the peer for this long is dead. Short enough that a cell
+    /// notices a dead control plane (and reports `STALE`) quickly, long enough to ride out loss.
+    pub idle: std::time::Duration,
+    /// Ping this often so an idle but healthy connection never reaches `idle`.
+    pub keep_alive: std::time::Duration,
+}
+
+impl Default for QuicTimeouts {
+    fn default() -> Self {
+        QuicTimeouts { idle: std::time::Duration::from_secs(10), keep_alive: std::time::Duration::from_secs(2) }
+    }
+}
+
+fn transport(timeouts: QuicTimeouts) -> Result<Arc<quinn::TransportConfig>, TlsError> {
+    let mut t = quinn::TransportConfig::default();
+    let idle = quinn::IdleTimeout::try_from(timeouts.idle).map_err(|e| TlsError::Config(e.to_string()))?;
+    t.max_idle_timeout(Some(idle));
+    t.keep_alive_interval(Some(timeouts.keep_alive));
+    // One sync stream per connection; a second is a misbehaving peer.
+    t.max_concurrent_bidi_streams(1u32.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    Ok(Arc::new(t))
+}
+
+/// A QUIC server presenting `name`'s certificate that accepts only clients with a certificate
+/// from the platform CA. Which client it is (its name) is checked by the protocol above, with
+/// [`certificate_names`], against the identity it claims.
+pub fn quic_server_config(dir: &Path, name: &str, timeouts: QuicTimeouts) -> Result<quinn::ServerConfig, TlsError> {
+    let mut tls = (*server_config(dir, name)?).clone();
+    tls.alpn_protocols = vec![SYNC_ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport(timeouts)?);
+    Ok(config)
+}
+
+/// A QUIC client presenting `name`'s certificate that accepts only a server whose certificate
+/// names `peer` (`control`): a cell never syncs from anything but the control plane.
+pub fn quic_client_config(
+    dir: &Path,
+    name: &str,
+    peer: &str,
+    timeouts: QuicTimeouts,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let mut tls = client_config(dir, name, peer)?;
+    tls.alpn_protocols = vec![SYNC_ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport(timeouts)?);
+    Ok(config)
+}
+
+/// Whether a certificate (already verified against the CA by the handshake) names `name` as a
+/// DNS name: how the control plane knows a client claiming to be cell `uk` holds `uk`'s
+/// certificate and not another cell's.
+pub fn certificate_names(cert: &CertificateDer<'_>, name: &str) -> bool {
+    let Ok(end_entity) = webpki::EndEntityCert::try_from(cert) else {
+        return false;
+    };
+    let Ok(server_name) = rustls::pki_types::ServerName::try_from(name) else {
+        return false;
+    };
+    end_entity.verify_is_valid_for_subject_name(&server_name).is_ok()
+}
+
 /// A client configuration that can make no TLS connection at all: for plain-HTTP development
 /// use, where a TLS connector is still needed as a type.
 pub fn no_tls_client_config() -> ClientConfig {
@@ -205,5 +277,10 @@ mod tests {
         server_config(dir.path(), "uk").unwrap();
         client_config(dir.path(), "router", "uk").unwrap();
         assert!(matches!(server_config(dir.path(), "dk"), Err(TlsError::File { .. })));
+        quic_server_config(dir.path(), "uk", QuicTimeouts::default()).unwrap();
+        quic_client_config(dir.path(), "router", "uk", QuicTimeouts::default()).unwrap();
+        let uk = certs(&dir.path().join("uk.pem")).unwrap().remove(0);
+        assert!(certificate_names(&uk, "uk"));
+        assert!(!certificate_names(&uk, "router") && !certificate_names(&uk, "u"));
     }
 }

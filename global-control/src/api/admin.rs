@@ -1,0 +1,145 @@
+//! Tokens, connected cells, regulator exports, and the operational routes.
+
+use super::{authorize, blocking, json_body, ApiError, AppState};
+use crate::error::ControlError;
+use crate::rbac::{self, Permission, Principal, Role};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use contracts::Jurisdiction;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// `POST /tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenRequest {
+    name: String,
+    roles: Vec<Role>,
+}
+
+/// The created token: the secret is in this answer and nowhere else, ever.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenCreated {
+    token: String,
+    #[serde(flatten)]
+    principal: Principal,
+}
+
+pub async fn token_create(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    let who = authorize(&s, &headers, Permission::TokensAdmin)?;
+    let request: TokenRequest = json_body(body)?;
+    if request.name.trim().is_empty() || request.name.len() > 128 || request.roles.is_empty() {
+        return Err(ControlError::Invalid("a token needs a name (1 to 128 bytes) and at least one role".into()).into());
+    }
+    let secret = rbac::new_secret();
+    let store = s.store.clone();
+    let (secret_for_store, actor) = (secret.clone(), who.actor());
+    let principal =
+        blocking(move || Ok(rbac::token_create(&store, &secret_for_store, &request.name, request.roles, &actor)?))
+            .await?;
+    tracing::info!(token = %principal.id, name = %principal.name, by = %who.actor(), "token created");
+    Ok((StatusCode::CREATED, Json(TokenCreated { token: secret, principal })))
+}
+
+pub async fn token_list(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<Vec<Principal>>, ApiError> {
+    authorize(&s, &headers, Permission::TokensAdmin)?;
+    let store = s.store.clone();
+    Ok(Json(blocking(move || Ok(rbac::token_list(&store)?)).await?))
+}
+
+pub async fn token_revoke(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let who = authorize(&s, &headers, Permission::TokensAdmin)?;
+    let store = s.store.clone();
+    let target = id.clone();
+    if blocking(move || Ok(rbac::token_revoke(&store, &target)?)).await? {
+        tracing::info!(token = %id, by = %who.actor(), "token revoked");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ControlError::NotFound { code: "TOKEN_NOT_FOUND", what: "token", id }.into())
+    }
+}
+
+/// A connected cell's sync session.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CellView {
+    cell: String,
+    remote: String,
+    connected_at: chrono::DateTime<chrono::Utc>,
+    sent_version: u64,
+    acked_version: u64,
+    last_ack_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CellsView {
+    version: u64,
+    cells: Vec<CellView>,
+}
+
+pub async fn cells(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<CellsView>, ApiError> {
+    authorize(&s, &headers, Permission::OpsRead)?;
+    let cells = s
+        .sync
+        .sessions()
+        .into_iter()
+        .map(|c| CellView {
+            cell: c.cell,
+            remote: c.remote.to_string(),
+            connected_at: c.connected_at.into(),
+            sent_version: c.sent_version,
+            acked_version: c.acked_version,
+            last_ack_at: c.last_ack_at.map(Into::into),
+        })
+        .collect();
+    Ok(Json(CellsView { version: s.store.version(), cells }))
+}
+
+/// A jurisdiction's signed exports. The exports themselves arrive with the exports issue; the
+/// role model is enforced now: only that jurisdiction's regulator (or an admin) may list them.
+pub async fn exports(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(jurisdiction): Path<String>,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    let j: Jurisdiction = serde_json::from_value(jurisdiction.to_ascii_uppercase().into()).map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "JURISDICTION_NOT_FOUND",
+            format!("`{jurisdiction}` is not a jurisdiction"),
+        )
+    })?;
+    authorize(&s, &headers, Permission::Exports(j))?;
+    Ok(Json(Vec::new()))
+}
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready once the store is open and the sync endpoint bound (both happen before the HTTP
+/// listener starts, so a listening control plane is ready).
+pub async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    (StatusCode::OK, format!("ready at version {}", s.store.version())).into_response()
+}
+
+pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    s.metrics.version.set(s.store.version() as i64);
+    s.metrics.sync_sessions.set(s.sync.sessions().len() as i64);
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render())
+        .into_response()
+}

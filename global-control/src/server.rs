@@ -1,0 +1,124 @@
+//! Wiring: opens the store, makes sure an admin can log in, binds the QUIC sync endpoint, serves
+//! the control API until shutdown, then closes sync sessions and drains HTTP.
+
+use crate::api::{self, AppState};
+use crate::flags::Locks;
+use crate::metrics::Metrics;
+use crate::rbac::{self, Bootstrap};
+use crate::store::{ControlStore, SyncSource};
+use anyhow::Context;
+use contracts::region::RegionConfig;
+use replication::sync::{ServerConfig, SyncServer};
+use replication::tls::QuicTimeouts;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Everything `ControlPlane::open` needs.
+pub struct ControlConfig {
+    pub data_dir: PathBuf,
+    /// The region files: their cell ids are the cells allowed to sync, their locks are enforced.
+    pub regions: Vec<RegionConfig>,
+    pub tls_dir: PathBuf,
+    pub quic_listen: SocketAddr,
+    /// Let any cell id its certificate names sync, not only the region files' (benchmarks).
+    pub any_cell: bool,
+    pub timeouts: QuicTimeouts,
+    /// `GLOBAL_CONTROL_ADMIN_TOKEN`, if set.
+    pub admin_token: Option<String>,
+}
+
+/// An open control plane, not yet serving.
+pub struct ControlPlane {
+    pub state: Arc<AppState>,
+    pub sync: Arc<SyncServer>,
+}
+
+impl ControlPlane {
+    /// Opens the store and binds the sync endpoint. Call within a tokio runtime.
+    pub async fn open(config: ControlConfig) -> anyhow::Result<ControlPlane> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
+        let (dir, env) = (config.data_dir.clone(), config.admin_token.clone());
+        let (store, bootstrap) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let store = ControlStore::open(&dir.join("store"))
+                .with_context(|| format!("open store under {}", dir.display()))?;
+            let bootstrap = rbac::bootstrap_admin(&store, &dir, env).context("bootstrap the admin token")?;
+            Ok((store, bootstrap))
+        })
+        .await
+        .context("open task")??;
+        match bootstrap {
+            Bootstrap::FromEnv => tracing::info!("admin token: from {}", rbac::ADMIN_TOKEN_ENV),
+            Bootstrap::Generated(path) => {
+                tracing::warn!(path = %path.display(), "first start: generated an admin token; read it from this file")
+            }
+            Bootstrap::Existing => {}
+        }
+        let locks = Locks::from_regions(&config.regions);
+        let store = Arc::new(store);
+        for (key, flag) in store.read(|s| s.flags.clone()) {
+            if let Err(e) = locks.check(&key, &flag.definition) {
+                // A lock added to a region file after the flag was set: cells still serve the
+                // locked value (evaluation applies locks); the next change must comply.
+                tracing::warn!(flag = %key, problem = %e, "stored flag conflicts with a regulatory lock");
+            }
+        }
+        let quic = replication::tls::quic_server_config(&config.tls_dir, "control", config.timeouts)
+            .context("load the control plane's TLS certificate")?;
+        let allowed = (!config.any_cell).then(|| config.regions.iter().map(|r| r.cell_id.clone()).collect());
+        let sync = SyncServer::bind(
+            config.quic_listen,
+            quic,
+            ServerConfig { allowed_cells: allowed, ..ServerConfig::default() },
+        )
+        .with_context(|| format!("bind QUIC sync on {}", config.quic_listen))?;
+        let state = Arc::new(AppState { store, locks, sync: sync.clone(), metrics: Arc::new(Metrics::default()) });
+        Ok(ControlPlane { state, sync })
+    }
+
+    pub fn quic_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.sync.local_addr()?)
+    }
+
+    /// Serves HTTP on `listener` and sync on the bound endpoint until `shutdown`.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let http = listener.local_addr().context("read listening address")?;
+        let quic = self.quic_addr()?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let source = Arc::new(SyncSource(self.state.store.clone()));
+        let sync_stop = {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let sync_task = tokio::spawn(self.sync.clone().run(source, sync_stop));
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let http_stop = {
+            let mut rx = stop_rx;
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let serve = axum::serve(listener, api::router(self.state.clone())).with_graceful_shutdown(http_stop);
+        let server = tokio::spawn(async move { serve.await });
+        tracing::info!(%http, %quic, version = self.state.store.version(), "global-control listening");
+        // Tests and scripts read this line to know both ports.
+        println!("listening http={http} quic={quic}");
+        shutdown.await;
+        tracing::info!("shutting down: closing sync sessions, draining HTTP");
+        let _ = stop_tx.send(true);
+        sync_task.await.context("sync task")?;
+        server.await.context("server task")?.context("serve")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

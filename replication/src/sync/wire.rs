@@ -1,0 +1,201 @@
+//! Sync frames on the wire: a 4-byte big-endian length, then a MessagePack map
+//! `{v: PROTOCOL_VERSION, msg: Message}`. A frame longer than [`FRAME_BYTES_MAX`] is refused
+//! before a byte of it is buffered; one that does not decode, or speaks another version, is
+//! refused without anything in it being used.
+
+use contracts::flags::{Change, ChangeRecord};
+use serde::{Deserialize, Serialize};
+
+/// Version of the sync protocol. A peer speaking another version is refused with
+/// `UNSUPPORTED_VERSION`; bump it with any change to [`Message`].
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Largest frame either side accepts, in bytes. The control API refuses request bodies over
+/// 256 kB, so one change record is far smaller; batches and snapshot chunks are split to fit.
+pub const FRAME_BYTES_MAX: usize = 1024 * 1024;
+
+/// Everything either side says, in order:
+///
+/// ```text
+/// cell                                  control plane
+/// Hello {cell, appliedVersion}   ->
+///                                <-     Snapshot {version, changes, last}...   (version 0, too far behind, or ahead)
+///                                <-     Records [...]                           (the changes since, then each new one)
+/// Ack {version}                  ->     (after each applied set)
+///                                <-     Heartbeat {version}                     (every second: "still here, at v")
+///                                <-     Refused {code, message}                 (then the connection closes)
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Message {
+    #[serde(rename_all = "camelCase")]
+    Hello { cell: String, applied_version: u64 },
+    /// One chunk of a snapshot: the full state at `version`. Applied as one set once `last`.
+    #[serde(rename_all = "camelCase")]
+    Snapshot { version: u64, changes: Vec<Change>, last: bool },
+    /// Consecutive change records, oldest first.
+    #[serde(rename_all = "camelCase")]
+    Records { records: Vec<ChangeRecord> },
+    #[serde(rename_all = "camelCase")]
+    Ack { version: u64 },
+    #[serde(rename_all = "camelCase")]
+    Heartbeat { version: u64 },
+    #[serde(rename_all = "camelCase")]
+    Refused { code: String, message: String },
+}
+
+#[derive(Serialize)]
+struct FrameOut<'a> {
+    v: u16,
+    msg: &'a Message,
+}
+
+#[derive(Deserialize)]
+struct FrameHeader {
+    v: u16,
+}
+
+#[derive(Deserialize)]
+struct FrameIn {
+    msg: Message,
+}
+
+/// Why a frame was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {bytes} bytes is over the {FRAME_BYTES_MAX}-byte limit")]
+    TooLarge { bytes: usize },
+    #[error("frame does not decode: {0}")]
+    Malformed(String),
+    #[error("frame speaks protocol version {0}, this side speaks {PROTOCOL_VERSION}")]
+    UnsupportedVersion(u16),
+    #[error("stream: {0}")]
+    Stream(String),
+    /// The peer finished its side cleanly between frames.
+    #[error("stream finished")]
+    Finished,
+}
+
+impl FrameError {
+    /// Stable code for logs and `Refused` messages.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FrameError::TooLarge { .. } => "FRAME_TOO_LARGE",
+            FrameError::Malformed(_) => "FRAME_MALFORMED",
+            FrameError::UnsupportedVersion(_) => "UNSUPPORTED_VERSION",
+            FrameError::Stream(_) => "STREAM_ERROR",
+            FrameError::Finished => "STREAM_FINISHED",
+        }
+    }
+}
+
+/// The frame bytes of `msg`, length prefix included.
+pub fn encode(msg: &Message) -> Result<Vec<u8>, FrameError> {
+    let body = rmp_serde::to_vec_named(&FrameOut { v: PROTOCOL_VERSION, msg })
+        .map_err(|e| FrameError::Malformed(format!("encode: {e}")))?;
+    if body.len() > FRAME_BYTES_MAX {
+        return Err(FrameError::TooLarge { bytes: body.len() });
+    }
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// Decodes a frame body (after its length prefix).
+pub fn decode(body: &[u8]) -> Result<Message, FrameError> {
+    let header: FrameHeader = rmp_serde::from_slice(body).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if header.v != PROTOCOL_VERSION {
+        return Err(FrameError::UnsupportedVersion(header.v));
+    }
+    let frame: FrameIn = rmp_serde::from_slice(body).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    Ok(frame.msg)
+}
+
+/// Reads one frame. The length is checked before the body is read, so an oversized frame costs
+/// four bytes of memory.
+pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Message, FrameError> {
+    let mut prefix = [0u8; 4];
+    match recv.read_exact(&mut prefix).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Err(FrameError::Finished),
+        Err(e) => return Err(FrameError::Stream(e.to_string())),
+    }
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > FRAME_BYTES_MAX {
+        return Err(FrameError::TooLarge { bytes: len });
+    }
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await.map_err(|e| FrameError::Stream(e.to_string()))?;
+    decode(&body)
+}
+
+pub async fn write_frame(send: &mut quinn::SendStream, msg: &Message) -> Result<(), FrameError> {
+    let frame = encode(msg)?;
+    send.write_all(&frame).await.map_err(|e| FrameError::Stream(e.to_string()))
+}
+
+/// Encodes `records` as one or more `Records` frames, each within [`FRAME_BYTES_MAX`]: a batch
+/// too large is split in halves. A single record over the limit cannot be sent at all.
+pub fn encode_records(records: &[ChangeRecord], out: &mut Vec<Vec<u8>>) -> Result<(), FrameError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    match encode(&Message::Records { records: records.to_vec() }) {
+        Ok(frame) => {
+            out.push(frame);
+            Ok(())
+        }
+        Err(FrameError::TooLarge { .. }) if records.len() > 1 => {
+            let (a, b) = records.split_at(records.len() / 2);
+            encode_records(a, out)?;
+            encode_records(b, out)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Encodes a snapshot of the state at `version` as `Snapshot` frames within the limit, the last
+/// one marked. An empty state is one empty, last chunk.
+pub fn encode_snapshot(version: u64, changes: &[Change], out: &mut Vec<Vec<u8>>) -> Result<(), FrameError> {
+    /// Changes per chunk to start with; halved while a chunk is too large.
+    const SNAPSHOT_CHUNK_CHANGES: usize = 512;
+    if changes.is_empty() {
+        out.push(encode(&Message::Snapshot { version, changes: Vec::new(), last: true })?);
+        return Ok(());
+    }
+    let mut start = 0;
+    let mut size = SNAPSHOT_CHUNK_CHANGES;
+    while start < changes.len() {
+        let end = (start + size).min(changes.len());
+        let msg = Message::Snapshot { version, changes: changes[start..end].to_vec(), last: end == changes.len() };
+        match encode(&msg) {
+            Ok(frame) => {
+                out.push(frame);
+                start = end;
+            }
+            Err(FrameError::TooLarge { .. }) if size > 1 => size /= 2,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_refuse_garbage() {
+        let msg = Message::Hello { cell: "uk".into(), applied_version: 42 };
+        let frame = encode(&msg).unwrap();
+        assert_eq!(u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize, frame.len() - 4);
+        assert_eq!(decode(&frame[4..]).unwrap(), msg);
+        assert!(matches!(decode(b"\xc1garbage"), Err(FrameError::Malformed(_))));
+        assert!(matches!(decode(&frame[4..frame.len() - 1]), Err(FrameError::Malformed(_))));
+        let other = rmp_serde::to_vec_named(&FrameOut { v: 2, msg: &msg }).unwrap();
+        assert!(matches!(decode(&other), Err(FrameError::UnsupportedVersion(2))));
+        let huge = Message::Refused { code: "X".into(), message: "x".repeat(FRAME_BYTES_MAX) };
+        assert!(matches!(encode(&huge), Err(FrameError::TooLarge { .. })));
+    }
+}

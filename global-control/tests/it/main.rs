@@ -1,0 +1,297 @@
+//! Integration tests: the real `global-control` binary, real HTTP, real QUIC with mutual TLS,
+//! real files. One test binary (support shared).
+
+mod support;
+
+use serde_json::json;
+use std::time::Duration;
+use support::*;
+
+const CONVERGE: Duration = Duration::from_secs(20);
+
+/// An endpoint class of the RBAC matrix: name, method, path, body, the roles allowed.
+type EndpointClass = (&'static str, &'static str, &'static str, Option<serde_json::Value>, &'static [&'static str]);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flag_changes_reach_subscribers_across_kill_9_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = certs(dir.path());
+    let mut control = Control::start(&dir.path().join("control"), &tls);
+    let (status, flag) =
+        control.call("PUT", "/flags/new-lobby", Some(ADMIN), Some(boolean_flag("on", json!([]), "launch"))).await;
+    assert_eq!(status, 200, "{flag}");
+    let v1 = flag["version"].as_u64().unwrap();
+    let subs: Vec<Subscriber> = ["uk", "mt", "dk"]
+        .iter()
+        .map(|c| Subscriber::start(&tls, c, c, control.quic, dir.path().join(format!("{c}.json"))))
+        .collect();
+    for s in &subs {
+        s.converged(v1, CONVERGE).await;
+        assert_eq!(s.sink.read()["flags"]["new-lobby"]["definition"]["enabled"], true);
+    }
+    // A change while connected is streamed.
+    let (status, killed) =
+        control.call("POST", "/flags/new-lobby/kill", Some(ADMIN), Some(json!({"reason": "incident 42"}))).await;
+    assert_eq!(status, 200, "{killed}");
+    let v2 = killed["version"].as_u64().unwrap();
+    for s in &subs {
+        s.converged(v2, CONVERGE).await;
+        assert_eq!(s.sink.read()["flags"]["new-lobby"]["definition"]["enabled"], false);
+    }
+    // kill -9 and restart: the acknowledged change is still there, subscribers reconnect.
+    control.kill9();
+    control.restart();
+    let (status, history) = control.call("GET", "/flags/new-lobby/history", Some(ADMIN), None).await;
+    assert_eq!(status, 200);
+    let records = history["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2, "{history}");
+    assert_eq!(records[1]["reason"], "incident 42");
+    assert!(records[1]["actor"].as_str().unwrap().contains("bootstrap admin"));
+    let (status, flag) =
+        control.call("PUT", "/flags/new-lobby", Some(ADMIN), Some(boolean_flag("off", json!([]), "relaunch"))).await;
+    assert_eq!(status, 200, "{flag}");
+    let v3 = flag["version"].as_u64().unwrap();
+    assert_eq!(v3, v2 + 1, "versions continue across the crash");
+    for s in &subs {
+        s.converged(v3, CONVERGE).await;
+    }
+    // A subscriber restarted resumes from its file: no snapshot, nothing twice.
+    let mut subs = subs;
+    let uk = subs.remove(0).stop().await;
+    let (status, _) =
+        control.call("PUT", "/flags/second", Some(ADMIN), Some(boolean_flag("on", json!([]), "second"))).await;
+    assert_eq!(status, 200);
+    let uk = Subscriber::start_with(&tls, "uk", "uk", control.quic, uk);
+    uk.converged(v3 + 1, CONVERGE).await;
+    let applied = uk.sink.applied.lock().unwrap().clone();
+    assert_eq!(applied.iter().filter(|(_, _, snapshot)| *snapshot).count(), 1, "one snapshot, at first: {applied:?}");
+    uk.assert_exactly_once();
+    for s in &subs {
+        s.converged(v3 + 1, CONVERGE).await;
+        s.assert_exactly_once();
+    }
+    // Graceful shutdown exits 0.
+    assert!(control.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_converge_after_the_quic_path_is_blackholed_and_healed() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = certs(dir.path());
+    let control = Control::start(&dir.path().join("control"), &tls);
+    let proxy = UdpProxy::start(control.quic).await;
+    let sub = Subscriber::start(&tls, "se", "se", proxy.addr, dir.path().join("se.json"));
+    let (_, flag) = control.call("PUT", "/flags/a", Some(ADMIN), Some(boolean_flag("on", json!([]), "a"))).await;
+    sub.converged(flag["version"].as_u64().unwrap(), CONVERGE).await;
+    proxy.blackhole(true);
+    let mut last = 0;
+    for i in 0..3 {
+        let (status, flag) = control
+            .call("PUT", "/flags/a", Some(ADMIN), Some(boolean_flag("off", json!([]), &format!("cut {i}"))))
+            .await;
+        assert_eq!(status, 200);
+        last = flag["version"].as_u64().unwrap();
+    }
+    // Longer than the idle timeout: the connection dies, the client keeps retrying into the hole.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(sub.sink.version() < last, "nothing crosses a black hole");
+    assert!(!sub.status.snapshot().connected);
+    assert!(sub.status.is_stale(Duration::from_secs(2)), "cut off for 3 s reads as stale");
+    proxy.blackhole(false);
+    sub.converged(last, CONVERGE).await;
+    sub.assert_exactly_once();
+    assert!(!sub.status.is_stale(Duration::from_secs(2)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_certificates_are_refused_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = certs(dir.path());
+    let control = Control::start(&dir.path().join("control"), &tls);
+    control.call("PUT", "/flags/a", Some(ADMIN), Some(boolean_flag("on", json!([]), "a"))).await;
+    // mt's certificate claiming to be uk.
+    let liar = Subscriber::start(&tls, "uk", "mt", control.quic, dir.path().join("liar.json"));
+    // A certificate from another CA.
+    let rogue_dir = tempfile::tempdir().unwrap();
+    let rogue_tls = certs(rogue_dir.path());
+    std::fs::copy(tls.join("ca.pem"), rogue_tls.join("ca.pem")).unwrap(); // trusts the real CA, presents a rogue cert
+    let rogue = Subscriber::start(&rogue_tls, "dk", "dk", control.quic, dir.path().join("rogue.json"));
+    // A server that is not the control plane: same CA, but it presents cell uk's certificate.
+    let fake_tls = dir.path().join("fake-tls");
+    std::fs::create_dir_all(&fake_tls).unwrap();
+    for (from, to) in [("ca.pem", "ca.pem"), ("ca.key", "ca.key"), ("uk.pem", "control.pem"), ("uk.key", "control.key")]
+    {
+        std::fs::copy(tls.join(from), fake_tls.join(to)).unwrap();
+    }
+    let fake = Control::start(&dir.path().join("fake"), &fake_tls);
+    fake.call("PUT", "/flags/evil", Some(ADMIN), Some(boolean_flag("on", json!([]), "evil"))).await;
+    let fooled = Subscriber::start(&tls, "es", "es", fake.quic, dir.path().join("fooled.json"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (name, s) in [("liar", &liar), ("rogue", &rogue), ("fooled", &fooled)] {
+        assert_eq!(s.sink.version(), 0, "{name} got data: {:?}", s.status.snapshot());
+    }
+    let liar_error = liar.status.snapshot().last_error.unwrap_or_default();
+    assert!(liar_error.contains("CERTIFICATE_MISMATCH"), "{liar_error}");
+    assert!(
+        fooled.status.snapshot().last_error.unwrap_or_default().contains("certificate"),
+        "{:?}",
+        fooled.status.snapshot()
+    );
+    // The honest cell still syncs.
+    let honest = Subscriber::start(&tls, "uk", "uk", control.quic, dir.path().join("uk.json"));
+    honest.converged(1, CONVERGE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = certs(dir.path());
+    let control = Control::start(&dir.path().join("control"), &tls);
+    let mut tokens = std::collections::BTreeMap::new();
+    for role in ["product", "catalog", "ops", "regulator:UK", "admin"] {
+        let (status, created) =
+            control.call("POST", "/tokens", Some(ADMIN), Some(json!({"name": role, "roles": [role]}))).await;
+        assert_eq!(status, 201, "{created}");
+        assert!(created["token"].as_str().unwrap().starts_with("gct_"));
+        tokens.insert(role, created["token"].as_str().unwrap().to_owned());
+    }
+    let provider = json!({"provider": {"id": "pragmatic", "name": "Pragmatic Play"}, "reason": "onboard"});
+    // (endpoint class, method, path, body, roles allowed)
+    let classes: Vec<EndpointClass> = vec![
+        ("flags read", "GET", "/flags", None, &["product", "catalog", "ops", "admin"]),
+        ("flags write", "PUT", "/flags/x", Some(boolean_flag("on", json!([]), "rbac")), &["product", "admin"]),
+        ("catalog read", "GET", "/catalog/games", None, &["product", "catalog", "ops", "admin"]),
+        ("catalog write", "PUT", "/catalog/providers/pragmatic", Some(provider), &["catalog", "admin"]),
+        ("ops", "GET", "/cells", None, &["ops", "admin"]),
+        ("exports UK", "GET", "/exports/UK", None, &["regulator:UK", "admin"]),
+        ("exports MT", "GET", "/exports/MT", None, &["admin"]),
+        ("tokens", "GET", "/tokens", None, &["admin"]),
+    ];
+    for (class, method, path, body, allowed) in &classes {
+        let (status, error) = control.call(method, path, None, body.clone()).await;
+        assert_eq!((status, error["code"].as_str()), (401, Some("UNAUTHENTICATED")), "{class} without a token");
+        let (status, _) = control.call(method, path, Some("gct_not_a_token"), body.clone()).await;
+        assert_eq!(status, 401, "{class} with an unknown token");
+        for (role, token) in &tokens {
+            let (status, answer) = control.call(method, path, Some(token), body.clone()).await;
+            if allowed.contains(role) {
+                assert!(status == 200, "{class} as {role}: {status} {answer}");
+            } else {
+                assert_eq!((status, answer["code"].as_str()), (403, Some("FORBIDDEN")), "{class} as {role}: {answer}");
+            }
+        }
+    }
+    // Revoked tokens stop working.
+    let (_, list) = control.call("GET", "/tokens", Some(ADMIN), None).await;
+    let ops = list.as_array().unwrap().iter().find(|t| t["name"] == "ops").unwrap()["id"].as_str().unwrap().to_owned();
+    assert_eq!(control.call("DELETE", &format!("/tokens/{ops}"), Some(ADMIN), None).await.0, 204);
+    assert_eq!(control.call("GET", "/cells", Some(&tokens["ops"]), None).await.0, 401);
+    // Public routes.
+    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        assert_eq!(control.call("GET", path, None, None).await.0, 200, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regulatory_locks_refuse_changes_and_bad_input_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = certs(dir.path());
+    let control = Control::start(&dir.path().join("control"), &tls);
+    let (status, refused) = control
+        .call("PUT", "/flags/autoplay", Some(ADMIN), Some(boolean_flag("on", json!([]), "autoplay for all")))
+        .await;
+    assert_eq!((status, refused["code"].as_str()), (409, Some("REGULATORY_LOCK")), "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("UKGC-RTS14-AUTOPLAY") && message.contains("uk"), "{message}");
+    // A targeting rule for VIPs is not enough: it could still reach UK VIPs.
+    let vip = json!([{"id": "vip", "clauses": [{"attribute": "vipTier", "op": "in", "values": ["gold"]}], "serve": {"variant": "on"}}]);
+    let (status, _) =
+        control.call("PUT", "/flags/autoplay", Some(ADMIN), Some(boolean_flag("off", vip, "vip autoplay"))).await;
+    assert_eq!(status, 409);
+    // Off in the UK first, on elsewhere: allowed.
+    let uk_off = json!([{"id": "uk-off", "clauses": [{"attribute": "region", "op": "in", "values": ["uk"]}], "serve": {"variant": "off"}}]);
+    let (status, flag) = control
+        .call("PUT", "/flags/autoplay", Some(ADMIN), Some(boolean_flag("on", uk_off, "autoplay outside the UK")))
+        .await;
+    assert_eq!(status, 200, "{flag}");
+    assert_eq!(flag["version"], 1, "refusals wrote nothing");
+    let (_, uk) = control
+        .call("POST", "/flags/autoplay/evaluate", Some(ADMIN), Some(json!({"region": "uk", "playerId": "p"})))
+        .await;
+    let (_, mt) = control
+        .call("POST", "/flags/autoplay/evaluate", Some(ADMIN), Some(json!({"region": "mt", "playerId": "p"})))
+        .await;
+    assert_eq!((uk["value"].clone(), mt["value"].clone()), (json!(false), json!(true)), "{uk} {mt}");
+    // Bad input: 400 with a code, nothing written.
+    for (body, code) in [
+        (json!({"definition": {}, "reason": "x"}), "INVALID_REQUEST"),
+        (boolean_flag("maybe", json!([]), "x"), "INVALID_REQUEST"),
+        (boolean_flag("on", json!([]), " "), "INVALID_REQUEST"),
+    ] {
+        let (status, error) = control.call("PUT", "/flags/other", Some(ADMIN), Some(body)).await;
+        assert_eq!((status, error["code"].as_str()), (400, Some(code)), "{error}");
+    }
+    let (status, error) =
+        control.call("PUT", "/flags/Bad_Key", Some(ADMIN), Some(boolean_flag("on", json!([]), "x"))).await;
+    assert_eq!((status, error["code"].as_str()), (400, Some("INVALID_REQUEST")), "{error}");
+    let (_, changes) = control.call("GET", "/changes", Some(ADMIN), None).await;
+    assert_eq!(changes["records"].as_array().unwrap().len(), 1, "{changes}");
+    // Catalog: only where certified; provider must exist.
+    let game = |available: &str| json!({"game": {"id": "pragmatic:sweet-bonanza", "providerId": "pragmatic", "name": "Sweet Bonanza", "type": "slots", "rtp": "96.48", "certifiedJurisdictions": ["UK", "MT"], "availableJurisdictions": [available]}, "reason": "launch"});
+    let (status, e) =
+        control.call("PUT", "/catalog/games/pragmatic:sweet-bonanza", Some(ADMIN), Some(game("UK"))).await;
+    assert_eq!((status, e["code"].as_str()), (422, Some("UNKNOWN_PROVIDER")));
+    control
+        .call(
+            "PUT",
+            "/catalog/providers/pragmatic",
+            Some(ADMIN),
+            Some(json!({"provider": {"id": "pragmatic", "name": "Pragmatic Play"}, "reason": "onboard"})),
+        )
+        .await;
+    let (status, _) =
+        control.call("PUT", "/catalog/games/pragmatic:sweet-bonanza", Some(ADMIN), Some(game("DK"))).await;
+    assert_eq!(status, 400, "not certified in DK");
+    let (status, _) =
+        control.call("PUT", "/catalog/games/pragmatic:sweet-bonanza", Some(ADMIN), Some(game("UK"))).await;
+    assert_eq!(status, 200);
+    let (_, uk_games) = control.call("GET", "/catalog/games?jurisdiction=UK", Some(ADMIN), None).await;
+    let (_, mt_games) = control.call("GET", "/catalog/games?jurisdiction=MT", Some(ADMIN), None).await;
+    assert_eq!((uk_games.as_array().unwrap().len(), mt_games.as_array().unwrap().len()), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_frames_close_the_stream_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = certs(dir.path());
+    let control = Control::start(&dir.path().join("control"), &tls);
+    control.call("PUT", "/flags/a", Some(ADMIN), Some(boolean_flag("on", json!([]), "a"))).await;
+    let quic = replication::tls::quic_client_config(&tls, "uk", "control", quick_timeouts()).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quic);
+    let garbage: Vec<Vec<u8>> = vec![
+        [&5u32.to_be_bytes()[..], b"\xc1\xc1\xc1\xc1\xc1"].concat(), // 5 bytes that are not MessagePack
+        u32::MAX.to_be_bytes().to_vec(),                             // a 4 GiB frame announced
+    ];
+    for bytes in garbage {
+        let conn = endpoint.connect(control.quic, "control").unwrap().await.unwrap();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let hello = replication::sync::wire::encode(&replication::sync::wire::Message::Hello {
+            cell: "uk".into(),
+            applied_version: 0,
+        })
+        .unwrap();
+        send.write_all(&hello).await.unwrap();
+        // The snapshot arrives; then the client sends garbage.
+        let first = replication::sync::wire::read_frame(&mut recv).await.unwrap();
+        assert!(matches!(first, replication::sync::wire::Message::Snapshot { .. }), "{first:?}");
+        send.write_all(&bytes).await.unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await.expect("the server closes");
+        assert!(closed.to_string().contains("FRAME_"), "{closed}");
+    }
+    // Nothing changed, and an honest subscriber still syncs.
+    let (_, changes) = control.call("GET", "/changes", Some(ADMIN), None).await;
+    assert_eq!(changes["records"].as_array().unwrap().len(), 1);
+    let sub = Subscriber::start(&tls, "uk", "uk", control.quic, dir.path().join("uk.json"));
+    sub.converged(1, CONVERGE).await;
+}

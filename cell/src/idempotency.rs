@@ -33,11 +33,16 @@ impl IdempotencyKey {
     /// A key the platform derives itself (from a provider's transaction id, say) rather than takes
     /// from a client header: no header rules apply.
     pub fn internal(key: String, route: &str, request: &serde_json::Value) -> IdempotencyKey {
+        // serde_json's map is ordered by key, so this is canonical.
+        IdempotencyKey::fingerprinted(key, route, request.to_string().as_bytes())
+    }
+
+    /// A key whose request is already in a canonical byte form (a typed request serialised).
+    pub fn fingerprinted(key: String, route: &str, canonical: &[u8]) -> IdempotencyKey {
         let mut hasher = Sha256::new();
         hasher.update(route.as_bytes());
         hasher.update([0]);
-        // serde_json's map is ordered by key, so this is canonical.
-        hasher.update(request.to_string().as_bytes());
+        hasher.update(canonical);
         IdempotencyKey { key, request_hash: hasher.finalize().into() }
     }
 }

@@ -71,6 +71,8 @@ enum Audit {
 enum Bench {
     /// Wallet operations (hold, settle) in process and over HTTP, with group commit and without.
     Wallet(cell::bench::WalletBenchArgs),
+    /// Game rounds (signed bet + closing win) through the provider protocol over HTTP.
+    Rounds(cell::bench::RoundsBenchArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -90,6 +92,10 @@ fn main() -> anyhow::Result<ExitCode> {
                 Some(dir) => Some(replication::tls::server_config(dir, &region.cell_id)?),
                 None => None,
             };
+            let providers = match &providers {
+                Some(dir) => cell::domains::gaming::providers::load_dir(dir)?,
+                None => Vec::new(),
+            };
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
             let config = CellConfig {
@@ -98,7 +104,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 durability: Durability::GroupSync,
                 writer: WriterConfig::default(),
                 tls,
-                providers_dir: providers,
+                providers,
                 intervals: Default::default(),
             };
             cell::server::run(config, listener, shutdown_signal()).await
@@ -110,6 +116,7 @@ fn main() -> anyhow::Result<ExitCode> {
             return Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         Command::Bench { what: Bench::Wallet(args) } => runtime.block_on(cell::bench::wallet(args)),
+        Command::Bench { what: Bench::Rounds(args) } => runtime.block_on(cell::bench::rounds(args)),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

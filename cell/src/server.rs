@@ -3,7 +3,8 @@
 use crate::api::{self, AppState, Domains};
 use crate::audit::Checkpointer;
 use crate::domains::compliance::Compliance;
-use crate::domains::gaming::{providers, Gaming};
+use crate::domains::gaming::providers::Provider;
+use crate::domains::gaming::Gaming;
 use crate::domains::wallet::{Wallet, WriterConfig};
 use crate::metrics::Metrics;
 use crate::sessions::SessionSigner;
@@ -24,8 +25,8 @@ pub struct CellConfig {
     pub writer: WriterConfig,
     /// Serve over mutual TLS with this configuration; plain HTTP when `None` (local use).
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Game providers' files (`config/providers`); no providers when `None`.
-    pub providers_dir: Option<PathBuf>,
+    /// The game providers this cell serves (`gaming::providers::load_dir`).
+    pub providers: Vec<Provider>,
     pub intervals: Intervals,
 }
 
@@ -70,12 +71,9 @@ impl OpenCell {
         let audit_key = crate::signing_key::load_or_create(&config.data_dir.join("audit-ed25519.key"))
             .context("load the audit signing key")?;
         let audit = Arc::new(Checkpointer::new(&region.cell_id, audit_key));
-        let providers = match &config.providers_dir {
-            Some(dir) => providers::load_dir(dir)?,
-            None => Vec::new(),
-        };
         let gaming = Arc::new(
-            Gaming::new(providers, wallet.clone(), store.clone(), region.clone()).context("load provider states")?,
+            Gaming::new(config.providers.clone(), wallet.clone(), store.clone(), region.clone())
+                .context("load provider states")?,
         );
         Ok(OpenCell { domains: Domains { store, wallet, compliance, gaming, audit, sessions, region }, writer })
     }

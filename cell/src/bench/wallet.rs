@@ -5,19 +5,13 @@
 //! durable operation; every bet moves money through the same house account (a hot account).
 //! Figures are printed as `key=value` lines at the end.
 
+use super::{config, connect, ctx, key, player, post, report, setup, wait_ready, Phase};
 use crate::domains::wallet::{Command, SettlePart, Wallet, WriterConfig};
-use crate::events::EventContext;
-use crate::idempotency::IdempotencyKey;
 use crate::metrics::Metrics;
-use crate::server::{CellConfig, OpenCell};
+use crate::server::OpenCell;
 use crate::store::embedded::Durability;
 use anyhow::{bail, Context};
-use bytes::Bytes;
-use contracts::players::RegisterPlayerRequest;
-use contracts::region::RegionConfig;
-use contracts::wallet::MovementReason;
-use contracts::{BetId, Currency, Money, PlayerId, RoundId};
-use http_body_util::{BodyExt, Full};
+use contracts::{BetId, Currency, Money, RoundId};
 use rand::Rng;
 use rust_decimal::Decimal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,99 +35,6 @@ pub struct WalletBenchArgs {
     /// Keep the data here instead of a temporary directory.
     #[arg(long)]
     pub data: Option<std::path::PathBuf>,
-}
-
-const UK_REGION: &str = include_str!("../../config/regions/uk.toml");
-
-fn ctx() -> EventContext {
-    EventContext { cell: "uk".into(), trace_id: "bench".into() }
-}
-
-fn key(text: &str, route: &str) -> IdempotencyKey {
-    IdempotencyKey::new(text, route, &serde_json::Value::String(text.to_owned())).expect("bench keys are valid")
-}
-
-fn player(i: usize) -> PlayerId {
-    PlayerId::new(format!("uk-bench-{i}")).expect("valid id")
-}
-
-/// Latencies of one phase, in microseconds.
-struct Phase {
-    ops: u64,
-    elapsed: Duration,
-    latencies_us: Vec<u32>,
-    failures: u64,
-}
-
-impl Phase {
-    fn ops_per_s(&self) -> f64 {
-        self.ops as f64 / self.elapsed.as_secs_f64()
-    }
-    fn p99_ms(&mut self) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        self.latencies_us.sort_unstable();
-        let i = ((self.latencies_us.len() as f64) * 0.99) as usize;
-        f64::from(self.latencies_us[i.min(self.latencies_us.len() - 1)]) / 1000.0
-    }
-}
-
-fn config(dir: &std::path::Path, durability: Durability, writer: WriterConfig) -> anyhow::Result<CellConfig> {
-    Ok(CellConfig {
-        region: RegionConfig::from_toml(UK_REGION)?,
-        data_dir: dir.to_owned(),
-        durability,
-        writer,
-        tls: None,
-        providers_dir: None,
-        intervals: Default::default(),
-    })
-}
-
-/// Registers and funds the players, concurrently so group commit shares the syncs.
-async fn setup(cell: &OpenCell, players: usize) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let gbp = Currency::from_code("GBP")?;
-    let chunks: Vec<Vec<usize>> =
-        (0..players).collect::<Vec<_>>().chunks(players.div_ceil(64).max(1)).map(<[usize]>::to_vec).collect();
-    let mut tasks = Vec::new();
-    for chunk in chunks {
-        let compliance = cell.domains.compliance.clone();
-        tasks.push(tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            for i in chunk {
-                let request = RegisterPlayerRequest {
-                    player_id: player(i),
-                    date_of_birth: chrono::NaiveDate::from_ymd_opt(1980, 1, 1).expect("valid date"),
-                    country: contracts::CountryCode::new("GB").map_err(anyhow::Error::msg)?,
-                    currency: "GBP".into(),
-                };
-                compliance.player_register(request, &key(&format!("register-{i}"), "players.register"), &ctx())?;
-            }
-            Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let mut credits = tokio::task::JoinSet::new();
-    for i in 0..players {
-        let wallet = cell.domains.wallet.clone();
-        credits.spawn(async move {
-            let command = Command::Credit {
-                player: player(i),
-                money: Money::positive(Decimal::from(1_000_000), gbp)?,
-                reason: MovementReason::Deposit,
-            };
-            wallet.execute(command, key(&format!("fund-{i}"), "wallet.credit"), ctx()).await?;
-            anyhow::Ok(())
-        });
-    }
-    while let Some(done) = credits.join_next().await {
-        done??;
-    }
-    eprintln!("setup: {players} players registered and funded in {:.1} s", started.elapsed().as_secs_f64());
-    Ok(())
 }
 
 /// Hold then settle, from `concurrency` tasks, for `duration`.
@@ -194,27 +95,6 @@ async fn inprocess(
     Ok(phase)
 }
 
-/// One keep-alive HTTP/1.1 connection's request.
-async fn post(
-    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    path: &str,
-    key: &str,
-    body: String,
-) -> anyhow::Result<()> {
-    let request = hyper::Request::post(path)
-        .header("host", "bench")
-        .header("content-type", "application/json")
-        .header("x-idempotency-key", key)
-        .body(Full::new(Bytes::from(body)))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    if !status.is_success() {
-        bail!("{path} answered {status}: {}", String::from_utf8_lossy(&body));
-    }
-    Ok(())
-}
-
 async fn http(
     address: std::net::SocketAddr,
     players: usize,
@@ -228,10 +108,7 @@ async fn http(
     for _ in 0..connections {
         let rounds = rounds.clone();
         tasks.spawn(async move {
-            let stream = tokio::net::TcpStream::connect(address).await?;
-            stream.set_nodelay(true)?;
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-            tokio::spawn(connection);
+            let mut sender = connect(address).await?;
             let mut latencies = Vec::new();
             let mut failures = 0u64;
             while Instant::now() < deadline {
@@ -239,7 +116,7 @@ async fn http(
                 let p = rand::rng().random_range(0..players);
                 let hold = format!(r#"{{"playerId":"uk-bench-{p}","roundId":"http-r{n}","betId":"b1","currency":"GBP","amount":"1.00"}}"#);
                 let t = Instant::now();
-                let held = post(&mut sender, "/wallet/hold", &format!("http-h{n}"), hold).await;
+                let held = post(&mut sender, "/wallet/hold", &[("x-idempotency-key", &format!("http-h{n}"))], hold).await;
                 latencies.push(t.elapsed().as_micros() as u32);
                 if held.is_err() {
                     failures += 1;
@@ -248,7 +125,7 @@ async fn http(
                 let delta = ["-1.00", "0.00", "1.00"][rand::rng().random_range(0..3)];
                 let settle = format!(r#"{{"roundId":"http-r{n}","operations":[{{"playerId":"uk-bench-{p}","delta":"{delta}","currency":"GBP"}}]}}"#);
                 let t = Instant::now();
-                let settled = post(&mut sender, "/wallet/settle", &format!("http-s{n}"), settle).await;
+                let settled = post(&mut sender, "/wallet/settle", &[("x-idempotency-key", &format!("http-s{n}"))], settle).await;
                 latencies.push(t.elapsed().as_micros() as u32);
                 failures += u64::from(settled.is_err());
             }
@@ -266,18 +143,6 @@ async fn http(
     Ok(phase)
 }
 
-fn report(name: &str, phase: &mut Phase) {
-    let p99_ms = phase.p99_ms();
-    eprintln!(
-        "{name}: {} ops in {:.1} s = {:.0} ops/s, p99 {:.2} ms, {} failed",
-        phase.ops,
-        phase.elapsed.as_secs_f64(),
-        phase.ops_per_s(),
-        p99_ms,
-        phase.failures
-    );
-}
-
 pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
     let temp = tempfile::tempdir().context("create temporary directory")?;
     let dir = args.data.clone().unwrap_or_else(|| temp.path().to_owned());
@@ -285,7 +150,7 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
 
     // 1. In process, group commit.
     let cell = {
-        let config = config(&dir, Durability::GroupSync, WriterConfig::default())?;
+        let config = config(&dir, Durability::GroupSync, WriterConfig::default(), Vec::new())?;
         tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default()))).await??
     };
     setup(&cell, args.players).await?;
@@ -296,8 +161,12 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
 
     // 2. In process, one operation per commit and one sync per commit: the baseline.
     let cell = {
-        let config =
-            config(&dir, Durability::SyncPerCommit, WriterConfig { batch_ops_max: 1, ..WriterConfig::default() })?;
+        let config = config(
+            &dir,
+            Durability::SyncPerCommit,
+            WriterConfig { batch_ops_max: 1, ..WriterConfig::default() },
+            Vec::new(),
+        )?;
         tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default()))).await??
     };
     let mut single =
@@ -310,7 +179,7 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::server::run(
-        config(&dir, Durability::GroupSync, WriterConfig::default())?,
+        config(&dir, Durability::GroupSync, WriterConfig::default(), Vec::new())?,
         listener,
         async {
             let _ = stopped.await;
@@ -333,20 +202,4 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
     println!("sync_per_commit_ops_per_s={:.0}", single.ops_per_s());
     println!("group_commit_speedup={:.1}", grouped.ops_per_s() / single.ops_per_s());
     Ok(())
-}
-
-async fn wait_ready(address: std::net::SocketAddr) -> anyhow::Result<()> {
-    for _ in 0..500 {
-        if let Ok(stream) = tokio::net::TcpStream::connect(address).await {
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(stream)).await?;
-            tokio::spawn(connection);
-            let request = hyper::Request::get("/readyz").header("host", "bench").body(Full::new(Bytes::new()))?;
-            if sender.send_request(request).await?.status().is_success() {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    bail!("the cell at {address} did not become ready")
 }

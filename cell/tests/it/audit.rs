@@ -2,7 +2,7 @@
 //! same transaction, verified by the cell, by `cell audit verify`, and by a third party holding
 //! only the public key; a record changed behind the API's back is named exactly.
 
-use crate::gaming::{provider_dir, Dialect, Provider};
+use crate::gaming::{providers, Dialect, Provider};
 use crate::harness::{Client, TestCell};
 use cell::store::embedded::{Durability, EmbeddedStore};
 use cell::store::{subspaces, Store};
@@ -45,7 +45,7 @@ fn audited(event: &Value) -> bool {
 
 #[tokio::test]
 async fn a_third_party_verifies_checkpoints_and_records_with_the_public_key_alone() {
-    let cell = TestCell::start_with_providers("uk", Some(provider_dir())).await;
+    let cell = TestCell::start_with_providers("uk", providers()).await;
     let c = cell.client();
     let empty = c.raw("POST", "/audit/checkpoints", &[], Vec::new()).await.unwrap();
     assert_eq!((empty.status, empty.code().as_str()), (409, "AUDIT_CHAIN_EMPTY"));
@@ -113,7 +113,7 @@ fn tamper(dir: &std::path::Path, seq: u64, from: &str, to: &str) {
 
 #[tokio::test]
 async fn a_record_changed_behind_the_api_is_named_exactly() {
-    let mut cell = TestCell::start_with_providers("uk", Some(provider_dir())).await;
+    let mut cell = TestCell::start_with_providers("uk", providers()).await;
     some_activity(&cell.client()).await;
     let records = all_records(&cell.client()).await.len() as u64;
     assert!(records >= 9);
@@ -140,7 +140,7 @@ async fn a_record_changed_behind_the_api_is_named_exactly() {
 
 #[tokio::test]
 async fn a_removed_record_is_a_gap() {
-    let mut cell = TestCell::start_with_providers("uk", Some(provider_dir())).await;
+    let mut cell = TestCell::start_with_providers("uk", providers()).await;
     some_activity(&cell.client()).await;
     cell.stop().await;
     let store = EmbeddedStore::open(&cell.dir.path().join("store"), Durability::SyncPerCommit).unwrap();

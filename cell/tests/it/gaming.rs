@@ -7,19 +7,16 @@ use crate::harness::{Client, Reply, TestCell};
 use cell::domains::gaming::adapters::{pulse_sign, seamless_sign};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 const SECRET: &str = "conformance-secret";
 const ADULT: &str = "1980-01-01";
 
-/// Provider files for the tests: each dialect with a long timeout, and with a one-second one.
-pub fn provider_dir() -> PathBuf {
+/// The test providers: each dialect with a long timeout, and with a one-second one.
+pub fn providers() -> Vec<cell::domains::gaming::providers::Provider> {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     let dir = DIR.get_or_init(|| {
-        // Set once, before any cell reads it.
-        std::env::set_var("CONFORMANCE_PROVIDER_SECRET", SECRET);
         let dir = tempfile::tempdir().unwrap();
         let files = [
             ("demo", "seamless-v1", 300, "replay"),
@@ -37,7 +34,8 @@ pub fn provider_dir() -> PathBuf {
         }
         dir
     });
-    dir.path().to_owned()
+    let secret = |name: &str| (name == "CONFORMANCE_PROVIDER_SECRET").then(|| SECRET.to_owned());
+    cell::domains::gaming::providers::load_dir_with(dir.path(), secret).unwrap()
 }
 
 /// A dialect-neutral outcome, as the kit compares them.
@@ -216,7 +214,7 @@ fn refused(code: &str) -> Outcome {
 }
 
 async fn cell_with_player(player: &str, deposit: &str) -> TestCell {
-    let cell = TestCell::start_with_providers("uk", Some(provider_dir())).await;
+    let cell = TestCell::start_with_providers("uk", providers()).await;
     let c = cell.client();
     assert_eq!(c.register(player, ADULT, "GB", "GBP").await.status, 201);
     assert_eq!(c.credit(player, deposit, &format!("seed-{player}")).await.status, 200);

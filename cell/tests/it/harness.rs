@@ -1,6 +1,7 @@
 //! A real cell on a loopback port, with a temporary data directory, and a small HTTP client.
 
 use bytes::Bytes;
+use cell::domains::gaming::providers::Provider;
 use cell::domains::wallet::WriterConfig;
 use cell::server::CellConfig;
 use cell::store::embedded::Durability;
@@ -17,18 +18,18 @@ pub fn region_path(cell: &str) -> PathBuf {
 pub struct TestCell {
     pub address: SocketAddr,
     pub dir: tempfile::TempDir,
-    providers: Option<PathBuf>,
+    providers: Vec<Provider>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl TestCell {
     pub async fn start(cell: &str) -> TestCell {
-        TestCell::start_with_providers(cell, None).await
+        TestCell::start_with_providers(cell, Vec::new()).await
     }
 
-    /// A cell serving the game providers whose files are in `providers`.
-    pub async fn start_with_providers(cell: &str, providers: Option<PathBuf>) -> TestCell {
+    /// A cell serving `providers`.
+    pub async fn start_with_providers(cell: &str, providers: Vec<Provider>) -> TestCell {
         let dir = tempfile::tempdir().unwrap();
         let (address, stop, server) = serve(cell, dir.path(), providers.clone()).await;
         TestCell { address, dir, providers, stop: Some(stop), server: Some(server) }
@@ -60,7 +61,7 @@ impl TestCell {
 async fn serve(
     cell: &str,
     dir: &Path,
-    providers_dir: Option<PathBuf>,
+    providers: Vec<Provider>,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -70,7 +71,7 @@ async fn serve(
         durability: Durability::GroupSync,
         writer: WriterConfig::default(),
         tls: None,
-        providers_dir,
+        providers,
         intervals: cell::server::Intervals {
             round_sweep: std::time::Duration::from_millis(200),
             audit_checkpoint: std::time::Duration::from_secs(60),

@@ -101,7 +101,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         durability: Durability::GroupSync,
         writer: WriterConfig::default(),
         tls: None,
-        providers_dir: None,
+        providers: Vec::new(),
         intervals: Default::default(),
     };
     let cell = tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default())))

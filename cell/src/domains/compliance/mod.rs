@@ -192,18 +192,19 @@ pub struct StakeLimitExceeded {
     pub currency: &'static str,
 }
 
-/// Checks a stake against the region's stake limits in force `today` for the player's age band and
+/// Checks a stake against the region's stake limits in force `today` for the age band of a player
+/// born on `born` and
 /// the game's product (UK: £5 per slot spin, £2 for ages 18 to 24). The strictest rule that
 /// applies wins. A rule in another currency than the stake's cannot be compared, so it refuses:
 /// a limit is never skipped.
 pub fn stake_limit_check(
     region: &RegionConfig,
-    player: &Player,
+    born: NaiveDate,
     product: &str,
     stake: contracts::Money,
     today: NaiveDate,
 ) -> Result<(), StakeLimitExceeded> {
-    let age = age_on(player.date_of_birth, today);
+    let age = age_on(born, today);
     let applicable = region.stake_limits.iter().filter(|r| {
         r.product == product
             && r.effective_from <= today

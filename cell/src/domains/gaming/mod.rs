@@ -34,6 +34,9 @@ use std::time::Duration;
 
 /// Rounds voided per provider per sweep: bounds one sweep; the next takes the rest.
 const SWEEP_ROUNDS_MAX: usize = 1_000;
+/// Players' dates of birth kept in memory for stake limits (a date of birth never changes); the
+/// map is dropped and refilled when it reaches this size.
+const BIRTHDAYS_CACHED_MAX: usize = 1_000_000;
 
 /// A provider's run-time state, as ops set it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +77,7 @@ fn state_key(provider: &str) -> Vec<u8> {
 pub struct Gaming {
     providers: BTreeMap<String, Provider>,
     states: RwLock<BTreeMap<String, ProviderState>>,
+    birthdays: RwLock<rustc_hash::FxHashMap<contracts::PlayerId, chrono::NaiveDate>>,
     wallet: Wallet,
     store: Arc<dyn Store>,
     region: Arc<RegionConfig>,
@@ -99,7 +103,7 @@ impl Gaming {
             states.insert(p.config.id.clone(), state);
         }
         let providers = providers.into_iter().map(|p| (p.config.id.clone(), p)).collect();
-        Ok(Gaming { providers, states: RwLock::new(states), wallet, store, region })
+        Ok(Gaming { providers, states: RwLock::new(states), birthdays: RwLock::default(), wallet, store, region })
     }
 
     fn in_maintenance(&self, provider: &str) -> bool {
@@ -153,8 +157,9 @@ impl Gaming {
             Operation::EndRound { player, round } => format!("g:{provider}:end:{round}:{player}"),
             Operation::Balance { .. } => unreachable!("balance is answered above"),
         };
-        let fingerprint = serde_json::to_value(&op).expect("an operation serialises");
-        match self.wallet.execute(command, IdempotencyKey::internal(key, "gaming", &fingerprint), ctx).await {
+        // A typed operation serialises its fields in declaration order: canonical already.
+        let fingerprint = serde_json::to_vec(&op).expect("an operation serialises");
+        match self.wallet.execute(command, IdempotencyKey::fingerprinted(key, "gaming", &fingerprint), ctx).await {
             Ok(answer) => domain_reply(answer.status, &answer.body, answer.replayed),
             Err(WalletError::IdempotencyKeyReused) => Reply::refused(
                 409,
@@ -203,17 +208,29 @@ impl Gaming {
         game: &str,
         stake: contracts::Money,
     ) -> Result<(), Reply> {
-        let unavailable = |e: StoreError| Reply::refused(503, "STORE_UNAVAILABLE", e.to_string());
-        let mut tx = self.store.begin().map_err(unavailable)?;
-        let Some(registered) = compliance::player_get(tx.as_mut(), player).map_err(unavailable)? else {
-            return Err(Reply::refused(
-                404,
-                "PLAYER_NOT_FOUND",
-                format!("player {player} is not registered in this cell"),
-            ));
+        let born = self.birthdays.read().unwrap_or_else(|p| p.into_inner()).get(player).copied();
+        let born = match born {
+            Some(born) => born,
+            None => {
+                let unavailable = |e: StoreError| Reply::refused(503, "STORE_UNAVAILABLE", e.to_string());
+                let mut tx = self.store.begin().map_err(unavailable)?;
+                let Some(registered) = compliance::player_get(tx.as_mut(), player).map_err(unavailable)? else {
+                    return Err(Reply::refused(
+                        404,
+                        "PLAYER_NOT_FOUND",
+                        format!("player {player} is not registered in this cell"),
+                    ));
+                };
+                let mut birthdays = self.birthdays.write().unwrap_or_else(|p| p.into_inner());
+                if birthdays.len() >= BIRTHDAYS_CACHED_MAX {
+                    birthdays.clear();
+                }
+                birthdays.insert(player.clone(), registered.date_of_birth);
+                registered.date_of_birth
+            }
         };
         let today = chrono::Utc::now().date_naive();
-        compliance::stake_limit_check(&self.region, &registered, p.product_of(game), stake, today)
+        compliance::stake_limit_check(&self.region, born, p.product_of(game), stake, today)
             .map_err(|e| Reply::refused(422, "STAKE_LIMIT_EXCEEDED", e.to_string()))
     }
 

@@ -85,9 +85,18 @@ pub struct ProviderFileError {
     pub problem: String,
 }
 
-/// Loads every `*.toml` under `dir`, sorted by file name; provider ids must be unique, 1 to 32
-/// lower-case letters, digits or `-`.
+/// Loads every `*.toml` under `dir`, sorted by file name, with each secret from the environment
+/// variable its file names.
 pub fn load_dir(dir: &Path) -> Result<Vec<Provider>, ProviderFileError> {
+    load_dir_with(dir, |name| std::env::var(name).ok())
+}
+
+/// Loads every `*.toml` under `dir`, sorted by file name, with each secret from `secret_of(the
+/// variable its file names)`. Provider ids must be unique, 1 to 32 lower-case letters, digits or `-`.
+pub fn load_dir_with(
+    dir: &Path,
+    secret_of: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<Provider>, ProviderFileError> {
     let fail = |path: &Path, problem: String| ProviderFileError { path: path.to_owned(), problem };
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| fail(dir, format!("cannot read the directory: {e}")))?
@@ -111,7 +120,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Provider>, ProviderFileError> {
         if config.round_timeout_seconds == 0 {
             return Err(fail(&path, "round_timeout_seconds must be at least 1".into()));
         }
-        let secret = std::env::var(&config.secret_env).ok().filter(|s| !s.is_empty()).map(String::into_bytes);
+        let secret = secret_of(&config.secret_env).filter(|s| !s.is_empty()).map(String::into_bytes);
         if secret.is_none() {
             tracing::error!(provider = %config.id, env = %config.secret_env, "provider secret not set: its calls are refused");
         }

@@ -300,8 +300,9 @@ impl Writer {
         }
         self.game_touched(tx, b, provider, round)?;
         let s = currency.scale();
-        if !payout.is_zero() {
-            let status = if close { BetStatus::Settled } else { BetStatus::Open };
+        // A closing win's payout is reported by `round.settled` (its part's `won`), so one event
+        // says it; a win that leaves the round open has its own.
+        if !payout.is_zero() && !close {
             let won_event = BetWon {
                 provider: provider.to_owned(),
                 round_id: round.clone(),
@@ -310,7 +311,7 @@ impl Writer {
                 bet_ids: bet_ids.clone(),
                 currency,
                 amount: money.wire(),
-                status,
+                status: BetStatus::Open,
             };
             Self::event(tx, b, ctx, won_event)?;
         }

@@ -1,0 +1,182 @@
+//! Benchmarks that print `key=value` figures: `cell bench wallet` ([`wallet`]) and `cell bench
+//! rounds` ([`rounds`]). Each runs a real cell on a store under a temporary directory; this module
+//! holds what they share (players, phases, the cell's configuration, an HTTP client).
+
+mod rounds;
+mod wallet;
+
+pub use rounds::{rounds, RoundsBenchArgs};
+pub use wallet::{wallet, WalletBenchArgs};
+
+use crate::domains::gaming::providers::Provider;
+use crate::domains::wallet::{Command, WriterConfig};
+use crate::events::EventContext;
+use crate::idempotency::IdempotencyKey;
+use crate::server::{CellConfig, OpenCell};
+use crate::store::embedded::Durability;
+use anyhow::bail;
+use bytes::Bytes;
+use contracts::players::RegisterPlayerRequest;
+use contracts::region::RegionConfig;
+use contracts::wallet::MovementReason;
+use contracts::{Currency, Money, PlayerId};
+use http_body_util::{BodyExt, Full};
+use rust_decimal::Decimal;
+use std::time::{Duration, Instant};
+
+const UK_REGION: &str = include_str!("../../../config/regions/uk.toml");
+
+pub(super) fn ctx() -> EventContext {
+    EventContext { cell: "uk".into(), trace_id: "bench".into() }
+}
+
+pub(super) fn key(text: &str, route: &str) -> IdempotencyKey {
+    IdempotencyKey::new(text, route, &serde_json::Value::String(text.to_owned())).expect("bench keys are valid")
+}
+
+pub(super) fn player(i: usize) -> PlayerId {
+    PlayerId::new(format!("uk-bench-{i}")).expect("valid id")
+}
+
+/// Latencies of one phase, in microseconds.
+pub(super) struct Phase {
+    pub ops: u64,
+    pub elapsed: Duration,
+    pub latencies_us: Vec<u32>,
+    pub failures: u64,
+}
+
+impl Phase {
+    pub fn ops_per_s(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+    pub fn p99_ms(&mut self) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        self.latencies_us.sort_unstable();
+        let i = ((self.latencies_us.len() as f64) * 0.99) as usize;
+        f64::from(self.latencies_us[i.min(self.latencies_us.len() - 1)]) / 1000.0
+    }
+}
+
+pub(super) fn config(
+    dir: &std::path::Path,
+    durability: Durability,
+    writer: WriterConfig,
+    providers: Vec<Provider>,
+) -> anyhow::Result<CellConfig> {
+    Ok(CellConfig {
+        region: RegionConfig::from_toml(UK_REGION)?,
+        data_dir: dir.to_owned(),
+        durability,
+        writer,
+        tls: None,
+        providers,
+        intervals: Default::default(),
+    })
+}
+
+/// Registers and funds the players, concurrently so group commit shares the syncs.
+pub(super) async fn setup(cell: &OpenCell, players: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let gbp = Currency::from_code("GBP")?;
+    let chunks: Vec<Vec<usize>> =
+        (0..players).collect::<Vec<_>>().chunks(players.div_ceil(64).max(1)).map(<[usize]>::to_vec).collect();
+    let mut tasks = Vec::new();
+    for chunk in chunks {
+        let compliance = cell.domains.compliance.clone();
+        tasks.push(tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            for i in chunk {
+                let request = RegisterPlayerRequest {
+                    player_id: player(i),
+                    date_of_birth: chrono::NaiveDate::from_ymd_opt(1980, 1, 1).expect("valid date"),
+                    country: contracts::CountryCode::new("GB").map_err(anyhow::Error::msg)?,
+                    currency: "GBP".into(),
+                };
+                compliance.player_register(request, &key(&format!("register-{i}"), "players.register"), &ctx())?;
+            }
+            Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let mut credits = tokio::task::JoinSet::new();
+    for i in 0..players {
+        let wallet = cell.domains.wallet.clone();
+        credits.spawn(async move {
+            let command = Command::Credit {
+                player: player(i),
+                money: Money::positive(Decimal::from(1_000_000), gbp)?,
+                reason: MovementReason::Deposit,
+            };
+            wallet.execute(command, key(&format!("fund-{i}"), "wallet.credit"), ctx()).await?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = credits.join_next().await {
+        done??;
+    }
+    eprintln!("setup: {players} players registered and funded in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// One request on a keep-alive HTTP/1.1 connection; a status other than 2xx is an error.
+pub(super) async fn post(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: String,
+) -> anyhow::Result<Bytes> {
+    let mut request = hyper::Request::post(path).header("host", "bench").header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = sender.send_request(request.body(Full::new(Bytes::from(body)))?).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        bail!("{path} answered {status}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok(body)
+}
+
+/// A keep-alive HTTP/1.1 connection to `address`.
+pub(super) async fn connect(
+    address: std::net::SocketAddr,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+pub(super) fn report(name: &str, phase: &mut Phase) {
+    let p99_ms = phase.p99_ms();
+    eprintln!(
+        "{name}: {} ops in {:.1} s = {:.0} ops/s, p99 {:.2} ms, {} failed",
+        phase.ops,
+        phase.elapsed.as_secs_f64(),
+        phase.ops_per_s(),
+        p99_ms,
+        phase.failures
+    );
+}
+
+pub(super) async fn wait_ready(address: std::net::SocketAddr) -> anyhow::Result<()> {
+    for _ in 0..500 {
+        if let Ok(stream) = tokio::net::TcpStream::connect(address).await {
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(connection);
+            let request = hyper::Request::get("/readyz").header("host", "bench").body(Full::new(Bytes::new()))?;
+            if sender.send_request(request).await?.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("the cell at {address} did not become ready")
+}

@@ -1,0 +1,144 @@
+//! `cell bench rounds`: game rounds through the provider protocol, as a provider drives them.
+//!
+//! Workload (issue #3): a round is a signed `seamless-v1` bet then a signed closing win (a loss,
+//! a refund or a win, at random) for a random player of 10,000, over 64 keep-alive HTTP
+//! connections to a real cell with group commit. Every call is authenticated (HMAC-SHA256),
+//! idempotent on its transaction id, stake-limit checked, journaled, and chained into the audit
+//! log. Prints `rounds_per_s` and `round_p99_ms` (the time of both calls of a round).
+
+use super::{config, connect, post, report, setup, wait_ready, Phase};
+use crate::domains::gaming::adapters::seamless_sign;
+use crate::domains::gaming::providers::{load_dir_with, Provider};
+use crate::domains::wallet::WriterConfig;
+use crate::metrics::Metrics;
+use crate::server::OpenCell;
+use crate::store::embedded::Durability;
+use anyhow::{bail, Context};
+use rand::Rng;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RoundsBenchArgs {
+    /// Seconds the measured phase runs.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Players registered and funded before measuring.
+    #[arg(long, default_value_t = 10_000)]
+    pub players: usize,
+    /// Keep-alive HTTP connections, each playing rounds back to back.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+}
+
+const SECRET: &str = "bench-provider-secret";
+
+/// The shipped `demo` provider's file, with a secret made up for the run.
+fn demo_provider(dir: &std::path::Path) -> anyhow::Result<Vec<Provider>> {
+    let providers_dir = dir.join("providers");
+    std::fs::create_dir_all(&providers_dir)?;
+    std::fs::write(providers_dir.join("demo.toml"), include_str!("../../../config/providers/demo.toml"))?;
+    let providers = load_dir_with(&providers_dir, |_| Some(SECRET.to_owned()))?;
+    Ok(providers)
+}
+
+/// Sends one signed `seamless-v1` call.
+async fn call(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    call: &str,
+    body: String,
+) -> anyhow::Result<()> {
+    let ts = chrono::Utc::now().timestamp();
+    let signature = seamless_sign(SECRET.as_bytes(), ts, body.as_bytes());
+    let ts = ts.to_string();
+    post(sender, &format!("/gaming/demo/{call}"), &[("x-timestamp", &ts), ("x-signature", &signature)], body).await?;
+    Ok(())
+}
+
+async fn play(
+    address: std::net::SocketAddr,
+    players: usize,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<Phase> {
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let rounds = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let rounds = rounds.clone();
+        tasks.spawn(async move {
+            let mut sender = connect(address).await?;
+            let mut latencies = Vec::new();
+            let mut failures = 0u64;
+            while Instant::now() < deadline {
+                let n = rounds.fetch_add(1, Ordering::Relaxed);
+                let p = rand::rng().random_range(0..players);
+                let win = ["0.00", "1.00", "2.00"][rand::rng().random_range(0..3)];
+                let bet = format!(
+                    r#"{{"transactionId":"bet-{n}","playerId":"uk-bench-{p}","roundId":"round-{n}","gameId":"demo-slot","amount":"1.00","currency":"GBP"}}"#
+                );
+                let win = format!(
+                    r#"{{"transactionId":"win-{n}","playerId":"uk-bench-{p}","roundId":"round-{n}","amount":"{win}","currency":"GBP","closeRound":true}}"#
+                );
+                let t = Instant::now();
+                let played = match call(&mut sender, "bet", bet).await {
+                    Ok(()) => call(&mut sender, "win", win).await,
+                    Err(e) => Err(e),
+                };
+                latencies.push(t.elapsed().as_micros() as u32);
+                if let Err(e) = played {
+                    failures += 1;
+                    if failures == 1 {
+                        tracing::warn!(error = %e, "round failed");
+                    }
+                }
+            }
+            anyhow::Ok((latencies, failures))
+        });
+    }
+    let mut phase = Phase { ops: 0, elapsed: Duration::ZERO, latencies_us: Vec::new(), failures: 0 };
+    while let Some(done) = tasks.join_next().await {
+        let (latencies, failures) = done??;
+        phase.ops += latencies.len() as u64;
+        phase.latencies_us.extend(latencies);
+        phase.failures += failures;
+    }
+    phase.elapsed = started.elapsed();
+    Ok(phase)
+}
+
+pub async fn rounds(args: RoundsBenchArgs) -> anyhow::Result<()> {
+    let temp = tempfile::tempdir().context("create temporary directory")?;
+    let dir = temp.path().to_owned();
+    let providers = demo_provider(&dir)?;
+    let cell = {
+        let config = config(&dir, Durability::GroupSync, WriterConfig::default(), providers.clone())?;
+        tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default()))).await??
+    };
+    setup(&cell, args.players).await?;
+    tokio::task::spawn_blocking(move || cell.close()).await?;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::server::run(
+        config(&dir, Durability::GroupSync, WriterConfig::default(), providers)?,
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    wait_ready(address).await?;
+    let mut phase = play(address, args.players, args.connections, Duration::from_secs(args.seconds)).await?;
+    report("rounds over HTTP (bet + win)", &mut phase);
+    let _ = stop.send(());
+    server.await??;
+    if phase.failures > 0 {
+        bail!("{} rounds failed during the benchmark", phase.failures);
+    }
+    println!("rounds_per_s={:.0}", phase.ops_per_s());
+    println!("round_p99_ms={:.2}", phase.p99_ms());
+    Ok(())
+}

@@ -137,6 +137,10 @@ impl SyncServer {
                 server.lock_sessions().remove(&session);
                 match result {
                     Ok(()) => tracing::debug!(%remote, session, "sync: session closed"),
+                    // The cell went away (restart, shutdown, network): routine, it reconnects.
+                    Err(SyncError::Connection(e)) => {
+                        tracing::info!(%remote, session, error = %e, "sync: cell disconnected")
+                    }
                     Err(e) => {
                         tracing::warn!(%remote, session, error = %e, "sync: session ended");
                         conn.close(close_code::INTERNAL.into(), b"session ended");

@@ -43,6 +43,13 @@ enum Command {
         /// variable holding its secret. Without it, the cell serves no provider.
         #[arg(long)]
         providers: Option<PathBuf>,
+        /// Follow the control plane's flags and catalog over QUIC at this address (needs
+        /// `--tls-dir`: mutual TLS as this cell). Without it the cell serves the copy it has.
+        #[arg(long, requires = "tls_dir")]
+        control: Option<SocketAddr>,
+        /// Flag answers say `STALE` once the control plane has been unreachable this long.
+        #[arg(long, default_value_t = 30)]
+        control_stale_after_seconds: u64,
     },
     /// The WORM audit chain.
     Audit {
@@ -86,29 +93,44 @@ fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
     let done = match cli.command {
-        Command::Serve { region, listen, data, tls_dir, providers } => runtime.block_on(async move {
-            let region = RegionConfig::from_file(&region)?;
-            let tls = match &tls_dir {
-                Some(dir) => Some(replication::tls::server_config(dir, &region.cell_id)?),
-                None => None,
-            };
-            let providers = match &providers {
-                Some(dir) => cell::domains::gaming::providers::load_dir(dir)?,
-                None => Vec::new(),
-            };
-            let listener =
-                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
-            let config = CellConfig {
-                region,
-                data_dir: data,
-                durability: Durability::GroupSync,
-                writer: WriterConfig::default(),
-                tls,
-                providers,
-                intervals: Default::default(),
-            };
-            cell::server::run(config, listener, shutdown_signal()).await
-        }),
+        Command::Serve { region, listen, data, tls_dir, providers, control, control_stale_after_seconds } => runtime
+            .block_on(async move {
+                let region = RegionConfig::from_file(&region)?;
+                let tls = match &tls_dir {
+                    Some(dir) => Some(replication::tls::server_config(dir, &region.cell_id)?),
+                    None => None,
+                };
+                let control = match (control, &tls_dir) {
+                    (Some(quic), Some(dir)) => Some(cell::server::ControlConfig {
+                        quic,
+                        client: replication::tls::quic_client_config(
+                            dir,
+                            &region.cell_id,
+                            "control",
+                            replication::tls::QuicTimeouts::default(),
+                        )?,
+                        stale_after: std::time::Duration::from_secs(control_stale_after_seconds),
+                    }),
+                    _ => None,
+                };
+                let providers = match &providers {
+                    Some(dir) => cell::domains::gaming::providers::load_dir(dir)?,
+                    None => Vec::new(),
+                };
+                let listener =
+                    tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
+                let config = CellConfig {
+                    region,
+                    data_dir: data,
+                    durability: Durability::GroupSync,
+                    writer: WriterConfig::default(),
+                    tls,
+                    providers,
+                    control,
+                    intervals: Default::default(),
+                };
+                cell::server::run(config, listener, shutdown_signal()).await
+            }),
         Command::Audit { what: Audit::Verify { data } } => {
             let report = cell::audit::verify_offline(&data)?;
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -2,6 +2,7 @@
 
 use crate::api::{self, AppState, Domains};
 use crate::audit::Checkpointer;
+use crate::domains::catalog::{Catalog, CatalogSink};
 use crate::domains::compliance::Compliance;
 use crate::domains::gaming::providers::Provider;
 use crate::domains::gaming::Gaming;
@@ -27,7 +28,20 @@ pub struct CellConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The game providers this cell serves (`gaming::providers::load_dir`).
     pub providers: Vec<Provider>,
+    /// Follow this control plane's flags and catalog; without it the cell serves the copy it has.
+    pub control: Option<ControlConfig>,
     pub intervals: Intervals,
+}
+
+/// Where the control plane is and how to reach it.
+#[derive(Clone)]
+pub struct ControlConfig {
+    /// Its QUIC sync address.
+    pub quic: std::net::SocketAddr,
+    /// Mutual TLS as this cell, accepting only a server certificate naming `control`.
+    pub client: quinn::ClientConfig,
+    /// Answers are `STALE` once the cell has not heard from the control plane for this long.
+    pub stale_after: Duration,
 }
 
 /// How often the cell's background work runs.
@@ -71,11 +85,15 @@ impl OpenCell {
         let audit_key = crate::signing_key::load_or_create(&config.data_dir.join("audit-ed25519.key"))
             .context("load the audit signing key")?;
         let audit = Arc::new(Checkpointer::new(&region.cell_id, audit_key));
+        let catalog = Arc::new(Catalog::open(store.clone(), region.clone()).context("load the catalog copy")?);
         let gaming = Arc::new(
-            Gaming::new(config.providers.clone(), wallet.clone(), store.clone(), region.clone())
+            Gaming::new(config.providers.clone(), wallet.clone(), store.clone(), region.clone(), catalog.clone())
                 .context("load provider states")?,
         );
-        Ok(OpenCell { domains: Domains { store, wallet, compliance, gaming, audit, sessions, region }, writer })
+        Ok(OpenCell {
+            domains: Domains { store, wallet, compliance, gaming, catalog, audit, sessions, region },
+            writer,
+        })
     }
 
     /// Lets the wallet writer finish what it was given, then waits for it. Blocking.
@@ -117,7 +135,7 @@ pub async fn run(
         }
     };
     tracing::info!(cell = %config.region.cell_id, %address, data = %config.data_dir.display(), "listening; opening store");
-    let (cell, intervals) = (config.region.cell_id.clone(), config.intervals);
+    let (cell, intervals, control) = (config.region.cell_id.clone(), config.intervals, config.control.clone());
     let opened = tokio::task::spawn_blocking(move || OpenCell::open(&config, metrics)).await.context("open task")??;
     let OpenCell { domains, writer } = opened;
     if state.domains.set(domains).is_err() {
@@ -125,7 +143,22 @@ pub async fn run(
     }
     let background = {
         let d = state.domains.get().expect("set above");
-        [d.gaming.clone().spawn_sweeper(cell, intervals.round_sweep), spawn_checkpoints(d, intervals.audit_checkpoint)]
+        let mut tasks = vec![
+            d.gaming.clone().spawn_sweeper(cell.clone(), intervals.round_sweep),
+            spawn_checkpoints(d, intervals.audit_checkpoint),
+        ];
+        if let Some(control) = control {
+            tracing::info!(control = %control.quic, version = d.catalog.version(), "following the control plane");
+            let client = replication::sync::ClientConfig::new(cell, control.quic, control.client);
+            let (task, status) = replication::sync::run_client(
+                client,
+                Arc::new(CatalogSink(d.catalog.clone())),
+                std::future::pending::<()>(),
+            );
+            d.catalog.follow(status, control.stale_after);
+            tasks.push(task);
+        }
+        tasks
     };
     tracing::info!("store open; ready");
     server.await.context("server task")?.context("serve")?;

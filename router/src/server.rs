@@ -156,7 +156,11 @@ fn is_public(method: &Method, path: &str) -> bool {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     matches!(
         (method, segments.as_slice()),
-        (&Method::POST, ["players"]) | (&Method::POST, ["sessions"]) | (&Method::GET, ["wallet", _, "balance"])
+        (&Method::POST, ["players"])
+            | (&Method::POST, ["sessions"])
+            | (&Method::GET, ["wallet", _, "balance"])
+            | (&Method::GET, ["lobby"])
+            | (&Method::GET, ["flags", "evaluate"])
     )
 }
 
@@ -531,6 +535,8 @@ mod tests {
     fn only_player_routes_are_public() {
         assert!(is_public(&Method::POST, "/players"));
         assert!(is_public(&Method::GET, "/wallet/uk-1/balance"));
+        assert!(is_public(&Method::GET, "/lobby"));
+        assert!(is_public(&Method::GET, "/flags/evaluate"));
         for (m, p) in [
             (Method::POST, "/wallet/credit"),
             (Method::POST, "/wallet/hold"),

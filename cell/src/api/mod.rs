@@ -5,6 +5,7 @@
 //! writes nothing.
 
 mod audit;
+mod catalog;
 mod gaming;
 mod openapi;
 mod ops;
@@ -46,6 +47,7 @@ pub struct Domains {
     pub wallet: Wallet,
     pub compliance: Compliance,
     pub gaming: Arc<crate::domains::gaming::Gaming>,
+    pub catalog: Arc<crate::domains::catalog::Catalog>,
     pub audit: Arc<crate::audit::Checkpointer>,
     pub sessions: Arc<crate::sessions::SessionSigner>,
     pub region: Arc<contracts::region::RegionConfig>,
@@ -214,6 +216,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/wallet/hold", post(wallet::hold))
         .route("/wallet/settle", post(wallet::settle))
         .route("/wallet/{player_id}/balance", get(wallet::balance))
+        .route("/flags/evaluate", get(catalog::evaluate))
+        .route("/lobby", get(catalog::lobby))
         .route("/gaming/{provider}/{call}", post(gaming::call))
         .route("/ops/providers", get(gaming::providers))
         .route("/ops/ledger", get(ops::ledger))

@@ -73,6 +73,7 @@ pub(super) fn config(
         writer,
         tls: None,
         providers,
+        control: None,
         intervals: Default::default(),
     })
 }

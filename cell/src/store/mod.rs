@@ -226,6 +226,9 @@ pub mod subspaces {
     pub fn gaming() -> Subspace {
         Subspace::all().subspace(&"gaming")
     }
+    pub fn catalog() -> Subspace {
+        Subspace::all().subspace(&"catalog")
+    }
     /// Used only by the store conformance suite and benchmarks.
     pub fn test() -> Subspace {
         Subspace::all().subspace(&"test")

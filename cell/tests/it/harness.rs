@@ -72,6 +72,7 @@ async fn serve(
         writer: WriterConfig::default(),
         tls: None,
         providers,
+        control: None,
         intervals: cell::server::Intervals {
             round_sweep: std::time::Duration::from_millis(200),
             audit_checkpoint: std::time::Duration::from_secs(60),

@@ -2,6 +2,7 @@
 
 mod api;
 mod audit;
+mod control;
 mod gaming;
 mod harness;
 mod process;

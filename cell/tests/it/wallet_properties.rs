@@ -102,6 +102,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         writer: WriterConfig::default(),
         tls: None,
         providers: Vec::new(),
+        control: None,
         intervals: Default::default(),
     };
     let cell = tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default())))

@@ -16,6 +16,7 @@
 pub mod adapters;
 pub mod providers;
 
+use crate::domains::catalog::Catalog;
 use crate::domains::compliance;
 use crate::domains::wallet::{Command, GameCommand, Wallet, WalletError};
 use crate::events::EventContext;
@@ -81,6 +82,7 @@ pub struct Gaming {
     wallet: Wallet,
     store: Arc<dyn Store>,
     region: Arc<RegionConfig>,
+    catalog: Arc<Catalog>,
 }
 
 impl Gaming {
@@ -90,6 +92,7 @@ impl Gaming {
         wallet: Wallet,
         store: Arc<dyn Store>,
         region: Arc<RegionConfig>,
+        catalog: Arc<Catalog>,
     ) -> Result<Gaming, StoreError> {
         let mut states = BTreeMap::new();
         let mut tx = store.begin()?;
@@ -103,7 +106,15 @@ impl Gaming {
             states.insert(p.config.id.clone(), state);
         }
         let providers = providers.into_iter().map(|p| (p.config.id.clone(), p)).collect();
-        Ok(Gaming { providers, states: RwLock::new(states), birthdays: RwLock::default(), wallet, store, region })
+        Ok(Gaming {
+            providers,
+            states: RwLock::new(states),
+            birthdays: RwLock::default(),
+            wallet,
+            store,
+            region,
+            catalog,
+        })
     }
 
     fn in_maintenance(&self, provider: &str) -> bool {
@@ -230,7 +241,9 @@ impl Gaming {
             }
         };
         let today = chrono::Utc::now().date_naive();
-        compliance::stake_limit_check(&self.region, born, p.product_of(game), stake, today)
+        // The synced catalog says what a game is; the provider's file for games it does not list yet.
+        let product = self.catalog.game_type(game).unwrap_or_else(|| p.product_of(game));
+        compliance::stake_limit_check(&self.region, born, product, stake, today)
             .map_err(|e| Reply::refused(422, "STAKE_LIMIT_EXCEEDED", e.to_string()))
     }
 

@@ -2,9 +2,12 @@
 //! applied by every subscriber, over real QUIC with real mutual TLS, on loopback.
 //!
 //! Subscribers are in-process [`replication::sync::run_client`] tasks, each with its own UDP
-//! socket, certificate and in-memory sink (the sink records when each version was applied; a
-//! cell's sink is its store, whose commit time this leaves out). The control plane is the real
-//! one: fjall store with a synced commit per change, HTTP API, QUIC sync server.
+//! socket, certificate and in-memory sink (the sink records when each version was applied), plus
+//! real cells: `cell serve --control` processes (the `cell` binary beside this one), each applying
+//! the change to its own store; a cell's time is when its `GET /flags/evaluate` first shows the
+//! new version (polled over a kept-alive mutual-TLS connection, so it includes up to one poll of
+//! delay). The control plane is the real one: fjall store with a synced commit per change, HTTP
+//! API, QUIC sync server.
 
 use crate::server::{ControlConfig, ControlPlane};
 use anyhow::Context;
@@ -25,6 +28,96 @@ pub struct FlagsBenchArgs {
     /// Flag changes to time, one after the other.
     #[arg(long, default_value_t = 100)]
     pub changes: usize,
+    /// Real cells to start as subscribers too, by region file (`none` for none).
+    #[arg(long, value_delimiter = ',', default_value = "uk,mt,dk,se,es")]
+    pub cells: Vec<String>,
+    /// Where the region files are.
+    #[arg(long, default_value = "config/regions")]
+    pub regions: std::path::PathBuf,
+}
+
+/// A `cell serve --control` process and a kept-alive mutual-TLS connection to its API.
+struct CellSubscriber {
+    id: String,
+    child: std::process::Child,
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl CellSubscriber {
+    async fn start(
+        id: &str,
+        regions: &std::path::Path,
+        dir: &std::path::Path,
+        tls: &std::path::Path,
+        quic: SocketAddr,
+    ) -> anyhow::Result<CellSubscriber> {
+        let binary = std::env::current_exe()?.with_file_name("cell");
+        anyhow::ensure!(
+            binary.exists(),
+            "{} is missing: build it (cargo build --release -p cell), or pass --cells none",
+            binary.display()
+        );
+        let address: SocketAddr = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+            probe.local_addr()?
+        };
+        let child = std::process::Command::new(binary)
+            .args(["serve", "--listen", &address.to_string(), "--region"])
+            .arg(regions.join(format!("{id}.toml")))
+            .arg("--data")
+            .arg(dir.join(id))
+            .arg("--tls-dir")
+            .arg(tls)
+            .args(["--control", &quic.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("start cell {id}"))?;
+        let client = Arc::new(replication::tls::client_config(tls, "router", id)?);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Listening comes first, the store opens after: connect, then wait for an answer.
+        let sender = loop {
+            let connected = async {
+                let stream = tokio::net::TcpStream::connect(address).await?;
+                stream.set_nodelay(true)?;
+                let name = rustls::pki_types::ServerName::try_from("localhost")?;
+                let stream = tokio_rustls::TlsConnector::from(client.clone()).connect(name, stream).await?;
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+                tokio::spawn(conn);
+                anyhow::Ok(sender)
+            }
+            .await;
+            match connected {
+                Ok(sender) => break sender,
+                Err(e) if Instant::now() >= deadline => return Err(e.context(format!("connect to cell {id}"))),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        let mut cell = CellSubscriber { id: id.to_owned(), child, sender };
+        while let Err(e) = cell.flag_version().await {
+            anyhow::ensure!(Instant::now() < deadline, "cell {id} did not become ready within 30 s: {e}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(cell)
+    }
+
+    /// The version of flag `bench` this cell serves (0 while it has none).
+    async fn flag_version(&mut self) -> anyhow::Result<u64> {
+        let request =
+            hyper::Request::get("/flags/evaluate?flag=bench").header("host", "cell").body(Full::new(Bytes::new()))?;
+        let response = self.sender.send_request(request).await?;
+        anyhow::ensure!(response.status().is_success(), "cell {} answered {}", self.id, response.status());
+        let body: serde_json::Value = serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
+        Ok(body["version"].as_u64().unwrap_or(0))
+    }
+}
+
+impl Drop for CellSubscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// One HTTP/1.1 request on a fresh connection: what the benchmark and the tests use to call the
@@ -90,9 +183,13 @@ pub async fn flags(args: FlagsBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.subscribers > 0 && args.changes > 0, "need at least one subscriber and one change");
     let dir = tempfile::tempdir().context("temp dir")?;
     let tls = dir.path().join("tls");
+    let cells: Vec<String> = args.cells.iter().filter(|c| c.as_str() != "none").cloned().collect();
     let mut names = vec!["control".to_owned()];
     names.extend((0..args.subscribers).map(|i| format!("sub{i:03}")));
-    replication::tls::generate(&tls, &names)?;
+    let mut with_cells = names.clone();
+    with_cells.push("router".to_owned());
+    with_cells.extend(cells.iter().cloned());
+    replication::tls::generate(&tls, &with_cells)?;
     let admin = crate::rbac::new_secret();
     let control = ControlPlane::open(ControlConfig {
         data_dir: dir.path().join("control"),
@@ -125,6 +222,10 @@ pub async fn flags(args: FlagsBenchArgs) -> anyhow::Result<()> {
         statuses.push(status);
         clients.push(handle);
     }
+    let mut cell_subscribers = Vec::new();
+    for id in &cells {
+        cell_subscribers.push(CellSubscriber::start(id, &args.regions, dir.path(), &tls, quic).await?);
+    }
     let flag = |enabled: bool, i: usize| {
         serde_json::json!({
             "definition": {
@@ -142,7 +243,14 @@ pub async fn flags(args: FlagsBenchArgs) -> anyhow::Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "subscribers did not all connect within 60 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    for cell in &mut cell_subscribers {
+        while cell.flag_version().await? < 1 {
+            anyhow::ensure!(Instant::now() < deadline, "cell {} did not sync within 60 s", cell.id);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let mut latencies_ms = Vec::with_capacity(args.subscribers * args.changes);
+    let mut cell_latencies_ms = Vec::with_capacity(cells.len() * args.changes);
     for i in 1..=args.changes {
         let (status, body) = request(http, "PUT", "/flags/bench", Some(&admin), Some(flag(i % 2 == 0, i))).await?;
         let answered = Instant::now();
@@ -163,8 +271,26 @@ pub async fn flags(args: FlagsBenchArgs) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
         }
+        // Cells are polled together, so one slow cell does not delay seeing the others.
+        let mut pending: Vec<usize> = (0..cell_subscribers.len()).collect();
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for &i in &pending {
+                if cell_subscribers[i].flag_version().await? >= version {
+                    let ms = answered.elapsed().as_secs_f64() * 1000.0;
+                    latencies_ms.push(ms);
+                    cell_latencies_ms.push(ms);
+                } else {
+                    still.push(i);
+                }
+            }
+            pending = still;
+            anyhow::ensure!(Instant::now() < deadline, "version {version} not applied by every cell within 10 s");
+        }
     }
+    drop(cell_subscribers);
     latencies_ms.sort_by(|a, b| a.total_cmp(b));
+    cell_latencies_ms.sort_by(|a, b| a.total_cmp(b));
     let _ = stop_tx.send(true);
     for client in clients {
         let _ = client.await;
@@ -174,6 +300,11 @@ pub async fn flags(args: FlagsBenchArgs) -> anyhow::Result<()> {
     println!("flag_propagation_p50_ms={:.2}", percentile(&latencies_ms, 50.0));
     println!("flag_propagation_p99_ms={:.2}", percentile(&latencies_ms, 99.0));
     println!("flag_propagation_max_ms={:.2}", latencies_ms.last().copied().unwrap_or(0.0));
-    println!("subscribers={}", args.subscribers);
+    if !cell_latencies_ms.is_empty() {
+        println!("cell_propagation_p50_ms={:.2}", percentile(&cell_latencies_ms, 50.0));
+        println!("cell_propagation_p99_ms={:.2}", percentile(&cell_latencies_ms, 99.0));
+    }
+    println!("cells={}", cells.len());
+    println!("subscribers={}", args.subscribers + cells.len());
     Ok(())
 }

@@ -1,0 +1,346 @@
+//! The invariants every drill checks once its faults are over and every parked request has a
+//! definite answer. Each check reads the platform only through its public routes
+//! (`/ops/ledger`, `/audit/verify`, `/events`, balances), as an auditor would.
+
+use crate::load::{decimal, Journal, Outcome, StepKind, StepRecord};
+use crate::platform::{Platform, Role};
+use crate::report::Check;
+use contracts::events::EventPage;
+use rust_decimal::Decimal;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Events read per page (the cell's maximum).
+const EVENTS_PAGE: usize = 1_000;
+/// Balance reads in flight at once while checking players.
+const BALANCE_READS_CONCURRENT: usize = 16;
+
+/// Per currency, the books of every cell process sum to zero.
+pub async fn ledger_sums_to_zero(platform: &Platform) -> Check {
+    let mut problems = Vec::new();
+    let mut currencies = 0;
+    for role in platform.cell_roles() {
+        match platform.get(&role, "/ops/ledger").await {
+            Ok(reply) if reply.status == 200 => {
+                let totals: BTreeMap<String, String> = serde_json::from_slice(&reply.body).unwrap_or_default();
+                for (currency, total) in totals {
+                    currencies += 1;
+                    if total.parse::<Decimal>().map_or(true, |t| !t.is_zero()) {
+                        problems.push(format!("{role}: {currency} sums to {total}"));
+                    }
+                }
+            }
+            Ok(reply) => problems.push(format!("{role}: /ops/ledger answered {} {}", reply.status, reply.text())),
+            Err(e) => problems.push(format!("{role}: {e:#}")),
+        }
+    }
+    Check::new(
+        "ledger sums to zero per currency",
+        problems,
+        format!("{} cell processes, {currencies} currency books", platform.cell_roles().len()),
+    )
+}
+
+/// The WORM audit chain of every cell process verifies.
+pub async fn audit_chain_verifies(platform: &Platform) -> Check {
+    let mut problems = Vec::new();
+    let mut records = 0;
+    for role in platform.cell_roles() {
+        match platform.get(&role, "/audit/verify").await {
+            Ok(reply) if reply.status == 200 && reply.json()["ok"] == Value::Bool(true) => {
+                records += reply.json()["records"].as_u64().unwrap_or(0);
+            }
+            Ok(reply) => problems.push(format!("{role}: {} {}", reply.status, reply.text())),
+            Err(e) => problems.push(format!("{role}: {e:#}")),
+        }
+    }
+    Check::new("audit chain verifies", problems, format!("{records} chained records"))
+}
+
+/// No player was served by a cell outside their licence; every unlicensed client got the
+/// router's 451.
+pub fn served_within_licence(journal: &Journal) -> Check {
+    let problems = journal
+        .violations
+        .iter()
+        .map(|v| {
+            format!("{} ({}): expected {}, answered by `{}` with {}", v.player, v.step, v.expected, v.served_by, v.status)
+        })
+        .collect();
+    let mut check = Check::new(
+        "no player served outside their licence",
+        problems,
+        format!("{} routed answers checked (X-Cell)", journal.routed_checked),
+    );
+    check.count = journal.violation_count;
+    if journal.routed_checked == 0 {
+        check.fail("no routed answer was seen");
+    }
+    check
+}
+
+/// Every write sent got a definite answer in the end.
+pub fn no_outcome_left_unknown(journal: &Journal) -> Check {
+    let problems = journal
+        .records
+        .iter()
+        .filter(|r| r.step.kind.writes() && matches!(r.outcome, Outcome::Unknown { .. }))
+        .map(|r| format!("{} {} {}: still unknown after {} attempts", r.player, r.step.kind.name(), r.step.key, r.attempts))
+        .collect();
+    Check::new("every request got a definite answer", problems, format!("{} writes", writes(journal).count()))
+}
+
+fn writes(journal: &Journal) -> impl Iterator<Item = &StepRecord> {
+    journal.records.iter().filter(|r| r.step.kind.writes())
+}
+
+/// What a write leaves in its cell's event log, as the drill can recognise it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Effect {
+    /// `player.registered` of the player.
+    Registered(String),
+    /// `wallet.credited` of (player, amount): deposits of equal amounts count together.
+    Credited(String, Decimal),
+    /// `bet.placed` of (player, round).
+    Bet(String, String),
+    /// A `round.settled` part of (player, round).
+    Settled(String, String),
+}
+
+impl Effect {
+    fn of(r: &StepRecord) -> Option<Effect> {
+        let (p, round) = (r.player.clone(), r.step.round.clone());
+        match r.step.kind {
+            StepKind::Register => Some(Effect::Registered(p)),
+            StepKind::Deposit => Some(Effect::Credited(p, r.step.amount)),
+            StepKind::Bet => Some(Effect::Bet(p, round)),
+            StepKind::Win => Some(Effect::Settled(p, round)),
+            _ => None,
+        }
+    }
+
+    fn from_event(event: &str, payload: &Value) -> Vec<Effect> {
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        match event {
+            "player.registered" => vec![Effect::Registered(s(&payload["player"]["playerId"]))],
+            "wallet.credited" => decimal(&payload["amount"])
+                .map(|amount| Effect::Credited(s(&payload["playerId"]), amount))
+                .into_iter()
+                .collect(),
+            "bet.placed" => vec![Effect::Bet(s(&payload["playerId"]), s(&payload["roundId"]))],
+            "round.settled" => payload["parts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|part| Effect::Settled(s(&part["playerId"]), s(&payload["roundId"])))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Per jurisdiction, how many times each effect is in the event logs of its cell processes
+/// (primary and standby pooled: an effect on either counts, and one request's effect on both is
+/// a double effect).
+#[derive(Default)]
+struct EventIndex {
+    effects: BTreeMap<(String, Effect), u32>,
+    events: u64,
+}
+
+async fn read_events(platform: &Platform, role: &Role, cell: &str, index: &mut EventIndex) -> Result<(), String> {
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(cursor) => format!("/events?limit={EVENTS_PAGE}&after={cursor}"),
+            None => format!("/events?limit={EVENTS_PAGE}"),
+        };
+        let reply = platform.get(role, &path).await.map_err(|e| format!("{role}: {e:#}"))?;
+        if reply.status != 200 {
+            return Err(format!("{role}: /events answered {} {}", reply.status, reply.text()));
+        }
+        let page: EventPage = serde_json::from_slice(&reply.body).map_err(|e| format!("{role}: /events: {e}"))?;
+        if page.events.is_empty() {
+            return Ok(());
+        }
+        for e in &page.events {
+            index.events += 1;
+            for effect in Effect::from_event(&e.envelope.event, &e.envelope.payload) {
+                *index.effects.entry((cell.to_owned(), effect)).or_default() += 1;
+            }
+        }
+        after = page.next;
+    }
+}
+
+/// The acknowledged writes in the event logs and balances, retries included.
+pub struct Reflection {
+    pub events: Check,
+    pub retries: Check,
+    pub balances: Check,
+}
+
+/// Every acknowledged write is reflected exactly once in its cell's event log, and every refused
+/// one not at all; every request retried after an unknown outcome had exactly one effect; every
+/// registered player lives on exactly one process of their jurisdiction, with the balance the
+/// acknowledged deposits, bets and wins add up to.
+pub async fn acknowledged_writes_reflected(platform: &Platform, journal: &Journal) -> Reflection {
+    let mut index = EventIndex::default();
+    let mut read_problems = Vec::new();
+    for role in platform.cell_roles() {
+        let (Role::Primary(id) | Role::Standby(id)) = &role else { continue };
+        if let Err(problem) = read_events(platform, &role, id, &mut index).await {
+            read_problems.push(problem);
+        }
+    }
+    // How many times each effect should be there: once per acknowledged write causing it.
+    let mut expected: BTreeMap<(String, Effect), u32> = BTreeMap::new();
+    for r in writes(journal) {
+        if let Some(effect) = Effect::of(r) {
+            let slot = expected.entry((r.cell.clone(), effect)).or_default();
+            *slot += u32::from(r.outcome == Outcome::Acked);
+        }
+    }
+    let mut event_problems = read_problems.clone();
+    let mut retry_problems = read_problems;
+    for ((cell, effect), want) in &expected {
+        let have = index.effects.get(&(cell.clone(), effect.clone())).copied().unwrap_or(0);
+        if have != *want {
+            event_problems.push(format!("{cell}: {effect:?} is in the event log {have} times, acknowledged {want} times"));
+        }
+    }
+    let (mut retried, mut replays) = (0u64, 0u64);
+    for r in writes(journal).filter(|r| r.retried_after_unknown) {
+        retried += 1;
+        replays += u64::from(r.replayed);
+        let Some(effect) = Effect::of(r) else { continue };
+        let key = (r.cell.clone(), effect);
+        let (have, want) = (index.effects.get(&key).copied().unwrap_or(0), expected.get(&key).copied().unwrap_or(0));
+        if have != want {
+            retry_problems.push(format!(
+                "{} {} {} ({}, first attempt: {}): {have} effects, expected {want}",
+                r.player,
+                r.step.kind.name(),
+                r.step.key,
+                outcome_text(&r.outcome),
+                r.first_error.clone().unwrap_or_default()
+            ));
+        }
+    }
+    let acked = writes(journal).filter(|r| r.outcome == Outcome::Acked).count();
+    let events = Check::new(
+        "every acknowledged write is in the event log once",
+        event_problems,
+        format!("{acked} acknowledged writes against {} events", index.events),
+    );
+    let retries = Check::new(
+        "every retried in-flight request had exactly one effect",
+        retry_problems,
+        format!(
+            "{retried} requests sent again with their key after an unknown outcome: {replays} answered as replays, {} executed on retry",
+            retried - replays
+        ),
+    );
+    let balances = balances_match(platform, journal).await;
+    Reflection { events, retries, balances }
+}
+
+fn outcome_text(o: &Outcome) -> String {
+    match o {
+        Outcome::Acked => "acknowledged".into(),
+        Outcome::Refused { status, code } => format!("refused {status} {code}"),
+        Outcome::Unknown { error } => format!("unknown: {error}"),
+    }
+}
+
+/// A player's expected balance from the journal: cash and held.
+#[derive(Debug, Default, Clone, Copy)]
+struct Expected {
+    cash: Decimal,
+    held: Decimal,
+}
+
+async fn balances_match(platform: &Platform, journal: &Journal) -> Check {
+    let mut expected: BTreeMap<(String, String), Expected> = BTreeMap::new();
+    let mut registered: BTreeSet<(String, String)> = BTreeSet::new();
+    for r in writes(journal).filter(|r| r.outcome == Outcome::Acked) {
+        let key = (r.cell.clone(), r.player.clone());
+        let e = expected.entry(key.clone()).or_default();
+        match r.step.kind {
+            StepKind::Register => {
+                registered.insert(key);
+            }
+            StepKind::Deposit => e.cash += r.step.amount,
+            StepKind::Bet => {
+                e.cash -= r.step.amount;
+                e.held += r.step.amount;
+            }
+            StepKind::Win => e.cash += r.step.amount,
+            _ => {}
+        }
+    }
+    // A closing win releases the round's stake from held (to game revenue).
+    let stakes: BTreeMap<(&str, &str), Decimal> = writes(journal)
+        .filter(|b| b.step.kind == StepKind::Bet && b.outcome == Outcome::Acked)
+        .map(|b| ((b.player.as_str(), b.step.round.as_str()), b.step.amount))
+        .collect();
+    for r in writes(journal).filter(|r| r.outcome == Outcome::Acked && r.step.kind == StepKind::Win) {
+        let stake = stakes.get(&(r.player.as_str(), r.step.round.as_str()));
+        if let (Some(stake), Some(e)) = (stake, expected.get_mut(&(r.cell.clone(), r.player.clone()))) {
+            e.held -= *stake;
+        }
+    }
+    let players: Vec<(String, String)> = registered.into_iter().collect();
+    let mut problems = Vec::new();
+    let mut on_standby = 0u64;
+    for chunk in players.chunks(BALANCE_READS_CONCURRENT) {
+        let reads = chunk.iter().map(|(cell, player)| {
+            let roles = [Role::Primary(cell.clone()), Role::Standby(cell.clone())];
+            async move {
+                let mut found = Vec::new();
+                for role in roles.into_iter().filter(|r| platform.processes.contains_key(r)) {
+                    match platform.get(&role, &format!("/wallet/{player}/balance")).await {
+                        Ok(reply) if reply.status == 200 => found.push((role, reply.json())),
+                        Ok(reply) if reply.status == 404 => {}
+                        Ok(reply) => return Err(format!("{player} on {role}: {} {}", reply.status, reply.text())),
+                        Err(e) => return Err(format!("{player} on {role}: {e:#}")),
+                    }
+                }
+                Ok(found)
+            }
+        });
+        let results = futures::future::join_all(reads).await;
+        for ((cell, player), result) in chunk.iter().zip(results) {
+            let found = match result {
+                Ok(found) => found,
+                Err(problem) => {
+                    problems.push(problem);
+                    continue;
+                }
+            };
+            let want = expected.get(&(cell.clone(), player.clone())).copied().unwrap_or_default();
+            match found.as_slice() {
+                [] => problems.push(format!("{player}: registration acknowledged but no {cell} process knows them")),
+                [(role, balance)] => {
+                    on_standby += u64::from(matches!(role, Role::Standby(_)));
+                    let cash = decimal(&balance["cash"]);
+                    let held = decimal(&balance["held"]);
+                    if cash != Some(want.cash) || held != Some(want.held) {
+                        problems.push(format!(
+                            "{player} on {role}: cash {} held {}, acknowledged requests add up to cash {} held {}",
+                            balance["cash"], balance["held"], want.cash, want.held
+                        ));
+                    }
+                }
+                _ => problems.push(format!("{player}: registered on both {cell} primary and standby")),
+            }
+        }
+    }
+    let detail = if on_standby > 0 {
+        format!("{} players ({on_standby} of them on a standby)", players.len())
+    } else {
+        format!("{} players", players.len())
+    };
+    Check::new("every acknowledged write is in the balances", problems, detail)
+}
+

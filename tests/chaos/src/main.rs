@@ -1,0 +1,138 @@
+//! `drill`: the whole platform in one command (`drill up`), and chaos drills (`drill run`).
+#![forbid(unsafe_code)]
+
+use anyhow::Context;
+use chaos::platform::{repo_root_from, Binaries};
+use chaos::scenarios::{self, DrillOptions, Scenario};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "drill", about = "Run the whole platform locally, and chaos drills against it")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a drill (or all) on a platform of its own in a temporary directory; print its report.
+    /// Exits 1 when any invariant fails.
+    Run {
+        /// kill-cell, kill-control, partition-control, kill-router, failover, or all.
+        scenario: String,
+        /// The short form (one fault, a few hundred requests): what `cargo test -p chaos` runs.
+        #[arg(long)]
+        quick: bool,
+        /// Seed of every random choice (target cell, players, amounts); printed in the report.
+        #[arg(long)]
+        seed: Option<u64>,
+        #[command(flatten)]
+        setup: Setup,
+        /// Keep the temporary data directory (stores and process logs) after a passing drill.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+/// Where the binaries and configuration come from.
+#[derive(clap::Args)]
+struct Setup {
+    /// Directory holding cell, router and global-control [default: this executable's directory]
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Do not run `cargo build` for them first (it runs only from inside the repository).
+    #[arg(long)]
+    no_build: bool,
+    /// The repository (config/regions, config/providers, scripts) [default: found from the
+    /// current directory]
+    #[arg(long)]
+    repo: Option<PathBuf>,
+}
+
+impl Setup {
+    fn resolve(&self) -> anyhow::Result<(Binaries, PathBuf)> {
+        let cwd = std::env::current_dir().context("read the current directory")?;
+        let repo = match &self.repo {
+            Some(r) => r.clone(),
+            None => repo_root_from(&cwd).context("run drill from inside the repository (or pass --repo)")?,
+        };
+        let dir = match &self.bin_dir {
+            Some(d) => d.clone(),
+            None => std::env::current_exe()
+                .context("locate the drill executable")?
+                .parent()
+                .context("the drill executable has no directory")?
+                .to_owned(),
+        };
+        if !self.no_build && repo.join("Cargo.toml").is_file() && repo.join("cell").is_dir() {
+            Binaries::build(&repo, &dir)?;
+        }
+        Ok((Binaries::in_dir(&dir)?, repo))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("drill: start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("drill: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { scenario, quick, seed, setup, keep } => {
+            let scenarios: Vec<Scenario> = if scenario == "all" {
+                Scenario::ALL.to_vec()
+            } else {
+                vec![Scenario::parse(&scenario).with_context(|| {
+                    let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                    format!("no scenario `{scenario}`: {} or all", names.join(", "))
+                })?]
+            };
+            let (bins, repo) = setup.resolve()?;
+            let geoip = ensure_geoip(&repo)?;
+            let seed = seed.unwrap_or_else(|| rand::random::<u32>().into());
+            let options = DrillOptions { quick, seed, bins, config_root: repo, geoip, keep };
+            let mut failed = Vec::new();
+            for s in scenarios {
+                eprintln!("drill: {} ({}), seed {seed}", s.name(), s.about());
+                let report = scenarios::run(s, &options).await;
+                println!("{report}");
+                if !report.passed() {
+                    failed.push(s.name());
+                }
+            }
+            if failed.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("drill: FAILED: {}", failed.join(", "));
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+/// The GeoIP database the router needs: fetched with scripts/fetch-geoip.sh when missing.
+fn ensure_geoip(repo: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let path = repo.join(".cache/geoip/geo-whois-asn-country.mmdb");
+    if !path.exists() {
+        let script = repo.join("scripts/fetch-geoip.sh");
+        eprintln!("drill: fetching the GeoIP database ({})", script.display());
+        let status = std::process::Command::new(&script).status().with_context(|| format!("run {}", script.display()))?;
+        anyhow::ensure!(status.success(), "{} failed ({status})", script.display());
+    }
+    Ok(path)
+}

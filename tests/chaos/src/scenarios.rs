@@ -1,0 +1,501 @@
+//! The drills: each starts its own platform in a temporary directory, drives load, injects its
+//! faults, lets everything settle, checks the invariants and returns a [`Report`].
+//!
+//! Progress is measured in acknowledged requests, never in elapsed time: a drill waits "until 40
+//! more writes were acknowledged on uk", with a generous bound that only stops a drill whose
+//! platform never recovers. Nothing passes or fails on speed.
+
+use crate::control::{ControlApi, DRILL_FLAG};
+use crate::faults::UdpFaultProxy;
+use crate::invariants;
+use crate::load::{Load, Targets, COUNTRY_ADDRESSES};
+use crate::platform::{Binaries, Platform, PlatformSpec, Ports, Role, DEMO_PROVIDER_SECRET};
+use crate::report::{Check, Report};
+use anyhow::{bail, Context};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Longest a drill waits for any one sign of progress (acknowledged requests, readiness,
+/// convergence) before it gives up and reports it. A bound for a stuck platform, not a target.
+pub const PROGRESS_WAIT_MAX: Duration = Duration::from_secs(90);
+/// Longest recovery keeps resending requests whose outcome is unknown.
+pub const RECOVERY_WAIT_MAX: Duration = Duration::from_secs(90);
+
+/// A drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    KillCell,
+    KillControl,
+    PartitionControl,
+    KillRouter,
+    Failover,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 5] =
+        [Scenario::KillCell, Scenario::KillControl, Scenario::PartitionControl, Scenario::KillRouter, Scenario::Failover];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::KillCell => "kill-cell",
+            Scenario::KillControl => "kill-control",
+            Scenario::PartitionControl => "partition-control",
+            Scenario::KillRouter => "kill-router",
+            Scenario::Failover => "failover",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|s| s.name() == text)
+    }
+
+    pub fn about(self) -> &'static str {
+        match self {
+            Scenario::KillCell => "kill -9 a cell under load, restart it on the same data",
+            Scenario::KillControl => "kill -9 global-control, flip nothing, restart it; cells keep serving, then converge",
+            Scenario::PartitionControl => {
+                "cut the QUIC path between global-control and one cell (UDP fault proxy), change a flag, heal"
+            }
+            Scenario::KillRouter => "kill -9 the router under load, restart it",
+            Scenario::Failover => "kill -9 the primary of a jurisdiction with a standby; the router moves its traffic there",
+        }
+    }
+}
+
+/// How to run drills.
+#[derive(Debug, Clone)]
+pub struct DrillOptions {
+    pub quick: bool,
+    pub seed: u64,
+    pub bins: Binaries,
+    /// The directory holding `config/regions` and `config/providers`.
+    pub config_root: PathBuf,
+    pub geoip: PathBuf,
+    /// Keep the temporary data directory (stores, logs) after the drill.
+    pub keep: bool,
+}
+
+/// How much load and how many repetitions: `--quick` for tests and CI, the default for ops.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    workers: usize,
+    /// Acknowledged writes on the target before each fault.
+    warmup: u64,
+    /// Acknowledged writes elsewhere while the fault lasts.
+    during: u64,
+    /// Acknowledged writes on the target after it is back.
+    after: u64,
+    /// How many times the fault is repeated.
+    rounds: u32,
+}
+
+impl Sizes {
+    fn of(quick: bool) -> Sizes {
+        if quick {
+            Sizes { workers: 6, warmup: 30, during: 15, after: 15, rounds: 1 }
+        } else {
+            Sizes { workers: 16, warmup: 300, during: 150, after: 150, rounds: 3 }
+        }
+    }
+}
+
+/// Runs one scenario to its report. Never panics on a platform problem: a drill that cannot
+/// set up or gets stuck says so in `aborted`.
+pub async fn run(scenario: Scenario, options: &DrillOptions) -> Report {
+    let mut report = Report::new(scenario.name(), options.seed, options.quick);
+    let dir = tempfile::Builder::new().prefix(&format!("drill-{}-", scenario.name())).tempdir();
+    match dir {
+        Err(e) => report.aborted = Some(format!("create a temporary directory: {e}")),
+        Ok(dir) => {
+            if let Err(e) = run_in(scenario, options, dir.path().to_owned(), &mut report).await {
+                report.aborted = Some(format!("{e:#}"));
+            }
+            if options.keep || !report.passed() {
+                report.data_dir = Some(dir.keep().display().to_string());
+            }
+        }
+    }
+    report.finished = Some(chrono::Utc::now());
+    report
+}
+
+/// A platform with load on it, for one scenario.
+struct Drill {
+    platform: Platform,
+    load: Load,
+    control: ControlApi,
+    sizes: Sizes,
+    rng: StdRng,
+}
+
+async fn run_in(scenario: Scenario, options: &DrillOptions, dir: PathBuf, report: &mut Report) -> anyhow::Result<()> {
+    let mut rng = StdRng::seed_from_u64(options.seed);
+    let regions = contracts::region::RegionConfig::load_dir(&options.config_root.join("config/regions"))
+        .context("load region files")?;
+    let cell_ids: Vec<String> = regions.iter().map(|r| r.cell_id.clone()).collect();
+    // The jurisdiction each drill aims at, chosen by the seed.
+    let with_standby: Vec<String> =
+        regions.iter().filter(|r| r.standby_endpoint.is_some()).map(|r| r.cell_id.clone()).collect();
+    let target = match scenario {
+        Scenario::Failover => {
+            if with_standby.is_empty() {
+                bail!("no region file names a standby endpoint");
+            }
+            with_standby[rng.random_range(0..with_standby.len())].clone()
+        }
+        _ => cell_ids[rng.random_range(0..cell_ids.len())].clone(),
+    };
+    let standbys = if scenario == Scenario::Failover { vec![target.clone()] } else { Vec::new() };
+    let ports = Ports::free(&regions, &standbys)?;
+    let proxy = match scenario {
+        Scenario::PartitionControl => Some(UdpFaultProxy::start(ports.control_quic).await?),
+        _ => None,
+    };
+    let mut control_via = BTreeMap::new();
+    if let Some(p) = &proxy {
+        control_via.insert(target.clone(), p.addr);
+    }
+    let admin_token = format!("gct_drill_{}", hex::encode(rng.random::<[u8; 24]>()));
+    let spec = PlatformSpec {
+        config_root: options.config_root.clone(),
+        data_dir: dir.clone(),
+        bins: options.bins.clone(),
+        geoip: options.geoip.clone(),
+        ports,
+        control_via,
+        admin_token: admin_token.clone(),
+    };
+    report.step(format!(
+        "starting global-control, {} cells{}, router in {}",
+        cell_ids.len(),
+        if standbys.is_empty() { String::new() } else { format!(" (+ {} standby)", standbys.join(",")) },
+        dir.display()
+    ));
+    let platform = Platform::start(spec).await?;
+    report.step("platform ready".to_owned());
+    let control = ControlApi { http: platform.http.clone(), base: platform.url(&Role::Control), token: admin_token };
+    let targets = Targets {
+        router: platform.url(&Role::Router),
+        cells: cell_ids.iter().map(|id| (id.clone(), platform.url(&Role::Primary(id.clone())))).collect(),
+        provider_secret: DEMO_PROVIDER_SECRET.to_owned(),
+    };
+    let sizes = Sizes::of(options.quick);
+    let load = Load::start(platform.http.clone(), targets, &regions, rng.random(), sizes.workers);
+    let mut drill = Drill { platform, load, control, sizes, rng };
+    let outcome = match scenario {
+        Scenario::KillCell => kill_cell(&mut drill, &target, report).await,
+        Scenario::KillRouter => kill_router(&mut drill, report).await,
+        Scenario::KillControl => kill_control(&mut drill, report).await,
+        Scenario::PartitionControl => partition_control(&mut drill, &target, proxy.as_ref(), report).await,
+        Scenario::Failover => failover(&mut drill, &target, report).await,
+    };
+    // Whatever happened, settle and check what can be checked, then stop cleanly.
+    let settled = settle_and_check(&mut drill, report).await;
+    let ended = drill.platform.stop().await;
+    let unclean: Vec<String> =
+        ended.iter().filter(|(_, how)| how != "exited with 0").map(|(who, how)| format!("{who}: {how}")).collect();
+    report.check(Check::new(
+        "every process stops cleanly on SIGTERM",
+        unclean,
+        format!("{} processes", ended.len()),
+    ));
+    outcome.and(settled)
+}
+
+/// Waits until the load has acknowledged `count` more writes on `cell` (or anywhere).
+async fn progress(drill: &Drill, cell: Option<&str>, count: u64, what: &str) -> anyhow::Result<()> {
+    let start = drill.load.acked(cell);
+    if !drill.load.wait_until(PROGRESS_WAIT_MAX, |l| l.acked(cell) >= start + count).await {
+        bail!("{what}: fewer than {count} writes acknowledged{} within {PROGRESS_WAIT_MAX:?}", on(cell));
+    }
+    Ok(())
+}
+
+fn on(cell: Option<&str>) -> String {
+    cell.map(|c| format!(" on {c}")).unwrap_or_default()
+}
+
+/// Waits for `count` writes acknowledged on other cells than `down`, and records the check that
+/// they kept serving.
+async fn others_keep_serving(drill: &Drill, down: &str, count: u64, report: &mut Report) {
+    let start = drill.load.acked_elsewhere(down);
+    let ok = drill.load.wait_until(PROGRESS_WAIT_MAX, |l| l.acked_elsewhere(down) >= start + count).await;
+    let got = drill.load.acked_elsewhere(down) - start;
+    report.check(Check::holds(
+        &format!("other cells keep serving while {down} is down"),
+        ok,
+        format!("{got} writes acknowledged elsewhere during the outage"),
+    ));
+}
+
+async fn kill_cell(drill: &mut Drill, target: &str, report: &mut Report) -> anyhow::Result<()> {
+    let role = Role::Primary(target.to_owned());
+    for round in 1..=drill.sizes.rounds {
+        progress(drill, Some(target), drill.sizes.warmup, "warm-up").await?;
+        let pid = drill.platform.process(&role)?.pid().unwrap_or(0);
+        drill.platform.kill9(&role)?;
+        report.fault(format!("kill -9 cell {target} (pid {pid}) under load [{round}/{}]", drill.sizes.rounds));
+        others_keep_serving(drill, target, drill.sizes.during, report).await;
+        drill.platform.restart(&role).await?;
+        report.step(format!("cell {target} restarted on the same data, ready"));
+        progress(drill, Some(target), drill.sizes.after, "after restart").await?;
+        report.step(format!("{target} acknowledging writes again"));
+    }
+    Ok(())
+}
+
+async fn kill_router(drill: &mut Drill, report: &mut Report) -> anyhow::Result<()> {
+    for round in 1..=drill.sizes.rounds {
+        progress(drill, None, drill.sizes.warmup, "warm-up").await?;
+        let pid = drill.platform.process(&Role::Router)?.pid().unwrap_or(0);
+        drill.platform.kill9(&Role::Router)?;
+        report.fault(format!("kill -9 router (pid {pid}) under load [{round}/{}]", drill.sizes.rounds));
+        // Providers and PSPs call cells directly: money keeps moving without the router.
+        let start = drill.load.acked(None);
+        let ok = drill.load.wait_until(PROGRESS_WAIT_MAX, |l| l.acked(None) >= start + drill.sizes.during).await;
+        report.check(Check::holds(
+            "cells keep serving their direct callers while the router is down",
+            ok,
+            format!("{} writes acknowledged by cells during the outage", drill.load.acked(None) - start),
+        ));
+        drill.platform.restart(&Role::Router).await?;
+        report.step("router restarted, ready".to_owned());
+        let reads = drill.load.shared.progress().reads_ok;
+        if !drill.load.wait_until(PROGRESS_WAIT_MAX, |l| l.shared.progress().reads_ok >= reads + drill.sizes.after).await
+        {
+            bail!("no routed request answered after the router restarted");
+        }
+        report.step("router answering players again".to_owned());
+    }
+    Ok(())
+}
+
+/// Sets the drill flag and, when cells follow the control plane, waits until `cells` applied it.
+async fn flag_change(
+    drill: &mut Drill,
+    cells: &[String],
+    label: &str,
+    report: &mut Report,
+) -> anyhow::Result<(bool, u64)> {
+    let on = drill.rng.random_bool(0.5);
+    let version = drill.control.flag_set(DRILL_FLAG, on, &format!("drill: {label}")).await?;
+    report.step(format!("flag {DRILL_FLAG} set {} (change-log version {version})", if on { "on" } else { "off" }));
+    if !drill.platform.cells_follow_control {
+        return Ok((false, version));
+    }
+    let (ok, state) = drill.control.converged(cells, version, PROGRESS_WAIT_MAX).await;
+    report.check(Check::holds(
+        &format!("cells converge on the flag change ({label})"),
+        ok,
+        format!("version {version}; acked: {:?}", state.acked),
+    ));
+    Ok((ok, version))
+}
+
+fn control_missing(report: &mut Report, what: &[&str]) {
+    for name in what {
+        report.check(Check::skipped(
+            name,
+            "`cell serve` has no --control flag yet (issue 5, cell side): cells do not follow the control plane",
+        ));
+    }
+}
+
+async fn kill_control(drill: &mut Drill, report: &mut Report) -> anyhow::Result<()> {
+    let cells = drill.platform.cell_ids();
+    for round in 1..=drill.sizes.rounds {
+        progress(drill, None, drill.sizes.warmup, "warm-up").await?;
+        flag_change(drill, &cells, "before the outage", report).await?;
+        let pid = drill.platform.process(&Role::Control)?.pid().unwrap_or(0);
+        drill.platform.kill9(&Role::Control)?;
+        report.fault(format!("kill -9 global-control (pid {pid}) under load [{round}/{}]", drill.sizes.rounds));
+        let start = drill.load.acked(None);
+        let unknown = drill.load.unknown();
+        let ok = drill.load.wait_until(PROGRESS_WAIT_MAX, |l| l.acked(None) >= start + drill.sizes.during).await;
+        report.check(Check::holds(
+            "cells keep serving without the control plane",
+            ok && drill.load.unknown() == unknown,
+            format!(
+                "{} writes acknowledged, {} without an answer during the outage",
+                drill.load.acked(None) - start,
+                drill.load.unknown() - unknown
+            ),
+        ));
+        drill.platform.restart(&Role::Control).await?;
+        report.step("global-control restarted on the same data, ready".to_owned());
+        flag_change(drill, &cells, "after the restart", report).await?;
+    }
+    if !drill.platform.cells_follow_control {
+        control_missing(report, &["cells converge on flag changes before and after the outage"]);
+    }
+    Ok(())
+}
+
+async fn partition_control(
+    drill: &mut Drill,
+    target: &str,
+    proxy: Option<&UdpFaultProxy>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let proxy = proxy.context("the partition drill needs its fault proxy")?;
+    let cells = drill.platform.cell_ids();
+    let others: Vec<String> = cells.iter().filter(|c| *c != target).cloned().collect();
+    for round in 1..=drill.sizes.rounds {
+        progress(drill, None, drill.sizes.warmup, "warm-up").await?;
+        flag_change(drill, &cells, "before the partition", report).await?;
+        proxy.set_cut(true);
+        report.fault(format!(
+            "cut the QUIC path global-control <-> {target} (fault proxy {} drops every datagram) [{round}/{}]",
+            proxy.addr, drill.sizes.rounds
+        ));
+        let (_, version) = flag_change(drill, &others, "during the partition, other cells", report).await?;
+        if drill.platform.cells_follow_control {
+            let state = drill.control.sync_state().await?;
+            let acked = state.acked.get(target).copied().unwrap_or(0);
+            report.check(Check::holds(
+                &format!("the partition holds: {target} has not applied the change"),
+                acked < version,
+                format!("{target} acked version {acked}, current {version}"),
+            ));
+        }
+        let start = drill.load.acked(Some(target));
+        let ok =
+            drill.load.wait_until(PROGRESS_WAIT_MAX, |l| l.acked(Some(target)) >= start + drill.sizes.during).await;
+        report.check(Check::holds(
+            &format!("{target} keeps serving while cut off from the control plane"),
+            ok,
+            format!("{} writes acknowledged on {target} during the partition", drill.load.acked(Some(target)) - start),
+        ));
+        proxy.set_cut(false);
+        let (forwarded, dropped) = proxy.counts();
+        report.step(format!("healed the path ({forwarded} datagrams forwarded, {dropped} dropped so far)"));
+        if drill.platform.cells_follow_control {
+            let (ok, state) = drill.control.converged(&cells, version, PROGRESS_WAIT_MAX).await;
+            report.check(Check::holds(
+                &format!("{target} converges after the partition heals"),
+                ok,
+                format!("version {version}; acked: {:?}", state.acked),
+            ));
+        }
+    }
+    if !drill.platform.cells_follow_control {
+        control_missing(
+            report,
+            &[
+                "cells converge on flag changes",
+                "the partition holds (the cut-off cell misses the change)",
+                "the cut-off cell converges after the partition heals",
+            ],
+        );
+    }
+    Ok(())
+}
+
+async fn failover(drill: &mut Drill, target: &str, report: &mut Report) -> anyhow::Result<()> {
+    let primary = Role::Primary(target.to_owned());
+    let standby = Role::Standby(target.to_owned());
+    let region = drill.platform.region(target).context("target region")?.clone();
+    let ip = COUNTRY_ADDRESSES
+        .iter()
+        .find(|(c, _)| region.licensed_countries.iter().any(|l| l.as_str() == *c))
+        .map(|(_, ip)| *ip)
+        .with_context(|| format!("no test address for a country of {target}"))?;
+    let router = drill.platform.url(&Role::Router);
+    progress(drill, Some(target), drill.sizes.warmup, "warm-up").await?;
+    let pid = drill.platform.process(&primary)?.pid().unwrap_or(0);
+    drill.platform.kill9(&primary)?;
+    report.fault(format!("kill -9 primary of {target} (pid {pid}); its standby is up"));
+
+    // A new player of the jurisdiction registers through the router until it answers: the
+    // router must take them to the standby, and nobody else may answer.
+    let probe = format!("{target}-failover-{}", drill.rng.random::<u32>());
+    let body = json!({"playerId": probe, "dateOfBirth": "1990-04-01", "country": region.licensed_countries[0].as_str(), "currency": region.default_currency.code()});
+    let key = format!("{probe}-reg");
+    let headers = [("x-forwarded-for", ip), ("x-idempotency-key", key.as_str())];
+    let deadline = tokio::time::Instant::now() + PROGRESS_WAIT_MAX;
+    let mut answers: BTreeMap<String, u32> = BTreeMap::new();
+    let mut foreign = Vec::new();
+    let registered = loop {
+        let reply = drill
+            .platform
+            .http
+            .send(None, "POST", &format!("{router}/players"), &headers, Some(body.to_string().into_bytes()))
+            .await;
+        if let Ok(r) = &reply {
+            *answers.entry(format!("{} from {}", r.status, r.cell())).or_default() += 1;
+            if r.cell() != target && r.cell() != "router" {
+                foreign.push(format!("{} answered by {}", r.status, r.cell()));
+            }
+            if r.status == 201 {
+                break true;
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    report.step(format!("router answers for {target} after the kill: {answers:?}"));
+    report.check(Check::new(
+        &format!("no other jurisdiction's cell served {target}'s traffic"),
+        foreign,
+        format!("{} probe answers", answers.values().sum::<u32>()),
+    ));
+    let on_standby = drill.platform.get(&standby, &format!("/wallet/{probe}/balance")).await.map(|r| r.status);
+    report.check(Check::holds(
+        &format!("the router moved {target}'s traffic to the standby"),
+        registered && matches!(on_standby, Ok(200)),
+        format!("registration through the router answered: {registered}; the standby knows the player: {on_standby:?}"),
+    ));
+    others_keep_serving(drill, target, drill.sizes.during, report).await;
+    let before = drill.load.shared.journal.lock().map(|j| j.unknown_player_reads).unwrap_or(0);
+    report.note(format!(
+        "the standby is not fed by replication yet: it started empty, so {target}'s players registered on the \
+         primary are unknown to it (balance reads answered 404 PLAYER_NOT_FOUND by {target} so far: {before}), and \
+         deposits and rounds, which providers and PSPs send to the primary directly, waited for the primary"
+    ));
+
+    drill.platform.restart(&primary).await?;
+    report.step(format!("primary of {target} restarted on its data, ready"));
+    progress(drill, Some(target), drill.sizes.after, "after the primary's restart").await?;
+    report.step(format!("{target} acknowledging writes again"));
+    let primary_knows = drill.platform.get(&primary, &format!("/wallet/{probe}/balance")).await.map(|r| r.status);
+    report.note(format!(
+        "the player registered on the standby during the failover is on the primary too: {} (no replication yet)",
+        if matches!(primary_knows, Ok(200)) { "yes" } else { "no" }
+    ));
+    Ok(())
+}
+
+/// Stops the load, resends every request whose outcome is unknown until it has a definite
+/// answer, and checks every invariant.
+async fn settle_and_check(drill: &mut Drill, report: &mut Report) -> anyhow::Result<()> {
+    // Bring back anything a failed step left down, so recovery and the checks can reach it.
+    let roles: Vec<Role> = drill.platform.processes.keys().cloned().collect();
+    for role in roles {
+        if !drill.platform.process(&role)?.is_up() {
+            drill.platform.restart(&role).await?;
+            report.step(format!("{role} was down at the end: restarted"));
+        }
+    }
+    drill.load.stop().await;
+    let parked = drill.load.shared.progress().parked;
+    report.step(format!("load stopped; {parked} journeys waiting on a request with an unknown outcome"));
+    let unresolved = drill.load.recover(tokio::time::Instant::now() + RECOVERY_WAIT_MAX).await;
+    report.step(format!("recovery: parked requests resent with their keys; {unresolved} still unresolved"));
+    report.load = drill.load.shared.progress();
+    let journal = std::mem::take(&mut *drill.load.shared.journal.lock().expect("journal lock"));
+    report.check(invariants::no_outcome_left_unknown(&journal));
+    report.check(invariants::ledger_sums_to_zero(&drill.platform).await);
+    let reflected = invariants::acknowledged_writes_reflected(&drill.platform, &journal).await;
+    report.check(reflected.balances);
+    report.check(reflected.events);
+    report.check(reflected.retries);
+    report.check(invariants::served_within_licence(&journal));
+    report.check(invariants::audit_chain_verifies(&drill.platform).await);
+    Ok(())
+}

@@ -344,3 +344,83 @@ async fn regulatory_lock_and_lobby() {
     let malta = mt.get("/lobby").await.unwrap().json();
     assert_eq!(ids(malta), vec!["demo:everywhere", "demo:malta-only"]);
 }
+
+/// A UDP relay between one client and `upstream` that can black-hole every datagram, both ways.
+struct UdpFaultProxy {
+    address: SocketAddr,
+    blackhole: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl UdpFaultProxy {
+    async fn start(upstream: SocketAddr) -> UdpFaultProxy {
+        let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        back.connect(upstream).await.unwrap();
+        let address = front.local_addr().unwrap();
+        let blackhole = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (cut, client) = (blackhole.clone(), Arc::new(std::sync::Mutex::new(None::<SocketAddr>)));
+        let task = tokio::spawn(async move {
+            let (mut up, mut down) = (vec![0u8; 65_536], vec![0u8; 65_536]);
+            loop {
+                tokio::select! {
+                    Ok((n, from)) = front.recv_from(&mut up) => {
+                        *client.lock().unwrap() = Some(from);
+                        if !cut.load(std::sync::atomic::Ordering::SeqCst) {
+                            let _ = back.send(&up[..n]).await;
+                        }
+                    }
+                    Ok(n) = back.recv(&mut down) => {
+                        let to = *client.lock().unwrap();
+                        if let (Some(to), false) = (to, cut.load(std::sync::atomic::Ordering::SeqCst)) {
+                            let _ = front.send_to(&down[..n], to).await;
+                        }
+                    }
+                }
+            }
+        });
+        UdpFaultProxy { address, blackhole, task }
+    }
+
+    fn cut(&self, on: bool) {
+        self.blackhole.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for UdpFaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_cell_cut_off_by_a_udp_fault_proxy_converges_once_healed() {
+    let root = tempfile::tempdir().unwrap();
+    let tls = root.path().join("tls");
+    let certs = Command::new(binary("global-control"))
+        .args(["certs", "--out"])
+        .arg(&tls)
+        .args(["--cells", "uk,mt"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(certs.success());
+    let control = ControlPlane::start(root.path(), &tls).await;
+    let proxy = UdpFaultProxy::start(control.quic).await;
+    let cut_off = CellProcess::start("uk", root.path(), &tls, proxy.address).await;
+    let direct = CellProcess::start("mt", root.path(), &tls, control.quic).await;
+
+    let v1 = control.put_flag("promo-banner", true, json!([])).await;
+    cut_off.until("flag=promo-banner", "v1 through the proxy", |v| v["version"] == v1).await;
+
+    proxy.cut(true);
+    let v2 = control.put_flag("promo-banner", false, json!([])).await;
+    direct.until("flag=promo-banner", "v2 directly", |v| v["version"] == v2).await;
+    // Cut off: it keeps serving v1, and after the stale time says so.
+    let stale = cut_off.until("flag=promo-banner", "STALE while cut off", |v| v["reason"] == "STALE").await;
+    assert_eq!((stale["version"].clone(), stale["value"].clone()), (json!(v1), json!(true)));
+
+    proxy.cut(false);
+    let healed = cut_off.until("flag=promo-banner", "v2 once healed", |v| v["version"] == v2).await;
+    assert_eq!((healed["reason"].clone(), healed["value"].clone()), (json!("DISABLED"), json!(false)));
+}

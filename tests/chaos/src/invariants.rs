@@ -64,7 +64,10 @@ pub fn served_within_licence(journal: &Journal) -> Check {
         .violations
         .iter()
         .map(|v| {
-            format!("{} ({}): expected {}, answered by `{}` with {}", v.player, v.step, v.expected, v.served_by, v.status)
+            format!(
+                "{} ({}): expected {}, answered by `{}` with {}",
+                v.player, v.step, v.expected, v.served_by, v.status
+            )
         })
         .collect();
     let mut check = Check::new(
@@ -85,7 +88,9 @@ pub fn no_outcome_left_unknown(journal: &Journal) -> Check {
         .records
         .iter()
         .filter(|r| r.step.kind.writes() && matches!(r.outcome, Outcome::Unknown { .. }))
-        .map(|r| format!("{} {} {}: still unknown after {} attempts", r.player, r.step.kind.name(), r.step.key, r.attempts))
+        .map(|r| {
+            format!("{} {} {}: still unknown after {} attempts", r.player, r.step.kind.name(), r.step.key, r.attempts)
+        })
         .collect();
     Check::new("every request got a definite answer", problems, format!("{} writes", writes(journal).count()))
 }
@@ -206,7 +211,8 @@ pub async fn acknowledged_writes_reflected(platform: &Platform, journal: &Journa
     for ((cell, effect), want) in &expected {
         let have = index.effects.get(&(cell.clone(), effect.clone())).copied().unwrap_or(0);
         if have != *want {
-            event_problems.push(format!("{cell}: {effect:?} is in the event log {have} times, acknowledged {want} times"));
+            event_problems
+                .push(format!("{cell}: {effect:?} is in the event log {have} times, acknowledged {want} times"));
         }
     }
     let (mut retried, mut replays) = (0u64, 0u64);
@@ -343,4 +349,3 @@ async fn balances_match(platform: &Platform, journal: &Journal) -> Check {
     };
     Check::new("every acknowledged write is in the balances", problems, detail)
 }
-

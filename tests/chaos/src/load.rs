@@ -425,7 +425,7 @@ fn new_journey(shared: &Shared, rng: &mut StdRng, worker: usize, n: u64) -> Jour
     // Keys and rounds carry the worker and its journey number: unique across returning visits.
     let visit = format!("{}-w{worker}n{n}", j.player);
     // Deposits get varied amounts; the event check matches them by (player, amount) and count.
-    let deposit = Decimal::new(100_00 + rng.random_range(0..100), 2);
+    let deposit = Decimal::new(10_000 + rng.random_range(0..100), 2);
     j.steps.push(step(StepKind::Deposit, format!("{visit}-dep"), deposit, "", ip));
     for r in 0..rng.random_range(1..=ROUNDS_PER_JOURNEY_MAX) {
         let round = format!("{visit}-r{r}");
@@ -630,7 +630,8 @@ async fn send_step(shared: &Shared, j: &Journey, step: &Step) -> anyhow::Result<
     match step.kind {
         StepKind::Register | StepKind::Unlicensed => {
             let country = if step.kind == StepKind::Unlicensed { "GB" } else { j.country };
-            let body = json!({"playerId": j.player, "dateOfBirth": "1990-04-01", "country": country, "currency": j.currency});
+            let body =
+                json!({"playerId": j.player, "dateOfBirth": "1990-04-01", "country": country, "currency": j.currency});
             let headers = [("x-forwarded-for", step.from_ip), ("x-idempotency-key", step.key.as_str())];
             shared.http.send(None, "POST", &router("/players"), &headers, Some(body.to_string().into_bytes())).await
         }

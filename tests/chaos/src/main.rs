@@ -131,7 +131,8 @@ fn ensure_geoip(repo: &std::path::Path) -> anyhow::Result<PathBuf> {
     if !path.exists() {
         let script = repo.join("scripts/fetch-geoip.sh");
         eprintln!("drill: fetching the GeoIP database ({})", script.display());
-        let status = std::process::Command::new(&script).status().with_context(|| format!("run {}", script.display()))?;
+        let status =
+            std::process::Command::new(&script).status().with_context(|| format!("run {}", script.display()))?;
         anyhow::ensure!(status.success(), "{} failed ({status})", script.display());
     }
     Ok(path)

@@ -356,7 +356,10 @@ impl Platform {
             regions_dir.clone().into(),
         ];
         let control_env = vec![("GLOBAL_CONTROL_ADMIN_TOKEN".to_owned(), spec.admin_token.clone())];
-        processes.insert(Role::Control, Process::new("global-control", &spec.bins.control, control_args, control_env, &logs));
+        processes.insert(
+            Role::Control,
+            Process::new("global-control", &spec.bins.control, control_args, control_env, &logs),
+        );
 
         let cell_env = vec![
             ("PROVIDER_DEMO_SECRET".to_owned(), DEMO_PROVIDER_SECRET.to_owned()),

@@ -36,8 +36,13 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] =
-        [Scenario::KillCell, Scenario::KillControl, Scenario::PartitionControl, Scenario::KillRouter, Scenario::Failover];
+    pub const ALL: [Scenario; 5] = [
+        Scenario::KillCell,
+        Scenario::KillControl,
+        Scenario::PartitionControl,
+        Scenario::KillRouter,
+        Scenario::Failover,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -56,12 +61,16 @@ impl Scenario {
     pub fn about(self) -> &'static str {
         match self {
             Scenario::KillCell => "kill -9 a cell under load, restart it on the same data",
-            Scenario::KillControl => "kill -9 global-control, flip nothing, restart it; cells keep serving, then converge",
+            Scenario::KillControl => {
+                "kill -9 global-control, flip nothing, restart it; cells keep serving, then converge"
+            }
             Scenario::PartitionControl => {
                 "cut the QUIC path between global-control and one cell (UDP fault proxy), change a flag, heal"
             }
             Scenario::KillRouter => "kill -9 the router under load, restart it",
-            Scenario::Failover => "kill -9 the primary of a jurisdiction with a standby; the router moves its traffic there",
+            Scenario::Failover => {
+                "kill -9 the primary of a jurisdiction with a standby; the router moves its traffic there"
+            }
         }
     }
 }
@@ -198,11 +207,7 @@ async fn run_in(scenario: Scenario, options: &DrillOptions, dir: PathBuf, report
     let ended = drill.platform.stop().await;
     let unclean: Vec<String> =
         ended.iter().filter(|(_, how)| how != "exited with 0").map(|(who, how)| format!("{who}: {how}")).collect();
-    report.check(Check::new(
-        "every process stops cleanly on SIGTERM",
-        unclean,
-        format!("{} processes", ended.len()),
-    ));
+    report.check(Check::new("every process stops cleanly on SIGTERM", unclean, format!("{} processes", ended.len())));
     outcome.and(settled)
 }
 
@@ -265,7 +270,10 @@ async fn kill_router(drill: &mut Drill, report: &mut Report) -> anyhow::Result<(
         drill.platform.restart(&Role::Router).await?;
         report.step("router restarted, ready".to_owned());
         let reads = drill.load.shared.progress().reads_ok;
-        if !drill.load.wait_until(PROGRESS_WAIT_MAX, |l| l.shared.progress().reads_ok >= reads + drill.sizes.after).await
+        if !drill
+            .load
+            .wait_until(PROGRESS_WAIT_MAX, |l| l.shared.progress().reads_ok >= reads + drill.sizes.after)
+            .await
         {
             bail!("no routed request answered after the router restarted");
         }

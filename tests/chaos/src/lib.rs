@@ -24,3 +24,5 @@ pub mod load;
 pub mod platform;
 pub mod report;
 pub mod scenarios;
+pub mod status;
+pub mod up;

@@ -17,6 +17,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start the whole platform locally (global-control, one cell per region file, the router) on
+    /// its documented ports, with a live status screen; Ctrl-C stops it, and running it again
+    /// resumes with the same data.
+    Up {
+        /// Also drive realistic load through it: registrations from every licensed country and
+        /// some unlicensed ones, deposits, provider rounds, logins from abroad, a flag flipped
+        /// every 15 s.
+        #[arg(long)]
+        traffic: bool,
+        /// Where the stores, certificates, logs and admin token live [default: .data in the repository]
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Also start the standby cells the region files name (fresh: not fed by replication yet).
+        #[arg(long)]
+        standbys: bool,
+        #[command(flatten)]
+        setup: Setup,
+    },
     /// Run a drill (or all) on a platform of its own in a temporary directory; print its report.
     /// Exits 1 when any invariant fails.
     Run {
@@ -93,6 +111,13 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Up { traffic, data, standbys, setup } => {
+            let (bins, repo) = setup.resolve()?;
+            let geoip = ensure_geoip(&repo)?;
+            let data_dir = data.unwrap_or_else(|| repo.join(".data"));
+            chaos::up::up(chaos::up::UpOptions { data_dir, traffic, standbys, bins, repo, geoip }).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run { scenario, quick, seed, setup, keep } => {
             let scenarios: Vec<Scenario> = if scenario == "all" {
                 Scenario::ALL.to_vec()

@@ -515,13 +515,13 @@ impl Platform {
         let mut ended = Vec::new();
         for role in order {
             if let Some(process) = self.processes.get_mut(&role) {
-                let was_up = process.is_up();
                 if let Err(e) = process.terminate().await {
                     ended.push((role.to_string(), format!("stop failed: {e:#}")));
                     continue;
                 }
-                if was_up {
-                    ended.push((role.to_string(), process.exited.clone().unwrap_or_default()));
+                // Already gone (Ctrl-C reaches the whole process group) or stopped now.
+                if let Some(how) = process.exited.clone() {
+                    ended.push((role.to_string(), how));
                 }
             }
         }

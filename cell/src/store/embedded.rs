@@ -23,6 +23,7 @@ use super::{
     WriteBudget,
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
+use rustc_hash::FxHashSet as HashSet;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::path::Path;
@@ -113,6 +114,16 @@ impl EmbeddedStore {
 
 impl Store for EmbeddedStore {
     fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
+        self.begin_tracking(true)
+    }
+
+    fn begin_snapshot_reads(&self) -> Result<Box<dyn Transaction>, StoreError> {
+        self.begin_tracking(false)
+    }
+}
+
+impl EmbeddedStore {
+    fn begin_tracking(&self, read_conflicts: bool) -> Result<Box<dyn Transaction>, StoreError> {
         let read_version = {
             // Registered under the same lock a commit uses to decide whether to log its writes,
             // so no commit after `read_version` can miss this transaction.
@@ -131,7 +142,9 @@ impl Store for EmbeddedStore {
             started: Instant::now(),
             budget: WriteBudget::default(),
             writes: BTreeMap::new(),
-            reads: Vec::new(),
+            read_conflicts,
+            read_keys: HashSet::default(),
+            read_ranges: Vec::new(),
             adds: BTreeMap::new(),
             stamped: Vec::new(),
         }))
@@ -142,10 +155,6 @@ impl Store for EmbeddedStore {
 type OwnWrite<'a> = (&'a Vec<u8>, &'a Option<Vec<u8>>);
 
 /// What a read covered, for the conflict check.
-enum Read {
-    Key(Vec<u8>),
-    Range(Vec<u8>, Vec<u8>),
-}
 
 struct EmbeddedTx {
     inner: Arc<Inner>,
@@ -156,7 +165,11 @@ struct EmbeddedTx {
     budget: WriteBudget,
     /// Buffered writes: `Some(value)` to set, `None` to clear.
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    reads: Vec<Read>,
+    /// Whether reads are recorded for the conflict check (not for snapshot-read transactions).
+    read_conflicts: bool,
+    /// Keys read, and ranges read, from the snapshot: what a later commit may have changed.
+    read_keys: HashSet<Vec<u8>>,
+    read_ranges: Vec<(Vec<u8>, Vec<u8>)>,
     /// Atomic adds to apply at commit on top of the latest committed value.
     adds: BTreeMap<Vec<u8>, i64>,
     /// Versionstamped writes: key with placeholder, placeholder offset, value.
@@ -192,14 +205,15 @@ fn decode_i64(value: Option<&[u8]>) -> i64 {
 
 impl EmbeddedTx {
     /// Whether a commit's sorted write set touches anything this transaction read.
+    /// Whether a commit that wrote `written` touched anything this transaction read. Walks the
+    /// (unsorted) written keys against the reads, so a transaction that read nothing costs nothing.
     fn conflicts_with(&self, written: &[Vec<u8>]) -> bool {
-        self.reads.iter().any(|read| match read {
-            Read::Key(key) => written.binary_search(key).is_ok(),
-            Read::Range(begin, end) => {
-                let first = written.partition_point(|k| k < begin);
-                written.get(first).is_some_and(|k| k < end)
-            }
-        })
+        if self.read_keys.is_empty() && self.read_ranges.is_empty() {
+            return false;
+        }
+        written
+            .iter()
+            .any(|k| self.read_keys.contains(k) || self.read_ranges.iter().any(|(begin, end)| begin <= k && k < end))
     }
 }
 
@@ -208,7 +222,9 @@ impl Transaction for EmbeddedTx {
         let value = match self.writes.get(key) {
             Some(own) => own.clone(),
             None => {
-                self.reads.push(Read::Key(key.to_vec()));
+                if self.read_conflicts {
+                    self.read_keys.insert(key.to_vec());
+                }
                 self.snapshot.get(&self.inner.data, key).map_err(|e| io("read", e))?.map(|v| v.to_vec())
             }
         };
@@ -228,7 +244,9 @@ impl Transaction for EmbeddedTx {
         if begin >= end || limit == 0 {
             return Ok(Vec::new());
         }
-        self.reads.push(Read::Range(begin.to_vec(), end.to_vec()));
+        if self.read_conflicts {
+            self.read_ranges.push((begin.to_vec(), end.to_vec()));
+        }
         // Merge the snapshot with this transaction's own writes, in the requested order.
         let stored = self.snapshot.range(&self.inner.data, begin..end);
         let own = self.writes.range::<[u8], _>((Bound::Included(begin), Bound::Excluded(end)));
@@ -358,9 +376,7 @@ impl Transaction for EmbeddedTx {
             // from here on sees this commit in its snapshot.
             let mut tracking = lock(&inner.tracking);
             if tracking.live.values().sum::<usize>() > 1 {
-                let mut written: Vec<Vec<u8>> =
-                    writes.into_keys().chain(adds.into_keys()).chain(stamped_keys).collect();
-                written.sort_unstable();
+                let written: Vec<Vec<u8>> = writes.into_keys().chain(adds.into_keys()).chain(stamped_keys).collect();
                 tracking.log.push_back((version, Arc::new(written)));
             }
             inner.committed_version.store(version, Ordering::Release);

@@ -52,12 +52,17 @@ impl FaultyStore {
 
 impl Store for FaultyStore {
     fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
-        Ok(Box::new(FaultyTx {
-            inner: self.inner.begin()?,
-            config: self.config,
-            rng: self.rng.clone(),
-            counts: self.counts.clone(),
-        }))
+        self.wrap(self.inner.begin()?)
+    }
+
+    fn begin_snapshot_reads(&self) -> Result<Box<dyn Transaction>, StoreError> {
+        self.wrap(self.inner.begin_snapshot_reads()?)
+    }
+}
+
+impl FaultyStore {
+    fn wrap(&self, inner: Box<dyn Transaction>) -> Result<Box<dyn Transaction>, StoreError> {
+        Ok(Box::new(FaultyTx { inner, config: self.config, rng: self.rng.clone(), counts: self.counts.clone() }))
     }
 }
 

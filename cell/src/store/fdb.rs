@@ -55,13 +55,25 @@ impl FdbStore {
 
 impl Store for FdbStore {
     fn begin(&self) -> Result<Box<dyn Transaction>, StoreError> {
+        self.begin_with(false)
+    }
+
+    fn begin_snapshot_reads(&self) -> Result<Box<dyn Transaction>, StoreError> {
+        self.begin_with(true)
+    }
+}
+
+impl FdbStore {
+    fn begin_with(&self, snapshot: bool) -> Result<Box<dyn Transaction>, StoreError> {
         let trx = self.db.create_trx().map_err(map_error)?;
-        Ok(Box::new(FdbTx { trx, budget: WriteBudget::default(), stamped: false, started: Instant::now() }))
+        Ok(Box::new(FdbTx { trx, snapshot, budget: WriteBudget::default(), stamped: false, started: Instant::now() }))
     }
 }
 
 struct FdbTx {
     trx: foundationdb::Transaction,
+    /// Every read is a snapshot read: no read conflict ranges.
+    snapshot: bool,
     budget: WriteBudget,
     stamped: bool,
     started: Instant,
@@ -71,7 +83,7 @@ impl FdbTx {}
 
 impl Transaction for FdbTx {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let value = block_on(self.trx.get(key, false)).map_err(map_error)?;
+        let value = block_on(self.trx.get(key, self.snapshot)).map_err(map_error)?;
         Ok(value.map(|v| v.to_vec()))
     }
 
@@ -95,7 +107,7 @@ impl Transaction for FdbTx {
         };
         let mut out = Vec::new();
         loop {
-            let values = block_on(self.trx.get_range(&option, 1, false)).map_err(map_error)?;
+            let values = block_on(self.trx.get_range(&option, 1, self.snapshot)).map_err(map_error)?;
             out.extend(values.iter().map(|kv| (kv.key().to_vec(), kv.value().to_vec())));
             if out.len() >= limit {
                 out.truncate(limit);

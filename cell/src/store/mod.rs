@@ -125,6 +125,12 @@ impl PendingCommit for Durable {
 /// A store: a factory of transactions.
 pub trait Store: Send + Sync + 'static {
     fn begin(&self) -> Result<Box<dyn Transaction>, StoreError>;
+
+    /// A transaction whose every read is a snapshot read (FoundationDB's `snapshot = true`): it
+    /// adds no read conflict, so its commit is never refused for what others wrote meanwhile.
+    /// Only for a single writer of every key it reads, or reads whose staleness cannot matter
+    /// (the wallet's writer: it alone writes the wallet, and players are never rewritten).
+    fn begin_snapshot_reads(&self) -> Result<Box<dyn Transaction>, StoreError>;
 }
 
 /// Most attempts `transact` makes before giving up on a retryable error.

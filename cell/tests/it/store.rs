@@ -51,6 +51,27 @@ mod conformance {
         assert_eq!(read_i64(store.as_ref(), &key), TASKS as i64 * INCREMENTS);
     }
 
+    /// A snapshot-read transaction is not refused for what others wrote after its reads; a
+    /// normal one is, range reads included.
+    pub fn snapshot_reads_add_no_conflicts(store: Arc<dyn Store>, s: &Subspace) {
+        let (key, other, (begin, end)) = (s.pack(&"read"), s.pack(&"written"), s.range());
+        let mut snapshot = store.begin_snapshot_reads().unwrap();
+        let mut normal = store.begin().unwrap();
+        let mut ranged = store.begin().unwrap();
+        assert_eq!(snapshot.get(&key).unwrap(), None);
+        assert_eq!(normal.get(&key).unwrap(), None);
+        assert!(ranged.get_range(&begin, &end, 10, false).unwrap().is_empty());
+        let mut writer = store.begin().unwrap();
+        writer.set(&key, b"changed").unwrap();
+        writer.commit().unwrap();
+        for tx in [&mut snapshot, &mut normal, &mut ranged] {
+            tx.set(&other, b"x").unwrap();
+        }
+        snapshot.commit().unwrap();
+        assert_eq!(normal.commit().unwrap_err(), StoreError::Conflict);
+        assert_eq!(ranged.commit().unwrap_err(), StoreError::Conflict);
+    }
+
     pub fn conflicts_are_detected_and_retried(store: Arc<dyn Store>, s: &Subspace) {
         let key = s.pack(&"contended");
         let mut a = store.begin().unwrap();
@@ -244,6 +265,7 @@ macro_rules! conformance_tests {
         conformance_tests!($open;
             no_lost_update,
             conflicts_are_detected_and_retried,
+            snapshot_reads_add_no_conflicts,
             ordered_range_reads,
             read_your_writes,
             atomic_add,

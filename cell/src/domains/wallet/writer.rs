@@ -500,7 +500,9 @@ impl Writer {
         &mut self,
         batch: &[Submission],
     ) -> Result<(Box<dyn Transaction>, Vec<Outcome>, HashMap<String, IdempotencyRecord>), StoreError> {
-        let mut tx = self.store.begin()?;
+        // Snapshot reads: this thread alone writes the wallet, and a player record is never
+        // rewritten, so nothing another transaction commits can invalidate what a batch read.
+        let mut tx = self.store.begin_snapshot_reads()?;
         let mut b = Batch::new(self.chain);
         let mut results = Vec::with_capacity(batch.len());
         for s in batch {

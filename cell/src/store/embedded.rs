@@ -154,8 +154,6 @@ impl EmbeddedStore {
 /// One of a transaction's buffered writes: `Some(value)` to set, `None` to clear.
 type OwnWrite<'a> = (&'a Vec<u8>, &'a Option<Vec<u8>>);
 
-/// What a read covered, for the conflict check.
-
 struct EmbeddedTx {
     inner: Arc<Inner>,
     snapshot: Snapshot,

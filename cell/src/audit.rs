@@ -79,7 +79,9 @@ impl AuditChain {
         let seq = self.seq + 1;
         let hash = contracts::audit::record_hash(seq, &self.head, event.as_bytes());
         let record = StoredRecord { prev: self.head, hash, event };
-        tx.set(&record_key(seq), &rmp_serde::to_vec(&record).expect("an audit record encodes"))?;
+        let mut value = Vec::with_capacity(record.event.len() + 96);
+        rmp_serde::encode::write(&mut value, &record).expect("an audit record encodes");
+        tx.set(&record_key(seq), &value)?;
         self.seq = seq;
         self.head = hash;
         Ok(())

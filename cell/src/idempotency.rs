@@ -67,7 +67,9 @@ pub struct Answer {
 
 impl IdempotencyRecord {
     pub fn encode(&self) -> Vec<u8> {
-        rmp_serde::to_vec(self).expect("an idempotency record always encodes")
+        let mut buf = Vec::with_capacity(self.body.len() + 64);
+        rmp_serde::encode::write(&mut buf, self).expect("an idempotency record always encodes");
+        buf
     }
 
     pub fn decode(bytes: &[u8]) -> Result<IdempotencyRecord, rmp_serde::decode::Error> {

@@ -42,7 +42,8 @@ pub fn envelope<P: EventPayload>(ctx: &EventContext, payload: P) -> Envelope<P> 
 pub fn append<P: EventPayload>(tx: &mut dyn Transaction, order: u16, envelope: &Envelope<P>) -> Result<(), StoreError> {
     let key = subspaces::events().pack_with_versionstamp(&Versionstamp::incomplete(order));
     // MessagePack as a map (named fields), so old events stay readable when fields are added.
-    let value = rmp_serde::to_vec_named(envelope).expect("an event envelope always encodes");
+    let mut value = Vec::with_capacity(512);
+    rmp_serde::encode::write_named(&mut value, envelope).expect("an event envelope always encodes");
     tx.set_versionstamped_key(&key, &value)
 }
 

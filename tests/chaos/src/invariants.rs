@@ -215,9 +215,14 @@ pub async fn acknowledged_writes_reflected(platform: &Platform, journal: &Journa
                 .push(format!("{cell}: {effect:?} is in the event log {have} times, acknowledged {want} times"));
         }
     }
-    let (mut retried, mut replays) = (0u64, 0u64);
+    let (mut retried, mut replays, mut cut) = (0u64, 0u64, 0u64);
+    let mut first_errors: BTreeMap<String, u32> = BTreeMap::new();
     for r in writes(journal).filter(|r| r.retried_after_unknown) {
         retried += 1;
+        let kind = error_kind(r.first_error.as_deref().unwrap_or_default());
+        // A refused connection or a router's 503 never reached a cell; anything else may have.
+        cut += u64::from(!kind.contains("os error 111") && !kind.contains("CELL_UNAVAILABLE"));
+        *first_errors.entry(kind).or_default() += 1;
         replays += u64::from(r.replayed);
         let Some(effect) = Effect::of(r) else { continue };
         let key = (r.cell.clone(), effect);
@@ -243,12 +248,20 @@ pub async fn acknowledged_writes_reflected(platform: &Platform, journal: &Journa
         "every retried in-flight request had exactly one effect",
         retry_problems,
         format!(
-            "{retried} requests sent again with their key after an unknown outcome: {replays} answered as replays, {} executed on retry",
+            "{retried} requests sent again with their key after an unknown outcome ({cut} of them possibly cut \
+             mid-flight): {replays} answered as replays, {} executed on retry; first errors: {first_errors:?}",
             retried - replays
         ),
     );
     let balances = balances_match(platform, journal).await;
     Reflection { events, retries, balances }
+}
+
+/// The gist of a transport error or status, to group them: the innermost cause.
+fn error_kind(error: &str) -> String {
+    // rustls appends a link to its manual after the cause: skip such segments.
+    let cause = error.rsplit(": ").find(|s| !s.is_empty() && !s.contains("docs.rs")).unwrap_or(error);
+    cause.chars().take(60).collect()
 }
 
 fn outcome_text(o: &Outcome) -> String {

@@ -65,6 +65,8 @@ pub enum StepKind {
     Balance,
     /// `POST /players` through the router from an unlicensed country: must be a 451.
     Unlicensed,
+    /// `GET /lobby?playerId=` through the router, from home: the games the player may play.
+    Lobby,
 }
 
 impl StepKind {
@@ -82,6 +84,7 @@ impl StepKind {
             StepKind::Login => "login",
             StepKind::Balance => "balance",
             StepKind::Unlicensed => "unlicensed",
+            StepKind::Lobby => "lobby",
         }
     }
 }
@@ -427,6 +430,7 @@ fn new_journey(shared: &Shared, rng: &mut StdRng, worker: usize, n: u64) -> Jour
     // Deposits get varied amounts; the event check matches them by (player, amount) and count.
     let deposit = Decimal::new(10_000 + rng.random_range(0..100), 2);
     j.steps.push(step(StepKind::Deposit, format!("{visit}-dep"), deposit, "", ip));
+    j.steps.push(step(StepKind::Lobby, String::new(), Decimal::ZERO, "", ip));
     for r in 0..rng.random_range(1..=ROUNDS_PER_JOURNEY_MAX) {
         let round = format!("{visit}-r{r}");
         // At most 2.00: under every stake limit of every region (UK: GBP 2.00 for ages 18-24).
@@ -598,7 +602,10 @@ fn classify(step: &Step, result: &anyhow::Result<Reply>) -> Outcome {
 
 /// Checks who answered a routed request: the player's own jurisdiction, or the router itself.
 fn check_route(shared: &Shared, j: &Journey, step: &Step, reply: &Reply) {
-    let routed = matches!(step.kind, StepKind::Register | StepKind::Login | StepKind::Balance | StepKind::Unlicensed);
+    let routed = matches!(
+        step.kind,
+        StepKind::Register | StepKind::Login | StepKind::Balance | StepKind::Unlicensed | StepKind::Lobby
+    );
     if !routed {
         return;
     }
@@ -662,6 +669,10 @@ async fn send_step(shared: &Shared, j: &Journey, step: &Step) -> anyhow::Result<
         StepKind::Login => {
             let body = json!({"playerId": j.player}).to_string().into_bytes();
             shared.http.send(None, "POST", &router("/sessions"), &[("x-forwarded-for", step.from_ip)], Some(body)).await
+        }
+        StepKind::Lobby => {
+            let url = router(&format!("/lobby?playerId={}", j.player));
+            shared.http.send(None, "GET", &url, &[("x-forwarded-for", step.from_ip)], None).await
         }
         StepKind::Balance => {
             let url = router(&format!("/wallet/{}/balance", j.player));

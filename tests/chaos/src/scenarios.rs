@@ -139,6 +139,8 @@ struct Drill {
     control: ControlApi,
     sizes: Sizes,
     rng: StdRng,
+    /// The drill flag's value as last set.
+    flag_on: bool,
 }
 
 async fn run_in(scenario: Scenario, options: &DrillOptions, dir: PathBuf, report: &mut Report) -> anyhow::Result<()> {
@@ -194,7 +196,8 @@ async fn run_in(scenario: Scenario, options: &DrillOptions, dir: PathBuf, report
     };
     let sizes = Sizes::of(options.quick);
     let load = Load::start(platform.http.clone(), targets, &regions, rng.random(), sizes.workers);
-    let mut drill = Drill { platform, load, control, sizes, rng };
+    let flag_on = rng.random_bool(0.5);
+    let mut drill = Drill { platform, load, control, sizes, rng, flag_on };
     let outcome = match scenario {
         Scenario::KillCell => kill_cell(&mut drill, &target, report).await,
         Scenario::KillRouter => kill_router(&mut drill, report).await,
@@ -220,18 +223,27 @@ async fn progress(drill: &Drill, cell: Option<&str>, count: u64, what: &str) -> 
     Ok(())
 }
 
+/// " [2/3]" when a fault repeats, so each repetition's checks are told apart.
+fn rounds_label(round: u32, rounds: u32) -> String {
+    if rounds > 1 {
+        format!(" [{round}/{rounds}]")
+    } else {
+        String::new()
+    }
+}
+
 fn on(cell: Option<&str>) -> String {
     cell.map(|c| format!(" on {c}")).unwrap_or_default()
 }
 
 /// Waits for `count` writes acknowledged on other cells than `down`, and records the check that
 /// they kept serving.
-async fn others_keep_serving(drill: &Drill, down: &str, count: u64, report: &mut Report) {
+async fn others_keep_serving(drill: &Drill, down: &str, count: u64, label: &str, report: &mut Report) {
     let start = drill.load.acked_elsewhere(down);
     let ok = drill.load.wait_until(PROGRESS_WAIT_MAX, |l| l.acked_elsewhere(down) >= start + count).await;
     let got = drill.load.acked_elsewhere(down) - start;
     report.check(Check::holds(
-        &format!("other cells keep serving while {down} is down"),
+        &format!("other cells keep serving while {down} is down{label}"),
         ok,
         format!("{got} writes acknowledged elsewhere during the outage"),
     ));
@@ -244,7 +256,8 @@ async fn kill_cell(drill: &mut Drill, target: &str, report: &mut Report) -> anyh
         let pid = drill.platform.process(&role)?.pid().unwrap_or(0);
         drill.platform.kill9(&role)?;
         report.fault(format!("kill -9 cell {target} (pid {pid}) under load [{round}/{}]", drill.sizes.rounds));
-        others_keep_serving(drill, target, drill.sizes.during, report).await;
+        let label = rounds_label(round, drill.sizes.rounds);
+        others_keep_serving(drill, target, drill.sizes.during, &label, report).await;
         drill.platform.restart(&role).await?;
         report.step(format!("cell {target} restarted on the same data, ready"));
         progress(drill, Some(target), drill.sizes.after, "after restart").await?;
@@ -263,7 +276,10 @@ async fn kill_router(drill: &mut Drill, report: &mut Report) -> anyhow::Result<(
         let start = drill.load.acked(None);
         let ok = drill.load.wait_until(PROGRESS_WAIT_MAX, |l| l.acked(None) >= start + drill.sizes.during).await;
         report.check(Check::holds(
-            "cells keep serving their direct callers while the router is down",
+            &format!(
+                "cells keep serving their direct callers while the router is down{}",
+                rounds_label(round, drill.sizes.rounds)
+            ),
             ok,
             format!("{} writes acknowledged by cells during the outage", drill.load.acked(None) - start),
         ));
@@ -282,26 +298,50 @@ async fn kill_router(drill: &mut Drill, report: &mut Report) -> anyhow::Result<(
     Ok(())
 }
 
-/// Sets the drill flag and, when cells follow the control plane, waits until `cells` applied it.
+/// Sets the drill flag and, when cells follow the control plane, waits until `cells` applied it
+/// and checks that each of them now evaluates it to the new value. Returns (version, value).
 async fn flag_change(
     drill: &mut Drill,
     cells: &[String],
     label: &str,
     report: &mut Report,
-) -> anyhow::Result<(bool, u64)> {
-    let on = drill.rng.random_bool(0.5);
+) -> anyhow::Result<(u64, bool)> {
+    // Alternate, so every change is visible in what the cells serve.
+    drill.flag_on = !drill.flag_on;
+    let on = drill.flag_on;
     let version = drill.control.flag_set(DRILL_FLAG, on, &format!("drill: {label}")).await?;
     report.step(format!("flag {DRILL_FLAG} set {} (change-log version {version})", if on { "on" } else { "off" }));
     if !drill.platform.cells_follow_control {
-        return Ok((false, version));
+        return Ok((version, on));
     }
-    let (ok, state) = drill.control.converged(cells, version, PROGRESS_WAIT_MAX).await;
+    let changed = tokio::time::Instant::now();
+    let (acked, state) = drill.control.converged(cells, version, PROGRESS_WAIT_MAX).await;
+    let took_ms = changed.elapsed().as_millis();
+    let served = cell_flag_values(drill, cells).await;
+    let wrong: Vec<&String> = served.iter().filter(|(_, v)| **v != Some(on)).map(|(c, _)| c).collect();
     report.check(Check::holds(
         &format!("cells converge on the flag change ({label})"),
-        ok,
-        format!("version {version}; acked: {:?}", state.acked),
+        acked && wrong.is_empty(),
+        format!(
+            "version {version} acked by every cell after {took_ms} ms: {:?}; each cell evaluates {DRILL_FLAG}: {served:?}",
+            state.acked
+        ),
     ));
-    Ok((ok, version))
+    Ok((version, on))
+}
+
+/// What each cell's own `GET /flags/evaluate` answers for the drill flag (`None`: no value).
+async fn cell_flag_values(drill: &Drill, cells: &[String]) -> BTreeMap<String, Option<bool>> {
+    let mut values = BTreeMap::new();
+    for cell in cells {
+        let path = format!("/flags/evaluate?flag={DRILL_FLAG}&playerId={cell}-drill");
+        let value = match drill.platform.get(&Role::Primary(cell.clone()), &path).await {
+            Ok(reply) if reply.status == 200 => reply.json()["value"].as_bool(),
+            _ => None,
+        };
+        values.insert(cell.clone(), value);
+    }
+    values
 }
 
 fn control_missing(report: &mut Report, what: &[&str]) {
@@ -325,8 +365,8 @@ async fn kill_control(drill: &mut Drill, report: &mut Report) -> anyhow::Result<
         let unknown = drill.load.unknown();
         let ok = drill.load.wait_until(PROGRESS_WAIT_MAX, |l| l.acked(None) >= start + drill.sizes.during).await;
         report.check(Check::holds(
-            "cells keep serving without the control plane",
-            ok && drill.load.unknown() == unknown,
+            &format!("cells keep serving without the control plane{}", rounds_label(round, drill.sizes.rounds)),
+            ok,
             format!(
                 "{} writes acknowledged, {} without an answer during the outage",
                 drill.load.acked(None) - start,
@@ -360,14 +400,15 @@ async fn partition_control(
             "cut the QUIC path global-control <-> {target} (fault proxy {} drops every datagram) [{round}/{}]",
             proxy.addr, drill.sizes.rounds
         ));
-        let (_, version) = flag_change(drill, &others, "during the partition, other cells", report).await?;
+        let (version, on) = flag_change(drill, &others, "during the partition, other cells", report).await?;
         if drill.platform.cells_follow_control {
             let state = drill.control.sync_state().await?;
             let acked = state.acked.get(target).copied().unwrap_or(0);
+            let served = cell_flag_values(drill, &[target.to_owned()]).await.remove(target).flatten();
             report.check(Check::holds(
-                &format!("the partition holds: {target} has not applied the change"),
-                acked < version,
-                format!("{target} acked version {acked}, current {version}"),
+                &format!("the partition holds: {target} has not applied the change and serves its copy"),
+                acked < version && served.is_some() && served != Some(on),
+                format!("{target} acked version {acked} of {version}; it evaluates {DRILL_FLAG} to {served:?}"),
             ));
         }
         let start = drill.load.acked(Some(target));
@@ -383,10 +424,14 @@ async fn partition_control(
         report.step(format!("healed the path ({forwarded} datagrams forwarded, {dropped} dropped so far)"));
         if drill.platform.cells_follow_control {
             let (ok, state) = drill.control.converged(&cells, version, PROGRESS_WAIT_MAX).await;
+            let served = cell_flag_values(drill, &[target.to_owned()]).await.remove(target).flatten();
             report.check(Check::holds(
                 &format!("{target} converges after the partition heals"),
-                ok,
-                format!("version {version}; acked: {:?}", state.acked),
+                ok && served == Some(on),
+                format!(
+                    "acked per cell {:?} of version {version}; {target} evaluates {DRILL_FLAG} to {served:?}",
+                    state.acked
+                ),
             ));
         }
     }
@@ -459,7 +504,7 @@ async fn failover(drill: &mut Drill, target: &str, report: &mut Report) -> anyho
         registered && matches!(on_standby, Ok(200)),
         format!("registration through the router answered: {registered}; the standby knows the player: {on_standby:?}"),
     ));
-    others_keep_serving(drill, target, drill.sizes.during, report).await;
+    others_keep_serving(drill, target, drill.sizes.during, "", report).await;
     let before = drill.load.shared.journal.lock().map(|j| j.unknown_player_reads).unwrap_or(0);
     report.note(format!(
         "the standby is not fed by replication yet: it started empty, so {target}'s players registered on the \

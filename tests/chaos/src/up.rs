@@ -64,8 +64,8 @@ fn ports_free(ports: &Ports) -> anyhow::Result<()> {
 pub async fn up(options: UpOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.data_dir).with_context(|| format!("create {}", options.data_dir.display()))?;
     let data_dir = options.data_dir.canonicalize()?;
-    let regions = contracts::region::RegionConfig::load_dir(&options.repo.join("config/regions"))
-        .context("load region files")?;
+    let regions =
+        contracts::region::RegionConfig::load_dir(&options.repo.join("config/regions")).context("load region files")?;
     let standbys: Vec<String> = match options.standbys {
         true => regions.iter().filter(|r| r.standby_endpoint.is_some()).map(|r| r.cell_id.clone()).collect(),
         false => Vec::new(),
@@ -133,8 +133,8 @@ async fn supervise(
     let mut screen = Screen::new(header);
     let terminal = std::io::stdout().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("listen for SIGTERM")?;
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listen for SIGTERM")?;
     let (mut flips, mut flag_on, mut flag_line) = (0u64, false, "not flipped yet".to_owned());
     let mut last_flip = tokio::time::Instant::now();
     let mut last_recovery = tokio::time::Instant::now();
@@ -152,7 +152,10 @@ async fn supervise(
                 match control.flag_set(DRILL_FLAG, flag_on, "drill up --traffic: flipped mid-run").await {
                     Ok(version) => {
                         flips += 1;
-                        flag_line = format!("{DRILL_FLAG} flipped {flips}x, now {} at version {version}", if flag_on { "on" } else { "off" });
+                        flag_line = format!(
+                            "{DRILL_FLAG} flipped {flips}x, now {} at version {version}",
+                            if flag_on { "on" } else { "off" }
+                        );
                     }
                     Err(e) => flag_line = format!("{DRILL_FLAG}: flip failed: {e:#}"),
                 }

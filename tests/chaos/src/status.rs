@@ -16,6 +16,9 @@ fn counters(role: &Role) -> &'static [&'static str] {
     }
 }
 
+/// Routes left out of request counts.
+const OPS_ROUTES: &[&str] = &["/readyz", "/healthz", "/metrics"];
+
 /// Totals read from one `/metrics` page.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Totals {
@@ -32,7 +35,8 @@ pub fn parse_totals(text: &str, names: &[&str]) -> Totals {
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some((series, value)) = line.rsplit_once(' ') else { continue };
         let name = series.split('{').next().unwrap_or_default();
-        if !names.contains(&name) {
+        // Health checks and scrapes (the router's, the status screen's own) are not traffic.
+        if !names.contains(&name) || OPS_ROUTES.iter().any(|r| series.contains(&format!("route=\"{r}\""))) {
             continue;
         }
         let Ok(value) = value.parse::<f64>() else { continue };
@@ -192,6 +196,7 @@ mod tests {
                     cell_http_requests_total{route=\"/players\",status=\"201\"} 10\n\
                     cell_http_requests_total{route=\"/wallet/credit\",status=\"422\"} 2\n\
                     cell_http_requests_total{route=\"/wallet/credit\",status=\"503\"} 3\n\
+                    cell_http_requests_total{route=\"/readyz\",status=\"503\"} 7\n\
                     cell_wallet_operations_total{op=\"credit\",outcome=\"ok\"} 99\n\
                     # EOF\n";
         let t = parse_totals(page, &["cell_http_requests_total"]);

@@ -124,6 +124,12 @@ impl Effect {
         }
     }
 
+    fn player(&self) -> &str {
+        match self {
+            Effect::Registered(p) | Effect::Credited(p, _) | Effect::Bet(p, _) | Effect::Settled(p, _) => p,
+        }
+    }
+
     fn from_event(event: &str, payload: &Value) -> Vec<Effect> {
         let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
         match event {
@@ -151,6 +157,8 @@ impl Effect {
 struct EventIndex {
     effects: BTreeMap<(String, Effect), u32>,
     events: u64,
+    /// Effects on a player whose id names another cell: a cell serving outside its licence.
+    foreign: Vec<String>,
 }
 
 async fn read_events(platform: &Platform, role: &Role, cell: &str, index: &mut EventIndex) -> Result<(), String> {
@@ -171,6 +179,9 @@ async fn read_events(platform: &Platform, role: &Role, cell: &str, index: &mut E
         for e in &page.events {
             index.events += 1;
             for effect in Effect::from_event(&e.envelope.event, &e.envelope.payload) {
+                if effect.player().split_once('-').map(|(home, _)| home) != Some(cell) {
+                    index.foreign.push(format!("{role}: {} of {}", e.envelope.event, effect.player()));
+                }
                 *index.effects.entry((cell.to_owned(), effect)).or_default() += 1;
             }
         }
@@ -207,12 +218,21 @@ pub async fn acknowledged_writes_reflected(platform: &Platform, journal: &Journa
         }
     }
     let mut event_problems = read_problems.clone();
+    event_problems.extend(index.foreign.iter().map(|f| format!("a player of another cell in the log: {f}")));
     let mut retry_problems = read_problems;
     for ((cell, effect), want) in &expected {
         let have = index.effects.get(&(cell.clone(), effect.clone())).copied().unwrap_or(0);
         if have != *want {
             event_problems
                 .push(format!("{cell}: {effect:?} is in the event log {have} times, acknowledged {want} times"));
+        }
+    }
+    // And nothing more: an effect on one of the journal's players that no request of theirs
+    // was acknowledged for (a double effect, or an effect of a refused request).
+    let known: BTreeSet<&str> = journal.records.iter().map(|r| r.player.as_str()).collect();
+    for ((cell, effect), have) in &index.effects {
+        if known.contains(effect.player()) && !expected.contains_key(&(cell.clone(), effect.clone())) {
+            event_problems.push(format!("{cell}: {effect:?} is in the event log {have} times, acknowledged 0 times"));
         }
     }
     let (mut retried, mut replays, mut cut) = (0u64, 0u64, 0u64);

@@ -59,3 +59,68 @@ fn kill_router() {
 fn failover() {
     drill(Scenario::Failover);
 }
+
+/// The checks can fail: a credit nobody in the journal acknowledged (a double effect, as a
+/// broken idempotency layer would leave) is caught by the balance and event checks, while the
+/// books still balance and the chain still verifies (the credit is a well-formed posting).
+#[test]
+fn invariants_catch_an_effect_nobody_acknowledged() {
+    use chaos::invariants;
+    use chaos::load::{Load, Outcome, StepKind, Targets};
+    use chaos::platform::{Platform, PlatformSpec, Ports, Role, DEMO_PROVIDER_SECRET};
+    use std::time::Duration;
+
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let options = options();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let regions = contracts::region::RegionConfig::load_dir(&repo().join("config/regions")).unwrap();
+        let spec = PlatformSpec {
+            config_root: repo(),
+            data_dir: dir.path().to_owned(),
+            bins: options.bins.clone(),
+            geoip: options.geoip.clone(),
+            ports: Ports::free(&regions, &[]).unwrap(),
+            control_via: Default::default(),
+            admin_token: "gct_test_admin_0123456789abcdef0123456789abcdef".to_owned(),
+        };
+        let mut platform = Platform::start(spec).await.unwrap();
+        let targets = Targets {
+            router: platform.url(&Role::Router),
+            cells: platform.cell_ids().into_iter().map(|id| (id.clone(), platform.url(&Role::Primary(id)))).collect(),
+            provider_secret: DEMO_PROVIDER_SECRET.to_owned(),
+        };
+        let mut load = Load::start(platform.http.clone(), targets, &regions, options.seed, 2);
+        assert!(load.wait_until(Duration::from_secs(60), |l| l.acked(None) >= 20).await, "no load progress");
+        load.stop().await;
+        load.recover(tokio::time::Instant::now() + Duration::from_secs(60)).await;
+        let journal = std::mem::take(&mut *load.shared.journal.lock().unwrap());
+
+        let honest = invariants::acknowledged_writes_reflected(&platform, &journal).await;
+        assert!(honest.balances.ok() && honest.events.ok(), "{:?}\n{:?}", honest.balances, honest.events);
+
+        let victim = journal
+            .records
+            .iter()
+            .find(|r| r.step.kind == StepKind::Register && r.outcome == Outcome::Acked)
+            .expect("a registered player")
+            .clone();
+        let body = serde_json::json!({"playerId": victim.player, "currency": victim.currency, "amount": "7.77", "reason": "deposit"});
+        let url = format!("{}/wallet/credit", platform.url(&Role::Primary(victim.cell.clone())));
+        let reply = platform
+            .http
+            .send(Some(&victim.cell), "POST", &url, &[("x-idempotency-key", "rogue")], Some(body.to_string().into_bytes()))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+
+        let caught = invariants::acknowledged_writes_reflected(&platform, &journal).await;
+        assert!(!caught.balances.ok(), "the balance check missed the rogue credit");
+        assert!(caught.balances.problems.iter().any(|p| p.contains(&victim.player)), "{:?}", caught.balances);
+        assert!(!caught.events.ok(), "the event check missed the rogue credit");
+        assert!(invariants::ledger_sums_to_zero(&platform).await.ok());
+        assert!(invariants::audit_chain_verifies(&platform).await.ok());
+        platform.stop().await;
+    });
+}

@@ -329,7 +329,7 @@ impl Platform {
     pub async fn start(spec: PlatformSpec) -> anyhow::Result<Platform> {
         let regions = RegionConfig::load_dir(&spec.config_root.join("config/regions")).context("load region files")?;
         let cell_ids: Vec<String> = regions.iter().map(|r| r.cell_id.clone()).collect();
-        for dir in ["logs", "cells", "control"] {
+        for dir in ["logs", "control"] {
             std::fs::create_dir_all(spec.data_dir.join(dir))
                 .with_context(|| format!("create {}", spec.data_dir.join(dir).display()))?;
         }
@@ -398,7 +398,7 @@ impl Platform {
                     "--listen".into(),
                     addr.to_string().into(),
                     "--data".into(),
-                    spec.data_dir.join("cells").join(role.to_string()).into(),
+                    spec.data_dir.join(role.to_string()).into(),
                     "--tls-dir".into(),
                     tls_dir.clone().into(),
                     "--providers".into(),

@@ -13,12 +13,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often every endpoint is checked. With one failed check marking an endpoint down, a dead
-/// primary loses its traffic within about `HEALTH_INTERVAL + HEALTH_TIMEOUT`, under the 2 s the
-/// failover requirement allows.
+/// How often every endpoint is checked. A dead primary (connection refused) loses its traffic
+/// within about `HEALTH_INTERVAL`; a silent one within `HEALTH_TIMEOUTS_TO_DOWN` checks, about
+/// 1.5 s: both under the 2 s the failover requirement allows.
 pub const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
 /// A health check slower than this counts as failed.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_millis(400);
+/// Timed-out checks in a row before an endpoint is marked down. A refused connection or an error
+/// answer marks it down at once (the process is gone or unready); a slow answer may only be a
+/// busy machine, and one slow check must not move a jurisdiction's traffic. Two in a row keeps a
+/// dead-but-silent primary's failover within about 1.5 s.
+pub const HEALTH_TIMEOUTS_TO_DOWN: u32 = 2;
 
 /// A pooled keep-alive client to one cell (HTTPS with mutual TLS, or plain HTTP in development).
 pub type HttpClient = Client<
@@ -61,11 +66,17 @@ pub struct Endpoint {
     /// Base URL, without a trailing slash: `http://127.0.0.1:7101`.
     pub url: String,
     healthy: AtomicBool,
+    /// Health checks timed out in a row.
+    timeouts: std::sync::atomic::AtomicU32,
 }
 
 impl Endpoint {
     fn new(url: &str) -> Endpoint {
-        Endpoint { url: url.trim_end_matches('/').to_owned(), healthy: AtomicBool::new(false) }
+        Endpoint {
+            url: url.trim_end_matches('/').to_owned(),
+            healthy: AtomicBool::new(false),
+            timeouts: std::sync::atomic::AtomicU32::new(0),
+        }
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -176,12 +187,21 @@ impl Cells {
             self.routes.iter().flat_map(|r| std::iter::once((&r.primary, r)).chain(r.standby.as_ref().map(|s| (s, r))));
         let checks = endpoints.map(|(e, route)| async move {
             let (client, cell) = (&route.client, &route.cell_id);
-            let ok = match format!("{}/readyz", e.url).parse::<hyper::Uri>() {
-                Ok(uri) => matches!(
-                    tokio::time::timeout(HEALTH_TIMEOUT, client.get_empty(uri)).await,
-                    Ok(Ok(response)) if response.status().is_success()
-                ),
-                Err(_) => false,
+            let answered = match format!("{}/readyz", e.url).parse::<hyper::Uri>() {
+                Ok(uri) => match tokio::time::timeout(HEALTH_TIMEOUT, client.get_empty(uri)).await {
+                    Ok(Ok(response)) => Some(response.status().is_success()),
+                    Ok(Err(_)) => Some(false),
+                    Err(_) => None,
+                },
+                Err(_) => Some(false),
+            };
+            let ok = match answered {
+                Some(ok) => {
+                    e.timeouts.store(0, Ordering::Release);
+                    ok
+                }
+                // Slow: down only after several in a row, and only if it was up.
+                None => e.timeouts.fetch_add(1, Ordering::AcqRel) + 1 < HEALTH_TIMEOUTS_TO_DOWN && e.is_healthy(),
             };
             let was = e.healthy.swap(ok, Ordering::AcqRel);
             match (was, ok) {

@@ -71,7 +71,11 @@ impl ControlPlane {
         let sync = SyncServer::bind(
             config.quic_listen,
             quic,
-            ServerConfig { allowed_cells: allowed, ..ServerConfig::default() },
+            ServerConfig {
+                allowed_cells: allowed,
+                reset_key: Some(reset_key(&config.data_dir).context("load the QUIC reset key")?),
+                ..ServerConfig::default()
+            },
         )
         .with_context(|| format!("bind QUIC sync on {}", config.quic_listen))?;
         let state = Arc::new(AppState { store, locks, sync: sync.clone(), metrics: Arc::new(Metrics::default()) });
@@ -120,5 +124,25 @@ impl ControlPlane {
         server.await.context("server task")?.context("serve")?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The QUIC stateless-reset key in the data directory (`quic-reset.key`, created on first start,
+/// owner-only): the same key across restarts lets cells notice a restart at once.
+fn reset_key(data_dir: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("quic-reset.key");
+    match std::fs::read(&path) {
+        Ok(bytes) => bytes.try_into().map_err(|_| anyhow::anyhow!("{} is not 32 bytes", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir)?;
+            let key: [u8; 32] = rand::random();
+            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+            file.write_all(&key)?;
+            file.sync_all()?;
+            Ok(key)
+        }
+        Err(e) => Err(anyhow::anyhow!("read {}: {e}", path.display())),
     }
 }

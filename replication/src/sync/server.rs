@@ -40,6 +40,11 @@ pub struct ServerConfig {
     pub hello_timeout: Duration,
     /// Concurrent connections: five cells with standbys need ten; the benchmark a hundred.
     pub connections_max: usize,
+    /// The key of QUIC stateless resets. Kept across restarts (in the control plane's data
+    /// directory), a restarted control plane answers a cell's packets for a connection it no
+    /// longer has with a reset the cell recognises, so the cell reconnects at once instead of
+    /// waiting out the idle timeout. `None`: a random key per process.
+    pub reset_key: Option<[u8; 32]>,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +55,7 @@ impl Default for ServerConfig {
             heartbeat: Duration::from_secs(1),
             hello_timeout: Duration::from_secs(5),
             connections_max: 1_024,
+            reset_key: None,
         }
     }
 }
@@ -78,7 +84,21 @@ pub struct SyncServer {
 impl SyncServer {
     /// Binds the UDP socket. Call within a tokio runtime.
     pub fn bind(addr: SocketAddr, quic: quinn::ServerConfig, config: ServerConfig) -> std::io::Result<Arc<SyncServer>> {
-        let endpoint = quinn::Endpoint::server(quic, addr)?;
+        let endpoint = match config.reset_key {
+            None => quinn::Endpoint::server(quic, addr)?,
+            Some(key) => {
+                let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
+                let runtime = quinn::default_runtime()
+                    .ok_or_else(|| std::io::Error::other("no async runtime to bind the QUIC endpoint in"))?;
+                let mut endpoint = quinn::EndpointConfig::new(Arc::new(reset));
+                // Connection ids carry a keyed hash the endpoint checks before anything else; with
+                // a fresh key a restarted control plane would drop the cells' packets as forged
+                // rather than reset them. Derive it from the persisted key too.
+                let cid_key = u64::from_le_bytes(key[..8].try_into().expect("8 bytes"));
+                endpoint.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
+                quinn::Endpoint::new(endpoint, Some(quic), std::net::UdpSocket::bind(addr)?, runtime)?
+            }
+        };
         Ok(Arc::new(SyncServer { endpoint, config, sessions: Mutex::new(BTreeMap::new()) }))
     }
 

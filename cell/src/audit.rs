@@ -225,18 +225,22 @@ impl Checkpointer {
     }
 }
 
-/// Verifies the chain of a stopped cell from its data directory, with the audit key found there.
-pub fn verify_offline(data_dir: &std::path::Path) -> anyhow::Result<VerifyReport> {
+/// Verifies the chain of a stopped cell from its data directory, checking checkpoints against
+/// `public_key` (hex), or else against the audit key found in the directory.
+pub fn verify_offline(data_dir: &std::path::Path, public_key: Option<&str>) -> anyhow::Result<VerifyReport> {
     use anyhow::Context;
     let key_path = data_dir.join("audit-ed25519.key");
     if !key_path.exists() {
         anyhow::bail!("{} has no audit key: is it a cell's data directory?", data_dir.display());
     }
-    let key = crate::signing_key::load_or_create(&key_path)?;
+    let public_key = match public_key {
+        Some(hex) => hex.to_owned(),
+        None => hex::encode(crate::signing_key::load_or_create(&key_path)?.verifying_key().as_bytes()),
+    };
     let store = crate::store::embedded::EmbeddedStore::open(
         &data_dir.join("store"),
         crate::store::embedded::Durability::GroupSync,
     )
     .with_context(|| format!("open the store under {} (is the cell still running?)", data_dir.display()))?;
-    Ok(verify(&store, &hex::encode(key.verifying_key().as_bytes()))?)
+    Ok(verify(&store, &public_key)?)
 }

@@ -27,6 +27,12 @@ impl IdempotencyKey {
         if key.is_empty() || key.len() > KEY_BYTES_MAX || !key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(format!("X-Idempotency-Key must be 1 to {KEY_BYTES_MAX} printable ASCII characters"));
         }
+        if key.starts_with(crate::domains::gaming::GAMING_KEY_PREFIX) {
+            return Err(format!(
+                "X-Idempotency-Key may not start with `{}`: that space is game providers' transaction ids",
+                crate::domains::gaming::GAMING_KEY_PREFIX
+            ));
+        }
         Ok(IdempotencyKey::internal(key.to_owned(), route, request))
     }
 

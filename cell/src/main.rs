@@ -71,6 +71,11 @@ enum Audit {
         /// The cell's data directory (as given to `cell serve --data`).
         #[arg(long)]
         data: PathBuf,
+        /// Check checkpoints against this public key (hex, from `GET /audit/checkpoints` when the
+        /// cell was trusted) rather than the key file in the data directory, which whoever could
+        /// rewrite the chain could also replace.
+        #[arg(long)]
+        public_key: Option<String>,
     },
 }
 
@@ -131,8 +136,8 @@ fn main() -> anyhow::Result<ExitCode> {
                 };
                 cell::server::run(config, listener, shutdown_signal()).await
             }),
-        Command::Audit { what: Audit::Verify { data } } => {
-            let report = cell::audit::verify_offline(&data)?;
+        Command::Audit { what: Audit::Verify { data, public_key } } => {
+            let report = cell::audit::verify_offline(&data, public_key.as_deref())?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             // Exit 1 on a broken chain, so scripts can rely on the status alone.
             return Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });

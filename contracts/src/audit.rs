@@ -102,9 +102,11 @@ pub struct CheckpointList {
 }
 
 impl Checkpoint {
-    /// The exact bytes signed.
+    /// The exact bytes signed: `casino-audit-checkpoint-v1`, `cell`, `seq`, `head` and `signedAt`
+    /// as served (RFC 3339 in UTC with `Z`, as many fraction digits as needed), one per line.
     pub fn message(cell: &str, seq: u64, head: &str, signed_at: &chrono::DateTime<chrono::Utc>) -> Vec<u8> {
-        format!("casino-audit-checkpoint-v1\n{cell}\n{seq}\n{head}\n{}", signed_at.to_rfc3339()).into_bytes()
+        let at = signed_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        format!("casino-audit-checkpoint-v1\n{cell}\n{seq}\n{head}\n{at}").into_bytes()
     }
 
     /// Checks the signature with `public_key` (32 bytes, hex).
@@ -277,6 +279,16 @@ mod tests {
         assert!(report.ok, "{report:?}");
         assert_eq!((report.records, report.checkpoints_verified), (3, 1));
         assert_eq!(report.head, records[2].hash);
+    }
+
+    #[test]
+    fn the_signed_time_is_the_served_time() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let records = chain(&["{\"a\":1}"]);
+        let cp = checkpoint(&key, &records[0]);
+        let served = serde_json::to_value(&cp).unwrap()["signedAt"].as_str().unwrap().to_owned();
+        let message = String::from_utf8(Checkpoint::message(&cp.cell, cp.seq, &cp.head, &cp.signed_at)).unwrap();
+        assert_eq!(message.lines().last(), Some(served.as_str()));
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub async fn call(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let d = s.domains()?;
-    let body = body.map_err(|r| ApiError::new(r.status(), "BODY_UNREADABLE", r.body_text()))?;
+    let body = body.map_err(|r| {
+        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE { "BODY_TOO_LARGE" } else { "BODY_UNREADABLE" };
+        ApiError::new(r.status(), code, r.body_text())
+    })?;
     let rendered = d.gaming.call(&provider, &call, &headers, &body, s.event_context(&t)).await;
     let status = StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, [(header::CONTENT_TYPE, "application/json")], rendered.body).into_response();

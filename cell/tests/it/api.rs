@@ -38,6 +38,9 @@ async fn credit_replay_and_key_reuse() {
         .await;
     assert_eq!((other.status, other.code().as_str()), (409, "IDEMPOTENCY_KEY_REUSED"));
     assert_eq!(c.balance("uk-alice").await["cash"], "10.00");
+    // Keys starting `g|` belong to game providers' transaction ids.
+    let provider_space = c.credit("uk-alice", "1.00", "g|demo|tx-1").await;
+    assert_eq!((provider_space.status, provider_space.code().as_str()), (400, "IDEMPOTENCY_KEY_INVALID"));
 }
 
 #[tokio::test]

@@ -424,3 +424,33 @@ async fn a_cell_cut_off_by_a_udp_fault_proxy_converges_once_healed() {
     let healed = cut_off.until("flag=promo-banner", "v2 once healed", |v| v["version"] == v2).await;
     assert_eq!((healed["reason"].clone(), healed["value"].clone()), (json!("DISABLED"), json!(false)));
 }
+
+/// The synced catalog tells the stake rules what a game is, but only for the provider that owns it.
+#[test]
+fn a_game_type_counts_only_for_its_own_provider() {
+    use cell::domains::catalog::{Catalog, CatalogSink};
+    use replication::sync::{ChangeSet, SyncSink};
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn cell::store::Store> = Arc::new(
+        cell::store::embedded::EmbeddedStore::open(dir.path(), cell::store::embedded::Durability::GroupSync).unwrap(),
+    );
+    let region = Arc::new(contracts::region::RegionConfig::from_file(&region_path("uk")).unwrap());
+    let catalog = Arc::new(Catalog::open(store.clone(), region.clone()).unwrap());
+    let game: contracts::catalog::Game = serde_json::from_value(json!({
+        "id": "demo-roulette", "providerId": "demo", "name": "Roulette", "type": "live", "rtp": "97.30",
+        "certifiedJurisdictions": ["UK"], "availableJurisdictions": ["UK"]
+    }))
+    .unwrap();
+    let set = ChangeSet {
+        base_version: 0,
+        version: 1,
+        snapshot: true,
+        changes: vec![contracts::flags::Change::GamePut { game }],
+    };
+    CatalogSink(catalog.clone()).apply(&set).unwrap();
+    assert_eq!(catalog.game_type("demo", "demo-roulette"), Some("live"));
+    assert_eq!(catalog.game_type("pulsar", "demo-roulette"), None, "another provider's game says nothing");
+    // The copy is in the store: a reopened cell knows it.
+    let reopened = Catalog::open(store, region).unwrap();
+    assert_eq!((reopened.version(), reopened.game_type("demo", "demo-roulette")), (1, Some("live")));
+}

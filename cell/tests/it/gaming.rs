@@ -167,7 +167,8 @@ impl Provider {
     pub async fn end_round(&self, player: &str, round: &str) -> Outcome {
         match self.dialect {
             Dialect::Seamless => {
-                let tx = format!("end-{round}-{player}");
+                // Every provider call has its own transaction id.
+                let tx = format!("end-{round}-{player}-{}", rand::random::<u32>());
                 let body = json!({ "transactionId": tx, "playerId": player, "roundId": round, "amount": "0.00", "currency": "GBP", "closeRound": true });
                 self.send("win", body).await
             }
@@ -272,6 +273,10 @@ async fn duplicates(d: Dialect) {
     assert_eq!(p.win("w1", "uk-p1", "r1", "3.00", false).await, p.duplicate_of(&win));
     assert_eq!(p.balance("uk-p1").await, ok("12.00"));
     assert_eq!(events_named(&cell.client(), "bet.placed").await.len(), 1);
+    // A repeated refusal is answered as the refusal it was, whatever the duplicate policy: a
+    // provider must never read "duplicate" (done) for a bet that was refused.
+    assert_eq!(p.bet("b9", "uk-p1", "r9", "live-1", "100.00").await, refused("INSUFFICIENT_FUNDS"));
+    assert_eq!(p.bet("b9", "uk-p1", "r9", "live-1", "100.00").await, refused("INSUFFICIENT_FUNDS"));
     books_balance_and_chain_verifies(&cell.client()).await;
 }
 
@@ -302,6 +307,16 @@ async fn out_of_order(d: Dialect) {
     assert_eq!(p.bet("b5", "uk-p1", "r5", "slot-1", "1.00").await, ok("8.00"));
     assert_eq!(p.rollback("rb5", "uk-p2", "r5", "b5").await, refused("PLAYER_MISMATCH"));
     assert_eq!(p.balance("uk-p1").await, ok("8.00"));
+    // A bet whose round already paid out cannot be rolled back (the player would be paid twice).
+    assert_eq!(p.bet("b6", "uk-p1", "r6", "slot-1", "1.00").await, ok("7.00"));
+    assert_eq!(p.win("w6", "uk-p1", "r6", "5.00", false).await, ok("12.00"));
+    assert_eq!(p.rollback("rb6", "uk-p1", "r6", "b6").await, refused("BET_ALREADY_PAID"));
+    // An end of round before its bet changes nothing and is not remembered: the round still
+    // closes when the provider ends it after the bet.
+    assert_eq!(p.end_round("uk-p1", "r7").await, refused("BET_NOT_FOUND"));
+    assert_eq!(p.bet("b7", "uk-p1", "r7", "slot-1", "1.00").await, ok("11.00"));
+    assert_eq!(p.end_round("uk-p1", "r7").await, ok("11.00"));
+    assert_eq!(c.balance("uk-p1").await["held"], "2.00", "only r5's and r6's stakes are still held");
     books_balance_and_chain_verifies(&c).await;
 }
 
@@ -326,6 +341,40 @@ async fn late_win_after_timeout(d: Dialect) {
     assert_eq!(p.win("w1", "uk-p1", "r1", "50.00", true).await, refused("ROUND_VOIDED"));
     assert_eq!(p.bet("b2", "uk-p1", "r1", "slot-1", "1.00").await, refused("ROUND_VOIDED"));
     assert_eq!(p.balance("uk-p1").await, ok("10.00"));
+    books_balance_and_chain_verifies(&c).await;
+}
+
+async fn a_timed_out_round_settles_a_reported_result(d: Dialect) {
+    let cell = cell_with_player("uk-p1", "10.00").await;
+    let c = cell.client();
+    assert_eq!(c.register("uk-p2", ADULT, "GB", "GBP").await.status, 201);
+    assert_eq!(c.credit("uk-p2", "10.00", "seed-p2").await.status, 200);
+    let p = Provider::new(d, true, c);
+    // p1 lost (a win of zero, never followed by the closing call); p2 has no result at all.
+    assert_eq!(p.bet("b1", "uk-p1", "r1", "live-1", "2.00").await, ok("8.00"));
+    assert_eq!(p.bet("b2", "uk-p2", "r1", "live-1", "3.00").await, ok("7.00"));
+    assert_eq!(p.win("w1", "uk-p1", "r1", "0.00", false).await, ok("8.00"));
+    let mut ended = Vec::new();
+    for _ in 0..100 {
+        ended = events_named(&c, "round.settled").await;
+        if ended.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ended.len(), 2, "{ended:?}");
+    let (settled, voided) = (&ended[0]["payload"], &ended[1]["payload"]);
+    assert_eq!(
+        (settled["status"].clone(), settled["parts"][0]["playerId"].clone()),
+        (json!("SETTLED"), json!("uk-p1"))
+    );
+    assert_eq!((voided["status"].clone(), voided["parts"][0]["playerId"].clone()), (json!("VOIDED"), json!("uk-p2")));
+    assert_eq!(p.balance("uk-p1").await, ok("8.00"), "a reported loss stays a loss");
+    assert_eq!(p.balance("uk-p2").await, ok("10.00"), "no result: the stake comes back");
+    // The round is over for everyone.
+    assert_eq!(c.register("uk-p3", ADULT, "GB", "GBP").await.status, 201);
+    assert_eq!(c.credit("uk-p3", "5.00", "seed-p3").await.status, 200);
+    assert_eq!(p.bet("b3", "uk-p3", "r1", "live-1", "1.00").await, refused("ROUND_VOIDED"));
     books_balance_and_chain_verifies(&c).await;
 }
 
@@ -404,7 +453,15 @@ macro_rules! conformance {
     };
 }
 
-conformance!(round_trip, duplicates, out_of_order, late_win_after_timeout, timeouts_with_retries, bad_signatures);
+conformance!(
+    round_trip,
+    duplicates,
+    out_of_order,
+    late_win_after_timeout,
+    a_timed_out_round_settles_a_reported_result,
+    timeouts_with_retries,
+    bad_signatures
+);
 
 // ---- what only the gaming domain does ---------------------------------------------------------
 
@@ -443,6 +500,10 @@ async fn uk_stake_limits_by_age_and_product() {
     assert_eq!(young_over.code(), "STAKE_LIMIT_EXCEEDED");
     assert!(young_over.json()["message"].as_str().unwrap().contains("UKGC-SLOT-STAKE-18-24"));
     assert_eq!(p.bet("y3", "uk-young", "r5", "live-1", "10.00").await, ok("38.00"));
+    // The cap is per spin: two stakes in one slot round count together.
+    assert_eq!(p.bet("a3", "uk-adult", "r7", "slot-1", "3.00").await, ok("42.00"));
+    assert_eq!(p.bet("a4", "uk-adult", "r7", "slot-1", "3.00").await, refused("STAKE_LIMIT_EXCEEDED"));
+    assert_eq!(p.bet("a5", "uk-adult", "r7", "slot-1", "2.00").await, ok("40.00"));
     // A game the provider file does not list counts as a slot.
     assert_eq!(p.bet("y4", "uk-young", "r6", "mystery-game", "3.00").await, refused("STAKE_LIMIT_EXCEEDED"));
     assert_eq!(c.balance("uk-young").await["cash"], "38.00");
@@ -478,6 +539,16 @@ async fn maintenance_stops_new_bets_of_one_provider_only() {
         )
         .await;
     assert_eq!((refused_bet.status, refused_bet.code().as_str()), (503, "PROVIDER_MAINTENANCE"));
+    // A retry of a bet accepted before maintenance gets its original answer, not a 503.
+    let retried = demo
+        .send_signed(
+            "bet",
+            json!({ "transactionId": "b2", "playerId": "uk-p1", "roundId": "r2", "gameId": "slot-1", "amount": "1.00", "currency": "GBP" }),
+            SECRET,
+            0,
+        )
+        .await;
+    assert_eq!((retried.status, retried.header("idempotent-replay")), (200, Some("true")));
     // No money is stuck: its wins and rollbacks still settle.
     assert_eq!(demo.win("w1", "uk-p1", "r1", "3.00", true).await, ok("21.00"));
     assert_eq!(demo.rollback("rb2", "uk-p1", "r2", "b2").await, ok("22.00"));

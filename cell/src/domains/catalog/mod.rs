@@ -181,7 +181,9 @@ impl Catalog {
         ctx.region = Some(self.region.cell_id.clone());
         let view = self.view();
         let result = flags::evaluate(flag, view.flags.get(flag), &ctx, expected, now, &self.region.flag_locks);
-        if self.stale() {
+        // A locked value comes from the region file, not the copy: it cannot be out of date.
+        let locked = self.region.flag_locks.iter().any(|l| l.flag.as_str() == flag);
+        if self.stale() && !locked {
             result.into_stale()
         } else {
             result
@@ -209,9 +211,10 @@ impl Catalog {
         Lobby { games, version: view.version, stale: self.stale() }
     }
 
-    /// The product of a game the catalog knows (`slots`, `live`...), for stake rules.
-    pub fn game_type(&self, game: &str) -> Option<&'static str> {
-        self.view().games.get(game).map(|g| g.game_type.as_str())
+    /// The product (`slots`, `live`...) of `provider`'s game `game`, if the catalog lists it, for
+    /// stake rules. Only that provider's game: a bet naming another provider's game learns nothing.
+    pub fn game_type(&self, provider: &str, game: &str) -> Option<&'static str> {
+        self.view().games.get(game).filter(|g| g.provider_id.as_str() == provider).map(|g| g.game_type.as_str())
     }
 
     fn apply_in(tx: &mut dyn Transaction, set: &ChangeSet) -> Result<Result<(), SyncApplyError>, StoreError> {
@@ -272,7 +275,7 @@ impl SyncSink for CatalogSink {
         transact(catalog.store.as_ref(), |tx| Catalog::apply_in(tx, set))??;
         // Only sync writes the copy, one set at a time, so the view follows the store exactly.
         let mut view = catalog.view.write().unwrap_or_else(|p| p.into_inner());
-        if view.version != set.version {
+        if set.snapshot || view.version != set.version {
             *view = Arc::new(view.after(set));
         }
         tracing::info!(

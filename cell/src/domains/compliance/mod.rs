@@ -181,29 +181,26 @@ mod tests {
     }
 }
 
-/// A stake over the region's limit for this player and product.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("stake {stake} {currency} is over the {max} {currency} limit of rule {rule} (policy {policy_version})")]
-pub struct StakeLimitExceeded {
+/// The most a player may stake in one game round (one spin) of a product, and the rule that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StakeCap {
     pub rule: String,
     pub policy_version: String,
-    pub max: contracts::Amount,
-    pub stake: contracts::Amount,
-    pub currency: &'static str,
+    /// In the stake's currency; zero when the only applicable rule is in another currency (it
+    /// cannot be compared, and a limit is never skipped).
+    pub max: rust_decimal::Decimal,
 }
 
-/// Checks a stake against the region's stake limits in force `today` for the age band of a player
-/// born on `born` and
-/// the game's product (UK: £5 per slot spin, £2 for ages 18 to 24). The strictest rule that
-/// applies wins. A rule in another currency than the stake's cannot be compared, so it refuses:
-/// a limit is never skipped.
-pub fn stake_limit_check(
+/// The region's stake cap in force `today` for a player born on `born`, for the game's product, in
+/// `currency` (UK: £5 per slot spin, £2 for ages 18 to 24): the strictest rule that applies, or
+/// `None` when no rule covers this player and product.
+pub fn stake_cap(
     region: &RegionConfig,
     born: NaiveDate,
     product: &str,
-    stake: contracts::Money,
+    currency: Currency,
     today: NaiveDate,
-) -> Result<(), StakeLimitExceeded> {
+) -> Option<StakeCap> {
     let age = age_on(born, today);
     let applicable = region.stake_limits.iter().filter(|r| {
         r.product == product
@@ -211,17 +208,16 @@ pub fn stake_limit_check(
             && u32::from(r.age_from) <= age
             && r.age_to.is_none_or(|to| age <= u32::from(to))
     });
-    let strictest = applicable.min_by_key(|r| (r.max_stake.currency() != stake.currency(), r.max_stake.amount()));
-    match strictest {
-        Some(rule) if rule.max_stake.currency() != stake.currency() || stake.amount() > rule.max_stake.amount() => {
-            Err(StakeLimitExceeded {
-                rule: rule.id.clone(),
-                policy_version: region.policy_version.clone(),
-                max: rule.max_stake.wire(),
-                stake: stake.wire(),
-                currency: stake.currency().code(),
-            })
+    let max_of = |r: &contracts::region::StakeLimit| {
+        if r.max_stake.currency() == currency {
+            r.max_stake.amount()
+        } else {
+            rust_decimal::Decimal::ZERO
         }
-        _ => Ok(()),
-    }
+    };
+    applicable.min_by_key(|r| max_of(r)).map(|rule| StakeCap {
+        rule: rule.id.clone(),
+        policy_version: region.policy_version.clone(),
+        max: max_of(rule),
+    })
 }

@@ -71,8 +71,10 @@ pub fn parse(
 }
 
 pub fn render(dialect: Dialect, reply: &Reply, duplicates: DuplicatePolicy) -> Rendered {
-    let reply = match (reply.replayed(), duplicates) {
-        (true, DuplicatePolicy::Error) => &Reply::Refused {
+    // The error policy is for a repeated transaction that *moved money*: a repeated refusal is
+    // answered as the refusal it was, or the provider would take it for "already done".
+    let reply = match (reply, duplicates) {
+        (Reply::Done { replayed: true, .. }, DuplicatePolicy::Error) => &Reply::Refused {
             status: 409,
             code: "DUPLICATE_TRANSACTION".into(),
             message: "this transaction id was already processed; it moved money once".into(),
@@ -128,7 +130,7 @@ mod seamless_v1 {
         mac.verify_slice(&signature).map_err(|_| bad("signature does not match the request"))?;
         let ts: i64 =
             timestamp.parse().map_err(|_| Reply::refused(401, "STALE_REQUEST", "X-Timestamp is not unix seconds"))?;
-        if (now.timestamp() - ts).abs() > TIMESTAMP_SKEW_SECONDS_MAX {
+        if now.timestamp().abs_diff(ts) > TIMESTAMP_SKEW_SECONDS_MAX.unsigned_abs() {
             return Err(Reply::refused(
                 401,
                 "STALE_REQUEST",
@@ -264,7 +266,7 @@ mod pulse {
             .get("timestamp")
             .and_then(|t| t.as_i64())
             .ok_or_else(|| Reply::refused(401, "STALE_REQUEST", "timestamp (unix milliseconds) is missing"))?;
-        if (now.timestamp_millis() - ts).abs() > TIMESTAMP_SKEW_SECONDS_MAX * 1000 {
+        if now.timestamp_millis().abs_diff(ts) > TIMESTAMP_SKEW_SECONDS_MAX.unsigned_abs() * 1000 {
             return Err(Reply::refused(
                 401,
                 "STALE_REQUEST",

@@ -33,6 +33,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+/// Idempotency keys of provider transactions start with this; clients' keys may not.
+pub const GAMING_KEY_PREFIX: &str = "g|";
 /// Rounds voided per provider per sweep: bounds one sweep; the next takes the rest.
 const SWEEP_ROUNDS_MAX: usize = 1_000;
 /// Players' dates of birth kept in memory for stake limits (a date of birth never changes); the
@@ -117,10 +119,6 @@ impl Gaming {
         })
     }
 
-    fn in_maintenance(&self, provider: &str) -> bool {
-        self.states.read().unwrap_or_else(|p| p.into_inner()).get(provider).is_some_and(|s| s.maintenance)
-    }
-
     /// One provider call, from raw request to the dialect's answer.
     pub async fn call(
         &self,
@@ -151,23 +149,29 @@ impl Gaming {
             Ok(op) => op,
             Err(refusal) => return refusal,
         };
-        let provider = p.config.id.clone();
         let command = match self.command(p, &op) {
             Ok(Some(command)) => command,
             Ok(None) => return self.balance(&op),
             Err(refusal) => return refusal,
         };
-        // The provider's transaction id is the idempotency key; the fingerprint is the normalised
-        // operation, so a resend with a new timestamp and signature is still the same request.
-        let key = match &op {
+        let transaction = match &op {
             Operation::Bet { transaction, .. }
             | Operation::Win { transaction, .. }
-            | Operation::Rollback { transaction, .. } => {
-                format!("g:{provider}:{transaction}")
+            | Operation::Rollback { transaction, .. } => transaction,
+            // Ending a part is idempotent by the round's state: no record, no replay.
+            Operation::EndRound { .. } => {
+                return match self.wallet.execute_unkeyed(command, ctx).await {
+                    Ok(answer) => domain_reply(answer.status, &answer.body, false),
+                    Err(e) => Reply::refused(e.status(), e.code(), e.to_string()),
+                };
             }
-            Operation::EndRound { player, round } => format!("g:{provider}:end:{round}:{player}"),
             Operation::Balance { .. } => unreachable!("balance is answered above"),
         };
+        // The provider's transaction id is the idempotency key (`|` cannot occur in ids, so no
+        // two providers' keys meet, and clients may not start keys with `g|`); the fingerprint is
+        // the normalised operation, so a resend with a new timestamp and signature is the same
+        // request.
+        let key = format!("{GAMING_KEY_PREFIX}{}|{transaction}", p.config.id);
         // A typed operation serialises its fields in declaration order: canonical already.
         let fingerprint = serde_json::to_vec(&op).expect("an operation serialises");
         match self.wallet.execute(command, IdempotencyKey::fingerprinted(key, "gaming", &fingerprint), ctx).await {
@@ -181,22 +185,25 @@ impl Gaming {
         }
     }
 
-    /// The wallet command for `op` after this domain's own checks; `None` for a balance read.
+    /// The wallet command for `op`, with what this domain knows that the round does not (the
+    /// provider's state, the player's stake cap); `None` for a balance read. Nothing here refuses
+    /// a bet: the writer does, after looking for a stored answer, so a retry of an accepted bet
+    /// is answered as before even if the provider went into maintenance meanwhile.
     fn command(&self, p: &Provider, op: &Operation) -> Result<Option<Command>, Reply> {
         let provider = p.config.id.clone();
         let refuse = |e: WalletError| Reply::refused(e.status(), e.code(), e.to_string());
         let game = match op.clone() {
             Operation::Bet { transaction, player, round, game, amount, currency } => {
-                if self.in_maintenance(&provider) {
-                    return Err(Reply::refused(
-                        503,
-                        "PROVIDER_MAINTENANCE",
-                        format!("provider {provider} is in maintenance: new bets are refused, wins and rollbacks still settle"),
-                    ));
-                }
                 let money = self.wallet.money(amount, &currency, false).map_err(refuse)?;
-                self.stake_limit(p, &player, &game, money)?;
-                GameCommand::Bet { provider, player, round, bet: transaction, game, money }
+                let maintenance = self
+                    .states
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&provider)
+                    .filter(|s| s.maintenance)
+                    .map(|s| s.reason.clone().unwrap_or_else(|| "set in its provider file".into()));
+                let stake_cap = self.stake_cap(p, &player, &game, money.currency())?;
+                GameCommand::Bet { provider, player, round, bet: transaction, game, money, maintenance, stake_cap }
             }
             Operation::Win { transaction, player, round, amount, currency, close } => {
                 let money = self.wallet.money(amount, &currency, true).map_err(refuse)?;
@@ -211,14 +218,15 @@ impl Gaming {
         Ok(Some(Command::Game(game)))
     }
 
-    /// The region's stake limits for this player and the game's product, checked before the hold.
-    fn stake_limit(
+    /// The region's stake cap for this player and the game's product (`None` for an unknown
+    /// player: the writer refuses the bet).
+    fn stake_cap(
         &self,
         p: &Provider,
         player: &contracts::PlayerId,
         game: &str,
-        stake: contracts::Money,
-    ) -> Result<(), Reply> {
+        currency: contracts::Currency,
+    ) -> Result<Option<compliance::StakeCap>, Reply> {
         let born = self.birthdays.read().unwrap_or_else(|p| p.into_inner()).get(player).copied();
         let born = match born {
             Some(born) => born,
@@ -226,11 +234,7 @@ impl Gaming {
                 let unavailable = |e: StoreError| Reply::refused(503, "STORE_UNAVAILABLE", e.to_string());
                 let mut tx = self.store.begin().map_err(unavailable)?;
                 let Some(registered) = compliance::player_get(tx.as_mut(), player).map_err(unavailable)? else {
-                    return Err(Reply::refused(
-                        404,
-                        "PLAYER_NOT_FOUND",
-                        format!("player {player} is not registered in this cell"),
-                    ));
+                    return Ok(None);
                 };
                 let mut birthdays = self.birthdays.write().unwrap_or_else(|p| p.into_inner());
                 if birthdays.len() >= BIRTHDAYS_CACHED_MAX {
@@ -241,10 +245,10 @@ impl Gaming {
             }
         };
         let today = chrono::Utc::now().date_naive();
-        // The synced catalog says what a game is; the provider's file for games it does not list yet.
-        let product = self.catalog.game_type(game).unwrap_or_else(|| p.product_of(game));
-        compliance::stake_limit_check(&self.region, born, product, stake, today)
-            .map_err(|e| Reply::refused(422, "STAKE_LIMIT_EXCEEDED", e.to_string()))
+        // The synced catalog says what this provider's game is; else the provider's file; else
+        // a slot, the most restricted product.
+        let product = self.catalog.game_type(&p.config.id, game).unwrap_or_else(|| p.product_of(game));
+        Ok(compliance::stake_cap(&self.region, born, product, currency, today))
     }
 
     fn balance(&self, op: &Operation) -> Reply {
@@ -301,36 +305,48 @@ impl Gaming {
             .collect()
     }
 
-    /// Voids every round open longer than its provider's timeout; returns how many it voided.
+    /// Ends every round open longer than its provider's timeout; returns how many bets it ended.
+    /// A round that cannot be ended now is logged and retried at the next sweep; the others go on.
     pub async fn sweep(&self, cell: &str) -> Result<usize, WalletError> {
-        let mut voided = 0;
+        let mut ended = 0;
         for p in self.providers.values() {
             let timeout = chrono::Duration::seconds(p.config.round_timeout_seconds as i64);
             let before_us = (chrono::Utc::now() - timeout).timestamp_micros();
             let rounds = self.wallet.game_rounds_open_before(&p.config.id, before_us, SWEEP_ROUNDS_MAX)?;
             for (round, open_since_us) in rounds {
-                voided += self.void(p, round, open_since_us, cell).await?;
+                match self.time_out(p, round.clone(), open_since_us, cell).await {
+                    Ok(n) => ended += n,
+                    Err(WalletError::Stopped) => return Err(WalletError::Stopped),
+                    Err(e) => {
+                        tracing::warn!(provider = %p.config.id, %round, error = %e, "cannot end a timed-out round; next sweep")
+                    }
+                }
             }
         }
-        Ok(voided)
+        Ok(ended)
     }
 
-    async fn void(&self, p: &Provider, round: RoundId, open_since_us: i64, cell: &str) -> Result<usize, WalletError> {
+    async fn time_out(
+        &self,
+        p: &Provider,
+        round: RoundId,
+        open_since_us: i64,
+        cell: &str,
+    ) -> Result<usize, WalletError> {
         let provider = p.config.id.clone();
-        let key = format!("g:{provider}:void:{round}:{open_since_us}");
-        let fingerprint = serde_json::json!({ "op": "void", "round": round.as_str(), "since": open_since_us });
         let ctx = EventContext { cell: cell.to_owned(), trace_id: hex::encode(rand::random::<[u8; 16]>()) };
         let command =
-            Command::Game(GameCommand::VoidRound { provider: provider.clone(), round: round.clone(), open_since_us });
-        let answer = self.wallet.execute(command, IdempotencyKey::internal(key, "gaming", &fingerprint), ctx).await?;
-        let voided = serde_json::from_slice::<serde_json::Value>(&answer.body)
+            Command::Game(GameCommand::TimeOut { provider: provider.clone(), round: round.clone(), open_since_us });
+        // The writer re-checks that the round is still open since that instant: no record needed.
+        let answer = self.wallet.execute_unkeyed(command, ctx).await?;
+        let ended = serde_json::from_slice::<serde_json::Value>(&answer.body)
             .ok()
-            .and_then(|v| v["voided"].as_u64())
+            .and_then(|v| v["ended"].as_u64())
             .unwrap_or(0) as usize;
-        if voided > 0 {
-            tracing::info!(%provider, %round, voided, "round voided after its timeout; stakes refunded");
+        if ended > 0 {
+            tracing::info!(%provider, %round, ended, "round timed out: parts with a result settled, the others voided");
         }
-        Ok(voided)
+        Ok(ended)
     }
 
     /// Sweeps every `interval` until the wallet stops.
@@ -342,7 +358,7 @@ impl Gaming {
                 ticks.tick().await;
                 match self.sweep(&cell).await {
                     Ok(_) => {}
-                    Err(WalletError::Unavailable(reason)) if reason.contains("stopped") => return,
+                    Err(WalletError::Stopped) => return,
                     Err(e) => tracing::warn!(error = %e, "round sweep failed; retrying at the next tick"),
                 }
             }

@@ -70,13 +70,27 @@ pub enum WalletError {
     RoundVoided(String),
     #[error("bet {bet} belongs to player {owner}, not {player}")]
     PlayerMismatch { bet: String, owner: String, player: String },
+    #[error("bet {bet} of round {round} already had a payout credited: it can no longer be rolled back")]
+    BetAlreadyPaid { round: String, bet: String },
+    #[error("stake {stake} {currency} in this round is over the {max} {currency} limit of rule {rule} (policy {policy_version})")]
+    StakeLimitExceeded { rule: String, policy_version: String, max: Decimal, stake: Decimal, currency: &'static str },
+    #[error("provider {provider} is in maintenance ({reason}): new bets are refused, wins and rollbacks still settle")]
+    ProviderMaintenance { provider: String, reason: String },
     #[error("X-Idempotency-Key was already used for a different request")]
     IdempotencyKeyReused,
+    #[error("the wallet writer has stopped")]
+    Stopped,
     #[error("store unavailable: {0}; retry with the same X-Idempotency-Key")]
     Unavailable(String),
 }
 
 impl WalletError {
+    /// A refusal that says nothing lasting about the request: it is not stored under the
+    /// idempotency key, so a retry is decided afresh (after maintenance ends, say).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, WalletError::ProviderMaintenance { .. } | WalletError::Stopped | WalletError::Unavailable(_))
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             WalletError::PlayerNotFound(_) => "PLAYER_NOT_FOUND",
@@ -96,8 +110,11 @@ impl WalletError {
             WalletError::BetAlreadySettled { .. } => "BET_ALREADY_SETTLED",
             WalletError::RoundVoided(_) => "ROUND_VOIDED",
             WalletError::PlayerMismatch { .. } => "PLAYER_MISMATCH",
+            WalletError::BetAlreadyPaid { .. } => "BET_ALREADY_PAID",
+            WalletError::StakeLimitExceeded { .. } => "STAKE_LIMIT_EXCEEDED",
+            WalletError::ProviderMaintenance { .. } => "PROVIDER_MAINTENANCE",
             WalletError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
-            WalletError::Unavailable(_) => "STORE_UNAVAILABLE",
+            WalletError::Stopped | WalletError::Unavailable(_) => "STORE_UNAVAILABLE",
         }
     }
 
@@ -112,14 +129,16 @@ impl WalletError {
             | WalletError::RoundHoldsUnsettled { .. }
             | WalletError::DeltaBelowStake { .. }
             | WalletError::SettleCurrencyMismatch { .. }
-            | WalletError::PlayerMismatch { .. } => 422,
+            | WalletError::PlayerMismatch { .. }
+            | WalletError::StakeLimitExceeded { .. } => 422,
             WalletError::BetAlreadyHeld { .. }
             | WalletError::RoundAlreadySettled(_)
             | WalletError::BetRolledBack { .. }
             | WalletError::BetAlreadySettled { .. }
             | WalletError::RoundVoided(_)
+            | WalletError::BetAlreadyPaid { .. }
             | WalletError::IdempotencyKeyReused => 409,
-            WalletError::Unavailable(_) => 503,
+            WalletError::ProviderMaintenance { .. } | WalletError::Stopped | WalletError::Unavailable(_) => 503,
         }
     }
 }
@@ -162,16 +181,31 @@ pub enum Command {
 /// A provider's round operation, normalised from any dialect. Rounds are per provider.
 #[derive(Debug, Clone)]
 pub enum GameCommand {
-    /// Hold a stake for a new bet (`bet` is the provider's transaction id).
-    Bet { provider: String, player: PlayerId, round: RoundId, bet: BetId, game: String, money: Money },
+    /// Hold a stake for a new bet (`bet` is the provider's transaction id). The gaming domain
+    /// decides what does not depend on the round (the provider's state, the player's stake cap);
+    /// the writer applies it after looking for a stored answer, so a retry of an accepted bet is
+    /// answered as before whatever has changed since.
+    Bet {
+        provider: String,
+        player: PlayerId,
+        round: RoundId,
+        bet: BetId,
+        game: String,
+        money: Money,
+        /// `Some(reason)` when the provider is in maintenance: a new bet is refused (not stored).
+        maintenance: Option<String>,
+        /// The most the player may stake in one round (one spin) of this game, if a rule caps it.
+        stake_cap: Option<crate::domains::compliance::StakeCap>,
+    },
     /// Credit a payout (zero allowed) to the player's open bets; `close` ends the player's part.
     Win { provider: String, player: PlayerId, round: RoundId, transaction: BetId, money: Money, close: bool },
     /// Refund bet `bet` once; before the bet arrives, leave a tombstone that refuses it.
     Rollback { provider: String, player: PlayerId, round: RoundId, transaction: BetId, bet: BetId },
     /// End the player's part of the round with no further payout.
     EndRound { provider: String, player: PlayerId, round: RoundId },
-    /// Refund every open bet of a round open since `open_since_us` (the timeout sweeper).
-    VoidRound { provider: String, round: RoundId, open_since_us: i64 },
+    /// End a round open since `open_since_us` past its timeout (the sweeper): a part whose
+    /// result was reported settles, a part with none is refunded (voided).
+    TimeOut { provider: String, round: RoundId, open_since_us: i64 },
 }
 
 impl Command {
@@ -185,7 +219,7 @@ impl Command {
             Command::Game(GameCommand::Win { .. }) => "game_win",
             Command::Game(GameCommand::Rollback { .. }) => "game_rollback",
             Command::Game(GameCommand::EndRound { .. }) => "game_end_round",
-            Command::Game(GameCommand::VoidRound { .. }) => "game_void_round",
+            Command::Game(GameCommand::TimeOut { .. }) => "game_time_out",
         }
     }
 }
@@ -299,6 +333,21 @@ impl Wallet {
         key: IdempotencyKey,
         ctx: EventContext,
     ) -> Result<Answer, WalletError> {
+        self.submit(command, Some(key), ctx).await
+    }
+
+    /// Runs a command that is idempotent by its own checks (ending a round, voiding one), with no
+    /// idempotency record: a repeat is decided against the state and moves nothing twice.
+    pub async fn execute_unkeyed(&self, command: Command, ctx: EventContext) -> Result<Answer, WalletError> {
+        self.submit(command, None, ctx).await
+    }
+
+    async fn submit(
+        &self,
+        command: Command,
+        key: Option<IdempotencyKey>,
+        ctx: EventContext,
+    ) -> Result<Answer, WalletError> {
         let kind = command.kind();
         let (reply, answer) = oneshot::channel();
         self.metrics.wallet_queue_depth.inc();
@@ -309,10 +358,9 @@ impl Wallet {
         };
         if !sent {
             self.metrics.wallet_queue_depth.dec();
-            return Err(WalletError::Unavailable("the wallet writer has stopped".into()));
+            return Err(WalletError::Stopped);
         }
-        let result =
-            answer.await.unwrap_or_else(|_| Err(WalletError::Unavailable("the wallet writer has stopped".into())));
+        let result = answer.await.unwrap_or(Err(WalletError::Stopped));
         let outcome = match &result {
             Ok(a) if a.replayed => "replayed",
             Ok(_) => "ok",

@@ -89,7 +89,8 @@ impl House {
 
 pub(super) struct Submission {
     pub command: Command,
-    pub key: IdempotencyKey,
+    /// `None` for commands idempotent by their own checks: nothing stored, nothing replayed.
+    pub key: Option<IdempotencyKey>,
     pub ctx: EventContext,
     pub reply: oneshot::Sender<Result<Answer, WalletError>>,
 }
@@ -544,19 +545,21 @@ impl Writer {
         b: &mut Batch,
         s: &Submission,
     ) -> Result<Result<Answer, WalletError>, StoreError> {
-        let in_flight = || self.pipeline.iter().rev().find_map(|(_, answers)| answers.get(&s.key.key));
-        let earlier = match b.answers.get(&s.key.key).or_else(in_flight) {
-            Some(record) => Some(record.clone()),
-            None => match tx.get(&keys::idempotency(&s.key.key))? {
-                Some(bytes) => Some(
-                    IdempotencyRecord::decode(&bytes)
-                        .map_err(|e| StoreError::Io(format!("decode idempotency record: {e}")))?,
-                ),
-                None => None,
-            },
-        };
-        if let Some(record) = earlier {
-            return Ok(record.replay_for(&s.key).ok_or(WalletError::IdempotencyKeyReused));
+        if let Some(key) = &s.key {
+            let in_flight = || self.pipeline.iter().rev().find_map(|(_, answers)| answers.get(&key.key));
+            let earlier = match b.answers.get(&key.key).or_else(in_flight) {
+                Some(record) => Some(record.clone()),
+                None => match tx.get(&keys::idempotency(&key.key))? {
+                    Some(bytes) => Some(
+                        IdempotencyRecord::decode(&bytes)
+                            .map_err(|e| StoreError::Io(format!("decode idempotency record: {e}")))?,
+                    ),
+                    None => None,
+                },
+            };
+            if let Some(record) = earlier {
+                return Ok(record.replay_for(key).ok_or(WalletError::IdempotencyKeyReused));
+            }
         }
         let body = match &s.command {
             Command::Credit { player, money, reason } => self.movement(tx, b, &s.ctx, player, *money, *reason, true)?,
@@ -566,18 +569,22 @@ impl Writer {
             Command::Game(game) => self.game(tx, b, &s.ctx, game)?,
         };
         // A decision, accepted or refused, is recorded under the key, so a retry gets the same
-        // answer (as Stripe does): a new attempt after a refusal takes a new key.
+        // answer (as Stripe does): a new attempt after a refusal takes a new key. A transient
+        // refusal (a provider in maintenance) is not a decision about the request: not recorded.
         let (status, body, result) = match body {
             Ok(body) => (200, body, Ok(())),
+            Err(refused) if refused.is_transient() => return Ok(Err(refused)),
             Err(refused) => {
                 let body = contracts::ErrorBody { code: refused.code().to_owned(), message: refused.to_string() };
                 (refused.status(), serde_json::to_string(&body).expect("serialises"), Err(refused))
             }
         };
-        let record = IdempotencyRecord { request_hash: s.key.request_hash, status, body };
-        tx.set(&keys::idempotency(&s.key.key), &record.encode())?;
-        let answer = Answer { status, body: record.body.clone().into(), replayed: false };
-        b.answers.insert(s.key.key.clone(), record);
+        let answer = Answer { status, body: body.clone().into(), replayed: false };
+        if let Some(key) = &s.key {
+            let record = IdempotencyRecord { request_hash: key.request_hash, status, body };
+            tx.set(&keys::idempotency(&key.key), &record.encode())?;
+            b.answers.insert(key.key.clone(), record);
+        }
         Ok(result.map(|()| answer))
     }
 

@@ -38,6 +38,10 @@ pub(super) struct GameRound {
     closed: Vec<(PlayerId, RoundStatus)>,
     /// Payouts credited to each player's still-open part, reported when the part ends.
     won: Vec<(PlayerId, Decimal)>,
+    /// Players whose open part has a reported result (a win call, of zero included): at timeout
+    /// it settles as reported rather than being refunded.
+    #[serde(default)]
+    resulted: Vec<PlayerId>,
     /// Since when the round has had an open bet (microseconds): its key in the sweeper's index.
     open_since: Option<i64>,
     /// The last batch that wrote this round.
@@ -71,6 +75,12 @@ impl GameRound {
 
 type Refusable = Result<Result<String, WalletError>, StoreError>;
 
+/// What the gaming domain decided about a new bet before the round is known.
+struct BetGate<'a> {
+    maintenance: Option<&'a str>,
+    stake_cap: Option<&'a crate::domains::compliance::StakeCap>,
+}
+
 fn answer(transaction: Option<&BetId>, currency: Currency, cash: Decimal) -> String {
     let body = SeamlessResponse {
         transaction_id: transaction.cloned(),
@@ -93,8 +103,9 @@ impl Writer {
         g: &GameCommand,
     ) -> Refusable {
         match g {
-            GameCommand::Bet { provider, player, round, bet, game, money } => {
-                self.game_bet(tx, b, ctx, provider, player, round, bet, game, *money)
+            GameCommand::Bet { provider, player, round, bet, game, money, maintenance, stake_cap } => {
+                let gate = BetGate { maintenance: maintenance.as_deref(), stake_cap: stake_cap.as_ref() };
+                self.game_bet(tx, b, ctx, provider, player, round, bet, game, *money, gate)
             }
             GameCommand::Win { provider, player, round, transaction, money, close } => {
                 self.game_win(tx, b, ctx, provider, player, round, transaction, *money, *close)
@@ -103,8 +114,8 @@ impl Writer {
                 self.game_rollback(tx, b, ctx, provider, player, round, transaction, bet)
             }
             GameCommand::EndRound { provider, player, round } => self.game_end(tx, b, ctx, provider, player, round),
-            GameCommand::VoidRound { provider, round, open_since_us } => {
-                self.game_void(tx, b, ctx, provider, round, *open_since_us)
+            GameCommand::TimeOut { provider, round, open_since_us } => {
+                self.game_time_out(tx, b, ctx, provider, round, *open_since_us)
             }
         }
     }
@@ -165,11 +176,22 @@ impl Writer {
         bet: &BetId,
         game: &str,
         money: Money,
+        gate: BetGate<'_>,
     ) -> Refusable {
         if !self.player_known(tx, player)? {
             return Ok(Err(WalletError::PlayerNotFound(player.to_string())));
         }
+        if let Some(reason) = gate.maintenance {
+            let (provider, reason) = (provider.to_owned(), reason.to_owned());
+            return Ok(Err(WalletError::ProviderMaintenance { provider, reason }));
+        }
         let state = self.game_round(tx, provider, round)?;
+        // A voided round is over for everyone: its stakes went back.
+        let voided = state.bets.iter().any(|x| x.status == BetStatus::Voided)
+            || state.closed.iter().any(|(_, how)| *how == RoundStatus::Voided);
+        if voided {
+            return Ok(Err(WalletError::RoundVoided(round.to_string())));
+        }
         if state.tombstones.contains(bet) {
             return Ok(Err(WalletError::BetRolledBack { round: round.to_string(), bet: bet.to_string() }));
         }
@@ -185,6 +207,26 @@ impl Writer {
             return Ok(Err(WalletError::RoundFull { round: round.to_string(), holds_max: ROUND_HOLDS_MAX }));
         }
         let currency = money.currency();
+        // A stake cap is per spin: the player's open stakes in this round count with the new one.
+        if let Some(cap) = gate.stake_cap {
+            let open: Decimal = state
+                .bets
+                .iter()
+                .filter(|x| &x.player == player && x.status == BetStatus::Open && x.currency == currency.code())
+                .map(|x| x.amount)
+                .sum();
+            let stake = open + money.amount();
+            if stake > cap.max {
+                let s = currency.scale();
+                return Ok(Err(WalletError::StakeLimitExceeded {
+                    rule: cap.rule.clone(),
+                    policy_version: cap.policy_version.clone(),
+                    max: Amount::at_scale(cap.max, s).0,
+                    stake: Amount::at_scale(stake, s).0,
+                    currency: currency.code(),
+                }));
+            }
+        }
         let mut after = self.balances(tx, player, currency)?;
         if after.cash < money.amount() {
             return Ok(Err(WalletError::InsufficientFunds {
@@ -266,6 +308,9 @@ impl Writer {
             }));
         }
         let payout = money.amount();
+        if !state.resulted.contains(player) {
+            state.resulted.push(player.clone());
+        }
         if !payout.is_zero() {
             match state.won.iter_mut().find(|(p, _)| p == player) {
                 Some((_, w)) => *w += payout,
@@ -278,6 +323,7 @@ impl Writer {
                 state.bets[i].status = BetStatus::Settled;
             }
             state.closed.push((player.clone(), RoundStatus::Settled));
+            state.resulted.retain(|p| p != player);
             (open.iter().map(|&i| state.bets[i].amount).sum::<Decimal>(), state.won_take(player))
         } else {
             (Decimal::ZERO, Decimal::ZERO)
@@ -424,6 +470,10 @@ impl Writer {
             }
             BetStatus::Open => {}
         }
+        // Refunding a stake whose round already paid out would pay the player twice.
+        if state.won.iter().any(|(p, w)| p == player && !w.is_zero()) {
+            return Ok(Err(WalletError::BetAlreadyPaid { round: round.to_string(), bet: bet.to_string() }));
+        }
         state.bets[i].status = BetStatus::RolledBack;
         let mut after = self.balances(tx, player, currency)?;
         after.held -= target.amount;
@@ -445,7 +495,10 @@ impl Writer {
         Ok(Ok(answer(Some(transaction), currency, after.cash)))
     }
 
-    fn game_void(
+    /// Ends a round open past its provider's timeout. A part whose result was reported (a win,
+    /// of zero included, with no closing call) settles as reported: its stakes go to game revenue.
+    /// A part with no result is voided: its stakes go back to the player.
+    fn game_time_out(
         &mut self,
         tx: &mut dyn Transaction,
         b: &mut Batch,
@@ -456,59 +509,72 @@ impl Writer {
     ) -> Refusable {
         let state = self.game_round(tx, provider, round)?;
         if state.open_since != Some(open_since_us) {
-            // Ended, or reopened since the sweeper looked: nothing of that opening is left to void.
-            return Ok(Ok(serde_json::json!({ "voided": 0 }).to_string()));
+            // Ended, or reopened since the sweeper looked: nothing of that opening is left.
+            return Ok(Ok(serde_json::json!({ "ended": 0 }).to_string()));
         }
-        // Per player (in order of first bet), the open bets to refund.
-        let mut parts: Vec<(PlayerId, Currency, Vec<usize>)> = Vec::new();
+        // Per player and currency (in order of first bet), the open bets to end.
+        let mut parts: Vec<(PlayerId, Currency, Vec<usize>, bool)> = Vec::new();
         for (i, bet) in state.bets.iter().enumerate() {
             if bet.status != BetStatus::Open {
                 continue;
             }
             let currency = Currency::from_code(&bet.currency).map_err(|e| StoreError::Io(e.to_string()))?;
-            match parts.iter_mut().find(|(p, c, _)| p == &bet.player && *c == currency) {
-                Some((_, _, v)) => v.push(i),
-                None => parts.push((bet.player.clone(), currency, vec![i])),
+            match parts.iter_mut().find(|(p, c, _, _)| p == &bet.player && *c == currency) {
+                Some((_, _, v, _)) => v.push(i),
+                None => parts.push((bet.player.clone(), currency, vec![i], state.resulted.contains(&bet.player))),
             }
         }
-        let mut settled_parts = Vec::with_capacity(parts.len());
-        let mut voided = 0;
-        for (player, currency, indices) in parts {
+        let (mut settled, mut voided, mut ended) = (Vec::new(), Vec::new(), 0);
+        for (player, currency, indices, resulted) in parts {
             let state = self.game_round(tx, provider, round)?;
             let stake: Decimal = indices.iter().map(|&i| state.bets[i].amount).sum();
+            let (status, how) = if resulted {
+                (BetStatus::Settled, RoundStatus::Settled)
+            } else {
+                (BetStatus::Voided, RoundStatus::Voided)
+            };
             for &i in &indices {
-                state.bets[i].status = BetStatus::Voided;
+                state.bets[i].status = status;
             }
             if state.closed_as(&player).is_none() {
-                state.closed.push((player.clone(), RoundStatus::Voided));
+                state.closed.push((player.clone(), how));
             }
+            state.resulted.retain(|p| p != &player);
             let won = state.won_take(&player);
             let bet_ids = indices.iter().map(|&i| state.bets[i].bet.clone()).collect();
-            voided += indices.len();
+            ended += indices.len();
             let mut after = self.balances(tx, &player, currency)?;
             after.held -= stake;
-            after.cash += stake;
-            let postings = vec![(held(&player), cash(&player), stake)];
-            self.post(tx, b, &player, currency, after, "void", format!("{provider}/{round}"), postings)?;
             let s = currency.scale();
-            settled_parts.push(RoundPart {
-                player_id: player,
+            let part = |refunded: Decimal| RoundPart {
+                player_id: player.clone(),
                 bet_ids,
                 currency,
                 stake: Amount::at_scale(stake, s),
                 won: Amount::at_scale(won, s),
-                refunded: Amount::at_scale(stake, s),
-            });
+                refunded: Amount::at_scale(refunded, s),
+            };
+            if resulted {
+                self.house_balance(tx, House::GameRevenue, currency)?;
+                let postings = vec![(held(&player), house(House::GameRevenue), stake)];
+                self.post(tx, b, &player, currency, after, "timeout-settle", format!("{provider}/{round}"), postings)?;
+                self.house_add(b, House::GameRevenue, currency, stake);
+                settled.push(part(Decimal::ZERO));
+            } else {
+                after.cash += stake;
+                let postings = vec![(held(&player), cash(&player), stake)];
+                self.post(tx, b, &player, currency, after, "void", format!("{provider}/{round}"), postings)?;
+                voided.push(part(stake));
+            }
         }
         self.game_touched(tx, b, provider, round)?;
-        let settled = RoundSettled {
-            provider: provider.to_owned(),
-            round_id: round.clone(),
-            status: RoundStatus::Voided,
-            parts: settled_parts,
-        };
-        Self::event(tx, b, ctx, settled)?;
-        Ok(Ok(serde_json::json!({ "voided": voided }).to_string()))
+        for (status, parts) in [(RoundStatus::Settled, settled), (RoundStatus::Voided, voided)] {
+            if !parts.is_empty() {
+                let event = RoundSettled { provider: provider.to_owned(), round_id: round.clone(), status, parts };
+                Self::event(tx, b, ctx, event)?;
+            }
+        }
+        Ok(Ok(serde_json::json!({ "ended": ended }).to_string()))
     }
 }
 

@@ -189,7 +189,9 @@ impl ControlStore {
         }
         batch.insert(&self.state_ks, VERSION_KEY, version.to_be_bytes());
         batch.commit().map_err(|e| io("commit change", e))?;
-        self.db.persist(PersistMode::SyncAll).map_err(|e| io("sync change", e))?;
+        // Committed: the state in memory follows at once, so the next change takes the next
+        // version even if the sync below fails (its caller then hears an error, as for any
+        // outcome it cannot be sure of, and the record goes out with the next change).
         {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
             for change in &record.changes {
@@ -197,6 +199,7 @@ impl ControlStore {
             }
             state.version = version;
         }
+        self.db.persist(PersistMode::SyncAll).map_err(|e| io("sync change", e))?;
         self.version_tx.send_replace(version);
         Ok(record)
     }

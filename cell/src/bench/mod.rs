@@ -47,6 +47,22 @@ pub(super) struct Phase {
 }
 
 impl Phase {
+    /// Waits for every load task (each answering its latencies and failures) and adds them up.
+    pub async fn gather(
+        mut tasks: tokio::task::JoinSet<anyhow::Result<(Vec<u32>, u64)>>,
+        started: Instant,
+    ) -> anyhow::Result<Phase> {
+        let mut phase = Phase { ops: 0, elapsed: Duration::ZERO, latencies_us: Vec::new(), failures: 0 };
+        while let Some(done) = tasks.join_next().await {
+            let (latencies, failures) = done??;
+            phase.ops += latencies.len() as u64;
+            phase.latencies_us.extend(latencies);
+            phase.failures += failures;
+        }
+        phase.elapsed = started.elapsed();
+        Ok(phase)
+    }
+
     pub fn ops_per_s(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }

@@ -98,15 +98,7 @@ async fn play(
             anyhow::Ok((latencies, failures))
         });
     }
-    let mut phase = Phase { ops: 0, elapsed: Duration::ZERO, latencies_us: Vec::new(), failures: 0 };
-    while let Some(done) = tasks.join_next().await {
-        let (latencies, failures) = done??;
-        phase.ops += latencies.len() as u64;
-        phase.latencies_us.extend(latencies);
-        phase.failures += failures;
-    }
-    phase.elapsed = started.elapsed();
-    Ok(phase)
+    Phase::gather(tasks, started).await
 }
 
 pub async fn rounds(args: RoundsBenchArgs) -> anyhow::Result<()> {

@@ -81,18 +81,10 @@ async fn inprocess(
                 latencies.push(t.elapsed().as_micros() as u32);
                 failures += u64::from(settled.is_err());
             }
-            (latencies, failures)
+            anyhow::Ok((latencies, failures))
         });
     }
-    let mut phase = Phase { ops: 0, elapsed: Duration::ZERO, latencies_us: Vec::new(), failures: 0 };
-    while let Some(done) = tasks.join_next().await {
-        let (latencies, failures) = done?;
-        phase.ops += latencies.len() as u64;
-        phase.latencies_us.extend(latencies);
-        phase.failures += failures;
-    }
-    phase.elapsed = started.elapsed();
-    Ok(phase)
+    Phase::gather(tasks, started).await
 }
 
 async fn http(
@@ -132,15 +124,7 @@ async fn http(
             anyhow::Ok((latencies, failures))
         });
     }
-    let mut phase = Phase { ops: 0, elapsed: Duration::ZERO, latencies_us: Vec::new(), failures: 0 };
-    while let Some(done) = tasks.join_next().await {
-        let (latencies, failures) = done??;
-        phase.ops += latencies.len() as u64;
-        phase.latencies_us.extend(latencies);
-        phase.failures += failures;
-    }
-    phase.elapsed = started.elapsed();
-    Ok(phase)
+    Phase::gather(tasks, started).await
 }
 
 pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {

@@ -417,16 +417,19 @@ impl Platform {
         processes.insert(Role::Router, Process::new("router", &spec.bins.router, router_args, vec![], &logs));
 
         let mut platform = Platform { spec, regions, processes, http, tls_dir, cells_follow_control };
-        let order: Vec<Role> = std::iter::once(Role::Control)
+        let backends: Vec<Role> = std::iter::once(Role::Control)
             .chain(platform.processes.keys().filter(|r| matches!(r, Role::Primary(_) | Role::Standby(_))).cloned())
-            .chain(std::iter::once(Role::Router))
             .collect();
-        for role in &order {
+        for role in &backends {
             platform.process(role)?.spawn()?;
         }
-        for role in &order {
+        for role in &backends {
             platform.wait_ready(role).await?;
         }
+        // The router last, once every cell is ready: its first health checks then find them up,
+        // and no player gets a 503 while the platform is still starting.
+        platform.process(&Role::Router)?.spawn()?;
+        platform.wait_ready(&Role::Router).await?;
         Ok(platform)
     }
 

@@ -20,8 +20,14 @@ async fn some_activity(c: &Client) {
         json!({ "roundId": "wr1", "operations": [{ "playerId": "uk-aud", "delta": "1.00", "currency": "GBP" }] });
     assert_eq!(c.post("/wallet/settle", "s1", settle).await.status, 200);
     let p = Provider::new(Dialect::Seamless, false, *c);
-    p.bet("g1", "uk-aud", "gr1", "slot-1", "1.00").await;
-    p.win("g2", "uk-aud", "gr1", "2.00", true).await;
+    assert_eq!(
+        p.bet("g1", "uk-aud", "gr1", "slot-1", "1.00").await,
+        crate::gaming::Outcome::Ok { balance: "5.00".parse().unwrap() }
+    );
+    assert_eq!(
+        p.win("g2", "uk-aud", "gr1", "2.00", true).await,
+        crate::gaming::Outcome::Ok { balance: "7.00".parse().unwrap() }
+    );
 }
 
 async fn all_records(c: &Client) -> Vec<AuditRecord> {
@@ -151,4 +157,33 @@ async fn a_removed_record_is_a_gap() {
     let (code, report) = cell_audit_verify(cell.dir.path());
     assert_eq!(code, 1);
     assert_eq!(report["firstBad"]["seq"], 6, "{report}");
+}
+
+#[tokio::test]
+async fn the_head_is_signed_periodically_once_the_chain_grows() {
+    let intervals = cell::server::Intervals {
+        round_sweep: std::time::Duration::from_secs(1),
+        audit_checkpoint: std::time::Duration::from_millis(300),
+    };
+    let cell = TestCell::start_with("uk", providers(), intervals).await;
+    let c = cell.client();
+    let list = |c: Client| async move {
+        serde_json::from_slice::<CheckpointList>(&c.get("/audit/checkpoints").await.body).unwrap()
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert!(list(c).await.checkpoints.is_empty(), "nothing to sign while the chain is empty");
+    some_activity(&c).await;
+    let head = all_records(&c).await.len() as u64;
+    let mut signed = Vec::new();
+    for _ in 0..50 {
+        signed = list(c).await.checkpoints;
+        if signed.iter().any(|cp| cp.seq == head) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(signed.iter().any(|cp| cp.seq == head), "no periodic checkpoint of head {head}: {signed:?}");
+    let public_key = list(c).await.public_key;
+    let report = contracts::audit::verify_records(&all_records(&c).await, &signed, &public_key);
+    assert!(report.ok, "{report:?}");
 }

@@ -19,6 +19,7 @@ pub struct TestCell {
     pub address: SocketAddr,
     pub dir: tempfile::TempDir,
     providers: Vec<Provider>,
+    intervals: cell::server::Intervals,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -30,15 +31,24 @@ impl TestCell {
 
     /// A cell serving `providers`.
     pub async fn start_with_providers(cell: &str, providers: Vec<Provider>) -> TestCell {
+        let intervals = cell::server::Intervals {
+            round_sweep: std::time::Duration::from_millis(200),
+            audit_checkpoint: std::time::Duration::from_secs(60),
+        };
+        TestCell::start_with(cell, providers, intervals).await
+    }
+
+    /// A cell serving `providers`, its background work on `intervals`.
+    pub async fn start_with(cell: &str, providers: Vec<Provider>, intervals: cell::server::Intervals) -> TestCell {
         let dir = tempfile::tempdir().unwrap();
-        let (address, stop, server) = serve(cell, dir.path(), providers.clone()).await;
-        TestCell { address, dir, providers, stop: Some(stop), server: Some(server) }
+        let (address, stop, server) = serve(cell, dir.path(), providers.clone(), intervals).await;
+        TestCell { address, dir, providers, intervals, stop: Some(stop), server: Some(server) }
     }
 
     /// Stops the server gracefully and starts a new one on the same data.
     pub async fn restart(&mut self, cell: &str) {
         self.stop().await;
-        let (address, stop, server) = serve(cell, self.dir.path(), self.providers.clone()).await;
+        let (address, stop, server) = serve(cell, self.dir.path(), self.providers.clone(), self.intervals).await;
         self.address = address;
         self.stop = Some(stop);
         self.server = Some(server);
@@ -62,6 +72,7 @@ async fn serve(
     cell: &str,
     dir: &Path,
     providers: Vec<Provider>,
+    intervals: cell::server::Intervals,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -73,10 +84,7 @@ async fn serve(
         tls: None,
         providers,
         control: None,
-        intervals: cell::server::Intervals {
-            round_sweep: std::time::Duration::from_millis(200),
-            audit_checkpoint: std::time::Duration::from_secs(60),
-        },
+        intervals,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(cell::server::run(config, listener, async {

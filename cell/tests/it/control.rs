@@ -446,6 +446,7 @@ fn a_game_type_counts_only_for_its_own_provider() {
         version: 1,
         snapshot: true,
         changes: vec![contracts::flags::Change::GamePut { game }],
+        digest: None,
     };
     CatalogSink(catalog.clone()).apply(&set).unwrap();
     assert_eq!(catalog.game_type("demo", "demo-roulette"), Some("live"));
@@ -453,4 +454,45 @@ fn a_game_type_counts_only_for_its_own_provider() {
     // The copy is in the store: a reopened cell knows it.
     let reopened = Catalog::open(store, region).unwrap();
     assert_eq!((reopened.version(), reopened.game_type("demo", "demo-roulette")), (1, Some("live")));
+}
+
+/// A control plane replaced by one with another history (here: a fresh one, as from an older
+/// backup) that has moved past the cell's version: the cell's copy must not take the new records
+/// on top of the old ones; it gets a snapshot.
+#[tokio::test]
+async fn a_cell_takes_a_snapshot_from_a_control_plane_with_another_history() {
+    let root = tempfile::tempdir().unwrap();
+    let tls = root.path().join("tls");
+    let certs = Command::new(binary("global-control"))
+        .args(["certs", "--out"])
+        .arg(&tls)
+        .args(["--cells", "uk"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(certs.success());
+    let mut first = ControlPlane::start(root.path(), &tls).await;
+    let uk = CellProcess::start("uk", root.path(), &tls, first.quic).await;
+    for key in ["old-a", "old-b"] {
+        first.put_flag(key, true, json!([])).await;
+    }
+    uk.until("flag=old-b", "the first history", |v| v["version"] == 2).await;
+    first.kill();
+
+    let mut second = ControlPlane {
+        http: first.http,
+        quic: first.quic,
+        data: root.path().join("control-other"),
+        tls: tls.clone(),
+        child: None,
+    };
+    second.restart().await;
+    let mut last = 0;
+    for key in ["new-a", "new-b", "new-c"] {
+        last = second.put_flag(key, true, json!([])).await;
+    }
+    let got = uk.until("flag=new-c", "the second history", |v| v["version"] == last).await;
+    assert_eq!(got["value"], true);
+    let old = uk.evaluate("flag=old-a").await;
+    assert_eq!(old["errorCode"], "FLAG_NOT_FOUND", "a flag of the replaced history survived: {old}");
 }

@@ -279,6 +279,7 @@ async fn malformed_and_oversized_frames_close_the_stream_and_change_nothing() {
         let hello = replication::sync::wire::encode(&replication::sync::wire::Message::Hello {
             cell: "uk".into(),
             applied_version: 0,
+            applied_digest: None,
         })
         .unwrap();
         send.write_all(&hello).await.unwrap();

@@ -234,18 +234,18 @@ async fn session_inner<S: SyncSink>(
         .map_err(|e| connect_error(e.to_string()))?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| SyncError::Connection(e.to_string()))?;
     let reader = sink.clone();
-    let mut applied = blocking(move || reader.applied_version()).await?;
+    let (mut applied, applied_digest) =
+        blocking(move || Ok::<_, S::Error>((reader.applied_version()?, reader.applied_digest()?))).await?;
     status.set_applied(applied);
-    wire::write_frame(&mut send, &Message::Hello { cell: config.cell.clone(), applied_version: applied })
-        .await
-        .map_err(SyncError::Frame)?;
+    let hello = Message::Hello { cell: config.cell.clone(), applied_version: applied, applied_digest };
+    wire::write_frame(&mut send, &hello).await.map_err(SyncError::Frame)?;
     status.with(|s| {
         s.connected = true;
         s.connections += 1;
         s.last_error = None;
     });
     tracing::info!(cell = %config.cell, server = %config.server, applied, "sync: connected");
-    let mut snapshot: Option<(u64, Vec<Change>, usize)> = None;
+    let mut snapshot: Option<(u64, Vec<Change>, usize, Option<String>)> = None;
     loop {
         let msg = match wire::read_frame(&mut recv).await {
             Ok(msg) => msg,
@@ -269,8 +269,8 @@ async fn session_inner<S: SyncSink>(
                 continue;
             }
             Message::Refused { code, message } => return Err(SyncError::Refused { code, message }),
-            Message::Snapshot { version, changes, last } => {
-                let (v, held, frames) = snapshot.get_or_insert_with(|| (version, Vec::new(), 0));
+            Message::Snapshot { version, changes, last, digest } => {
+                let (v, held, frames, _) = snapshot.get_or_insert_with(|| (version, Vec::new(), 0, digest));
                 *frames += 1;
                 if *v != version || *frames > SNAPSHOT_FRAMES_MAX {
                     return Err(SyncError::Protocol("snapshot chunks disagree or exceed the limit".into()));
@@ -279,8 +279,8 @@ async fn session_inner<S: SyncSink>(
                 if !last {
                     continue;
                 }
-                let (version, changes, _) = snapshot.take().expect("just inserted");
-                ChangeSet { base_version: 0, version, snapshot: true, changes }
+                let (version, changes, _, digest) = snapshot.take().expect("just inserted");
+                ChangeSet { base_version: 0, version, snapshot: true, changes, digest }
             }
             Message::Records { records } => {
                 if snapshot.is_some() {

@@ -36,6 +36,17 @@ pub struct ChangeSet {
     pub snapshot: bool,
     /// In order; for a snapshot, only `*Put` changes.
     pub changes: Vec<Change>,
+    /// [`record_digest`] of the record at `version` (`None` at version 0): persist it with the
+    /// version. A cell says it when it reconnects, so a control plane whose record at that version
+    /// differs (a different history: restored from an older backup, replaced) sends a snapshot
+    /// rather than its records on top of a copy they do not follow.
+    pub digest: Option<String>,
+}
+
+/// Hex SHA-256 of a change record's JSON: what tells two histories apart at the same version.
+pub fn record_digest(record: &ChangeRecord) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(serde_json::to_vec(record).expect("a change record serialises")))
 }
 
 impl ChangeSet {
@@ -46,6 +57,7 @@ impl ChangeSet {
             version: records.last().map_or(base_version, |r| r.version),
             snapshot: false,
             changes: records.iter().flat_map(|r| r.changes.iter().cloned()).collect(),
+            digest: records.last().map(record_digest),
         }
     }
 }
@@ -57,6 +69,12 @@ pub trait SyncSink: Send + Sync + 'static {
 
     /// The version of the last set applied, as persisted (0: nothing yet).
     fn applied_version(&self) -> Result<u64, Self::Error>;
+
+    /// The digest persisted with that version ([`ChangeSet::digest`]); `None` if not kept, which
+    /// skips the history check.
+    fn applied_digest(&self) -> Result<Option<String>, Self::Error> {
+        Ok(None)
+    }
 
     /// Applies `set` atomically with its version: after a crash either all of it and
     /// `set.version` are there, or none of it and the old version. Called only when

@@ -188,8 +188,8 @@ impl SyncServer {
         let hello = tokio::time::timeout(hello_timeout, wire::read_frame(&mut recv))
             .await
             .map_err(|_| SyncError::Protocol("no hello in time".into()))?;
-        let (cell, applied) = match hello {
-            Ok(Message::Hello { cell, applied_version }) => (cell, applied_version),
+        let (cell, applied, applied_digest) = match hello {
+            Ok(Message::Hello { cell, applied_version, applied_digest }) => (cell, applied_version, applied_digest),
             Ok(other) => {
                 return refuse(conn, &mut send, "PROTOCOL", &format!("expected hello, got {}", kind(&other))).await;
             }
@@ -216,13 +216,22 @@ impl SyncServer {
         let mut latest = source.current_version();
         let mut sent = applied;
         let mut frames = Vec::new();
-        if applied == 0 || applied > latest || latest - applied > self.config.snapshot_after_records {
+        // Another history at the cell's version: records from here would not follow its copy.
+        let diverged = match (&applied_digest, applied > 0 && applied <= latest) {
+            (Some(theirs), true) => digest_at(&source, applied).await?.as_deref() != Some(theirs.as_str()),
+            _ => false,
+        };
+        if diverged {
+            tracing::warn!(cell = %cell, applied, "sync: the cell's copy follows another history; sending a snapshot");
+        }
+        if diverged || applied == 0 || applied > latest || latest - applied > self.config.snapshot_after_records {
             let reader = source.clone();
             let (version, changes) = tokio::task::spawn_blocking(move || reader.snapshot())
                 .await
                 .map_err(|e| SyncError::Protocol(e.to_string()))?
                 .map_err(SyncError::Protocol)?;
-            wire::encode_snapshot(version, &changes, &mut frames).map_err(SyncError::Frame)?;
+            let digest = if version == 0 { None } else { digest_at(&source, version).await? };
+            wire::encode_snapshot(version, digest.as_deref(), &changes, &mut frames).map_err(SyncError::Frame)?;
             write_all(&mut send, &mut frames).await?;
             sent = version;
             latest = latest.max(version);
@@ -370,4 +379,14 @@ async fn read_acks(
             Err(e) => return bad_frame(&conn, &e),
         }
     }
+}
+
+/// The digest of the record at `version`, if the log has it.
+async fn digest_at<S: ChangeSource>(source: &Arc<S>, version: u64) -> Result<Option<String>, SyncError> {
+    let reader = source.clone();
+    let records = tokio::task::spawn_blocking(move || reader.records_after(version.saturating_sub(1), 1))
+        .await
+        .map_err(|e| SyncError::Protocol(e.to_string()))?
+        .map_err(SyncError::Protocol)?;
+    Ok(records.first().filter(|r| r.version == version).map(super::record_digest))
 }

@@ -29,10 +29,23 @@ pub const FRAME_BYTES_MAX: usize = 1024 * 1024;
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum Message {
     #[serde(rename_all = "camelCase")]
-    Hello { cell: String, applied_version: u64 },
+    Hello {
+        cell: String,
+        applied_version: u64,
+        /// Digest of the record at `applied_version`, when the cell kept it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        applied_digest: Option<String>,
+    },
     /// One chunk of a snapshot: the full state at `version`. Applied as one set once `last`.
     #[serde(rename_all = "camelCase")]
-    Snapshot { version: u64, changes: Vec<Change>, last: bool },
+    Snapshot {
+        version: u64,
+        changes: Vec<Change>,
+        last: bool,
+        /// Digest of the record at `version` (none at version 0).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<String>,
+    },
     /// Consecutive change records, oldest first.
     #[serde(rename_all = "camelCase")]
     Records { records: Vec<ChangeRecord> },
@@ -157,18 +170,29 @@ pub fn encode_records(records: &[ChangeRecord], out: &mut Vec<Vec<u8>>) -> Resul
 
 /// Encodes a snapshot of the state at `version` as `Snapshot` frames within the limit, the last
 /// one marked. An empty state is one empty, last chunk.
-pub fn encode_snapshot(version: u64, changes: &[Change], out: &mut Vec<Vec<u8>>) -> Result<(), FrameError> {
+pub fn encode_snapshot(
+    version: u64,
+    digest: Option<&str>,
+    changes: &[Change],
+    out: &mut Vec<Vec<u8>>,
+) -> Result<(), FrameError> {
+    let digest = digest.map(str::to_owned);
     /// Changes per chunk to start with; halved while a chunk is too large.
     const SNAPSHOT_CHUNK_CHANGES: usize = 512;
     if changes.is_empty() {
-        out.push(encode(&Message::Snapshot { version, changes: Vec::new(), last: true })?);
+        out.push(encode(&Message::Snapshot { version, changes: Vec::new(), last: true, digest })?);
         return Ok(());
     }
     let mut start = 0;
     let mut size = SNAPSHOT_CHUNK_CHANGES;
     while start < changes.len() {
         let end = (start + size).min(changes.len());
-        let msg = Message::Snapshot { version, changes: changes[start..end].to_vec(), last: end == changes.len() };
+        let msg = Message::Snapshot {
+            version,
+            changes: changes[start..end].to_vec(),
+            last: end == changes.len(),
+            digest: digest.clone(),
+        };
         match encode(&msg) {
             Ok(frame) => {
                 out.push(frame);
@@ -187,7 +211,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_refuse_garbage() {
-        let msg = Message::Hello { cell: "uk".into(), applied_version: 42 };
+        let msg = Message::Hello { cell: "uk".into(), applied_version: 42, applied_digest: Some("ab".into()) };
         let frame = encode(&msg).unwrap();
         assert_eq!(u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize, frame.len() - 4);
         assert_eq!(decode(&frame[4..]).unwrap(), msg);

@@ -9,6 +9,7 @@
 //! Key layout of the catalog subspace:
 //! ```text
 //! ("version",)      -> u64        the control-plane version the copy is at
+//! ("digest",)       -> String     the digest of the control plane's record at that version
 //! ("flag", key)     -> Flag
 //! ("provider", id)  -> Provider
 //! ("game", id)      -> Game
@@ -28,6 +29,10 @@ use std::time::Duration;
 
 fn version_key() -> Vec<u8> {
     subspaces::catalog().pack(&("version",))
+}
+
+fn digest_key() -> Vec<u8> {
+    subspaces::catalog().pack(&("digest",))
 }
 
 fn key(kind: &str, id: &str) -> Vec<u8> {
@@ -252,6 +257,10 @@ impl Catalog {
             }
         }
         tx.set(&version_key(), &encode(&set.version))?;
+        match &set.digest {
+            Some(digest) => tx.set(&digest_key(), &encode(digest))?,
+            None => tx.clear(&digest_key())?,
+        }
         Ok(Ok(()))
     }
 }
@@ -267,6 +276,14 @@ impl SyncSink for CatalogSink {
         Ok(match tx.get(&version_key())? {
             Some(bytes) => decode("catalog version", &bytes)?,
             None => 0,
+        })
+    }
+
+    fn applied_digest(&self) -> Result<Option<String>, SyncApplyError> {
+        let mut tx = self.0.store.begin()?;
+        Ok(match tx.get(&digest_key())? {
+            Some(bytes) => Some(decode("catalog digest", &bytes)?),
+            None => None,
         })
     }
 

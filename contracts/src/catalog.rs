@@ -14,58 +14,15 @@ use std::fmt;
 /// Version of the catalog shapes; bump with any change to them.
 pub const CATALOG_API_VERSION: &str = "1";
 
-/// Longest catalog id and name, in bytes.
+/// Longest catalog name, in bytes (ids follow `contracts::ids`: the same 128-byte rule).
 pub const CATALOG_TEXT_BYTES_MAX: usize = 128;
 
-fn check_id(kind: &str, value: &str) -> Result<(), String> {
-    let ok = !value.is_empty()
-        && value.len() <= CATALOG_TEXT_BYTES_MAX
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{kind} `{value}` is not valid: use 1 to {CATALOG_TEXT_BYTES_MAX} of A-Z a-z 0-9 . _ : -"))
-    }
-}
-
-macro_rules! catalog_id {
-    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
-        #[serde(transparent)]
-        pub struct $name(#[schemars(regex(pattern = r"^[A-Za-z0-9._:-]{1,128}$"))] String);
-
-        impl $name {
-            pub fn new(value: impl Into<String>) -> Result<Self, String> {
-                let value = value.into();
-                check_id($kind, &value)?;
-                Ok(Self(value))
-            }
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                $name::new(String::deserialize(d)?).map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
-catalog_id!(
+crate::ids::typed_id!(
     /// A game provider (studio or aggregator): `pragmatic`, `evolution`.
     ProviderId,
     "provider id"
 );
-catalog_id!(
+crate::ids::typed_id!(
     /// A game, unique across providers: `pragmatic:sweet-bonanza`.
     GameId,
     "game id"

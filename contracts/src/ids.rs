@@ -6,7 +6,6 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
-use std::fmt;
 
 /// Longest id accepted, in bytes. Long enough for a UUID with a prefix, short enough that a key
 /// made of a few ids stays far below the store's 10 kB key limit.
@@ -19,7 +18,7 @@ pub struct IdError {
     pub value: String,
 }
 
-fn check_id(kind: &'static str, value: &str) -> Result<(), IdError> {
+pub(crate) fn check_id(kind: &'static str, value: &str) -> Result<(), IdError> {
     let ok = !value.is_empty()
         && value.len() <= ID_BYTES_MAX
         && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
@@ -38,9 +37,9 @@ macro_rules! typed_id {
         pub struct $name(#[schemars(regex(pattern = r"^[A-Za-z0-9._:-]{1,128}$"))] String);
 
         impl $name {
-            pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
+            pub fn new(value: impl Into<String>) -> Result<Self, $crate::ids::IdError> {
                 let value = value.into();
-                check_id($kind, &value)?;
+                $crate::ids::check_id($kind, &value)?;
                 Ok(Self(value))
             }
             pub fn as_str(&self) -> &str {
@@ -48,8 +47,8 @@ macro_rules! typed_id {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
@@ -62,6 +61,9 @@ macro_rules! typed_id {
         }
     };
 }
+
+/// Catalog ids (`contracts::catalog`) are made the same way.
+pub(crate) use typed_id;
 
 typed_id!(
     /// A player, prefixed with their home cell: `uk-4f1c...`.

@@ -51,7 +51,7 @@ pub fn game_put(store: &ControlStore, actor: &str, id: &str, request: GamePutReq
 
 pub fn game_delete(store: &ControlStore, actor: &str, id: &str, reason: &str) -> Result<ChangeRecord, ControlError> {
     check_reason(reason)?;
-    let id = GameId::new(id).map_err(ControlError::Invalid)?;
+    let id = GameId::new(id).map_err(|e| ControlError::Invalid(e.to_string()))?;
     store.commit(actor, reason, |state, _, _| {
         if !state.games.contains_key(&id) {
             return Err(ControlError::NotFound { code: "GAME_NOT_FOUND", what: "game", id: id.to_string() });
@@ -61,7 +61,7 @@ pub fn game_delete(store: &ControlStore, actor: &str, id: &str, reason: &str) ->
 }
 
 pub fn game_get(store: &ControlStore, id: &str) -> Result<Game, ControlError> {
-    let id = GameId::new(id).map_err(ControlError::Invalid)?;
+    let id = GameId::new(id).map_err(|e| ControlError::Invalid(e.to_string()))?;
     store.read(|s| s.games.get(&id).cloned()).ok_or_else(|| ControlError::NotFound {
         code: "GAME_NOT_FOUND",
         what: "game",
@@ -70,7 +70,7 @@ pub fn game_get(store: &ControlStore, id: &str) -> Result<Game, ControlError> {
 }
 
 pub fn provider_get(store: &ControlStore, id: &str) -> Result<Provider, ControlError> {
-    let id = ProviderId::new(id).map_err(ControlError::Invalid)?;
+    let id = ProviderId::new(id).map_err(|e| ControlError::Invalid(e.to_string()))?;
     store.read(|s| s.providers.get(&id).cloned()).ok_or_else(|| ControlError::NotFound {
         code: "PROVIDER_NOT_FOUND",
         what: "provider",

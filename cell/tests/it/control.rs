@@ -225,17 +225,24 @@ impl Drop for CellProcess {
     }
 }
 
-async fn platform() -> (tempfile::TempDir, PathBuf, ControlPlane, Vec<CellProcess>) {
-    let root = tempfile::tempdir().unwrap();
-    let tls = root.path().join("tls");
+/// Development certificates for the control plane, the router and `cells`, made by the real
+/// `global-control certs`, under `root/tls`.
+fn certificates(root: &Path, cells: &[&str]) -> PathBuf {
+    let tls = root.join("tls");
     let status = Command::new(binary("global-control"))
         .args(["certs", "--out"])
         .arg(&tls)
-        .args(["--cells", &CELLS.join(",")])
+        .args(["--cells", &cells.join(",")])
         .stdout(Stdio::null())
         .status()
         .unwrap();
     assert!(status.success());
+    tls
+}
+
+async fn platform() -> (tempfile::TempDir, PathBuf, ControlPlane, Vec<CellProcess>) {
+    let root = tempfile::tempdir().unwrap();
+    let tls = certificates(root.path(), &CELLS);
     let control = ControlPlane::start(root.path(), &tls).await;
     let mut cells = Vec::new();
     for id in CELLS {
@@ -396,15 +403,7 @@ impl Drop for UdpFaultProxy {
 #[tokio::test]
 async fn a_cell_cut_off_by_a_udp_fault_proxy_converges_once_healed() {
     let root = tempfile::tempdir().unwrap();
-    let tls = root.path().join("tls");
-    let certs = Command::new(binary("global-control"))
-        .args(["certs", "--out"])
-        .arg(&tls)
-        .args(["--cells", "uk,mt"])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(certs.success());
+    let tls = certificates(root.path(), &["uk", "mt"]);
     let control = ControlPlane::start(root.path(), &tls).await;
     let proxy = UdpFaultProxy::start(control.quic).await;
     let cut_off = CellProcess::start("uk", root.path(), &tls, proxy.address).await;
@@ -462,15 +461,7 @@ fn a_game_type_counts_only_for_its_own_provider() {
 #[tokio::test]
 async fn a_cell_takes_a_snapshot_from_a_control_plane_with_another_history() {
     let root = tempfile::tempdir().unwrap();
-    let tls = root.path().join("tls");
-    let certs = Command::new(binary("global-control"))
-        .args(["certs", "--out"])
-        .arg(&tls)
-        .args(["--cells", "uk"])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(certs.success());
+    let tls = certificates(root.path(), &["uk"]);
     let mut first = ControlPlane::start(root.path(), &tls).await;
     let uk = CellProcess::start("uk", root.path(), &tls, first.quic).await;
     for key in ["old-a", "old-b"] {

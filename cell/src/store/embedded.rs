@@ -14,20 +14,24 @@
 //! snapshot plus `WriteBatch`; the wallet's batches are exactly that shape.
 //!
 //! A commit is acknowledged only once it is durable. Writes reach fjall's journal without a sync;
-//! each committer then waits for a shared `persist(SyncAll)` that began after its commit. The first
-//! waiter to find no sync running leads one for everyone committed so far, so under load one fsync
-//! releases many commits (DESIGN.md section 3).
+//! each committer then waits for a shared sync that began after its commit. The first waiter to
+//! find no sync running leads one for everyone committed so far, so under load one fsync releases
+//! many commits (DESIGN.md section 3). The sync runs outside fjall's journal lock
+//! ([`super::journal_sync`]), so commits keep entering the journal while it is in flight. A failed
+//! sync poisons the store: after it, what the page cache holds is unknown (PostgreSQL's
+//! "fsyncgate"), so every later commit is refused until the cell restarts and recovers.
 
+use super::journal_sync::JournalSync;
 use super::{
     limits, versionstamp_offset, Committed, Durable, KeyValue, PendingCommit, Store, StoreError, Transaction,
     WriteBudget,
 };
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable, Snapshot};
 use rustc_hash::FxHashSet as HashSet;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -60,6 +64,10 @@ struct Inner {
     tracking: Mutex<Tracking>,
     sync: Mutex<SyncState>,
     synced: Condvar,
+    /// Held by whoever runs a sync.
+    journal: Mutex<JournalSync>,
+    /// Set when a sync failed: nothing more may be acknowledged.
+    poisoned: AtomicBool,
 }
 
 #[derive(Default)]
@@ -97,6 +105,7 @@ impl EmbeddedStore {
             Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| io("read commit version", "not 8 bytes"))?),
             None => 0,
         };
+        let journal = JournalSync::open(dir).map_err(|e| io("find the journal", e))?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 db,
@@ -107,6 +116,8 @@ impl EmbeddedStore {
                 tracking: Mutex::new(Tracking::default()),
                 sync: Mutex::new(SyncState { durable_version: version, syncing: false }),
                 synced: Condvar::new(),
+                journal: Mutex::new(journal),
+                poisoned: AtomicBool::new(false),
             }),
         })
     }
@@ -327,6 +338,7 @@ impl Transaction for EmbeddedTx {
         if self.started.elapsed() > limits::TRANSACTION_AGE_MAX {
             return Err(StoreError::TransactionTooOld);
         }
+        self.inner.refuse_if_poisoned()?;
         let inner = self.inner.clone();
         let writes = std::mem::take(&mut self.writes);
         let adds = std::mem::take(&mut self.adds);
@@ -408,10 +420,28 @@ fn versionstamp(version: u64) -> [u8; 10] {
 }
 
 impl Inner {
+    fn refuse_if_poisoned(&self) -> Result<(), StoreError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(StoreError::Io("an earlier journal sync failed: restart the cell to recover".into()));
+        }
+        Ok(())
+    }
+
+    /// Syncs everything in the journal so far.
+    fn sync_journal(&self) -> Result<(), StoreError> {
+        self.refuse_if_poisoned()?;
+        let synced = lock(&self.journal).sync(&self.db);
+        synced.map_err(|e| {
+            self.poisoned.store(true, Ordering::Release);
+            tracing::error!(error = %e, "journal sync failed: the store refuses every further commit");
+            io("sync journal", e)
+        })
+    }
+
     /// Returns once `version` is on disk.
     fn wait_durable(&self, version: u64) -> Result<(), StoreError> {
         if self.durability == Durability::SyncPerCommit {
-            return self.db.persist(PersistMode::SyncAll).map_err(|e| io("sync journal", e));
+            return self.sync_journal();
         }
         let mut state = lock(&self.sync);
         loop {
@@ -426,15 +456,14 @@ impl Inner {
             state.syncing = true;
             let target = self.committed_version.load(Ordering::Acquire);
             drop(state);
-            let result = self.db.persist(PersistMode::SyncAll);
+            let result = self.sync_journal();
             state = lock(&self.sync);
             state.syncing = false;
             if result.is_ok() {
                 state.durable_version = state.durable_version.max(target);
             }
             self.synced.notify_all();
-            // A failed sync fails only its leader; the next waiter leads a new attempt.
-            result.map_err(|e| io("sync journal", e))?;
+            result?;
         }
     }
 }

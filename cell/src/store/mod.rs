@@ -13,6 +13,7 @@ pub mod fault;
 #[cfg(feature = "foundationdb")]
 #[allow(unsafe_code)]
 pub mod fdb;
+mod journal_sync;
 
 use std::time::{Duration, Instant};
 

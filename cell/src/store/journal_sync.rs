@@ -113,7 +113,7 @@ mod tests {
             assert!(Instant::now() < deadline, "fjall never rotated its journal after {i} inserts");
             keyspace.insert(i.to_be_bytes(), value()).expect("insert");
             i += 1;
-            if i % 64 == 0 {
+            if i.is_multiple_of(64) {
                 journal.sync(&db).expect("sync");
             }
         }

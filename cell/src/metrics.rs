@@ -35,8 +35,20 @@ pub struct Metrics {
     pub http_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub wallet_ops: Family<WalletOpLabels, Counter>,
     pub wallet_batch_ops: Histogram,
-    pub wallet_commit_seconds: Histogram,
+    /// Where a wallet operation's time goes, stage by stage (see the writer's module comment).
+    pub wallet_stage_seconds: Family<StageLabels, Histogram, fn() -> Histogram>,
     pub wallet_queue_depth: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: &'static str,
+}
+
+impl Metrics {
+    pub fn wallet_stage(&self, stage: &'static str, since: std::time::Instant) {
+        self.wallet_stage_seconds.get_or_create(&StageLabels { stage }).observe(since.elapsed().as_secs_f64());
+    }
 }
 
 impl Default for Metrics {
@@ -48,16 +60,18 @@ impl Default for Metrics {
         );
         let wallet_ops = Family::<WalletOpLabels, Counter>::default();
         let wallet_batch_ops = Histogram::new(exponential_buckets(1.0, 2.0, 14));
-        let wallet_commit_seconds = latency_histogram();
+        let wallet_stage_seconds = Family::<StageLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let wallet_queue_depth = Gauge::default();
         registry.register("http_requests", "HTTP requests answered, by route and status", http_requests.clone());
         registry.register("http_request_seconds", "HTTP request latency, by route", http_seconds.clone());
         registry.register("wallet_operations", "Wallet operations, by kind and outcome", wallet_ops.clone());
         registry.register("wallet_batch_operations", "Operations per wallet store commit", wallet_batch_ops.clone());
         registry.register(
-            "wallet_commit_seconds",
-            "Time to commit and sync one wallet batch",
-            wallet_commit_seconds.clone(),
+            "wallet_stage_seconds",
+            "Wallet time by stage: queued (per operation, until its batch starts), applied, committed and synced (per batch), answered (per operation, submit to answer)",
+            wallet_stage_seconds.clone(),
         );
         registry.register("wallet_queue_depth", "Operations waiting for the wallet writer", wallet_queue_depth.clone());
         Metrics {
@@ -66,7 +80,7 @@ impl Default for Metrics {
             http_seconds,
             wallet_ops,
             wallet_batch_ops,
-            wallet_commit_seconds,
+            wallet_stage_seconds,
             wallet_queue_depth,
         }
     }

@@ -349,11 +349,12 @@ impl Wallet {
         ctx: EventContext,
     ) -> Result<Answer, WalletError> {
         let kind = command.kind();
+        let submitted = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         self.metrics.wallet_queue_depth.inc();
         let sender = self.submissions.read().unwrap_or_else(|p| p.into_inner()).clone();
         let sent = match sender {
-            Some(sender) => sender.send(writer::Submission { command, key, ctx, reply }).await.is_ok(),
+            Some(sender) => sender.send(writer::Submission { command, key, ctx, reply, submitted }).await.is_ok(),
             None => false,
         };
         if !sent {
@@ -361,6 +362,7 @@ impl Wallet {
             return Err(WalletError::Stopped);
         }
         let result = answer.await.unwrap_or(Err(WalletError::Stopped));
+        self.metrics.wallet_stage("answered", submitted);
         let outcome = match &result {
             Ok(a) if a.replayed => "replayed",
             Ok(_) => "ok",

@@ -31,7 +31,7 @@ use crate::audit::AuditChain;
 use crate::domains::compliance;
 use crate::events::{self, EventContext};
 use crate::idempotency::{Answer, IdempotencyKey, IdempotencyRecord};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StageLabels};
 use crate::store::{PendingCommit, Store, StoreError, Transaction};
 use chrono::{DateTime, Utc};
 use contracts::events::{SettledPart, WalletCredited, WalletDebited, WalletHold, WalletSettled};
@@ -93,6 +93,8 @@ pub(super) struct Submission {
     pub key: Option<IdempotencyKey>,
     pub ctx: EventContext,
     pub reply: oneshot::Sender<Result<Answer, WalletError>>,
+    /// When the caller submitted it, for the `queued` stage metric.
+    pub submitted: Instant,
 }
 
 /// An open hold, as stored.
@@ -182,7 +184,6 @@ struct ToCommit {
     epoch: u64,
     tx: Box<dyn Transaction>,
     replies: Vec<Reply>,
-    started: Instant,
 }
 
 /// What the committer tells the writer about each batch, in order.
@@ -195,7 +196,6 @@ enum Ack {
 struct InFlight {
     pending: Box<dyn PendingCommit>,
     replies: Vec<Reply>,
-    started: Instant,
 }
 
 struct Writer {
@@ -248,18 +248,21 @@ fn commit_in_order(
     commits: std::sync::mpsc::Receiver<ToCommit>,
     durable: std::sync::mpsc::SyncSender<InFlight>,
     acks: std::sync::mpsc::Sender<Ack>,
+    metrics: &Metrics,
 ) {
     let mut failed_epoch = None;
     for c in commits {
+        let committing = Instant::now();
         let committed = if failed_epoch == Some(c.epoch) {
             Err(StoreError::Unavailable("an earlier batch failed to commit".into()))
         } else {
             c.tx.commit_pipelined()
         };
+        metrics.wallet_stage("committed", committing);
         match committed {
             Ok(pending) => {
                 let _ = acks.send(Ack::Committed(c.batch));
-                if durable.send(InFlight { pending, replies: c.replies, started: c.started }).is_err() {
+                if durable.send(InFlight { pending, replies: c.replies }).is_err() {
                     return;
                 }
             }
@@ -278,8 +281,9 @@ fn commit_in_order(
 /// The durability thread: answers each committed batch, in commit order, once it is durable.
 fn answer_when_durable(in_flight: std::sync::mpsc::Receiver<InFlight>, metrics: &Metrics) {
     for flight in in_flight {
+        let syncing = Instant::now();
         let durable = flight.pending.wait();
-        metrics.wallet_commit_seconds.observe(flight.started.elapsed().as_secs_f64());
+        metrics.wallet_stage("synced", syncing);
         for (reply, result) in flight.replies {
             let result = match &durable {
                 Ok(_) => result,
@@ -399,16 +403,17 @@ impl Writer {
         let (to_durable, in_flight) = std::sync::mpsc::sync_channel::<InFlight>(PIPELINE_BATCHES_MAX);
         let (to_commit, commits) = std::sync::mpsc::sync_channel::<ToCommit>(PIPELINE_BATCHES_MAX);
         let (ack, acks) = std::sync::mpsc::channel::<Ack>();
-        let metrics = self.metrics.clone();
+        let (metrics, commit_metrics) = (self.metrics.clone(), self.metrics.clone());
         let answerer = std::thread::Builder::new()
             .name("wallet-durable".into())
             .spawn(move || answer_when_durable(in_flight, &metrics))
             .expect("spawn the wallet's durability thread");
         let committer = std::thread::Builder::new()
             .name("wallet-commit".into())
-            .spawn(move || commit_in_order(commits, to_durable, ack))
+            .spawn(move || commit_in_order(commits, to_durable, ack, &commit_metrics))
             .expect("spawn the wallet's commit thread");
         let mut batch = Vec::with_capacity(config.batch_ops_max);
+        let queued = self.metrics.wallet_stage_seconds.get_or_create(&StageLabels { stage: "queued" }).clone();
         while let Some(first) = receiver.blocking_recv() {
             batch.push(first);
             while batch.len() < config.batch_ops_max {
@@ -418,6 +423,9 @@ impl Writer {
                 }
             }
             self.metrics.wallet_queue_depth.dec_by(batch.len() as i64);
+            for s in &batch {
+                queued.observe(s.submitted.elapsed().as_secs_f64());
+            }
             self.acks_take(&acks, false);
             if let Some(applied) = self.batch_apply(&mut batch, &acks) {
                 if to_commit.send(applied).is_err() {
@@ -474,11 +482,13 @@ impl Writer {
             self.cache.games.clear();
         }
         self.batch += 1;
-        match self.batch_try(batch) {
+        let tried = self.batch_try(batch);
+        self.metrics.wallet_stage("applied", started);
+        match tried {
             Ok((tx, results, answers)) => {
                 self.pipeline.push_back((self.batch, answers));
                 let replies = batch.drain(..).map(|s| s.reply).zip(results).collect();
-                Some(ToCommit { batch: self.batch, epoch: self.epoch, tx, replies, started })
+                Some(ToCommit { batch: self.batch, epoch: self.epoch, tx, replies })
             }
             Err(e) => {
                 tracing::error!(error = %e, ops = batch.len(), "wallet batch failed");

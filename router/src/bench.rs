@@ -5,7 +5,9 @@
 //! same cell: direct, through this router (as a GB client behind a trusted proxy), and through
 //! nginx from Debian's packages as a plain reverse proxy with keep-alive upstreams. First each
 //! path's saturation throughput; then each path's latency at a fixed rate of half the direct
-//! saturation, from which the added p50/p99 are the differences to direct.
+//! saturation, from which the added p50/p99 are the differences to direct. The three paths take
+//! turns in one-second slices, so a noisy neighbour on a shared machine weighs on all of them
+//! alike. The load generator is this process, on the same cores, for all three paths.
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
@@ -13,8 +15,6 @@ use http_body_util::{BodyExt, Full};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -45,6 +45,31 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// nginx's master process. Killing it would orphan its workers, which keep the port and a core
+/// busy after the bench; `nginx -s stop` makes the master stop them first.
+struct Nginx {
+    master: Child,
+    binary: PathBuf,
+    conf: PathBuf,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let stopped = Command::new(&self.binary)
+            .arg("-c")
+            .arg(&self.conf)
+            .args(["-s", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = self.master.kill();
+        }
+        let _ = self.master.wait();
     }
 }
 
@@ -84,61 +109,117 @@ async fn wait_for(address: SocketAddr, path: &str) -> anyhow::Result<()> {
     bail!("{address}{path} never answered 200")
 }
 
-/// Requests per second with every connection sending back to back.
-async fn saturate(address: SocketAddr, connections: usize, duration: Duration) -> anyhow::Result<f64> {
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + duration;
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..connections {
-        let done = done.clone();
-        tasks.spawn(async move {
-            let mut s = connect(address).await?;
-            while Instant::now() < deadline {
-                if get(&mut s, &format!("/wallet/{PLAYER}/balance")).await? != 200 {
-                    bail!("a request failed");
-                }
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-            anyhow::Ok(())
-        });
-    }
-    while let Some(t) = tasks.join_next().await {
-        t??;
-    }
-    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// One path to the cell, with its load generator's keep-alive connections, opened once so every
+/// slice of a phase measures requests rather than TCP handshakes.
+struct Target {
+    name: &'static str,
+    senders: Vec<Sender>,
 }
 
-/// Latencies (µs, sorted) at a fixed total rate spread over the connections.
-async fn at_rate(address: SocketAddr, connections: usize, rate: f64, duration: Duration) -> anyhow::Result<Vec<u32>> {
-    let per_connection = Duration::from_secs_f64(connections as f64 / rate.max(1.0));
-    let deadline = Instant::now() + duration;
+impl Target {
+    async fn open(name: &'static str, address: SocketAddr, connections: usize) -> anyhow::Result<Target> {
+        let mut senders = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            senders.push(connect(address).await.with_context(|| format!("connect to {name}"))?);
+        }
+        Ok(Target { name, senders })
+    }
+}
+
+/// What one slice of load measured on one target.
+#[derive(Default)]
+struct Measured {
+    requests: u64,
+    elapsed: Duration,
+    /// Microseconds per request (only at a fixed rate).
+    latencies_us: Vec<u32>,
+}
+
+/// How a slice sends: back to back (saturation) or at a fixed total rate spread over the
+/// connections, each connection staggered across one period.
+#[derive(Clone, Copy)]
+enum Load {
+    Saturate,
+    Rate(f64),
+}
+
+/// Runs `load` on every connection of `target` for `duration`; the connections come back.
+async fn slice(target: &mut Target, load: Load, duration: Duration) -> anyhow::Result<Measured> {
+    let connections = target.senders.len();
+    let started = Instant::now();
+    let deadline = started + duration;
+    let path = format!("/wallet/{PLAYER}/balance");
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..connections {
+    for (i, mut s) in target.senders.drain(..).enumerate() {
+        let path = path.clone();
         tasks.spawn(async move {
-            let mut s = connect(address).await?;
-            // Stagger the connections across one period.
-            tokio::time::sleep(per_connection.mul_f64(i as f64 / connections as f64)).await;
-            let mut tick = tokio::time::interval(per_connection);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             let mut latencies = Vec::new();
+            let mut requests = 0u64;
+            let mut tick = match load {
+                Load::Saturate => None,
+                Load::Rate(rate) => {
+                    let period = Duration::from_secs_f64(connections as f64 / rate.max(1.0));
+                    tokio::time::sleep(period.mul_f64(i as f64 / connections as f64)).await;
+                    let mut tick = tokio::time::interval(period);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                    Some(tick)
+                }
+            };
             while Instant::now() < deadline {
-                tick.tick().await;
+                if let Some(tick) = tick.as_mut() {
+                    tick.tick().await;
+                }
                 let t = Instant::now();
-                if get(&mut s, &format!("/wallet/{PLAYER}/balance")).await? != 200 {
+                if get(&mut s, &path).await? != 200 {
                     bail!("a request failed");
                 }
-                latencies.push(t.elapsed().as_micros() as u32);
+                requests += 1;
+                if tick.is_some() {
+                    latencies.push(t.elapsed().as_micros() as u32);
+                }
             }
-            anyhow::Ok(latencies)
+            anyhow::Ok((s, requests, latencies))
         });
     }
-    let mut all = Vec::new();
+    let mut measured = Measured::default();
     while let Some(t) = tasks.join_next().await {
-        all.extend(t??);
+        let (sender, requests, latencies) = t??;
+        target.senders.push(sender);
+        measured.requests += requests;
+        measured.latencies_us.extend(latencies);
     }
-    all.sort_unstable();
-    Ok(all)
+    measured.elapsed = started.elapsed();
+    Ok(measured)
+}
+
+/// Runs `load` on every target for `duration` each, in slices of `SLICE` that take turns (the
+/// order rotating every round), so a neighbour's burst on this shared machine lands on all
+/// three paths alike instead of on whichever phase it happened to overlap.
+async fn interleaved(targets: &mut [Target], load: Load, duration: Duration) -> anyhow::Result<Vec<Measured>> {
+    const SLICE: Duration = Duration::from_secs(1);
+    let rounds = (duration.as_secs_f64() / SLICE.as_secs_f64()).ceil().max(1.0) as usize;
+    let mut totals: Vec<Measured> = targets.iter().map(|_| Measured::default()).collect();
+    for round in 0..rounds {
+        for k in 0..targets.len() {
+            let i = (round + k) % targets.len();
+            let m = slice(&mut targets[i], load, SLICE).await.with_context(|| format!("load {}", targets[i].name))?;
+            totals[i].requests += m.requests;
+            totals[i].elapsed += m.elapsed;
+            totals[i].latencies_us.extend(m.latencies_us);
+        }
+    }
+    for t in &mut totals {
+        t.latencies_us.sort_unstable();
+    }
+    Ok(totals)
+}
+
+impl Measured {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
 }
 
 fn percentile_ms(sorted: &[u32], p: f64) -> f64 {
@@ -226,8 +307,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let nginx_address: SocketAddr = ([127, 0, 0, 1], nginx_port).into();
     let conf = dir.path().join("nginx.conf");
     std::fs::write(&conf, nginx_config(dir.path(), nginx_port, cell_address))?;
-    let _nginx = Process(
-        Command::new(&args.nginx)
+    let _nginx = Nginx {
+        master: Command::new(&args.nginx)
             .arg("-c")
             .arg(&conf)
             .args(["-g", "daemon off;"])
@@ -235,34 +316,43 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("start {} (apt-get install nginx)", args.nginx.display()))?,
-    );
+        binary: args.nginx.clone(),
+        conf: conf.clone(),
+    };
     wait_for(nginx_address, &format!("/wallet/{PLAYER}/balance")).await?;
 
-    let direct_rps = saturate(cell_address, args.connections, duration).await.context("direct at saturation")?;
-    eprintln!("direct: {direct_rps:.0} requests/s at saturation");
-    let routed_rps = saturate(router_address, args.connections, duration).await.context("router at saturation")?;
-    eprintln!("through the router: {routed_rps:.0} requests/s at saturation");
-    let nginx_rps = saturate(nginx_address, args.connections, duration).await.context("nginx at saturation")?;
-    eprintln!("through nginx: {nginx_rps:.0} requests/s at saturation");
-    let rate = direct_rps / 2.0;
-    let direct = at_rate(cell_address, args.connections, rate, duration).await.context("direct at a fixed rate")?;
-    let routed = at_rate(router_address, args.connections, rate, duration).await.context("router at a fixed rate")?;
-    let nginx = at_rate(nginx_address, args.connections, rate, duration).await.context("nginx at a fixed rate")?;
-    for (name, l) in [("direct", &direct), ("router", &routed), ("nginx", &nginx)] {
+    let mut targets = [
+        Target::open("direct", cell_address, args.connections).await?,
+        Target::open("router", router_address, args.connections).await?,
+        Target::open("nginx", nginx_address, args.connections).await?,
+    ];
+    eprintln!(
+        "all three reach the cell over plain HTTP/1.1 keep-alive on loopback (the router with \
+         --insecure-dev, nginx with proxy_pass http://): the same transport work for both proxies"
+    );
+    let saturated = interleaved(&mut targets, Load::Saturate, duration).await.context("saturation")?;
+    for (t, m) in targets.iter().zip(&saturated) {
+        eprintln!("{}: {:.0} requests/s at saturation", t.name, m.rps());
+    }
+    let rate = saturated[0].rps() / 2.0;
+    let timed = interleaved(&mut targets, Load::Rate(rate), duration).await.context("fixed rate")?;
+    for (t, m) in targets.iter().zip(&timed) {
         eprintln!(
-            "{name} at {rate:.0}/s: p50 {:.3} ms, p99 {:.3} ms, {} requests",
-            percentile_ms(l, 0.5),
-            percentile_ms(l, 0.99),
-            l.len()
+            "{} at {rate:.0}/s: p50 {:.3} ms, p99 {:.3} ms, {} requests",
+            t.name,
+            percentile_ms(&m.latencies_us, 0.5),
+            percentile_ms(&m.latencies_us, 0.99),
+            m.latencies_us.len()
         );
     }
-    let added = |l: &[u32], p: f64| (percentile_ms(l, p) - percentile_ms(&direct, p)).max(0.0);
-    println!("direct_rps={direct_rps:.0}");
-    println!("routed_rps={routed_rps:.0}");
-    println!("nginx_rps={nginx_rps:.0}");
-    println!("added_p50_ms={:.3}", added(&routed, 0.5));
-    println!("added_p99_ms={:.3}", added(&routed, 0.99));
-    println!("nginx_added_p50_ms={:.3}", added(&nginx, 0.5));
-    println!("nginx_added_p99_ms={:.3}", added(&nginx, 0.99));
+    let direct = &timed[0].latencies_us;
+    let added = |l: &[u32], p: f64| (percentile_ms(l, p) - percentile_ms(direct, p)).max(0.0);
+    println!("direct_rps={:.0}", saturated[0].rps());
+    println!("routed_rps={:.0}", saturated[1].rps());
+    println!("nginx_rps={:.0}", saturated[2].rps());
+    println!("added_p50_ms={:.3}", added(&timed[1].latencies_us, 0.5));
+    println!("added_p99_ms={:.3}", added(&timed[1].latencies_us, 0.99));
+    println!("nginx_added_p50_ms={:.3}", added(&timed[2].latencies_us, 0.5));
+    println!("nginx_added_p99_ms={:.3}", added(&timed[2].latencies_us, 0.99));
     Ok(())
 }

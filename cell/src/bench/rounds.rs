@@ -24,6 +24,9 @@ pub struct RoundsBenchArgs {
     /// Seconds the measured phase runs.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Seconds of rounds played before measuring, so the cell is warm.
+    #[arg(long, default_value_t = 2)]
+    pub warmup_seconds: u64,
     /// Players registered and funded before measuring.
     #[arg(long, default_value_t = 10_000)]
     pub players: usize,
@@ -61,6 +64,7 @@ async fn play(
     players: usize,
     connections: usize,
     duration: Duration,
+    tag: &'static str,
 ) -> anyhow::Result<Phase> {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
@@ -77,10 +81,10 @@ async fn play(
                 let p = rand::rng().random_range(0..players);
                 let win = ["0.00", "1.00", "2.00"][rand::rng().random_range(0..3)];
                 let bet = format!(
-                    r#"{{"transactionId":"bet-{n}","playerId":"uk-bench-{p}","roundId":"round-{n}","gameId":"demo-slot","amount":"1.00","currency":"GBP"}}"#
+                    r#"{{"transactionId":"{tag}bet-{n}","playerId":"uk-bench-{p}","roundId":"{tag}round-{n}","gameId":"demo-slot","amount":"1.00","currency":"GBP"}}"#
                 );
                 let win = format!(
-                    r#"{{"transactionId":"win-{n}","playerId":"uk-bench-{p}","roundId":"round-{n}","amount":"{win}","currency":"GBP","closeRound":true}}"#
+                    r#"{{"transactionId":"{tag}win-{n}","playerId":"uk-bench-{p}","roundId":"{tag}round-{n}","amount":"{win}","currency":"GBP","closeRound":true}}"#
                 );
                 let t = Instant::now();
                 let played = match call(&mut sender, "bet", bet).await {
@@ -123,12 +127,16 @@ pub async fn rounds(args: RoundsBenchArgs) -> anyhow::Result<()> {
         },
     ));
     wait_ready(address).await?;
-    let mut phase = play(address, args.players, args.connections, Duration::from_secs(args.seconds)).await?;
+    // Unmeasured first: the cell starts cold, and each player's first round reads their balance
+    // and registration from the store; a cell in service has them cached.
+    let warmup = play(address, args.players, args.connections, Duration::from_secs(args.warmup_seconds), "w").await?;
+    let mut phase = play(address, args.players, args.connections, Duration::from_secs(args.seconds), "").await?;
+    let failures = warmup.failures + phase.failures;
     report("rounds over HTTP (bet + win)", &mut phase);
     let _ = stop.send(());
     server.await??;
-    if phase.failures > 0 {
-        bail!("{} rounds failed during the benchmark", phase.failures);
+    if failures > 0 {
+        bail!("{failures} rounds failed during the benchmark");
     }
     println!("rounds_per_s={:.0}", phase.ops_per_s());
     println!("round_p99_ms={:.2}", phase.p99_ms());

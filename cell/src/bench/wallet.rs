@@ -23,6 +23,9 @@ pub struct WalletBenchArgs {
     /// Seconds each measured phase runs.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Seconds of HTTP load before measuring it, so the freshly opened server is warm.
+    #[arg(long, default_value_t = 2)]
+    pub warmup_seconds: u64,
     /// Players registered and funded before measuring.
     #[arg(long, default_value_t = 10_000)]
     pub players: usize,
@@ -92,6 +95,7 @@ async fn http(
     players: usize,
     connections: usize,
     duration: Duration,
+    tag: &'static str,
 ) -> anyhow::Result<Phase> {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
@@ -106,18 +110,18 @@ async fn http(
             while Instant::now() < deadline {
                 let n = rounds.fetch_add(1, Ordering::Relaxed);
                 let p = rand::rng().random_range(0..players);
-                let hold = format!(r#"{{"playerId":"uk-bench-{p}","roundId":"http-r{n}","betId":"b1","currency":"GBP","amount":"1.00"}}"#);
+                let hold = format!(r#"{{"playerId":"uk-bench-{p}","roundId":"{tag}http-r{n}","betId":"b1","currency":"GBP","amount":"1.00"}}"#);
                 let t = Instant::now();
-                let held = post(&mut sender, "/wallet/hold", &[("x-idempotency-key", &format!("http-h{n}"))], hold).await;
+                let held = post(&mut sender, "/wallet/hold", &[("x-idempotency-key", &format!("{tag}http-h{n}"))], hold).await;
                 latencies.push(t.elapsed().as_micros() as u32);
                 if held.is_err() {
                     failures += 1;
                     continue;
                 }
                 let delta = ["-1.00", "0.00", "1.00"][rand::rng().random_range(0..3)];
-                let settle = format!(r#"{{"roundId":"http-r{n}","operations":[{{"playerId":"uk-bench-{p}","delta":"{delta}","currency":"GBP"}}]}}"#);
+                let settle = format!(r#"{{"roundId":"{tag}http-r{n}","operations":[{{"playerId":"uk-bench-{p}","delta":"{delta}","currency":"GBP"}}]}}"#);
                 let t = Instant::now();
-                let settled = post(&mut sender, "/wallet/settle", &[("x-idempotency-key", &format!("http-s{n}"))], settle).await;
+                let settled = post(&mut sender, "/wallet/settle", &[("x-idempotency-key", &format!("{tag}http-s{n}"))], settle).await;
                 latencies.push(t.elapsed().as_micros() as u32);
                 failures += u64::from(settled.is_err());
             }
@@ -170,12 +174,14 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
         },
     ));
     wait_ready(address).await?;
-    let mut over_http = http(address, args.players, args.connections, duration).await?;
+    // Unmeasured first: the server opened the store cold (see `cell bench rounds`).
+    let warmup = http(address, args.players, args.connections, Duration::from_secs(args.warmup_seconds), "w").await?;
+    let mut over_http = http(address, args.players, args.connections, duration, "").await?;
     report("over HTTP", &mut over_http);
     let _ = stop.send(());
     server.await??;
 
-    let failures = grouped.failures + single.failures + over_http.failures;
+    let failures = grouped.failures + single.failures + warmup.failures + over_http.failures;
     if failures > 0 {
         bail!("{failures} operations failed during the benchmark");
     }

@@ -27,9 +27,8 @@ use super::{
     WriteBudget,
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable, Snapshot};
-use rustc_hash::FxHashSet as HashSet;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::{BTreeMap, VecDeque};
-use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -152,7 +151,7 @@ impl EmbeddedStore {
             read_version,
             started: Instant::now(),
             budget: WriteBudget::default(),
-            writes: BTreeMap::new(),
+            writes: HashMap::default(),
             read_conflicts,
             read_keys: HashSet::default(),
             read_ranges: Vec::new(),
@@ -172,8 +171,11 @@ struct EmbeddedTx {
     started: Instant,
     /// What has been written so far, against FoundationDB's limits.
     budget: WriteBudget,
-    /// Buffered writes: `Some(value)` to set, `None` to clear.
-    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Buffered writes: `Some(value)` to set, `None` to clear. Hashed, not ordered: the wallet's
+    /// batches buffer thousands of writes and read them back by key, and a tree's comparisons of
+    /// long shared key prefixes were a visible share of the writer's time. A range read sorts the
+    /// few own writes in its range.
+    writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Whether reads are recorded for the conflict check (not for snapshot-read transactions).
     read_conflicts: bool,
     /// Keys read, and ranges read, from the snapshot: what a later commit may have changed.
@@ -258,10 +260,13 @@ impl Transaction for EmbeddedTx {
         }
         // Merge the snapshot with this transaction's own writes, in the requested order.
         let stored = self.snapshot.range(&self.inner.data, begin..end);
-        let own = self.writes.range::<[u8], _>((Bound::Included(begin), Bound::Excluded(end)));
+        let mut own: Vec<OwnWrite<'_>> =
+            self.writes.iter().filter(|(k, _)| begin <= k.as_slice() && k.as_slice() < end).collect();
+        own.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut stored: Box<dyn Iterator<Item = fjall::Guard>> =
             if reverse { Box::new(stored.rev()) } else { Box::new(stored) };
-        let mut own: Box<dyn Iterator<Item = OwnWrite<'_>>> = if reverse { Box::new(own.rev()) } else { Box::new(own) };
+        let mut own: Box<dyn Iterator<Item = OwnWrite<'_>>> =
+            if reverse { Box::new(own.into_iter().rev()) } else { Box::new(own.into_iter()) };
         let mut next_stored = || -> Result<Option<KeyValue>, StoreError> {
             match stored.next() {
                 Some(guard) => {

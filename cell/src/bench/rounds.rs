@@ -6,7 +6,7 @@
 //! idempotent on its transaction id, stake-limit checked, journaled, and chained into the audit
 //! log. Prints `rounds_per_s` and `round_p99_ms` (the time of both calls of a round).
 
-use super::{config, connect, post, report, setup, wait_ready, Phase};
+use super::{config, report, setup, wait_ready, Client, Phase};
 use crate::domains::gaming::adapters::seamless_sign;
 use crate::domains::gaming::providers::{load_dir_with, Provider};
 use crate::domains::wallet::WriterConfig;
@@ -47,16 +47,11 @@ fn demo_provider(dir: &std::path::Path) -> anyhow::Result<Vec<Provider>> {
 }
 
 /// Sends one signed `seamless-v1` call.
-async fn call(
-    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
-    call: &str,
-    body: String,
-) -> anyhow::Result<()> {
+async fn call(client: &mut Client, call: &str, body: String) -> anyhow::Result<()> {
     let ts = chrono::Utc::now().timestamp();
     let signature = seamless_sign(SECRET.as_bytes(), ts, body.as_bytes());
     let ts = ts.to_string();
-    post(sender, &format!("/gaming/demo/{call}"), &[("x-timestamp", &ts), ("x-signature", &signature)], body).await?;
-    Ok(())
+    client.post(&format!("/gaming/demo/{call}"), &[("x-timestamp", &ts), ("x-signature", &signature)], &body).await
 }
 
 async fn play(
@@ -73,7 +68,7 @@ async fn play(
     for _ in 0..connections {
         let rounds = rounds.clone();
         tasks.spawn(async move {
-            let mut sender = connect(address).await?;
+            let mut client = Client::connect(address).await?;
             let mut latencies = Vec::new();
             let mut failures = 0u64;
             while Instant::now() < deadline {
@@ -87,8 +82,8 @@ async fn play(
                     r#"{{"transactionId":"{tag}win-{n}","playerId":"uk-bench-{p}","roundId":"{tag}round-{n}","amount":"{win}","currency":"GBP","closeRound":true}}"#
                 );
                 let t = Instant::now();
-                let played = match call(&mut sender, "bet", bet).await {
-                    Ok(()) => call(&mut sender, "win", win).await,
+                let played = match call(&mut client, "bet", bet).await {
+                    Ok(()) => call(&mut client, "win", win).await,
                     Err(e) => Err(e),
                 };
                 latencies.push(t.elapsed().as_micros() as u32);

@@ -5,7 +5,7 @@
 //! durable operation; every bet moves money through the same house account (a hot account).
 //! Figures are printed as `key=value` lines at the end.
 
-use super::{config, connect, ctx, key, player, post, report, setup, wait_ready, Phase};
+use super::{config, ctx, key, player, report, setup, wait_ready, Client, Phase};
 use crate::domains::wallet::{Command, SettlePart, Wallet, WriterConfig};
 use crate::metrics::Metrics;
 use crate::server::OpenCell;
@@ -104,7 +104,7 @@ async fn http(
     for _ in 0..connections {
         let rounds = rounds.clone();
         tasks.spawn(async move {
-            let mut sender = connect(address).await?;
+            let mut client = Client::connect(address).await?;
             let mut latencies = Vec::new();
             let mut failures = 0u64;
             while Instant::now() < deadline {
@@ -112,7 +112,7 @@ async fn http(
                 let p = rand::rng().random_range(0..players);
                 let hold = format!(r#"{{"playerId":"uk-bench-{p}","roundId":"{tag}http-r{n}","betId":"b1","currency":"GBP","amount":"1.00"}}"#);
                 let t = Instant::now();
-                let held = post(&mut sender, "/wallet/hold", &[("x-idempotency-key", &format!("{tag}http-h{n}"))], hold).await;
+                let held = client.post("/wallet/hold", &[("x-idempotency-key", &format!("{tag}http-h{n}"))], &hold).await;
                 latencies.push(t.elapsed().as_micros() as u32);
                 if held.is_err() {
                     failures += 1;
@@ -121,7 +121,7 @@ async fn http(
                 let delta = ["-1.00", "0.00", "1.00"][rand::rng().random_range(0..3)];
                 let settle = format!(r#"{{"roundId":"{tag}http-r{n}","operations":[{{"playerId":"uk-bench-{p}","delta":"{delta}","currency":"GBP"}}]}}"#);
                 let t = Instant::now();
-                let settled = post(&mut sender, "/wallet/settle", &[("x-idempotency-key", &format!("{tag}http-s{n}"))], settle).await;
+                let settled = client.post("/wallet/settle", &[("x-idempotency-key", &format!("{tag}http-s{n}"))], &settle).await;
                 latencies.push(t.elapsed().as_micros() as u32);
                 failures += u64::from(settled.is_err());
             }

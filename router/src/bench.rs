@@ -30,6 +30,9 @@ pub struct BenchArgs {
     pub regions: PathBuf,
     #[arg(long, default_value = ".cache/geoip/geo-whois-asn-country.mmdb")]
     pub geoip: PathBuf,
+    /// Requests per second of the latency phase (default: half the direct saturation).
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// nginx binary.
     #[arg(long, default_value = "/usr/sbin/nginx")]
     pub nginx: PathBuf,
@@ -334,7 +337,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for (t, m) in targets.iter().zip(&saturated) {
         eprintln!("{}: {:.0} requests/s at saturation", t.name, m.rps());
     }
-    let rate = saturated[0].rps() / 2.0;
+    let rate = args.rate.unwrap_or(saturated[0].rps() / 2.0);
     let timed = interleaved(&mut targets, Load::Rate(rate), duration).await.context("fixed rate")?;
     for (t, m) in targets.iter().zip(&timed) {
         eprintln!(

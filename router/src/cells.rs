@@ -5,9 +5,9 @@
 //! never to another jurisdiction's cell.
 
 use crate::sessions::SessionKeys;
+use crate::upstream::{Upstream, UpstreamError};
 use contracts::region::RegionConfig;
 use contracts::CountryCode;
-use hyper_util::client::legacy::Client;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,12 +25,6 @@ pub const HEALTH_TIMEOUT: Duration = Duration::from_millis(400);
 /// dead-but-silent primary's failover within about 1.5 s.
 pub const HEALTH_TIMEOUTS_TO_DOWN: u32 = 2;
 
-/// A pooled keep-alive client to one cell (HTTPS with mutual TLS, or plain HTTP in development).
-pub type HttpClient = Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    http_body_util::Full<bytes::Bytes>,
->;
-
 /// How the router reaches cells.
 #[derive(Clone, Debug)]
 pub enum Transport {
@@ -40,43 +34,38 @@ pub enum Transport {
     InsecurePlainHttp,
 }
 
-/// A client whose TLS accepts only `cell`'s certificate.
-fn client_for(cell: &str, transport: &Transport) -> Result<HttpClient, CellsError> {
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let builder = match transport {
+/// The TLS configuration for `cell`'s endpoints (one that accepts only `cell`'s certificate), and
+/// whether plain http endpoints may be used.
+fn tls_for(cell: &str, transport: &Transport) -> Result<(Arc<rustls::ClientConfig>, bool), CellsError> {
+    Ok(match transport {
         Transport::MutualTls(dir) => {
             let config =
                 replication::tls::client_config(dir, "router", cell).map_err(|e| CellsError::Tls(e.to_string()))?;
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_only()
+            (Arc::new(config), false)
         }
-        Transport::InsecurePlainHttp => hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(replication::tls::no_tls_client_config())
-            .https_or_http(),
-    };
-    let connector = builder.enable_http1().wrap_connector(http);
-    Ok(Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(30))
-        .build(connector))
+        // An https endpoint in development gets a TLS configuration that trusts nobody: it fails,
+        // as it should without certificates.
+        Transport::InsecurePlainHttp => (Arc::new(replication::tls::no_tls_client_config()), true),
+    })
 }
 
-#[derive(Debug)]
 pub struct Endpoint {
     /// Base URL, without a trailing slash: `http://127.0.0.1:7101`.
     pub url: String,
+    /// The connections to this endpoint (its TLS checks the certificate names the cell).
+    pub upstream: Upstream,
     healthy: AtomicBool,
     /// Health checks timed out in a row.
     timeouts: std::sync::atomic::AtomicU32,
 }
 
 impl Endpoint {
-    fn new(url: &str) -> Endpoint {
-        Endpoint {
-            url: url.trim_end_matches('/').to_owned(),
-            healthy: AtomicBool::new(false),
-            timeouts: std::sync::atomic::AtomicU32::new(0),
-        }
+    fn new(url: &str, cell: &str, transport: &Transport) -> Result<Endpoint, CellsError> {
+        let url = url.trim_end_matches('/').to_owned();
+        let (tls, plain_allowed) = tls_for(cell, transport)?;
+        let upstream = Upstream::new(&url, tls, plain_allowed)
+            .map_err(|e| CellsError::Endpoint { cell: cell.to_owned(), reason: e.to_string() })?;
+        Ok(Endpoint { url, upstream, healthy: AtomicBool::new(false), timeouts: std::sync::atomic::AtomicU32::new(0) })
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -86,8 +75,6 @@ impl Endpoint {
 
 pub struct CellRoute {
     pub cell_id: String,
-    /// Talks only to this cell (its TLS checks the certificate names `cell_id`).
-    pub client: HttpClient,
     pub countries: Vec<CountryCode>,
     pub primary: Endpoint,
     pub standby: Option<Endpoint>,
@@ -129,6 +116,8 @@ pub enum CellsError {
     UnknownCell { flag: &'static str, cell: String },
     #[error("TLS to cells: {0}")]
     Tls(String),
+    #[error("cell `{cell}`: {reason}")]
+    Endpoint { cell: String, reason: String },
     #[error("country {country} is licensed by both `{first}` and `{second}`: a country must have one cell")]
     CountryTwice { country: CountryCode, first: String, second: String },
 }
@@ -160,14 +149,18 @@ impl Cells {
             let primary = primaries.get(&r.cell_id).unwrap_or(&r.primary_endpoint);
             let standby = standbys.get(&r.cell_id).or(r.standby_endpoint.as_ref());
             routes.push(CellRoute {
-                client: client_for(&r.cell_id, transport)?,
                 cell_id: r.cell_id.clone(),
                 countries: r.licensed_countries.clone(),
-                primary: Endpoint::new(primary),
-                standby: standby.map(|s| Endpoint::new(s)),
+                primary: Endpoint::new(primary, &r.cell_id, transport)?,
+                standby: standby.map(|s| Endpoint::new(s, &r.cell_id, transport)).transpose()?,
             });
         }
         Ok(Cells { routes })
+    }
+
+    /// Every endpoint, primaries and standbys.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.routes.iter().flat_map(|r| std::iter::once(&r.primary).chain(r.standby.as_ref()))
     }
 
     /// A cell by id.
@@ -186,14 +179,11 @@ impl Cells {
         let endpoints =
             self.routes.iter().flat_map(|r| std::iter::once((&r.primary, r)).chain(r.standby.as_ref().map(|s| (s, r))));
         let checks = endpoints.map(|(e, route)| async move {
-            let (client, cell) = (&route.client, &route.cell_id);
-            let answered = match format!("{}/readyz", e.url).parse::<hyper::Uri>() {
-                Ok(uri) => match tokio::time::timeout(HEALTH_TIMEOUT, client.get_empty(uri)).await {
-                    Ok(Ok(response)) => Some(response.status().is_success()),
-                    Ok(Err(_)) => Some(false),
-                    Err(_) => None,
-                },
-                Err(_) => Some(false),
+            let cell = &route.cell_id;
+            let answered = match tokio::time::timeout(HEALTH_TIMEOUT, get(&e.upstream, "/readyz")).await {
+                Ok(Ok(answer)) => Some(answer.head.status.is_success()),
+                Ok(Err(_)) => Some(false),
+                Err(_) => None,
             };
             let ok = match answered {
                 Some(ok) => {
@@ -210,7 +200,7 @@ impl Cells {
                 _ => {}
             }
             if ok && !keys.knows(&e.url) {
-                if let Err(problem) = fetch_key(client, &e.url, cell, keys).await {
+                if let Err(problem) = fetch_key(e, cell, keys).await {
                     tracing::error!(endpoint = %e.url, %problem, "cannot learn the cell's session key");
                 }
             }
@@ -219,19 +209,25 @@ impl Cells {
     }
 }
 
-async fn fetch_key(client: &HttpClient, url: &str, cell: &str, keys: &SessionKeys) -> Result<(), String> {
-    use http_body_util::BodyExt;
-    let uri: hyper::Uri = format!("{url}/sessions/key").parse().map_err(|e| format!("{e}"))?;
-    let response = tokio::time::timeout(HEALTH_TIMEOUT, client.get_empty(uri))
+/// Largest answer a health check or key fetch reads: both are a few bytes of text or JSON.
+const CHECK_ANSWER_BYTES_MAX: usize = 64 * 1024;
+
+async fn get(upstream: &Upstream, path: &'static str) -> Result<crate::upstream::Answer, UpstreamError> {
+    let request =
+        hyper::Request::get(path).body(crate::upstream::Body::default()).expect("a static path is a valid URI");
+    upstream.request(request, CHECK_ANSWER_BYTES_MAX).await
+}
+
+async fn fetch_key(endpoint: &Endpoint, cell: &str, keys: &SessionKeys) -> Result<(), String> {
+    let answer = tokio::time::timeout(HEALTH_TIMEOUT, get(&endpoint.upstream, "/sessions/key"))
         .await
         .map_err(|_| "timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("answered {}", response.status()));
+        .map_err(|e| crate::upstream::error_chain(&e))?;
+    if !answer.head.status.is_success() {
+        return Err(format!("answered {}", answer.head.status));
     }
-    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-    let key: contracts::sessions::SessionKey = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-    keys.add(url, cell, &key)
+    let key: contracts::sessions::SessionKey = serde_json::from_slice(&answer.body).map_err(|e| e.to_string())?;
+    keys.add(&endpoint.url, cell, &key)
 }
 
 /// Checks every endpoint every `HEALTH_INTERVAL` until `shutdown`.
@@ -243,18 +239,5 @@ pub async fn health_loop(cells: Arc<Cells>, keys: Arc<SessionKeys>, mut shutdown
             _ = tick.tick() => cells.check_all(&keys).await,
             _ = shutdown.changed() => return,
         }
-    }
-}
-
-/// GET with an empty body, on the client type the router uses for everything.
-trait GetEmpty {
-    fn get_empty(&self, uri: hyper::Uri) -> hyper_util::client::legacy::ResponseFuture;
-}
-
-impl GetEmpty for HttpClient {
-    fn get_empty(&self, uri: hyper::Uri) -> hyper_util::client::legacy::ResponseFuture {
-        let mut request = hyper::Request::new(http_body_util::Full::new(bytes::Bytes::new()));
-        *request.uri_mut() = uri;
-        self.request(request)
     }
 }

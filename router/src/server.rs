@@ -5,15 +5,14 @@ use crate::cells::{self, Cells};
 use crate::client_ip::client_ip;
 use crate::geo::{self, GeoDb};
 use crate::sessions::SessionKeys;
+use crate::upstream::error_chain;
 use anyhow::Context;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use axum::serve::ListenerExt;
 use contracts::region::RegionConfig;
-use http_body_util::BodyExt;
 use ipnet::IpNet;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -21,6 +20,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -128,6 +128,8 @@ struct AppState {
     geo: Arc<GeoDb>,
     trusted: Vec<IpNet>,
     metrics: Metrics,
+    /// Each cell's `cell_request_seconds`, looked up once rather than by label for every request.
+    cell_seconds: HashMap<String, Histogram>,
     /// Set after the first round of health checks.
     ready: AtomicBool,
 }
@@ -153,32 +155,59 @@ fn refuse(
 /// Player-facing routes: the only ones reachable through the router. Internal and operator
 /// routes of a cell (`/wallet/credit`, `/events`, `/metrics`...) are not.
 fn is_public(method: &Method, path: &str) -> bool {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // Up to four segments without collecting them (this runs for every request); a fourth means
+    // the path is longer than any public route.
+    let mut segments = path.trim_start_matches('/').split('/');
+    let segments = [segments.next(), segments.next(), segments.next(), segments.next()];
     matches!(
-        (method, segments.as_slice()),
-        (&Method::POST, ["players"])
-            | (&Method::POST, ["sessions"])
-            | (&Method::GET, ["wallet", _, "balance"])
-            | (&Method::GET, ["lobby"])
-            | (&Method::GET, ["flags", "evaluate"])
+        (method, segments),
+        (&Method::POST, [Some("players"), None, None, None])
+            | (&Method::POST, [Some("sessions"), None, None, None])
+            | (&Method::GET, [Some("wallet"), Some(_), Some("balance"), None])
+            | (&Method::GET, [Some("lobby"), None, None, None])
+            | (&Method::GET, [Some("flags"), Some("evaluate"), None, None])
     )
 }
 
 /// The request's trace context: the caller's `traceparent` when well-formed, else a new one.
-fn traceparent(headers: &HeaderMap) -> String {
-    if let Some(value) = headers.get(&TRACEPARENT).and_then(|v| v.to_str().ok()) {
-        let parts: Vec<&str> = value.split('-').collect();
-        let valid = parts.len() == 4
-            && parts[1].len() == 32
-            && parts[2].len() == 16
-            && parts[1].bytes().chain(parts[2].bytes()).all(|b| b.is_ascii_hexdigit())
-            && parts[1] != "0".repeat(32);
-        if valid {
-            // Same trace, a new span for this hop.
-            return format!("00-{}-{}-{}", parts[1], hex::encode(rand::random::<[u8; 8]>()), parts[3]);
+fn traceparent(headers: &HeaderMap) -> HeaderValue {
+    // Built in one buffer, without `format!` or hex strings: this runs for every request.
+    let mut span = [0u8; 16];
+    hex::encode_to_slice(rand::random::<[u8; 8]>(), &mut span).expect("16 hex digits for 8 bytes");
+    let span = std::str::from_utf8(&span).expect("hex is ASCII");
+    let mut value = String::with_capacity(64);
+    let caller = headers.get(&TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let mut parts = v.split('-');
+        match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(_version), Some(trace), Some(parent), Some(flags), None)
+                if trace.len() == 32
+                    && parent.len() == 16
+                    && trace.bytes().chain(parent.bytes()).all(|b| b.is_ascii_hexdigit())
+                    && trace.bytes().any(|b| b != b'0') =>
+            {
+                Some((trace, flags))
+            }
+            _ => None,
+        }
+    });
+    match caller {
+        // Same trace, a new span for this hop.
+        Some((trace, flags)) => {
+            for part in ["00-", trace, "-", span, "-", flags] {
+                value.push_str(part);
+            }
+        }
+        None => {
+            let mut trace = [0u8; 32];
+            hex::encode_to_slice(rand::random::<[u8; 16]>(), &mut trace).expect("32 hex digits for 16 bytes");
+            let trace = std::str::from_utf8(&trace).expect("hex is ASCII");
+            for part in ["00-", trace, "-", span, "-01"] {
+                value.push_str(part);
+            }
         }
     }
-    format!("00-{}-{}-01", hex::encode(rand::random::<[u8; 16]>()), hex::encode(rand::random::<[u8; 8]>()))
+    // The caller's parts came from a valid header value and the rest is hex.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).expect("a header value's parts and hex")
 }
 
 /// Adds `Retry-After` (whole seconds, at least 1) to a refusal the client may retry.
@@ -284,18 +313,14 @@ fn choose_cell<'a>(
     })
 }
 
-async fn forward(
-    State(s): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Response {
-    let (parts, body) = request.into_parts();
+async fn forward(s: &AppState, peer: SocketAddr, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
     if !is_public(&parts.method, parts.uri.path()) {
-        return refuse(&s, StatusCode::NOT_FOUND, "NOT_FOUND", "no such route".into(), serde_json::Value::Null);
+        return refuse(s, StatusCode::NOT_FOUND, "NOT_FOUND", "no such route".into(), serde_json::Value::Null);
     }
     let forwarded_for = parts.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
     let ip = client_ip(peer.ip(), forwarded_for, &s.trusted);
-    if let Err(refusal) = rate_limit(&s, &s.per_client, &ip) {
+    if let Err(refusal) = rate_limit(s, &s.per_client, &ip) {
         return refusal;
     }
     let country = s.geo.country(ip);
@@ -303,17 +328,17 @@ async fn forward(
         Ok(bytes) => bytes,
         Err(_) => {
             let message = format!("request body is over {REQUEST_BODY_BYTES_MAX} bytes");
-            return refuse(&s, StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE", message, serde_json::Value::Null);
+            return refuse(s, StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE", message, serde_json::Value::Null);
         }
     };
-    let route = match choose_cell(&s, &parts, &body, country, ip) {
+    let route = match choose_cell(s, &parts, &body, country, ip) {
         Ok(route) => route,
         Err(refusal) => return refusal,
     };
     let Some((endpoint, role)) = route.pick() else {
         let message = format!("no healthy cell for jurisdiction `{}`; retry shortly", route.cell_id);
         let refusal = refuse(
-            &s,
+            s,
             StatusCode::SERVICE_UNAVAILABLE,
             "CELL_UNAVAILABLE",
             message,
@@ -321,63 +346,68 @@ async fn forward(
         );
         return retry_after(refusal, 1);
     };
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let Ok(uri) = format!("{}{path}", endpoint.url).parse::<hyper::Uri>() else {
+    // Origin form (path and query): the connection already goes to the endpoint, which gets its
+    // own Host header from `Upstream`.
+    let Some(path) = parts.uri.path_and_query().cloned() else {
         return refuse(
-            &s,
+            s,
             StatusCode::BAD_REQUEST,
             "BAD_PATH",
             "the request path cannot be forwarded".into(),
             serde_json::Value::Null,
         );
     };
-    let mut upstream = hyper::Request::builder().method(parts.method.clone()).uri(uri);
-    let headers = upstream.headers_mut().expect("a fresh builder has headers");
-    for (name, value) in &parts.headers {
-        let drop = HOP_BY_HOP.contains(&name.as_str())
-            || name == header::HOST
-            || name == X_CLIENT_COUNTRY // only the router says where a client is
-            || name == X_FORWARDED_FOR
-            || name == TRACEPARENT;
-        if !drop {
-            headers.append(name, value.clone());
-        }
-    }
+    let trace = traceparent(&parts.headers);
     let chain = match forwarded_for {
         Some(previous) if s.trusted.iter().any(|n| n.contains(&peer.ip())) => format!("{previous}, {}", peer.ip()),
         _ => peer.ip().to_string(),
     };
-    if let Ok(v) = HeaderValue::from_str(&chain) {
+    let chain = HeaderValue::from_str(&chain);
+    // The client's headers move to the cell's request rather than being copied, less those that
+    // are the router's to say.
+    let mut headers = std::mem::take(&mut parts.headers);
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::HOST);
+    headers.remove(&X_CLIENT_COUNTRY); // only the router says where a client is
+    headers.remove(&X_FORWARDED_FOR);
+    if let Ok(v) = chain {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     // `ZZ` (no country) when the location is unknown: the home cell then refuses what the
     // location gates, fail closed.
-    let country_code = country.map(|c| c.to_string()).unwrap_or_else(|| UNKNOWN_COUNTRY.to_owned());
-    headers.insert(X_CLIENT_COUNTRY.clone(), HeaderValue::from_str(&country_code).expect("two ASCII letters"));
-    headers.insert(TRACEPARENT.clone(), HeaderValue::from_str(&traceparent(&parts.headers)).expect("hex"));
-    let Ok(upstream) = upstream.body(http_body_util::Full::new(body)) else {
-        return refuse(
-            &s,
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            "the request cannot be forwarded".into(),
-            serde_json::Value::Null,
-        );
-    };
+    let country_code = HeaderValue::from_str(country.as_ref().map_or(UNKNOWN_COUNTRY, |c| c.as_str()));
+    headers.insert(X_CLIENT_COUNTRY.clone(), country_code.expect("two ASCII letters"));
+    headers.insert(TRACEPARENT.clone(), trace);
+    let mut upstream = hyper::Request::new(http_body_util::Full::new(body));
+    *upstream.method_mut() = parts.method;
+    *upstream.uri_mut() = hyper::Uri::from(path);
+    *upstream.headers_mut() = headers;
     let started = Instant::now();
-    let answered = tokio::time::timeout(CELL_TIMEOUT, route.client.request(upstream)).await;
-    s.metrics
-        .cell_seconds
-        .get_or_create(&CellLabels { cell: route.cell_id.clone() })
-        .observe(started.elapsed().as_secs_f64());
-    let response = match answered {
-        Ok(Ok(response)) => response,
+    let answered =
+        tokio::time::timeout(CELL_TIMEOUT, endpoint.upstream.request(upstream, RESPONSE_BODY_BYTES_MAX)).await;
+    if let Some(histogram) = s.cell_seconds.get(route.cell_id.as_str()) {
+        histogram.observe(started.elapsed().as_secs_f64());
+    }
+    let answer = match answered {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) if e.is_answer_invalid() => {
+            tracing::warn!(cell = %route.cell_id, error = %error_chain(&e), "cell answer unreadable or too large");
+            return refuse(
+                s,
+                StatusCode::BAD_GATEWAY,
+                "CELL_ANSWER_INVALID",
+                format!("cell `{}` sent an answer the router cannot pass on", route.cell_id),
+                serde_json::Value::Null,
+            );
+        }
         Ok(Err(e)) => {
-            tracing::warn!(cell = %route.cell_id, endpoint = %endpoint.url, error = %e, "cell unreachable");
+            tracing::warn!(cell = %route.cell_id, endpoint = %endpoint.url, error = %error_chain(&e), "cell unreachable");
             let message = format!("cell `{}` did not answer; retry shortly", route.cell_id);
             let refusal = refuse(
-                &s,
+                s,
                 StatusCode::BAD_GATEWAY,
                 "CELL_UNREACHABLE",
                 message,
@@ -388,7 +418,7 @@ async fn forward(
         Err(_) => {
             let message = format!("cell `{}` took longer than {CELL_TIMEOUT:?}", route.cell_id);
             return refuse(
-                &s,
+                s,
                 StatusCode::GATEWAY_TIMEOUT,
                 "CELL_TIMEOUT",
                 message,
@@ -396,45 +426,48 @@ async fn forward(
             );
         }
     };
-    let status = response.status();
+    let mut head = answer.head;
     s.metrics
         .forwarded
-        .get_or_create(&ForwardLabels { cell: route.cell_id.clone(), role: role.name(), status: status.as_u16() })
+        .get_or_create(&ForwardLabels { cell: route.cell_id.clone(), role: role.name(), status: head.status.as_u16() })
         .inc();
-    let (mut parts, incoming) = response.into_parts();
     for name in HOP_BY_HOP {
-        parts.headers.remove(name);
+        head.headers.remove(name);
     }
-    if !parts.headers.contains_key(&X_CELL) {
+    if !head.headers.contains_key(&X_CELL) {
         if let Ok(v) = HeaderValue::from_str(&route.cell_id) {
-            parts.headers.insert(X_CELL.clone(), v);
+            head.headers.insert(X_CELL.clone(), v);
         }
     }
-    // Cells answer small JSON: collecting it (bounded) lets the answer go out in one write with a
-    // Content-Length instead of a chunked stream.
-    match http_body_util::Limited::new(incoming, RESPONSE_BODY_BYTES_MAX).collect().await {
-        Ok(collected) => {
-            parts.headers.remove(header::CONTENT_LENGTH);
-            Response::from_parts(parts, Body::from(collected.to_bytes()))
-        }
-        Err(e) => {
-            tracing::warn!(cell = %route.cell_id, error = %e, "cell answer unreadable or too large");
-            refuse(
-                &s,
-                StatusCode::BAD_GATEWAY,
-                "CELL_ANSWER_INVALID",
-                format!("cell `{}` sent an answer the router cannot pass on", route.cell_id),
-                serde_json::Value::Null,
-            )
-        }
+    // Cells answer small JSON, read in full (bounded) by `Upstream`: the answer goes out in one
+    // write with the Content-Length of what was read.
+    head.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(head, Body::from(answer.body))
+}
+
+/// The router's whole HTTP surface: three operational routes, everything else forwarded or
+/// refused. A match rather than an axum `Router`: every player request passes here, and the
+/// `Router`'s boxed handler future and connection-info extension were measurable per request in
+/// `router bench`.
+async fn route(s: &AppState, peer: SocketAddr, request: Request) -> Response {
+    let operational = match request.uri().path() {
+        "/healthz" => Some(healthz as fn(&AppState) -> Response),
+        "/readyz" => Some(readyz as fn(&AppState) -> Response),
+        "/metrics" => Some(metrics as fn(&AppState) -> Response),
+        _ => None,
+    };
+    match operational {
+        Some(answer) if matches!(*request.method(), Method::GET | Method::HEAD) => answer(s),
+        Some(_) => ([(header::ALLOW, "GET,HEAD")], StatusCode::METHOD_NOT_ALLOWED).into_response(),
+        None => forward(s, peer, request).await,
     }
 }
 
-async fn healthz() -> &'static str {
-    "ok"
+fn healthz(_: &AppState) -> Response {
+    "ok".into_response()
 }
 
-async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+fn readyz(s: &AppState) -> Response {
     if s.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ready").into_response()
     } else {
@@ -442,7 +475,7 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+fn metrics(s: &AppState) -> Response {
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &s.metrics.registry).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -453,6 +486,9 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Response {
 fn housekeep(state: &AppState, geo: &GeoDb) {
     state.per_client.retain_recent();
     state.per_player.retain_recent();
+    for endpoint in state.cells.endpoints() {
+        endpoint.upstream.close_idle();
+    }
     match geo.reload_if_changed() {
         Ok(true) => tracing::info!("GeoIP database reloaded"),
         Ok(false) => {}
@@ -473,6 +509,7 @@ pub async fn run(
         let rps = std::num::NonZeroU32::new(rps.max(1)).expect("at least 1");
         governor::Quota::per_second(rps).allow_burst(rps.saturating_mul(std::num::NonZeroU32::new(2).expect("2")))
     };
+    let metrics = Metrics::new();
     let state = Arc::new(AppState {
         per_client: governor::RateLimiter::keyed(quota(config.client_rps)),
         per_player: governor::RateLimiter::keyed(quota(config.player_rps)),
@@ -480,7 +517,14 @@ pub async fn run(
         keys: keys.clone(),
         geo: geo.clone(),
         trusted: config.trusted_proxies,
-        metrics: Metrics::new(),
+        cell_seconds: cells
+            .routes
+            .iter()
+            .map(|r| {
+                (r.cell_id.clone(), metrics.cell_seconds.get_or_create(&CellLabels { cell: r.cell_id.clone() }).clone())
+            })
+            .collect(),
+        metrics,
         ready: AtomicBool::new(false),
     });
     let (stop_tasks, tasks_stopped) = tokio::sync::watch::channel(false);
@@ -497,7 +541,8 @@ pub async fn run(
     }
     state.ready.store(true, Ordering::Release);
     let health = tokio::spawn(cells::health_loop(cells.clone(), keys.clone(), tasks_stopped.clone()));
-    // Housekeeping: forget idle rate-limit state, and reload the GeoIP database when it changes.
+    // Housekeeping: forget idle rate-limit state, close idle connections to cells, and reload the
+    // GeoIP database when it changes.
     let housekeeping = tokio::spawn({
         let mut stopped = tasks_stopped;
         let state = state.clone();
@@ -511,16 +556,22 @@ pub async fn run(
             }
         }
     });
-    let app = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .fallback(forward)
-        .with_state(state);
     tracing::info!(address = %listener.local_addr()?, "router listening");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // Answers are single small writes: send them at once rather than after the client's ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set on a client connection");
+        }
+    });
+    let connections = tower::service_fn(move |incoming: axum::serve::IncomingStream<'_, _>| {
+        let state = state.clone();
+        let peer: SocketAddr = *incoming.remote_addr();
+        std::future::ready(Ok::<_, Infallible>(tower::service_fn(move |request: Request| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(route(&state, peer, request).await) }
+        })))
+    });
+    axum::serve(listener, connections).with_graceful_shutdown(shutdown).await?;
     let _ = stop_tasks.send(true);
     let _ = tokio::join!(health, housekeeping);
     tracing::info!("router stopped");
@@ -552,8 +603,21 @@ mod tests {
     fn traceparent_is_propagated_or_started() {
         let mut h = HeaderMap::new();
         h.insert("traceparent", HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
-        assert!(traceparent(&h).starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        let hop = traceparent(&h);
+        let hop = hop.to_str().unwrap();
+        assert!(hop.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{hop}");
+        assert!(hop.ends_with("-01") && hop.len() == 55 && !hop.contains("00f067aa0ba902b7"), "{hop}");
         let fresh = traceparent(&HeaderMap::new());
         assert_eq!(fresh.len(), 55);
+        for invalid in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473x-00f067aa0ba902b7-01",
+        ] {
+            h.insert("traceparent", HeaderValue::from_static(invalid));
+            let fresh = traceparent(&h);
+            assert!(!fresh.to_str().unwrap().contains(&invalid[3..35]), "{invalid} starts a new trace");
+        }
     }
 }

@@ -70,7 +70,7 @@ impl Default for Metrics {
         registry.register("wallet_batch_operations", "Operations per wallet store commit", wallet_batch_ops.clone());
         registry.register(
             "wallet_stage_seconds",
-            "Wallet time by stage: queued (per operation, until its batch starts), applied, committed and synced (per batch), answered (per operation, submit to answer)",
+            "Wallet time by stage: queued (per operation, until its batch starts); applied, waited_commit, committed, waited_sync and synced (per batch); answered (per operation, submit to answer)",
             wallet_stage_seconds.clone(),
         );
         registry.register("wallet_queue_depth", "Operations waiting for the wallet writer", wallet_queue_depth.clone());

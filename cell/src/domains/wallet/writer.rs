@@ -184,6 +184,8 @@ struct ToCommit {
     epoch: u64,
     tx: Box<dyn Transaction>,
     replies: Vec<Reply>,
+    /// When the writer handed it on, for the `waited_commit` stage metric.
+    handed: Instant,
 }
 
 /// What the committer tells the writer about each batch, in order.
@@ -196,6 +198,8 @@ enum Ack {
 struct InFlight {
     pending: Box<dyn PendingCommit>,
     replies: Vec<Reply>,
+    /// When the committer handed it on, for the `waited_sync` stage metric.
+    handed: Instant,
 }
 
 struct Writer {
@@ -253,6 +257,7 @@ fn commit_in_order(
     let mut failed_epoch = None;
     for c in commits {
         let committing = Instant::now();
+        metrics.wallet_stage("waited_commit", c.handed);
         let committed = if failed_epoch == Some(c.epoch) {
             Err(StoreError::Unavailable("an earlier batch failed to commit".into()))
         } else {
@@ -262,7 +267,7 @@ fn commit_in_order(
         match committed {
             Ok(pending) => {
                 let _ = acks.send(Ack::Committed(c.batch));
-                if durable.send(InFlight { pending, replies: c.replies }).is_err() {
+                if durable.send(InFlight { pending, replies: c.replies, handed: Instant::now() }).is_err() {
                     return;
                 }
             }
@@ -282,6 +287,7 @@ fn commit_in_order(
 fn answer_when_durable(in_flight: std::sync::mpsc::Receiver<InFlight>, metrics: &Metrics) {
     for flight in in_flight {
         let syncing = Instant::now();
+        metrics.wallet_stage("waited_sync", flight.handed);
         let durable = flight.pending.wait();
         metrics.wallet_stage("synced", syncing);
         for (reply, result) in flight.replies {
@@ -488,7 +494,7 @@ impl Writer {
             Ok((tx, results, answers)) => {
                 self.pipeline.push_back((self.batch, answers));
                 let replies = batch.drain(..).map(|s| s.reply).zip(results).collect();
-                Some(ToCommit { batch: self.batch, epoch: self.epoch, tx, replies })
+                Some(ToCommit { batch: self.batch, epoch: self.epoch, tx, replies, handed: Instant::now() })
             }
             Err(e) => {
                 tracing::error!(error = %e, ops = batch.len(), "wallet batch failed");

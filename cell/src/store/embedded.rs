@@ -365,6 +365,10 @@ impl Transaction for EmbeddedTx {
             let version = inner.committed_version.load(Ordering::Acquire) + 1;
             let stamp = versionstamp(version);
             let mut batch = inner.db.batch();
+            // In key order: consecutive inserts then land near each other in fjall's memtable
+            // skiplist, which is much kinder to the cache than the hash map's order.
+            let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = writes.into_iter().collect();
+            writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for (key, value) in &writes {
                 match value {
                     Some(v) => batch.insert(&inner.data, key.as_slice(), v.as_slice()),
@@ -391,7 +395,8 @@ impl Transaction for EmbeddedTx {
             // from here on sees this commit in its snapshot.
             let mut tracking = lock(&inner.tracking);
             if tracking.live.values().sum::<usize>() > 1 {
-                let written: Vec<Vec<u8>> = writes.into_keys().chain(adds.into_keys()).chain(stamped_keys).collect();
+                let written: Vec<Vec<u8>> =
+                    writes.into_iter().map(|(k, _)| k).chain(adds.into_keys()).chain(stamped_keys).collect();
                 tracking.log.push_back((version, Arc::new(written)));
             }
             inner.committed_version.store(version, Ordering::Release);

@@ -35,19 +35,63 @@ pub struct Metrics {
     pub http_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub wallet_ops: Family<WalletOpLabels, Counter>,
     pub wallet_batch_ops: Histogram,
-    /// Where a wallet operation's time goes, stage by stage (see the writer's module comment).
-    pub wallet_stage_seconds: Family<StageLabels, Histogram, fn() -> Histogram>,
+    /// One histogram per [`Stage`], made once so the hot path never looks a label up.
+    wallet_stages: Vec<Histogram>,
     pub wallet_queue_depth: Gauge,
 }
 
+/// The stages of a wallet operation through the writer's pipeline (`domains::wallet::writer`).
+#[derive(Clone, Copy, Debug)]
+pub enum Stage {
+    /// Per operation: from submit until its batch starts.
+    Queued,
+    /// Per batch: applying it in the writer.
+    Applied,
+    /// Per batch: waiting for the commit thread.
+    WaitedCommit,
+    /// Per batch: committing it to the store.
+    Committed,
+    /// Per batch: waiting for the durability thread.
+    WaitedSync,
+    /// Per batch: waiting for the sync that makes it durable.
+    Synced,
+    /// Per operation: from submit until the caller has its answer.
+    Answered,
+}
+
+impl Stage {
+    const ALL: [Stage; 7] = [
+        Stage::Queued,
+        Stage::Applied,
+        Stage::WaitedCommit,
+        Stage::Committed,
+        Stage::WaitedSync,
+        Stage::Synced,
+        Stage::Answered,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Stage::Queued => "queued",
+            Stage::Applied => "applied",
+            Stage::WaitedCommit => "waited_commit",
+            Stage::Committed => "committed",
+            Stage::WaitedSync => "waited_sync",
+            Stage::Synced => "synced",
+            Stage::Answered => "answered",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StageLabels {
-    pub stage: &'static str,
+struct StageLabels {
+    stage: &'static str,
 }
 
 impl Metrics {
-    pub fn wallet_stage(&self, stage: &'static str, since: std::time::Instant) {
-        self.wallet_stage_seconds.get_or_create(&StageLabels { stage }).observe(since.elapsed().as_secs_f64());
+    /// Records the time a wallet operation or batch spent in `stage`, which began at `since`.
+    pub fn wallet_stage(&self, stage: Stage, since: std::time::Instant) {
+        self.wallet_stages[stage as usize].observe(since.elapsed().as_secs_f64());
     }
 }
 
@@ -63,6 +107,10 @@ impl Default for Metrics {
         let wallet_stage_seconds = Family::<StageLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
         );
+        let wallet_stages = Stage::ALL
+            .iter()
+            .map(|s| wallet_stage_seconds.get_or_create(&StageLabels { stage: s.label() }).clone())
+            .collect();
         let wallet_queue_depth = Gauge::default();
         registry.register("http_requests", "HTTP requests answered, by route and status", http_requests.clone());
         registry.register("http_request_seconds", "HTTP request latency, by route", http_seconds.clone());
@@ -80,7 +128,7 @@ impl Default for Metrics {
             http_seconds,
             wallet_ops,
             wallet_batch_ops,
-            wallet_stage_seconds,
+            wallet_stages,
             wallet_queue_depth,
         }
     }

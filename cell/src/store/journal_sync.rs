@@ -62,19 +62,19 @@ impl JournalSync {
         while journal_path(&self.dir, id + 1).exists() {
             id += 1;
         }
-        if id != self.active.0 {
-            // A journal this new is not garbage-collected before it is sealed, and sealing made
-            // the next one exist: rescan if it vanished anyway.
-            let id = match File::open(journal_path(&self.dir, id)) {
-                Ok(file) => {
-                    self.active = (id, file);
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => newest(&self.dir)?,
-                Err(e) => return Err(e),
-            };
-            self.active = (id, File::open(journal_path(&self.dir, id))?);
+        if id == self.active.0 {
+            return Ok(());
         }
+        // A journal this new is not garbage-collected before it is sealed, and sealing makes the
+        // next one exist: rescan if it vanished anyway.
+        let file = match File::open(journal_path(&self.dir, id)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                id = newest(&self.dir)?;
+                File::open(journal_path(&self.dir, id))?
+            }
+            opened => opened?,
+        };
+        self.active = (id, file);
         Ok(())
     }
 }

@@ -268,6 +268,13 @@ async fn ops_routes_and_durability_across_restart() {
     let metrics = String::from_utf8(c.get("/metrics").await.body.to_vec()).unwrap();
     assert!(metrics.contains("cell_http_requests_total"), "{metrics}");
     assert!(metrics.contains("cell_wallet_operations_total"), "{metrics}");
+    // The credit went through every stage of the writer's pipeline once.
+    for stage in ["queued", "applied", "waited_commit", "committed", "waited_sync", "synced", "answered"] {
+        assert!(
+            metrics.contains(&format!("cell_wallet_stage_seconds_count{{stage=\"{stage}\"}} 1")),
+            "{stage}: {metrics}"
+        );
+    }
     let openapi = c.get("/openapi.json").await.json();
     assert_eq!(openapi["openapi"], "3.1.0");
     assert!(openapi["paths"]["/wallet/settle"]["post"].is_object());

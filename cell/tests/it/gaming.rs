@@ -134,14 +134,20 @@ impl Provider {
     }
 
     pub async fn bet(&self, tx: &str, player: &str, round: &str, game: &str, amount: &str) -> Outcome {
+        let r = self.bet_reply(tx, player, round, game, amount).await;
+        self.outcome(&r)
+    }
+
+    /// A signed bet, answered as the cell answered it (status, headers, body).
+    pub async fn bet_reply(&self, tx: &str, player: &str, round: &str, game: &str, amount: &str) -> Reply {
         match self.dialect {
             Dialect::Seamless => {
                 let body = json!({ "transactionId": tx, "playerId": player, "roundId": round, "gameId": game, "amount": amount, "currency": "GBP" });
-                self.send("bet", body).await
+                self.send_signed("bet", body, SECRET, 0).await
             }
             Dialect::Pulse => {
                 let body = json!({ "txId": tx, "customerId": player, "roundRef": round, "gameRef": game, "amountMinor": Self::minor(amount), "currencyCode": "GBP" });
-                self.send("debit", body).await
+                self.send_signed("debit", body, SECRET, 0).await
             }
         }
     }
@@ -475,28 +481,14 @@ async fn uk_stake_limits_by_age_and_product() {
     let p = Provider::new(Dialect::Seamless, false, c);
 
     assert_eq!(p.bet("a1", "uk-adult", "r1", "slot-1", "5.00").await, ok("45.00"));
-    let over = p
-        .send_signed(
-            "bet",
-            json!({ "transactionId": "a2", "playerId": "uk-adult", "roundId": "r2", "gameId": "slot-1", "amount": "5.01", "currency": "GBP" }),
-            SECRET,
-            0,
-        )
-        .await;
+    let over = p.bet_reply("a2", "uk-adult", "r2", "slot-1", "5.01").await;
     assert_eq!((over.status, over.code().as_str()), (422, "STAKE_LIMIT_EXCEEDED"));
     let message = over.json()["message"].as_str().unwrap().to_owned();
     assert!(message.contains("UKGC-SLOT-STAKE-25PLUS") && message.contains("uk-2025-05-21"), "{message}");
 
     // 18 to 24: £2 on slots; the slot rules do not cover a live game.
     assert_eq!(p.bet("y1", "uk-young", "r3", "slot-1", "2.00").await, ok("48.00"));
-    let young_over = p
-        .send_signed(
-            "bet",
-            json!({ "transactionId": "y2", "playerId": "uk-young", "roundId": "r4", "gameId": "slot-1", "amount": "2.50", "currency": "GBP" }),
-            SECRET,
-            0,
-        )
-        .await;
+    let young_over = p.bet_reply("y2", "uk-young", "r4", "slot-1", "2.50").await;
     assert_eq!(young_over.code(), "STAKE_LIMIT_EXCEEDED");
     assert!(young_over.json()["message"].as_str().unwrap().contains("UKGC-SLOT-STAKE-18-24"));
     assert_eq!(p.bet("y3", "uk-young", "r5", "live-1", "10.00").await, ok("38.00"));
@@ -530,24 +522,10 @@ async fn maintenance_stops_new_bets_of_one_provider_only() {
     assert_eq!(set.status, 200, "{:?}", set.body);
     assert_eq!(set.json()["maintenance"], true);
 
-    let refused_bet = demo
-        .send_signed(
-            "bet",
-            json!({ "transactionId": "b3", "playerId": "uk-p1", "roundId": "r3", "gameId": "slot-1", "amount": "1.00", "currency": "GBP" }),
-            SECRET,
-            0,
-        )
-        .await;
+    let refused_bet = demo.bet_reply("b3", "uk-p1", "r3", "slot-1", "1.00").await;
     assert_eq!((refused_bet.status, refused_bet.code().as_str()), (503, "PROVIDER_MAINTENANCE"));
     // A retry of a bet accepted before maintenance gets its original answer, not a 503.
-    let retried = demo
-        .send_signed(
-            "bet",
-            json!({ "transactionId": "b2", "playerId": "uk-p1", "roundId": "r2", "gameId": "slot-1", "amount": "1.00", "currency": "GBP" }),
-            SECRET,
-            0,
-        )
-        .await;
+    let retried = demo.bet_reply("b2", "uk-p1", "r2", "slot-1", "1.00").await;
     assert_eq!((retried.status, retried.header("idempotent-replay")), (200, Some("true")));
     // No money is stuck: its wins and rollbacks still settle.
     assert_eq!(demo.win("w1", "uk-p1", "r1", "3.00", true).await, ok("21.00"));

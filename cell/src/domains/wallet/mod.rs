@@ -362,7 +362,7 @@ impl Wallet {
             return Err(WalletError::Stopped);
         }
         let result = answer.await.unwrap_or(Err(WalletError::Stopped));
-        self.metrics.wallet_stage("answered", submitted);
+        self.metrics.wallet_stage(crate::metrics::Stage::Answered, submitted);
         let outcome = match &result {
             Ok(a) if a.replayed => "replayed",
             Ok(_) => "ok",

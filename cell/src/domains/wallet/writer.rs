@@ -31,7 +31,7 @@ use crate::audit::AuditChain;
 use crate::domains::compliance;
 use crate::events::{self, EventContext};
 use crate::idempotency::{Answer, IdempotencyKey, IdempotencyRecord};
-use crate::metrics::{Metrics, StageLabels};
+use crate::metrics::{Metrics, Stage};
 use crate::store::{PendingCommit, Store, StoreError, Transaction};
 use chrono::{DateTime, Utc};
 use contracts::events::{SettledPart, WalletCredited, WalletDebited, WalletHold, WalletSettled};
@@ -257,13 +257,13 @@ fn commit_in_order(
     let mut failed_epoch = None;
     for c in commits {
         let committing = Instant::now();
-        metrics.wallet_stage("waited_commit", c.handed);
+        metrics.wallet_stage(Stage::WaitedCommit, c.handed);
         let committed = if failed_epoch == Some(c.epoch) {
             Err(StoreError::Unavailable("an earlier batch failed to commit".into()))
         } else {
             c.tx.commit_pipelined()
         };
-        metrics.wallet_stage("committed", committing);
+        metrics.wallet_stage(Stage::Committed, committing);
         match committed {
             Ok(pending) => {
                 let _ = acks.send(Ack::Committed(c.batch));
@@ -287,9 +287,9 @@ fn commit_in_order(
 fn answer_when_durable(in_flight: std::sync::mpsc::Receiver<InFlight>, metrics: &Metrics) {
     for flight in in_flight {
         let syncing = Instant::now();
-        metrics.wallet_stage("waited_sync", flight.handed);
+        metrics.wallet_stage(Stage::WaitedSync, flight.handed);
         let durable = flight.pending.wait();
-        metrics.wallet_stage("synced", syncing);
+        metrics.wallet_stage(Stage::Synced, syncing);
         for (reply, result) in flight.replies {
             let result = match &durable {
                 Ok(_) => result,
@@ -419,7 +419,6 @@ impl Writer {
             .spawn(move || commit_in_order(commits, to_durable, ack, &commit_metrics))
             .expect("spawn the wallet's commit thread");
         let mut batch = Vec::with_capacity(config.batch_ops_max);
-        let queued = self.metrics.wallet_stage_seconds.get_or_create(&StageLabels { stage: "queued" }).clone();
         while let Some(first) = receiver.blocking_recv() {
             batch.push(first);
             while batch.len() < config.batch_ops_max {
@@ -430,7 +429,7 @@ impl Writer {
             }
             self.metrics.wallet_queue_depth.dec_by(batch.len() as i64);
             for s in &batch {
-                queued.observe(s.submitted.elapsed().as_secs_f64());
+                self.metrics.wallet_stage(Stage::Queued, s.submitted);
             }
             self.acks_take(&acks, false);
             if let Some(applied) = self.batch_apply(&mut batch, &acks) {
@@ -489,7 +488,7 @@ impl Writer {
         }
         self.batch += 1;
         let tried = self.batch_try(batch);
-        self.metrics.wallet_stage("applied", started);
+        self.metrics.wallet_stage(Stage::Applied, started);
         match tried {
             Ok((tx, results, answers)) => {
                 self.pipeline.push_back((self.batch, answers));

@@ -2,6 +2,7 @@
 //! rounds` ([`rounds`]). Each runs a real cell on a store under a temporary directory; this module
 //! holds what they share (players, phases, the cell's configuration, an HTTP client).
 
+mod cpu;
 mod rounds;
 mod wallet;
 
@@ -38,29 +39,49 @@ pub(super) fn player(i: usize) -> PlayerId {
     PlayerId::new(format!("uk-bench-{i}")).expect("valid id")
 }
 
-/// Latencies of one phase, in microseconds.
+/// Latencies of one phase, in microseconds, and the CPU time the process used meanwhile.
 pub(super) struct Phase {
     pub ops: u64,
     pub elapsed: Duration,
     pub latencies_us: Vec<u32>,
     pub failures: u64,
+    pub cpu: cpu::CpuUse,
+}
+
+/// When a phase started: its wall clock and its threads' CPU time.
+pub(super) struct PhaseStart {
+    at: Instant,
+    cpu: cpu::CpuSnapshot,
+}
+
+impl PhaseStart {
+    pub fn now() -> PhaseStart {
+        PhaseStart { cpu: cpu::CpuSnapshot::now(), at: Instant::now() }
+    }
 }
 
 impl Phase {
     /// Waits for every load task (each answering its latencies and failures) and adds them up.
     pub async fn gather(
         mut tasks: tokio::task::JoinSet<anyhow::Result<(Vec<u32>, u64)>>,
-        started: Instant,
+        started: PhaseStart,
     ) -> anyhow::Result<Phase> {
-        let mut phase = Phase { ops: 0, elapsed: Duration::ZERO, latencies_us: Vec::new(), failures: 0 };
+        let mut phase =
+            Phase { ops: 0, elapsed: Duration::ZERO, latencies_us: Vec::new(), failures: 0, cpu: Default::default() };
         while let Some(done) = tasks.join_next().await {
             let (latencies, failures) = done??;
             phase.ops += latencies.len() as u64;
             phase.latencies_us.extend(latencies);
             phase.failures += failures;
         }
-        phase.elapsed = started.elapsed();
+        phase.elapsed = started.at.elapsed();
+        phase.cpu = cpu::CpuSnapshot::now().since(&started.cpu);
         Ok(phase)
+    }
+
+    /// CPU microseconds per operation, or NaN where it could not be measured.
+    pub fn cpu_us_per_op(&self) -> f64 {
+        self.cpu.us_per_op(self.ops).unwrap_or(f64::NAN)
     }
 
     pub fn ops_per_s(&self) -> f64 {
@@ -217,12 +238,13 @@ impl Client {
 pub(super) fn report(name: &str, phase: &mut Phase) {
     let p99_ms = phase.p99_ms();
     eprintln!(
-        "{name}: {} ops in {:.1} s = {:.0} ops/s, p99 {:.2} ms, {} failed",
+        "{name}: {} ops in {:.1} s = {:.0} ops/s, p99 {:.2} ms, {} failed; CPU {}",
         phase.ops,
         phase.elapsed.as_secs_f64(),
         phase.ops_per_s(),
         p99_ms,
-        phase.failures
+        phase.failures,
+        phase.cpu.breakdown(phase.ops)
     );
 }
 

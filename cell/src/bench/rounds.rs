@@ -6,7 +6,7 @@
 //! idempotent on its transaction id, stake-limit checked, journaled, and chained into the audit
 //! log. Prints `rounds_per_s` and `round_p99_ms` (the time of both calls of a round).
 
-use super::{config, report, setup, wait_ready, Client, Phase};
+use super::{config, report, setup, wait_ready, Client, Phase, PhaseStart};
 use crate::domains::gaming::adapters::seamless_sign;
 use crate::domains::gaming::providers::{load_dir_with, Provider};
 use crate::domains::wallet::WriterConfig;
@@ -62,7 +62,7 @@ async fn play(
     tag: &'static str,
 ) -> anyhow::Result<Phase> {
     let deadline = Instant::now() + duration;
-    let started = Instant::now();
+    let started = PhaseStart::now();
     let rounds = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..connections {
@@ -133,6 +133,8 @@ pub async fn rounds(args: RoundsBenchArgs) -> anyhow::Result<()> {
     if failures > 0 {
         bail!("{failures} rounds failed during the benchmark");
     }
+    // CPU per round (server and load generator alike): steadier than throughput on a shared machine.
+    println!("round_cpu_us={:.1}", phase.cpu_us_per_op());
     println!("rounds_per_s={:.0}", phase.ops_per_s());
     println!("round_p99_ms={:.2}", phase.p99_ms());
     Ok(())

@@ -5,7 +5,7 @@
 //! durable operation; every bet moves money through the same house account (a hot account).
 //! Figures are printed as `key=value` lines at the end.
 
-use super::{config, ctx, key, player, report, setup, wait_ready, Client, Phase};
+use super::{config, ctx, key, player, report, setup, wait_ready, Client, Phase, PhaseStart};
 use crate::domains::wallet::{Command, SettlePart, Wallet, WriterConfig};
 use crate::metrics::Metrics;
 use crate::server::OpenCell;
@@ -51,7 +51,7 @@ async fn inprocess(
     let gbp = Currency::from_code("GBP")?;
     let stake = Money::positive(Decimal::ONE, gbp)?;
     let deadline = Instant::now() + duration;
-    let started = Instant::now();
+    let started = PhaseStart::now();
     let rounds = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
@@ -98,7 +98,7 @@ async fn http(
     tag: &'static str,
 ) -> anyhow::Result<Phase> {
     let deadline = Instant::now() + duration;
-    let started = Instant::now();
+    let started = PhaseStart::now();
     let rounds = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..connections {
@@ -185,6 +185,10 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
     if failures > 0 {
         bail!("{failures} operations failed during the benchmark");
     }
+    // CPU per operation (the whole process: the load tasks too): steadier than throughput on a
+    // shared machine, so the figure to compare changes to the hot path by.
+    println!("inprocess_cpu_us_per_op={:.1}", grouped.cpu_us_per_op());
+    println!("http_cpu_us_per_op={:.1}", over_http.cpu_us_per_op());
     println!("inprocess_ops_per_s={:.0}", grouped.ops_per_s());
     println!("inprocess_p99_ms={:.2}", grouped.p99_ms());
     println!("http_ops_per_s={:.0}", over_http.ops_per_s());

@@ -61,7 +61,7 @@ impl CpuUse {
         (ops > 0 && !total.is_zero()).then(|| total.as_secs_f64() * 1e6 / ops as f64)
     }
 
-    /// `total 65.3 us/op (wallet-writer 30.1, wallet-commit 22.0, ...)`.
+    /// `65.3 us/op (wallet-writer 30.1, wallet-commit 22.0, ...)`: the total, then each thread name.
     pub fn breakdown(&self, ops: u64) -> String {
         let Some(total) = self.us_per_op(ops) else { return "not measured (no /proc schedstat)".into() };
         let per = |t: &Duration| t.as_secs_f64() * 1e6 / ops as f64;

@@ -39,7 +39,7 @@ impl CpuSnapshot {
             *by_name.entry(name).or_default() += now.saturating_sub(before);
         }
         let mut threads: Vec<(String, Duration)> = by_name.into_iter().map(|(n, t)| (n.to_owned(), t)).collect();
-        threads.sort_by(|a, b| b.1.cmp(&a.1));
+        threads.sort_by_key(|t| std::cmp::Reverse(t.1));
         CpuUse { threads }
     }
 }

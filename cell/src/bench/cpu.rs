@@ -7,6 +7,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// A thread's time on a CPU: the first field of its `schedstat`, in nanoseconds.
+fn on_cpu(schedstat: &std::path::Path) -> Option<Duration> {
+    let stat = std::fs::read_to_string(schedstat).ok()?;
+    stat.split_whitespace().next()?.parse().ok().map(Duration::from_nanos)
+}
+
 /// CPU time per live thread, by thread id.
 pub struct CpuSnapshot(BTreeMap<u32, (String, Duration)>);
 
@@ -19,13 +25,11 @@ impl CpuSnapshot {
             let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
             let path = task.path();
             // A thread may end between the listing and these reads: it is then left out.
-            let (Ok(name), Ok(stat)) =
-                (std::fs::read_to_string(path.join("comm")), std::fs::read_to_string(path.join("schedstat")))
+            let (Ok(name), Some(cpu)) = (std::fs::read_to_string(path.join("comm")), on_cpu(&path.join("schedstat")))
             else {
                 continue;
             };
-            let Some(ns) = stat.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()) else { continue };
-            threads.insert(tid, (name.trim().to_owned(), Duration::from_nanos(ns)));
+            threads.insert(tid, (name.trim().to_owned(), cpu));
         }
         CpuSnapshot(threads)
     }
@@ -76,8 +80,7 @@ mod tests {
     use super::*;
 
     fn own_cpu_time() -> Option<Duration> {
-        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-        stat.split_whitespace().next()?.parse().ok().map(Duration::from_nanos)
+        on_cpu(std::path::Path::new("/proc/thread-self/schedstat"))
     }
 
     #[test]

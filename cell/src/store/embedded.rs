@@ -95,14 +95,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Opens fjall as the store runs it. One background worker: with two, fjall 3.1's worker 0 hands
+/// every compaction message back to the queue and takes it again while worker 1 compacts
+/// (`worker_tick`), a busy loop worth about a tenth of all CPU samples under `cell bench wallet`.
+/// One worker flushes and compacts in turn, which a cell's write rate allows.
+pub(super) fn open_fjall(dir: &Path) -> fjall::Result<Database> {
+    Database::builder(dir).worker_threads(1).open()
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the store under `dir`.
     pub fn open(dir: &Path, durability: Durability) -> Result<EmbeddedStore, StoreError> {
-        // One background worker: with two, fjall 3.1's worker 0 hands every compaction message
-        // back to the queue and takes it again while worker 1 compacts (`worker_tick`), a busy
-        // loop that took a quarter of a core under `cell bench wallet`. One worker flushes and
-        // compacts in turn, which a cell's write rate allows.
-        let db = Database::builder(dir).worker_threads(1).open().map_err(|e| io("open fjall database", e))?;
+        let db = open_fjall(dir).map_err(|e| io("open fjall database", e))?;
         let data = db.keyspace("kv", KeyspaceCreateOptions::default).map_err(|e| io("open keyspace", e))?;
         let version = match data.get(VERSION_KEY).map_err(|e| io("read commit version", e))? {
             Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| io("read commit version", "not 8 bytes"))?),

@@ -119,16 +119,49 @@ type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 struct Target {
     name: &'static str,
     senders: Vec<Sender>,
+    /// The processes between the load generator and the cell (none for the direct path), whose
+    /// CPU time per request is measured.
+    proxy: Vec<u32>,
 }
 
 impl Target {
-    async fn open(name: &'static str, address: SocketAddr, connections: usize) -> anyhow::Result<Target> {
+    async fn open(
+        name: &'static str,
+        address: SocketAddr,
+        connections: usize,
+        proxy: Vec<u32>,
+    ) -> anyhow::Result<Target> {
         let mut senders = Vec::with_capacity(connections);
         for _ in 0..connections {
             senders.push(connect(address).await.with_context(|| format!("connect to {name}"))?);
         }
-        Ok(Target { name, senders })
+        Ok(Target { name, senders, proxy })
     }
+}
+
+/// On-CPU time of every thread of the processes `pids`, from Linux's
+/// `/proc/<pid>/task/*/schedstat` (nanoseconds, first field); zero where `/proc` has none.
+fn processes_cpu(pids: &[u32]) -> Duration {
+    let mut total = Duration::ZERO;
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            if let Some(ns) = stat.split_whitespace().next().and_then(|n| n.parse().ok()) {
+                total += Duration::from_nanos(ns);
+            }
+        }
+    }
+    total
+}
+
+/// nginx's worker processes: the children of its master (Linux `/proc/<pid>/task/<pid>/children`).
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 /// What one slice of load measured on one target.
@@ -136,56 +169,100 @@ impl Target {
 struct Measured {
     requests: u64,
     elapsed: Duration,
+    /// CPU time of the target's proxy processes.
+    proxy_cpu: Duration,
     /// Microseconds per request (only at a fixed rate).
     latencies_us: Vec<u32>,
 }
 
-/// How a slice sends: back to back (saturation) or at a fixed total rate spread over the
-/// connections, each connection staggered across one period.
+/// How a slice sends: back to back (saturation) or at a fixed total rate.
 #[derive(Clone, Copy)]
 enum Load {
     Saturate,
     Rate(f64),
 }
 
+/// The schedule of a fixed-rate slice: request `n` is due at `start + n / rate` and goes to
+/// connection `n % connections`. A plain OS thread keeps it because tokio's timer wheel has a
+/// 1 ms resolution: per-connection `interval`s of a 3 ms period fire together at each
+/// millisecond tick, turning 10,000 requests/s into bursts of ten every millisecond, and a
+/// proxy's added latency is then mostly the queue of its own burst. Each request is timed from
+/// when it was due, so a connection still busy with its previous request, or a late load
+/// generator, counts against the path under test instead of being hidden (coordinated
+/// omission).
+fn pace(
+    rate: f64,
+    duration: Duration,
+    connections: Vec<tokio::sync::mpsc::UnboundedSender<Instant>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("bench-pacer".into())
+        .spawn(move || {
+            let start = Instant::now();
+            let period = Duration::from_secs_f64(1.0 / rate.max(1.0));
+            let mut n: u32 = 0;
+            loop {
+                let due = start + period * n;
+                if due >= start + duration {
+                    return;
+                }
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                // A receiver gone means its connection failed; the slice reports that error.
+                let _ = connections[n as usize % connections.len()].send(due);
+                n += 1;
+            }
+        })
+        .expect("spawn the pacer thread")
+}
+
 /// Runs `load` on every connection of `target` for `duration`; the connections come back.
 async fn slice(target: &mut Target, load: Load, duration: Duration) -> anyhow::Result<Measured> {
-    let connections = target.senders.len();
+    let cpu_before = processes_cpu(&target.proxy);
     let started = Instant::now();
     let deadline = started + duration;
     let path = format!("/wallet/{PLAYER}/balance");
+    let mut schedules = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, mut s) in target.senders.drain(..).enumerate() {
+    for mut s in target.senders.drain(..) {
         let path = path.clone();
+        let mut schedule = match load {
+            Load::Saturate => None,
+            Load::Rate(_) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                schedules.push(tx);
+                Some(rx)
+            }
+        };
         tasks.spawn(async move {
             let mut latencies = Vec::new();
             let mut requests = 0u64;
-            let mut tick = match load {
-                Load::Saturate => None,
-                Load::Rate(rate) => {
-                    let period = Duration::from_secs_f64(connections as f64 / rate.max(1.0));
-                    tokio::time::sleep(period.mul_f64(i as f64 / connections as f64)).await;
-                    let mut tick = tokio::time::interval(period);
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-                    Some(tick)
-                }
-            };
-            while Instant::now() < deadline {
-                if let Some(tick) = tick.as_mut() {
-                    tick.tick().await;
-                }
-                let t = Instant::now();
+            loop {
+                let sent = match schedule.as_mut() {
+                    Some(schedule) => match schedule.recv().await {
+                        Some(due) => due,
+                        None => break,
+                    },
+                    None if Instant::now() < deadline => Instant::now(),
+                    None => break,
+                };
                 if get(&mut s, &path).await? != 200 {
                     bail!("a request failed");
                 }
                 requests += 1;
-                if tick.is_some() {
-                    latencies.push(t.elapsed().as_micros() as u32);
+                if schedule.is_some() {
+                    latencies.push(sent.elapsed().as_micros() as u32);
                 }
             }
             anyhow::Ok((s, requests, latencies))
         });
     }
+    let pacer = match load {
+        Load::Saturate => None,
+        Load::Rate(rate) => Some(pace(rate, duration, schedules)),
+    };
     let mut measured = Measured::default();
     while let Some(t) = tasks.join_next().await {
         let (sender, requests, latencies) = t??;
@@ -193,7 +270,11 @@ async fn slice(target: &mut Target, load: Load, duration: Duration) -> anyhow::R
         measured.requests += requests;
         measured.latencies_us.extend(latencies);
     }
+    if let Some(pacer) = pacer {
+        pacer.join().map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
+    }
     measured.elapsed = started.elapsed();
+    measured.proxy_cpu = processes_cpu(&target.proxy).saturating_sub(cpu_before);
     Ok(measured)
 }
 
@@ -210,6 +291,7 @@ async fn interleaved(targets: &mut [Target], load: Load, duration: Duration) -> 
             let m = slice(&mut targets[i], load, SLICE).await.with_context(|| format!("load {}", targets[i].name))?;
             totals[i].requests += m.requests;
             totals[i].elapsed += m.elapsed;
+            totals[i].proxy_cpu += m.proxy_cpu;
             totals[i].latencies_us.extend(m.latencies_us);
         }
     }
@@ -222,6 +304,11 @@ async fn interleaved(targets: &mut [Target], load: Load, duration: Duration) -> 
 impl Measured {
     fn rps(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Microseconds of the proxy's CPU per request.
+    fn proxy_cpu_us(&self) -> f64 {
+        self.proxy_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
     }
 }
 
@@ -281,7 +368,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // The router.
     let router_port = free_port()?;
     let router_address: SocketAddr = ([127, 0, 0, 1], router_port).into();
-    let _router = Process(
+    let router = Process(
         Command::new(std::env::current_exe()?)
             .args([
                 "serve",
@@ -310,7 +397,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let nginx_address: SocketAddr = ([127, 0, 0, 1], nginx_port).into();
     let conf = dir.path().join("nginx.conf");
     std::fs::write(&conf, nginx_config(dir.path(), nginx_port, cell_address))?;
-    let _nginx = Nginx {
+    let nginx = Nginx {
         master: Command::new(&args.nginx)
             .arg("-c")
             .arg(&conf)
@@ -325,9 +412,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     wait_for(nginx_address, &format!("/wallet/{PLAYER}/balance")).await?;
 
     let mut targets = [
-        Target::open("direct", cell_address, args.connections).await?,
-        Target::open("router", router_address, args.connections).await?,
-        Target::open("nginx", nginx_address, args.connections).await?,
+        Target::open("direct", cell_address, args.connections, Vec::new()).await?,
+        Target::open("router", router_address, args.connections, vec![router.0.id()]).await?,
+        Target::open("nginx", nginx_address, args.connections, children(nginx.master.id())).await?,
     ];
     eprintln!(
         "all three reach the cell over plain HTTP/1.1 keep-alive on loopback (the router with \
@@ -335,7 +422,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     let saturated = interleaved(&mut targets, Load::Saturate, duration).await.context("saturation")?;
     for (t, m) in targets.iter().zip(&saturated) {
-        eprintln!("{}: {:.0} requests/s at saturation", t.name, m.rps());
+        eprintln!("{}: {:.0} requests/s at saturation, {:.1} us of proxy CPU each", t.name, m.rps(), m.proxy_cpu_us());
     }
     let rate = args.rate.unwrap_or(saturated[0].rps() / 2.0);
     let timed = interleaved(&mut targets, Load::Rate(rate), duration).await.context("fixed rate")?;
@@ -350,6 +437,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let direct = &timed[0].latencies_us;
     let added = |l: &[u32], p: f64| (percentile_ms(l, p) - percentile_ms(direct, p)).max(0.0);
+    // CPU per request of each proxy at saturation: steadier than throughput on a shared machine.
+    println!("router_cpu_us_per_request={:.1}", saturated[1].proxy_cpu_us());
+    println!("nginx_cpu_us_per_request={:.1}", saturated[2].proxy_cpu_us());
     println!("direct_rps={:.0}", saturated[0].rps());
     println!("routed_rps={:.0}", saturated[1].rps());
     println!("nginx_rps={:.0}", saturated[2].rps());

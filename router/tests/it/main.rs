@@ -416,3 +416,56 @@ fn the_router_refuses_to_start_without_mutual_tls_or_an_explicit_development_fla
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A stand-in cell that answers its health check at once and a balance after `delay`: a slow
+/// request to be in flight when the router is told to stop.
+async fn slow_cell(delay: Duration) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let service =
+                hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| async move {
+                    if request.uri().path().ends_with("/balance") {
+                        tokio::time::sleep(delay).await;
+                    }
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                        b"{\"slow\":true}",
+                    ))))
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
+            );
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_router_answers_requests_in_flight_and_takes_no_new_ones() {
+    let cell = slow_cell(Duration::from_millis(1500)).await;
+    let mut router = Router::start(&[("uk", format!("http://{cell}"))], &[]).await;
+    let address = router.address;
+    let in_flight =
+        tokio::spawn(
+            async move { request(address, "GET", "/wallet/uk-1/balance", &[("x-forwarded-for", GB)], None).await },
+        );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let term = Command::new("kill").args(["-TERM", &router.child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(tokio::net::TcpStream::connect(address).await.is_err(), "a stopping router accepts no new connection");
+    let answered = in_flight.await.unwrap().expect("the request in flight is answered");
+    assert_eq!((answered.status, answered.body.as_ref()), (200, b"{\"slow\":true}".as_ref()));
+    // Then it exits on its own, successfully.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = router.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the router did not exit after its last request");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
+}

@@ -653,9 +653,12 @@ async fn serve_connection(
         let state = state.clone();
         async move { Ok::<_, Infallible>(route(&state, peer, request).await) }
     });
-    // The timer gives hyper its default limit on reading a request's head (slow clients).
+    // The timer gives hyper its default limit on reading a request's head (slow clients). Answers
+    // are small: one flat buffer per write measured ~7% less router CPU per request on `router
+    // bench` than hyper's default vectored writes (A/B over six alternating runs).
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
+        .writev(false)
         .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
     let mut connection = std::pin::pin!(connection);
     let served = tokio::select! {

@@ -323,7 +323,12 @@ async fn handshake<T>(io: T) -> Result<Connection, UpstreamError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, io) = http1::handshake(hyper_util::rt::TokioIo::new(io)).await.map_err(UpstreamError::Handshake)?;
+    // Requests are small: one flat buffer per write (see `server::serve_connection`).
+    let (sender, io) = http1::Builder::new()
+        .writev(false)
+        .handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .map_err(UpstreamError::Handshake)?;
     Ok(Connection { sender, io: Some(Box::pin(io)) })
 }
 /// `error: cause: cause...`, for logs (each error's `Display` leaves its source out).

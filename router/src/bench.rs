@@ -336,6 +336,9 @@ fn nginx_config(dir: &Path, listen: u16, upstream: SocketAddr) -> String {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.connections == 0 {
+        bail!("--connections must be at least 1");
+    }
     let dir = tempfile::tempdir()?;
     let duration = Duration::from_secs(args.seconds);
 

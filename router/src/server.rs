@@ -24,7 +24,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -329,9 +329,14 @@ async fn forward(s: &AppState, peer: SocketAddr, request: Request) -> Response {
     let country = s.geo.country(ip);
     let body = match http_body_util::Limited::new(body, REQUEST_BODY_BYTES_MAX).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => {
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             let message = format!("request body is over {REQUEST_BODY_BYTES_MAX} bytes");
             return refuse(s, StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE", message, serde_json::Value::Null);
+        }
+        // The client stopped sending, or sent a malformed chunked body.
+        Err(e) => {
+            let message = format!("request body unreadable: {e}");
+            return refuse(s, StatusCode::BAD_REQUEST, "BODY_UNREADABLE", message, serde_json::Value::Null);
         }
     };
     let route = match choose_cell(s, &parts, &body, country, ip) {
@@ -561,17 +566,19 @@ pub async fn run(
     });
     tracing::info!(address = %listener.local_addr()?, "router listening");
     // One serving thread per core; this task accepts and deals each connection to the thread
-    // serving the fewest.
+    // serving the fewest. Their runtimes are built here, so a failure stops the start.
     let mut threads = Vec::new();
     for i in 1..crate::upstream::pool_count() {
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().context("start a serving runtime")?;
         let (deal, dealt) = tokio::sync::mpsc::unbounded_channel();
-        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
         let (state, counted) = (state.clone(), open.clone());
         let thread = std::thread::Builder::new()
             .name(format!("router-serve-{i}"))
             .spawn(move || {
                 crate::upstream::use_pool(i);
-                serve_thread(dealt, counted, state)
+                runtime.block_on(serve_thread(dealt, counted, state))
             })
             .context("start a serving thread")?;
         threads.push(ServingThread { deal, open, thread });
@@ -592,25 +599,34 @@ pub async fn run(
     }
     drop(listener);
     tracing::info!("router draining in-flight requests");
-    let served = tokio::task::spawn_blocking(move || {
-        let results: Vec<anyhow::Result<()>> = threads
-            .into_iter()
-            .map(|t| {
-                // The channel's end tells the thread to stop.
-                drop(t.deal);
-                t.thread.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a serving thread panicked")))
-            })
-            .collect();
-        results.into_iter().collect::<anyhow::Result<()>>()
+    // Every thread is told at once (its channel ends), then each is waited for.
+    let (deals, joins): (Vec<_>, Vec<_>) = threads.into_iter().map(|t| (t.deal, t.thread)).unzip();
+    drop(deals);
+    let joined = tokio::task::spawn_blocking(move || {
+        for thread in joins {
+            if thread.join().is_err() {
+                tracing::error!("a serving thread panicked");
+            }
+        }
     })
-    .await
-    .context("join the serving threads");
+    .await;
     let _ = stop_tasks.send(true);
     let _ = tokio::join!(health, housekeeping);
-    served??;
+    joined.context("join the serving threads")?;
     tracing::info!("router stopped");
     Ok(())
 }
+
+/// Longest the router waits, once told to stop, for its connections to finish their requests in
+/// flight (a cell has `CELL_TIMEOUT` to answer); a client still sending its request or not
+/// reading its answer by then is cut off.
+const DRAIN_MAX: Duration = Duration::from_secs(15);
+
+/// How long a client connection may sit idle between requests, or take to send a request's
+/// head, before the router closes it (hyper times both with one timer). Longer than the usual
+/// idle timeout of a proxy or load balancer in front (60 s), so that they close first and never
+/// send a request on a connection the router is closing.
+pub const CLIENT_IDLE_MAX: Duration = Duration::from_secs(75);
 
 /// A connection on its way to a serving thread.
 type Dealt = (std::net::TcpStream, SocketAddr);
@@ -618,10 +634,13 @@ type Dealt = (std::net::TcpStream, SocketAddr);
 /// A serving thread, as the acceptor sees it.
 struct ServingThread {
     deal: tokio::sync::mpsc::UnboundedSender<Dealt>,
-    /// Connections it is serving.
-    open: Arc<std::sync::atomic::AtomicUsize>,
-    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+    /// Connections it is serving; [`GONE`] once it has stopped taking them.
+    open: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<()>,
 }
+
+/// What a serving thread that has stopped counts as: never the one with the fewest.
+const GONE: usize = usize::MAX / 2;
 
 /// Hands a new connection to the serving thread with the fewest. Each thread serves its
 /// connections to the end, so an uneven deal stays uneven: with both threads taking turns at one
@@ -637,51 +656,72 @@ fn deal(threads: &[ServingThread], tcp: tokio::net::TcpStream, peer: SocketAddr)
     };
     thread.open.fetch_add(1, Ordering::AcqRel);
     if thread.deal.send((tcp, peer)).is_err() {
-        thread.open.fetch_sub(1, Ordering::AcqRel);
-        tracing::error!(%peer, "a serving thread has stopped; connection dropped");
+        // Only a panic ends a serving thread before its channel does.
+        thread.open.store(GONE, Ordering::Release);
+        tracing::error!(%peer, "a serving thread has stopped: connection dropped, later ones go to the others");
     }
 }
 
-/// One serving thread: a single-threaded runtime that serves each connection dealt to it to its
-/// end, so a request is read, forwarded to its cell, and answered on one thread with no
-/// hand-off between threads, the way nginx's worker processes run. Profiled against tokio's
+/// Counts a connection out of its thread's `open` when its task ends, however it ends.
+struct Served(Arc<AtomicUsize>);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One serving thread (on a single-threaded runtime): serves each connection dealt to it to its
+/// end, so a request is read, forwarded to its cell, and answered on one thread with no hand-off
+/// between threads, the way nginx's worker processes run. Profiled against tokio's
 /// work-stealing runtime on `router bench`, the hand-offs (waking a sibling worker, moving a
 /// task) were a measurable share of the router's CPU per request. When the acceptor closes the
-/// channel, it lets each connection finish its request in flight, then returns.
-fn serve_thread(
+/// channel, each connection finishes its request in flight (for at most [`DRAIN_MAX`]).
+async fn serve_thread(
     mut dealt: tokio::sync::mpsc::UnboundedReceiver<Dealt>,
-    open: Arc<std::sync::atomic::AtomicUsize>,
+    open: Arc<AtomicUsize>,
     state: Arc<AppState>,
-) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start runtime")?;
-    runtime.block_on(async move {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let mut connections = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                next = dealt.recv() => match next {
-                    Some((tcp, peer)) => match tokio::net::TcpStream::from_std(tcp) {
-                        Ok(tcp) => {
-                            let (state, stopped, open) = (state.clone(), stopped.clone(), open.clone());
-                            connections.spawn(async move {
-                                serve_connection(state, tcp, peer, stopped).await;
-                                open.fetch_sub(1, Ordering::AcqRel);
-                            });
-                        }
-                        Err(e) => {
-                            open.fetch_sub(1, Ordering::AcqRel);
-                            tracing::warn!(error = %e, %peer, "could not register a connection");
-                        }
-                    },
-                    None => break,
-                },
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let ended = |joined: Result<(), tokio::task::JoinError>| {
+        if let Err(e) = joined {
+            if e.is_panic() {
+                tracing::error!(error = %e, "a client connection's task panicked");
             }
         }
-        let _ = stop.send(true);
-        while connections.join_next().await.is_some() {}
-        Ok(())
-    })
+    };
+    loop {
+        tokio::select! {
+            next = dealt.recv() => match next {
+                Some((tcp, peer)) => {
+                    let served = Served(open.clone());
+                    match tokio::net::TcpStream::from_std(tcp) {
+                        Ok(tcp) => {
+                            let (state, stopped) = (state.clone(), stopped.clone());
+                            connections.spawn(async move {
+                                let _served = served;
+                                serve_connection(state, tcp, peer, stopped).await;
+                            });
+                        }
+                        Err(e) => tracing::warn!(error = %e, %peer, "could not register a connection"),
+                    }
+                }
+                None => break,
+            },
+            Some(joined) = connections.join_next(), if !connections.is_empty() => ended(joined),
+        }
+    }
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(DRAIN_MAX, async {
+        while let Some(joined) = connections.join_next().await {
+            ended(joined);
+        }
+    });
+    if drained.await.is_err() {
+        tracing::warn!(connections = connections.len(), "cutting off connections still busy after {DRAIN_MAX:?}");
+        connections.shutdown().await;
+    }
 }
 
 /// Resolves once the router is stopping (at once if it already is).
@@ -704,11 +744,11 @@ async fn serve_connection(
         let state = state.clone();
         async move { Ok::<_, Infallible>(route(&state, peer, request).await) }
     });
-    // The timer gives hyper its default limit on reading a request's head (slow clients). Answers
-    // are small: one flat buffer per write measured ~7% less router CPU per request on `router
-    // bench` than hyper's default vectored writes (A/B over six alternating runs).
+    // Answers are small: one flat buffer per write measured ~7% less router CPU per request on
+    // `router bench` than hyper's default vectored writes (A/B over six alternating runs).
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(CLIENT_IDLE_MAX)
         .writev(false)
         .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
     let mut connection = std::pin::pin!(connection);

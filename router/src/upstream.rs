@@ -29,8 +29,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// Idle connections kept per endpoint. More than the router's usual concurrency toward one cell;
-/// a connection coming back to a full pool is closed rather than held open.
+/// Idle connections kept per endpoint and pool (so per serving thread). More than a thread's
+/// usual concurrency toward one cell; a connection coming back to a full pool is closed rather
+/// than held open.
 pub const IDLE_CONNECTIONS_MAX: usize = 256;
 /// An idle connection older than this is closed by [`Upstream::close_idle`], so a burst's
 /// connections do not stay open on the cell forever.
@@ -85,7 +86,8 @@ type Io = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
 
 /// One HTTP/1.1 connection to the cell, with no task of its own: its I/O advances only while a
 /// request polls it ([`Connection::drive`]), which is enough for a client that speaks only when
-/// asked. Idle, it is not polled; a close by the cell is seen on the next poll.
+/// asked. Idle, it is polled only by [`Upstream::close_idle`]'s sweep; a close by the cell is
+/// otherwise seen on the next request's first poll.
 struct Connection {
     sender: SendRequest<Body>,
     /// `None` once the connection has ended (closed by the cell, or broken).
@@ -134,7 +136,9 @@ thread_local! {
 
 /// Pools per endpoint: one per serving thread, and pool 0 for every other thread (health checks).
 pub fn pool_count() -> usize {
-    1 + std::thread::available_parallelism().map_or(1, |n| n.get())
+    // Fixed at first use: the serving threads and every endpoint's pools must agree on it.
+    static POOLS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *POOLS.get_or_init(|| 1 + std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Makes this thread use pool `pool` (1 to `pool_count() - 1` for serving threads).

@@ -447,15 +447,30 @@ async fn a_stopping_router_answers_requests_in_flight_and_takes_no_new_ones() {
     let cell = slow_cell(Duration::from_millis(1500)).await;
     let mut router = Router::start(&[("uk", format!("http://{cell}"))], &[]).await;
     let address = router.address;
+    // A slow request in flight, then an idle keep-alive client: the router deals connections to
+    // the serving thread with the fewest, so on two cores these are served by different threads.
     let in_flight =
         tokio::spawn(
             async move { request(address, "GET", "/wallet/uk-1/balance", &[("x-forwarded-for", GB)], None).await },
         );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut idle, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let term = Command::new("kill").args(["-TERM", &router.child.id().to_string()]).status().unwrap();
     assert!(term.success());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(tokio::net::TcpStream::connect(address).await.is_err(), "a stopping router accepts no new connection");
+    // Every serving thread stops at once: the idle client's connection is closed while the slow
+    // request is still in flight, not served a new request.
+    let get = hyper::Request::get("/wallet/uk-1/balance")
+        .header("host", "router")
+        .header("x-forwarded-for", GB)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert!(idle.send_request(get).await.is_err(), "an idle connection of a stopping router takes no new request");
     let answered = in_flight.await.unwrap().expect("the request in flight is answered");
     assert_eq!((answered.status, answered.body.as_ref()), (200, b"{\"slow\":true}".as_ref()));
     // Then it exits on its own, successfully.

@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
@@ -24,7 +25,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,11 +85,17 @@ struct CellLabels {
     cell: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServingLabels {
+    thread: u64,
+}
+
 struct Metrics {
     registry: Registry,
     forwarded: Family<ForwardLabels, Counter>,
     refused: Family<RefusalLabels, Counter>,
     cell_seconds: Family<CellLabels, Histogram, fn() -> Histogram>,
+    client_connections: Family<ServingLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -114,7 +121,13 @@ impl Metrics {
             "Time a cell took to answer a forwarded request",
             cell_seconds.clone(),
         );
-        Metrics { registry, forwarded, refused, cell_seconds }
+        let client_connections = Family::<ServingLabels, Gauge>::default();
+        registry.register(
+            "client_connections",
+            "Client connections open, by serving thread (a stopped thread shows 2^62)",
+            client_connections.clone(),
+        );
+        Metrics { registry, forwarded, refused, cell_seconds, client_connections }
     }
 }
 
@@ -572,7 +585,7 @@ pub async fn run(
         let runtime =
             tokio::runtime::Builder::new_current_thread().enable_all().build().context("start a serving runtime")?;
         let (deal, dealt) = tokio::sync::mpsc::unbounded_channel();
-        let open = Arc::new(AtomicUsize::new(0));
+        let open = state.metrics.client_connections.get_or_create(&ServingLabels { thread: i as u64 }).clone();
         let (state, counted) = (state.clone(), open.clone());
         let thread = std::thread::Builder::new()
             .name(format!("router-serve-{i}"))
@@ -634,13 +647,14 @@ type Dealt = (std::net::TcpStream, SocketAddr);
 /// A serving thread, as the acceptor sees it.
 struct ServingThread {
     deal: tokio::sync::mpsc::UnboundedSender<Dealt>,
-    /// Connections it is serving; [`GONE`] once it has stopped taking them.
-    open: Arc<AtomicUsize>,
+    /// Connections it is serving (`router_client_connections`); [`GONE`] once it has stopped
+    /// taking them.
+    open: Gauge,
     thread: std::thread::JoinHandle<()>,
 }
 
 /// What a serving thread that has stopped counts as: never the one with the fewest.
-const GONE: usize = usize::MAX / 2;
+const GONE: i64 = 1 << 62;
 
 /// Hands a new connection to the serving thread with the fewest. Each thread serves its
 /// connections to the end, so an uneven deal stays uneven: with both threads taking turns at one
@@ -648,26 +662,26 @@ const GONE: usize = usize::MAX / 2;
 /// CPU time at the fixed rate), and the busier thread saturated (p50 59 ms) while the other
 /// idled; dealt by count, the split is 50/50 and the p50 about 1 ms.
 fn deal(threads: &[ServingThread], tcp: tokio::net::TcpStream, peer: SocketAddr) {
-    let Some(thread) = threads.iter().min_by_key(|t| t.open.load(Ordering::Acquire)) else { return };
+    let Some(thread) = threads.iter().min_by_key(|t| t.open.get()) else { return };
     // Off this runtime's reactor, to be registered with the serving thread's own.
     let tcp = match tcp.into_std() {
         Ok(tcp) => tcp,
         Err(e) => return tracing::warn!(error = %e, %peer, "could not hand a connection on"),
     };
-    thread.open.fetch_add(1, Ordering::AcqRel);
+    thread.open.inc();
     if thread.deal.send((tcp, peer)).is_err() {
         // Only a panic ends a serving thread before its channel does.
-        thread.open.store(GONE, Ordering::Release);
+        thread.open.set(GONE);
         tracing::error!(%peer, "a serving thread has stopped: connection dropped, later ones go to the others");
     }
 }
 
 /// Counts a connection out of its thread's `open` when its task ends, however it ends.
-struct Served(Arc<AtomicUsize>);
+struct Served(Gauge);
 
 impl Drop for Served {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.dec();
     }
 }
 
@@ -677,11 +691,7 @@ impl Drop for Served {
 /// work-stealing runtime on `router bench`, the hand-offs (waking a sibling worker, moving a
 /// task) were a measurable share of the router's CPU per request. When the acceptor closes the
 /// channel, each connection finishes its request in flight (for at most [`DRAIN_MAX`]).
-async fn serve_thread(
-    mut dealt: tokio::sync::mpsc::UnboundedReceiver<Dealt>,
-    open: Arc<AtomicUsize>,
-    state: Arc<AppState>,
-) {
+async fn serve_thread(mut dealt: tokio::sync::mpsc::UnboundedReceiver<Dealt>, open: Gauge, state: Arc<AppState>) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     let ended = |joined: Result<(), tokio::task::JoinError>| {

@@ -459,6 +459,18 @@ async fn a_stopping_router_answers_requests_in_flight_and_takes_no_new_ones() {
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
     tokio::spawn(connection);
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // Dealt by count, one to each serving thread (one per core): `/metrics` shows the two, and
+    // the connection asking for it, spread as evenly as they can be.
+    let metrics = request(address, "GET", "/metrics", &[], None).await.unwrap();
+    let text = String::from_utf8(metrics.body.to_vec()).unwrap();
+    let open: Vec<i64> = text
+        .lines()
+        .filter(|l| l.starts_with("router_client_connections{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(open.len(), std::thread::available_parallelism().unwrap().get(), "{text}");
+    assert_eq!(open.iter().sum::<i64>(), 3, "{text}");
+    assert!(open.iter().max().unwrap() - open.iter().min().unwrap() <= 1, "{text}");
     let term = Command::new("kill").args(["-TERM", &router.child.id().to_string()]).status().unwrap();
     assert!(term.success());
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -584,7 +584,7 @@ pub async fn run(
     for i in 1..crate::upstream::pool_count() {
         let runtime =
             tokio::runtime::Builder::new_current_thread().enable_all().build().context("start a serving runtime")?;
-        let (deal, dealt) = tokio::sync::mpsc::unbounded_channel();
+        let (to_thread, dealt) = tokio::sync::mpsc::unbounded_channel();
         let open = state.metrics.client_connections.get_or_create(&ServingLabels { thread: i as u64 }).clone();
         let (state, counted) = (state.clone(), open.clone());
         let thread = std::thread::Builder::new()
@@ -594,7 +594,7 @@ pub async fn run(
                 runtime.block_on(serve_thread(dealt, counted, state))
             })
             .context("start a serving thread")?;
-        threads.push(ServingThread { deal, open, thread });
+        threads.push(ServingThread { to_thread, open, thread });
     }
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -613,8 +613,8 @@ pub async fn run(
     drop(listener);
     tracing::info!("router draining in-flight requests");
     // Every thread is told at once (its channel ends), then each is waited for.
-    let (deals, joins): (Vec<_>, Vec<_>) = threads.into_iter().map(|t| (t.deal, t.thread)).unzip();
-    drop(deals);
+    let (senders, joins): (Vec<_>, Vec<_>) = threads.into_iter().map(|t| (t.to_thread, t.thread)).unzip();
+    drop(senders);
     let joined = tokio::task::spawn_blocking(move || {
         for thread in joins {
             if thread.join().is_err() {
@@ -646,7 +646,7 @@ type Dealt = (std::net::TcpStream, SocketAddr);
 
 /// A serving thread, as the acceptor sees it.
 struct ServingThread {
-    deal: tokio::sync::mpsc::UnboundedSender<Dealt>,
+    to_thread: tokio::sync::mpsc::UnboundedSender<Dealt>,
     /// Connections it is serving (`router_client_connections`); [`GONE`] once it has stopped
     /// taking them.
     open: Gauge,
@@ -669,7 +669,7 @@ fn deal(threads: &[ServingThread], tcp: tokio::net::TcpStream, peer: SocketAddr)
         Err(e) => return tracing::warn!(error = %e, %peer, "could not hand a connection on"),
     };
     thread.open.inc();
-    if thread.deal.send((tcp, peer)).is_err() {
+    if thread.to_thread.send((tcp, peer)).is_err() {
         // Only a panic ends a serving thread before its channel does.
         thread.open.set(GONE);
         tracing::error!(%peer, "a serving thread has stopped: connection dropped, later ones go to the others");

@@ -90,7 +90,7 @@ mod tests {
     #[test]
     fn follows_the_journal_across_rotations() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let db = super::super::embedded::open_fjall(dir.path()).expect("open fjall");
+        let db = crate::store::embedded::open_fjall(dir.path()).expect("open fjall");
         let small = || KeyspaceCreateOptions::default().max_memtable_size(1 << 20);
         let keyspace = db.keyspace("kv", small).expect("keyspace");
         let mut journal = JournalSync::open(dir.path()).expect("a journal");

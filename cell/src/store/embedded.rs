@@ -22,6 +22,7 @@
 //! "fsyncgate"), so every later commit is refused until the cell restarts and recovers.
 
 use super::journal_sync::JournalSync;
+use super::memtable_reaper::MemtableReaper;
 use super::{
     limits, versionstamp_offset, Committed, Durable, KeyValue, PendingCommit, Store, StoreError, Transaction,
     WriteBudget,
@@ -67,6 +68,8 @@ struct Inner {
     journal: Mutex<JournalSync>,
     /// Set when a sync failed: nothing more may be acknowledged.
     poisoned: AtomicBool,
+    /// Frees flushed memtables outside fjall's locks.
+    reaper: MemtableReaper,
 }
 
 #[derive(Default)]
@@ -125,6 +128,7 @@ impl EmbeddedStore {
                 synced: Condvar::new(),
                 journal: Mutex::new(journal),
                 poisoned: AtomicBool::new(false),
+                reaper: MemtableReaper::start().map_err(|e| io("start the memtable reaper", e))?,
             }),
         })
     }
@@ -398,6 +402,7 @@ impl Transaction for EmbeddedTx {
             }
             batch.insert(&inner.data, VERSION_KEY, version.to_be_bytes());
             batch.commit().map_err(|e| io("commit", e))?;
+            inner.reaper.observe(&inner.data);
             // Another live transaction began before this commit was visible and may have read what
             // it wrote: keep the written keys for its conflict check. Any transaction that begins
             // from here on sees this commit in its snapshot.

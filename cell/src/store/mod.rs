@@ -14,6 +14,7 @@ pub mod fault;
 #[allow(unsafe_code)]
 pub mod fdb;
 mod journal_sync;
+mod memtable_reaper;
 
 use std::time::{Duration, Instant};
 

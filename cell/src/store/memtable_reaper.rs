@@ -14,6 +14,7 @@
 
 use fjall::{AbstractTree, Keyspace};
 use lsm_tree::{Memtable, MemtableId};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -24,7 +25,7 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(20);
 
 pub(super) struct MemtableReaper {
     /// The memtable last handed to the thread, so a commit sends each one once.
-    seen: std::sync::Mutex<MemtableId>,
+    seen: AtomicU64,
     to_thread: Option<Sender<Arc<Memtable>>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -44,19 +45,13 @@ impl MemtableReaper {
                 held.retain(|m| Arc::strong_count(m) > 1);
             }
         })?;
-        Ok(MemtableReaper {
-            seen: std::sync::Mutex::new(MemtableId::MAX),
-            to_thread: Some(to_thread),
-            thread: Some(thread),
-        })
+        Ok(MemtableReaper { seen: AtomicU64::new(MemtableId::MAX), to_thread: Some(to_thread), thread: Some(thread) })
     }
 
     /// Called after each commit: takes a reference to the active memtable the first time it is seen.
     pub fn observe(&self, data: &Keyspace) {
         let active = data.tree.active_memtable();
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if *seen != active.id() {
-            *seen = active.id();
+        if self.seen.swap(active.id(), Ordering::Relaxed) != active.id() {
             if let Some(to_thread) = &self.to_thread {
                 let _ = to_thread.send(active);
             }

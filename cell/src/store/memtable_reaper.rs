@@ -3,9 +3,9 @@
 //! fjall 3.1 drops a flushed memtable when it garbage-collects old tree versions, which it does
 //! while holding the tree's version lock (`SuperVersions::maintenance`, at the next memtable
 //! rotation). Every commit takes that lock to find the active memtable, so all of them wait while
-//! a 64 MiB memtable (about 200,000 entries, three allocations each) is freed: measured under
-//! `cell bench rounds`, a stall of about 110 ms once per rotation, which alone put the round p99
-//! over its target.
+//! a 64 MiB memtable (about 200,000 entries, each a skiplist node with its key and value) is
+//! freed: measured under `cell bench rounds`, a stall of about 110 ms once per rotation, one of
+//! the few events a flush brings that set the round p99.
 //!
 //! So the store keeps its own reference to every memtable it has written into. fjall's drop then
 //! only decrements a count, and this thread frees each memtable once it holds the last reference.

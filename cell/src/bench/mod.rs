@@ -88,11 +88,17 @@ impl Phase {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }
     pub fn p99_ms(&mut self) -> f64 {
+        self.quantile_ms(0.99)
+    }
+
+    /// The latency below which a fraction `q` of operations finished, in milliseconds.
+    pub fn quantile_ms(&mut self, q: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return f64::NAN;
         }
+        // Sorting an already sorted vector is linear, so asking for several quantiles is cheap.
         self.latencies_us.sort_unstable();
-        let i = ((self.latencies_us.len() as f64) * 0.99) as usize;
+        let i = ((self.latencies_us.len() as f64) * q) as usize;
         f64::from(self.latencies_us[i.min(self.latencies_us.len() - 1)]) / 1000.0
     }
 }
@@ -235,14 +241,17 @@ impl Client {
     }
 }
 
+/// One stderr line per phase. The whole latency distribution is there because a p99 on this
+/// machine is often set by a few stalls that hold every connection at once (a storage flush): a
+/// p99.9 and a maximum far above the p99 say so, a p50 close to the p99 says the load is even.
 pub(super) fn report(name: &str, phase: &mut Phase) {
-    let p99_ms = phase.p99_ms();
+    let [p50, p90, p99, p999, max] = [0.5, 0.9, 0.99, 0.999, 1.0].map(|q| phase.quantile_ms(q));
     eprintln!(
-        "{name}: {} ops in {:.1} s = {:.0} ops/s, p99 {:.2} ms, {} failed; CPU {}",
+        "{name}: {} ops in {:.1} s = {:.0} ops/s, latency p50 {p50:.2} ms, p90 {p90:.2}, p99 {p99:.2}, \
+         p99.9 {p999:.2}, max {max:.2}, {} failed; CPU {}",
         phase.ops,
         phase.elapsed.as_secs_f64(),
         phase.ops_per_s(),
-        p99_ms,
         phase.failures,
         phase.cpu.breakdown(phase.ops)
     );

@@ -53,6 +53,9 @@ pub struct EmbeddedStore {
 }
 
 struct Inner {
+    /// Frees flushed memtables outside fjall's locks; held for its thread. First, so that thread
+    /// stops (and lets go of the keyspace it watches) before the database is dropped.
+    _reaper: MemtableReaper,
     db: Database,
     data: Keyspace,
     durability: Durability,
@@ -68,8 +71,6 @@ struct Inner {
     journal: Mutex<JournalSync>,
     /// Set when a sync failed: nothing more may be acknowledged.
     poisoned: AtomicBool,
-    /// Frees flushed memtables outside fjall's locks.
-    reaper: MemtableReaper,
 }
 
 #[derive(Default)]
@@ -118,6 +119,7 @@ impl EmbeddedStore {
         let journal = JournalSync::open(dir).map_err(|e| io("find the journal", e))?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
+                _reaper: MemtableReaper::start(data.clone()).map_err(|e| io("start the memtable reaper", e))?,
                 db,
                 data,
                 durability,
@@ -128,7 +130,6 @@ impl EmbeddedStore {
                 synced: Condvar::new(),
                 journal: Mutex::new(journal),
                 poisoned: AtomicBool::new(false),
-                reaper: MemtableReaper::start().map_err(|e| io("start the memtable reaper", e))?,
             }),
         })
     }
@@ -402,7 +403,6 @@ impl Transaction for EmbeddedTx {
             }
             batch.insert(&inner.data, VERSION_KEY, version.to_be_bytes());
             batch.commit().map_err(|e| io("commit", e))?;
-            inner.reaper.observe(&inner.data);
             // Another live transaction began before this commit was visible and may have read what
             // it wrote: keep the written keys for its conflict check. Any transaction that begins
             // from here on sees this commit in its snapshot.

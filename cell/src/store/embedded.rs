@@ -23,6 +23,7 @@
 
 use super::journal_sync::JournalSync;
 use super::memtable_reaper::MemtableReaper;
+use super::writeback::WritebackPacer;
 use super::{
     limits, versionstamp_offset, Committed, Durable, KeyValue, PendingCommit, Store, StoreError, Transaction,
     WriteBudget,
@@ -56,6 +57,8 @@ struct Inner {
     /// Frees flushed memtables outside fjall's locks; held for its thread. First, so that thread
     /// stops (and lets go of the keyspace it watches) before the database is dropped.
     _reaper: MemtableReaper,
+    /// Paces fjall's table writes and file deletions; held for its thread.
+    _pacer: WritebackPacer,
     db: Database,
     data: Keyspace,
     durability: Durability,
@@ -120,6 +123,7 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 _reaper: MemtableReaper::start(data.clone()).map_err(|e| io("start the memtable reaper", e))?,
+                _pacer: WritebackPacer::start(dir).map_err(|e| io("start the writeback pacer", e))?,
                 db,
                 data,
                 durability,

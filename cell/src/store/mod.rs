@@ -15,6 +15,7 @@ pub mod fault;
 pub mod fdb;
 mod journal_sync;
 mod memtable_reaper;
+mod writeback;
 
 use std::time::{Duration, Instant};
 

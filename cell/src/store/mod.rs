@@ -15,7 +15,7 @@ pub mod fault;
 pub mod fdb;
 mod journal_sync;
 mod memtable_reaper;
-mod writeback;
+mod trickle_delete;
 
 use std::time::{Duration, Instant};
 

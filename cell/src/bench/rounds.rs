@@ -6,7 +6,7 @@
 //! idempotent on its transaction id, stake-limit checked, journaled, and chained into the audit
 //! log. Prints `rounds_per_s` and `round_p99_ms` (the time of both calls of a round).
 
-use super::{config, report, setup, wait_ready, Client, Phase, PhaseStart};
+use super::{config, report, settle_disk, setup, wait_ready, Client, Phase, PhaseStart};
 use crate::domains::gaming::adapters::seamless_sign;
 use crate::domains::gaming::providers::{load_dir_with, Provider};
 use crate::domains::wallet::WriterConfig;
@@ -122,6 +122,7 @@ pub async fn rounds(args: RoundsBenchArgs) -> anyhow::Result<()> {
         },
     ));
     wait_ready(address).await?;
+    settle_disk().await?;
     // Unmeasured first: the cell starts cold, and each player's first round reads their balance
     // and registration from the store; a cell in service has them cached.
     let warmup = play(address, args.players, args.connections, Duration::from_secs(args.warmup_seconds), "w").await?;

@@ -5,7 +5,7 @@
 //! durable operation; every bet moves money through the same house account (a hot account).
 //! Figures are printed as `key=value` lines at the end.
 
-use super::{config, ctx, key, player, report, setup, wait_ready, Client, Phase, PhaseStart};
+use super::{config, ctx, key, player, report, settle_disk, setup, wait_ready, Client, Phase, PhaseStart};
 use crate::domains::wallet::{Command, SettlePart, Wallet, WriterConfig};
 use crate::metrics::Metrics;
 use crate::server::OpenCell;
@@ -142,6 +142,7 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default()))).await??
     };
     setup(&cell, args.players).await?;
+    settle_disk().await?;
     let mut grouped =
         inprocess(&cell.domains.wallet, args.players, args.inprocess_concurrency, duration, "grouped").await?;
     report("in process, group commit", &mut grouped);
@@ -157,6 +158,7 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
         )?;
         tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default()))).await??
     };
+    settle_disk().await?;
     let mut single =
         inprocess(&cell.domains.wallet, args.players, args.inprocess_concurrency, duration, "single").await?;
     report("in process, sync per commit", &mut single);
@@ -174,6 +176,7 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
         },
     ));
     wait_ready(address).await?;
+    settle_disk().await?;
     // Unmeasured first: the server opened the store cold (see `cell bench rounds`).
     let warmup = http(address, args.players, args.connections, Duration::from_secs(args.warmup_seconds), "w").await?;
     let mut over_http = http(address, args.players, args.connections, duration, "").await?;

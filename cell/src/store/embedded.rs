@@ -111,11 +111,14 @@ pub(super) fn open_fjall(dir: &Path) -> fjall::Result<Database> {
     Database::builder(dir).worker_threads(1).open()
 }
 
-/// The data keyspace's options, applied when the keyspace is created. LZ4 on level 0, which
-/// fjall leaves uncompressed by default: a flushed table shrinks from about 41 MiB to 17 under
-/// `cell bench rounds`, and so does the fsync that ends each flush, which every journal sync issued
-/// meanwhile waits behind (round p99.9 100-125 ms before, 40-59 after; three runs each,
-/// alternated). Level 1 stays uncompressed, so compaction out of level 0 only decompresses: the
+/// The data keyspace's options. fjall stores them with the keyspace when it is created and uses
+/// the stored ones at every later open, so a store created before a change keeps its options.
+///
+/// LZ4 on level 0, which fjall leaves uncompressed by default: a flushed table shrinks from about
+/// 41 MiB to 17 under `cell bench rounds`, and so does the fsync that ends each flush, which every
+/// journal sync issued meanwhile waits behind. With the trickle delete beside it, the round p99.9
+/// went from 100-125 ms to 40-59 ms (three runs each, alternated); the trickle delete alone left it
+/// at 104-121 ms. Level 1 stays uncompressed, so compaction out of level 0 only decompresses: the
 /// flush worker's CPU per operation moved within the noise (`cell bench wallet` in process:
 /// 7-9 µs before, 8-11 after).
 fn keyspace_options() -> KeyspaceCreateOptions {

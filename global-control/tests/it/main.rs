@@ -131,8 +131,7 @@ async fn wrong_certificates_are_refused_both_ways() {
         assert_eq!(s.sink.version(), 0, "{name} got data: {:?}", s.status.snapshot());
     }
     // The liar passes the TLS handshake (its certificate is the CA's) and is refused after its
-    // hello; between the two its status briefly shows no error, so wait for the refusal rather
-    // than read it once.
+    // hello: wait for the refusal.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let liar_error = liar.status.snapshot().last_error.unwrap_or_default();
@@ -143,6 +142,11 @@ async fn wrong_certificates_are_refused_both_ways() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(liar.sink.version(), 0, "the liar got data");
+    let liar_status = liar.status.snapshot();
+    assert!(
+        !liar_status.connected && liar_status.connections == 0,
+        "a refused cell never shows as connected: {liar_status:?}"
+    );
     assert!(
         fooled.status.snapshot().last_error.unwrap_or_default().contains("certificate"),
         "{:?}",

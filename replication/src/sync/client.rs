@@ -61,7 +61,7 @@ pub struct SyncStatusSnapshot {
     /// The latest version the control plane announced.
     pub server_version: Option<u64>,
     pub last_error: Option<String>,
-    /// Connections established so far.
+    /// Sessions the control plane accepted so far (a refused one never counts).
     pub connections: u64,
 }
 
@@ -239,12 +239,9 @@ async fn session_inner<S: SyncSink>(
     status.set_applied(applied);
     let hello = Message::Hello { cell: config.cell.clone(), applied_version: applied, applied_digest };
     wire::write_frame(&mut send, &hello).await.map_err(SyncError::Frame)?;
-    status.with(|s| {
-        s.connected = true;
-        s.connections += 1;
-        s.last_error = None;
-    });
-    tracing::info!(cell = %config.cell, server = %config.server, applied, "sync: connected");
+    // Connected once the server has accepted the hello (its first frame that is not a refusal; it
+    // sends a heartbeat at once), so a refused cell never shows as connected without its error.
+    let mut accepted = false;
     let mut snapshot: Option<(u64, Vec<Change>, usize, Option<String>)> = None;
     loop {
         let msg = match wire::read_frame(&mut recv).await {
@@ -263,6 +260,15 @@ async fn session_inner<S: SyncSink>(
         };
         *heard = true;
         status.contact();
+        if !accepted && !matches!(msg, Message::Refused { .. }) {
+            accepted = true;
+            status.with(|s| {
+                s.connected = true;
+                s.connections += 1;
+                s.last_error = None;
+            });
+            tracing::info!(cell = %config.cell, server = %config.server, applied, "sync: connected");
+        }
         let set = match msg {
             Message::Heartbeat { version } => {
                 status.with(|s| s.server_version = Some(version));

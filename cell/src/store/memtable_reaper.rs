@@ -14,11 +14,10 @@
 //! the journal at open and flushed at once) is freed by fjall as before: this changes where memory
 //! is freed, never what the store holds.
 
+use super::background::Background;
 use fjall::{AbstractTree, Keyspace};
 use lsm_tree::Memtable;
-use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How often the active memtable is looked at and the held ones checked. A full 64 MiB memtable
@@ -26,19 +25,18 @@ use std::time::Duration;
 const CHECK_INTERVAL: Duration = Duration::from_millis(20);
 
 pub(super) struct MemtableReaper {
-    /// Dropped to stop the thread.
-    stop: Option<Sender<()>>,
-    thread: Option<JoinHandle<usize>>,
+    /// Held for the thread, which returns how many memtables it freed itself (it held the last
+    /// reference).
+    _thread: Background<usize>,
 }
 
 impl MemtableReaper {
     /// Starts the thread on `data`'s tree.
     pub fn start(data: Keyspace) -> std::io::Result<MemtableReaper> {
-        let (stop, stopped) = channel::<()>();
-        let thread = std::thread::Builder::new().name("store-reaper".into()).spawn(move || {
+        let thread = Background::spawn("store-reaper", move |stop| {
             let mut held: Vec<Arc<Memtable>> = Vec::new();
             let mut freed = 0;
-            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECK_INTERVAL) {
+            while stop.sleep(CHECK_INTERVAL) {
                 let active = data.tree.active_memtable();
                 if !held.iter().any(|h| Arc::ptr_eq(h, &active)) {
                     held.push(active);
@@ -56,19 +54,7 @@ impl MemtableReaper {
             }
             freed
         })?;
-        Ok(MemtableReaper { stop: Some(stop), thread: Some(thread) })
-    }
-
-    /// Stops the thread; returns how many memtables it freed itself (it held the last reference).
-    fn stop(&mut self) -> usize {
-        drop(self.stop.take());
-        self.thread.take().map_or(0, |thread| thread.join().unwrap_or(0))
-    }
-}
-
-impl Drop for MemtableReaper {
-    fn drop(&mut self) {
-        self.stop();
+        Ok(MemtableReaper { _thread: thread })
     }
 }
 
@@ -103,7 +89,7 @@ mod tests {
             data.rotate_memtable_and_wait().unwrap();
             std::thread::sleep(CHECK_INTERVAL * 2);
         }
-        assert!(reaper.stop() >= 1, "fjall let the memtable go first, and the reaper freed it");
+        assert!(reaper._thread.stop().unwrap_or(0) >= 1, "fjall let the memtable go first, and the reaper freed it");
         assert_eq!(data.get("first").unwrap().as_deref(), Some(&b"1"[..]), "the data is in a table now");
     }
 }

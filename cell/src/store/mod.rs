@@ -8,6 +8,7 @@
 //! Keys are tuple-encoded (`foundationdb-tuple`) under one subspace per domain; the subspaces are
 //! declared in [`subspaces`] so no two domains can collide.
 
+mod background;
 pub mod embedded;
 pub mod fault;
 #[cfg(feature = "foundationdb")]

@@ -22,14 +22,13 @@
 //! backup copying the live directory) sees it shrink. Errors are logged and the file is let go,
 //! which frees it as fjall's delete would have. Freed space comes back at 128 MiB/s at most.
 
+use super::background::Background;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// What a deleted file is shrunk by each tick, across all deleted files: 128 MiB/s freed. With
@@ -55,9 +54,7 @@ struct Counters {
 }
 
 pub(super) struct TrickleDelete {
-    /// Dropped to stop the thread.
-    stop: Option<Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    thread: Background<()>,
     counters: Arc<Counters>,
 }
 
@@ -153,17 +150,15 @@ impl Trickle {
 impl TrickleDelete {
     /// Starts the thread on the database at `dir`.
     pub fn start(dir: &Path) -> std::io::Result<TrickleDelete> {
-        let (stop, stopped) = channel::<()>();
         let counters = Arc::new(Counters::default());
         let mut trickle = Trickle { dir: dir.to_owned(), held: HashMap::new(), counters: counters.clone() };
         trickle.scan();
-        let thread = std::thread::Builder::new().name("store-trickle".into()).spawn(move || {
+        let thread = Background::spawn("store-trickle", move |stop| {
             let mut scanned = Instant::now();
             loop {
                 let wait = if trickle.shrinking() { TICK } else { SCAN_INTERVAL.saturating_sub(scanned.elapsed()) };
-                match stopped.recv_timeout(wait) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    _ => break,
+                if !stop.sleep(wait) {
+                    break;
                 }
                 if scanned.elapsed() >= SCAN_INTERVAL {
                     trickle.scan();
@@ -172,17 +167,14 @@ impl TrickleDelete {
                 trickle.shrink();
             }
         })?;
-        Ok(TrickleDelete { stop: Some(stop), thread: Some(thread), counters })
+        Ok(TrickleDelete { thread, counters })
     }
 }
 
 impl Drop for TrickleDelete {
     /// Stops the thread; the files it still holds are let go, and so freed at once.
     fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.thread.stop();
         tracing::debug!(
             released_mib = self.counters.released.load(Ordering::Relaxed) >> 20,
             "store trickle delete stopped"

@@ -238,6 +238,19 @@ impl Subscriber {
         }
     }
 
+    /// Waits until the last error names `code` (or panics after `within`).
+    pub async fn refused(&self, code: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.status.snapshot().last_error.unwrap_or_default().contains(code) {
+            assert!(
+                Instant::now() < deadline,
+                "never refused with {code} after {within:?}: {:?}",
+                self.status.snapshot()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Nothing applied twice, nothing skipped: each delta follows the previous set.
     pub fn assert_exactly_once(&self) {
         let applied = self.sink.applied.lock().unwrap();

@@ -1,11 +1,17 @@
 //! Prometheus metrics of a cell, served at `/metrics` in the text exposition format.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use crate::store::DeletedFiles;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -38,6 +44,50 @@ pub struct Metrics {
     /// One histogram per [`Stage`], made once so the hot path never looks a label up.
     wallet_stages: Vec<Histogram>,
     pub wallet_queue_depth: Gauge,
+    /// The open store's deleted-file counts, once a store is open.
+    deleted_files: Arc<DeletedFilesCollector>,
+}
+
+/// Reads the trickle delete's counts at each scrape, from whichever store is open.
+#[derive(Debug, Default)]
+struct DeletedFilesCollector(Mutex<Option<Arc<DeletedFiles>>>);
+
+impl Collector for DeletedFilesCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(files) = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return Ok(());
+        };
+        let read = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        let counters = [
+            (
+                "store_deleted_freed_bytes",
+                "Bytes of the store's deleted files freed a chunk at a time",
+                read(&files.freed_bytes),
+            ),
+            (
+                "store_deleted_let_go_at_once",
+                "Deleted store files freed whole because too much was withheld",
+                read(&files.let_go_at_once),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+        }
+        let gauges = [
+            (
+                "store_deleted_withheld_bytes",
+                "Bytes of the store's deleted files not freed yet",
+                read(&files.withheld_bytes),
+            ),
+            ("store_held_files", "Store files the trickle delete holds open", read(&files.held_files)),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value as i64);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
 }
 
 /// The stages of a wallet operation through the writer's pipeline (`domains::wallet::writer`).
@@ -122,6 +172,8 @@ impl Default for Metrics {
             wallet_stage_seconds.clone(),
         );
         registry.register("wallet_queue_depth", "Operations waiting for the wallet writer", wallet_queue_depth.clone());
+        let deleted_files = Arc::new(DeletedFilesCollector::default());
+        registry.register_collector(Box::new(deleted_files.clone()));
         Metrics {
             registry,
             http_requests,
@@ -130,11 +182,17 @@ impl Default for Metrics {
             wallet_batch_ops,
             wallet_stages,
             wallet_queue_depth,
+            deleted_files,
         }
     }
 }
 
 impl Metrics {
+    /// Reports `files` (the open store's) from now on.
+    pub fn watch_deleted_files(&self, files: Arc<DeletedFiles>) {
+        *self.deleted_files.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(files);
+    }
+
     /// The exposition text.
     pub fn render(&self) -> String {
         let mut out = String::new();

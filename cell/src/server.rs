@@ -70,10 +70,10 @@ impl OpenCell {
     pub fn open(config: &CellConfig, metrics: Arc<Metrics>) -> anyhow::Result<OpenCell> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
-        let store: Arc<dyn Store> = Arc::new(
-            EmbeddedStore::open(&config.data_dir.join("store"), config.durability)
-                .with_context(|| format!("open store under {}", config.data_dir.display()))?,
-        );
+        let embedded = EmbeddedStore::open(&config.data_dir.join("store"), config.durability)
+            .with_context(|| format!("open store under {}", config.data_dir.display()))?;
+        metrics.watch_deleted_files(embedded.deleted_files());
+        let store: Arc<dyn Store> = Arc::new(embedded);
         let region = Arc::new(config.region.clone());
         let (wallet, writer) =
             Wallet::start(store.clone(), region.clone(), metrics, config.writer).context("start wallet writer")?;

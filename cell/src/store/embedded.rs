@@ -25,8 +25,8 @@ use super::journal_sync::JournalSync;
 use super::memtable_reaper::MemtableReaper;
 use super::trickle_delete::TrickleDelete;
 use super::{
-    limits, versionstamp_offset, Committed, Durable, KeyValue, PendingCommit, Store, StoreError, Transaction,
-    WriteBudget,
+    limits, versionstamp_offset, Committed, DeletedFiles, Durable, KeyValue, PendingCommit, Store, StoreError,
+    Transaction, WriteBudget,
 };
 use fjall::config::CompressionPolicy;
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, Readable, Snapshot};
@@ -58,8 +58,8 @@ struct Inner {
     /// Frees flushed memtables outside fjall's locks; held for its thread. First, so that thread
     /// stops (and lets go of the keyspace it watches) before the database is dropped.
     _reaper: MemtableReaper,
-    /// Frees the space of files fjall deletes a chunk at a time; held for its thread.
-    _trickle: TrickleDelete,
+    /// Frees the space of files fjall deletes a chunk at a time.
+    trickle: TrickleDelete,
     db: Database,
     data: Keyspace,
     durability: Durability,
@@ -142,7 +142,7 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 _reaper: MemtableReaper::start(data.clone()).map_err(|e| io("start the memtable reaper", e))?,
-                _trickle: TrickleDelete::start(dir).map_err(|e| io("start the trickle delete", e))?,
+                trickle: TrickleDelete::start(dir).map_err(|e| io("start the trickle delete", e))?,
                 db,
                 data,
                 durability,
@@ -155,6 +155,13 @@ impl EmbeddedStore {
                 poisoned: AtomicBool::new(false),
             }),
         })
+    }
+}
+
+impl EmbeddedStore {
+    /// The trickle delete's counts, live: for `/metrics`.
+    pub fn deleted_files(&self) -> Arc<DeletedFiles> {
+        self.inner.trickle.counters()
     }
 }
 

@@ -18,6 +18,7 @@ mod journal_sync;
 mod memtable_reaper;
 mod trickle_delete;
 
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 /// FoundationDB's limits, enforced by every backend so code that works on one works on the other.
@@ -127,6 +128,19 @@ impl PendingCommit for Durable {
 }
 
 /// A store: a factory of transactions.
+/// The embedded store's deleted files still held for the trickle delete, as it counts them.
+#[derive(Debug, Default)]
+pub struct DeletedFiles {
+    /// Bytes of deleted files freed a chunk at a time.
+    pub freed_bytes: AtomicU64,
+    /// Bytes of deleted files not freed yet.
+    pub withheld_bytes: AtomicU64,
+    /// Files held (live or deleted).
+    pub held_files: AtomicU64,
+    /// Deleted files freed whole because the backlog would have passed its bound.
+    pub let_go_at_once: AtomicU64,
+}
+
 pub trait Store: Send + Sync + 'static {
     fn begin(&self) -> Result<Box<dyn Transaction>, StoreError>;
 

@@ -20,14 +20,20 @@
 //! or snapshot refers to it (fjall 3.1.13 and lsm-tree 3.1.10, pinned in the workspace for this and
 //! for `journal_sync`). A reader outside the store that opened a file before fjall deleted it (a
 //! backup copying the live directory) sees it shrink. Errors are logged and the file is let go,
-//! which frees it as fjall's delete would have. Freed space comes back at 128 MiB/s at most.
+//! which frees it as fjall's delete would have.
+//!
+//! Freed space comes back at 128 MiB/s at most, and never more than 1 GiB of deleted files is
+//! withheld: a file that would take the backlog past that is let go at once, trading one large
+//! discard for a disk that cannot fill up with files the database no longer has. `/metrics`
+//! shows what is withheld and how often the bound was hit (`cell_store_deleted_*`).
 
 use super::background::Background;
+use super::DeletedFiles;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,19 +49,14 @@ const SCAN_INTERVAL: Duration = Duration::from_millis(20);
 /// gets 1,024, so a database of many tables must not double them; tables beyond this are left to
 /// fjall. Journals (a few at a time, and the largest deletions) are always held.
 const TABLES_MAX: usize = 128;
-
-/// What the thread has done, readable while it runs.
-#[derive(Debug, Default)]
-struct Counters {
-    /// Bytes of deleted files shrunk away.
-    released: AtomicU64,
-    /// Files currently held.
-    held: AtomicU64,
-}
+/// Most bytes of deleted files withheld at once: eight seconds of shrinking. Under
+/// `cell bench rounds` a flush deletes a journal of about 111 MB every 4 to 5 s, and the backlog
+/// stays far below this; it bounds what a burst of compactions could withhold.
+const WITHHELD_MAX: u64 = 1 << 30;
 
 pub(super) struct TrickleDelete {
     thread: Background<()>,
-    counters: Arc<Counters>,
+    counters: Arc<DeletedFiles>,
 }
 
 /// One journal or table the thread holds.
@@ -87,7 +88,8 @@ fn list(dir: &Path) -> Vec<(PathBuf, bool)> {
 struct Trickle {
     dir: PathBuf,
     held: HashMap<PathBuf, Held>,
-    counters: Arc<Counters>,
+    counters: Arc<DeletedFiles>,
+    withheld_max: u64,
 }
 
 impl Trickle {
@@ -109,15 +111,17 @@ impl Trickle {
                 }
             }
         }
-        self.counters.held.store(self.held.len() as u64, Ordering::Relaxed);
+        self.counters.held_files.store(self.held.len() as u64, Ordering::Relaxed);
     }
 
-    /// Shrinks the first deleted file by a chunk; lets go of renamed files and emptied ones.
+    /// Shrinks one deleted file by a chunk; lets go of renamed files and emptied ones, and of
+    /// deleted ones beyond the withheld bound.
     fn shrink(&mut self) {
         let mut budget = CHUNK;
-        let counters = &self.counters;
+        let mut withheld = 0u64;
+        let (counters, withheld_max) = (&self.counters, self.withheld_max);
         self.held.retain(|path, held| {
-            if !held.unlisted || budget == 0 {
+            if !held.unlisted {
                 return true;
             }
             let meta = match held.file.metadata() {
@@ -130,16 +134,26 @@ impl Trickle {
             if meta.nlink() != 0 {
                 return false; // renamed, not deleted: never touched
             }
-            let len = meta.len().saturating_sub(budget);
-            if let Err(e) = held.file.set_len(len) {
-                tracing::debug!(path = %path.display(), error = %e, "shrink a deleted store file; letting it go");
+            if withheld + meta.len() > withheld_max {
+                tracing::warn!(path = %path.display(), withheld_mib = withheld >> 20, "too much deleted store data withheld: freeing a file at once");
+                counters.let_go_at_once.fetch_add(1, Ordering::Relaxed);
                 return false;
             }
-            counters.released.fetch_add(meta.len() - len, Ordering::Relaxed);
-            budget = 0;
+            let mut len = meta.len();
+            if budget > 0 {
+                len = len.saturating_sub(budget);
+                if let Err(e) = held.file.set_len(len) {
+                    tracing::debug!(path = %path.display(), error = %e, "shrink a deleted store file; letting it go");
+                    return false;
+                }
+                counters.freed_bytes.fetch_add(meta.len() - len, Ordering::Relaxed);
+                budget = 0;
+            }
+            withheld += len;
             len > 0
         });
-        counters.held.store(self.held.len() as u64, Ordering::Relaxed);
+        counters.withheld_bytes.store(withheld, Ordering::Relaxed);
+        counters.held_files.store(self.held.len() as u64, Ordering::Relaxed);
     }
 
     fn shrinking(&self) -> bool {
@@ -150,8 +164,13 @@ impl Trickle {
 impl TrickleDelete {
     /// Starts the thread on the database at `dir`.
     pub fn start(dir: &Path) -> std::io::Result<TrickleDelete> {
-        let counters = Arc::new(Counters::default());
-        let mut trickle = Trickle { dir: dir.to_owned(), held: HashMap::new(), counters: counters.clone() };
+        TrickleDelete::start_with(dir, WITHHELD_MAX)
+    }
+
+    fn start_with(dir: &Path, withheld_max: u64) -> std::io::Result<TrickleDelete> {
+        let counters = Arc::new(DeletedFiles::default());
+        let mut trickle =
+            Trickle { dir: dir.to_owned(), held: HashMap::new(), counters: counters.clone(), withheld_max };
         trickle.scan();
         let thread = Background::spawn("store-trickle", move |stop| {
             let mut scanned = Instant::now();
@@ -169,6 +188,11 @@ impl TrickleDelete {
         })?;
         Ok(TrickleDelete { thread, counters })
     }
+
+    /// What the thread has done so far, updated as it goes.
+    pub fn counters(&self) -> Arc<DeletedFiles> {
+        self.counters.clone()
+    }
 }
 
 impl Drop for TrickleDelete {
@@ -176,7 +200,7 @@ impl Drop for TrickleDelete {
     fn drop(&mut self) {
         self.thread.stop();
         tracing::debug!(
-            released_mib = self.counters.released.load(Ordering::Relaxed) >> 20,
+            freed_mib = self.counters.freed_bytes.load(Ordering::Relaxed) >> 20,
             "store trickle delete stopped"
         );
     }
@@ -195,7 +219,7 @@ mod tests {
     }
 
     fn held(trickle: &TrickleDelete) -> u64 {
-        trickle.counters.held.load(Ordering::Relaxed)
+        trickle.counters.held_files.load(Ordering::Relaxed)
     }
 
     #[test]
@@ -210,7 +234,7 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         wait_until("the journal is let go", || held(&trickle) == 0);
         assert_eq!(ours.metadata().unwrap().len(), 0);
-        assert_eq!(trickle.counters.released.load(Ordering::Relaxed), 3 * CHUNK + 100);
+        assert_eq!(trickle.counters.freed_bytes.load(Ordering::Relaxed), 3 * CHUNK + 100);
     }
 
     #[test]
@@ -225,6 +249,26 @@ mod tests {
         std::fs::remove_file(tables.join("9")).unwrap();
         wait_until("the table is let go", || held(&trickle) == 0);
         assert_eq!(ours.metadata().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_deleted_file_beyond_the_withheld_bound_is_let_go_at_once() {
+        let db = tempfile::tempdir().unwrap();
+        let paths = [db.path().join("1.jnl"), db.path().join("2.jnl")];
+        for path in &paths {
+            std::fs::write(path, vec![1u8; 2 * CHUNK as usize]).unwrap();
+        }
+        let trickle = TrickleDelete::start_with(db.path(), 2 * CHUNK).unwrap();
+        let ours: Vec<File> = paths.iter().map(|p| File::open(p).unwrap()).collect();
+        for path in &paths {
+            std::fs::remove_file(path).unwrap();
+        }
+        wait_until("both are let go", || held(&trickle) == 0);
+        let mut lens: Vec<u64> = ours.iter().map(|f| f.metadata().unwrap().len()).collect();
+        lens.sort();
+        assert_eq!(lens, [0, 2 * CHUNK], "one shrunk away, the other let go whole");
+        assert_eq!(trickle.counters.let_go_at_once.load(Ordering::Relaxed), 1);
+        assert_eq!(trickle.counters.withheld_bytes.load(Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -253,6 +297,6 @@ mod tests {
         std::fs::rename(tables.join("3"), &elsewhere).unwrap();
         wait_until("the table is let go", || held(&trickle) == 0);
         assert_eq!(std::fs::metadata(&elsewhere).unwrap().len(), 2 * CHUNK);
-        assert_eq!(trickle.counters.released.load(Ordering::Relaxed), 0);
+        assert_eq!(trickle.counters.freed_bytes.load(Ordering::Relaxed), 0);
     }
 }

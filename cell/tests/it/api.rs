@@ -275,6 +275,15 @@ async fn ops_routes_and_durability_across_restart() {
             "{stage}: {metrics}"
         );
     }
+    // The store's deleted-file counts: it holds its journal at least, and has deleted nothing.
+    let figure = |name: &str| -> Option<f64> {
+        metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    assert!(figure("cell_store_held_files").is_some_and(|n| n >= 1.0), "{metrics}");
+    for name in ["cell_store_deleted_withheld_bytes", "cell_store_deleted_let_go_at_once_total"] {
+        assert_eq!(figure(name), Some(0.0), "{name}: {metrics}");
+    }
+    assert!(figure("cell_store_deleted_freed_bytes_total").is_some(), "{metrics}");
     let openapi = c.get("/openapi.json").await.json();
     assert_eq!(openapi["openapi"], "3.1.0");
     assert!(openapi["paths"]["/wallet/settle"]["post"].is_object());

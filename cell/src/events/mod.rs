@@ -37,14 +37,29 @@ pub fn envelope<P: EventPayload>(ctx: &EventContext, payload: P) -> Envelope<P> 
     }
 }
 
-/// Appends an event in `tx`. `order` distinguishes events of one transaction (FoundationDB's
-/// user version): each must get its own.
-pub fn append<P: EventPayload>(tx: &mut dyn Transaction, order: u16, envelope: &Envelope<P>) -> Result<(), StoreError> {
+/// An envelope as stored and as the audit chain hashes it: its JSON text. One encoding serves
+/// both, so the writer encodes each event once.
+pub fn encode<P: EventPayload>(envelope: &Envelope<P>) -> String {
+    let mut json = Vec::with_capacity(512);
+    serde_json::to_writer(&mut json, envelope).expect("an event envelope always encodes");
+    String::from_utf8(json).expect("JSON is UTF-8")
+}
+
+/// Appends an event (its [`encode`]d envelope) in `tx`. `order` distinguishes events of one
+/// transaction (FoundationDB's user version): each must get its own.
+pub fn append(tx: &mut dyn Transaction, order: u16, json: &str) -> Result<(), StoreError> {
     let key = subspaces::events().pack_with_versionstamp(&Versionstamp::incomplete(order));
-    // MessagePack as a map (named fields), so old events stay readable when fields are added.
-    let mut value = Vec::with_capacity(512);
-    rmp_serde::encode::write_named(&mut value, envelope).expect("an event envelope always encodes");
-    tx.set_versionstamped_key(&key, &value)
+    tx.set_versionstamped_key(&key, json.as_bytes())
+}
+
+/// A stored envelope: JSON, or MessagePack with named fields in a store written before events
+/// were stored as JSON (a JSON object starts with `{`, which no MessagePack map does).
+fn decode(value: &[u8]) -> Result<Envelope<serde_json::Value>, String> {
+    if value.first() == Some(&b'{') {
+        serde_json::from_slice(value).map_err(|e| e.to_string())
+    } else {
+        rmp_serde::from_slice(value).map_err(|e| e.to_string())
+    }
 }
 
 /// A cursor that does not parse.
@@ -93,10 +108,45 @@ pub fn read_page(store: &dyn Store, after: Option<&str>, limit: usize) -> Result
         let vs: Versionstamp =
             space.unpack(&key).map_err(|e| ReadError::Corrupt { cursor: hex::encode(&key), message: e.to_string() })?;
         let cursor = hex::encode(vs.as_bytes());
-        let envelope: Envelope<serde_json::Value> = rmp_serde::from_slice(&value)
-            .map_err(|e| ReadError::Corrupt { cursor: cursor.clone(), message: e.to_string() })?;
+        let envelope = decode(&value).map_err(|message| ReadError::Corrupt { cursor: cursor.clone(), message })?;
         events.push(EventRecord { cursor, envelope });
     }
     let next = events.last().map(|e| e.cursor.clone()).or_else(|| after.map(str::to_owned));
     Ok(EventPage { events, next })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contracts::events::WalletCredited;
+    use contracts::wallet::MovementReason;
+    use contracts::{Amount, Currency, PlayerId};
+
+    fn envelope() -> Envelope<WalletCredited> {
+        let ctx = EventContext { cell: "uk".into(), trace_id: "t1".into() };
+        let payload = WalletCredited {
+            player_id: PlayerId::new("uk-p1").unwrap(),
+            currency: Currency::from_code("GBP").unwrap(),
+            amount: Amount::at_scale(rust_decimal::Decimal::new(7, 0), 2),
+            reason: MovementReason::Deposit,
+            entry_id: "3".into(),
+        };
+        super::envelope(&ctx, payload)
+    }
+
+    #[test]
+    fn an_event_stored_as_json_reads_back_as_it_was() {
+        let envelope = envelope();
+        let stored = decode(encode(&envelope).as_bytes()).unwrap();
+        assert_eq!(stored, serde_json::from_str::<Envelope<serde_json::Value>>(&encode(&envelope)).unwrap());
+        assert_eq!(stored.payload["amount"], "7.00");
+    }
+
+    #[test]
+    fn an_event_stored_as_messagepack_before_still_reads() {
+        let envelope = envelope();
+        let mut legacy = Vec::new();
+        rmp_serde::encode::write_named(&mut legacy, &envelope).unwrap();
+        assert_eq!(decode(&legacy).unwrap(), decode(encode(&envelope).as_bytes()).unwrap());
+    }
 }

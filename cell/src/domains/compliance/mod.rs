@@ -154,7 +154,11 @@ impl Compliance {
             tx.set(&keys::player(&player.player_id), &rmp_serde::to_vec_named(&player).expect("a player encodes"))?;
             let record = IdempotencyRecord { request_hash: key.request_hash, status: 201, body: body.clone() };
             tx.set(&keys::idempotency(&key.key), &record.encode())?;
-            events::append(tx, 0, &events::envelope(ctx, PlayerRegistered { player: player.clone() }))?;
+            events::append(
+                tx,
+                0,
+                &events::encode(&events::envelope(ctx, PlayerRegistered { player: player.clone() })),
+            )?;
             Ok(Ok(Answer { status: 201, body: body.clone().into(), replayed: false }))
         })?;
         outcome

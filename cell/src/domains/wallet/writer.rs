@@ -710,11 +710,9 @@ impl Writer {
     ) -> Result<(), StoreError> {
         let order = b.events;
         b.events = b.events.checked_add(1).expect("a batch orders at most 65,536 events");
-        let envelope = events::envelope(ctx, payload);
-        events::append(tx, order, &envelope)?;
-        let mut json = Vec::with_capacity(512);
-        serde_json::to_writer(&mut json, &envelope).expect("an event envelope serialises");
-        b.chain.append(tx, String::from_utf8(json).expect("JSON is UTF-8"))
+        let json = events::encode(&events::envelope(ctx, payload));
+        events::append(tx, order, &json)?;
+        b.chain.append(tx, json)
     }
 
     /// Credit (`inward`) or debit a player's cash against PSP clearing.

@@ -120,20 +120,7 @@ pub async fn run(
         Arc::new(AppState { cell: config.region.cell_id.clone(), metrics: metrics.clone(), domains: OnceLock::new() });
     let address = listener.local_addr().context("read listening address")?;
     let app = api::router(state.clone());
-    let server = match config.tls.clone() {
-        Some(tls) => {
-            let serve = axum::serve(crate::tls::TlsListener::new(listener, tls), app).with_graceful_shutdown(shutdown);
-            tokio::spawn(async move { serve.await })
-        }
-        None => {
-            // Small requests and answers: send each at once rather than wait for the peer's ACK.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-            tokio::spawn(async move { serve.await })
-        }
-    };
+    let server = tokio::spawn(crate::http::serve(listener, config.tls.clone(), app, shutdown));
     tracing::info!(cell = %config.region.cell_id, %address, data = %config.data_dir.display(), "listening; opening store");
     let (cell, intervals, control) = (config.region.cell_id.clone(), config.intervals, config.control.clone());
     let opened = tokio::task::spawn_blocking(move || OpenCell::open(&config, metrics)).await.context("open task")??;
@@ -161,7 +148,7 @@ pub async fn run(
         tasks
     };
     tracing::info!("store open; ready");
-    server.await.context("server task")?.context("serve")?;
+    server.await.context("server task")?;
     for task in background {
         task.abort();
     }

@@ -6,5 +6,6 @@ mod control;
 mod gaming;
 mod harness;
 mod process;
+mod serving;
 mod store;
 mod wallet_properties;

@@ -116,8 +116,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
-    let state =
-        Arc::new(AppState { cell: config.region.cell_id.clone(), metrics: metrics.clone(), domains: OnceLock::new() });
+    let state = Arc::new(AppState {
+        cell: config.region.cell_id.clone(),
+        cell_header: axum::http::HeaderValue::from_str(&config.region.cell_id).ok(),
+        metrics: metrics.clone(),
+        domains: OnceLock::new(),
+    });
     let address = listener.local_addr().context("read listening address")?;
     let app = api::router(state.clone());
     let server = tokio::spawn(crate::http::serve(listener, config.tls.clone(), app, shutdown));

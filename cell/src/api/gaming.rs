@@ -1,10 +1,10 @@
 //! `/gaming/{provider}/{call}`: providers' seamless-wallet calls, in their own dialect; and the ops
 //! routes that list providers and put one in maintenance.
 
-use super::{json_body, ApiError, AppState, TraceId, IDEMPOTENT_REPLAY};
+use super::{json_body, ApiError, AppState, HeadersAndBody, TraceId, IDEMPOTENT_REPLAY};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use bytes::Bytes;
@@ -15,8 +15,7 @@ pub async fn call(
     State(s): State<Arc<AppState>>,
     Extension(t): Extension<TraceId>,
     Path((provider, call)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    HeadersAndBody { headers, body }: HeadersAndBody,
 ) -> Result<Response, ApiError> {
     let d = s.domains()?;
     let body = body.map_err(|r| {

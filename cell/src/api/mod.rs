@@ -20,7 +20,7 @@ use crate::idempotency::{Answer, IdempotencyKey};
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
 use crate::store::Store;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -56,6 +56,8 @@ pub struct Domains {
 /// What every handler shares.
 pub struct AppState {
     pub cell: String,
+    /// `X-Cell` on every answer: this cell's id, made once (`None` if the id is no header value).
+    pub cell_header: Option<HeaderValue>,
     pub metrics: Arc<Metrics>,
     /// Set once the store is open; until then only `/healthz`, `/readyz` and `/metrics` answer.
     pub domains: OnceLock<Domains>,
@@ -133,9 +135,25 @@ fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result
     })?;
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("MALFORMED_JSON", format!("request body is not JSON: {e}")))?;
-    let request =
-        serde_json::from_value(value.clone()).map_err(|e| ApiError::bad_request("INVALID_REQUEST", e.to_string()))?;
+    let request = T::deserialize(&value).map_err(|e| ApiError::bad_request("INVALID_REQUEST", e.to_string()))?;
     Ok((request, value))
+}
+
+/// A request's headers and body. axum's `HeaderMap` extractor clones the headers; this takes them.
+pub struct HeadersAndBody {
+    pub headers: HeaderMap,
+    pub body: Result<Bytes, BytesRejection>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for HeadersAndBody {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(mut request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = std::mem::take(request.headers_mut());
+        // Read within `DefaultBodyLimit`, which the request's extensions carry.
+        let body = Bytes::from_request(request, state).await;
+        Ok(HeadersAndBody { headers, body })
+    }
 }
 
 /// Parses a mutating request: its body and its idempotency key, fingerprinted with `route`.
@@ -191,8 +209,8 @@ async fn observe(state: axum::extract::State<Arc<AppState>>, mut request: Reques
     span.in_scope(|| tracing::debug!(status, elapsed_us = elapsed.as_micros() as u64, "answered"));
     state.metrics.http_requests.get_or_create(&HttpLabels { route: route.clone(), status }).inc();
     state.metrics.http_seconds.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
-    if let Ok(cell) = HeaderValue::from_str(&state.cell) {
-        response.headers_mut().insert(X_CELL.clone(), cell);
+    if let Some(cell) = &state.cell_header {
+        response.headers_mut().insert(X_CELL.clone(), cell.clone());
     }
     response
 }

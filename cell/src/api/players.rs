@@ -1,20 +1,17 @@
 //! `/players`: registration, owned by the compliance domain.
 
-use super::{answer, mutating, ApiError, AppState, TraceId};
-use axum::extract::rejection::BytesRejection;
+use super::{answer, mutating, ApiError, AppState, HeadersAndBody, TraceId};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Extension;
-use bytes::Bytes;
 use contracts::players::RegisterPlayerRequest;
 use std::sync::Arc;
 
 pub async fn register(
     State(s): State<Arc<AppState>>,
     Extension(t): Extension<TraceId>,
-    h: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    HeadersAndBody { headers: h, body }: HeadersAndBody,
 ) -> Result<Response, ApiError> {
     let d = s.domains()?;
     let (request, key) = mutating::<RegisterPlayerRequest>("players.register", &h, body)?;

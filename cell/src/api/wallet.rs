@@ -1,6 +1,6 @@
 //! `/wallet/*`: credit, debit, hold, settle, balance.
 
-use super::{answer, mutating, ApiError, AppState, TraceId};
+use super::{answer, mutating, ApiError, AppState, HeadersAndBody, TraceId};
 use crate::domains::wallet::{Command, Wallet, WalletError};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
@@ -65,8 +65,7 @@ async fn mutation<T: serde::de::DeserializeOwned>(
 pub async fn credit(
     State(s): State<Arc<AppState>>,
     Extension(t): Extension<TraceId>,
-    h: HeaderMap,
-    body: Body,
+    HeadersAndBody { headers: h, body }: HeadersAndBody,
 ) -> Result<Response, ApiError> {
     let deposit =
         |r: &MovementRequest| if r.reason == MovementReason::Deposit { Activity::Deposit } else { Activity::Other };
@@ -76,8 +75,7 @@ pub async fn credit(
 pub async fn debit(
     State(s): State<Arc<AppState>>,
     Extension(t): Extension<TraceId>,
-    h: HeaderMap,
-    body: Body,
+    HeadersAndBody { headers: h, body }: HeadersAndBody,
 ) -> Result<Response, ApiError> {
     mutation::<MovementRequest>(&s, &t, "wallet.debit", &h, body, |_| Activity::Other, Wallet::debit_command).await
 }
@@ -85,8 +83,7 @@ pub async fn debit(
 pub async fn hold(
     State(s): State<Arc<AppState>>,
     Extension(t): Extension<TraceId>,
-    h: HeaderMap,
-    body: Body,
+    HeadersAndBody { headers: h, body }: HeadersAndBody,
 ) -> Result<Response, ApiError> {
     mutation::<HoldRequest>(&s, &t, "wallet.hold", &h, body, |_| Activity::Wagering, Wallet::hold_command).await
 }
@@ -94,8 +91,7 @@ pub async fn hold(
 pub async fn settle(
     State(s): State<Arc<AppState>>,
     Extension(t): Extension<TraceId>,
-    h: HeaderMap,
-    body: Body,
+    HeadersAndBody { headers: h, body }: HeadersAndBody,
 ) -> Result<Response, ApiError> {
     mutation::<SettleRequest>(&s, &t, "wallet.settle", &h, body, |_| Activity::Other, Wallet::settle_command).await
 }

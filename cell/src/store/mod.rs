@@ -127,7 +127,6 @@ impl PendingCommit for Durable {
     }
 }
 
-/// A store: a factory of transactions.
 /// The embedded store's deleted files still held for the trickle delete, as it counts them.
 #[derive(Debug, Default)]
 pub struct DeletedFiles {
@@ -141,6 +140,7 @@ pub struct DeletedFiles {
     pub let_go_at_once: AtomicU64,
 }
 
+/// A store: a factory of transactions.
 pub trait Store: Send + Sync + 'static {
     fn begin(&self) -> Result<Box<dyn Transaction>, StoreError>;
 

@@ -234,7 +234,16 @@ pub fn verify_offline(data_dir: &std::path::Path, public_key: Option<&str>) -> a
         anyhow::bail!("{} has no audit key: is it a cell's data directory?", data_dir.display());
     }
     let public_key = match public_key {
-        Some(hex) => hex.to_owned(),
+        Some(text) => {
+            // A key that is no Ed25519 key is a mistake in the command, not a finding about the chain.
+            let bytes: [u8; 32] = hex::decode(text)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| anyhow::anyhow!("--public-key must be 32 bytes in hex (64 digits)"))?;
+            ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                .map_err(|e| anyhow::anyhow!("--public-key is not an Ed25519 public key: {e}"))?;
+            text.to_owned()
+        }
         None => hex::encode(crate::signing_key::load_or_create(&key_path)?.verifying_key().as_bytes()),
     };
     let store = crate::store::embedded::EmbeddedStore::open(

@@ -66,7 +66,9 @@ enum Command {
 #[derive(Subcommand)]
 enum Audit {
     /// Verify a stopped cell's audit chain and checkpoints from its data directory; prints
-    /// `{ok, records, head, firstBad}` as JSON and exits 1 when the chain is broken.
+    /// `{ok, records, head, firstBad, checkpointsVerified}` as JSON. Exits 0 when the chain and
+    /// its checkpoints verify, 1 when they do not, 2 when they could not be checked (no such
+    /// cell, the cell still running, a malformed `--public-key`).
     Verify {
         /// The cell's data directory (as given to `cell serve --data`).
         #[arg(long)]
@@ -137,9 +139,15 @@ fn main() -> anyhow::Result<ExitCode> {
                 cell::server::run(config, listener, shutdown_signal()).await
             }),
         Command::Audit { what: Audit::Verify { data, public_key } } => {
-            let report = cell::audit::verify_offline(&data, public_key.as_deref())?;
+            // The status alone tells a script what happened: 1 is a broken chain, 2 no verdict.
+            let report = match cell::audit::verify_offline(&data, public_key.as_deref()) {
+                Ok(report) => report,
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
             println!("{}", serde_json::to_string_pretty(&report)?);
-            // Exit 1 on a broken chain, so scripts can rely on the status alone.
             return Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         Command::Bench { what: Bench::Wallet(args) } => runtime.block_on(cell::bench::wallet(args)),

@@ -150,7 +150,7 @@ impl Game {
         if let Some(j) = self.available_jurisdictions.iter().find(|j| !self.certified_jurisdictions.contains(j)) {
             return Err((
                 "availableJurisdictions".into(),
-                format!("{j:?} has not certified this game: a game is offered only where it is certified"),
+                format!("{j} has not certified this game: a game is offered only where it is certified"),
             ));
         }
         Ok(())

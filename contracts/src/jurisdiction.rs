@@ -24,6 +24,19 @@ pub enum Jurisdiction {
     Es,
 }
 
+impl fmt::Display for Jurisdiction {
+    /// Its code as the wire writes it (`UK`, `MT`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Jurisdiction::Uk => "UK",
+            Jurisdiction::Mt => "MT",
+            Jurisdiction::Dk => "DK",
+            Jurisdiction::Se => "SE",
+            Jurisdiction::Es => "ES",
+        })
+    }
+}
+
 /// ISO 3166-1 alpha-2 codes, officially assigned, in order (looked up by binary search: the router
 /// checks the country of every request). A country outside this list is not a country.
 const ISO_3166_ALPHA2: [&str; 249] = [
@@ -98,6 +111,13 @@ mod tests {
     #[test]
     fn the_iso_list_is_in_order() {
         assert!(ISO_3166_ALPHA2.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn a_jurisdiction_displays_as_the_wire_writes_it() {
+        for j in [Jurisdiction::Uk, Jurisdiction::Mt, Jurisdiction::Dk, Jurisdiction::Se, Jurisdiction::Es] {
+            assert_eq!(format!("\"{j}\""), serde_json::to_string(&j).unwrap());
+        }
     }
 
     #[test]

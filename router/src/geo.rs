@@ -61,6 +61,11 @@ fn load(path: &Path) -> Result<Loaded, GeoError> {
 
 impl GeoDb {
     pub fn open(path: &Path) -> Result<GeoDb, GeoError> {
+        if !path.exists() {
+            let message = "no such file: `./scripts/fetch-geoip.sh` fetches the default database into \
+                           .cache/geoip/ under the repository, or pass another with --geoip FILE";
+            return Err(GeoError { path: path.to_owned(), message: message.into() });
+        }
         Ok(GeoDb { path: path.to_owned(), current: RwLock::new(Arc::new(load(path)?)) })
     }
 

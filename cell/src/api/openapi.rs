@@ -1,7 +1,13 @@
 //! `/openapi.json`: the cell's API as OpenAPI 3.1, its schemas generated from the `contracts` types.
 
 use axum::Json;
+use contracts::audit::{AuditRecordPage, Checkpoint, CheckpointList, VerifyReport};
 use contracts::events::EventPage;
+use contracts::flags::EvaluationResult;
+use contracts::gaming::{
+    MaintenanceRequest, ProviderStatus, PulseCancel, PulseCredit, PulseDebit, PulseEndRound, PulseGetBalance,
+    PulseResponse, SeamlessBalance, SeamlessBet, SeamlessResponse, SeamlessRollback, SeamlessWin,
+};
 use contracts::players::{Player, RegisterPlayerRequest};
 use contracts::sessions::{SessionKey, SessionRequest, SessionResponse};
 use contracts::wallet::{
@@ -15,6 +21,19 @@ use std::sync::OnceLock;
 
 fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
     g.subschema_for::<T>().to_value()
+}
+
+fn json_answer(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+/// A GET answering `schema`, refusing with `errors`.
+fn read(error: &Value, summary: &str, parameters: Value, schema: Value, errors: &[&str]) -> Value {
+    let mut responses = json!({ "200": json_answer("done", schema) });
+    for code in errors {
+        responses[*code] = json_answer("refused; `code` says why", error.clone());
+    }
+    json!({ "get": { "summary": summary, "parameters": parameters, "responses": responses } })
 }
 
 fn mutating(error: &Value, summary: &str, request: Value, ok_status: &str, response: Value, errors: &[&str]) -> Value {
@@ -79,6 +98,65 @@ fn build() -> Value {
             "summary": "The public key that verifies this cell's session tokens",
             "responses": { "200": { "description": "key", "content": { "application/json": { "schema": session_key } } } }
         } },
+        "/gaming/{provider}/{call}": { "post": {
+            "summary": "A game provider's seamless-wallet call, in the provider's own dialect (seamless-v1: bet, win, rollback, endRound, balance; pulse: debit, credit, cancel, endRound, getBalance), authenticated by its HMAC-SHA256 signature and idempotent on its transaction id",
+            "parameters": [
+                { "name": "provider", "in": "path", "required": true, "schema": { "type": "string" } },
+                { "name": "call", "in": "path", "required": true, "schema": { "type": "string" } },
+                { "name": "X-Timestamp", "in": "header", "description": "seamless-v1: Unix seconds, signed with the body", "schema": { "type": "string" } },
+                { "name": "X-Signature", "in": "header", "description": "seamless-v1: `sha256=` then the hex HMAC-SHA256 of `{timestamp}.{body}`", "schema": { "type": "string" } }
+            ],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "oneOf": [
+                schema::<SeamlessBet>(&mut g), schema::<SeamlessWin>(&mut g), schema::<SeamlessRollback>(&mut g), schema::<SeamlessBalance>(&mut g),
+                schema::<PulseDebit>(&mut g), schema::<PulseCredit>(&mut g), schema::<PulseCancel>(&mut g), schema::<PulseEndRound>(&mut g), schema::<PulseGetBalance>(&mut g)
+            ] } } } },
+            "responses": {
+                "200": json_answer("the call's answer in the provider's dialect (pulse answers its refusals with 200 and its own error fields)", json!({ "oneOf": [schema::<SeamlessResponse>(&mut g), schema::<PulseResponse>(&mut g)] })),
+                "400": json_answer("malformed call", error.clone()),
+                "401": json_answer("BAD_SIGNATURE, STALE_REQUEST", error.clone()),
+                "404": json_answer("PROVIDER_NOT_FOUND, UNKNOWN_CALL, PLAYER_NOT_FOUND", error.clone()),
+                "409": json_answer("TRANSACTION_ID_REUSED and round state refusals", error.clone()),
+                "422": json_answer("INSUFFICIENT_FUNDS, STAKE_LIMIT_EXCEEDED and the like", error.clone()),
+                "503": json_answer("PROVIDER_MAINTENANCE, PROVIDER_NOT_CONFIGURED, STORE_UNAVAILABLE", error.clone())
+            }
+        } },
+        "/ops/providers": read(&error, "Each configured provider: dialect and state", json!([]), json!({ "type": "array", "items": schema::<ProviderStatus>(&mut g) }), &[]),
+        "/ops/providers/{provider}/maintenance": { "post": {
+            "summary": "Put a provider in maintenance (its new bets get 503; wins and rollbacks still settle) or take it out; a state, so no idempotency key; `reason` is required either way",
+            "parameters": [{ "name": "provider", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": schema::<MaintenanceRequest>(&mut g) } } },
+            "responses": {
+                "200": json_answer("the provider's state now", schema::<ProviderStatus>(&mut g)),
+                "400": json_answer("REASON_MISSING, MALFORMED_JSON, INVALID_REQUEST", error.clone()),
+                "404": json_answer("PROVIDER_NOT_FOUND", error.clone())
+            }
+        } },
+        "/ops/ledger": read(&error, "Per currency, the sum of every account, player and house, at the currency's scale: zero (\"0.00\" for GBP) when the books balance", json!([]), json!({ "type": "object", "additionalProperties": { "type": "string" } }), &["503"]),
+        "/audit/verify": read(&error, "Check the whole audit chain and every signed checkpoint", json!([]), schema::<VerifyReport>(&mut g), &["503"]),
+        "/audit/records": read(&error, "Audit records after a position", json!([
+            { "name": "after", "in": "query", "schema": { "type": "integer", "minimum": 0 } },
+            { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": crate::audit::PAGE_RECORDS_MAX } }
+        ]), schema::<AuditRecordPage>(&mut g), &["400", "503"]),
+        "/audit/checkpoints": {
+            "get": read(&error, "The signed checkpoints of the audit chain", json!([]), schema::<CheckpointList>(&mut g), &["503"])["get"].clone(),
+            "post": {
+                "summary": "Sign the chain's head now (signing the same head again is harmless, so no idempotency key)",
+                "responses": {
+                    "200": json_answer("the checkpoint", schema::<Checkpoint>(&mut g)),
+                    "409": json_answer("AUDIT_CHAIN_EMPTY", error.clone()),
+                    "503": json_answer("STORE_UNAVAILABLE", error.clone())
+                }
+            }
+        },
+        "/flags/evaluate": read(&error, "Evaluate a flag from this cell's synced copy, OpenFeature-style (STALE when cut off from the control plane); other query parameters are the evaluation context", json!([
+            { "name": "flag", "in": "query", "required": true, "schema": { "type": "string" } },
+            { "name": "type", "in": "query", "schema": { "type": "string", "enum": ["boolean", "variant"] } },
+            { "name": "playerId", "in": "query", "schema": { "type": "string" } }
+        ]), schema::<EvaluationResult>(&mut g), &["400"]),
+        "/lobby": read(&error, "The games this player may see in this jurisdiction, from the synced catalog and flags", json!([
+            { "name": "playerId", "in": "query", "schema": { "type": "string" } }
+        ]), schema::<crate::domains::catalog::Lobby>(&mut g), &["400"]),
+        "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } },
         "/healthz": { "get": { "summary": "Liveness", "responses": { "200": { "description": "alive" } } } },
         "/readyz": { "get": { "summary": "Readiness: 200 once the store is open", "responses": { "200": { "description": "ready" }, "503": { "description": "opening" } } } },
         "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "metrics" } } } }
@@ -94,4 +172,47 @@ fn build() -> Value {
 pub async fn document() -> Json<Value> {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
     Json(DOCUMENT.get_or_init(build).clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// `/wallet/{player_id}` and `/wallet/{playerId}` are one route.
+    fn normal(path: &str) -> String {
+        path.split('/')
+            .map(|segment| if segment.starts_with('{') { "{}" } else { segment })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// Every route and method `api::router` serves is described: a route added without its
+    /// description fails here. Read from the router's source, which lists each as
+    /// `.route("/path", get(handler).post(handler))`.
+    #[test]
+    fn every_served_route_is_described() {
+        let source = include_str!("mod.rs");
+        let source = &source[source.find("pub fn router").expect("api::router is in mod.rs")..];
+        let mut served = BTreeSet::new();
+        for route in source.split(".route(\"").skip(1) {
+            let (path, rest) = route.split_once('"').expect("a quoted path");
+            let handlers =
+                rest.split(".route(").next().expect("the route's handlers").split(".fallback").next().unwrap();
+            for method in ["get", "post", "put", "delete"] {
+                if handlers.contains(&format!(" {method}(")) || handlers.contains(&format!(".{method}(")) {
+                    served.insert((normal(path), method));
+                }
+            }
+        }
+        assert!(served.len() >= 20, "the router's source was not read as expected: {served:?}");
+        let document = super::build();
+        let mut described = BTreeSet::new();
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("a path item").keys() {
+                described.insert((normal(path), method.as_str()));
+            }
+        }
+        let missing: Vec<_> = served.difference(&described).collect();
+        assert!(missing.is_empty(), "served but not in /openapi.json: {missing:?}");
+    }
 }

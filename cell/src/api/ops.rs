@@ -64,7 +64,7 @@ pub async fn events(
     }
 }
 
-/// Per currency, the sum of every account, player and house: zero when the books balance. What
+/// Per currency, the sum of every account, player and house: zero ("0.00" for GBP) when the books balance. What
 /// drills and ops check after a fault.
 pub async fn ledger(
     State(s): State<Arc<AppState>>,
@@ -73,5 +73,8 @@ pub async fn ledger(
     let totals = tokio::task::spawn_blocking(move || wallet.ledger_totals())
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))??;
-    Ok(Json(totals.into_iter().map(|(c, total)| (c.code().to_owned(), total.to_string())).collect()))
+    // At the currency's scale, as every amount the API answers: "0.00" for GBP, whatever scale the
+    // sum happened to carry.
+    let at_scale = |c: contracts::Currency, total| contracts::Amount::at_scale(total, c.scale()).0.to_string();
+    Ok(Json(totals.into_iter().map(|(c, total)| (c.code().to_owned(), at_scale(c, total))).collect()))
 }

@@ -37,11 +37,14 @@ fn location_gate(s: &AppState, headers: &HeaderMap, activity: Activity) -> Resul
     if licensed || allowed {
         return Ok(());
     }
-    let what = if activity == Activity::Wagering { "wagering" } else { "deposits" };
+    let what = if activity == Activity::Wagering { "wagering from" } else { "deposits from" };
     Err(ApiError::new(
         axum::http::StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
         "LOCATION_NOT_LICENSED",
-        format!("{what} from {country} are not covered by cell {}'s licence; balance, limits and withdrawals stay available", s.cell),
+        format!(
+            "{what} {country}: not covered by cell {}'s licence; balance, limits and withdrawals stay available",
+            s.cell
+        ),
     ))
 }
 

@@ -89,6 +89,34 @@ async fn a_third_party_verifies_checkpoints_and_records_with_the_public_key_alon
     assert_eq!(own["checkpointsVerified"], 1);
 }
 
+/// `cell audit verify` with `args` after `--data DIR`: its exit status and stderr.
+fn cell_audit_verify_status(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cell"))
+        .args(["audit", "verify", "--data"])
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn audit_verify_tells_no_verdict_from_a_broken_chain() {
+    let mut cell = TestCell::start_with_providers("uk", providers()).await;
+    some_activity(&cell.client()).await;
+    // Still running: the store is locked, so there is no verdict.
+    let (code, stderr) = cell_audit_verify_status(cell.dir.path(), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("still running"), "{stderr}");
+    cell.stop().await;
+    let (code, stderr) = cell_audit_verify_status(cell.dir.path(), &["--public-key", &"ab".repeat(33)]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--public-key must be 32 bytes"), "{stderr}");
+    let nowhere = tempfile::tempdir().unwrap();
+    assert_eq!(cell_audit_verify_status(nowhere.path(), &[]).0, 2);
+    assert_eq!(cell_audit_verify_status(cell.dir.path(), &[]).0, 0);
+}
+
 fn cell_audit_verify(dir: &std::path::Path) -> (i32, Value) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cell"))
         .args(["audit", "verify", "--data"])

@@ -234,6 +234,12 @@ async fn books_balance_and_chain_verifies(c: &Client) {
     assert_eq!(totals.status, 200);
     for (currency, total) in totals.json().as_object().unwrap() {
         assert!(Decimal::from_str(total.as_str().unwrap()).unwrap().is_zero(), "{currency} sums to {total}");
+        // At the currency's scale, like every amount answered.
+        assert_eq!(
+            total.as_str().unwrap().split_once('.').map(|(_, cents)| cents.len()),
+            Some(2),
+            "{currency}: {total}"
+        );
     }
     let verify = c.get("/audit/verify").await.json();
     assert_eq!(verify["ok"], true, "{verify}");

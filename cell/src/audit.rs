@@ -114,11 +114,37 @@ pub fn records_page(store: &dyn Store, after: u64, limit: usize) -> Result<Audit
 /// Checks every record against the one before it, the chain against its stored head, and every
 /// checkpoint against the records and `public_key`. Reads page by page: the chain only grows, so
 /// records up to the head read first are stable.
+/// A stored head or checkpoint that does not decode is a broken chain, not a failure to check.
 pub fn verify(store: &dyn Store, public_key: &str) -> Result<VerifyReport, StoreError> {
-    let (head, checkpoints) = {
-        let mut tx = store.begin()?;
-        (AuditChain::load(tx.as_mut())?, checkpoints_read(tx.as_mut())?)
+    let broken = |seq: u64, problem: String| VerifyReport {
+        ok: false,
+        records: 0,
+        head: String::new(),
+        first_bad: Some(contracts::audit::BadRecord { seq, problem }),
+        checkpoints_verified: 0,
     };
+    let (head, checkpoint_rows) = {
+        let mut tx = store.begin()?;
+        let (begin, end) = subspaces::audit().subspace(&"cp").range();
+        (tx.get(&head_key())?, tx.get_range(&begin, &end, usize::MAX, false)?)
+    };
+    let head = match head {
+        None => AuditChain::default(),
+        Some(bytes) => match rmp_serde::from_slice::<(u64, [u8; 32])>(&bytes) {
+            Ok((seq, head)) => AuditChain { seq, head },
+            Err(e) => return Ok(broken(0, format!("the stored head does not decode: {e}"))),
+        },
+    };
+    let mut checkpoints = Vec::with_capacity(checkpoint_rows.len());
+    for (key, value) in checkpoint_rows {
+        match rmp_serde::from_slice::<Checkpoint>(&value) {
+            Ok(checkpoint) => checkpoints.push(checkpoint),
+            Err(e) => {
+                let seq = subspaces::audit().unpack::<(String, u64)>(&key).map_or(0, |(_, seq)| seq);
+                return Ok(broken(seq, format!("the checkpoint of record {seq} does not decode: {e}")));
+            }
+        }
+    }
     let mut chain = ChainVerifier::default();
     let mut after = 0;
     'pages: while after < head.seq {

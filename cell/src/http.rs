@@ -23,8 +23,12 @@ use tokio_rustls::TlsAcceptor;
 
 /// Longest a TLS handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest a client may take to send a request's head, once it has started one.
-const HEADER_READ_MAX: Duration = Duration::from_secs(30);
+/// Longest a connection may go without sending a whole request head. hyper's header-read timer
+/// also runs while a keep-alive connection waits for its next request, so this is the idle limit
+/// too: it must stay well above the idle time of the router's pooled connections to cells (30 s,
+/// `router::upstream`), or the router could send a request on a connection the cell is closing
+/// (a 502 for a request the cell never saw).
+const HEADER_READ_MAX: Duration = Duration::from_secs(90);
 /// Longest the requests in flight at shutdown may take before their connections are cut.
 pub const DRAIN_MAX: Duration = Duration::from_secs(30);
 

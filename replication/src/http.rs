@@ -21,7 +21,9 @@ pub async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
 }
 
 /// Serves one connection until the client closes it, or until `stopped`, then lets the request in
-/// flight finish. `header_read_max` bounds the time a client may take to send a request's head.
+/// flight finish. `header_read_max` bounds the time a client may take to send a request's head,
+/// and so also how long a keep-alive connection may sit idle between requests (hyper's timer runs
+/// from the moment the connection waits for a head).
 pub async fn serve_connection<I, S>(
     io: I,
     service: S,

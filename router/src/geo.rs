@@ -62,8 +62,9 @@ fn load(path: &Path) -> Result<Loaded, GeoError> {
 impl GeoDb {
     pub fn open(path: &Path) -> Result<GeoDb, GeoError> {
         if !path.exists() {
-            let message = "no such file: `./scripts/fetch-geoip.sh` fetches the default database into \
-                           .cache/geoip/ under the repository, or pass another with --geoip FILE";
+            let message = "no such file (a relative path is from the directory the router started in): \
+                           `./scripts/fetch-geoip.sh`, run in the repository, fetches the default \
+                           database into its .cache/geoip/; or pass another with --geoip FILE";
             return Err(GeoError { path: path.to_owned(), message: message.into() });
         }
         Ok(GeoDb { path: path.to_owned(), current: RwLock::new(Arc::new(load(path)?)) })

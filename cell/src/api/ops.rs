@@ -73,8 +73,14 @@ pub async fn ledger(
     let totals = tokio::task::spawn_blocking(move || wallet.ledger_totals())
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))??;
-    // At the currency's scale, as every amount the API answers: "0.00" for GBP, whatever scale the
-    // sum happened to carry.
-    let at_scale = |c: contracts::Currency, total| contracts::Amount::at_scale(total, c.scale()).0.to_string();
+    // At the currency's scale, as every amount the API answers ("0.00" for GBP), but never rounded:
+    // a sum with more digits than the currency has is shown whole, so no imbalance hides.
+    let at_scale = |c: contracts::Currency, total: rust_decimal::Decimal| {
+        let mut total = total.normalize();
+        if total.scale() <= c.scale() {
+            total.rescale(c.scale());
+        }
+        total.to_string()
+    };
     Ok(Json(totals.into_iter().map(|(c, total)| (c.code().to_owned(), at_scale(c, total))).collect()))
 }

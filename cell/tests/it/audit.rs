@@ -117,6 +117,22 @@ async fn audit_verify_tells_no_verdict_from_a_broken_chain() {
     assert_eq!(cell_audit_verify_status(cell.dir.path(), &[]).0, 0);
 }
 
+#[tokio::test]
+async fn a_head_that_does_not_decode_is_a_broken_chain() {
+    let mut cell = TestCell::start_with_providers("uk", providers()).await;
+    some_activity(&cell.client()).await;
+    cell.stop().await;
+    {
+        let store = EmbeddedStore::open(&cell.dir.path().join("store"), Durability::SyncPerCommit).unwrap();
+        let mut tx = store.begin().unwrap();
+        tx.set(&subspaces::audit().pack(&("head",)), b"not a head").unwrap();
+        tx.commit().unwrap();
+    }
+    let (code, report) = cell_audit_verify(cell.dir.path());
+    assert_eq!((code, report["ok"].clone()), (1, json!(false)), "{report}");
+    assert!(report["firstBad"]["problem"].as_str().unwrap().contains("head does not decode"), "{report}");
+}
+
 fn cell_audit_verify(dir: &std::path::Path) -> (i32, Value) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cell"))
         .args(["audit", "verify", "--data"])

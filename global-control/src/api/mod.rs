@@ -100,6 +100,11 @@ fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result
             ApiError::new(StatusCode::BAD_REQUEST, "BODY_UNREADABLE", rejection.body_text())
         }
     })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        // A DELETE or a kill with no body, typically: every change says why.
+        let message = "this call takes a JSON body; every change carries its \"reason\"";
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "MALFORMED_JSON", message));
+    }
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "MALFORMED_JSON", format!("request body is not JSON: {e}"))
     })?;

@@ -241,6 +241,10 @@ async fn regulatory_locks_refuse_changes_and_bad_input_writes_nothing() {
     let (status, error) =
         control.call("PUT", "/flags/Bad_Key", Some(ADMIN), Some(boolean_flag("on", json!([]), "x"))).await;
     assert_eq!((status, error["code"].as_str()), (400, Some("INVALID_REQUEST")), "{error}");
+    // A DELETE without its body is told what it lacks.
+    let (status, error) = control.call("DELETE", "/flags/autoplay", Some(ADMIN), None).await;
+    assert_eq!((status, error["code"].as_str()), (400, Some("MALFORMED_JSON")), "{error}");
+    assert!(error["message"].as_str().unwrap().contains("\"reason\""), "{error}");
     let (_, changes) = control.call("GET", "/changes", Some(ADMIN), None).await;
     assert_eq!(changes["records"].as_array().unwrap().len(), 1, "{changes}");
     // Catalog: only where certified; provider must exist.

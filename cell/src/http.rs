@@ -51,6 +51,8 @@ pub async fn serve(
                     let (acceptor, app, stopped) = (acceptor.clone(), app.clone(), stopped.clone());
                     connections.spawn(connection(tcp, peer, acceptor, app, stopped));
                 }
+                // A connection that failed before it was accepted (reset, aborted): the next one.
+                Err(e) if connection_error(&e) => tracing::debug!(error = %e, "a connection failed before accept"),
                 Err(e) => {
                     // Out of file descriptors and the like: back off rather than spin.
                     tracing::warn!(error = %e, "accept failed");
@@ -63,6 +65,12 @@ pub async fn serve(
     drop(listener);
     let _ = stop.send(true);
     replication::http::drain(&mut connections, DRAIN_MAX).await;
+}
+
+/// An accept error about one connection, not about the listener or the process.
+fn connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset)
 }
 
 async fn connection(

@@ -161,6 +161,23 @@ fn build() -> Value {
         "/readyz": { "get": { "summary": "Readiness: 200 once the store is open", "responses": { "200": { "description": "ready" }, "503": { "description": "opening" } } } },
         "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "metrics" } } } }
     });
+    // Until the store is open, every domain route is refused alike.
+    let mut paths = paths;
+    for (path, item) in paths.as_object_mut().expect("paths") {
+        if ["/healthz", "/readyz", "/metrics", "/openapi.json"].contains(&path.as_str()) {
+            continue;
+        }
+        for operation in item.as_object_mut().expect("a path item").values_mut() {
+            let unavailable = &mut operation["responses"]["503"];
+            match unavailable["description"].as_str() {
+                Some(said) if said.starts_with("refused") => {
+                    unavailable["description"] = json!("NOT_READY while the store opens; else `code` says why")
+                }
+                Some(said) => unavailable["description"] = json!(format!("{said}; NOT_READY while the store opens")),
+                None => *unavailable = json_answer("NOT_READY while the store opens", error.clone()),
+            }
+        }
+    }
     json!({
         "openapi": "3.1.0",
         "info": { "title": "cell API", "version": contracts::wallet::WALLET_API_VERSION },
@@ -214,5 +231,13 @@ mod tests {
         }
         let missing: Vec<_> = served.difference(&described).collect();
         assert!(missing.is_empty(), "served but not in /openapi.json: {missing:?}");
+        // Every domain route says it may be refused while the store opens.
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("a path item") {
+                let unavailable = operation["responses"]["503"]["description"].as_str();
+                let ops = ["/healthz", "/readyz", "/metrics", "/openapi.json"].contains(&path.as_str());
+                assert!(ops || unavailable.is_some_and(|d| d.contains("NOT_READY")), "{method} {path}: {operation}");
+            }
+        }
     }
 }

@@ -81,3 +81,22 @@ async fn shutdown_answers_the_request_in_flight_then_stops() {
     serving.await.unwrap();
     assert!(TcpStream::connect(address).await.is_err(), "a stopped server takes no new connection");
 }
+
+#[tokio::test]
+async fn shutdown_closes_an_idle_keep_alive_connection_at_once() {
+    let tls = tempfile::tempdir().unwrap();
+    let (address, stop, serving) = start(tls.path()).await;
+    let config = Arc::new(replication::tls::client_config(tls.path(), "router", "uk").unwrap());
+    let tcp = TcpStream::connect(address).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("uk").unwrap();
+    let mut stream = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.unwrap();
+    stream.write_all(b"GET /ping HTTP/1.1\r\nhost: uk\r\n\r\n").await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = stream.read(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).ends_with("pong"));
+    // Kept alive and idle: the stop closes it rather than waiting for the client or a timeout.
+    let _ = stop.send(());
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the idle connection should be closed: {closed:?}");
+    tokio::time::timeout(Duration::from_secs(10), serving).await.expect("serve returns once drained").unwrap();
+}

@@ -65,13 +65,15 @@ pub struct AuditChain {
 impl AuditChain {
     /// Reads the chain's end from the store.
     pub fn load(tx: &mut dyn Transaction) -> Result<AuditChain, StoreError> {
-        match tx.get(&head_key())? {
-            Some(bytes) => {
-                let (seq, head): (u64, [u8; 32]) = decode("audit head", &bytes)?;
-                Ok(AuditChain { seq, head })
-            }
-            None => Ok(AuditChain::default()),
-        }
+        AuditChain::decode(tx.get(&head_key())?.as_deref())
+            .map_err(|e| StoreError::Io(format!("decode audit head: {e}")))
+    }
+
+    /// The chain's end from the stored head (`None`: the empty chain).
+    fn decode(head: Option<&[u8]>) -> Result<AuditChain, rmp_serde::decode::Error> {
+        let Some(bytes) = head else { return Ok(AuditChain::default()) };
+        let (seq, head): (u64, [u8; 32]) = rmp_serde::from_slice(bytes)?;
+        Ok(AuditChain { seq, head })
     }
 
     /// Appends `event` (an envelope's JSON text) as the next record, in `tx`.
@@ -123,28 +125,18 @@ pub fn verify(store: &dyn Store, public_key: &str) -> Result<VerifyReport, Store
         first_bad: Some(contracts::audit::BadRecord { seq, problem }),
         checkpoints_verified: 0,
     };
-    let (head, checkpoint_rows) = {
+    let (head, checkpoints) = {
         let mut tx = store.begin()?;
-        let (begin, end) = subspaces::audit().subspace(&"cp").range();
-        (tx.get(&head_key())?, tx.get_range(&begin, &end, usize::MAX, false)?)
+        (tx.get(&head_key())?, checkpoint_rows(tx.as_mut())?)
     };
-    let head = match head {
-        None => AuditChain::default(),
-        Some(bytes) => match rmp_serde::from_slice::<(u64, [u8; 32])>(&bytes) {
-            Ok((seq, head)) => AuditChain { seq, head },
-            Err(e) => return Ok(broken(0, format!("the stored head does not decode: {e}"))),
-        },
+    let head = match AuditChain::decode(head.as_deref()) {
+        Ok(head) => head,
+        Err(e) => return Ok(broken(0, format!("the stored head does not decode: {e}"))),
     };
-    let mut checkpoints = Vec::with_capacity(checkpoint_rows.len());
-    for (key, value) in checkpoint_rows {
-        match rmp_serde::from_slice::<Checkpoint>(&value) {
-            Ok(checkpoint) => checkpoints.push(checkpoint),
-            Err(e) => {
-                let seq = subspaces::audit().unpack::<(String, u64)>(&key).map_or(0, |(_, seq)| seq);
-                return Ok(broken(seq, format!("the checkpoint of record {seq} does not decode: {e}")));
-            }
-        }
-    }
+    let checkpoints = match checkpoints_decode(checkpoints) {
+        Ok(checkpoints) => checkpoints,
+        Err((seq, e)) => return Ok(broken(seq, format!("the checkpoint of record {seq} does not decode: {e}"))),
+    };
     let mut chain = ChainVerifier::default();
     let mut after = 0;
     'pages: while after < head.seq {
@@ -197,9 +189,24 @@ pub fn verify(store: &dyn Store, public_key: &str) -> Result<VerifyReport, Store
     Ok(report)
 }
 
-fn checkpoints_read(tx: &mut dyn Transaction) -> Result<Vec<Checkpoint>, StoreError> {
+fn checkpoint_rows(tx: &mut dyn Transaction) -> Result<Vec<crate::store::KeyValue>, StoreError> {
     let (begin, end) = subspaces::audit().subspace(&"cp").range();
-    tx.get_range(&begin, &end, usize::MAX, false)?.iter().map(|(_, v)| decode("checkpoint", v)).collect()
+    tx.get_range(&begin, &end, usize::MAX, false)
+}
+
+/// The stored checkpoints; one that does not decode is named by the record it signs.
+fn checkpoints_decode(rows: Vec<crate::store::KeyValue>) -> Result<Vec<Checkpoint>, (u64, rmp_serde::decode::Error)> {
+    rows.into_iter()
+        .map(|(key, value)| {
+            rmp_serde::from_slice(&value)
+                .map_err(|e| (subspaces::audit().unpack::<(String, u64)>(&key).map_or(0, |(_, seq)| seq), e))
+        })
+        .collect()
+}
+
+fn checkpoints_read(tx: &mut dyn Transaction) -> Result<Vec<Checkpoint>, StoreError> {
+    checkpoints_decode(checkpoint_rows(tx)?)
+        .map_err(|(seq, e)| StoreError::Io(format!("decode the checkpoint of record {seq}: {e}")))
 }
 
 /// Signs chain heads with the cell's audit key.
@@ -262,12 +269,7 @@ pub fn verify_offline(data_dir: &std::path::Path, public_key: Option<&str>) -> a
     let public_key = match public_key {
         Some(text) => {
             // A key that is no Ed25519 key is a mistake in the command, not a finding about the chain.
-            let bytes: [u8; 32] = hex::decode(text)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| anyhow::anyhow!("--public-key must be 32 bytes in hex (64 digits)"))?;
-            ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-                .map_err(|e| anyhow::anyhow!("--public-key is not an Ed25519 public key: {e}"))?;
+            contracts::audit::verifying_key(text).map_err(|e| anyhow::anyhow!("--public-key {e}"))?;
             text.to_owned()
         }
         None => hex::encode(crate::signing_key::load_or_create(&key_path)?.verifying_key().as_bytes()),

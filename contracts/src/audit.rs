@@ -17,6 +17,14 @@ fn hex_decode_opt(text: &str) -> Option<Vec<u8>> {
     hex::decode(text).ok()
 }
 
+/// An Ed25519 public key from its hex text; the error says what is wrong with it.
+pub fn verifying_key(hex: &str) -> Result<VerifyingKey, String> {
+    let key: [u8; 32] = hex_decode_opt(hex)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| "must be 32 bytes in hex (64 digits)".to_owned())?;
+    VerifyingKey::from_bytes(&key).map_err(|e| format!("is not an Ed25519 public key: {e}"))
+}
+
 /// The hash before the first record.
 pub const GENESIS: [u8; 32] = [0; 32];
 
@@ -111,10 +119,7 @@ impl Checkpoint {
 
     /// Checks the signature with `public_key` (32 bytes, hex).
     pub fn verify_signature(&self, public_key: &str) -> Result<(), String> {
-        let key: [u8; 32] = hex_decode_opt(public_key)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| "public key is not 32 bytes of hex".to_owned())?;
-        let key = VerifyingKey::from_bytes(&key).map_err(|e| format!("public key: {e}"))?;
+        let key = verifying_key(public_key).map_err(|e| format!("public key {e}"))?;
         let signature: [u8; 64] = hex_decode_opt(&self.signature)
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| "signature is not 64 bytes of hex".to_owned())?;

@@ -73,10 +73,7 @@ impl fmt::Display for Role {
             Role::Product => f.write_str("product"),
             Role::Catalog => f.write_str("catalog"),
             Role::Ops => f.write_str("ops"),
-            Role::Regulator(j) => {
-                let code = serde_json::to_value(j).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-                write!(f, "regulator:{code}")
-            }
+            Role::Regulator(j) => write!(f, "regulator:{j}"),
         }
     }
 }

@@ -19,6 +19,9 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
+/// Routes that answer before the store is open: never `NOT_READY`.
+const OPS_PATHS: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
+
 fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
     g.subschema_for::<T>().to_value()
 }
@@ -27,20 +30,23 @@ fn json_answer(description: &str, schema: Value) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": schema } } })
 }
 
-/// A GET answering `schema`, refusing with `errors`.
-fn read(error: &Value, summary: &str, parameters: Value, schema: Value, errors: &[&str]) -> Value {
-    let mut responses = json!({ "200": json_answer("done", schema) });
+/// `responses` with a `{code, message}` refusal under each of `errors`.
+fn refusals(mut responses: Value, error: &Value, errors: &[&str]) -> Value {
     for code in errors {
         responses[*code] = json_answer("refused; `code` says why", error.clone());
     }
-    json!({ "get": { "summary": summary, "parameters": parameters, "responses": responses } })
+    responses
+}
+
+/// A GET answering `schema`, refusing with `errors`.
+fn read(error: &Value, summary: &str, parameters: Value, schema: Value, errors: &[&str]) -> Value {
+    let responses = refusals(json!({ "200": json_answer("done", schema) }), error, errors);
+    json!({ "summary": summary, "parameters": parameters, "responses": responses })
 }
 
 fn mutating(error: &Value, summary: &str, request: Value, ok_status: &str, response: Value, errors: &[&str]) -> Value {
-    let mut responses = json!({ ok_status: { "description": "done (or the stored answer of a replay, with Idempotent-Replay: true)", "content": { "application/json": { "schema": response } } } });
-    for code in errors {
-        responses[*code] = json!({ "description": "refused; `code` says why", "content": { "application/json": { "schema": error.clone() } } });
-    }
+    let done = json_answer("done (or the stored answer of a replay, with Idempotent-Replay: true)", response);
+    let responses = refusals(json!({ ok_status: done }), error, errors);
     json!({
         "post": {
             "summary": summary,
@@ -120,7 +126,7 @@ fn build() -> Value {
                 "503": json_answer("PROVIDER_MAINTENANCE, PROVIDER_NOT_CONFIGURED, STORE_UNAVAILABLE", error.clone())
             }
         } },
-        "/ops/providers": read(&error, "Each configured provider: dialect and state", json!([]), json!({ "type": "array", "items": schema::<ProviderStatus>(&mut g) }), &[]),
+        "/ops/providers": { "get": read(&error, "Each configured provider: dialect and state", json!([]), json!({ "type": "array", "items": schema::<ProviderStatus>(&mut g) }), &[]) },
         "/ops/providers/{provider}/maintenance": { "post": {
             "summary": "Put a provider in maintenance (its new bets get 503; wins and rollbacks still settle) or take it out; a state, so no idempotency key; `reason` is required either way",
             "parameters": [{ "name": "provider", "in": "path", "required": true, "schema": { "type": "string" } }],
@@ -131,14 +137,14 @@ fn build() -> Value {
                 "404": json_answer("PROVIDER_NOT_FOUND", error.clone())
             }
         } },
-        "/ops/ledger": read(&error, "Per currency, the sum of every account, player and house, at the currency's scale: zero (\"0.00\" for GBP) when the books balance", json!([]), json!({ "type": "object", "additionalProperties": { "type": "string" } }), &["503"]),
-        "/audit/verify": read(&error, "Check the whole audit chain and every signed checkpoint", json!([]), schema::<VerifyReport>(&mut g), &["503"]),
-        "/audit/records": read(&error, "Audit records after a position", json!([
+        "/ops/ledger": { "get": read(&error, "Per currency, the sum of every account, player and house, at the currency's scale: zero (\"0.00\" for GBP) when the books balance", json!([]), json!({ "type": "object", "additionalProperties": { "type": "string" } }), &["503"]) },
+        "/audit/verify": { "get": read(&error, "Check the whole audit chain and every signed checkpoint", json!([]), schema::<VerifyReport>(&mut g), &["503"]) },
+        "/audit/records": { "get": read(&error, "Audit records after a position", json!([
             { "name": "after", "in": "query", "schema": { "type": "integer", "minimum": 0 } },
             { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": crate::audit::PAGE_RECORDS_MAX } }
-        ]), schema::<AuditRecordPage>(&mut g), &["400", "503"]),
+        ]), schema::<AuditRecordPage>(&mut g), &["400", "503"]) },
         "/audit/checkpoints": {
-            "get": read(&error, "The signed checkpoints of the audit chain", json!([]), schema::<CheckpointList>(&mut g), &["503"])["get"].clone(),
+            "get": read(&error, "The signed checkpoints of the audit chain", json!([]), schema::<CheckpointList>(&mut g), &["503"]),
             "post": {
                 "summary": "Sign the chain's head now (signing the same head again is harmless, so no idempotency key)",
                 "responses": {
@@ -148,14 +154,14 @@ fn build() -> Value {
                 }
             }
         },
-        "/flags/evaluate": read(&error, "Evaluate a flag from this cell's synced copy, OpenFeature-style (STALE when cut off from the control plane); other query parameters are the evaluation context", json!([
+        "/flags/evaluate": { "get": read(&error, "Evaluate a flag from this cell's synced copy, OpenFeature-style (STALE when cut off from the control plane); other query parameters are the evaluation context", json!([
             { "name": "flag", "in": "query", "required": true, "schema": { "type": "string" } },
             { "name": "type", "in": "query", "schema": { "type": "string", "enum": ["boolean", "variant"] } },
             { "name": "playerId", "in": "query", "schema": { "type": "string" } }
-        ]), schema::<EvaluationResult>(&mut g), &["400"]),
-        "/lobby": read(&error, "The games this player may see in this jurisdiction, from the synced catalog and flags", json!([
+        ]), schema::<EvaluationResult>(&mut g), &["400"]) },
+        "/lobby": { "get": read(&error, "The games this player may see in this jurisdiction, from the synced catalog and flags", json!([
             { "name": "playerId", "in": "query", "schema": { "type": "string" } }
-        ]), schema::<crate::domains::catalog::Lobby>(&mut g), &["400"]),
+        ]), schema::<crate::domains::catalog::Lobby>(&mut g), &["400"]) },
         "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } },
         "/healthz": { "get": { "summary": "Liveness", "responses": { "200": { "description": "alive" } } } },
         "/readyz": { "get": { "summary": "Readiness: 200 once the store is open", "responses": { "200": { "description": "ready" }, "503": { "description": "opening" } } } },
@@ -164,18 +170,13 @@ fn build() -> Value {
     // Until the store is open, every domain route is refused alike.
     let mut paths = paths;
     for (path, item) in paths.as_object_mut().expect("paths") {
-        if ["/healthz", "/readyz", "/metrics", "/openapi.json"].contains(&path.as_str()) {
+        if OPS_PATHS.contains(&path.as_str()) {
             continue;
         }
         for operation in item.as_object_mut().expect("a path item").values_mut() {
             let unavailable = &mut operation["responses"]["503"];
-            match unavailable["description"].as_str() {
-                Some(said) if said.starts_with("refused") => {
-                    unavailable["description"] = json!("NOT_READY while the store opens; else `code` says why")
-                }
-                Some(said) => unavailable["description"] = json!(format!("{said}; NOT_READY while the store opens")),
-                None => *unavailable = json_answer("NOT_READY while the store opens", error.clone()),
-            }
+            let said = unavailable["description"].as_str().map(|said| format!("{said}; or ")).unwrap_or_default();
+            *unavailable = json_answer(&format!("{said}NOT_READY while the store opens"), error.clone());
         }
     }
     json!({
@@ -235,7 +236,7 @@ mod tests {
         for (path, item) in document["paths"].as_object().expect("paths") {
             for (method, operation) in item.as_object().expect("a path item") {
                 let unavailable = operation["responses"]["503"]["description"].as_str();
-                let ops = ["/healthz", "/readyz", "/metrics", "/openapi.json"].contains(&path.as_str());
+                let ops = super::OPS_PATHS.contains(&path.as_str());
                 assert!(ops || unavailable.is_some_and(|d| d.contains("NOT_READY")), "{method} {path}: {operation}");
             }
         }

@@ -156,9 +156,7 @@ impl EmbeddedStore {
             }),
         })
     }
-}
 
-impl EmbeddedStore {
     /// The trickle delete's counts, live: for `/metrics`.
     pub fn deleted_files(&self) -> Arc<DeletedFiles> {
         self.inner.trickle.counters()

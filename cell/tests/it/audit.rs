@@ -5,7 +5,7 @@
 use crate::gaming::{providers, Dialect, Provider};
 use crate::harness::{Client, TestCell};
 use cell::store::embedded::{Durability, EmbeddedStore};
-use cell::store::{subspaces, Store};
+use cell::store::{subspaces, Store, Transaction};
 use contracts::audit::{AuditRecord, CheckpointList};
 use serde_json::{json, Value};
 
@@ -122,12 +122,7 @@ async fn a_head_that_does_not_decode_is_a_broken_chain() {
     let mut cell = TestCell::start_with_providers("uk", providers()).await;
     some_activity(&cell.client()).await;
     cell.stop().await;
-    {
-        let store = EmbeddedStore::open(&cell.dir.path().join("store"), Durability::SyncPerCommit).unwrap();
-        let mut tx = store.begin().unwrap();
-        tx.set(&subspaces::audit().pack(&("head",)), b"not a head").unwrap();
-        tx.commit().unwrap();
-    }
+    behind_the_api(cell.dir.path(), |tx| tx.set(&subspaces::audit().pack(&("head",)), b"not a head").unwrap());
     let (code, report) = cell_audit_verify(cell.dir.path());
     assert_eq!((code, report["ok"].clone()), (1, json!(false)), "{report}");
     assert!(report["firstBad"]["problem"].as_str().unwrap().contains("head does not decode"), "{report}");
@@ -145,20 +140,26 @@ fn cell_audit_verify(dir: &std::path::Path) -> (i32, Value) {
     (out.status.code().unwrap(), report)
 }
 
-/// Changes one byte run of a stored record directly in the store, as an intruder with disk
-/// access would: no API can.
-fn tamper(dir: &std::path::Path, seq: u64, from: &str, to: &str) {
+/// Changes a stopped cell's store directly, as an intruder with disk access would: no API can.
+fn behind_the_api(dir: &std::path::Path, change: impl FnOnce(&mut dyn Transaction)) {
     let store = EmbeddedStore::open(&dir.join("store"), Durability::SyncPerCommit).unwrap();
-    let key = subspaces::audit().pack(&("rec", seq));
     let mut tx = store.begin().unwrap();
-    let value = tx.get(&key).unwrap().expect("the record exists");
-    let text = String::from_utf8_lossy(&value).into_owned();
-    assert!(text.contains(from), "record {seq} has no `{from}`");
-    let position = value.windows(from.len()).position(|w| w == from.as_bytes()).unwrap();
-    let mut changed = value.clone();
-    changed[position..position + to.len()].copy_from_slice(to.as_bytes());
-    tx.set(&key, &changed).unwrap();
+    change(tx.as_mut());
     tx.commit().unwrap();
+}
+
+/// Changes one byte run of a stored record behind the API.
+fn tamper(dir: &std::path::Path, seq: u64, from: &str, to: &str) {
+    let key = subspaces::audit().pack(&("rec", seq));
+    behind_the_api(dir, |tx| {
+        let value = tx.get(&key).unwrap().expect("the record exists");
+        let text = String::from_utf8_lossy(&value).into_owned();
+        assert!(text.contains(from), "record {seq} has no `{from}`");
+        let position = value.windows(from.len()).position(|w| w == from.as_bytes()).unwrap();
+        let mut changed = value.clone();
+        changed[position..position + to.len()].copy_from_slice(to.as_bytes());
+        tx.set(&key, &changed).unwrap();
+    });
 }
 
 #[tokio::test]
@@ -193,11 +194,7 @@ async fn a_removed_record_is_a_gap() {
     let mut cell = TestCell::start_with_providers("uk", providers()).await;
     some_activity(&cell.client()).await;
     cell.stop().await;
-    let store = EmbeddedStore::open(&cell.dir.path().join("store"), Durability::SyncPerCommit).unwrap();
-    let mut tx = store.begin().unwrap();
-    tx.clear(&subspaces::audit().pack(&("rec", 6u64))).unwrap();
-    tx.commit().unwrap();
-    drop(store);
+    behind_the_api(cell.dir.path(), |tx| tx.clear(&subspaces::audit().pack(&("rec", 6u64))).unwrap());
     let (code, report) = cell_audit_verify(cell.dir.path());
     assert_eq!(code, 1);
     assert_eq!(report["firstBad"]["seq"], 6, "{report}");

@@ -76,8 +76,9 @@ impl AuditChain {
         Ok(AuditChain { seq, head })
     }
 
-    /// Appends `event` (an envelope's JSON text) as the next record, in `tx`.
-    pub fn append(&mut self, tx: &mut dyn Transaction, event: String) -> Result<(), StoreError> {
+    /// Appends `event` (an envelope's JSON text) as the next record, in `tx`, and returns its
+    /// position.
+    pub fn append(&mut self, tx: &mut dyn Transaction, event: String) -> Result<u64, StoreError> {
         let seq = self.seq + 1;
         let hash = contracts::audit::record_hash(seq, &self.head, event.as_bytes());
         let record = StoredRecord { prev: self.head, hash, event };
@@ -86,7 +87,7 @@ impl AuditChain {
         tx.set(&record_key(seq), &value)?;
         self.seq = seq;
         self.head = hash;
-        Ok(())
+        Ok(seq)
     }
 
     /// Writes the chain's end, once per transaction that appended.
@@ -97,6 +98,15 @@ impl AuditChain {
 
 fn wire(seq: u64, r: StoredRecord) -> AuditRecord {
     AuditRecord { seq, prev_hash: hex::encode(r.prev), hash: hex::encode(r.hash), event: r.event }
+}
+
+/// The event (its exact JSON text) of the record at `seq`; `Err` says why there is none: the
+/// record is missing or does not decode.
+pub fn record_event(tx: &mut dyn Transaction, seq: u64) -> Result<Result<String, String>, StoreError> {
+    let Some(value) = tx.get(&record_key(seq))? else { return Ok(Err(format!("audit record {seq} is missing"))) };
+    Ok(rmp_serde::from_slice::<StoredRecord>(&value)
+        .map(|r| r.event)
+        .map_err(|e| format!("audit record {seq} does not decode: {e}")))
 }
 
 /// Up to `limit` records after position `after`.

@@ -268,6 +268,54 @@ pub(super) async fn settle_disk() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The wallet pipeline's stage histograms (`cell_wallet_stage_seconds`), as the cell's own
+/// `/metrics` shows them: per stage, the sum of seconds and the count.
+pub(super) struct Stages(std::collections::BTreeMap<String, (f64, f64)>);
+
+impl Stages {
+    pub async fn scrape(address: std::net::SocketAddr) -> anyhow::Result<Stages> {
+        use http_body_util::BodyExt;
+        let stream = tokio::net::TcpStream::connect(address).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let request = hyper::Request::get("/metrics").header("host", "bench").body(Full::new(Bytes::new()))?;
+        let body = sender.send_request(request).await?.into_body().collect().await?.to_bytes();
+        Stages::parse(std::str::from_utf8(&body)?)
+    }
+
+    fn parse(metrics: &str) -> anyhow::Result<Stages> {
+        let mut stages = std::collections::BTreeMap::new();
+        for line in metrics.lines() {
+            let Some(rest) = line.strip_prefix("cell_wallet_stage_seconds_") else { continue };
+            let Some((what, rest)) = rest.split_once("{stage=\"") else { continue };
+            let Some((stage, value)) = rest.split_once("\"} ") else { continue };
+            let entry: &mut (f64, f64) = stages.entry(stage.to_owned()).or_default();
+            match what {
+                "sum" => entry.0 = value.trim().parse()?,
+                "count" => entry.1 = value.trim().parse()?,
+                _ => {}
+            }
+        }
+        Ok(Stages(stages))
+    }
+
+    /// One line: the mean time of each stage between `before` and `self`, in milliseconds, in
+    /// pipeline order. Says whether a phase waited on its syncs, its commits or its writer.
+    pub fn since(&self, before: &Stages) -> String {
+        let order = ["queued", "applied", "waited_commit", "committed", "waited_sync", "synced", "answered"];
+        let mut parts = Vec::new();
+        for stage in order {
+            let (sum, count) = self.0.get(stage).copied().unwrap_or_default();
+            let (sum0, count0) = before.0.get(stage).copied().unwrap_or_default();
+            if count > count0 {
+                parts.push(format!("{stage} {:.2}", (sum - sum0) / (count - count0) * 1e3));
+            }
+        }
+        format!("mean ms by wallet stage: {}", parts.join(", "))
+    }
+}
+
 pub(super) async fn wait_ready(address: std::net::SocketAddr) -> anyhow::Result<()> {
     for _ in 0..500 {
         if let Ok(stream) = tokio::net::TcpStream::connect(address).await {
@@ -282,4 +330,23 @@ pub(super) async fn wait_ready(address: std::net::SocketAddr) -> anyhow::Result<
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     bail!("the cell at {address} did not become ready")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Metrics, Stage};
+
+    #[test]
+    fn stage_means_come_from_the_metrics_text_the_cell_serves() {
+        let metrics = Metrics::default();
+        let before = Stages::parse(&metrics.render()).unwrap();
+        let long_ago = Instant::now().checked_sub(Duration::from_millis(40)).unwrap();
+        metrics.wallet_stage(Stage::Synced, long_ago);
+        metrics.wallet_stage(Stage::Synced, long_ago);
+        let line = Stages::parse(&metrics.render()).unwrap().since(&before);
+        let synced: f64 = line.split("synced ").nth(1).expect("the synced stage is listed").parse().unwrap();
+        assert!((40.0..1_000.0).contains(&synced), "{line}");
+        assert!(!line.contains("queued"), "a stage with nothing new is left out: {line}");
+    }
 }

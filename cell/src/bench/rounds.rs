@@ -6,7 +6,7 @@
 //! idempotent on its transaction id, stake-limit checked, journaled, and chained into the audit
 //! log. Prints `rounds_per_s` and `round_p99_ms` (the time of both calls of a round).
 
-use super::{config, report, settle_disk, setup, wait_ready, Client, Phase, PhaseStart};
+use super::{config, report, settle_disk, setup, wait_ready, Client, Phase, PhaseStart, Stages};
 use crate::domains::gaming::adapters::seamless_sign;
 use crate::domains::gaming::providers::{load_dir_with, Provider};
 use crate::domains::wallet::WriterConfig;
@@ -126,9 +126,11 @@ pub async fn rounds(args: RoundsBenchArgs) -> anyhow::Result<()> {
     // Unmeasured first: the cell starts cold, and each player's first round reads their balance
     // and registration from the store; a cell in service has them cached.
     let warmup = play(address, args.players, args.connections, Duration::from_secs(args.warmup_seconds), "w").await?;
+    let before = Stages::scrape(address).await?;
     let mut phase = play(address, args.players, args.connections, Duration::from_secs(args.seconds), "").await?;
     let failures = warmup.failures + phase.failures;
     report("rounds over HTTP (bet + win)", &mut phase);
+    eprintln!("{}", Stages::scrape(address).await?.since(&before));
     let _ = stop.send(());
     server.await??;
     if failures > 0 {

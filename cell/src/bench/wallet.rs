@@ -5,7 +5,7 @@
 //! durable operation; every bet moves money through the same house account (a hot account).
 //! Figures are printed as `key=value` lines at the end.
 
-use super::{config, ctx, key, player, report, settle_disk, setup, wait_ready, Client, Phase, PhaseStart};
+use super::{config, ctx, key, player, report, settle_disk, setup, wait_ready, Client, Phase, PhaseStart, Stages};
 use crate::domains::wallet::{Command, SettlePart, Wallet, WriterConfig};
 use crate::metrics::Metrics;
 use crate::server::OpenCell;
@@ -179,8 +179,10 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
     settle_disk().await?;
     // Unmeasured first: the server opened the store cold (see `cell bench rounds`).
     let warmup = http(address, args.players, args.connections, Duration::from_secs(args.warmup_seconds), "w").await?;
+    let before = Stages::scrape(address).await?;
     let mut over_http = http(address, args.players, args.connections, duration, "").await?;
     report("over HTTP", &mut over_http);
+    eprintln!("{}", Stages::scrape(address).await?.since(&before));
     let _ = stop.send(());
     server.await??;
 

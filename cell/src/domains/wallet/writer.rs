@@ -701,7 +701,8 @@ impl Writer {
         b.dirty_house.insert((account, currency));
     }
 
-    /// Appends an event to the outbox and to the audit chain, in the batch's transaction.
+    /// Appends an event to the audit chain and to the outbox, in the batch's transaction. The
+    /// chain keeps the event's JSON; the outbox entry points at that record.
     fn event<P: contracts::events::EventPayload>(
         tx: &mut dyn Transaction,
         b: &mut Batch,
@@ -711,8 +712,8 @@ impl Writer {
         let order = b.events;
         b.events = b.events.checked_add(1).expect("a batch orders at most 65,536 events");
         let json = events::encode(&events::envelope(ctx, payload));
-        events::append(tx, order, &json)?;
-        b.chain.append(tx, json)
+        let record = b.chain.append(tx, json)?;
+        events::append_chained(tx, order, record)
     }
 
     /// Credit (`inward`) or debit a player's cash against PSP clearing.

@@ -175,7 +175,9 @@ mod tests {
     fn an_event_stored_as_json_reads_back_as_it_was() {
         let envelope = envelope();
         let stored = decode(encode(&envelope).as_bytes()).unwrap();
-        assert_eq!(stored, serde_json::from_str::<Envelope<serde_json::Value>>(&encode(&envelope)).unwrap());
+        let Envelope { event, v, id, ts, trace_id, cell, payload } = envelope;
+        let payload = serde_json::to_value(payload).unwrap();
+        assert_eq!(stored, Envelope { event, v, id, ts, trace_id, cell, payload });
         assert_eq!(stored.payload["amount"], "7.00");
     }
 

@@ -1,6 +1,6 @@
 //! The cell's HTTP API as a client uses it: real server, real store, loopback.
 
-use crate::harness::TestCell;
+use crate::harness::{behind_the_api, TestCell};
 use serde_json::json;
 
 const ADULT: &str = "1990-04-01";
@@ -236,6 +236,34 @@ async fn balance_as_of_a_past_instant() {
     assert_eq!((bad.status, bad.code().as_str()), (400, "INVALID_AS_OF"));
     let currency = c.get("/wallet/uk-tim/balance?currency=GBP").await;
     assert_eq!(currency.json()["currency"], "GBP");
+}
+
+/// A wall clock set back across a restart (an NTP step, a host moved): the journal's order is its
+/// keys' (timestamp, sequence), so new entries must not be stamped before the old ones, or a
+/// point-in-time balance would skip them. The writer keeps its last timestamp with the sequence.
+#[tokio::test]
+async fn entries_after_a_clock_set_back_over_a_restart_stay_after_the_old_ones() {
+    let mut cell = TestCell::start("uk").await;
+    let c = cell.client();
+    c.register("uk-clock", ADULT, "GB", "GBP").await;
+    c.credit("uk-clock", "10.00", "c1").await;
+    cell.stop().await;
+    // As if the last entry had been stamped an hour ahead of the clock the cell now restarts with.
+    let hour_ahead = chrono::Utc::now() + chrono::Duration::hours(1);
+    let meta = cell::store::subspaces::wallet().pack(&("meta", "seq"));
+    behind_the_api(cell.dir.path(), |tx| {
+        let (seq, _): (u64, i64) = rmp_serde::from_slice(&tx.get(&meta).unwrap().unwrap()).unwrap();
+        tx.set(&meta, &rmp_serde::to_vec(&(seq, hour_ahead.timestamp_micros())).unwrap()).unwrap();
+    });
+    cell.restart("uk").await;
+    let c = cell.client();
+    c.credit("uk-clock", "5.00", "c2").await;
+    let at = |t: chrono::DateTime<chrono::Utc>| {
+        format!("/wallet/uk-clock/balance?as_of={}", t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    };
+    assert_eq!(c.get(&at(chrono::Utc::now())).await.json()["cash"], "10.00", "the new entry is not before the old");
+    assert_eq!(c.get(&at(hour_ahead)).await.json()["cash"], "15.00");
+    assert_eq!(c.balance("uk-clock").await["cash"], "15.00");
 }
 
 #[tokio::test]

@@ -3,9 +3,8 @@
 //! only the public key; a record changed behind the API's back is named exactly.
 
 use crate::gaming::{providers, Dialect, Provider};
-use crate::harness::{Client, TestCell};
-use cell::store::embedded::{Durability, EmbeddedStore};
-use cell::store::{subspaces, Store, Transaction};
+use crate::harness::{behind_the_api, Client, TestCell};
+use cell::store::subspaces;
 use contracts::audit::{AuditRecord, CheckpointList};
 use serde_json::{json, Value};
 
@@ -138,14 +137,6 @@ fn cell_audit_verify(dir: &std::path::Path) -> (i32, Value) {
         panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
     });
     (out.status.code().unwrap(), report)
-}
-
-/// Changes a stopped cell's store directly, as an intruder with disk access would: no API can.
-fn behind_the_api(dir: &std::path::Path, change: impl FnOnce(&mut dyn Transaction)) {
-    let store = EmbeddedStore::open(&dir.join("store"), Durability::SyncPerCommit).unwrap();
-    let mut tx = store.begin().unwrap();
-    change(tx.as_mut());
-    tx.commit().unwrap();
 }
 
 /// Changes one byte run of a stored record behind the API.

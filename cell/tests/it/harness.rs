@@ -206,3 +206,13 @@ impl Client {
         }
     }
 }
+
+/// Changes a stopped cell's store directly, as an intruder with disk access would: no API can.
+pub fn behind_the_api(dir: &std::path::Path, change: impl FnOnce(&mut dyn cell::store::Transaction)) {
+    use cell::store::embedded::{Durability, EmbeddedStore};
+    use cell::store::Store;
+    let store = EmbeddedStore::open(&dir.join("store"), Durability::SyncPerCommit).unwrap();
+    let mut tx = store.begin().unwrap();
+    change(tx.as_mut());
+    tx.commit().unwrap();
+}

@@ -8,7 +8,8 @@
 //! ("game", provider, round)                      -> GameRound        a provider's round: bets, tombstones, closed parts
 //! ("gopen", provider, open_since_us, round)      -> ()               rounds with an open bet, oldest first (the sweeper's index)
 //! ("idem", key)                                  -> IdempotencyRecord
-//! ("meta", "seq")                                -> u64              last entry sequence number
+//! ("meta", "seq")                                -> (u64, i64)       last entry's sequence number and timestamp (µs);
+//!                                                                     a bare u64 in stores written before 2026-11-26
 //! ```
 
 use crate::store::subspaces;

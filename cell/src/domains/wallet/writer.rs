@@ -314,6 +314,15 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     buf
 }
 
+/// The journal's last sequence number and, unless the store was written before it was kept, the
+/// last entry's timestamp in microseconds.
+fn sequence_decode(bytes: &[u8]) -> Result<(u64, Option<i64>), StoreError> {
+    match rmp_serde::from_slice::<(u64, i64)>(bytes) {
+        Ok((seq, last_us)) => Ok((seq, Some(last_us))),
+        Err(_) => Ok((decode("sequence", bytes)?, None)),
+    }
+}
+
 /// Reads a player's stored balances (zero if none) and checks them.
 pub(super) fn balance_read(
     tx: &mut dyn Transaction,
@@ -397,10 +406,16 @@ impl Writer {
     fn reload(&mut self) -> Result<(), StoreError> {
         self.cache = Cache::default();
         let mut tx = self.store.begin()?;
-        self.seq = match tx.get(&keys::sequence())? {
-            Some(bytes) => decode("sequence", &bytes)?,
-            None => 0,
+        let (seq, last_us) = match tx.get(&keys::sequence())? {
+            Some(bytes) => sequence_decode(&bytes)?,
+            None => (0, None),
         };
+        self.seq = seq;
+        // The journal's order is its keys' (timestamp, sequence): a clock set back across a
+        // restart must not stamp new entries before the old ones.
+        if let Some(last) = last_us.and_then(DateTime::<Utc>::from_timestamp_micros) {
+            self.last_ts = self.last_ts.max(last);
+        }
         self.chain = AuditChain::load(tx.as_mut())?;
         Ok(())
     }
@@ -546,7 +561,7 @@ impl Writer {
         for key in &b.dirty_house {
             tx.set(&keys::house(key.0.name(), key.1), &encode(&self.cache.house[key]))?;
         }
-        tx.set(&keys::sequence(), &encode(&self.seq))?;
+        tx.set(&keys::sequence(), &encode(&(self.seq, self.last_ts.timestamp_micros())))?;
         if b.chain != self.chain {
             b.chain.write_head(tx.as_mut())?;
             self.chain = b.chain;
@@ -927,5 +942,17 @@ impl Writer {
         Self::event(tx, b, ctx, WalletSettled { round_id: round.clone(), parts: settled_parts })?;
         let body = SettleResponse { balances };
         Ok(Ok(serde_json::to_string(&body).expect("serialises")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sequence_record_reads_with_its_timestamp_and_as_stored_before_it_had_one() {
+        assert_eq!(sequence_decode(&encode(&(5u64, -7i64))).unwrap(), (5, Some(-7)));
+        assert_eq!(sequence_decode(&encode(&5u64)).unwrap(), (5, None));
+        assert!(sequence_decode(b"\xc1").is_err(), "bytes of neither form are an error, not sequence zero");
     }
 }

@@ -100,13 +100,52 @@ fn wire(seq: u64, r: StoredRecord) -> AuditRecord {
     AuditRecord { seq, prev_hash: hex::encode(r.prev), hash: hex::encode(r.hash), event: r.event }
 }
 
-/// The event (its exact JSON text) of the record at `seq`; `Err` says why there is none: the
-/// record is missing or does not decode.
-pub fn record_event(tx: &mut dyn Transaction, seq: u64) -> Result<Result<String, String>, StoreError> {
-    let Some(value) = tx.get(&record_key(seq))? else { return Ok(Err(format!("audit record {seq} is missing"))) };
-    Ok(rmp_serde::from_slice::<StoredRecord>(&value)
-        .map(|r| r.event)
-        .map_err(|e| format!("audit record {seq} does not decode: {e}")))
+/// The events (each its exact JSON text) of the records at `positions`, by position, for the
+/// outbox to serve. `Err` says why one cannot be served: missing, not decodable, or changed since
+/// it was written (its text no longer gives its stored hash). A page's chained events are
+/// consecutive records, read in one range read; scattered positions, which only a damaged outbox
+/// holds, are read one by one.
+pub fn record_events(
+    tx: &mut dyn Transaction,
+    positions: &[u64],
+) -> Result<std::collections::HashMap<u64, Result<String, String>>, StoreError> {
+    let mut found = std::collections::HashMap::with_capacity(positions.len());
+    let (Some(&first), Some(&last)) = (positions.iter().min(), positions.iter().max()) else { return Ok(found) };
+    let span = (last - first).saturating_add(1);
+    let rows = if span <= PAGE_RECORDS_MAX as u64 {
+        let begin = record_key(first);
+        let end = last.checked_add(1).map_or_else(|| records_range(0).1, record_key);
+        tx.get_range(&begin, &end, span as usize, false)?
+            .into_iter()
+            .map(|(key, value)| {
+                let (_, seq): (String, u64) =
+                    subspaces::audit().unpack(&key).map_err(|e| StoreError::Io(format!("audit key: {e}")))?;
+                Ok((seq, value))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?
+    } else {
+        let mut rows = Vec::with_capacity(positions.len());
+        for &seq in positions {
+            if let Some(value) = tx.get(&record_key(seq))? {
+                rows.push((seq, value));
+            }
+        }
+        rows
+    };
+    for (seq, value) in rows {
+        let event = match rmp_serde::from_slice::<StoredRecord>(&value) {
+            Err(e) => Err(format!("audit record {seq} does not decode: {e}")),
+            Ok(r) if contracts::audit::record_hash(seq, &r.prev, r.event.as_bytes()) != r.hash => {
+                Err(format!("audit record {seq} does not match its hash: changed since it was written"))
+            }
+            Ok(r) => Ok(r.event),
+        };
+        found.insert(seq, event);
+    }
+    for &seq in positions {
+        found.entry(seq).or_insert_with(|| Err(format!("audit record {seq} is missing")));
+    }
+    Ok(found)
 }
 
 /// Up to `limit` records after position `after`.

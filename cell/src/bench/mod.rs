@@ -274,13 +274,7 @@ pub(super) struct Stages(std::collections::BTreeMap<String, (f64, f64)>);
 
 impl Stages {
     pub async fn scrape(address: std::net::SocketAddr) -> anyhow::Result<Stages> {
-        use http_body_util::BodyExt;
-        let stream = tokio::net::TcpStream::connect(address).await?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
-        let request = hyper::Request::get("/metrics").header("host", "bench").body(Full::new(Bytes::new()))?;
-        let body = sender.send_request(request).await?.into_body().collect().await?.to_bytes();
+        let (_, body) = get(address, "/metrics").await?;
         Stages::parse(std::str::from_utf8(&body)?)
     }
 
@@ -316,16 +310,23 @@ impl Stages {
     }
 }
 
+/// One GET on a new connection: the answer's status and body.
+async fn get(address: std::net::SocketAddr, path: &str) -> anyhow::Result<(hyper::StatusCode, Bytes)> {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let request = hyper::Request::get(path).header("host", "bench").body(Full::new(Bytes::new()))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    Ok((status, response.into_body().collect().await?.to_bytes()))
+}
+
 pub(super) async fn wait_ready(address: std::net::SocketAddr) -> anyhow::Result<()> {
     for _ in 0..500 {
-        if let Ok(stream) = tokio::net::TcpStream::connect(address).await {
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(stream)).await?;
-            tokio::spawn(connection);
-            let request = hyper::Request::get("/readyz").header("host", "bench").body(Full::new(Bytes::new()))?;
-            if sender.send_request(request).await?.status().is_success() {
-                return Ok(());
-            }
+        if get(address, "/readyz").await.is_ok_and(|(status, _)| status.is_success()) {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

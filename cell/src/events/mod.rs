@@ -58,35 +58,38 @@ pub fn encode<P: EventPayload>(envelope: &Envelope<P>) -> String {
 /// Appends an event (its [`encode`]d envelope) in `tx`. `order` distinguishes events of one
 /// transaction (FoundationDB's user version): each must get its own.
 pub fn append(tx: &mut dyn Transaction, order: u16, json: &str) -> Result<(), StoreError> {
-    let key = subspaces::events().pack_with_versionstamp(&Versionstamp::incomplete(order));
-    tx.set_versionstamped_key(&key, json.as_bytes())
+    tx.set_versionstamped_key(&next_key(order), json.as_bytes())
 }
 
 /// Appends an event already appended to the audit chain, at position `record`, in the same `tx`:
 /// the outbox keeps only that position. `order` as for [`append`].
 pub fn append_chained(tx: &mut dyn Transaction, order: u16, record: u64) -> Result<(), StoreError> {
-    let key = subspaces::events().pack_with_versionstamp(&Versionstamp::incomplete(order));
     let mut value = [IN_CHAIN; 9];
     value[1..].copy_from_slice(&record.to_be_bytes());
-    tx.set_versionstamped_key(&key, &value)
+    tx.set_versionstamped_key(&next_key(order), &value)
+}
+
+/// The key of the next event of a transaction: its commit's versionstamp, then `order`.
+fn next_key(order: u16) -> Vec<u8> {
+    subspaces::events().pack_with_versionstamp(&Versionstamp::incomplete(order))
 }
 
 /// The first byte of an outbox value that points at an audit record (see the module's comment).
 pub const IN_CHAIN: u8 = 0x01;
 
-/// An outbox value's envelope, read from the audit chain when the value points there. `Err` is
-/// why it cannot be read.
-fn stored_envelope(
-    tx: &mut dyn Transaction,
-    value: &[u8],
-) -> Result<Result<Envelope<serde_json::Value>, String>, StoreError> {
+/// What an outbox value holds: the audit record's position, or the envelope's text.
+enum Stored<'a> {
+    InChain(u64),
+    Text(&'a [u8]),
+}
+
+fn stored(value: &[u8]) -> Result<Stored<'_>, String> {
     if value.first() != Some(&IN_CHAIN) {
-        return Ok(decode(value));
+        return Ok(Stored::Text(value));
     }
-    let Ok(position) = <[u8; 8]>::try_from(&value[1..]) else {
-        return Ok(Err(format!("a chained event's value has {} bytes, not 9", value.len())));
-    };
-    Ok(audit::record_event(tx, u64::from_be_bytes(position))?.and_then(|json| decode(json.as_bytes())))
+    let position = <[u8; 8]>::try_from(&value[1..])
+        .map_err(|_| format!("a chained event's value has {} bytes, not 9", value.len()))?;
+    Ok(Stored::InChain(u64::from_be_bytes(position)))
 }
 
 /// An envelope stored as text: JSON, or MessagePack with named fields (see the module's comment).
@@ -137,15 +140,30 @@ pub fn read_page(store: &dyn Store, after: Option<&str>, limit: usize) -> Result
         }
         None => start,
     };
-    let mut tx = store.begin()?;
+    // Read-only: nothing to check at commit.
+    let mut tx = store.begin_snapshot_reads()?;
     let rows = tx.get_range(&begin, &end, limit.clamp(1, PAGE_EVENTS_MAX), false)?;
-    let mut events = Vec::with_capacity(rows.len());
-    for (key, value) in rows {
+    let mut page = Vec::with_capacity(rows.len());
+    for (key, value) in &rows {
         let vs: Versionstamp =
-            space.unpack(&key).map_err(|e| ReadError::Corrupt { cursor: hex::encode(&key), message: e.to_string() })?;
+            space.unpack(key).map_err(|e| ReadError::Corrupt { cursor: hex::encode(key), message: e.to_string() })?;
         let cursor = hex::encode(vs.as_bytes());
-        let envelope = stored_envelope(tx.as_mut(), &value)?
-            .map_err(|message| ReadError::Corrupt { cursor: cursor.clone(), message })?;
+        let value = stored(value).map_err(|message| ReadError::Corrupt { cursor: cursor.clone(), message })?;
+        page.push((cursor, value));
+    }
+    let positions: Vec<u64> =
+        page.iter().filter_map(|(_, v)| if let Stored::InChain(p) = v { Some(*p) } else { None }).collect();
+    let mut chained = audit::record_events(tx.as_mut(), &positions)?;
+    let mut events = Vec::with_capacity(page.len());
+    for (cursor, value) in page {
+        let envelope = match value {
+            Stored::Text(text) => decode(text),
+            Stored::InChain(position) => chained
+                .remove(&position)
+                .unwrap_or_else(|| Err(format!("audit record {position} is listed twice in the outbox")))
+                .and_then(|json| decode(json.as_bytes())),
+        };
+        let envelope = envelope.map_err(|message| ReadError::Corrupt { cursor: cursor.clone(), message })?;
         events.push(EventRecord { cursor, envelope });
     }
     let next = events.last().map(|e| e.cursor.clone()).or_else(|| after.map(str::to_owned));
@@ -189,42 +207,117 @@ mod tests {
         (dir, store)
     }
 
-    #[test]
-    fn a_chained_event_reads_back_from_its_audit_record_beside_plain_ones() {
-        let (_dir, store) = store();
-        let (first, second) = (encode(&envelope()), encode(&envelope()));
+    /// Commits what `write` does in one transaction.
+    fn commit(store: &dyn Store, write: impl FnOnce(&mut dyn Transaction)) {
         let mut tx = store.begin().unwrap();
-        append(tx.as_mut(), 0, &first).unwrap();
-        let mut chain = audit::AuditChain::default();
-        let record = chain.append(tx.as_mut(), second.clone()).unwrap();
-        append_chained(tx.as_mut(), 1, record).unwrap();
-        chain.write_head(tx.as_mut()).unwrap();
+        write(tx.as_mut());
         tx.commit().unwrap();
+    }
+
+    fn stored_values(store: &dyn Store) -> Vec<Vec<u8>> {
+        let (begin, end) = subspaces::events().range();
+        store.begin().unwrap().get_range(&begin, &end, 100, false).unwrap().into_iter().map(|(_, v)| v).collect()
+    }
+
+    fn pointer(position: u8) -> [u8; 9] {
+        [IN_CHAIN, 0, 0, 0, 0, 0, 0, 0, position]
+    }
+
+    #[test]
+    fn chained_events_read_back_from_their_own_audit_records_beside_plain_ones() {
+        let (_dir, store) = store();
+        let texts: Vec<String> = (0..5).map(|_| encode(&envelope())).collect();
+        let mut chain = audit::AuditChain::default();
+        // As a store written before events were stored once: the text in both places (record 1).
+        commit(&store, |tx| {
+            append(tx, 0, &texts[0]).unwrap();
+            chain.append(tx, texts[0].clone()).unwrap();
+            chain.write_head(tx).unwrap();
+        });
+        commit(&store, |tx| {
+            let second = chain.append(tx, texts[1].clone()).unwrap();
+            append_chained(tx, 0, second).unwrap();
+            append(tx, 1, &texts[2]).unwrap(); // outside the chain, as a registration is
+            let third = chain.append(tx, texts[3].clone()).unwrap();
+            append_chained(tx, 2, third).unwrap();
+            chain.write_head(tx).unwrap();
+        });
+        commit(&store, |tx| {
+            let fourth = chain.append(tx, texts[4].clone()).unwrap();
+            append_chained(tx, 0, fourth).unwrap();
+            chain.write_head(tx).unwrap();
+        });
 
         let page = read_page(&store, None, 10).unwrap();
         let read: Vec<_> = page.events.iter().map(|e| e.envelope.clone()).collect();
-        assert_eq!(read, [decode(first.as_bytes()).unwrap(), decode(second.as_bytes()).unwrap()]);
-        assert_ne!(read[0].id, read[1].id, "two distinct events, in commit order");
-        let mut stored = store.begin().unwrap();
-        let (begin, end) = subspaces::events().range();
-        let values: Vec<_> = stored.get_range(&begin, &end, 10, false).unwrap().into_iter().map(|(_, v)| v).collect();
-        assert_eq!(values[0], first.as_bytes(), "an event outside the chain keeps its text");
-        assert_eq!(values[1], [IN_CHAIN, 0, 0, 0, 0, 0, 0, 0, 1], "a chained one keeps its record's position");
+        let written: Vec<_> = texts.iter().map(|t| decode(t.as_bytes()).unwrap()).collect();
+        assert_eq!(read, written, "each event once, in commit order, each from its own record");
+        let values = stored_values(&store);
+        assert_eq!(values[0], texts[0].as_bytes());
+        assert_eq!(values[1], pointer(2));
+        assert_eq!(values[2], texts[2].as_bytes(), "an event outside the chain keeps its text");
+        assert_eq!(values[3], pointer(3));
+        assert_eq!(values[4], pointer(4));
+        // A page that starts between them reads the same events.
+        let rest = read_page(&store, Some(&page.events[1].cursor), 10).unwrap();
+        assert_eq!(rest.events.iter().map(|e| e.envelope.clone()).collect::<Vec<_>>(), written[2..]);
+    }
+
+    fn corrupt(store: &dyn Store) -> (String, String) {
+        match read_page(store, None, 10) {
+            Err(ReadError::Corrupt { cursor, message }) => (cursor, message),
+            other => panic!("expected a corrupt event, got {other:?}"),
+        }
     }
 
     #[test]
     fn a_chained_event_whose_record_is_missing_is_corrupt_at_its_cursor() {
         let (_dir, store) = store();
-        let mut tx = store.begin().unwrap();
-        append_chained(tx.as_mut(), 0, 7).unwrap();
-        tx.commit().unwrap();
-        match read_page(&store, None, 10) {
-            Err(ReadError::Corrupt { cursor, message }) => {
-                assert_eq!(cursor.len(), 24);
-                assert!(message.contains("audit record 7 is missing"), "{message}");
-            }
-            other => panic!("expected a corrupt event, got {other:?}"),
+        commit(&store, |tx| append_chained(tx, 0, 7).unwrap());
+        let (cursor, message) = corrupt(&store);
+        assert_eq!(cursor.len(), 24);
+        assert!(message.contains("audit record 7 is missing"), "{message}");
+    }
+
+    #[test]
+    fn a_chained_event_whose_record_was_changed_is_not_served() {
+        let (_dir, store) = store();
+        let mut chain = audit::AuditChain::default();
+        commit(&store, |tx| {
+            let first = chain.append(tx, encode(&envelope())).unwrap();
+            append_chained(tx, 0, first).unwrap();
+            chain.write_head(tx).unwrap();
+        });
+        assert_eq!(read_page(&store, None, 10).unwrap().events[0].envelope.payload["amount"], "7.00");
+        let record = subspaces::audit().pack(&("rec", 1u64));
+        commit(&store, |tx| {
+            let value = tx.get(&record).unwrap().unwrap();
+            let at = value.windows(4).position(|w| w == b"7.00").unwrap();
+            let mut changed = value.clone();
+            changed[at..at + 4].copy_from_slice(b"9.00");
+            tx.set(&record, &changed).unwrap();
+        });
+        let (_, message) = corrupt(&store);
+        assert!(message.contains("audit record 1 does not match its hash"), "{message}");
+    }
+
+    #[test]
+    fn an_outbox_value_that_is_no_event_is_corrupt() {
+        for bad in [&[IN_CHAIN, 0, 1][..], &[IN_CHAIN; 10][..]] {
+            let (_dir, store) = store();
+            commit(&store, |tx| tx.set_versionstamped_key(&next_key(0), bad).unwrap());
+            let (_, message) = corrupt(&store);
+            assert!(message.contains("not 9"), "{message}");
         }
+        let (_dir, store) = store();
+        commit(&store, |tx| {
+            append_chained(tx, 0, 1).unwrap();
+            append_chained(tx, 1, 1).unwrap();
+            let mut chain = audit::AuditChain::default();
+            chain.append(tx, encode(&envelope())).unwrap();
+        });
+        let (_, message) = corrupt(&store);
+        assert!(message.contains("listed twice"), "{message}");
     }
 
     #[test]

@@ -317,9 +317,12 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// The journal's last sequence number and, unless the store was written before it was kept, the
 /// last entry's timestamp in microseconds.
 fn sequence_decode(bytes: &[u8]) -> Result<(u64, Option<i64>), StoreError> {
-    match rmp_serde::from_slice::<(u64, i64)>(bytes) {
-        Ok((seq, last_us)) => Ok((seq, Some(last_us))),
-        Err(_) => Ok((decode("sequence", bytes)?, None)),
+    // A two-element MessagePack array (0x92) since the timestamp is kept; a bare integer before.
+    if bytes.first() == Some(&0x92) {
+        let (seq, last_us) = decode("sequence", bytes)?;
+        Ok((seq, Some(last_us)))
+    } else {
+        Ok((decode("sequence", bytes)?, None))
     }
 }
 
@@ -413,7 +416,17 @@ impl Writer {
         self.seq = seq;
         // The journal's order is its keys' (timestamp, sequence): a clock set back across a
         // restart must not stamp new entries before the old ones.
-        if let Some(last) = last_us.and_then(DateTime::<Utc>::from_timestamp_micros) {
+        if let Some(us) = last_us {
+            let last = DateTime::<Utc>::from_timestamp_micros(us)
+                .ok_or_else(|| StoreError::Io(format!("the journal's last timestamp ({us} µs) is out of range")))?;
+            let ahead = last - Utc::now();
+            if ahead > chrono::Duration::minutes(1) {
+                tracing::warn!(
+                    ahead_s = ahead.num_seconds(),
+                    "the journal's last entry is stamped ahead of this clock: new entries take its \
+                     timestamp until the clock catches up"
+                );
+            }
             self.last_ts = self.last_ts.max(last);
         }
         self.chain = AuditChain::load(tx.as_mut())?;

@@ -65,6 +65,12 @@ impl CpuUse {
         (ops > 0 && !total.is_zero()).then(|| total.as_secs_f64() * 1e6 / ops as f64)
     }
 
+    /// Microseconds of CPU per operation of the threads whose name `is_part` picks.
+    pub fn us_per_op_of(&self, ops: u64, is_part: impl Fn(&str) -> bool) -> Option<f64> {
+        let part: Duration = self.threads.iter().filter(|(n, _)| is_part(n)).map(|(_, t)| *t).sum();
+        self.us_per_op(ops).map(|_| part.as_secs_f64() * 1e6 / ops as f64)
+    }
+
     /// `65.3 us/op (wallet-writer 30.1, wallet-commit 22.0, ...)`: the total, then each thread name.
     pub fn breakdown(&self, ops: u64) -> String {
         let Some(total) = self.us_per_op(ops) else { return "not measured (no /proc schedstat)".into() };
@@ -113,5 +119,8 @@ mod tests {
         assert!(used.total() >= busy_time);
         assert!(used.breakdown(10).contains("cpu-test-busy"));
         assert_eq!(CpuUse::default().us_per_op(10), None);
+        let busy_us = busy_time.as_secs_f64() * 1e6 / 10.0;
+        assert_eq!(used.us_per_op_of(10, |n| n == "cpu-test-busy"), Some(busy_us));
+        assert_eq!(used.us_per_op_of(10, |_| false), Some(0.0));
     }
 }

@@ -84,6 +84,16 @@ impl Phase {
         self.cpu.us_per_op(self.ops).unwrap_or(f64::NAN)
     }
 
+    /// CPU microseconds per operation of the store's own threads: the commit and durability
+    /// threads of the wallet's pipeline, fjall's flush and compaction worker, and the store's
+    /// housekeeping. What storing each operation's records costs, beside the writer that makes them.
+    pub fn store_cpu_us_per_op(&self) -> f64 {
+        let is_store = |name: &str| {
+            ["wallet-commit", "wallet-durable", "fjall", "store-"].iter().any(|prefix| name.starts_with(prefix))
+        };
+        self.cpu.us_per_op_of(self.ops, is_store).unwrap_or(f64::NAN)
+    }
+
     pub fn ops_per_s(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }

@@ -193,6 +193,7 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
     // CPU per operation (the whole process: the load tasks too): steadier than throughput on a
     // shared machine, so the figure to compare changes to the hot path by.
     println!("inprocess_cpu_us_per_op={:.1}", grouped.cpu_us_per_op());
+    println!("inprocess_store_cpu_us_per_op={:.1}", grouped.store_cpu_us_per_op());
     println!("http_cpu_us_per_op={:.1}", over_http.cpu_us_per_op());
     println!("inprocess_ops_per_s={:.0}", grouped.ops_per_s());
     println!("inprocess_p99_ms={:.2}", grouped.p99_ms());

@@ -28,6 +28,11 @@ fn record_key(seq: u64) -> Vec<u8> {
     subspaces::audit().pack(&("rec", seq))
 }
 
+/// The position a record or checkpoint key names (its second element).
+fn key_seq(key: &[u8]) -> Result<u64, foundationdb_tuple::PackError> {
+    subspaces::audit().unpack::<(String, u64)>(key).map(|(_, seq)| seq)
+}
+
 fn records_range(after: u64) -> (Vec<u8>, Vec<u8>) {
     let space = subspaces::audit().subspace(&"rec");
     (space.pack(&(after + 1,)), space.range().1)
@@ -117,11 +122,7 @@ pub fn record_events(
         let end = last.checked_add(1).map_or_else(|| records_range(0).1, record_key);
         tx.get_range(&begin, &end, span as usize, false)?
             .into_iter()
-            .map(|(key, value)| {
-                let (_, seq): (String, u64) =
-                    subspaces::audit().unpack(&key).map_err(|e| StoreError::Io(format!("audit key: {e}")))?;
-                Ok((seq, value))
-            })
+            .map(|(key, value)| Ok((key_seq(&key).map_err(|e| StoreError::Io(format!("audit key: {e}")))?, value)))
             .collect::<Result<Vec<_>, StoreError>>()?
     } else {
         let mut rows = Vec::with_capacity(positions.len());
@@ -155,8 +156,7 @@ pub fn records_page(store: &dyn Store, after: u64, limit: usize) -> Result<Audit
     let (begin, end) = records_range(after);
     let mut records = Vec::new();
     for (key, value) in tx.get_range(&begin, &end, limit.clamp(1, PAGE_RECORDS_MAX), false)? {
-        let (_, seq): (String, u64) =
-            subspaces::audit().unpack(&key).map_err(|e| StoreError::Io(format!("audit key: {e}")))?;
+        let seq = key_seq(&key).map_err(|e| StoreError::Io(format!("audit key: {e}")))?;
         records.push(wire(seq, decode("audit record", &value)?));
     }
     Ok(AuditRecordPage { records, head_seq })
@@ -197,8 +197,8 @@ pub fn verify(store: &dyn Store, public_key: &str) -> Result<VerifyReport, Store
         }
         for (key, value) in rows {
             let expected = chain.good() + 1;
-            let seq = match subspaces::audit().unpack::<(String, u64)>(&key) {
-                Ok((_, seq)) => seq,
+            let seq = match key_seq(&key) {
+                Ok(seq) => seq,
                 Err(e) => {
                     chain.fail(expected, format!("a key in the chain does not decode: {e}"));
                     break 'pages;
@@ -246,10 +246,7 @@ fn checkpoint_rows(tx: &mut dyn Transaction) -> Result<Vec<crate::store::KeyValu
 /// The stored checkpoints; one that does not decode is named by the record it signs.
 fn checkpoints_decode(rows: Vec<crate::store::KeyValue>) -> Result<Vec<Checkpoint>, (u64, rmp_serde::decode::Error)> {
     rows.into_iter()
-        .map(|(key, value)| {
-            rmp_serde::from_slice(&value)
-                .map_err(|e| (subspaces::audit().unpack::<(String, u64)>(&key).map_or(0, |(_, seq)| seq), e))
-        })
+        .map(|(key, value)| rmp_serde::from_slice(&value).map_err(|e| (key_seq(&key).unwrap_or(0), e)))
         .collect()
 }
 

@@ -110,7 +110,7 @@ pub enum Stage {
 }
 
 impl Stage {
-    const ALL: [Stage; 7] = [
+    pub const ALL: [Stage; 7] = [
         Stage::Queued,
         Stage::Applied,
         Stage::WaitedCommit,
@@ -120,7 +120,7 @@ impl Stage {
         Stage::Answered,
     ];
 
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Stage::Queued => "queued",
             Stage::Applied => "applied",

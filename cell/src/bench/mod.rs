@@ -307,9 +307,8 @@ impl Stages {
     /// One line: the mean time of each stage between `before` and `self`, in milliseconds, in
     /// pipeline order. Says whether a phase waited on its syncs, its commits or its writer.
     pub fn since(&self, before: &Stages) -> String {
-        let order = ["queued", "applied", "waited_commit", "committed", "waited_sync", "synced", "answered"];
         let mut parts = Vec::new();
-        for stage in order {
+        for stage in crate::metrics::Stage::ALL.map(crate::metrics::Stage::label) {
             let (sum, count) = self.0.get(stage).copied().unwrap_or_default();
             let (sum0, count0) = before.0.get(stage).copied().unwrap_or_default();
             if count > count0 {

@@ -6,6 +6,7 @@
 
 use crate::harness::{region_path, Reply};
 use bytes::Bytes;
+use chaos::ports::{free_tcp, free_udp};
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -25,14 +26,6 @@ fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn kill9(child: &mut Child) {
@@ -88,8 +81,7 @@ struct ControlPlane {
 
 impl ControlPlane {
     async fn start(root: &Path, tls: &Path) -> ControlPlane {
-        let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let quic: SocketAddr = ([127, 0, 0, 1], free_udp_port()).into();
+        let (http, quic) = (free_tcp().unwrap(), free_udp().unwrap());
         let mut plane = ControlPlane { http, quic, data: root.join("control"), tls: tls.to_owned(), child: None };
         plane.restart().await;
         plane
@@ -162,7 +154,7 @@ struct CellProcess {
 impl CellProcess {
     async fn start(id: &'static str, root: &Path, tls: &Path, control: SocketAddr) -> CellProcess {
         let client = replication::tls::client_config(tls, "router", id).unwrap();
-        let address: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let address = free_tcp().unwrap();
         let mut cell = CellProcess { id, address, data: root.join(id), tls: Arc::new(client), child: None };
         cell.restart(tls, control).await;
         cell

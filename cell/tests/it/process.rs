@@ -17,10 +17,6 @@ fn spawn(dir: &std::path::Path, port: u16) -> Child {
         .unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 async fn ready(client: &Client) {
     for _ in 0..1000 {
         if matches!(client.try_get("/readyz").await, Ok(r) if r.status == 200) {
@@ -46,7 +42,7 @@ fn signal(child: &Child, sig: &str) {
 #[tokio::test]
 async fn sigterm_drains_and_exits_zero_and_sigkill_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = chaos::ports::free_tcp().unwrap().port();
     let mut child = spawn(dir.path(), port);
     let client = Client { address: ([127, 0, 0, 1], port).into() };
     ready(&client).await;

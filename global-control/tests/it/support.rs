@@ -26,14 +26,6 @@ pub fn certs(dir: &Path) -> PathBuf {
     tls
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A `global-control serve` process.
 pub struct Control {
     child: Option<Child>,
@@ -45,8 +37,7 @@ pub struct Control {
 
 impl Control {
     pub fn start(data: &Path, tls: &Path) -> Control {
-        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let quic = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+        let (http, quic) = (chaos::ports::free_tcp().unwrap(), chaos::ports::free_udp().unwrap());
         let mut control = Control { child: None, http, quic, data: data.to_owned(), tls: tls.to_owned() };
         control.spawn();
         control

@@ -8,6 +8,7 @@
 //! - [`load`] drives players' journeys (register, deposit, provider rounds, logins from abroad,
 //!   unlicensed clients) and keeps a journal of every request's outcome; requests whose outcome
 //!   is unknown after a fault are sent again with the same key until they get an answer.
+//! - [`ports`] picks free loopback ports that nothing else can take before a process binds them.
 //! - [`faults`] holds the UDP fault proxy that partitions a cell from the control plane.
 //! - [`control`] flips flags and reads sync state on the control API.
 //! - [`invariants`] checks the books, the journal against balances and events, licences and the
@@ -22,6 +23,7 @@ pub mod faults;
 pub mod invariants;
 pub mod load;
 pub mod platform;
+pub mod ports;
 pub mod report;
 pub mod scenarios;
 pub mod status;

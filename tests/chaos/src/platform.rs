@@ -112,8 +112,9 @@ impl Ports {
         })
     }
 
-    /// Ports the kernel picks, so drills run beside `drill up` and beside each other.
+    /// Free ports, so drills run beside `drill up` and beside each other (see [`crate::ports`]).
     pub fn free(regions: &[RegionConfig], standbys: &[String]) -> anyhow::Result<Ports> {
+        use crate::ports::{free_tcp, free_udp};
         let mut cells = BTreeMap::new();
         let mut standby_ports = BTreeMap::new();
         for r in regions {
@@ -135,14 +136,6 @@ impl Ports {
 fn endpoint_address(url: &str) -> anyhow::Result<SocketAddr> {
     let host_port = url.split("://").nth(1).unwrap_or(url).trim_end_matches('/');
     host_port.parse().with_context(|| format!("endpoint `{url}` is not http(s)://IP:PORT"))
-}
-
-fn free_tcp() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0").context("pick a free TCP port")?.local_addr()?)
-}
-
-fn free_udp() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0").context("pick a free UDP port")?.local_addr()?)
 }
 
 /// Everything needed to start a platform.

@@ -4,7 +4,8 @@
 //! a refund or a win, at random) for a random player of 10,000, over 64 keep-alive HTTP
 //! connections to a real cell with group commit. Every call is authenticated (HMAC-SHA256),
 //! idempotent on its transaction id, stake-limit checked, journaled, and chained into the audit
-//! log. Prints `rounds_per_s` and `round_p99_ms` (the time of both calls of a round).
+//! log. Prints `rounds_per_s` and `round_p99_ms` (the time of both calls of a round). The load
+//! generator runs on a thread of its own in the same process (`bench-client` in the CPU split).
 
 use super::{config, report, settle_disk, setup, wait_ready, Client, Phase, PhaseStart, Stages};
 use crate::domains::gaming::adapters::seamless_sign;
@@ -125,9 +126,20 @@ pub async fn rounds(args: RoundsBenchArgs) -> anyhow::Result<()> {
     settle_disk().await?;
     // Unmeasured first: the cell starts cold, and each player's first round reads their balance
     // and registration from the store; a cell in service has them cached.
-    let warmup = play(address, args.players, args.connections, Duration::from_secs(args.warmup_seconds), "w").await?;
+    // The load generator gets a runtime of its own, one thread (`bench-client`): the cell's
+    // workers then serve only the cell, as in service, and the CPU split tells their time apart.
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("bench-client")
+        .enable_all()
+        .build()?;
+    let warmup = client
+        .spawn(play(address, args.players, args.connections, Duration::from_secs(args.warmup_seconds), "w"))
+        .await??;
     let before = Stages::scrape(address).await?;
-    let mut phase = play(address, args.players, args.connections, Duration::from_secs(args.seconds), "").await?;
+    let mut phase =
+        client.spawn(play(address, args.players, args.connections, Duration::from_secs(args.seconds), "")).await??;
+    client.shutdown_background();
     let failures = warmup.failures + phase.failures;
     report("rounds over HTTP (bet + win)", &mut phase);
     eprintln!("{}", Stages::scrape(address).await?.since(&before));

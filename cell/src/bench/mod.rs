@@ -131,6 +131,14 @@ pub(super) fn config(
     })
 }
 
+/// Refuses a count of zero for a benchmark's `--name`, which would leave nothing to measure.
+pub(super) fn at_least_one(name: &str, value: usize) -> anyhow::Result<()> {
+    if value == 0 {
+        bail!("--{name} must be at least 1");
+    }
+    Ok(())
+}
+
 /// Registers and funds the players, concurrently so group commit shares the syncs.
 pub(super) async fn setup(cell: &OpenCell, players: usize) -> anyhow::Result<()> {
     let started = Instant::now();

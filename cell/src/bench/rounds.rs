@@ -7,7 +7,7 @@
 //! log. Prints `rounds_per_s` and `round_p99_ms` (the time of both calls of a round). The load
 //! generator runs on a thread of its own in the same process (`bench-client` in the CPU split).
 
-use super::{config, report, settle_disk, setup, wait_ready, Client, Phase, PhaseStart, Stages};
+use super::{at_least_one, config, report, settle_disk, setup, wait_ready, Client, Phase, PhaseStart, Stages};
 use crate::domains::gaming::adapters::seamless_sign;
 use crate::domains::gaming::providers::{load_dir_with, Provider};
 use crate::domains::wallet::WriterConfig;
@@ -102,6 +102,8 @@ async fn play(
 }
 
 pub async fn rounds(args: RoundsBenchArgs) -> anyhow::Result<()> {
+    at_least_one("players", args.players)?;
+    at_least_one("connections", args.connections)?;
     let temp = tempfile::tempdir().context("create temporary directory")?;
     let dir = temp.path().to_owned();
     let providers = demo_provider(&dir)?;
@@ -133,13 +135,20 @@ pub async fn rounds(args: RoundsBenchArgs) -> anyhow::Result<()> {
         .thread_name("bench-client")
         .enable_all()
         .build()?;
-    let warmup = client
-        .spawn(play(address, args.players, args.connections, Duration::from_secs(args.warmup_seconds), "w"))
-        .await??;
-    let before = Stages::scrape(address).await?;
-    let mut phase =
-        client.spawn(play(address, args.players, args.connections, Duration::from_secs(args.seconds), "")).await??;
+    let played = async {
+        let warmup = client
+            .spawn(play(address, args.players, args.connections, Duration::from_secs(args.warmup_seconds), "w"))
+            .await??;
+        let before = Stages::scrape(address).await?;
+        let phase = client
+            .spawn(play(address, args.players, args.connections, Duration::from_secs(args.seconds), ""))
+            .await??;
+        anyhow::Ok((warmup, before, phase))
+    }
+    .await;
+    // Dropping a runtime blocks, which a task may not: let it go in the background, error or not.
     client.shutdown_background();
+    let (warmup, before, mut phase) = played?;
     let failures = warmup.failures + phase.failures;
     report("rounds over HTTP (bet + win)", &mut phase);
     eprintln!("{}", Stages::scrape(address).await?.since(&before));

@@ -5,7 +5,9 @@
 //! durable operation; every bet moves money through the same house account (a hot account).
 //! Figures are printed as `key=value` lines at the end.
 
-use super::{config, ctx, key, player, report, settle_disk, setup, wait_ready, Client, Phase, PhaseStart, Stages};
+use super::{
+    at_least_one, config, ctx, key, player, report, settle_disk, setup, wait_ready, Client, Phase, PhaseStart, Stages,
+};
 use crate::domains::wallet::{Command, SettlePart, Wallet, WriterConfig};
 use crate::metrics::Metrics;
 use crate::server::OpenCell;
@@ -132,6 +134,9 @@ async fn http(
 }
 
 pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
+    at_least_one("players", args.players)?;
+    at_least_one("inprocess-concurrency", args.inprocess_concurrency)?;
+    at_least_one("connections", args.connections)?;
     let temp = tempfile::tempdir().context("create temporary directory")?;
     let dir = args.data.clone().unwrap_or_else(|| temp.path().to_owned());
     let duration = Duration::from_secs(args.seconds);

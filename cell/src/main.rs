@@ -15,25 +15,6 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_delay`: its place in `mi_option_e` (mimalloc.h), the same in
-/// mimalloc 2 and 3; `libmimalloc-sys` names only some options.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// How long memory the cell frees stays mapped before mimalloc hands it back to the kernel.
-/// mimalloc's default (1 s) is shorter than a memtable's life under load (4-5 s under `cell bench
-/// rounds`): each flushed memtable's pages went back to the kernel and were faulted in again, zeroed,
-/// as the next memtable grew (about 650 page faults a second, most in the wallet's commit thread,
-/// and a TLB shootdown across both cores for each return). Memory freed and not reused for this
-/// long is still returned, so an idle cell shrinks.
-const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
-
-#[allow(unsafe_code)] // a C library's setter, which has no safe wrapper
-fn tune_allocator() {
-    // SAFETY: sets one of mimalloc's options, which it reads each time it purges; no memory is
-    // touched.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
-}
-
 #[derive(Parser)]
 #[command(name = "cell", about = "A jurisdiction's cell: every domain against its own store")]
 struct Cli {
@@ -119,7 +100,6 @@ fn main() -> anyhow::Result<ExitCode> {
         // and styling every span's fields cost about 1% of the CPU of a request.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    tune_allocator();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
     let done = match cli.command {
@@ -195,23 +175,4 @@ async fn shutdown_signal() {
         }
     }
     tracing::info!("shutdown requested");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The option's place is not named by the crate: check that it is the purge delay, by its
-    /// default (1,000 ms in mimalloc 3; its neighbours default to 1 and 0), and that setting it
-    /// takes.
-    #[test]
-    #[allow(unsafe_code)]
-    fn the_purge_delay_option_is_the_one_tuned() {
-        // SAFETY: reads and sets one of mimalloc's options.
-        unsafe {
-            assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), 1_000);
-            tune_allocator();
-            assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), PURGE_DELAY_MS);
-        }
-    }
 }

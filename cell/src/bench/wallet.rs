@@ -200,6 +200,8 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
     println!("inprocess_cpu_us_per_op={:.1}", grouped.cpu_us_per_op());
     println!("inprocess_store_cpu_us_per_op={:.1}", grouped.store_cpu_us_per_op());
     println!("http_cpu_us_per_op={:.1}", over_http.cpu_us_per_op());
+    println!("inprocess_p999_ms={:.2}", grouped.quantile_ms(0.999));
+    println!("http_p999_ms={:.2}", over_http.quantile_ms(0.999));
     println!("inprocess_ops_per_s={:.0}", grouped.ops_per_s());
     println!("inprocess_p99_ms={:.2}", grouped.p99_ms());
     println!("http_ops_per_s={:.0}", over_http.ops_per_s());

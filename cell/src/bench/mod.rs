@@ -131,12 +131,10 @@ pub(super) fn config(
     })
 }
 
-/// Refuses a count of zero for a benchmark's `--name`, which would leave nothing to measure.
-pub(super) fn at_least_one(name: &str, value: usize) -> anyhow::Result<()> {
-    if value == 0 {
-        bail!("--{name} must be at least 1");
-    }
-    Ok(())
+/// Parses a count that must be at least 1 (players, connections, tasks): zero would leave nothing
+/// to measure, so clap refuses it with the option's name.
+pub(super) fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
 }
 
 /// Registers and funds the players, concurrently so group commit shares the syncs.

@@ -4,8 +4,9 @@
 //! a refund or a win, at random) for a random player of 10,000, over 64 keep-alive HTTP
 //! connections to a real cell with group commit. Every call is authenticated (HMAC-SHA256),
 //! idempotent on its transaction id, stake-limit checked, journaled, and chained into the audit
-//! log. Prints `rounds_per_s` and `round_p99_ms` (the time of both calls of a round). The load
-//! generator runs on a thread of its own in the same process (`bench-client` in the CPU split).
+//! log. Prints `rounds_per_s` and `round_p99_ms` (the time of both calls of a round), with the
+//! CPU per round and the p99.9 beside them. The load generator runs on a thread of its own in the
+//! same process (`bench-client` in the CPU split).
 
 use super::{at_least_one, config, report, settle_disk, setup, wait_ready, Client, Phase, PhaseStart, Stages};
 use crate::domains::gaming::adapters::seamless_sign;
@@ -29,10 +30,10 @@ pub struct RoundsBenchArgs {
     #[arg(long, default_value_t = 2)]
     pub warmup_seconds: u64,
     /// Players registered and funded before measuring.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one())]
     pub players: usize,
     /// Keep-alive HTTP connections, each playing rounds back to back.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one())]
     pub connections: usize,
 }
 
@@ -102,8 +103,6 @@ async fn play(
 }
 
 pub async fn rounds(args: RoundsBenchArgs) -> anyhow::Result<()> {
-    at_least_one("players", args.players)?;
-    at_least_one("connections", args.connections)?;
     let temp = tempfile::tempdir().context("create temporary directory")?;
     let dir = temp.path().to_owned();
     let providers = demo_provider(&dir)?;

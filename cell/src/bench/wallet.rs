@@ -29,13 +29,13 @@ pub struct WalletBenchArgs {
     #[arg(long, default_value_t = 2)]
     pub warmup_seconds: u64,
     /// Players registered and funded before measuring.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one())]
     pub players: usize,
     /// Rounds in flight at once in process (each a task doing hold then settle).
-    #[arg(long, default_value_t = 1_024)]
+    #[arg(long, default_value_t = 1_024, value_parser = at_least_one())]
     pub inprocess_concurrency: usize,
     /// Keep-alive HTTP connections, each doing hold then settle.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one())]
     pub connections: usize,
     /// Keep the data here instead of a temporary directory.
     #[arg(long)]
@@ -134,9 +134,6 @@ async fn http(
 }
 
 pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
-    at_least_one("players", args.players)?;
-    at_least_one("inprocess-concurrency", args.inprocess_concurrency)?;
-    at_least_one("connections", args.connections)?;
     let temp = tempfile::tempdir().context("create temporary directory")?;
     let dir = args.data.clone().unwrap_or_else(|| temp.path().to_owned());
     let duration = Duration::from_secs(args.seconds);

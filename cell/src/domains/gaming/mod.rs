@@ -149,32 +149,34 @@ impl Gaming {
             Ok(op) => op,
             Err(refusal) => return refusal,
         };
-        let command = match self.command(p, &op) {
-            Ok(Some(command)) => command,
-            Ok(None) => return self.balance(&op),
-            Err(refusal) => return refusal,
-        };
-        let transaction = match &op {
-            Operation::Bet { transaction, .. }
-            | Operation::Win { transaction, .. }
-            | Operation::Rollback { transaction, .. } => transaction,
-            // Ending a part is idempotent by the round's state: no record, no replay.
-            Operation::EndRound { .. } => {
-                return match self.wallet.execute_unkeyed(command, ctx).await {
-                    Ok(answer) => domain_reply(answer.status, &answer.body, false),
-                    Err(e) => Reply::refused(e.status(), e.code(), e.to_string()),
-                };
-            }
-            Operation::Balance { .. } => unreachable!("balance is answered above"),
-        };
         // The provider's transaction id is the idempotency key (`|` cannot occur in ids, so no
         // two providers' keys meet, and clients may not start keys with `g|`); the fingerprint is
         // the normalised operation, so a resend with a new timestamp and signature is the same
-        // request.
-        let key = format!("{GAMING_KEY_PREFIX}{}|{transaction}", p.config.id);
-        // A typed operation serialises its fields in declaration order: canonical already.
-        let fingerprint = serde_json::to_vec(&op).expect("an operation serialises");
-        match self.wallet.execute(command, IdempotencyKey::fingerprinted(key, "gaming", &fingerprint), ctx).await {
+        // request. Both are taken before the operation becomes its command.
+        let key = match &op {
+            Operation::Bet { transaction, .. }
+            | Operation::Win { transaction, .. }
+            | Operation::Rollback { transaction, .. } => {
+                let key = format!("{GAMING_KEY_PREFIX}{}|{transaction}", p.config.id);
+                // A typed operation serialises its fields in declaration order: canonical already.
+                let fingerprint = serde_json::to_vec(&op).expect("an operation serialises");
+                Some(IdempotencyKey::fingerprinted(key, "gaming", &fingerprint))
+            }
+            // Ending a part is idempotent by the round's state: no record, no replay.
+            Operation::EndRound { .. } => None,
+            Operation::Balance { .. } => return self.balance(&op),
+        };
+        let command = match self.command(p, op) {
+            Ok(command) => command,
+            Err(refusal) => return refusal,
+        };
+        let Some(key) = key else {
+            return match self.wallet.execute_unkeyed(command, ctx).await {
+                Ok(answer) => domain_reply(answer.status, &answer.body, false),
+                Err(e) => Reply::refused(e.status(), e.code(), e.to_string()),
+            };
+        };
+        match self.wallet.execute(command, key, ctx).await {
             Ok(answer) => domain_reply(answer.status, &answer.body, answer.replayed),
             Err(WalletError::IdempotencyKeyReused) => Reply::refused(
                 409,
@@ -186,13 +188,13 @@ impl Gaming {
     }
 
     /// The wallet command for `op`, with what this domain knows that the round does not (the
-    /// provider's state, the player's stake cap); `None` for a balance read. Nothing here refuses
-    /// a bet: the writer does, after looking for a stored answer, so a retry of an accepted bet
-    /// is answered as before even if the provider went into maintenance meanwhile.
-    fn command(&self, p: &Provider, op: &Operation) -> Result<Option<Command>, Reply> {
+    /// provider's state, the player's stake cap). Nothing here refuses a bet: the writer does,
+    /// after looking for a stored answer, so a retry of an accepted bet is answered as before even
+    /// if the provider went into maintenance meanwhile. A balance read is no command.
+    fn command(&self, p: &Provider, op: Operation) -> Result<Command, Reply> {
         let provider = p.config.id.clone();
         let refuse = |e: WalletError| Reply::refused(e.status(), e.code(), e.to_string());
-        let game = match op.clone() {
+        let game = match op {
             Operation::Bet { transaction, player, round, game, amount, currency } => {
                 let money = self.wallet.money(amount, &currency, false).map_err(refuse)?;
                 let maintenance = self
@@ -213,9 +215,9 @@ impl Gaming {
                 GameCommand::Rollback { provider, player, round, transaction, bet }
             }
             Operation::EndRound { player, round } => GameCommand::EndRound { provider, player, round },
-            Operation::Balance { .. } => return Ok(None),
+            Operation::Balance { .. } => unreachable!("a balance read is answered before any command"),
         };
-        Ok(Some(Command::Game(game)))
+        Ok(Command::Game(game))
     }
 
     /// The region's stake cap for this player and the game's product (`None` for an unknown

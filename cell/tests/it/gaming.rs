@@ -605,3 +605,27 @@ async fn unknown_provider_and_call() {
     let r = p.send_signed("bet", json!({ "transactionId": "x" }), SECRET, 0).await;
     assert_eq!((r.status, r.code().as_str()), (400, "INVALID_REQUEST"));
 }
+
+/// An amount written with fewer places than its currency has is the same amount: a retry that
+/// writes it another way replays the original answer instead of being refused as another request.
+#[tokio::test]
+async fn a_retry_may_write_the_amount_with_other_places() {
+    let cell = cell_with_player("uk-p1", "10.00").await;
+    let p = Provider::new(Dialect::Seamless, false, cell.client());
+    let first = p.bet_reply("b1", "uk-p1", "r1", "slot-1", "1").await;
+    assert_eq!((first.status, first.json()["balance"].clone()), (200, json!("9.00")));
+    for amount in ["1.00", "1.0"] {
+        let again = p.bet_reply("b1", "uk-p1", "r1", "slot-1", amount).await;
+        assert_eq!((again.status, again.json()), (200, first.json()), "bet of {amount}");
+        assert_eq!(again.header("idempotent-replay"), Some("true"), "bet of {amount}");
+    }
+    // More places than the currency has are bad input, as they were; another value is another
+    // request.
+    assert_eq!(p.bet("b1", "uk-p1", "r1", "slot-1", "1.001").await, refused("AMOUNT_SCALE"));
+    assert_eq!(p.bet("b1", "uk-p1", "r1", "slot-1", "1.01").await, refused("TRANSACTION_ID_REUSED"));
+    assert_eq!(p.win("w1", "uk-p1", "r1", "3.5", true).await, ok("12.50"));
+    assert_eq!(p.win("w1", "uk-p1", "r1", "3.50", true).await, ok("12.50"));
+    assert_eq!(p.balance("uk-p1").await, ok("12.50"));
+    assert_eq!(events_named(&cell.client(), "bet.placed").await.len(), 1);
+    books_balance_and_chain_verifies(&cell.client()).await;
+}

@@ -64,9 +64,28 @@ pub fn parse(
     secret: &[u8],
     now: DateTime<Utc>,
 ) -> Result<Operation, Reply> {
-    match dialect {
+    let op = match dialect {
         Dialect::SeamlessV1 => seamless_v1::parse(call, headers, body, secret, now),
         Dialect::Pulse => pulse::parse(call, body, secret, now),
+    }?;
+    Ok(op.at_currency_scale())
+}
+
+impl Operation {
+    /// The operation with each amount written at its currency's scale when it was written with
+    /// fewer places ("1" or "1.0" for "1.00" in GBP): the same value, so a retry that writes the
+    /// amount another way is the same request to the idempotency check, which fingerprints the
+    /// operation. More places than the currency has are left for the wallet to refuse
+    /// (`AMOUNT_SCALE`), and so is an unknown currency.
+    fn at_currency_scale(mut self) -> Operation {
+        if let Operation::Bet { amount, currency, .. } | Operation::Win { amount, currency, .. } = &mut self {
+            if let Ok(currency) = contracts::Currency::from_code(currency) {
+                if amount.scale() < currency.scale() {
+                    amount.rescale(currency.scale());
+                }
+            }
+        }
+        self
     }
 }
 

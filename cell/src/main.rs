@@ -84,8 +84,17 @@ enum Audit {
 #[derive(Subcommand)]
 enum Bench {
     /// Wallet operations (hold, settle) in process and over HTTP, with group commit and without.
+    ///
+    /// Prints key=value lines: inprocess_cpu_us_per_op, inprocess_store_cpu_us_per_op,
+    /// http_cpu_us_per_op, inprocess_p999_ms, http_p999_ms, inprocess_ops_per_s, inprocess_p99_ms,
+    /// http_ops_per_s, http_p99_ms, sync_per_commit_ops_per_s, group_commit_speedup. Stderr has each
+    /// phase's latency distribution and CPU split per thread.
     Wallet(cell::bench::WalletBenchArgs),
     /// Game rounds (signed bet + closing win) through the provider protocol over HTTP.
+    ///
+    /// Prints key=value lines: round_cpu_us, round_p999_ms, rounds_per_s, round_p99_ms. Stderr has
+    /// the latency distribution, the CPU split per thread (the load generator is `bench-client`)
+    /// and the mean time per wallet stage.
     Rounds(cell::bench::RoundsBenchArgs),
 }
 

@@ -120,7 +120,7 @@ fn build() -> Value {
                 "200": json_answer("the call's answer in the provider's dialect (pulse answers its refusals with 200 and its own error fields)", json!({ "oneOf": [schema::<SeamlessResponse>(&mut g), schema::<PulseResponse>(&mut g)] })),
                 "400": json_answer("malformed call", error.clone()),
                 "401": json_answer("BAD_SIGNATURE, STALE_REQUEST", error.clone()),
-                "404": json_answer("PROVIDER_NOT_FOUND, UNKNOWN_CALL, PLAYER_NOT_FOUND", error.clone()),
+                "404": json_answer("PROVIDER_NOT_FOUND, UNKNOWN_CALL, PLAYER_NOT_FOUND, BET_NOT_FOUND", error.clone()),
                 "409": json_answer("TRANSACTION_ID_REUSED and round state refusals", error.clone()),
                 "422": json_answer("INSUFFICIENT_FUNDS, STAKE_LIMIT_EXCEEDED and the like", error.clone()),
                 "503": json_answer("PROVIDER_MAINTENANCE, PROVIDER_NOT_CONFIGURED, STORE_UNAVAILABLE", error.clone())

@@ -103,3 +103,28 @@ async fn sigterm_drains_and_exits_zero_and_sigkill_loses_nothing_acknowledged() 
     signal(&child, "-TERM");
     assert!(child.wait().unwrap().success());
 }
+
+/// A graceful stop signs the chain's final head, so every record is covered by a checkpoint even
+/// when the cell stops between two periodic ones (a minute apart; this test takes less).
+#[tokio::test]
+async fn sigterm_signs_a_last_audit_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = chaos::ports::free_tcp().unwrap().port();
+    let mut child = spawn(dir.path(), port);
+    let client = Client { address: ([127, 0, 0, 1], port).into() };
+    ready(&client).await;
+    assert_eq!(client.register("uk-proc", "1980-01-01", "GB", "GBP").await.status, 201);
+    assert_eq!(credit(&client, "cp-1").await, Some(200));
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+
+    let mut child = spawn(dir.path(), port);
+    ready(&client).await;
+    let records = client.get("/audit/verify").await.json()["records"].as_u64().unwrap();
+    assert!(records >= 1, "the credit is in the chain");
+    let list: contracts::audit::CheckpointList =
+        serde_json::from_slice(&client.get("/audit/checkpoints").await.body).unwrap();
+    assert_eq!(list.checkpoints.last().map(|cp| cp.seq), Some(records), "the last checkpoint signs the last record");
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+}

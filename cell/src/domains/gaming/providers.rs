@@ -123,6 +123,8 @@ pub fn load_dir_with(
         let secret = secret_of(&config.secret_env).filter(|s| !s.is_empty()).map(String::into_bytes);
         if secret.is_none() {
             tracing::error!(provider = %config.id, env = %config.secret_env, "provider secret not set: its calls are refused");
+        } else {
+            tracing::info!(provider = %config.id, dialect = ?config.dialect, state = ?config.state, "provider loaded");
         }
         providers.push(Provider { config, secret });
     }

@@ -195,6 +195,9 @@ pub struct MaintenanceRequest {
 pub struct ProviderStatus {
     pub provider: String,
     pub dialect: String,
+    /// Whether this cell has the provider's secret: without it every call is refused with 503
+    /// `PROVIDER_NOT_CONFIGURED` (version 2).
+    pub configured: bool,
     pub maintenance: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

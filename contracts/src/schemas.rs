@@ -49,7 +49,7 @@ pub fn all() -> Vec<NamedSchema> {
         api::<gaming::PulseGetBalance>("gaming.pulse.getBalance.request", gaming::PULSE_VERSION),
         api::<gaming::PulseResponse>("gaming.pulse.response", gaming::PULSE_VERSION),
         api::<gaming::MaintenanceRequest>("gaming.maintenance.request", "1"),
-        api::<gaming::ProviderStatus>("gaming.provider.status", "1"),
+        api::<gaming::ProviderStatus>("gaming.provider.status", "2"),
         api::<audit::AuditRecordPage>("audit.records.page", "1"),
         api::<audit::VerifyReport>("audit.verify.report", "1"),
         api::<audit::CheckpointList>("audit.checkpoints", "1"),

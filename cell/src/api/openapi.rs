@@ -126,7 +126,7 @@ fn build() -> Value {
                 "503": json_answer("PROVIDER_MAINTENANCE, PROVIDER_NOT_CONFIGURED, STORE_UNAVAILABLE", error.clone())
             }
         } },
-        "/ops/providers": { "get": read(&error, "Each configured provider: dialect and state", json!([]), json!({ "type": "array", "items": schema::<ProviderStatus>(&mut g) }), &[]) },
+        "/ops/providers": { "get": read(&error, "Each provider of this cell: dialect, whether its secret is set (`configured`), maintenance state", json!([]), json!({ "type": "array", "items": schema::<ProviderStatus>(&mut g) }), &[]) },
         "/ops/providers/{provider}/maintenance": { "post": {
             "summary": "Put a provider in maintenance (its new bets get 503; wins and rollbacks still settle) or take it out; a state, so no idempotency key; `reason` is required either way",
             "parameters": [{ "name": "provider", "in": "path", "required": true, "schema": { "type": "string" } }],

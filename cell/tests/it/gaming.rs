@@ -629,3 +629,36 @@ async fn a_retry_may_write_the_amount_with_other_places() {
     assert_eq!(events_named(&cell.client(), "bet.placed").await.len(), 1);
     books_balance_and_chain_verifies(&cell.client()).await;
 }
+
+/// A provider whose secret this cell lacks is listed as not configured, and each of its calls is
+/// refused before anything is read or written; the others serve as usual.
+#[tokio::test]
+async fn a_provider_without_its_secret_is_listed_and_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |id: &str, env: &str| {
+        format!(
+            "id = \"{id}\"\ndialect = \"seamless-v1\"\nsecret_env = \"{env}\"\nstate = \"enabled\"\n\
+             round_timeout_seconds = 300\nduplicates = \"replay\"\n"
+        )
+    };
+    std::fs::write(dir.path().join("demo.toml"), file("demo", "CONFORMANCE_PROVIDER_SECRET")).unwrap();
+    std::fs::write(dir.path().join("nosecret.toml"), file("nosecret", "UNSET_PROVIDER_SECRET")).unwrap();
+    let secret = |name: &str| (name == "CONFORMANCE_PROVIDER_SECRET").then(|| SECRET.to_owned());
+    let loaded = cell::domains::gaming::providers::load_dir_with(dir.path(), secret).unwrap();
+    let cell = TestCell::start_with_providers("uk", loaded).await;
+    let c = cell.client();
+    assert_eq!(c.register("uk-p1", ADULT, "GB", "GBP").await.status, 201);
+    assert_eq!(c.credit("uk-p1", "10.00", "seed-uk-p1").await.status, 200);
+
+    let listed = c.get("/ops/providers").await.json();
+    let configured =
+        |id: &str| listed.as_array().unwrap().iter().find(|p| p["provider"] == id).unwrap()["configured"].clone();
+    assert_eq!((configured("demo"), configured("nosecret")), (json!(true), json!(false)));
+
+    let unconfigured = Provider { dialect: Dialect::Seamless, id: "nosecret", client: c };
+    let r = unconfigured.bet_reply("b1", "uk-p1", "r1", "slot-1", "1.00").await;
+    assert_eq!((r.status, r.code().as_str()), (503, "PROVIDER_NOT_CONFIGURED"));
+    let demo = Provider::new(Dialect::Seamless, false, c);
+    assert_eq!(demo.bet("b1", "uk-p1", "r1", "slot-1", "1.00").await, ok("9.00"));
+    books_balance_and_chain_verifies(&c).await;
+}

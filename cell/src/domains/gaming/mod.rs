@@ -299,6 +299,7 @@ impl Gaming {
                 ProviderStatus {
                     provider: p.config.id.clone(),
                     dialect: p.config.dialect.name().to_owned(),
+                    configured: p.secret.is_some(),
                     maintenance: state.is_some_and(|s| s.maintenance),
                     reason: state.and_then(|s| s.reason.clone()),
                     round_timeout_seconds: p.config.round_timeout_seconds,

@@ -39,14 +39,20 @@ fn signal(child: &Child, sig: &str) {
     assert!(status.success());
 }
 
-#[tokio::test]
-async fn sigterm_drains_and_exits_zero_and_sigkill_loses_nothing_acknowledged() {
+/// A cell process on a fresh data directory and port, ready, with the player `uk-proc`.
+async fn started_with_a_player() -> (tempfile::TempDir, u16, Child, Client) {
     let dir = tempfile::tempdir().unwrap();
     let port = chaos::ports::free_tcp().unwrap().port();
-    let mut child = spawn(dir.path(), port);
+    let child = spawn(dir.path(), port);
     let client = Client { address: ([127, 0, 0, 1], port).into() };
     ready(&client).await;
     assert_eq!(client.register("uk-proc", "1980-01-01", "GB", "GBP").await.status, 201);
+    (dir, port, child, client)
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_zero_and_sigkill_loses_nothing_acknowledged() {
+    let (dir, port, mut child, client) = started_with_a_player().await;
 
     // Requests in flight when SIGTERM arrives are answered before the process exits.
     let in_flight: Vec<_> =
@@ -108,12 +114,7 @@ async fn sigterm_drains_and_exits_zero_and_sigkill_loses_nothing_acknowledged() 
 /// when the cell stops between two periodic ones (a minute apart; this test takes less).
 #[tokio::test]
 async fn sigterm_signs_a_last_audit_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = chaos::ports::free_tcp().unwrap().port();
-    let mut child = spawn(dir.path(), port);
-    let client = Client { address: ([127, 0, 0, 1], port).into() };
-    ready(&client).await;
-    assert_eq!(client.register("uk-proc", "1980-01-01", "GB", "GBP").await.status, 201);
+    let (dir, port, mut child, client) = started_with_a_player().await;
     assert_eq!(credit(&client, "cp-1").await, Some(200));
     signal(&child, "-TERM");
     assert!(child.wait().unwrap().success());

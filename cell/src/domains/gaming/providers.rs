@@ -124,7 +124,8 @@ pub fn load_dir_with(
         if secret.is_none() {
             tracing::error!(provider = %config.id, env = %config.secret_env, "provider secret not set: its calls are refused");
         } else {
-            tracing::info!(provider = %config.id, dialect = ?config.dialect, state = ?config.state, "provider loaded");
+            let maintenance = config.state == InitialState::Maintenance;
+            tracing::info!(provider = %config.id, dialect = %config.dialect.name(), maintenance, "provider loaded");
         }
         providers.push(Provider { config, secret });
     }

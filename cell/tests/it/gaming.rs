@@ -25,17 +25,37 @@ pub fn providers() -> Vec<cell::domains::gaming::providers::Provider> {
             ("pulsar-quick", "pulse", 1, "error"),
         ];
         for (id, dialect, timeout, duplicates) in files {
-            let text = format!(
-                "id = \"{id}\"\ndialect = \"{dialect}\"\nsecret_env = \"CONFORMANCE_PROVIDER_SECRET\"\nstate = \"enabled\"\n\
-                 round_timeout_seconds = {timeout}\nduplicates = \"{duplicates}\"\n\n\
-                 [[games]]\nid = \"slot-1\"\ntype = \"slots\"\n\n[[games]]\nid = \"live-1\"\ntype = \"live\"\n"
-            );
-            std::fs::write(dir.path().join(format!("{id}.toml")), text).unwrap();
+            write_provider_file(dir.path(), id, dialect, timeout, duplicates, SECRET_ENV);
         }
         dir
     });
-    let secret = |name: &str| (name == "CONFORMANCE_PROVIDER_SECRET").then(|| SECRET.to_owned());
-    cell::domains::gaming::providers::load_dir_with(dir.path(), secret).unwrap()
+    load_providers(dir.path())
+}
+
+/// The environment variable the test provider files name; [`load_providers`] gives it `SECRET`.
+const SECRET_ENV: &str = "CONFORMANCE_PROVIDER_SECRET";
+
+/// Writes `<dir>/<id>.toml`, a provider whose games are `slot-1` (slots) and `live-1` (live).
+fn write_provider_file(
+    dir: &std::path::Path,
+    id: &str,
+    dialect: &str,
+    timeout: u64,
+    duplicates: &str,
+    secret_env: &str,
+) {
+    let text = format!(
+        "id = \"{id}\"\ndialect = \"{dialect}\"\nsecret_env = \"{secret_env}\"\nstate = \"enabled\"\n\
+         round_timeout_seconds = {timeout}\nduplicates = \"{duplicates}\"\n\n\
+         [[games]]\nid = \"slot-1\"\ntype = \"slots\"\n\n[[games]]\nid = \"live-1\"\ntype = \"live\"\n"
+    );
+    std::fs::write(dir.join(format!("{id}.toml")), text).unwrap();
+}
+
+/// The provider files under `dir`, with `SECRET` for [`SECRET_ENV`] and no other secret set.
+fn load_providers(dir: &std::path::Path) -> Vec<cell::domains::gaming::providers::Provider> {
+    let secret = |name: &str| (name == SECRET_ENV).then(|| SECRET.to_owned());
+    cell::domains::gaming::providers::load_dir_with(dir, secret).unwrap()
 }
 
 /// A dialect-neutral outcome, as the kit compares them.
@@ -635,17 +655,9 @@ async fn a_retry_may_write_the_amount_with_other_places() {
 #[tokio::test]
 async fn a_provider_without_its_secret_is_listed_and_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let file = |id: &str, env: &str| {
-        format!(
-            "id = \"{id}\"\ndialect = \"seamless-v1\"\nsecret_env = \"{env}\"\nstate = \"enabled\"\n\
-             round_timeout_seconds = 300\nduplicates = \"replay\"\n"
-        )
-    };
-    std::fs::write(dir.path().join("demo.toml"), file("demo", "CONFORMANCE_PROVIDER_SECRET")).unwrap();
-    std::fs::write(dir.path().join("nosecret.toml"), file("nosecret", "UNSET_PROVIDER_SECRET")).unwrap();
-    let secret = |name: &str| (name == "CONFORMANCE_PROVIDER_SECRET").then(|| SECRET.to_owned());
-    let loaded = cell::domains::gaming::providers::load_dir_with(dir.path(), secret).unwrap();
-    let cell = TestCell::start_with_providers("uk", loaded).await;
+    write_provider_file(dir.path(), "demo", "seamless-v1", 300, "replay", SECRET_ENV);
+    write_provider_file(dir.path(), "nosecret", "seamless-v1", 300, "replay", "UNSET_PROVIDER_SECRET");
+    let cell = TestCell::start_with_providers("uk", load_providers(dir.path())).await;
     let c = cell.client();
     assert_eq!(c.register("uk-p1", ADULT, "GB", "GBP").await.status, 201);
     assert_eq!(c.credit("uk-p1", "10.00", "seed-uk-p1").await.status, 200);

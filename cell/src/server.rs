@@ -124,7 +124,15 @@ pub async fn run(
     });
     let address = listener.local_addr().context("read listening address")?;
     let app = api::router(state.clone());
-    let server = tokio::spawn(crate::http::serve(listener, config.tls.clone(), app, shutdown));
+    // The cell stops when asked to, or by itself once its wallet writer has failed.
+    let (stop, mut stopping) = tokio::sync::watch::channel(false);
+    let stop_requested = async move {
+        tokio::select! {
+            () = shutdown => {}
+            _ = stopping.wait_for(|stop| *stop) => {}
+        }
+    };
+    let server = tokio::spawn(crate::http::serve(listener, config.tls.clone(), app, stop_requested));
     tracing::info!(cell = %config.region.cell_id, %address, data = %config.data_dir.display(), "listening; opening store");
     let (cell, intervals, control) = (config.region.cell_id.clone(), config.intervals, config.control.clone());
     let opened = tokio::task::spawn_blocking(move || OpenCell::open(&config, metrics)).await.context("open task")??;
@@ -134,9 +142,14 @@ pub async fn run(
     }
     let background = {
         let d = state.domains.get().expect("set above");
+        let fault = d.wallet.fault().clone();
         let mut tasks = vec![
             d.gaming.clone().spawn_sweeper(cell.clone(), intervals.round_sweep),
             spawn_checkpoints(d, intervals.audit_checkpoint),
+            tokio::spawn(async move {
+                fault.raised().await;
+                let _ = stop.send(true);
+            }),
         ];
         if let Some(control) = control {
             tracing::info!(control = %control.quic, version = d.catalog.version(), "following the control plane");
@@ -160,19 +173,29 @@ pub async fn run(
     if let Some(domains) = state.domains.get() {
         domains.wallet.shutdown();
     }
-    tokio::task::spawn_blocking(move || writer.join())
-        .await
-        .context("join")?
-        .map_err(|_| anyhow::anyhow!("wallet writer panicked"))?;
+    // The writer thread catches its own panics (and raises the fault), so a join error is only
+    // what escaped that: it is a fault all the same.
+    let joined = tokio::task::spawn_blocking(move || writer.join()).await.context("join")?;
     // The chain is final now: a last checkpoint covers what was written since the previous tick,
-    // so a third party can check every record with the public key alone.
-    if let Some(d) = state.domains.get() {
-        if let Some(seq) = sign_checkpoint(d.store.clone(), d.audit.clone()).await {
-            tracing::info!(seq, "audit checkpoint signed on the way out");
+    // so a third party can check every record with the public key alone. The store holds only
+    // committed batches whatever the writer did, so this holds after a fault too.
+    let fault = match state.domains.get() {
+        Some(d) => {
+            if let Some(seq) = sign_checkpoint(d.store.clone(), d.audit.clone()).await {
+                tracing::info!(seq, "audit checkpoint signed on the way out");
+            }
+            d.wallet.fault().get()
+        }
+        None => None,
+    };
+    match (fault, joined) {
+        (Some(why), _) => anyhow::bail!("stopped: {why}"),
+        (None, Err(_)) => anyhow::bail!("stopped: the wallet writer panicked"),
+        (None, Ok(())) => {
+            tracing::info!("stopped");
+            Ok(())
         }
     }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// Signs the audit chain's head every `interval` (nothing to do while it has not grown).

@@ -11,6 +11,7 @@ pub mod events;
 pub mod flags;
 pub mod gaming;
 pub mod ids;
+pub mod json;
 pub mod jurisdiction;
 pub mod money;
 pub mod players;

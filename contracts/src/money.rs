@@ -8,27 +8,41 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A currency the platform can hold, with its number of minor-unit digits (ISO 4217 exponent; for
-/// crypto, the unit the platform books in).
+/// crypto, the unit the platform books in) and the limits every amount and balance in it keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Currency {
     code: &'static str,
     scale: u32,
+    /// The largest single amount, in whole units: any deposit, stake, win, withdrawal or settle
+    /// delta. Above the largest jackpot ever paid (about EUR 20 million), far below what could
+    /// overflow anything.
+    amount_units_max: i64,
+    /// The largest balance one player may hold (cash + bonus + held), in whole units.
+    balance_units_max: i64,
 }
 
 /// Every currency the platform books. Adding one here is a contract change: it must be a real
 /// ISO 4217 code (or a crypto ticker) with its real exponent.
+///
+/// The limits are what make the ledger's arithmetic exact: the largest balance of any currency is
+/// at most 10^12 minor units (`i64` holds 9.2 * 10^18, so every dialect's integer minor units fit a
+/// million times over), and a `Decimal` holds 28 digits exactly, so sums over every account of a
+/// cell never round. [`LEDGER_MINOR_UNITS_MAX`] is checked against the table in a test.
 const CURRENCIES: &[Currency] = &[
-    Currency { code: "BTC", scale: 8 },
-    Currency { code: "CHF", scale: 2 },
-    Currency { code: "DKK", scale: 2 },
-    Currency { code: "EUR", scale: 2 },
-    Currency { code: "GBP", scale: 2 },
-    Currency { code: "ISK", scale: 0 },
-    Currency { code: "JPY", scale: 0 },
-    Currency { code: "NOK", scale: 2 },
-    Currency { code: "SEK", scale: 2 },
-    Currency { code: "USD", scale: 2 },
+    Currency { code: "BTC", scale: 8, amount_units_max: 1_000, balance_units_max: 10_000 },
+    Currency { code: "CHF", scale: 2, amount_units_max: 100_000_000, balance_units_max: 1_000_000_000 },
+    Currency { code: "DKK", scale: 2, amount_units_max: 1_000_000_000, balance_units_max: 10_000_000_000 },
+    Currency { code: "EUR", scale: 2, amount_units_max: 100_000_000, balance_units_max: 1_000_000_000 },
+    Currency { code: "GBP", scale: 2, amount_units_max: 100_000_000, balance_units_max: 1_000_000_000 },
+    Currency { code: "ISK", scale: 0, amount_units_max: 10_000_000_000, balance_units_max: 100_000_000_000 },
+    Currency { code: "JPY", scale: 0, amount_units_max: 10_000_000_000, balance_units_max: 100_000_000_000 },
+    Currency { code: "NOK", scale: 2, amount_units_max: 1_000_000_000, balance_units_max: 10_000_000_000 },
+    Currency { code: "SEK", scale: 2, amount_units_max: 1_000_000_000, balance_units_max: 10_000_000_000 },
+    Currency { code: "USD", scale: 2, amount_units_max: 100_000_000, balance_units_max: 1_000_000_000 },
 ];
+
+/// The most minor units any one balance of any currency may reach (see [`CURRENCIES`]).
+pub const LEDGER_MINOR_UNITS_MAX: i64 = 1_000_000_000_000;
 
 impl Currency {
     /// Looks a currency up by its upper-case code.
@@ -43,6 +57,31 @@ impl Currency {
     /// Number of digits after the decimal point an amount in this currency may have.
     pub fn scale(&self) -> u32 {
         self.scale
+    }
+
+    /// The largest single amount (either sign) accepted in this currency.
+    pub fn amount_max(&self) -> Decimal {
+        Decimal::from(self.amount_units_max)
+    }
+
+    /// The largest balance (cash + bonus + held) one player may hold in this currency.
+    pub fn balance_max(&self) -> Decimal {
+        Decimal::from(self.balance_units_max)
+    }
+
+    /// `amount` in whole minor units (`"12.34"` GBP is 1234), if it has at most this currency's
+    /// decimals and fits an `i64`. Never rounds.
+    pub fn to_minor(&self, amount: Decimal) -> Option<i64> {
+        let minor = amount.checked_mul(Decimal::from(10i64.checked_pow(self.scale)?))?;
+        if !minor.fract().is_zero() {
+            return None;
+        }
+        i64::try_from(minor.trunc()).ok()
+    }
+
+    /// `minor` minor units as an amount (1234 GBP minor units is `"12.34"`). Exact for any `i64`.
+    pub fn from_minor(&self, minor: i64) -> Decimal {
+        Decimal::new(minor, self.scale)
     }
 }
 
@@ -154,6 +193,8 @@ pub enum MoneyError {
     Negative(Decimal),
     #[error("amount must be greater than zero")]
     Zero,
+    #[error("{amount} {currency} is over the largest single amount this platform accepts ({max} {currency})")]
+    TooLarge { amount: Decimal, currency: &'static str, max: Decimal },
 }
 
 impl MoneyError {
@@ -164,6 +205,7 @@ impl MoneyError {
             MoneyError::TooManyDecimals { .. } => "AMOUNT_SCALE",
             MoneyError::Negative(_) => "AMOUNT_NEGATIVE",
             MoneyError::Zero => "AMOUNT_ZERO",
+            MoneyError::TooLarge { .. } => "AMOUNT_TOO_LARGE",
         }
     }
 }
@@ -177,15 +219,18 @@ pub struct Money {
 }
 
 impl Money {
-    /// Any sign, scale checked.
+    /// Any sign; scale and size checked (at most the currency's `amount_max` either way).
     pub fn signed(amount: Decimal, currency: Currency) -> Result<Money, MoneyError> {
+        if amount.abs() > currency.amount_max() {
+            return Err(MoneyError::TooLarge { amount, currency: currency.code, max: currency.amount_max() });
+        }
         if amount.normalize().scale() > currency.scale {
             return Err(MoneyError::TooManyDecimals { amount, currency: currency.code, scale: currency.scale });
         }
         Ok(Money { amount: amount.normalize(), currency })
     }
 
-    /// Strictly positive, scale checked: what a deposit, stake or withdrawal must be.
+    /// Strictly positive, scale and size checked: what a deposit, stake or withdrawal must be.
     pub fn positive(amount: Decimal, currency: Currency) -> Result<Money, MoneyError> {
         if amount.is_sign_negative() && !amount.is_zero() {
             return Err(MoneyError::Negative(amount));
@@ -262,6 +307,39 @@ mod tests {
             assert!(good.parse::<Amount>().is_ok(), "{good:?} must parse");
         }
         assert!(serde_json::from_str::<Amount>("10.0").is_err(), "a JSON number is refused");
+    }
+
+    #[test]
+    fn amounts_are_bounded_per_currency() {
+        let max = gbp().amount_max();
+        assert!(Money::positive(max, gbp()).is_ok());
+        for over in [max + Decimal::new(1, 2), Decimal::from_str("79228162514264337593543950335").unwrap()] {
+            assert_eq!(Money::positive(over, gbp()).unwrap_err().code(), "AMOUNT_TOO_LARGE");
+            assert_eq!(Money::signed(-over, gbp()).unwrap_err().code(), "AMOUNT_TOO_LARGE");
+        }
+        // 28 significant digits with decimals: too large, not rounded.
+        let long = Decimal::from_str("1234567890123456789012345.678").unwrap();
+        assert_eq!(Money::positive(long, gbp()).unwrap_err().code(), "AMOUNT_TOO_LARGE");
+    }
+
+    #[test]
+    fn every_balance_fits_the_ledger_and_every_dialect_exactly() {
+        for c in CURRENCIES {
+            assert!(c.amount_max() <= c.balance_max(), "{}: an amount fits a balance", c.code);
+            let minor = c.to_minor(c.balance_max()).expect("a balance has whole minor units");
+            assert!(minor <= LEDGER_MINOR_UNITS_MAX, "{}: {minor} minor units", c.code);
+        }
+        // A million maximal balances still sum exactly: 10^18 minor units, 28 digits at scale 8.
+        let big = Decimal::from(LEDGER_MINOR_UNITS_MAX) * Decimal::from(1_000_000);
+        assert_eq!(big.checked_add(Decimal::new(1, 8)).unwrap() - big, Decimal::new(1, 8));
+    }
+
+    #[test]
+    fn minor_units_convert_exactly_or_not_at_all() {
+        assert_eq!(gbp().to_minor(Decimal::from_str("12.34").unwrap()), Some(1234));
+        assert_eq!(gbp().to_minor(Decimal::from_str("12.345").unwrap()), None);
+        assert_eq!(gbp().to_minor(Decimal::MAX), None);
+        assert_eq!(gbp().from_minor(i64::MAX).to_string(), "92233720368547758.07");
     }
 
     #[test]

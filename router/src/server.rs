@@ -292,7 +292,12 @@ fn choose_cell<'a>(
         };
     }
     if parts.method == axum::http::Method::POST && parts.uri.path() == "/sessions" {
-        let player = serde_json::from_slice::<contracts::sessions::SessionRequest>(body).map(|r| r.player_id);
+        // Strict, as the cell reads it: a repeated key cannot route one way and log in another.
+        let value = contracts::json::parse_strict(body).map_err(|e| {
+            let message = format!("request body is not JSON: {e}");
+            refuse(s, StatusCode::BAD_REQUEST, "MALFORMED_JSON", message, serde_json::Value::Null)
+        })?;
+        let player = serde_json::from_value::<contracts::sessions::SessionRequest>(value).map(|r| r.player_id);
         let home = player.as_ref().ok().and_then(|p| p.home_cell()).and_then(|cell| s.cells.by_id(cell));
         return home.ok_or_else(|| {
             refuse(

@@ -56,12 +56,12 @@ impl SessionKeys {
             return Err("not a compact JWT");
         };
         let header: serde_json::Value =
-            B64.decode(header).ok().and_then(|h| serde_json::from_slice(&h).ok()).ok_or("bad header")?;
+            B64.decode(header).ok().and_then(|h| contracts::json::parse_strict(&h).ok()).ok_or("bad header")?;
         if header["alg"] != "EdDSA" {
             return Err("not signed with EdDSA");
         }
         let claims: SessionClaims =
-            B64.decode(payload).ok().and_then(|p| serde_json::from_slice(&p).ok()).ok_or("bad claims")?;
+            B64.decode(payload).ok().and_then(|p| contracts::json::from_slice_strict(&p).ok()).ok_or("bad claims")?;
         let signature: [u8; 64] =
             B64.decode(signature).ok().and_then(|s| s.try_into().ok()).ok_or("bad signature encoding")?;
         let signature = Signature::from_bytes(&signature);

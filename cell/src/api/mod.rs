@@ -133,7 +133,8 @@ fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result
             ApiError::bad_request("BODY_UNREADABLE", rejection.body_text())
         }
     })?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
+    // Strict: a repeated key is refused, so the fingerprint and the request read the same body.
+    let value = contracts::json::parse_strict(&bytes)
         .map_err(|e| ApiError::bad_request("MALFORMED_JSON", format!("request body is not JSON: {e}")))?;
     let request = T::deserialize(&value).map_err(|e| ApiError::bad_request("INVALID_REQUEST", e.to_string()))?;
     Ok((request, value))

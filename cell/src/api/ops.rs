@@ -18,7 +18,11 @@ pub async fn healthz() -> &'static str {
 /// Ready: the store is open and the domains are serving.
 pub async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     match s.domains.get() {
-        Some(_) => (StatusCode::OK, "ready").into_response(),
+        Some(d) => match d.wallet.fault().get() {
+            // The router fails over; the cell is stopping.
+            Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
+            None => (StatusCode::OK, "ready").into_response(),
+        },
         None => (StatusCode::SERVICE_UNAVAILABLE, "opening store").into_response(),
     }
 }

@@ -105,7 +105,8 @@ fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result
         let message = "this call takes a JSON body; every change carries its \"reason\"";
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "MALFORMED_JSON", message));
     }
-    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+    // Strict: a repeated key is refused rather than resolved (`contracts::json`).
+    let value = contracts::json::parse_strict(&bytes).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "MALFORMED_JSON", format!("request body is not JSON: {e}"))
     })?;
     serde_json::from_value(value).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e.to_string()))

@@ -3,6 +3,10 @@
 //! formats, so an adapter sees the request's headers and chooses its answer's status code; nothing
 //! past this boundary knows which dialect a call came in.
 
+// Dialects convert between integer minor units and decimals: an operator that overflows would
+// panic a handler after the money moved. Conversions go through `Currency::to_minor`/`from_minor`.
+#![deny(clippy::arithmetic_side_effects)]
+
 use super::providers::{Dialect, DuplicatePolicy};
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
@@ -113,10 +117,16 @@ fn hmac_sha256(secret: &[u8]) -> Hmac<Sha256> {
 }
 
 /// Parses a call's body straight into its type (one pass: this is the hot path of every round).
+/// Every dialect's body type denies unknown fields, so serde's derive sees every key, and it
+/// refuses a repeated one ("duplicate field"): answered as malformed JSON, as every route does
+/// (`contracts::json`).
 fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
     serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
             Reply::refused(400, "MALFORMED_JSON", format!("request body is not JSON: {e}"))
+        }
+        serde_json::error::Category::Data if e.to_string().starts_with("duplicate field") => {
+            Reply::refused(400, "MALFORMED_JSON", format!("request body repeats a key: {e}"))
         }
         serde_json::error::Category::Data => Reply::refused(400, "INVALID_REQUEST", e.to_string()),
     })
@@ -223,6 +233,8 @@ mod pulse {
             "INSUFFICIENT_FUNDS" => 1,
             "PLAYER_NOT_FOUND" => 2,
             "STAKE_LIMIT_EXCEEDED"
+            | "WIN_LIMIT_EXCEEDED"
+            | "BALANCE_LIMIT"
             | "BET_ROLLED_BACK"
             | "ROUND_ALREADY_SETTLED"
             | "ROUND_VOIDED"
@@ -264,11 +276,12 @@ mod pulse {
             return Err(Reply::refused(400, "AMOUNT_NEGATIVE", "amountMinor must not be negative"));
         }
         let c = Currency::from_code(currency).map_err(|e| Reply::refused(400, e.code(), e.to_string()))?;
-        Ok(Decimal::new(minor, c.scale()))
+        Ok(c.from_minor(minor))
     }
 
     pub fn parse(call: &str, body: &[u8], secret: &[u8], now: DateTime<Utc>) -> Result<Operation, Reply> {
-        let value: serde_json::Value = serde_json::from_slice(body)
+        // Strict: the hash must cover the very fields the call is read from.
+        let value = contracts::json::parse_strict(body)
             .map_err(|e| Reply::refused(400, "MALFORMED_JSON", format!("request body is not JSON: {e}")))?;
         let fields =
             value.as_object().ok_or_else(|| Reply::refused(400, "INVALID_REQUEST", "body must be an object"))?;
@@ -285,7 +298,7 @@ mod pulse {
             .get("timestamp")
             .and_then(|t| t.as_i64())
             .ok_or_else(|| Reply::refused(401, "STALE_REQUEST", "timestamp (unix milliseconds) is missing"))?;
-        if now.timestamp_millis().abs_diff(ts) > TIMESTAMP_SKEW_SECONDS_MAX.unsigned_abs() * 1000 {
+        if now.timestamp_millis().abs_diff(ts) > TIMESTAMP_SKEW_SECONDS_MAX.unsigned_abs().saturating_mul(1000) {
             return Err(Reply::refused(
                 401,
                 "STALE_REQUEST",
@@ -336,13 +349,22 @@ mod pulse {
         })
     }
 
-    fn minor(amount: Decimal, currency: Currency) -> i64 {
-        let mut scaled = amount * Decimal::from(10i64.pow(currency.scale()));
-        scaled.rescale(0);
-        i64::try_from(scaled).expect("a balance fits in i64 minor units")
-    }
-
     pub fn render(reply: &Reply) -> (u16, Vec<u8>) {
+        // A balance is at most `balance_max`, 10^12 minor units at most, so it always converts;
+        // if one ever did not, the provider is told the cell failed (and retries), never a
+        // rounded or wrapped balance.
+        let unconvertible;
+        let reply = match reply {
+            Reply::Done { body, .. } if body.currency.to_minor(body.balance.0).is_none() => {
+                unconvertible = Reply::refused(
+                    500,
+                    "INTERNAL_REFUSAL",
+                    format!("balance {} {} is not whole minor units of i64", body.balance, body.currency),
+                );
+                &unconvertible
+            }
+            other => other,
+        };
         let (status, body) = match reply {
             Reply::Done { body, .. } => (
                 200,
@@ -350,7 +372,7 @@ mod pulse {
                     error: 0,
                     description: "OK".into(),
                     tx_id: body.transaction_id.clone(),
-                    balance_minor: Some(minor(body.balance.0, body.currency)),
+                    balance_minor: body.currency.to_minor(body.balance.0),
                     currency_code: Some(body.currency),
                     code: None,
                 },

@@ -205,7 +205,18 @@ impl Gaming {
                     .filter(|s| s.maintenance)
                     .map(|s| s.reason.clone().unwrap_or_else(|| "set in its provider file".into()));
                 let stake_cap = self.stake_cap(p, &player, &game, money.currency())?;
-                GameCommand::Bet { provider, player, round, bet: transaction, game, money, maintenance, stake_cap }
+                let max_multiplier = p.max_multiplier_of(&game);
+                GameCommand::Bet {
+                    provider,
+                    player,
+                    round,
+                    bet: transaction,
+                    game,
+                    money,
+                    maintenance,
+                    stake_cap,
+                    max_multiplier,
+                }
             }
             Operation::Win { transaction, player, round, amount, currency, close } => {
                 let money = self.wallet.money(amount, &currency, true).map_err(refuse)?;

@@ -47,6 +47,11 @@ pub struct Game {
     /// The product, as region rules name it (`slots`, `live`, `table`).
     #[serde(rename = "type")]
     pub kind: String,
+    /// The most one bet can win, as a multiple of its stake, as the game's certificate states it
+    /// (a decimal string, `"5000"`). When given, a provider's wins past it are refused
+    /// (`WIN_LIMIT_EXCEEDED`); else a win is bounded by the currency's maximum amount alone.
+    #[serde(default)]
+    pub max_multiplier: Option<rust_decimal::Decimal>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,6 +80,11 @@ impl Provider {
     /// the most restricted product, so an unlisted game can never escape a slot stake limit.
     pub fn product_of(&self, game: &str) -> &str {
         self.config.games.iter().find(|g| g.id == game).map(|g| g.kind.as_str()).unwrap_or("slots")
+    }
+
+    /// The maximum multiplier of `game`, if its file gives one.
+    pub fn max_multiplier_of(&self, game: &str) -> Option<rust_decimal::Decimal> {
+        self.config.games.iter().find(|g| g.id == game).and_then(|g| g.max_multiplier)
     }
 }
 
@@ -116,6 +126,11 @@ pub fn load_dir_with(
         }
         if providers.iter().any(|p| p.config.id == config.id) {
             return Err(fail(&path, format!("id `{}` is used by another provider file", config.id)));
+        }
+        if let Some(game) =
+            config.games.iter().find(|g| g.max_multiplier.is_some_and(|m| m <= rust_decimal::Decimal::ZERO))
+        {
+            return Err(fail(&path, format!("game `{}`: max_multiplier must be above 0", game.id)));
         }
         if config.round_timeout_seconds == 0 {
             return Err(fail(&path, "round_timeout_seconds must be at least 1".into()));

@@ -11,6 +11,11 @@
 //! atomic and acknowledged only once its batch is durable (as TigerBeetle does). Reads go to the
 //! store directly.
 
+// Money is summed here: an overflowing or rounding operator would panic the writer (a poison pill
+// for every player of the cell) or silently round the books. Every sum goes through the checked
+// `ledger_*` functions instead; the lint keeps a plain `+` from creeping back in.
+#![deny(clippy::arithmetic_side_effects)]
+
 mod keys;
 mod writer;
 
@@ -76,6 +81,18 @@ pub enum WalletError {
     StakeLimitExceeded { rule: String, policy_version: String, max: Decimal, stake: Decimal, currency: &'static str },
     #[error("provider {provider} is in maintenance ({reason}): new bets are refused, wins and rollbacks still settle")]
     ProviderMaintenance { provider: String, reason: String },
+    #[error("player {player} would hold {would_be} {currency}, over the {max} {currency} one player may hold")]
+    BalanceLimit { player: String, currency: &'static str, max: Decimal, would_be: Decimal },
+    #[error("payouts of {won} {currency} on stakes of {stake} {currency} in round {round} are over the game's {max} {currency} (its maximum multiplier)")]
+    WinLimitExceeded { round: String, currency: &'static str, stake: Decimal, won: Decimal, max: Decimal },
+    /// An arithmetic bound was reached that the amount and balance limits should make
+    /// unreachable: refused rather than rounded or wrapped.
+    #[error("the ledger cannot represent this operation's amounts exactly")]
+    AmountOverflow,
+    /// The writer failed (panicked) applying this request. It is recorded under the request's
+    /// key, so a retry gets this answer again instead of failing the writer again.
+    #[error("the wallet failed while applying this request; it moved no money ({0})")]
+    InternalRefusal(String),
     #[error("X-Idempotency-Key was already used for a different request")]
     IdempotencyKeyReused,
     #[error("the wallet writer has stopped")]
@@ -113,6 +130,10 @@ impl WalletError {
             WalletError::BetAlreadyPaid { .. } => "BET_ALREADY_PAID",
             WalletError::StakeLimitExceeded { .. } => "STAKE_LIMIT_EXCEEDED",
             WalletError::ProviderMaintenance { .. } => "PROVIDER_MAINTENANCE",
+            WalletError::BalanceLimit { .. } => "BALANCE_LIMIT",
+            WalletError::WinLimitExceeded { .. } => "WIN_LIMIT_EXCEEDED",
+            WalletError::AmountOverflow => "AMOUNT_OVERFLOW",
+            WalletError::InternalRefusal(_) => "INTERNAL_REFUSAL",
             WalletError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             WalletError::Stopped | WalletError::Unavailable(_) => "STORE_UNAVAILABLE",
         }
@@ -130,7 +151,11 @@ impl WalletError {
             | WalletError::DeltaBelowStake { .. }
             | WalletError::SettleCurrencyMismatch { .. }
             | WalletError::PlayerMismatch { .. }
-            | WalletError::StakeLimitExceeded { .. } => 422,
+            | WalletError::StakeLimitExceeded { .. }
+            | WalletError::BalanceLimit { .. }
+            | WalletError::WinLimitExceeded { .. }
+            | WalletError::AmountOverflow => 422,
+            WalletError::InternalRefusal(_) => 500,
             WalletError::BetAlreadyHeld { .. }
             | WalletError::RoundAlreadySettled(_)
             | WalletError::BetRolledBack { .. }
@@ -196,6 +221,9 @@ pub enum GameCommand {
         maintenance: Option<String>,
         /// The most the player may stake in one round (one spin) of this game, if a rule caps it.
         stake_cap: Option<crate::domains::compliance::StakeCap>,
+        /// The game's maximum multiplier, when its provider file gives one: the bet may win at
+        /// most its stake times this (`WIN_LIMIT_EXCEEDED` past it).
+        max_multiplier: Option<Decimal>,
     },
     /// Credit a payout (zero allowed) to the player's open bets; `close` ends the player's part.
     Win { provider: String, player: PlayerId, round: RoundId, transaction: BetId, money: Money, close: bool },
@@ -233,12 +261,96 @@ pub struct PlayerBalances {
 }
 
 impl PlayerBalances {
+    /// These balances with `cash` and `held` changed by the signed deltas, checked: refused when
+    /// the player's total (cash + bonus + held) would pass the currency's maximum balance, or when a
+    /// sum cannot be exact. Going below zero is the caller's refusal to make (with its own code)
+    /// and [`PlayerBalances::assert_valid`]'s to catch.
+    pub fn moved(
+        self,
+        player: &PlayerId,
+        currency: Currency,
+        cash: Decimal,
+        held: Decimal,
+    ) -> Result<PlayerBalances, WalletError> {
+        let after = PlayerBalances {
+            cash: ledger_add(self.cash, cash)?,
+            bonus: self.bonus,
+            held: ledger_add(self.held, held)?,
+        };
+        let total = ledger_add(ledger_add(after.cash, after.bonus)?, after.held)?;
+        if total > currency.balance_max() && total > self.total()? {
+            return Err(WalletError::BalanceLimit {
+                player: player.to_string(),
+                currency: currency.code(),
+                max: currency.balance_max(),
+                would_be: Amount::at_scale(total, currency.scale()).0,
+            });
+        }
+        Ok(after)
+    }
+
+    fn total(&self) -> Result<Decimal, WalletError> {
+        ledger_add(ledger_add(self.cash, self.bonus)?, self.held)
+    }
+
     /// Money the platform owes the player never goes below zero.
     pub fn assert_valid(&self, player: &PlayerId) {
         assert!(
             !self.cash.is_sign_negative() && !self.bonus.is_sign_negative() && !self.held.is_sign_negative(),
             "wallet invariant broken: negative balance for {player}: {self:?}"
         );
+    }
+}
+
+/// The largest magnitude any ledger sum may take: 10^20 whole units. Amounts and balances are
+/// bounded far below it (`contracts::money`: at most 10^12 minor units a balance), and the sum of
+/// two values within it, at a scale of at most 8 (BTC's), needs under 2^96 of mantissa, so it is
+/// exact: a sum that `Decimal` would round or overflow is refused instead.
+pub const LEDGER_MAGNITUDE_MAX: Decimal = Decimal::from_parts(1_661_992_960, 1_808_227_885, 5, false, 0);
+
+/// `a + b`, exactly, or [`WalletError::AmountOverflow`].
+pub fn ledger_add(a: Decimal, b: Decimal) -> Result<Decimal, WalletError> {
+    a.checked_add(b).filter(|sum| sum.abs() <= LEDGER_MAGNITUDE_MAX).ok_or(WalletError::AmountOverflow)
+}
+
+/// `a - b`, exactly, or [`WalletError::AmountOverflow`].
+pub fn ledger_sub(a: Decimal, b: Decimal) -> Result<Decimal, WalletError> {
+    a.checked_sub(b).filter(|diff| diff.abs() <= LEDGER_MAGNITUDE_MAX).ok_or(WalletError::AmountOverflow)
+}
+
+/// The exact sum of `amounts`, or [`WalletError::AmountOverflow`].
+pub fn ledger_sum(amounts: impl IntoIterator<Item = Decimal>) -> Result<Decimal, WalletError> {
+    amounts.into_iter().try_fold(Decimal::ZERO, ledger_add)
+}
+
+/// Whether the writer has failed, and why: raised once, never lowered. A cell whose writer failed
+/// is not ready (`/readyz` 503, so the router fails over) and stops, exiting non-zero so that its
+/// supervisor restarts it.
+#[derive(Clone)]
+pub struct Fault(Arc<tokio::sync::watch::Sender<Option<String>>>);
+
+impl Default for Fault {
+    fn default() -> Self {
+        Fault(Arc::new(tokio::sync::watch::channel(None).0))
+    }
+}
+
+impl Fault {
+    /// Records the first failure (later ones are logged only).
+    pub fn raise(&self, why: String) {
+        tracing::error!(fault = %why, "the wallet has failed: the cell is no longer ready and stops");
+        self.0.send_if_modified(|fault| fault.is_none() && fault.replace(why).is_none());
+    }
+
+    /// Why the writer failed, if it has.
+    pub fn get(&self) -> Option<String> {
+        self.0.borrow().clone()
+    }
+
+    /// Resolves once the writer has failed.
+    pub async fn raised(&self) {
+        let mut watching = self.0.subscribe();
+        let _ = watching.wait_for(Option::is_some).await;
     }
 }
 
@@ -250,6 +362,7 @@ pub struct Wallet {
     store: Arc<dyn Store>,
     region: Arc<RegionConfig>,
     metrics: Arc<Metrics>,
+    fault: Fault,
 }
 
 impl Wallet {
@@ -261,9 +374,15 @@ impl Wallet {
         metrics: Arc<Metrics>,
         config: WriterConfig,
     ) -> Result<(Wallet, std::thread::JoinHandle<()>), StoreError> {
-        let (submissions, handle) = writer::spawn(store.clone(), metrics.clone(), config)?;
+        let fault = Fault::default();
+        let (submissions, handle) = writer::spawn(store.clone(), metrics.clone(), config, fault.clone())?;
         let submissions = Arc::new(std::sync::RwLock::new(Some(submissions)));
-        Ok((Wallet { submissions, store, region, metrics }, handle))
+        Ok((Wallet { submissions, store, region, metrics, fault }, handle))
+    }
+
+    /// Whether the writer has failed (see [`Fault`]).
+    pub fn fault(&self) -> &Fault {
+        &self.fault
     }
 
     /// Closes the writer's queue: operations already queued are still committed and answered,
@@ -431,4 +550,33 @@ impl Wallet {
 
 fn unavailable(e: StoreError) -> WalletError {
     WalletError::Unavailable(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn the_ledger_bound_is_ten_to_the_twentieth_and_sums_within_it_are_exact() {
+        assert_eq!(LEDGER_MAGNITUDE_MAX, Decimal::from_str("100000000000000000000").unwrap());
+        let tiny = Decimal::new(1, 8);
+        let sum = ledger_add(LEDGER_MAGNITUDE_MAX - tiny, tiny).unwrap();
+        assert_eq!(ledger_sub(sum, tiny).unwrap(), LEDGER_MAGNITUDE_MAX - tiny, "exact at the bound");
+        assert_eq!(ledger_add(LEDGER_MAGNITUDE_MAX, tiny), Err(WalletError::AmountOverflow));
+        assert_eq!(ledger_add(Decimal::MAX, Decimal::MAX), Err(WalletError::AmountOverflow));
+        assert_eq!(ledger_sum([Decimal::ONE; 3]), Ok(Decimal::from(3)));
+    }
+
+    #[test]
+    fn a_balance_may_not_grow_past_the_currency_maximum() {
+        let gbp = Currency::from_code("GBP").unwrap();
+        let player = PlayerId::new("uk-max").unwrap();
+        let full = PlayerBalances { cash: gbp.balance_max(), ..Default::default() };
+        let refused = full.moved(&player, gbp, Decimal::new(1, 2), Decimal::ZERO).unwrap_err();
+        assert_eq!(refused.code(), "BALANCE_LIMIT");
+        // Moving cash to held keeps the total: allowed at the maximum.
+        let one = Decimal::ONE;
+        assert!(full.moved(&player, gbp, -one, one).is_ok());
+    }
 }

@@ -22,11 +22,22 @@
 //! Because only this thread writes the wallet subspace, a hot house account costs nothing extra:
 //! its balance is updated in memory and written once per batch.
 
+/// Unwraps a checked step of an operation, or answers its refusal. Every operation checks
+/// everything before it changes anything, so a refusal here leaves no trace.
+macro_rules! or_refuse {
+    ($checked:expr) => {
+        match $checked {
+            Ok(value) => value,
+            Err(refused) => return Ok(Err(refused)),
+        }
+    };
+}
+
 mod game_rounds;
 
 pub(super) use game_rounds::game_rounds_open_before;
 
-use super::{keys, Command, PlayerBalances, SettlePart, WalletError};
+use super::{keys, ledger_add, ledger_sub, Command, Fault, PlayerBalances, SettlePart, WalletError};
 use crate::audit::AuditChain;
 use crate::domains::compliance;
 use crate::events::{self, EventContext};
@@ -202,9 +213,48 @@ struct InFlight {
     handed: Instant,
 }
 
+/// Why a batch could not be applied.
+enum BatchFailure {
+    Store(StoreError),
+    /// Applying the operation at `index` panicked: a bug, or an input that no check refused.
+    Panicked {
+        index: usize,
+        message: String,
+    },
+}
+
+impl From<StoreError> for BatchFailure {
+    fn from(e: StoreError) -> BatchFailure {
+        BatchFailure::Store(e)
+    }
+}
+
+/// The next value of a counter of batches or epochs: at a million a second, 584,000 years away
+/// from wrapping.
+fn next(counter: u64) -> u64 {
+    counter.checked_add(1).expect("a batch or epoch counter never wraps")
+}
+
+/// A panic's message, as `std` prints it.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(text), _) => (*text).to_owned(),
+        (_, Some(text)) => text.clone(),
+        _ => "a panic without a message".to_owned(),
+    }
+}
+
+/// The JSON body of a refusal, as answered and as stored under its key.
+fn refusal_body(refused: &WalletError) -> String {
+    let body = contracts::ErrorBody { code: refused.code().to_owned(), message: refused.to_string() };
+    serde_json::to_string(&body).expect("an error body serialises")
+}
+
 struct Writer {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    /// Raised when this writer fails: the cell then stops being ready and exits.
+    fault: Fault,
     cache: Cache,
     /// Last journal sequence number used.
     seq: u64,
@@ -224,11 +274,13 @@ pub(super) fn spawn(
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     config: WriterConfig,
+    fault: Fault,
 ) -> Result<(mpsc::Sender<Submission>, std::thread::JoinHandle<()>), StoreError> {
     let (sender, receiver) = mpsc::channel(config.queue_ops_max);
     let mut writer = Writer {
         store,
         metrics,
+        fault: fault.clone(),
         cache: Cache::default(),
         seq: 0,
         chain: AuditChain::default(),
@@ -240,7 +292,14 @@ pub(super) fn spawn(
     writer.reload()?;
     let handle = std::thread::Builder::new()
         .name("wallet-writer".into())
-        .spawn(move || writer.run(receiver, config))
+        .spawn(move || {
+            // A panic that escapes one operation's (see `batch_apply`) ends the writer: never
+            // silently, the cell stops being ready and exits non-zero.
+            let run = std::panic::AssertUnwindSafe(move || writer.run(receiver, config));
+            if let Err(panic) = std::panic::catch_unwind(run) {
+                fault.raise(format!("the wallet writer panicked: {}", panic_message(panic.as_ref())));
+            }
+        })
         .map_err(|e| StoreError::Io(format!("spawn wallet writer: {e}")))?;
     Ok((sender, handle))
 }
@@ -369,16 +428,28 @@ pub(super) fn ledger_totals(store: &dyn Store) -> Result<BTreeMap<Currency, Deci
         let (_, _, code): (String, String, String) = wallet.unpack(&key).map_err(|e| StoreError::Io(e.to_string()))?;
         let b: PlayerBalances = decode("balance", &value)?;
         let currency = Currency::from_code(&code).map_err(|e| StoreError::Io(e.to_string()))?;
-        *totals.entry(currency).or_default() += b.cash + b.bonus + b.held;
+        total_add(&mut totals, currency, b.cash)?;
+        total_add(&mut totals, currency, b.bonus)?;
+        total_add(&mut totals, currency, b.held)?;
     }
     let (begin, end) = keys::house_range();
     for (key, value) in tx.get_range(&begin, &end, usize::MAX, false)? {
         let (_, _, code): (String, String, String) = wallet.unpack(&key).map_err(|e| StoreError::Io(e.to_string()))?;
         let amount: Decimal = decode("house balance", &value)?;
         let currency = Currency::from_code(&code).map_err(|e| StoreError::Io(e.to_string()))?;
-        *totals.entry(currency).or_default() += amount;
+        total_add(&mut totals, currency, amount)?;
     }
     Ok(totals)
+}
+
+/// Adds `amount` to `currency`'s total, exactly: a sum the ledger cannot hold means a stored
+/// balance is out of every bound, which only a damaged store can do.
+fn total_add(totals: &mut BTreeMap<Currency, Decimal>, currency: Currency, amount: Decimal) -> Result<(), StoreError> {
+    let total = totals.entry(currency).or_default();
+    *total = ledger_add(*total, amount).map_err(|_| {
+        StoreError::Io(format!("the {currency} ledger totals are past every bound: a stored balance is damaged"))
+    })?;
+    Ok(())
 }
 
 fn wire_balance(player: &PlayerId, currency: Currency, b: &PlayerBalances) -> Balance {
@@ -419,7 +490,7 @@ impl Writer {
         if let Some(us) = last_us {
             let last = DateTime::<Utc>::from_timestamp_micros(us)
                 .ok_or_else(|| StoreError::Io(format!("the journal's last timestamp ({us} µs) is out of range")))?;
-            let ahead = last - Utc::now();
+            let ahead = last.signed_duration_since(Utc::now());
             if ahead > chrono::Duration::minutes(1) {
                 tracing::warn!(
                     ahead_s = ahead.num_seconds(),
@@ -468,8 +539,8 @@ impl Writer {
         }
         drop(to_commit);
         for (name, thread) in [("commit", committer), ("durability", answerer)] {
-            if thread.join().is_err() {
-                tracing::error!("wallet {name} thread panicked");
+            if let Err(panic) = thread.join() {
+                self.fault.raise(format!("the wallet {name} thread panicked: {}", panic_message(panic.as_ref())));
             }
         }
         tracing::info!("wallet writer stopped: no more submissions");
@@ -492,7 +563,7 @@ impl Writer {
             self.cache.games.retain(|_, g| !g.evictable(n));
         }
         if failed {
-            self.epoch += 1;
+            self.epoch = next(self.epoch);
             if let Err(e) = self.reload() {
                 tracing::error!(error = %e, "reload the wallet view after a failed commit");
             }
@@ -514,31 +585,95 @@ impl Writer {
             self.cache.rounds.clear();
             self.cache.games.clear();
         }
-        self.batch += 1;
-        let tried = self.batch_try(batch);
-        self.metrics.wallet_stage(Stage::Applied, started);
-        match tried {
-            Ok((tx, results, answers)) => {
-                self.pipeline.push_back((self.batch, answers));
-                let replies = batch.drain(..).map(|s| s.reply).zip(results).collect();
-                Some(ToCommit { batch: self.batch, epoch: self.epoch, tx, replies, handed: Instant::now() })
-            }
-            Err(e) => {
-                tracing::error!(error = %e, ops = batch.len(), "wallet batch failed");
-                let err = WalletError::Unavailable(e.to_string());
-                for submission in batch.drain(..) {
-                    // A caller that gave up waiting is no reason to stop.
-                    let _ = submission.reply.send(Err(err.clone()));
+        loop {
+            self.batch = next(self.batch);
+            let tried = self.batch_try(batch);
+            self.metrics.wallet_stage(Stage::Applied, started);
+            match tried {
+                Ok((tx, results, answers)) => {
+                    self.pipeline.push_back((self.batch, answers));
+                    let replies = batch.drain(..).map(|s| s.reply).zip(results).collect();
+                    return Some(ToCommit {
+                        batch: self.batch,
+                        epoch: self.epoch,
+                        tx,
+                        replies,
+                        handed: Instant::now(),
+                    });
                 }
-                // The view may hold part of the batch: forget it once nothing in flight needs it.
-                self.acks_take(acks, true);
-                self.epoch += 1;
-                if let Err(e) = self.reload() {
-                    tracing::error!(error = %e, "reload the wallet view after a failed batch");
+                Err(BatchFailure::Panicked { index, message }) => {
+                    let poisoned = batch.remove(index);
+                    self.poisoned(poisoned, message, acks);
+                    if batch.is_empty() {
+                        return None;
+                    }
+                    // The rest of the batch is applied again, without it: nothing else is lost.
                 }
-                None
+                Err(BatchFailure::Store(e)) => return self.batch_failed(batch, e, acks),
             }
         }
+    }
+
+    /// An operation panicked while it was applied. Its batch's transaction was dropped unwritten;
+    /// the view, which may hold part of it, is reloaded once nothing in flight needs it. The
+    /// operation is refused (`INTERNAL_REFUSAL`) and that refusal recorded under its key, so a
+    /// retry replays the refusal rather than the panic; then the writer's fault is raised, so
+    /// the cell stops being ready, fails over and exits non-zero for its supervisor.
+    fn poisoned(&mut self, poisoned: Submission, message: String, acks: &std::sync::mpsc::Receiver<Ack>) {
+        tracing::error!(
+            op = poisoned.command.kind(),
+            key = poisoned.key.as_ref().map(|k| k.key.as_str()),
+            panic = %message,
+            "the wallet writer panicked applying an operation: it is refused and the cell stops"
+        );
+        self.acks_take(acks, true);
+        self.epoch = next(self.epoch);
+        let refusal = WalletError::InternalRefusal(message.clone());
+        let recorded = self.reload().and_then(|()| match &poisoned.key {
+            Some(key) => {
+                let record = IdempotencyRecord {
+                    request_hash: key.request_hash,
+                    status: refusal.status(),
+                    body: refusal_body(&refusal),
+                };
+                let mut tx = self.store.begin()?;
+                tx.set(&keys::idempotency(&key.key), &record.encode())?;
+                tx.commit().map(|_| ())
+            }
+            None => Ok(()),
+        });
+        let answer = match recorded {
+            Ok(()) => Err(refusal),
+            Err(e) => {
+                tracing::error!(error = %e, "record the refusal of the operation that panicked");
+                Err(WalletError::Unavailable(e.to_string()))
+            }
+        };
+        let _ = poisoned.reply.send(answer);
+        self.fault
+            .raise(format!("the wallet writer panicked applying a {} operation: {message}", poisoned.command.kind()));
+    }
+
+    /// The store failed a batch: its callers are told to retry with their keys.
+    fn batch_failed(
+        &mut self,
+        batch: &mut Vec<Submission>,
+        e: StoreError,
+        acks: &std::sync::mpsc::Receiver<Ack>,
+    ) -> Option<ToCommit> {
+        tracing::error!(error = %e, ops = batch.len(), "wallet batch failed");
+        let err = WalletError::Unavailable(e.to_string());
+        for submission in batch.drain(..) {
+            // A caller that gave up waiting is no reason to stop.
+            let _ = submission.reply.send(Err(err.clone()));
+        }
+        // The view may hold part of the batch: forget it once nothing in flight needs it.
+        self.acks_take(acks, true);
+        self.epoch = next(self.epoch);
+        if let Err(e) = self.reload() {
+            tracing::error!(error = %e, "reload the wallet view after a failed batch");
+        }
+        None
     }
 
     /// Applies every operation of the batch into one transaction, and writes what the batch
@@ -547,14 +682,20 @@ impl Writer {
     fn batch_try(
         &mut self,
         batch: &[Submission],
-    ) -> Result<(Box<dyn Transaction>, Vec<Outcome>, HashMap<String, IdempotencyRecord>), StoreError> {
+    ) -> Result<(Box<dyn Transaction>, Vec<Outcome>, HashMap<String, IdempotencyRecord>), BatchFailure> {
         // Snapshot reads: this thread alone writes the wallet, and a player record is never
         // rewritten, so nothing another transaction commits can invalidate what a batch read.
         let mut tx = self.store.begin_snapshot_reads()?;
         let mut b = Batch::new(self.chain);
         let mut results = Vec::with_capacity(batch.len());
-        for s in batch {
-            results.push(self.apply(tx.as_mut(), &mut b, s)?);
+        for (index, s) in batch.iter().enumerate() {
+            // A panic is caught here, per operation, so it costs that operation alone (see
+            // `poisoned`); the batch's transaction is dropped with whatever it held.
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(tx.as_mut(), &mut b, s)));
+            match applied {
+                Ok(outcome) => results.push(outcome?),
+                Err(panic) => return Err(BatchFailure::Panicked { index, message: panic_message(panic.as_ref()) }),
+            }
         }
         for key in &b.dirty_balances {
             let balances = self.cache.balances[key];
@@ -617,10 +758,7 @@ impl Writer {
         let (status, body, result) = match body {
             Ok(body) => (200, body, Ok(())),
             Err(refused) if refused.is_transient() => return Ok(Err(refused)),
-            Err(refused) => {
-                let body = contracts::ErrorBody { code: refused.code().to_owned(), message: refused.to_string() };
-                (refused.status(), serde_json::to_string(&body).expect("serialises"), Err(refused))
-            }
+            Err(refused) => (refused.status(), refusal_body(&refused), Err(refused)),
         };
         let answer = Answer { status, body: body.clone().into(), replayed: false };
         if let Some(key) = &s.key {
@@ -690,7 +828,8 @@ impl Writer {
     // ---- changing it -----------------------------------------------------------------------
 
     fn next_entry(&mut self) -> (u64, DateTime<Utc>) {
-        self.seq += 1;
+        // At a million entries a second, u64 lasts 584,000 years.
+        self.seq = self.seq.checked_add(1).expect("the journal sequence never wraps");
         self.last_ts = Utc::now().max(self.last_ts);
         (self.seq, self.last_ts)
     }
@@ -724,8 +863,10 @@ impl Writer {
         Ok(seq)
     }
 
-    fn house_add(&mut self, b: &mut Batch, account: House, currency: Currency, delta: Decimal) {
-        *self.cache.house.get_mut(&(account, currency)).expect("house balance loaded before it changes") += delta;
+    /// Sets a house account's balance, computed (and checked) by the operation before it changed
+    /// anything.
+    fn house_set(&mut self, b: &mut Batch, account: House, currency: Currency, balance: Decimal) {
+        self.cache.house.insert((account, currency), balance);
         b.dirty_house.insert((account, currency));
     }
 
@@ -761,7 +902,7 @@ impl Writer {
         }
         let currency = money.currency();
         let amount = money.amount();
-        let mut after = self.balances(tx, player, currency)?;
+        let after = self.balances(tx, player, currency)?;
         if !inward && after.cash < amount {
             return Ok(Err(WalletError::InsufficientFunds {
                 player: player.to_string(),
@@ -770,15 +911,16 @@ impl Writer {
                 requested: Amount::at_scale(amount, currency.scale()).0,
             }));
         }
-        self.house_balance(tx, House::PspClearing, currency)?;
+        let clearing = self.house_balance(tx, House::PspClearing, currency)?;
         let (kind, posting, signed) = if inward {
             ("credit", (house(House::PspClearing), cash(player), amount), amount)
         } else {
             ("debit", (cash(player), house(House::PspClearing), amount), -amount)
         };
-        after.cash += signed;
+        let after = or_refuse!(after.moved(player, currency, signed, Decimal::ZERO));
+        let clearing = or_refuse!(ledger_sub(clearing, signed));
         let seq = self.post(tx, b, player, currency, after, kind, format!("{reason:?}"), vec![posting])?;
-        self.house_add(b, House::PspClearing, currency, -signed);
+        self.house_set(b, House::PspClearing, currency, clearing);
         let (player_id, amount, entry_id) = (player.clone(), money.wire(), seq.to_string());
         if inward {
             Self::event(tx, b, ctx, WalletCredited { player_id, currency, amount, reason, entry_id })?;
@@ -814,17 +956,16 @@ impl Writer {
             return Ok(Err(WalletError::RoundFull { round: round.to_string(), holds_max: ROUND_HOLDS_MAX }));
         }
         let currency = money.currency();
-        let mut after = self.balances(tx, player, currency)?;
-        if after.cash < money.amount() {
+        let before = self.balances(tx, player, currency)?;
+        if before.cash < money.amount() {
             return Ok(Err(WalletError::InsufficientFunds {
                 player: player.to_string(),
                 currency: currency.code(),
-                available: Amount::at_scale(after.cash, currency.scale()).0,
+                available: Amount::at_scale(before.cash, currency.scale()).0,
                 requested: Amount::at_scale(money.amount(), currency.scale()).0,
             }));
         }
-        after.cash -= money.amount();
-        after.held += money.amount();
+        let after = or_refuse!(before.moved(player, currency, -money.amount(), money.amount()));
         let postings = vec![(cash(player), held(player), money.amount())];
         let seq = self.post(tx, b, player, currency, after, "hold", format!("{round}/{bet}"), postings)?;
         let hold = Hold {
@@ -897,7 +1038,7 @@ impl Writer {
                     }));
                 }
                 taken[i] = true;
-                stake += h.amount;
+                stake = or_refuse!(ledger_add(stake, h.amount));
             }
             if part.delta.amount() < -stake {
                 return Ok(Err(WalletError::DeltaBelowStake {
@@ -921,6 +1062,36 @@ impl Writer {
                 players: unsettled.join(", "),
             }));
         }
+
+        // The amounts, per part: the player's balances after it (after the player's earlier parts
+        // in this settle) and game revenue's, each checked before anything changes.
+        let mut amounts: Vec<(Decimal, PlayerBalances)> = Vec::with_capacity(plan.len());
+        let mut revenue: Vec<(Currency, Decimal)> = Vec::new();
+        for (i, (part, _, stake)) in plan.iter().enumerate() {
+            let currency = part.delta.currency();
+            let payout = or_refuse!(ledger_add(*stake, part.delta.amount()));
+            let earlier = plan[..i]
+                .iter()
+                .zip(&amounts)
+                .rev()
+                .find(|((p, _, _), _)| p.player == part.player && p.delta.currency() == currency)
+                .map(|(_, (_, after))| *after);
+            let before = match earlier {
+                Some(after) => after,
+                None => self.balances(tx, &part.player, currency)?,
+            };
+            amounts.push((payout, or_refuse!(before.moved(&part.player, currency, payout, -*stake))));
+            let house = match revenue.iter().position(|(c, _)| *c == currency) {
+                Some(at) => at,
+                None => {
+                    revenue.push((currency, self.house_balance(tx, House::GameRevenue, currency)?));
+                    revenue.len().saturating_sub(1)
+                }
+            };
+            let balance = or_refuse!(ledger_add(revenue[house].1, *stake).and_then(|v| ledger_sub(v, payout)));
+            revenue[house].1 = balance;
+        }
+        let state = self.round(tx, round)?;
         let holds = std::mem::take(&mut state.holds);
         state.settled = true;
         b.dirty_rounds.insert(round.clone());
@@ -928,19 +1099,13 @@ impl Writer {
         // Apply: per player, held -> game revenue (the stake), game revenue -> cash (the payout).
         let mut settled_parts = Vec::with_capacity(plan.len());
         let mut balances = Vec::with_capacity(plan.len());
-        for (part, chosen, stake) in plan {
+        for ((part, chosen, stake), (payout, after)) in plan.into_iter().zip(amounts) {
             let currency = part.delta.currency();
-            let payout = stake + part.delta.amount();
-            self.house_balance(tx, House::GameRevenue, currency)?;
-            let mut after = self.balances(tx, &part.player, currency)?;
-            after.held -= stake;
-            after.cash += payout;
             let mut postings = vec![(held(&part.player), house(House::GameRevenue), stake)];
             if !payout.is_zero() {
                 postings.push((house(House::GameRevenue), cash(&part.player), payout));
             }
             self.post(tx, b, &part.player, currency, after, "settle", round.to_string(), postings)?;
-            self.house_add(b, House::GameRevenue, currency, stake - payout);
             let bet_ids: Vec<BetId> = chosen.iter().map(|&i| holds[i].bet.clone()).collect();
             let s = currency.scale();
             settled_parts.push(SettledPart {
@@ -951,6 +1116,9 @@ impl Writer {
                 bet_ids,
             });
             balances.push(wire_balance(&part.player, currency, &after));
+        }
+        for (currency, balance) in revenue {
+            self.house_set(b, House::GameRevenue, currency, balance);
         }
         Self::event(tx, b, ctx, WalletSettled { round_id: round.clone(), parts: settled_parts })?;
         let body = SettleResponse { balances };

@@ -9,7 +9,7 @@
 //! no money.
 
 use super::{cash, held, house, Batch, House, Writer, ROUND_HOLDS_MAX};
-use crate::domains::wallet::{keys, GameCommand, WalletError};
+use crate::domains::wallet::{keys, ledger_add, ledger_sub, ledger_sum, GameCommand, WalletError};
 use crate::events::EventContext;
 use crate::store::{StoreError, Transaction};
 use contracts::gaming::SeamlessResponse;
@@ -26,6 +26,10 @@ struct GameBet {
     currency: String,
     amount: Decimal,
     status: BetStatus,
+    /// The most this bet may win: its stake times its game's maximum multiplier, when the game
+    /// has one (rounds stored before it was kept have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payout_max: Option<Decimal>,
 }
 
 /// A provider's round as stored: one record, so loading it is one point read.
@@ -71,6 +75,15 @@ impl GameRound {
             None => Decimal::ZERO,
         }
     }
+
+    fn won_of(&self, player: &PlayerId) -> Decimal {
+        self.won.iter().find(|(p, _)| p == player).map_or(Decimal::ZERO, |(_, w)| *w)
+    }
+
+    /// The sum of the stakes at `indices`, exactly.
+    fn stakes(&self, indices: &[usize]) -> Result<Decimal, WalletError> {
+        ledger_sum(indices.iter().map(|&i| self.bets[i].amount))
+    }
 }
 
 type Refusable = Result<Result<String, WalletError>, StoreError>;
@@ -79,6 +92,8 @@ type Refusable = Result<Result<String, WalletError>, StoreError>;
 struct BetGate<'a> {
     maintenance: Option<&'a str>,
     stake_cap: Option<&'a crate::domains::compliance::StakeCap>,
+    /// The game's maximum multiplier: what the bet may win is its stake times this.
+    max_multiplier: Option<Decimal>,
 }
 
 fn answer(transaction: Option<&BetId>, currency: Currency, cash: Decimal) -> String {
@@ -103,8 +118,12 @@ impl Writer {
         g: &GameCommand,
     ) -> Refusable {
         match g {
-            GameCommand::Bet { provider, player, round, bet, game, money, maintenance, stake_cap } => {
-                let gate = BetGate { maintenance: maintenance.as_deref(), stake_cap: stake_cap.as_ref() };
+            GameCommand::Bet { provider, player, round, bet, game, money, maintenance, stake_cap, max_multiplier } => {
+                let gate = BetGate {
+                    maintenance: maintenance.as_deref(),
+                    stake_cap: stake_cap.as_ref(),
+                    max_multiplier: *max_multiplier,
+                };
                 self.game_bet(tx, b, ctx, provider, player, round, bet, game, *money, gate)
             }
             GameCommand::Win { provider, player, round, transaction, money, close } => {
@@ -209,13 +228,14 @@ impl Writer {
         let currency = money.currency();
         // A stake cap is per spin: the player's open stakes in this round count with the new one.
         if let Some(cap) = gate.stake_cap {
-            let open: Decimal = state
-                .bets
-                .iter()
-                .filter(|x| &x.player == player && x.status == BetStatus::Open && x.currency == currency.code())
-                .map(|x| x.amount)
-                .sum();
-            let stake = open + money.amount();
+            let open = or_refuse!(ledger_sum(
+                state
+                    .bets
+                    .iter()
+                    .filter(|x| &x.player == player && x.status == BetStatus::Open && x.currency == currency.code())
+                    .map(|x| x.amount)
+            ));
+            let stake = or_refuse!(ledger_add(open, money.amount()));
             if stake > cap.max {
                 let s = currency.scale();
                 return Ok(Err(WalletError::StakeLimitExceeded {
@@ -227,17 +247,26 @@ impl Writer {
                 }));
             }
         }
-        let mut after = self.balances(tx, player, currency)?;
-        if after.cash < money.amount() {
+        // Exact at any multiplier a file may give: a stake is at most `amount_max`, and a payout
+        // past `LEDGER_MAGNITUDE_MAX` is refused, not rounded.
+        let payout_max = match gate.max_multiplier {
+            Some(m) => Some(or_refuse!(money
+                .amount()
+                .checked_mul(m)
+                .filter(|v| v.abs() <= super::super::LEDGER_MAGNITUDE_MAX)
+                .ok_or(WalletError::AmountOverflow))),
+            None => None,
+        };
+        let before = self.balances(tx, player, currency)?;
+        if before.cash < money.amount() {
             return Ok(Err(WalletError::InsufficientFunds {
                 player: player.to_string(),
                 currency: currency.code(),
-                available: Amount::at_scale(after.cash, currency.scale()).0,
+                available: Amount::at_scale(before.cash, currency.scale()).0,
                 requested: Amount::at_scale(money.amount(), currency.scale()).0,
             }));
         }
-        after.cash -= money.amount();
-        after.held += money.amount();
+        let after = or_refuse!(before.moved(player, currency, -money.amount(), money.amount()));
         let postings = vec![(cash(player), held(player), money.amount())];
         self.post(tx, b, player, currency, after, "bet", format!("{provider}/{round}/{bet}"), postings)?;
         let state = self.game_round(tx, provider, round)?;
@@ -247,6 +276,7 @@ impl Writer {
             currency: currency.code().to_owned(),
             amount: money.amount(),
             status: BetStatus::Open,
+            payout_max,
         });
         self.game_touched(tx, b, provider, round)?;
         let placed = BetPlaced {
@@ -308,27 +338,27 @@ impl Writer {
             }));
         }
         let payout = money.amount();
-        if !state.resulted.contains(player) {
-            state.resulted.push(player.clone());
-        }
-        if !payout.is_zero() {
-            match state.won.iter_mut().find(|(p, _)| p == player) {
-                Some((_, w)) => *w += payout,
-                None => state.won.push((player.clone(), payout)),
+        // Check everything before changing anything: the payouts against the game's maximum,
+        // the balances against the currency's.
+        let won = or_refuse!(ledger_add(state.won_of(player), payout));
+        let open_stake = or_refuse!(state.stakes(&open));
+        let payout_max: Option<Vec<Decimal>> = open.iter().map(|&i| state.bets[i].payout_max).collect();
+        if let Some(max) = payout_max {
+            let max = or_refuse!(ledger_sum(max));
+            if won > max {
+                let s = currency.scale();
+                return Ok(Err(WalletError::WinLimitExceeded {
+                    round: round.to_string(),
+                    currency: currency.code(),
+                    stake: Amount::at_scale(open_stake, s).0,
+                    won: Amount::at_scale(won, s).0,
+                    max: Amount::at_scale(max, s).0,
+                }));
             }
         }
-        let bet_ids: Vec<BetId> = open.iter().map(|&i| state.bets[i].bet.clone()).collect();
-        let (stake, won) = if close {
-            for &i in &open {
-                state.bets[i].status = BetStatus::Settled;
-            }
-            state.closed.push((player.clone(), RoundStatus::Settled));
-            state.resulted.retain(|p| p != player);
-            (open.iter().map(|&i| state.bets[i].amount).sum::<Decimal>(), state.won_take(player))
-        } else {
-            (Decimal::ZERO, Decimal::ZERO)
-        };
-        let mut after = self.balances(tx, player, currency)?;
+        let stake = if close { open_stake } else { Decimal::ZERO };
+        let before = self.balances(tx, player, currency)?;
+        let after = or_refuse!(before.moved(player, currency, payout, -stake));
         let mut postings = Vec::new();
         if !stake.is_zero() {
             postings.push((held(player), house(House::GameRevenue), stake));
@@ -336,13 +366,38 @@ impl Writer {
         if !payout.is_zero() {
             postings.push((house(House::GameRevenue), cash(player), payout));
         }
-        if !postings.is_empty() {
-            self.house_balance(tx, House::GameRevenue, currency)?;
-            after.held -= stake;
-            after.cash += payout;
+        let revenue = if postings.is_empty() {
+            None
+        } else {
+            let balance = self.house_balance(tx, House::GameRevenue, currency)?;
+            Some(or_refuse!(ledger_add(balance, stake).and_then(|v| ledger_sub(v, payout))))
+        };
+
+        let state = self.game_round(tx, provider, round)?;
+        if !state.resulted.contains(player) {
+            state.resulted.push(player.clone());
+        }
+        if !payout.is_zero() {
+            match state.won.iter_mut().find(|(p, _)| p == player) {
+                Some((_, w)) => *w = won,
+                None => state.won.push((player.clone(), won)),
+            }
+        }
+        let bet_ids: Vec<BetId> = open.iter().map(|&i| state.bets[i].bet.clone()).collect();
+        let won = if close {
+            for &i in &open {
+                state.bets[i].status = BetStatus::Settled;
+            }
+            state.closed.push((player.clone(), RoundStatus::Settled));
+            state.resulted.retain(|p| p != player);
+            state.won_take(player)
+        } else {
+            Decimal::ZERO
+        };
+        if let Some(revenue) = revenue {
             let reference = format!("{provider}/{round}/{transaction}");
             self.post(tx, b, player, currency, after, "win", reference, postings)?;
-            self.house_add(b, House::GameRevenue, currency, stake - payout);
+            self.house_set(b, House::GameRevenue, currency, revenue);
         }
         self.game_touched(tx, b, provider, round)?;
         let s = currency.scale();
@@ -472,10 +527,9 @@ impl Writer {
         if state.won.iter().any(|(p, w)| p == player && !w.is_zero()) {
             return Ok(Err(WalletError::BetAlreadyPaid { round: round.to_string(), bet: bet.to_string() }));
         }
-        state.bets[i].status = BetStatus::RolledBack;
-        let mut after = self.balances(tx, player, currency)?;
-        after.held -= target.amount;
-        after.cash += target.amount;
+        let before = self.balances(tx, player, currency)?;
+        let after = or_refuse!(before.moved(player, currency, target.amount, -target.amount));
+        self.game_round(tx, provider, round)?.bets[i].status = BetStatus::RolledBack;
         let postings = vec![(held(player), cash(player), target.amount)];
         self.post(tx, b, player, currency, after, "rollback", format!("{provider}/{round}/{transaction}"), postings)?;
         self.game_touched(tx, b, provider, round)?;
@@ -522,10 +576,38 @@ impl Writer {
                 None => parts.push((bet.player.clone(), currency, vec![i], state.resulted.contains(&bet.player))),
             }
         }
-        let (mut settled, mut voided, mut ended) = (Vec::new(), Vec::new(), 0);
-        for (player, currency, indices, resulted) in parts {
+        // The amounts first, each checked before anything changes: a player's balances after their
+        // part (after their earlier parts) and game revenue's, per currency.
+        let mut amounts: Vec<(Decimal, super::PlayerBalances)> = Vec::with_capacity(parts.len());
+        let mut revenue: Vec<(Currency, Decimal)> = Vec::new();
+        for (n, (player, currency, indices, resulted)) in parts.iter().enumerate() {
+            let stake = or_refuse!(self.game_round(tx, provider, round)?.stakes(indices));
+            let earlier = parts[..n]
+                .iter()
+                .zip(&amounts)
+                .rev()
+                .find(|((p, c, _, _), _)| p == player && c == currency)
+                .map(|(_, (_, after))| *after);
+            let before = match earlier {
+                Some(after) => after,
+                None => self.balances(tx, player, *currency)?,
+            };
+            let refund = if *resulted { Decimal::ZERO } else { stake };
+            amounts.push((stake, or_refuse!(before.moved(player, *currency, refund, -stake))));
+            if *resulted {
+                let house = match revenue.iter().position(|(c, _)| c == currency) {
+                    Some(at) => at,
+                    None => {
+                        revenue.push((*currency, self.house_balance(tx, House::GameRevenue, *currency)?));
+                        revenue.len().saturating_sub(1)
+                    }
+                };
+                revenue[house].1 = or_refuse!(ledger_add(revenue[house].1, stake));
+            }
+        }
+        let (mut settled, mut voided, mut ended) = (Vec::new(), Vec::new(), 0usize);
+        for ((player, currency, indices, resulted), (stake, after)) in parts.into_iter().zip(amounts) {
             let state = self.game_round(tx, provider, round)?;
-            let stake: Decimal = indices.iter().map(|&i| state.bets[i].amount).sum();
             let (status, how) = if resulted {
                 (BetStatus::Settled, RoundStatus::Settled)
             } else {
@@ -540,9 +622,7 @@ impl Writer {
             state.resulted.retain(|p| p != &player);
             let won = state.won_take(&player);
             let bet_ids = indices.iter().map(|&i| state.bets[i].bet.clone()).collect();
-            ended += indices.len();
-            let mut after = self.balances(tx, &player, currency)?;
-            after.held -= stake;
+            ended = ended.saturating_add(indices.len());
             let s = currency.scale();
             let part = |refunded: Decimal| RoundPart {
                 player_id: player.clone(),
@@ -553,17 +633,17 @@ impl Writer {
                 refunded: Amount::at_scale(refunded, s),
             };
             if resulted {
-                self.house_balance(tx, House::GameRevenue, currency)?;
                 let postings = vec![(held(&player), house(House::GameRevenue), stake)];
                 self.post(tx, b, &player, currency, after, "timeout-settle", format!("{provider}/{round}"), postings)?;
-                self.house_add(b, House::GameRevenue, currency, stake);
                 settled.push(part(Decimal::ZERO));
             } else {
-                after.cash += stake;
                 let postings = vec![(held(&player), cash(&player), stake)];
                 self.post(tx, b, &player, currency, after, "void", format!("{provider}/{round}"), postings)?;
                 voided.push(part(stake));
             }
+        }
+        for (currency, balance) in revenue {
+            self.house_set(b, House::GameRevenue, currency, balance);
         }
         self.game_touched(tx, b, provider, round)?;
         for (status, parts) in [(RoundStatus::Settled, settled), (RoundStatus::Voided, voided)] {

@@ -147,6 +147,7 @@ fn main() -> anyhow::Result<ExitCode> {
                     providers,
                     control,
                     intervals: Default::default(),
+                    store_faults: None,
                 };
                 cell::server::run(config, listener, shutdown_signal()).await
             }),

@@ -31,6 +31,8 @@ pub struct CellConfig {
     /// Follow this control plane's flags and catalog; without it the cell serves the copy it has.
     pub control: Option<ControlConfig>,
     pub intervals: Intervals,
+    /// Faults to inject into the store, from a seed (tests); `None` in service.
+    pub store_faults: Option<(crate::store::fault::FaultConfig, u64)>,
 }
 
 /// Where the control plane is and how to reach it.
@@ -73,7 +75,11 @@ impl OpenCell {
         let embedded = EmbeddedStore::open(&config.data_dir.join("store"), config.durability)
             .with_context(|| format!("open store under {}", config.data_dir.display()))?;
         metrics.watch_deleted_files(embedded.deleted_files());
-        let store: Arc<dyn Store> = Arc::new(embedded);
+        let mut store: Arc<dyn Store> = Arc::new(embedded);
+        if let Some((faults, seed)) = config.store_faults {
+            tracing::warn!(seed, ?faults, "the store injects faults");
+            store = Arc::new(crate::store::fault::FaultyStore::new(store, faults, seed));
+        }
         let region = Arc::new(config.region.clone());
         let (wallet, writer) =
             Wallet::start(store.clone(), region.clone(), metrics, config.writer).context("start wallet writer")?;

@@ -128,6 +128,7 @@ pub(super) fn config(
         providers,
         control: None,
         intervals: Default::default(),
+        store_faults: None,
     })
 }
 

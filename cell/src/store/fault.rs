@@ -18,6 +18,9 @@ pub struct FaultConfig {
     pub unknown_result_probability: f64,
     /// Each commit is delayed by up to this long.
     pub commit_delay_max: Duration,
+    /// A `set` of a key that contains these bytes panics: a stand-in for a bug in the code that
+    /// writes it, so tests can show that a panic costs only the operation that hit it.
+    pub panic_on_key: Option<&'static [u8]>,
 }
 
 /// What was injected, for a test's report.
@@ -105,6 +108,11 @@ impl Transaction for FaultyTx {
     }
 
     fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if let Some(poison) = self.config.panic_on_key {
+            if key.windows(poison.len()).any(|w| w == poison) {
+                panic!("injected panic: a write of key {}", String::from_utf8_lossy(key));
+            }
+        }
         self.inner.set(key, value)
     }
 

@@ -35,7 +35,8 @@ pub fn providers() -> Vec<cell::domains::gaming::providers::Provider> {
 /// The environment variable the test provider files name; [`load_providers`] gives it `SECRET`.
 const SECRET_ENV: &str = "CONFORMANCE_PROVIDER_SECRET";
 
-/// Writes `<dir>/<id>.toml`, a provider whose games are `slot-1` (slots) and `live-1` (live).
+/// Writes `<dir>/<id>.toml`, a provider whose games are `slot-1` (slots), `live-1` (live) and
+/// `capped-1` (table, a bet wins at most ten times its stake).
 fn write_provider_file(
     dir: &std::path::Path,
     id: &str,
@@ -47,7 +48,8 @@ fn write_provider_file(
     let text = format!(
         "id = \"{id}\"\ndialect = \"{dialect}\"\nsecret_env = \"{secret_env}\"\nstate = \"enabled\"\n\
          round_timeout_seconds = {timeout}\nduplicates = \"{duplicates}\"\n\n\
-         [[games]]\nid = \"slot-1\"\ntype = \"slots\"\n\n[[games]]\nid = \"live-1\"\ntype = \"live\"\n"
+         [[games]]\nid = \"slot-1\"\ntype = \"slots\"\n\n[[games]]\nid = \"live-1\"\ntype = \"live\"\n\n\
+         [[games]]\nid = \"capped-1\"\ntype = \"table\"\nmax_multiplier = \"10\"\n"
     );
     std::fs::write(dir.join(format!("{id}.toml")), text).unwrap();
 }
@@ -485,7 +487,38 @@ macro_rules! conformance {
     };
 }
 
+/// A win is bounded by the currency's maximum amount, and by the game's maximum multiplier when
+/// it has one; an amount no check bounded used to panic the writer (seamless) or the handler
+/// after the money moved (pulse's minor units).
+async fn wins_are_bounded(d: Dialect) {
+    let cell = cell_with_player("uk-p1", "50.00").await;
+    let p = Provider::new(d, false, cell.client());
+    assert_eq!(p.bet("b1", "uk-p1", "r1", "live-1", "10.00").await, ok("40.00"));
+    assert_eq!(p.win("w1", "uk-p1", "r1", "1000000000000.00", false).await, refused("AMOUNT_TOO_LARGE"));
+    let largest = match d {
+        Dialect::Seamless => {
+            let body = json!({ "transactionId": "w2", "playerId": "uk-p1", "roundId": "r1", "amount": "79228162514264337593543950335", "currency": "GBP", "closeRound": false });
+            p.send_signed("win", body, SECRET, 0).await
+        }
+        Dialect::Pulse => {
+            let body = json!({ "txId": "w2", "customerId": "uk-p1", "roundRef": "r1", "amountMinor": i64::MAX, "currencyCode": "GBP" });
+            p.send_signed("credit", body, SECRET, 0).await
+        }
+    };
+    assert_eq!(p.outcome(&largest), refused("AMOUNT_TOO_LARGE"));
+    // The player's calls are still answered, with the balance unchanged.
+    assert_eq!(p.balance("uk-p1").await, ok("40.00"));
+    assert_eq!(p.end_round("uk-p1", "r1").await, ok("40.00"));
+    // A game with a maximum multiplier of 10: a 2.00 bet wins at most 20.00 in all.
+    assert_eq!(p.bet("b3", "uk-p1", "r2", "capped-1", "2.00").await, ok("38.00"));
+    assert_eq!(p.win("w3", "uk-p1", "r2", "20.00", false).await, ok("58.00"));
+    assert_eq!(p.win("w4", "uk-p1", "r2", "0.01", false).await, refused("WIN_LIMIT_EXCEEDED"));
+    assert_eq!(p.end_round("uk-p1", "r2").await, ok("58.00"));
+    books_balance_and_chain_verifies(&cell.client()).await;
+}
+
 conformance!(
+    wins_are_bounded,
     round_trip,
     duplicates,
     out_of_order,

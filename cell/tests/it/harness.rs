@@ -20,6 +20,7 @@ pub struct TestCell {
     pub dir: tempfile::TempDir,
     providers: Vec<Provider>,
     intervals: cell::server::Intervals,
+    store_faults: Option<(cell::store::fault::FaultConfig, u64)>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -40,15 +41,36 @@ impl TestCell {
 
     /// A cell serving `providers`, its background work on `intervals`.
     pub async fn start_with(cell: &str, providers: Vec<Provider>, intervals: cell::server::Intervals) -> TestCell {
+        TestCell::start_full(cell, providers, intervals, None).await
+    }
+
+    /// A cell whose store injects `faults` (from seed 1).
+    pub async fn start_with_faults(cell: &str, faults: cell::store::fault::FaultConfig) -> TestCell {
+        TestCell::start_full(cell, Vec::new(), Default::default(), Some((faults, 1))).await
+    }
+
+    async fn start_full(
+        cell: &str,
+        providers: Vec<Provider>,
+        intervals: cell::server::Intervals,
+        store_faults: Option<(cell::store::fault::FaultConfig, u64)>,
+    ) -> TestCell {
         let dir = tempfile::tempdir().unwrap();
-        let (address, stop, server) = serve(cell, dir.path(), providers.clone(), intervals).await;
-        TestCell { address, dir, providers, intervals, stop: Some(stop), server: Some(server) }
+        let (address, stop, server) = serve(cell, dir.path(), providers.clone(), intervals, store_faults).await;
+        TestCell { address, dir, providers, intervals, store_faults, stop: Some(stop), server: Some(server) }
+    }
+
+    /// How the server ended, once it has (without being asked to stop).
+    pub async fn ended(&mut self) -> anyhow::Result<()> {
+        let server = self.server.take().expect("the server is running");
+        tokio::time::timeout(std::time::Duration::from_secs(30), server).await.expect("the server stops").unwrap()
     }
 
     /// Stops the server gracefully and starts a new one on the same data.
     pub async fn restart(&mut self, cell: &str) {
         self.stop().await;
-        let (address, stop, server) = serve(cell, self.dir.path(), self.providers.clone(), self.intervals).await;
+        let (address, stop, server) =
+            serve(cell, self.dir.path(), self.providers.clone(), self.intervals, self.store_faults).await;
         self.address = address;
         self.stop = Some(stop);
         self.server = Some(server);
@@ -73,6 +95,7 @@ async fn serve(
     dir: &Path,
     providers: Vec<Provider>,
     intervals: cell::server::Intervals,
+    store_faults: Option<(cell::store::fault::FaultConfig, u64)>,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -85,6 +108,7 @@ async fn serve(
         providers,
         control: None,
         intervals,
+        store_faults,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(cell::server::run(config, listener, async {

@@ -5,6 +5,7 @@ mod audit;
 mod control;
 mod gaming;
 mod harness;
+mod money_limits;
 mod process;
 mod serving;
 mod store;

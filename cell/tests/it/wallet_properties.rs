@@ -104,6 +104,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         providers: Vec::new(),
         control: None,
         intervals: Default::default(),
+        store_faults: None,
     };
     let cell = tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default())))
         .await
@@ -236,6 +237,7 @@ async fn store_faults_never_apply_an_operation_twice() {
             error_probability: 0.02,
             unknown_result_probability: 0.05,
             commit_delay_max: std::time::Duration::from_micros(300),
+            panic_on_key: None,
         },
         seed,
     ));

@@ -1,7 +1,7 @@
 //! Property tests of the wallet against a real store: for any sequence of operations the books
 //! balance per currency, no player balance goes negative, and replaying any request changes nothing.
 
-use cell::domains::wallet::{Command, SettlePart, WalletError, WriterConfig};
+use cell::domains::wallet::{Command, GameCommand, SettlePart, WalletError, WriterConfig};
 use cell::events::EventContext;
 use cell::idempotency::{Answer, IdempotencyKey};
 use cell::metrics::Metrics;
@@ -18,28 +18,52 @@ use std::sync::Arc;
 
 const PLAYERS: u8 = 3;
 
+/// The largest single GBP amount, in pence.
+const AMOUNT_MAX_CENTS: i128 = 100_000_000 * 100;
+
 #[derive(Debug, Clone)]
 enum Op {
     Credit {
         player: u8,
-        cents: i64,
+        cents: i128,
     },
     Debit {
         player: u8,
-        cents: i64,
+        cents: i128,
     },
     Hold {
         player: u8,
         round: u8,
         bet: u8,
-        cents: i64,
+        cents: i128,
     },
     /// Settles `round` for every player holding in it, each with `delta_cents` (floored at minus
     /// their stake unless `below_stake`).
     Settle {
         round: u8,
-        delta_cents: i64,
+        delta_cents: i128,
         below_stake: bool,
+    },
+    /// A provider's bet in game round `round` (of a game whose maximum multiplier is 10 when
+    /// `capped`).
+    Bet {
+        player: u8,
+        round: u8,
+        bet: u8,
+        cents: i128,
+        capped: bool,
+    },
+    /// A provider's win; `close` ends the player's part of the round.
+    Win {
+        player: u8,
+        round: u8,
+        cents: i128,
+        close: bool,
+    },
+    Rollback {
+        player: u8,
+        round: u8,
+        bet: u8,
     },
     /// Replays the request at this index (modulo the history) with the same key.
     Replay {
@@ -47,14 +71,34 @@ enum Op {
     },
 }
 
+/// Amounts in pence: mostly small, some at the currency's maximum, some far beyond it (up to
+/// what a `Decimal` can hold).
+fn cents() -> impl Strategy<Value = i128> {
+    prop_oneof![
+        6 => 1..5_000i128,
+        2 => (AMOUNT_MAX_CENTS - 1_000)..(AMOUNT_MAX_CENTS + 1_000),
+        1 => (AMOUNT_MAX_CENTS + 1)..10i128.pow(28),
+    ]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..PLAYERS, 1..5_000i64).prop_map(|(player, cents)| Op::Credit { player, cents }),
-        (0..PLAYERS, 1..5_000i64).prop_map(|(player, cents)| Op::Debit { player, cents }),
-        (0..PLAYERS, 0..4u8, 0..3u8, 1..3_000i64)
+        (0..PLAYERS, cents()).prop_map(|(player, cents)| Op::Credit { player, cents }),
+        (0..PLAYERS, cents()).prop_map(|(player, cents)| Op::Debit { player, cents }),
+        (0..PLAYERS, 0..4u8, 0..3u8, cents())
             .prop_map(|(player, round, bet, cents)| { Op::Hold { player, round, bet, cents } }),
-        (0..4u8, -3_000..3_000i64, proptest::bool::weighted(0.1))
+        (0..4u8, prop_oneof![-3_000..3_000i128, cents(), cents().prop_map(|c| -c)], proptest::bool::weighted(0.1))
             .prop_map(|(round, delta_cents, below_stake)| Op::Settle { round, delta_cents, below_stake }),
+        (0..PLAYERS, 0..4u8, 0..3u8, cents(), any::<bool>()).prop_map(|(player, round, bet, cents, capped)| Op::Bet {
+            player,
+            round,
+            bet,
+            cents,
+            capped
+        }),
+        (0..PLAYERS, 0..4u8, prop_oneof![Just(0i128), cents()], any::<bool>())
+            .prop_map(|(player, round, cents, close)| Op::Win { player, round, cents, close }),
+        (0..PLAYERS, 0..4u8, 0..3u8).prop_map(|(player, round, bet)| Op::Rollback { player, round, bet }),
         (0..1_000usize).prop_map(|index| Op::Replay { index }),
     ]
 }
@@ -65,6 +109,13 @@ fn gbp() -> Currency {
 
 fn money(cents: i64) -> Money {
     Money::signed(Decimal::new(cents, 2), gbp()).unwrap()
+}
+
+/// Pence as the contract edge takes them: refused (4xx) past the currency's maximum.
+fn edge(cents: i128, zero_ok: bool) -> Result<Money, WalletError> {
+    let amount = Decimal::from_i128_with_scale(cents, 2);
+    let checked = if zero_ok && cents == 0 { Money::signed(amount, gbp()) } else { Money::positive(amount, gbp()) };
+    Ok(checked?)
 }
 
 fn player(i: u8) -> PlayerId {
@@ -114,41 +165,87 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let compliance = cell.domains.compliance.clone();
     tokio::task::spawn_blocking(move || register_players(&compliance)).await.unwrap();
 
-    // Open holds per round, as the answers report them: (player, stake in cents).
-    let mut open: BTreeMap<u8, Vec<(u8, i64)>> = BTreeMap::new();
+    // Open holds per round, as the answers report them: (player, stake in cents); and open
+    // provider bets per (game round, bet): (player, stake in cents).
+    let mut open: BTreeMap<u8, Vec<(u8, i128)>> = BTreeMap::new();
+    let mut game_open: BTreeMap<(u8, u8), (u8, i128)> = BTreeMap::new();
     let mut history: Vec<(Command, IdempotencyKey, Result<Answer, WalletError>)> = Vec::new();
+    let game_round = |round: u8| RoundId::new(format!("g{round}")).unwrap();
     for op in ops {
-        let command = match op {
-            Op::Credit { player: p, cents } => {
-                Command::Credit { player: player(p), money: money(cents), reason: MovementReason::Deposit }
-            }
-            Op::Debit { player: p, cents } => {
-                Command::Debit { player: player(p), money: money(cents), reason: MovementReason::Withdrawal }
-            }
-            Op::Hold { player: p, round, bet, cents } => Command::Hold {
-                player: player(p),
+        // The contract edge: an amount it refuses is a 4xx, and nothing reaches the writer.
+        let command = match &op {
+            Op::Credit { player: p, cents } => edge(*cents, false).map(|money| Command::Credit {
+                player: player(*p),
+                money,
+                reason: MovementReason::Deposit,
+            }),
+            Op::Debit { player: p, cents } => edge(*cents, false).map(|money| Command::Debit {
+                player: player(*p),
+                money,
+                reason: MovementReason::Withdrawal,
+            }),
+            Op::Hold { player: p, round, bet, cents } => edge(*cents, false).map(|money| Command::Hold {
+                player: player(*p),
                 round: RoundId::new(format!("r{round}")).unwrap(),
                 bet: BetId::new(format!("b{p}-{bet}")).unwrap(),
-                money: money(cents),
-            },
+                money,
+            }),
             Op::Settle { round, delta_cents, below_stake } => {
-                let mut stakes: BTreeMap<u8, i64> = BTreeMap::new();
-                for (p, cents) in open.get(&round).into_iter().flatten() {
+                let mut stakes: BTreeMap<u8, i128> = BTreeMap::new();
+                for (p, cents) in open.get(round).into_iter().flatten() {
                     *stakes.entry(*p).or_default() += cents;
                 }
-                let mut parts: Vec<SettlePart> = stakes
+                let delta = |stake: i128| if *below_stake { *delta_cents } else { (*delta_cents).max(-stake) };
+                let mut parts: Vec<Result<SettlePart, WalletError>> = stakes
                     .iter()
-                    .map(|(p, stake)| SettlePart {
-                        player: player(*p),
-                        bet: None,
-                        delta: money(if below_stake { delta_cents } else { delta_cents.max(-stake) }),
+                    .map(|(p, stake)| {
+                        let amount = Decimal::from_i128_with_scale(delta(*stake), 2);
+                        Ok(SettlePart { player: player(*p), bet: None, delta: Money::signed(amount, gbp())? })
                     })
                     .collect();
                 if parts.is_empty() {
-                    parts.push(SettlePart { player: player(0), bet: None, delta: money(delta_cents) });
+                    let amount = Decimal::from_i128_with_scale(*delta_cents, 2);
+                    parts.push(Money::signed(amount, gbp()).map_err(WalletError::from).map(|delta| SettlePart {
+                        player: player(0),
+                        bet: None,
+                        delta,
+                    }));
                 }
-                Command::Settle { round: RoundId::new(format!("r{round}")).unwrap(), parts }
+                parts
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|parts| Command::Settle { round: RoundId::new(format!("r{round}")).unwrap(), parts })
             }
+            Op::Bet { player: p, round, bet, cents, capped } => edge(*cents, false).map(|money| {
+                Command::Game(GameCommand::Bet {
+                    provider: "prop".into(),
+                    player: player(*p),
+                    round: game_round(*round),
+                    bet: BetId::new(format!("gb{p}-{bet}")).unwrap(),
+                    game: if *capped { "capped" } else { "plain" }.into(),
+                    money,
+                    maintenance: None,
+                    stake_cap: None,
+                    max_multiplier: capped.then(|| Decimal::from(10)),
+                })
+            }),
+            Op::Win { player: p, round, cents, close } => edge(*cents, true).map(|money| {
+                Command::Game(GameCommand::Win {
+                    provider: "prop".into(),
+                    player: player(*p),
+                    round: game_round(*round),
+                    transaction: BetId::new(format!("w{}", history.len())).unwrap(),
+                    money,
+                    close: *close,
+                })
+            }),
+            Op::Rollback { player: p, round, bet } => Ok(Command::Game(GameCommand::Rollback {
+                provider: "prop".into(),
+                player: player(*p),
+                round: game_round(*round),
+                transaction: BetId::new(format!("rb{}", history.len())).unwrap(),
+                bet: BetId::new(format!("gb{p}-{bet}")).unwrap(),
+            })),
             Op::Replay { index } => {
                 if history.is_empty() {
                     continue;
@@ -172,20 +269,39 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 continue;
             }
         };
+        let command = match command {
+            Ok(command) => command,
+            Err(refused) => {
+                prop_assert!((400..500).contains(&refused.status()), "the edge refuses with a 4xx: {}", refused);
+                continue;
+            }
+        };
         let k = key(history.len(), &command);
         let result = wallet.execute(command.clone(), k.clone(), ctx()).await;
         if let Err(e) = &result {
-            prop_assert!(!matches!(e, WalletError::Unavailable(_)), "store failed: {}", e);
+            prop_assert!((400..500).contains(&e.status()), "{:?} refused with {}: {}", op, e.status(), e);
+        }
+        prop_assert!(wallet.fault().get().is_none(), "the writer never fails: {:?}", wallet.fault().get());
+        for (currency, total) in wallet.ledger_totals().unwrap() {
+            prop_assert!(total.is_zero(), "after {:?}: {} ledger sums to {}", op, currency, total);
         }
         if result.is_ok() {
-            match &command {
-                Command::Hold { player: p, round, money, .. } => {
-                    let r: u8 = round.as_str()[1..].parse().unwrap();
-                    let i: u8 = p.as_str().rsplit('-').next().unwrap().parse().unwrap();
-                    open.entry(r).or_default().push((i, (money.amount() * Decimal::from(100)).try_into().unwrap()));
+            let cents_of = |money: &Money| (money.amount() * Decimal::from(100)).try_into().unwrap();
+            match (&command, &op) {
+                (Command::Hold { money, .. }, Op::Hold { player: p, round, .. }) => {
+                    open.entry(*round).or_default().push((*p, cents_of(money)));
                 }
-                Command::Settle { round, .. } => {
-                    open.remove(&round.as_str()[1..].parse::<u8>().unwrap());
+                (Command::Settle { .. }, Op::Settle { round, .. }) => {
+                    open.remove(round);
+                }
+                (Command::Game(GameCommand::Bet { money, .. }), Op::Bet { player: p, round, bet, .. }) => {
+                    game_open.insert((*round, *bet + *p * 10), (*p, cents_of(money)));
+                }
+                (Command::Game(GameCommand::Win { close: true, .. }), Op::Win { player: p, round, .. }) => {
+                    game_open.retain(|(r, _), (owner, _)| !(r == round && owner == p));
+                }
+                (Command::Game(GameCommand::Rollback { .. }), Op::Rollback { player: p, round, bet }) => {
+                    game_open.remove(&(*round, *bet + *p * 10));
                 }
                 _ => {}
             }
@@ -193,26 +309,28 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         history.push((command, k, result));
     }
 
-    for (currency, total) in wallet.ledger_totals().unwrap() {
-        prop_assert!(total.is_zero(), "{} ledger sums to {}", currency, total);
-    }
     for i in 0..PLAYERS {
         let w = wallet.clone();
         let b = tokio::task::spawn_blocking(move || w.balance(&player(i), None, None)).await.unwrap().unwrap();
         for amount in [b.cash, b.bonus, b.held] {
             prop_assert!(!amount.0.is_sign_negative() || amount.0.is_zero(), "negative balance {:?}", b);
         }
-        let held_cents: i64 = open.values().flatten().filter(|(p, _)| *p == i).map(|(_, c)| c).sum();
-        prop_assert_eq!(b.held.0, Decimal::new(held_cents, 2), "held equals the open holds");
+        prop_assert!(b.cash.0 + b.bonus.0 + b.held.0 <= gbp().balance_max(), "over the maximum: {:?}", b);
+        let held_cents: i128 = open.values().flatten().filter(|(p, _)| *p == i).map(|(_, c)| c).sum::<i128>()
+            + game_open.values().filter(|(p, _)| *p == i).map(|(_, c)| c).sum::<i128>();
+        prop_assert_eq!(b.held.0, Decimal::from_i128_with_scale(held_cents, 2), "held equals the open holds and bets");
     }
     tokio::task::spawn_blocking(move || cell.close()).await.unwrap();
     Ok(())
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    /// Any sequence of credits, debits, holds, settles, bets, wins and rollbacks, with amounts up
+    /// to and past the currency's maxima, applies or is refused with a 4xx; the writer never
+    /// fails; the books sum to exactly zero after every step; replays change nothing.
     #[test]
-    fn books_balance_and_replays_change_nothing(ops in proptest::collection::vec(op(), 1..40)) {
+    fn books_balance_and_replays_change_nothing(ops in proptest::collection::vec(op(), 1..60)) {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         runtime.block_on(run_case(ops))?;
     }

@@ -11,6 +11,11 @@ use contracts::region::RegionConfig;
 use replication::sync::{ServerConfig, SyncServer};
 use replication::tls::QuicTimeouts;
 use std::future::Future;
+
+/// Longest a client may take to send a request's head, and so also how long a keep-alive
+/// connection may sit idle (`replication::http::serve_connection`): operators' tools and the
+/// drills' clients reuse connections for seconds, not minutes.
+const HEADER_READ_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -103,16 +108,14 @@ impl ControlPlane {
             }
         };
         let sync_task = tokio::spawn(self.sync.clone().run(source, sync_stop));
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
         let http_stop = {
             let mut rx = stop_rx;
             async move {
                 let _ = rx.wait_for(|s| *s).await;
             }
         };
-        let serve = axum::serve(listener, api::router(self.state.clone())).with_graceful_shutdown(http_stop);
+        let service = hyper_util::service::TowerToHyperService::new(api::router(self.state.clone()));
+        let serve = replication::http::serve(listener, None, service, HEADER_READ_MAX, http_stop);
         let server = tokio::spawn(async move { serve.await });
         tracing::info!(%http, %quic, version = self.state.store.version(), "global-control listening");
         // Tests and scripts read this line to know both ports.
@@ -121,7 +124,7 @@ impl ControlPlane {
         tracing::info!("shutting down: closing sync sessions, draining HTTP");
         let _ = stop_tx.send(true);
         sync_task.await.context("sync task")?;
-        server.await.context("server task")?.context("serve")?;
+        server.await.context("server task")?;
         tracing::info!("stopped");
         Ok(())
     }

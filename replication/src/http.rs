@@ -1,16 +1,23 @@
-//! Serving HTTP/1.1 connections the same way in every deployable that does (the cell, the router):
+//! Serving HTTP/1.1 the same way in every deployable (the cell, the router, global-control):
 //! hyper's HTTP/1 connection with one flat write per answer, a bound on reading a request's head,
-//! and a graceful stop. When the server stops, each connection finishes the request it is serving
+//! hyper's own refusals in the JSON every refusal has, and a graceful stop. When the server stops, each connection finishes the request it is serving
 //! (an idle keep-alive connection closes at once), and whatever is still busy after a bound is
 //! cut off.
 
 use hyper::body::{Body, Incoming};
 use hyper::service::HttpService;
-use hyper_util::rt::TokioTimer;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::error::Error as StdError;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
+use tokio_rustls::TlsAcceptor;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -43,7 +50,7 @@ where
         // Answers are small: one flat buffer per write measured ~7% less router CPU per request
         // on `router bench` than hyper's default vectored writes (A/B over six alternating runs).
         .writev(false)
-        .serve_connection(io, service);
+        .serve_connection(JsonErrors::new(io), service);
     let mut connection = std::pin::pin!(connection);
     tokio::select! {
         served = connection.as_mut() => served,
@@ -74,5 +81,257 @@ pub async fn drain(connections: &mut JoinSet<()>, max: Duration) {
     if drained.await.is_err() {
         tracing::warn!(connections = connections.len(), "cutting off connections still busy after {max:?}");
         connections.shutdown().await;
+    }
+}
+
+/// Longest a TLS handshake may take before the connection is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest the requests in flight at shutdown may take before their connections are cut.
+pub const DRAIN_MAX: Duration = Duration::from_secs(30);
+
+/// Serves `service` on `listener`, in the clear or over TLS, until `shutdown` resolves, then
+/// drains. Each connection is served on its own task from the moment it is accepted, TLS handshake
+/// included, so a client that stalls its handshake holds up nobody else (it is dropped after
+/// [`HANDSHAKE_TIMEOUT`]). On shutdown it stops accepting, lets every connection finish the
+/// request it is serving (an idle keep-alive connection closes at once), and returns when all are
+/// done, or after [`DRAIN_MAX`] by cutting off what is left. `header_read_max` is as for
+/// [`serve_connection`].
+pub async fn serve<S>(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    service: S,
+    header_read_max: Duration,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: HttpService<Incoming> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    S::ResBody: Send + 'static,
+    <S::ResBody as Body>::Data: Send,
+    <S::ResBody as Body>::Error: Into<BoxError>,
+{
+    let acceptor = tls.map(TlsAcceptor::from);
+    let (stop, stopped) = watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let (acceptor, service, stopped) = (acceptor.clone(), service.clone(), stopped.clone());
+                    connections.spawn(connection(tcp, peer, acceptor, service, header_read_max, stopped));
+                }
+                // A connection that failed before it was accepted (reset, aborted): the next one.
+                Err(e) if connection_error(&e) => tracing::debug!(error = %e, "a connection failed before accept"),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(joined) = connections.join_next(), if !connections.is_empty() => ended(joined),
+        }
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    drain(&mut connections, DRAIN_MAX).await;
+}
+
+/// An accept error about one connection, not about the listener or the process.
+fn connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset)
+}
+
+async fn connection<S>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: Option<TlsAcceptor>,
+    service: S,
+    header_read_max: Duration,
+    mut stopped: watch::Receiver<bool>,
+) where
+    S: HttpService<Incoming>,
+    S::Error: Into<BoxError>,
+    S::ResBody: 'static,
+    <S::ResBody as Body>::Error: Into<BoxError>,
+{
+    // Small requests and answers: send each at once rather than wait for the peer's ACK.
+    let _ = tcp.set_nodelay(true);
+    let Some(acceptor) = acceptor else {
+        return serve_http(TokioIo::new(tcp), peer, service, header_read_max, stopped).await;
+    };
+    let handshake = tokio::select! {
+        handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => handshake,
+        () = until_stopped(&mut stopped) => return,
+    };
+    match handshake {
+        Ok(Ok(tls)) => serve_http(TokioIo::new(tls), peer, service, header_read_max, stopped).await,
+        Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
+        Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+    }
+}
+
+async fn serve_http<I, S>(
+    io: I,
+    peer: SocketAddr,
+    service: S,
+    header_read_max: Duration,
+    stopped: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: HttpService<Incoming>,
+    S::Error: Into<BoxError>,
+    S::ResBody: 'static,
+    <S::ResBody as Body>::Error: Into<BoxError>,
+{
+    if let Err(e) = serve_connection(io, service, header_read_max, stopped).await {
+        tracing::debug!(error = %e, %peer, "connection ended with an error");
+    }
+}
+
+/// A connection's I/O, with hyper's own refusals given the JSON body every other refusal has.
+///
+/// hyper answers a request it cannot parse by itself, before any service sees it: 400 for bad
+/// framing (a malformed request line, header or `Content-Length`), 431 for a head over its buffer,
+/// always with `content-length: 0` and then closing the connection. It has no hook for the body,
+/// so this rewrites those answers on their way out: a 400 or 431 head with an empty body is only
+/// ever hyper's (every refusal of ours carries `{code, message}`), and hyper hands its whole head
+/// to one write, since it is small and the connection writes flat buffers (`writev(false)`).
+pub struct JsonErrors<I> {
+    inner: I,
+    /// A rewritten answer still to be written, and how much of it has been.
+    pending: Vec<u8>,
+    written: usize,
+}
+
+impl<I> JsonErrors<I> {
+    pub fn new(inner: I) -> JsonErrors<I> {
+        JsonErrors { inner, pending: Vec::new(), written: 0 }
+    }
+}
+
+/// hyper's own answer, if `head` is one, rewritten with a JSON body.
+fn json_error(head: &[u8]) -> Option<Vec<u8>> {
+    let (code, message) = if head.starts_with(b"HTTP/1.1 400 Bad Request\r\n") {
+        ("BAD_REQUEST", "the request is not well-formed HTTP/1.1 (its request line, a header or its framing)")
+    } else if head.starts_with(b"HTTP/1.1 431 Request Header Fields Too Large\r\n") {
+        ("HEADERS_TOO_LARGE", "the request's head is larger than this server reads")
+    } else {
+        return None;
+    };
+    let lower = head.to_ascii_lowercase();
+    let empty = lower.windows(21).any(|w| w == b"\r\ncontent-length: 0\r\n".as_slice());
+    if !empty || !head.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    let body = serde_json::to_vec(&contracts::ErrorBody { code: code.into(), message: message.into() })
+        .expect("an error body serialises");
+    let status_line_end = head.windows(2).position(|w| w == b"\r\n")?;
+    let mut out = Vec::with_capacity(head.len() + body.len() + 64);
+    out.extend_from_slice(&head[..status_line_end]);
+    out.extend_from_slice(b"\r\ncontent-type: application/json");
+    // Every header hyper wrote but its zero length.
+    for line in head[status_line_end..head.len() - 4].split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() || line.to_ascii_lowercase().starts_with(b"content-length:") {
+            continue;
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(line);
+    }
+    out.extend_from_slice(format!("\r\ncontent-length: {}\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(&body);
+    Some(out)
+}
+
+impl<I: hyper::rt::Write + Unpin> JsonErrors<I> {
+    /// Writes what is pending, if anything.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while self.written < self.pending.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        Ok(()).into()
+    }
+}
+
+impl<I: hyper::rt::Read + Unpin> hyper::rt::Read for JsonErrors<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for JsonErrors<I> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        if let Some(rewritten) = json_error(buf) {
+            this.pending = rewritten;
+            this.written = 0;
+            // The caller's bytes count as written once the rewrite is; if the socket takes it
+            // only in part, the rest goes out on the next write or flush.
+            let _ = this.poll_pending(cx)?;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        match bufs.iter().find(|b| !b.is_empty()) {
+            // hyper's own answers are one buffer: look at the first, as `poll_write` does.
+            Some(first) if json_error(first).is_some() => Pin::new(this).poll_write(cx, first),
+            _ => Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hyper_refusals_get_a_json_body_and_nothing_else_changes() {
+        let head = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\ndate: Sun, 06 Dec 2026 11:47:43 GMT\r\n\r\n";
+        let out = String::from_utf8(json_error(head).unwrap()).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"));
+        assert!(head.contains("\r\nconnection: close\r\n") && head.contains("\r\ndate: Sun"), "{head}");
+        assert!(head.ends_with(&format!("content-length: {}", body.len())), "{head}");
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["code"], "HEADERS_TOO_LARGE");
+        let ours = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n";
+        assert!(json_error(ours).is_none(), "an answer with a body is the service's own");
+        assert!(json_error(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
     }
 }

@@ -484,7 +484,13 @@ async fn route(s: &AppState, peer: SocketAddr, request: Request) -> Response {
     };
     match operational {
         Some(answer) if matches!(*request.method(), Method::GET | Method::HEAD) => answer(s),
-        Some(_) => ([(header::ALLOW, "GET,HEAD")], StatusCode::METHOD_NOT_ALLOWED).into_response(),
+        Some(_) => {
+            let message = format!("{} takes GET or HEAD", request.uri().path());
+            let mut refused =
+                refuse(s, StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", message, serde_json::Value::Null);
+            refused.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET,HEAD"));
+            refused
+        }
         None => forward(s, peer, request).await,
     }
 }

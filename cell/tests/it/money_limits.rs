@@ -216,3 +216,16 @@ async fn operations_batched_with_a_panicking_one_are_not_lost() {
     drop(wallet);
     tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_beneath_the_routes_are_json_too() {
+    let cell = TestCell::start("uk").await;
+    let probed = chaos::probes::refusals_beneath_routes_are_json(
+        cell.address,
+        Some(("DELETE", "/wallet/credit")),
+        "/wallet/credit",
+        "",
+    )
+    .await;
+    assert_eq!(probed, Ok(()));
+}

@@ -307,3 +307,27 @@ async fn malformed_and_oversized_frames_close_the_stream_and_change_nothing() {
     let sub = Subscriber::start(&tls, "uk", "uk", control.quic, dir.path().join("uk.json"));
     sub.converged(1, CONVERGE).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_beneath_the_routes_are_json_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = certs(dir.path());
+    let control = Control::start(&dir.path().join("control"), &tls);
+    let admin = format!("Authorization: Bearer {ADMIN}\r\n");
+    let probed = chaos::probes::refusals_beneath_routes_are_json(
+        control.http,
+        Some(("PATCH", "/flags")),
+        "/flags/autoplay/evaluate",
+        &admin,
+    )
+    .await;
+    assert_eq!(probed, Ok(()));
+    // A repeated key is refused, not resolved one way or the other.
+    let body = r#"{"definition":{},"reason":"a","reason":"b"}"#;
+    let request = format!(
+        "PUT /flags/probe HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = chaos::probes::exchange(control.http, request.as_bytes()).await.unwrap();
+    assert_eq!((answer.status, answer.json["code"].as_str()), (400, Some("MALFORMED_JSON")), "{}", answer.raw);
+}

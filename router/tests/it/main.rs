@@ -496,3 +496,24 @@ async fn a_stopping_router_answers_requests_in_flight_and_takes_no_new_ones() {
     };
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_beneath_the_routes_are_json_too() {
+    let uk = Cell::start("uk").await;
+    let router = Router::start(&[("uk", uk.url())], &[]).await;
+    let from_gb = format!("X-Forwarded-For: {GB}\r\n");
+    let probed = chaos::probes::refusals_beneath_routes_are_json(
+        router.address,
+        Some(("POST", "/healthz")),
+        "/players",
+        &from_gb,
+    )
+    .await;
+    assert_eq!(probed, Ok(()));
+    // A login whose body repeats a key is refused before it is routed anywhere.
+    let body = r#"{"playerId":"uk-a","playerId":"dk-b"}"#;
+    let request =
+        format!("POST /sessions HTTP/1.1\r\nHost: x\r\n{from_gb}Content-Length: {}\r\n\r\n{body}", body.len());
+    let answer = chaos::probes::exchange(router.address, request.as_bytes()).await.unwrap();
+    assert_eq!((answer.status, answer.json["code"].as_str()), (400, Some("MALFORMED_JSON")), "{}", answer.raw);
+}

@@ -9,6 +9,8 @@
 //!   unlicensed clients) and keeps a journal of every request's outcome; requests whose outcome
 //!   is unknown after a fault are sent again with the same key until they get an answer.
 //! - [`ports`] picks free loopback ports that nothing else can take before a process binds them.
+//! - [`probes`] checks what a process answers beneath its routes (bad framing, heads and bodies too
+//!   large, a wrong method): the same JSON refusals as everywhere.
 //! - [`faults`] holds the UDP fault proxy that partitions a cell from the control plane.
 //! - [`control`] flips flags and reads sync state on the control API.
 //! - [`invariants`] checks the books, the journal against balances and events, licences and the
@@ -24,6 +26,7 @@ pub mod invariants;
 pub mod load;
 pub mod platform;
 pub mod ports;
+pub mod probes;
 pub mod report;
 pub mod scenarios;
 pub mod status;

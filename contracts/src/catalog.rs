@@ -12,7 +12,11 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 /// Version of the catalog shapes; bump with any change to them.
-pub const CATALOG_API_VERSION: &str = "1";
+pub const CATALOG_API_VERSION: &str = "2";
+
+/// The largest maximum multiplier a game may state: above the largest certified slot multipliers
+/// (tens of thousands), and small enough that a stake times it stays an exact ledger amount.
+pub const MAX_MULTIPLIER_MAX: u32 = 1_000_000;
 
 /// Longest catalog name, in bytes (ids follow `contracts::ids`: the same 128-byte rule).
 pub const CATALOG_TEXT_BYTES_MAX: usize = 128;
@@ -122,6 +126,50 @@ impl JsonSchema for Rtp {
     }
 }
 
+/// How many times its stake one bet can win at most, as certified: a decimal string such as
+/// `"5000"` or `"2.5"`, above 0 and at most [`MAX_MULTIPLIER_MAX`]. Never a float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Multiplier(Decimal);
+
+impl Multiplier {
+    pub fn parse(text: &str) -> Result<Multiplier, String> {
+        let plain = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        let value = Decimal::from_str_exact(text)
+            .ok()
+            .filter(|_| plain)
+            .ok_or_else(|| format!("multiplier `{text}` is not a plain decimal such as \"5000\""))?;
+        if value <= Decimal::ZERO || value > Decimal::from(MAX_MULTIPLIER_MAX) {
+            return Err(format!("multiplier {text} is outside (0, {MAX_MULTIPLIER_MAX}]"));
+        }
+        Ok(Multiplier(value))
+    }
+
+    pub fn value(&self) -> Decimal {
+        self.0
+    }
+}
+
+impl Serialize for Multiplier {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Multiplier {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Multiplier::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Multiplier {
+    fn schema_name() -> Cow<'static, str> {
+        "Multiplier".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "description": "how many times its stake one bet can win at most, e.g. \"5000\"" })
+    }
+}
+
 /// A game in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -139,6 +187,11 @@ pub struct Game {
     /// When set, the game appears only to players for whom this boolean flag evaluates to true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flag: Option<FlagKey>,
+    /// The most one bet can win, as a multiple of its stake, as the game's certificate states it
+    /// (a decimal string, `"5000"`). Cells refuse a provider's payouts past it
+    /// (`WIN_LIMIT_EXCEEDED`). Added in version 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_multiplier: Option<Multiplier>,
 }
 
 impl Game {
@@ -189,6 +242,15 @@ mod tests {
             assert!(Rtp::parse(bad).is_err(), "{bad}");
         }
         assert!(serde_json::from_str::<Rtp>("96.5").is_err(), "a JSON number is refused");
+    }
+
+    #[test]
+    fn a_multiplier_is_a_positive_decimal_string() {
+        assert_eq!(Multiplier::parse("2.5").unwrap().value(), Decimal::new(25, 1));
+        for bad in ["0", "-1", "1e3", "", "1000001", " 5"] {
+            assert!(Multiplier::parse(bad).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<Multiplier>("5000").is_err(), "a JSON number is refused");
     }
 
     #[test]

@@ -22,6 +22,10 @@ use std::fmt;
 /// Version of the flag shapes; bump with any change to them.
 pub const FLAGS_API_VERSION: &str = "1";
 
+/// Version of the change log's shapes (`ChangeRecord`, `ChangePage`): they carry catalog shapes
+/// too, so they move with `catalog::CATALOG_API_VERSION` as well as with this module's.
+pub const CHANGES_API_VERSION: &str = "2";
+
 /// Longest flag key, in bytes: keys appear in URLs, store keys and metrics labels.
 pub const FLAG_KEY_BYTES_MAX: usize = 64;
 /// Variants per flag. A flag with more is a configuration system, not a flag.

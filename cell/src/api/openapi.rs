@@ -71,10 +71,10 @@ fn build() -> Value {
         (schema::<SessionRequest>(&mut g), schema::<SessionResponse>(&mut g), schema::<SessionKey>(&mut g));
     let paths = json!({
         "/players": mutating(&error, "Register a player in this cell", player_req, "201", player_res, &["400", "409", "413", "422"]),
-        "/wallet/credit": mutating(&error, "Credit a player's cash", movement_req.clone(), "200", movement_res.clone(), &["400", "404", "409", "413", "422", "503"]),
-        "/wallet/debit": mutating(&error, "Debit a player's cash", movement_req, "200", movement_res, &["400", "404", "409", "413", "422", "503"]),
-        "/wallet/hold": mutating(&error, "Hold a stake for an open bet", hold_req, "200", hold_res, &["400", "404", "409", "413", "422", "503"]),
-        "/wallet/settle": mutating(&error, "Settle a round: release its holds and post payouts, once", settle_req, "200", settle_res, &["400", "404", "409", "413", "422", "503"]),
+        "/wallet/credit": mutating(&error, "Credit a player's cash", movement_req.clone(), "200", movement_res.clone(), &["400", "404", "409", "413", "422", "500", "503"]),
+        "/wallet/debit": mutating(&error, "Debit a player's cash", movement_req, "200", movement_res, &["400", "404", "409", "413", "422", "500", "503"]),
+        "/wallet/hold": mutating(&error, "Hold a stake for an open bet", hold_req, "200", hold_res, &["400", "404", "409", "413", "422", "500", "503"]),
+        "/wallet/settle": mutating(&error, "Settle a round: release its holds and post payouts, once", settle_req, "200", settle_res, &["400", "404", "409", "413", "422", "500", "503"]),
         "/wallet/{playerId}/balance": { "get": {
             "summary": "A player's balances, now or as of a past instant",
             "parameters": [
@@ -118,11 +118,12 @@ fn build() -> Value {
             ] } } } },
             "responses": {
                 "200": json_answer("the call's answer in the provider's dialect (pulse answers its refusals with 200 and its own error fields)", json!({ "oneOf": [schema::<SeamlessResponse>(&mut g), schema::<PulseResponse>(&mut g)] })),
-                "400": json_answer("malformed call", error.clone()),
+                "400": json_answer("malformed call (MALFORMED_JSON, a repeated key included), AMOUNT_TOO_LARGE, AMOUNT_SCALE and the like", error.clone()),
                 "401": json_answer("BAD_SIGNATURE, STALE_REQUEST", error.clone()),
                 "404": json_answer("PROVIDER_NOT_FOUND, UNKNOWN_CALL, PLAYER_NOT_FOUND, BET_NOT_FOUND", error.clone()),
                 "409": json_answer("TRANSACTION_ID_REUSED and round state refusals", error.clone()),
-                "422": json_answer("INSUFFICIENT_FUNDS, STAKE_LIMIT_EXCEEDED and the like", error.clone()),
+                "422": json_answer("INSUFFICIENT_FUNDS, STAKE_LIMIT_EXCEEDED, WIN_LIMIT_EXCEEDED, BALANCE_LIMIT and the like", error.clone()),
+                "500": json_answer("INTERNAL_REFUSAL: the wallet failed applying this call and refused it (the answer stays recorded under its transaction id)", error.clone()),
                 "503": json_answer("PROVIDER_MAINTENANCE, PROVIDER_NOT_CONFIGURED, STORE_UNAVAILABLE", error.clone())
             }
         } },

@@ -418,7 +418,7 @@ async fn a_cell_cut_off_by_a_udp_fault_proxy_converges_once_healed() {
 
 /// The synced catalog tells the stake rules what a game is, but only for the provider that owns it.
 #[test]
-fn a_game_type_counts_only_for_its_own_provider() {
+fn a_game_type_and_multiplier_count_only_for_their_own_provider() {
     use cell::domains::catalog::{Catalog, CatalogSink};
     use replication::sync::{ChangeSet, SyncSink};
     let dir = tempfile::tempdir().unwrap();
@@ -429,7 +429,7 @@ fn a_game_type_counts_only_for_its_own_provider() {
     let catalog = Arc::new(Catalog::open(store.clone(), region.clone()).unwrap());
     let game: contracts::catalog::Game = serde_json::from_value(json!({
         "id": "demo-roulette", "providerId": "demo", "name": "Roulette", "type": "live", "rtp": "97.30",
-        "certifiedJurisdictions": ["UK"], "availableJurisdictions": ["UK"]
+        "certifiedJurisdictions": ["UK"], "availableJurisdictions": ["UK"], "maxMultiplier": "36"
     }))
     .unwrap();
     let set = ChangeSet {
@@ -442,6 +442,8 @@ fn a_game_type_counts_only_for_its_own_provider() {
     CatalogSink(catalog.clone()).apply(&set).unwrap();
     assert_eq!(catalog.game_type("demo", "demo-roulette"), Some("live"));
     assert_eq!(catalog.game_type("pulsar", "demo-roulette"), None, "another provider's game says nothing");
+    let multiplier = catalog.max_multiplier("demo", "demo-roulette").map(|m| m.value());
+    assert_eq!((multiplier, catalog.max_multiplier("pulsar", "demo-roulette")), (Some(36.into()), None));
     // The copy is in the store: a reopened cell knows it.
     let reopened = Catalog::open(store, region).unwrap();
     assert_eq!((reopened.version(), reopened.game_type("demo", "demo-roulette")), (1, Some("live")));

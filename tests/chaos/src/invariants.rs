@@ -299,8 +299,18 @@ struct Expected {
     held: Decimal,
 }
 
+/// `into += amount`, checked: an expected balance the books could not hold is a finding, never a
+/// panic of the drill or a rounded figure.
+fn add_to(into: &mut Decimal, amount: Decimal, overflowed: &mut bool) {
+    match into.checked_add(amount) {
+        Some(sum) => *into = sum,
+        None => *overflowed = true,
+    }
+}
+
 async fn balances_match(platform: &Platform, journal: &Journal) -> Check {
     let mut expected: BTreeMap<(String, String), Expected> = BTreeMap::new();
+    let mut overflowed = false;
     let mut registered: BTreeSet<(String, String)> = BTreeSet::new();
     for r in writes(journal).filter(|r| r.outcome == Outcome::Acked) {
         let key = (r.cell.clone(), r.player.clone());
@@ -309,12 +319,12 @@ async fn balances_match(platform: &Platform, journal: &Journal) -> Check {
             StepKind::Register => {
                 registered.insert(key);
             }
-            StepKind::Deposit => e.cash += r.step.amount,
+            StepKind::Deposit => add_to(&mut e.cash, r.step.amount, &mut overflowed),
             StepKind::Bet => {
-                e.cash -= r.step.amount;
-                e.held += r.step.amount;
+                add_to(&mut e.cash, -r.step.amount, &mut overflowed);
+                add_to(&mut e.held, r.step.amount, &mut overflowed);
             }
-            StepKind::Win => e.cash += r.step.amount,
+            StepKind::Win => add_to(&mut e.cash, r.step.amount, &mut overflowed),
             _ => {}
         }
     }
@@ -326,11 +336,14 @@ async fn balances_match(platform: &Platform, journal: &Journal) -> Check {
     for r in writes(journal).filter(|r| r.outcome == Outcome::Acked && r.step.kind == StepKind::Win) {
         let stake = stakes.get(&(r.player.as_str(), r.step.round.as_str()));
         if let (Some(stake), Some(e)) = (stake, expected.get_mut(&(r.cell.clone(), r.player.clone()))) {
-            e.held -= *stake;
+            add_to(&mut e.held, -*stake, &mut overflowed);
         }
     }
     let players: Vec<(String, String)> = registered.into_iter().collect();
     let mut problems = Vec::new();
+    if overflowed {
+        problems.push("the acknowledged requests add up to more than a Decimal holds".to_owned());
+    }
     let mut on_standby = 0u64;
     for chunk in players.chunks(BALANCE_READS_CONCURRENT) {
         let reads = chunk.iter().map(|(cell, player)| {

@@ -222,6 +222,11 @@ impl Catalog {
         self.view().games.get(game).filter(|g| g.provider_id.as_str() == provider).map(|g| g.game_type.as_str())
     }
 
+    /// The maximum multiplier the synced catalog gives `provider`'s `game`, if it gives one.
+    pub fn max_multiplier(&self, provider: &str, game: &str) -> Option<contracts::catalog::Multiplier> {
+        self.view().games.get(game).filter(|g| g.provider_id.as_str() == provider).and_then(|g| g.max_multiplier)
+    }
+
     fn apply_in(tx: &mut dyn Transaction, set: &ChangeSet) -> Result<Result<(), SyncApplyError>, StoreError> {
         let have: u64 = match tx.get(&version_key())? {
             Some(bytes) => decode("catalog version", &bytes)?,

@@ -205,7 +205,12 @@ impl Gaming {
                     .filter(|s| s.maintenance)
                     .map(|s| s.reason.clone().unwrap_or_else(|| "set in its provider file".into()));
                 let stake_cap = self.stake_cap(p, &player, &game, money.currency())?;
-                let max_multiplier = p.max_multiplier_of(&game);
+                // The synced catalog's, else the provider file's.
+                let max_multiplier = self
+                    .catalog
+                    .max_multiplier(&p.config.id, &game)
+                    .or_else(|| p.max_multiplier_of(&game))
+                    .map(|m| m.value());
                 GameCommand::Bet {
                     provider,
                     player,

@@ -51,7 +51,7 @@ pub struct Game {
     /// (a decimal string, `"5000"`). When given, a provider's wins past it are refused
     /// (`WIN_LIMIT_EXCEEDED`); else a win is bounded by the currency's maximum amount alone.
     #[serde(default)]
-    pub max_multiplier: Option<rust_decimal::Decimal>,
+    pub max_multiplier: Option<contracts::catalog::Multiplier>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,7 +83,7 @@ impl Provider {
     }
 
     /// The maximum multiplier of `game`, if its file gives one.
-    pub fn max_multiplier_of(&self, game: &str) -> Option<rust_decimal::Decimal> {
+    pub fn max_multiplier_of(&self, game: &str) -> Option<contracts::catalog::Multiplier> {
         self.config.games.iter().find(|g| g.id == game).and_then(|g| g.max_multiplier)
     }
 }
@@ -126,11 +126,6 @@ pub fn load_dir_with(
         }
         if providers.iter().any(|p| p.config.id == config.id) {
             return Err(fail(&path, format!("id `{}` is used by another provider file", config.id)));
-        }
-        if let Some(game) =
-            config.games.iter().find(|g| g.max_multiplier.is_some_and(|m| m <= rust_decimal::Decimal::ZERO))
-        {
-            return Err(fail(&path, format!("game `{}`: max_multiplier must be above 0", game.id)));
         }
         if config.round_timeout_seconds == 0 {
             return Err(fail(&path, "round_timeout_seconds must be at least 1".into()));

@@ -116,7 +116,7 @@ impl ControlPlane {
         };
         let service = hyper_util::service::TowerToHyperService::new(api::router(self.state.clone()));
         let serve = replication::http::serve(listener, None, service, HEADER_READ_MAX, http_stop);
-        let server = tokio::spawn(async move { serve.await });
+        let server = tokio::spawn(serve);
         tracing::info!(%http, %quic, version = self.state.store.version(), "global-control listening");
         // Tests and scripts read this line to know both ports.
         println!("listening http={http} quic={quic}");

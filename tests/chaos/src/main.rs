@@ -67,6 +67,10 @@ struct Setup {
     /// current directory]
     #[arg(long)]
     repo: Option<PathBuf>,
+    /// The router's GeoIP database (MaxMind format) [default: .cache/geoip in the repository,
+    /// fetched by scripts/fetch-geoip.sh when missing]
+    #[arg(long)]
+    geoip: Option<PathBuf>,
 }
 
 impl Setup {
@@ -113,7 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up { traffic, data, standbys, setup } => {
             let (bins, repo) = setup.resolve()?;
-            let geoip = ensure_geoip(&repo)?;
+            let geoip = ensure_geoip(&repo, setup.geoip.as_deref())?;
             let data_dir = data.unwrap_or_else(|| repo.join(".data"));
             chaos::up::up(chaos::up::UpOptions { data_dir, traffic, standbys, bins, repo, geoip }).await?;
             Ok(ExitCode::SUCCESS)
@@ -128,7 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })?]
             };
             let (bins, repo) = setup.resolve()?;
-            let geoip = ensure_geoip(&repo)?;
+            let geoip = ensure_geoip(&repo, setup.geoip.as_deref())?;
             let seed = seed.unwrap_or_else(|| rand::random::<u32>().into());
             let options = DrillOptions { quick, seed, bins, config_root: repo, geoip, keep };
             let mut failed = Vec::new();
@@ -150,15 +154,49 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The GeoIP database the router needs: fetched with scripts/fetch-geoip.sh when missing.
-fn ensure_geoip(repo: &std::path::Path) -> anyhow::Result<PathBuf> {
-    let path = repo.join(".cache/geoip/geo-whois-asn-country.mmdb");
-    if !path.exists() {
-        let script = repo.join("scripts/fetch-geoip.sh");
-        eprintln!("drill: fetching the GeoIP database ({})", script.display());
-        let status =
-            std::process::Command::new(&script).status().with_context(|| format!("run {}", script.display()))?;
-        anyhow::ensure!(status.success(), "{} failed ({status})", script.display());
+/// Longest the GeoIP fetch may take: npm answers in seconds when it can reach its registry, and
+/// hangs for minutes when it cannot.
+const GEOIP_FETCH_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The GeoIP database the router needs: `given`, else the repository's copy, fetched with
+/// scripts/fetch-geoip.sh when missing (for at most [`GEOIP_FETCH_MAX`]).
+fn ensure_geoip(repo: &std::path::Path, given: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        anyhow::ensure!(path.is_file(), "--geoip {}: no such file", path.display());
+        return Ok(path.to_owned());
     }
-    Ok(path)
+    let path = repo.join(".cache/geoip/geo-whois-asn-country.mmdb");
+    if path.exists() {
+        return Ok(path);
+    }
+    let script = repo.join("scripts/fetch-geoip.sh");
+    eprintln!(
+        "drill: fetching the GeoIP database with {} (npm, at most {} s)",
+        script.display(),
+        GEOIP_FETCH_MAX.as_secs()
+    );
+    let how_else = format!(
+        "the router needs a GeoIP database in MaxMind format. Without access to the npm registry, copy one \
+         (the npm package @ip-location-db/geo-whois-asn-country-mmdb holds it) to {} or pass --geoip FILE",
+        path.display()
+    );
+    let mut child =
+        std::process::Command::new(&script).spawn().with_context(|| format!("run {}; {how_else}", script.display()))?;
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().context("wait for the GeoIP fetch")? {
+            anyhow::ensure!(status.success(), "{} failed ({status}); {how_else}", script.display());
+            return Ok(path);
+        }
+        if started.elapsed() > GEOIP_FETCH_MAX {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!(
+                "{} had no answer within {} s (is the npm registry reachable?); {how_else}",
+                script.display(),
+                GEOIP_FETCH_MAX.as_secs()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

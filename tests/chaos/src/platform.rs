@@ -32,6 +32,43 @@ pub struct Binaries {
     pub control: PathBuf,
 }
 
+/// What cargo sets for the crate it runs or tests (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...), as
+/// opposed to a user's settings of cargo itself, which a nested build keeps.
+fn set_by_cargo_for_a_crate(name: &str) -> bool {
+    const USER_SETTINGS: [&str; 11] = [
+        "CARGO_HOME",
+        "CARGO_TARGET_DIR",
+        "CARGO_TERM_",
+        "CARGO_BUILD_",
+        "CARGO_PROFILE_",
+        "CARGO_NET_",
+        "CARGO_HTTP_",
+        "CARGO_REGISTRIES_",
+        "CARGO_REGISTRY_",
+        "CARGO_INCREMENTAL",
+        "CARGO_LOG",
+    ];
+    name == "CARGO" || (name.starts_with("CARGO_") && !USER_SETTINGS.iter().any(|s| name.starts_with(s)))
+}
+
+/// `cargo` in `repo`, with the environment of a shell rather than of the crate that runs it.
+///
+/// `drill` usually runs under `cargo run`, which sets `CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME` and
+/// the like for it. Build scripts (ring's among them) declare that they depend on those
+/// variables, so a nested build that inherited them would see them changed since the last plain
+/// `cargo build`, and rebuild ring and everything above it; then the next `cargo run` would
+/// rebuild it all back. Without them, a nested build finds everything fresh.
+pub fn cargo(repo: &Path) -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(repo);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_for_a_crate) {
+            command.env_remove(&name);
+        }
+    }
+    command
+}
+
 impl Binaries {
     /// The binaries in `dir` (a cargo target profile directory such as `target/release`).
     pub fn in_dir(dir: &Path) -> anyhow::Result<Binaries> {
@@ -51,8 +88,8 @@ impl Binaries {
     /// Builds the three binaries with cargo from the repository at `repo`, in the profile of
     /// `dir` (`release` or `debug`), so a drill never runs stale code by accident.
     pub fn build(repo: &Path, dir: &Path) -> anyhow::Result<()> {
-        let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        command.current_dir(repo).args(["build", "-p", "cell", "-p", "router", "-p", "global-control"]);
+        let mut command = cargo(repo);
+        command.args(["build", "-p", "cell", "-p", "router", "-p", "global-control"]);
         if dir.ends_with("release") {
             command.arg("--release");
         }

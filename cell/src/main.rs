@@ -99,16 +99,7 @@ enum Bench {
 }
 
 fn main() -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,lsm_tree=warn,fjall=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal: in a log file or a journal they are noise,
-        // and styling every span's fields cost about 1% of the CPU of a request.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    replication::logs::init("info,lsm_tree=warn,fjall=warn");
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
     let done = match cli.command {

@@ -24,6 +24,12 @@ pub enum Jurisdiction {
     Es,
 }
 
+impl Jurisdiction {
+    /// Every jurisdiction, in the order the wire lists them.
+    pub const ALL: [Jurisdiction; 5] =
+        [Jurisdiction::Uk, Jurisdiction::Mt, Jurisdiction::Dk, Jurisdiction::Se, Jurisdiction::Es];
+}
+
 impl fmt::Display for Jurisdiction {
     /// Its code as the wire writes it (`UK`, `MT`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -70,12 +70,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { .. } => "warn,lsm_tree=warn,fjall=warn",
         _ => "info,lsm_tree=warn,fjall=warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    replication::logs::init(default_filter);
     match cli.command {
         Command::Certs { out, cells } => {
             let mut names = vec!["control".to_owned(), "router".to_owned()];

@@ -102,6 +102,28 @@ pub enum Permission {
     Exports(Jurisdiction),
 }
 
+impl Permission {
+    /// What it lets a token do, in words.
+    pub fn describe(&self) -> String {
+        match self {
+            Permission::FlagsRead => "read flags".into(),
+            Permission::FlagsWrite => "change flags".into(),
+            Permission::CatalogRead => "read the catalog".into(),
+            Permission::CatalogWrite => "change the catalog".into(),
+            Permission::OpsRead => "read the cells' state".into(),
+            Permission::TokensAdmin => "manage API tokens".into(),
+            Permission::Exports(j) => format!("download {j}'s regulator exports"),
+        }
+    }
+
+    /// The roles that grant it, by name.
+    pub fn granted_by(&self) -> Vec<String> {
+        let mut roles = vec![Role::Admin, Role::Product, Role::Catalog, Role::Ops];
+        roles.extend(Jurisdiction::ALL.map(Role::Regulator));
+        roles.into_iter().filter(|r| r.allows(*self)).map(|r| r.to_string()).collect()
+    }
+}
+
 /// A stored token: never the secret, only its hash (the key).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -3,11 +3,13 @@
 //! - [`tls`]: mutual TLS everywhere: a development CA and the certificates of the control plane,
 //!   each cell and the router; rustls (TCP) and quinn (QUIC) configurations that require and
 //!   check them.
-//! - [`http`]: serving HTTP/1.1 connections with a graceful, bounded stop (the cell, the router).
+//! - [`http`]: serving HTTP/1.1 with a graceful, bounded stop and JSON refusals (every deployable).
+//! - [`logs`]: how every deployable's process logs.
 //! - [`sync`]: the control-plane sync protocol over QUIC: cells follow the control plane's change
 //!   log (flags, catalog) and apply it to their own store, exactly once, resuming after any cut.
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod logs;
 pub mod sync;
 pub mod tls;

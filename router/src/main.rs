@@ -69,10 +69,7 @@ fn id_url(text: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    replication::logs::init("info");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
     let serve = match Cli::parse().command {
         Command::Bench(args) => return runtime.block_on(router::bench::run(args)),

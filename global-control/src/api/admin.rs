@@ -109,22 +109,32 @@ pub async fn cells(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Result
     Ok(Json(CellsView { version: s.store.version(), cells }))
 }
 
-/// A jurisdiction's signed exports. The exports themselves arrive with the exports issue; the
-/// role model is enforced now: only that jurisdiction's regulator (or an admin) may list them.
+/// A jurisdiction's signed exports: not built yet (the regulator exports issue). Until they are,
+/// this says so (501) rather than answer an empty list, which would read as "nothing to report".
 pub async fn exports(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(jurisdiction): Path<String>,
 ) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     let j: Jurisdiction = serde_json::from_value(jurisdiction.to_ascii_uppercase().into()).map_err(|_| {
+        let all: Vec<String> = Jurisdiction::ALL.iter().map(|j| j.to_string()).collect();
+        // Players' countries and jurisdictions share codes but one: Great Britain's is UK.
+        let hint = if jurisdiction.eq_ignore_ascii_case("GB") { " (Great Britain's jurisdiction is UK)" } else { "" };
         ApiError::new(
             StatusCode::NOT_FOUND,
             "JURISDICTION_NOT_FOUND",
-            format!("`{jurisdiction}` is not a jurisdiction"),
+            format!("`{jurisdiction}` is not a jurisdiction: one of {}{hint}", all.join(", ")),
         )
     })?;
     authorize(&s, &headers, Permission::Exports(j))?;
-    Ok(Json(Vec::new()))
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "NOT_IMPLEMENTED",
+        format!(
+            "regulator exports are not built yet: no {j} export (period files, signed manifest, verifier) exists, \
+             so there is nothing to download; this is not an empty filing"
+        ),
+    ))
 }
 
 pub async fn healthz() -> &'static str {

@@ -82,7 +82,13 @@ fn authorize(state: &AppState, headers: &HeaderMap, permission: Permission) -> R
         rbac::authenticate(&state.store, secret).map_err(ControlError::from)?.ok_or(ControlError::Unauthenticated)?;
     if !principal.may(permission) {
         let roles: Vec<String> = principal.roles.iter().map(|r| r.to_string()).collect();
-        return Err(ControlError::Forbidden(format!("{permission:?} (it holds: {})", roles.join(", "))).into());
+        let needed = permission.granted_by().join(", ");
+        let message = format!(
+            "this token may not {}: that takes {needed} (it holds {})",
+            permission.describe(),
+            roles.join(", ")
+        );
+        return Err(ControlError::Forbidden(message).into());
     }
     Ok(principal)
 }

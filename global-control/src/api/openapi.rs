@@ -93,7 +93,7 @@ fn build() -> Value {
             "delete": op("Delete a game", cw, Some(reason), ("200", any.clone()), &["404"], &e)
         },
         "/cells": { "get": op("Cells connected over QUIC sync, with the versions sent and acknowledged", "ops, admin", None, ("200", any.clone()), &[], &e) },
-        "/exports/{jurisdiction}": { "parameters": path_param("jurisdiction"), "get": op("A jurisdiction's signed exports (the exports issue fills this)", "regulator:<that jurisdiction>, admin", None, ("200", list(&any)), &["404"], &e) },
+        "/exports/{jurisdiction}": { "parameters": path_param("jurisdiction"), "get": op("A jurisdiction's signed exports: not built yet, so 501 NOT_IMPLEMENTED (the exports issue fills this)", "regulator:<that jurisdiction>, admin", None, ("200", list(&any)), &["404", "501"], &e) },
         "/tokens": {
             "post": op("Create an API token; the secret appears only in this answer", "admin", Some(json!({ "type": "object", "required": ["name", "roles"], "properties": { "name": { "type": "string" }, "roles": { "type": "array", "items": { "type": "string", "description": "admin | product | catalog | ops | regulator:<UK|MT|DK|SE|ES>" } } } })), ("201", any.clone()), &["400"], &e),
             "get": op("Every token (never a secret)", "admin", None, ("200", list(&any)), &[], &e)

@@ -395,3 +395,27 @@ async fn balances_match(platform: &Platform, journal: &Journal) -> Check {
     };
     Check::new("every acknowledged write is in the balances", problems, detail)
 }
+
+/// Every process's log file is plain text: colour codes are for a terminal, and in a file they
+/// only get in the way of reading and searching it.
+pub fn logs_are_plain_text(platform: &Platform) -> Check {
+    let logs = platform.spec.data_dir.join("logs");
+    let mut problems = Vec::new();
+    let mut files = 0;
+    match std::fs::read_dir(&logs) {
+        Ok(entries) => {
+            for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+                files += 1;
+                match std::fs::read(&path) {
+                    Ok(bytes) if bytes.contains(&0x1b) => {
+                        problems.push(format!("{} holds terminal escape codes", path.display()))
+                    }
+                    Ok(_) => {}
+                    Err(e) => problems.push(format!("{}: {e}", path.display())),
+                }
+            }
+        }
+        Err(e) => problems.push(format!("{}: {e}", logs.display())),
+    }
+    Check::new("process logs are plain text (no colour codes)", problems, format!("{files} log files"))
+}

@@ -259,10 +259,16 @@ pub async fn acknowledged_writes_reflected(platform: &Platform, journal: &Journa
         }
     }
     let acked = writes(journal).filter(|r| r.outcome == Outcome::Acked).count();
+    let of_load: u64 =
+        index.effects.iter().filter(|((_, e), _)| known.contains(e.player())).map(|(_, n)| u64::from(*n)).sum();
     let events = Check::new(
         "every acknowledged write is in the event log once",
         event_problems,
-        format!("{acked} acknowledged writes against {} events", index.events),
+        format!(
+            "{acked} writes acknowledged to the load, one event each: {of_load} events of its players; the logs' \
+             other {} events come from requests outside the load (the drill's own probes)",
+            index.events.saturating_sub(of_load)
+        ),
     );
     let retries = Check::new(
         "every retried in-flight request had exactly one effect",
@@ -418,4 +424,16 @@ pub fn logs_are_plain_text(platform: &Platform) -> Check {
         Err(e) => problems.push(format!("{}: {e}", logs.display())),
     }
     Check::new("process logs are plain text (no colour codes)", problems, format!("{files} log files"))
+}
+
+/// The load's refused writes, by code, for the report: a refusal is a decision (a stake over a
+/// limit, a deposit from an unlicensed place), not a fault.
+pub fn refusals_by_code(journal: &Journal) -> BTreeMap<String, u64> {
+    let mut by_code = BTreeMap::new();
+    for r in writes(journal) {
+        if let Outcome::Refused { status, code } = &r.outcome {
+            *by_code.entry(format!("{status} {code}")).or_default() += 1;
+        }
+    }
+    by_code
 }

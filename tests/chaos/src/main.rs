@@ -136,6 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let seed = seed.unwrap_or_else(|| rand::random::<u32>().into());
             let options = DrillOptions { quick, seed, bins, config_root: repo, geoip, keep };
             let mut failed = Vec::new();
+            let mut reports = Vec::new();
             for s in scenarios {
                 eprintln!("drill: {} ({}), seed {seed}", s.name(), s.about());
                 let report = scenarios::run(s, &options).await;
@@ -143,6 +144,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if !report.passed() {
                     failed.push(s.name());
                 }
+                reports.push(report);
+            }
+            if reports.len() > 1 {
+                print!("{}", chaos::report::summary(&reports));
             }
             if failed.is_empty() {
                 Ok(ExitCode::SUCCESS)

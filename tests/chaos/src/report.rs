@@ -126,6 +126,16 @@ impl Report {
         self.notes.push(note.into());
     }
 
+    /// The faults injected, in order.
+    pub fn faults(&self) -> Vec<&str> {
+        self.timeline.iter().filter(|e| e.fault).map(|e| e.what.as_str()).collect()
+    }
+
+    /// How long the drill took, once finished.
+    pub fn seconds(&self) -> f64 {
+        self.finished.map(|end| (end - self.started).num_milliseconds()).unwrap_or(0) as f64 / 1000.0
+    }
+
     /// Passed: the drill ran to the end and no invariant failed.
     pub fn passed(&self) -> bool {
         self.aborted.is_none() && self.checks.iter().all(Check::ok)
@@ -159,8 +169,10 @@ impl fmt::Display for Report {
         let l = &self.load;
         writeln!(
             f,
-            "load: {} writes acknowledged, {} refused, {} unknown when sent (then retried); {} reads ({} failed); \
-             {} players registered, {} deposits, {} rounds; {} unlicensed attempts refused (451)",
+            "load: {} writes acknowledged; {} refused with a code (by code in a note); {} with no answer \
+             when sent (then sent again with their key); {} reads, {} of them with no answer (sent while a process \
+             was down or cut off; reads are not retried); {} players registered, {} deposits, {} rounds; {} \
+             unlicensed attempts refused (451)",
             l.acked,
             l.refused,
             l.unknown,
@@ -203,4 +215,18 @@ impl fmt::Display for Report {
         let took = self.finished.map(|end| (end - self.started).num_milliseconds()).unwrap_or(0);
         writeln!(f, "outcome: {} ({:.1} s)", if self.passed() { "PASSED" } else { "FAILED" }, took as f64 / 1000.0)
     }
+}
+
+/// The closing table of `drill run all`: one line per drill.
+pub fn summary(reports: &[Report]) -> String {
+    let mut out = String::from("== summary ==\n");
+    out.push_str(&format!("{:<20} {:<8} {:>9}  {:>5}  faults injected\n", "drill", "outcome", "seconds", "skips"));
+    for r in reports {
+        let outcome = if r.passed() { "PASSED" } else { "FAILED" };
+        let skips = r.checks.iter().filter(|c| c.skipped.is_some()).count();
+        let faults = r.faults();
+        let faults = if faults.is_empty() { "none".to_owned() } else { faults.join("; ") };
+        out.push_str(&format!("{:<20} {outcome:<8} {:>9.1}  {skips:>5}  {faults}\n", r.scenario, r.seconds()));
+    }
+    out
 }

@@ -124,10 +124,12 @@ pub enum CellsError {
 
 impl Cells {
     /// Builds the table from the region files, with `--cell`/`--standby` overriding endpoints.
+    /// Without `region_standbys`, only the standbys given with `--standby` are used.
     pub fn new(
         regions: &[RegionConfig],
         primaries: &HashMap<String, String>,
         standbys: &HashMap<String, String>,
+        region_standbys: bool,
         transport: &Transport,
     ) -> Result<Cells, CellsError> {
         for (flag, overrides) in [("cell", primaries), ("standby", standbys)] {
@@ -147,7 +149,8 @@ impl Cells {
                 }
             }
             let primary = primaries.get(&r.cell_id).unwrap_or(&r.primary_endpoint);
-            let standby = standbys.get(&r.cell_id).or(r.standby_endpoint.as_ref());
+            let from_region = r.standby_endpoint.as_ref().filter(|_| region_standbys);
+            let standby = standbys.get(&r.cell_id).or(from_region);
             routes.push(CellRoute {
                 cell_id: r.cell_id.clone(),
                 countries: r.licensed_countries.clone(),

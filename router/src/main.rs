@@ -41,6 +41,10 @@ enum Command {
         /// Override a cell's standby endpoint: ID=URL; repeatable.
         #[arg(long = "standby", value_parser = id_url)]
         standbys: Vec<(String, String)>,
+        /// Ignore the standby endpoints the region files name (a platform that runs none, such as
+        /// `drill up` without --standbys); those given with --standby still count.
+        #[arg(long)]
+        no_region_standbys: bool,
         /// Requests per second allowed per client address (bursts of twice that).
         #[arg(long, default_value_t = 100)]
         client_rps: u32,
@@ -82,6 +86,7 @@ fn main() -> anyhow::Result<()> {
         trusted_proxies,
         cells,
         standbys,
+        no_region_standbys,
         client_rps,
         player_rps,
         tls_dir,
@@ -97,6 +102,7 @@ fn main() -> anyhow::Result<()> {
             trusted_proxies,
             primaries: cells.into_iter().collect::<HashMap<_, _>>(),
             standbys: standbys.into_iter().collect::<HashMap<_, _>>(),
+            region_standbys: !no_region_standbys,
             client_rps,
             player_rps,
             transport: match (tls_dir, insecure_dev) {

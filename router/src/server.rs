@@ -60,6 +60,8 @@ pub struct RouterConfig {
     pub trusted_proxies: Vec<IpNet>,
     pub primaries: HashMap<String, String>,
     pub standbys: HashMap<String, String>,
+    /// Whether the standby endpoints the region files name are used (else only `standbys`).
+    pub region_standbys: bool,
     /// Requests per second one client address may make (and twice that in a burst).
     pub client_rps: u32,
     /// Requests per second one player (by session) may make, wherever they come from.
@@ -310,7 +312,17 @@ fn choose_cell<'a>(
         });
     }
     let Some(country) = country else {
-        let message = format!("no country is known for address {ip}: service is refused where the location is unknown");
+        // A private or loopback address is most often a client behind a proxy (or a developer on
+        // this machine): say how a client is placed.
+        let behind_a_proxy = if crate::geo::is_public(ip) {
+            ""
+        } else {
+            " (a private or loopback address: a proxy in front of the router places its client with \
+             X-Forwarded-For, which the router trusts only from the addresses given with --trusted-proxy)"
+        };
+        let message = format!(
+            "no country is known for address {ip}{behind_a_proxy}: service is refused where the location is unknown"
+        );
         return Err(refuse(
             s,
             StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
@@ -534,7 +546,13 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let cells = Arc::new(Cells::new(&config.regions, &config.primaries, &config.standbys, &config.transport)?);
+    let cells = Arc::new(Cells::new(
+        &config.regions,
+        &config.primaries,
+        &config.standbys,
+        config.region_standbys,
+        &config.transport,
+    )?);
     let geo = Arc::new(GeoDb::open(&config.geoip).context("open the GeoIP database (run scripts/fetch-geoip.sh)")?);
     let keys = Arc::new(SessionKeys::default());
     let quota = |rps: u32| {

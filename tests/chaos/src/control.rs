@@ -58,6 +58,59 @@ impl ControlApi {
         Ok(self.sync_state().await?.version)
     }
 
+    /// Puts the game providers of `config/providers` in the catalog, with their games certified
+    /// and offered in every jurisdiction, unless the catalog already has games (it is then the
+    /// operator's). The demo studio's certificates, so a newcomer's lobby is not empty. Returns
+    /// how many games were put.
+    pub async fn catalog_seed_demo(&self, providers_dir: &std::path::Path) -> anyhow::Result<usize> {
+        let (status, games) = self.call("GET", "/catalog/games", None).await?;
+        if status != 200 {
+            bail!("GET /catalog/games answered {status}: {games}");
+        }
+        if games.as_array().is_some_and(|g| !g.is_empty()) {
+            return Ok(0);
+        }
+        let every: Vec<String> = contracts::Jurisdiction::ALL.iter().map(|j| j.to_string()).collect();
+        let mut put = 0;
+        let mut paths: Vec<_> = std::fs::read_dir(providers_dir)
+            .with_context(|| format!("read {}", providers_dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+            let file: toml::Value = text.parse().with_context(|| format!("parse {}", path.display()))?;
+            let id = file.get("id").and_then(|v| v.as_str()).with_context(|| format!("{}: no id", path.display()))?;
+            let provider = json!({"provider": {"id": id, "name": title(id)}, "reason": "drill up: the demo catalog"});
+            let (status, answer) = self.call("PUT", &format!("/catalog/providers/{id}"), Some(provider)).await?;
+            if status != 200 {
+                bail!("PUT /catalog/providers/{id} answered {status}: {answer}");
+            }
+            for game in file.get("games").and_then(|g| g.as_array()).into_iter().flatten() {
+                let (Some(game_id), Some(kind)) =
+                    (game.get("id").and_then(|v| v.as_str()), game.get("type").and_then(|v| v.as_str()))
+                else {
+                    continue;
+                };
+                let mut body = json!({
+                    "id": game_id, "providerId": id, "name": title(game_id), "type": kind, "rtp": "96.50",
+                    "certifiedJurisdictions": every, "availableJurisdictions": every
+                });
+                if let Some(m) = game.get("max_multiplier").and_then(|v| v.as_str()) {
+                    body["maxMultiplier"] = json!(m);
+                }
+                let request = json!({"game": body, "reason": "drill up: the demo catalog"});
+                let (status, answer) = self.call("PUT", &format!("/catalog/games/{game_id}"), Some(request)).await?;
+                if status != 200 {
+                    bail!("PUT /catalog/games/{game_id} answered {status}: {answer}");
+                }
+                put += 1;
+            }
+        }
+        Ok(put)
+    }
+
     pub async fn sync_state(&self) -> anyhow::Result<SyncState> {
         let (status, answer) = self.call("GET", "/cells", None).await?;
         if status != 200 {
@@ -94,4 +147,15 @@ impl ControlApi {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// `demo-slot` as a name: `Demo Slot`.
+fn title(id: &str) -> String {
+    id.split(['-', '_'])
+        .map(|w| {
+            let mut chars = w.chars();
+            chars.next().map(|c| c.to_uppercase().collect::<String>() + chars.as_str()).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -405,6 +405,9 @@ impl Platform {
             spec.geoip.clone().into(),
             "--trusted-proxy".into(),
             "127.0.0.1/32".into(),
+            // The platform names every standby it runs (`--standby`): the region files' others
+            // are not running here.
+            "--no-region-standbys".into(),
             "--tls-dir".into(),
             tls_dir.clone().into(),
             "--client-rps".into(),

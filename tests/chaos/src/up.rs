@@ -102,6 +102,11 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
         println!("{h}");
     }
     let control = ControlApi { http: platform.http.clone(), base: control_url, token };
+    match control.catalog_seed_demo(&options.repo.join("config/providers")).await {
+        Ok(0) => {}
+        Ok(games) => eprintln!("drill: catalog: the demo providers' {games} games, certified in every jurisdiction"),
+        Err(e) => eprintln!("drill: could not seed the demo catalog (the lobby stays empty): {e:#}"),
+    }
     let mut load = options.traffic.then(|| {
         let targets = Targets {
             router: router.clone(),

@@ -116,7 +116,13 @@ impl ControlStore {
         // One background worker, as in the cells (`cell::store::embedded::open_fjall`): with two,
         // fjall 3.1's first worker busy-loops re-queuing compaction messages while the second
         // compacts. The control plane's write rate needs no more than one.
-        let db = Database::builder(dir).worker_threads(1).open().map_err(|e| io("open fjall database", e))?;
+        let db = Database::builder(dir).worker_threads(1).open().map_err(|e| match e {
+            fjall::Error::Locked => io(
+                "open the store",
+                format!("another process is using {}: stop it first (one process per data directory)", dir.display()),
+            ),
+            e => io("open fjall database", e),
+        })?;
         let state_ks = db.keyspace("state", KeyspaceCreateOptions::default).map_err(|e| io("open state", e))?;
         let log = db.keyspace("log", KeyspaceCreateOptions::default).map_err(|e| io("open log", e))?;
         let auth = db.keyspace("auth", KeyspaceCreateOptions::default).map_err(|e| io("open auth", e))?;

@@ -97,6 +97,18 @@ fn io(context: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(format!("{context}: {e}"))
 }
 
+/// The process holding the `flock` on `path`, as `/proc/locks` tells (Linux), if it does.
+fn lock_holder(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(path).ok()?.ino();
+    // `1: FLOCK  ADVISORY  WRITE 12345 08:01:1234567 0 EOF`: the pid, then device:inode.
+    std::fs::read_to_string("/proc/locks").ok()?.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (pid, file) = (fields.get(4)?, fields.get(5)?);
+        (file.rsplit(':').next()? == inode.to_string()).then(|| pid.parse().ok()).flatten()
+    })
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // No partial state survives a panic under these locks (a WriteBatch is atomic), so a
     // poisoned lock is still safe to use.
@@ -132,7 +144,16 @@ fn keyspace_options() -> KeyspaceCreateOptions {
 impl EmbeddedStore {
     /// Opens (or creates) the store under `dir`.
     pub fn open(dir: &Path, durability: Durability) -> Result<EmbeddedStore, StoreError> {
-        let db = open_fjall(dir).map_err(|e| io("open fjall database", e))?;
+        let db = open_fjall(dir).map_err(|e| match e {
+            fjall::Error::Locked => {
+                let holder = lock_holder(&dir.join("lock")).map(|pid| format!(" (pid {pid})")).unwrap_or_default();
+                StoreError::Io(format!(
+                    "another process{holder} is using the store in {}: stop it first (one process per data directory)",
+                    dir.display()
+                ))
+            }
+            e => io("open fjall database", e),
+        })?;
         let data = db.keyspace("kv", keyspace_options).map_err(|e| io("open keyspace", e))?;
         let version = match data.get(VERSION_KEY).map_err(|e| io("read commit version", e))? {
             Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| io("read commit version", "not 8 bytes"))?),

@@ -407,3 +407,13 @@ mod foundationdb {
 
     conformance_tests!(open_fdb);
 }
+
+#[test]
+fn a_store_in_use_says_which_process_holds_it() {
+    use cell::store::embedded::{Durability, EmbeddedStore};
+    let dir = tempfile::tempdir().unwrap();
+    let _first = EmbeddedStore::open(dir.path(), Durability::GroupSync).unwrap();
+    let Err(refused) = EmbeddedStore::open(dir.path(), Durability::GroupSync) else { panic!("opened twice") };
+    let message = refused.to_string();
+    assert!(message.contains(&format!("another process (pid {}) is using the store", std::process::id())), "{message}");
+}

@@ -231,6 +231,8 @@ pub struct Shared {
     idle_players: Mutex<Vec<Returning>>,
     /// Distinguishes this run's players from earlier runs on the same data.
     run_tag: String,
+    /// When set, requests are spread to at most this many a second across every worker.
+    pace: Option<Pace>,
 }
 
 /// A running load generator.
@@ -241,7 +243,16 @@ pub struct Load {
 
 impl Load {
     /// Starts `workers` concurrent players' journeys, seeded by `seed`.
-    pub fn start(http: Http, targets: Targets, regions: &[RegionConfig], seed: u64, workers: usize) -> Load {
+    /// Starts `workers` workers; with `rate`, they send at most that many requests a second in
+    /// all, else as fast as the platform answers.
+    pub fn start(
+        http: Http,
+        targets: Targets,
+        regions: &[RegionConfig],
+        seed: u64,
+        workers: usize,
+        rate: Option<std::num::NonZeroU32>,
+    ) -> Load {
         let mut licensed = Vec::new();
         for (country, ip) in COUNTRY_ADDRESSES {
             if let Some(r) = regions.iter().find(|r| r.licensed_countries.iter().any(|c| c.as_str() == *country)) {
@@ -261,6 +272,7 @@ impl Load {
             licensed,
             idle_players: Mutex::new(Vec::new()),
             run_tag,
+            pace: rate.map(Pace::new),
         });
         let workers = (0..workers)
             .map(|w| {
@@ -356,6 +368,31 @@ impl Drop for Load {
 enum JourneyEnd {
     Done,
     Parked,
+}
+
+/// Spreads requests evenly at a fixed rate: each takes the next free slot, `1/rate` after the
+/// previous one, and waits for it (a slot in the past is taken at once, without bursting to
+/// catch up).
+struct Pace {
+    interval: std::time::Duration,
+    next: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pace {
+    fn new(rate: std::num::NonZeroU32) -> Pace {
+        let interval = std::time::Duration::from_secs(1) / rate.get();
+        Pace { interval, next: tokio::sync::Mutex::new(tokio::time::Instant::now()) }
+    }
+
+    async fn wait(&self) {
+        let slot = {
+            let mut next = self.next.lock().await;
+            let slot = (*next).max(tokio::time::Instant::now());
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
 }
 
 async fn worker(shared: Arc<Shared>, mut rng: StdRng, worker: usize) {
@@ -477,6 +514,9 @@ impl Journey {
 async fn run_journey(shared: &Shared, j: &mut Journey) -> JourneyEnd {
     while j.next < j.steps.len() {
         let step = j.steps[j.next].clone();
+        if let Some(pace) = &shared.pace {
+            pace.wait().await;
+        }
         let result = send_step(shared, j, &step).await;
         let outcome = classify(&step, &result);
         if let Ok(reply) = &result {

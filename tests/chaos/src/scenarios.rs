@@ -195,7 +195,7 @@ async fn run_in(scenario: Scenario, options: &DrillOptions, dir: PathBuf, report
         provider_secret: DEMO_PROVIDER_SECRET.to_owned(),
     };
     let sizes = Sizes::of(options.quick);
-    let load = Load::start(platform.http.clone(), targets, &regions, rng.random(), sizes.workers);
+    let load = Load::start(platform.http.clone(), targets, &regions, rng.random(), sizes.workers, None);
     let flag_on = rng.random_bool(0.5);
     let mut drill = Drill { platform, load, control, sizes, rng, flag_on };
     let outcome = match scenario {

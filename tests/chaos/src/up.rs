@@ -26,6 +26,8 @@ const PLAIN_STATUS_INTERVAL: Duration = Duration::from_secs(10);
 pub struct UpOptions {
     pub data_dir: PathBuf,
     pub traffic: bool,
+    /// With `traffic`: at most this many requests a second (`None`: as fast as it is answered).
+    pub rate: Option<std::num::NonZeroU32>,
     pub standbys: bool,
     pub bins: Binaries,
     pub repo: PathBuf,
@@ -113,7 +115,7 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
             cells: platform.cell_ids().into_iter().map(|id| (id.clone(), platform.url(&Role::Primary(id)))).collect(),
             provider_secret: DEMO_PROVIDER_SECRET.to_owned(),
         };
-        Load::start(platform.http.clone(), targets, &platform.regions, rand::random(), TRAFFIC_WORKERS)
+        Load::start(platform.http.clone(), targets, &platform.regions, rand::random(), TRAFFIC_WORKERS, options.rate)
     });
     let result = supervise(&mut platform, load.as_ref(), &control, header).await;
     eprintln!("\ndrill: stopping");

@@ -85,9 +85,11 @@ fn build() -> Value {
             "responses": { "200": { "description": "balances", "content": { "application/json": { "schema": balance } } } }
         } },
         "/events": { "get": {
-            "summary": "The cell's event log after a cursor",
+            "summary": "The cell's event log: oldest first after a cursor, or (order=desc) newest first before one",
             "parameters": [
                 { "name": "after", "in": "query", "schema": { "type": "string" } },
+                { "name": "before", "in": "query", "description": "with order=desc", "schema": { "type": "string" } },
+                { "name": "order", "in": "query", "schema": { "type": "string", "enum": ["asc", "desc"] } },
                 { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": crate::events::PAGE_EVENTS_MAX } }
             ],
             "responses": { "200": { "description": "a page of events", "content": { "application/json": { "schema": page } } } }

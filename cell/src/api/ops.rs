@@ -36,6 +36,10 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     after: Option<String>,
+    before: Option<String>,
+    /// `asc` (oldest first, the default; continue with `after`) or `desc` (newest first; continue
+    /// with `before`).
+    order: Option<String>,
     limit: Option<usize>,
 }
 
@@ -52,10 +56,32 @@ pub async fn events(
     if limit == 0 || limit > events::PAGE_EVENTS_MAX {
         return Err(ApiError::bad_request("INVALID_LIMIT", format!("limit must be 1 to {}", events::PAGE_EVENTS_MAX)));
     }
+    let newest_first = match q.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request("INVALID_QUERY", format!("order `{other}`: asc or desc")));
+        }
+    };
+    match (newest_first, &q.after, &q.before) {
+        (false, _, Some(_)) => {
+            return Err(ApiError::bad_request("INVALID_QUERY", "`before` pages newest first: add order=desc"));
+        }
+        (true, Some(_), _) => {
+            return Err(ApiError::bad_request("INVALID_QUERY", "`after` pages oldest first: drop order=desc"));
+        }
+        _ => {}
+    }
     let store = d.store.clone();
-    let page = tokio::task::spawn_blocking(move || events::read_page(store.as_ref(), q.after.as_deref(), limit))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?;
+    let page = tokio::task::spawn_blocking(move || {
+        let from = match newest_first {
+            false => events::PageFrom::After(q.after.as_deref()),
+            true => events::PageFrom::Before(q.before.as_deref()),
+        };
+        events::read_page(store.as_ref(), from, limit)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?;
     match page {
         Ok(page) => Ok(Json(page)),
         Err(ReadError::Cursor(e)) => Err(ApiError::bad_request("INVALID_CURSOR", e.to_string())),

@@ -123,26 +123,51 @@ pub enum ReadError {
 }
 
 /// Up to `limit` events after `after` (from the start when `None`), in commit order.
-pub fn read_page(store: &dyn Store, after: Option<&str>, limit: usize) -> Result<EventPage, ReadError> {
+/// Where a page of the log starts, and which way it goes.
+#[derive(Debug, Clone, Copy)]
+pub enum PageFrom<'a> {
+    /// Oldest first, after this cursor (from the start without one).
+    After(Option<&'a str>),
+    /// Newest first, before this cursor (from the end without one).
+    Before(Option<&'a str>),
+}
+
+/// The key of the event at `cursor`.
+fn cursor_key(space: &foundationdb_tuple::Subspace, cursor: &str) -> Result<Vec<u8>, ReadError> {
+    let stamp = parse_cursor(cursor)?;
+    let vs =
+        Versionstamp::complete(stamp[..10].try_into().expect("10 bytes"), u16::from_be_bytes([stamp[10], stamp[11]]));
+    Ok(space.pack(&vs))
+}
+
+pub fn read_page(store: &dyn Store, from: PageFrom<'_>, limit: usize) -> Result<EventPage, ReadError> {
     let space = subspaces::events();
     let (start, end) = space.range();
-    let begin = match after {
-        Some(cursor) => {
-            let stamp = parse_cursor(cursor)?;
-            let vs = Versionstamp::complete(
-                stamp[..10].try_into().expect("10 bytes"),
-                u16::from_be_bytes([stamp[10], stamp[11]]),
-            );
-            // The first key after the cursor's own.
-            let mut key = space.pack(&vs);
-            key.push(0);
-            key
+    let (begin, end, reverse, given) = match from {
+        PageFrom::After(after) => {
+            let begin = match after {
+                // The first key after the cursor's own.
+                Some(cursor) => {
+                    let mut key = cursor_key(&space, cursor)?;
+                    key.push(0);
+                    key
+                }
+                None => start,
+            };
+            (begin, end, false, after)
         }
-        None => start,
+        // The range's end is exclusive: the cursor's own event is not read again.
+        PageFrom::Before(before) => {
+            let end = match before {
+                Some(cursor) => cursor_key(&space, cursor)?,
+                None => end,
+            };
+            (start, end, true, before)
+        }
     };
     // Read-only: nothing to check at commit.
     let mut tx = store.begin_snapshot_reads()?;
-    let rows = tx.get_range(&begin, &end, limit.clamp(1, PAGE_EVENTS_MAX), false)?;
+    let rows = tx.get_range(&begin, &end, limit.clamp(1, PAGE_EVENTS_MAX), reverse)?;
     let mut page = Vec::with_capacity(rows.len());
     for (key, value) in &rows {
         let vs: Versionstamp =
@@ -166,7 +191,7 @@ pub fn read_page(store: &dyn Store, after: Option<&str>, limit: usize) -> Result
         let envelope = envelope.map_err(|message| ReadError::Corrupt { cursor: cursor.clone(), message })?;
         events.push(EventRecord { cursor, envelope });
     }
-    let next = events.last().map(|e| e.cursor.clone()).or_else(|| after.map(str::to_owned));
+    let next = events.last().map(|e| e.cursor.clone()).or_else(|| given.map(str::to_owned));
     Ok(EventPage { events, next })
 }
 
@@ -248,7 +273,7 @@ mod tests {
             chain.write_head(tx).unwrap();
         });
 
-        let page = read_page(&store, None, 10).unwrap();
+        let page = read_page(&store, PageFrom::After(None), 10).unwrap();
         let read: Vec<_> = page.events.iter().map(|e| e.envelope.clone()).collect();
         let written: Vec<_> = texts.iter().map(|t| decode(t.as_bytes()).unwrap()).collect();
         assert_eq!(read, written, "each event once, in commit order, each from its own record");
@@ -259,12 +284,12 @@ mod tests {
         assert_eq!(values[3], pointer(3));
         assert_eq!(values[4], pointer(4));
         // A page that starts between them reads the same events.
-        let rest = read_page(&store, Some(&page.events[1].cursor), 10).unwrap();
+        let rest = read_page(&store, PageFrom::After(Some(&page.events[1].cursor)), 10).unwrap();
         assert_eq!(rest.events.iter().map(|e| e.envelope.clone()).collect::<Vec<_>>(), written[2..]);
     }
 
     fn corrupt(store: &dyn Store) -> (String, String) {
-        match read_page(store, None, 10) {
+        match read_page(store, PageFrom::After(None), 10) {
             Err(ReadError::Corrupt { cursor, message }) => (cursor, message),
             other => panic!("expected a corrupt event, got {other:?}"),
         }
@@ -288,7 +313,7 @@ mod tests {
             append_chained(tx, 0, first).unwrap();
             chain.write_head(tx).unwrap();
         });
-        assert_eq!(read_page(&store, None, 10).unwrap().events[0].envelope.payload["amount"], "7.00");
+        assert_eq!(read_page(&store, PageFrom::After(None), 10).unwrap().events[0].envelope.payload["amount"], "7.00");
         let record = subspaces::audit().pack(&("rec", 1u64));
         commit(&store, |tx| {
             let value = tx.get(&record).unwrap().unwrap();

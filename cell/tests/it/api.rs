@@ -379,3 +379,28 @@ async fn sessions_and_the_location_gate() {
     assert_eq!(r.status, 200, "withdrawals stay open abroad");
     assert_eq!(c.balance("uk-tr").await["cash"], "4.00");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_log_reads_newest_first_too() {
+    let cell = TestCell::start("uk").await;
+    let c = cell.client();
+    assert_eq!(c.register("uk-eve", "1990-04-01", "GB", "GBP").await.status, 201);
+    for n in 1..=3 {
+        assert_eq!(c.credit("uk-eve", &format!("{n}.00"), &format!("dep-{n}")).await.status, 200);
+    }
+    let oldest_first = c.get("/events?limit=10").await.json();
+    let all: Vec<&str> =
+        oldest_first["events"].as_array().unwrap().iter().map(|e| e["cursor"].as_str().unwrap()).collect();
+    let newest = c.get("/events?order=desc&limit=2").await.json();
+    let page: Vec<&str> = newest["events"].as_array().unwrap().iter().map(|e| e["cursor"].as_str().unwrap()).collect();
+    assert_eq!(page, [all[all.len() - 1], all[all.len() - 2]], "newest first");
+    assert_eq!(newest["events"][0]["payload"]["amount"], "3.00");
+    let next = newest["next"].as_str().unwrap();
+    let older = c.get(&format!("/events?order=desc&limit=10&before={next}")).await.json();
+    let rest: Vec<&str> = older["events"].as_array().unwrap().iter().map(|e| e["cursor"].as_str().unwrap()).collect();
+    let mut expected: Vec<&str> = all[..all.len() - 2].to_vec();
+    expected.reverse();
+    assert_eq!(rest, expected, "the page before continues where the first stopped");
+    assert_eq!(c.get("/events?before=00").await.code(), "INVALID_QUERY", "before without order=desc");
+    assert_eq!(c.get("/events?order=sideways").await.code(), "INVALID_QUERY");
+}

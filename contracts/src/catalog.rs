@@ -69,6 +69,13 @@ impl GameType {
     }
 }
 
+/// `text` as an unsigned decimal in plain notation (digits and at most one point: no sign, no
+/// exponent, no spaces), exactly.
+fn plain_decimal(text: &str) -> Option<Decimal> {
+    let plain = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    Decimal::from_str_exact(text).ok().filter(|_| plain)
+}
+
 /// Return to player, in percent, as certified by the test lab: a decimal string such as
 /// `"96.50"`, above 0 and at most 100, at most 4 decimals. Never a float: certificates state an
 /// exact figure, and regulators compare it digit for digit.
@@ -80,11 +87,8 @@ pub const RTP_SCALE_MAX: u32 = 4;
 
 impl Rtp {
     pub fn parse(text: &str) -> Result<Rtp, String> {
-        let plain = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-        let value = Decimal::from_str_exact(text)
-            .ok()
-            .filter(|_| plain)
-            .ok_or_else(|| format!("RTP `{text}` is not a plain decimal such as \"96.50\""))?;
+        let value =
+            plain_decimal(text).ok_or_else(|| format!("RTP `{text}` is not a plain decimal such as \"96.50\""))?;
         if value <= Decimal::ZERO || value > Decimal::ONE_HUNDRED {
             return Err(format!("RTP {text} is outside (0, 100] percent"));
         }
@@ -133,10 +137,7 @@ pub struct Multiplier(Decimal);
 
 impl Multiplier {
     pub fn parse(text: &str) -> Result<Multiplier, String> {
-        let plain = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-        let value = Decimal::from_str_exact(text)
-            .ok()
-            .filter(|_| plain)
+        let value = plain_decimal(text)
             .ok_or_else(|| format!("multiplier `{text}` is not a plain decimal such as \"5000\""))?;
         if value <= Decimal::ZERO || value > Decimal::from(MAX_MULTIPLIER_MAX) {
             return Err(format!("multiplier {text} is outside (0, {MAX_MULTIPLIER_MAX}]"));

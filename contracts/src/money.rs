@@ -185,7 +185,7 @@ impl FromStr for Amount {
 /// Why an amount is not valid money.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
-    #[error("unknown currency `{0}`")]
+    #[error("unknown currency `{0}`: one of {known}", known = known_codes())]
     UnknownCurrency(String),
     #[error("{amount} has more decimals than {currency} allows ({scale})")]
     TooManyDecimals { amount: Decimal, currency: &'static str, scale: u32 },
@@ -195,6 +195,11 @@ pub enum MoneyError {
     Zero,
     #[error("{amount} {currency} is over the largest single amount this platform accepts ({max} {currency})")]
     TooLarge { amount: Decimal, currency: &'static str, max: Decimal },
+}
+
+/// Every currency code, for a refusal that names the allowed values.
+fn known_codes() -> String {
+    CURRENCIES.iter().map(|c| c.code).collect::<Vec<_>>().join(", ")
 }
 
 impl MoneyError {

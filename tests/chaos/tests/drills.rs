@@ -91,7 +91,7 @@ fn invariants_catch_an_effect_nobody_acknowledged() {
             cells: platform.cell_ids().into_iter().map(|id| (id.clone(), platform.url(&Role::Primary(id)))).collect(),
             provider_secret: DEMO_PROVIDER_SECRET.to_owned(),
         };
-        let mut load = Load::start(platform.http.clone(), targets, &regions, options.seed, 2);
+        let mut load = Load::start(platform.http.clone(), targets, &regions, options.seed, 2, None);
         assert!(load.wait_until(Duration::from_secs(60), |l| l.acked(None) >= 20).await, "no load progress");
         load.stop().await;
         load.recover(tokio::time::Instant::now() + Duration::from_secs(60)).await;

@@ -4,6 +4,7 @@
 //! Rules are data with effective dates and a policy version, so a rule change is a reviewed edit
 //! of a file, and every decision taken under it can say which version it used.
 
+use crate::catalog::GameType;
 use crate::flags::{FlagKey, FlagLock, FlagValue};
 use crate::{CountryCode, Currency, Jurisdiction, Money};
 use chrono::NaiveDate;
@@ -155,7 +156,9 @@ struct RulesFile {
 #[serde(deny_unknown_fields)]
 struct StakeLimitFile {
     id: String,
-    product: String,
+    /// A closed set: a typo (`slot` for `slots`) is refused at load, with the allowed values,
+    /// rather than silently matching no game.
+    product: GameType,
     max_stake: String,
     age_from: u8,
     age_to: Option<u8>,
@@ -213,7 +216,7 @@ pub struct RegionConfig {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StakeLimit {
     pub id: String,
-    pub product: String,
+    pub product: GameType,
     pub max_stake: Money,
     pub age_from: u8,
     pub age_to: Option<u8>,
@@ -354,7 +357,7 @@ fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
         }
         stake_limits.push(StakeLimit {
             id: s.id.clone(),
-            product: s.product.clone(),
+            product: s.product,
             max_stake: money(field("max_stake"), &s.max_stake)?,
             age_from: s.age_from,
             age_to: s.age_to,

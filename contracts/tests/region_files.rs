@@ -47,6 +47,9 @@ fn bad_region_files_are_refused_with_the_field_named() {
     assert!(m.contains("missing rule") && m.contains("stake limits"), "{m}");
     let m = error_for(|t| t.replace("max_stake = \"5.00\"", "max_stake = \"5.001\""));
     assert!(m.contains("rules.stake_limits[0].max_stake"), "{m}");
+    // A product typo used to match no game and drop the UK slot stake cap silently.
+    let m = error_for(|t| t.replacen("product = \"slots\"", "product = \"slot\"", 1));
+    assert!(m.contains("product") && m.contains("unknown variant `slot`") && m.contains("`slots`, `live`"), "{m}");
     let m = error_for(|t| t.replace("export_format = \"ukgc-regulatory-return\"\n", ""));
     assert!(m.contains("missing field `export_format`"), "{m}");
 }

@@ -440,13 +440,16 @@ fn a_game_type_and_multiplier_count_only_for_their_own_provider() {
         digest: None,
     };
     CatalogSink(catalog.clone()).apply(&set).unwrap();
-    assert_eq!(catalog.game_type("demo", "demo-roulette"), Some("live"));
+    assert_eq!(catalog.game_type("demo", "demo-roulette"), Some(contracts::catalog::GameType::Live));
     assert_eq!(catalog.game_type("pulsar", "demo-roulette"), None, "another provider's game says nothing");
     let multiplier = catalog.max_multiplier("demo", "demo-roulette").map(|m| m.value());
     assert_eq!((multiplier, catalog.max_multiplier("pulsar", "demo-roulette")), (Some(36.into()), None));
     // The copy is in the store: a reopened cell knows it.
     let reopened = Catalog::open(store, region).unwrap();
-    assert_eq!((reopened.version(), reopened.game_type("demo", "demo-roulette")), (1, Some("live")));
+    assert_eq!(
+        (reopened.version(), reopened.game_type("demo", "demo-roulette")),
+        (1, Some(contracts::catalog::GameType::Live))
+    );
 }
 
 /// A control plane replaced by one with another history (here: a fresh one, as from an older

@@ -218,8 +218,8 @@ impl Catalog {
 
     /// The product (`slots`, `live`...) of `provider`'s game `game`, if the catalog lists it, for
     /// stake rules. Only that provider's game: a bet naming another provider's game learns nothing.
-    pub fn game_type(&self, provider: &str, game: &str) -> Option<&'static str> {
-        self.view().games.get(game).filter(|g| g.provider_id.as_str() == provider).map(|g| g.game_type.as_str())
+    pub fn game_type(&self, provider: &str, game: &str) -> Option<contracts::catalog::GameType> {
+        self.view().games.get(game).filter(|g| g.provider_id.as_str() == provider).map(|g| g.game_type)
     }
 
     /// The maximum multiplier the synced catalog gives `provider`'s `game`, if it gives one.

@@ -201,7 +201,7 @@ pub struct StakeCap {
 pub fn stake_cap(
     region: &RegionConfig,
     born: NaiveDate,
-    product: &str,
+    product: contracts::catalog::GameType,
     currency: Currency,
     today: NaiveDate,
 ) -> Option<StakeCap> {

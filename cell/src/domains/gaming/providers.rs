@@ -44,9 +44,10 @@ pub enum InitialState {
 #[serde(deny_unknown_fields)]
 pub struct Game {
     pub id: String,
-    /// The product, as region rules name it (`slots`, `live`, `table`).
+    /// The product, as region rules name it (`slots`, `live`, `table`...): a closed set, so a
+    /// typo is refused at load with the allowed values rather than escaping every stake rule.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: contracts::catalog::GameType,
     /// The most one bet can win, as a multiple of its stake, as the game's certificate states it
     /// (a decimal string, `"5000"`). When given, a provider's wins past it are refused
     /// (`WIN_LIMIT_EXCEEDED`); else a win is bounded by the currency's maximum amount alone.
@@ -78,8 +79,8 @@ pub struct Provider {
 impl Provider {
     /// The product of `game` for stake rules. A game the file does not list counts as `slots`,
     /// the most restricted product, so an unlisted game can never escape a slot stake limit.
-    pub fn product_of(&self, game: &str) -> &str {
-        self.config.games.iter().find(|g| g.id == game).map(|g| g.kind.as_str()).unwrap_or("slots")
+    pub fn product_of(&self, game: &str) -> contracts::catalog::GameType {
+        self.config.games.iter().find(|g| g.id == game).map_or(contracts::catalog::GameType::Slots, |g| g.kind)
     }
 
     /// The maximum multiplier of `game`, if its file gives one.
@@ -140,4 +141,20 @@ pub fn load_dir_with(
         providers.push(Provider { config, secret });
     }
     Ok(providers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_product_typo_is_refused_at_load_with_the_allowed_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = "id = \"p\"\ndialect = \"pulse\"\nsecret_env = \"X\"\nstate = \"enabled\"\n\
+                    round_timeout_seconds = 5\nduplicates = \"replay\"\n\n[[games]]\nid = \"g\"\ntype = \"slot\"\n";
+        std::fs::write(dir.path().join("p.toml"), file).unwrap();
+        let refused = load_dir_with(dir.path(), |_| Some("secret".into())).unwrap_err().to_string();
+        assert!(refused.contains("p.toml") && refused.contains("type"), "names the file and field: {refused}");
+        assert!(refused.contains("unknown variant `slot`") && refused.contains("`slots`"), "{refused}");
+    }
 }

@@ -50,6 +50,10 @@ enum Command {
         /// Flag answers say `STALE` once the control plane has been unreachable this long.
         #[arg(long, default_value_t = 30)]
         control_stale_after_seconds: u64,
+        /// Where the data lives: `embedded` (fjall under --data), or `foundationdb[:CLUSTER_FILE]`
+        /// (a build with the `foundationdb` feature; keys stay under --data).
+        #[arg(long, default_value = "embedded")]
+        store: cell::server::StoreBackend,
     },
     /// The WORM audit chain.
     Audit {
@@ -103,8 +107,15 @@ fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
     let done = match cli.command {
-        Command::Serve { region, listen, data, tls_dir, providers, control, control_stale_after_seconds } => runtime
-            .block_on(async move {
+        Command::Serve { store, .. } if !store.available() => {
+            eprintln!(
+                "Error: --store {store} needs a cell built with the `foundationdb` feature \
+                 (cargo build --release -p cell --features foundationdb; see README, FoundationDB)"
+            );
+            return Ok(ExitCode::from(2));
+        }
+        Command::Serve { region, listen, data, tls_dir, providers, control, control_stale_after_seconds, store } => {
+            runtime.block_on(async move {
                 let region = RegionConfig::from_file(&region)?;
                 let tls = match &tls_dir {
                     Some(dir) => Some(replication::tls::server_config(dir, &region.cell_id)?),
@@ -132,6 +143,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 let config = CellConfig {
                     region,
                     data_dir: data,
+                    store,
                     durability: Durability::GroupSync,
                     writer: WriterConfig::default(),
                     tls,
@@ -141,7 +153,8 @@ fn main() -> anyhow::Result<ExitCode> {
                     store_faults: None,
                 };
                 cell::server::run(config, listener, shutdown_signal()).await
-            }),
+            })
+        }
         Command::Audit { what: Audit::Verify { data, public_key } } => {
             // The status alone tells a script what happened: 1 is a broken chain, 2 no verdict.
             let report = match cell::audit::verify_offline(&data, public_key.as_deref()) {

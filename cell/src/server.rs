@@ -18,10 +18,55 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+/// Which store backend holds the cell's data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreBackend {
+    /// fjall under the data directory (the default).
+    #[default]
+    Embedded,
+    /// A FoundationDB cluster, through this cluster file (FoundationDB's default when `None`).
+    /// Only in a build with the `foundationdb` feature.
+    FoundationDb { cluster_file: Option<PathBuf> },
+}
+
+impl StoreBackend {
+    /// Whether this build can open it.
+    pub fn available(&self) -> bool {
+        matches!(self, StoreBackend::Embedded) || cfg!(feature = "foundationdb")
+    }
+}
+
+impl std::fmt::Display for StoreBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreBackend::Embedded => f.write_str("embedded"),
+            StoreBackend::FoundationDb { cluster_file: None } => f.write_str("foundationdb"),
+            StoreBackend::FoundationDb { cluster_file: Some(file) } => write!(f, "foundationdb:{}", file.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for StoreBackend {
+    type Err = String;
+    /// `embedded`, `foundationdb` or `foundationdb:CLUSTER_FILE`.
+    fn from_str(text: &str) -> Result<StoreBackend, String> {
+        match text.split_once(':') {
+            None if text == "embedded" => Ok(StoreBackend::Embedded),
+            None if text == "foundationdb" => Ok(StoreBackend::FoundationDb { cluster_file: None }),
+            Some(("foundationdb", file)) if !file.is_empty() => {
+                Ok(StoreBackend::FoundationDb { cluster_file: Some(file.into()) })
+            }
+            _ => Err(format!("`{text}`: embedded, foundationdb or foundationdb:CLUSTER_FILE")),
+        }
+    }
+}
+
 /// Everything `run` needs.
 pub struct CellConfig {
     pub region: RegionConfig,
+    /// Keys (sessions, audit) and, with the embedded backend, the store.
     pub data_dir: PathBuf,
+    pub store: StoreBackend,
     pub durability: Durability,
     pub writer: WriterConfig,
     /// Serve over mutual TLS with this configuration; plain HTTP when `None` (local use).
@@ -72,10 +117,25 @@ impl OpenCell {
     pub fn open(config: &CellConfig, metrics: Arc<Metrics>) -> anyhow::Result<OpenCell> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
-        let embedded = EmbeddedStore::open(&config.data_dir.join("store"), config.durability)
-            .with_context(|| format!("open store under {}", config.data_dir.display()))?;
-        metrics.watch_deleted_files(embedded.deleted_files());
-        let mut store: Arc<dyn Store> = Arc::new(embedded);
+        let mut store: Arc<dyn Store> = match &config.store {
+            StoreBackend::Embedded => {
+                let embedded = EmbeddedStore::open(&config.data_dir.join("store"), config.durability)
+                    .with_context(|| format!("open store under {}", config.data_dir.display()))?;
+                metrics.watch_deleted_files(embedded.deleted_files());
+                Arc::new(embedded)
+            }
+            #[cfg(feature = "foundationdb")]
+            StoreBackend::FoundationDb { cluster_file } => {
+                let file = cluster_file.as_deref().map(|f| f.to_string_lossy().into_owned());
+                Arc::new(crate::store::fdb::FdbStore::open(file.as_deref()).context("connect to FoundationDB")?)
+            }
+            #[cfg(not(feature = "foundationdb"))]
+            StoreBackend::FoundationDb { .. } => {
+                anyhow::bail!(
+                    "this cell was built without the `foundationdb` feature (cargo build --features foundationdb)"
+                )
+            }
+        };
         if let Some((faults, seed)) = config.store_faults {
             tracing::warn!(seed, ?faults, "the store injects faults");
             store = Arc::new(crate::store::fault::FaultyStore::new(store, faults, seed));

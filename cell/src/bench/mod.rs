@@ -122,6 +122,7 @@ pub(super) fn config(
     Ok(CellConfig {
         region: RegionConfig::from_toml(UK_REGION)?,
         data_dir: dir.to_owned(),
+        store: Default::default(),
         durability,
         writer,
         tls: None,

@@ -102,6 +102,7 @@ async fn serve(
     let config = CellConfig {
         region: RegionConfig::from_file(&region_path(cell)).unwrap(),
         data_dir: dir.to_owned(),
+        store: Default::default(),
         durability: Durability::GroupSync,
         writer: WriterConfig::default(),
         tls: None,

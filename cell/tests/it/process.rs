@@ -129,3 +129,26 @@ async fn sigterm_signs_a_last_audit_checkpoint() {
     signal(&child, "-TERM");
     assert!(child.wait().unwrap().success());
 }
+
+/// `--store foundationdb` in a build without the feature says so and exits 2, touching nothing.
+#[cfg(not(feature = "foundationdb"))]
+#[test]
+fn a_foundationdb_store_without_the_feature_exits_2_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = crate::harness::region_path("uk");
+    let out = Command::new(env!("CARGO_BIN_EXE_cell"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", "foundationdb:/etc/foundationdb/fdb.cluster"])
+        .arg("--region")
+        .arg(&region)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("--store foundationdb:/etc/foundationdb/fdb.cluster") && said.contains("`foundationdb` feature"),
+        "{said}"
+    );
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+}

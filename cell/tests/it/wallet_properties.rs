@@ -149,6 +149,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let config = CellConfig {
         region: RegionConfig::from_file(&crate::harness::region_path("uk")).unwrap(),
         data_dir: dir.path().to_owned(),
+        store: Default::default(),
         durability: Durability::GroupSync,
         writer: WriterConfig::default(),
         tls: None,

@@ -15,6 +15,12 @@ use tokio::net::TcpListener;
 /// (a 502 for a request the cell never saw).
 const HEADER_READ_MAX: Duration = Duration::from_secs(90);
 
+/// Most connections open at once. A cell's clients are the router (a pool per serving thread),
+/// the control plane and game providers: hundreds of connections, not thousands. The cap leaves
+/// most of the process's 20,000 descriptors to the store (fjall keeps up to 900 tables open) and
+/// keeps a flood of idle connections from exhausting them.
+const CONNECTIONS_MAX: usize = 8_192;
+
 /// Serves `app` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,
@@ -22,5 +28,6 @@ pub async fn serve(
     app: axum::Router,
     shutdown: impl Future<Output = ()>,
 ) {
-    replication::http::serve(listener, tls, TowerToHyperService::new(app), HEADER_READ_MAX, shutdown).await
+    let service = TowerToHyperService::new(app);
+    replication::http::serve(listener, tls, service, HEADER_READ_MAX, CONNECTIONS_MAX, shutdown).await
 }

@@ -16,6 +16,11 @@ use std::future::Future;
 /// connection may sit idle (`replication::http::serve_connection`): operators' tools and the
 /// drills' clients reuse connections for seconds, not minutes.
 const HEADER_READ_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Most connections open at once: the control API's clients are operators' tools, drills and
+/// regulators, a handful at a time; the cap keeps a flood of idle connections from taking every
+/// file descriptor the store and the QUIC endpoint need.
+const CONNECTIONS_MAX: usize = 1_024;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -115,7 +120,7 @@ impl ControlPlane {
             }
         };
         let service = hyper_util::service::TowerToHyperService::new(api::router(self.state.clone()));
-        let serve = replication::http::serve(listener, None, service, HEADER_READ_MAX, http_stop);
+        let serve = replication::http::serve(listener, None, service, HEADER_READ_MAX, CONNECTIONS_MAX, http_stop);
         let server = tokio::spawn(serve);
         tracing::info!(%http, %quic, version = self.state.store.version(), "global-control listening");
         // Tests and scripts read this line to know both ports.

@@ -95,12 +95,14 @@ pub const DRAIN_MAX: Duration = Duration::from_secs(30);
 /// [`HANDSHAKE_TIMEOUT`]). On shutdown it stops accepting, lets every connection finish the
 /// request it is serving (an idle keep-alive connection closes at once), and returns when all are
 /// done, or after [`DRAIN_MAX`] by cutting off what is left. `header_read_max` is as for
-/// [`serve_connection`].
+/// [`serve_connection`]. At most `connections_max` connections are open at once: past it the
+/// server stops accepting until one ends, and further clients wait in the kernel's backlog.
 pub async fn serve<S>(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     service: S,
     header_read_max: Duration,
+    connections_max: usize,
     shutdown: impl Future<Output = ()>,
 ) where
     S: HttpService<Incoming> + Clone + Send + 'static,
@@ -114,10 +116,15 @@ pub async fn serve<S>(
     let (stop, stopped) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut at_cap = false;
     loop {
+        if connections.len() >= connections_max && !at_cap {
+            tracing::warn!(connections_max, "at the connection cap: new clients wait until a connection ends");
+        }
+        at_cap = connections.len() >= connections_max;
         tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
+            accepted = listener.accept(), if !at_cap => match accepted {
                 Ok((tcp, peer)) => {
                     let (acceptor, service, stopped) = (acceptor.clone(), service.clone(), stopped.clone());
                     connections.spawn(connection(tcp, peer, acceptor, service, header_read_max, stopped));
@@ -319,6 +326,34 @@ impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for JsonErrors<I> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Past `connections_max`, a new client waits (in the kernel's backlog) until a connection
+    /// ends, then is served.
+    #[tokio::test]
+    async fn past_the_cap_a_client_waits_for_a_connection_to_end() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let service = hyper::service::service_fn(|_request| async {
+            Ok::<_, std::convert::Infallible>(hyper::Response::new("ok".to_owned()))
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, None, service, Duration::from_secs(30), 2, async {
+            let _ = stopped.await;
+        }));
+        let idle_a = TcpStream::connect(address).await.unwrap();
+        let _idle_b = TcpStream::connect(address).await.unwrap();
+        let mut third = TcpStream::connect(address).await.unwrap();
+        third.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut answer = [0u8; 64];
+        let early = tokio::time::timeout(Duration::from_millis(300), third.read(&mut answer)).await;
+        assert!(early.is_err(), "a third connection is served past a cap of two");
+        drop(idle_a);
+        let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut answer)).await.unwrap().unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&answer[..n]));
+        let _ = stop.send(());
+        server.await.unwrap();
+    }
 
     #[test]
     fn hyper_refusals_get_a_json_body_and_nothing_else_changes() {

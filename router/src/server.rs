@@ -613,7 +613,8 @@ pub async fn run(
     for i in 1..crate::upstream::pool_count() {
         let runtime =
             tokio::runtime::Builder::new_current_thread().enable_all().build().context("start a serving runtime")?;
-        let (to_thread, dealt) = tokio::sync::mpsc::unbounded_channel();
+        // Bounded by the cap: every connection in a channel holds a permit.
+        let (to_thread, dealt) = tokio::sync::mpsc::channel(CLIENT_CONNECTIONS_MAX);
         let open = state.metrics.client_connections.get_or_create(&ServingLabels { thread: i as u64 }).clone();
         let (state, counted) = (state.clone(), open.clone());
         let thread = std::thread::Builder::new()
@@ -626,10 +627,28 @@ pub async fn run(
         threads.push(ServingThread { to_thread, open, thread });
     }
     let mut shutdown = std::pin::pin!(shutdown);
+    let cap = Arc::new(tokio::sync::Semaphore::new(CLIENT_CONNECTIONS_MAX));
+    let mut at_cap = false;
     loop {
+        let permit = match cap.clone().try_acquire_owned() {
+            Ok(permit) => {
+                at_cap = false;
+                permit
+            }
+            Err(_) => {
+                if !at_cap {
+                    tracing::warn!(CLIENT_CONNECTIONS_MAX, "at the connection cap: new clients wait until one ends");
+                }
+                at_cap = true;
+                tokio::select! {
+                    permit = cap.clone().acquire_owned() => permit.expect("the cap is never closed"),
+                    _ = &mut shutdown => break,
+                }
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => deal(&threads, tcp, peer),
+                Ok((tcp, peer)) => deal(&threads, tcp, peer, permit),
                 // Out of file descriptors, or a connection reset while queued: not fatal.
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a connection failed");
@@ -671,11 +690,18 @@ const DRAIN_MAX: Duration = Duration::from_secs(15);
 pub const CLIENT_IDLE_MAX: Duration = Duration::from_secs(75);
 
 /// A connection on its way to a serving thread.
-type Dealt = (std::net::TcpStream, SocketAddr);
+/// An accepted connection on its way to a serving thread, with its place under the cap.
+type Dealt = (std::net::TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit);
+
+/// Most client connections open at once. Clients arrive through a load balancer or proxy that
+/// pools them; 10,000 is far above that, below the process's 20,000 descriptors (each client
+/// connection may also hold an upstream one to a cell), and keeps a flood of idle connections
+/// from exhausting them: past it the router stops accepting until a connection ends.
+pub const CLIENT_CONNECTIONS_MAX: usize = 10_000;
 
 /// A serving thread, as the acceptor sees it.
 struct ServingThread {
-    to_thread: tokio::sync::mpsc::UnboundedSender<Dealt>,
+    to_thread: tokio::sync::mpsc::Sender<Dealt>,
     /// Connections it is serving (`router_client_connections`); [`GONE`] once it has stopped
     /// taking them.
     open: Gauge,
@@ -690,7 +716,12 @@ const GONE: i64 = 1 << 62;
 /// listening socket, `router bench`'s 32 keep-alive clients once loaded them 66% to 34% (their
 /// CPU time at the fixed rate), and the busier thread saturated (p50 59 ms) while the other
 /// idled; dealt by count, the split is 50/50 and the p50 about 1 ms.
-fn deal(threads: &[ServingThread], tcp: tokio::net::TcpStream, peer: SocketAddr) {
+fn deal(
+    threads: &[ServingThread],
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let Some(thread) = threads.iter().min_by_key(|t| t.open.get()) else { return };
     // Off this runtime's reactor, to be registered with the serving thread's own.
     let tcp = match tcp.into_std() {
@@ -698,19 +729,23 @@ fn deal(threads: &[ServingThread], tcp: tokio::net::TcpStream, peer: SocketAddr)
         Err(e) => return tracing::warn!(error = %e, %peer, "could not hand a connection on"),
     };
     thread.open.inc();
-    if thread.to_thread.send((tcp, peer)).is_err() {
+    if thread.to_thread.try_send((tcp, peer, permit)).is_err() {
         // Only a panic ends a serving thread before its channel does.
         thread.open.set(GONE);
         tracing::error!(%peer, "a serving thread has stopped: connection dropped, later ones go to the others");
     }
 }
 
-/// Counts a connection out of its thread's `open` when its task ends, however it ends.
-struct Served(Gauge);
+/// Counts a connection out of its thread's `open`, and frees its place under the cap, when its
+/// task ends, however it ends.
+struct Served {
+    open: Gauge,
+    _place: tokio::sync::OwnedSemaphorePermit,
+}
 
 impl Drop for Served {
     fn drop(&mut self) {
-        self.0.dec();
+        self.open.dec();
     }
 }
 
@@ -720,14 +755,14 @@ impl Drop for Served {
 /// runtime measured about 10% less CPU per request than tokio's work-stealing one (no sibling
 /// worker woken, no task moved), but saturated on its one core. When the acceptor closes the
 /// channel, each connection finishes its request in flight (for at most [`DRAIN_MAX`]).
-async fn serve_thread(mut dealt: tokio::sync::mpsc::UnboundedReceiver<Dealt>, open: Gauge, state: Arc<AppState>) {
+async fn serve_thread(mut dealt: tokio::sync::mpsc::Receiver<Dealt>, open: Gauge, state: Arc<AppState>) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             next = dealt.recv() => match next {
-                Some((tcp, peer)) => {
-                    let served = Served(open.clone());
+                Some((tcp, peer, permit)) => {
+                    let served = Served { open: open.clone(), _place: permit };
                     match tokio::net::TcpStream::from_std(tcp) {
                         Ok(tcp) => {
                             let (state, stopped) = (state.clone(), stopped.clone());

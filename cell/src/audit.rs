@@ -259,11 +259,12 @@ fn checkpoints_read(tx: &mut dyn Transaction) -> Result<Vec<Checkpoint>, StoreEr
 pub struct Checkpointer {
     cell: String,
     key: SigningKey,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
 }
 
 impl Checkpointer {
-    pub fn new(cell: &str, key: SigningKey) -> Checkpointer {
-        Checkpointer { cell: cell.to_owned(), key }
+    pub fn new(cell: &str, key: SigningKey, clock: std::sync::Arc<dyn crate::clock::Clock>) -> Checkpointer {
+        Checkpointer { cell: cell.to_owned(), key, clock }
     }
 
     /// Hex Ed25519 public key: what a third party needs to verify.
@@ -282,7 +283,7 @@ impl Checkpointer {
             if let Some(bytes) = tx.get(&checkpoint_key(head.seq))? {
                 return Ok(Ok(Some(decode("checkpoint", &bytes)?)));
             }
-            let signed_at = chrono::Utc::now();
+            let signed_at = self.clock.now();
             let head_hex = hex::encode(head.head);
             let signature = self.key.sign(&Checkpoint::message(&self.cell, head.seq, &head_hex, &signed_at));
             let cp = Checkpoint {

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod audit;
 pub mod bench;
+pub mod clock;
 pub mod domains;
 pub mod events;
 pub mod http;

@@ -151,6 +151,7 @@ fn main() -> anyhow::Result<ExitCode> {
                     control,
                     intervals: Default::default(),
                     store_faults: None,
+                    clock: cell::clock::system(),
                 };
                 cell::server::run(config, listener, shutdown_signal()).await
             })

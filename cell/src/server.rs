@@ -76,6 +76,8 @@ pub struct CellConfig {
     /// Follow this control plane's flags and catalog; without it the cell serves the copy it has.
     pub control: Option<ControlConfig>,
     pub intervals: Intervals,
+    /// Where every domain reads the time: the wall clock in service, a manual one in tests.
+    pub clock: Arc<dyn crate::clock::Clock>,
     /// Faults to inject into the store, from a seed (tests); `None` in service.
     pub store_faults: Option<(crate::store::fault::FaultConfig, u64)>,
 }
@@ -142,22 +144,40 @@ impl OpenCell {
         }
         let region = Arc::new(config.region.clone());
         let (wallet, writer) =
-            Wallet::start(store.clone(), region.clone(), metrics, config.writer).context("start wallet writer")?;
-        let compliance = Compliance::new(store.clone(), region.clone());
+            Wallet::start(store.clone(), region.clone(), metrics, config.writer, config.clock.clone())
+                .context("start wallet writer")?;
+        let compliance = Compliance::new(store.clone(), region.clone(), config.clock.clone());
         let sessions = Arc::new(
             SessionSigner::load_or_create(&config.data_dir.join("session-ed25519.key"), &region.cell_id)
                 .context("load the session signing key")?,
         );
         let audit_key = crate::signing_key::load_or_create(&config.data_dir.join("audit-ed25519.key"))
             .context("load the audit signing key")?;
-        let audit = Arc::new(Checkpointer::new(&region.cell_id, audit_key));
+        let audit = Arc::new(Checkpointer::new(&region.cell_id, audit_key, config.clock.clone()));
         let catalog = Arc::new(Catalog::open(store.clone(), region.clone()).context("load the catalog copy")?);
         let gaming = Arc::new(
-            Gaming::new(config.providers.clone(), wallet.clone(), store.clone(), region.clone(), catalog.clone())
-                .context("load provider states")?,
+            Gaming::new(
+                config.providers.clone(),
+                wallet.clone(),
+                store.clone(),
+                region.clone(),
+                catalog.clone(),
+                config.clock.clone(),
+            )
+            .context("load provider states")?,
         );
         Ok(OpenCell {
-            domains: Domains { store, wallet, compliance, gaming, catalog, audit, sessions, region },
+            domains: Domains {
+                store,
+                wallet,
+                compliance,
+                gaming,
+                catalog,
+                audit,
+                sessions,
+                region,
+                clock: config.clock.clone(),
+            },
             writer,
         })
     }

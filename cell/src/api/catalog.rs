@@ -33,7 +33,7 @@ pub async fn evaluate(State(s): State<Arc<AppState>>, query: RawQuery) -> Result
         }
     };
     let ctx = context(query).into_context();
-    Ok(Json(d.catalog.evaluate(&flag, ctx, expected, chrono::Utc::now())))
+    Ok(Json(d.catalog.evaluate(&flag, ctx, expected, d.clock.now())))
 }
 
 /// `GET /lobby[?playerId=...][&attribute=value...]`: the games certified and offered in this
@@ -41,5 +41,5 @@ pub async fn evaluate(State(s): State<Arc<AppState>>, query: RawQuery) -> Result
 pub async fn lobby(State(s): State<Arc<AppState>>, query: RawQuery) -> Result<Json<Lobby>, ApiError> {
     let d = s.domains()?;
     let Query(query) = query.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))?;
-    Ok(Json(d.catalog.lobby(context(query).into_context(), chrono::Utc::now())))
+    Ok(Json(d.catalog.lobby(context(query).into_context(), d.clock.now())))
 }

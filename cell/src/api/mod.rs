@@ -51,6 +51,8 @@ pub struct Domains {
     pub audit: Arc<crate::audit::Checkpointer>,
     pub sessions: Arc<crate::sessions::SessionSigner>,
     pub region: Arc<contracts::region::RegionConfig>,
+    /// Where every domain reads the time.
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// What every handler shares.

@@ -30,7 +30,7 @@ pub async fn create(
             format!("player {} is not registered in this cell", request.player_id),
         ));
     }
-    let (token, exp) = d.sessions.issue(&request.player_id, chrono::Utc::now().timestamp());
+    let (token, exp) = d.sessions.issue(&request.player_id, d.clock.now().timestamp());
     let expires_at = chrono::DateTime::from_timestamp(exp, 0).unwrap_or_default();
     Ok((StatusCode::CREATED, Json(SessionResponse { token, expires_at, cell: s.cell.clone() })))
 }

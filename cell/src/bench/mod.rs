@@ -130,6 +130,7 @@ pub(super) fn config(
         control: None,
         intervals: Default::default(),
         store_faults: None,
+        clock: crate::clock::system(),
     })
 }
 

@@ -27,20 +27,21 @@ pub struct EventContext {
     pub trace_id: String,
 }
 
-/// A UUIDv7: time-ordered, with its random part from the thread's generator rather than a system
-/// call per event (this is on the wallet's hot path).
-fn event_id() -> String {
-    let millis = chrono::Utc::now().timestamp_millis().max(0) as u64;
+/// A UUIDv7 of instant `at`: time-ordered, with its random part from the thread's generator
+/// rather than a system call per event (this is on the wallet's hot path).
+fn event_id(at: chrono::DateTime<chrono::Utc>) -> String {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
     uuid::Builder::from_unix_timestamp_millis(millis, &rand::random::<[u8; 10]>()).into_uuid().to_string()
 }
 
-/// Builds the envelope for `payload`, stamped now with a fresh UUIDv7 id.
-pub fn envelope<P: EventPayload>(ctx: &EventContext, payload: P) -> Envelope<P> {
+/// Builds the envelope for `payload`, stamped `at` (the time its cause was applied, from the
+/// domain's clock) with a fresh UUIDv7 id.
+pub fn envelope<P: EventPayload>(ctx: &EventContext, payload: P, at: chrono::DateTime<chrono::Utc>) -> Envelope<P> {
     Envelope {
         event: P::NAME.to_owned(),
         v: P::VERSION.to_owned(),
-        id: event_id(),
-        ts: chrono::Utc::now(),
+        id: event_id(at),
+        ts: at,
         trace_id: ctx.trace_id.clone(),
         cell: ctx.cell.clone(),
         payload,
@@ -211,7 +212,7 @@ mod tests {
             reason: MovementReason::Deposit,
             entry_id: "3".into(),
         };
-        super::envelope(&ctx, payload)
+        super::envelope(&ctx, payload, chrono::DateTime::UNIX_EPOCH)
     }
 
     #[test]

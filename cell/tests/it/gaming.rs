@@ -707,3 +707,34 @@ async fn a_provider_without_its_secret_is_listed_and_refused() {
     assert_eq!(demo.bet("b1", "uk-p1", "r1", "slot-1", "1.00").await, ok("9.00"));
     books_balance_and_chain_verifies(&c).await;
 }
+
+/// Time is an input: a round left open is voided once the cell's clock passes its provider's
+/// timeout, with the clock moved ten minutes on rather than waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_times_out_when_the_clock_moves_past_it_without_waiting() {
+    let clock = cell::clock::ManualClock::new(chrono::Utc::now());
+    let intervals =
+        cell::server::Intervals { round_sweep: Duration::from_millis(100), audit_checkpoint: Duration::from_secs(60) };
+    let cell = TestCell::start_with_clock("uk", providers(), intervals, clock.clone()).await;
+    let c = cell.client();
+    assert_eq!(c.register("uk-p1", ADULT, "GB", "GBP").await.status, 201);
+    assert_eq!(c.credit("uk-p1", "10.00", "seed").await.status, 200);
+    let p = Provider::new(Dialect::Seamless, false, cell.client());
+    assert_eq!(p.bet("b1", "uk-p1", "r1", "live-1", "4.00").await, ok("6.00"));
+    // The demo provider's timeout is 300 s: a few sweeps later nothing has moved.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(c.balance("uk-p1").await["held"], "4.00");
+    clock.advance(chrono::Duration::minutes(10));
+    let mut voided = false;
+    for _ in 0..50 {
+        if c.balance("uk-p1").await["held"] == "0.00" {
+            voided = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(voided, "the sweeper voids the round once the clock is past its timeout");
+    assert_eq!(c.balance("uk-p1").await["cash"], "10.00");
+    let settled = events_named(&c, "round.settled").await;
+    assert_eq!(settled[0]["payload"]["status"], "VOIDED");
+}

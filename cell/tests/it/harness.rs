@@ -21,6 +21,7 @@ pub struct TestCell {
     providers: Vec<Provider>,
     intervals: cell::server::Intervals,
     store_faults: Option<(cell::store::fault::FaultConfig, u64)>,
+    clock: std::sync::Arc<dyn cell::clock::Clock>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -41,12 +42,22 @@ impl TestCell {
 
     /// A cell serving `providers`, its background work on `intervals`.
     pub async fn start_with(cell: &str, providers: Vec<Provider>, intervals: cell::server::Intervals) -> TestCell {
-        TestCell::start_full(cell, providers, intervals, None).await
+        TestCell::start_full(cell, providers, intervals, None, cell::clock::system()).await
+    }
+
+    /// A cell serving `providers` that reads the time from `clock` (a test moves it).
+    pub async fn start_with_clock(
+        cell: &str,
+        providers: Vec<Provider>,
+        intervals: cell::server::Intervals,
+        clock: std::sync::Arc<dyn cell::clock::Clock>,
+    ) -> TestCell {
+        TestCell::start_full(cell, providers, intervals, None, clock).await
     }
 
     /// A cell whose store injects `faults` (from seed 1).
     pub async fn start_with_faults(cell: &str, faults: cell::store::fault::FaultConfig) -> TestCell {
-        TestCell::start_full(cell, Vec::new(), Default::default(), Some((faults, 1))).await
+        TestCell::start_full(cell, Vec::new(), Default::default(), Some((faults, 1)), cell::clock::system()).await
     }
 
     async fn start_full(
@@ -54,10 +65,12 @@ impl TestCell {
         providers: Vec<Provider>,
         intervals: cell::server::Intervals,
         store_faults: Option<(cell::store::fault::FaultConfig, u64)>,
+        clock: std::sync::Arc<dyn cell::clock::Clock>,
     ) -> TestCell {
         let dir = tempfile::tempdir().unwrap();
-        let (address, stop, server) = serve(cell, dir.path(), providers.clone(), intervals, store_faults).await;
-        TestCell { address, dir, providers, intervals, store_faults, stop: Some(stop), server: Some(server) }
+        let (address, stop, server) =
+            serve(cell, dir.path(), providers.clone(), intervals, store_faults, clock.clone()).await;
+        TestCell { address, dir, providers, intervals, store_faults, clock, stop: Some(stop), server: Some(server) }
     }
 
     /// How the server ended, once it has (without being asked to stop).
@@ -70,7 +83,8 @@ impl TestCell {
     pub async fn restart(&mut self, cell: &str) {
         self.stop().await;
         let (address, stop, server) =
-            serve(cell, self.dir.path(), self.providers.clone(), self.intervals, self.store_faults).await;
+            serve(cell, self.dir.path(), self.providers.clone(), self.intervals, self.store_faults, self.clock.clone())
+                .await;
         self.address = address;
         self.stop = Some(stop);
         self.server = Some(server);
@@ -96,6 +110,7 @@ async fn serve(
     providers: Vec<Provider>,
     intervals: cell::server::Intervals,
     store_faults: Option<(cell::store::fault::FaultConfig, u64)>,
+    clock: std::sync::Arc<dyn cell::clock::Clock>,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -110,6 +125,7 @@ async fn serve(
         control: None,
         intervals,
         store_faults,
+        clock,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(cell::server::run(config, listener, async {

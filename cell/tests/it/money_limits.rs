@@ -152,7 +152,8 @@ async fn operations_batched_with_a_panicking_one_are_not_lost() {
     let dir = tempfile::tempdir().unwrap();
     let embedded: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path(), Durability::GroupSync).unwrap());
     let region = Arc::new(contracts::region::RegionConfig::from_file(&crate::harness::region_path("uk")).unwrap());
-    let compliance = cell::domains::compliance::Compliance::new(embedded.clone(), region.clone());
+    let compliance =
+        cell::domains::compliance::Compliance::new(embedded.clone(), region.clone(), cell::clock::system());
     for (i, player) in ["uk-alice", "uk-poison"].into_iter().enumerate() {
         let request = contracts::players::RegisterPlayerRequest {
             player_id: PlayerId::new(player).unwrap(),
@@ -167,7 +168,8 @@ async fn operations_batched_with_a_panicking_one_are_not_lost() {
     let faults = FaultConfig { panic_on_key: Some(POISON_ENTRY), ..Default::default() };
     let faulty: Arc<dyn Store> = Arc::new(FaultyStore::new(embedded, faults, 1));
     let metrics = Arc::new(cell::metrics::Metrics::default());
-    let (wallet, writer) = Wallet::start(faulty, region, metrics, WriterConfig::default()).unwrap();
+    let (wallet, writer) =
+        Wallet::start(faulty, region, metrics, WriterConfig::default(), cell::clock::system()).unwrap();
     let gbp = Currency::from_code("GBP").unwrap();
     let credit = |player: &str| Command::Credit {
         player: PlayerId::new(player).unwrap(),

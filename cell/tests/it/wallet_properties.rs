@@ -157,6 +157,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         control: None,
         intervals: Default::default(),
         store_faults: None,
+        clock: cell::clock::system(),
     };
     let cell = tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default())))
         .await
@@ -349,7 +350,11 @@ async fn store_faults_never_apply_an_operation_twice() {
     let embedded: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path(), Durability::GroupSync).unwrap());
     let region = Arc::new(RegionConfig::from_file(&crate::harness::region_path("uk")).unwrap());
     // Players are registered before faults start.
-    register_players(&cell::domains::compliance::Compliance::new(embedded.clone(), region.clone()));
+    register_players(&cell::domains::compliance::Compliance::new(
+        embedded.clone(),
+        region.clone(),
+        cell::clock::system(),
+    ));
     let faulty: Arc<dyn Store> = Arc::new(FaultyStore::new(
         embedded.clone(),
         FaultConfig {
@@ -360,9 +365,14 @@ async fn store_faults_never_apply_an_operation_twice() {
         },
         seed,
     ));
-    let (wallet, writer) =
-        cell::domains::wallet::Wallet::start(faulty, region, Arc::new(Metrics::default()), WriterConfig::default())
-            .unwrap();
+    let (wallet, writer) = cell::domains::wallet::Wallet::start(
+        faulty,
+        region,
+        Arc::new(Metrics::default()),
+        WriterConfig::default(),
+        cell::clock::system(),
+    )
+    .unwrap();
     const CREDITS: usize = 300;
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..CREDITS {
@@ -397,9 +407,14 @@ async fn store_faults_never_apply_an_operation_twice() {
     tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
     // Read the truth from a fresh wallet over the plain store.
     let region = Arc::new(RegionConfig::from_file(&crate::harness::region_path("uk")).unwrap());
-    let (reader, writer) =
-        cell::domains::wallet::Wallet::start(embedded, region, Arc::new(Metrics::default()), WriterConfig::default())
-            .unwrap();
+    let (reader, writer) = cell::domains::wallet::Wallet::start(
+        embedded,
+        region,
+        Arc::new(Metrics::default()),
+        WriterConfig::default(),
+        cell::clock::system(),
+    )
+    .unwrap();
     let mut total = Decimal::ZERO;
     for i in 0..PLAYERS {
         let r = reader.clone();

@@ -6,7 +6,7 @@ mod keys;
 use crate::events::{self, EventContext};
 use crate::idempotency::{Answer, IdempotencyKey, IdempotencyRecord};
 use crate::store::{transact, Store, StoreError, Transaction};
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::{Datelike, NaiveDate};
 use contracts::events::PlayerRegistered;
 use contracts::players::{Player, RegisterPlayerRequest};
 use contracts::region::RegionConfig;
@@ -85,11 +85,12 @@ pub fn player_get(tx: &mut dyn Transaction, id: &PlayerId) -> Result<Option<Play
 pub struct Compliance {
     store: Arc<dyn Store>,
     region: Arc<RegionConfig>,
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Compliance {
-    pub fn new(store: Arc<dyn Store>, region: Arc<RegionConfig>) -> Compliance {
-        Compliance { store, region }
+    pub fn new(store: Arc<dyn Store>, region: Arc<RegionConfig>, clock: Arc<dyn crate::clock::Clock>) -> Compliance {
+        Compliance { store, region, clock }
     }
 
     /// Registers a player in this cell. Blocking: call from a blocking context.
@@ -115,7 +116,8 @@ impl Compliance {
                 cell: region.cell_id.clone(),
             });
         }
-        let today = Utc::now().date_naive();
+        let now = self.clock.now();
+        let today = now.date_naive();
         if request.date_of_birth > today {
             return Err(ComplianceError::BirthInFuture);
         }
@@ -139,7 +141,7 @@ impl Compliance {
             country: request.country,
             currency,
             cell: region.cell_id.clone(),
-            registered_at: Utc::now(),
+            registered_at: now,
         };
         let body = serde_json::to_string(&player).expect("a player serialises");
         let outcome = transact(self.store.as_ref(), |tx| {
@@ -157,7 +159,7 @@ impl Compliance {
             events::append(
                 tx,
                 0,
-                &events::encode(&events::envelope(ctx, PlayerRegistered { player: player.clone() })),
+                &events::encode(&events::envelope(ctx, PlayerRegistered { player: player.clone() }, now)),
             )?;
             Ok(Ok(Answer { status: 201, body: body.clone().into(), replayed: false }))
         })?;

@@ -85,6 +85,7 @@ pub struct Gaming {
     store: Arc<dyn Store>,
     region: Arc<RegionConfig>,
     catalog: Arc<Catalog>,
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Gaming {
@@ -95,6 +96,7 @@ impl Gaming {
         store: Arc<dyn Store>,
         region: Arc<RegionConfig>,
         catalog: Arc<Catalog>,
+        clock: Arc<dyn crate::clock::Clock>,
     ) -> Result<Gaming, StoreError> {
         let mut states = BTreeMap::new();
         let mut tx = store.begin()?;
@@ -116,6 +118,7 @@ impl Gaming {
             store,
             region,
             catalog,
+            clock,
         })
     }
 
@@ -145,7 +148,7 @@ impl Gaming {
                 format!("provider {}'s secret ({}) is not set in this cell", p.config.id, p.config.secret_env),
             );
         };
-        let op = match adapters::parse(p.config.dialect, call, headers, body, secret, chrono::Utc::now()) {
+        let op = match adapters::parse(p.config.dialect, call, headers, body, secret, self.clock.now()) {
             Ok(op) => op,
             Err(refusal) => return refusal,
         };
@@ -262,7 +265,7 @@ impl Gaming {
                 registered.date_of_birth
             }
         };
-        let today = chrono::Utc::now().date_naive();
+        let today = self.clock.now().date_naive();
         // The synced catalog says what this provider's game is; else the provider's file; else
         // a slot, the most restricted product.
         let product = self.catalog.game_type(&p.config.id, game).unwrap_or_else(|| p.product_of(game));
@@ -330,7 +333,7 @@ impl Gaming {
         let mut ended = 0;
         for p in self.providers.values() {
             let timeout = chrono::Duration::seconds(p.config.round_timeout_seconds as i64);
-            let before_us = (chrono::Utc::now() - timeout).timestamp_micros();
+            let before_us = (self.clock.now() - timeout).timestamp_micros();
             let rounds = self.wallet.game_rounds_open_before(&p.config.id, before_us, SWEEP_ROUNDS_MAX)?;
             for (round, open_since_us) in rounds {
                 match self.time_out(p, round.clone(), open_since_us, cell).await {

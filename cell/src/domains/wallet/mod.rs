@@ -373,9 +373,10 @@ impl Wallet {
         region: Arc<RegionConfig>,
         metrics: Arc<Metrics>,
         config: WriterConfig,
+        clock: Arc<dyn crate::clock::Clock>,
     ) -> Result<(Wallet, std::thread::JoinHandle<()>), StoreError> {
         let fault = Fault::default();
-        let (submissions, handle) = writer::spawn(store.clone(), metrics.clone(), config, fault.clone())?;
+        let (submissions, handle) = writer::spawn(store.clone(), metrics.clone(), config, fault.clone(), clock)?;
         let submissions = Arc::new(std::sync::RwLock::new(Some(submissions)));
         Ok((Wallet { submissions, store, region, metrics, fault }, handle))
     }

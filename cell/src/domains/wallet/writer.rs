@@ -39,6 +39,7 @@ pub(super) use game_rounds::game_rounds_open_before;
 
 use super::{keys, ledger_add, ledger_sub, Command, Fault, PlayerBalances, SettlePart, WalletError};
 use crate::audit::AuditChain;
+use crate::clock::Clock;
 use crate::domains::compliance;
 use crate::events::{self, EventContext};
 use crate::idempotency::{Answer, IdempotencyKey, IdempotencyRecord};
@@ -168,11 +169,14 @@ struct Batch {
     events: u16,
     /// The audit chain's end as this batch leaves it: every event is appended to it.
     chain: AuditChain,
+    /// When the batch was applied: its events' time.
+    at: DateTime<Utc>,
 }
 
 impl Batch {
-    fn new(chain: AuditChain) -> Batch {
+    fn new(chain: AuditChain, at: DateTime<Utc>) -> Batch {
         Batch {
+            at,
             dirty_balances: HashSet::default(),
             dirty_house: HashSet::default(),
             dirty_rounds: HashSet::default(),
@@ -255,6 +259,7 @@ struct Writer {
     metrics: Arc<Metrics>,
     /// Raised when this writer fails: the cell then stops being ready and exits.
     fault: Fault,
+    clock: Arc<dyn Clock>,
     cache: Cache,
     /// Last journal sequence number used.
     seq: u64,
@@ -275,12 +280,14 @@ pub(super) fn spawn(
     metrics: Arc<Metrics>,
     config: WriterConfig,
     fault: Fault,
+    clock: Arc<dyn Clock>,
 ) -> Result<(mpsc::Sender<Submission>, std::thread::JoinHandle<()>), StoreError> {
     let (sender, receiver) = mpsc::channel(config.queue_ops_max);
     let mut writer = Writer {
         store,
         metrics,
         fault: fault.clone(),
+        clock,
         cache: Cache::default(),
         seq: 0,
         chain: AuditChain::default(),
@@ -490,7 +497,7 @@ impl Writer {
         if let Some(us) = last_us {
             let last = DateTime::<Utc>::from_timestamp_micros(us)
                 .ok_or_else(|| StoreError::Io(format!("the journal's last timestamp ({us} µs) is out of range")))?;
-            let ahead = last.signed_duration_since(Utc::now());
+            let ahead = last.signed_duration_since(self.clock.now());
             if ahead > chrono::Duration::minutes(1) {
                 tracing::warn!(
                     ahead_s = ahead.num_seconds(),
@@ -686,7 +693,7 @@ impl Writer {
         // Snapshot reads: this thread alone writes the wallet, and a player record is never
         // rewritten, so nothing another transaction commits can invalidate what a batch read.
         let mut tx = self.store.begin_snapshot_reads()?;
-        let mut b = Batch::new(self.chain);
+        let mut b = Batch::new(self.chain, self.clock.now().max(self.last_ts));
         let mut results = Vec::with_capacity(batch.len());
         for (index, s) in batch.iter().enumerate() {
             // A panic is caught here, per operation, so it costs that operation alone (see
@@ -830,7 +837,7 @@ impl Writer {
     fn next_entry(&mut self) -> (u64, DateTime<Utc>) {
         // At a million entries a second, u64 lasts 584,000 years.
         self.seq = self.seq.checked_add(1).expect("the journal sequence never wraps");
-        self.last_ts = Utc::now().max(self.last_ts);
+        self.last_ts = self.clock.now().max(self.last_ts);
         (self.seq, self.last_ts)
     }
 
@@ -880,7 +887,7 @@ impl Writer {
     ) -> Result<(), StoreError> {
         let order = b.events;
         b.events = b.events.checked_add(1).expect("a batch orders at most 65,536 events");
-        let json = events::encode(&events::envelope(ctx, payload));
+        let json = events::encode(&events::envelope(ctx, payload, b.at));
         let record = b.chain.append(tx, json)?;
         events::append_chained(tx, order, record)
     }

@@ -105,10 +105,6 @@ fn answer(transaction: Option<&BetId>, currency: Currency, cash: Decimal) -> Str
     serde_json::to_string(&body).expect("serialises")
 }
 
-fn now_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
-
 impl Writer {
     pub(super) fn game(
         &mut self,
@@ -169,7 +165,7 @@ impl Writer {
         let open = state.bets.iter().any(|bet| bet.status == BetStatus::Open);
         match (open, state.open_since) {
             (true, None) => {
-                let since = now_us();
+                let since = b.at.timestamp_micros();
                 tx.set(&keys::game_open(provider, since, round), &[])?;
                 state.open_since = Some(since);
             }

@@ -12,6 +12,10 @@ use sha2::{Digest, Sha256};
 /// Longest idempotency key accepted, in bytes.
 pub const KEY_BYTES_MAX: usize = 128;
 
+/// Keys starting with this are derived by the platform from game providers' transaction ids
+/// (`g|<provider>|<transaction>`): no client key may start with it, so the two never meet.
+pub const PROVIDER_KEY_PREFIX: &str = "g|";
+
 /// The client's key for one logical request, and the fingerprint of the request it was first
 /// used with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +31,9 @@ impl IdempotencyKey {
         if key.is_empty() || key.len() > KEY_BYTES_MAX || !key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(format!("X-Idempotency-Key must be 1 to {KEY_BYTES_MAX} printable ASCII characters"));
         }
-        if key.starts_with(crate::domains::gaming::GAMING_KEY_PREFIX) {
+        if key.starts_with(PROVIDER_KEY_PREFIX) {
             return Err(format!(
-                "X-Idempotency-Key may not start with `{}`: that space is game providers' transaction ids",
-                crate::domains::gaming::GAMING_KEY_PREFIX
+                "X-Idempotency-Key may not start with `{PROVIDER_KEY_PREFIX}`: that space is game providers' transaction ids"
             ));
         }
         Ok(IdempotencyKey::internal(key.to_owned(), route, request))

@@ -7,11 +7,8 @@
 //! SHA-256, so a player lands in the same bucket in every process, on every machine and in every
 //! version of this code: the bucket function is part of the contract (see [`split_bucket`]).
 //!
-//! The change log types ([`Change`], [`ChangeRecord`]) live here too: every control-plane change,
-//! to flags or to the catalog, is one record with one global version, and the same records are
-//! what the history API shows and what cells receive over sync.
+//! The change log that carries flags and the catalog alike is `crate::changes`.
 
-use crate::catalog::{Game, GameId, Provider, ProviderId};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -21,10 +18,6 @@ use std::fmt;
 
 /// Version of the flag shapes; bump with any change to them.
 pub const FLAGS_API_VERSION: &str = "1";
-
-/// Version of the change log's shapes (`ChangeRecord`, `ChangePage`): they carry catalog shapes
-/// too, so they move with `catalog::CATALOG_API_VERSION` as well as with this module's.
-pub const CHANGES_API_VERSION: &str = "2";
 
 /// Longest flag key, in bytes: keys appear in URLs, store keys and metrics labels.
 pub const FLAG_KEY_BYTES_MAX: usize = 64;
@@ -599,32 +592,6 @@ fn region_only(region: &str) -> EvaluationContext {
     EvaluationContext { region: Some(region.to_owned()), ..EvaluationContext::default() }
 }
 
-// ---- the control plane's change log ----------------------------------------------------------
-
-/// One effect of a change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", tag = "op")]
-pub enum Change {
-    FlagPut { flag: Flag },
-    FlagDelete { key: FlagKey },
-    ProviderPut { provider: Provider },
-    ProviderDelete { id: ProviderId },
-    GamePut { game: Game },
-    GameDelete { id: GameId },
-}
-
-/// One versioned, audited change: who, when, why, and what. Versions are global, gapless and
-/// increase by one per record, so "everything after version N" is well defined for every cell.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ChangeRecord {
-    pub version: u64,
-    pub at: DateTime<Utc>,
-    pub actor: String,
-    pub reason: String,
-    pub changes: Vec<Change>,
-}
-
 // ---- control API requests -------------------------------------------------------------------
 
 /// `PUT /flags/{key}`: create or replace a flag.
@@ -645,15 +612,6 @@ pub struct FlagPutRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChangeReason {
     pub reason: String,
-}
-
-/// A page of the change log (`GET /changes`, `GET /flags/{key}/history`), oldest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ChangePage {
-    pub records: Vec<ChangeRecord>,
-    /// Pass as `after` for the next page; `null` at the end.
-    pub next_after: Option<u64>,
 }
 
 #[cfg(test)]

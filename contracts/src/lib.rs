@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod changes;
 pub mod error;
 pub mod events;
 pub mod flags;

@@ -4,7 +4,7 @@
 
 use crate::events::{self, EventPayload};
 use crate::{audit, gaming, players, sessions, wallet, ErrorBody};
-use crate::{catalog, flags};
+use crate::{catalog, changes, flags};
 use schemars::{schema_for, JsonSchema, Schema};
 
 /// One generated schema with the file name it is committed under.
@@ -74,8 +74,8 @@ pub fn all() -> Vec<NamedSchema> {
         api::<flags::EvaluationContext>("flags.evaluation.context", flags::FLAGS_API_VERSION),
         api::<flags::EvaluationResult>("flags.evaluation.result", flags::FLAGS_API_VERSION),
         api::<flags::FlagLock>("flags.lock", flags::FLAGS_API_VERSION),
-        api::<flags::ChangeRecord>("flags.change-record", flags::CHANGES_API_VERSION),
-        api::<flags::ChangePage>("flags.change-page", flags::CHANGES_API_VERSION),
+        api::<changes::ChangeRecord>("flags.change-record", changes::CHANGES_API_VERSION),
+        api::<changes::ChangePage>("flags.change-page", changes::CHANGES_API_VERSION),
         api::<catalog::Provider>("catalog.provider", catalog::CATALOG_API_VERSION),
         api::<catalog::Game>("catalog.game", catalog::CATALOG_API_VERSION),
         api::<catalog::ProviderPutRequest>("catalog.provider.put.request", catalog::CATALOG_API_VERSION),

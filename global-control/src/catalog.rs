@@ -4,7 +4,7 @@ use crate::error::ControlError;
 use crate::flags::check_reason;
 use crate::store::ControlStore;
 use contracts::catalog::{Game, GameId, GamePutRequest, Provider, ProviderId, ProviderPutRequest};
-use contracts::flags::{Change, ChangeRecord};
+use contracts::changes::{Change, ChangeRecord};
 
 fn mismatch(what: &str, path: &str, body: &str) -> ControlError {
     ControlError::Invalid(format!("the path names {what} `{path}` but the body `{body}`"))

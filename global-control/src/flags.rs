@@ -3,7 +3,8 @@
 
 use crate::error::ControlError;
 use crate::store::ControlStore;
-use contracts::flags::{lock_violation, Change, ChangeRecord, Flag, FlagDefinition, FlagKey, FlagLock, FlagPutRequest};
+use contracts::changes::{Change, ChangeRecord};
+use contracts::flags::{lock_violation, Flag, FlagDefinition, FlagKey, FlagLock, FlagPutRequest};
 use std::collections::BTreeMap;
 
 /// Longest change reason, in bytes: a sentence or a ticket reference, not a document.

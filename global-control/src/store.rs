@@ -11,7 +11,8 @@
 //! also held in memory, updated only after its batch is durable.
 
 use contracts::catalog::{Game, GameId, Provider, ProviderId};
-use contracts::flags::{Change, ChangeRecord, Flag, FlagKey};
+use contracts::changes::{Change, ChangeRecord};
+use contracts::flags::{Flag, FlagKey};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;

@@ -436,7 +436,7 @@ fn a_game_type_and_multiplier_count_only_for_their_own_provider() {
         base_version: 0,
         version: 1,
         snapshot: true,
-        changes: vec![contracts::flags::Change::GamePut { game }],
+        changes: vec![contracts::changes::Change::GamePut { game }],
         digest: None,
     };
     CatalogSink(catalog.clone()).apply(&set).unwrap();

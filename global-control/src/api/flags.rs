@@ -8,9 +8,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use bytes::Bytes;
+use contracts::changes::{ChangePage, ChangeRecord};
 use contracts::flags::{
-    evaluate as flag_evaluate, ChangePage, ChangeReason, ChangeRecord, EvaluationContext, EvaluationResult, Flag,
-    FlagKey, FlagLock, FlagPutRequest,
+    evaluate as flag_evaluate, ChangeReason, EvaluationContext, EvaluationResult, Flag, FlagKey, FlagLock,
+    FlagPutRequest,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;

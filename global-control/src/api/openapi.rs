@@ -2,9 +2,8 @@
 
 use axum::Json;
 use contracts::catalog::{Game, GamePutRequest, Provider, ProviderPutRequest};
-use contracts::flags::{
-    ChangePage, ChangeReason, ChangeRecord, EvaluationContext, EvaluationResult, Flag, FlagLock, FlagPutRequest,
-};
+use contracts::changes::{ChangePage, ChangeRecord};
+use contracts::flags::{ChangeReason, EvaluationContext, EvaluationResult, Flag, FlagLock, FlagPutRequest};
 use contracts::ErrorBody;
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};

@@ -5,7 +5,7 @@
 
 use super::wire::{self, FrameError, Message};
 use super::{ChangeSet, SyncError, SyncSink};
-use contracts::flags::Change;
+use contracts::changes::Change;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -23,7 +23,7 @@ pub mod wire;
 pub use client::{run_client, ClientConfig, SyncStatus, SyncStatusSnapshot};
 pub use server::{CellSession, ServerConfig, SyncServer};
 
-use contracts::flags::{Change, ChangeRecord};
+use contracts::changes::{Change, ChangeRecord};
 
 /// What the sink applies in one transaction.
 #[derive(Debug, Clone, PartialEq)]

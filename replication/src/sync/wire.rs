@@ -3,7 +3,7 @@
 //! before a byte of it is buffered; one that does not decode, or speaks another version, is
 //! refused without anything in it being used.
 
-use contracts::flags::{Change, ChangeRecord};
+use contracts::changes::{Change, ChangeRecord};
 use serde::{Deserialize, Serialize};
 
 /// Version of the sync protocol. A peer speaking another version is refused with

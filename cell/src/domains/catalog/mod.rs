@@ -18,7 +18,8 @@
 use crate::store::{subspaces, transact, Store, StoreError, Transaction};
 use chrono::{DateTime, Utc};
 use contracts::catalog::{Game, Provider};
-use contracts::flags::{self, Change, EvaluationContext, EvaluationResult, Flag, FlagKind};
+use contracts::changes::Change;
+use contracts::flags::{self, EvaluationContext, EvaluationResult, Flag, FlagKind};
 use contracts::region::RegionConfig;
 use replication::sync::{ChangeSet, SyncSink, SyncStatus};
 use serde::de::DeserializeOwned;

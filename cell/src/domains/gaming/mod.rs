@@ -33,8 +33,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-/// Idempotency keys of provider transactions start with this; clients' keys may not.
-pub const GAMING_KEY_PREFIX: &str = "g|";
 /// Rounds voided per provider per sweep: bounds one sweep; the next takes the rest.
 const SWEEP_ROUNDS_MAX: usize = 1_000;
 /// Players' dates of birth kept in memory for stake limits (a date of birth never changes); the
@@ -160,7 +158,7 @@ impl Gaming {
             Operation::Bet { transaction, .. }
             | Operation::Win { transaction, .. }
             | Operation::Rollback { transaction, .. } => {
-                let key = format!("{GAMING_KEY_PREFIX}{}|{transaction}", p.config.id);
+                let key = format!("{}{}|{transaction}", crate::idempotency::PROVIDER_KEY_PREFIX, p.config.id);
                 // A typed operation serialises its fields in declaration order: canonical already.
                 let fingerprint = serde_json::to_vec(&op).expect("an operation serialises");
                 Some(IdempotencyKey::fingerprinted(key, "gaming", &fingerprint))

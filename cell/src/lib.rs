@@ -15,6 +15,7 @@ pub mod events;
 pub mod http;
 pub mod idempotency;
 pub mod metrics;
+pub mod players;
 pub mod server;
 pub mod sessions;
 pub mod signing_key;

@@ -12,8 +12,6 @@ use std::path::Path;
 
 /// (from, to): imports that exist today and are to go with the money kernel (issue #21).
 const KNOWN_DEBT: &[(&str, &str)] = &[
-    // The writer applies gaming's rounds and reads players' records.
-    ("wallet", "compliance"),
     // Gaming builds wallet commands, reads stake caps and the synced catalog.
     ("gaming", "wallet"),
     ("gaming", "compliance"),

@@ -224,6 +224,16 @@ pub struct StakeLimit {
     pub source: String,
 }
 
+/// The most a player may stake in one game round (one spin) of a product, and the rule that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StakeCap {
+    pub rule: String,
+    pub policy_version: String,
+    /// In the stake's currency; zero when the only applicable rule is in another currency (it
+    /// cannot be compared, and a limit is never skipped).
+    pub max: Decimal,
+}
+
 /// Deposit-limit rules.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DepositLimits {

@@ -5,7 +5,7 @@ mod keys;
 
 use crate::events::{self, EventContext};
 use crate::idempotency::{Answer, IdempotencyKey, IdempotencyRecord};
-use crate::store::{transact, Store, StoreError, Transaction};
+use crate::store::{transact, Store, StoreError};
 use chrono::{Datelike, NaiveDate};
 use contracts::events::PlayerRegistered;
 use contracts::players::{Player, RegisterPlayerRequest};
@@ -69,15 +69,6 @@ pub fn age_on(birth: NaiveDate, today: NaiveDate) -> u32 {
         years -= 1;
     }
     years.max(0) as u32
-}
-
-/// Reads a registered player in `tx`: the front door other domains use to know a player.
-pub fn player_get(tx: &mut dyn Transaction, id: &PlayerId) -> Result<Option<Player>, StoreError> {
-    let Some(bytes) = tx.get(&keys::player(id))? else {
-        return Ok(None);
-    };
-    let player = rmp_serde::from_slice(&bytes).map_err(|e| StoreError::Io(format!("decode player {id}: {e}")))?;
-    Ok(Some(player))
 }
 
 /// The compliance domain of one cell.
@@ -150,10 +141,13 @@ impl Compliance {
                     .map_err(|e| StoreError::Io(format!("decode idempotency record: {e}")))?;
                 return Ok(record.replay_for(key).ok_or(ComplianceError::IdempotencyKeyReused));
             }
-            if player_get(tx, &player.player_id)?.is_some() {
+            if crate::players::get(tx, &player.player_id)?.is_some() {
                 return Ok(Err(ComplianceError::PlayerExists(player.player_id.to_string())));
             }
-            tx.set(&keys::player(&player.player_id), &rmp_serde::to_vec_named(&player).expect("a player encodes"))?;
+            tx.set(
+                &crate::players::key(&player.player_id),
+                &rmp_serde::to_vec_named(&player).expect("a player encodes"),
+            )?;
             let record = IdempotencyRecord { request_hash: key.request_hash, status: 201, body: body.clone() };
             tx.set(&keys::idempotency(&key.key), &record.encode())?;
             events::append(
@@ -169,32 +163,8 @@ impl Compliance {
     /// A registered player, if any.
     pub fn player(&self, id: &PlayerId) -> Result<Option<Player>, StoreError> {
         let mut tx = self.store.begin()?;
-        player_get(tx.as_mut(), id)
+        crate::players::get(tx.as_mut(), id)
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn age_counts_whole_years() {
-        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-        assert_eq!(age_on(d("2000-06-15"), d("2018-06-14")), 17);
-        assert_eq!(age_on(d("2000-06-15"), d("2018-06-15")), 18);
-        assert_eq!(age_on(d("2004-02-29"), d("2022-02-28")), 17);
-        assert_eq!(age_on(d("2004-02-29"), d("2022-03-01")), 18);
-    }
-}
-
-/// The most a player may stake in one game round (one spin) of a product, and the rule that says so.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StakeCap {
-    pub rule: String,
-    pub policy_version: String,
-    /// In the stake's currency; zero when the only applicable rule is in another currency (it
-    /// cannot be compared, and a limit is never skipped).
-    pub max: rust_decimal::Decimal,
 }
 
 /// The region's stake cap in force `today` for a player born on `born`, for the game's product, in
@@ -206,7 +176,7 @@ pub fn stake_cap(
     product: contracts::catalog::GameType,
     currency: Currency,
     today: NaiveDate,
-) -> Option<StakeCap> {
+) -> Option<contracts::region::StakeCap> {
     let age = age_on(born, today);
     let applicable = region.stake_limits.iter().filter(|r| {
         r.product == product
@@ -221,9 +191,23 @@ pub fn stake_cap(
             rust_decimal::Decimal::ZERO
         }
     };
-    applicable.min_by_key(|r| max_of(r)).map(|rule| StakeCap {
+    applicable.min_by_key(|r| max_of(r)).map(|rule| contracts::region::StakeCap {
         rule: rule.id.clone(),
         policy_version: region.policy_version.clone(),
         max: max_of(rule),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_counts_whole_years() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(age_on(d("2000-06-15"), d("2018-06-14")), 17);
+        assert_eq!(age_on(d("2000-06-15"), d("2018-06-15")), 18);
+        assert_eq!(age_on(d("2004-02-29"), d("2022-02-28")), 17);
+        assert_eq!(age_on(d("2004-02-29"), d("2022-03-01")), 18);
+    }
 }

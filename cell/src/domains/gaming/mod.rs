@@ -245,14 +245,14 @@ impl Gaming {
         player: &contracts::PlayerId,
         game: &str,
         currency: contracts::Currency,
-    ) -> Result<Option<compliance::StakeCap>, Reply> {
+    ) -> Result<Option<contracts::region::StakeCap>, Reply> {
         let born = self.birthdays.read().unwrap_or_else(|p| p.into_inner()).get(player).copied();
         let born = match born {
             Some(born) => born,
             None => {
                 let unavailable = |e: StoreError| Reply::refused(503, "STORE_UNAVAILABLE", e.to_string());
                 let mut tx = self.store.begin().map_err(unavailable)?;
-                let Some(registered) = compliance::player_get(tx.as_mut(), player).map_err(unavailable)? else {
+                let Some(registered) = crate::players::get(tx.as_mut(), player).map_err(unavailable)? else {
                     return Ok(None);
                 };
                 let mut birthdays = self.birthdays.write().unwrap_or_else(|p| p.into_inner());

@@ -220,7 +220,7 @@ pub enum GameCommand {
         /// `Some(reason)` when the provider is in maintenance: a new bet is refused (not stored).
         maintenance: Option<String>,
         /// The most the player may stake in one round (one spin) of this game, if a rule caps it.
-        stake_cap: Option<crate::domains::compliance::StakeCap>,
+        stake_cap: Option<contracts::region::StakeCap>,
         /// The game's maximum multiplier, when its provider file gives one: the bet may win at
         /// most its stake times this (`WIN_LIMIT_EXCEEDED` past it).
         max_multiplier: Option<Decimal>,
@@ -500,7 +500,7 @@ impl Wallet {
         as_of: Option<DateTime<Utc>>,
     ) -> Result<BalanceResponse, WalletError> {
         let mut tx = self.store.begin().map_err(unavailable)?;
-        let Some(registered) = crate::domains::compliance::player_get(tx.as_mut(), player).map_err(unavailable)? else {
+        let Some(registered) = crate::players::get(tx.as_mut(), player).map_err(unavailable)? else {
             return Err(WalletError::PlayerNotFound(player.to_string()));
         };
         let currency = match currency {
@@ -526,7 +526,7 @@ impl Wallet {
     pub fn cash(&self, player: &PlayerId, currency: &str) -> Result<(Currency, Decimal), WalletError> {
         let currency = self.booked(currency)?;
         let mut tx = self.store.begin().map_err(unavailable)?;
-        if crate::domains::compliance::player_get(tx.as_mut(), player).map_err(unavailable)?.is_none() {
+        if crate::players::get(tx.as_mut(), player).map_err(unavailable)?.is_none() {
             return Err(WalletError::PlayerNotFound(player.to_string()));
         }
         Ok((currency, writer::balance_read(tx.as_mut(), player, currency).map_err(unavailable)?.cash))

@@ -50,7 +50,6 @@ pub(super) use reads::{balance_as_of, balance_read, ledger_totals};
 use super::{keys, ledger_add, ledger_sub, Command, Fault, PlayerBalances, SettlePart, WalletError};
 use crate::audit::AuditChain;
 use crate::clock::Clock;
-use crate::domains::compliance;
 use crate::events::{self, EventContext};
 use crate::idempotency::{Answer, IdempotencyKey, IdempotencyRecord};
 use crate::metrics::{Metrics, Stage};
@@ -302,7 +301,7 @@ impl Writer {
         if self.cache.players.contains(player) {
             return Ok(true);
         }
-        let known = compliance::player_get(tx, player)?.is_some();
+        let known = crate::players::get(tx, player)?.is_some();
         if known {
             self.cache.players.insert(player.clone());
         }

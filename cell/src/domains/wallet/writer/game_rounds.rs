@@ -91,7 +91,7 @@ type Refusable = Result<Result<String, WalletError>, StoreError>;
 /// What the gaming domain decided about a new bet before the round is known.
 struct BetGate<'a> {
     maintenance: Option<&'a str>,
-    stake_cap: Option<&'a crate::domains::compliance::StakeCap>,
+    stake_cap: Option<&'a contracts::region::StakeCap>,
     /// The game's maximum multiplier: what the bet may win is its stake times this.
     max_multiplier: Option<Decimal>,
 }
@@ -495,7 +495,7 @@ impl Writer {
                 state.tombstones.push(bet.clone());
                 b.dirty_games.insert((provider.to_owned(), round.clone()));
             }
-            let registered = crate::domains::compliance::player_get(tx, player)?.expect("the player is known");
+            let registered = crate::players::get(tx, player)?.expect("the player is known");
             let cash = self.balances(tx, player, registered.currency)?.cash;
             return Ok(Ok(answer(Some(transaction), registered.currency, cash)));
         };

@@ -6,7 +6,7 @@
 //! (`MALFORMED_JSON` at every HTTP boundary), never resolved one way or the other.
 
 use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserializer;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -16,12 +16,6 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     let value = StrictValue.deserialize(&mut de)?;
     de.end()?;
     Ok(value)
-}
-
-/// Parses `bytes` into `T` through [`parse_strict`]: a repeated key is an error even where `T`
-/// would not notice (maps, flattened or ignored fields).
-pub fn from_slice_strict<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, serde_json::Error> {
-    serde_json::from_value(parse_strict(bytes)?)
 }
 
 /// Builds a `Value` as `serde_json` does, except that a repeated key in an object is an error.

@@ -289,6 +289,27 @@ impl PlayerBalances {
         Ok(after)
     }
 
+    /// Refused `INSUFFICIENT_FUNDS` unless the player's cash covers `money`.
+    pub fn covers(&self, player: &PlayerId, money: Money) -> Result<(), WalletError> {
+        if self.cash >= money.amount() {
+            return Ok(());
+        }
+        let currency = money.currency();
+        Err(WalletError::InsufficientFunds {
+            player: player.to_string(),
+            currency: currency.code(),
+            available: Amount::at_scale(self.cash, currency.scale()).0,
+            requested: money.wire().0,
+        })
+    }
+
+    /// These balances with `money` moved from cash to held, for a stake: refused when the cash
+    /// does not cover it.
+    pub fn staked(self, player: &PlayerId, money: Money) -> Result<PlayerBalances, WalletError> {
+        self.covers(player, money)?;
+        self.moved(player, money.currency(), -money.amount(), money.amount())
+    }
+
     fn total(&self) -> Result<Decimal, WalletError> {
         ledger_add(ledger_add(self.cash, self.bonus)?, self.held)
     }

@@ -253,16 +253,7 @@ impl Writer {
                 .ok_or(WalletError::AmountOverflow))),
             None => None,
         };
-        let before = self.balances(tx, player, currency)?;
-        if before.cash < money.amount() {
-            return Ok(Err(WalletError::InsufficientFunds {
-                player: player.to_string(),
-                currency: currency.code(),
-                available: Amount::at_scale(before.cash, currency.scale()).0,
-                requested: Amount::at_scale(money.amount(), currency.scale()).0,
-            }));
-        }
-        let after = or_refuse!(before.moved(player, currency, -money.amount(), money.amount()));
+        let after = or_refuse!(self.balances(tx, player, currency)?.staked(player, money));
         let postings = vec![(cash(player), held(player), money.amount())];
         self.post(tx, b, player, currency, after, "bet", format!("{provider}/{round}/{bet}"), postings)?;
         let state = self.game_round(tx, provider, round)?;

@@ -22,13 +22,8 @@ impl Writer {
         let currency = money.currency();
         let amount = money.amount();
         let after = self.balances(tx, player, currency)?;
-        if !inward && after.cash < amount {
-            return Ok(Err(WalletError::InsufficientFunds {
-                player: player.to_string(),
-                currency: currency.code(),
-                available: Amount::at_scale(after.cash, currency.scale()).0,
-                requested: Amount::at_scale(amount, currency.scale()).0,
-            }));
+        if !inward {
+            or_refuse!(after.covers(player, money));
         }
         let clearing = self.house_balance(tx, House::PspClearing, currency)?;
         let (kind, posting, signed) = if inward {
@@ -75,16 +70,7 @@ impl Writer {
             return Ok(Err(WalletError::RoundFull { round: round.to_string(), holds_max: ROUND_HOLDS_MAX }));
         }
         let currency = money.currency();
-        let before = self.balances(tx, player, currency)?;
-        if before.cash < money.amount() {
-            return Ok(Err(WalletError::InsufficientFunds {
-                player: player.to_string(),
-                currency: currency.code(),
-                available: Amount::at_scale(before.cash, currency.scale()).0,
-                requested: Amount::at_scale(money.amount(), currency.scale()).0,
-            }));
-        }
-        let after = or_refuse!(before.moved(player, currency, -money.amount(), money.amount()));
+        let after = or_refuse!(self.balances(tx, player, currency)?.staked(player, money));
         let postings = vec![(cash(player), held(player), money.amount())];
         let seq = self.post(tx, b, player, currency, after, "hold", format!("{round}/{bet}"), postings)?;
         let hold = Hold {

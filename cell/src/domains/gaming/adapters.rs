@@ -354,16 +354,19 @@ mod pulse {
         // if one ever did not, the provider is told the cell failed (and retries), never a
         // rounded or wrapped balance.
         let unconvertible;
-        let reply = match reply {
-            Reply::Done { body, .. } if body.currency.to_minor(body.balance.0).is_none() => {
-                unconvertible = Reply::refused(
-                    500,
-                    "INTERNAL_REFUSAL",
-                    format!("balance {} {} is not whole minor units of i64", body.balance, body.currency),
-                );
-                &unconvertible
-            }
-            other => other,
+        let (reply, balance_minor) = match reply {
+            Reply::Done { body, .. } => match body.currency.to_minor(body.balance.0) {
+                Some(minor) => (reply, Some(minor)),
+                None => {
+                    unconvertible = Reply::refused(
+                        500,
+                        "INTERNAL_REFUSAL",
+                        format!("balance {} {} is not whole minor units of i64", body.balance, body.currency),
+                    );
+                    (&unconvertible, None)
+                }
+            },
+            Reply::Refused { .. } => (reply, None),
         };
         let (status, body) = match reply {
             Reply::Done { body, .. } => (
@@ -372,7 +375,7 @@ mod pulse {
                     error: 0,
                     description: "OK".into(),
                     tx_id: body.transaction_id.clone(),
-                    balance_minor: body.currency.to_minor(body.balance.0),
+                    balance_minor,
                     currency_code: Some(body.currency),
                     code: None,
                 },

@@ -1,9 +1,11 @@
 //! A cell: one jurisdiction's self-contained deployment of every domain against its own store.
 //!
-//! Tour: [`store`] is the FoundationDB-shaped storage interface and its backends; [`domains`] holds
-//! one module per bounded context (wallet, compliance); [`events`] is the outbox every domain
-//! writes its events to in the same transaction as its state; [`api`] is the HTTP surface;
-//! [`server`] wires them together and runs until shutdown; [`bench`] measures the wallet.
+//! Tour: [`store`] is the FoundationDB-shaped storage interface and its backends; [`ledger`] is the
+//! money kernel (the double-entry ledger, its single writer, commands and gates); [`domains`] holds
+//! one module per bounded context (wallet, gaming, compliance, catalog), the money domains running
+//! their commands on the ledger; [`events`] is the outbox every domain writes its events to in the
+//! same transaction as its state, and [`audit`] the signed chain over them; [`api`] is the HTTP
+//! surface; [`server`] wires them together and runs until shutdown; [`bench`] measures the writer.
 #![deny(unsafe_code)]
 
 pub mod api;
@@ -14,6 +16,7 @@ pub mod domains;
 pub mod events;
 pub mod http;
 pub mod idempotency;
+pub mod ledger;
 pub mod metrics;
 pub mod players;
 pub mod server;

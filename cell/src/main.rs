@@ -1,7 +1,7 @@
 //! `cell`: serve one jurisdiction's cell, or measure it.
 
 use anyhow::Context;
-use cell::domains::wallet::WriterConfig;
+use cell::ledger::WriterConfig;
 use cell::server::CellConfig;
 use cell::store::embedded::Durability;
 use clap::{Parser, Subcommand};

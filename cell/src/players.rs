@@ -5,6 +5,7 @@
 //! subspace, where every existing store has them.
 
 use crate::store::{subspaces, StoreError, Transaction};
+use chrono::{Datelike, NaiveDate};
 use contracts::players::Player;
 use contracts::PlayerId;
 
@@ -18,6 +19,29 @@ pub fn get(tx: &mut dyn Transaction, id: &PlayerId) -> Result<Option<Player>, St
     let Some(bytes) = tx.get(&key(id))? else {
         return Ok(None);
     };
-    let player = rmp_serde::from_slice(&bytes).map_err(|e| StoreError::Io(format!("decode player {id}: {e}")))?;
+    let player = rmp_serde::from_slice(&bytes).map_err(|e| StoreError::corrupt(&key(id), e))?;
     Ok(Some(player))
+}
+
+/// Whole years between `birth` and `today`.
+pub fn age_on(birth: NaiveDate, today: NaiveDate) -> u32 {
+    let mut years = today.year() - birth.year();
+    if (today.month(), today.day()) < (birth.month(), birth.day()) {
+        years -= 1;
+    }
+    years.max(0) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_counts_whole_years() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(age_on(d("2000-06-15"), d("2018-06-14")), 17);
+        assert_eq!(age_on(d("2000-06-15"), d("2018-06-15")), 18);
+        assert_eq!(age_on(d("2004-02-29"), d("2022-02-28")), 17);
+        assert_eq!(age_on(d("2004-02-29"), d("2022-03-01")), 18);
+    }
 }

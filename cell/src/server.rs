@@ -3,10 +3,10 @@
 use crate::api::{self, AppState, Domains};
 use crate::audit::Checkpointer;
 use crate::domains::catalog::{Catalog, CatalogSink};
-use crate::domains::compliance::Compliance;
+use crate::domains::compliance::{Compliance, StakeCapGate};
 use crate::domains::gaming::providers::Provider;
-use crate::domains::gaming::Gaming;
-use crate::domains::wallet::{Wallet, WriterConfig};
+use crate::domains::gaming::{GameFacts, Gaming};
+use crate::ledger::{Ledger, WriterConfig};
 use crate::metrics::Metrics;
 use crate::sessions::SessionSigner;
 use crate::store::embedded::{Durability, EmbeddedStore};
@@ -17,6 +17,18 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+/// Gaming reads what the synced catalog says of a game through its own trait: the two domains
+/// meet here, where the cell is wired, not by importing each other.
+impl GameFacts for Catalog {
+    fn game_type(&self, provider: &str, game: &str) -> Option<contracts::catalog::GameType> {
+        Catalog::game_type(self, provider, game)
+    }
+
+    fn max_multiplier(&self, provider: &str, game: &str) -> Option<contracts::catalog::Multiplier> {
+        Catalog::max_multiplier(self, provider, game)
+    }
+}
 
 /// Which store backend holds the cell's data.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -143,9 +155,11 @@ impl OpenCell {
             store = Arc::new(crate::store::fault::FaultyStore::new(store, faults, seed));
         }
         let region = Arc::new(config.region.clone());
-        let (wallet, writer) =
-            Wallet::start(store.clone(), region.clone(), metrics, config.writer, config.clock.clone())
-                .context("start wallet writer")?;
+        // Every entry the ledger posts passes compliance's rules first.
+        let gates: Vec<Box<dyn crate::ledger::Gate>> = vec![Box::new(StakeCapGate::new(region.clone()))];
+        let (ledger, writer) =
+            Ledger::start(store.clone(), region.clone(), metrics, config.writer, config.clock.clone(), gates)
+                .context("start the ledger writer")?;
         let compliance = Compliance::new(store.clone(), region.clone(), config.clock.clone());
         let sessions = Arc::new(
             SessionSigner::load_or_create(&config.data_dir.join("session-ed25519.key"), &region.cell_id)
@@ -156,20 +170,13 @@ impl OpenCell {
         let audit = Arc::new(Checkpointer::new(&region.cell_id, audit_key, config.clock.clone()));
         let catalog = Arc::new(Catalog::open(store.clone(), region.clone()).context("load the catalog copy")?);
         let gaming = Arc::new(
-            Gaming::new(
-                config.providers.clone(),
-                wallet.clone(),
-                store.clone(),
-                region.clone(),
-                catalog.clone(),
-                config.clock.clone(),
-            )
-            .context("load provider states")?,
+            Gaming::new(config.providers.clone(), ledger.clone(), store.clone(), catalog.clone(), config.clock.clone())
+                .context("load provider states")?,
         );
         Ok(OpenCell {
             domains: Domains {
                 store,
-                wallet,
+                ledger,
                 compliance,
                 gaming,
                 catalog,
@@ -184,7 +191,7 @@ impl OpenCell {
 
     /// Lets the wallet writer finish what it was given, then waits for it. Blocking.
     pub fn close(self) {
-        self.domains.wallet.shutdown();
+        self.domains.ledger.shutdown();
         let OpenCell { domains, writer } = self;
         drop(domains);
         if writer.join().is_err() {
@@ -228,7 +235,7 @@ pub async fn run(
     }
     let background = {
         let d = state.domains.get().expect("set above");
-        let fault = d.wallet.fault().clone();
+        let fault = d.ledger.fault().clone();
         let mut tasks = vec![
             d.gaming.clone().spawn_sweeper(cell.clone(), intervals.round_sweep),
             spawn_checkpoints(d, intervals.audit_checkpoint),
@@ -257,7 +264,7 @@ pub async fn run(
     }
     tracing::info!("stopped taking requests; draining the wallet writer");
     if let Some(domains) = state.domains.get() {
-        domains.wallet.shutdown();
+        domains.ledger.shutdown();
     }
     // The writer thread catches its own panics (and raises the fault), so a join error is only
     // what escaped that: it is a fault all the same.
@@ -270,7 +277,7 @@ pub async fn run(
             if let Some(seq) = sign_checkpoint(d.store.clone(), d.audit.clone()).await {
                 tracing::info!(seq, "audit checkpoint signed on the way out");
             }
-            d.wallet.fault().get()
+            d.ledger.fault().get()
         }
         None => None,
     };

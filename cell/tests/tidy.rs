@@ -1,22 +1,11 @@
 //! Conventions checked as an ordinary test (rust-analyzer's `tidy`): a domain of the cell imports
-//! no other domain. A domain may use `contracts`, the event log, the store, the money kernel's API
-//! and its own modules; domains that need each other meet through the kernel (commands and gates),
-//! never by a direct import, so a new money rule never means editing three domains.
-//!
-//! Today's imports between domains are listed below as debt: the money-kernel work removes them,
-//! and the test fails both on a new import and on a listed one that is gone (so the list shrinks
-//! as the debt is paid, and nothing is added to it silently).
+//! no other domain, and the money kernel (`ledger`) imports none. A domain may use `contracts`, the
+//! event log, the store, the kernel's API and its own modules; domains that need each other meet
+//! through the kernel (commands and gates) or through a trait the cell wires (`server.rs`), never
+//! by a direct import, so a new money rule never means editing three domains.
 
 use std::collections::BTreeSet;
 use std::path::Path;
-
-/// (from, to): imports that exist today and are to go with the money kernel (issue #21).
-const KNOWN_DEBT: &[(&str, &str)] = &[
-    // Gaming builds wallet commands, reads stake caps and the synced catalog.
-    ("gaming", "wallet"),
-    ("gaming", "compliance"),
-    ("gaming", "catalog"),
-];
 
 /// Every `domains::<name>` a source text names, including in `domains::{a, b}` lists.
 fn domains_named(text: &str) -> BTreeSet<String> {
@@ -79,19 +68,27 @@ fn imports_between_domains(domains_dir: &Path) -> Vec<(String, String, String)> 
 #[test]
 fn no_domain_imports_another() {
     let domains = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/domains");
-    let found = imports_between_domains(&domains);
-    let edges: BTreeSet<(String, String)> = found.iter().map(|(f, t, _)| (f.clone(), t.clone())).collect();
-    let known: BTreeSet<(String, String)> = KNOWN_DEBT.iter().map(|(f, t)| (f.to_string(), t.to_string())).collect();
-    let new: Vec<String> = found
-        .iter()
-        .filter(|(f, t, _)| !known.contains(&(f.clone(), t.clone())))
+    let found: Vec<String> = imports_between_domains(&domains)
+        .into_iter()
         .map(|(f, t, file)| format!("{f} imports {t} ({file}): meet through the money kernel instead"))
         .collect();
-    let paid: Vec<String> = known
-        .difference(&edges)
-        .map(|(f, t)| format!("{f} no longer imports {t}: remove it from KNOWN_DEBT"))
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn the_money_kernel_imports_no_domain() {
+    let kernel = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ledger");
+    let mut files = Vec::new();
+    rust_files(&kernel, &mut files);
+    assert!(!files.is_empty(), "the kernel is at {}", kernel.display());
+    let found: Vec<String> = files
+        .iter()
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(file).unwrap();
+            domains_named(&text).into_iter().map(move |to| format!("the ledger imports {to} ({})", file.display()))
+        })
         .collect();
-    assert!(new.is_empty() && paid.is_empty(), "{}", [new, paid].concat().join("\n"));
+    assert!(found.is_empty(), "the kernel knows no domain; a domain registers with it:\n{}", found.join("\n"));
 }
 
 #[test]

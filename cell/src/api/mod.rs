@@ -14,9 +14,9 @@ mod sessions;
 mod wallet;
 
 use crate::domains::compliance::{Compliance, ComplianceError};
-use crate::domains::wallet::{Wallet, WalletError};
 use crate::events::EventContext;
 use crate::idempotency::{Answer, IdempotencyKey};
+use crate::ledger::{Failed, Ledger, Refusal};
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
 use crate::store::Store;
 use axum::extract::rejection::BytesRejection;
@@ -44,7 +44,7 @@ pub static X_CELL: HeaderName = HeaderName::from_static("x-cell");
 /// The domains, available once the store is open.
 pub struct Domains {
     pub store: Arc<dyn Store>,
-    pub wallet: Wallet,
+    pub ledger: Ledger,
     pub compliance: Compliance,
     pub gaming: Arc<crate::domains::gaming::Gaming>,
     pub catalog: Arc<crate::domains::catalog::Catalog>,
@@ -85,13 +85,13 @@ pub struct TraceId(pub String);
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: std::borrow::Cow<'static, str>,
     pub message: String,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code: code.into(), message: message.into() }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -101,7 +101,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { code: self.code.to_owned(), message: self.message };
+        let body = ErrorBody { code: self.code.into_owned(), message: self.message };
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -110,8 +110,27 @@ fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-impl From<WalletError> for ApiError {
-    fn from(e: WalletError) -> ApiError {
+impl<R: Refusal> From<Failed<R>> for ApiError {
+    fn from(e: Failed<R>) -> ApiError {
+        ApiError { status: status(e.status()), code: e.code().to_owned().into(), message: e.to_string() }
+    }
+}
+
+/// A ledger command's outcome as the HTTP answer: its recorded body, with `Idempotent-Replay`
+/// when it is an earlier request's answer under the same key.
+fn ledger_answer<A, R: Refusal>(outcome: Result<crate::ledger::Answered<A>, Failed<R>>) -> Result<Response, ApiError> {
+    match outcome {
+        Ok(a) => Ok(answer(Answer { status: 200, body: a.body, replayed: a.replayed })),
+        Err(Failed::Replayed(body, status)) => {
+            let body = serde_json::to_vec(&body).expect("an error body serialises").into();
+            Ok(answer(Answer { status, body, replayed: true }))
+        }
+        Err(failed) => Err(failed.into()),
+    }
+}
+
+impl From<crate::domains::wallet::WalletError> for ApiError {
+    fn from(e: crate::domains::wallet::WalletError) -> ApiError {
         ApiError::new(status(e.status()), e.code(), e.to_string())
     }
 }

@@ -18,7 +18,7 @@ pub async fn healthz() -> &'static str {
 /// Ready: the store is open and the domains are serving.
 pub async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     match s.domains.get() {
-        Some(d) => match d.wallet.fault().get() {
+        Some(d) => match d.ledger.fault().get() {
             // The router fails over; the cell is stopping.
             Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
             None => (StatusCode::OK, "ready").into_response(),
@@ -99,7 +99,7 @@ pub async fn events(
 pub async fn ledger(
     State(s): State<Arc<AppState>>,
 ) -> Result<Json<std::collections::BTreeMap<String, String>>, ApiError> {
-    let wallet = s.domains()?.wallet.clone();
+    let wallet = s.domains()?.ledger.clone();
     let totals = tokio::task::spawn_blocking(move || wallet.ledger_totals())
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))??;

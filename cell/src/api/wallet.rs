@@ -1,7 +1,8 @@
 //! `/wallet/*`: credit, debit, hold, settle, balance.
 
-use super::{answer, mutating, ApiError, AppState, HeadersAndBody, TraceId};
-use crate::domains::wallet::{Command, Wallet, WalletError};
+use super::{ledger_answer, mutating, ApiError, AppState, HeadersAndBody, TraceId};
+use crate::domains::wallet::{self, WalletError};
+use crate::ledger::{Ledger, LedgerCommand};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -9,7 +10,7 @@ use axum::response::Response;
 use axum::{Extension, Json};
 use bytes::Bytes;
 use contracts::wallet::{BalanceResponse, HoldRequest, MovementReason, MovementRequest, SettleRequest};
-use contracts::PlayerId;
+use contracts::{CountryCode, PlayerId};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -48,21 +49,22 @@ fn location_gate(s: &AppState, headers: &HeaderMap, activity: Activity) -> Resul
     ))
 }
 
-/// Every mutating wallet route: parse, check into a `Command`, run it through the writer.
-async fn mutation<T: serde::de::DeserializeOwned>(
+/// Every mutating wallet route: parse, check into its command, run it through the ledger.
+async fn mutation<T: serde::de::DeserializeOwned, C: LedgerCommand<Refusal = WalletError>>(
     s: &AppState,
     trace: &TraceId,
     route: &str,
     headers: &HeaderMap,
     body: Body,
     activity: fn(&T) -> Activity,
-    command: fn(&Wallet, T) -> Result<Command, WalletError>,
+    command: fn(&Ledger, T, Option<CountryCode>) -> Result<C, WalletError>,
 ) -> Result<Response, ApiError> {
     let d = s.domains()?;
     let (request, key) = mutating::<T>(route, headers, body)?;
     location_gate(s, headers, activity(&request))?;
-    let command = command(&d.wallet, request)?;
-    Ok(answer(d.wallet.execute(command, key, s.event_context(trace)).await?))
+    let location = headers.get("x-client-country").and_then(|v| CountryCode::new(v.to_str().ok()?).ok());
+    let command = command(&d.ledger, request, location)?;
+    ledger_answer(d.ledger.execute(command, key, s.event_context(trace)).await)
 }
 
 pub async fn credit(
@@ -72,7 +74,7 @@ pub async fn credit(
 ) -> Result<Response, ApiError> {
     let deposit =
         |r: &MovementRequest| if r.reason == MovementReason::Deposit { Activity::Deposit } else { Activity::Other };
-    mutation::<MovementRequest>(&s, &t, "wallet.credit", &h, body, deposit, Wallet::credit_command).await
+    mutation::<MovementRequest, _>(&s, &t, "wallet.credit", &h, body, deposit, wallet::credit).await
 }
 
 pub async fn debit(
@@ -80,7 +82,7 @@ pub async fn debit(
     Extension(t): Extension<TraceId>,
     HeadersAndBody { headers: h, body }: HeadersAndBody,
 ) -> Result<Response, ApiError> {
-    mutation::<MovementRequest>(&s, &t, "wallet.debit", &h, body, |_| Activity::Other, Wallet::debit_command).await
+    mutation::<MovementRequest, _>(&s, &t, "wallet.debit", &h, body, |_| Activity::Other, wallet::debit).await
 }
 
 pub async fn hold(
@@ -88,7 +90,7 @@ pub async fn hold(
     Extension(t): Extension<TraceId>,
     HeadersAndBody { headers: h, body }: HeadersAndBody,
 ) -> Result<Response, ApiError> {
-    mutation::<HoldRequest>(&s, &t, "wallet.hold", &h, body, |_| Activity::Wagering, Wallet::hold_command).await
+    mutation::<HoldRequest, _>(&s, &t, "wallet.hold", &h, body, |_| Activity::Wagering, wallet::hold).await
 }
 
 pub async fn settle(
@@ -96,7 +98,7 @@ pub async fn settle(
     Extension(t): Extension<TraceId>,
     HeadersAndBody { headers: h, body }: HeadersAndBody,
 ) -> Result<Response, ApiError> {
-    mutation::<SettleRequest>(&s, &t, "wallet.settle", &h, body, |_| Activity::Other, Wallet::settle_command).await
+    mutation::<SettleRequest, _>(&s, &t, "wallet.settle", &h, body, |_| Activity::Other, wallet::settle).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,8 +126,8 @@ pub async fn balance(
                 .with_timezone(&chrono::Utc),
         ),
     };
-    let wallet = d.wallet.clone();
-    let response = tokio::task::spawn_blocking(move || wallet.balance(&player, query.currency.as_deref(), as_of))
+    let ledger = d.ledger.clone();
+    let response = tokio::task::spawn_blocking(move || ledger.balance(&player, query.currency.as_deref(), as_of))
         .await
         .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))??;
     Ok(Json(response))

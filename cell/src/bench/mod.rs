@@ -10,9 +10,10 @@ pub use rounds::{rounds, RoundsBenchArgs};
 pub use wallet::{wallet, WalletBenchArgs};
 
 use crate::domains::gaming::providers::Provider;
-use crate::domains::wallet::{Command, WriterConfig};
+use crate::domains::wallet::Movement;
 use crate::events::EventContext;
 use crate::idempotency::IdempotencyKey;
+use crate::ledger::WriterConfig;
 use crate::server::{CellConfig, OpenCell};
 use crate::store::embedded::Durability;
 use anyhow::bail;
@@ -167,12 +168,14 @@ pub(super) async fn setup(cell: &OpenCell, players: usize) -> anyhow::Result<()>
     }
     let mut credits = tokio::task::JoinSet::new();
     for i in 0..players {
-        let wallet = cell.domains.wallet.clone();
+        let wallet = cell.domains.ledger.clone();
         credits.spawn(async move {
-            let command = Command::Credit {
+            let command = Movement {
                 player: player(i),
                 money: Money::positive(Decimal::from(1_000_000), gbp)?,
                 reason: MovementReason::Deposit,
+                inward: true,
+                location: None,
             };
             wallet.execute(command, key(&format!("fund-{i}"), "wallet.credit"), ctx()).await?;
             anyhow::Ok(())

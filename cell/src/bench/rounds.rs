@@ -11,7 +11,7 @@
 use super::{at_least_one, config, report, settle_disk, setup, wait_ready, Client, Phase, PhaseStart, Stages};
 use crate::domains::gaming::adapters::seamless_sign;
 use crate::domains::gaming::providers::{load_dir_with, Provider};
-use crate::domains::wallet::WriterConfig;
+use crate::ledger::WriterConfig;
 use crate::metrics::Metrics;
 use crate::server::OpenCell;
 use crate::store::embedded::Durability;

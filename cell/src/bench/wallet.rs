@@ -8,7 +8,8 @@
 use super::{
     at_least_one, config, ctx, key, player, report, settle_disk, setup, wait_ready, Client, Phase, PhaseStart, Stages,
 };
-use crate::domains::wallet::{Command, SettlePart, Wallet, WriterConfig};
+use crate::domains::wallet::{Hold, Settle, SettlePart};
+use crate::ledger::{Ledger, WriterConfig};
 use crate::metrics::Metrics;
 use crate::server::OpenCell;
 use crate::store::embedded::Durability;
@@ -44,7 +45,7 @@ pub struct WalletBenchArgs {
 
 /// Hold then settle, from `concurrency` tasks, for `duration`.
 async fn inprocess(
-    wallet: &Wallet,
+    wallet: &Ledger,
     players: usize,
     concurrency: usize,
     duration: Duration,
@@ -65,11 +66,12 @@ async fn inprocess(
                 let n = rounds.fetch_add(1, Ordering::Relaxed);
                 let p = player(rand::rng().random_range(0..players));
                 let round = RoundId::new(format!("{tag}-r{n}")).expect("valid");
-                let hold = Command::Hold {
+                let hold = Hold {
                     player: p.clone(),
                     round: round.clone(),
                     bet: BetId::new("b1").expect("valid"),
                     money: stake,
+                    location: None,
                 };
                 let t = Instant::now();
                 let held = wallet.execute(hold, key(&format!("{tag}-h{n}"), "wallet.hold"), ctx()).await;
@@ -80,7 +82,7 @@ async fn inprocess(
                 }
                 // Lose, refund or win, at random.
                 let delta = Money::signed(Decimal::from(rand::rng().random_range(-1..=1)), gbp).expect("valid");
-                let settle = Command::Settle { round, parts: vec![SettlePart { player: p, bet: None, delta }] };
+                let settle = Settle { round, parts: vec![SettlePart { player: p, bet: None, delta }] };
                 let t = Instant::now();
                 let settled = wallet.execute(settle, key(&format!("{tag}-s{n}"), "wallet.settle"), ctx()).await;
                 latencies.push(t.elapsed().as_micros() as u32);
@@ -146,7 +148,7 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
     setup(&cell, args.players).await?;
     settle_disk().await?;
     let mut grouped =
-        inprocess(&cell.domains.wallet, args.players, args.inprocess_concurrency, duration, "grouped").await?;
+        inprocess(&cell.domains.ledger, args.players, args.inprocess_concurrency, duration, "grouped").await?;
     report("in process, group commit", &mut grouped);
     tokio::task::spawn_blocking(move || cell.close()).await?;
 
@@ -162,7 +164,7 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
     };
     settle_disk().await?;
     let mut single =
-        inprocess(&cell.domains.wallet, args.players, args.inprocess_concurrency, duration, "single").await?;
+        inprocess(&cell.domains.ledger, args.players, args.inprocess_concurrency, duration, "single").await?;
     report("in process, sync per commit", &mut single);
     tokio::task::spawn_blocking(move || cell.close()).await?;
 

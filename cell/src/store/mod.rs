@@ -59,9 +59,18 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store I/O failed: {0}")]
     Io(String),
+    /// A stored record does not decode: damage, or a record written by something else. Retrying
+    /// cannot help; the record needs an operator.
+    #[error("the record at key {key} is corrupt: {why}")]
+    Corrupt { key: String, why: String },
 }
 
 impl StoreError {
+    /// The record at `key` (printed with non-printable bytes escaped) does not decode.
+    pub fn corrupt(key: &[u8], why: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt { key: key.escape_ascii().to_string(), why: why.to_string() }
+    }
+
     /// Whether running the transaction again can succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use cell::domains::gaming::providers::Provider;
-use cell::domains::wallet::WriterConfig;
+use cell::ledger::WriterConfig;
 use cell::server::CellConfig;
 use cell::store::embedded::Durability;
 use contracts::region::RegionConfig;

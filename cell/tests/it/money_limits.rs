@@ -141,8 +141,9 @@ async fn a_panic_in_the_writer_costs_one_operation_and_stops_the_cell() {
 /// In process: operations batched with one that panics are applied as if it had not been there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operations_batched_with_a_panicking_one_are_not_lost() {
-    use cell::domains::wallet::{Command, Wallet, WalletError, WriterConfig};
+    use cell::domains::wallet::Movement;
     use cell::idempotency::IdempotencyKey;
+    use cell::ledger::{Failed, Ledger, WriterConfig};
     use cell::store::embedded::{Durability, EmbeddedStore};
     use cell::store::fault::FaultyStore;
     use cell::store::Store;
@@ -169,14 +170,16 @@ async fn operations_batched_with_a_panicking_one_are_not_lost() {
     let faulty: Arc<dyn Store> = Arc::new(FaultyStore::new(embedded, faults, 1));
     let metrics = Arc::new(cell::metrics::Metrics::default());
     let (wallet, writer) =
-        Wallet::start(faulty, region, metrics, WriterConfig::default(), cell::clock::system()).unwrap();
+        Ledger::start(faulty, region, metrics, WriterConfig::default(), cell::clock::system(), Vec::new()).unwrap();
     let gbp = Currency::from_code("GBP").unwrap();
-    let credit = |player: &str| Command::Credit {
+    let credit = |player: &str| Movement {
         player: PlayerId::new(player).unwrap(),
         money: Money::positive(Decimal::ONE, gbp).unwrap(),
         reason: contracts::wallet::MovementReason::Deposit,
+        inward: true,
+        location: None,
     };
-    let submit = |command: Command, key: String| {
+    let submit = |command: Movement, key: String| {
         let wallet = wallet.clone();
         let ctx = cell::events::EventContext { cell: "uk".into(), trace_id: "t".into() };
         let key = IdempotencyKey::new(&key, "credit", &serde_json::Value::String(format!("{command:?}"))).unwrap();
@@ -193,9 +196,9 @@ async fn operations_batched_with_a_panicking_one_are_not_lost() {
     let mut refused = 0;
     while let Some(joined) = tasks.join_next().await {
         match joined.unwrap() {
-            (false, outcome) => assert_eq!(outcome.unwrap().status, 200),
+            (false, outcome) => assert!(!outcome.unwrap().replayed),
             (true, outcome) => {
-                assert!(matches!(outcome, Err(WalletError::InternalRefusal(_))), "{outcome:?}");
+                assert!(matches!(outcome, Err(Failed::Internal(_))), "{outcome:?}");
                 refused += 1;
             }
         }
@@ -203,8 +206,8 @@ async fn operations_batched_with_a_panicking_one_are_not_lost() {
     assert_eq!(refused, 1);
     assert!(wallet.fault().get().is_some(), "the writer's fault is raised");
     // The writer still answers (the cell is stopping, not stopped): the poison replays refused.
-    let replay = submit(credit("uk-poison"), "k-100".into()).await.unwrap();
-    assert_eq!((replay.status, replay.replayed), (500, true));
+    let replay = submit(credit("uk-poison"), "k-100".into()).await.unwrap_err();
+    assert_eq!((replay.status(), replay.code(), replay.replayed()), (500, "INTERNAL_REFUSAL", true));
     let w = wallet.clone();
     let alice = tokio::task::spawn_blocking(move || w.balance(&PlayerId::new("uk-alice").unwrap(), None, None))
         .await

@@ -1,16 +1,19 @@
 //! Property tests of the wallet against a real store: for any sequence of operations the books
 //! balance per currency, no player balance goes negative, and replaying any request changes nothing.
 
-use cell::domains::wallet::{Command, GameCommand, SettlePart, WalletError, WriterConfig};
+use cell::domains::gaming::rounds::RoundCommand;
+use cell::domains::wallet::{Hold, Movement, Settle, SettlePart};
 use cell::events::EventContext;
-use cell::idempotency::{Answer, IdempotencyKey};
+use cell::idempotency::IdempotencyKey;
+use cell::ledger::{Answered, Failed, Ledger, LedgerRefusal, Refusal, WriterConfig};
 use cell::metrics::Metrics;
 use cell::server::{CellConfig, OpenCell};
 use cell::store::embedded::Durability;
+use contracts::catalog::GameType;
 use contracts::players::RegisterPlayerRequest;
 use contracts::region::RegionConfig;
 use contracts::wallet::MovementReason;
-use contracts::{BetId, Currency, Money, PlayerId, RoundId};
+use contracts::{BetId, Currency, Money, MoneyError, PlayerId, RoundId};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -112,10 +115,42 @@ fn money(cents: i64) -> Money {
 }
 
 /// Pence as the contract edge takes them: refused (4xx) past the currency's maximum.
-fn edge(cents: i128, zero_ok: bool) -> Result<Money, WalletError> {
+fn edge(cents: i128, zero_ok: bool) -> Result<Money, MoneyError> {
     let amount = Decimal::from_i128_with_scale(cents, 2);
-    let checked = if zero_ok && cents == 0 { Money::signed(amount, gbp()) } else { Money::positive(amount, gbp()) };
-    Ok(checked?)
+    if zero_ok && cents == 0 {
+        Money::signed(amount, gbp())
+    } else {
+        Money::positive(amount, gbp())
+    }
+}
+
+/// A command of any of the money domains.
+#[derive(Debug, Clone)]
+enum Cmd {
+    Movement(Movement),
+    Hold(Hold),
+    Settle(Settle),
+    Round(RoundCommand),
+}
+
+/// An outcome as the test compares it: the answer's body, or the refusal's status; and whether
+/// it was replayed.
+type Seen = (Result<bytes::Bytes, u16>, bool);
+
+fn seen<A, R: Refusal>(outcome: Result<Answered<A>, Failed<R>>) -> Seen {
+    match outcome {
+        Ok(a) => (Ok(a.body), a.replayed),
+        Err(f) => (Err(f.status()), f.replayed()),
+    }
+}
+
+async fn run(ledger: &Ledger, command: Cmd, key: IdempotencyKey) -> Seen {
+    match command {
+        Cmd::Movement(c) => seen(ledger.execute(c, key, ctx()).await),
+        Cmd::Hold(c) => seen(ledger.execute(c, key, ctx()).await),
+        Cmd::Settle(c) => seen(ledger.execute(c, key, ctx()).await),
+        Cmd::Round(c) => seen(ledger.execute(c, key, ctx()).await),
+    }
 }
 
 fn player(i: u8) -> PlayerId {
@@ -126,7 +161,7 @@ fn ctx() -> EventContext {
     EventContext { cell: "uk".into(), trace_id: "proptest".into() }
 }
 
-fn key(n: usize, command: &Command) -> IdempotencyKey {
+fn key(n: usize, command: &impl std::fmt::Debug) -> IdempotencyKey {
     IdempotencyKey::new(&format!("op-{n}"), "prop", &serde_json::Value::String(format!("{command:?}"))).unwrap()
 }
 
@@ -163,7 +198,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         .await
         .unwrap()
         .unwrap();
-    let wallet = cell.domains.wallet.clone();
+    let wallet = cell.domains.ledger.clone();
     let compliance = cell.domains.compliance.clone();
     tokio::task::spawn_blocking(move || register_players(&compliance)).await.unwrap();
 
@@ -171,26 +206,37 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
     // provider bets per (game round, bet): (player, stake in cents).
     let mut open: BTreeMap<u8, Vec<(u8, i128)>> = BTreeMap::new();
     let mut game_open: BTreeMap<(u8, u8), (u8, i128)> = BTreeMap::new();
-    let mut history: Vec<(Command, IdempotencyKey, Result<Answer, WalletError>)> = Vec::new();
+    let mut history: Vec<(Cmd, IdempotencyKey, Seen)> = Vec::new();
     let game_round = |round: u8| RoundId::new(format!("g{round}")).unwrap();
     for op in ops {
         // The contract edge: an amount it refuses is a 4xx, and nothing reaches the writer.
         let command = match &op {
-            Op::Credit { player: p, cents } => edge(*cents, false).map(|money| Command::Credit {
-                player: player(*p),
-                money,
-                reason: MovementReason::Deposit,
+            Op::Credit { player: p, cents } => edge(*cents, false).map(|money| {
+                Cmd::Movement(Movement {
+                    player: player(*p),
+                    money,
+                    reason: MovementReason::Deposit,
+                    inward: true,
+                    location: None,
+                })
             }),
-            Op::Debit { player: p, cents } => edge(*cents, false).map(|money| Command::Debit {
-                player: player(*p),
-                money,
-                reason: MovementReason::Withdrawal,
+            Op::Debit { player: p, cents } => edge(*cents, false).map(|money| {
+                Cmd::Movement(Movement {
+                    player: player(*p),
+                    money,
+                    reason: MovementReason::Withdrawal,
+                    inward: false,
+                    location: None,
+                })
             }),
-            Op::Hold { player: p, round, bet, cents } => edge(*cents, false).map(|money| Command::Hold {
-                player: player(*p),
-                round: RoundId::new(format!("r{round}")).unwrap(),
-                bet: BetId::new(format!("b{p}-{bet}")).unwrap(),
-                money,
+            Op::Hold { player: p, round, bet, cents } => edge(*cents, false).map(|money| {
+                Cmd::Hold(Hold {
+                    player: player(*p),
+                    round: RoundId::new(format!("r{round}")).unwrap(),
+                    bet: BetId::new(format!("b{p}-{bet}")).unwrap(),
+                    money,
+                    location: None,
+                })
             }),
             Op::Settle { round, delta_cents, below_stake } => {
                 let mut stakes: BTreeMap<u8, i128> = BTreeMap::new();
@@ -198,7 +244,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     *stakes.entry(*p).or_default() += cents;
                 }
                 let delta = |stake: i128| if *below_stake { *delta_cents } else { (*delta_cents).max(-stake) };
-                let mut parts: Vec<Result<SettlePart, WalletError>> = stakes
+                let mut parts: Vec<Result<SettlePart, MoneyError>> = stakes
                     .iter()
                     .map(|(p, stake)| {
                         let amount = Decimal::from_i128_with_scale(delta(*stake), 2);
@@ -207,7 +253,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .collect();
                 if parts.is_empty() {
                     let amount = Decimal::from_i128_with_scale(*delta_cents, 2);
-                    parts.push(Money::signed(amount, gbp()).map_err(WalletError::from).map(|delta| SettlePart {
+                    parts.push(Money::signed(amount, gbp()).map(|delta| SettlePart {
                         player: player(0),
                         bet: None,
                         delta,
@@ -216,10 +262,11 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 parts
                     .into_iter()
                     .collect::<Result<Vec<_>, _>>()
-                    .map(|parts| Command::Settle { round: RoundId::new(format!("r{round}")).unwrap(), parts })
+                    .map(|parts| Cmd::Settle(Settle { round: RoundId::new(format!("r{round}")).unwrap(), parts }))
             }
+            // Bet 0 is on a slot, under the UK's stake cap gate; the others on a table game.
             Op::Bet { player: p, round, bet, cents, capped } => edge(*cents, false).map(|money| {
-                Command::Game(GameCommand::Bet {
+                Cmd::Round(RoundCommand::Bet {
                     provider: "prop".into(),
                     player: player(*p),
                     round: game_round(*round),
@@ -227,12 +274,12 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     game: if *capped { "capped" } else { "plain" }.into(),
                     money,
                     maintenance: None,
-                    stake_cap: None,
+                    product: if *bet == 0 { GameType::Slots } else { GameType::Table },
                     max_multiplier: capped.then(|| Decimal::from(10)),
                 })
             }),
             Op::Win { player: p, round, cents, close } => edge(*cents, true).map(|money| {
-                Command::Game(GameCommand::Win {
+                Cmd::Round(RoundCommand::Win {
                     provider: "prop".into(),
                     player: player(*p),
                     round: game_round(*round),
@@ -241,7 +288,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     close: *close,
                 })
             }),
-            Op::Rollback { player: p, round, bet } => Ok(Command::Game(GameCommand::Rollback {
+            Op::Rollback { player: p, round, bet } => Ok(Cmd::Round(RoundCommand::Rollback {
                 provider: "prop".into(),
                 player: player(*p),
                 round: game_round(*round),
@@ -254,19 +301,9 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 let (command, k, original) = history[index % history.len()].clone();
                 let totals_before = wallet.ledger_totals().unwrap();
-                let replayed = wallet.execute(command, k, ctx()).await;
-                match (&original, &replayed) {
-                    (Ok(a), Ok(b)) => {
-                        prop_assert_eq!(&a.body, &b.body, "a replay answers the original body")
-                    }
-                    (Err(e), Ok(b)) => {
-                        prop_assert_eq!(b.status, e.status(), "a replayed refusal answers the same status")
-                    }
-                    (a, b) => {
-                        prop_assert!(false, "replay changed the outcome: {:?} then {:?}", a, b)
-                    }
-                }
-                prop_assert!(replayed.unwrap().replayed);
+                let replayed = run(&wallet, command, k).await;
+                prop_assert_eq!(&replayed.0, &original.0, "a replay answers the original body or status");
+                prop_assert!(replayed.1, "a replay says it is one");
                 prop_assert_eq!(wallet.ledger_totals().unwrap(), totals_before, "a replay moves no money");
                 continue;
             }
@@ -274,35 +311,36 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let command = match command {
             Ok(command) => command,
             Err(refused) => {
-                prop_assert!((400..500).contains(&refused.status()), "the edge refuses with a 4xx: {}", refused);
+                let status = LedgerRefusal::from(refused).status();
+                prop_assert!((400..500).contains(&status), "the edge refuses with a 4xx: {}", status);
                 continue;
             }
         };
         let k = key(history.len(), &command);
-        let result = wallet.execute(command.clone(), k.clone(), ctx()).await;
-        if let Err(e) = &result {
-            prop_assert!((400..500).contains(&e.status()), "{:?} refused with {}: {}", op, e.status(), e);
+        let result = run(&wallet, command.clone(), k.clone()).await;
+        if let Err(status) = &result.0 {
+            prop_assert!((400..500).contains(status), "{:?} refused with {}", op, status);
         }
         prop_assert!(wallet.fault().get().is_none(), "the writer never fails: {:?}", wallet.fault().get());
         for (currency, total) in wallet.ledger_totals().unwrap() {
             prop_assert!(total.is_zero(), "after {:?}: {} ledger sums to {}", op, currency, total);
         }
-        if result.is_ok() {
+        if result.0.is_ok() {
             let cents_of = |money: &Money| (money.amount() * Decimal::from(100)).try_into().unwrap();
             match (&command, &op) {
-                (Command::Hold { money, .. }, Op::Hold { player: p, round, .. }) => {
+                (Cmd::Hold(Hold { money, .. }), Op::Hold { player: p, round, .. }) => {
                     open.entry(*round).or_default().push((*p, cents_of(money)));
                 }
-                (Command::Settle { .. }, Op::Settle { round, .. }) => {
+                (Cmd::Settle(_), Op::Settle { round, .. }) => {
                     open.remove(round);
                 }
-                (Command::Game(GameCommand::Bet { money, .. }), Op::Bet { player: p, round, bet, .. }) => {
+                (Cmd::Round(RoundCommand::Bet { money, .. }), Op::Bet { player: p, round, bet, .. }) => {
                     game_open.insert((*round, *bet + *p * 10), (*p, cents_of(money)));
                 }
-                (Command::Game(GameCommand::Win { close: true, .. }), Op::Win { player: p, round, .. }) => {
+                (Cmd::Round(RoundCommand::Win { close: true, .. }), Op::Win { player: p, round, .. }) => {
                     game_open.retain(|(r, _), (owner, _)| !(r == round && owner == p));
                 }
-                (Command::Game(GameCommand::Rollback { .. }), Op::Rollback { player: p, round, bet }) => {
+                (Cmd::Round(RoundCommand::Rollback { .. }), Op::Rollback { player: p, round, bet }) => {
                     game_open.remove(&(*round, *bet + *p * 10));
                 }
                 _ => {}
@@ -365,12 +403,13 @@ async fn store_faults_never_apply_an_operation_twice() {
         },
         seed,
     ));
-    let (wallet, writer) = cell::domains::wallet::Wallet::start(
+    let (wallet, writer) = Ledger::start(
         faulty,
         region,
         Arc::new(Metrics::default()),
         WriterConfig::default(),
         cell::clock::system(),
+        Vec::new(),
     )
     .unwrap();
     const CREDITS: usize = 300;
@@ -378,10 +417,12 @@ async fn store_faults_never_apply_an_operation_twice() {
     for n in 0..CREDITS {
         let wallet = wallet.clone();
         tasks.spawn(async move {
-            let command = Command::Credit {
+            let command = Movement {
                 player: player((n % PLAYERS as usize) as u8),
                 money: money(100),
                 reason: MovementReason::Deposit,
+                inward: true,
+                location: None,
             };
             let k = key(n, &command);
             let mut attempts = 0;
@@ -389,7 +430,7 @@ async fn store_faults_never_apply_an_operation_twice() {
                 attempts += 1;
                 match wallet.execute(command.clone(), k.clone(), ctx()).await {
                     Ok(_) => return attempts,
-                    Err(WalletError::Unavailable(_)) if attempts < 50 => {
+                    Err(Failed::Unavailable(_)) if attempts < 50 => {
                         tokio::time::sleep(std::time::Duration::from_millis(2)).await
                     }
                     Err(e) => panic!("seed {seed}: credit {n} refused: {e}"),
@@ -407,12 +448,13 @@ async fn store_faults_never_apply_an_operation_twice() {
     tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
     // Read the truth from a fresh wallet over the plain store.
     let region = Arc::new(RegionConfig::from_file(&crate::harness::region_path("uk")).unwrap());
-    let (reader, writer) = cell::domains::wallet::Wallet::start(
+    let (reader, writer) = Ledger::start(
         embedded,
         region,
         Arc::new(Metrics::default()),
         WriterConfig::default(),
         cell::clock::system(),
+        Vec::new(),
     )
     .unwrap();
     let mut total = Decimal::ZERO;

@@ -5,11 +5,14 @@ mod keys;
 
 use crate::events::{self, EventContext};
 use crate::idempotency::{Answer, IdempotencyKey, IdempotencyRecord};
+use crate::ledger::{Gate, GateRefusal, GatedEntry, PostingKind};
+use crate::players::age_on;
 use crate::store::{transact, Store, StoreError};
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use contracts::events::PlayerRegistered;
 use contracts::players::{Player, RegisterPlayerRequest};
 use contracts::region::RegionConfig;
+use contracts::Amount;
 use contracts::{Currency, PlayerId};
 use std::sync::Arc;
 
@@ -60,15 +63,6 @@ impl ComplianceError {
             ComplianceError::Store(_) => 503,
         }
     }
-}
-
-/// Whole years between `birth` and `today`.
-pub fn age_on(birth: NaiveDate, today: NaiveDate) -> u32 {
-    let mut years = today.year() - birth.year();
-    if (today.month(), today.day()) < (birth.month(), birth.day()) {
-        years -= 1;
-    }
-    years.max(0) as u32
 }
 
 /// The compliance domain of one cell.
@@ -198,16 +192,44 @@ pub fn stake_cap(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The region's stake caps as a gate on every stake that names its game's product: the
+/// player's stakes in one round (one spin) may not pass the strictest cap that applies to them.
+pub struct StakeCapGate {
+    region: Arc<RegionConfig>,
+}
 
-    #[test]
-    fn age_counts_whole_years() {
-        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-        assert_eq!(age_on(d("2000-06-15"), d("2018-06-14")), 17);
-        assert_eq!(age_on(d("2000-06-15"), d("2018-06-15")), 18);
-        assert_eq!(age_on(d("2004-02-29"), d("2022-02-28")), 17);
-        assert_eq!(age_on(d("2004-02-29"), d("2022-03-01")), 18);
+impl StakeCapGate {
+    pub fn new(region: Arc<RegionConfig>) -> StakeCapGate {
+        StakeCapGate { region }
+    }
+}
+
+impl Gate for StakeCapGate {
+    fn name(&self) -> &'static str {
+        "stake_cap"
+    }
+
+    fn check(&self, entry: &GatedEntry<'_>) -> Result<(), GateRefusal> {
+        let (PostingKind::Stake, Some(stake)) = (entry.kind, entry.stake) else { return Ok(()) };
+        let currency = entry.currency;
+        let Some(cap) = stake_cap(&self.region, entry.player.date_of_birth, stake.product, currency, entry.today)
+        else {
+            return Ok(());
+        };
+        if stake.round_stake <= cap.max {
+            return Ok(());
+        }
+        let s = currency.scale();
+        let (max, staked) = (Amount::at_scale(cap.max, s), Amount::at_scale(stake.round_stake, s));
+        let code = currency.code();
+        Err(GateRefusal {
+            code: "STAKE_LIMIT_EXCEEDED",
+            message: format!(
+                "stake {staked} {code} in this round is over the {max} {code} limit of rule {} (policy {})",
+                cap.rule, cap.policy_version
+            ),
+            rule: cap.rule,
+            policy_version: cap.policy_version,
+        })
     }
 }

@@ -1,43 +1,44 @@
 //! Gaming: the seamless wallet game providers call (DESIGN.md section 6). Each provider speaks a
 //! dialect ([`adapters`]); its calls are authenticated, normalised into one [`adapters::Operation`],
-//! checked against what only this domain knows (provider state, stake limits for the game's
-//! product), and applied as the wallet's round operations, idempotent on the provider's
-//! transaction id. A sweeper voids rounds left open past the provider's timeout.
+//! completed with what this domain knows (the provider's state, the game's product and maximum
+//! multiplier) and run as round commands ([`rounds`]) on the ledger's writer, idempotent on the
+//! provider's transaction id. A sweeper ends rounds left open past the provider's timeout.
 //!
-//! The round lifecycle itself is applied by the wallet's single writer
-//! (`wallet/writer/game_rounds.rs`), because every step of it moves money and must be atomic with
-//! the ledger, its idempotency record, its events and the audit chain.
-//!
-//! Key layout of the gaming subspace:
-//! ```text
-//! ("state", provider) -> ProviderState   maintenance set by ops, kept across restarts
-//! ```
+//! The round lifecycle runs on the ledger's single writer because every step of it moves money
+//! and must be atomic with the ledger, its idempotency record, its events and the audit chain; its
+//! state there is this domain's room ([`rounds::GameRounds`]). Per-product stake caps are not
+//! checked here: they are compliance's gates, which the kernel runs on every stake.
 
 pub mod adapters;
+mod keys;
 pub mod providers;
+pub mod rounds;
 
-use crate::domains::catalog::Catalog;
-use crate::domains::compliance;
-use crate::domains::wallet::{Command, GameCommand, Wallet, WalletError};
 use crate::events::EventContext;
 use crate::idempotency::IdempotencyKey;
-use crate::store::{subspaces, transact, Store, StoreError};
+use crate::ledger::{Failed, Ledger, LedgerRefusal, Outcome, Refusal};
+use crate::store::{transact, Store, StoreError};
 use adapters::{Operation, Rendered, Reply};
 use axum::http::HeaderMap;
+use contracts::catalog::{GameType, Multiplier};
 use contracts::gaming::{ProviderStatus, SeamlessResponse};
-use contracts::region::RegionConfig;
 use contracts::RoundId;
 use providers::{InitialState, Provider};
+use rounds::{RoundCommand, TimeOut};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-/// Rounds voided per provider per sweep: bounds one sweep; the next takes the rest.
+/// Rounds ended per provider per sweep: bounds one sweep; the next takes the rest.
 const SWEEP_ROUNDS_MAX: usize = 1_000;
-/// Players' dates of birth kept in memory for stake limits (a date of birth never changes); the
-/// map is dropped and refilled when it reaches this size.
-const BIRTHDAYS_CACHED_MAX: usize = 1_000_000;
+
+/// What the platform's catalog says of a provider's game, when it has synced it: the cell wires
+/// the catalog in, so gaming reads it without importing it.
+pub trait GameFacts: Send + Sync {
+    fn game_type(&self, provider: &str, game: &str) -> Option<GameType>;
+    fn max_multiplier(&self, provider: &str, game: &str) -> Option<Multiplier>;
+}
 
 /// A provider's run-time state, as ops set it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,19 +71,13 @@ impl GamingError {
     }
 }
 
-fn state_key(provider: &str) -> Vec<u8> {
-    subspaces::gaming().pack(&("state", provider))
-}
-
 /// The gaming domain of one cell.
 pub struct Gaming {
     providers: BTreeMap<String, Provider>,
     states: RwLock<BTreeMap<String, ProviderState>>,
-    birthdays: RwLock<rustc_hash::FxHashMap<contracts::PlayerId, chrono::NaiveDate>>,
-    wallet: Wallet,
+    ledger: Ledger,
     store: Arc<dyn Store>,
-    region: Arc<RegionConfig>,
-    catalog: Arc<Catalog>,
+    games: Arc<dyn GameFacts>,
     clock: Arc<dyn crate::clock::Clock>,
 }
 
@@ -90,34 +85,23 @@ impl Gaming {
     /// Loads each provider's state: as ops last set it, else as its file says.
     pub fn new(
         providers: Vec<Provider>,
-        wallet: Wallet,
+        ledger: Ledger,
         store: Arc<dyn Store>,
-        region: Arc<RegionConfig>,
-        catalog: Arc<Catalog>,
+        games: Arc<dyn GameFacts>,
         clock: Arc<dyn crate::clock::Clock>,
     ) -> Result<Gaming, StoreError> {
         let mut states = BTreeMap::new();
         let mut tx = store.begin()?;
         for p in &providers {
-            let state = match tx.get(&state_key(&p.config.id))? {
-                Some(bytes) => {
-                    rmp_serde::from_slice(&bytes).map_err(|e| StoreError::Io(format!("decode provider state: {e}")))?
-                }
+            let key = keys::provider_state(&p.config.id);
+            let state = match tx.get(&key)? {
+                Some(bytes) => rmp_serde::from_slice(&bytes).map_err(|e| StoreError::corrupt(&key, e))?,
                 None => ProviderState { maintenance: p.config.state == InitialState::Maintenance, reason: None },
             };
             states.insert(p.config.id.clone(), state);
         }
         let providers = providers.into_iter().map(|p| (p.config.id.clone(), p)).collect();
-        Ok(Gaming {
-            providers,
-            states: RwLock::new(states),
-            birthdays: RwLock::default(),
-            wallet,
-            store,
-            region,
-            catalog,
-            clock,
-        })
+        Ok(Gaming { providers, states: RwLock::new(states), ledger, store, games, clock })
     }
 
     /// One provider call, from raw request to the dialect's answer.
@@ -171,33 +155,23 @@ impl Gaming {
             Ok(command) => command,
             Err(refusal) => return refusal,
         };
-        let Some(key) = key else {
-            return match self.wallet.execute_unkeyed(command, ctx).await {
-                Ok(answer) => domain_reply(answer.status, &answer.body, false),
-                Err(e) => Reply::refused(e.status(), e.code(), e.to_string()),
-            };
-        };
-        match self.wallet.execute(command, key, ctx).await {
-            Ok(answer) => domain_reply(answer.status, &answer.body, answer.replayed),
-            Err(WalletError::IdempotencyKeyReused) => Reply::refused(
-                409,
-                "TRANSACTION_ID_REUSED",
-                "this transaction id was already used for a different request",
-            ),
-            Err(e) => Reply::refused(e.status(), e.code(), e.to_string()),
+        match key {
+            Some(key) => reply_of(self.ledger.execute(command, key, ctx).await),
+            None => reply_of(self.ledger.execute_unkeyed(command, ctx).await),
         }
     }
 
-    /// The wallet command for `op`, with what this domain knows that the round does not (the
-    /// provider's state, the player's stake cap). Nothing here refuses a bet: the writer does,
-    /// after looking for a stored answer, so a retry of an accepted bet is answered as before even
-    /// if the provider went into maintenance meanwhile. A balance read is no command.
-    fn command(&self, p: &Provider, op: Operation) -> Result<Command, Reply> {
+    /// The round command for `op`, with what this domain knows that the round does not (the
+    /// provider's state, the game's product and maximum multiplier). Nothing here refuses a bet:
+    /// the writer does, after looking for a stored answer, so a retry of an accepted bet is
+    /// answered as before even if the provider went into maintenance meanwhile. A balance read is
+    /// no command.
+    fn command(&self, p: &Provider, op: Operation) -> Result<RoundCommand, Reply> {
         let provider = p.config.id.clone();
-        let refuse = |e: WalletError| Reply::refused(e.status(), e.code(), e.to_string());
-        let game = match op {
+        let refuse = |e: LedgerRefusal| Reply::refused(e.status(), e.code(), e.to_string());
+        let command = match op {
             Operation::Bet { transaction, player, round, game, amount, currency } => {
-                let money = self.wallet.money(amount, &currency, false).map_err(refuse)?;
+                let money = self.ledger.money(amount, &currency, false).map_err(refuse)?;
                 let maintenance = self
                     .states
                     .read()
@@ -205,14 +179,15 @@ impl Gaming {
                     .get(&provider)
                     .filter(|s| s.maintenance)
                     .map(|s| s.reason.clone().unwrap_or_else(|| "set in its provider file".into()));
-                let stake_cap = self.stake_cap(p, &player, &game, money.currency())?;
-                // The synced catalog's, else the provider file's.
+                // The synced catalog says what this provider's game is; else the provider's
+                // file; else a slot, the most restricted product.
+                let product = self.games.game_type(&p.config.id, &game).unwrap_or_else(|| p.product_of(&game));
                 let max_multiplier = self
-                    .catalog
+                    .games
                     .max_multiplier(&p.config.id, &game)
                     .or_else(|| p.max_multiplier_of(&game))
                     .map(|m| m.value());
-                GameCommand::Bet {
+                RoundCommand::Bet {
                     provider,
                     player,
                     round,
@@ -220,59 +195,26 @@ impl Gaming {
                     game,
                     money,
                     maintenance,
-                    stake_cap,
+                    product,
                     max_multiplier,
                 }
             }
             Operation::Win { transaction, player, round, amount, currency, close } => {
-                let money = self.wallet.money(amount, &currency, true).map_err(refuse)?;
-                GameCommand::Win { provider, player, round, transaction, money, close }
+                let money = self.ledger.money(amount, &currency, true).map_err(refuse)?;
+                RoundCommand::Win { provider, player, round, transaction, money, close }
             }
             Operation::Rollback { transaction, player, round, bet } => {
-                GameCommand::Rollback { provider, player, round, transaction, bet }
+                RoundCommand::Rollback { provider, player, round, transaction, bet }
             }
-            Operation::EndRound { player, round } => GameCommand::EndRound { provider, player, round },
+            Operation::EndRound { player, round } => RoundCommand::EndRound { provider, player, round },
             Operation::Balance { .. } => unreachable!("a balance read is answered before any command"),
         };
-        Ok(Command::Game(game))
-    }
-
-    /// The region's stake cap for this player and the game's product (`None` for an unknown
-    /// player: the writer refuses the bet).
-    fn stake_cap(
-        &self,
-        p: &Provider,
-        player: &contracts::PlayerId,
-        game: &str,
-        currency: contracts::Currency,
-    ) -> Result<Option<contracts::region::StakeCap>, Reply> {
-        let born = self.birthdays.read().unwrap_or_else(|p| p.into_inner()).get(player).copied();
-        let born = match born {
-            Some(born) => born,
-            None => {
-                let unavailable = |e: StoreError| Reply::refused(503, "STORE_UNAVAILABLE", e.to_string());
-                let mut tx = self.store.begin().map_err(unavailable)?;
-                let Some(registered) = crate::players::get(tx.as_mut(), player).map_err(unavailable)? else {
-                    return Ok(None);
-                };
-                let mut birthdays = self.birthdays.write().unwrap_or_else(|p| p.into_inner());
-                if birthdays.len() >= BIRTHDAYS_CACHED_MAX {
-                    birthdays.clear();
-                }
-                birthdays.insert(player.clone(), registered.date_of_birth);
-                registered.date_of_birth
-            }
-        };
-        let today = self.clock.now().date_naive();
-        // The synced catalog says what this provider's game is; else the provider's file; else
-        // a slot, the most restricted product.
-        let product = self.catalog.game_type(&p.config.id, game).unwrap_or_else(|| p.product_of(game));
-        Ok(compliance::stake_cap(&self.region, born, product, currency, today))
+        Ok(command)
     }
 
     fn balance(&self, op: &Operation) -> Reply {
         let Operation::Balance { player, currency } = op else { unreachable!("called for balance only") };
-        match self.wallet.cash(player, currency) {
+        match self.ledger.cash(player, currency) {
             Ok((currency, cash)) => Reply::Done {
                 body: SeamlessResponse {
                     transaction_id: None,
@@ -298,7 +240,7 @@ impl Gaming {
         let state = ProviderState { maintenance, reason: Some(reason) };
         let encoded = rmp_serde::to_vec(&state).expect("a provider state encodes");
         transact(self.store.as_ref(), |tx| {
-            tx.set(&state_key(provider), &encoded)?;
+            tx.set(&keys::provider_state(provider), &encoded)?;
             Ok(Ok::<_, std::convert::Infallible>(()))
         })?
         .unwrap_or_else(|never| match never {});
@@ -327,16 +269,23 @@ impl Gaming {
 
     /// Ends every round open longer than its provider's timeout; returns how many bets it ended.
     /// A round that cannot be ended now is logged and retried at the next sweep; the others go on.
-    pub async fn sweep(&self, cell: &str) -> Result<usize, WalletError> {
+    pub async fn sweep(&self, cell: &str) -> Result<usize, Failed<rounds::RoundRefusal>> {
         let mut ended = 0;
         for p in self.providers.values() {
             let timeout = chrono::Duration::seconds(p.config.round_timeout_seconds as i64);
             let before_us = (self.clock.now() - timeout).timestamp_micros();
-            let rounds = self.wallet.game_rounds_open_before(&p.config.id, before_us, SWEEP_ROUNDS_MAX)?;
+            let store = self.store.clone();
+            let provider = p.config.id.clone();
+            let rounds = tokio::task::spawn_blocking(move || {
+                rounds::open_before(store.as_ref(), &provider, before_us, SWEEP_ROUNDS_MAX)
+            })
+            .await
+            .map_err(|e| Failed::Internal(e.to_string()))?
+            .map_err(|e| Failed::Unavailable(e.to_string()))?;
             for (round, open_since_us) in rounds {
                 match self.time_out(p, round.clone(), open_since_us, cell).await {
                     Ok(n) => ended += n,
-                    Err(WalletError::Stopped) => return Err(WalletError::Stopped),
+                    Err(Failed::Stopped) => return Err(Failed::Stopped),
                     Err(e) => {
                         tracing::warn!(provider = %p.config.id, %round, error = %e, "cannot end a timed-out round; next sweep")
                     }
@@ -352,17 +301,12 @@ impl Gaming {
         round: RoundId,
         open_since_us: i64,
         cell: &str,
-    ) -> Result<usize, WalletError> {
+    ) -> Result<usize, Failed<rounds::RoundRefusal>> {
         let provider = p.config.id.clone();
         let ctx = EventContext { cell: cell.to_owned(), trace_id: hex::encode(rand::random::<[u8; 16]>()) };
-        let command =
-            Command::Game(GameCommand::TimeOut { provider: provider.clone(), round: round.clone(), open_since_us });
+        let command = TimeOut { provider: provider.clone(), round: round.clone(), open_since_us };
         // The writer re-checks that the round is still open since that instant: no record needed.
-        let answer = self.wallet.execute_unkeyed(command, ctx).await?;
-        let ended = serde_json::from_slice::<serde_json::Value>(&answer.body)
-            .ok()
-            .and_then(|v| v["ended"].as_u64())
-            .unwrap_or(0) as usize;
+        let ended = self.ledger.execute_unkeyed(command, ctx).await?.value.bets;
         if ended > 0 {
             tracing::info!(%provider, %round, ended, "round timed out: parts with a result settled, the others voided");
         }
@@ -378,7 +322,7 @@ impl Gaming {
                 ticks.tick().await;
                 match self.sweep(&cell).await {
                     Ok(_) => {}
-                    Err(WalletError::Stopped) => return,
+                    Err(Failed::Stopped) => return,
                     Err(e) => tracing::warn!(error = %e, "round sweep failed; retrying at the next tick"),
                 }
             }
@@ -386,17 +330,18 @@ impl Gaming {
     }
 }
 
-/// The domain's stored answer as a dialect-neutral reply.
-fn domain_reply(status: u16, body: &[u8], replayed: bool) -> Reply {
-    if status == 200 {
-        match serde_json::from_slice::<SeamlessResponse>(body) {
-            Ok(body) => Reply::Done { body, replayed },
-            Err(e) => Reply::refused(500, "INTERNAL", format!("stored answer does not parse: {e}")),
+/// A round command's outcome as a dialect-neutral reply.
+fn reply_of(outcome: Outcome<RoundCommand>) -> Reply {
+    match outcome {
+        Ok(answered) => Reply::Done { body: answered.value, replayed: answered.replayed },
+        Err(Failed::KeyReused) => {
+            Reply::refused(409, "TRANSACTION_ID_REUSED", "this transaction id was already used for a different request")
         }
-    } else {
-        match serde_json::from_slice::<contracts::ErrorBody>(body) {
-            Ok(e) => Reply::Refused { status, code: e.code, message: e.message, replayed },
-            Err(e) => Reply::refused(500, "INTERNAL", format!("stored refusal does not parse: {e}")),
-        }
+        Err(failed) => Reply::Refused {
+            status: failed.status(),
+            code: failed.code().to_owned(),
+            message: failed.to_string(),
+            replayed: failed.replayed(),
+        },
     }
 }

@@ -1,69 +1,13 @@
-//! Key layout of the wallet subspace.
+//! Key layout of the wallet domain's records, in the wallet subspace beside the ledger's (where
+//! every existing store has them).
 //!
 //! ```text
-//! ("bal", player, currency)                      -> PlayerBalances   cash, bonus, held
-//! ("house", account, currency)                   -> Decimal          house account balances
-//! ("entry", player, currency, ts_us, seq)        -> Entry            the journal, per player, in time order
-//! ("round", round)                               -> RoundState       a round's open holds, and whether it settled
-//! ("game", provider, round)                      -> GameRound        a provider's round: bets, tombstones, closed parts
-//! ("gopen", provider, open_since_us, round)      -> ()               rounds with an open bet, oldest first (the sweeper's index)
-//! ("idem", key)                                  -> IdempotencyRecord
-//! ("meta", "seq")                                -> (u64, i64)       last entry's sequence number and timestamp (µs);
-//!                                                                     a bare u64 in stores written before 2026-11-26
+//! ("round", round) -> RoundState   a round's open holds, and whether it settled
 //! ```
 
 use crate::store::subspaces;
-use contracts::{Currency, PlayerId, RoundId};
-
-pub fn balance(player: &PlayerId, currency: Currency) -> Vec<u8> {
-    subspaces::wallet().pack(&("bal", player.as_str(), currency.code()))
-}
-
-pub fn balances_range() -> (Vec<u8>, Vec<u8>) {
-    subspaces::wallet().subspace(&"bal").range()
-}
-
-pub fn house(account: &str, currency: Currency) -> Vec<u8> {
-    subspaces::wallet().pack(&("house", account, currency.code()))
-}
-
-pub fn house_range() -> (Vec<u8>, Vec<u8>) {
-    subspaces::wallet().subspace(&"house").range()
-}
-
-pub fn entry(player: &PlayerId, currency: Currency, ts_us: i64, seq: u64) -> Vec<u8> {
-    subspaces::wallet().pack(&("entry", player.as_str(), currency.code(), ts_us, seq))
-}
-
-/// Entries of a player in a currency with a timestamp up to and including `ts_us`.
-pub fn entries_until(player: &PlayerId, currency: Currency, ts_us: i64) -> (Vec<u8>, Vec<u8>) {
-    let space = subspaces::wallet().subspace(&("entry", player.as_str(), currency.code()));
-    let (begin, _) = space.range();
-    (begin, space.pack(&(ts_us.saturating_add(1),)))
-}
+use contracts::RoundId;
 
 pub fn round(round: &RoundId) -> Vec<u8> {
     subspaces::wallet().pack(&("round", round.as_str()))
-}
-
-pub fn game_round(provider: &str, round: &RoundId) -> Vec<u8> {
-    subspaces::wallet().pack(&("game", provider, round.as_str()))
-}
-
-pub fn game_open(provider: &str, open_since_us: i64, round: &RoundId) -> Vec<u8> {
-    subspaces::wallet().pack(&("gopen", provider, open_since_us, round.as_str()))
-}
-
-/// Index entries of `provider`'s rounds open since before `before_us`.
-pub fn game_open_before(provider: &str, before_us: i64) -> (Vec<u8>, Vec<u8>) {
-    let space = subspaces::wallet().subspace(&("gopen", provider));
-    (space.range().0, space.pack(&(before_us,)))
-}
-
-pub fn idempotency(key: &str) -> Vec<u8> {
-    subspaces::wallet().pack(&("idem", key))
-}
-
-pub fn sequence() -> Vec<u8> {
-    subspaces::wallet().pack(&("meta", "seq"))
 }

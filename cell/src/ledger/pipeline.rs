@@ -1,19 +1,32 @@
 //! The writer's pipeline: the writer thread takes batches from its queue and applies them into
-//! one transaction each (catching a panic per operation), the commit thread commits them in order,
+//! one transaction each (catching a panic per command), the commit thread commits them in order,
 //! the durability thread answers each batch once it is durable; a failed commit or batch makes
 //! the writer reload its view in a new epoch.
 
+use super::command::Job;
+use super::keys;
 use super::reads::sequence_decode;
-use super::*;
+use super::refusal::Failed;
+use super::writer::{
+    store_failed, Submission, View, Writer, WriterConfig, CACHED_BALANCES_MAX, CACHED_ROOM_RECORDS_MAX,
+    PIPELINE_BATCHES_MAX,
+};
+use crate::audit::AuditChain;
+use crate::idempotency::IdempotencyRecord;
+use crate::metrics::{Metrics, Stage};
+use crate::store::{PendingCommit, StoreError, Transaction};
+use chrono::{DateTime, Utc};
+use std::time::Instant;
+use tokio::sync::mpsc;
 
 /// An applied batch on its way to the committer.
 pub(super) struct ToCommit {
-    batch: u64,
-    epoch: u64,
-    tx: Box<dyn Transaction>,
-    replies: Vec<Reply>,
+    pub batch: u64,
+    pub epoch: u64,
+    pub tx: Box<dyn Transaction>,
+    pub jobs: Vec<Box<dyn Job>>,
     /// When the writer handed it on, for the `waited_commit` stage metric.
-    handed: Instant,
+    pub handed: Instant,
 }
 
 /// What the committer tells the writer about each batch, in order.
@@ -25,7 +38,7 @@ pub(super) enum Ack {
 /// A committed batch waiting to be durable, with the answers it will release.
 pub(super) struct InFlight {
     pending: Box<dyn PendingCommit>,
-    replies: Vec<Reply>,
+    jobs: Vec<Box<dyn Job>>,
     /// When the committer handed it on, for the `waited_sync` stage metric.
     handed: Instant,
 }
@@ -61,12 +74,6 @@ pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// The JSON body of a refusal, as answered and as stored under its key.
-pub(super) fn refusal_body(refused: &WalletError) -> String {
-    let body = contracts::ErrorBody { code: refused.code().to_owned(), message: refused.to_string() };
-    serde_json::to_string(&body).expect("an error body serialises")
-}
-
 /// The commit thread: commits batches in order, hands each to the durability thread, and tells the
 /// writer. After a failure it refuses the rest of that epoch: those batches were applied on top of
 /// one that is not in the store.
@@ -89,15 +96,15 @@ pub(super) fn commit_in_order(
         match committed {
             Ok(pending) => {
                 let _ = acks.send(Ack::Committed(c.batch));
-                if durable.send(InFlight { pending, replies: c.replies, handed: Instant::now() }).is_err() {
+                if durable.send(InFlight { pending, jobs: c.jobs, handed: Instant::now() }).is_err() {
                     return;
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, batch = c.batch, "wallet batch commit failed");
+                tracing::error!(error = %e, batch = c.batch, "ledger batch commit failed");
                 failed_epoch = Some(c.epoch);
-                for (reply, _) in c.replies {
-                    let _ = reply.send(Err(WalletError::Unavailable(e.to_string())));
+                for job in c.jobs {
+                    job.send(Err(e.to_string()));
                 }
                 let _ = acks.send(Ack::Failed(c.batch));
             }
@@ -112,14 +119,9 @@ pub(super) fn answer_when_durable(in_flight: std::sync::mpsc::Receiver<InFlight>
         metrics.wallet_stage(Stage::WaitedSync, flight.handed);
         let durable = flight.pending.wait();
         metrics.wallet_stage(Stage::Synced, syncing);
-        for (reply, result) in flight.replies {
-            let result = match &durable {
-                Ok(_) => result,
-                // The batch is in the journal but not known durable: the callers retry with their
-                // keys, and get the stored answer if it did reach the disk.
-                Err(e) => Err(WalletError::Unavailable(e.to_string())),
-            };
-            let _ = reply.send(result);
+        let durable = durable.map(|_| ()).map_err(|e| e.to_string());
+        for job in flight.jobs {
+            job.send(durable.clone());
         }
     }
 }
@@ -127,13 +129,17 @@ pub(super) fn answer_when_durable(in_flight: std::sync::mpsc::Receiver<InFlight>
 impl Writer {
     /// Drops the view and reloads what the writer keeps across batches from the store.
     pub(super) fn reload(&mut self) -> Result<(), StoreError> {
-        self.cache = Cache::default();
+        let last_ts = self.view.last_ts;
+        self.view = View { last_ts, ..View::default() };
+        for room in self.rooms.iter_mut() {
+            room.forget();
+        }
         let mut tx = self.store.begin()?;
         let (seq, last_us) = match tx.get(&keys::sequence())? {
             Some(bytes) => sequence_decode(&bytes)?,
             None => (0, None),
         };
-        self.seq = seq;
+        self.view.seq = seq;
         // The journal's order is its keys' (timestamp, sequence): a clock set back across a
         // restart must not stamp new entries before the old ones.
         if let Some(us) = last_us {
@@ -147,7 +153,7 @@ impl Writer {
                      timestamp until the clock catches up"
                 );
             }
-            self.last_ts = self.last_ts.max(last);
+            self.view.last_ts = self.view.last_ts.max(last);
         }
         self.chain = AuditChain::load(tx.as_mut())?;
         Ok(())
@@ -159,11 +165,11 @@ impl Writer {
         let (ack, acks) = std::sync::mpsc::channel::<Ack>();
         let (metrics, commit_metrics) = (self.metrics.clone(), self.metrics.clone());
         let answerer = std::thread::Builder::new()
-            .name("wallet-durable".into())
+            .name("ledger-durable".into())
             .spawn(move || answer_when_durable(in_flight, &metrics))
             .expect("spawn the wallet's durability thread");
         let committer = std::thread::Builder::new()
-            .name("wallet-commit".into())
+            .name("ledger-commit".into())
             .spawn(move || commit_in_order(commits, to_durable, ack, &commit_metrics))
             .expect("spawn the wallet's commit thread");
         let mut batch = Vec::with_capacity(config.batch_ops_max);
@@ -189,10 +195,10 @@ impl Writer {
         drop(to_commit);
         for (name, thread) in [("commit", committer), ("durability", answerer)] {
             if let Err(panic) = thread.join() {
-                self.fault.raise(format!("the wallet {name} thread panicked: {}", panic_message(panic.as_ref())));
+                self.fault.raise(format!("the ledger {name} thread panicked: {}", panic_message(panic.as_ref())));
             }
         }
-        tracing::info!("wallet writer stopped: no more submissions");
+        tracing::info!("ledger writer stopped: no more submissions");
     }
 
     /// Takes the committer's acknowledgements (waiting for all of them when `drain`). After a
@@ -208,13 +214,14 @@ impl Writer {
             while self.pipeline.front().is_some_and(|(batch, _)| *batch <= n) {
                 self.pipeline.pop_front();
             }
-            self.cache.rounds.retain(|_, r| !(r.settled && r.written_in <= n));
-            self.cache.games.retain(|_, g| !g.evictable(n));
+            for room in self.rooms.iter_mut() {
+                room.committed(n);
+            }
         }
         if failed {
             self.epoch = next(self.epoch);
             if let Err(e) = self.reload() {
-                tracing::error!(error = %e, "reload the wallet view after a failed commit");
+                tracing::error!(error = %e, "reload the ledger view after a failed commit");
             }
         }
     }
@@ -228,32 +235,20 @@ impl Writer {
     ) -> Option<ToCommit> {
         let started = Instant::now();
         self.metrics.wallet_batch_ops.observe(batch.len() as f64);
-        if self.cache.balances.len() > CACHED_BALANCES_MAX
-            || self.cache.rounds.len() > CACHED_ROUNDS_MAX
-            || self.cache.games.len() > CACHED_ROUNDS_MAX
-        {
+        if self.view.balances.len() > CACHED_BALANCES_MAX || self.rooms.cached() > CACHED_ROOM_RECORDS_MAX {
             // Only once nothing in flight depends on the view.
             self.acks_take(acks, true);
-            self.cache.balances.clear();
-            self.cache.rounds.clear();
-            self.cache.games.clear();
+            self.view.balances.clear();
+            for room in self.rooms.iter_mut() {
+                room.forget();
+            }
         }
         loop {
             self.batch = next(self.batch);
             let tried = self.batch_try(batch);
             self.metrics.wallet_stage(Stage::Applied, started);
             match tried {
-                Ok((tx, results, answers)) => {
-                    self.pipeline.push_back((self.batch, answers));
-                    let replies = batch.drain(..).map(|s| s.reply).zip(results).collect();
-                    return Some(ToCommit {
-                        batch: self.batch,
-                        epoch: self.epoch,
-                        tx,
-                        replies,
-                        handed: Instant::now(),
-                    });
-                }
+                Ok((tx, answers)) => return Some(self.hand_on(tx, answers, batch)),
                 Err(BatchFailure::Panicked { index, message }) => {
                     let poisoned = batch.remove(index);
                     self.poisoned(poisoned, message, acks);
@@ -267,44 +262,46 @@ impl Writer {
         }
     }
 
-    /// An operation panicked while it was applied. Its batch's transaction was dropped unwritten;
+    /// A command panicked while it was applied. Its batch's transaction was dropped unwritten;
     /// the view, which may hold part of it, is reloaded once nothing in flight needs it. The
-    /// operation is refused (`INTERNAL_REFUSAL`) and that refusal recorded under its key, so a
+    /// command is refused (`INTERNAL_REFUSAL`) and that refusal recorded under its key, so a
     /// retry replays the refusal rather than the panic; then the writer's fault is raised, so
     /// the cell stops being ready, fails over and exits non-zero for its supervisor.
-    pub(super) fn poisoned(&mut self, poisoned: Submission, message: String, acks: &std::sync::mpsc::Receiver<Ack>) {
+    pub(super) fn poisoned(
+        &mut self,
+        mut poisoned: Submission,
+        message: String,
+        acks: &std::sync::mpsc::Receiver<Ack>,
+    ) {
         tracing::error!(
-            op = poisoned.command.kind(),
+            op = poisoned.job.kind(),
             key = poisoned.key.as_ref().map(|k| k.key.as_str()),
             panic = %message,
-            "the wallet writer panicked applying an operation: it is refused and the cell stops"
+            "the ledger writer panicked applying a command: it is refused and the cell stops"
         );
         self.acks_take(acks, true);
         self.epoch = next(self.epoch);
-        let refusal = WalletError::InternalRefusal(message.clone());
+        let refusal = Failed::<std::convert::Infallible>::Internal(message.clone());
         let recorded = self.reload().and_then(|()| match &poisoned.key {
             Some(key) => {
-                let record = IdempotencyRecord {
-                    request_hash: key.request_hash,
-                    status: refusal.status(),
-                    body: refusal_body(&refusal),
-                };
+                let body = serde_json::to_string(&refusal.body()).expect("an error body serialises");
+                let record = IdempotencyRecord { request_hash: key.request_hash, status: refusal.status(), body };
                 let mut tx = self.store.begin()?;
                 tx.set(&keys::idempotency(&key.key), &record.encode())?;
                 tx.commit().map(|_| ())
             }
             None => Ok(()),
         });
-        let answer = match recorded {
-            Ok(()) => Err(refusal),
+        match recorded {
+            Ok(()) => poisoned.job.fail(refusal),
             Err(e) => {
-                tracing::error!(error = %e, "record the refusal of the operation that panicked");
-                Err(WalletError::Unavailable(e.to_string()))
+                tracing::error!(error = %e, "record the refusal of the command that panicked");
+                poisoned.job.fail(store_failed(&e));
             }
-        };
-        let _ = poisoned.reply.send(answer);
-        self.fault
-            .raise(format!("the wallet writer panicked applying a {} operation: {message}", poisoned.command.kind()));
+        }
+        let kind = poisoned.job.kind();
+        poisoned.job.send(Ok(()));
+        self.fault.raise(format!("the ledger writer panicked applying a {kind} command: {message}"));
     }
 
     /// The store failed a batch: its callers are told to retry with their keys.
@@ -314,111 +311,17 @@ impl Writer {
         e: StoreError,
         acks: &std::sync::mpsc::Receiver<Ack>,
     ) -> Option<ToCommit> {
-        tracing::error!(error = %e, ops = batch.len(), "wallet batch failed");
-        let err = WalletError::Unavailable(e.to_string());
-        for submission in batch.drain(..) {
-            // A caller that gave up waiting is no reason to stop.
-            let _ = submission.reply.send(Err(err.clone()));
+        tracing::error!(error = %e, ops = batch.len(), "ledger batch failed");
+        for mut submission in batch.drain(..) {
+            submission.job.fail(store_failed(&e));
+            submission.job.send(Ok(()));
         }
         // The view may hold part of the batch: forget it once nothing in flight needs it.
         self.acks_take(acks, true);
         self.epoch = next(self.epoch);
         if let Err(e) = self.reload() {
-            tracing::error!(error = %e, "reload the wallet view after a failed batch");
+            tracing::error!(error = %e, "reload the ledger view after a failed batch");
         }
         None
-    }
-
-    /// Applies every operation of the batch into one transaction, and writes what the batch
-    /// changed in the view.
-    #[allow(clippy::type_complexity)]
-    pub(super) fn batch_try(
-        &mut self,
-        batch: &[Submission],
-    ) -> Result<(Box<dyn Transaction>, Vec<Outcome>, HashMap<String, IdempotencyRecord>), BatchFailure> {
-        // Snapshot reads: this thread alone writes the wallet, and a player record is never
-        // rewritten, so nothing another transaction commits can invalidate what a batch read.
-        let mut tx = self.store.begin_snapshot_reads()?;
-        let mut b = Batch::new(self.chain, self.clock.now().max(self.last_ts));
-        let mut results = Vec::with_capacity(batch.len());
-        for (index, s) in batch.iter().enumerate() {
-            // A panic is caught here, per operation, so it costs that operation alone (see
-            // `poisoned`); the batch's transaction is dropped with whatever it held.
-            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(tx.as_mut(), &mut b, s)));
-            match applied {
-                Ok(outcome) => results.push(outcome?),
-                Err(panic) => return Err(BatchFailure::Panicked { index, message: panic_message(panic.as_ref()) }),
-            }
-        }
-        for key in &b.dirty_balances {
-            let balances = self.cache.balances[key];
-            balances.assert_valid(&key.0);
-            tx.set(&keys::balance(&key.0, key.1), &encode(&balances))?;
-        }
-        for round in &b.dirty_rounds {
-            let state = self.cache.rounds.get_mut(round).expect("a dirty round is in the view");
-            state.written_in = self.batch;
-            tx.set(&keys::round(round), &encode(&*state))?;
-        }
-        for key in &b.dirty_games {
-            let state = self.cache.games.get_mut(key).expect("a dirty game round is in the view");
-            state.written_in = self.batch;
-            tx.set(&keys::game_round(&key.0, &key.1), &encode(&*state))?;
-        }
-        for key in &b.dirty_house {
-            tx.set(&keys::house(key.0.name(), key.1), &encode(&self.cache.house[key]))?;
-        }
-        tx.set(&keys::sequence(), &encode(&(self.seq, self.last_ts.timestamp_micros())))?;
-        if b.chain != self.chain {
-            b.chain.write_head(tx.as_mut())?;
-            self.chain = b.chain;
-        }
-        Ok((tx, results, b.answers))
-    }
-
-    pub(super) fn apply(
-        &mut self,
-        tx: &mut dyn Transaction,
-        b: &mut Batch,
-        s: &Submission,
-    ) -> Result<Result<Answer, WalletError>, StoreError> {
-        if let Some(key) = &s.key {
-            let in_flight = || self.pipeline.iter().rev().find_map(|(_, answers)| answers.get(&key.key));
-            let earlier = match b.answers.get(&key.key).or_else(in_flight) {
-                Some(record) => Some(record.clone()),
-                None => match tx.get(&keys::idempotency(&key.key))? {
-                    Some(bytes) => Some(
-                        IdempotencyRecord::decode(&bytes)
-                            .map_err(|e| StoreError::Io(format!("decode idempotency record: {e}")))?,
-                    ),
-                    None => None,
-                },
-            };
-            if let Some(record) = earlier {
-                return Ok(record.replay_for(key).ok_or(WalletError::IdempotencyKeyReused));
-            }
-        }
-        let body = match &s.command {
-            Command::Credit { player, money, reason } => self.movement(tx, b, &s.ctx, player, *money, *reason, true)?,
-            Command::Debit { player, money, reason } => self.movement(tx, b, &s.ctx, player, *money, *reason, false)?,
-            Command::Hold { player, round, bet, money } => self.hold(tx, b, &s.ctx, player, round, bet, *money)?,
-            Command::Settle { round, parts } => self.settle(tx, b, &s.ctx, round, parts)?,
-            Command::Game(game) => self.game(tx, b, &s.ctx, game)?,
-        };
-        // A decision, accepted or refused, is recorded under the key, so a retry gets the same
-        // answer (as Stripe does): a new attempt after a refusal takes a new key. A transient
-        // refusal (a provider in maintenance) is not a decision about the request: not recorded.
-        let (status, body, result) = match body {
-            Ok(body) => (200, body, Ok(())),
-            Err(refused) if refused.is_transient() => return Ok(Err(refused)),
-            Err(refused) => (refused.status(), refusal_body(&refused), Err(refused)),
-        };
-        let answer = Answer { status, body: body.clone().into(), replayed: false };
-        if let Some(key) = &s.key {
-            let record = IdempotencyRecord { request_hash: key.request_hash, status, body };
-            tx.set(&keys::idempotency(&key.key), &record.encode())?;
-            b.answers.insert(key.key.clone(), record);
-        }
-        Ok(result.map(|()| answer))
     }
 }

@@ -1,28 +1,37 @@
-//! What the wallet reads straight from the store, outside the writer: balances now and as of an
+//! What the ledger reads straight from the store, outside the writer: balances now and as of an
 //! instant, the ledger's totals, and the journal's sequence record.
 
-use super::*;
+use super::kernel::JournalRecord;
+use super::keys;
+use super::money::{ledger_add, PlayerBalances};
+use super::writer::decode;
+use crate::store::{Store, StoreError, Transaction};
+use chrono::{DateTime, Utc};
+use contracts::{Currency, PlayerId};
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
 
 /// The journal's last sequence number and, unless the store was written before it was kept, the
 /// last entry's timestamp in microseconds.
 pub(super) fn sequence_decode(bytes: &[u8]) -> Result<(u64, Option<i64>), StoreError> {
     // A two-element MessagePack array (0x92) since the timestamp is kept; a bare integer before.
     if bytes.first() == Some(&0x92) {
-        let (seq, last_us) = decode("sequence", bytes)?;
+        let (seq, last_us) = decode(&keys::sequence(), bytes)?;
         Ok((seq, Some(last_us)))
     } else {
-        Ok((decode("sequence", bytes)?, None))
+        Ok((decode(&keys::sequence(), bytes)?, None))
     }
 }
 
 /// Reads a player's stored balances (zero if none) and checks them.
-pub(in crate::domains::wallet) fn balance_read(
+pub(super) fn balance_read(
     tx: &mut dyn Transaction,
     player: &PlayerId,
     currency: Currency,
 ) -> Result<PlayerBalances, StoreError> {
-    let balances = match tx.get(&keys::balance(player, currency))? {
-        Some(bytes) => decode("balance", &bytes)?,
+    let key = keys::balance(player, currency);
+    let balances = match tx.get(&key)? {
+        Some(bytes) => decode(&key, &bytes)?,
         None => PlayerBalances::default(),
     };
     balances.assert_valid(player);
@@ -30,7 +39,7 @@ pub(in crate::domains::wallet) fn balance_read(
 }
 
 /// A player's balances as of `instant`: those recorded by their last entry at or before it.
-pub(in crate::domains::wallet) fn balance_as_of(
+pub(super) fn balance_as_of(
     tx: &mut dyn Transaction,
     player: &PlayerId,
     currency: Currency,
@@ -39,8 +48,8 @@ pub(in crate::domains::wallet) fn balance_as_of(
     let (begin, end) = keys::entries_until(player, currency, instant.timestamp_micros());
     let last = tx.get_range(&begin, &end, 1, true)?;
     match last.first() {
-        Some((_, bytes)) => {
-            let entry: Entry = decode("entry", bytes)?;
+        Some((key, bytes)) => {
+            let entry: JournalRecord = decode(key, bytes)?;
             entry.after.assert_valid(player);
             Ok(entry.after)
         }
@@ -49,24 +58,24 @@ pub(in crate::domains::wallet) fn balance_as_of(
 }
 
 /// Sum of every balance, player and house, per currency.
-pub(in crate::domains::wallet) fn ledger_totals(store: &dyn Store) -> Result<BTreeMap<Currency, Decimal>, StoreError> {
+pub(super) fn ledger_totals(store: &dyn Store) -> Result<BTreeMap<Currency, Decimal>, StoreError> {
     let mut totals: BTreeMap<Currency, Decimal> = BTreeMap::new();
     let mut tx = store.begin()?;
     let wallet = crate::store::subspaces::wallet();
     let (begin, end) = keys::balances_range();
     for (key, value) in tx.get_range(&begin, &end, usize::MAX, false)? {
-        let (_, _, code): (String, String, String) = wallet.unpack(&key).map_err(|e| StoreError::Io(e.to_string()))?;
-        let b: PlayerBalances = decode("balance", &value)?;
-        let currency = Currency::from_code(&code).map_err(|e| StoreError::Io(e.to_string()))?;
+        let (_, _, code): (String, String, String) = wallet.unpack(&key).map_err(|e| StoreError::corrupt(&key, e))?;
+        let b: PlayerBalances = decode(&key, &value)?;
+        let currency = Currency::from_code(&code).map_err(|e| StoreError::corrupt(&key, e))?;
         total_add(&mut totals, currency, b.cash)?;
         total_add(&mut totals, currency, b.bonus)?;
         total_add(&mut totals, currency, b.held)?;
     }
     let (begin, end) = keys::house_range();
     for (key, value) in tx.get_range(&begin, &end, usize::MAX, false)? {
-        let (_, _, code): (String, String, String) = wallet.unpack(&key).map_err(|e| StoreError::Io(e.to_string()))?;
-        let amount: Decimal = decode("house balance", &value)?;
-        let currency = Currency::from_code(&code).map_err(|e| StoreError::Io(e.to_string()))?;
+        let (_, _, code): (String, String, String) = wallet.unpack(&key).map_err(|e| StoreError::corrupt(&key, e))?;
+        let amount: Decimal = decode(&key, &value)?;
+        let currency = Currency::from_code(&code).map_err(|e| StoreError::corrupt(&key, e))?;
         total_add(&mut totals, currency, amount)?;
     }
     Ok(totals)
@@ -85,6 +94,7 @@ fn total_add(totals: &mut BTreeMap<Currency, Decimal>, currency: Currency, amoun
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::writer::encode;
 
     #[test]
     fn the_sequence_record_reads_with_its_timestamp_and_as_stored_before_it_had_one() {

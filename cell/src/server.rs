@@ -120,7 +120,7 @@ impl Default for Intervals {
     }
 }
 
-/// A cell's domains over an open store, and the wallet writer thread to join on close.
+/// A cell's domains over an open store, and the ledger writer thread to join on close.
 pub struct OpenCell {
     pub domains: Domains,
     writer: std::thread::JoinHandle<()>,
@@ -189,13 +189,13 @@ impl OpenCell {
         })
     }
 
-    /// Lets the wallet writer finish what it was given, then waits for it. Blocking.
+    /// Lets the ledger writer finish what it was given, then waits for it. Blocking.
     pub fn close(self) {
         self.domains.ledger.shutdown();
         let OpenCell { domains, writer } = self;
         drop(domains);
         if writer.join().is_err() {
-            tracing::error!("wallet writer panicked");
+            tracing::error!("ledger writer panicked");
         }
     }
 }
@@ -217,7 +217,7 @@ pub async fn run(
     });
     let address = listener.local_addr().context("read listening address")?;
     let app = api::router(state.clone());
-    // The cell stops when asked to, or by itself once its wallet writer has failed.
+    // The cell stops when asked to, or by itself once its ledger writer has failed.
     let (stop, mut stopping) = tokio::sync::watch::channel(false);
     let stop_requested = async move {
         tokio::select! {
@@ -262,7 +262,7 @@ pub async fn run(
     for task in background {
         task.abort();
     }
-    tracing::info!("stopped taking requests; draining the wallet writer");
+    tracing::info!("stopped taking requests; draining the ledger writer");
     if let Some(domains) = state.domains.get() {
         domains.ledger.shutdown();
     }
@@ -283,7 +283,7 @@ pub async fn run(
     };
     match (fault, joined) {
         (Some(why), _) => anyhow::bail!("stopped: {why}"),
-        (None, Err(_)) => anyhow::bail!("stopped: the wallet writer panicked"),
+        (None, Err(_)) => anyhow::bail!("stopped: the ledger writer panicked"),
         (None, Ok(())) => {
             tracing::info!("stopped");
             Ok(())

@@ -71,7 +71,7 @@ impl CpuUse {
         self.us_per_op(ops).map(|_| part.as_secs_f64() * 1e6 / ops as f64)
     }
 
-    /// `65.3 us/op (wallet-writer 30.1, wallet-commit 22.0, ...)`: the total, then each thread name.
+    /// `65.3 us/op (ledger-writer 30.1, ledger-commit 22.0, ...)`: the total, then each thread name.
     pub fn breakdown(&self, ops: u64) -> String {
         let Some(total) = self.us_per_op(ops) else { return "not measured (no /proc schedstat)".into() };
         let per = |t: &Duration| t.as_secs_f64() * 1e6 / ops as f64;

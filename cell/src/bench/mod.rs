@@ -90,7 +90,7 @@ impl Phase {
     /// housekeeping. What storing each operation's records costs, beside the writer that makes them.
     pub fn store_cpu_us_per_op(&self) -> f64 {
         let is_store = |name: &str| {
-            ["wallet-commit", "wallet-durable", "fjall", "store-"].iter().any(|prefix| name.starts_with(prefix))
+            ["ledger-commit", "ledger-durable", "fjall", "store-"].iter().any(|prefix| name.starts_with(prefix))
         };
         self.cpu.us_per_op_of(self.ops, is_store).unwrap_or(f64::NAN)
     }

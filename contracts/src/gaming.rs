@@ -5,17 +5,15 @@
 //! becomes one of a few domain operations (bet, win, rollback, end of round, balance) on the same
 //! round lifecycle, and produces the same events.
 
-use crate::{Amount, BetId, Currency, PlayerId, RoundId};
+use crate::{Amount, BetId, Currency, PlayerId, RoundId, TransactionId};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Version of the `seamless-v1` request and response shapes.
-pub const SEAMLESS_V1_VERSION: &str = "1";
-/// Version of the `pulse` request and response shapes.
-pub const PULSE_VERSION: &str = "1";
-
-/// A provider's transaction id: unique per provider, the key of its idempotency.
-pub type TransactionId = BetId;
+/// Version of the `seamless-v1` request and response shapes (2: a transaction id is its own
+/// `TransactionId`, no longer a `BetId`; the JSON is unchanged).
+pub const SEAMLESS_V1_VERSION: &str = "2";
+/// Version of the `pulse` request and response shapes (2: as seamless-v1's).
+pub const PULSE_VERSION: &str = "2";
 
 /// Where a bet is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -239,7 +237,8 @@ pub struct BetWon {
 }
 impl crate::events::EventPayload for BetWon {
     const NAME: &'static str = "bet.won";
-    const VERSION: &'static str = "1";
+    /// 2: `transactionId` is a `TransactionId` (the JSON is unchanged).
+    const VERSION: &'static str = "2";
 }
 
 /// `bet.rolled_back`: a bet refunded at the provider's request, once.
@@ -257,7 +256,8 @@ pub struct BetRolledBack {
 }
 impl crate::events::EventPayload for BetRolledBack {
     const NAME: &'static str = "bet.rolled_back";
-    const VERSION: &'static str = "1";
+    /// 2: `transactionId` is a `TransactionId` (the JSON is unchanged).
+    const VERSION: &'static str = "2";
 }
 
 /// One player's part of a round when it ended.

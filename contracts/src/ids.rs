@@ -81,10 +81,30 @@ typed_id!(
     "betId"
 );
 typed_id!(
+    /// A game provider's transaction id: unique per provider, the key of its idempotency. A bet
+    /// call's transaction id also names the bet it places ([`TransactionId::bet`]).
+    TransactionId,
+    "transactionId"
+);
+typed_id!(
     /// A cell: `uk`, `mt`, `dk`, `se`, `es`.
     CellId,
     "cellId"
 );
+
+impl TransactionId {
+    /// The bet a bet call with this transaction id places (the same characters, so always valid).
+    pub fn bet(&self) -> BetId {
+        BetId(self.0.clone())
+    }
+}
+
+impl BetId {
+    /// The transaction id of the bet call that placed this bet.
+    pub fn transaction(&self) -> TransactionId {
+        TransactionId(self.0.clone())
+    }
+}
 
 impl PlayerId {
     /// The home cell named by the id's prefix (`uk` in `uk-42`), if it has one.

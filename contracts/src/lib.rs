@@ -22,6 +22,6 @@ pub mod sessions;
 pub mod wallet;
 
 pub use error::ErrorBody;
-pub use ids::{BetId, CellId, IdError, PlayerId, RoundId};
+pub use ids::{BetId, CellId, IdError, PlayerId, RoundId, TransactionId};
 pub use jurisdiction::{CountryCode, Jurisdiction};
 pub use money::{Amount, Currency, Money, MoneyError};

@@ -13,7 +13,7 @@ use contracts::catalog::GameType;
 use contracts::players::RegisterPlayerRequest;
 use contracts::region::RegionConfig;
 use contracts::wallet::MovementReason;
-use contracts::{BetId, Currency, Money, MoneyError, PlayerId, RoundId};
+use contracts::{BetId, Currency, Money, MoneyError, PlayerId, RoundId, TransactionId};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -270,7 +270,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     provider: "prop".into(),
                     player: player(*p),
                     round: game_round(*round),
-                    bet: BetId::new(format!("gb{p}-{bet}")).unwrap(),
+                    transaction: TransactionId::new(format!("gb{p}-{bet}")).unwrap(),
                     game: if *capped { "capped" } else { "plain" }.into(),
                     money,
                     maintenance: None,
@@ -283,7 +283,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     provider: "prop".into(),
                     player: player(*p),
                     round: game_round(*round),
-                    transaction: BetId::new(format!("w{}", history.len())).unwrap(),
+                    transaction: TransactionId::new(format!("w{}", history.len())).unwrap(),
                     money,
                     close: *close,
                 })
@@ -292,7 +292,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 provider: "prop".into(),
                 player: player(*p),
                 round: game_round(*round),
-                transaction: BetId::new(format!("rb{}", history.len())).unwrap(),
+                transaction: TransactionId::new(format!("rb{}", history.len())).unwrap(),
                 bet: BetId::new(format!("gb{p}-{bet}")).unwrap(),
             })),
             Op::Replay { index } => {

@@ -11,7 +11,7 @@ use super::providers::{Dialect, DuplicatePolicy};
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use contracts::gaming::{self, PulseResponse, SeamlessResponse};
-use contracts::{BetId, Currency, ErrorBody, PlayerId, RoundId};
+use contracts::{BetId, Currency, ErrorBody, PlayerId, RoundId, TransactionId};
 use hmac::{Hmac, Mac};
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
@@ -26,11 +26,37 @@ pub const TIMESTAMP_SKEW_SECONDS_MAX: i64 = 300;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "op", rename_all = "camelCase")]
 pub enum Operation {
-    Bet { transaction: BetId, player: PlayerId, round: RoundId, game: String, amount: Decimal, currency: String },
-    Win { transaction: BetId, player: PlayerId, round: RoundId, amount: Decimal, currency: String, close: bool },
-    Rollback { transaction: BetId, player: PlayerId, round: RoundId, bet: BetId },
-    EndRound { player: PlayerId, round: RoundId },
-    Balance { player: PlayerId, currency: String },
+    Bet {
+        transaction: TransactionId,
+        player: PlayerId,
+        round: RoundId,
+        game: String,
+        amount: Decimal,
+        currency: String,
+    },
+    Win {
+        transaction: TransactionId,
+        player: PlayerId,
+        round: RoundId,
+        amount: Decimal,
+        currency: String,
+        close: bool,
+    },
+    /// Refund the bet placed by transaction `bet`.
+    Rollback {
+        transaction: TransactionId,
+        player: PlayerId,
+        round: RoundId,
+        bet: BetId,
+    },
+    EndRound {
+        player: PlayerId,
+        round: RoundId,
+    },
+    Balance {
+        player: PlayerId,
+        currency: String,
+    },
 }
 
 /// What the domain answers, before a dialect shapes it.
@@ -195,7 +221,7 @@ mod seamless_v1 {
                     transaction: r.transaction_id,
                     player: r.player_id,
                     round: r.round_id,
-                    bet: r.ref_transaction_id,
+                    bet: r.ref_transaction_id.bet(),
                 }
             }
             "balance" => {
@@ -334,7 +360,7 @@ mod pulse {
                     transaction: r.tx_id,
                     player: r.customer_id,
                     round: r.round_ref,
-                    bet: r.original_tx_id,
+                    bet: r.original_tx_id.bet(),
                 }
             }
             "endRound" => {

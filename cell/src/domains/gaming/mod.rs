@@ -191,7 +191,7 @@ impl Gaming {
                     provider,
                     player,
                     round,
-                    bet: transaction,
+                    transaction,
                     game,
                     money,
                     maintenance,

@@ -18,7 +18,7 @@ use crate::store::{StoreError, Transaction};
 use contracts::catalog::GameType;
 use contracts::gaming::SeamlessResponse;
 use contracts::gaming::{BetPlaced, BetRolledBack, BetStatus, BetWon, RoundPart, RoundSettled, RoundStatus};
-use contracts::{Amount, BetId, Currency, Money, PlayerId, RoundId};
+use contracts::{Amount, BetId, Currency, Money, PlayerId, RoundId, TransactionId};
 use rust_decimal::Decimal;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::{Deserialize, Serialize};
@@ -219,7 +219,7 @@ impl Room for GameRounds {
 
 type Applied<A> = Result<Result<A, RoundRefusal>, StoreError>;
 
-fn answer(transaction: Option<&BetId>, currency: Currency, cash: Decimal) -> SeamlessResponse {
+fn answer(transaction: Option<&TransactionId>, currency: Currency, cash: Decimal) -> SeamlessResponse {
     SeamlessResponse {
         transaction_id: transaction.cloned(),
         balance: Amount::at_scale(cash, currency.scale()),
@@ -230,7 +230,7 @@ fn answer(transaction: Option<&BetId>, currency: Currency, cash: Decimal) -> Sea
 /// A provider's round operation, normalised from any dialect. Rounds are per provider.
 #[derive(Debug, Clone)]
 pub enum RoundCommand {
-    /// Hold a stake for a new bet (`bet` is the provider's transaction id). The gaming front
+    /// Hold a stake for a new bet (named by its call's transaction id). The gaming front
     /// decides what does not depend on the round (the provider's state, the game's product and
     /// maximum multiplier); the writer applies it after looking for a stored answer, so a retry of
     /// an accepted bet is answered as before whatever has changed since.
@@ -238,7 +238,7 @@ pub enum RoundCommand {
         provider: String,
         player: PlayerId,
         round: RoundId,
-        bet: BetId,
+        transaction: TransactionId,
         game: String,
         money: Money,
         /// `Some(reason)` when the provider is in maintenance: a new bet is refused (not stored).
@@ -250,9 +250,9 @@ pub enum RoundCommand {
         max_multiplier: Option<Decimal>,
     },
     /// Credit a payout (zero allowed) to the player's open bets; `close` ends the player's part.
-    Win { provider: String, player: PlayerId, round: RoundId, transaction: BetId, money: Money, close: bool },
+    Win { provider: String, player: PlayerId, round: RoundId, transaction: TransactionId, money: Money, close: bool },
     /// Refund bet `bet` once; before the bet arrives, leave a tombstone that refuses it.
-    Rollback { provider: String, player: PlayerId, round: RoundId, transaction: BetId, bet: BetId },
+    Rollback { provider: String, player: PlayerId, round: RoundId, transaction: TransactionId, bet: BetId },
     /// End the player's part of the round with no further payout.
     EndRound { provider: String, player: PlayerId, round: RoundId },
 }
@@ -273,12 +273,23 @@ impl LedgerCommand for RoundCommand {
 
     fn apply(&self, rounds: &mut GameRounds, tx: &mut KernelTx<'_>) -> Applied<SeamlessResponse> {
         match self {
-            RoundCommand::Bet { provider, player, round, bet, game, money, maintenance, product, max_multiplier } => {
-                let bet = NewBet { bet, game, money: *money, maintenance: maintenance.as_deref(), product: *product };
+            RoundCommand::Bet {
+                provider,
+                player,
+                round,
+                transaction,
+                game,
+                money,
+                maintenance,
+                product,
+                max_multiplier,
+            } => {
+                let bet =
+                    NewBet { transaction, game, money: *money, maintenance: maintenance.as_deref(), product: *product };
                 rounds.bet(tx, provider, player, round, bet, *max_multiplier)
             }
             RoundCommand::Win { provider, player, round, transaction, money, close } => {
-                rounds.win(tx, provider, player, round, transaction, *money, *close)
+                rounds.win(tx, provider, player, round, Some(transaction), *money, *close)
             }
             RoundCommand::Rollback { provider, player, round, transaction, bet } => {
                 rounds.rollback(tx, provider, player, round, transaction, bet)
@@ -319,7 +330,7 @@ impl LedgerCommand for TimeOut {
 
 /// A new bet, as the gaming front decided it.
 struct NewBet<'a> {
-    bet: &'a BetId,
+    transaction: &'a TransactionId,
     game: &'a str,
     money: Money,
     maintenance: Option<&'a str>,
@@ -370,7 +381,8 @@ impl GameRounds {
         new: NewBet<'_>,
         max_multiplier: Option<Decimal>,
     ) -> Applied<SeamlessResponse> {
-        let (bet, money) = (new.bet, new.money);
+        let (bet, money) = (new.transaction.bet(), new.money);
+        let bet = &bet;
         if tx.player(player)?.is_none() {
             return Ok(Err(LedgerRefusal::PlayerNotFound(player.to_string()).into()));
         }
@@ -445,9 +457,10 @@ impl GameRounds {
             amount: money.wire(),
             status: BetStatus::Open,
         })?;
-        Ok(Ok(answer(Some(bet), currency, posted.after.cash)))
+        Ok(Ok(answer(Some(new.transaction), currency, posted.after.cash)))
     }
 
+    /// A payout; `transaction` is `None` when the player's part ends by `endRound`.
     #[allow(clippy::too_many_arguments)]
     fn win(
         &mut self,
@@ -455,7 +468,7 @@ impl GameRounds {
         provider: &str,
         player: &PlayerId,
         round: &RoundId,
-        transaction: &BetId,
+        transaction: Option<&TransactionId>,
         money: Money,
         close: bool,
     ) -> Applied<SeamlessResponse> {
@@ -506,12 +519,16 @@ impl GameRounds {
         let cash = if postings.is_empty() {
             tx.balances(player, currency)?.cash
         } else {
+            let reference = match transaction {
+                Some(transaction) => format!("{provider}/{round}/{transaction}"),
+                None => format!("{provider}/{round}/end"),
+            };
             let entry = Entry {
                 player,
                 currency,
                 kind: PostingKind::Win,
                 label: "win",
-                reference: format!("{provider}/{round}/{transaction}"),
+                reference,
                 postings,
                 stake: None,
                 location: None,
@@ -544,7 +561,7 @@ impl GameRounds {
         let s = currency.scale();
         // A closing win's payout is reported by `round.settled` (its part's `won`), so one event
         // says it; a win that leaves the round open has its own.
-        if !payout.is_zero() && !close {
+        if let (false, false, Some(transaction)) = (payout.is_zero(), close, transaction) {
             tx.event(BetWon {
                 provider: provider.to_owned(),
                 round_id: round.clone(),
@@ -572,7 +589,7 @@ impl GameRounds {
                 parts: vec![part],
             })?;
         }
-        Ok(Ok(answer(Some(transaction), currency, cash)))
+        Ok(Ok(answer(transaction, currency, cash)))
     }
 
     fn end(
@@ -601,10 +618,8 @@ impl GameRounds {
         };
         let currency = stored_currency(provider, round, &state.bets[first].currency)?;
         let zero = Money::signed(Decimal::ZERO, currency).expect("zero is valid money");
-        let end_tx = state.bets[first].bet.clone();
-        let ended = or_refuse!(self.win(tx, provider, player, round, &end_tx, zero, true)?);
         // `endRound` answers without a transaction id.
-        Ok(Ok(SeamlessResponse { transaction_id: None, ..ended }))
+        self.win(tx, provider, player, round, None, zero, true)
     }
 
     fn rollback(
@@ -613,7 +628,7 @@ impl GameRounds {
         provider: &str,
         player: &PlayerId,
         round: &RoundId,
-        transaction: &BetId,
+        transaction: &TransactionId,
         bet: &BetId,
     ) -> Applied<SeamlessResponse> {
         let Some(registered) = tx.player(player)? else {

@@ -1,4 +1,5 @@
-//! The error body every HTTP boundary answers with.
+//! The error body every HTTP boundary answers with, and the closed set of codes each boundary
+//! answers in it.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -9,4 +10,139 @@ use serde::{Deserialize, Serialize};
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
+}
+
+/// A closed enum of error codes, each with its stable wire spelling.
+macro_rules! error_codes {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $code:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+        pub enum $name {
+            $(#[serde(rename = $code)] $variant,)*
+        }
+
+        impl $name {
+            /// Every code, in order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The code as answered (`INSUFFICIENT_FUNDS`).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $code,)*
+                }
+            }
+
+            /// The code answered as `text`, if it is one of this boundary's.
+            pub fn parse(text: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|code| code.as_str() == text)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+error_codes!(
+    /// Every code a cell answers in an error body (its HTTP API and its providers' dialects), and
+    /// the only ones. `BAD_REQUEST` and `HEADERS_TOO_LARGE` come from the serving layer, before any
+    /// route.
+    CellCode {
+        AmountNegative = "AMOUNT_NEGATIVE",
+        AmountOverflow = "AMOUNT_OVERFLOW",
+        AmountScale = "AMOUNT_SCALE",
+        AmountTooLarge = "AMOUNT_TOO_LARGE",
+        AmountZero = "AMOUNT_ZERO",
+        AuditChainEmpty = "AUDIT_CHAIN_EMPTY",
+        BadRequest = "BAD_REQUEST",
+        BadSignature = "BAD_SIGNATURE",
+        BalanceLimit = "BALANCE_LIMIT",
+        BetAlreadyHeld = "BET_ALREADY_HELD",
+        BetAlreadyPaid = "BET_ALREADY_PAID",
+        BetAlreadySettled = "BET_ALREADY_SETTLED",
+        BetNotFound = "BET_NOT_FOUND",
+        BetRolledBack = "BET_ROLLED_BACK",
+        BodyTooLarge = "BODY_TOO_LARGE",
+        BodyUnreadable = "BODY_UNREADABLE",
+        CountryNotLicensed = "COUNTRY_NOT_LICENSED",
+        CurrencyMismatch = "CURRENCY_MISMATCH",
+        CurrencyNotBooked = "CURRENCY_NOT_BOOKED",
+        DateOfBirthInvalid = "DATE_OF_BIRTH_INVALID",
+        DeltaBelowStake = "DELTA_BELOW_STAKE",
+        DuplicateTransaction = "DUPLICATE_TRANSACTION",
+        EventCorrupt = "EVENT_CORRUPT",
+        FlagMissing = "FLAG_MISSING",
+        HeadersTooLarge = "HEADERS_TOO_LARGE",
+        HoldNotFound = "HOLD_NOT_FOUND",
+        IdempotencyKeyInvalid = "IDEMPOTENCY_KEY_INVALID",
+        IdempotencyKeyMissing = "IDEMPOTENCY_KEY_MISSING",
+        IdempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED",
+        InsufficientFunds = "INSUFFICIENT_FUNDS",
+        Internal = "INTERNAL",
+        InternalRefusal = "INTERNAL_REFUSAL",
+        InvalidAsOf = "INVALID_AS_OF",
+        InvalidCursor = "INVALID_CURSOR",
+        InvalidLimit = "INVALID_LIMIT",
+        InvalidPlayerId = "INVALID_PLAYER_ID",
+        InvalidQuery = "INVALID_QUERY",
+        InvalidRequest = "INVALID_REQUEST",
+        InvalidType = "INVALID_TYPE",
+        LocationNotLicensed = "LOCATION_NOT_LICENSED",
+        MalformedJson = "MALFORMED_JSON",
+        MethodNotAllowed = "METHOD_NOT_ALLOWED",
+        NotFound = "NOT_FOUND",
+        NotReady = "NOT_READY",
+        PlayerExists = "PLAYER_EXISTS",
+        PlayerIdWrongCell = "PLAYER_ID_WRONG_CELL",
+        PlayerMismatch = "PLAYER_MISMATCH",
+        PlayerNotFound = "PLAYER_NOT_FOUND",
+        ProviderMaintenance = "PROVIDER_MAINTENANCE",
+        ProviderNotConfigured = "PROVIDER_NOT_CONFIGURED",
+        ProviderNotFound = "PROVIDER_NOT_FOUND",
+        ReasonMissing = "REASON_MISSING",
+        RoundAlreadySettled = "ROUND_ALREADY_SETTLED",
+        RoundFull = "ROUND_FULL",
+        RoundHoldsUnsettled = "ROUND_HOLDS_UNSETTLED",
+        RoundVoided = "ROUND_VOIDED",
+        SettleOperationsInvalid = "SETTLE_OPERATIONS_INVALID",
+        StakeLimitExceeded = "STAKE_LIMIT_EXCEEDED",
+        StaleRequest = "STALE_REQUEST",
+        StoreUnavailable = "STORE_UNAVAILABLE",
+        TransactionIdReused = "TRANSACTION_ID_REUSED",
+        Underage = "UNDERAGE",
+        UnknownCall = "UNKNOWN_CALL",
+        UnknownCurrency = "UNKNOWN_CURRENCY",
+        WinLimitExceeded = "WIN_LIMIT_EXCEEDED",
+    }
+);
+
+impl CellCode {
+    /// The code of a money refusal.
+    pub fn of_money(e: &crate::MoneyError) -> CellCode {
+        match e {
+            crate::MoneyError::UnknownCurrency(_) => CellCode::UnknownCurrency,
+            crate::MoneyError::TooManyDecimals { .. } => CellCode::AmountScale,
+            crate::MoneyError::Negative(_) => CellCode::AmountNegative,
+            crate::MoneyError::Zero => CellCode::AmountZero,
+            crate::MoneyError::TooLarge { .. } => CellCode::AmountTooLarge,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cell_codes_spell_as_answered_and_cover_money_refusals() {
+        for code in CellCode::ALL {
+            assert_eq!(CellCode::parse(code.as_str()), Some(*code));
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+        let zero = crate::MoneyError::Zero;
+        assert_eq!(CellCode::of_money(&zero).as_str(), zero.code());
+    }
 }

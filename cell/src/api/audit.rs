@@ -8,11 +8,12 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use contracts::audit::{AuditRecordPage, Checkpoint, CheckpointList, VerifyReport};
+use contracts::CellCode;
 use serde::Deserialize;
 use std::sync::Arc;
 
 fn unavailable(e: StoreError) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE", e.to_string())
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, CellCode::StoreUnavailable, e.to_string())
 }
 
 async fn blocking<T: Send + 'static>(
@@ -20,7 +21,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))?
         .map_err(unavailable)
 }
 
@@ -43,10 +44,13 @@ pub async fn records(
     query: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AuditRecordPage>, ApiError> {
     let d = s.domains()?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(CellCode::InvalidQuery, e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > audit::PAGE_RECORDS_MAX {
-        return Err(ApiError::bad_request("INVALID_LIMIT", format!("limit must be 1 to {}", audit::PAGE_RECORDS_MAX)));
+        return Err(ApiError::bad_request(
+            CellCode::InvalidLimit,
+            format!("limit must be 1 to {}", audit::PAGE_RECORDS_MAX),
+        ));
     }
     let store = d.store.clone();
     Ok(Json(blocking(move || audit::records_page(store.as_ref(), q.after.unwrap_or(0), limit)).await?))
@@ -62,8 +66,7 @@ pub async fn checkpoints(State(s): State<Arc<AppState>>) -> Result<Json<Checkpoi
 pub async fn checkpoint_now(State(s): State<Arc<AppState>>) -> Result<Json<Checkpoint>, ApiError> {
     let d = s.domains()?;
     let (store, signer) = (d.store.clone(), d.audit.clone());
-    blocking(move || signer.checkpoint(store.as_ref()))
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "AUDIT_CHAIN_EMPTY", "the chain has no record to sign yet"))
+    blocking(move || signer.checkpoint(store.as_ref())).await?.map(Json).ok_or_else(|| {
+        ApiError::new(StatusCode::CONFLICT, CellCode::AuditChainEmpty, "the chain has no record to sign yet")
+    })
 }

@@ -6,6 +6,7 @@ use crate::domains::catalog::{ContextQuery, Lobby};
 use axum::extract::{Query, State};
 use axum::Json;
 use contracts::flags::{EvaluationResult, FlagKind};
+use contracts::CellCode;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -22,14 +23,18 @@ fn context(query: BTreeMap<String, String>) -> ContextQuery {
 /// attribute of the evaluation context (`country`, `ageBand`, `vipTier`, ...).
 pub async fn evaluate(State(s): State<Arc<AppState>>, query: RawQuery) -> Result<Json<EvaluationResult>, ApiError> {
     let d = s.domains()?;
-    let Query(mut query) = query.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))?;
-    let flag = query.remove("flag").ok_or_else(|| ApiError::bad_request("FLAG_MISSING", "name the flag: ?flag=KEY"))?;
+    let Query(mut query) = query.map_err(|e| ApiError::bad_request(CellCode::InvalidQuery, e.body_text()))?;
+    let flag =
+        query.remove("flag").ok_or_else(|| ApiError::bad_request(CellCode::FlagMissing, "name the flag: ?flag=KEY"))?;
     let expected = match query.remove("type").as_deref() {
         None => None,
         Some("boolean") => Some(FlagKind::Boolean),
         Some("variant") => Some(FlagKind::Variant),
         Some(other) => {
-            return Err(ApiError::bad_request("INVALID_TYPE", format!("type `{other}`: use boolean or variant")));
+            return Err(ApiError::bad_request(
+                CellCode::InvalidType,
+                format!("type `{other}`: use boolean or variant"),
+            ));
         }
     };
     let ctx = context(query).into_context();
@@ -40,6 +45,6 @@ pub async fn evaluate(State(s): State<Arc<AppState>>, query: RawQuery) -> Result
 /// jurisdiction and enabled by flags for this player.
 pub async fn lobby(State(s): State<Arc<AppState>>, query: RawQuery) -> Result<Json<Lobby>, ApiError> {
     let d = s.domains()?;
-    let Query(query) = query.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(CellCode::InvalidQuery, e.body_text()))?;
     Ok(Json(d.catalog.lobby(context(query).into_context(), d.clock.now())))
 }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use bytes::Bytes;
 use contracts::gaming::{MaintenanceRequest, ProviderStatus};
+use contracts::CellCode;
 use std::sync::Arc;
 
 pub async fn call(
@@ -19,7 +20,8 @@ pub async fn call(
 ) -> Result<Response, ApiError> {
     let d = s.domains()?;
     let body = body.map_err(|r| {
-        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE { "BODY_TOO_LARGE" } else { "BODY_UNREADABLE" };
+        let code =
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE { CellCode::BodyTooLarge } else { CellCode::BodyUnreadable };
         ApiError::new(r.status(), code, r.body_text())
     })?;
     let rendered = d.gaming.call(&provider, &call, &headers, &body, s.event_context(&t)).await;
@@ -45,13 +47,13 @@ pub async fn maintenance(
     let d = s.domains()?;
     let (request, _) = json_body::<MaintenanceRequest>(body)?;
     if request.reason.trim().is_empty() {
-        return Err(ApiError::bad_request("REASON_MISSING", "say why the provider's state changes (reason)"));
+        return Err(ApiError::bad_request(CellCode::ReasonMissing, "say why the provider's state changes (reason)"));
     }
     let gaming = d.gaming.clone();
     let status =
         tokio::task::spawn_blocking(move || gaming.set_maintenance(&provider, request.maintenance, request.reason))
             .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))?
             .map_err(|e| ApiError::new(super::status(e.status()), e.code(), e.to_string()))?;
     Ok(Json(status))
 }

@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
+use contracts::CellCode;
 use contracts::ErrorBody;
 use serde::de::DeserializeOwned;
 use std::sync::{Arc, OnceLock};
@@ -68,7 +69,7 @@ pub struct AppState {
 impl AppState {
     fn domains(&self) -> Result<&Domains, ApiError> {
         self.domains.get().ok_or_else(|| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_READY", "the cell is still opening its store")
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, CellCode::NotReady, "the cell is still opening its store")
         })
     }
 
@@ -85,23 +86,23 @@ pub struct TraceId(pub String);
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: std::borrow::Cow<'static, str>,
+    pub code: CellCode,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code: code.into(), message: message.into() }
+    pub fn new(status: StatusCode, code: CellCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into() }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn bad_request(code: CellCode, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { code: self.code.into_owned(), message: self.message };
+        let body = ErrorBody { code: self.code.as_str().to_owned(), message: self.message };
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -112,7 +113,7 @@ fn status(code: u16) -> StatusCode {
 
 impl<R: Refusal> From<Failed<R>> for ApiError {
     fn from(e: Failed<R>) -> ApiError {
-        ApiError { status: status(e.status()), code: e.code().to_owned().into(), message: e.to_string() }
+        ApiError { status: status(e.status()), code: e.code(), message: e.to_string() }
     }
 }
 
@@ -121,9 +122,9 @@ impl<R: Refusal> From<Failed<R>> for ApiError {
 fn ledger_answer<A, R: Refusal>(outcome: Result<crate::ledger::Answered<A>, Failed<R>>) -> Result<Response, ApiError> {
     match outcome {
         Ok(a) => Ok(answer(Answer { status: 200, body: a.body, replayed: a.replayed })),
-        Err(Failed::Replayed(body, status)) => {
-            let body = serde_json::to_vec(&body).expect("an error body serialises").into();
-            Ok(answer(Answer { status, body, replayed: true }))
+        Err(replayed @ Failed::Replayed { .. }) => {
+            let body = serde_json::to_vec(&replayed.body()).expect("an error body serialises").into();
+            Ok(answer(Answer { status: replayed.status(), body, replayed: true }))
         }
         Err(failed) => Err(failed.into()),
     }
@@ -147,17 +148,17 @@ fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "BODY_TOO_LARGE",
+                CellCode::BodyTooLarge,
                 format!("request body is over {REQUEST_BODY_BYTES_MAX} bytes"),
             )
         } else {
-            ApiError::bad_request("BODY_UNREADABLE", rejection.body_text())
+            ApiError::bad_request(CellCode::BodyUnreadable, rejection.body_text())
         }
     })?;
     // Strict: a repeated key is refused, so the fingerprint and the request read the same body.
     let value = contracts::json::parse_strict(&bytes)
-        .map_err(|e| ApiError::bad_request("MALFORMED_JSON", format!("request body is not JSON: {e}")))?;
-    let request = T::deserialize(&value).map_err(|e| ApiError::bad_request("INVALID_REQUEST", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(CellCode::MalformedJson, format!("request body is not JSON: {e}")))?;
+    let request = T::deserialize(&value).map_err(|e| ApiError::bad_request(CellCode::InvalidRequest, e.to_string()))?;
     Ok((request, value))
 }
 
@@ -187,14 +188,16 @@ fn mutating<T: DeserializeOwned>(
     let key = headers
         .get(&IDEMPOTENCY_KEY)
         .ok_or_else(|| {
-            ApiError::bad_request("IDEMPOTENCY_KEY_MISSING", "mutating requests need an X-Idempotency-Key header")
+            ApiError::bad_request(CellCode::IdempotencyKeyMissing, "mutating requests need an X-Idempotency-Key header")
         })?
         .to_str()
-        .map_err(|_| ApiError::bad_request("IDEMPOTENCY_KEY_INVALID", "X-Idempotency-Key must be printable ASCII"))?
+        .map_err(|_| {
+            ApiError::bad_request(CellCode::IdempotencyKeyInvalid, "X-Idempotency-Key must be printable ASCII")
+        })?
         .to_owned();
     let (request, value) = json_body::<T>(body)?;
-    let key =
-        IdempotencyKey::new(&key, route, &value).map_err(|m| ApiError::bad_request("IDEMPOTENCY_KEY_INVALID", m))?;
+    let key = IdempotencyKey::new(&key, route, &value)
+        .map_err(|m| ApiError::bad_request(CellCode::IdempotencyKeyInvalid, m))?;
     Ok((request, key))
 }
 
@@ -239,11 +242,11 @@ async fn observe(state: axum::extract::State<Arc<AppState>>, mut request: Reques
 
 /// Unknown routes answer in the same `{code, message}` shape as every other refusal.
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
+    ApiError::new(StatusCode::NOT_FOUND, CellCode::NotFound, "no such route")
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "this route does not take that method")
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, CellCode::MethodNotAllowed, "this route does not take that method")
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

@@ -7,6 +7,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use contracts::events::EventPage;
+use contracts::CellCode;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -51,24 +52,27 @@ pub async fn events(
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<EventPage>, ApiError> {
     let d = s.domains()?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(CellCode::InvalidQuery, e.body_text()))?;
     let limit = q.limit.unwrap_or(PAGE_EVENTS_DEFAULT);
     if limit == 0 || limit > events::PAGE_EVENTS_MAX {
-        return Err(ApiError::bad_request("INVALID_LIMIT", format!("limit must be 1 to {}", events::PAGE_EVENTS_MAX)));
+        return Err(ApiError::bad_request(
+            CellCode::InvalidLimit,
+            format!("limit must be 1 to {}", events::PAGE_EVENTS_MAX),
+        ));
     }
     let newest_first = match q.order.as_deref() {
         None | Some("asc") => false,
         Some("desc") => true,
         Some(other) => {
-            return Err(ApiError::bad_request("INVALID_QUERY", format!("order `{other}`: asc or desc")));
+            return Err(ApiError::bad_request(CellCode::InvalidQuery, format!("order `{other}`: asc or desc")));
         }
     };
     match (newest_first, &q.after, &q.before) {
         (false, _, Some(_)) => {
-            return Err(ApiError::bad_request("INVALID_QUERY", "`before` pages newest first: add order=desc"));
+            return Err(ApiError::bad_request(CellCode::InvalidQuery, "`before` pages newest first: add order=desc"));
         }
         (true, Some(_), _) => {
-            return Err(ApiError::bad_request("INVALID_QUERY", "`after` pages oldest first: drop order=desc"));
+            return Err(ApiError::bad_request(CellCode::InvalidQuery, "`after` pages oldest first: drop order=desc"));
         }
         _ => {}
     }
@@ -81,15 +85,15 @@ pub async fn events(
         events::read_page(store.as_ref(), from, limit)
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?;
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))?;
     match page {
         Ok(page) => Ok(Json(page)),
-        Err(ReadError::Cursor(e)) => Err(ApiError::bad_request("INVALID_CURSOR", e.to_string())),
+        Err(ReadError::Cursor(e)) => Err(ApiError::bad_request(CellCode::InvalidCursor, e.to_string())),
         Err(e @ ReadError::Store(_)) => {
-            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE", e.to_string()))
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, CellCode::StoreUnavailable, e.to_string()))
         }
         Err(e @ ReadError::Corrupt { .. }) => {
-            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "EVENT_CORRUPT", e.to_string()))
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::EventCorrupt, e.to_string()))
         }
     }
 }
@@ -102,7 +106,7 @@ pub async fn ledger(
     let wallet = s.domains()?.ledger.clone();
     let totals = tokio::task::spawn_blocking(move || wallet.ledger_totals())
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))??;
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))??;
     // At the currency's scale, as every amount the API answers ("0.00" for GBP), but never rounded:
     // a sum with more digits than the currency has is shown whole, so no imbalance hides.
     let at_scale = |c: contracts::Currency, total: rust_decimal::Decimal| {

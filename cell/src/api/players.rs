@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Extension;
 use contracts::players::RegisterPlayerRequest;
+use contracts::CellCode;
 use std::sync::Arc;
 
 pub async fn register(
@@ -19,6 +20,6 @@ pub async fn register(
     let ctx = s.event_context(&t);
     let outcome = tokio::task::spawn_blocking(move || compliance.player_register(request, &key, &ctx))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))??;
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))??;
     Ok(answer(outcome))
 }

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use bytes::Bytes;
 use contracts::sessions::{SessionKey, SessionRequest, SessionResponse};
+use contracts::CellCode;
 use std::sync::Arc;
 
 /// Issues a token. It changes nothing in the store, so it needs no idempotency key. (Player
@@ -21,12 +22,12 @@ pub async fn create(
     let id = request.player_id.clone();
     let player = tokio::task::spawn_blocking(move || compliance.player(&id))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE", e.to_string()))?;
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, CellCode::StoreUnavailable, e.to_string()))?;
     if player.is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "PLAYER_NOT_FOUND",
+            CellCode::PlayerNotFound,
             format!("player {} is not registered in this cell", request.player_id),
         ));
     }

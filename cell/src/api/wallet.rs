@@ -10,6 +10,7 @@ use axum::response::Response;
 use axum::{Extension, Json};
 use bytes::Bytes;
 use contracts::wallet::{BalanceResponse, HoldRequest, MovementReason, MovementRequest, SettleRequest};
+use contracts::CellCode;
 use contracts::{CountryCode, PlayerId};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -41,7 +42,7 @@ fn location_gate(s: &AppState, headers: &HeaderMap, activity: Activity) -> Resul
     let what = if activity == Activity::Wagering { "wagering from" } else { "deposits from" };
     Err(ApiError::new(
         axum::http::StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
-        "LOCATION_NOT_LICENSED",
+        CellCode::LocationNotLicensed,
         format!(
             "{what} {country}: not covered by cell {}'s licence; balance, limits and withdrawals stay available",
             s.cell
@@ -114,21 +115,25 @@ pub async fn balance(
     query: Result<Query<BalanceQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<BalanceResponse>, ApiError> {
     let d = s.domains()?;
-    let Query(query) = query.map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))?;
-    let player = PlayerId::new(player).map_err(|e| ApiError::bad_request("INVALID_PLAYER_ID", e.to_string()))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(CellCode::InvalidQuery, e.body_text()))?;
+    let player = PlayerId::new(player).map_err(|e| ApiError::bad_request(CellCode::InvalidPlayerId, e.to_string()))?;
     let as_of = match &query.as_of {
         None => None,
         Some(text) => Some(
             chrono::DateTime::parse_from_rfc3339(text)
                 .map_err(|e| {
-                    ApiError::bad_request("INVALID_AS_OF", format!("as_of `{text}` is not an RFC 3339 instant: {e}"))
+                    ApiError::bad_request(
+                        CellCode::InvalidAsOf,
+                        format!("as_of `{text}` is not an RFC 3339 instant: {e}"),
+                    )
                 })?
                 .with_timezone(&chrono::Utc),
         ),
     };
     let ledger = d.ledger.clone();
-    let response = tokio::task::spawn_blocking(move || ledger.balance(&player, query.currency.as_deref(), as_of))
-        .await
-        .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))??;
+    let response =
+        tokio::task::spawn_blocking(move || ledger.balance(&player, query.currency.as_deref(), as_of)).await.map_err(
+            |e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()),
+        )??;
     Ok(Json(response))
 }

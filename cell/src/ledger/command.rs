@@ -134,7 +134,8 @@ impl<C: LedgerCommand> Job for Typed<C> {
             // A transient refusal (a provider in maintenance) is no decision about the request.
             Err(refused) if refused.is_transient() => (None, Err(Failed::Refused(refused))),
             Err(refused) => {
-                let body = contracts::ErrorBody { code: refused.code().to_owned(), message: refused.to_string() };
+                let body =
+                    contracts::ErrorBody { code: refused.code().as_str().to_owned(), message: refused.to_string() };
                 let body = serde_json::to_string(&body).expect("an error body serialises");
                 (Some((refused.status(), body)), Err(Failed::Refused(refused)))
             }
@@ -152,8 +153,14 @@ impl<C: LedgerCommand> Job for Typed<C> {
                 Err(e) => Err(Failed::Internal(format!("the answer recorded under this key does not parse: {e}"))),
             }
         } else {
-            match serde_json::from_str(&record.body) {
-                Ok(body) => Err(Failed::Replayed(body, record.status)),
+            match serde_json::from_str::<contracts::ErrorBody>(&record.body) {
+                Ok(body) => match contracts::CellCode::parse(&body.code) {
+                    Some(code) => Err(Failed::Replayed { code, message: body.message, status: record.status }),
+                    None => Err(Failed::Internal(format!(
+                        "the refusal recorded under this key has code {}, which this cell no longer answers",
+                        body.code
+                    ))),
+                },
                 Err(e) => Err(Failed::Internal(format!("the refusal recorded under this key does not parse: {e}"))),
             }
         };

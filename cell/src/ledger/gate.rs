@@ -71,7 +71,7 @@ pub struct GatedEntry<'a> {
 #[error("{message}")]
 pub struct GateRefusal {
     /// The stable code answered (e.g. `STAKE_LIMIT_EXCEEDED`); HTTP 422.
-    pub code: &'static str,
+    pub code: contracts::CellCode,
     pub rule: String,
     pub policy_version: String,
     pub message: String,

@@ -248,6 +248,7 @@ fn unavailable(e: StoreError) -> Failed<LedgerRefusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use contracts::CellCode;
 
     #[test]
     fn refusals_keep_their_codes_and_statuses() {
@@ -258,9 +259,9 @@ mod tests {
             max: gbp.balance_max(),
             would_be: gbp.balance_max(),
         };
-        assert_eq!((limit.code(), limit.status()), ("BALANCE_LIMIT", 422));
+        assert_eq!((limit.code(), limit.status()), (CellCode::BalanceLimit, 422));
         let failed: Failed<LedgerRefusal> = Failed::Refused(LedgerRefusal::PlayerNotFound("uk-1".into()));
-        assert_eq!((failed.code(), failed.status()), ("PLAYER_NOT_FOUND", 404));
+        assert_eq!((failed.code(), failed.status()), (CellCode::PlayerNotFound, 404));
         let corrupt = StoreError::corrupt(b"\x02wallet\x00", "bad bytes");
         assert_eq!(unavailable(corrupt).status(), 500, "a corrupt record is no reason to retry");
     }

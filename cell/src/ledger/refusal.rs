@@ -3,14 +3,14 @@
 //! submission that did not succeed ([`Failed`]), each with a stable code and HTTP status.
 
 use super::gate::GateRefusal;
-use contracts::{ErrorBody, MoneyError};
+use contracts::{CellCode, ErrorBody, MoneyError};
 use rust_decimal::Decimal;
 
 /// A domain's refusal enum: what its commands decide against a request, with a stable code and
 /// HTTP status. A refusal is recorded under the request's idempotency key (so a retry gets it
 /// again) unless it is transient.
 pub trait Refusal: std::error::Error + Send + 'static {
-    fn code(&self) -> &'static str;
+    fn code(&self) -> CellCode;
     fn status(&self) -> u16;
     /// A refusal that says nothing lasting about the request (a provider in maintenance): not
     /// recorded, so a retry is decided afresh.
@@ -21,7 +21,7 @@ pub trait Refusal: std::error::Error + Send + 'static {
 
 /// Failures that carry no domain refusal (the kernel's own: a key reused, a panic, the store).
 impl Refusal for std::convert::Infallible {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> CellCode {
         match *self {}
     }
     fn status(&self) -> u16 {
@@ -52,14 +52,14 @@ pub enum LedgerRefusal {
 }
 
 impl Refusal for LedgerRefusal {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> CellCode {
         match self {
-            LedgerRefusal::PlayerNotFound(_) => "PLAYER_NOT_FOUND",
-            LedgerRefusal::InsufficientFunds { .. } => "INSUFFICIENT_FUNDS",
-            LedgerRefusal::BalanceLimit { .. } => "BALANCE_LIMIT",
-            LedgerRefusal::AmountOverflow => "AMOUNT_OVERFLOW",
-            LedgerRefusal::CurrencyNotBooked { .. } => "CURRENCY_NOT_BOOKED",
-            LedgerRefusal::Money(e) => e.code(),
+            LedgerRefusal::PlayerNotFound(_) => CellCode::PlayerNotFound,
+            LedgerRefusal::InsufficientFunds { .. } => CellCode::InsufficientFunds,
+            LedgerRefusal::BalanceLimit { .. } => CellCode::BalanceLimit,
+            LedgerRefusal::AmountOverflow => CellCode::AmountOverflow,
+            LedgerRefusal::CurrencyNotBooked { .. } => CellCode::CurrencyNotBooked,
+            LedgerRefusal::Money(e) => CellCode::of_money(e),
             LedgerRefusal::Gate(g) => g.code,
         }
     }
@@ -84,8 +84,8 @@ pub enum Failed<R> {
     #[error("{0}")]
     Refused(R),
     /// An earlier request with this key was refused: its answer, as recorded.
-    #[error("{}", .0.message)]
-    Replayed(ErrorBody, u16),
+    #[error("{message}")]
+    Replayed { code: CellCode, message: String, status: u16 },
     #[error("X-Idempotency-Key was already used for a different request")]
     KeyReused,
     /// The writer failed (panicked) applying this request. It is recorded under the request's
@@ -106,7 +106,7 @@ impl<R> Failed<R> {
     pub fn map<S>(self, f: impl FnOnce(R) -> S) -> Failed<S> {
         match self {
             Failed::Refused(r) => Failed::Refused(f(r)),
-            Failed::Replayed(body, status) => Failed::Replayed(body, status),
+            Failed::Replayed { code, message, status } => Failed::Replayed { code, message, status },
             Failed::KeyReused => Failed::KeyReused,
             Failed::Internal(why) => Failed::Internal(why),
             Failed::Unavailable(why) => Failed::Unavailable(why),
@@ -116,20 +116,20 @@ impl<R> Failed<R> {
 }
 
 impl<R: Refusal> Failed<R> {
-    pub fn code(&self) -> &str {
+    pub fn code(&self) -> CellCode {
         match self {
             Failed::Refused(r) => r.code(),
-            Failed::Replayed(body, _) => &body.code,
-            Failed::KeyReused => "IDEMPOTENCY_KEY_REUSED",
-            Failed::Internal(_) => "INTERNAL_REFUSAL",
-            Failed::Unavailable(_) | Failed::Stopped => "STORE_UNAVAILABLE",
+            Failed::Replayed { code, .. } => *code,
+            Failed::KeyReused => CellCode::IdempotencyKeyReused,
+            Failed::Internal(_) => CellCode::InternalRefusal,
+            Failed::Unavailable(_) | Failed::Stopped => CellCode::StoreUnavailable,
         }
     }
 
     pub fn status(&self) -> u16 {
         match self {
             Failed::Refused(r) => r.status(),
-            Failed::Replayed(_, status) => *status,
+            Failed::Replayed { status, .. } => *status,
             Failed::KeyReused => 409,
             Failed::Internal(_) => 500,
             Failed::Unavailable(_) | Failed::Stopped => 503,
@@ -138,14 +138,11 @@ impl<R: Refusal> Failed<R> {
 
     /// Whether this answer was recorded for an earlier request with the same key.
     pub fn replayed(&self) -> bool {
-        matches!(self, Failed::Replayed(..))
+        matches!(self, Failed::Replayed { .. })
     }
 
     /// The answer's body, as answered and as recorded under the key.
     pub fn body(&self) -> ErrorBody {
-        match self {
-            Failed::Replayed(body, _) => body.clone(),
-            other => ErrorBody { code: other.code().to_owned(), message: other.to_string() },
-        }
+        ErrorBody { code: self.code().as_str().to_owned(), message: self.to_string() }
     }
 }

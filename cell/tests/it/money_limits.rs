@@ -207,7 +207,7 @@ async fn operations_batched_with_a_panicking_one_are_not_lost() {
     assert!(wallet.fault().get().is_some(), "the writer's fault is raised");
     // The writer still answers (the cell is stopping, not stopped): the poison replays refused.
     let replay = submit(credit("uk-poison"), "k-100".into()).await.unwrap_err();
-    assert_eq!((replay.status(), replay.code(), replay.replayed()), (500, "INTERNAL_REFUSAL", true));
+    assert_eq!((replay.status(), replay.code().as_str(), replay.replayed()), (500, "INTERNAL_REFUSAL", true));
     let w = wallet.clone();
     let alice = tokio::task::spawn_blocking(move || w.balance(&PlayerId::new("uk-alice").unwrap(), None, None))
         .await

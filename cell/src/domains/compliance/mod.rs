@@ -13,6 +13,7 @@ use contracts::events::PlayerRegistered;
 use contracts::players::{Player, RegisterPlayerRequest};
 use contracts::region::RegionConfig;
 use contracts::Amount;
+use contracts::CellCode;
 use contracts::{Currency, PlayerId};
 use std::sync::Arc;
 
@@ -40,17 +41,17 @@ pub enum ComplianceError {
 }
 
 impl ComplianceError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> CellCode {
         match self {
-            ComplianceError::Underage { .. } => "UNDERAGE",
-            ComplianceError::CountryNotLicensed { .. } => "COUNTRY_NOT_LICENSED",
-            ComplianceError::WrongCell { .. } => "PLAYER_ID_WRONG_CELL",
-            ComplianceError::CurrencyNotBooked { .. } => "CURRENCY_NOT_BOOKED",
-            ComplianceError::Money(e) => e.code(),
-            ComplianceError::PlayerExists(_) => "PLAYER_EXISTS",
-            ComplianceError::BirthInFuture => "DATE_OF_BIRTH_INVALID",
-            ComplianceError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
-            ComplianceError::Store(_) => "STORE_UNAVAILABLE",
+            ComplianceError::Underage { .. } => CellCode::Underage,
+            ComplianceError::CountryNotLicensed { .. } => CellCode::CountryNotLicensed,
+            ComplianceError::WrongCell { .. } => CellCode::PlayerIdWrongCell,
+            ComplianceError::CurrencyNotBooked { .. } => CellCode::CurrencyNotBooked,
+            ComplianceError::Money(e) => CellCode::of_money(e),
+            ComplianceError::PlayerExists(_) => CellCode::PlayerExists,
+            ComplianceError::BirthInFuture => CellCode::DateOfBirthInvalid,
+            ComplianceError::IdempotencyKeyReused => CellCode::IdempotencyKeyReused,
+            ComplianceError::Store(_) => CellCode::StoreUnavailable,
         }
     }
 
@@ -223,7 +224,7 @@ impl Gate for StakeCapGate {
         let (max, staked) = (Amount::at_scale(cap.max, s), Amount::at_scale(stake.round_stake, s));
         let code = currency.code();
         Err(GateRefusal {
-            code: "STAKE_LIMIT_EXCEEDED",
+            code: CellCode::StakeLimitExceeded,
             message: format!(
                 "stake {staked} {code} in this round is over the {max} {code} limit of rule {} (policy {})",
                 cap.rule, cap.policy_version

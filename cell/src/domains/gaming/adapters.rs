@@ -11,6 +11,7 @@ use super::providers::{Dialect, DuplicatePolicy};
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use contracts::gaming::{self, PulseResponse, SeamlessResponse};
+use contracts::CellCode;
 use contracts::{BetId, Currency, ErrorBody, PlayerId, RoundId, TransactionId};
 use hmac::{Hmac, Mac};
 use rust_decimal::Decimal;
@@ -63,12 +64,12 @@ pub enum Operation {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     Done { body: SeamlessResponse, replayed: bool },
-    Refused { status: u16, code: String, message: String, replayed: bool },
+    Refused { status: u16, code: CellCode, message: String, replayed: bool },
 }
 
 impl Reply {
-    pub fn refused(status: u16, code: &str, message: impl Into<String>) -> Reply {
-        Reply::Refused { status, code: code.to_owned(), message: message.into(), replayed: false }
+    pub fn refused(status: u16, code: CellCode, message: impl Into<String>) -> Reply {
+        Reply::Refused { status, code, message: message.into(), replayed: false }
     }
 
     pub fn replayed(&self) -> bool {
@@ -125,7 +126,7 @@ pub fn render(dialect: Dialect, reply: &Reply, duplicates: DuplicatePolicy) -> R
     let reply = match (reply, duplicates) {
         (Reply::Done { replayed: true, .. }, DuplicatePolicy::Error) => &Reply::Refused {
             status: 409,
-            code: "DUPLICATE_TRANSACTION".into(),
+            code: CellCode::DuplicateTransaction,
             message: "this transaction id was already processed; it moved money once".into(),
             replayed: true,
         },
@@ -149,12 +150,12 @@ fn hmac_sha256(secret: &[u8]) -> Hmac<Sha256> {
 fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
     serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
-            Reply::refused(400, "MALFORMED_JSON", format!("request body is not JSON: {e}"))
+            Reply::refused(400, CellCode::MalformedJson, format!("request body is not JSON: {e}"))
         }
         serde_json::error::Category::Data if e.to_string().starts_with("duplicate field") => {
-            Reply::refused(400, "MALFORMED_JSON", format!("request body repeats a key: {e}"))
+            Reply::refused(400, CellCode::MalformedJson, format!("request body repeats a key: {e}"))
         }
-        serde_json::error::Category::Data => Reply::refused(400, "INVALID_REQUEST", e.to_string()),
+        serde_json::error::Category::Data => Reply::refused(400, CellCode::InvalidRequest, e.to_string()),
     })
 }
 
@@ -172,7 +173,7 @@ mod seamless_v1 {
         now: DateTime<Utc>,
     ) -> Result<Operation, Reply> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let bad = |m: &str| Reply::refused(401, "BAD_SIGNATURE", m);
+        let bad = |m: &str| Reply::refused(401, CellCode::BadSignature, m);
         let timestamp = header("x-timestamp").ok_or_else(|| bad("X-Timestamp is missing"))?;
         let signature = header("x-signature")
             .and_then(|s| s.strip_prefix("sha256="))
@@ -183,12 +184,13 @@ mod seamless_v1 {
         mac.update(b".");
         mac.update(body);
         mac.verify_slice(&signature).map_err(|_| bad("signature does not match the request"))?;
-        let ts: i64 =
-            timestamp.parse().map_err(|_| Reply::refused(401, "STALE_REQUEST", "X-Timestamp is not unix seconds"))?;
+        let ts: i64 = timestamp
+            .parse()
+            .map_err(|_| Reply::refused(401, CellCode::StaleRequest, "X-Timestamp is not unix seconds"))?;
         if now.timestamp().abs_diff(ts) > TIMESTAMP_SKEW_SECONDS_MAX.unsigned_abs() {
             return Err(Reply::refused(
                 401,
-                "STALE_REQUEST",
+                CellCode::StaleRequest,
                 format!("X-Timestamp is more than {TIMESTAMP_SKEW_SECONDS_MAX} s from the cell's clock"),
             ));
         }
@@ -229,7 +231,7 @@ mod seamless_v1 {
                 Operation::Balance { player: r.player_id, currency: r.currency }
             }
             other => {
-                return Err(Reply::refused(404, "UNKNOWN_CALL", format!("seamless-v1 has no call `{other}`")));
+                return Err(Reply::refused(404, CellCode::UnknownCall, format!("seamless-v1 has no call `{other}`")));
             }
         })
     }
@@ -239,7 +241,8 @@ mod seamless_v1 {
             Reply::Done { body, .. } => (200, serde_json::to_vec(body).expect("serialises")),
             Reply::Refused { status, code, message, .. } => (
                 *status,
-                serde_json::to_vec(&ErrorBody { code: code.clone(), message: message.clone() }).expect("serialises"),
+                serde_json::to_vec(&ErrorBody { code: code.as_str().to_owned(), message: message.clone() })
+                    .expect("serialises"),
             ),
         }
     }
@@ -254,27 +257,27 @@ mod pulse {
     use gaming::{PulseCancel, PulseCredit, PulseDebit, PulseEndRound, PulseGetBalance};
 
     /// The dialect's numeric error codes.
-    fn error_number(code: &str) -> u16 {
+    fn error_number(code: CellCode) -> u16 {
         match code {
-            "INSUFFICIENT_FUNDS" => 1,
-            "PLAYER_NOT_FOUND" => 2,
-            "STAKE_LIMIT_EXCEEDED"
-            | "WIN_LIMIT_EXCEEDED"
-            | "BALANCE_LIMIT"
-            | "BET_ROLLED_BACK"
-            | "ROUND_ALREADY_SETTLED"
-            | "ROUND_VOIDED"
-            | "ROUND_FULL"
-            | "BET_ALREADY_SETTLED"
-            | "BET_ALREADY_HELD"
-            | "CURRENCY_MISMATCH"
-            | "PLAYER_MISMATCH" => 3,
-            "BAD_SIGNATURE" => 5,
-            "STALE_REQUEST" => 6,
-            "DUPLICATE_TRANSACTION" | "TRANSACTION_ID_REUSED" => 8,
-            "BET_NOT_FOUND" => 9,
-            "PROVIDER_MAINTENANCE" | "PROVIDER_NOT_CONFIGURED" => 10,
-            "STORE_UNAVAILABLE" | "NOT_READY" => 100,
+            CellCode::InsufficientFunds => 1,
+            CellCode::PlayerNotFound => 2,
+            CellCode::StakeLimitExceeded
+            | CellCode::WinLimitExceeded
+            | CellCode::BalanceLimit
+            | CellCode::BetRolledBack
+            | CellCode::RoundAlreadySettled
+            | CellCode::RoundVoided
+            | CellCode::RoundFull
+            | CellCode::BetAlreadySettled
+            | CellCode::BetAlreadyHeld
+            | CellCode::CurrencyMismatch
+            | CellCode::PlayerMismatch => 3,
+            CellCode::BadSignature => 5,
+            CellCode::StaleRequest => 6,
+            CellCode::DuplicateTransaction | CellCode::TransactionIdReused => 8,
+            CellCode::BetNotFound => 9,
+            CellCode::ProviderMaintenance | CellCode::ProviderNotConfigured => 10,
+            CellCode::StoreUnavailable | CellCode::NotReady => 100,
             _ => 7, // bad parameters
         }
     }
@@ -299,35 +302,36 @@ mod pulse {
 
     fn major(minor: i64, currency: &str) -> Result<Decimal, Reply> {
         if minor < 0 {
-            return Err(Reply::refused(400, "AMOUNT_NEGATIVE", "amountMinor must not be negative"));
+            return Err(Reply::refused(400, CellCode::AmountNegative, "amountMinor must not be negative"));
         }
-        let c = Currency::from_code(currency).map_err(|e| Reply::refused(400, e.code(), e.to_string()))?;
+        let c =
+            Currency::from_code(currency).map_err(|e| Reply::refused(400, CellCode::of_money(&e), e.to_string()))?;
         Ok(c.from_minor(minor))
     }
 
     pub fn parse(call: &str, body: &[u8], secret: &[u8], now: DateTime<Utc>) -> Result<Operation, Reply> {
         // Strict: the hash must cover the very fields the call is read from.
         let value = contracts::json::parse_strict(body)
-            .map_err(|e| Reply::refused(400, "MALFORMED_JSON", format!("request body is not JSON: {e}")))?;
+            .map_err(|e| Reply::refused(400, CellCode::MalformedJson, format!("request body is not JSON: {e}")))?;
         let fields =
-            value.as_object().ok_or_else(|| Reply::refused(400, "INVALID_REQUEST", "body must be an object"))?;
+            value.as_object().ok_or_else(|| Reply::refused(400, CellCode::InvalidRequest, "body must be an object"))?;
         let given = fields
             .get("hash")
             .and_then(|h| h.as_str())
             .and_then(|h| hex::decode(h).ok())
-            .ok_or_else(|| Reply::refused(401, "BAD_SIGNATURE", "hash is missing or not hex"))?;
+            .ok_or_else(|| Reply::refused(401, CellCode::BadSignature, "hash is missing or not hex"))?;
         let mut mac = hmac_sha256(secret);
         mac.update(canonical(fields).as_bytes());
         mac.verify_slice(&given)
-            .map_err(|_| Reply::refused(401, "BAD_SIGNATURE", "hash does not match the request"))?;
+            .map_err(|_| Reply::refused(401, CellCode::BadSignature, "hash does not match the request"))?;
         let ts = fields
             .get("timestamp")
             .and_then(|t| t.as_i64())
-            .ok_or_else(|| Reply::refused(401, "STALE_REQUEST", "timestamp (unix milliseconds) is missing"))?;
+            .ok_or_else(|| Reply::refused(401, CellCode::StaleRequest, "timestamp (unix milliseconds) is missing"))?;
         if now.timestamp_millis().abs_diff(ts) > TIMESTAMP_SKEW_SECONDS_MAX.unsigned_abs().saturating_mul(1000) {
             return Err(Reply::refused(
                 401,
-                "STALE_REQUEST",
+                CellCode::StaleRequest,
                 format!("timestamp is more than {TIMESTAMP_SKEW_SECONDS_MAX} s from the cell's clock"),
             ));
         }
@@ -371,7 +375,7 @@ mod pulse {
                 let r: PulseGetBalance = json(body)?;
                 Operation::Balance { player: r.customer_id, currency: r.currency_code }
             }
-            other => return Err(Reply::refused(404, "UNKNOWN_CALL", format!("pulse has no call `{other}`"))),
+            other => return Err(Reply::refused(404, CellCode::UnknownCall, format!("pulse has no call `{other}`"))),
         })
     }
 
@@ -386,7 +390,7 @@ mod pulse {
                 None => {
                     unconvertible = Reply::refused(
                         500,
-                        "INTERNAL_REFUSAL",
+                        CellCode::InternalRefusal,
                         format!("balance {} {} is not whole minor units of i64", body.balance, body.currency),
                     );
                     (&unconvertible, None)
@@ -407,10 +411,10 @@ mod pulse {
                 },
             ),
             Reply::Refused { code, message, .. } => {
-                let error = error_number(code);
-                let http = match (error, code.as_str()) {
+                let error = error_number(*code);
+                let http = match (error, code) {
                     (100, _) => 503, // transient: the provider retries
-                    (_, "UNKNOWN_CALL" | "PROVIDER_NOT_FOUND") => 404,
+                    (_, CellCode::UnknownCall | CellCode::ProviderNotFound) => 404,
                     _ => 200,
                 };
                 (
@@ -421,7 +425,7 @@ mod pulse {
                         tx_id: None,
                         balance_minor: None,
                         currency_code: None,
-                        code: Some(code.clone()),
+                        code: Some(code.as_str().to_owned()),
                     },
                 )
             }

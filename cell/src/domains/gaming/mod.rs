@@ -22,6 +22,7 @@ use adapters::{Operation, Rendered, Reply};
 use axum::http::HeaderMap;
 use contracts::catalog::{GameType, Multiplier};
 use contracts::gaming::{ProviderStatus, SeamlessResponse};
+use contracts::CellCode;
 use contracts::RoundId;
 use providers::{InitialState, Provider};
 use rounds::{RoundCommand, TimeOut};
@@ -56,10 +57,10 @@ pub enum GamingError {
 }
 
 impl GamingError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> CellCode {
         match self {
-            GamingError::ProviderNotFound(_) => "PROVIDER_NOT_FOUND",
-            GamingError::Store(_) => "STORE_UNAVAILABLE",
+            GamingError::ProviderNotFound(_) => CellCode::ProviderNotFound,
+            GamingError::Store(_) => CellCode::StoreUnavailable,
         }
     }
 
@@ -115,7 +116,7 @@ impl Gaming {
     ) -> Rendered {
         let Some(p) = self.providers.get(provider) else {
             let error = GamingError::ProviderNotFound(provider.to_owned());
-            let body = contracts::ErrorBody { code: error.code().into(), message: error.to_string() };
+            let body = contracts::ErrorBody { code: error.code().as_str().to_owned(), message: error.to_string() };
             return Rendered { status: 404, body: serde_json::to_vec(&body).expect("serialises"), replayed: false };
         };
         let reply = self.reply(p, call, headers, body, ctx).await;
@@ -126,7 +127,7 @@ impl Gaming {
         let Some(secret) = &p.secret else {
             return Reply::refused(
                 503,
-                "PROVIDER_NOT_CONFIGURED",
+                CellCode::ProviderNotConfigured,
                 format!("provider {}'s secret ({}) is not set in this cell", p.config.id, p.config.secret_env),
             );
         };
@@ -334,9 +335,11 @@ impl Gaming {
 fn reply_of(outcome: Outcome<RoundCommand>) -> Reply {
     match outcome {
         Ok(answered) => Reply::Done { body: answered.value, replayed: answered.replayed },
-        Err(Failed::KeyReused) => {
-            Reply::refused(409, "TRANSACTION_ID_REUSED", "this transaction id was already used for a different request")
-        }
+        Err(Failed::KeyReused) => Reply::refused(
+            409,
+            CellCode::TransactionIdReused,
+            "this transaction id was already used for a different request",
+        ),
         Err(failed) => Reply::Refused {
             status: failed.status(),
             code: failed.code().to_owned(),

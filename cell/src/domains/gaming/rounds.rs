@@ -18,6 +18,7 @@ use crate::store::{StoreError, Transaction};
 use contracts::catalog::GameType;
 use contracts::gaming::SeamlessResponse;
 use contracts::gaming::{BetPlaced, BetRolledBack, BetStatus, BetWon, RoundPart, RoundSettled, RoundStatus};
+use contracts::CellCode;
 use contracts::{Amount, BetId, Currency, Money, PlayerId, RoundId, TransactionId};
 use rust_decimal::Decimal;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -62,21 +63,21 @@ pub enum RoundRefusal {
 }
 
 impl Refusal for RoundRefusal {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> CellCode {
         match self {
             RoundRefusal::Ledger(e) => e.code(),
-            RoundRefusal::BetAlreadyHeld { .. } => "BET_ALREADY_HELD",
-            RoundRefusal::RoundFull { .. } => "ROUND_FULL",
-            RoundRefusal::RoundAlreadySettled(_) => "ROUND_ALREADY_SETTLED",
-            RoundRefusal::CurrencyMismatch { .. } => "CURRENCY_MISMATCH",
-            RoundRefusal::BetRolledBack { .. } => "BET_ROLLED_BACK",
-            RoundRefusal::BetNotFound { .. } => "BET_NOT_FOUND",
-            RoundRefusal::BetAlreadySettled { .. } => "BET_ALREADY_SETTLED",
-            RoundRefusal::RoundVoided(_) => "ROUND_VOIDED",
-            RoundRefusal::PlayerMismatch { .. } => "PLAYER_MISMATCH",
-            RoundRefusal::BetAlreadyPaid { .. } => "BET_ALREADY_PAID",
-            RoundRefusal::ProviderMaintenance { .. } => "PROVIDER_MAINTENANCE",
-            RoundRefusal::WinLimitExceeded { .. } => "WIN_LIMIT_EXCEEDED",
+            RoundRefusal::BetAlreadyHeld { .. } => CellCode::BetAlreadyHeld,
+            RoundRefusal::RoundFull { .. } => CellCode::RoundFull,
+            RoundRefusal::RoundAlreadySettled(_) => CellCode::RoundAlreadySettled,
+            RoundRefusal::CurrencyMismatch { .. } => CellCode::CurrencyMismatch,
+            RoundRefusal::BetRolledBack { .. } => CellCode::BetRolledBack,
+            RoundRefusal::BetNotFound { .. } => CellCode::BetNotFound,
+            RoundRefusal::BetAlreadySettled { .. } => CellCode::BetAlreadySettled,
+            RoundRefusal::RoundVoided(_) => CellCode::RoundVoided,
+            RoundRefusal::PlayerMismatch { .. } => CellCode::PlayerMismatch,
+            RoundRefusal::BetAlreadyPaid { .. } => CellCode::BetAlreadyPaid,
+            RoundRefusal::ProviderMaintenance { .. } => CellCode::ProviderMaintenance,
+            RoundRefusal::WinLimitExceeded { .. } => CellCode::WinLimitExceeded,
         }
     }
 

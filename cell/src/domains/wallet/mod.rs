@@ -15,6 +15,7 @@ pub use commands::{Hold, Movement, Rounds, Settle, SettlePart, ROUND_HOLDS_MAX};
 
 use crate::ledger::{Ledger, LedgerRefusal, Refusal};
 use contracts::wallet::{HoldRequest, MovementRequest, SettleRequest};
+use contracts::CellCode;
 use contracts::{CountryCode, Money};
 use rust_decimal::Decimal;
 
@@ -51,17 +52,17 @@ impl From<contracts::MoneyError> for WalletError {
 }
 
 impl Refusal for WalletError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> CellCode {
         match self {
             WalletError::Ledger(e) => e.code(),
-            WalletError::BetAlreadyHeld { .. } => "BET_ALREADY_HELD",
-            WalletError::RoundAlreadySettled(_) => "ROUND_ALREADY_SETTLED",
-            WalletError::RoundFull { .. } => "ROUND_FULL",
-            WalletError::HoldNotFound { .. } => "HOLD_NOT_FOUND",
-            WalletError::RoundHoldsUnsettled { .. } => "ROUND_HOLDS_UNSETTLED",
-            WalletError::DeltaBelowStake { .. } => "DELTA_BELOW_STAKE",
-            WalletError::SettleCurrencyMismatch { .. } => "CURRENCY_MISMATCH",
-            WalletError::SettleOperationsInvalid => "SETTLE_OPERATIONS_INVALID",
+            WalletError::BetAlreadyHeld { .. } => CellCode::BetAlreadyHeld,
+            WalletError::RoundAlreadySettled(_) => CellCode::RoundAlreadySettled,
+            WalletError::RoundFull { .. } => CellCode::RoundFull,
+            WalletError::HoldNotFound { .. } => CellCode::HoldNotFound,
+            WalletError::RoundHoldsUnsettled { .. } => CellCode::RoundHoldsUnsettled,
+            WalletError::DeltaBelowStake { .. } => CellCode::DeltaBelowStake,
+            WalletError::SettleCurrencyMismatch { .. } => CellCode::CurrencyMismatch,
+            WalletError::SettleOperationsInvalid => CellCode::SettleOperationsInvalid,
         }
     }
 

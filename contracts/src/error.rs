@@ -119,6 +119,61 @@ error_codes!(
     }
 );
 
+error_codes!(
+    /// Every code the router answers itself (`X-Cell: router`); a cell's answers pass through
+    /// unchanged. `BAD_REQUEST` and `HEADERS_TOO_LARGE` come from the serving layer.
+    RouterCode {
+        BadPath = "BAD_PATH",
+        BadRequest = "BAD_REQUEST",
+        BodyTooLarge = "BODY_TOO_LARGE",
+        BodyUnreadable = "BODY_UNREADABLE",
+        CellAnswerInvalid = "CELL_ANSWER_INVALID",
+        CellTimeout = "CELL_TIMEOUT",
+        CellUnavailable = "CELL_UNAVAILABLE",
+        CellUnreachable = "CELL_UNREACHABLE",
+        GeolocationUnknown = "GEOLOCATION_UNKNOWN",
+        HeadersTooLarge = "HEADERS_TOO_LARGE",
+        InvalidRequest = "INVALID_REQUEST",
+        InvalidSession = "INVALID_SESSION",
+        JurisdictionNotLicensed = "JURISDICTION_NOT_LICENSED",
+        MalformedJson = "MALFORMED_JSON",
+        MethodNotAllowed = "METHOD_NOT_ALLOWED",
+        NotFound = "NOT_FOUND",
+        RateLimited = "RATE_LIMITED",
+    }
+);
+
+error_codes!(
+    /// Every code the control plane's API answers. `BAD_REQUEST` and `HEADERS_TOO_LARGE` come from
+    /// the serving layer.
+    ControlCode {
+        BadRequest = "BAD_REQUEST",
+        BodyTooLarge = "BODY_TOO_LARGE",
+        BodyUnreadable = "BODY_UNREADABLE",
+        FlagNotFound = "FLAG_NOT_FOUND",
+        Forbidden = "FORBIDDEN",
+        GameNotFound = "GAME_NOT_FOUND",
+        HeadersTooLarge = "HEADERS_TOO_LARGE",
+        Internal = "INTERNAL",
+        InvalidLimit = "INVALID_LIMIT",
+        InvalidQuery = "INVALID_QUERY",
+        InvalidRequest = "INVALID_REQUEST",
+        JurisdictionNotFound = "JURISDICTION_NOT_FOUND",
+        MalformedJson = "MALFORMED_JSON",
+        MethodNotAllowed = "METHOD_NOT_ALLOWED",
+        NotFound = "NOT_FOUND",
+        NotImplemented = "NOT_IMPLEMENTED",
+        ProviderNotFound = "PROVIDER_NOT_FOUND",
+        RegulatoryLock = "REGULATORY_LOCK",
+        StoreCorrupt = "STORE_CORRUPT",
+        StoreUnavailable = "STORE_UNAVAILABLE",
+        TokenNotFound = "TOKEN_NOT_FOUND",
+        Unauthenticated = "UNAUTHENTICATED",
+        UnknownProvider = "UNKNOWN_PROVIDER",
+        VersionConflict = "VERSION_CONFLICT",
+    }
+);
+
 impl CellCode {
     /// The code of a money refusal.
     pub fn of_money(e: &crate::MoneyError) -> CellCode {

@@ -21,7 +21,7 @@ pub mod schemas;
 pub mod sessions;
 pub mod wallet;
 
-pub use error::{CellCode, ErrorBody};
+pub use error::{CellCode, ControlCode, ErrorBody, RouterCode};
 pub use ids::{BetId, CellId, IdError, PlayerId, RoundId, TransactionId};
 pub use jurisdiction::{CountryCode, Jurisdiction};
 pub use money::{Amount, Currency, Money, MoneyError};

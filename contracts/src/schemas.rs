@@ -3,7 +3,7 @@
 //! which `tests/schemas.rs` refuses.
 
 use crate::events::{self, EventPayload};
-use crate::{audit, gaming, players, sessions, wallet, CellCode, ErrorBody};
+use crate::{audit, gaming, players, sessions, wallet, CellCode, ControlCode, ErrorBody, RouterCode};
 use crate::{catalog, changes, flags};
 use schemars::{schema_for, JsonSchema, Schema};
 
@@ -56,6 +56,8 @@ pub fn all() -> Vec<NamedSchema> {
         api::<events::EventPage>("events.page", "1"),
         api::<ErrorBody>("error", "1"),
         api::<CellCode>("cell.error-codes", "1"),
+        api::<RouterCode>("router.error-codes", "1"),
+        api::<ControlCode>("control.error-codes", "1"),
         api::<wallet::MovementRequest>("wallet.movement.request", w),
         api::<wallet::MovementResponse>("wallet.movement.response", w),
         api::<wallet::HoldRequest>("wallet.hold.request", w),

@@ -5,6 +5,7 @@ use crate::flags::check_reason;
 use crate::store::ControlStore;
 use contracts::catalog::{Game, GameId, GamePutRequest, Provider, ProviderId, ProviderPutRequest};
 use contracts::changes::{Change, ChangeRecord};
+use contracts::ControlCode;
 
 fn mismatch(what: &str, path: &str, body: &str) -> ControlError {
     ControlError::Invalid(format!("the path names {what} `{path}` but the body `{body}`"))
@@ -54,7 +55,7 @@ pub fn game_delete(store: &ControlStore, actor: &str, id: &str, reason: &str) ->
     let id = GameId::new(id).map_err(|e| ControlError::Invalid(e.to_string()))?;
     store.commit(actor, reason, |state, _, _| {
         if !state.games.contains_key(&id) {
-            return Err(ControlError::NotFound { code: "GAME_NOT_FOUND", what: "game", id: id.to_string() });
+            return Err(ControlError::NotFound { code: ControlCode::GameNotFound, what: "game", id: id.to_string() });
         }
         Ok::<_, ControlError>(vec![Change::GameDelete { id: id.clone() }])
     })
@@ -63,7 +64,7 @@ pub fn game_delete(store: &ControlStore, actor: &str, id: &str, reason: &str) ->
 pub fn game_get(store: &ControlStore, id: &str) -> Result<Game, ControlError> {
     let id = GameId::new(id).map_err(|e| ControlError::Invalid(e.to_string()))?;
     store.read(|s| s.games.get(&id).cloned()).ok_or_else(|| ControlError::NotFound {
-        code: "GAME_NOT_FOUND",
+        code: ControlCode::GameNotFound,
         what: "game",
         id: id.to_string(),
     })
@@ -72,7 +73,7 @@ pub fn game_get(store: &ControlStore, id: &str) -> Result<Game, ControlError> {
 pub fn provider_get(store: &ControlStore, id: &str) -> Result<Provider, ControlError> {
     let id = ProviderId::new(id).map_err(|e| ControlError::Invalid(e.to_string()))?;
     store.read(|s| s.providers.get(&id).cloned()).ok_or_else(|| ControlError::NotFound {
-        code: "PROVIDER_NOT_FOUND",
+        code: ControlCode::ProviderNotFound,
         what: "provider",
         id: id.to_string(),
     })

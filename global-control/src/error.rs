@@ -1,6 +1,7 @@
 //! The control plane's refusals: one enum, each variant with a stable code and HTTP status.
 
 use crate::store::StoreError;
+use contracts::ControlCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -9,7 +10,7 @@ pub enum ControlError {
     #[error("this token does not grant {0}")]
     Forbidden(String),
     #[error("{what} `{id}` does not exist")]
-    NotFound { code: &'static str, what: &'static str, id: String },
+    NotFound { code: ControlCode, what: &'static str, id: String },
     #[error("{0}")]
     Invalid(String),
     #[error("flag `{flag}` would break regulatory rule {rule} in region {region} (it pins {value}): {how}")]
@@ -29,17 +30,17 @@ impl From<StoreError> for ControlError {
 }
 
 impl ControlError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ControlCode {
         match self {
-            ControlError::Unauthenticated => "UNAUTHENTICATED",
-            ControlError::Forbidden(_) => "FORBIDDEN",
-            ControlError::NotFound { code, .. } => code,
-            ControlError::Invalid(_) => "INVALID_REQUEST",
-            ControlError::RegulatoryLock { .. } => "REGULATORY_LOCK",
-            ControlError::VersionConflict { .. } => "VERSION_CONFLICT",
-            ControlError::UnknownProvider { .. } => "UNKNOWN_PROVIDER",
-            ControlError::Store(StoreError::Io { .. }) => "STORE_UNAVAILABLE",
-            ControlError::Store(StoreError::Corrupt { .. }) => "STORE_CORRUPT",
+            ControlError::Unauthenticated => ControlCode::Unauthenticated,
+            ControlError::Forbidden(_) => ControlCode::Forbidden,
+            ControlError::NotFound { code, .. } => *code,
+            ControlError::Invalid(_) => ControlCode::InvalidRequest,
+            ControlError::RegulatoryLock { .. } => ControlCode::RegulatoryLock,
+            ControlError::VersionConflict { .. } => ControlCode::VersionConflict,
+            ControlError::UnknownProvider { .. } => ControlCode::UnknownProvider,
+            ControlError::Store(StoreError::Io { .. }) => ControlCode::StoreUnavailable,
+            ControlError::Store(StoreError::Corrupt { .. }) => ControlCode::StoreCorrupt,
         }
     }
 

@@ -5,6 +5,7 @@ use crate::error::ControlError;
 use crate::store::ControlStore;
 use contracts::changes::{Change, ChangeRecord};
 use contracts::flags::{lock_violation, Flag, FlagDefinition, FlagKey, FlagLock, FlagPutRequest};
+use contracts::ControlCode;
 use std::collections::BTreeMap;
 
 /// Longest change reason, in bytes: a sentence or a ticket reference, not a document.
@@ -52,7 +53,7 @@ fn parse_key(key: &str) -> Result<FlagKey, ControlError> {
 }
 
 fn not_found(key: &FlagKey) -> ControlError {
-    ControlError::NotFound { code: "FLAG_NOT_FOUND", what: "flag", id: key.to_string() }
+    ControlError::NotFound { code: ControlCode::FlagNotFound, what: "flag", id: key.to_string() }
 }
 
 /// Creates or replaces a flag. Blocking.

@@ -9,6 +9,7 @@ mod forward;
 mod policy;
 mod serve;
 
+use contracts::RouterCode;
 #[cfg(test)]
 use forward::traceparent;
 use forward::{forward, Request};
@@ -167,8 +168,13 @@ async fn route(s: &AppState, peer: SocketAddr, request: Request) -> Response {
         Some(answer) if matches!(*request.method(), Method::GET | Method::HEAD) => answer(s),
         Some(_) => {
             let message = format!("{} takes GET or HEAD", request.uri().path());
-            let mut refused =
-                refuse(s, StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", message, serde_json::Value::Null);
+            let mut refused = refuse(
+                s,
+                StatusCode::METHOD_NOT_ALLOWED,
+                RouterCode::MethodNotAllowed,
+                message,
+                serde_json::Value::Null,
+            );
             refused.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET,HEAD"));
             refused
         }

@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use contracts::ControlCode;
 use contracts::Jurisdiction;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -68,7 +69,7 @@ pub async fn token_revoke(
         tracing::info!(token = %id, by = %who.actor(), "token revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ControlError::NotFound { code: "TOKEN_NOT_FOUND", what: "token", id }.into())
+        Err(ControlError::NotFound { code: ControlCode::TokenNotFound, what: "token", id }.into())
     }
 }
 
@@ -122,14 +123,14 @@ pub async fn exports(
         let hint = if jurisdiction.eq_ignore_ascii_case("GB") { " (Great Britain's jurisdiction is UK)" } else { "" };
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "JURISDICTION_NOT_FOUND",
+            ControlCode::JurisdictionNotFound,
             format!("`{jurisdiction}` is not a jurisdiction: one of {}{hint}", all.join(", ")),
         )
     })?;
     authorize(&s, &headers, Permission::Exports(j))?;
     Err(ApiError::new(
         StatusCode::NOT_IMPLEMENTED,
-        "NOT_IMPLEMENTED",
+        ControlCode::NotImplemented,
         format!(
             "regulator exports are not built yet: no {j} export (period files, signed manifest, verifier) exists, \
              so there is nothing to download; this is not an empty filing"

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use contracts::catalog::{Game, GamePutRequest, Provider, ProviderPutRequest};
 use contracts::changes::ChangeRecord;
 use contracts::flags::ChangeReason;
+use contracts::ControlCode;
 use contracts::Jurisdiction;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -55,7 +56,8 @@ pub async fn games(
     query: Result<Query<GamesQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Game>>, ApiError> {
     authorize(&s, &headers, Permission::CatalogRead)?;
-    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_QUERY", e.body_text()))?;
+    let Query(q) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ControlCode::InvalidQuery, e.body_text()))?;
     Ok(Json(
         s.store
             .read(|st| st.games.values().filter(|g| q.jurisdiction.is_none_or(|j| g.offered_in(j))).cloned().collect()),

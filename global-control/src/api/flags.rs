@@ -13,6 +13,7 @@ use contracts::flags::{
     evaluate as flag_evaluate, ChangeReason, EvaluationContext, EvaluationResult, Flag, FlagKey, FlagLock,
     FlagPutRequest,
 };
+use contracts::ControlCode;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -93,7 +94,7 @@ fn page_limit(q: &PageQuery) -> Result<usize, ApiError> {
     if limit == 0 || limit > PAGE_RECORDS_MAX {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "INVALID_LIMIT",
+            ControlCode::InvalidLimit,
             format!("limit must be 1 to {PAGE_RECORDS_MAX}"),
         ));
     }
@@ -105,7 +106,8 @@ async fn page(
     query: Result<Query<PageQuery>, QueryRejection>,
     flag: Option<FlagKey>,
 ) -> Result<Json<ChangePage>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_QUERY", e.body_text()))?;
+    let Query(q) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ControlCode::InvalidQuery, e.body_text()))?;
     let limit = page_limit(&q)?;
     let after = q.after.unwrap_or(0);
     let store = s.store.clone();

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
+use contracts::ControlCode;
 use contracts::ErrorBody;
 use replication::sync::SyncServer;
 use serde::de::DeserializeOwned;
@@ -43,12 +44,12 @@ pub struct AppState {
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ControlCode,
     message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    fn new(status: StatusCode, code: ControlCode, message: impl Into<String>) -> ApiError {
         ApiError { status, code, message: message.into() }
     }
 }
@@ -65,7 +66,8 @@ impl From<ControlError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(ErrorBody { code: self.code.to_owned(), message: self.message })).into_response()
+        (self.status, axum::Json(ErrorBody { code: self.code.as_str().to_owned(), message: self.message }))
+            .into_response()
     }
 }
 
@@ -99,23 +101,24 @@ fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "BODY_TOO_LARGE",
+                ControlCode::BodyTooLarge,
                 format!("request body is over {REQUEST_BODY_BYTES_MAX} bytes"),
             )
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "BODY_UNREADABLE", rejection.body_text())
+            ApiError::new(StatusCode::BAD_REQUEST, ControlCode::BodyUnreadable, rejection.body_text())
         }
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         // A DELETE or a kill with no body, typically: every change says why.
         let message = "this call takes a JSON body; every change carries its \"reason\"";
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "MALFORMED_JSON", message));
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, ControlCode::MalformedJson, message));
     }
     // Strict: a repeated key is refused rather than resolved (`contracts::json`).
     let value = contracts::json::parse_strict(&bytes).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "MALFORMED_JSON", format!("request body is not JSON: {e}"))
+        ApiError::new(StatusCode::BAD_REQUEST, ControlCode::MalformedJson, format!("request body is not JSON: {e}"))
     })?;
-    serde_json::from_value(value).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e.to_string()))
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ControlCode::InvalidRequest, e.to_string()))
 }
 
 /// Runs a blocking store operation (writes sync to disk) off the async threads.
@@ -124,7 +127,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ControlCode::Internal, e.to_string()))?
         .map_err(ApiError::from)
 }
 
@@ -144,11 +147,11 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
+    ApiError::new(StatusCode::NOT_FOUND, ControlCode::NotFound, "no such route")
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "this route does not take that method")
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, ControlCode::MethodNotAllowed, "this route does not take that method")
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

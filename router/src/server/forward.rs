@@ -2,6 +2,7 @@
 //! trace context added, the answer read in full (bounded) and passed on.
 
 use super::*;
+use contracts::RouterCode;
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded.
 pub(super) const HOP_BY_HOP: [&str; 8] = [
@@ -62,7 +63,7 @@ pub(super) type Request = hyper::Request<Incoming>;
 pub(super) async fn forward(s: &AppState, peer: SocketAddr, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
     if !is_public(&parts.method, parts.uri.path()) {
-        return refuse(s, StatusCode::NOT_FOUND, "NOT_FOUND", "no such route".into(), serde_json::Value::Null);
+        return refuse(s, StatusCode::NOT_FOUND, RouterCode::NotFound, "no such route".into(), serde_json::Value::Null);
     }
     let forwarded_for = parts.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
     let ip = client_ip(peer.ip(), forwarded_for, &s.trusted);
@@ -74,12 +75,18 @@ pub(super) async fn forward(s: &AppState, peer: SocketAddr, request: Request) ->
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             let message = format!("request body is over {REQUEST_BODY_BYTES_MAX} bytes");
-            return refuse(s, StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE", message, serde_json::Value::Null);
+            return refuse(
+                s,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                RouterCode::BodyTooLarge,
+                message,
+                serde_json::Value::Null,
+            );
         }
         // The client stopped sending, or sent a malformed chunked body.
         Err(e) => {
             let message = format!("request body unreadable: {e}");
-            return refuse(s, StatusCode::BAD_REQUEST, "BODY_UNREADABLE", message, serde_json::Value::Null);
+            return refuse(s, StatusCode::BAD_REQUEST, RouterCode::BodyUnreadable, message, serde_json::Value::Null);
         }
     };
     let route = match choose_cell(s, &parts, &body, country, ip) {
@@ -91,7 +98,7 @@ pub(super) async fn forward(s: &AppState, peer: SocketAddr, request: Request) ->
         let refusal = refuse(
             s,
             StatusCode::SERVICE_UNAVAILABLE,
-            "CELL_UNAVAILABLE",
+            RouterCode::CellUnavailable,
             message,
             serde_json::json!({ "cell": route.cell_id }),
         );
@@ -103,7 +110,7 @@ pub(super) async fn forward(s: &AppState, peer: SocketAddr, request: Request) ->
         return refuse(
             s,
             StatusCode::BAD_REQUEST,
-            "BAD_PATH",
+            RouterCode::BadPath,
             "the request path cannot be forwarded".into(),
             serde_json::Value::Null,
         );
@@ -149,7 +156,7 @@ pub(super) async fn forward(s: &AppState, peer: SocketAddr, request: Request) ->
             return refuse(
                 s,
                 StatusCode::BAD_GATEWAY,
-                "CELL_ANSWER_INVALID",
+                RouterCode::CellAnswerInvalid,
                 format!("cell `{}` sent an answer the router cannot pass on", route.cell_id),
                 serde_json::Value::Null,
             );
@@ -160,7 +167,7 @@ pub(super) async fn forward(s: &AppState, peer: SocketAddr, request: Request) ->
             let refusal = refuse(
                 s,
                 StatusCode::BAD_GATEWAY,
-                "CELL_UNREACHABLE",
+                RouterCode::CellUnreachable,
                 message,
                 serde_json::json!({ "cell": route.cell_id }),
             );
@@ -171,7 +178,7 @@ pub(super) async fn forward(s: &AppState, peer: SocketAddr, request: Request) ->
             return refuse(
                 s,
                 StatusCode::GATEWAY_TIMEOUT,
-                "CELL_TIMEOUT",
+                RouterCode::CellTimeout,
                 message,
                 serde_json::json!({ "cell": route.cell_id }),
             );

@@ -2,16 +2,17 @@
 //! (session, login, country), and the router's own refusals (`{code, message}`, `X-Cell: router`).
 
 use super::*;
+use contracts::RouterCode;
 
 /// A refusal the router makes itself: `{code, message}` (plus context fields), `X-Cell: router`.
 pub(super) fn refuse(
     state: &AppState,
     status: StatusCode,
-    code: &'static str,
+    code: RouterCode,
     message: String,
     extra: serde_json::Value,
 ) -> Response {
-    state.metrics.refused.get_or_create(&RefusalLabels { code }).inc();
+    state.metrics.refused.get_or_create(&RefusalLabels { code: code.as_str() }).inc();
     let mut body = serde_json::json!({ "code": code, "message": message });
     if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
         body.extend(extra);
@@ -61,7 +62,7 @@ pub(super) fn rate_limit<K: Clone + std::hash::Hash + Eq>(
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let message = format!("too many requests; retry in {seconds} s");
             Err(retry_after(
-                refuse(s, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message, serde_json::Value::Null),
+                refuse(s, StatusCode::TOO_MANY_REQUESTS, RouterCode::RateLimited, message, serde_json::Value::Null),
                 seconds,
             ))
         }
@@ -95,7 +96,7 @@ pub(super) fn choose_cell<'a>(
                     refuse(
                         s,
                         StatusCode::UNAUTHORIZED,
-                        "INVALID_SESSION",
+                        RouterCode::InvalidSession,
                         "the session names no known cell".into(),
                         serde_json::Value::Null,
                     )
@@ -104,7 +105,7 @@ pub(super) fn choose_cell<'a>(
             Err(why) => Err(refuse(
                 s,
                 StatusCode::UNAUTHORIZED,
-                "INVALID_SESSION",
+                RouterCode::InvalidSession,
                 format!("session token refused: {why}"),
                 serde_json::Value::Null,
             )),
@@ -114,7 +115,7 @@ pub(super) fn choose_cell<'a>(
         // Strict, as the cell reads it: a repeated key cannot route one way and log in another.
         let value = contracts::json::parse_strict(body).map_err(|e| {
             let message = format!("request body is not JSON: {e}");
-            refuse(s, StatusCode::BAD_REQUEST, "MALFORMED_JSON", message, serde_json::Value::Null)
+            refuse(s, StatusCode::BAD_REQUEST, RouterCode::MalformedJson, message, serde_json::Value::Null)
         })?;
         let player = serde_json::from_value::<contracts::sessions::SessionRequest>(value).map(|r| r.player_id);
         let home = player.as_ref().ok().and_then(|p| p.home_cell()).and_then(|cell| s.cells.by_id(cell));
@@ -122,7 +123,7 @@ pub(super) fn choose_cell<'a>(
             refuse(
                 s,
                 StatusCode::BAD_REQUEST,
-                "INVALID_REQUEST",
+                RouterCode::InvalidRequest,
                 "a login needs a playerId whose prefix names a cell".into(),
                 serde_json::Value::Null,
             )
@@ -143,7 +144,7 @@ pub(super) fn choose_cell<'a>(
         return Err(refuse(
             s,
             StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
-            "GEOLOCATION_UNKNOWN",
+            RouterCode::GeolocationUnknown,
             message,
             serde_json::Value::Null,
         ));
@@ -153,7 +154,7 @@ pub(super) fn choose_cell<'a>(
         refuse(
             s,
             StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
-            "JURISDICTION_NOT_LICENSED",
+            RouterCode::JurisdictionNotLicensed,
             message,
             serde_json::json!({ "country": country }),
         )

@@ -9,6 +9,7 @@ mod audit;
 mod control;
 mod gaming;
 mod harness;
+mod ledger_gates;
 mod money_limits;
 mod process;
 mod serving;

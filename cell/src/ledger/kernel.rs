@@ -127,6 +127,11 @@ impl KernelTx<'_> {
         Ok(Some(registered))
     }
 
+    /// The registered player, or their refusal (`PLAYER_NOT_FOUND`).
+    pub fn registered(&mut self, player: &PlayerId) -> Result<Result<Registered, LedgerRefusal>, StoreError> {
+        Ok(self.player(player)?.ok_or_else(|| LedgerRefusal::PlayerNotFound(player.to_string())))
+    }
+
     /// A player's balances in `currency`, as this batch leaves them so far.
     pub fn balances(&mut self, player: &PlayerId, currency: Currency) -> Result<PlayerBalances, StoreError> {
         let key = (player.clone(), currency);
@@ -158,9 +163,7 @@ impl KernelTx<'_> {
         let mut afters: Vec<PlayerBalances> = Vec::with_capacity(entries.len());
         let mut houses: Vec<(HouseAccount, Currency, Decimal)> = Vec::new();
         for (i, e) in entries.iter().enumerate() {
-            let Some(registered) = self.player(e.player)? else {
-                return Ok(Err(LedgerRefusal::PlayerNotFound(e.player.to_string())));
-            };
+            let registered = or_refuse!(self.registered(e.player)?);
             let earlier = entries[..i]
                 .iter()
                 .zip(&afters)

@@ -384,9 +384,7 @@ impl GameRounds {
     ) -> Applied<SeamlessResponse> {
         let (bet, money) = (new.transaction.bet(), new.money);
         let bet = &bet;
-        if tx.player(player)?.is_none() {
-            return Ok(Err(LedgerRefusal::PlayerNotFound(player.to_string()).into()));
-        }
+        or_refuse!(tx.registered(player)?);
         if let Some(reason) = new.maintenance {
             let (provider, reason) = (provider.to_owned(), reason.to_owned());
             return Ok(Err(RoundRefusal::ProviderMaintenance { provider, reason }));
@@ -473,9 +471,7 @@ impl GameRounds {
         money: Money,
         close: bool,
     ) -> Applied<SeamlessResponse> {
-        if tx.player(player)?.is_none() {
-            return Ok(Err(LedgerRefusal::PlayerNotFound(player.to_string()).into()));
-        }
+        or_refuse!(tx.registered(player)?);
         let state = self.round(tx, provider, round)?;
         let open = state.open_of(player);
         if open.is_empty() {
@@ -600,9 +596,7 @@ impl GameRounds {
         player: &PlayerId,
         round: &RoundId,
     ) -> Applied<SeamlessResponse> {
-        if tx.player(player)?.is_none() {
-            return Ok(Err(LedgerRefusal::PlayerNotFound(player.to_string()).into()));
-        }
+        or_refuse!(tx.registered(player)?);
         let state = self.round(tx, provider, round)?;
         let open = state.open_of(player);
         let Some(&first) = open.first() else {
@@ -632,9 +626,7 @@ impl GameRounds {
         transaction: &TransactionId,
         bet: &BetId,
     ) -> Applied<SeamlessResponse> {
-        let Some(registered) = tx.player(player)? else {
-            return Ok(Err(LedgerRefusal::PlayerNotFound(player.to_string()).into()));
-        };
+        let registered = or_refuse!(tx.registered(player)?);
         let state = self.round(tx, provider, round)?;
         let Some(i) = state.bets.iter().position(|x| &x.bet == bet) else {
             // Before its bet: remember, so the bet is refused when it comes.

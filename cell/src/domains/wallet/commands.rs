@@ -181,9 +181,7 @@ impl LedgerCommand for Hold {
 
     fn apply(&self, rounds: &mut Rounds, tx: &mut KernelTx<'_>) -> Applied<HoldResponse> {
         let (player, round, bet, money) = (&self.player, &self.round, &self.bet, self.money);
-        if tx.player(player)?.is_none() {
-            return Ok(Err(crate::ledger::LedgerRefusal::PlayerNotFound(player.to_string()).into()));
-        }
+        or_refuse!(tx.registered(player)?);
         let state = rounds.get(tx.store(), round)?;
         if state.settled {
             return Ok(Err(WalletError::RoundAlreadySettled(round.to_string())));

@@ -14,6 +14,21 @@ pub fn key(id: &PlayerId) -> Vec<u8> {
     subspaces::compliance().pack(&("player", id.as_str()))
 }
 
+/// The key of a player's credential: their password's argon2id hash (PHC string).
+pub fn credential_key(id: &PlayerId) -> Vec<u8> {
+    subspaces::compliance().pack(&("credential", id.as_str()))
+}
+
+/// A player's password hash, if they have one (players registered before passwords have none,
+/// and cannot log in until one is set).
+pub fn credential(tx: &mut dyn Transaction, id: &PlayerId) -> Result<Option<String>, StoreError> {
+    let key = credential_key(id);
+    match tx.get(&key)? {
+        Some(bytes) => String::from_utf8(bytes).map(Some).map_err(|e| StoreError::corrupt(&key, e)),
+        None => Ok(None),
+    }
+}
+
 /// A registered player, if `id` is one.
 pub fn get(tx: &mut dyn Transaction, id: &PlayerId) -> Result<Option<Player>, StoreError> {
     let Some(bytes) = tx.get(&key(id))? else {

@@ -173,6 +173,12 @@ impl OpenCell {
             Gaming::new(config.providers.clone(), ledger.clone(), store.clone(), catalog.clone(), config.clock.clone())
                 .context("load provider states")?,
         );
+        let identity = Arc::new(crate::domains::identity::Identity::new(
+            store.clone(),
+            sessions.clone(),
+            config.clock.clone(),
+            &region.cell_id,
+        ));
         Ok(OpenCell {
             domains: Domains {
                 store,
@@ -181,6 +187,7 @@ impl OpenCell {
                 gaming,
                 catalog,
                 audit,
+                identity,
                 sessions,
                 region,
                 clock: config.clock.clone(),

@@ -1,5 +1,6 @@
-//! Session tokens: the cell signs a short-lived token naming the player and their home cell
-//! (JWT compact form, `alg: EdDSA`); routers verify it with the key `GET /sessions/key` publishes.
+//! Access tokens: the cell signs a short-lived token naming the player, their home cell and their
+//! session (JWT compact form, `alg: EdDSA`); routers verify it with the key `GET /sessions/key`
+//! publishes, and the cell verifies it again before it serves a player route.
 //! The signing key lives in the data directory, created on first start, readable by its owner only.
 
 use crate::signing_key::KeyError;
@@ -21,11 +22,16 @@ impl SessionSigner {
         Ok(SessionSigner { cell: cell.to_owned(), key: crate::signing_key::load_or_create(path)? })
     }
 
-    /// A token for `player`, valid from `now` for `SESSION_TTL_SECONDS`.
-    pub fn issue(&self, player: &PlayerId, now: i64) -> (String, i64) {
+    /// A token for `player`'s session `sid`, valid from `now` for `SESSION_TTL_SECONDS`.
+    pub fn issue(&self, player: &PlayerId, sid: &str, now: i64) -> (String, i64) {
         let header = serde_json::json!({ "alg": "EdDSA", "typ": "JWT", "kid": self.cell });
-        let claims =
-            SessionClaims { sub: player.clone(), cell: self.cell.clone(), iat: now, exp: now + SESSION_TTL_SECONDS };
+        let claims = SessionClaims {
+            sub: player.clone(),
+            cell: self.cell.clone(),
+            sid: sid.to_owned(),
+            iat: now,
+            exp: now + SESSION_TTL_SECONDS,
+        };
         let signed = format!(
             "{}.{}",
             B64.encode(header.to_string()),
@@ -33,6 +39,14 @@ impl SessionSigner {
         );
         let signature = self.key.sign(signed.as_bytes());
         (format!("{signed}.{}", B64.encode(signature.to_bytes())), claims.exp)
+    }
+
+    /// The claims of a token this cell signed, unexpired at `now`.
+    pub fn verify(&self, token: &str, now: i64) -> Result<SessionClaims, &'static str> {
+        let key = self.key.verifying_key();
+        contracts::sessions::verify_token(token, now, |cell, signed, signature| {
+            cell == self.cell && key.verify_strict(signed, signature).is_ok()
+        })
     }
 
     pub fn public_key(&self) -> SessionKey {

@@ -51,6 +51,11 @@ error_codes!(
     /// the only ones. `BAD_REQUEST` and `HEADERS_TOO_LARGE` come from the serving layer, before any
     /// route.
     CellCode {
+        NotYourAccount = "NOT_YOUR_ACCOUNT",
+        InvalidSession = "INVALID_SESSION",
+        LoginThrottled = "LOGIN_THROTTLED",
+        InvalidCredentials = "INVALID_CREDENTIALS",
+        WeakPassword = "WEAK_PASSWORD",
         AmountNegative = "AMOUNT_NEGATIVE",
         AmountOverflow = "AMOUNT_OVERFLOW",
         AmountScale = "AMOUNT_SCALE",

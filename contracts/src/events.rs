@@ -126,3 +126,32 @@ impl EventPayload for PlayerRegistered {
     const NAME: &'static str = "player.registered";
     const VERSION: &'static str = "1";
 }
+
+/// `player.login`: a player logged in (a new session).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlayerLogin {
+    pub player_id: crate::PlayerId,
+    pub session_id: String,
+    /// The client's address as the cell saw it (the router's `X-Forwarded-For` hop), if known.
+    pub address: Option<String>,
+}
+impl EventPayload for PlayerLogin {
+    const NAME: &'static str = "player.login";
+    const VERSION: &'static str = "1";
+}
+
+/// `player.login_failed`: a login was refused (a wrong password, an unknown player, or
+/// throttled).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlayerLoginFailed {
+    pub player_id: crate::PlayerId,
+    pub address: Option<String>,
+    /// `INVALID_CREDENTIALS` or `LOGIN_THROTTLED`.
+    pub reason: String,
+}
+impl EventPayload for PlayerLoginFailed {
+    const NAME: &'static str = "player.login_failed";
+    const VERSION: &'static str = "1";
+}

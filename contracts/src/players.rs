@@ -4,6 +4,9 @@ use crate::{CountryCode, Currency, PlayerId};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Version of `POST /players`' request (2: it takes a `password`).
+pub const REGISTER_VERSION: &str = "2";
+
 /// `POST /players`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -13,6 +16,26 @@ pub struct RegisterPlayerRequest {
     /// Country of residence.
     pub country: CountryCode,
     pub currency: String,
+    /// At least 12 characters and not a common password (`WEAK_PASSWORD` otherwise). Stored only
+    /// as an argon2id hash.
+    pub password: Password,
+}
+
+/// A password as it arrives: never printed (its `Debug` is redacted), never stored as given.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Password(#[schemars(length(max = 1024))] pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl Password {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A registered player.

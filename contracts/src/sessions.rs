@@ -1,37 +1,55 @@
-//! Player sessions: short-lived tokens a cell signs (Ed25519, JWT compact form with `alg: EdDSA`)
-//! and the router verifies with the cell's public key, to send a player to their home cell from
-//! wherever they connect.
+//! Player sessions: a login with a password gives a short-lived access token a cell signs (Ed25519,
+//! JWT compact form with `alg: EdDSA`), which the router and the cell verify with the cell's public
+//! key, and an opaque refresh token that rotates on every use.
 
+use crate::players::Password;
 use crate::PlayerId;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// How long a session token lives.
+/// How long an access token lives.
 pub const SESSION_TTL_SECONDS: i64 = 15 * 60;
+/// Version of the session shapes (2: a login takes a password and answers an access token and a
+/// refresh token; the claims name the session).
+pub const SESSIONS_VERSION: &str = "2";
 
-/// The signed claims: who, which cell holds them, and when the token expires (unix seconds).
+/// The signed claims: who, which cell holds them, which session, and when the token expires
+/// (unix seconds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionClaims {
     pub sub: PlayerId,
     pub cell: String,
+    /// The session (the login) this token belongs to: a logout or a reused refresh token ends it.
+    pub sid: String,
     pub iat: i64,
     pub exp: i64,
 }
 
-/// `POST /sessions`.
+/// `POST /sessions`: a login.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SessionRequest {
     pub player_id: PlayerId,
+    pub password: Password,
 }
 
-/// Answer to `POST /sessions`.
+/// `POST /sessions/refresh`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// Answer to `POST /sessions` and `POST /sessions/refresh`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionResponse {
-    /// `Authorization: Bearer <token>` on later requests.
-    pub token: String,
-    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// `Authorization: Bearer <token>` on later requests, for `expiresIn` seconds.
+    pub access_token: String,
+    /// Opaque; use it once, on `POST /sessions/refresh`, for a new pair. Its prefix names the
+    /// home cell (`uk.`), so the router can send it there.
+    pub refresh_token: String,
+    pub expires_in: i64,
     pub cell: String,
 }
 
@@ -44,4 +62,50 @@ pub struct SessionKey {
     pub alg: String,
     /// The 32-byte public key, base64url without padding.
     pub public_key: String,
+}
+
+/// Longest token accepted, in bytes: bounds the work an attacker can ask for.
+pub const TOKEN_BYTES_MAX: usize = 2_048;
+
+/// The claims of a well-formed, unexpired token whose signature `signed_by` accepts for the cell
+/// the token names (`signed_by(cell, signed bytes, signature)`). The rule every party that
+/// verifies tokens applies alike: the router before forwarding, the cell before serving.
+pub fn verify_token(
+    token: &str,
+    now: i64,
+    signed_by: impl FnOnce(&str, &[u8], &ed25519_dalek::Signature) -> bool,
+) -> Result<SessionClaims, &'static str> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    if token.len() > TOKEN_BYTES_MAX {
+        return Err("token too long");
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("not a compact JWT");
+    };
+    // Plain parsing is enough here: the signature covers these exact bytes, so a token with a
+    // repeated key was signed that way by a cell; the claims' type refuses repeated fields.
+    let header: serde_json::Value =
+        B64.decode(header).ok().and_then(|h| serde_json::from_slice(&h).ok()).ok_or("bad header")?;
+    if header["alg"] != "EdDSA" {
+        return Err("not signed with EdDSA");
+    }
+    let claims: SessionClaims =
+        B64.decode(payload).ok().and_then(|p| serde_json::from_slice(&p).ok()).ok_or("bad claims")?;
+    let signature: [u8; 64] =
+        B64.decode(signature).ok().and_then(|s| s.try_into().ok()).ok_or("bad signature encoding")?;
+    let signature = ed25519_dalek::Signature::from_bytes(&signature);
+    let signed = &token.as_bytes()[..token.rfind('.').unwrap_or(0)];
+    if !signed_by(&claims.cell, signed, &signature) {
+        return Err("not signed by the key of the token's cell");
+    }
+    if claims.exp <= now {
+        return Err("expired");
+    }
+    if claims.sub.home_cell() != Some(claims.cell.as_str()) {
+        return Err("player id does not belong to the token's cell");
+    }
+    Ok(claims)
 }

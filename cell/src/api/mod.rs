@@ -51,6 +51,7 @@ pub struct Domains {
     pub catalog: Arc<crate::domains::catalog::Catalog>,
     pub audit: Arc<crate::audit::Checkpointer>,
     pub sessions: Arc<crate::sessions::SessionSigner>,
+    pub identity: Arc<crate::domains::identity::Identity>,
     pub region: Arc<contracts::region::RegionConfig>,
     /// Where every domain reads the time.
     pub clock: Arc<dyn crate::clock::Clock>,
@@ -88,11 +89,13 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: CellCode,
     pub message: String,
+    /// `Retry-After`, in seconds, for a refusal that ends by itself (a throttled login).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: CellCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), retry_after: None }
     }
 
     pub fn bad_request(code: CellCode, message: impl Into<String>) -> ApiError {
@@ -103,7 +106,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody { code: self.code.as_str().to_owned(), message: self.message };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -113,7 +120,7 @@ fn status(code: u16) -> StatusCode {
 
 impl<R: Refusal> From<Failed<R>> for ApiError {
     fn from(e: Failed<R>) -> ApiError {
-        ApiError { status: status(e.status()), code: e.code(), message: e.to_string() }
+        ApiError::new(status(e.status()), e.code(), e.to_string())
     }
 }
 
@@ -140,6 +147,18 @@ impl From<ComplianceError> for ApiError {
     fn from(e: ComplianceError) -> ApiError {
         ApiError::new(status(e.status()), e.code(), e.to_string())
     }
+}
+
+/// The client's address as the router saw it: the last `X-Forwarded-For` hop, the one the router
+/// appended (every header line counts), if the request came through one.
+fn client_address(headers: &HeaderMap) -> Option<String> {
+    let joined = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    joined.rsplit(',').map(str::trim).find(|hop| !hop.is_empty()).map(str::to_owned)
 }
 
 /// Parses a JSON body into `T`, refusing with a precise message.
@@ -195,7 +214,12 @@ fn mutating<T: DeserializeOwned>(
             ApiError::bad_request(CellCode::IdempotencyKeyInvalid, "X-Idempotency-Key must be printable ASCII")
         })?
         .to_owned();
-    let (request, value) = json_body::<T>(body)?;
+    let (request, mut value) = json_body::<T>(body)?;
+    // A password is never part of a fingerprint: the fingerprint is stored, and a fast hash of a
+    // password is as good as the password to whoever reads it.
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("password");
+    }
     let key = IdempotencyKey::new(&key, route, &value)
         .map_err(|m| ApiError::bad_request(CellCode::IdempotencyKeyInvalid, m))?;
     Ok((request, key))
@@ -252,13 +276,15 @@ async fn method_not_allowed() -> ApiError {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/players", post(players::register))
-        .route("/sessions", post(sessions::create))
+        .route("/sessions", post(sessions::create).delete(sessions::logout))
+        .route("/sessions/refresh", post(sessions::refresh))
         .route("/sessions/key", get(sessions::key))
         .route("/wallet/credit", post(wallet::credit))
         .route("/wallet/debit", post(wallet::debit))
         .route("/wallet/hold", post(wallet::hold))
         .route("/wallet/settle", post(wallet::settle))
         .route("/wallet/{player_id}/balance", get(wallet::balance))
+        .route("/ops/players/{player_id}/balance", get(wallet::ops_balance))
         .route("/flags/evaluate", get(catalog::evaluate))
         .route("/lobby", get(catalog::lobby))
         .route("/gaming/{provider}/{call}", post(gaming::call))

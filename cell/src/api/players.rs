@@ -16,9 +16,16 @@ pub async fn register(
 ) -> Result<Response, ApiError> {
     let d = s.domains()?;
     let (request, key) = mutating::<RegisterPlayerRequest>("players.register", &h, body)?;
+    if let Some(weak) = crate::credentials::weakness(request.player_id.as_str(), request.password.expose()) {
+        return Err(ApiError::bad_request(CellCode::WeakPassword, weak));
+    }
     let compliance = d.compliance.clone();
     let ctx = s.event_context(&t);
-    let outcome = tokio::task::spawn_blocking(move || compliance.player_register(request, &key, &ctx))
+    let outcome = tokio::task::spawn_blocking(move || {
+        // Hashed before the transaction: tens of milliseconds that a retried commit need not redo.
+        let credential = crate::credentials::hash(request.password.expose());
+        compliance.player_register(request, Some(&credential), &key, &ctx)
+    })
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))??;
     Ok(answer(outcome))

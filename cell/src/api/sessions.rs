@@ -1,39 +1,88 @@
-//! `/sessions`: short-lived session tokens for registered players, and the key to verify them.
+//! `/sessions`: logins (a password for an access token and a refresh token), refresh, logout, and
+//! the key that verifies this cell's access tokens.
 
-use super::{json_body, ApiError, AppState};
+use super::{client_address, json_body, ApiError, AppState, TraceId};
+use crate::domains::identity::IdentityError;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::Json;
+use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
 use bytes::Bytes;
-use contracts::sessions::{SessionKey, SessionRequest, SessionResponse};
+use contracts::sessions::{RefreshRequest, SessionClaims, SessionKey, SessionRequest, SessionResponse};
 use contracts::CellCode;
 use std::sync::Arc;
 
-/// Issues a token. It changes nothing in the store, so it needs no idempotency key. (Player
-/// authentication itself is not built yet: any registered player id gets a token.)
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> ApiError {
+        let retry_after = match &e {
+            IdentityError::Throttled { retry_after } => Some(*retry_after),
+            _ => None,
+        };
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError { retry_after, ..ApiError::new(status, e.code(), e.to_string()) }
+    }
+}
+
+/// Runs blocking identity work (a password hash, a store read) off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, IdentityError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+/// A login. It stores a session, but a retry is simply another login: no idempotency key.
 pub async fn create(
     State(s): State<Arc<AppState>>,
+    Extension(t): Extension<TraceId>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<SessionResponse>), ApiError> {
     let d = s.domains()?;
     let (request, _) = json_body::<SessionRequest>(body)?;
-    let compliance = d.compliance.clone();
-    let id = request.player_id.clone();
-    let player = tokio::task::spawn_blocking(move || compliance.player(&id))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))?
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, CellCode::StoreUnavailable, e.to_string()))?;
-    if player.is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            CellCode::PlayerNotFound,
-            format!("player {} is not registered in this cell", request.player_id),
-        ));
-    }
-    let (token, exp) = d.sessions.issue(&request.player_id, d.clock.now().timestamp());
-    let expires_at = chrono::DateTime::from_timestamp(exp, 0).unwrap_or_default();
-    Ok((StatusCode::CREATED, Json(SessionResponse { token, expires_at, cell: s.cell.clone() })))
+    let (identity, ctx, address) = (d.identity.clone(), s.event_context(&t), client_address(&headers));
+    let tokens = blocking(move || {
+        identity.login(&request.player_id, request.password.expose(), address.as_deref(), &ctx)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(tokens)))
+}
+
+pub async fn refresh(
+    State(s): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<SessionResponse>, ApiError> {
+    let d = s.domains()?;
+    let (request, _) = json_body::<RefreshRequest>(body)?;
+    let identity = d.identity.clone();
+    Ok(Json(blocking(move || identity.refresh(&request.refresh_token)).await?))
+}
+
+/// Logout: ends the session the bearer token names.
+pub async fn logout(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+    let d = s.domains()?;
+    let claims = session(&s, &headers).await?;
+    let identity = d.identity.clone();
+    blocking(move || identity.logout(&claims)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The claims of the request's `Authorization: Bearer` token, for a session that has not ended:
+/// 401 `INVALID_SESSION` otherwise.
+pub async fn session(s: &AppState, headers: &HeaderMap) -> Result<SessionClaims, ApiError> {
+    let d = s.domains()?;
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, CellCode::InvalidSession, "this route needs Authorization: Bearer <access token>")
+        })?
+        .to_owned();
+    let identity = d.identity.clone();
+    blocking(move || identity.verify(&token)).await
 }
 
 pub async fn key(State(s): State<Arc<AppState>>) -> Result<Json<SessionKey>, ApiError> {

@@ -109,9 +109,36 @@ pub struct BalanceQuery {
     as_of: Option<String>,
 }
 
+/// `GET /wallet/{id}/balance`, a player route: the bearer token must be the player's own.
 pub async fn balance(
     State(s): State<Arc<AppState>>,
     Path(player): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<BalanceQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<BalanceResponse>, ApiError> {
+    let claims = super::sessions::session(&s, &headers).await?;
+    if claims.sub.as_str() != player {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            CellCode::NotYourAccount,
+            "this session is another player's: a player reads only their own account",
+        ));
+    }
+    balance_of(&s, player, query).await
+}
+
+/// `GET /ops/players/{id}/balance`, the back office's read of any player's balance.
+pub async fn ops_balance(
+    State(s): State<Arc<AppState>>,
+    Path(player): Path<String>,
+    query: Result<Query<BalanceQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<BalanceResponse>, ApiError> {
+    balance_of(&s, player, query).await
+}
+
+async fn balance_of(
+    s: &AppState,
+    player: String,
     query: Result<Query<BalanceQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<BalanceResponse>, ApiError> {
     let d = s.domains()?;

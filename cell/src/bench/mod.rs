@@ -157,8 +157,11 @@ pub(super) async fn setup(cell: &OpenCell, players: usize) -> anyhow::Result<()>
                     date_of_birth: chrono::NaiveDate::from_ymd_opt(1980, 1, 1).expect("valid date"),
                     country: contracts::CountryCode::new("GB").map_err(anyhow::Error::msg)?,
                     currency: "GBP".into(),
+                    // The bench's players never log in: no credential is stored.
+                    password: contracts::players::Password(String::new()),
                 };
-                compliance.player_register(request, &key(&format!("register-{i}"), "players.register"), &ctx())?;
+                let key = key(&format!("register-{i}"), "players.register");
+                compliance.player_register(request, None, &key, &ctx())?;
             }
             Ok(())
         }));

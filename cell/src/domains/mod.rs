@@ -4,4 +4,5 @@
 pub mod catalog;
 pub mod compliance;
 pub mod gaming;
+pub mod identity;
 pub mod wallet;

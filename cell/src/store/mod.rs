@@ -250,6 +250,10 @@ pub mod subspaces {
     pub fn compliance() -> Subspace {
         Subspace::all().subspace(&"compliance")
     }
+    /// Player logins: sessions and their refresh tokens.
+    pub fn identity() -> Subspace {
+        Subspace::all().subspace(&"identity")
+    }
     pub fn events() -> Subspace {
         Subspace::all().subspace(&"events")
     }

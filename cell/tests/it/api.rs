@@ -1,6 +1,6 @@
 //! The cell's HTTP API as a client uses it: real server, real store, loopback.
 
-use crate::harness::{behind_the_api, TestCell};
+use crate::harness::{behind_the_api, TestCell, PASSWORD};
 use serde_json::json;
 
 const ADULT: &str = "1990-04-01";
@@ -144,7 +144,7 @@ async fn registration_rules() {
         .post(
             "/players",
             "another-key",
-            json!({ "playerId": "uk-eve", "dateOfBirth": ADULT, "country": "GB", "currency": "GBP" }),
+            json!({ "playerId": "uk-eve", "dateOfBirth": ADULT, "country": "GB", "currency": "GBP", "password": PASSWORD }),
         )
         .await;
     assert_eq!((dup.status, dup.code().as_str()), (409, "PLAYER_EXISTS"));
@@ -227,14 +227,14 @@ async fn balance_as_of_a_past_instant() {
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     c.credit("uk-tim", "5.00", "t2").await;
     let at = |t: chrono::DateTime<chrono::Utc>| {
-        format!("/wallet/uk-tim/balance?as_of={}", t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        format!("/ops/players/uk-tim/balance?as_of={}", t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
     };
     assert_eq!(c.get(&at(before_any)).await.json()["cash"], "0.00");
     assert_eq!(c.get(&at(between)).await.json()["cash"], "10.00");
     assert_eq!(c.get(&at(chrono::Utc::now())).await.json()["cash"], "15.00");
-    let bad = c.get("/wallet/uk-tim/balance?as_of=yesterday").await;
+    let bad = c.get("/ops/players/uk-tim/balance?as_of=yesterday").await;
     assert_eq!((bad.status, bad.code().as_str()), (400, "INVALID_AS_OF"));
-    let currency = c.get("/wallet/uk-tim/balance?currency=GBP").await;
+    let currency = c.get("/ops/players/uk-tim/balance?currency=GBP").await;
     assert_eq!(currency.json()["currency"], "GBP");
 }
 
@@ -259,7 +259,7 @@ async fn entries_after_a_clock_set_back_over_a_restart_stay_after_the_old_ones()
     let c = cell.client();
     c.credit("uk-clock", "5.00", "c2").await;
     let at = |t: chrono::DateTime<chrono::Utc>| {
-        format!("/wallet/uk-clock/balance?as_of={}", t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        format!("/ops/players/uk-clock/balance?as_of={}", t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
     };
     assert_eq!(c.get(&at(chrono::Utc::now())).await.json()["cash"], "10.00", "the new entry is not before the old");
     assert_eq!(c.get(&at(hour_ahead)).await.json()["cash"], "15.00");
@@ -331,14 +331,15 @@ async fn sessions_and_the_location_gate() {
     let cell = TestCell::start("uk").await;
     let c = cell.client();
     c.register("uk-tr", ADULT, "GB", "GBP").await;
-    let s = c.raw("POST", "/sessions", &[], json!({ "playerId": "uk-tr" }).to_string().into_bytes()).await.unwrap();
+    let login = json!({ "playerId": "uk-tr", "password": PASSWORD }).to_string();
+    let s = c.raw("POST", "/sessions", &[], login.into_bytes()).await.unwrap();
     assert_eq!(s.status, 201, "{}", String::from_utf8_lossy(&s.body));
-    let token = s.json()["token"].as_str().unwrap().to_owned();
+    let token = s.json()["accessToken"].as_str().unwrap().to_owned();
     assert_eq!(token.split('.').count(), 3, "a compact JWT");
-    assert_eq!(s.json()["cell"], "uk");
-    let unknown =
-        c.raw("POST", "/sessions", &[], json!({ "playerId": "uk-nobody" }).to_string().into_bytes()).await.unwrap();
-    assert_eq!((unknown.status, unknown.code().as_str()), (404, "PLAYER_NOT_FOUND"));
+    assert_eq!((s.json()["cell"].as_str(), s.json()["expiresIn"].as_i64()), (Some("uk"), Some(900)));
+    let unknown = json!({ "playerId": "uk-nobody", "password": PASSWORD }).to_string();
+    let unknown = c.raw("POST", "/sessions", &[], unknown.into_bytes()).await.unwrap();
+    assert_eq!((unknown.status, unknown.code().as_str()), (401, "INVALID_CREDENTIALS"), "an unknown id looks like a wrong password");
     let key = c.get("/sessions/key").await.json();
     assert_eq!((key["cell"].as_str(), key["alg"].as_str()), (Some("uk"), Some("EdDSA")));
 

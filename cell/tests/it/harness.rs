@@ -11,6 +11,9 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// The password every test player registers with.
+pub const PASSWORD: &str = "correct horse battery staple";
+
 pub fn region_path(cell: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../config/regions/{cell}.toml"))
 }
@@ -212,8 +215,9 @@ impl Client {
     }
 
     pub async fn register(&self, player: &str, born: &str, country: &str, currency: &str) -> Reply {
-        let body =
-            serde_json::json!({ "playerId": player, "dateOfBirth": born, "country": country, "currency": currency });
+        let body = serde_json::json!({
+            "playerId": player, "dateOfBirth": born, "country": country, "currency": currency, "password": PASSWORD
+        });
         self.post("/players", &format!("reg-{player}"), body).await
     }
 
@@ -223,7 +227,7 @@ impl Client {
     }
 
     pub async fn balance(&self, player: &str) -> Value {
-        let r = self.get(&format!("/wallet/{player}/balance")).await;
+        let r = self.get(&format!("/ops/players/{player}/balance")).await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         r.json()
     }

@@ -83,8 +83,9 @@ async fn a_registered_gate_sees_every_entry_of_every_domain_and_its_refusal_move
             date_of_birth: chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap(),
             country: contracts::CountryCode::new("GB").unwrap(),
             currency: "GBP".into(),
+            password: contracts::players::Password(String::new()),
         };
-        compliance.player_register(request, &key(&format!("reg-{i}")), &ctx()).unwrap();
+        compliance.player_register(request, None, &key(&format!("reg-{i}")), &ctx()).unwrap();
     }
     let seen = Arc::new(Mutex::new(Vec::new()));
     let gate = Recorder { seen: seen.clone(), blocked: bob.clone() };

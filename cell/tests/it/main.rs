@@ -6,6 +6,7 @@
 
 mod api;
 mod audit;
+mod auth;
 mod control;
 mod gaming;
 mod harness;

@@ -161,10 +161,11 @@ async fn operations_batched_with_a_panicking_one_are_not_lost() {
             date_of_birth: chrono::NaiveDate::from_ymd_opt(1990, 1, 1).unwrap(),
             country: contracts::CountryCode::new("GB").unwrap(),
             currency: "GBP".into(),
+            password: contracts::players::Password(String::new()),
         };
         let key = IdempotencyKey::new(&format!("reg-{i}"), "players.register", &serde_json::Value::Null).unwrap();
         let ctx = cell::events::EventContext { cell: "uk".into(), trace_id: "t".into() };
-        compliance.player_register(request, &key, &ctx).unwrap();
+        compliance.player_register(request, None, &key, &ctx).unwrap();
     }
     let faults = FaultConfig { panic_on_key: Some(POISON_ENTRY), ..Default::default() };
     let faulty: Arc<dyn Store> = Arc::new(FaultyStore::new(embedded, faults, 1));

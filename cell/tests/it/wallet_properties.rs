@@ -173,9 +173,10 @@ fn register_players(compliance: &cell::domains::compliance::Compliance) {
             date_of_birth: chrono::NaiveDate::from_ymd_opt(1990, 1, 1).unwrap(),
             country: contracts::CountryCode::new("GB").unwrap(),
             currency: "GBP".into(),
+            password: contracts::players::Password(String::new()),
         };
         let k = IdempotencyKey::new(&format!("reg-{i}"), "players.register", &serde_json::Value::Null).unwrap();
-        compliance.player_register(request, &k, &ctx()).unwrap();
+        compliance.player_register(request, None, &k, &ctx()).unwrap();
     }
 }
 

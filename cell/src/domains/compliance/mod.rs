@@ -79,10 +79,12 @@ impl Compliance {
         Compliance { store, region, clock }
     }
 
-    /// Registers a player in this cell. Blocking: call from a blocking context.
+    /// Registers a player in this cell, with their password's hash (`credential`, from
+    /// `crate::credentials::hash`) when they are to log in. Blocking: call from a blocking context.
     pub fn player_register(
         &self,
         request: RegisterPlayerRequest,
+        credential: Option<&str>,
         key: &IdempotencyKey,
         ctx: &EventContext,
     ) -> Result<Answer, ComplianceError> {
@@ -143,6 +145,9 @@ impl Compliance {
                 &crate::players::key(&player.player_id),
                 &rmp_serde::to_vec_named(&player).expect("a player encodes"),
             )?;
+            if let Some(credential) = credential {
+                tx.set(&crate::players::credential_key(&player.player_id), credential.as_bytes())?;
+            }
             let record = IdempotencyRecord { request_hash: key.request_hash, status: 201, body: body.clone() };
             tx.set(&keys::idempotency(&key.key), &record.encode())?;
             events::append(

@@ -1,0 +1,132 @@
+//! Player authentication against a real cell over HTTP: passwords, logins, the bearer check on a
+//! player route, forged tokens, refresh rotation and reuse, logout, throttling, events.
+
+use crate::harness::{TestCell, PASSWORD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use ed25519_dalek::Signer;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const ADULT: &str = "1990-04-01";
+
+async fn login(c: &crate::harness::Client, player: &str, password: &str) -> crate::harness::Reply {
+    let body = json!({ "playerId": player, "password": password }).to_string();
+    c.raw("POST", "/sessions", &[("x-forwarded-for", "198.51.100.7")], body.into_bytes()).await.unwrap()
+}
+
+async fn balance(c: &crate::harness::Client, player: &str, token: Option<&str>) -> crate::harness::Reply {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer.iter().map(|b| ("authorization", b.as_str())).collect();
+    c.raw("GET", &format!("/wallet/{player}/balance"), &headers, Vec::new()).await.unwrap()
+}
+
+fn token_of(reply: &crate::harness::Reply, field: &str) -> String {
+    reply.json()[field].as_str().unwrap_or_else(|| panic!("{field} in {}", String::from_utf8_lossy(&reply.body))).into()
+}
+
+/// A token with these claims, signed by `key` (`alg` as given).
+fn forge(key: &ed25519_dalek::SigningKey, alg: &str, claims: &Value) -> String {
+    let signed = format!("{}.{}", B64.encode(json!({ "alg": alg, "typ": "JWT" }).to_string()), B64.encode(claims.to_string()));
+    format!("{signed}.{}", B64.encode(key.sign(signed.as_bytes()).to_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_player_reads_their_account_and_forged_tokens_do_not() {
+    let clock = cell::clock::ManualClock::new(chrono::Utc::now());
+    let intervals = cell::server::Intervals { round_sweep: Duration::from_secs(60), audit_checkpoint: Duration::from_secs(60) };
+    let cell = TestCell::start_with_clock("uk", Vec::new(), intervals, clock.clone()).await;
+    let c = cell.client();
+
+    // Weak passwords are refused before anything is stored.
+    for weak in ["short", "password1234", "uk-ann-forever-and-ever"] {
+        let body = json!({ "playerId": "uk-ann", "dateOfBirth": ADULT, "country": "GB", "currency": "GBP", "password": weak });
+        let r = c.post("/players", &format!("weak-{weak}"), body).await;
+        assert_eq!((r.status, r.code().as_str()), (400, "WEAK_PASSWORD"), "{weak}");
+    }
+    for p in ["uk-ann", "uk-bob"] {
+        assert_eq!(c.register(p, ADULT, "GB", "GBP").await.status, 201);
+    }
+    assert_eq!(c.credit("uk-ann", "12.00", "fund-ann").await.status, 200);
+
+    let ann = login(&c, "uk-ann", PASSWORD).await;
+    assert_eq!(ann.status, 201, "{}", String::from_utf8_lossy(&ann.body));
+    let ann_token = token_of(&ann, "accessToken");
+    let bob_token = token_of(&login(&c, "uk-bob", PASSWORD).await, "accessToken");
+
+    let own = balance(&c, "uk-ann", Some(&ann_token)).await;
+    assert_eq!((own.status, own.json()["cash"].as_str()), (200, Some("12.00")));
+    let other = balance(&c, "uk-ann", Some(&bob_token)).await;
+    assert_eq!((other.status, other.code().as_str()), (403, "NOT_YOUR_ACCOUNT"));
+    let none = balance(&c, "uk-ann", None).await;
+    assert_eq!((none.status, none.code().as_str()), (401, "INVALID_SESSION"));
+
+    // Forgeries: another key, `alg: none`, a tampered payload, an expired token.
+    let claims = |exp: i64| json!({ "sub": "uk-ann", "cell": "uk", "sid": "x", "iat": 0, "exp": exp });
+    let later = chrono::Utc::now().timestamp() + 3_600;
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+    let mut tampered = ann_token.split('.').map(str::to_owned).collect::<Vec<_>>();
+    tampered[1] = B64.encode(claims(later + 86_400).to_string());
+    let unsigned = format!("{}.{}.", B64.encode(r#"{"alg":"none"}"#), B64.encode(claims(later).to_string()));
+    for forged in [forge(&stranger, "EdDSA", &claims(later)), forge(&stranger, "none", &claims(later)), unsigned, tampered.join(".")] {
+        let r = balance(&c, "uk-ann", Some(&forged)).await;
+        assert_eq!((r.status, r.code().as_str()), (401, "INVALID_SESSION"), "{forged}");
+    }
+    clock.advance(chrono::Duration::minutes(16));
+    let expired = balance(&c, "uk-ann", Some(&ann_token)).await;
+    assert_eq!((expired.status, expired.code().as_str()), (401, "INVALID_SESSION"), "15 minutes, then expired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_rotates_a_reused_token_ends_the_session_and_logout_ends_it_too() {
+    let cell = TestCell::start("uk").await;
+    let c = cell.client();
+    assert_eq!(c.register("uk-ann", ADULT, "GB", "GBP").await.status, 201);
+    let first = login(&c, "uk-ann", PASSWORD).await;
+    let refresh = token_of(&first, "refreshToken");
+    assert!(refresh.starts_with("uk."), "the refresh token names its cell: {refresh}");
+
+    let refresh_with = |token: &str| json!({ "refreshToken": token }).to_string().into_bytes();
+    let second = c.raw("POST", "/sessions/refresh", &[], refresh_with(&refresh)).await.unwrap();
+    assert_eq!(second.status, 200, "{}", String::from_utf8_lossy(&second.body));
+    let (access, next) = (token_of(&second, "accessToken"), token_of(&second, "refreshToken"));
+    assert_ne!(next, refresh, "a refresh token is used once");
+    assert_eq!(balance(&c, "uk-ann", Some(&access)).await.status, 200);
+
+    // The first refresh token again: a copy was stolen, so the session ends for everyone.
+    let reused = c.raw("POST", "/sessions/refresh", &[], refresh_with(&refresh)).await.unwrap();
+    assert_eq!((reused.status, reused.code().as_str()), (401, "INVALID_SESSION"));
+    assert_eq!(balance(&c, "uk-ann", Some(&access)).await.status, 401, "the session's access token stops");
+    let after = c.raw("POST", "/sessions/refresh", &[], refresh_with(&next)).await.unwrap();
+    assert_eq!(after.status, 401, "and so does its newest refresh token");
+
+    // Logout ends a session the same way.
+    let access = token_of(&login(&c, "uk-ann", PASSWORD).await, "accessToken");
+    let bearer = format!("Bearer {access}");
+    let out = c.raw("DELETE", "/sessions", &[("authorization", &bearer)], Vec::new()).await.unwrap();
+    assert_eq!(out.status, 204);
+    assert_eq!(balance(&c, "uk-ann", Some(&access)).await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_wrong_passwords_throttle_the_player_and_every_attempt_is_an_event() {
+    let cell = TestCell::start("uk").await;
+    let c = cell.client();
+    assert_eq!(c.register("uk-ann", ADULT, "GB", "GBP").await.status, 201);
+    for _ in 0..5 {
+        let wrong = login(&c, "uk-ann", "not the password at all").await;
+        assert_eq!((wrong.status, wrong.code().as_str()), (401, "INVALID_CREDENTIALS"));
+    }
+    let throttled = login(&c, "uk-ann", PASSWORD).await;
+    assert_eq!((throttled.status, throttled.code().as_str()), (429, "LOGIN_THROTTLED"), "even with the right password");
+    let retry: u64 = throttled.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=900).contains(&retry), "Retry-After {retry}");
+
+    let events = c.events().await;
+    let named = |name: &str| events.iter().filter(|e| e["event"] == name).count();
+    assert_eq!((named("player.login_failed"), named("player.login")), (6, 0));
+    let last = events.iter().rev().find(|e| e["event"] == "player.login_failed").unwrap();
+    assert_eq!((last["payload"]["reason"].as_str(), last["payload"]["address"].as_str()), (Some("LOGIN_THROTTLED"), Some("198.51.100.7")));
+    let text = serde_json::to_string(&events).unwrap();
+    assert!(!text.contains(PASSWORD) && !text.contains("not the password"), "no password in any event");
+}

@@ -32,7 +32,8 @@ pub(super) fn is_public(method: &Method, path: &str) -> bool {
     matches!(
         (method, segments),
         (&Method::POST, [Some("players"), None, None, None])
-            | (&Method::POST, [Some("sessions"), None, None, None])
+            | (&Method::POST | &Method::DELETE, [Some("sessions"), None, None, None])
+            | (&Method::POST, [Some("sessions"), Some("refresh"), None, None])
             | (&Method::GET, [Some("wallet"), Some(_), Some("balance"), None])
             | (&Method::GET, [Some("lobby"), None, None, None])
             | (&Method::GET, [Some("flags"), Some("evaluate"), None, None])
@@ -74,7 +75,8 @@ pub(super) const UNKNOWN_COUNTRY: &str = "ZZ";
 
 /// Which cell a request goes to:
 /// - with a session token, the player's home cell, always (401 when the token does not verify);
-/// - a login (`POST /sessions`), the home cell named by the player id, from anywhere;
+/// - a login (`POST /sessions`), the home cell named by the player id, from anywhere; a refresh
+///   (`POST /sessions/refresh`), the home cell its refresh token names;
 /// - otherwise the cell licensed for the client's country (451 when none, or unknown).
 #[allow(clippy::result_large_err)]
 pub(super) fn choose_cell<'a>(
@@ -111,20 +113,29 @@ pub(super) fn choose_cell<'a>(
             )),
         };
     }
-    if parts.method == axum::http::Method::POST && parts.uri.path() == "/sessions" {
+    let login = parts.uri.path() == "/sessions";
+    if parts.method == axum::http::Method::POST && (login || parts.uri.path() == "/sessions/refresh") {
         // Strict, as the cell reads it: a repeated key cannot route one way and log in another.
         let value = contracts::json::parse_strict(body).map_err(|e| {
             let message = format!("request body is not JSON: {e}");
             refuse(s, StatusCode::BAD_REQUEST, RouterCode::MalformedJson, message, serde_json::Value::Null)
         })?;
-        let player = serde_json::from_value::<contracts::sessions::SessionRequest>(value).map(|r| r.player_id);
-        let home = player.as_ref().ok().and_then(|p| p.home_cell()).and_then(|cell| s.cells.by_id(cell));
-        return home.ok_or_else(|| {
+        let home_cell: Option<String> = if login {
+            serde_json::from_value::<contracts::sessions::SessionRequest>(value)
+                .ok()
+                .and_then(|r| r.player_id.home_cell().map(str::to_owned))
+        } else {
+            serde_json::from_value::<contracts::sessions::RefreshRequest>(value)
+                .ok()
+                .and_then(|r| r.refresh_token.split_once('.').map(|(cell, _)| cell.to_owned()))
+        };
+        return home_cell.as_deref().and_then(|cell| s.cells.by_id(cell)).ok_or_else(|| {
+            let what = if login { "a login needs a playerId" } else { "a refresh needs a refreshToken" };
             refuse(
                 s,
                 StatusCode::BAD_REQUEST,
                 RouterCode::InvalidRequest,
-                "a login needs a playerId whose prefix names a cell".into(),
+                format!("{what} whose prefix names a cell"),
                 serde_json::Value::Null,
             )
         });

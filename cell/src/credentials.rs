@@ -72,7 +72,8 @@ pub fn verify(stored: Option<&str>, password: &str) -> bool {
         None => (decoy.as_str(), false),
     };
     // The verifier compares the computed hash in constant time.
-    let matches = PasswordHash::new(phc).is_ok_and(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok());
+    let matches =
+        PasswordHash::new(phc).is_ok_and(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok());
     matches && real
 }
 

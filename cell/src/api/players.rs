@@ -26,7 +26,7 @@ pub async fn register(
         let credential = crate::credentials::hash(request.password.expose());
         compliance.player_register(request, Some(&credential), &key, &ctx)
     })
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))??;
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))??;
     Ok(answer(outcome))
 }

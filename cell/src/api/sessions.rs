@@ -43,10 +43,9 @@ pub async fn create(
     let d = s.domains()?;
     let (request, _) = json_body::<SessionRequest>(body)?;
     let (identity, ctx, address) = (d.identity.clone(), s.event_context(&t), client_address(&headers));
-    let tokens = blocking(move || {
-        identity.login(&request.player_id, request.password.expose(), address.as_deref(), &ctx)
-    })
-    .await?;
+    let tokens =
+        blocking(move || identity.login(&request.player_id, request.password.expose(), address.as_deref(), &ctx))
+            .await?;
     Ok((StatusCode::CREATED, Json(tokens)))
 }
 
@@ -78,7 +77,11 @@ pub async fn session(s: &AppState, headers: &HeaderMap) -> Result<SessionClaims,
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, CellCode::InvalidSession, "this route needs Authorization: Bearer <access token>")
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                CellCode::InvalidSession,
+                "this route needs Authorization: Bearer <access token>",
+            )
         })?
         .to_owned();
     let identity = d.identity.clone();

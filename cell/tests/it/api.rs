@@ -339,7 +339,11 @@ async fn sessions_and_the_location_gate() {
     assert_eq!((s.json()["cell"].as_str(), s.json()["expiresIn"].as_i64()), (Some("uk"), Some(900)));
     let unknown = json!({ "playerId": "uk-nobody", "password": PASSWORD }).to_string();
     let unknown = c.raw("POST", "/sessions", &[], unknown.into_bytes()).await.unwrap();
-    assert_eq!((unknown.status, unknown.code().as_str()), (401, "INVALID_CREDENTIALS"), "an unknown id looks like a wrong password");
+    assert_eq!(
+        (unknown.status, unknown.code().as_str()),
+        (401, "INVALID_CREDENTIALS"),
+        "an unknown id looks like a wrong password"
+    );
     let key = c.get("/sessions/key").await.json();
     assert_eq!((key["cell"].as_str(), key["alg"].as_str()), (Some("uk"), Some("EdDSA")));
 

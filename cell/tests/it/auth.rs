@@ -27,20 +27,23 @@ fn token_of(reply: &crate::harness::Reply, field: &str) -> String {
 
 /// A token with these claims, signed by `key` (`alg` as given).
 fn forge(key: &ed25519_dalek::SigningKey, alg: &str, claims: &Value) -> String {
-    let signed = format!("{}.{}", B64.encode(json!({ "alg": alg, "typ": "JWT" }).to_string()), B64.encode(claims.to_string()));
+    let signed =
+        format!("{}.{}", B64.encode(json!({ "alg": alg, "typ": "JWT" }).to_string()), B64.encode(claims.to_string()));
     format!("{signed}.{}", B64.encode(key.sign(signed.as_bytes()).to_bytes()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_player_reads_their_account_and_forged_tokens_do_not() {
     let clock = cell::clock::ManualClock::new(chrono::Utc::now());
-    let intervals = cell::server::Intervals { round_sweep: Duration::from_secs(60), audit_checkpoint: Duration::from_secs(60) };
+    let intervals =
+        cell::server::Intervals { round_sweep: Duration::from_secs(60), audit_checkpoint: Duration::from_secs(60) };
     let cell = TestCell::start_with_clock("uk", Vec::new(), intervals, clock.clone()).await;
     let c = cell.client();
 
     // Weak passwords are refused before anything is stored.
     for weak in ["short", "password1234", "uk-ann-forever-and-ever"] {
-        let body = json!({ "playerId": "uk-ann", "dateOfBirth": ADULT, "country": "GB", "currency": "GBP", "password": weak });
+        let body =
+            json!({ "playerId": "uk-ann", "dateOfBirth": ADULT, "country": "GB", "currency": "GBP", "password": weak });
         let r = c.post("/players", &format!("weak-{weak}"), body).await;
         assert_eq!((r.status, r.code().as_str()), (400, "WEAK_PASSWORD"), "{weak}");
     }
@@ -68,7 +71,12 @@ async fn only_the_player_reads_their_account_and_forged_tokens_do_not() {
     let mut tampered = ann_token.split('.').map(str::to_owned).collect::<Vec<_>>();
     tampered[1] = B64.encode(claims(later + 86_400).to_string());
     let unsigned = format!("{}.{}.", B64.encode(r#"{"alg":"none"}"#), B64.encode(claims(later).to_string()));
-    for forged in [forge(&stranger, "EdDSA", &claims(later)), forge(&stranger, "none", &claims(later)), unsigned, tampered.join(".")] {
+    for forged in [
+        forge(&stranger, "EdDSA", &claims(later)),
+        forge(&stranger, "none", &claims(later)),
+        unsigned,
+        tampered.join("."),
+    ] {
         let r = balance(&c, "uk-ann", Some(&forged)).await;
         assert_eq!((r.status, r.code().as_str()), (401, "INVALID_SESSION"), "{forged}");
     }
@@ -126,7 +134,10 @@ async fn five_wrong_passwords_throttle_the_player_and_every_attempt_is_an_event(
     let named = |name: &str| events.iter().filter(|e| e["event"] == name).count();
     assert_eq!((named("player.login_failed"), named("player.login")), (6, 0));
     let last = events.iter().rev().find(|e| e["event"] == "player.login_failed").unwrap();
-    assert_eq!((last["payload"]["reason"].as_str(), last["payload"]["address"].as_str()), (Some("LOGIN_THROTTLED"), Some("198.51.100.7")));
+    assert_eq!(
+        (last["payload"]["reason"].as_str(), last["payload"]["address"].as_str()),
+        (Some("LOGIN_THROTTLED"), Some("198.51.100.7"))
+    );
     let text = serde_json::to_string(&events).unwrap();
     assert!(!text.contains(PASSWORD) && !text.contains("not the password"), "no password in any event");
 }

@@ -246,7 +246,11 @@ async fn players_reach_their_licensed_cell_and_nothing_else_passes() {
         let r = router.from(ip, "POST", "/players", registration(player, country, currency)).await;
         assert_eq!((r.status, r.cell()), (201, cell), "{ip}: {}", String::from_utf8_lossy(&r.body));
         let anonymous = router.from(ip, "GET", &format!("/wallet/{player}/balance"), None).await;
-        assert_eq!((anonymous.status, anonymous.code().as_str()), (401, "INVALID_SESSION"), "a balance needs a session");
+        assert_eq!(
+            (anonymous.status, anonymous.code().as_str()),
+            (401, "INVALID_SESSION"),
+            "a balance needs a session"
+        );
         let session = router.from(ip, "POST", "/sessions", login(player)).await;
         assert_eq!((session.status, session.cell()), (201, cell), "{}", String::from_utf8_lossy(&session.body));
         let bearer = format!("Bearer {}", session.json()["accessToken"].as_str().unwrap());

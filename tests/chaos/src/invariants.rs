@@ -357,7 +357,7 @@ async fn balances_match(platform: &Platform, journal: &Journal) -> Check {
             async move {
                 let mut found = Vec::new();
                 for role in roles.into_iter().filter(|r| platform.processes.contains_key(r)) {
-                    match platform.get(&role, &format!("/wallet/{player}/balance")).await {
+                    match platform.get(&role, &format!("/ops/players/{player}/balance")).await {
                         Ok(reply) if reply.status == 200 => found.push((role, reply.json())),
                         Ok(reply) if reply.status == 404 => {}
                         Ok(reply) => return Err(format!("{player} on {role}: {} {}", reply.status, reply.text())),

@@ -466,7 +466,10 @@ async fn failover(drill: &mut Drill, target: &str, report: &mut Report) -> anyho
     // A new player of the jurisdiction registers through the router until it answers: the
     // router must take them to the standby, and nobody else may answer.
     let probe = format!("{target}-failover-{}", drill.rng.random::<u32>());
-    let body = json!({"playerId": probe, "dateOfBirth": "1990-04-01", "country": region.licensed_countries[0].as_str(), "currency": region.default_currency.code()});
+    let body = json!({
+        "playerId": probe, "dateOfBirth": "1990-04-01", "country": region.licensed_countries[0].as_str(),
+        "currency": region.default_currency.code(), "password": crate::load::DRILL_PASSWORD
+    });
     let key = format!("{probe}-reg");
     let headers = [("x-forwarded-for", ip), ("x-idempotency-key", key.as_str())];
     let deadline = tokio::time::Instant::now() + PROGRESS_WAIT_MAX;
@@ -498,7 +501,7 @@ async fn failover(drill: &mut Drill, target: &str, report: &mut Report) -> anyho
         foreign,
         format!("{} probe answers", answers.values().sum::<u32>()),
     ));
-    let on_standby = drill.platform.get(&standby, &format!("/wallet/{probe}/balance")).await.map(|r| r.status);
+    let on_standby = drill.platform.get(&standby, &format!("/ops/players/{probe}/balance")).await.map(|r| r.status);
     report.check(Check::holds(
         &format!("the router moved {target}'s traffic to the standby"),
         registered && matches!(on_standby, Ok(200)),
@@ -516,7 +519,7 @@ async fn failover(drill: &mut Drill, target: &str, report: &mut Report) -> anyho
     report.step(format!("primary of {target} restarted on its data, ready"));
     progress(drill, Some(target), drill.sizes.after, "after the primary's restart").await?;
     report.step(format!("{target} acknowledging writes again"));
-    let primary_knows = drill.platform.get(&primary, &format!("/wallet/{probe}/balance")).await.map(|r| r.status);
+    let primary_knows = drill.platform.get(&primary, &format!("/ops/players/{probe}/balance")).await.map(|r| r.status);
     // Until standbys are fed by replication (and fed back on failback), what the standby
     // acknowledged stays on the standby: that is data a player can no longer reach, and a drill
     // must not pass over it as if it were fine.

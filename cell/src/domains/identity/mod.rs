@@ -145,12 +145,17 @@ impl Identity {
         self.throttle().succeeded(player.as_str());
         let sid = hex::encode(rand::random::<[u8; 16]>());
         let refresh = self.new_refresh_token();
-        let login = PlayerLogin { player_id: player.clone(), session_id: sid.clone(), address: address.map(str::to_owned) };
+        let login =
+            PlayerLogin { player_id: player.clone(), session_id: sid.clone(), address: address.map(str::to_owned) };
         let event = events::encode(&events::envelope(ctx, login, now));
         transact(self.store.as_ref(), |tx| {
             write(tx, &session_key(&sid), &SessionRecord { player: player.clone(), opened_at: at, ended: false })?;
-            let record =
-                RefreshRecord { sid: sid.clone(), player: player.clone(), expires_at: at + REFRESH_TTL_SECONDS, used: false };
+            let record = RefreshRecord {
+                sid: sid.clone(),
+                player: player.clone(),
+                expires_at: at + REFRESH_TTL_SECONDS,
+                used: false,
+            };
             write(tx, &refresh_key(&refresh), &record)?;
             events::append(tx, 0, &event)?;
             Ok(Ok::<_, std::convert::Infallible>(()))
@@ -167,8 +172,11 @@ impl Identity {
         reason: CellCode,
         ctx: &EventContext,
     ) -> Result<(), StoreError> {
-        let failed =
-            PlayerLoginFailed { player_id: player.clone(), address: address.map(str::to_owned), reason: reason.to_string() };
+        let failed = PlayerLoginFailed {
+            player_id: player.clone(),
+            address: address.map(str::to_owned),
+            reason: reason.to_string(),
+        };
         let event = events::encode(&events::envelope(ctx, failed, self.clock.now()));
         transact(self.store.as_ref(), |tx| {
             events::append(tx, 0, &event)?;

@@ -9,7 +9,7 @@ use contracts::gaming::{
     PulseResponse, SeamlessBalance, SeamlessBet, SeamlessResponse, SeamlessRollback, SeamlessWin,
 };
 use contracts::players::{Player, RegisterPlayerRequest};
-use contracts::sessions::{SessionKey, SessionRequest, SessionResponse};
+use contracts::sessions::{RefreshRequest, SessionKey, SessionRequest, SessionResponse};
 use contracts::wallet::{
     BalanceResponse, HoldRequest, HoldResponse, MovementRequest, MovementResponse, SettleRequest, SettleResponse,
 };
@@ -69,6 +69,12 @@ fn build() -> Value {
     let (balance, page) = (schema::<BalanceResponse>(&mut g), schema::<EventPage>(&mut g));
     let (session_req, session_res, session_key) =
         (schema::<SessionRequest>(&mut g), schema::<SessionResponse>(&mut g), schema::<SessionKey>(&mut g));
+    let refresh_req = schema::<RefreshRequest>(&mut g);
+    let balance_parameters = json!([
+        { "name": "playerId", "in": "path", "required": true, "schema": { "type": "string" } },
+        { "name": "currency", "in": "query", "schema": { "type": "string" } },
+        { "name": "as_of", "in": "query", "schema": { "type": "string", "format": "date-time" } }
+    ]);
     let paths = json!({
         "/players": mutating(&error, "Register a player in this cell", player_req, "201", player_res, &["400", "409", "413", "422"]),
         "/wallet/credit": mutating(&error, "Credit a player's cash", movement_req.clone(), "200", movement_res.clone(), &["400", "404", "409", "413", "422", "500", "503"]),
@@ -76,12 +82,17 @@ fn build() -> Value {
         "/wallet/hold": mutating(&error, "Hold a stake for an open bet", hold_req, "200", hold_res, &["400", "404", "409", "413", "422", "500", "503"]),
         "/wallet/settle": mutating(&error, "Settle a round: release its holds and post payouts, once", settle_req, "200", settle_res, &["400", "404", "409", "413", "422", "500", "503"]),
         "/wallet/{playerId}/balance": { "get": {
-            "summary": "A player's balances, now or as of a past instant",
-            "parameters": [
-                { "name": "playerId", "in": "path", "required": true, "schema": { "type": "string" } },
-                { "name": "currency", "in": "query", "schema": { "type": "string" } },
-                { "name": "as_of", "in": "query", "schema": { "type": "string", "format": "date-time" } }
-            ],
+            "summary": "A player's balances, now or as of a past instant, with the player's own Authorization: Bearer access token",
+            "parameters": balance_parameters.clone(),
+            "responses": {
+                "200": { "description": "balances", "content": { "application/json": { "schema": balance.clone() } } },
+                "401": { "description": "INVALID_SESSION: no valid access token", "content": { "application/json": { "schema": error.clone() } } },
+                "403": { "description": "NOT_YOUR_ACCOUNT: another player's token", "content": { "application/json": { "schema": error.clone() } } }
+            }
+        } },
+        "/ops/players/{playerId}/balance": { "get": {
+            "summary": "Any player's balances, for the back office",
+            "parameters": balance_parameters,
             "responses": { "200": { "description": "balances", "content": { "application/json": { "schema": balance } } } }
         } },
         "/events": { "get": {
@@ -94,12 +105,31 @@ fn build() -> Value {
             ],
             "responses": { "200": { "description": "a page of events", "content": { "application/json": { "schema": page } } } }
         } },
-        "/sessions": { "post": {
-            "summary": "A 15-minute session token for a registered player (stores nothing, so no idempotency key)",
-            "requestBody": { "required": true, "content": { "application/json": { "schema": session_req } } },
+        "/sessions": {
+            "post": {
+                "summary": "A login: a 15-minute access token naming the session, and a refresh token (no idempotency key: a retry is another login)",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": session_req } } },
+                "responses": {
+                    "201": { "description": "tokens", "content": { "application/json": { "schema": session_res.clone() } } },
+                    "400": { "description": "MALFORMED_JSON, INVALID_REQUEST", "content": { "application/json": { "schema": error.clone() } } },
+                    "401": { "description": "INVALID_CREDENTIALS (alike for an unknown player id)", "content": { "application/json": { "schema": error.clone() } } },
+                    "429": { "description": "LOGIN_THROTTLED, with Retry-After", "content": { "application/json": { "schema": error.clone() } } }
+                }
+            },
+            "delete": {
+                "summary": "Logout: ends the session of the Authorization: Bearer access token",
+                "responses": {
+                    "204": { "description": "the session has ended" },
+                    "401": { "description": "INVALID_SESSION", "content": { "application/json": { "schema": error.clone() } } }
+                }
+            }
+        },
+        "/sessions/refresh": { "post": {
+            "summary": "A new token pair for a refresh token, which works once (presented again, it ends its session)",
+            "requestBody": { "required": true, "content": { "application/json": { "schema": refresh_req } } },
             "responses": {
-                "201": { "description": "token", "content": { "application/json": { "schema": session_res } } },
-                "404": { "description": "PLAYER_NOT_FOUND", "content": { "application/json": { "schema": error.clone() } } }
+                "200": { "description": "tokens", "content": { "application/json": { "schema": session_res } } },
+                "401": { "description": "INVALID_SESSION", "content": { "application/json": { "schema": error.clone() } } }
             }
         } },
         "/sessions/key": { "get": {

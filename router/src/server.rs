@@ -55,6 +55,8 @@ pub const CELL_TIMEOUT: Duration = Duration::from_secs(10);
 static X_CELL: HeaderName = HeaderName::from_static("x-cell");
 static X_CLIENT_COUNTRY: HeaderName = HeaderName::from_static("x-client-country");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// The client's address as the router placed it, for the cell (login throttling per address).
+static X_CLIENT_IP: HeaderName = HeaderName::from_static("x-client-ip");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 

@@ -149,12 +149,10 @@ impl From<ComplianceError> for ApiError {
     }
 }
 
-/// The client's address as the router saw it: the last `X-Forwarded-For` hop, the one the router
-/// appended (every header line counts), if the request came through one.
+/// The client's address as the router placed it (`X-Client-IP`, which only the router sets), if
+/// the request came through one.
 fn client_address(headers: &HeaderMap) -> Option<String> {
-    let joined =
-        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
-    joined.rsplit(',').map(str::trim).find(|hop| !hop.is_empty()).map(str::to_owned)
+    headers.get("x-client-ip").and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 /// Parses a JSON body into `T`, refusing with a precise message.

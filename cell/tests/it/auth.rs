@@ -12,7 +12,7 @@ const ADULT: &str = "1990-04-01";
 
 async fn login(c: &crate::harness::Client, player: &str, password: &str) -> crate::harness::Reply {
     let body = json!({ "playerId": player, "password": password }).to_string();
-    c.raw("POST", "/sessions", &[("x-forwarded-for", "198.51.100.7")], body.into_bytes()).await.unwrap()
+    c.raw("POST", "/sessions", &[("x-client-ip", "198.51.100.7")], body.into_bytes()).await.unwrap()
 }
 
 async fn balance(c: &crate::harness::Client, player: &str, token: Option<&str>) -> crate::harness::Reply {

@@ -57,6 +57,17 @@ pub(super) fn traceparent(headers: &HeaderMap) -> HeaderValue {
     HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).expect("a header value's parts and hex")
 }
 
+/// The `X-Forwarded-For` lines joined into one list (borrowed when there is one line).
+fn forwarded_for(headers: &axum::http::HeaderMap) -> Option<std::borrow::Cow<'_, str>> {
+    let mut lines = headers.get_all(&X_FORWARDED_FOR).iter();
+    let first = lines.next()?.to_str().ok()?;
+    let rest: Vec<&str> = lines.filter_map(|v| v.to_str().ok()).collect();
+    if rest.is_empty() {
+        return Some(std::borrow::Cow::Borrowed(first));
+    }
+    Some(std::borrow::Cow::Owned(std::iter::once(first).chain(rest).collect::<Vec<_>>().join(", ")))
+}
+
 /// A request as a client sent it.
 pub(super) type Request = hyper::Request<Incoming>;
 
@@ -65,7 +76,10 @@ pub(super) async fn forward(s: &AppState, peer: SocketAddr, request: Request) ->
     if !is_public(&parts.method, parts.uri.path()) {
         return refuse(s, StatusCode::NOT_FOUND, RouterCode::NotFound, "no such route".into(), serde_json::Value::Null);
     }
-    let forwarded_for = parts.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
+    // Every `X-Forwarded-For` line counts (RFC 9110 5.3: lines of a list header join with
+    // commas); reading the first only would let a client choose its address with a second line.
+    let forwarded_for = forwarded_for(&parts.headers);
+    let forwarded_for = forwarded_for.as_deref();
     let ip = client_ip(peer.ip(), forwarded_for, &s.trusted);
     if let Err(refusal) = rate_limit(s, &s.per_client, &ip) {
         return refusal;
@@ -129,6 +143,7 @@ pub(super) async fn forward(s: &AppState, peer: SocketAddr, request: Request) ->
     }
     headers.remove(header::HOST);
     headers.remove(&X_CLIENT_COUNTRY); // only the router says where a client is
+    headers.insert(X_CLIENT_IP.clone(), HeaderValue::from_str(&ip.to_string()).expect("an address is a header value"));
     headers.remove(&X_FORWARDED_FOR);
     if let Ok(v) = chain {
         headers.insert(X_FORWARDED_FOR.clone(), v);

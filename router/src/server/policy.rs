@@ -74,6 +74,8 @@ pub(super) fn rate_limit<K: Clone + std::hash::Hash + Eq>(
 pub(super) const UNKNOWN_COUNTRY: &str = "ZZ";
 
 /// Which cell a request goes to:
+/// - registration, the lobby and flags: the cell licensed for the client's country, whatever
+///   token the client holds (a session is no licence for where the client is);
 /// - with a session token, the player's home cell, always (401 when the token does not verify);
 /// - a login (`POST /sessions`), the home cell named by the player id, from anywhere; a refresh
 ///   (`POST /sessions/refresh`), the home cell its refresh token names;
@@ -86,8 +88,16 @@ pub(super) fn choose_cell<'a>(
     country: Option<contracts::CountryCode>,
     ip: std::net::IpAddr,
 ) -> Result<&'a cells::CellRoute, Response> {
-    let bearer =
-        parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let placed_by_location = matches!(
+        (&parts.method, parts.uri.path()),
+        (&Method::POST, "/players") | (&Method::GET, "/lobby") | (&Method::GET, "/flags/evaluate")
+    );
+    let bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|_| !placed_by_location);
     if let Some(token) = bearer {
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);

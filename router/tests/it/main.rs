@@ -308,6 +308,15 @@ async fn players_reach_their_licensed_cell_and_nothing_else_passes() {
         let r = with_token(ip, bearer.clone()).await;
         assert_eq!((r.status, r.cell()), (200, "uk"), "balance from {ip} with a session");
     }
+    // A session is no licence for where the client is: registration from the US is refused with
+    // a token too.
+    let headers = [("x-forwarded-for", US), ("authorization", bearer.as_str()), ("x-idempotency-key", "us-token")];
+    let r = request(router.address, "POST", "/players", &headers, registration("uk-us2", "GB", "GBP")).await.unwrap();
+    assert_eq!((r.status, r.code().as_str(), r.cell()), (451, "JURISDICTION_NOT_LICENSED", "router"));
+    // Every X-Forwarded-For line counts: a second line cannot hide the client's real hop.
+    let headers = [("x-forwarded-for", GB), ("x-forwarded-for", US), ("x-idempotency-key", "two-lines")];
+    let r = request(router.address, "POST", "/players", &headers, registration("uk-us3", "GB", "GBP")).await.unwrap();
+    assert_eq!((r.status, r.code().as_str()), (451, "JURISDICTION_NOT_LICENSED"), "the rightmost hop is the US");
     // A forged or garbled token is never trusted.
     let mut forged = token.clone();
     let last = forged.pop().unwrap();

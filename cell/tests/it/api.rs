@@ -409,3 +409,18 @@ async fn the_event_log_reads_newest_first_too() {
     assert_eq!(c.get("/events?before=00").await.code(), "INVALID_QUERY", "before without order=desc");
     assert_eq!(c.get("/events?order=sideways").await.code(), "INVALID_QUERY");
 }
+
+#[tokio::test]
+async fn flag_context_is_the_servers_not_the_clients() {
+    let cell = TestCell::start("uk").await;
+    let c = cell.client();
+    let forged = c.get("/flags/evaluate?flag=any&country=GB").await;
+    assert_eq!((forged.status, forged.code().as_str()), (400, "INVALID_QUERY"), "country comes from the router");
+    assert!(String::from_utf8_lossy(&forged.body).contains("platform"), "the refusal names what a client may set");
+    let vip = c.get("/lobby?vipTier=gold").await;
+    assert_eq!((vip.status, vip.code().as_str()), (400, "INVALID_QUERY"));
+    let allowed = c.get("/flags/evaluate?flag=any&platform=ios&playerId=uk-anon").await;
+    assert_eq!(allowed.status, 200, "{}", String::from_utf8_lossy(&allowed.body));
+    let bad_session = c.raw("GET", "/lobby", &[("authorization", "Bearer not.a.token")], Vec::new()).await.unwrap();
+    assert_eq!((bad_session.status, bad_session.code().as_str()), (401, "INVALID_SESSION"));
+}

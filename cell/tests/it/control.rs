@@ -318,9 +318,10 @@ async fn regulatory_lock_and_lobby() {
         let r = control.call("PUT", &format!("/catalog/games/{id}"), game(id, certified, flag)).await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     }
-    // `beta-games` is off unless the player is a gold VIP.
+    // `beta-games` is off unless the client is the beta app (an attribute a client may set; a
+    // player's own attributes come from their record, never from the query).
     let definition = json!({ "kind": "boolean", "variants": { "on": true, "off": false }, "offVariant": "off", "fallthrough": { "variant": "off" }, "enabled": true,
-        "rules": [{ "id": "vip-only", "clauses": [{ "attribute": "vipTier", "op": "in", "values": ["gold"] }], "serve": { "variant": "on" } }] });
+        "rules": [{ "id": "beta-app", "clauses": [{ "attribute": "platform", "op": "in", "values": ["beta-app"] }], "serve": { "variant": "on" } }] });
     let r = control.call("PUT", "/flags/beta-games", json!({ "definition": definition, "reason": "vip beta" })).await;
     let last = r.json()["version"].as_u64().unwrap();
     uk.until("flag=beta-games", "the beta flag", |v| v["version"] == last).await;
@@ -338,8 +339,8 @@ async fn regulatory_lock_and_lobby() {
         assert!(Instant::now() < deadline, "the UK lobby never caught up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let gold = uk.get("/lobby?playerId=uk-1&vipTier=gold").await.unwrap().json();
-    assert_eq!(ids(gold), vec!["demo:beta", "demo:everywhere"]);
+    let beta = uk.get("/lobby?playerId=uk-1&platform=beta-app").await.unwrap().json();
+    assert_eq!(ids(beta), vec!["demo:beta", "demo:everywhere"]);
     let malta = mt.get("/lobby").await.unwrap().json();
     assert_eq!(ids(malta), vec!["demo:everywhere", "demo:malta-only"]);
 }

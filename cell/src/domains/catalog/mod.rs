@@ -310,18 +310,3 @@ impl SyncSink for CatalogSink {
         Ok(())
     }
 }
-
-/// What `GET /flags/evaluate` and `GET /lobby` take: a player and any context attributes.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ContextQuery {
-    #[serde(rename = "playerId")]
-    pub player_id: Option<String>,
-    #[serde(flatten)]
-    pub attributes: BTreeMap<String, String>,
-}
-
-impl ContextQuery {
-    pub fn into_context(self) -> EvaluationContext {
-        EvaluationContext { player_id: self.player_id, region: None, attributes: self.attributes }
-    }
-}

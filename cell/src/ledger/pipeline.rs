@@ -299,9 +299,9 @@ impl Writer {
                 poisoned.job.fail(store_failed(&e));
             }
         }
-        let kind = poisoned.job.kind();
+        // The fault first: whoever hears of the refusal must find the cell already not ready.
+        self.fault.raise(format!("the ledger writer panicked applying a {} command: {message}", poisoned.job.kind()));
         poisoned.job.send(Ok(()));
-        self.fault.raise(format!("the ledger writer panicked applying a {kind} command: {message}"));
     }
 
     /// The store failed a batch: its callers are told to retry with their keys.

@@ -125,6 +125,17 @@ impl SyncStatus {
     }
 }
 
+/// Longest delay between attempts of a cell the control plane refuses (an unknown cell, a
+/// certificate that names another): waiting will not fix it, an operator will, and the attempts
+/// should not flood either side's log meanwhile.
+pub const REFUSED_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// The delay after `current`: doubled, up to `max`, or up to [`REFUSED_BACKOFF_MAX`] after a
+/// refusal.
+fn next_backoff(current: Duration, refused: bool, max: Duration) -> Duration {
+    (current * 2).min(if refused { REFUSED_BACKOFF_MAX.max(max) } else { max })
+}
+
 /// Starts following the control plane: returns the task (it ends after `shutdown`) and the
 /// status. The sink's persisted version is where it resumes, every time it reconnects.
 pub fn run_client<S: SyncSink>(
@@ -181,7 +192,8 @@ pub fn run_client<S: SyncSink>(
             }
             // Full jitter: cells cut off together do not all come back in the same instant.
             let delay = backoff.mul_f64(0.5 + rand::random::<f64>() / 2.0);
-            backoff = (backoff * 2).min(config.backoff_max);
+            let refused = matches!(result, Err(SyncError::Refused { .. }));
+            backoff = next_backoff(backoff, refused, config.backoff_max);
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(delay) => {}
@@ -258,8 +270,10 @@ async fn session_inner<S: SyncSink>(
                 })
             }
         };
-        *heard = true;
         status.contact();
+        // A refusal is no contact worth resetting the backoff for: a refused cell would otherwise
+        // come back ten times a second, logging each time on both sides.
+        *heard |= !matches!(msg, Message::Refused { .. });
         if !accepted && !matches!(msg, Message::Refused { .. }) {
             accepted = true;
             status.with(|s| {
@@ -312,5 +326,22 @@ async fn session_inner<S: SyncSink>(
         applied = version;
         status.set_applied(applied);
         wire::write_frame(&mut send, &Message::Ack { version }).await.map_err(SyncError::Frame)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_cell_backs_off_to_a_minute_and_a_cut_off_one_to_its_maximum() {
+        let max = Duration::from_secs(3);
+        let mut refused = Duration::from_millis(100);
+        let mut cut_off = refused;
+        for _ in 0..20 {
+            refused = next_backoff(refused, true, max);
+            cut_off = next_backoff(cut_off, false, max);
+        }
+        assert_eq!((refused, cut_off), (REFUSED_BACKOFF_MAX, max));
     }
 }

@@ -152,6 +152,7 @@ error_codes!(
     /// Every code the control plane's API answers. `BAD_REQUEST` and `HEADERS_TOO_LARGE` come from
     /// the serving layer.
     ControlCode {
+        AuthThrottled = "AUTH_THROTTLED",
         BadRequest = "BAD_REQUEST",
         BodyTooLarge = "BODY_TOO_LARGE",
         BodyUnreadable = "BODY_UNREADABLE",

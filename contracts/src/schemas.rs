@@ -59,7 +59,7 @@ pub fn all() -> Vec<NamedSchema> {
         api::<ErrorBody>("error", "1"),
         api::<CellCode>("cell.error-codes", "2"),
         api::<RouterCode>("router.error-codes", "1"),
-        api::<ControlCode>("control.error-codes", "1"),
+        api::<ControlCode>("control.error-codes", "2"),
         api::<wallet::MovementRequest>("wallet.movement.request", w),
         api::<wallet::MovementResponse>("wallet.movement.response", w),
         api::<wallet::HoldRequest>("wallet.hold.request", w),

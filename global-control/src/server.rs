@@ -88,7 +88,13 @@ impl ControlPlane {
             },
         )
         .with_context(|| format!("bind QUIC sync on {}", config.quic_listen))?;
-        let state = Arc::new(AppState { store, locks, sync: sync.clone(), metrics: Arc::new(Metrics::default()) });
+        let state = Arc::new(AppState {
+            store,
+            locks,
+            sync: sync.clone(),
+            metrics: Arc::new(Metrics::default()),
+            token_failures: Default::default(),
+        });
         Ok(ControlPlane { state, sync })
     }
 

@@ -145,6 +145,32 @@ pub async fn serve<S>(
     drain(&mut connections, DRAIN_MAX).await;
 }
 
+/// The address of the peer a request came from, in the request's extensions (per-address
+/// throttling needs it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// A service that tags every request with its connection's peer.
+#[derive(Clone)]
+struct WithPeer<S> {
+    inner: S,
+    peer: SocketAddr,
+}
+
+impl<S> hyper::service::Service<hyper::Request<Incoming>> for WithPeer<S>
+where
+    S: HttpService<Incoming> + Clone,
+{
+    type Response = hyper::Response<S::ResBody>;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut request: hyper::Request<Incoming>) -> S::Future {
+        request.extensions_mut().insert(PeerAddr(self.peer));
+        self.inner.clone().call(request)
+    }
+}
+
 /// An accept error about one connection, not about the listener or the process.
 fn connection_error(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
@@ -159,13 +185,14 @@ async fn connection<S>(
     header_read_max: Duration,
     mut stopped: watch::Receiver<bool>,
 ) where
-    S: HttpService<Incoming>,
+    S: HttpService<Incoming> + Clone,
     S::Error: Into<BoxError>,
     S::ResBody: 'static,
     <S::ResBody as Body>::Error: Into<BoxError>,
 {
     // Small requests and answers: send each at once rather than wait for the peer's ACK.
     let _ = tcp.set_nodelay(true);
+    let service = WithPeer { inner: service, peer };
     let Some(acceptor) = acceptor else {
         return serve_http(TokioIo::new(tcp), peer, service, header_read_max, stopped).await;
     };

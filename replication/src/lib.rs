@@ -5,6 +5,7 @@
 //!   check them.
 //! - [`http`]: serving HTTP/1.1 with a graceful, bounded stop and JSON refusals (every deployable).
 //! - [`logs`]: how every deployable's process logs.
+//! - [`throttle`]: failures counted per key over a sliding window (logins, tokens).
 //! - [`sync`]: the control-plane sync protocol over QUIC: cells follow the control plane's change
 //!   log (flags, catalog) and apply it to their own store, exactly once, resuming after any cut.
 #![forbid(unsafe_code)]
@@ -12,4 +13,5 @@
 pub mod http;
 pub mod logs;
 pub mod sync;
+pub mod throttle;
 pub mod tls;

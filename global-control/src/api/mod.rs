@@ -14,7 +14,7 @@ use crate::rbac::{self, Permission, Principal};
 use crate::store::ControlStore;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,6 +38,68 @@ pub struct AppState {
     pub locks: Locks,
     pub sync: Arc<SyncServer>,
     pub metrics: Arc<Metrics>,
+    /// Wrong or missing tokens, per address (see [`throttle_token_failures`]).
+    pub token_failures: TokenFailures,
+}
+
+/// Failed authentications per client address: past [`TOKEN_FAILURES_MAX`] in a minute, the
+/// address is refused (429 `AUTH_THROTTLED`) until its oldest failure is a minute old. Each
+/// failure is logged, at most one line a second (with how many were not).
+pub struct TokenFailures {
+    window: std::sync::Mutex<replication::throttle::FailureWindow>,
+    logged: std::sync::Mutex<(Option<Instant>, u64)>,
+}
+
+/// Wrong tokens one address may present in a minute: an operator mistypes a few, a scanner
+/// thousands.
+pub const TOKEN_FAILURES_MAX: usize = 20;
+
+impl Default for TokenFailures {
+    fn default() -> Self {
+        TokenFailures {
+            window: std::sync::Mutex::new(replication::throttle::FailureWindow::new(TOKEN_FAILURES_MAX, 60)),
+            logged: std::sync::Mutex::new((None, 0)),
+        }
+    }
+}
+
+/// Unix seconds, for the failure window (the control plane reads the wall clock).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Refuses an address that has presented too many wrong tokens; counts and logs each new one.
+async fn throttle_token_failures(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let peer = request.extensions().get::<replication::http::PeerAddr>().map(|p| p.0.ip().to_string());
+    let failures = &state.token_failures;
+    if let Some(peer) = &peer {
+        let refused = failures.window.lock().unwrap_or_else(|p| p.into_inner()).refused(peer, unix_now());
+        if let Some(seconds) = refused {
+            let message = format!("too many wrong tokens from this address; retry in {seconds} s");
+            let mut response =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, ControlCode::AuthThrottled, message).into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            return response;
+        }
+    }
+    let response = next.run(request).await;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        let peer = peer.unwrap_or_else(|| "unknown".into());
+        failures.window.lock().unwrap_or_else(|p| p.into_inner()).failed(&peer, unix_now());
+        let mut logged = failures.logged.lock().unwrap_or_else(|p| p.into_inner());
+        let due = logged.0.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1));
+        if due {
+            tracing::warn!(%peer, unlogged_since = logged.1, "a request with a wrong or missing token was refused");
+            *logged = (Some(Instant::now()), 0);
+        } else {
+            logged.1 += 1;
+        }
+    }
+    response
 }
 
 /// A refusal as HTTP.
@@ -177,6 +239,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), throttle_token_failures))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .with_state(state)

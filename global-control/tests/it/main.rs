@@ -341,3 +341,21 @@ async fn refusals_beneath_the_routes_are_json_too() {
     let answer = chaos::probes::exchange(control.http, request.as_bytes()).await.unwrap();
     assert_eq!((answer.status, answer.json["code"].as_str()), (400, Some("MALFORMED_JSON")), "{}", answer.raw);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_tokens_from_one_address_are_throttled() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = certs(dir.path());
+    let control = Control::start(&dir.path().join("control"), &tls);
+    let mut answers = Vec::new();
+    for i in 0..global_control::api::TOKEN_FAILURES_MAX + 5 {
+        let (status, error) = control.call("GET", "/flags", Some(&format!("gct_guess_{i}")), None).await;
+        answers.push((status, error["code"].as_str().unwrap_or_default().to_owned()));
+    }
+    let unauthenticated = answers.iter().filter(|(s, c)| *s == 401 && c == "UNAUTHENTICATED").count();
+    assert_eq!(unauthenticated, global_control::api::TOKEN_FAILURES_MAX, "{answers:?}");
+    assert!(answers.iter().skip(unauthenticated).all(|(s, c)| *s == 429 && c == "AUTH_THROTTLED"), "{answers:?}");
+    // Until the window passes, the address is refused whatever it presents.
+    let (status, _) = control.call("GET", "/flags", Some(ADMIN), None).await;
+    assert_eq!(status, 429);
+}

@@ -1,8 +1,8 @@
 //! Failed logins, counted per player and per address over a sliding window: past the limit, a
 //! login is refused before its password is even checked, until the oldest failure in the window
-//! ages out. Kept in memory: a restart forgets them, which costs an attacker a restart of ours.
+//! ages out.
 
-use std::collections::{HashMap, VecDeque};
+use replication::throttle::FailureWindow;
 
 /// The window failures are counted in.
 pub const FAILURE_WINDOW_SECONDS: i64 = 15 * 60;
@@ -10,62 +10,39 @@ pub const FAILURE_WINDOW_SECONDS: i64 = 15 * 60;
 pub const PLAYER_FAILURES_MAX: usize = 5;
 /// Failed logins from one address within the window before its logins are refused.
 pub const ADDRESS_FAILURES_MAX: usize = 20;
-/// Players and addresses tracked at once: past it the oldest-looking half is dropped, so a flood
-/// of made-up ids cannot grow the map without bound.
-const TRACKED_MAX: usize = 100_000;
 
-#[derive(Default)]
 pub struct Throttle {
-    players: HashMap<String, VecDeque<i64>>,
-    addresses: HashMap<String, VecDeque<i64>>,
+    players: FailureWindow,
+    addresses: FailureWindow,
 }
 
-/// Failures within the window before `now`, oldest first, with the stale ones dropped.
-fn recent(failures: &mut VecDeque<i64>, now: i64) -> &VecDeque<i64> {
-    while failures.front().is_some_and(|&at| at <= now - FAILURE_WINDOW_SECONDS) {
-        failures.pop_front();
-    }
-    failures
-}
-
-/// Seconds until a login is allowed again, if `failures` has reached `max`.
-fn wait(failures: Option<&mut VecDeque<i64>>, max: usize, now: i64) -> Option<u64> {
-    let failures = recent(failures?, now);
-    if failures.len() < max {
-        return None;
-    }
-    let oldest = failures[failures.len() - max];
-    Some(u64::try_from(oldest + FAILURE_WINDOW_SECONDS - now).unwrap_or(0).max(1))
-}
-
-fn record(map: &mut HashMap<String, VecDeque<i64>>, key: &str, now: i64) {
-    if map.len() >= TRACKED_MAX && !map.contains_key(key) {
-        map.retain(|_, failures| !recent(failures, now).is_empty());
-        if map.len() >= TRACKED_MAX {
-            map.clear();
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle {
+            players: FailureWindow::new(PLAYER_FAILURES_MAX, FAILURE_WINDOW_SECONDS),
+            addresses: FailureWindow::new(ADDRESS_FAILURES_MAX, FAILURE_WINDOW_SECONDS),
         }
     }
-    map.entry(key.to_owned()).or_default().push_back(now);
 }
 
 impl Throttle {
     /// Seconds to wait, when the player or the address has failed too often.
     pub fn refused(&mut self, player: &str, address: Option<&str>, now: i64) -> Option<u64> {
-        let by_player = wait(self.players.get_mut(player), PLAYER_FAILURES_MAX, now);
-        let by_address = address.and_then(|a| wait(self.addresses.get_mut(a), ADDRESS_FAILURES_MAX, now));
+        let by_player = self.players.refused(player, now);
+        let by_address = address.and_then(|a| self.addresses.refused(a, now));
         by_player.max(by_address)
     }
 
     pub fn failed(&mut self, player: &str, address: Option<&str>, now: i64) {
-        record(&mut self.players, player, now);
+        self.players.failed(player, now);
         if let Some(address) = address {
-            record(&mut self.addresses, address, now);
+            self.addresses.failed(address, now);
         }
     }
 
     /// A successful login clears the player's failures (not the address's).
     pub fn succeeded(&mut self, player: &str) {
-        self.players.remove(player);
+        self.players.clear(player);
     }
 }
 

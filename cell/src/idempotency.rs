@@ -5,9 +5,23 @@
 //! A replay with the same key and the same request gets the stored answer back; the same key with
 //! a different request is refused (`IDEMPOTENCY_KEY_REUSED`). Requests refused as bad input (400)
 //! never reach a domain and store nothing; what a domain decides, accepted or refused, is stored.
+//!
+//! Records are kept for a window (24 hours at least, longer where a regulator asks: `cell serve
+//! --idempotency-window-hours`), then [`spawn_purger`] deletes them in the background. A request
+//! replayed after its window is a new request.
 
+use crate::store::{Store, StoreError};
+use foundationdb_tuple::Subspace;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The shortest window a cell may keep records for: a client's retries of one request span
+/// minutes, a provider's hours.
+pub const WINDOW_MIN: Duration = Duration::from_secs(24 * 3600);
+/// Records examined per purge transaction: bounds one transaction well under the store's limits.
+const PURGE_BATCH: usize = 1_000;
 
 /// Longest idempotency key accepted, in bytes.
 pub const KEY_BYTES_MAX: usize = 128;
@@ -63,6 +77,85 @@ pub struct IdempotencyRecord {
     pub status: u16,
     /// The JSON body answered.
     pub body: String,
+    /// When it was decided (unix seconds); 0 in records stored before records expired, which the
+    /// first purge removes.
+    #[serde(default)]
+    pub at: i64,
+}
+
+/// The key of `key`'s record in a domain's subspace.
+pub fn key_in(space: &Subspace, key: &str) -> Vec<u8> {
+    space.pack(&("idem", key))
+}
+
+/// Deletes the records in `space` decided before `before` (unix seconds), from `from` (a key to
+/// resume at), at most [`PURGE_BATCH`] examined: returns how many were deleted and where to resume
+/// (`None` once the subspace's records are all examined). Blocking.
+pub fn purge(
+    store: &dyn Store,
+    space: &Subspace,
+    from: Option<Vec<u8>>,
+    before: i64,
+) -> Result<(usize, Option<Vec<u8>>), StoreError> {
+    let (begin, end) = space.subspace(&"idem").range();
+    let begin = from.unwrap_or(begin);
+    crate::store::transact(store, |tx| {
+        let page = tx.get_range(&begin, &end, PURGE_BATCH, false)?;
+        let mut purged = 0;
+        for (key, value) in &page {
+            let record = IdempotencyRecord::decode(value).map_err(|e| StoreError::corrupt(key, e))?;
+            if record.at < before {
+                tx.clear(key)?;
+                purged += 1;
+            }
+        }
+        let next =
+            (page.len() == PURGE_BATCH).then(|| page.last().map(|(k, _)| [k.as_slice(), &[0]].concat())).flatten();
+        Ok(Ok::<_, std::convert::Infallible>((purged, next)))
+    })?
+    .map_err(|never| match never {})
+}
+
+/// Purges expired records of every domain's subspace every `every`, a batch at a time (so the
+/// store is never held long), logging how many went.
+pub fn spawn_purger(
+    store: Arc<dyn Store>,
+    spaces: Vec<Subspace>,
+    window: Duration,
+    every: Duration,
+    clock: Arc<dyn crate::clock::Clock>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let before = clock.now().timestamp() - i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
+            let (store, spaces) = (store.clone(), spaces.clone());
+            let purged = tokio::task::spawn_blocking(move || {
+                let mut total = 0;
+                for space in &spaces {
+                    let mut from = None;
+                    loop {
+                        let (purged, next) = purge(store.as_ref(), space, from, before)?;
+                        total += purged;
+                        match next {
+                            Some(next) => from = Some(next),
+                            None => break,
+                        }
+                    }
+                }
+                Ok::<_, StoreError>(total)
+            })
+            .await;
+            match purged {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(purged = n, "idempotency records past their window deleted"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "idempotency purge failed; next tick"),
+                Err(e) => tracing::warn!(error = %e, "idempotency purge task failed; next tick"),
+            }
+        }
+    })
 }
 
 /// What a domain answers for a request that carries a key.

@@ -54,6 +54,10 @@ enum Command {
         /// (a build with the `foundationdb` feature; keys stay under --data).
         #[arg(long, default_value = "embedded")]
         store: cell::server::StoreBackend,
+        /// Hours an idempotency record is kept (a replay after it is a new request): at least 24,
+        /// longer where the regulator asks.
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(24..))]
+        idempotency_window_hours: u64,
     },
     /// The WORM audit chain.
     Audit {
@@ -114,48 +118,59 @@ fn main() -> anyhow::Result<ExitCode> {
             );
             return Ok(ExitCode::from(2));
         }
-        Command::Serve { region, listen, data, tls_dir, providers, control, control_stale_after_seconds, store } => {
-            runtime.block_on(async move {
-                let region = RegionConfig::from_file(&region)?;
-                let tls = match &tls_dir {
-                    Some(dir) => Some(replication::tls::server_config(dir, &region.cell_id)?),
-                    None => None,
-                };
-                let control = match (control, &tls_dir) {
-                    (Some(quic), Some(dir)) => Some(cell::server::ControlConfig {
-                        quic,
-                        client: replication::tls::quic_client_config(
-                            dir,
-                            &region.cell_id,
-                            "control",
-                            replication::tls::QuicTimeouts::default(),
-                        )?,
-                        stale_after: std::time::Duration::from_secs(control_stale_after_seconds),
-                    }),
-                    _ => None,
-                };
-                let providers = match &providers {
-                    Some(dir) => cell::domains::gaming::providers::load_dir(dir)?,
-                    None => Vec::new(),
-                };
-                let listener =
-                    tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
-                let config = CellConfig {
-                    region,
-                    data_dir: data,
-                    store,
-                    durability: Durability::GroupSync,
-                    writer: WriterConfig::default(),
-                    tls,
-                    providers,
-                    control,
-                    intervals: Default::default(),
-                    store_faults: None,
-                    clock: cell::clock::system(),
-                };
-                cell::server::run(config, listener, shutdown_signal()).await
-            })
-        }
+        Command::Serve {
+            region,
+            listen,
+            data,
+            tls_dir,
+            providers,
+            control,
+            control_stale_after_seconds,
+            store,
+            idempotency_window_hours,
+        } => runtime.block_on(async move {
+            let region = RegionConfig::from_file(&region)?;
+            let tls = match &tls_dir {
+                Some(dir) => Some(replication::tls::server_config(dir, &region.cell_id)?),
+                None => None,
+            };
+            let control = match (control, &tls_dir) {
+                (Some(quic), Some(dir)) => Some(cell::server::ControlConfig {
+                    quic,
+                    client: replication::tls::quic_client_config(
+                        dir,
+                        &region.cell_id,
+                        "control",
+                        replication::tls::QuicTimeouts::default(),
+                    )?,
+                    stale_after: std::time::Duration::from_secs(control_stale_after_seconds),
+                }),
+                _ => None,
+            };
+            let providers = match &providers {
+                Some(dir) => cell::domains::gaming::providers::load_dir(dir)?,
+                None => Vec::new(),
+            };
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
+            let config = CellConfig {
+                region,
+                data_dir: data,
+                store,
+                durability: Durability::GroupSync,
+                writer: WriterConfig::default(),
+                tls,
+                providers,
+                control,
+                intervals: cell::server::Intervals {
+                    idempotency_window: std::time::Duration::from_secs(idempotency_window_hours * 3600),
+                    ..Default::default()
+                },
+                store_faults: None,
+                clock: cell::clock::system(),
+            };
+            cell::server::run(config, listener, shutdown_signal()).await
+        }),
         Command::Audit { what: Audit::Verify { data, public_key } } => {
             // The status alone tells a script what happened: 1 is a broken chain, 2 no verdict.
             let report = match cell::audit::verify_offline(&data, public_key.as_deref()) {

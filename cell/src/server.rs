@@ -112,11 +112,20 @@ pub struct Intervals {
     pub round_sweep: Duration,
     /// Signed audit checkpoints (only when the chain has grown).
     pub audit_checkpoint: Duration,
+    /// How long idempotency records are kept (at least `idempotency::WINDOW_MIN`).
+    pub idempotency_window: Duration,
+    /// How often records past that window are purged.
+    pub idempotency_purge: Duration,
 }
 
 impl Default for Intervals {
     fn default() -> Self {
-        Intervals { round_sweep: Duration::from_secs(1), audit_checkpoint: Duration::from_secs(60) }
+        Intervals {
+            round_sweep: Duration::from_secs(1),
+            audit_checkpoint: Duration::from_secs(60),
+            idempotency_window: crate::idempotency::WINDOW_MIN,
+            idempotency_purge: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -246,6 +255,13 @@ pub async fn run(
         let mut tasks = vec![
             d.gaming.clone().spawn_sweeper(cell.clone(), intervals.round_sweep),
             spawn_checkpoints(d, intervals.audit_checkpoint),
+            crate::idempotency::spawn_purger(
+                d.store.clone(),
+                vec![crate::store::subspaces::wallet(), crate::store::subspaces::compliance()],
+                intervals.idempotency_window,
+                intervals.idempotency_purge,
+                d.clock.clone(),
+            ),
             tokio::spawn(async move {
                 fault.raised().await;
                 let _ = stop.send(true);

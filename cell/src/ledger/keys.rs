@@ -42,7 +42,7 @@ pub fn entries_until(player: &PlayerId, currency: Currency, ts_us: i64) -> (Vec<
 }
 
 pub fn idempotency(key: &str) -> Vec<u8> {
-    subspaces::wallet().pack(&("idem", key))
+    crate::idempotency::key_in(&subspaces::wallet(), key)
 }
 
 pub fn sequence() -> Vec<u8> {

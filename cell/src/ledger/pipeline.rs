@@ -285,7 +285,8 @@ impl Writer {
         let recorded = self.reload().and_then(|()| match &poisoned.key {
             Some(key) => {
                 let body = serde_json::to_string(&refusal.body()).expect("an error body serialises");
-                let record = IdempotencyRecord { request_hash: key.request_hash, status: refusal.status(), body };
+                let at = self.clock.now().timestamp();
+                let record = IdempotencyRecord { request_hash: key.request_hash, status: refusal.status(), body, at };
                 let mut tx = self.store.begin()?;
                 tx.set(&keys::idempotency(&key.key), &record.encode())?;
                 tx.commit().map(|_| ())

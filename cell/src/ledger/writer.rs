@@ -254,7 +254,7 @@ impl Writer {
         // A decision, accepted or refused, is recorded under the key, so a retry gets the same
         // answer (as Stripe does): a new attempt after a refusal takes a new key.
         if let (Some(key), Some((status, body))) = (&s.key, record) {
-            let record = IdempotencyRecord { request_hash: key.request_hash, status, body };
+            let record = IdempotencyRecord { request_hash: key.request_hash, status, body, at: b.at.timestamp() };
             tx.set(&keys::idempotency(&key.key), &record.encode())?;
             b.answers.insert(key.key.clone(), record);
         }

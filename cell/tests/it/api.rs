@@ -424,3 +424,35 @@ async fn flag_context_is_the_servers_not_the_clients() {
     let bad_session = c.raw("GET", "/lobby", &[("authorization", "Bearer not.a.token")], Vec::new()).await.unwrap();
     assert_eq!((bad_session.status, bad_session.code().as_str()), (401, "INVALID_SESSION"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_records_expire_after_their_window_and_a_later_replay_is_a_new_request() {
+    let clock = cell::clock::ManualClock::new(chrono::Utc::now());
+    let intervals =
+        cell::server::Intervals { idempotency_purge: std::time::Duration::from_millis(100), ..Default::default() };
+    let cell = TestCell::start_with_clock("uk", Vec::new(), intervals, clock.clone()).await;
+    let c = cell.client();
+    assert_eq!(c.register("uk-kim", ADULT, "GB", "GBP").await.status, 201);
+    assert_eq!(c.credit("uk-kim", "5.00", "dep-kim").await.status, 200);
+    // Within the window (23 hours on), a replay is the recorded answer.
+    clock.advance(chrono::Duration::hours(23));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let replay = c.credit("uk-kim", "5.00", "dep-kim").await;
+    assert_eq!(replay.header("idempotent-replay"), Some("true"));
+    assert_eq!(c.balance("uk-kim").await["cash"], "5.00");
+    // Past it, the purger deletes both domains' records: the same key is a new request.
+    clock.advance(chrono::Duration::hours(2));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let again = c.register("uk-kim", ADULT, "GB", "GBP").await;
+        if again.status == 409 {
+            assert_eq!(again.code(), "PLAYER_EXISTS", "decided afresh, not replayed");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the registration's record was never purged");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let late = c.credit("uk-kim", "5.00", "dep-kim").await;
+    assert_eq!((late.status, late.header("idempotent-replay")), (200, None));
+    assert_eq!(c.balance("uk-kim").await["cash"], "10.00", "a replay after the window moves money again");
+}

@@ -196,6 +196,7 @@ async fn the_head_is_signed_periodically_once_the_chain_grows() {
     let intervals = cell::server::Intervals {
         round_sweep: std::time::Duration::from_secs(1),
         audit_checkpoint: std::time::Duration::from_millis(300),
+        ..Default::default()
     };
     let cell = TestCell::start_with("uk", providers(), intervals).await;
     let c = cell.client();

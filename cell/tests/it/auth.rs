@@ -35,8 +35,11 @@ fn forge(key: &ed25519_dalek::SigningKey, alg: &str, claims: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_player_reads_their_account_and_forged_tokens_do_not() {
     let clock = cell::clock::ManualClock::new(chrono::Utc::now());
-    let intervals =
-        cell::server::Intervals { round_sweep: Duration::from_secs(60), audit_checkpoint: Duration::from_secs(60) };
+    let intervals = cell::server::Intervals {
+        round_sweep: Duration::from_secs(60),
+        audit_checkpoint: Duration::from_secs(60),
+        ..Default::default()
+    };
     let cell = TestCell::start_with_clock("uk", Vec::new(), intervals, clock.clone()).await;
     let c = cell.client();
 

@@ -713,8 +713,11 @@ async fn a_provider_without_its_secret_is_listed_and_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_times_out_when_the_clock_moves_past_it_without_waiting() {
     let clock = cell::clock::ManualClock::new(chrono::Utc::now());
-    let intervals =
-        cell::server::Intervals { round_sweep: Duration::from_millis(100), audit_checkpoint: Duration::from_secs(60) };
+    let intervals = cell::server::Intervals {
+        round_sweep: Duration::from_millis(100),
+        audit_checkpoint: Duration::from_secs(60),
+        ..Default::default()
+    };
     let cell = TestCell::start_with_clock("uk", providers(), intervals, clock.clone()).await;
     let c = cell.client();
     assert_eq!(c.register("uk-p1", ADULT, "GB", "GBP").await.status, 201);

@@ -39,6 +39,7 @@ impl TestCell {
         let intervals = cell::server::Intervals {
             round_sweep: std::time::Duration::from_millis(200),
             audit_checkpoint: std::time::Duration::from_secs(60),
+            ..Default::default()
         };
         TestCell::start_with(cell, providers, intervals).await
     }

@@ -3,5 +3,5 @@
 use crate::store::subspaces;
 
 pub fn idempotency(key: &str) -> Vec<u8> {
-    subspaces::compliance().pack(&("idem", key))
+    crate::idempotency::key_in(&subspaces::compliance(), key)
 }

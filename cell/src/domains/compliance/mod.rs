@@ -148,7 +148,12 @@ impl Compliance {
             if let Some(credential) = credential {
                 tx.set(&crate::players::credential_key(&player.player_id), credential.as_bytes())?;
             }
-            let record = IdempotencyRecord { request_hash: key.request_hash, status: 201, body: body.clone() };
+            let record = IdempotencyRecord {
+                request_hash: key.request_hash,
+                status: 201,
+                body: body.clone(),
+                at: now.timestamp(),
+            };
             tx.set(&keys::idempotency(&key.key), &record.encode())?;
             events::append(
                 tx,

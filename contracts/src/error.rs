@@ -51,6 +51,7 @@ error_codes!(
     /// the only ones. `BAD_REQUEST` and `HEADERS_TOO_LARGE` come from the serving layer, before any
     /// route.
     CellCode {
+        Forbidden = "FORBIDDEN",
         NotYourAccount = "NOT_YOUR_ACCOUNT",
         InvalidSession = "INVALID_SESSION",
         LoginThrottled = "LOGIN_THROTTLED",

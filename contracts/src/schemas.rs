@@ -57,7 +57,7 @@ pub fn all() -> Vec<NamedSchema> {
         api::<audit::CheckpointList>("audit.checkpoints", "1"),
         api::<events::EventPage>("events.page", "1"),
         api::<ErrorBody>("error", "1"),
-        api::<CellCode>("cell.error-codes", "2"),
+        api::<CellCode>("cell.error-codes", "3"),
         api::<RouterCode>("router.error-codes", "1"),
         api::<ControlCode>("control.error-codes", "2"),
         api::<wallet::MovementRequest>("wallet.movement.request", w),

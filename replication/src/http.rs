@@ -150,11 +150,23 @@ pub async fn serve<S>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// A service that tags every request with its connection's peer.
+/// The certificate a TLS client presented, in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub Arc<rustls::pki_types::CertificateDer<'static>>);
+
+impl PeerCertificate {
+    /// Whether the certificate names `name` (see [`crate::tls::certificate_names`]).
+    pub fn names(&self, name: &str) -> bool {
+        crate::tls::certificate_names(&self.0, name)
+    }
+}
+
+/// A service that tags every request with its connection's peer (and certificate, over TLS).
 #[derive(Clone)]
 struct WithPeer<S> {
     inner: S,
     peer: SocketAddr,
+    certificate: Option<PeerCertificate>,
 }
 
 impl<S> hyper::service::Service<hyper::Request<Incoming>> for WithPeer<S>
@@ -167,6 +179,9 @@ where
 
     fn call(&self, mut request: hyper::Request<Incoming>) -> S::Future {
         request.extensions_mut().insert(PeerAddr(self.peer));
+        if let Some(certificate) = &self.certificate {
+            request.extensions_mut().insert(certificate.clone());
+        }
         self.inner.clone().call(request)
     }
 }
@@ -192,8 +207,8 @@ async fn connection<S>(
 {
     // Small requests and answers: send each at once rather than wait for the peer's ACK.
     let _ = tcp.set_nodelay(true);
-    let service = WithPeer { inner: service, peer };
     let Some(acceptor) = acceptor else {
+        let service = WithPeer { inner: service, peer, certificate: None };
         return serve_http(TokioIo::new(tcp), peer, service, header_read_max, stopped).await;
     };
     let handshake = tokio::select! {
@@ -201,7 +216,18 @@ async fn connection<S>(
         () = until_stopped(&mut stopped) => return,
     };
     match handshake {
-        Ok(Ok(tls)) => serve_http(TokioIo::new(tls), peer, service, header_read_max, stopped).await,
+        Ok(Ok(tls)) => {
+            // The client's certificate (verified against the platform CA by the handshake): who
+            // is calling, for the routes that authorise per caller.
+            let certificate = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| PeerCertificate(Arc::new(c.clone().into_owned())));
+            let service = WithPeer { inner: service, peer, certificate };
+            serve_http(TokioIo::new(tls), peer, service, header_read_max, stopped).await
+        }
         Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
         Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
     }

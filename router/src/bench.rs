@@ -1,7 +1,8 @@
 //! `router bench`: what the router adds in front of a cell, beside nginx doing the same job.
 //!
-//! One real `cell` process (from the same target directory) with one registered player; the
-//! request is the player's balance (`GET /wallet/{id}/balance`, a public route). Three paths to the
+//! One real `cell` process (from the same target directory) with one registered, logged-in player;
+//! the request is the player's balance (`GET /wallet/{id}/balance` with the player's access token:
+//! the router verifies the token on every request, and the cell again). Three paths to the
 //! same cell: direct, through this router (as a GB client behind a trusted proxy), and through
 //! nginx from Debian's packages as a plain reverse proxy with keep-alive upstreams. First each
 //! path's saturation throughput; then each path's latency at a fixed rate of half the direct
@@ -41,6 +42,7 @@ pub struct BenchArgs {
 /// A client in Great Britain, as the trusted proxy in front of the router reports it.
 const CLIENT_IP: &str = "81.2.69.142";
 const PLAYER: &str = "uk-bench";
+const PASSWORD: &str = "the bench player's passphrase";
 
 struct Process(Child);
 
@@ -80,12 +82,16 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// `Authorization: Bearer <the bench player's access token>`, once logged in.
+static BEARER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 async fn get(sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>, path: &str) -> anyhow::Result<u16> {
     sender.ready().await?;
-    let request = hyper::Request::get(path)
-        .header("host", "bench")
-        .header("x-forwarded-for", CLIENT_IP)
-        .body(Full::new(Bytes::new()))?;
+    let mut request = hyper::Request::get(path).header("host", "bench").header("x-forwarded-for", CLIENT_IP);
+    if let Some(bearer) = BEARER.get() {
+        request = request.header("authorization", bearer);
+    }
+    let request = request.body(Full::new(Bytes::new()))?;
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
     response.into_body().collect().await?;
@@ -358,7 +364,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     wait_for(cell_address, "/readyz").await?;
     let mut s = connect(cell_address).await?;
-    let body = format!(r#"{{"playerId":"{PLAYER}","dateOfBirth":"1980-01-01","country":"GB","currency":"GBP"}}"#);
+    let body = format!(
+        r#"{{"playerId":"{PLAYER}","dateOfBirth":"1980-01-01","country":"GB","currency":"GBP","password":"{PASSWORD}"}}"#
+    );
     let request = hyper::Request::post("/players")
         .header("host", "bench")
         .header("x-idempotency-key", "bench-register")
@@ -367,6 +375,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if !status.is_success() {
         bail!("registering the bench player answered {status}");
     }
+    s.ready().await?;
+    let login = format!(r#"{{"playerId":"{PLAYER}","password":"{PASSWORD}"}}"#);
+    let request = hyper::Request::post("/sessions").header("host", "bench").body(Full::new(Bytes::from(login)))?;
+    let answer = s.send_request(request).await?;
+    let status = answer.status();
+    let body = answer.into_body().collect().await?.to_bytes();
+    let session: contracts::sessions::SessionResponse = serde_json::from_slice(&body).with_context(|| {
+        format!("logging the bench player in answered {status}: {}", String::from_utf8_lossy(&body))
+    })?;
+    let _ = BEARER.set(format!("Bearer {}", session.access_token));
 
     // The router.
     let router_port = free_port()?;
@@ -379,6 +397,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "--trusted-proxy",
                 "127.0.0.1/32",
                 "--client-rps",
+                "10000000",
+                "--player-rps",
                 "10000000",
                 "--listen",
                 &router_address.to_string(),

@@ -5,6 +5,7 @@
 //! writes nothing.
 
 mod audit;
+pub mod callers;
 mod catalog;
 mod gaming;
 mod openapi;
@@ -295,6 +296,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), callers::authorise))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .with_state(state)

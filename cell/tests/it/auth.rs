@@ -144,3 +144,76 @@ async fn five_wrong_passwords_throttle_the_player_and_every_attempt_is_an_event(
     let text = serde_json::to_string(&events).unwrap();
     assert!(!text.contains(PASSWORD) && !text.contains("not the password"), "no password in any event");
 }
+
+/// One request over a fresh mutual-TLS connection as `name`; the status line and body.
+async fn tls_request(tls: &std::path::Path, address: std::net::SocketAddr, name: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = std::sync::Arc::new(replication::tls::client_config(tls, name, "uk").unwrap());
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let server = rustls::pki_types::ServerName::try_from("uk").unwrap();
+    let mut stream = tokio_rustls::TlsConnector::from(config).connect(server, tcp).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer).await;
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_is_an_identity_not_a_pass() {
+    let tls = tempfile::tempdir().unwrap();
+    let names = ["uk", "router", "dk", "drill", "provider-x"].map(str::to_owned);
+    replication::tls::generate(tls.path(), &names).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let config = cell::server::CellConfig {
+        region: contracts::region::RegionConfig::from_file(&crate::harness::region_path("uk")).unwrap(),
+        data_dir: data.path().to_owned(),
+        store: Default::default(),
+        durability: cell::store::embedded::Durability::GroupSync,
+        writer: Default::default(),
+        tls: Some(replication::tls::server_config(tls.path(), "uk").unwrap()),
+        providers: Vec::new(),
+        control: None,
+        intervals: Default::default(),
+        store_faults: None,
+        clock: cell::clock::system(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(cell::server::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let post = |path: &str, key: &str, body: Value| {
+        let body = body.to_string();
+        format!(
+            "POST {path} HTTP/1.1\r\nhost: uk\r\nconnection: close\r\nx-idempotency-key: {key}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let ready = "GET /readyz HTTP/1.1\r\nhost: uk\r\nconnection: close\r\n\r\n";
+    for _ in 0..500 {
+        if tls_request(tls.path(), address, "router", ready).await.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let register =
+        json!({ "playerId": "uk-ann", "dateOfBirth": ADULT, "country": "GB", "currency": "GBP", "password": PASSWORD });
+    let credit = json!({ "playerId": "uk-ann", "currency": "GBP", "amount": "1.00", "reason": "deposit" });
+    // The router reaches player routes, and no further.
+    assert!(tls_request(tls.path(), address, "router", &post("/players", "r1", register))
+        .await
+        .starts_with("HTTP/1.1 201"));
+    let by_router = tls_request(tls.path(), address, "router", &post("/wallet/credit", "c1", credit.clone())).await;
+    assert!(by_router.starts_with("HTTP/1.1 403") && by_router.contains("FORBIDDEN"), "{by_router}");
+    // Another cell moves no money here; a provider's certificate reaches provider calls only.
+    for name in ["dk", "provider-x"] {
+        let answer = tls_request(tls.path(), address, name, &post("/wallet/credit", "c2", credit.clone())).await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{name}: {answer}");
+    }
+    // The back office's certificate does.
+    let by_operator = tls_request(tls.path(), address, "drill", &post("/wallet/credit", "c3", credit)).await;
+    assert!(by_operator.starts_with("HTTP/1.1 200"), "{by_operator}");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

@@ -56,7 +56,7 @@ struct StoredRecord {
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Io(format!("decode {what}: {e}")))
+    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt { key: what.to_owned(), why: e.to_string() })
 }
 
 /// The chain's end as its one writer sees it: append records, then write the head once. The
@@ -70,8 +70,7 @@ pub struct AuditChain {
 impl AuditChain {
     /// Reads the chain's end from the store.
     pub fn load(tx: &mut dyn Transaction) -> Result<AuditChain, StoreError> {
-        AuditChain::decode(tx.get(&head_key())?.as_deref())
-            .map_err(|e| StoreError::Io(format!("decode audit head: {e}")))
+        AuditChain::decode(tx.get(&head_key())?.as_deref()).map_err(|e| StoreError::corrupt(&head_key(), e))
     }
 
     /// The chain's end from the stored head (`None`: the empty chain).
@@ -122,7 +121,7 @@ pub fn record_events(
         let end = last.checked_add(1).map_or_else(|| records_range(0).1, record_key);
         tx.get_range(&begin, &end, span as usize, false)?
             .into_iter()
-            .map(|(key, value)| Ok((key_seq(&key).map_err(|e| StoreError::Io(format!("audit key: {e}")))?, value)))
+            .map(|(key, value)| Ok((key_seq(&key).map_err(|e| StoreError::corrupt(&key, e))?, value)))
             .collect::<Result<Vec<_>, StoreError>>()?
     } else {
         let mut rows = Vec::with_capacity(positions.len());
@@ -156,7 +155,7 @@ pub fn records_page(store: &dyn Store, after: u64, limit: usize) -> Result<Audit
     let (begin, end) = records_range(after);
     let mut records = Vec::new();
     for (key, value) in tx.get_range(&begin, &end, limit.clamp(1, PAGE_RECORDS_MAX), false)? {
-        let seq = key_seq(&key).map_err(|e| StoreError::Io(format!("audit key: {e}")))?;
+        let seq = key_seq(&key).map_err(|e| StoreError::corrupt(&key, e))?;
         records.push(wire(seq, decode("audit record", &value)?));
     }
     Ok(AuditRecordPage { records, head_seq })
@@ -252,7 +251,7 @@ fn checkpoints_decode(rows: Vec<crate::store::KeyValue>) -> Result<Vec<Checkpoin
 
 fn checkpoints_read(tx: &mut dyn Transaction) -> Result<Vec<Checkpoint>, StoreError> {
     checkpoints_decode(checkpoint_rows(tx)?)
-        .map_err(|(seq, e)| StoreError::Io(format!("decode the checkpoint of record {seq}: {e}")))
+        .map_err(|(seq, e)| StoreError::Corrupt { key: format!("the checkpoint of record {seq}"), why: e.to_string() })
 }
 
 /// Signs chain heads with the cell's audit key.

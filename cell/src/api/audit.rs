@@ -13,7 +13,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 fn unavailable(e: StoreError) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, CellCode::StoreUnavailable, e.to_string())
+    ApiError::from(e)
 }
 
 async fn blocking<T: Send + 'static>(

@@ -66,9 +66,7 @@ async fn context(
         })
         .await
         .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))?
-        .map_err(|e| {
-            ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, CellCode::StoreUnavailable, e.to_string())
-        })?;
+        .map_err(ApiError::from)?;
         if let Some(player) = player {
             let age = crate::players::age_on(player.date_of_birth, d.clock.now().date_naive());
             attributes.insert("ageBand".into(), age_band(age).into());

@@ -119,6 +119,13 @@ fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        let (code, status_code) = e.answer();
+        ApiError::new(status(status_code), code, e.to_string())
+    }
+}
+
 impl<R: Refusal> From<Failed<R>> for ApiError {
     fn from(e: Failed<R>) -> ApiError {
         ApiError::new(status(e.status()), e.code(), e.to_string())

@@ -89,9 +89,7 @@ pub async fn events(
     match page {
         Ok(page) => Ok(Json(page)),
         Err(ReadError::Cursor(e)) => Err(ApiError::bad_request(CellCode::InvalidCursor, e.to_string())),
-        Err(e @ ReadError::Store(_)) => {
-            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, CellCode::StoreUnavailable, e.to_string()))
-        }
+        Err(ReadError::Store(e)) => Err(e.into()),
         Err(e @ ReadError::Corrupt { .. }) => {
             Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::EventCorrupt, e.to_string()))
         }

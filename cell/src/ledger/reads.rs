@@ -85,8 +85,9 @@ pub(super) fn ledger_totals(store: &dyn Store) -> Result<BTreeMap<Currency, Deci
 /// balance is out of every bound, which only a damaged store can do.
 fn total_add(totals: &mut BTreeMap<Currency, Decimal>, currency: Currency, amount: Decimal) -> Result<(), StoreError> {
     let total = totals.entry(currency).or_default();
-    *total = ledger_add(*total, amount).map_err(|_| {
-        StoreError::Io(format!("the {currency} ledger totals are past every bound: a stored balance is damaged"))
+    *total = ledger_add(*total, amount).map_err(|_| StoreError::Corrupt {
+        key: format!("the {currency} balances"),
+        why: "their sum is past every bound".into(),
     })?;
     Ok(())
 }

@@ -71,6 +71,16 @@ impl StoreError {
         StoreError::Corrupt { key: key.escape_ascii().to_string(), why: why.to_string() }
     }
 
+    /// The stable code and HTTP status a request that met this failure answers: a corrupt record
+    /// is the operator's to mend (500 `INTERNAL`); anything else may pass on a retry (503
+    /// `STORE_UNAVAILABLE`).
+    pub fn answer(&self) -> (contracts::CellCode, u16) {
+        match self {
+            StoreError::Corrupt { .. } => (contracts::CellCode::Internal, 500),
+            _ => (contracts::CellCode::StoreUnavailable, 503),
+        }
+    }
+
     /// Whether running the transaction again can succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -41,7 +41,7 @@ fn key(kind: &str, id: &str) -> Vec<u8> {
 }
 
 fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Io(format!("decode {what}: {e}")))
+    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt { key: what.to_owned(), why: e.to_string() })
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {

@@ -51,7 +51,7 @@ impl ComplianceError {
             ComplianceError::PlayerExists(_) => CellCode::PlayerExists,
             ComplianceError::BirthInFuture => CellCode::DateOfBirthInvalid,
             ComplianceError::IdempotencyKeyReused => CellCode::IdempotencyKeyReused,
-            ComplianceError::Store(_) => CellCode::StoreUnavailable,
+            ComplianceError::Store(e) => e.answer().0,
         }
     }
 
@@ -61,7 +61,7 @@ impl ComplianceError {
             ComplianceError::WrongCell { .. } | ComplianceError::CurrencyNotBooked { .. } => 422,
             ComplianceError::Money(_) | ComplianceError::BirthInFuture => 400,
             ComplianceError::PlayerExists(_) | ComplianceError::IdempotencyKeyReused => 409,
-            ComplianceError::Store(_) => 503,
+            ComplianceError::Store(e) => e.answer().1,
         }
     }
 }
@@ -135,7 +135,7 @@ impl Compliance {
         let outcome = transact(self.store.as_ref(), |tx| {
             if let Some(stored) = tx.get(&keys::idempotency(&key.key))? {
                 let record = IdempotencyRecord::decode(&stored)
-                    .map_err(|e| StoreError::Io(format!("decode idempotency record: {e}")))?;
+                    .map_err(|e| StoreError::corrupt(&keys::idempotency(&key.key), e))?;
                 return Ok(record.replay_for(key).ok_or(ComplianceError::IdempotencyKeyReused));
             }
             if crate::players::get(tx, &player.player_id)?.is_some() {

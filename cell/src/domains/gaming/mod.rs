@@ -60,14 +60,14 @@ impl GamingError {
     pub fn code(&self) -> CellCode {
         match self {
             GamingError::ProviderNotFound(_) => CellCode::ProviderNotFound,
-            GamingError::Store(_) => CellCode::StoreUnavailable,
+            GamingError::Store(e) => e.answer().0,
         }
     }
 
     pub fn status(&self) -> u16 {
         match self {
             GamingError::ProviderNotFound(_) => 404,
-            GamingError::Store(_) => 503,
+            GamingError::Store(e) => e.answer().1,
         }
     }
 }

@@ -51,8 +51,7 @@ impl IdentityError {
             IdentityError::InvalidCredentials => CellCode::InvalidCredentials,
             IdentityError::Throttled { .. } => CellCode::LoginThrottled,
             IdentityError::InvalidSession(_) => CellCode::InvalidSession,
-            IdentityError::Store(StoreError::Corrupt { .. }) => CellCode::Internal,
-            IdentityError::Store(_) => CellCode::StoreUnavailable,
+            IdentityError::Store(e) => e.answer().0,
         }
     }
 
@@ -60,8 +59,7 @@ impl IdentityError {
         match self {
             IdentityError::InvalidCredentials | IdentityError::InvalidSession(_) => 401,
             IdentityError::Throttled { .. } => 429,
-            IdentityError::Store(StoreError::Corrupt { .. }) => 500,
-            IdentityError::Store(_) => 503,
+            IdentityError::Store(e) => e.answer().1,
         }
     }
 }

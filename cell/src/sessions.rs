@@ -14,12 +14,18 @@ use std::path::Path;
 pub struct SessionSigner {
     cell: String,
     key: SigningKey,
+    /// Tokens already verified: the signature is checked once per token, not per request.
+    verified: contracts::sessions::VerifiedTokens,
 }
 
 impl SessionSigner {
     /// Loads the key at `path`, or creates it there.
     pub fn load_or_create(path: &Path, cell: &str) -> Result<SessionSigner, KeyError> {
-        Ok(SessionSigner { cell: cell.to_owned(), key: crate::signing_key::load_or_create(path)? })
+        Ok(SessionSigner {
+            cell: cell.to_owned(),
+            key: crate::signing_key::load_or_create(path)?,
+            verified: Default::default(),
+        })
     }
 
     /// A token for `player`'s session `sid`, valid from `now` for `SESSION_TTL_SECONDS`.
@@ -43,9 +49,11 @@ impl SessionSigner {
 
     /// The claims of a token this cell signed, unexpired at `now`.
     pub fn verify(&self, token: &str, now: i64) -> Result<SessionClaims, &'static str> {
-        let key = self.key.verifying_key();
-        contracts::sessions::verify_token(token, now, |cell, signed, signature| {
-            cell == self.cell && key.verify_strict(signed, signature).is_ok()
+        self.verified.get_or_verify(token, now, || {
+            let key = self.key.verifying_key();
+            contracts::sessions::verify_token(token, now, |cell, signed, signature| {
+                cell == self.cell && key.verify_strict(signed, signature).is_ok()
+            })
         })
     }
 

@@ -109,3 +109,73 @@ pub fn verify_token(
     }
     Ok(claims)
 }
+
+/// Most tokens a [`VerifiedTokens`] remembers before it starts afresh: a token is 300 bytes of
+/// claims, so this bounds it to a few tens of megabytes.
+pub const VERIFIED_TOKENS_MAX: usize = 100_000;
+
+/// Tokens already verified, by the SHA-256 of their text, with their claims: a player's token is
+/// presented on every request of its 15 minutes, and an Ed25519 verification costs tens of
+/// microseconds where a hash and a lookup cost one. Keyed by a hash, so a lookup compares digests
+/// of what a client sent, never the token itself; a hit is still checked for expiry.
+#[derive(Default)]
+pub struct VerifiedTokens {
+    claims: std::sync::RwLock<std::collections::HashMap<[u8; 32], SessionClaims>>,
+}
+
+impl VerifiedTokens {
+    /// The claims of `token`: remembered, or verified by `verify` (then remembered).
+    pub fn get_or_verify(
+        &self,
+        token: &str,
+        now: i64,
+        verify: impl FnOnce() -> Result<SessionClaims, &'static str>,
+    ) -> Result<SessionClaims, &'static str> {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.claims.read().unwrap_or_else(|p| p.into_inner()).get(&digest) {
+            return if claims.exp > now { Ok(claims.clone()) } else { Err("expired") };
+        }
+        let claims = verify()?;
+        let mut remembered = self.claims.write().unwrap_or_else(|p| p.into_inner());
+        if remembered.len() >= VERIFIED_TOKENS_MAX {
+            remembered.retain(|_, c| c.exp > now);
+            if remembered.len() >= VERIFIED_TOKENS_MAX {
+                remembered.clear();
+            }
+        }
+        remembered.insert(digest, claims.clone());
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_verified_once_and_its_expiry_still_holds() {
+        let cache = VerifiedTokens::default();
+        let claims = SessionClaims {
+            sub: PlayerId::new("uk-ann").unwrap(),
+            cell: "uk".into(),
+            sid: "s".into(),
+            iat: 0,
+            exp: 100,
+        };
+        let calls = std::cell::Cell::new(0);
+        let verify = || {
+            calls.set(calls.get() + 1);
+            Ok(claims.clone())
+        };
+        assert_eq!(cache.get_or_verify("t1", 10, verify), Ok(claims.clone()));
+        assert_eq!(cache.get_or_verify("t1", 20, || Err("not called")), Ok(claims.clone()));
+        assert_eq!(calls.get(), 1, "verified once");
+        assert_eq!(cache.get_or_verify("t1", 100, || Ok(claims.clone())), Err("expired"));
+        assert_eq!(
+            cache.get_or_verify("t2", 20, || Err("bad signature")),
+            Err("bad signature"),
+            "another token is verified"
+        );
+    }
+}

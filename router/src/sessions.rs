@@ -13,6 +13,9 @@ pub use contracts::sessions::TOKEN_BYTES_MAX;
 
 #[derive(Default)]
 pub struct SessionKeys {
+    /// Tokens already verified (keys are only ever added, so a verified token stays valid until
+    /// it expires).
+    verified: contracts::sessions::VerifiedTokens,
     /// Cell id -> the keys of its endpoints (a standby signs with its own key).
     by_cell: RwLock<HashMap<String, Vec<VerifyingKey>>>,
     /// Endpoints whose key is known, so each is fetched once.
@@ -45,9 +48,11 @@ impl SessionKeys {
 
     /// The claims of a valid, unexpired token signed by a key of the cell it names.
     pub fn verify(&self, token: &str, now: i64) -> Result<SessionClaims, &'static str> {
-        let keys = self.by_cell.read().unwrap_or_else(|p| p.into_inner());
-        contracts::sessions::verify_token(token, now, |cell, signed, signature| {
-            keys.get(cell).is_some_and(|keys| keys.iter().any(|k| k.verify_strict(signed, signature).is_ok()))
+        self.verified.get_or_verify(token, now, || {
+            let keys = self.by_cell.read().unwrap_or_else(|p| p.into_inner());
+            contracts::sessions::verify_token(token, now, |cell, signed, signature| {
+                keys.get(cell).is_some_and(|keys| keys.iter().any(|k| k.verify_strict(signed, signature).is_ok()))
+            })
         })
     }
 }

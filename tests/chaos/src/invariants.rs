@@ -426,6 +426,50 @@ pub fn logs_are_plain_text(platform: &Platform) -> Check {
     Check::new("process logs are plain text (no colour codes)", problems, format!("{files} log files"))
 }
 
+/// No process's log holds a secret the drill used: the players' password, the control plane's
+/// admin token, a provider's secret, or any access token (a JWT's text begins `eyJhbGci`, the
+/// encoding of `{"alg`).
+pub fn logs_hold_no_secrets(platform: &Platform) -> Check {
+    let secrets = [
+        ("the players' password", crate::load::DRILL_PASSWORD),
+        ("the admin token", platform.spec.admin_token.as_str()),
+        ("the demo provider's secret", crate::platform::DEMO_PROVIDER_SECRET),
+        ("an access token", "eyJhbGci"),
+    ];
+    let (files, problems) = secrets_in(&platform.spec.data_dir.join("logs"), &secrets);
+    Check::new("process logs hold no password, token or secret", problems, format!("{files} log files"))
+}
+
+/// The files of `dir` read, and which of `secrets` (what, text) each holds.
+fn secrets_in(dir: &std::path::Path, secrets: &[(&str, &str)]) -> (usize, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut files = 0;
+    for path in std::fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())) {
+        files += 1;
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
+        for (what, secret) in secrets {
+            if text.contains(secret) {
+                problems.push(format!("{} holds {what}", path.display()));
+            }
+        }
+    }
+    (files, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_secret_in_a_log_file_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cell-uk.log"), "INFO login token=eyJhbGciOiJFZERTQSJ9.x.y\n").unwrap();
+        std::fs::write(dir.path().join("router.log"), "INFO nothing to see\n").unwrap();
+        let (files, problems) = super::secrets_in(dir.path(), &[("an access token", "eyJhbGci")]);
+        assert_eq!(files, 2);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("cell-uk.log"));
+    }
+}
+
 /// The load's refused writes, by code, for the report: a refusal is a decision (a stake over a
 /// limit, a deposit from an unlicensed place), not a fault.
 pub fn refusals_by_code(journal: &Journal) -> BTreeMap<String, u64> {

@@ -456,6 +456,18 @@ fn secrets_in(dir: &std::path::Path, secrets: &[(&str, &str)]) -> (usize, Vec<St
     (files, problems)
 }
 
+/// The load's refused writes, by code, for the report: a refusal is a decision (a stake over a
+/// limit, a deposit from an unlicensed place), not a fault.
+pub fn refusals_by_code(journal: &Journal) -> BTreeMap<String, u64> {
+    let mut by_code = BTreeMap::new();
+    for r in writes(journal) {
+        if let Outcome::Refused { status, code } = &r.outcome {
+            *by_code.entry(format!("{status} {code}")).or_default() += 1;
+        }
+    }
+    by_code
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -468,16 +480,4 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("cell-uk.log"));
     }
-}
-
-/// The load's refused writes, by code, for the report: a refusal is a decision (a stake over a
-/// limit, a deposit from an unlicensed place), not a fault.
-pub fn refusals_by_code(journal: &Journal) -> BTreeMap<String, u64> {
-    let mut by_code = BTreeMap::new();
-    for r in writes(journal) {
-        if let Outcome::Refused { status, code } = &r.outcome {
-            *by_code.entry(format!("{status} {code}")).or_default() += 1;
-        }
-    }
-    by_code
 }

@@ -90,7 +90,7 @@ impl Collector for DeletedFilesCollector {
     }
 }
 
-/// The stages of a wallet operation through the writer's pipeline (`domains::wallet::writer`).
+/// The stages of a command through the ledger writer's pipeline (`ledger::pipeline`).
 #[derive(Clone, Copy, Debug)]
 pub enum Stage {
     /// Per operation: from submit until its batch starts.
@@ -171,7 +171,7 @@ impl Default for Metrics {
             "Wallet time by stage: queued (per operation, until its batch starts); applied, waited_commit, committed, waited_sync and synced (per batch); answered (per operation, submit to answer)",
             wallet_stage_seconds.clone(),
         );
-        registry.register("wallet_queue_depth", "Operations waiting for the wallet writer", wallet_queue_depth.clone());
+        registry.register("wallet_queue_depth", "Commands waiting for the ledger writer", wallet_queue_depth.clone());
         let deleted_files = Arc::new(DeletedFilesCollector::default());
         registry.register_collector(Box::new(deleted_files.clone()));
         Metrics {

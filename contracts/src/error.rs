@@ -51,6 +51,8 @@ error_codes!(
     /// the only ones. `BAD_REQUEST` and `HEADERS_TOO_LARGE` come from the serving layer, before any
     /// route.
     CellCode {
+        TotpRequired = "TOTP_REQUIRED",
+        TotpAlreadyEnrolled = "TOTP_ALREADY_ENROLLED",
         Forbidden = "FORBIDDEN",
         NotYourAccount = "NOT_YOUR_ACCOUNT",
         InvalidSession = "INVALID_SESSION",

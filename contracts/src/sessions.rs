@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 /// How long an access token lives.
 pub const SESSION_TTL_SECONDS: i64 = 15 * 60;
 /// Version of the session shapes (2: a login takes a password and answers an access token and a
-/// refresh token; the claims name the session).
-pub const SESSIONS_VERSION: &str = "2";
+/// refresh token; the claims name the session. 3: a login may carry a TOTP code).
+pub const SESSIONS_VERSION: &str = "3";
 
 /// The signed claims: who, which cell holds them, which session, and when the token expires
 /// (unix seconds).
@@ -31,6 +31,19 @@ pub struct SessionClaims {
 pub struct SessionRequest {
     pub player_id: PlayerId,
     pub password: Password,
+    /// The current code of the player's authenticator, once they have enrolled one
+    /// (`POST /players/{id}/totp`): 401 `TOTP_REQUIRED` without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<String>,
+}
+
+/// Answer to `POST /players/{id}/totp`: the secret to put in an authenticator app (RFC 6238:
+/// SHA-1, 6 digits, 30-second steps), as base32 and as an `otpauth://` URL for a QR code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TotpEnrolment {
+    pub secret: String,
+    pub otpauth_url: String,
 }
 
 /// `POST /sessions/refresh`.

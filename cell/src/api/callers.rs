@@ -66,6 +66,7 @@ pub fn classify(method: &Method, path: &str) -> RouteClass {
         (&Method::POST, ["players"])
         | (&Method::POST | &Method::DELETE, ["sessions"])
         | (&Method::POST, ["sessions", "refresh"])
+        | (&Method::POST, ["players", _, "totp"])
         | (&Method::GET, ["wallet", _, "balance"])
         | (&Method::GET, ["lobby"] | ["flags", "evaluate"]) => RouteClass::Player,
         (&Method::POST, ["gaming", _, _]) => RouteClass::Provider,

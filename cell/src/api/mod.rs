@@ -280,6 +280,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/players", post(players::register))
         .route("/sessions", post(sessions::create).delete(sessions::logout))
         .route("/sessions/refresh", post(sessions::refresh))
+        .route("/players/{player_id}/totp", post(sessions::enrol_totp))
         .route("/sessions/key", get(sessions::key))
         .route("/wallet/credit", post(wallet::credit))
         .route("/wallet/debit", post(wallet::debit))

@@ -70,6 +70,7 @@ fn build() -> Value {
     let (session_req, session_res, session_key) =
         (schema::<SessionRequest>(&mut g), schema::<SessionResponse>(&mut g), schema::<SessionKey>(&mut g));
     let refresh_req = schema::<RefreshRequest>(&mut g);
+    let totp_enrolment = schema::<contracts::sessions::TotpEnrolment>(&mut g);
     let balance_parameters = json!([
         { "name": "playerId", "in": "path", "required": true, "schema": { "type": "string" } },
         { "name": "currency", "in": "query", "schema": { "type": "string" } },
@@ -112,7 +113,7 @@ fn build() -> Value {
                 "responses": {
                     "201": { "description": "tokens", "content": { "application/json": { "schema": session_res.clone() } } },
                     "400": { "description": "MALFORMED_JSON, INVALID_REQUEST", "content": { "application/json": { "schema": error.clone() } } },
-                    "401": { "description": "INVALID_CREDENTIALS (alike for an unknown player id)", "content": { "application/json": { "schema": error.clone() } } },
+                    "401": { "description": "INVALID_CREDENTIALS (alike for an unknown player id), TOTP_REQUIRED", "content": { "application/json": { "schema": error.clone() } } },
                     "429": { "description": "LOGIN_THROTTLED, with Retry-After", "content": { "application/json": { "schema": error.clone() } } }
                 }
             },
@@ -124,6 +125,16 @@ fn build() -> Value {
                 }
             }
         },
+        "/players/{playerId}/totp": { "post": {
+            "summary": "Enrol an authenticator (RFC 6238) for the bearer token's player: logins then need its code",
+            "parameters": [{ "name": "playerId", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "responses": {
+                "201": { "description": "the secret, as base32 and an otpauth:// URL", "content": { "application/json": { "schema": totp_enrolment } } },
+                "401": { "description": "INVALID_SESSION", "content": { "application/json": { "schema": error.clone() } } },
+                "403": { "description": "NOT_YOUR_ACCOUNT", "content": { "application/json": { "schema": error.clone() } } },
+                "409": { "description": "TOTP_ALREADY_ENROLLED", "content": { "application/json": { "schema": error.clone() } } }
+            }
+        } },
         "/sessions/refresh": { "post": {
             "summary": "A new token pair for a refresh token, which works once (presented again, it ends its session)",
             "requestBody": { "required": true, "content": { "application/json": { "schema": refresh_req } } },

@@ -43,9 +43,11 @@ pub async fn create(
     let d = s.domains()?;
     let (request, _) = json_body::<SessionRequest>(body)?;
     let (identity, ctx, address) = (d.identity.clone(), s.event_context(&t), client_address(&headers));
-    let tokens =
-        blocking(move || identity.login(&request.player_id, request.password.expose(), address.as_deref(), &ctx))
-            .await?;
+    let tokens = blocking(move || {
+        let code = request.totp.as_deref();
+        identity.login(&request.player_id, request.password.expose(), code, address.as_deref(), &ctx)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(tokens)))
 }
 
@@ -86,6 +88,25 @@ pub async fn session(s: &AppState, headers: &HeaderMap) -> Result<SessionClaims,
         .to_owned();
     let identity = d.identity.clone();
     blocking(move || identity.verify(&token)).await
+}
+
+/// `POST /players/{id}/totp`: enrols an authenticator for the player of the bearer token.
+pub async fn enrol_totp(
+    State(s): State<Arc<AppState>>,
+    axum::extract::Path(player): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<contracts::sessions::TotpEnrolment>), ApiError> {
+    let d = s.domains()?;
+    let claims = session(&s, &headers).await?;
+    if claims.sub.as_str() != player {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            CellCode::NotYourAccount,
+            "a player enrols only their own authenticator",
+        ));
+    }
+    let identity = d.identity.clone();
+    Ok((StatusCode::CREATED, Json(blocking(move || identity.enrol_totp(&claims)).await?)))
 }
 
 pub async fn key(State(s): State<Arc<AppState>>) -> Result<Json<SessionKey>, ApiError> {

@@ -217,3 +217,33 @@ async fn a_certificate_is_an_identity_not_a_pass() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrolled_authenticator_is_needed_at_every_login() {
+    let cell = TestCell::start("uk").await;
+    let c = cell.client();
+    assert_eq!(c.register("uk-ann", ADULT, "GB", "GBP").await.status, 201);
+    assert_eq!(c.register("uk-bob", ADULT, "GB", "GBP").await.status, 201);
+    let bearer = format!("Bearer {}", token_of(&login(&c, "uk-ann", PASSWORD).await, "accessToken"));
+    let bob = format!("Bearer {}", token_of(&login(&c, "uk-bob", PASSWORD).await, "accessToken"));
+    let not_hers = c.raw("POST", "/players/uk-ann/totp", &[("authorization", &bob)], Vec::new()).await.unwrap();
+    assert_eq!((not_hers.status, not_hers.code().as_str()), (403, "NOT_YOUR_ACCOUNT"));
+    let enrolled = c.raw("POST", "/players/uk-ann/totp", &[("authorization", &bearer)], Vec::new()).await.unwrap();
+    assert_eq!(enrolled.status, 201, "{}", String::from_utf8_lossy(&enrolled.body));
+    let secret = token_of(&enrolled, "secret");
+    assert!(token_of(&enrolled, "otpauthUrl").starts_with("otpauth://totp/"));
+    let again = c.raw("POST", "/players/uk-ann/totp", &[("authorization", &bearer)], Vec::new()).await.unwrap();
+    assert_eq!((again.status, again.code().as_str()), (409, "TOTP_ALREADY_ENROLLED"));
+
+    let without = login(&c, "uk-ann", PASSWORD).await;
+    assert_eq!((without.status, without.code().as_str()), (401, "TOTP_REQUIRED"));
+    // The player's authenticator, played by the same RFC 6238 implementation.
+    let bytes = totp_rs::Secret::Encoded(secret).to_bytes().unwrap();
+    let authenticator = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes).unwrap();
+    let now = chrono::Utc::now().timestamp() as u64;
+    let with_code = |code: String| json!({ "playerId": "uk-ann", "password": PASSWORD, "totp": code }).to_string();
+    let wrong = c.raw("POST", "/sessions", &[], with_code("000000".into()).into_bytes()).await.unwrap();
+    let right = c.raw("POST", "/sessions", &[], with_code(authenticator.generate(now)).into_bytes()).await.unwrap();
+    assert!(wrong.status == 401 || authenticator.generate(now) == "000000");
+    assert_eq!(right.status, 201, "{}", String::from_utf8_lossy(&right.body));
+}

@@ -34,6 +34,7 @@ pub(super) fn is_public(method: &Method, path: &str) -> bool {
         (&Method::POST, [Some("players"), None, None, None])
             | (&Method::POST | &Method::DELETE, [Some("sessions"), None, None, None])
             | (&Method::POST, [Some("sessions"), Some("refresh"), None, None])
+            | (&Method::POST, [Some("players"), Some(_), Some("totp"), None])
             | (&Method::GET, [Some("wallet"), Some(_), Some("balance"), None])
             | (&Method::GET, [Some("lobby"), None, None, None])
             | (&Method::GET, [Some("flags"), Some("evaluate"), None, None])

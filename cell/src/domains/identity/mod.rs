@@ -9,6 +9,7 @@
 //! ```text
 //! ("session", sid)          -> SessionRecord   who, since when, and whether it has ended
 //! ("refresh", sha256 hex)   -> RefreshRecord   the session it continues, its expiry, whether used
+//! ("totp", player)          -> [u8; 20]        the player's authenticator secret, once enrolled
 //! ```
 
 mod throttle;
@@ -41,6 +42,10 @@ pub enum IdentityError {
     Throttled { retry_after: u64 },
     #[error("{0}")]
     InvalidSession(&'static str),
+    #[error("this player has an authenticator: the login needs its current code (totp)")]
+    TotpRequired,
+    #[error("this player already has an authenticator")]
+    TotpAlreadyEnrolled,
     #[error("store: {0}")]
     Store(#[from] StoreError),
 }
@@ -51,13 +56,16 @@ impl IdentityError {
             IdentityError::InvalidCredentials => CellCode::InvalidCredentials,
             IdentityError::Throttled { .. } => CellCode::LoginThrottled,
             IdentityError::InvalidSession(_) => CellCode::InvalidSession,
+            IdentityError::TotpRequired => CellCode::TotpRequired,
+            IdentityError::TotpAlreadyEnrolled => CellCode::TotpAlreadyEnrolled,
             IdentityError::Store(e) => e.answer().0,
         }
     }
 
     pub fn status(&self) -> u16 {
         match self {
-            IdentityError::InvalidCredentials | IdentityError::InvalidSession(_) => 401,
+            IdentityError::InvalidCredentials | IdentityError::InvalidSession(_) | IdentityError::TotpRequired => 401,
+            IdentityError::TotpAlreadyEnrolled => 409,
             IdentityError::Throttled { .. } => 429,
             IdentityError::Store(e) => e.answer().1,
         }
@@ -77,6 +85,16 @@ struct RefreshRecord {
     player: PlayerId,
     expires_at: i64,
     used: bool,
+}
+
+fn totp_key(player: &PlayerId) -> Vec<u8> {
+    subspaces::identity().pack(&("totp", player.as_str()))
+}
+
+/// RFC 6238 as every authenticator app reads it: SHA-1, 6 digits, 30-second steps, one step of
+/// clock skew either way.
+fn totp(secret: Vec<u8>) -> totp_rs::TOTP {
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret).expect("a 160-bit secret and 6 digits are valid")
 }
 
 fn session_key(sid: &str) -> Vec<u8> {
@@ -122,6 +140,7 @@ impl Identity {
         &self,
         player: &PlayerId,
         password: &str,
+        code: Option<&str>,
         address: Option<&str>,
         ctx: &EventContext,
     ) -> Result<SessionResponse, IdentityError> {
@@ -131,11 +150,17 @@ impl Identity {
             self.failed(player, address, CellCode::LoginThrottled, ctx)?;
             return Err(IdentityError::Throttled { retry_after });
         }
-        let stored = {
+        let (stored, second_factor) = {
             let mut tx = self.store.begin()?;
-            crate::players::credential(tx.as_mut(), player)?
+            (crate::players::credential(tx.as_mut(), player)?, tx.get(&totp_key(player))?)
         };
-        if !crate::credentials::verify(stored.as_deref(), password) {
+        let mut verified = crate::credentials::verify(stored.as_deref(), password);
+        if let (true, Some(secret)) = (verified, second_factor) {
+            let Some(code) = code else { return Err(IdentityError::TotpRequired) };
+            let now = u64::try_from(at).unwrap_or(0);
+            verified = totp(secret).check(code, now);
+        }
+        if !verified {
             self.throttle().failed(player.as_str(), address, at);
             self.failed(player, address, CellCode::InvalidCredentials, ctx)?;
             return Err(IdentityError::InvalidCredentials);
@@ -255,6 +280,30 @@ impl Identity {
             Some(_) => Err(IdentityError::InvalidSession("the session has ended")),
             None => Err(IdentityError::InvalidSession("unknown session")),
         }
+    }
+
+    /// Enrols an authenticator for the session's player: from then on a login needs its code.
+    /// Refused when one is enrolled already (replacing it would let a stolen session remove the
+    /// second factor). Blocking.
+    pub fn enrol_totp(&self, claims: &SessionClaims) -> Result<contracts::sessions::TotpEnrolment, IdentityError> {
+        let secret = rand::random::<[u8; 20]>().to_vec();
+        let at = totp_key(&claims.sub);
+        let enrolled = transact(self.store.as_ref(), |tx| {
+            if tx.get(&at)?.is_some() {
+                return Ok(Err(IdentityError::TotpAlreadyEnrolled));
+            }
+            tx.set(&at, &secret)?;
+            Ok(Ok(()))
+        })?;
+        enrolled?;
+        let base32 = totp(secret).get_secret_base32();
+        let issuer = format!("casino-{}", self.cell);
+        let otpauth_url = format!(
+            "otpauth://totp/{issuer}:{}?secret={base32}&issuer={issuer}&algorithm=SHA1&digits=6&period=30",
+            claims.sub
+        );
+        tracing::info!(session = %claims.sid, "authenticator enrolled");
+        Ok(contracts::sessions::TotpEnrolment { secret: base32, otpauth_url })
     }
 
     /// Ends the session `claims` name: its refresh tokens and its access tokens stop working.

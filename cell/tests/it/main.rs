@@ -12,6 +12,7 @@ mod gaming;
 mod harness;
 mod ledger_gates;
 mod money_limits;
+mod parsers;
 mod process;
 mod serving;
 mod store;

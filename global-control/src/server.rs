@@ -17,10 +17,12 @@ use std::future::Future;
 /// drills' clients reuse connections for seconds, not minutes.
 const HEADER_READ_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Most connections open at once: the control API's clients are operators' tools, drills and
-/// regulators, a handful at a time; the cap keeps a flood of idle connections from taking every
-/// file descriptor the store and the QUIC endpoint need.
-const CONNECTIONS_MAX: usize = 1_024;
+/// Most connections open at once. The control API's clients are operators' tools, drills and
+/// regulators, a handful at a time, but a cap that low would let a few thousand idle connections
+/// lock them all out (at the cap new clients wait for one to end, up to `HEADER_READ_MAX`): 8,192
+/// outlasts such a flood (tested with 2,000) and still leaves most of the process's 20,000 file
+/// descriptors to the store and the QUIC endpoint.
+const CONNECTIONS_MAX: usize = 8_192;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

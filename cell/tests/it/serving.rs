@@ -102,40 +102,10 @@ async fn shutdown_closes_an_idle_keep_alive_connection_at_once() {
 }
 
 /// 2,000 idle connections and 200 that drip a request head a byte a second do not keep a normal
-/// client from being served: each of its requests is answered while they hold on (the bound is
-/// generous, five seconds, against the 90 s a dripping head may take: what is tested is that it is
-/// not waiting behind them; the figure is printed).
+/// client from being served (`chaos::probes::served_beside_idle_and_dripping`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_dripping_connections_do_not_stop_a_normal_client() {
     let cell = crate::harness::TestCell::start("uk").await;
-    let address = cell.address;
-    let mut idle = Vec::new();
-    for _ in 0..2_000 {
-        idle.push(TcpStream::connect(address).await.unwrap());
-    }
-    let mut drippers = tokio::task::JoinSet::new();
-    for _ in 0..200 {
-        drippers.spawn(async move {
-            let mut stream = TcpStream::connect(address).await.unwrap();
-            for byte in b"GET /readyz HTTP/1.1\r\nhost: uk\r\nx-slow: ".iter().cycle() {
-                if stream.write_all(&[*byte]).await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let c = cell.client();
-    let mut slowest = Duration::ZERO;
-    for _ in 0..10 {
-        let started = std::time::Instant::now();
-        let r =
-            tokio::time::timeout(Duration::from_secs(5), c.get("/readyz")).await.expect("served while they hold on");
-        assert_eq!(r.status, 200);
-        slowest = slowest.max(started.elapsed());
-    }
-    println!("slowest of 10 requests beside 2,000 idle and 200 dripping connections: {slowest:?}");
-    drippers.abort_all();
-    drop(idle);
+    let slowest = chaos::probes::served_beside_idle_and_dripping(cell.address, "/readyz").await.unwrap();
+    println!("cell: slowest of 10 requests beside 2,000 idle and 200 dripping connections: {slowest:?}");
 }

@@ -359,3 +359,12 @@ async fn wrong_tokens_from_one_address_are_throttled() {
     let (status, _) = control.call("GET", "/flags", Some(ADMIN), None).await;
     assert_eq!(status, 429);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_dripping_connections_do_not_stop_a_normal_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = certs(dir.path());
+    let control = Control::start(&dir.path().join("control"), &tls);
+    let slowest = chaos::probes::served_beside_idle_and_dripping(control.http, "/healthz").await.unwrap();
+    println!("global-control: slowest of 10 requests beside 2,000 idle and 200 dripping connections: {slowest:?}");
+}

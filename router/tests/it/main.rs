@@ -550,3 +550,11 @@ async fn refusals_beneath_the_routes_are_json_too() {
     let answer = chaos::probes::exchange(router.address, request.as_bytes()).await.unwrap();
     assert_eq!((answer.status, answer.json["code"].as_str()), (400, Some("MALFORMED_JSON")), "{}", answer.raw);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_dripping_connections_do_not_stop_a_normal_client() {
+    let uk = Cell::start("uk").await;
+    let router = Router::start(&[("uk", uk.url())], &[]).await;
+    let slowest = chaos::probes::served_beside_idle_and_dripping(router.address, "/healthz").await.unwrap();
+    println!("router: slowest of 10 requests beside 2,000 idle and 200 dripping connections: {slowest:?}");
+}

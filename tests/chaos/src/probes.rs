@@ -108,3 +108,43 @@ pub async fn refusals_beneath_routes_are_json(
         Err(problems)
     }
 }
+
+/// Opens 2,000 idle connections to `address` and 200 that drip a request head a byte a second,
+/// then sends ten plain `GET path` requests (each on a fresh connection, as a new client would):
+/// the slowest one's time, or why a request was not answered within five seconds (a server that
+/// waits behind the attackers would take until its head-read timeout, 90 s or more).
+pub async fn served_beside_idle_and_dripping(address: SocketAddr, path: &str) -> anyhow::Result<Duration> {
+    let mut idle = Vec::new();
+    for _ in 0..2_000 {
+        idle.push(tokio::net::TcpStream::connect(address).await?);
+    }
+    let mut drippers = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        drippers.spawn(async move {
+            let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else { return };
+            for byte in b"GET /healthz HTTP/1.1\r\nhost: probe\r\nx-slow: ".iter().cycle() {
+                if stream.write_all(&[*byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut slowest = Duration::ZERO;
+    let request =
+        format!("GET {path} HTTP/1.1\r\nhost: probe\r\nx-forwarded-for: 81.2.69.142\r\nconnection: close\r\n\r\n");
+    for _ in 0..10 {
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(Duration::from_secs(5), exchange(address, request.as_bytes()))
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within 5 s beside the idle and dripping connections"))??;
+        if answer.status >= 500 {
+            anyhow::bail!("answered {} beside the idle and dripping connections", answer.status);
+        }
+        slowest = slowest.max(started.elapsed());
+    }
+    drippers.abort_all();
+    drop(idle);
+    Ok(slowest)
+}

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use contracts::sessions::{SessionClaims, SessionKey, SESSION_TTL_SECONDS};
 use contracts::PlayerId;
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use std::path::Path;
 
 pub struct SessionSigner {
@@ -30,7 +30,6 @@ impl SessionSigner {
 
     /// A token for `player`'s session `sid`, valid from `now` for `SESSION_TTL_SECONDS`.
     pub fn issue(&self, player: &PlayerId, sid: &str, now: i64) -> (String, i64) {
-        let header = serde_json::json!({ "alg": "EdDSA", "typ": "JWT", "kid": self.cell });
         let claims = SessionClaims {
             sub: player.clone(),
             cell: self.cell.clone(),
@@ -38,13 +37,7 @@ impl SessionSigner {
             iat: now,
             exp: now + SESSION_TTL_SECONDS,
         };
-        let signed = format!(
-            "{}.{}",
-            B64.encode(header.to_string()),
-            B64.encode(serde_json::to_vec(&claims).expect("claims serialise"))
-        );
-        let signature = self.key.sign(signed.as_bytes());
-        (format!("{signed}.{}", B64.encode(signature.to_bytes())), claims.exp)
+        (contracts::sessions::sign_jwt(&claims, &self.cell, &self.key), claims.exp)
     }
 
     /// The claims of a token this cell signed, unexpired at `now`.

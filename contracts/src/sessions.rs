@@ -88,6 +88,24 @@ pub fn verify_token(
     now: i64,
     signed_by: impl FnOnce(&str, &[u8], &ed25519_dalek::Signature) -> bool,
 ) -> Result<SessionClaims, &'static str> {
+    let claims: SessionClaims =
+        verify_jwt(token, |claims: &SessionClaims, signed, signature| signed_by(&claims.cell, signed, signature))?;
+    if claims.exp <= now {
+        return Err("expired");
+    }
+    if claims.sub.home_cell() != Some(claims.cell.as_str()) {
+        return Err("player id does not belong to the token's cell");
+    }
+    Ok(claims)
+}
+
+/// The claims of a well-formed compact JWT (`alg: EdDSA`, at most [`TOKEN_BYTES_MAX`] bytes)
+/// whose signature `signed_by(claims, signed bytes, signature)` accepts. Expiry is the caller's
+/// to check, on its own claims.
+pub fn verify_jwt<C: serde::de::DeserializeOwned>(
+    token: &str,
+    signed_by: impl FnOnce(&C, &[u8], &ed25519_dalek::Signature) -> bool,
+) -> Result<C, &'static str> {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     use base64::Engine;
     if token.len() > TOKEN_BYTES_MAX {
@@ -99,28 +117,36 @@ pub fn verify_token(
         return Err("not a compact JWT");
     };
     // Plain parsing is enough here: the signature covers these exact bytes, so a token with a
-    // repeated key was signed that way by a cell; the claims' type refuses repeated fields.
+    // repeated key was signed that way; the claims' type refuses repeated fields.
     let header: serde_json::Value =
         B64.decode(header).ok().and_then(|h| serde_json::from_slice(&h).ok()).ok_or("bad header")?;
     if header["alg"] != "EdDSA" {
         return Err("not signed with EdDSA");
     }
-    let claims: SessionClaims =
-        B64.decode(payload).ok().and_then(|p| serde_json::from_slice(&p).ok()).ok_or("bad claims")?;
+    let claims: C = B64.decode(payload).ok().and_then(|p| serde_json::from_slice(&p).ok()).ok_or("bad claims")?;
     let signature: [u8; 64] =
         B64.decode(signature).ok().and_then(|s| s.try_into().ok()).ok_or("bad signature encoding")?;
     let signature = ed25519_dalek::Signature::from_bytes(&signature);
     let signed = &token.as_bytes()[..token.rfind('.').unwrap_or(0)];
-    if !signed_by(&claims.cell, signed, &signature) {
-        return Err("not signed by the key of the token's cell");
-    }
-    if claims.exp <= now {
-        return Err("expired");
-    }
-    if claims.sub.home_cell() != Some(claims.cell.as_str()) {
-        return Err("player id does not belong to the token's cell");
+    if !signed_by(&claims, signed, &signature) {
+        return Err("not signed by the expected key");
     }
     Ok(claims)
+}
+
+/// A compact JWT of `claims`, signed with `key` (`alg: EdDSA`).
+pub fn sign_jwt<C: Serialize>(claims: &C, kid: &str, key: &ed25519_dalek::SigningKey) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    use ed25519_dalek::Signer;
+    let header = serde_json::json!({ "alg": "EdDSA", "typ": "JWT", "kid": kid });
+    let signed = format!(
+        "{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(serde_json::to_vec(claims).expect("claims serialise"))
+    );
+    let signature = key.sign(signed.as_bytes());
+    format!("{signed}.{}", B64.encode(signature.to_bytes()))
 }
 
 /// Most tokens a [`VerifiedTokens`] remembers before it starts afresh: a token is 300 bytes of

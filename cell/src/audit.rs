@@ -14,7 +14,7 @@
 //! ("cp", seq)    -> Checkpoint     signed heads
 //! ```
 
-use crate::store::{subspaces, transact, Store, StoreError, Transaction};
+use crate::store::{subspaces, transact_writes, Store, StoreError, Transaction};
 use contracts::audit::{AuditRecord, AuditRecordPage, ChainVerifier, Checkpoint, CheckpointList, VerifyReport};
 use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
@@ -274,13 +274,13 @@ impl Checkpointer {
     /// Signs the current head unless it is already signed; returns the newest checkpoint, or
     /// `None` while the chain is empty.
     pub fn checkpoint(&self, store: &dyn Store) -> Result<Option<Checkpoint>, StoreError> {
-        let signed = transact(store, |tx| {
+        transact_writes(store, |tx| {
             let head = AuditChain::load(tx)?;
             if head.seq == 0 {
-                return Ok(Ok(None));
+                return Ok(None);
             }
             if let Some(bytes) = tx.get(&checkpoint_key(head.seq))? {
-                return Ok(Ok(Some(decode("checkpoint", &bytes)?)));
+                return Ok(Some(decode("checkpoint", &bytes)?));
             }
             let signed_at = self.clock.now();
             let head_hex = hex::encode(head.head);
@@ -293,9 +293,8 @@ impl Checkpointer {
                 signature: hex::encode(signature.to_bytes()),
             };
             tx.set(&checkpoint_key(head.seq), &rmp_serde::to_vec(&cp).expect("a checkpoint encodes"))?;
-            Ok(Ok::<_, std::convert::Infallible>(Some(cp)))
-        })?;
-        Ok(signed.unwrap_or_else(|never| match never {}))
+            Ok(Some(cp))
+        })
     }
 
     pub fn list(&self, store: &dyn Store) -> Result<CheckpointList, StoreError> {

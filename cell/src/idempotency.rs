@@ -99,21 +99,23 @@ pub fn purge(
 ) -> Result<(usize, Option<Vec<u8>>), StoreError> {
     let (begin, end) = space.subspace(&"idem").range();
     let begin = from.unwrap_or(begin);
-    crate::store::transact(store, |tx| {
-        let page = tx.get_range(&begin, &end, PURGE_BATCH, false)?;
-        let mut purged = 0;
-        for (key, value) in &page {
-            let record = IdempotencyRecord::decode(value).map_err(|e| StoreError::corrupt(key, e))?;
-            if record.at < before {
-                tx.clear(key)?;
-                purged += 1;
-            }
+    // Snapshot reads: a record is written once and never rewritten, so clearing one that
+    // expired cannot undo anyone's write, and the writer adding new records inside the range
+    // (every operation does) must not make this transaction conflict, or under load the purge
+    // would retry for ever.
+    let mut tx = store.begin_snapshot_reads()?;
+    let page = tx.get_range(&begin, &end, PURGE_BATCH, false)?;
+    let mut purged = 0;
+    for (key, value) in &page {
+        let record = IdempotencyRecord::decode(value).map_err(|e| StoreError::corrupt(key, e))?;
+        if record.at < before {
+            tx.clear(key)?;
+            purged += 1;
         }
-        let next =
-            (page.len() == PURGE_BATCH).then(|| page.last().map(|(k, _)| [k.as_slice(), &[0]].concat())).flatten();
-        Ok(Ok::<_, std::convert::Infallible>((purged, next)))
-    })?
-    .map_err(|never| match never {})
+    }
+    tx.commit()?;
+    let next = (page.len() == PURGE_BATCH).then(|| page.last().map(|(k, _)| [k.as_slice(), &[0]].concat())).flatten();
+    Ok((purged, next))
 }
 
 /// Purges expired records of every domain's subspace every `every`, a batch at a time (so the

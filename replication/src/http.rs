@@ -155,9 +155,9 @@ pub struct PeerAddr(pub SocketAddr);
 pub struct PeerCertificate(pub Arc<rustls::pki_types::CertificateDer<'static>>);
 
 impl PeerCertificate {
-    /// Whether the certificate names `name` (see [`crate::tls::certificate_names`]).
-    pub fn names(&self, name: &str) -> bool {
-        crate::tls::certificate_names(&self.0, name)
+    /// The first of `names` the certificate names (see [`crate::tls::first_name_of`]).
+    pub fn first_name_of<'n>(&self, names: &[&'n str]) -> Option<&'n str> {
+        crate::tls::first_name_of(&self.0, names)
     }
 }
 

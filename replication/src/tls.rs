@@ -244,13 +244,16 @@ pub fn quic_client_config(
 /// DNS name: how the control plane knows a client claiming to be cell `uk` holds `uk`'s
 /// certificate and not another cell's.
 pub fn certificate_names(cert: &CertificateDer<'_>, name: &str) -> bool {
-    let Ok(end_entity) = webpki::EndEntityCert::try_from(cert) else {
-        return false;
-    };
-    let Ok(server_name) = rustls::pki_types::ServerName::try_from(name) else {
-        return false;
-    };
-    end_entity.verify_is_valid_for_subject_name(&server_name).is_ok()
+    first_name_of(cert, &[name]).is_some()
+}
+
+/// The first of `names` the certificate names, parsing it once for all of them.
+pub fn first_name_of<'n>(cert: &CertificateDer<'_>, names: &[&'n str]) -> Option<&'n str> {
+    let end_entity = webpki::EndEntityCert::try_from(cert).ok()?;
+    names.iter().copied().find(|name| {
+        rustls::pki_types::ServerName::try_from(*name)
+            .is_ok_and(|server_name| end_entity.verify_is_valid_for_subject_name(&server_name).is_ok())
+    })
 }
 
 /// A client configuration that can make no TLS connection at all: for plain-HTTP development

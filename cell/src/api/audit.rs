@@ -1,9 +1,8 @@
 //! `/audit/*`: the WORM chain, read-only: verify it, read its records, list and make signed
 //! checkpoints. No route changes or deletes a record.
 
-use super::{ApiError, AppState};
+use super::{blocking, ApiError, AppState};
 use crate::audit;
-use crate::store::StoreError;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -11,19 +10,6 @@ use contracts::audit::{AuditRecordPage, Checkpoint, CheckpointList, VerifyReport
 use contracts::CellCode;
 use serde::Deserialize;
 use std::sync::Arc;
-
-fn unavailable(e: StoreError) -> ApiError {
-    ApiError::from(e)
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))?
-        .map_err(unavailable)
-}
 
 /// `{ok, records, head}` and, when broken, the first bad record.
 pub async fn verify(State(s): State<Arc<AppState>>) -> Result<Json<VerifyReport>, ApiError> {

@@ -16,12 +16,15 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use contracts::{CellCode, Jurisdiction};
+use contracts::CellCode;
 use replication::http::PeerCertificate;
 use std::sync::Arc;
 
 /// Certificate names with the back office's reach.
 const OPERATOR_NAMES: [&str; 3] = ["control", "drill", "ops"];
+/// Every name a caller is told apart by, in the order they are tried: the router's, the
+/// operators', the cells'.
+const KNOWN_NAMES: [&str; 9] = ["router", "control", "drill", "ops", "uk", "mt", "dk", "se", "es"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -43,33 +46,33 @@ pub enum RouteClass {
     BackOffice,
 }
 
+/// Who the certificate says the caller is (the certificate is parsed once per request).
 pub fn identify(certificate: &PeerCertificate) -> Caller {
-    if certificate.names("router") {
-        return Caller::Router;
+    match certificate.first_name_of(&KNOWN_NAMES) {
+        Some("router") => Caller::Router,
+        Some(name) if OPERATOR_NAMES.contains(&name) => Caller::Operator(name),
+        Some(cell) => Caller::Cell(cell.to_owned()),
+        None => Caller::Other,
     }
-    if let Some(name) = OPERATOR_NAMES.into_iter().find(|name| certificate.names(name)) {
-        return Caller::Operator(name);
-    }
-    Jurisdiction::ALL
-        .iter()
-        .map(|j| j.to_string().to_lowercase())
-        .find(|cell| certificate.names(cell))
-        .map_or(Caller::Other, Caller::Cell)
 }
 
 pub fn classify(method: &Method, path: &str) -> RouteClass {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (method, segments.as_slice()) {
-        (_, ["healthz" | "readyz" | "metrics" | "openapi.json"]) | (&Method::GET, ["sessions", "key"]) => {
-            RouteClass::Open
+    // Up to four segments without collecting them (this runs for every request); a fourth means
+    // the path is longer than any route named below.
+    let mut parts = path.trim_start_matches('/').split('/');
+    let segments = [parts.next(), parts.next(), parts.next(), parts.next()];
+    match (method, segments) {
+        (_, [Some("healthz" | "readyz" | "metrics" | "openapi.json"), None, None, None])
+        | (&Method::GET, [Some("sessions"), Some("key"), None, None]) => RouteClass::Open,
+        (&Method::POST, [Some("players"), None, None, None])
+        | (&Method::POST | &Method::DELETE, [Some("sessions"), None, None, None])
+        | (&Method::POST, [Some("sessions"), Some("refresh"), None, None])
+        | (&Method::POST, [Some("players"), Some(_), Some("totp"), None])
+        | (&Method::GET, [Some("wallet"), Some(_), Some("balance"), None])
+        | (&Method::GET, [Some("lobby"), None, None, None] | [Some("flags"), Some("evaluate"), None, None]) => {
+            RouteClass::Player
         }
-        (&Method::POST, ["players"])
-        | (&Method::POST | &Method::DELETE, ["sessions"])
-        | (&Method::POST, ["sessions", "refresh"])
-        | (&Method::POST, ["players", _, "totp"])
-        | (&Method::GET, ["wallet", _, "balance"])
-        | (&Method::GET, ["lobby"] | ["flags", "evaluate"]) => RouteClass::Player,
-        (&Method::POST, ["gaming", _, _]) => RouteClass::Provider,
+        (&Method::POST, [Some("gaming"), Some(_), Some(_), None]) => RouteClass::Provider,
         _ => RouteClass::BackOffice,
     }
 }
@@ -109,6 +112,12 @@ pub async fn authorise(State(s): State<Arc<AppState>>, request: Request, next: N
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_known_cell_names_are_the_jurisdictions() {
+        let cells: Vec<String> = contracts::Jurisdiction::ALL.iter().map(|j| j.to_string().to_lowercase()).collect();
+        assert_eq!(KNOWN_NAMES[4..].iter().map(|n| n.to_string()).collect::<Vec<_>>(), cells);
+    }
 
     #[test]
     fn routes_fall_in_their_class_and_each_caller_reaches_its_own() {

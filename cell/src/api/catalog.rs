@@ -60,13 +60,11 @@ async fn context(
         let claims = super::sessions::session(s, headers).await?;
         let d = s.domains()?;
         let (store, id) = (d.store.clone(), claims.sub.clone());
-        let player = tokio::task::spawn_blocking(move || {
+        let player = super::blocking(move || {
             let mut tx = store.begin()?;
             crate::players::get(tx.as_mut(), &id)
         })
-        .await
-        .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))?
-        .map_err(ApiError::from)?;
+        .await?;
         if let Some(player) = player {
             let age = crate::players::age_on(player.date_of_birth, d.clock.now().date_naive());
             attributes.insert("ageBand".into(), age_band(age).into());

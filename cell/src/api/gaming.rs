@@ -51,9 +51,6 @@ pub async fn maintenance(
     }
     let gaming = d.gaming.clone();
     let status =
-        tokio::task::spawn_blocking(move || gaming.set_maintenance(&provider, request.maintenance, request.reason))
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))?
-            .map_err(|e| ApiError::new(super::status(e.status()), e.code(), e.to_string()))?;
+        super::blocking(move || gaming.set_maintenance(&provider, request.maintenance, request.reason)).await?;
     Ok(Json(status))
 }

@@ -132,6 +132,38 @@ impl<R: Refusal> From<Failed<R>> for ApiError {
     }
 }
 
+/// Runs blocking work (the store, a password hash) off the async runtime; its refusal as an
+/// [`ApiError`].
+async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    ApiError: From<E>,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+impl From<crate::domains::gaming::GamingError> for ApiError {
+    fn from(e: crate::domains::gaming::GamingError) -> ApiError {
+        ApiError::new(status(e.status()), e.code(), e.to_string())
+    }
+}
+
+impl From<crate::events::ReadError> for ApiError {
+    fn from(e: crate::events::ReadError) -> ApiError {
+        match e {
+            crate::events::ReadError::Cursor(e) => ApiError::bad_request(CellCode::InvalidCursor, e.to_string()),
+            crate::events::ReadError::Store(e) => e.into(),
+            e @ crate::events::ReadError::Corrupt { .. } => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::EventCorrupt, e.to_string())
+            }
+        }
+    }
+}
+
 /// A ledger command's outcome as the HTTP answer: its recorded body, with `Idempotent-Replay`
 /// when it is an earlier request's answer under the same key.
 fn ledger_answer<A, R: Refusal>(outcome: Result<crate::ledger::Answered<A>, Failed<R>>) -> Result<Response, ApiError> {

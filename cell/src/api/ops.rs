@@ -1,7 +1,7 @@
 //! Operational routes: health, readiness, metrics, and the event log.
 
 use super::{ApiError, AppState};
-use crate::events::{self, ReadError};
+use crate::events;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -77,23 +77,15 @@ pub async fn events(
         _ => {}
     }
     let store = d.store.clone();
-    let page = tokio::task::spawn_blocking(move || {
+    let page = super::blocking(move || {
         let from = match newest_first {
             false => events::PageFrom::After(q.after.as_deref()),
             true => events::PageFrom::Before(q.before.as_deref()),
         };
         events::read_page(store.as_ref(), from, limit)
     })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))?;
-    match page {
-        Ok(page) => Ok(Json(page)),
-        Err(ReadError::Cursor(e)) => Err(ApiError::bad_request(CellCode::InvalidCursor, e.to_string())),
-        Err(ReadError::Store(e)) => Err(e.into()),
-        Err(e @ ReadError::Corrupt { .. }) => {
-            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::EventCorrupt, e.to_string()))
-        }
-    }
+    .await?;
+    Ok(Json(page))
 }
 
 /// Per currency, the sum of every account, player and house: zero ("0.00" for GBP) when the books balance. What
@@ -102,9 +94,7 @@ pub async fn ledger(
     State(s): State<Arc<AppState>>,
 ) -> Result<Json<std::collections::BTreeMap<String, String>>, ApiError> {
     let wallet = s.domains()?.ledger.clone();
-    let totals = tokio::task::spawn_blocking(move || wallet.ledger_totals())
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))??;
+    let totals = super::blocking(move || wallet.ledger_totals()).await?;
     // At the currency's scale, as every amount the API answers ("0.00" for GBP), but never rounded:
     // a sum with more digits than the currency has is shown whole, so no imbalance hides.
     let at_scale = |c: contracts::Currency, total: rust_decimal::Decimal| {

@@ -2,7 +2,6 @@
 
 use super::{answer, mutating, ApiError, AppState, HeadersAndBody, TraceId};
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Extension;
 use contracts::players::RegisterPlayerRequest;
@@ -21,12 +20,11 @@ pub async fn register(
     }
     let compliance = d.compliance.clone();
     let ctx = s.event_context(&t);
-    let outcome = tokio::task::spawn_blocking(move || {
+    let outcome = super::blocking(move || {
         // Hashed before the transaction: tens of milliseconds that a retried commit need not redo.
         let credential = crate::credentials::hash(request.password.expose());
         compliance.player_register(request, Some(&credential), &key, &ctx)
     })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))??;
+    .await?;
     Ok(answer(outcome))
 }

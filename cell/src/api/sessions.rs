@@ -1,7 +1,7 @@
 //! `/sessions`: logins (a password for an access token and a refresh token), refresh, logout, and
 //! the key that verifies this cell's access tokens.
 
-use super::{client_address, json_body, ApiError, AppState, TraceId};
+use super::{blocking, client_address, json_body, ApiError, AppState, TraceId};
 use crate::domains::identity::IdentityError;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -21,16 +21,6 @@ impl From<IdentityError> for ApiError {
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         ApiError { retry_after, ..ApiError::new(status, e.code(), e.to_string()) }
     }
-}
-
-/// Runs blocking identity work (a password hash, a store read) off the async runtime.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, IdentityError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()))?
-        .map_err(ApiError::from)
 }
 
 /// A login. It stores a session, but a retry is simply another login: no idempotency key.

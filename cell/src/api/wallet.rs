@@ -158,9 +158,6 @@ async fn balance_of(
         ),
     };
     let ledger = d.ledger.clone();
-    let response =
-        tokio::task::spawn_blocking(move || ledger.balance(&player, query.currency.as_deref(), as_of)).await.map_err(
-            |e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, CellCode::Internal, e.to_string()),
-        )??;
+    let response = super::blocking(move || ledger.balance(&player, query.currency.as_deref(), as_of)).await?;
     Ok(Json(response))
 }

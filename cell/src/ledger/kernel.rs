@@ -147,8 +147,9 @@ impl KernelTx<'_> {
         if let Some(v) = self.view.house.get(&(account, currency)) {
             return Ok(*v);
         }
-        let v = match self.tx.get(&keys::house(account.0, currency))? {
-            Some(bytes) => super::writer::decode(&keys::house(account.0, currency), &bytes)?,
+        let key = keys::house(account.0, currency);
+        let v = match self.tx.get(&key)? {
+            Some(bytes) => super::writer::decode(&key, &bytes)?,
             None => Decimal::ZERO,
         };
         self.view.house.insert((account, currency), v);

@@ -144,7 +144,7 @@ impl Writer {
         // restart must not stamp new entries before the old ones.
         if let Some(us) = last_us {
             let last = DateTime::<Utc>::from_timestamp_micros(us)
-                .ok_or_else(|| StoreError::Io(format!("the journal's last timestamp ({us} µs) is out of range")))?;
+                .ok_or_else(|| StoreError::corrupt(&keys::sequence(), format!("a timestamp out of range ({us} µs)")))?;
             let ahead = last.signed_duration_since(self.clock.now());
             if ahead > chrono::Duration::minutes(1) {
                 tracing::warn!(
@@ -167,11 +167,11 @@ impl Writer {
         let answerer = std::thread::Builder::new()
             .name("ledger-durable".into())
             .spawn(move || answer_when_durable(in_flight, &metrics))
-            .expect("spawn the wallet's durability thread");
+            .expect("spawn the ledger's durability thread");
         let committer = std::thread::Builder::new()
             .name("ledger-commit".into())
             .spawn(move || commit_in_order(commits, to_durable, ack, &commit_metrics))
-            .expect("spawn the wallet's commit thread");
+            .expect("spawn the ledger's commit thread");
         let mut batch = Vec::with_capacity(config.batch_ops_max);
         while let Some(first) = receiver.blocking_recv() {
             batch.push(first);

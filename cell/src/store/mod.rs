@@ -175,6 +175,15 @@ pub const TRANSACT_ATTEMPTS_MAX: u32 = 64;
 /// Longest back-off between attempts; keeps a retry storm from outliving the 5 s transaction limit.
 const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(20);
 
+/// [`transact`] for a body that refuses nothing (it only reads and writes): its value, or the
+/// store's error once retrying is done.
+pub fn transact_writes<T>(
+    store: &dyn Store,
+    mut body: impl FnMut(&mut dyn Transaction) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    transact(store, |tx| body(tx).map(Ok::<T, std::convert::Infallible>))?.map_err(|never| match never {})
+}
+
 /// Runs `body` in a transaction and commits it, retrying on retryable errors as FoundationDB's
 /// `run` does. `body` answers `Ok(Ok(t))` to commit, `Ok(Err(e))` to abort with a domain error
 /// (nothing written), `Err(store_error)` when a store call failed. Because a retry follows an

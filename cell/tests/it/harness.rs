@@ -262,3 +262,21 @@ pub fn behind_the_api(dir: &std::path::Path, change: impl FnOnce(&mut dyn cell::
     change(tx.as_mut());
     tx.commit().unwrap();
 }
+
+/// A bare ledger over `store`, as a uk cell starts it (its region, the system clock), with
+/// `gates`.
+pub fn ledger(
+    store: std::sync::Arc<dyn cell::store::Store>,
+    gates: Vec<Box<dyn cell::ledger::Gate>>,
+) -> (cell::ledger::Ledger, std::thread::JoinHandle<()>) {
+    let region = std::sync::Arc::new(RegionConfig::from_file(&region_path("uk")).unwrap());
+    let metrics = std::sync::Arc::new(cell::metrics::Metrics::default());
+    cell::ledger::Ledger::start(store, region, metrics, WriterConfig::default(), cell::clock::system(), gates).unwrap()
+}
+
+/// Stops a ledger from [`ledger`]: what was queued is answered, then its writer thread is joined.
+pub async fn ledger_stop(ledger: cell::ledger::Ledger, writer: std::thread::JoinHandle<()>) {
+    ledger.shutdown();
+    drop(ledger);
+    tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+}

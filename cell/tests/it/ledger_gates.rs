@@ -5,9 +5,7 @@ use cell::domains::gaming::rounds::RoundCommand;
 use cell::domains::wallet::{Hold, Movement, Settle, SettlePart, WalletError};
 use cell::events::EventContext;
 use cell::idempotency::IdempotencyKey;
-use cell::ledger::{
-    Failed, Gate, GateRefusal, GatedEntry, Ledger, LedgerRefusal, PostingKind, StakeContext, WriterConfig,
-};
+use cell::ledger::{Failed, Gate, GateRefusal, GatedEntry, LedgerRefusal, PostingKind, StakeContext};
 use contracts::catalog::GameType;
 use contracts::{BetId, CellCode, Currency, Money, PlayerId, RoundId, TransactionId};
 use rust_decimal::Decimal;
@@ -89,10 +87,7 @@ async fn a_registered_gate_sees_every_entry_of_every_domain_and_its_refusal_move
     }
     let seen = Arc::new(Mutex::new(Vec::new()));
     let gate = Recorder { seen: seen.clone(), blocked: bob.clone() };
-    let metrics = Arc::new(cell::metrics::Metrics::default());
-    let (ledger, writer) =
-        Ledger::start(store, region, metrics, WriterConfig::default(), cell::clock::system(), vec![Box::new(gate)])
-            .unwrap();
+    let (ledger, writer) = crate::harness::ledger(store, vec![Box::new(gate)]);
 
     for (i, player) in [&alice, &bob].into_iter().enumerate() {
         let deposit = Movement {
@@ -162,7 +157,5 @@ async fn a_registered_gate_sees_every_entry_of_every_domain_and_its_refusal_move
     assert_eq!((last.jurisdiction.as_str(), last.amount), ("uk", Decimal::from(2)));
     assert!(last.age >= 26, "the player's age on the batch's date: {}", last.age);
     assert_eq!(last.stake, Some(StakeContext { product: GameType::Slots, round_stake: Decimal::from(2) }));
-    ledger.shutdown();
-    drop(ledger);
-    tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+    crate::harness::ledger_stop(ledger, writer).await;
 }

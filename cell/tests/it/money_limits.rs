@@ -143,7 +143,7 @@ async fn a_panic_in_the_writer_costs_one_operation_and_stops_the_cell() {
 async fn operations_batched_with_a_panicking_one_are_not_lost() {
     use cell::domains::wallet::Movement;
     use cell::idempotency::IdempotencyKey;
-    use cell::ledger::{Failed, Ledger, WriterConfig};
+    use cell::ledger::Failed;
     use cell::store::embedded::{Durability, EmbeddedStore};
     use cell::store::fault::FaultyStore;
     use cell::store::Store;
@@ -169,9 +169,7 @@ async fn operations_batched_with_a_panicking_one_are_not_lost() {
     }
     let faults = FaultConfig { panic_on_key: Some(POISON_ENTRY), ..Default::default() };
     let faulty: Arc<dyn Store> = Arc::new(FaultyStore::new(embedded, faults, 1));
-    let metrics = Arc::new(cell::metrics::Metrics::default());
-    let (wallet, writer) =
-        Ledger::start(faulty, region, metrics, WriterConfig::default(), cell::clock::system(), Vec::new()).unwrap();
+    let (wallet, writer) = crate::harness::ledger(faulty, Vec::new());
     let gbp = Currency::from_code("GBP").unwrap();
     let credit = |player: &str| Movement {
         player: PlayerId::new(player).unwrap(),
@@ -218,9 +216,7 @@ async fn operations_batched_with_a_panicking_one_are_not_lost() {
     for (currency, total) in wallet.ledger_totals().unwrap() {
         assert!(total.is_zero(), "{currency} sums to {total}");
     }
-    wallet.shutdown();
-    drop(wallet);
-    tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+    crate::harness::ledger_stop(wallet, writer).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -404,15 +404,7 @@ async fn store_faults_never_apply_an_operation_twice() {
         },
         seed,
     ));
-    let (wallet, writer) = Ledger::start(
-        faulty,
-        region,
-        Arc::new(Metrics::default()),
-        WriterConfig::default(),
-        cell::clock::system(),
-        Vec::new(),
-    )
-    .unwrap();
+    let (wallet, writer) = crate::harness::ledger(faulty, Vec::new());
     const CREDITS: usize = 300;
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..CREDITS {
@@ -444,20 +436,9 @@ async fn store_faults_never_apply_an_operation_twice() {
         retried += usize::from(attempts.unwrap() > 1);
     }
     assert!(retried > 0, "seed {seed}: faults were injected and retried");
-    wallet.shutdown();
-    drop(wallet);
-    tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+    crate::harness::ledger_stop(wallet, writer).await;
     // Read the truth from a fresh wallet over the plain store.
-    let region = Arc::new(RegionConfig::from_file(&crate::harness::region_path("uk")).unwrap());
-    let (reader, writer) = Ledger::start(
-        embedded,
-        region,
-        Arc::new(Metrics::default()),
-        WriterConfig::default(),
-        cell::clock::system(),
-        Vec::new(),
-    )
-    .unwrap();
+    let (reader, writer) = crate::harness::ledger(embedded, Vec::new());
     let mut total = Decimal::ZERO;
     for i in 0..PLAYERS {
         let r = reader.clone();
@@ -467,7 +448,5 @@ async fn store_faults_never_apply_an_operation_twice() {
     for (currency, sum) in reader.ledger_totals().unwrap() {
         assert!(sum.is_zero(), "seed {seed}: {currency} ledger sums to {sum}");
     }
-    reader.shutdown();
-    drop(reader);
-    tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+    crate::harness::ledger_stop(reader, writer).await;
 }

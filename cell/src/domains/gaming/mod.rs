@@ -17,7 +17,7 @@ pub mod rounds;
 use crate::events::EventContext;
 use crate::idempotency::IdempotencyKey;
 use crate::ledger::{Failed, Ledger, LedgerRefusal, Outcome, Refusal};
-use crate::store::{transact, Store, StoreError};
+use crate::store::{transact_writes, Store, StoreError};
 use adapters::{Operation, Rendered, Reply};
 use axum::http::HeaderMap;
 use contracts::catalog::{GameType, Multiplier};
@@ -240,11 +240,7 @@ impl Gaming {
         }
         let state = ProviderState { maintenance, reason: Some(reason) };
         let encoded = rmp_serde::to_vec(&state).expect("a provider state encodes");
-        transact(self.store.as_ref(), |tx| {
-            tx.set(&keys::provider_state(provider), &encoded)?;
-            Ok(Ok::<_, std::convert::Infallible>(()))
-        })?
-        .unwrap_or_else(|never| match never {});
+        transact_writes(self.store.as_ref(), |tx| tx.set(&keys::provider_state(provider), &encoded))?;
         tracing::warn!(provider, maintenance, reason = ?state.reason, "provider state changed by ops");
         self.states.write().unwrap_or_else(|p| p.into_inner()).insert(provider.to_owned(), state);
         Ok(self.statuses().into_iter().find(|s| s.provider == provider).expect("the provider exists"))

@@ -17,7 +17,7 @@ mod throttle;
 use crate::clock::Clock;
 use crate::events::{self, EventContext};
 use crate::sessions::SessionSigner;
-use crate::store::{subspaces, transact, Store, StoreError, Transaction};
+use crate::store::{subspaces, transact, transact_writes, Store, StoreError, Transaction};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use contracts::events::{PlayerLogin, PlayerLoginFailed};
@@ -171,7 +171,7 @@ impl Identity {
         let login =
             PlayerLogin { player_id: player.clone(), session_id: sid.clone(), address: address.map(str::to_owned) };
         let event = events::encode(&events::envelope(ctx, login, now));
-        transact(self.store.as_ref(), |tx| {
+        transact_writes(self.store.as_ref(), |tx| {
             write(tx, &session_key(&sid), &SessionRecord { player: player.clone(), opened_at: at, ended: false })?;
             let record = RefreshRecord {
                 sid: sid.clone(),
@@ -180,10 +180,8 @@ impl Identity {
                 used: false,
             };
             write(tx, &refresh_key(&refresh), &record)?;
-            events::append(tx, 0, &event)?;
-            Ok(Ok::<_, std::convert::Infallible>(()))
-        })?
-        .unwrap_or_else(|never| match never {});
+            events::append(tx, 0, &event)
+        })?;
         tracing::info!(session = %sid, "player logged in");
         Ok(self.tokens(player, &sid, refresh, at))
     }
@@ -201,12 +199,7 @@ impl Identity {
             reason: reason.to_string(),
         };
         let event = events::encode(&events::envelope(ctx, failed, self.clock.now()));
-        transact(self.store.as_ref(), |tx| {
-            events::append(tx, 0, &event)?;
-            Ok(Ok::<_, std::convert::Infallible>(()))
-        })?
-        .unwrap_or_else(|never| match never {});
-        Ok(())
+        transact_writes(self.store.as_ref(), |tx| events::append(tx, 0, &event))
     }
 
     /// An opaque refresh token: the cell's id (so the router can route it home), then 256 random
@@ -309,15 +302,14 @@ impl Identity {
     /// Ends the session `claims` name: its refresh tokens and its access tokens stop working.
     /// Blocking.
     pub fn logout(&self, claims: &SessionClaims) -> Result<(), IdentityError> {
-        transact(self.store.as_ref(), |tx| {
+        transact_writes(self.store.as_ref(), |tx| {
             let at = session_key(&claims.sid);
             if let Some(mut session) = read::<SessionRecord>(tx, &at)? {
                 session.ended = true;
                 write(tx, &at, &session)?;
             }
-            Ok(Ok::<_, std::convert::Infallible>(()))
-        })?
-        .unwrap_or_else(|never| match never {});
+            Ok(())
+        })?;
         Ok(())
     }
 }

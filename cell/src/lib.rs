@@ -19,6 +19,7 @@ pub mod http;
 pub mod idempotency;
 pub mod ledger;
 pub mod metrics;
+pub mod operators;
 pub mod players;
 pub mod server;
 pub mod sessions;

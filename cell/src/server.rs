@@ -188,8 +188,13 @@ impl OpenCell {
             config.clock.clone(),
             &region.cell_id,
         ));
+        let operators = Arc::new(
+            crate::operators::OperatorTokens::open(&config.data_dir, catalog.clone())
+                .context("load the bootstrap operator key")?,
+        );
         Ok(OpenCell {
             domains: Domains {
+                operators,
                 store,
                 ledger,
                 compliance,

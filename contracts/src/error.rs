@@ -56,6 +56,7 @@ error_codes!(
         Forbidden = "FORBIDDEN",
         NotYourAccount = "NOT_YOUR_ACCOUNT",
         InvalidSession = "INVALID_SESSION",
+        InvalidOperatorToken = "INVALID_OPERATOR_TOKEN",
         LoginThrottled = "LOGIN_THROTTLED",
         InvalidCredentials = "INVALID_CREDENTIALS",
         WeakPassword = "WEAK_PASSWORD",

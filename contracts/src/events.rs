@@ -54,10 +54,13 @@ pub struct WalletCredited {
     pub amount: Amount,
     pub reason: crate::wallet::MovementReason,
     pub entry_id: String,
+    /// The operator whose token made this back-office write (none when a domain made it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<crate::operators::OperatorRef>,
 }
 impl EventPayload for WalletCredited {
     const NAME: &'static str = "wallet.credited";
-    const VERSION: &'static str = "1";
+    const VERSION: &'static str = "2";
 }
 
 /// `wallet.debited`: money left a player's cash (withdrawal, adjustment).
@@ -69,10 +72,13 @@ pub struct WalletDebited {
     pub amount: Amount,
     pub reason: crate::wallet::MovementReason,
     pub entry_id: String,
+    /// The operator whose token made this back-office write (none when a domain made it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<crate::operators::OperatorRef>,
 }
 impl EventPayload for WalletDebited {
     const NAME: &'static str = "wallet.debited";
-    const VERSION: &'static str = "1";
+    const VERSION: &'static str = "2";
 }
 
 /// `wallet.hold`: a stake moved from cash to held.
@@ -85,10 +91,13 @@ pub struct WalletHold {
     pub bet_id: BetId,
     pub currency: Currency,
     pub amount: Amount,
+    /// The operator whose token made this back-office write (none when a domain made it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<crate::operators::OperatorRef>,
 }
 impl EventPayload for WalletHold {
     const NAME: &'static str = "wallet.hold";
-    const VERSION: &'static str = "1";
+    const VERSION: &'static str = "2";
 }
 
 /// One player's part of a settled round.
@@ -110,10 +119,13 @@ pub struct SettledPart {
 pub struct WalletSettled {
     pub round_id: RoundId,
     pub parts: Vec<SettledPart>,
+    /// The operator whose token made this back-office write (none when a domain made it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<crate::operators::OperatorRef>,
 }
 impl EventPayload for WalletSettled {
     const NAME: &'static str = "wallet.settled";
-    const VERSION: &'static str = "1";
+    const VERSION: &'static str = "2";
 }
 
 /// `player.registered`: a player opened an account in this cell.

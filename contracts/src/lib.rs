@@ -15,6 +15,7 @@ pub mod ids;
 pub mod json;
 pub mod jurisdiction;
 pub mod money;
+pub mod operators;
 pub mod players;
 pub mod region;
 pub mod schemas;

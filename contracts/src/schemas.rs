@@ -4,7 +4,7 @@
 
 use crate::events::{self, EventPayload};
 use crate::{audit, gaming, players, sessions, wallet, CellCode, ControlCode, ErrorBody, RouterCode};
-use crate::{catalog, changes, flags};
+use crate::{catalog, changes, flags, operators};
 use schemars::{schema_for, JsonSchema, Schema};
 
 /// One generated schema with the file name it is committed under.
@@ -57,9 +57,13 @@ pub fn all() -> Vec<NamedSchema> {
         api::<audit::CheckpointList>("audit.checkpoints", "1"),
         api::<events::EventPage>("events.page", "1"),
         api::<ErrorBody>("error", "1"),
-        api::<CellCode>("cell.error-codes", "4"),
+        api::<CellCode>("cell.error-codes", "5"),
         api::<RouterCode>("router.error-codes", "1"),
         api::<ControlCode>("control.error-codes", "2"),
+        api::<operators::OperatorClaims>("operators.claims", operators::OPERATORS_VERSION),
+        api::<operators::OperatorKey>("operators.key", operators::OPERATORS_VERSION),
+        api::<operators::OperatorTokenRequest>("operators.token.request", operators::OPERATORS_VERSION),
+        api::<operators::OperatorTokenResponse>("operators.token.response", operators::OPERATORS_VERSION),
         api::<wallet::MovementRequest>("wallet.movement.request", w),
         api::<wallet::MovementResponse>("wallet.movement.response", w),
         api::<wallet::HoldRequest>("wallet.hold.request", w),

@@ -157,28 +157,51 @@ pub const VERIFIED_TOKENS_MAX: usize = 100_000;
 /// presented on every request of its 15 minutes, and an Ed25519 verification costs tens of
 /// microseconds where a hash and a lookup cost one. Keyed by a hash, so a lookup compares digests
 /// of what a client sent, never the token itself; a hit is still checked for expiry.
-#[derive(Default)]
-pub struct VerifiedTokens {
-    claims: std::sync::RwLock<std::collections::HashMap<[u8; 32], SessionClaims>>,
+/// The same holds for operator tokens (`VerifiedTokens<OperatorClaims>`).
+pub struct VerifiedTokens<C = SessionClaims> {
+    claims: std::sync::RwLock<std::collections::HashMap<[u8; 32], C>>,
 }
 
-impl VerifiedTokens {
+/// Claims that say when their token expires (unix seconds).
+pub trait Expiring: Clone {
+    fn exp(&self) -> i64;
+}
+
+impl Expiring for SessionClaims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+}
+
+impl Expiring for crate::operators::OperatorClaims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+}
+
+impl<C> Default for VerifiedTokens<C> {
+    fn default() -> Self {
+        VerifiedTokens { claims: Default::default() }
+    }
+}
+
+impl<C: Expiring> VerifiedTokens<C> {
     /// The claims of `token`: remembered, or verified by `verify` (then remembered).
     pub fn get_or_verify(
         &self,
         token: &str,
         now: i64,
-        verify: impl FnOnce() -> Result<SessionClaims, &'static str>,
-    ) -> Result<SessionClaims, &'static str> {
+        verify: impl FnOnce() -> Result<C, &'static str>,
+    ) -> Result<C, &'static str> {
         use sha2::Digest;
         let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         if let Some(claims) = self.claims.read().unwrap_or_else(|p| p.into_inner()).get(&digest) {
-            return if claims.exp > now { Ok(claims.clone()) } else { Err("expired") };
+            return if claims.exp() > now { Ok(claims.clone()) } else { Err("expired") };
         }
         let claims = verify()?;
         let mut remembered = self.claims.write().unwrap_or_else(|p| p.into_inner());
         if remembered.len() >= VERIFIED_TOKENS_MAX {
-            remembered.retain(|_, c| c.exp > now);
+            remembered.retain(|_, c| c.exp() > now);
             if remembered.len() >= VERIFIED_TOKENS_MAX {
                 remembered.clear();
             }
@@ -194,7 +217,7 @@ mod tests {
 
     #[test]
     fn a_token_is_verified_once_and_its_expiry_still_holds() {
-        let cache = VerifiedTokens::default();
+        let cache = VerifiedTokens::<SessionClaims>::default();
         let claims = SessionClaims {
             sub: PlayerId::new("uk-ann").unwrap(),
             cell: "uk".into(),

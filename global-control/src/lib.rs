@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod error;
 pub mod flags;
 pub mod metrics;
+pub mod operators;
 pub mod rbac;
 pub mod server;
 pub mod store;

@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use contracts::Jurisdiction;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Environment variable that sets the first admin token (otherwise one is generated).
@@ -20,73 +19,20 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 /// Shortest secret accepted from the environment: 128 bits of hex.
 const ENV_TOKEN_CHARS_MIN: usize = 32;
 
-/// A role. Each grants a set of [`Permission`]s; a token may hold several roles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// Creates and revokes tokens, and may do everything else.
-    Admin,
-    /// Flags: create, change, roll out, kill.
-    Product,
-    /// Providers and games.
-    Catalog,
-    /// Cells and their sync state, drills; reads flags and the catalog.
-    Ops,
-    /// A regulator reads its own jurisdiction's exports and nothing else.
-    Regulator(Jurisdiction),
-}
+pub use contracts::operators::Role;
 
-impl Role {
-    pub fn parse(text: &str) -> Result<Role, String> {
-        match text {
-            "admin" => Ok(Role::Admin),
-            "product" => Ok(Role::Product),
-            "catalog" => Ok(Role::Catalog),
-            "ops" => Ok(Role::Ops),
-            other => {
-                let j = other
-                    .strip_prefix("regulator:")
-                    .and_then(|j| serde_json::from_value::<Jurisdiction>(j.to_ascii_uppercase().into()).ok())
-                    .ok_or_else(|| {
-                        format!("`{other}` is not a role: admin, product, catalog, ops or regulator:<UK|MT|DK|SE|ES>")
-                    })?;
-                Ok(Role::Regulator(j))
-            }
-        }
-    }
-
-    fn allows(&self, p: Permission) -> bool {
-        use Permission::*;
-        match self {
-            Role::Admin => true,
-            Role::Product => matches!(p, FlagsRead | FlagsWrite | CatalogRead),
-            Role::Catalog => matches!(p, CatalogRead | CatalogWrite | FlagsRead),
-            Role::Ops => matches!(p, FlagsRead | CatalogRead | OpsRead),
-            Role::Regulator(mine) => matches!(p, Exports(j) if j == *mine),
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Role::Admin => f.write_str("admin"),
-            Role::Product => f.write_str("product"),
-            Role::Catalog => f.write_str("catalog"),
-            Role::Ops => f.write_str("ops"),
-            Role::Regulator(j) => write!(f, "regulator:{j}"),
-        }
-    }
-}
-
-impl Serialize for Role {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for Role {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Role::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+/// What `role` grants on the control API. `finance` and `compliance` grant nothing here: they exist
+/// for operator tokens, which reach a cell's back office (`POST /operator-tokens`).
+fn allows(role: &Role, p: Permission) -> bool {
+    use Permission::*;
+    match role {
+        Role::Admin => true,
+        _ if p == OperatorToken(*role) => true,
+        Role::Product => matches!(p, FlagsRead | FlagsWrite | CatalogRead),
+        Role::Catalog => matches!(p, CatalogRead | CatalogWrite | FlagsRead),
+        Role::Ops => matches!(p, FlagsRead | CatalogRead | OpsRead),
+        Role::Finance | Role::Compliance => false,
+        Role::Regulator(mine) => matches!(p, Exports(j) if j == *mine),
     }
 }
 
@@ -100,6 +46,8 @@ pub enum Permission {
     OpsRead,
     TokensAdmin,
     Exports(Jurisdiction),
+    /// Ask for an operator token for this role: a token holding the role (or admin) may.
+    OperatorToken(Role),
 }
 
 impl Permission {
@@ -113,14 +61,13 @@ impl Permission {
             Permission::OpsRead => "read the cells' state".into(),
             Permission::TokensAdmin => "manage API tokens".into(),
             Permission::Exports(j) => format!("download {j}'s regulator exports"),
+            Permission::OperatorToken(role) => format!("ask for a `{role}` operator token"),
         }
     }
 
     /// The roles that grant it, by name.
     pub fn granted_by(&self) -> Vec<String> {
-        let mut roles = vec![Role::Admin, Role::Product, Role::Catalog, Role::Ops];
-        roles.extend(Jurisdiction::ALL.map(Role::Regulator));
-        roles.into_iter().filter(|r| r.allows(*self)).map(|r| r.to_string()).collect()
+        Role::all().into_iter().filter(|r| allows(r, *self)).map(|r| r.to_string()).collect()
     }
 }
 
@@ -137,7 +84,7 @@ pub struct Principal {
 
 impl Principal {
     pub fn may(&self, p: Permission) -> bool {
-        self.roles.iter().any(|r| r.allows(p))
+        self.roles.iter().any(|r| allows(r, p))
     }
 
     /// How changes name their author: `name (id)`.
@@ -268,8 +215,9 @@ mod tests {
         assert_eq!(Role::parse("regulator:uk").unwrap(), Role::Regulator(Jurisdiction::Uk));
         assert_eq!(Role::parse("regulator:DK").unwrap().to_string(), "regulator:DK");
         assert!(Role::parse("regulator:FR").is_err() && Role::parse("root").is_err());
-        assert!(Role::Regulator(Jurisdiction::Uk).allows(Permission::Exports(Jurisdiction::Uk)));
-        assert!(!Role::Regulator(Jurisdiction::Uk).allows(Permission::Exports(Jurisdiction::Mt)));
-        assert!(!Role::Product.allows(Permission::CatalogWrite) && Role::Product.allows(Permission::FlagsWrite));
+        assert!(allows(&Role::Regulator(Jurisdiction::Uk), Permission::Exports(Jurisdiction::Uk)));
+        assert!(!allows(&Role::Regulator(Jurisdiction::Uk), Permission::Exports(Jurisdiction::Mt)));
+        assert!(!allows(&Role::Product, Permission::CatalogWrite) && allows(&Role::Product, Permission::FlagsWrite));
+        assert!(!allows(&Role::Finance, Permission::FlagsRead) && !allows(&Role::Compliance, Permission::OpsRead));
     }
 }

@@ -53,11 +53,12 @@ impl ControlPlane {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
         let (dir, env) = (config.data_dir.clone(), config.admin_token.clone());
-        let (store, bootstrap) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let (store, bootstrap, operator_key) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let store = ControlStore::open(&dir.join("store"))
                 .with_context(|| format!("open store under {}", dir.display()))?;
             let bootstrap = rbac::bootstrap_admin(&store, &dir, env).context("bootstrap the admin token")?;
-            Ok((store, bootstrap))
+            let operator_key = crate::operators::open(&store, &dir).context("open the operator-token key")?;
+            Ok((store, bootstrap, operator_key))
         })
         .await
         .context("open task")??;
@@ -96,6 +97,7 @@ impl ControlPlane {
             sync: sync.clone(),
             metrics: Arc::new(Metrics::default()),
             token_failures: Default::default(),
+            operator_key,
         });
         Ok(ControlPlane { state, sync })
     }
@@ -143,12 +145,18 @@ impl ControlPlane {
     }
 }
 
-/// The QUIC stateless-reset key in the data directory (`quic-reset.key`, created on first start,
-/// owner-only): the same key across restarts lets cells notice a restart at once.
+/// The QUIC stateless-reset key in the data directory (`quic-reset.key`): the same key across
+/// restarts lets cells notice a restart at once.
 fn reset_key(data_dir: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    secret_file(data_dir, "quic-reset.key")
+}
+
+/// A 32-byte secret kept in the data directory as `name`: created on first start (owner-only),
+/// read after.
+pub fn secret_file(data_dir: &std::path::Path, name: &str) -> anyhow::Result<[u8; 32]> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join("quic-reset.key");
+    let path = data_dir.join(name);
     match std::fs::read(&path) {
         Ok(bytes) => bytes.try_into().map_err(|_| anyhow::anyhow!("{} is not 32 bytes", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

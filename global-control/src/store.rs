@@ -1,7 +1,8 @@
 //! The control plane's own store: fjall on disk, one writer, every change durable before it is
 //! acknowledged.
 //!
-//! Three keyspaces: `state` (flags, providers, games: the current value of everything synced),
+//! Three keyspaces: `state` (flags, providers, games, operator-token keys: the current value of
+//! everything synced),
 //! `log` (the change records by version, big-endian, so the log reads in order) and `auth` (API
 //! tokens by the SHA-256 of their secret; never synced). A change writes its record, the state it
 //! changes and the new version in one atomic batch and syncs it before returning, so after a
@@ -13,6 +14,7 @@
 use contracts::catalog::{Game, GameId, Provider, ProviderId};
 use contracts::changes::{Change, ChangeRecord};
 use contracts::flags::{Flag, FlagKey};
+use contracts::operators::OperatorKey;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
@@ -44,6 +46,8 @@ pub struct State {
     pub flags: BTreeMap<FlagKey, Flag>,
     pub providers: BTreeMap<ProviderId, Provider>,
     pub games: BTreeMap<GameId, Game>,
+    /// The public keys cells accept operator tokens from, by id.
+    pub operator_keys: BTreeMap<String, OperatorKey>,
 }
 
 impl State {
@@ -67,6 +71,12 @@ impl State {
             Change::GameDelete { id } => {
                 self.games.remove(id);
             }
+            Change::OperatorKeyPut { key } => {
+                self.operator_keys.insert(key.id.clone(), key.clone());
+            }
+            Change::OperatorKeyDelete { id } => {
+                self.operator_keys.remove(id);
+            }
         }
     }
 
@@ -75,7 +85,8 @@ impl State {
         let flags = self.flags.values().map(|f| Change::FlagPut { flag: f.clone() });
         let providers = self.providers.values().map(|p| Change::ProviderPut { provider: p.clone() });
         let games = self.games.values().map(|g| Change::GamePut { game: g.clone() });
-        providers.chain(games).chain(flags).collect()
+        let keys = self.operator_keys.values().map(|k| Change::OperatorKeyPut { key: k.clone() });
+        providers.chain(games).chain(flags).chain(keys).collect()
     }
 }
 
@@ -87,6 +98,8 @@ fn state_key(change: &Change) -> Vec<u8> {
         Change::ProviderDelete { id } => ("provider", id.as_str()),
         Change::GamePut { game } => ("game", game.id.as_str()),
         Change::GameDelete { id } => ("game", id.as_str()),
+        Change::OperatorKeyPut { key } => ("operator-key", key.id.as_str()),
+        Change::OperatorKeyDelete { id } => ("operator-key", id.as_str()),
     };
     [kind.as_bytes(), b"\0", id.as_bytes()].concat()
 }
@@ -145,6 +158,9 @@ impl ControlStore {
             } else if k.starts_with(b"game\0") {
                 let g: Game = decode(&k, &v)?;
                 state.games.insert(g.id.clone(), g);
+            } else if k.starts_with(b"operator-key\0") {
+                let key: OperatorKey = decode(&k, &v)?;
+                state.operator_keys.insert(key.id.clone(), key);
             }
         }
         // The log's last record and the stored version are written in one batch; check it.
@@ -192,9 +208,11 @@ impl ControlStore {
                 Change::FlagPut { flag } => batch.insert(&self.state_ks, key, encode(flag)),
                 Change::ProviderPut { provider } => batch.insert(&self.state_ks, key, encode(provider)),
                 Change::GamePut { game } => batch.insert(&self.state_ks, key, encode(game)),
-                Change::FlagDelete { .. } | Change::ProviderDelete { .. } | Change::GameDelete { .. } => {
-                    batch.remove(&self.state_ks, key)
-                }
+                Change::OperatorKeyPut { key: k } => batch.insert(&self.state_ks, key, encode(k)),
+                Change::FlagDelete { .. }
+                | Change::ProviderDelete { .. }
+                | Change::GameDelete { .. }
+                | Change::OperatorKeyDelete { .. } => batch.remove(&self.state_ks, key),
             }
         }
         batch.insert(&self.state_ks, VERSION_KEY, version.to_be_bytes());

@@ -1,26 +1,28 @@
-//! Who may call what: a certificate is an identity, not a pass. Over mutual TLS every client holds
-//! a certificate from the platform CA, and the name it carries decides which routes it reaches:
+//! Who may call what. Two credentials, checked here for every request:
 //!
-//! | caller (certificate name)        | reaches                                                   |
-//! |----------------------------------|-----------------------------------------------------------|
-//! | `router`                         | player routes, and the open ones                         |
-//! | another cell (`mt`, `dk`, ...)   | the open routes only: nothing that moves money           |
-//! | `control`, `drill`, `ops`        | everything (until operator tokens, issue #22)            |
-//! | any other name (a game provider) | game provider calls (HMAC-signed besides), and the open ones |
+//! - **A certificate is an identity, not a pass.** Over mutual TLS every client holds a certificate
+//!   from the platform CA, and the name it carries decides which kinds of route it reaches: the
+//!   router's, player routes; another cell's, the open routes only (nothing that moves money);
+//!   a game provider's, its calls; an operator tool's (`control`, `drill`, `ops`), the back office.
+//! - **The back office needs an operator token besides**: a short-lived token global-control signs
+//!   for one role (`POST /operator-tokens` there). [`ROUTES`] says which roles reach which route;
+//!   `admin` reaches all of them. A cell served in the clear (local development) has no
+//!   certificates to tell apart, but still needs the token.
 //!
-//! Open routes are health, readiness, metrics, the API description and the session key. A cell
-//! served in the clear (local development) has no callers to tell apart and refuses nothing here.
+//! [`ROUTES`] is the one table: it is printed in the README (a test keeps the two equal) and a
+//! route missing from it is the back office's, for `admin` only.
 
 use super::{ApiError, AppState};
-use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use contracts::operators::{OperatorRef, Role};
 use contracts::CellCode;
 use replication::http::PeerCertificate;
 use std::sync::Arc;
 
-/// Certificate names with the back office's reach.
+/// Certificate names with the back office's reach (with an operator token).
 const OPERATOR_NAMES: [&str; 3] = ["control", "drill", "ops"];
 /// Every name a caller is told apart by, in the order they are tried: the router's, the
 /// operators', the cells'.
@@ -36,15 +38,62 @@ pub enum Caller {
     Other,
 }
 
+/// Who the back office lets in, besides `admin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    Role(Role),
+    /// `regulator:<this cell's jurisdiction>`.
+    ThisRegulator,
+}
+
 /// What a route is, as authorisation sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteClass {
+pub enum Access {
+    /// Health, readiness, metrics, the API description, the session key: anyone.
     Open,
+    /// A player's own calls (each checks the player's session itself): through the router.
     Player,
+    /// A game provider's calls (HMAC-signed besides).
     Provider,
-    /// Everything else: money moved by the back office, operations, audit, events.
-    BackOffice,
+    /// An operator tool's certificate and an operator token for one of these roles (or admin).
+    BackOffice(&'static [Grant]),
 }
+
+use Grant::ThisRegulator;
+const FINANCE: Grant = Grant::Role(Role::Finance);
+const COMPLIANCE: Grant = Grant::Role(Role::Compliance);
+const OPS: Grant = Grant::Role(Role::Ops);
+
+/// Every route of the cell, by method and pattern, with who reaches it.
+pub const ROUTES: &[(&str, &str, Access)] = &[
+    ("GET", "/healthz", Access::Open),
+    ("GET", "/readyz", Access::Open),
+    ("GET", "/metrics", Access::Open),
+    ("GET", "/openapi.json", Access::Open),
+    ("GET", "/sessions/key", Access::Open),
+    ("POST", "/players", Access::Player),
+    ("POST", "/sessions", Access::Player),
+    ("DELETE", "/sessions", Access::Player),
+    ("POST", "/sessions/refresh", Access::Player),
+    ("POST", "/players/{player_id}/totp", Access::Player),
+    ("GET", "/wallet/{player_id}/balance", Access::Player),
+    ("GET", "/lobby", Access::Player),
+    ("GET", "/flags/evaluate", Access::Player),
+    ("POST", "/gaming/{provider}/{call}", Access::Provider),
+    ("POST", "/wallet/credit", Access::BackOffice(&[FINANCE])),
+    ("POST", "/wallet/debit", Access::BackOffice(&[FINANCE])),
+    ("POST", "/wallet/hold", Access::BackOffice(&[FINANCE])),
+    ("POST", "/wallet/settle", Access::BackOffice(&[FINANCE])),
+    ("GET", "/ops/players/{player_id}/balance", Access::BackOffice(&[FINANCE, COMPLIANCE, OPS])),
+    ("GET", "/ops/ledger", Access::BackOffice(&[FINANCE, OPS, ThisRegulator])),
+    ("GET", "/ops/providers", Access::BackOffice(&[OPS])),
+    ("POST", "/ops/providers/{provider}/maintenance", Access::BackOffice(&[OPS])),
+    ("GET", "/audit/verify", Access::BackOffice(&[COMPLIANCE, OPS, ThisRegulator])),
+    ("GET", "/audit/records", Access::BackOffice(&[COMPLIANCE, ThisRegulator])),
+    ("GET", "/audit/checkpoints", Access::BackOffice(&[COMPLIANCE, OPS, ThisRegulator])),
+    ("POST", "/audit/checkpoints", Access::BackOffice(&[COMPLIANCE, OPS])),
+    ("GET", "/events", Access::BackOffice(&[COMPLIANCE, OPS])),
+];
 
 /// Who the certificate says the caller is (the certificate is parsed once per request).
 pub fn identify(certificate: &PeerCertificate) -> Caller {
@@ -56,62 +105,150 @@ pub fn identify(certificate: &PeerCertificate) -> Caller {
     }
 }
 
-pub fn classify(method: &Method, path: &str) -> RouteClass {
-    // Up to four segments without collecting them (this runs for every request); a fourth means
-    // the path is longer than any route named below.
-    let mut parts = path.trim_start_matches('/').split('/');
-    let segments = [parts.next(), parts.next(), parts.next(), parts.next()];
-    match (method, segments) {
-        (_, [Some("healthz" | "readyz" | "metrics" | "openapi.json"), None, None, None])
-        | (&Method::GET, [Some("sessions"), Some("key"), None, None]) => RouteClass::Open,
-        (&Method::POST, [Some("players"), None, None, None])
-        | (&Method::POST | &Method::DELETE, [Some("sessions"), None, None, None])
-        | (&Method::POST, [Some("sessions"), Some("refresh"), None, None])
-        | (&Method::POST, [Some("players"), Some(_), Some("totp"), None])
-        | (&Method::GET, [Some("wallet"), Some(_), Some("balance"), None])
-        | (&Method::GET, [Some("lobby"), None, None, None] | [Some("flags"), Some("evaluate"), None, None]) => {
-            RouteClass::Player
-        }
-        (&Method::POST, [Some("gaming"), Some(_), Some(_), None]) => RouteClass::Provider,
-        _ => RouteClass::BackOffice,
+/// The access of the route `pattern` (as the router matched it) for `method`. A pattern not in
+/// [`ROUTES`] is the back office's, for `admin` only: a new route is closed until it is listed.
+/// `None`: a listed pattern without that method, which the router answers 405 (a test sends every
+/// method to every pattern to keep it so).
+pub fn access(method: &Method, pattern: &str) -> Option<Access> {
+    // The router answers HEAD with the GET handler (without the body): it is a GET here too.
+    let method = if method == Method::HEAD { &Method::GET } else { method };
+    let mut listed = ROUTES.iter().filter(|(_, p, _)| *p == pattern).peekable();
+    if listed.peek().is_none() {
+        return Some(Access::BackOffice(&[]));
     }
+    listed.find(|(m, _, _)| method.as_str() == *m).map(|(_, _, access)| *access)
 }
 
-pub fn allowed(caller: &Caller, route: RouteClass) -> bool {
+/// Whether a certificate's holder may reach a kind of route at all.
+pub fn reaches(caller: &Caller, access: Access) -> bool {
     matches!(
-        (caller, route),
-        (_, RouteClass::Open)
+        (caller, access),
+        (_, Access::Open)
             | (Caller::Operator(_), _)
-            | (Caller::Router, RouteClass::Player)
-            | (Caller::Other, RouteClass::Provider)
+            | (Caller::Router, Access::Player)
+            | (Caller::Other, Access::Provider)
     )
 }
 
-/// Refuses, 403 `FORBIDDEN`, a route the calling certificate may not reach.
-pub async fn authorise(State(s): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let Some(certificate) = request.extensions().get::<PeerCertificate>() else {
+/// Whether `role` is granted by `grants` in the cell `cell` (admin always is).
+pub fn granted(role: Role, grants: &[Grant], cell: &str) -> bool {
+    role == Role::Admin
+        || grants.iter().any(|g| match g {
+            Grant::Role(r) => *r == role,
+            ThisRegulator => matches!(role, Role::Regulator(j) if j.to_string().eq_ignore_ascii_case(cell)),
+        })
+}
+
+/// Refuses a request its certificate may not make (403 `FORBIDDEN`), a back-office request
+/// without a valid operator token (401 `INVALID_OPERATOR_TOKEN`) or whose token's role the route
+/// does not grant (403 `FORBIDDEN`). A back-office request that passes carries its operator
+/// ([`OperatorRef`]) in its extensions, for its events.
+pub async fn authorise(State(s): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+    // Unmatched paths have no pattern: they get the router's 404, whoever asks.
+    let Some(pattern) = request.extensions().get::<MatchedPath>().map(|p| p.as_str()) else {
         return next.run(request).await;
     };
-    let caller = identify(certificate);
-    let route = classify(request.method(), request.uri().path());
-    if allowed(&caller, route) {
+    let Some(access) = access(request.method(), pattern) else {
         return next.run(request).await;
+    };
+    if let Some(certificate) = request.extensions().get::<PeerCertificate>() {
+        let caller = identify(certificate);
+        if !reaches(&caller, access) {
+            tracing::warn!(?caller, method = %request.method(), path = request.uri().path(), cell = %s.cell, "a certificate tried a route it may not reach");
+            return certificate_refused(&caller).into_response();
+        }
     }
-    tracing::warn!(?caller, method = %request.method(), path = request.uri().path(), cell = %s.cell, "a certificate tried a route it may not reach");
-    let what = match &caller {
+    if let Access::BackOffice(grants) = access {
+        match operator(&s, &request, grants) {
+            Ok(operator) => {
+                request.extensions_mut().insert(operator);
+            }
+            Err(refusal) => return refusal.into_response(),
+        }
+    }
+    next.run(request).await
+}
+
+fn certificate_refused(caller: &Caller) -> ApiError {
+    let what = match caller {
         Caller::Router => "the router's certificate reaches player routes only".to_owned(),
         Caller::Cell(cell) => {
             format!("cell {cell}'s certificate reaches no route of another cell that moves money or runs it")
         }
         Caller::Other => "this certificate reaches game provider calls only".to_owned(),
-        Caller::Operator(_) => unreachable!("operators reach every route"),
+        Caller::Operator(_) => unreachable!("operators' certificates reach every route"),
     };
-    ApiError::new(StatusCode::FORBIDDEN, CellCode::Forbidden, what).into_response()
+    ApiError::new(StatusCode::FORBIDDEN, CellCode::Forbidden, what)
+}
+
+/// The operator of a back-office request, if its token is valid and its role granted.
+fn operator(s: &AppState, request: &Request, grants: &[Grant]) -> Result<OperatorRef, Response> {
+    let d = s.domains().map_err(IntoResponse::into_response)?;
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let claims = match token.map(|t| d.operators.verify(t, d.clock.now().timestamp())) {
+        Some(Ok(claims)) => claims,
+        failed => {
+            let why = match failed {
+                Some(Err(why)) => why,
+                _ => "no Authorization: Bearer header",
+            };
+            tracing::warn!(method = %request.method(), path = request.uri().path(), why, "back-office request without a valid operator token");
+            let message =
+                format!("the back office needs an operator token from global-control (POST /operator-tokens): {why}");
+            let mut response =
+                ApiError::new(StatusCode::UNAUTHORIZED, CellCode::InvalidOperatorToken, message).into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return Err(response);
+        }
+    };
+    if !granted(claims.role, grants, &s.cell) {
+        tracing::warn!(token = %claims.jti, role = %claims.role, method = %request.method(), path = request.uri().path(), "an operator token's role does not reach this route");
+        let message =
+            format!("a `{}` operator token does not reach this route: it takes {}", claims.role, names(grants));
+        return Err(ApiError::new(StatusCode::FORBIDDEN, CellCode::Forbidden, message).into_response());
+    }
+    Ok(OperatorRef { token_id: claims.jti, role: claims.role })
+}
+
+/// The roles `grants` lets in, in words.
+fn names(grants: &[Grant]) -> String {
+    let mut names: Vec<String> = grants
+        .iter()
+        .map(|g| match g {
+            Grant::Role(role) => role.to_string(),
+            ThisRegulator => "regulator:<this cell>".to_owned(),
+        })
+        .collect();
+    names.push("admin".into());
+    names.join(", ")
+}
+
+/// [`ROUTES`] as the README's Markdown table.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| route | who reaches it |\n|---|---|\n");
+    for (method, pattern, access) in ROUTES {
+        let who = match access {
+            Access::Open => "anyone".to_owned(),
+            Access::Player => {
+                "the player, through the router (player session token where the route needs one)".to_owned()
+            }
+            Access::Provider => "a game provider (its certificate, HMAC-signed body)".to_owned(),
+            Access::BackOffice(grants) => format!("operator certificate + operator token: {}", names(grants)),
+        };
+        out.push_str(&format!("| `{method} {pattern}` | {who} |\n"));
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use contracts::Jurisdiction;
 
     #[test]
     fn the_known_cell_names_are_the_jurisdictions() {
@@ -120,16 +257,35 @@ mod tests {
     }
 
     #[test]
-    fn routes_fall_in_their_class_and_each_caller_reaches_its_own() {
-        assert_eq!(classify(&Method::GET, "/wallet/uk-1/balance"), RouteClass::Player);
-        assert_eq!(classify(&Method::POST, "/wallet/credit"), RouteClass::BackOffice);
-        assert_eq!(classify(&Method::GET, "/ops/players/uk-1/balance"), RouteClass::BackOffice);
-        assert_eq!(classify(&Method::POST, "/gaming/demo/bet"), RouteClass::Provider);
-        assert_eq!(classify(&Method::GET, "/readyz"), RouteClass::Open);
-        assert!(allowed(&Caller::Router, RouteClass::Player) && !allowed(&Caller::Router, RouteClass::BackOffice));
-        assert!(!allowed(&Caller::Cell("dk".into()), RouteClass::BackOffice));
-        assert!(!allowed(&Caller::Cell("dk".into()), RouteClass::Provider));
-        assert!(allowed(&Caller::Operator("drill"), RouteClass::BackOffice));
-        assert!(allowed(&Caller::Other, RouteClass::Provider) && !allowed(&Caller::Other, RouteClass::Player));
+    fn each_caller_reaches_its_own_routes_and_each_role_its_own() {
+        assert_eq!(access(&Method::GET, "/wallet/{player_id}/balance"), Some(Access::Player));
+        assert_eq!(access(&Method::POST, "/gaming/{provider}/{call}"), Some(Access::Provider));
+        assert_eq!(access(&Method::GET, "/readyz"), Some(Access::Open));
+        assert_eq!(access(&Method::PUT, "/readyz"), None, "the router's 405");
+        assert_eq!(access(&Method::HEAD, "/ops/ledger"), access(&Method::GET, "/ops/ledger"), "HEAD is GET");
+        assert_eq!(access(&Method::GET, "/ops/new"), Some(Access::BackOffice(&[])), "unlisted: admin only");
+        let Some(Access::BackOffice(credit)) = access(&Method::POST, "/wallet/credit") else { panic!("back office") };
+        assert!(granted(Role::Finance, credit, "uk") && granted(Role::Admin, credit, "uk"));
+        assert!(!granted(Role::Ops, credit, "uk") && !granted(Role::Compliance, credit, "uk"));
+        let Some(Access::BackOffice(audit)) = access(&Method::GET, "/audit/records") else { panic!("back office") };
+        assert!(granted(Role::Regulator(Jurisdiction::Uk), audit, "uk"));
+        assert!(!granted(Role::Regulator(Jurisdiction::Dk), audit, "uk"), "another jurisdiction's regulator");
+        assert!(!granted(Role::Finance, audit, "uk"));
+        let back_office = Access::BackOffice(&[]);
+        assert!(reaches(&Caller::Router, Access::Player) && !reaches(&Caller::Router, back_office));
+        assert!(!reaches(&Caller::Cell("dk".into()), back_office));
+        assert!(!reaches(&Caller::Cell("dk".into()), Access::Provider));
+        assert!(reaches(&Caller::Operator("drill"), back_office));
+        assert!(reaches(&Caller::Other, Access::Provider) && !reaches(&Caller::Other, Access::Player));
+    }
+
+    #[test]
+    fn the_readme_prints_the_table_that_is_enforced() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        assert!(
+            readme.contains(&markdown_table()),
+            "README.md's table of the cell's routes differs from cell::api::callers::ROUTES; paste this:\n{}",
+            markdown_table()
+        );
     }
 }

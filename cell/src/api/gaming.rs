@@ -24,7 +24,7 @@ pub async fn call(
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE { CellCode::BodyTooLarge } else { CellCode::BodyUnreadable };
         ApiError::new(r.status(), code, r.body_text())
     })?;
-    let rendered = d.gaming.call(&provider, &call, &headers, &body, s.event_context(&t)).await;
+    let rendered = d.gaming.call(&provider, &call, &headers, &body, s.event_context(&t, None)).await;
     let status = StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, [(header::CONTENT_TYPE, "application/json")], rendered.body).into_response();
     if rendered.replayed {

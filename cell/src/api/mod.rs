@@ -28,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
+use contracts::operators::OperatorRef;
 use contracts::CellCode;
 use contracts::ErrorBody;
 use serde::de::DeserializeOwned;
@@ -53,6 +54,8 @@ pub struct Domains {
     pub audit: Arc<crate::audit::Checkpointer>,
     pub sessions: Arc<crate::sessions::SessionSigner>,
     pub identity: Arc<crate::domains::identity::Identity>,
+    /// Checks the back office's operator tokens.
+    pub operators: Arc<crate::operators::OperatorTokens>,
     pub region: Arc<contracts::region::RegionConfig>,
     /// Where every domain reads the time.
     pub clock: Arc<dyn crate::clock::Clock>,
@@ -75,8 +78,10 @@ impl AppState {
         })
     }
 
-    fn event_context(&self, trace: &TraceId) -> EventContext {
-        EventContext { cell: self.cell.clone(), trace_id: trace.0.clone() }
+    /// What the events of a request carry: this cell, the trace, and on a back-office request the
+    /// operator (`callers::authorise` puts it in the request's extensions).
+    fn event_context(&self, trace: &TraceId, operator: Option<OperatorRef>) -> EventContext {
+        EventContext { cell: self.cell.clone(), trace_id: trace.0.clone(), operator }
     }
 }
 

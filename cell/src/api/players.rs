@@ -19,7 +19,7 @@ pub async fn register(
         return Err(ApiError::bad_request(CellCode::WeakPassword, weak));
     }
     let compliance = d.compliance.clone();
-    let ctx = s.event_context(&t);
+    let ctx = s.event_context(&t, None);
     let outcome = super::blocking(move || {
         // Hashed before the transaction: tens of milliseconds that a retried commit need not redo.
         let credential = crate::credentials::hash(request.password.expose());

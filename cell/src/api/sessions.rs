@@ -32,7 +32,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<SessionResponse>), ApiError> {
     let d = s.domains()?;
     let (request, _) = json_body::<SessionRequest>(body)?;
-    let (identity, ctx, address) = (d.identity.clone(), s.event_context(&t), client_address(&headers));
+    let (identity, ctx, address) = (d.identity.clone(), s.event_context(&t, None), client_address(&headers));
     let tokens = blocking(move || {
         let code = request.totp.as_deref();
         identity.login(&request.player_id, request.password.expose(), code, address.as_deref(), &ctx)

@@ -9,6 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::{Extension, Json};
 use bytes::Bytes;
+use contracts::operators::OperatorRef;
 use contracts::wallet::{BalanceResponse, HoldRequest, MovementReason, MovementRequest, SettleRequest};
 use contracts::CellCode;
 use contracts::{CountryCode, PlayerId};
@@ -54,6 +55,7 @@ fn location_gate(s: &AppState, headers: &HeaderMap, activity: Activity) -> Resul
 async fn mutation<T: serde::de::DeserializeOwned, C: LedgerCommand<Refusal = WalletError>>(
     s: &AppState,
     trace: &TraceId,
+    operator: Option<Extension<OperatorRef>>,
     route: &str,
     headers: &HeaderMap,
     body: Body,
@@ -65,41 +67,45 @@ async fn mutation<T: serde::de::DeserializeOwned, C: LedgerCommand<Refusal = Wal
     location_gate(s, headers, activity(&request))?;
     let location = headers.get("x-client-country").and_then(|v| CountryCode::new(v.to_str().ok()?).ok());
     let command = command(&d.ledger, request, location)?;
-    ledger_answer(d.ledger.execute(command, key, s.event_context(trace)).await)
+    ledger_answer(d.ledger.execute(command, key, s.event_context(trace, operator.map(|o| o.0))).await)
 }
 
 pub async fn credit(
     State(s): State<Arc<AppState>>,
     Extension(t): Extension<TraceId>,
+    operator: Option<Extension<OperatorRef>>,
     HeadersAndBody { headers: h, body }: HeadersAndBody,
 ) -> Result<Response, ApiError> {
     let deposit =
         |r: &MovementRequest| if r.reason == MovementReason::Deposit { Activity::Deposit } else { Activity::Other };
-    mutation::<MovementRequest, _>(&s, &t, "wallet.credit", &h, body, deposit, wallet::credit).await
+    mutation::<MovementRequest, _>(&s, &t, operator, "wallet.credit", &h, body, deposit, wallet::credit).await
 }
 
 pub async fn debit(
     State(s): State<Arc<AppState>>,
     Extension(t): Extension<TraceId>,
+    operator: Option<Extension<OperatorRef>>,
     HeadersAndBody { headers: h, body }: HeadersAndBody,
 ) -> Result<Response, ApiError> {
-    mutation::<MovementRequest, _>(&s, &t, "wallet.debit", &h, body, |_| Activity::Other, wallet::debit).await
+    mutation::<MovementRequest, _>(&s, &t, operator, "wallet.debit", &h, body, |_| Activity::Other, wallet::debit).await
 }
 
 pub async fn hold(
     State(s): State<Arc<AppState>>,
     Extension(t): Extension<TraceId>,
+    operator: Option<Extension<OperatorRef>>,
     HeadersAndBody { headers: h, body }: HeadersAndBody,
 ) -> Result<Response, ApiError> {
-    mutation::<HoldRequest, _>(&s, &t, "wallet.hold", &h, body, |_| Activity::Wagering, wallet::hold).await
+    mutation::<HoldRequest, _>(&s, &t, operator, "wallet.hold", &h, body, |_| Activity::Wagering, wallet::hold).await
 }
 
 pub async fn settle(
     State(s): State<Arc<AppState>>,
     Extension(t): Extension<TraceId>,
+    operator: Option<Extension<OperatorRef>>,
     HeadersAndBody { headers: h, body }: HeadersAndBody,
 ) -> Result<Response, ApiError> {
-    mutation::<SettleRequest, _>(&s, &t, "wallet.settle", &h, body, |_| Activity::Other, wallet::settle).await
+    mutation::<SettleRequest, _>(&s, &t, operator, "wallet.settle", &h, body, |_| Activity::Other, wallet::settle).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 const UK_REGION: &str = include_str!("../../../config/regions/uk.toml");
 
 pub(super) fn ctx() -> EventContext {
-    EventContext { cell: "uk".into(), trace_id: "bench".into() }
+    EventContext { cell: "uk".into(), trace_id: "bench".into(), operator: None }
 }
 
 pub(super) fn key(text: &str, route: &str) -> IdempotencyKey {
@@ -133,6 +133,19 @@ pub(super) fn config(
         store_faults: None,
         clock: crate::clock::system(),
     })
+}
+
+/// Makes the cell in `dir` trust a fresh operator-token key, as if global-control had issued it,
+/// and returns `Authorization` with an `finance` token of that key: the benchmarks drive the back
+/// office's wallet routes over HTTP as the back office would.
+pub(super) fn operator_authorization(dir: &std::path::Path) -> anyhow::Result<String> {
+    let key = ed25519_dalek::SigningKey::from_bytes(&rand::random());
+    let public = contracts::operators::OperatorKey::of(&key);
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(contracts::operators::KEY_FILE), serde_json::to_vec(&public)?)?;
+    let now = chrono::Utc::now().timestamp();
+    let (_, token) = contracts::operators::issue(&key, contracts::operators::Role::Finance, "tok_bench", now);
+    Ok(format!("Bearer {token}"))
 }
 
 /// Parses a count that must be at least 1 (players, connections, tasks): zero would leave nothing

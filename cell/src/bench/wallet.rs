@@ -96,6 +96,7 @@ async fn inprocess(
 
 async fn http(
     address: std::net::SocketAddr,
+    authorization: &str,
     players: usize,
     connections: usize,
     duration: Duration,
@@ -107,6 +108,7 @@ async fn http(
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..connections {
         let rounds = rounds.clone();
+        let authorization = authorization.to_owned();
         tasks.spawn(async move {
             let mut client = Client::connect(address).await?;
             let mut latencies = Vec::new();
@@ -116,7 +118,7 @@ async fn http(
                 let p = rand::rng().random_range(0..players);
                 let hold = format!(r#"{{"playerId":"uk-bench-{p}","roundId":"{tag}http-r{n}","betId":"b1","currency":"GBP","amount":"1.00"}}"#);
                 let t = Instant::now();
-                let held = client.post("/wallet/hold", &[("x-idempotency-key", &format!("{tag}http-h{n}"))], &hold).await;
+                let held = client.post("/wallet/hold", &[("x-idempotency-key", &format!("{tag}http-h{n}")), ("authorization", &authorization)], &hold).await;
                 latencies.push(t.elapsed().as_micros() as u32);
                 if held.is_err() {
                     failures += 1;
@@ -125,7 +127,7 @@ async fn http(
                 let delta = ["-1.00", "0.00", "1.00"][rand::rng().random_range(0..3)];
                 let settle = format!(r#"{{"roundId":"{tag}http-r{n}","operations":[{{"playerId":"uk-bench-{p}","delta":"{delta}","currency":"GBP"}}]}}"#);
                 let t = Instant::now();
-                let settled = client.post("/wallet/settle", &[("x-idempotency-key", &format!("{tag}http-s{n}"))], &settle).await;
+                let settled = client.post("/wallet/settle", &[("x-idempotency-key", &format!("{tag}http-s{n}")), ("authorization", &authorization)], &settle).await;
                 latencies.push(t.elapsed().as_micros() as u32);
                 failures += u64::from(settled.is_err());
             }
@@ -169,6 +171,7 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || cell.close()).await?;
 
     // 3. Over HTTP, the real server, group commit.
+    let authorization = super::operator_authorization(&dir)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -182,9 +185,11 @@ pub async fn wallet(args: WalletBenchArgs) -> anyhow::Result<()> {
     wait_ready(address).await?;
     settle_disk().await?;
     // Unmeasured first: the server opened the store cold (see `cell bench rounds`).
-    let warmup = http(address, args.players, args.connections, Duration::from_secs(args.warmup_seconds), "w").await?;
+    let warmup =
+        http(address, &authorization, args.players, args.connections, Duration::from_secs(args.warmup_seconds), "w")
+            .await?;
     let before = Stages::scrape(address).await?;
-    let mut over_http = http(address, args.players, args.connections, duration, "").await?;
+    let mut over_http = http(address, &authorization, args.players, args.connections, duration, "").await?;
     report("over HTTP", &mut over_http);
     eprintln!("{}", Stages::scrape(address).await?.since(&before));
     let _ = stop.send(());

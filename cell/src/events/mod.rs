@@ -25,6 +25,8 @@ pub const PAGE_EVENTS_MAX: usize = 1_000;
 pub struct EventContext {
     pub cell: String,
     pub trace_id: String,
+    /// The operator token's id and role, on a back-office request.
+    pub operator: Option<contracts::operators::OperatorRef>,
 }
 
 /// A UUIDv7 of instant `at`: time-ordered, with its random part from the thread's generator
@@ -204,13 +206,14 @@ mod tests {
     use contracts::{Amount, Currency, PlayerId};
 
     fn envelope() -> Envelope<WalletCredited> {
-        let ctx = EventContext { cell: "uk".into(), trace_id: "t1".into() };
+        let ctx = EventContext { cell: "uk".into(), trace_id: "t1".into(), operator: None };
         let payload = WalletCredited {
             player_id: PlayerId::new("uk-p1").unwrap(),
             currency: Currency::from_code("GBP").unwrap(),
             amount: Amount::at_scale(rust_decimal::Decimal::new(7, 0), 2),
             reason: MovementReason::Deposit,
             entry_id: "3".into(),
+            operator: None,
         };
         super::envelope(&ctx, payload, chrono::DateTime::UNIX_EPOCH)
     }

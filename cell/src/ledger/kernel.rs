@@ -296,6 +296,12 @@ impl KernelTx<'_> {
         (self.view.seq, self.view.last_ts)
     }
 
+    /// The operator whose token asked for this command, when the back office did: a back-office
+    /// write records it in its event.
+    pub fn operator(&self) -> Option<contracts::operators::OperatorRef> {
+        self.ctx.operator.clone()
+    }
+
     /// Appends an event to the audit chain and to the outbox, in the batch's transaction. The
     /// chain keeps the event's JSON; the outbox entry points at that record.
     pub fn event<P: contracts::events::EventPayload>(&mut self, payload: P) -> Result<(), StoreError> {

@@ -456,3 +456,29 @@ async fn idempotency_records_expire_after_their_window_and_a_later_replay_is_a_n
     assert_eq!((late.status, late.header("idempotent-replay")), (200, None));
     assert_eq!(c.balance("uk-kim").await["cash"], "10.00", "a replay after the window moves money again");
 }
+
+/// `cell::api::callers::ROUTES` is the table authorisation reads: every method it does not list
+/// for a pattern must not exist (405, never served without the table's check), and HEAD is
+/// checked as GET.
+#[tokio::test]
+async fn every_route_is_in_the_authorisation_table() {
+    use cell::api::callers::{Access, ROUTES};
+    let cell = TestCell::start("uk").await;
+    let c = cell.client();
+    let concrete = |pattern: &str| {
+        pattern.split('/').map(|s| if s.starts_with('{') { "uk-x" } else { s }).collect::<Vec<_>>().join("/")
+    };
+    for (_, pattern, _) in ROUTES {
+        let listed: Vec<&str> = ROUTES.iter().filter(|(_, p, _)| p == pattern).map(|(m, _, _)| *m).collect();
+        for method in ["GET", "POST", "PUT", "DELETE", "PATCH"].into_iter().filter(|m| !listed.contains(m)) {
+            let r = c.raw(method, &concrete(pattern), &[("authorization", "Bearer none")], Vec::new()).await.unwrap();
+            assert_eq!(r.status, 405, "{method} {pattern}: {}", String::from_utf8_lossy(&r.body));
+        }
+    }
+    for (method, pattern, access) in ROUTES {
+        if *method == "GET" && matches!(access, Access::BackOffice(_)) {
+            let r = c.raw("HEAD", &concrete(pattern), &[("authorization", "Bearer none")], Vec::new()).await.unwrap();
+            assert_eq!(r.status, 401, "HEAD {pattern} is the back office's GET");
+        }
+    }
+}

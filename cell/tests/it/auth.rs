@@ -164,6 +164,7 @@ async fn a_certificate_is_an_identity_not_a_pass() {
     let names = ["uk", "router", "dk", "drill", "provider-x"].map(str::to_owned);
     replication::tls::generate(tls.path(), &names).unwrap();
     let data = tempfile::tempdir().unwrap();
+    crate::harness::trust_test_operator_key(data.path());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let config = cell::server::CellConfig {
@@ -183,13 +184,16 @@ async fn a_certificate_is_an_identity_not_a_pass() {
     let server = tokio::spawn(cell::server::run(config, listener, async {
         let _ = stopped.await;
     }));
-    let post = |path: &str, key: &str, body: Value| {
+    let post_as = |path: &str, key: &str, body: Value, authorization: &str| {
         let body = body.to_string();
         format!(
-            "POST {path} HTTP/1.1\r\nhost: uk\r\nconnection: close\r\nx-idempotency-key: {key}\r\ncontent-length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nhost: uk\r\nconnection: close\r\nx-idempotency-key: {key}\r\n{authorization}content-length: {}\r\n\r\n{body}",
             body.len()
         )
     };
+    let post = |path: &str, key: &str, body: Value| post_as(path, key, body, "");
+    let bearer = |token: &str| format!("authorization: Bearer {token}\r\n");
+    let admin = format!("authorization: {}\r\n", crate::harness::admin_authorization());
     let ready = "GET /readyz HTTP/1.1\r\nhost: uk\r\nconnection: close\r\n\r\n";
     for _ in 0..500 {
         if tls_request(tls.path(), address, "router", ready).await.starts_with("HTTP/1.1 200") {
@@ -200,20 +204,71 @@ async fn a_certificate_is_an_identity_not_a_pass() {
     let register =
         json!({ "playerId": "uk-ann", "dateOfBirth": ADULT, "country": "GB", "currency": "GBP", "password": PASSWORD });
     let credit = json!({ "playerId": "uk-ann", "currency": "GBP", "amount": "1.00", "reason": "deposit" });
-    // The router reaches player routes, and no further.
+    // The router reaches player routes, and no further, whatever token it carries.
     assert!(tls_request(tls.path(), address, "router", &post("/players", "r1", register))
         .await
         .starts_with("HTTP/1.1 201"));
-    let by_router = tls_request(tls.path(), address, "router", &post("/wallet/credit", "c1", credit.clone())).await;
+    let by_router =
+        tls_request(tls.path(), address, "router", &post_as("/wallet/credit", "c1", credit.clone(), &admin)).await;
     assert!(by_router.starts_with("HTTP/1.1 403") && by_router.contains("FORBIDDEN"), "{by_router}");
     // Another cell moves no money here; a provider's certificate reaches provider calls only.
     for name in ["dk", "provider-x"] {
-        let answer = tls_request(tls.path(), address, name, &post("/wallet/credit", "c2", credit.clone())).await;
+        let answer =
+            tls_request(tls.path(), address, name, &post_as("/wallet/credit", "c2", credit.clone(), &admin)).await;
         assert!(answer.starts_with("HTTP/1.1 403"), "{name}: {answer}");
     }
-    // The back office's certificate does.
-    let by_operator = tls_request(tls.path(), address, "drill", &post("/wallet/credit", "c3", credit)).await;
-    assert!(by_operator.starts_with("HTTP/1.1 200"), "{by_operator}");
+    // The back office's certificate needs an operator token besides: none, a forged one (another
+    // key, `alg: none`, tampered, expired, a player's) is 401 and moves nothing.
+    let no_token = tls_request(tls.path(), address, "drill", &post("/wallet/credit", "c3", credit.clone())).await;
+    assert!(no_token.starts_with("HTTP/1.1 401") && no_token.contains("INVALID_OPERATOR_TOKEN"), "{no_token}");
+    let claims = |role: &str, exp: i64| json!({ "iss": "global-control", "sub": "tok_x", "jti": "opt_x", "role": role, "iat": 0, "exp": exp });
+    let ours = crate::harness::operator_signing_key();
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let valid = forge(&ours, "EdDSA", &claims("finance", i64::MAX / 2));
+    let (head, rest) = valid.split_once('.').unwrap();
+    let (_, signature) = rest.split_once('.').unwrap();
+    let tampered = format!("{head}.{}.{signature}", B64.encode(claims("admin", i64::MAX / 2).to_string()));
+    let forged = [
+        forge(&stranger, "EdDSA", &claims("admin", i64::MAX / 2)),
+        forge(&ours, "none", &claims("admin", i64::MAX / 2)),
+        tampered,
+        forge(&ours, "EdDSA", &claims("admin", 1)),
+        forge(&ours, "EdDSA", &json!({ "sub": "uk-ann", "cell": "uk", "sid": "s", "iat": 0, "exp": i64::MAX / 2 })),
+    ];
+    for (n, token) in forged.iter().enumerate() {
+        let answer =
+            tls_request(tls.path(), address, "drill", &post_as("/wallet/credit", "c4", credit.clone(), &bearer(token)))
+                .await;
+        assert!(
+            answer.starts_with("HTTP/1.1 401") && answer.contains("INVALID_OPERATOR_TOKEN"),
+            "forged #{n}: {answer}"
+        );
+    }
+    // A valid token of a role the route does not grant: 403.
+    let ops = crate::harness::operator_token(contracts::operators::Role::Ops);
+    let wrong_role =
+        tls_request(tls.path(), address, "drill", &post_as("/wallet/credit", "c5", credit.clone(), &bearer(&ops)))
+            .await;
+    assert!(wrong_role.starts_with("HTTP/1.1 403") && wrong_role.contains("finance"), "{wrong_role}");
+    // Finance moves money, and its event names the token and the role.
+    let by_finance =
+        tls_request(tls.path(), address, "drill", &post_as("/wallet/credit", "c6", credit, &bearer(&valid))).await;
+    assert!(by_finance.starts_with("HTTP/1.1 200"), "{by_finance}");
+    let get_as = |path: &str, token: &str| {
+        format!("GET {path} HTTP/1.1\r\nhost: uk\r\nconnection: close\r\nauthorization: Bearer {token}\r\n\r\n")
+    };
+    let events = tls_request(tls.path(), address, "drill", &get_as("/events?limit=100", &ops)).await;
+    let body: Value = serde_json::from_str(events.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let credited: Vec<&Value> =
+        body["events"].as_array().unwrap().iter().filter(|e| e["event"] == "wallet.credited").collect();
+    assert_eq!(credited.len(), 1, "one credit moved: {body}");
+    assert_eq!(credited[0]["payload"]["operator"], json!({ "tokenId": "opt_x", "role": "finance" }));
+    // A regulator reads its own jurisdiction's audit trail, not another's.
+    for (regulator, status) in [("regulator:UK", "200"), ("regulator:DK", "403")] {
+        let token = crate::harness::operator_token(contracts::operators::Role::parse(regulator).unwrap());
+        let answer = tls_request(tls.path(), address, "drill", &get_as("/audit/verify", &token)).await;
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{regulator}: {answer}");
+    }
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }

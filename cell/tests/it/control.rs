@@ -462,10 +462,11 @@ async fn a_cell_takes_a_snapshot_from_a_control_plane_with_another_history() {
     let tls = certificates(root.path(), &["uk"]);
     let mut first = ControlPlane::start(root.path(), &tls).await;
     let uk = CellProcess::start("uk", root.path(), &tls, first.quic).await;
+    let mut first_last = 0;
     for key in ["old-a", "old-b"] {
-        first.put_flag(key, true, json!([])).await;
+        first_last = first.put_flag(key, true, json!([])).await;
     }
-    uk.until("flag=old-b", "the first history", |v| v["version"] == 2).await;
+    uk.until("flag=old-b", "the first history", |v| v["version"] == first_last).await;
     first.kill();
 
     let mut second = ControlPlane {
@@ -484,4 +485,42 @@ async fn a_cell_takes_a_snapshot_from_a_control_plane_with_another_history() {
     assert_eq!(got["value"], true);
     let old = uk.evaluate("flag=old-a").await;
     assert_eq!(old["errorCode"], "FLAG_NOT_FOUND", "a flag of the replaced history survived: {old}");
+}
+
+/// Operator tokens: a cell that has never synced and has no bootstrap key refuses every one; once
+/// synced it accepts those global-control issues (its key came over the sync), and still refuses
+/// one signed with any other key.
+#[tokio::test]
+async fn the_back_office_takes_the_operator_tokens_of_the_control_plane_it_syncs_with() {
+    let root = tempfile::tempdir().unwrap();
+    let tls = certificates(root.path(), &["uk"]);
+    let control = ControlPlane::start(root.path(), &tls).await;
+    let uk = CellProcess::start("uk", root.path(), &tls, control.quic).await;
+    let issued = control.call("POST", "/operator-tokens", json!({ "role": "finance" })).await;
+    assert_eq!(issued.status, 201, "{}", String::from_utf8_lossy(&issued.body));
+    let token = issued.json()["token"].as_str().unwrap().to_owned();
+    // The control plane's certificate is an operator tool's: with a token, it reaches the back office.
+    let back_office = Arc::new(replication::tls::client_config(&tls, "control", "uk").unwrap());
+    let ledger = |token: String| {
+        let back_office = back_office.clone();
+        async move {
+            let bearer = format!("Bearer {token}");
+            request(uk.address, Some(back_office), "GET", "/ops/ledger", &[("authorization", &bearer)], None)
+                .await
+                .unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = ledger(token.clone()).await;
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.json()["code"], "INVALID_OPERATOR_TOKEN", "before the key arrives");
+        assert!(Instant::now() < deadline, "the synced key never verified the token");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stranger = crate::harness::operator_token(contracts::operators::Role::Admin);
+    let r = ledger(stranger).await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (401, Some("INVALID_OPERATOR_TOKEN")));
 }

@@ -108,6 +108,47 @@ impl TestCell {
     }
 }
 
+/// The key the tests' global-control signs operator tokens with: every test cell's data directory
+/// holds its public half as the bootstrap key.
+pub fn operator_signing_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[42; 32])
+}
+
+/// An operator token for `role` signed with the tests' key, valid at any time a test's clock
+/// reaches (tests move clocks by years).
+pub fn operator_token(role: contracts::operators::Role) -> String {
+    let claims = contracts::operators::OperatorClaims {
+        iss: contracts::operators::ISSUER.into(),
+        sub: "tok_tests".into(),
+        jti: format!("opt_tests_{role}"),
+        role,
+        iat: 0,
+        exp: i64::MAX / 2,
+    };
+    let key = operator_signing_key();
+    contracts::sessions::sign_jwt(&claims, &contracts::operators::OperatorKey::of(&key).id, &key)
+}
+
+/// Makes the cell whose data directory is `dir` accept [`operator_token`]s (its bootstrap key).
+pub fn trust_test_operator_key(dir: &Path) {
+    let key = contracts::operators::OperatorKey::of(&operator_signing_key());
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(contracts::operators::KEY_FILE), serde_json::to_vec(&key).unwrap()).unwrap();
+}
+
+/// Whether `path` is one of the back office's (`cell::api::callers::ROUTES`), by its prefix.
+pub fn is_back_office(path: &str) -> bool {
+    ["/wallet/credit", "/wallet/debit", "/wallet/hold", "/wallet/settle", "/ops/", "/audit/", "/events"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
+}
+
+/// `Authorization` with the tests' admin operator token.
+pub fn admin_authorization() -> &'static str {
+    static HEADER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HEADER.get_or_init(|| format!("Bearer {}", operator_token(contracts::operators::Role::Admin)))
+}
+
 async fn serve(
     cell: &str,
     dir: &Path,
@@ -118,6 +159,7 @@ async fn serve(
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
+    trust_test_operator_key(dir);
     let config = CellConfig {
         region: RegionConfig::from_file(&region_path(cell)).unwrap(),
         data_dir: dir.to_owned(),
@@ -167,6 +209,8 @@ impl Reply {
     }
 }
 
+/// Sends the tests' admin operator token on every back-office request that does not carry its
+/// own `Authorization` (a test's chosen token).
 #[derive(Clone, Copy)]
 pub struct Client {
     pub address: SocketAddr,
@@ -187,6 +231,9 @@ impl Client {
         let mut request = hyper::Request::builder().method(method).uri(path).header("host", "cell");
         for (k, v) in headers {
             request = request.header(*k, *v);
+        }
+        if is_back_office(path) && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
+            request = request.header("authorization", admin_authorization());
         }
         let response = sender.send_request(request.body(Full::new(Bytes::from(body)))?).await?;
         let status = response.status().as_u16();

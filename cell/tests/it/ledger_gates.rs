@@ -55,7 +55,7 @@ impl Gate for Recorder {
 }
 
 fn ctx() -> EventContext {
-    EventContext { cell: "uk".into(), trace_id: "gates".into() }
+    EventContext { cell: "uk".into(), trace_id: "gates".into(), operator: None }
 }
 
 fn key(name: &str) -> IdempotencyKey {

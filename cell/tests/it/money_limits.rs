@@ -164,7 +164,7 @@ async fn operations_batched_with_a_panicking_one_are_not_lost() {
             password: contracts::players::Password(String::new()),
         };
         let key = IdempotencyKey::new(&format!("reg-{i}"), "players.register", &serde_json::Value::Null).unwrap();
-        let ctx = cell::events::EventContext { cell: "uk".into(), trace_id: "t".into() };
+        let ctx = cell::events::EventContext { cell: "uk".into(), trace_id: "t".into(), operator: None };
         compliance.player_register(request, None, &key, &ctx).unwrap();
     }
     let faults = FaultConfig { panic_on_key: Some(POISON_ENTRY), ..Default::default() };
@@ -180,7 +180,7 @@ async fn operations_batched_with_a_panicking_one_are_not_lost() {
     };
     let submit = |command: Movement, key: String| {
         let wallet = wallet.clone();
-        let ctx = cell::events::EventContext { cell: "uk".into(), trace_id: "t".into() };
+        let ctx = cell::events::EventContext { cell: "uk".into(), trace_id: "t".into(), operator: None };
         let key = IdempotencyKey::new(&key, "credit", &serde_json::Value::String(format!("{command:?}"))).unwrap();
         async move { wallet.execute(command, key, ctx).await }
     };
@@ -226,7 +226,7 @@ async fn refusals_beneath_the_routes_are_json_too() {
         cell.address,
         Some(("DELETE", "/wallet/credit")),
         "/wallet/credit",
-        "",
+        &format!("Authorization: {}\r\n", crate::harness::admin_authorization()),
     )
     .await;
     assert_eq!(probed, Ok(()));

@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn spawn(dir: &std::path::Path, port: u16) -> Child {
+    crate::harness::trust_test_operator_key(dir);
     Command::new(env!("CARGO_BIN_EXE_cell"))
         .args(["serve", "--region"])
         .arg(region_path("uk"))

@@ -158,7 +158,7 @@ fn player(i: u8) -> PlayerId {
 }
 
 fn ctx() -> EventContext {
-    EventContext { cell: "uk".into(), trace_id: "proptest".into() }
+    EventContext { cell: "uk".into(), trace_id: "proptest".into(), operator: None }
 }
 
 fn key(n: usize, command: &impl std::fmt::Debug) -> IdempotencyKey {

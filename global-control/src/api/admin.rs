@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use contracts::operators::{OperatorTokenRequest, OperatorTokenResponse};
 use contracts::ControlCode;
 use contracts::Jurisdiction;
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,25 @@ pub async fn token_revoke(
     } else {
         Err(ControlError::NotFound { code: ControlCode::TokenNotFound, what: "token", id }.into())
     }
+}
+
+/// `POST /operator-tokens {role}`: a short-lived token for a cell's back office, signed with
+/// global-control's key. The caller's API token must hold the role (or admin); the token is logged
+/// by its id, never itself.
+pub async fn operator_token(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<OperatorTokenResponse>), ApiError> {
+    // Authenticate before reading the body, so a caller without a token learns nothing from it.
+    super::authenticate(&s, &headers)?;
+    let request: OperatorTokenRequest = json_body(body)?;
+    let who = authorize(&s, &headers, Permission::OperatorToken(request.role))?;
+    let (claims, token) = contracts::operators::issue(&s.operator_key, request.role, &who.id, super::unix_now());
+    tracing::info!(token = %claims.jti, role = %claims.role, by = %who.actor(), "operator token issued");
+    let response =
+        OperatorTokenResponse { token, token_id: claims.jti, role: claims.role, expires_in: claims.exp - claims.iat };
+    Ok((StatusCode::CREATED, Json(response)))
 }
 
 /// A connected cell's sync session.

@@ -40,6 +40,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Wrong or missing tokens, per address (see [`throttle_token_failures`]).
     pub token_failures: TokenFailures,
+    /// Signs operator tokens (`POST /operator-tokens`).
+    pub operator_key: ed25519_dalek::SigningKey,
 }
 
 /// Failed authentications per client address: past [`TOKEN_FAILURES_MAX`] in a minute, the
@@ -135,15 +137,7 @@ impl IntoResponse for ApiError {
 
 /// The caller, if its token grants `permission`: 401 without a (known) token, 403 without the role.
 fn authorize(state: &AppState, headers: &HeaderMap, permission: Permission) -> Result<Principal, ApiError> {
-    let secret = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .ok_or(ControlError::Unauthenticated)?;
-    let principal =
-        rbac::authenticate(&state.store, secret).map_err(ControlError::from)?.ok_or(ControlError::Unauthenticated)?;
+    let principal = authenticate(state, headers)?;
     if !principal.may(permission) {
         let roles: Vec<String> = principal.roles.iter().map(|r| r.to_string()).collect();
         let needed = permission.granted_by().join(", ");
@@ -155,6 +149,18 @@ fn authorize(state: &AppState, headers: &HeaderMap, permission: Permission) -> R
         return Err(ControlError::Forbidden(message).into());
     }
     Ok(principal)
+}
+
+/// The caller its bearer token names: 401 without a (known) token.
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let secret = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or(ControlError::Unauthenticated)?;
+    Ok(rbac::authenticate(&state.store, secret).map_err(ControlError::from)?.ok_or(ControlError::Unauthenticated)?)
 }
 
 /// Parses a JSON body into `T`, refusing with a precise message (and writing nothing).
@@ -233,6 +239,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/exports/{jurisdiction}", get(admin::exports))
         .route("/tokens", post(admin::token_create).get(admin::token_list))
         .route("/tokens/{id}", axum::routing::delete(admin::token_revoke))
+        .route("/operator-tokens", post(admin::operator_token))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))

@@ -4,6 +4,7 @@ use axum::Json;
 use contracts::catalog::{Game, GamePutRequest, Provider, ProviderPutRequest};
 use contracts::changes::{ChangePage, ChangeRecord};
 use contracts::flags::{ChangeReason, EvaluationContext, EvaluationResult, Flag, FlagLock, FlagPutRequest};
+use contracts::operators::{OperatorTokenRequest, OperatorTokenResponse};
 use contracts::ErrorBody;
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
@@ -57,6 +58,8 @@ fn build() -> Value {
     let provider_put = schema::<ProviderPutRequest>(&mut g);
     let game = schema::<Game>(&mut g);
     let game_put = schema::<GamePutRequest>(&mut g);
+    let operator_request = schema::<OperatorTokenRequest>(&mut g);
+    let operator_response = schema::<OperatorTokenResponse>(&mut g);
     let any = json!({ "type": "object" });
     let list = |item: &Value| json!({ "type": "array", "items": item });
     let paged = json!([
@@ -94,9 +97,10 @@ fn build() -> Value {
         "/cells": { "get": op("Cells connected over QUIC sync, with the versions sent and acknowledged", "ops, admin", None, ("200", any.clone()), &[], &e) },
         "/exports/{jurisdiction}": { "parameters": path_param("jurisdiction"), "get": op("A jurisdiction's signed exports: not built yet, so 501 NOT_IMPLEMENTED (the exports issue fills this)", "regulator:<that jurisdiction>, admin", None, ("200", list(&any)), &["404", "501"], &e) },
         "/tokens": {
-            "post": op("Create an API token; the secret appears only in this answer", "admin", Some(json!({ "type": "object", "required": ["name", "roles"], "properties": { "name": { "type": "string" }, "roles": { "type": "array", "items": { "type": "string", "description": "admin | product | catalog | ops | regulator:<UK|MT|DK|SE|ES>" } } } })), ("201", any.clone()), &["400"], &e),
+            "post": op("Create an API token; the secret appears only in this answer", "admin", Some(json!({ "type": "object", "required": ["name", "roles"], "properties": { "name": { "type": "string" }, "roles": { "type": "array", "items": { "type": "string", "description": "admin | product | catalog | ops | finance | compliance | regulator:<UK|MT|DK|SE|ES>" } } } })), ("201", any.clone()), &["400"], &e),
             "get": op("Every token (never a secret)", "admin", None, ("200", list(&any)), &[], &e)
         },
+        "/operator-tokens": { "post": op("A 15-minute operator token for a cell's back office, for one role, signed with global-control's Ed25519 key", "that role, admin", Some(operator_request), ("201", operator_response), &["400"], &e) },
         "/tokens/{id}": { "parameters": path_param("id"), "delete": op("Revoke a token", "admin", None, ("204", any), &["404"], &e) },
         "/healthz": { "get": { "summary": "Liveness", "responses": { "200": { "description": "alive" } } } },
         "/readyz": { "get": { "summary": "Readiness", "responses": { "200": { "description": "ready" } } } },

@@ -155,7 +155,7 @@ async fn rbac_matrix() {
     let tls = certs(dir.path());
     let control = Control::start(&dir.path().join("control"), &tls);
     let mut tokens = std::collections::BTreeMap::new();
-    for role in ["product", "catalog", "ops", "regulator:UK", "admin"] {
+    for role in ["product", "catalog", "ops", "finance", "compliance", "regulator:UK", "admin"] {
         let (status, created) =
             control.call("POST", "/tokens", Some(ADMIN), Some(json!({"name": role, "roles": [role]}))).await;
         assert_eq!(status, 201, "{created}");
@@ -173,19 +173,38 @@ async fn rbac_matrix() {
         ("exports UK", "GET", "/exports/UK", None, &["regulator:UK", "admin"]),
         ("exports MT", "GET", "/exports/MT", None, &["admin"]),
         ("tokens", "GET", "/tokens", None, &["admin"]),
+        (
+            "operator token: finance",
+            "POST",
+            "/operator-tokens",
+            Some(json!({"role": "finance"})),
+            &["finance", "admin"],
+        ),
+        ("operator token: ops", "POST", "/operator-tokens", Some(json!({"role": "ops"})), &["ops", "admin"]),
+        ("operator token: admin", "POST", "/operator-tokens", Some(json!({"role": "admin"})), &["admin"]),
+        (
+            "operator token: UK's regulator",
+            "POST",
+            "/operator-tokens",
+            Some(json!({"role": "regulator:UK"})),
+            &["regulator:UK", "admin"],
+        ),
     ];
-    for (class, method, path, body, allowed) in &classes {
-        let (status, error) = control.call(method, path, None, body.clone()).await;
-        assert_eq!((status, error["code"].as_str()), (401, Some("UNAUTHENTICATED")), "{class} without a token");
-        let (status, _) = control.call(method, path, Some("gct_not_a_token"), body.clone()).await;
-        assert_eq!(status, 401, "{class} with an unknown token");
+    for (n, (class, method, path, body, allowed)) in classes.iter().enumerate() {
+        // No token, or an unknown one, by turns: more than 20 a minute from one address would be
+        // throttled (429 AUTH_THROTTLED).
+        let (token, what) =
+            if n % 2 == 0 { (None, "without a token") } else { (Some("gct_not_a_token"), "with an unknown token") };
+        let (status, error) = control.call(method, path, token, body.clone()).await;
+        assert_eq!((status, error["code"].as_str()), (401, Some("UNAUTHENTICATED")), "{class} {what}");
         for (role, token) in &tokens {
             let (status, answer) = control.call(method, path, Some(token), body.clone()).await;
             if allowed.contains(role) && path.starts_with("/exports/") {
                 // Allowed, and told plainly that exports do not exist yet: not an empty filing.
                 assert_eq!((status, answer["code"].as_str()), (501, Some("NOT_IMPLEMENTED")), "{class} as {role}");
             } else if allowed.contains(role) {
-                assert!(status == 200, "{class} as {role}: {status} {answer}");
+                let created = *method == "POST";
+                assert!(status == if created { 201 } else { 200 }, "{class} as {role}: {status} {answer}");
             } else {
                 assert_eq!((status, answer["code"].as_str()), (403, Some("FORBIDDEN")), "{class} as {role}: {answer}");
                 let message = answer["message"].as_str().unwrap();
@@ -194,6 +213,19 @@ async fn rbac_matrix() {
             }
         }
     }
+    // An operator token verifies with the public key global-control wrote beside its data, for
+    // the role asked, for 15 minutes; a role that does not exist is 400.
+    let (status, issued) =
+        control.call("POST", "/operator-tokens", Some(&tokens["finance"]), Some(json!({"role": "finance"}))).await;
+    assert_eq!(status, 201, "{issued}");
+    let key_file = dir.path().join("control").join(contracts::operators::KEY_FILE);
+    let key: contracts::operators::OperatorKey = serde_json::from_slice(&std::fs::read(&key_file).unwrap()).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let claims = contracts::operators::verify(issued["token"].as_str().unwrap(), now, &[key]).unwrap();
+    assert_eq!(claims.role, contracts::operators::Role::Finance);
+    assert_eq!((claims.jti.as_str(), issued["expiresIn"].as_i64()), (issued["tokenId"].as_str().unwrap(), Some(900)));
+    let (status, error) = control.call("POST", "/operator-tokens", Some(ADMIN), Some(json!({"role": "root"}))).await;
+    assert_eq!((status, error["code"].as_str()), (400, Some("INVALID_REQUEST")), "{error}");
     // A country code is not a jurisdiction; the one that differs is named.
     let (status, error) = control.call("GET", "/exports/GB", Some(ADMIN), None).await;
     assert_eq!((status, error["code"].as_str()), (404, Some("JURISDICTION_NOT_FOUND")));
@@ -231,7 +263,8 @@ async fn regulatory_locks_refuse_changes_and_bad_input_writes_nothing() {
         .call("PUT", "/flags/autoplay", Some(ADMIN), Some(boolean_flag("on", uk_off, "autoplay outside the UK")))
         .await;
     assert_eq!(status, 200, "{flag}");
-    assert_eq!(flag["version"], 1, "refusals wrote nothing");
+    // Version 1 is the operator-token key global-control publishes at its first start.
+    assert_eq!(flag["version"], 2, "refusals wrote nothing");
     let (_, uk) = control
         .call("POST", "/flags/autoplay/evaluate", Some(ADMIN), Some(json!({"region": "uk", "playerId": "p"})))
         .await;
@@ -256,7 +289,7 @@ async fn regulatory_locks_refuse_changes_and_bad_input_writes_nothing() {
     assert_eq!((status, error["code"].as_str()), (400, Some("MALFORMED_JSON")), "{error}");
     assert!(error["message"].as_str().unwrap().contains("\"reason\""), "{error}");
     let (_, changes) = control.call("GET", "/changes", Some(ADMIN), None).await;
-    assert_eq!(changes["records"].as_array().unwrap().len(), 1, "{changes}");
+    assert_eq!(changes["records"].as_array().unwrap().len(), 2, "the operator key and the flag: {changes}");
     // Catalog: only where certified; provider must exist.
     let game = |available: &str| json!({"game": {"id": "pragmatic:sweet-bonanza", "providerId": "pragmatic", "name": "Sweet Bonanza", "type": "slots", "rtp": "96.48", "certifiedJurisdictions": ["UK", "MT"], "availableJurisdictions": [available]}, "reason": "launch"});
     let (status, e) =
@@ -313,7 +346,7 @@ async fn malformed_and_oversized_frames_close_the_stream_and_change_nothing() {
     }
     // Nothing changed, and an honest subscriber still syncs.
     let (_, changes) = control.call("GET", "/changes", Some(ADMIN), None).await;
-    assert_eq!(changes["records"].as_array().unwrap().len(), 1);
+    assert_eq!(changes["records"].as_array().unwrap().len(), 2, "the operator key and the flag");
     let sub = Subscriber::start(&tls, "uk", "uk", control.quic, dir.path().join("uk.json"));
     sub.converged(1, CONVERGE).await;
 }

@@ -163,6 +163,10 @@ impl SyncSink for FileSink {
                 "providerDelete" => {
                     state["providers"].as_object_mut().unwrap().remove(c["id"].as_str().unwrap());
                 }
+                "operatorKeyPut" => state["operatorKeys"][c["key"]["id"].as_str().unwrap()] = c["key"].clone(),
+                "operatorKeyDelete" => {
+                    state["operatorKeys"].as_object_mut().unwrap().remove(c["id"].as_str().unwrap());
+                }
                 other => return Err(SinkError(format!("unknown change {other}"))),
             }
         }

@@ -66,7 +66,20 @@ impl Reply {
 pub struct Http {
     plain: Plain,
     cells: Arc<BTreeMap<String, Tls>>,
+    /// Where the back office's operator token comes from, once known ([`Http::operator_tokens`]).
+    operator: Arc<tokio::sync::Mutex<Option<OperatorTokens>>>,
 }
+
+/// An admin operator token from global-control, asked for with the drill's API token and asked
+/// for again a minute before it expires.
+struct OperatorTokens {
+    control: String,
+    api_token: String,
+    current: Option<(String, tokio::time::Instant)>,
+}
+
+/// How long before its expiry an operator token is replaced.
+const OPERATOR_TOKEN_MARGIN: Duration = Duration::from_secs(60);
 
 impl Http {
     /// `tls_dir`: `None` when cells serve plain HTTP.
@@ -85,7 +98,51 @@ impl Http {
                 cells.insert(id.clone(), Client::builder(TokioExecutor::new()).build(https));
             }
         }
-        Ok(Http { plain, cells: Arc::new(cells) })
+        Ok(Http { plain, cells: Arc::new(cells), operator: Default::default() })
+    }
+
+    /// From now on, requests to cells without their own `Authorization` carry an `admin` operator
+    /// token that global-control at `control` (its base URL) issues for the API token `api_token`.
+    pub async fn operator_tokens(&self, control: &str, api_token: &str) {
+        let source = OperatorTokens { control: control.to_owned(), api_token: api_token.to_owned(), current: None };
+        *self.operator.lock().await = Some(source);
+    }
+
+    /// `Authorization` for the back office: the current operator token, asked for anew when it
+    /// is about to expire.
+    async fn operator_authorization(&self) -> anyhow::Result<Option<String>> {
+        let mut guard = self.operator.lock().await;
+        let Some(source) = guard.as_mut() else { return Ok(None) };
+        let now = tokio::time::Instant::now();
+        if let Some((token, renew_at)) = &source.current {
+            if now < *renew_at {
+                return Ok(Some(format!("Bearer {token}")));
+            }
+        }
+        let bearer = format!("Bearer {}", source.api_token);
+        let body = serde_json::to_vec(&contracts::operators::OperatorTokenRequest {
+            role: contracts::operators::Role::Admin,
+        })?;
+        let request = hyper::Request::builder()
+            .method("POST")
+            .uri(format!("{}/operator-tokens", source.control))
+            .header("authorization", bearer)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.plain.request(request))
+            .await
+            .context("global-control did not answer POST /operator-tokens in time")??;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        anyhow::ensure!(
+            status == hyper::StatusCode::CREATED,
+            "POST /operator-tokens answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let issued: contracts::operators::OperatorTokenResponse = serde_json::from_slice(&body)?;
+        let lifetime = Duration::from_secs(issued.expires_in.max(0) as u64);
+        source.current = Some((issued.token.clone(), now + lifetime.saturating_sub(OPERATOR_TOKEN_MARGIN)));
+        Ok(Some(format!("Bearer {}", issued.token)))
     }
 
     /// Sends one request. `cell`: the cell id an `https://` URL must belong to.
@@ -100,6 +157,12 @@ impl Http {
         let mut builder = hyper::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             builder = builder.header(*k, *v);
+        }
+        // A cell's back office takes the drill's certificate and an operator token.
+        if url.starts_with("https://") && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
+            if let Some(authorization) = self.operator_authorization().await? {
+                builder = builder.header("authorization", authorization);
+            }
         }
         if body.is_some() {
             builder = builder.header("content-type", "application/json");

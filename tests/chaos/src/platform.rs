@@ -450,13 +450,25 @@ impl Platform {
         processes.insert(Role::Router, Process::new("router", &spec.bins.router, router_args, vec![], &logs));
 
         let mut platform = Platform { spec, regions, processes, http, tls_dir, cells_follow_control };
-        let backends: Vec<Role> = std::iter::once(Role::Control)
-            .chain(platform.processes.keys().filter(|r| matches!(r, Role::Primary(_) | Role::Standby(_))).cloned())
-            .collect();
-        for role in &backends {
+        // Global-control first: its operator-token key goes into every cell's data directory, so
+        // cells take the drill's operator tokens before their first sync (standbys follow no
+        // control plane yet, so for them it is the only key).
+        platform.process(&Role::Control)?.spawn()?;
+        platform.wait_ready(&Role::Control).await?;
+        let key = platform.spec.data_dir.join("control").join(contracts::operators::KEY_FILE);
+        let cells = platform.cell_roles();
+        for role in &cells {
+            let dir = platform.spec.data_dir.join(role.to_string());
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            std::fs::copy(&key, dir.join(contracts::operators::KEY_FILE)).with_context(|| {
+                format!("copy global-control's operator key {} to {}", key.display(), dir.display())
+            })?;
+        }
+        platform.http.operator_tokens(&platform.url(&Role::Control), &platform.spec.admin_token).await;
+        for role in &cells {
             platform.process(role)?.spawn()?;
         }
-        for role in &backends {
+        for role in &cells {
             platform.wait_ready(role).await?;
         }
         // The router last, once every cell is ready: its first health checks then find them up,

@@ -1,5 +1,5 @@
 //! Catalog and flags: this cell's copy of what the control plane publishes (flags, providers,
-//! games), kept in its own store so the cell goes on serving them when the control plane is gone.
+//! games, and the keys of its operator tokens), kept in its own store so the cell goes on serving them when the control plane is gone.
 //!
 //! The copy is written only by sync ([`CatalogSink`], driven by `replication::sync::run_client`):
 //! each change set is applied in one transaction together with the version it brings the copy
@@ -13,6 +13,7 @@
 //! ("flag", key)     -> Flag
 //! ("provider", id)  -> Provider
 //! ("game", id)      -> Game
+//! ("operator-key", id) -> OperatorKey
 //! ```
 
 use crate::store::{subspaces, transact, Store, StoreError, Transaction};
@@ -20,6 +21,7 @@ use chrono::{DateTime, Utc};
 use contracts::catalog::{Game, Provider};
 use contracts::changes::Change;
 use contracts::flags::{self, EvaluationContext, EvaluationResult, Flag, FlagKind};
+use contracts::operators::OperatorKey;
 use contracts::region::RegionConfig;
 use replication::sync::{ChangeSet, SyncSink, SyncStatus};
 use serde::de::DeserializeOwned;
@@ -27,6 +29,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
+
+/// The kind under which operator-token keys are kept.
+const OPERATOR_KEY: &str = "operator-key";
 
 fn version_key() -> Vec<u8> {
     subspaces::catalog().pack(&("version",))
@@ -56,6 +61,7 @@ struct View {
     flags: BTreeMap<String, Flag>,
     providers: BTreeMap<String, Provider>,
     games: BTreeMap<String, Game>,
+    operator_keys: BTreeMap<String, OperatorKey>,
 }
 
 impl View {
@@ -82,6 +88,12 @@ impl View {
                 Change::GameDelete { id } => {
                     next.games.remove(id.as_str());
                 }
+                Change::OperatorKeyPut { key } => {
+                    next.operator_keys.insert(key.id.clone(), key.clone());
+                }
+                Change::OperatorKeyDelete { id } => {
+                    next.operator_keys.remove(id);
+                }
             }
         }
         next.version = set.version;
@@ -96,7 +108,9 @@ impl View {
             },
             ..View::default()
         };
-        for (kind, what) in [("flag", "flag"), ("provider", "provider"), ("game", "game")] {
+        for (kind, what) in
+            [("flag", "flag"), ("provider", "provider"), ("game", "game"), (OPERATOR_KEY, "operator key")]
+        {
             let (begin, end) = subspaces::catalog().subspace(&kind).range();
             for (_, value) in tx.get_range(&begin, &end, usize::MAX, false)? {
                 match kind {
@@ -107,6 +121,10 @@ impl View {
                     "provider" => {
                         let p: Provider = decode(what, &value)?;
                         view.providers.insert(p.id.as_str().to_owned(), p);
+                    }
+                    OPERATOR_KEY => {
+                        let k: OperatorKey = decode(what, &value)?;
+                        view.operator_keys.insert(k.id.clone(), k);
                     }
                     _ => {
                         let g: Game = decode(what, &value)?;
@@ -176,6 +194,13 @@ impl Catalog {
         self.view().version
     }
 
+    /// The keys the control plane signs operator tokens with, once this cell has synced (`None`
+    /// before: the caller falls back to the bootstrap key in the data directory).
+    pub fn operator_keys(&self) -> Option<Vec<OperatorKey>> {
+        let view = self.view();
+        (view.version > 0).then(|| view.operator_keys.values().cloned().collect())
+    }
+
     /// Evaluates `flag` locally for `ctx`; the region is always this cell, whatever the caller said.
     pub fn evaluate(
         &self,
@@ -236,7 +261,7 @@ impl Catalog {
         if set.snapshot {
             // The store has no range clear (FoundationDB's has; ours keeps the interface small),
             // and a catalog is thousands of keys, not millions.
-            for kind in ["flag", "provider", "game"] {
+            for kind in ["flag", "provider", "game", OPERATOR_KEY] {
                 let (begin, end) = subspaces::catalog().subspace(&kind).range();
                 for (k, _) in tx.get_range(&begin, &end, usize::MAX, false)? {
                     tx.clear(&k)?;
@@ -260,6 +285,8 @@ impl Catalog {
                 Change::ProviderDelete { id } => tx.clear(&key("provider", id.as_str()))?,
                 Change::GamePut { game } => tx.set(&key("game", game.id.as_str()), &encode(game))?,
                 Change::GameDelete { id } => tx.clear(&key("game", id.as_str()))?,
+                Change::OperatorKeyPut { key: k } => tx.set(&key(OPERATOR_KEY, &k.id), &encode(k))?,
+                Change::OperatorKeyDelete { id } => tx.clear(&key(OPERATOR_KEY, id))?,
             }
         }
         tx.set(&version_key(), &encode(&set.version))?;

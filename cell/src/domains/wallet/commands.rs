@@ -152,9 +152,11 @@ impl LedgerCommand for Movement {
         let (player_id, amount, entry_id, reason) =
             (player.clone(), self.money.wire(), posted.seq.to_string(), self.reason);
         if self.inward {
-            tx.event(WalletCredited { player_id, currency, amount, reason, entry_id })?;
+            let operator = tx.operator();
+            tx.event(WalletCredited { player_id, currency, amount, reason, entry_id, operator })?;
         } else {
-            tx.event(WalletDebited { player_id, currency, amount, reason, entry_id })?;
+            let operator = tx.operator();
+            tx.event(WalletDebited { player_id, currency, amount, reason, entry_id, operator })?;
         }
         Ok(Ok(MovementResponse { balance: wire_balance(player, currency, &posted.after) }))
     }
@@ -221,6 +223,7 @@ impl LedgerCommand for Hold {
             bet_id: bet.clone(),
             currency,
             amount: money.wire(),
+            operator: tx.operator(),
         })?;
         Ok(Ok(HoldResponse { hold_id: hold.hold_id, balance: wire_balance(player, currency, &posted.after) }))
     }
@@ -360,7 +363,8 @@ impl LedgerCommand for Settle {
             });
             balances.push(wire_balance(&part.player, currency, &posted.after));
         }
-        tx.event(WalletSettled { round_id: round.clone(), parts: settled_parts })?;
+        let operator = tx.operator();
+        tx.event(WalletSettled { round_id: round.clone(), parts: settled_parts, operator })?;
         Ok(Ok(SettleResponse { balances }))
     }
 }

@@ -136,7 +136,7 @@ pub struct PlayerRegistered {
 }
 impl EventPayload for PlayerRegistered {
     const NAME: &'static str = "player.registered";
-    const VERSION: &'static str = "1";
+    const VERSION: &'static str = "2";
 }
 
 /// `player.login`: a player logged in (a new session).

@@ -10,8 +10,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of the `seamless-v1` request and response shapes (2: a transaction id is its own
-/// `TransactionId`, no longer a `BetId`; the JSON is unchanged).
-pub const SEAMLESS_V1_VERSION: &str = "2";
+/// `TransactionId`, no longer a `BetId`; the JSON is unchanged. 3: an amount has no leading zeros,
+/// at most 12 digits and 8 decimals).
+pub const SEAMLESS_V1_VERSION: &str = "3";
 /// Version of the `pulse` request and response shapes (2: as seamless-v1's).
 pub const PULSE_VERSION: &str = "2";
 
@@ -184,6 +185,8 @@ pub struct PulseResponse {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MaintenanceRequest {
     pub maintenance: bool,
+    /// Why, for the log: not blank.
+    #[schemars(length(min = 1, max = 500), regex(pattern = r"\S"))]
     pub reason: String,
 }
 
@@ -219,7 +222,7 @@ pub struct BetPlaced {
 }
 impl crate::events::EventPayload for BetPlaced {
     const NAME: &'static str = "bet.placed";
-    const VERSION: &'static str = "1";
+    const VERSION: &'static str = "2";
 }
 
 /// `bet.won`: a payout credited to a player's open bets of a round (the round may stay open).
@@ -238,7 +241,7 @@ pub struct BetWon {
 impl crate::events::EventPayload for BetWon {
     const NAME: &'static str = "bet.won";
     /// 2: `transactionId` is a `TransactionId` (the JSON is unchanged).
-    const VERSION: &'static str = "2";
+    const VERSION: &'static str = "3";
 }
 
 /// `bet.rolled_back`: a bet refunded at the provider's request, once.
@@ -257,7 +260,7 @@ pub struct BetRolledBack {
 impl crate::events::EventPayload for BetRolledBack {
     const NAME: &'static str = "bet.rolled_back";
     /// 2: `transactionId` is a `TransactionId` (the JSON is unchanged).
-    const VERSION: &'static str = "2";
+    const VERSION: &'static str = "3";
 }
 
 /// One player's part of a round when it ended.
@@ -286,5 +289,5 @@ pub struct RoundSettled {
 }
 impl crate::events::EventPayload for RoundSettled {
     const NAME: &'static str = "round.settled";
-    const VERSION: &'static str = "1";
+    const VERSION: &'static str = "2";
 }

@@ -99,7 +99,7 @@ impl JsonSchema for CountryCode {
         "CountryCode".into()
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({ "type": "string", "pattern": "^[A-Z]{2}$", "description": "ISO 3166-1 alpha-2" })
+        schemars::json_schema!({ "type": "string", "enum": ISO_3166_ALPHA2.as_slice(), "description": "ISO 3166-1 alpha-2" })
     }
 }
 

@@ -147,13 +147,18 @@ impl<'de> Deserialize<'de> for Amount {
     }
 }
 
-/// Plain decimal notation only: an optional `-`, digits, an optional fraction. No exponent, no `+`,
-/// no spaces, at most 28 significant digits (what `Decimal` holds exactly).
+/// Plain decimal notation only: an optional `-`, digits without leading zeros, an optional
+/// fraction of 1 to 8 digits (no currency has more decimals). No exponent, no `+`, no spaces, no
+/// more than `Decimal` holds. A number too large for any currency still parses, so that it is
+/// refused as too large (`AMOUNT_TOO_LARGE`) rather than as malformed.
 fn parse_amount(text: &str) -> Result<Decimal, String> {
     let body = text.strip_prefix('-').unwrap_or(text);
     let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let leading_zero = int.len() > 1 && int.starts_with('0');
     let well_formed = !int.is_empty()
+        && !leading_zero
         && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.len() <= AMOUNT_FRACTION_DIGITS_MAX
         && frac.bytes().all(|b| b.is_ascii_digit())
         && !(body.contains('.') && frac.is_empty());
     if !well_formed {
@@ -162,6 +167,12 @@ fn parse_amount(text: &str) -> Result<Decimal, String> {
     Decimal::from_str_exact(text).map_err(|_| format!("`{text}` is out of range for an amount"))
 }
 
+/// Most digits after the point an amount may have ([`parse_amount`]).
+const AMOUNT_FRACTION_DIGITS_MAX: usize = 8;
+/// Every amount's form, in any currency, as documents state it: what [`parse_amount`] takes, short
+/// of numbers larger than any currency's largest amount (12 digits: no currency's has 12).
+pub const AMOUNT_PATTERN: &str = r"^-?(0|[1-9][0-9]{0,11})(\.[0-9]{1,8})?$";
+
 impl JsonSchema for Amount {
     fn schema_name() -> Cow<'static, str> {
         "Amount".into()
@@ -169,10 +180,79 @@ impl JsonSchema for Amount {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": "^-?[0-9]+(\\.[0-9]+)?$",
+            "pattern": AMOUNT_PATTERN,
             "description": "decimal amount as a string, at most the currency's scale, e.g. \"10.00\""
         })
     }
+}
+
+/// Which amounts a field takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmountSign {
+    /// Greater than zero: a deposit, a withdrawal, a stake.
+    Positive,
+    /// Any sign, zero included: a settle's `delta`.
+    Any,
+}
+
+impl Currency {
+    /// Exactly the strings an amount field of sign `sign` takes in this currency, as a regular
+    /// expression (without lookarounds, so a schema-driven generator can produce them): the
+    /// [`AMOUNT_PATTERN`] form, at most the currency's scale (trailing zeros aside), at most its
+    /// largest single amount. What [`Money::positive`] and [`Money::signed`] accept, for a schema.
+    pub fn amount_pattern(&self, sign: AmountSign) -> String {
+        let max = self.amount_units_max;
+        let zeros = max.to_string().len() - 1;
+        assert_eq!(max, 10_i64.pow(zeros as u32), "largest amounts are powers of ten");
+        let scale = self.scale as usize;
+        let spare = AMOUNT_FRACTION_DIGITS_MAX - scale;
+        let fraction = if scale == 0 {
+            format!(r"(\.0{{1,{spare}}})?")
+        } else {
+            format!(r"(\.[0-9]{{1,{scale}}}0{{0,{spare}}})?")
+        };
+        let below_max = format!(r"[1-9][0-9]{{0,{}}}{fraction}", zeros - 1);
+        let at_max = format!(r"1{}(\.0{{1,8}})?", "0".repeat(zeros));
+        match sign {
+            AmountSign::Any => format!(r"^-?(0{fraction}|{below_max}|{at_max})$"),
+            AmountSign::Positive => {
+                // Below one unit: some digit within the scale is not zero.
+                let fractions: Vec<String> = (0..scale)
+                    .map(|leading| format!(r"0{{{leading}}}[1-9][0-9]{{0,{}}}", scale - 1 - leading))
+                    .collect();
+                let below_one = match fractions.is_empty() {
+                    true => String::new(),
+                    false => format!(r"|0\.({})0{{0,{spare}}}", fractions.join("|")),
+                };
+                format!(r"^({below_max}|{at_max}{below_one})$")
+            }
+        }
+    }
+}
+
+/// Adds to an object's schema one branch per currency (`anyOf`, told apart by `currency`): with
+/// that currency, the amounts its `field` takes. A schema as strict as the code, in a form a
+/// generator draws from without discarding most of what it draws.
+pub fn amount_rules(schema: &mut Schema, field: &str, sign: AmountSign) {
+    let branches: Vec<serde_json::Value> = CURRENCIES
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "properties": { "currency": { "const": c.code }, field: { "type": "string", "pattern": c.amount_pattern(sign) } }
+            })
+        })
+        .collect();
+    schema.insert("anyOf".into(), branches.into());
+}
+
+/// [`amount_rules`] for a positive `amount` (schemars `transform`).
+pub fn positive_amount_rules(schema: &mut Schema) {
+    amount_rules(schema, "amount", AmountSign::Positive);
+}
+
+/// [`amount_rules`] for a signed `delta` (schemars `transform`).
+pub fn signed_delta_rules(schema: &mut Schema) {
+    amount_rules(schema, "delta", AmountSign::Any);
 }
 
 impl FromStr for Amount {
@@ -351,5 +431,74 @@ mod tests {
     fn currencies_are_known() {
         assert_eq!(Currency::from_code("XXX").unwrap_err().code(), "UNKNOWN_CURRENCY");
         assert_eq!(Currency::from_code("JPY").unwrap().scale(), 0);
+    }
+
+    /// A currency's amount patterns (what the OpenAPI documents say) accept exactly what the
+    /// code does, sign, scale, size and form alike.
+    #[test]
+    fn amount_patterns_accept_what_the_code_accepts() {
+        use proptest::prelude::*;
+        let texts = (any::<bool>(), "0{0,2}[0-9]{0,12}", proptest::option::of("[0-9]{0,10}")).prop_map(
+            |(negative, int, fraction)| {
+                let sign = if negative { "-" } else { "" };
+                match fraction {
+                    Some(f) => format!("{sign}{int}.{f}"),
+                    None => format!("{sign}{int}"),
+                }
+            },
+        );
+        let edges = proptest::sample::select(vec![
+            "0",
+            "-0",
+            "0.00",
+            "1000",
+            "1000.0",
+            "1000.00000001",
+            "100000000",
+            "100000000.01",
+            "99999999.99",
+            "0.01",
+            "0.001",
+            "0.10000000",
+            "0.000000001",
+            "10.000",
+            "01",
+            "1.",
+            ".5",
+            "-0.01",
+            "10000000000",
+            "999999999999",
+            "1000000000000",
+        ])
+        .prop_map(str::to_owned);
+        let mut runner = proptest::test_runner::TestRunner::default();
+        let patterns: Vec<(Currency, regex::Regex, regex::Regex)> = CURRENCIES
+            .iter()
+            .map(|c| {
+                let compile = |sign| regex::Regex::new(&c.amount_pattern(sign)).unwrap();
+                (*c, compile(AmountSign::Positive), compile(AmountSign::Any))
+            })
+            .collect();
+        let generic = regex::Regex::new(AMOUNT_PATTERN).unwrap();
+        runner
+            .run(&prop_oneof![texts, edges], |text| {
+                let parsed = parse_amount(&text);
+                prop_assert!(!generic.is_match(&text) || parsed.is_ok(), "form of {}", text);
+                for (currency, positive, any) in &patterns {
+                    let code = |f: fn(Decimal, Currency) -> Result<Money, MoneyError>| {
+                        parsed.as_ref().ok().is_some_and(|d| f(*d, *currency).is_ok())
+                    };
+                    prop_assert_eq!(
+                        positive.is_match(&text),
+                        code(Money::positive),
+                        "{} {} positive",
+                        text,
+                        currency.code
+                    );
+                    prop_assert_eq!(any.is_match(&text), code(Money::signed), "{} {} signed", text, currency.code);
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 }

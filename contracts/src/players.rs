@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of `POST /players`' request (2: it takes a `password`).
-pub const REGISTER_VERSION: &str = "2";
+pub const REGISTER_VERSION: &str = "3";
 
 /// `POST /players`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -15,9 +15,11 @@ pub struct RegisterPlayerRequest {
     pub date_of_birth: chrono::NaiveDate,
     /// Country of residence.
     pub country: CountryCode,
+    #[schemars(with = "crate::Currency")]
     pub currency: String,
     /// At least 12 characters and not a common password (`WEAK_PASSWORD` otherwise). Stored only
     /// as an argon2id hash.
+    #[schemars(extend("minLength" = 12, "not" = { "pattern": "^([\\s\\S])\\1*$" }))]
     pub password: Password,
 }
 

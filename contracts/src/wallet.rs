@@ -5,7 +5,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of the wallet API shapes; bump with any change to them.
-pub const WALLET_API_VERSION: &str = "1";
+pub const WALLET_API_VERSION: &str = "2";
+/// Most operations one settle carries.
+pub const SETTLE_OPERATIONS_MAX: usize = 500;
 
 /// Why money is credited or debited outside a bet: what a ledger reader sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -20,8 +22,10 @@ pub enum MovementReason {
 /// `POST /wallet/credit` and `POST /wallet/debit`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = crate::money::positive_amount_rules)]
 pub struct MovementRequest {
     pub player_id: PlayerId,
+    #[schemars(with = "crate::Currency")]
     pub currency: String,
     pub amount: Amount,
     pub reason: MovementReason,
@@ -30,10 +34,12 @@ pub struct MovementRequest {
 /// `POST /wallet/hold`: move a stake from cash to held for an open bet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = crate::money::positive_amount_rules)]
 pub struct HoldRequest {
     pub player_id: PlayerId,
     pub round_id: RoundId,
     pub bet_id: BetId,
+    #[schemars(with = "crate::Currency")]
     pub currency: String,
     pub amount: Amount,
 }
@@ -42,12 +48,14 @@ pub struct HoldRequest {
 /// (so `delta = -stake` is a loss, `0` a refund, `+x` a win of `x` over the stake).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = crate::money::signed_delta_rules)]
 pub struct SettleOperation {
     pub player_id: PlayerId,
     /// Settles only this bet's hold; without it, all of the player's open holds in the round.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bet_id: Option<BetId>,
     pub delta: Amount,
+    #[schemars(with = "crate::Currency")]
     pub currency: String,
 }
 
@@ -56,6 +64,8 @@ pub struct SettleOperation {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SettleRequest {
     pub round_id: RoundId,
+    /// 1 to [`SETTLE_OPERATIONS_MAX`], each hold settled at most once.
+    #[schemars(length(min = 1, max = 500))]
     pub operations: Vec<SettleOperation>,
 }
 

@@ -199,6 +199,7 @@ pub async fn flags(args: FlagsBenchArgs) -> anyhow::Result<()> {
         any_cell: true,
         timeouts: QuicTimeouts::default(),
         admin_token: Some(admin.clone()),
+        wrong_tokens_per_minute: crate::api::TOKEN_FAILURES_MAX,
     })
     .await?;
     let quic = control.quic_addr()?;

@@ -42,6 +42,10 @@ enum Command {
         /// Region files: which cells may sync, and the regulatory flag locks.
         #[arg(long, default_value = "config/regions")]
         regions: PathBuf,
+        /// Wrong API tokens one address may present in a minute before it is refused (429
+        /// AUTH_THROTTLED) until its oldest failure is a minute old.
+        #[arg(long, default_value_t = global_control::api::TOKEN_FAILURES_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        wrong_tokens_per_minute: usize,
     },
     /// Measure and print key=value figures.
     Bench {
@@ -84,7 +88,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve { listen, quic, data, tls_dir, regions } => {
+        Command::Serve { listen, quic, data, tls_dir, regions, wrong_tokens_per_minute } => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
             runtime.block_on(async move {
                 let regions = contracts::region::RegionConfig::load_dir(&regions)?;
@@ -96,6 +100,7 @@ fn main() -> anyhow::Result<()> {
                     any_cell: false,
                     timeouts: replication::tls::QuicTimeouts::default(),
                     admin_token: std::env::var(global_control::rbac::ADMIN_TOKEN_ENV).ok(),
+                    wrong_tokens_per_minute,
                 };
                 let listener =
                     tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;

@@ -39,6 +39,8 @@ pub struct ControlConfig {
     pub timeouts: QuicTimeouts,
     /// `GLOBAL_CONTROL_ADMIN_TOKEN`, if set.
     pub admin_token: Option<String>,
+    /// Wrong API tokens one address may present in a minute before 429 `AUTH_THROTTLED`.
+    pub wrong_tokens_per_minute: usize,
 }
 
 /// An open control plane, not yet serving.
@@ -96,7 +98,7 @@ impl ControlPlane {
             locks,
             sync: sync.clone(),
             metrics: Arc::new(Metrics::default()),
-            token_failures: Default::default(),
+            token_failures: api::TokenFailures::new(config.wrong_tokens_per_minute),
             operator_key,
         });
         Ok(ControlPlane { state, sync })

@@ -163,7 +163,7 @@ pub async fn authorise(State(s): State<Arc<AppState>>, mut request: Request, nex
             Ok(operator) => {
                 request.extensions_mut().insert(operator);
             }
-            Err(refusal) => return refusal.into_response(),
+            Err(refusal) => return *refusal,
         }
     }
     next.run(request).await
@@ -182,8 +182,8 @@ fn certificate_refused(caller: &Caller) -> ApiError {
 }
 
 /// The operator of a back-office request, if its token is valid and its role granted.
-fn operator(s: &AppState, request: &Request, grants: &[Grant]) -> Result<OperatorRef, Response> {
-    let d = s.domains().map_err(IntoResponse::into_response)?;
+fn operator(s: &AppState, request: &Request, grants: &[Grant]) -> Result<OperatorRef, Box<Response>> {
+    let d = s.domains().map_err(|e| Box::new(e.into_response()))?;
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -203,14 +203,14 @@ fn operator(s: &AppState, request: &Request, grants: &[Grant]) -> Result<Operato
             let mut response =
                 ApiError::new(StatusCode::UNAUTHORIZED, CellCode::InvalidOperatorToken, message).into_response();
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return Err(response);
+            return Err(Box::new(response));
         }
     };
     if !granted(claims.role, grants, &s.cell) {
         tracing::warn!(token = %claims.jti, role = %claims.role, method = %request.method(), path = request.uri().path(), "an operator token's role does not reach this route");
         let message =
             format!("a `{}` operator token does not reach this route: it takes {}", claims.role, names(grants));
-        return Err(ApiError::new(StatusCode::FORBIDDEN, CellCode::Forbidden, message).into_response());
+        return Err(Box::new(ApiError::new(StatusCode::FORBIDDEN, CellCode::Forbidden, message).into_response()));
     }
     Ok(OperatorRef { token_id: claims.jti, role: claims.role })
 }

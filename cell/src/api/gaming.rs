@@ -37,6 +37,9 @@ pub async fn providers(State(s): State<Arc<AppState>>) -> Result<Json<Vec<Provid
     Ok(Json(s.domains()?.gaming.statuses()))
 }
 
+/// Longest maintenance reason (the schema's `maxLength`).
+const MAINTENANCE_REASON_CHARS_MAX: usize = 500;
+
 /// Puts one provider in maintenance (its new bets get 503, its wins and rollbacks still settle) or
 /// takes it out. Setting a state is idempotent by nature, so no idempotency key.
 pub async fn maintenance(
@@ -46,8 +49,14 @@ pub async fn maintenance(
 ) -> Result<Json<ProviderStatus>, ApiError> {
     let d = s.domains()?;
     let (request, _) = json_body::<MaintenanceRequest>(body)?;
-    if request.reason.trim().is_empty() {
+    // Blank as the schema's `\S` has it (Unicode white space, and the separators U+001C to U+001F).
+    let blank = |c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c);
+    if request.reason.chars().all(blank) {
         return Err(ApiError::bad_request(CellCode::ReasonMissing, "say why the provider's state changes (reason)"));
+    }
+    if request.reason.chars().count() > MAINTENANCE_REASON_CHARS_MAX {
+        let message = format!("a reason of at most {MAINTENANCE_REASON_CHARS_MAX} characters");
+        return Err(ApiError::bad_request(CellCode::InvalidRequest, message));
     }
     let gaming = d.gaming.clone();
     let status =

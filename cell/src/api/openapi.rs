@@ -1,5 +1,6 @@
 //! `/openapi.json`: the cell's API as OpenAPI 3.1, its schemas generated from the `contracts` types.
 
+use super::callers::Access;
 use axum::Json;
 use contracts::audit::{AuditRecordPage, Checkpoint, CheckpointList, VerifyReport};
 use contracts::events::EventPage;
@@ -18,6 +19,10 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
+
+/// `X-Idempotency-Key`: 1 to 128 printable ASCII characters, not starting `g|` (game providers'
+/// transaction ids, `idempotency::PROVIDER_KEY_PREFIX`).
+const IDEMPOTENCY_KEY_PATTERN: &str = "^([!-fh-~][!-~]{0,127}|g([!-{}~][!-~]{0,126})?)$";
 
 /// Routes that answer before the store is open: never `NOT_READY`.
 const OPS_PATHS: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
@@ -50,7 +55,7 @@ fn mutating(error: &Value, summary: &str, request: Value, ok_status: &str, respo
     json!({
         "post": {
             "summary": summary,
-            "parameters": [{ "name": "X-Idempotency-Key", "in": "header", "required": true, "schema": { "type": "string", "maxLength": 128 } }],
+            "parameters": [{ "name": "X-Idempotency-Key", "in": "header", "required": true, "schema": { "type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN } }],
             "requestBody": { "required": true, "content": { "application/json": { "schema": request } } },
             "responses": responses
         }
@@ -71,9 +76,10 @@ fn build() -> Value {
         (schema::<SessionRequest>(&mut g), schema::<SessionResponse>(&mut g), schema::<SessionKey>(&mut g));
     let refresh_req = schema::<RefreshRequest>(&mut g);
     let totp_enrolment = schema::<contracts::sessions::TotpEnrolment>(&mut g);
+    let player_id = schema::<contracts::PlayerId>(&mut g);
     let balance_parameters = json!([
-        { "name": "playerId", "in": "path", "required": true, "schema": { "type": "string" } },
-        { "name": "currency", "in": "query", "schema": { "type": "string" } },
+        { "name": "playerId", "in": "path", "required": true, "schema": player_id.clone() },
+        { "name": "currency", "in": "query", "schema": schema::<contracts::Currency>(&mut g) },
         { "name": "as_of", "in": "query", "schema": { "type": "string", "format": "date-time" } }
     ]);
     let paths = json!({
@@ -94,17 +100,24 @@ fn build() -> Value {
         "/ops/players/{playerId}/balance": { "get": {
             "summary": "Any player's balances, for the back office",
             "parameters": balance_parameters,
-            "responses": { "200": { "description": "balances", "content": { "application/json": { "schema": balance } } } }
+            "responses": {
+                "200": { "description": "balances", "content": { "application/json": { "schema": balance } } },
+                "400": json_answer("INVALID_QUERY, INVALID_PLAYER_ID, INVALID_AS_OF", error.clone()),
+                "404": json_answer("PLAYER_NOT_FOUND", error.clone())
+            }
         } },
         "/events": { "get": {
             "summary": "The cell's event log: oldest first after a cursor, or (order=desc) newest first before one",
             "parameters": [
-                { "name": "after", "in": "query", "schema": { "type": "string" } },
-                { "name": "before", "in": "query", "description": "with order=desc", "schema": { "type": "string" } },
+                { "name": "after", "in": "query", "description": "a cursor: only events after it", "schema": { "type": "string", "pattern": "^[0-9a-fA-F]{24}$" } },
+                { "name": "before", "in": "query", "description": "a cursor: only events before it", "schema": { "type": "string", "pattern": "^[0-9a-fA-F]{24}$" } },
                 { "name": "order", "in": "query", "schema": { "type": "string", "enum": ["asc", "desc"] } },
                 { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": crate::events::PAGE_EVENTS_MAX } }
             ],
-            "responses": { "200": { "description": "a page of events", "content": { "application/json": { "schema": page } } } }
+            "responses": {
+                "200": { "description": "a page of events", "content": { "application/json": { "schema": page } } },
+                "400": json_answer("INVALID_QUERY, INVALID_LIMIT, INVALID_CURSOR", error.clone())
+            }
         } },
         "/sessions": {
             "post": {
@@ -127,7 +140,7 @@ fn build() -> Value {
         },
         "/players/{playerId}/totp": { "post": {
             "summary": "Enrol an authenticator (RFC 6238) for the bearer token's player: logins then need its code",
-            "parameters": [{ "name": "playerId", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "parameters": [{ "name": "playerId", "in": "path", "required": true, "schema": player_id.clone() }],
             "responses": {
                 "201": { "description": "the secret, as base32 and an otpauth:// URL", "content": { "application/json": { "schema": totp_enrolment } } },
                 "401": { "description": "INVALID_SESSION", "content": { "application/json": { "schema": error.clone() } } },
@@ -140,6 +153,7 @@ fn build() -> Value {
             "requestBody": { "required": true, "content": { "application/json": { "schema": refresh_req } } },
             "responses": {
                 "200": { "description": "tokens", "content": { "application/json": { "schema": session_res } } },
+                "400": json_answer("MALFORMED_JSON, INVALID_REQUEST", error.clone()),
                 "401": { "description": "INVALID_SESSION", "content": { "application/json": { "schema": error.clone() } } }
             }
         } },
@@ -160,7 +174,7 @@ fn build() -> Value {
                 schema::<PulseDebit>(&mut g), schema::<PulseCredit>(&mut g), schema::<PulseCancel>(&mut g), schema::<PulseEndRound>(&mut g), schema::<PulseGetBalance>(&mut g)
             ] } } } },
             "responses": {
-                "200": json_answer("the call's answer in the provider's dialect (pulse answers its refusals with 200 and its own error fields)", json!({ "oneOf": [schema::<SeamlessResponse>(&mut g), schema::<PulseResponse>(&mut g)] })),
+                "200": json_answer("the call's answer in the provider's dialect (pulse answers its refusals, a malformed body included, with 200 and its own error fields)", json!({ "oneOf": [schema::<SeamlessResponse>(&mut g), schema::<PulseResponse>(&mut g)] })),
                 "400": json_answer("malformed call (MALFORMED_JSON, a repeated key included), AMOUNT_TOO_LARGE, AMOUNT_SCALE and the like", error.clone()),
                 "401": json_answer("BAD_SIGNATURE, STALE_REQUEST", error.clone()),
                 "404": json_answer("PROVIDER_NOT_FOUND, UNKNOWN_CALL, PLAYER_NOT_FOUND, BET_NOT_FOUND", error.clone()),
@@ -202,10 +216,10 @@ fn build() -> Value {
             { "name": "flag", "in": "query", "required": true, "schema": { "type": "string" } },
             { "name": "type", "in": "query", "schema": { "type": "string", "enum": ["boolean", "variant"] } },
             { "name": "playerId", "in": "query", "schema": { "type": "string" } }
-        ]), schema::<EvaluationResult>(&mut g), &["400"]) },
+        ]), schema::<EvaluationResult>(&mut g), &["400", "401"]) },
         "/lobby": { "get": read(&error, "The games this player may see in this jurisdiction, from the synced catalog and flags", json!([
             { "name": "playerId", "in": "query", "schema": { "type": "string" } }
-        ]), schema::<crate::domains::catalog::Lobby>(&mut g), &["400"]) },
+        ]), schema::<crate::domains::catalog::Lobby>(&mut g), &["400", "401"]) },
         "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } },
         "/healthz": { "get": { "summary": "Liveness", "responses": { "200": { "description": "alive" } } } },
         "/readyz": { "get": { "summary": "Readiness: 200 once the store is open", "responses": { "200": { "description": "ready" }, "503": { "description": "opening" } } } },
@@ -223,12 +237,57 @@ fn build() -> Value {
             *unavailable = json_answer(&format!("{said}NOT_READY while the store opens"), error.clone());
         }
     }
+    // Who may call each route comes from the one table authorisation reads.
+    for (method, pattern, access) in super::callers::ROUTES {
+        let Some(path) = paths.as_object().expect("paths").keys().find(|p| normal(p) == normal(pattern)).cloned()
+        else {
+            continue; // the test below names it
+        };
+        let operation = &mut paths[&path][method.to_ascii_lowercase()];
+        match access {
+            Access::BackOffice(_) => {
+                operation["security"] = json!([{ "operatorToken": [] }]);
+                let roles = super::callers::markdown_table()
+                    .lines()
+                    .find(|line| line.starts_with(&format!("| `{method} {pattern}` |")))
+                    .and_then(|line| line.split(" | ").nth(1))
+                    .unwrap_or_default()
+                    .trim_end_matches(" |")
+                    .to_owned();
+                operation["description"] = json!(format!("Back office: {roles}."));
+                operation["responses"]["401"] =
+                    json_answer("INVALID_OPERATOR_TOKEN: no valid operator token", error.clone());
+                operation["responses"]["403"] = json_answer(
+                    "FORBIDDEN: this certificate, or this token's role, does not reach the route",
+                    error.clone(),
+                );
+            }
+            Access::Player | Access::Provider => {
+                operation["responses"]["403"] = json_answer(
+                    "FORBIDDEN (or NOT_YOUR_ACCOUNT): this certificate or token does not reach it",
+                    error.clone(),
+                );
+            }
+            Access::Open => {}
+        }
+    }
     json!({
         "openapi": "3.1.0",
         "info": { "title": "cell API", "version": contracts::wallet::WALLET_API_VERSION },
         "paths": paths,
-        "components": { "schemas": g.take_definitions(true) }
+        "components": {
+            "schemas": g.take_definitions(true),
+            "securitySchemes": {
+                "operatorToken": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "an operator token from global-control (POST /operator-tokens), with an operator certificate" },
+                "sessionToken": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "the player's access token (POST /sessions)" }
+            }
+        }
     })
+}
+
+/// `/wallet/{player_id}` and `/wallet/{playerId}` are one route.
+fn normal(path: &str) -> String {
+    path.split('/').map(|segment| if segment.starts_with('{') { "{}" } else { segment }).collect::<Vec<_>>().join("/")
 }
 
 pub async fn document() -> Json<Value> {
@@ -238,15 +297,8 @@ pub async fn document() -> Json<Value> {
 
 #[cfg(test)]
 mod tests {
+    use super::normal;
     use std::collections::BTreeSet;
-
-    /// `/wallet/{player_id}` and `/wallet/{playerId}` are one route.
-    fn normal(path: &str) -> String {
-        path.split('/')
-            .map(|segment| if segment.starts_with('{') { "{}" } else { segment })
-            .collect::<Vec<_>>()
-            .join("/")
-    }
 
     /// Every route and method `api::router` serves is described: a route added without its
     /// description fails here. Read from the router's source, which lists each as
@@ -276,6 +328,13 @@ mod tests {
         }
         let missing: Vec<_> = served.difference(&described).collect();
         assert!(missing.is_empty(), "served but not in /openapi.json: {missing:?}");
+        // And the authorisation table lists exactly what is served.
+        let authorised: BTreeSet<(String, String)> = super::super::callers::ROUTES
+            .iter()
+            .map(|(method, pattern, _)| (normal(pattern), method.to_ascii_lowercase()))
+            .collect();
+        let served: BTreeSet<(String, String)> = served.into_iter().map(|(p, m)| (p, m.to_owned())).collect();
+        assert_eq!(served, authorised, "api::router and callers::ROUTES list different routes");
         // Every domain route says it may be refused while the store opens.
         for (path, item) in document["paths"].as_object().expect("paths") {
             for (method, operation) in item.as_object().expect("a path item") {

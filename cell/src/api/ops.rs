@@ -39,7 +39,7 @@ pub struct EventsQuery {
     after: Option<String>,
     before: Option<String>,
     /// `asc` (oldest first, the default; continue with `after`) or `desc` (newest first; continue
-    /// with `before`).
+    /// with `before`). `after` and `before` bound the window either way.
     order: Option<String>,
     limit: Option<usize>,
 }
@@ -67,21 +67,9 @@ pub async fn events(
             return Err(ApiError::bad_request(CellCode::InvalidQuery, format!("order `{other}`: asc or desc")));
         }
     };
-    match (newest_first, &q.after, &q.before) {
-        (false, _, Some(_)) => {
-            return Err(ApiError::bad_request(CellCode::InvalidQuery, "`before` pages newest first: add order=desc"));
-        }
-        (true, Some(_), _) => {
-            return Err(ApiError::bad_request(CellCode::InvalidQuery, "`after` pages oldest first: drop order=desc"));
-        }
-        _ => {}
-    }
     let store = d.store.clone();
     let page = super::blocking(move || {
-        let from = match newest_first {
-            false => events::PageFrom::After(q.after.as_deref()),
-            true => events::PageFrom::Before(q.before.as_deref()),
-        };
+        let from = events::PageFrom { after: q.after.as_deref(), before: q.before.as_deref(), newest_first };
         events::read_page(store.as_ref(), from, limit)
     })
     .await?;

@@ -54,8 +54,7 @@ fn location_gate(s: &AppState, headers: &HeaderMap, activity: Activity) -> Resul
 /// Every mutating wallet route: parse, check into its command, run it through the ledger.
 async fn mutation<T: serde::de::DeserializeOwned, C: LedgerCommand<Refusal = WalletError>>(
     s: &AppState,
-    trace: &TraceId,
-    operator: Option<Extension<OperatorRef>>,
+    ctx: crate::events::EventContext,
     route: &str,
     headers: &HeaderMap,
     body: Body,
@@ -67,7 +66,7 @@ async fn mutation<T: serde::de::DeserializeOwned, C: LedgerCommand<Refusal = Wal
     location_gate(s, headers, activity(&request))?;
     let location = headers.get("x-client-country").and_then(|v| CountryCode::new(v.to_str().ok()?).ok());
     let command = command(&d.ledger, request, location)?;
-    ledger_answer(d.ledger.execute(command, key, s.event_context(trace, operator.map(|o| o.0))).await)
+    ledger_answer(d.ledger.execute(command, key, ctx).await)
 }
 
 pub async fn credit(
@@ -78,7 +77,16 @@ pub async fn credit(
 ) -> Result<Response, ApiError> {
     let deposit =
         |r: &MovementRequest| if r.reason == MovementReason::Deposit { Activity::Deposit } else { Activity::Other };
-    mutation::<MovementRequest, _>(&s, &t, operator, "wallet.credit", &h, body, deposit, wallet::credit).await
+    mutation::<MovementRequest, _>(
+        &s,
+        s.event_context(&t, operator.map(|o| o.0)),
+        "wallet.credit",
+        &h,
+        body,
+        deposit,
+        wallet::credit,
+    )
+    .await
 }
 
 pub async fn debit(
@@ -87,7 +95,16 @@ pub async fn debit(
     operator: Option<Extension<OperatorRef>>,
     HeadersAndBody { headers: h, body }: HeadersAndBody,
 ) -> Result<Response, ApiError> {
-    mutation::<MovementRequest, _>(&s, &t, operator, "wallet.debit", &h, body, |_| Activity::Other, wallet::debit).await
+    mutation::<MovementRequest, _>(
+        &s,
+        s.event_context(&t, operator.map(|o| o.0)),
+        "wallet.debit",
+        &h,
+        body,
+        |_| Activity::Other,
+        wallet::debit,
+    )
+    .await
 }
 
 pub async fn hold(
@@ -96,7 +113,16 @@ pub async fn hold(
     operator: Option<Extension<OperatorRef>>,
     HeadersAndBody { headers: h, body }: HeadersAndBody,
 ) -> Result<Response, ApiError> {
-    mutation::<HoldRequest, _>(&s, &t, operator, "wallet.hold", &h, body, |_| Activity::Wagering, wallet::hold).await
+    mutation::<HoldRequest, _>(
+        &s,
+        s.event_context(&t, operator.map(|o| o.0)),
+        "wallet.hold",
+        &h,
+        body,
+        |_| Activity::Wagering,
+        wallet::hold,
+    )
+    .await
 }
 
 pub async fn settle(
@@ -105,7 +131,16 @@ pub async fn settle(
     operator: Option<Extension<OperatorRef>>,
     HeadersAndBody { headers: h, body }: HeadersAndBody,
 ) -> Result<Response, ApiError> {
-    mutation::<SettleRequest, _>(&s, &t, operator, "wallet.settle", &h, body, |_| Activity::Other, wallet::settle).await
+    mutation::<SettleRequest, _>(
+        &s,
+        s.event_context(&t, operator.map(|o| o.0)),
+        "wallet.settle",
+        &h,
+        body,
+        |_| Activity::Other,
+        wallet::settle,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]

@@ -143,7 +143,7 @@ pub(super) fn operator_authorization(dir: &std::path::Path) -> anyhow::Result<St
     let public = contracts::operators::OperatorKey::of(&key);
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join(contracts::operators::KEY_FILE), serde_json::to_vec(&public)?)?;
-    let now = chrono::Utc::now().timestamp();
+    let now = crate::clock::system().now().timestamp();
     let (_, token) = contracts::operators::issue(&key, contracts::operators::Role::Finance, "tok_bench", now);
     Ok(format!("Bearer {token}"))
 }

@@ -125,14 +125,13 @@ pub enum ReadError {
     Corrupt { cursor: String, message: String },
 }
 
-/// Up to `limit` events after `after` (from the start when `None`), in commit order.
-/// Where a page of the log starts, and which way it goes.
-#[derive(Debug, Clone, Copy)]
-pub enum PageFrom<'a> {
-    /// Oldest first, after this cursor (from the start without one).
-    After(Option<&'a str>),
-    /// Newest first, before this cursor (from the end without one).
-    Before(Option<&'a str>),
+/// Which events a page holds: those strictly between two cursors (either bound open), read from
+/// the oldest end or, `newest_first`, from the newest.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PageFrom<'a> {
+    pub after: Option<&'a str>,
+    pub before: Option<&'a str>,
+    pub newest_first: bool,
 }
 
 /// The key of the event at `cursor`.
@@ -143,31 +142,28 @@ fn cursor_key(space: &foundationdb_tuple::Subspace, cursor: &str) -> Result<Vec<
     Ok(space.pack(&vs))
 }
 
+/// Up to `limit` events of the window `from`, with the cursor to continue from.
 pub fn read_page(store: &dyn Store, from: PageFrom<'_>, limit: usize) -> Result<EventPage, ReadError> {
     let space = subspaces::events();
     let (start, end) = space.range();
-    let (begin, end, reverse, given) = match from {
-        PageFrom::After(after) => {
-            let begin = match after {
-                // The first key after the cursor's own.
-                Some(cursor) => {
-                    let mut key = cursor_key(&space, cursor)?;
-                    key.push(0);
-                    key
-                }
-                None => start,
-            };
-            (begin, end, false, after)
+    let begin = match from.after {
+        // The first key after the cursor's own.
+        Some(cursor) => {
+            let mut key = cursor_key(&space, cursor)?;
+            key.push(0);
+            key
         }
-        // The range's end is exclusive: the cursor's own event is not read again.
-        PageFrom::Before(before) => {
-            let end = match before {
-                Some(cursor) => cursor_key(&space, cursor)?,
-                None => end,
-            };
-            (start, end, true, before)
-        }
+        None => start,
     };
+    // The range's end is exclusive: the cursor's own event is not read again.
+    let end = match from.before {
+        Some(cursor) => cursor_key(&space, cursor)?,
+        None => end,
+    };
+    let (reverse, given) = if from.newest_first { (true, from.before) } else { (false, from.after) };
+    if begin >= end {
+        return Ok(EventPage { events: Vec::new(), next: given.map(str::to_owned) });
+    }
     // Read-only: nothing to check at commit.
     let mut tx = store.begin_snapshot_reads()?;
     let rows = tx.get_range(&begin, &end, limit.clamp(1, PAGE_EVENTS_MAX), reverse)?;
@@ -277,7 +273,7 @@ mod tests {
             chain.write_head(tx).unwrap();
         });
 
-        let page = read_page(&store, PageFrom::After(None), 10).unwrap();
+        let page = read_page(&store, PageFrom::default(), 10).unwrap();
         let read: Vec<_> = page.events.iter().map(|e| e.envelope.clone()).collect();
         let written: Vec<_> = texts.iter().map(|t| decode(t.as_bytes()).unwrap()).collect();
         assert_eq!(read, written, "each event once, in commit order, each from its own record");
@@ -288,12 +284,13 @@ mod tests {
         assert_eq!(values[3], pointer(3));
         assert_eq!(values[4], pointer(4));
         // A page that starts between them reads the same events.
-        let rest = read_page(&store, PageFrom::After(Some(&page.events[1].cursor)), 10).unwrap();
+        let rest =
+            read_page(&store, PageFrom { after: Some(&page.events[1].cursor), ..PageFrom::default() }, 10).unwrap();
         assert_eq!(rest.events.iter().map(|e| e.envelope.clone()).collect::<Vec<_>>(), written[2..]);
     }
 
     fn corrupt(store: &dyn Store) -> (String, String) {
-        match read_page(store, PageFrom::After(None), 10) {
+        match read_page(store, PageFrom::default(), 10) {
             Err(ReadError::Corrupt { cursor, message }) => (cursor, message),
             other => panic!("expected a corrupt event, got {other:?}"),
         }
@@ -317,7 +314,7 @@ mod tests {
             append_chained(tx, 0, first).unwrap();
             chain.write_head(tx).unwrap();
         });
-        assert_eq!(read_page(&store, PageFrom::After(None), 10).unwrap().events[0].envelope.payload["amount"], "7.00");
+        assert_eq!(read_page(&store, PageFrom::default(), 10).unwrap().events[0].envelope.payload["amount"], "7.00");
         let record = subspaces::audit().pack(&("rec", 1u64));
         commit(&store, |tx| {
             let value = tx.get(&record).unwrap().unwrap();

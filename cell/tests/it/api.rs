@@ -406,7 +406,14 @@ async fn the_event_log_reads_newest_first_too() {
     let mut expected: Vec<&str> = all[..all.len() - 2].to_vec();
     expected.reverse();
     assert_eq!(rest, expected, "the page before continues where the first stopped");
-    assert_eq!(c.get("/events?before=00").await.code(), "INVALID_QUERY", "before without order=desc");
+    assert_eq!(c.get("/events?before=00").await.code(), "INVALID_CURSOR");
+    // `after` and `before` bound a window, read from either end.
+    let window = |order: &str| format!("/events?order={order}&after={}&before={}", all[0], all[3]);
+    let cursors = |page: serde_json::Value| -> Vec<String> {
+        page["events"].as_array().unwrap().iter().map(|e| e["cursor"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(cursors(c.get(&window("asc")).await.json()), [all[1], all[2]]);
+    assert_eq!(cursors(c.get(&window("desc")).await.json()), [all[2], all[1]]);
     assert_eq!(c.get("/events?order=sideways").await.code(), "INVALID_QUERY");
 }
 
@@ -476,7 +483,9 @@ async fn every_route_is_in_the_authorisation_table() {
         }
     }
     for (method, pattern, access) in ROUTES {
-        if *method == "GET" && matches!(access, Access::BackOffice(_)) {
+        let back_office = matches!(access, Access::BackOffice(_));
+        assert_eq!(chaos::client::is_back_office(&concrete(pattern)), back_office, "{method} {pattern}: tools' view");
+        if *method == "GET" && back_office {
             let r = c.raw("HEAD", &concrete(pattern), &[("authorization", "Bearer none")], Vec::new()).await.unwrap();
             assert_eq!(r.status, 401, "HEAD {pattern} is the back office's GET");
         }

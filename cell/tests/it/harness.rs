@@ -136,13 +136,6 @@ pub fn trust_test_operator_key(dir: &Path) {
     std::fs::write(dir.join(contracts::operators::KEY_FILE), serde_json::to_vec(&key).unwrap()).unwrap();
 }
 
-/// Whether `path` is one of the back office's (`cell::api::callers::ROUTES`), by its prefix.
-pub fn is_back_office(path: &str) -> bool {
-    ["/wallet/credit", "/wallet/debit", "/wallet/hold", "/wallet/settle", "/ops/", "/audit/", "/events"]
-        .iter()
-        .any(|prefix| path.starts_with(prefix))
-}
-
 /// `Authorization` with the tests' admin operator token.
 pub fn admin_authorization() -> &'static str {
     static HEADER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -232,7 +225,8 @@ impl Client {
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        if is_back_office(path) && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
+        if chaos::client::is_back_office(path) && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
             request = request.header("authorization", admin_authorization());
         }
         let response = sender.send_request(request.body(Full::new(Bytes::from(body)))?).await?;

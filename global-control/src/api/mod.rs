@@ -44,7 +44,8 @@ pub struct AppState {
     pub operator_key: ed25519_dalek::SigningKey,
 }
 
-/// Failed authentications per client address: past [`TOKEN_FAILURES_MAX`] in a minute, the
+/// Failed authentications per client address: past a limit in a minute ([`TOKEN_FAILURES_MAX`]
+/// unless the operator sets another), the
 /// address is refused (429 `AUTH_THROTTLED`) until its oldest failure is a minute old. Each
 /// failure is logged, at most one line a second (with how many were not).
 pub struct TokenFailures {
@@ -56,10 +57,11 @@ pub struct TokenFailures {
 /// thousands.
 pub const TOKEN_FAILURES_MAX: usize = 20;
 
-impl Default for TokenFailures {
-    fn default() -> Self {
+impl TokenFailures {
+    /// At most `per_minute` wrong tokens a minute from one address.
+    pub fn new(per_minute: usize) -> TokenFailures {
         TokenFailures {
-            window: std::sync::Mutex::new(replication::throttle::FailureWindow::new(TOKEN_FAILURES_MAX, 60)),
+            window: std::sync::Mutex::new(replication::throttle::FailureWindow::new(per_minute, 60)),
             logged: std::sync::Mutex::new((None, 0)),
         }
     }

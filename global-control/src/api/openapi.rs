@@ -17,11 +17,13 @@ fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
 
 /// One operation: who may call it, what it takes, what it answers, how it refuses.
 fn op(summary: &str, roles: &str, request: Option<Value>, ok: (&str, Value), errors: &[&str], error: &Value) -> Value {
-    let mut responses =
-        json!({ ok.0: { "description": "done", "content": { "application/json": { "schema": ok.1 } } } });
-    for code in ["401", "403"].iter().chain(errors) {
-        responses[*code] = json!({ "description": "refused; `code` says why", "content": { "application/json": { "schema": error.clone() } } });
-    }
+    let mut codes = vec!["401", "403", "429"];
+    codes.extend(errors);
+    let responses = refused(
+        json!({ ok.0: { "description": "done", "content": { "application/json": { "schema": ok.1 } } } }),
+        &codes,
+        error,
+    );
     let mut operation = json!({
         "summary": summary,
         "description": format!("Roles: {roles}."),
@@ -33,6 +35,14 @@ fn op(summary: &str, roles: &str, request: Option<Value>, ok: (&str, Value), err
             json!({ "required": true, "content": { "application/json": { "schema": request } } });
     }
     operation
+}
+
+/// `responses` with a `{code, message}` refusal under each of `codes`.
+fn refused(mut responses: Value, codes: &[&str], error: &Value) -> Value {
+    for code in codes {
+        responses[*code] = json!({ "description": "refused; `code` says why", "content": { "application/json": { "schema": error.clone() } } });
+    }
+    responses
 }
 
 fn path_param(name: &str) -> Value {
@@ -68,6 +78,8 @@ fn build() -> Value {
     ]);
     let (fr, fw, cr, cw) =
         ("product, catalog, ops, admin", "product, admin", "product, catalog, ops, admin", "catalog, admin");
+    let mut revoke = op("Revoke a token", "admin", None, ("204", any.clone()), &["404"], &e);
+    revoke["responses"]["204"] = json!({ "description": "revoked" });
     let paths = json!({
         "/flags": { "get": op("Every flag", fr, None, ("200", flags), &[], &e) },
         "/flags/{key}": {
@@ -79,7 +91,7 @@ fn build() -> Value {
         "/flags/{key}/kill": { "parameters": path_param("key"), "post": op("Kill switch: the flag serves its off variant in every region", fw, Some(reason.clone()), ("200", flag), &["400", "404", "409"], &e) },
         "/flags/{key}/history": { "parameters": path_param("key"), "get": op("Every change to one flag, oldest first", fr, None, ("200", page.clone()), &["400"], &e) },
         "/flags/{key}/evaluate": { "parameters": path_param("key"), "post": op("Evaluate as a cell would (the region's locks included)", fr, Some(ctx), ("200", result), &["400"], &e) },
-        "/changes": { "get": { "parameters": paged, "summary": "The change log (flags and catalog), oldest first", "security": [{ "bearer": [] }], "responses": { "200": { "description": "a page", "content": { "application/json": { "schema": page } } } } } },
+        "/changes": { "get": { "parameters": paged, "summary": "The change log (flags, catalog, operator-token keys), oldest first", "security": [{ "bearer": [] }], "responses": refused(json!({ "200": { "description": "a page", "content": { "application/json": { "schema": page } } } }), &["400", "401", "403", "429"], &e) } },
         "/locks": { "get": op("Regulatory flag locks by region, from the region files", fr, None, ("200", locks), &[], &e) },
         "/catalog/providers": { "get": op("Every provider", cr, None, ("200", list(&provider)), &[], &e) },
         "/catalog/providers/{id}": {
@@ -101,7 +113,7 @@ fn build() -> Value {
             "get": op("Every token (never a secret)", "admin", None, ("200", list(&any)), &[], &e)
         },
         "/operator-tokens": { "post": op("A 15-minute operator token for a cell's back office, for one role, signed with global-control's Ed25519 key", "that role, admin", Some(operator_request), ("201", operator_response), &["400"], &e) },
-        "/tokens/{id}": { "parameters": path_param("id"), "delete": op("Revoke a token", "admin", None, ("204", any), &["404"], &e) },
+        "/tokens/{id}": { "parameters": path_param("id"), "delete": revoke },
         "/healthz": { "get": { "summary": "Liveness", "responses": { "200": { "description": "alive" } } } },
         "/readyz": { "get": { "summary": "Readiness", "responses": { "200": { "description": "ready" } } } },
         "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "metrics" } } } }

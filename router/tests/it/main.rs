@@ -47,6 +47,18 @@ fn cell_binary() -> PathBuf {
     path
 }
 
+/// The key the tests' global-control would sign operator tokens with.
+fn operator_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[42; 32])
+}
+
+/// `Authorization` with an admin operator token of [`operator_key`], for a cell's back office.
+fn operator_authorization() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let (_, token) = contracts::operators::issue(&operator_key(), contracts::operators::Role::Admin, "tok_tests", now);
+    format!("Bearer {token}")
+}
+
 impl Cell {
     async fn start(id: &str) -> Cell {
         Cell::start_with(id, None).await
@@ -55,6 +67,9 @@ impl Cell {
     /// A cell serving over mutual TLS with the certificates in `tls_dir`.
     async fn start_with(id: &str, tls_dir: Option<&Path>) -> Cell {
         let dir = tempfile::tempdir().unwrap();
+        // The cell trusts the tests' operator-token key (`operator_authorization`).
+        let key = contracts::operators::OperatorKey::of(&operator_key());
+        std::fs::write(dir.path().join(contracts::operators::KEY_FILE), serde_json::to_vec(&key).unwrap()).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let address: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut command = Command::new(cell_binary());
@@ -277,7 +292,9 @@ async fn players_reach_their_licensed_cell_and_nothing_else_passes() {
         let r = router.from(GB, method, path, body).await;
         assert_eq!((r.status, r.code().as_str(), r.cell()), (404, "NOT_FOUND", "router"), "{method} {path}");
     }
-    let r = request(uk.address, "GET", "/ops/players/uk-gb1/balance", &[], None).await.unwrap();
+    let operator = operator_authorization();
+    let r =
+        request(uk.address, "GET", "/ops/players/uk-gb1/balance", &[("authorization", &operator)], None).await.unwrap();
     assert_eq!(r.json()["cash"], "0.00", "the refused credit never reached the cell");
 
     // A travelling player: login from abroad reaches the home cell (named by the player id), and a

@@ -78,6 +78,14 @@ struct OperatorTokens {
     current: Option<(String, tokio::time::Instant)>,
 }
 
+/// Whether `path` (with its query) is one of a cell's back-office routes, which take an operator
+/// token: `cell::api::callers::ROUTES` says which, and a cell test keeps this in step with it.
+pub fn is_back_office(path: &str) -> bool {
+    ["/wallet/credit", "/wallet/debit", "/wallet/hold", "/wallet/settle", "/ops/", "/audit/", "/events"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
+}
+
 /// How long before its expiry an operator token is replaced.
 const OPERATOR_TOKEN_MARGIN: Duration = Duration::from_secs(60);
 
@@ -159,7 +167,9 @@ impl Http {
             builder = builder.header(*k, *v);
         }
         // A cell's back office takes the drill's certificate and an operator token.
-        if url.starts_with("https://") && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
+        let path = url.strip_prefix("https://").and_then(|rest| rest.find('/').map(|i| &rest[i..]));
+        let back_office = path.is_some_and(is_back_office);
+        if back_office && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
             if let Some(authorization) = self.operator_authorization().await? {
                 builder = builder.header("authorization", authorization);
             }

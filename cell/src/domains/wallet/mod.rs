@@ -20,7 +20,7 @@ use contracts::{CountryCode, Money};
 use rust_decimal::Decimal;
 
 /// Most operations one settle may carry: bounds the transaction and the stored answer.
-pub const SETTLE_OPERATIONS_MAX: usize = 500;
+pub use contracts::wallet::SETTLE_OPERATIONS_MAX;
 
 /// Why the wallet refused an operation. Each variant has a stable code and HTTP status.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -165,7 +165,10 @@ impl OpenCell {
         }
         let region = Arc::new(config.region.clone());
         // Every entry the ledger posts passes compliance's rules first.
-        let gates: Vec<Box<dyn crate::ledger::Gate>> = vec![Box::new(StakeCapGate::new(region.clone()))];
+        let gates: Vec<Box<dyn crate::ledger::Gate>> = vec![
+            Box::new(StakeCapGate::new(region.clone())),
+            Box::new(crate::domains::compliance::limits::RgGate::new(region.clone())),
+        ];
         let (ledger, writer) =
             Ledger::start(store.clone(), region.clone(), metrics, config.writer, config.clock.clone(), gates)
                 .context("start the ledger writer")?;

@@ -167,3 +167,57 @@ impl EventPayload for PlayerLoginFailed {
     const NAME: &'static str = "player.login_failed";
     const VERSION: &'static str = "1";
 }
+
+/// `rg.limit_set`: a limit took effect at once (a new one, a decrease).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RgLimitSet {
+    pub player_id: PlayerId,
+    pub kind: crate::limits::LimitKind,
+    pub period: crate::region::LimitPeriod,
+    /// `null`: no limit.
+    pub amount: Option<Amount>,
+}
+impl EventPayload for RgLimitSet {
+    const NAME: &'static str = "rg.limit_set";
+    const VERSION: &'static str = "1";
+}
+
+/// `rg.limit_pending`: an increase (or removal) waits for the region's cooling-off period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RgLimitPending {
+    pub player_id: PlayerId,
+    pub kind: crate::limits::LimitKind,
+    pub period: crate::region::LimitPeriod,
+    pub amount: Option<Amount>,
+    pub effective_at: chrono::DateTime<chrono::Utc>,
+}
+impl EventPayload for RgLimitPending {
+    const NAME: &'static str = "rg.limit_pending";
+    const VERSION: &'static str = "1";
+}
+
+/// `rg.timeout_started`: no deposit and no bet until `until`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RgTimeoutStarted {
+    pub player_id: PlayerId,
+    pub until: chrono::DateTime<chrono::Utc>,
+}
+impl EventPayload for RgTimeoutStarted {
+    const NAME: &'static str = "rg.timeout_started";
+    const VERSION: &'static str = "1";
+}
+
+/// `rg.self_exclusion_started`: the player excluded themselves here until `until`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RgSelfExclusionStarted {
+    pub player_id: PlayerId,
+    pub until: chrono::DateTime<chrono::Utc>,
+}
+impl EventPayload for RgSelfExclusionStarted {
+    const NAME: &'static str = "rg.self_exclusion_started";
+    const VERSION: &'static str = "1";
+}

@@ -14,6 +14,7 @@ pub mod gaming;
 pub mod ids;
 pub mod json;
 pub mod jurisdiction;
+pub mod limits;
 pub mod money;
 pub mod operators;
 pub mod players;

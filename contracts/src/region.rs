@@ -82,8 +82,10 @@ impl fmt::Display for SelfExclusionRegister {
     }
 }
 
-/// A deposit-limit period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+/// A limit's period: a calendar day, week (from Monday) or month, in UTC.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LimitPeriod {
     Day,

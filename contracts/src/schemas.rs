@@ -4,7 +4,7 @@
 
 use crate::events::{self, EventPayload};
 use crate::{audit, gaming, players, sessions, wallet, CellCode, ControlCode, ErrorBody, RouterCode};
-use crate::{catalog, changes, flags, operators};
+use crate::{catalog, changes, flags, limits, operators};
 use schemars::{schema_for, JsonSchema, Schema};
 
 /// One generated schema with the file name it is committed under.
@@ -35,6 +35,10 @@ pub fn all() -> Vec<NamedSchema> {
         event::<events::PlayerRegistered>(),
         event::<events::PlayerLogin>(),
         event::<events::PlayerLoginFailed>(),
+        event::<events::RgLimitSet>(),
+        event::<events::RgLimitPending>(),
+        event::<events::RgTimeoutStarted>(),
+        event::<events::RgSelfExclusionStarted>(),
         event::<gaming::BetPlaced>(),
         event::<gaming::BetWon>(),
         event::<gaming::BetRolledBack>(),
@@ -57,7 +61,11 @@ pub fn all() -> Vec<NamedSchema> {
         api::<audit::CheckpointList>("audit.checkpoints", "1"),
         api::<events::EventPage>("events.page", "1"),
         api::<ErrorBody>("error", "1"),
-        api::<CellCode>("cell.error-codes", "5"),
+        api::<CellCode>("cell.error-codes", "6"),
+        api::<limits::LimitsRequest>("limits.request", limits::LIMITS_VERSION),
+        api::<limits::LimitsView>("limits.view", limits::LIMITS_VERSION),
+        api::<limits::TimeoutRequest>("limits.timeout.request", limits::LIMITS_VERSION),
+        api::<limits::SelfExclusionRequest>("limits.self-exclusion.request", limits::LIMITS_VERSION),
         api::<RouterCode>("router.error-codes", "1"),
         api::<ControlCode>("control.error-codes", "2"),
         api::<operators::OperatorClaims>("operators.claims", operators::OPERATORS_VERSION),

@@ -8,6 +8,7 @@ mod audit;
 pub mod callers;
 mod catalog;
 mod gaming;
+mod limits;
 mod openapi;
 mod ops;
 mod players;
@@ -318,6 +319,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/sessions", post(sessions::create).delete(sessions::logout))
         .route("/sessions/refresh", post(sessions::refresh))
         .route("/players/{player_id}/totp", post(sessions::enrol_totp))
+        .route("/players/{player_id}/limits", get(limits::get).put(limits::put))
+        .route("/players/{player_id}/timeout", post(limits::timeout))
+        .route("/players/{player_id}/self-exclusion", post(limits::self_exclusion))
         .route("/sessions/key", get(sessions::key))
         .route("/wallet/credit", post(wallet::credit))
         .route("/wallet/debit", post(wallet::debit))

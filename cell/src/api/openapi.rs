@@ -77,6 +77,7 @@ fn build() -> Value {
     let refresh_req = schema::<RefreshRequest>(&mut g);
     let totp_enrolment = schema::<contracts::sessions::TotpEnrolment>(&mut g);
     let player_id = schema::<contracts::PlayerId>(&mut g);
+    let limits_view = schema::<contracts::limits::LimitsView>(&mut g);
     let balance_parameters = json!([
         { "name": "playerId", "in": "path", "required": true, "schema": player_id.clone() },
         { "name": "currency", "in": "query", "schema": schema::<contracts::Currency>(&mut g) },
@@ -146,6 +147,54 @@ fn build() -> Value {
                 "401": { "description": "INVALID_SESSION", "content": { "application/json": { "schema": error.clone() } } },
                 "403": { "description": "NOT_YOUR_ACCOUNT", "content": { "application/json": { "schema": error.clone() } } },
                 "409": { "description": "TOTP_ALREADY_ENROLLED", "content": { "application/json": { "schema": error.clone() } } }
+            }
+        } },
+        "/players/{playerId}/limits": {
+            "get": {
+                "summary": "The bearer token's player's limits in force (used and left this period), pending increases, time-out and self-exclusion",
+                "security": [{ "sessionToken": [] }],
+                "parameters": [{ "name": "playerId", "in": "path", "required": true, "schema": player_id.clone() }],
+                "responses": {
+                    "200": json_answer("limits", limits_view.clone()),
+                    "401": json_answer("INVALID_SESSION", error.clone()),
+                    "404": json_answer("PLAYER_NOT_FOUND", error.clone())
+                }
+            },
+            "put": {
+                "summary": "Change deposit or loss limits (day, week, month): a decrease or a new limit at once, an increase or a removal after the region's cooling-off period (pending until effectiveAt)",
+                "security": [{ "sessionToken": [] }],
+                "parameters": [{ "name": "playerId", "in": "path", "required": true, "schema": player_id.clone() }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": schema::<contracts::limits::LimitsRequest>(&mut g) } } },
+                "responses": {
+                    "200": json_answer("limits", limits_view.clone()),
+                    "400": json_answer("MALFORMED_JSON, INVALID_REQUEST (an amount not positive or not at the currency's scale, a limit changed twice)", error.clone()),
+                    "401": json_answer("INVALID_SESSION", error.clone()),
+                    "404": json_answer("PLAYER_NOT_FOUND", error.clone())
+                }
+            }
+        },
+        "/players/{playerId}/timeout": { "post": {
+            "summary": "A time-out of 24 hours to six weeks: no deposit and no bet until it ends; a shorter one never shortens a longer one",
+            "security": [{ "sessionToken": [] }],
+            "parameters": [{ "name": "playerId", "in": "path", "required": true, "schema": player_id.clone() }],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": schema::<contracts::limits::TimeoutRequest>(&mut g) } } },
+            "responses": {
+                "200": json_answer("limits", limits_view.clone()),
+                "400": json_answer("MALFORMED_JSON, INVALID_REQUEST", error.clone()),
+                "401": json_answer("INVALID_SESSION", error.clone()),
+                "404": json_answer("PLAYER_NOT_FOUND", error.clone())
+            }
+        } },
+        "/players/{playerId}/self-exclusion": { "post": {
+            "summary": "Self-exclusion from this operator for 6 months to 5 years: no deposit and no bet until it ends (withdrawals stay open); nothing shortens it",
+            "security": [{ "sessionToken": [] }],
+            "parameters": [{ "name": "playerId", "in": "path", "required": true, "schema": player_id.clone() }],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": schema::<contracts::limits::SelfExclusionRequest>(&mut g) } } },
+            "responses": {
+                "200": json_answer("limits", limits_view),
+                "400": json_answer("MALFORMED_JSON, INVALID_REQUEST", error.clone()),
+                "401": json_answer("INVALID_SESSION", error.clone()),
+                "404": json_answer("PLAYER_NOT_FOUND", error.clone())
             }
         } },
         "/sessions/refresh": { "post": {

@@ -88,6 +88,20 @@ impl Rooms {
         (self.0[at].as_mut() as &mut dyn Any).downcast_mut().expect("found by its type")
     }
 
+    /// Takes `R`'s room out (a new one if none), for a command to use beside the kernel's handle;
+    /// [`Rooms::put`] gives it back. A command that panics loses it: the writer then reloads
+    /// every room anyway.
+    fn take<R: Room + Default>(&mut self) -> Box<dyn Room> {
+        match self.0.iter().position(|room| (room.as_ref() as &dyn Any).is::<R>()) {
+            Some(at) => self.0.swap_remove(at),
+            None => Box::new(R::default()),
+        }
+    }
+
+    fn put(&mut self, room: Box<dyn Room>) {
+        self.0.push(room);
+    }
+
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Box<dyn Room>> {
         self.0.iter_mut()
     }
@@ -103,7 +117,7 @@ pub(super) trait Job: Send {
     fn kind(&self) -> &'static str;
     /// Applies the command, keeps its outcome, and returns what to record under its key (status
     /// and JSON body), or `None` for a transient refusal.
-    fn apply(&mut self, rooms: &mut Rooms, tx: &mut KernelTx<'_>) -> Result<Option<(u16, String)>, StoreError>;
+    fn apply(&mut self, tx: &mut KernelTx<'_>) -> Result<Option<(u16, String)>, StoreError>;
     /// Answers from an earlier request's record under the same key.
     fn replay(&mut self, record: &IdempotencyRecord, key: &IdempotencyKey);
     /// Fails the command without applying it.
@@ -123,8 +137,13 @@ impl<C: LedgerCommand> Job for Typed<C> {
         self.command.kind()
     }
 
-    fn apply(&mut self, rooms: &mut Rooms, tx: &mut KernelTx<'_>) -> Result<Option<(u16, String)>, StoreError> {
-        let decided = self.command.apply(rooms.get::<C::Room>(), tx)?;
+    fn apply(&mut self, tx: &mut KernelTx<'_>) -> Result<Option<(u16, String)>, StoreError> {
+        // Out of the rooms while the command runs, so that the gates it triggers reach theirs.
+        let mut room = tx.rooms.take::<C::Room>();
+        let decided =
+            self.command.apply((room.as_mut() as &mut dyn Any).downcast_mut().expect("taken by its type"), tx);
+        tx.rooms.put(room);
+        let decided = decided?;
         let (record, outcome) = match decided {
             Ok(value) => {
                 let body = serde_json::to_string(&value).expect("an answer serialises");

@@ -2,9 +2,14 @@
 //! a command posts, before anything changes and in the same batch, so a rule holds whichever
 //! domain moves the money. A gate sees what kind of movement the entry is, the player's context
 //! and, for a stake, the round it is staked in; it passes the entry or refuses it with its rule id
-//! and policy version. Compliance registers its rules here (the UK stake cap today; deposit, loss
-//! and self-exclusion limits next) without touching the domains that move money.
+//! and policy version. Compliance registers its rules here (the UK stake cap, deposit and loss
+//! limits, time-outs and self-exclusion) without touching the domains that move money.
+//!
+//! A gate that counts (a deposit limit) keeps its state in a room ([`GateState::room`]): cached on
+//! the writer thread, written with the batch that changed it, so its counters change in the same
+//! transaction as the postings they count, and the single writer orders every check.
 
+use crate::store::StoreError;
 use chrono::NaiveDate;
 use contracts::catalog::GameType;
 use contracts::{CountryCode, Currency, PlayerId};
@@ -64,6 +69,24 @@ pub struct GatedEntry<'a> {
     pub stake: Option<StakeContext>,
     /// The batch's date, in the cell's clock.
     pub today: NaiveDate,
+    /// When the batch is applied, in the cell's clock.
+    pub now: chrono::DateTime<chrono::Utc>,
+    /// What earlier entries of the same command, for this player, currency and kind, move: a
+    /// command's entries are checked before any is counted.
+    pub earlier: Decimal,
+}
+
+/// What a gate may read and keep: its room (found by type, the same one the domain's commands
+/// reach with `KernelTx::room`) and the batch's transaction, to load what the room has not cached.
+pub struct GateState<'a> {
+    pub(super) rooms: &'a mut super::command::Rooms,
+    pub(super) tx: &'a mut dyn crate::store::Transaction,
+}
+
+impl GateState<'_> {
+    pub fn room<R: super::Room + Default>(&mut self) -> (&mut R, &mut dyn crate::store::Transaction) {
+        (self.rooms.get::<R>(), &mut *self.tx)
+    }
 }
 
 /// A gate's refusal: which rule, under which policy version, and why in words.
@@ -81,5 +104,11 @@ pub struct GateRefusal {
 pub trait Gate: Send + Sync {
     /// A name for logs and metrics.
     fn name(&self) -> &'static str;
-    fn check(&self, entry: &GatedEntry<'_>) -> Result<(), GateRefusal>;
+    /// Passes or refuses `entry`, before anything of its command changes.
+    fn check(&self, entry: &GatedEntry<'_>, state: &mut GateState<'_>) -> Result<Result<(), GateRefusal>, StoreError>;
+    /// Counts `entry`, once every entry of its command has passed every gate, in the batch that
+    /// applies it.
+    fn record(&self, _entry: &GatedEntry<'_>, _state: &mut GateState<'_>) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -3,7 +3,7 @@
 //! events to the outbox and the audit chain, and read and write the domain's own records. Nothing
 //! here knows of games, payments or bonuses.
 
-use super::gate::{GatedEntry, PlayerContext, PostingKind, StakeContext};
+use super::gate::{GateState, GatedEntry, PlayerContext, PostingKind, StakeContext};
 use super::money::{ledger_add, PlayerBalances};
 use super::refusal::LedgerRefusal;
 use super::writer::{encode, Batch, View};
@@ -83,6 +83,49 @@ pub(super) struct JournalRecord {
     pub after: PlayerBalances,
 }
 
+/// What the gates were shown of one entry, to show them again when it is counted.
+#[derive(Clone, Copy)]
+struct GateFacts {
+    registered: Registered,
+    amount: Decimal,
+    earlier: Decimal,
+}
+
+/// Who moves money in `e`, as gates see them.
+fn player_context<'p>(
+    e: &'p Entry<'_>,
+    facts: &GateFacts,
+    jurisdiction: &'p str,
+    at: DateTime<Utc>,
+) -> PlayerContext<'p> {
+    PlayerContext {
+        player: e.player,
+        date_of_birth: facts.registered.date_of_birth,
+        age: crate::players::age_on(facts.registered.date_of_birth, at.date_naive()),
+        residence: facts.registered.residence,
+        jurisdiction,
+        location: e.location,
+    }
+}
+
+fn gated_entry<'p>(
+    e: &Entry<'_>,
+    player: &'p PlayerContext<'p>,
+    facts: &GateFacts,
+    at: DateTime<Utc>,
+) -> GatedEntry<'p> {
+    GatedEntry {
+        kind: e.kind,
+        player,
+        currency: e.currency,
+        amount: facts.amount,
+        stake: e.stake,
+        today: at.date_naive(),
+        now: at,
+        earlier: facts.earlier,
+    }
+}
+
 /// Unwraps a checked step, or answers its refusal: every check comes before any change.
 macro_rules! or_refuse {
     ($checked:expr) => {
@@ -101,6 +144,8 @@ pub struct KernelTx<'a> {
     pub(super) batch: &'a mut Batch,
     pub(super) ctx: &'a EventContext,
     pub(super) gates: &'a [Box<dyn Gate>],
+    /// Every domain's room but the running command's own: what gates keep.
+    pub(super) rooms: &'a mut super::command::Rooms,
     pub(super) jurisdiction: &'a str,
     pub(super) clock: &'a dyn Clock,
 }
@@ -114,6 +159,12 @@ impl KernelTx<'_> {
     /// The domain's own records, in the batch's transaction.
     pub fn store(&mut self) -> &mut dyn Transaction {
         self.tx
+    }
+
+    /// Another room than the command's own, with the batch's transaction: a rule's state, which
+    /// its gate reads on every entry and its domain's commands change (a player's limits).
+    pub fn room<R: super::Room + Default>(&mut self) -> (&mut R, &mut dyn Transaction) {
+        (self.rooms.get::<R>(), &mut *self.tx)
     }
 
     /// A registered player, if `player` is one.
@@ -163,6 +214,8 @@ impl KernelTx<'_> {
     pub fn post(&mut self, entries: Vec<Entry<'_>>) -> Result<Result<Vec<Posted>, LedgerRefusal>, StoreError> {
         let mut afters: Vec<PlayerBalances> = Vec::with_capacity(entries.len());
         let mut houses: Vec<(HouseAccount, Currency, Decimal)> = Vec::new();
+        // What gates saw of each entry, to count it once all have passed.
+        let mut gated: Vec<GateFacts> = Vec::with_capacity(if self.gates.is_empty() { 0 } else { entries.len() });
         for (i, e) in entries.iter().enumerate() {
             let registered = or_refuse!(self.registered(e.player)?);
             let earlier = entries[..i]
@@ -211,26 +264,20 @@ impl KernelTx<'_> {
                 }
             }
             if !self.gates.is_empty() {
-                let today = self.batch.at.date_naive();
-                let player = PlayerContext {
-                    player: e.player,
-                    date_of_birth: registered.date_of_birth,
-                    age: crate::players::age_on(registered.date_of_birth, today),
-                    residence: registered.residence,
-                    jurisdiction: self.jurisdiction,
-                    location: e.location,
-                };
-                let gated = GatedEntry {
-                    kind: e.kind,
-                    player: &player,
-                    currency: e.currency,
-                    amount: cash_out.max(cash_in),
-                    stake: e.stake,
-                    today,
-                };
+                let earlier = entries[..i]
+                    .iter()
+                    .zip(&gated)
+                    .filter(|(x, _)| x.player == e.player && x.currency == e.currency && x.kind == e.kind)
+                    .try_fold(Decimal::ZERO, |sum, (_, g)| ledger_add(sum, g.amount));
+                let facts = GateFacts { registered, amount: cash_out.max(cash_in), earlier: or_refuse!(earlier) };
+                let (jurisdiction, at) = (self.jurisdiction, self.batch.at);
+                let context = player_context(e, &facts, jurisdiction, at);
+                let entry = gated_entry(e, &context, &facts, at);
+                let mut state = GateState { rooms: &mut *self.rooms, tx: &mut *self.tx };
                 for gate in self.gates {
-                    or_refuse!(gate.check(&gated).map_err(LedgerRefusal::Gate));
+                    or_refuse!(gate.check(&entry, &mut state)?.map_err(LedgerRefusal::Gate));
                 }
+                gated.push(facts);
             }
             let scale = e.currency.scale();
             if after.cash.is_sign_negative() && !after.cash.is_zero() {
@@ -253,7 +300,16 @@ impl KernelTx<'_> {
             }
             afters.push(after);
         }
-        // Checked: apply.
+        // Checked: the gates count, then apply.
+        for (e, facts) in entries.iter().zip(&gated) {
+            let (jurisdiction, at) = (self.jurisdiction, self.batch.at);
+            let context = player_context(e, facts, jurisdiction, at);
+            let entry = gated_entry(e, &context, facts, at);
+            let mut state = GateState { rooms: &mut *self.rooms, tx: &mut *self.tx };
+            for gate in self.gates {
+                gate.record(&entry, &mut state)?;
+            }
+        }
         let mut posted = Vec::with_capacity(entries.len());
         for (e, after) in entries.into_iter().zip(afters) {
             let (seq, ts) = self.next_entry();

@@ -247,10 +247,11 @@ impl Writer {
             batch: b,
             ctx: &s.ctx,
             gates: &self.gates,
+            rooms: &mut self.rooms,
             jurisdiction: &self.jurisdiction,
             clock: self.clock.as_ref(),
         };
-        let record = s.job.apply(&mut self.rooms, &mut kernel)?;
+        let record = s.job.apply(&mut kernel)?;
         // A decision, accepted or refused, is recorded under the key, so a retry gets the same
         // answer (as Stripe does): a new attempt after a refusal takes a new key.
         if let (Some(key), Some((status, body))) = (&s.key, record) {

@@ -33,7 +33,17 @@ impl Gate for Recorder {
         "recorder"
     }
 
-    fn check(&self, e: &GatedEntry<'_>) -> Result<(), GateRefusal> {
+    fn check(
+        &self,
+        e: &GatedEntry<'_>,
+        _: &mut cell::ledger::GateState<'_>,
+    ) -> Result<Result<(), GateRefusal>, cell::store::StoreError> {
+        Ok(self.decide(e))
+    }
+}
+
+impl Recorder {
+    fn decide(&self, e: &GatedEntry<'_>) -> Result<(), GateRefusal> {
         self.seen.lock().unwrap().push(Seen {
             kind: e.kind,
             player: e.player.player.to_string(),

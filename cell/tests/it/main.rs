@@ -11,6 +11,7 @@ mod control;
 mod gaming;
 mod harness;
 mod ledger_gates;
+mod limits;
 mod money_limits;
 mod parsers;
 mod process;

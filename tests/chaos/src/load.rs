@@ -70,6 +70,9 @@ pub enum StepKind {
     Unlicensed,
     /// `GET /lobby?playerId=` through the router, from home: the games the player may play.
     Lobby,
+    /// A new player logs in from home and sets deposit limits for a day, a week and a month
+    /// (`PUT /players/{id}/limits` through the router): Sweden and Denmark take no deposit before.
+    Limits,
 }
 
 impl StepKind {
@@ -88,9 +91,14 @@ impl StepKind {
             StepKind::Balance => "balance",
             StepKind::Unlicensed => "unlicensed",
             StepKind::Lobby => "lobby",
+            StepKind::Limits => "limits",
         }
     }
 }
+
+/// The deposit limit every new drill player sets for each period: far above what a journey
+/// deposits, in every currency the regions book.
+const DRILL_DEPOSIT_LIMIT: &str = "100000.00";
 
 /// One request of a journey, fixed before it is first sent.
 #[derive(Debug, Clone)]
@@ -460,7 +468,10 @@ fn new_journey(shared: &Shared, rng: &mut StdRng, worker: usize, n: u64) -> Jour
                 let steps = vec![step(StepKind::Unlicensed, key, Decimal::ZERO, "", us)];
                 return Journey::new(Returning { player, cell, country: "US", ip: us, currency }, steps);
             }
-            let steps = vec![step(StepKind::Register, key, Decimal::ZERO, "", ip)];
+            let steps = vec![
+                step(StepKind::Register, key, Decimal::ZERO, "", ip),
+                step(StepKind::Limits, String::new(), Decimal::ZERO, "", ip),
+            ];
             Journey::new(Returning { player, cell, country, ip, currency }, steps)
         }
     };
@@ -651,7 +662,12 @@ fn classify(step: &Step, result: &anyhow::Result<Reply>) -> Outcome {
 fn check_route(shared: &Shared, j: &Journey, step: &Step, reply: &Reply) {
     let routed = matches!(
         step.kind,
-        StepKind::Register | StepKind::Login | StepKind::Balance | StepKind::Unlicensed | StepKind::Lobby
+        StepKind::Register
+            | StepKind::Login
+            | StepKind::Balance
+            | StepKind::Unlicensed
+            | StepKind::Lobby
+            | StepKind::Limits
     );
     if !routed {
         return;
@@ -690,6 +706,23 @@ async fn send_step(shared: &Shared, j: &Journey, step: &Step) -> anyhow::Result<
             });
             let headers = [("x-forwarded-for", step.from_ip), ("x-idempotency-key", step.key.as_str())];
             shared.http.send(None, "POST", &router("/players"), &headers, Some(body.to_string().into_bytes())).await
+        }
+        StepKind::Limits => {
+            let body = json!({"playerId": j.player, "password": DRILL_PASSWORD}).to_string().into_bytes();
+            let login = shared
+                .http
+                .send(None, "POST", &router("/sessions"), &[("x-forwarded-for", step.from_ip)], Some(body))
+                .await?;
+            let Some(token) = login.json()["accessToken"].as_str().map(str::to_owned) else { return Ok(login) };
+            let changes: Vec<_> = ["day", "week", "month"]
+                .iter()
+                .map(|period| json!({"kind": "deposit", "period": period, "amount": DRILL_DEPOSIT_LIMIT}))
+                .collect();
+            let body = json!({ "changes": changes }).to_string().into_bytes();
+            let bearer = format!("Bearer {token}");
+            let headers = [("x-forwarded-for", step.from_ip), ("authorization", bearer.as_str())];
+            let url = router(&format!("/players/{}/limits", j.player));
+            shared.http.send(None, "PUT", &url, &headers, Some(body)).await
         }
         StepKind::Deposit => {
             let body = json!({"playerId": j.player, "currency": j.currency, "amount": step.amount.to_string(), "reason": "deposit"});

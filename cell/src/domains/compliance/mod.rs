@@ -1,11 +1,13 @@
-//! Compliance: who may play here. For now, player registration (age and residence checked against
-//! the region file); KYC, screening, limits and self-exclusion come with later issues.
+//! Compliance: who may play here, and how much. Player registration (age and residence checked
+//! against the region file), the stake cap, and responsible-gambling limits ([`limits`]) as gates
+//! on the ledger; KYC, the self-exclusion registers and AML come next.
 
 mod keys;
+pub mod limits;
 
 use crate::events::{self, EventContext};
 use crate::idempotency::{Answer, IdempotencyKey, IdempotencyRecord};
-use crate::ledger::{Gate, GateRefusal, GatedEntry, PostingKind};
+use crate::ledger::{Gate, GateRefusal, GateState, GatedEntry, PostingKind};
 use crate::players::age_on;
 use crate::store::{transact, Store, StoreError};
 use chrono::NaiveDate;
@@ -220,7 +222,13 @@ impl Gate for StakeCapGate {
         "stake_cap"
     }
 
-    fn check(&self, entry: &GatedEntry<'_>) -> Result<(), GateRefusal> {
+    fn check(&self, entry: &GatedEntry<'_>, _: &mut GateState<'_>) -> Result<Result<(), GateRefusal>, StoreError> {
+        Ok(self.decide(entry))
+    }
+}
+
+impl StakeCapGate {
+    fn decide(&self, entry: &GatedEntry<'_>) -> Result<(), GateRefusal> {
         let (PostingKind::Stake, Some(stake)) = (entry.kind, entry.stake) else { return Ok(()) };
         let currency = entry.currency;
         let Some(cap) = stake_cap(&self.region, entry.player.date_of_birth, stake.product, currency, entry.today)

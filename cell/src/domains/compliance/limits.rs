@@ -1,0 +1,595 @@
+//! Responsible-gambling limits as ledger invariants: deposit and net-loss limits per calendar day,
+//! week and month, time-outs and in-house self-exclusion.
+//!
+//! Each player's limits and this period's counters are one record in compliance's room on the
+//! writer thread ([`RgRoom`]). [`RgGate`] reads it for every deposit and stake the kernel posts, and
+//! counts every deposit, stake and return into it once the command's entries have all passed, in
+//! the same batch: whatever the concurrency, the single writer orders the checks, so 200 deposits
+//! at once cannot pass a limit together. The player's own commands ([`SetLimits`], [`StartTimeout`],
+//! [`SelfExclude`]) change the same record through the writer.
+//!
+//! A decrease (or a new limit) takes effect at once; an increase (or a removal) after the
+//! region's cooling-off period (`[rules.deposit_limits] increase_delay_hours`), kept pending
+//! until then and applied when it is first read after its time.
+
+use crate::ledger::{
+    Gate, GateRefusal, GateState, GatedEntry, KernelTx, LedgerCommand, LedgerRefusal, PostingKind, Refusal, Room,
+};
+use crate::store::{subspaces, StoreError, Transaction};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use contracts::events::{RgLimitPending, RgLimitSet, RgSelfExclusionStarted, RgTimeoutStarted};
+use contracts::limits::{LimitChange, LimitInForce, LimitKind, LimitsView, PendingLimit};
+use contracts::region::{LimitPeriod, RegionConfig};
+use contracts::{Amount, CellCode, Currency, Money, PlayerId};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+const PERIODS: [LimitPeriod; 3] = [LimitPeriod::Day, LimitPeriod::Week, LimitPeriod::Month];
+
+fn key(player: &PlayerId) -> Vec<u8> {
+    subspaces::compliance().pack(&("rg", player.as_str()))
+}
+
+/// The first day of the period `day` falls in.
+fn period_start(period: LimitPeriod, day: NaiveDate) -> NaiveDate {
+    match period {
+        LimitPeriod::Day => day,
+        LimitPeriod::Week => day - Duration::days(i64::from(day.weekday().num_days_from_monday())),
+        LimitPeriod::Month => day.with_day(1).expect("every month has a first day"),
+    }
+}
+
+/// What one period has counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+struct Counter {
+    /// The period's first day: a counter of an earlier period counts nothing now.
+    start: NaiveDate,
+    deposited: Decimal,
+    staked: Decimal,
+    returned: Decimal,
+}
+
+impl Counter {
+    fn used(&self, kind: LimitKind) -> Decimal {
+        match kind {
+            LimitKind::Deposit => self.deposited,
+            // A period in profit has lost nothing.
+            LimitKind::Loss => (self.staked - self.returned).max(Decimal::ZERO),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Pending {
+    kind: LimitKind,
+    period: LimitPeriod,
+    amount: Option<Decimal>,
+    effective_at: DateTime<Utc>,
+}
+
+/// One player's limits and counters, as stored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct PlayerRg {
+    /// The limits the player set (a region default applies where they set none).
+    limits: Vec<(LimitKind, LimitPeriod, Decimal)>,
+    pending: Vec<Pending>,
+    timeout_until: Option<DateTime<Utc>>,
+    excluded_until: Option<DateTime<Utc>>,
+    counters: Vec<(LimitPeriod, Counter)>,
+}
+
+impl PlayerRg {
+    fn own(&self, kind: LimitKind, period: LimitPeriod) -> Option<Decimal> {
+        self.limits.iter().find(|(k, p, _)| (*k, *p) == (kind, period)).map(|l| l.2)
+    }
+
+    fn set_own(&mut self, kind: LimitKind, period: LimitPeriod, amount: Option<Decimal>) {
+        self.limits.retain(|(k, p, _)| (*k, *p) != (kind, period));
+        if let Some(amount) = amount {
+            self.limits.push((kind, period, amount));
+            self.limits.sort_by_key(|(k, p, _)| (*k, *p));
+        }
+    }
+
+    /// Applies the increases whose time has come. True when one was.
+    fn settle_pending(&mut self, now: DateTime<Utc>) -> bool {
+        let due: Vec<Pending> = self.pending.iter().filter(|p| p.effective_at <= now).cloned().collect();
+        self.pending.retain(|p| p.effective_at > now);
+        for p in &due {
+            self.set_own(p.kind, p.period, p.amount);
+        }
+        !due.is_empty()
+    }
+
+    /// This period's counter, as of `today`.
+    fn counter(&self, period: LimitPeriod, today: NaiveDate) -> Counter {
+        let start = period_start(period, today);
+        self.counters
+            .iter()
+            .find(|(p, c)| *p == period && c.start == start)
+            .map(|(_, c)| *c)
+            .unwrap_or(Counter { start, ..Counter::default() })
+    }
+
+    fn count(&mut self, today: NaiveDate, change: impl Fn(&mut Counter)) {
+        for period in PERIODS {
+            let mut counter = self.counter(period, today);
+            change(&mut counter);
+            self.counters.retain(|(p, _)| *p != period);
+            self.counters.push((period, counter));
+        }
+    }
+}
+
+/// Compliance's room on the writer: each player's limits and counters, cached, written with the
+/// batch that changed them.
+#[derive(Default)]
+pub struct RgRoom {
+    players: HashMap<PlayerId, PlayerRg>,
+    dirty: HashSet<PlayerId>,
+}
+
+impl RgRoom {
+    fn get(&mut self, tx: &mut dyn Transaction, player: &PlayerId) -> Result<&mut PlayerRg, StoreError> {
+        if !self.players.contains_key(player) {
+            let at = key(player);
+            let record = match tx.get(&at)? {
+                Some(bytes) => crate::ledger::decode(&at, &bytes)?,
+                None => PlayerRg::default(),
+            };
+            self.players.insert(player.clone(), record);
+        }
+        Ok(self.players.get_mut(player).expect("inserted above"))
+    }
+}
+
+impl Room for RgRoom {
+    fn write(&mut self, tx: &mut dyn Transaction, _batch: u64) -> Result<(), StoreError> {
+        for player in self.dirty.drain() {
+            let record = &self.players[&player];
+            tx.set(&key(&player), &crate::ledger::encode(record))?;
+        }
+        Ok(())
+    }
+
+    fn committed(&mut self, _batch: u64) {}
+
+    fn forget(&mut self) {
+        self.players.clear();
+        self.dirty.clear();
+    }
+
+    fn cached(&self) -> usize {
+        self.players.len()
+    }
+}
+
+/// The limit that binds `kind` over `period` for this player: their own, else the region's
+/// default, with where it comes from.
+fn binding(region: &RegionConfig, rg: &PlayerRg, kind: LimitKind, period: LimitPeriod) -> Option<(Decimal, String)> {
+    if let Some(own) = rg.own(kind, period) {
+        return Some((own, "player".into()));
+    }
+    let defaults = region.deposit_limits.as_ref().filter(|_| kind == LimitKind::Deposit)?;
+    defaults
+        .defaults
+        .iter()
+        .find(|(p, _)| *p == period)
+        .map(|(_, money)| (money.amount(), rule_id(region, "DEFAULT-DEPOSIT-LIMIT", Some(period))))
+}
+
+fn period_name(period: LimitPeriod) -> &'static str {
+    match period {
+        LimitPeriod::Day => "day",
+        LimitPeriod::Week => "week",
+        LimitPeriod::Month => "month",
+    }
+}
+
+fn rule_id(region: &RegionConfig, what: &str, period: Option<LimitPeriod>) -> String {
+    match period {
+        Some(p) => format!("{}-{what}-{}", region.jurisdiction, period_name(p).to_uppercase()),
+        None => format!("{}-{what}", region.jurisdiction),
+    }
+}
+
+/// The gate: exclusion, time-out, and deposit and loss limits on every deposit and stake; every
+/// deposit, stake and return counted. Withdrawals always pass.
+pub struct RgGate {
+    region: Arc<RegionConfig>,
+}
+
+impl RgGate {
+    pub fn new(region: Arc<RegionConfig>) -> RgGate {
+        RgGate { region }
+    }
+
+    fn refusal(&self, code: CellCode, rule: String, message: String) -> GateRefusal {
+        GateRefusal {
+            code,
+            message: format!("{message} (rule {rule}, policy {})", self.region.policy_version),
+            rule,
+            policy_version: self.region.policy_version.clone(),
+        }
+    }
+
+    fn decide(&self, entry: &GatedEntry<'_>, rg: &PlayerRg) -> Result<(), GateRefusal> {
+        let kind = match entry.kind {
+            PostingKind::Deposit => LimitKind::Deposit,
+            PostingKind::Stake => LimitKind::Loss,
+            _ => return Ok(()),
+        };
+        let (what, now) = (if kind == LimitKind::Deposit { "deposits" } else { "bets" }, entry.now);
+        if let Some(until) = rg.excluded_until.filter(|until| *until > now) {
+            let rule = rule_id(&self.region, "SELF-EXCLUSION", None);
+            return Err(self.refusal(
+                CellCode::SelfExcluded,
+                rule,
+                format!("the player is self-excluded until {until}: no {what}; withdrawals stay open"),
+            ));
+        }
+        if let Some(until) = rg.timeout_until.filter(|until| *until > now) {
+            let rule = rule_id(&self.region, "TIMEOUT", None);
+            return Err(self.refusal(
+                CellCode::PlayerTimedOut,
+                rule,
+                format!("the player took a time-out until {until}: no {what}; withdrawals stay open"),
+            ));
+        }
+        let (currency, scale) = (entry.currency.code(), entry.currency.scale());
+        if kind == LimitKind::Deposit {
+            if let Some(required) = self.region.deposit_limits.as_ref().filter(|d| d.mandatory && d.defaults.is_empty())
+            {
+                let missing: Vec<&str> =
+                    required.periods.iter().filter(|p| rg.own(kind, **p).is_none()).map(|p| period_name(*p)).collect();
+                if !missing.is_empty() {
+                    let rule = rule_id(&self.region, "DEPOSIT-LIMITS-REQUIRED", None);
+                    let message = format!(
+                        "set a deposit limit for each period before depositing: {} missing",
+                        missing.join(", ")
+                    );
+                    return Err(self.refusal(CellCode::DepositLimitsRequired, rule, message));
+                }
+            }
+        }
+        for period in PERIODS {
+            let Some((limit, source)) = binding(&self.region, rg, kind, period) else { continue };
+            let used = rg.counter(period, entry.today).used(kind) + entry.earlier;
+            if used + entry.amount <= limit {
+                continue;
+            }
+            let left = (limit - used).max(Decimal::ZERO);
+            let (code, name, rule_part) = match kind {
+                LimitKind::Deposit => (CellCode::DepositLimitExceeded, "deposit", "DEPOSIT-LIMIT"),
+                LimitKind::Loss => (CellCode::LossLimitExceeded, "loss", "LOSS-LIMIT"),
+            };
+            let rule = if source == "player" {
+                rule_id(&self.region, &format!("PLAYER-{rule_part}"), Some(period))
+            } else {
+                source
+            };
+            let message = format!(
+                "{} {currency} would pass the {} {name} limit of {} {currency}: {} {currency} left this {}",
+                Amount::at_scale(entry.amount, scale),
+                period_name(period),
+                Amount::at_scale(limit, scale),
+                Amount::at_scale(left, scale),
+                period_name(period),
+            );
+            return Err(self.refusal(code, rule, message));
+        }
+        Ok(())
+    }
+}
+
+impl Gate for RgGate {
+    fn name(&self) -> &'static str {
+        "responsible_gambling"
+    }
+
+    fn check(&self, entry: &GatedEntry<'_>, state: &mut GateState<'_>) -> Result<Result<(), GateRefusal>, StoreError> {
+        if !matches!(entry.kind, PostingKind::Deposit | PostingKind::Stake) {
+            return Ok(Ok(()));
+        }
+        let (room, tx) = state.room::<RgRoom>();
+        let rg = room.get(tx, entry.player.player)?;
+        if rg.settle_pending(entry.now) {
+            room.dirty.insert(entry.player.player.clone());
+        }
+        let rg = &room.players[entry.player.player];
+        Ok(self.decide(entry, rg))
+    }
+
+    fn record(&self, entry: &GatedEntry<'_>, state: &mut GateState<'_>) -> Result<(), StoreError> {
+        let amount = entry.amount;
+        let change: fn(&mut Counter, Decimal) = match entry.kind {
+            PostingKind::Deposit => |c, a| c.deposited += a,
+            PostingKind::Stake => |c, a| c.staked += a,
+            PostingKind::Win | PostingKind::Refund => |c, a| c.returned += a,
+            PostingKind::Withdrawal | PostingKind::Adjustment => return Ok(()),
+        };
+        let (room, tx) = state.room::<RgRoom>();
+        room.get(tx, entry.player.player)?.count(entry.today, |c| change(c, amount));
+        room.dirty.insert(entry.player.player.clone());
+        Ok(())
+    }
+}
+
+/// Why a player's limit command was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitsError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Ledger(#[from] LedgerRefusal),
+}
+
+impl Refusal for LimitsError {
+    fn code(&self) -> CellCode {
+        match self {
+            LimitsError::Invalid(_) => CellCode::InvalidRequest,
+            LimitsError::Ledger(e) => e.code(),
+        }
+    }
+    fn status(&self) -> u16 {
+        match self {
+            LimitsError::Invalid(_) => 400,
+            LimitsError::Ledger(e) => e.status(),
+        }
+    }
+}
+
+/// What the player's limits look like to them now.
+fn view(region: &RegionConfig, player: &PlayerId, currency: Currency, rg: &PlayerRg, today: NaiveDate) -> LimitsView {
+    let scale = currency.scale();
+    let mut limits = Vec::new();
+    for kind in [LimitKind::Deposit, LimitKind::Loss] {
+        for period in PERIODS {
+            let Some((amount, source)) = binding(region, rg, kind, period) else { continue };
+            let used = rg.counter(period, today).used(kind);
+            limits.push(LimitInForce {
+                kind,
+                period,
+                amount: Amount::at_scale(amount, scale),
+                used: Amount::at_scale(used, scale),
+                left: Amount::at_scale((amount - used).max(Decimal::ZERO), scale),
+                source,
+            });
+        }
+    }
+    LimitsView {
+        player_id: player.clone(),
+        currency,
+        limits,
+        pending: rg
+            .pending
+            .iter()
+            .map(|p| PendingLimit {
+                kind: p.kind,
+                period: p.period,
+                amount: p.amount.map(|a| Amount::at_scale(a, scale)),
+                effective_at: p.effective_at,
+            })
+            .collect(),
+        timeout_until: rg.timeout_until,
+        self_excluded_until: rg.excluded_until,
+    }
+}
+
+/// What a limit command does to a player's record, and the answer.
+fn with_record(
+    tx: &mut KernelTx<'_>,
+    region: &RegionConfig,
+    player: &PlayerId,
+    change: impl FnOnce(&mut PlayerRg, Currency, DateTime<Utc>) -> Result<Vec<Emitted>, LimitsError>,
+) -> Result<Result<LimitsView, LimitsError>, StoreError> {
+    let registered = match tx.registered(player)? {
+        Ok(registered) => registered,
+        Err(refused) => return Ok(Err(refused.into())),
+    };
+    let now = tx.now();
+    let emitted = {
+        let (room, store) = tx.room::<RgRoom>();
+        let rg = room.get(store, player)?;
+        rg.settle_pending(now);
+        let mut changed = rg.clone();
+        let emitted = match change(&mut changed, registered.currency, now) {
+            Ok(emitted) => emitted,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        *rg = changed;
+        room.dirty.insert(player.clone());
+        emitted
+    };
+    for event in emitted {
+        match event {
+            Emitted::Set(e) => tx.event(e)?,
+            Emitted::Pending(e) => tx.event(e)?,
+            Emitted::Timeout(e) => tx.event(e)?,
+            Emitted::Excluded(e) => tx.event(e)?,
+        }
+    }
+    let (room, store) = tx.room::<RgRoom>();
+    let rg = room.get(store, player)?;
+    Ok(Ok(view(region, player, registered.currency, rg, now.date_naive())))
+}
+
+enum Emitted {
+    Set(RgLimitSet),
+    Pending(RgLimitPending),
+    Timeout(RgTimeoutStarted),
+    Excluded(RgSelfExclusionStarted),
+}
+
+/// `GET /players/{id}/limits`: read through the writer, so it sees every counted deposit.
+pub struct ReadLimits {
+    pub region: Arc<RegionConfig>,
+    pub player: PlayerId,
+}
+
+impl LedgerCommand for ReadLimits {
+    type Room = ();
+    type Answer = LimitsView;
+    type Refusal = LimitsError;
+    fn kind(&self) -> &'static str {
+        "rg_limits_read"
+    }
+    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<LimitsView, LimitsError>, StoreError> {
+        with_record(tx, &self.region, &self.player, |_, _, _| Ok(Vec::new()))
+    }
+}
+
+/// `PUT /players/{id}/limits`.
+pub struct SetLimits {
+    pub region: Arc<RegionConfig>,
+    pub player: PlayerId,
+    pub changes: Vec<LimitChange>,
+}
+
+impl LedgerCommand for SetLimits {
+    type Room = ();
+    type Answer = LimitsView;
+    type Refusal = LimitsError;
+    fn kind(&self) -> &'static str {
+        "rg_limits_set"
+    }
+    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<LimitsView, LimitsError>, StoreError> {
+        let region = self.region.clone();
+        let delay = Duration::hours(i64::from(region.deposit_limits.as_ref().map_or(24, |d| d.increase_delay_hours)));
+        let player = self.player.clone();
+        with_record(tx, &self.region, &self.player, |rg, currency, now| {
+            let mut emitted = Vec::new();
+            let mut seen = HashSet::new();
+            for change in &self.changes {
+                if !seen.insert((change.kind, change.period)) {
+                    return Err(LimitsError::Invalid(format!(
+                        "{:?} {:?} is changed twice",
+                        change.kind, change.period
+                    )));
+                }
+                let amount = match &change.amount {
+                    Some(a) => {
+                        Some(Money::positive(a.0, currency).map_err(|e| LimitsError::Invalid(e.to_string()))?.amount())
+                    }
+                    None => None,
+                };
+                let current = binding(&region, rg, change.kind, change.period).map(|(a, _)| a);
+                // Tighter than what binds now (a limit where there was none included): at once.
+                let tighter = match (amount, current) {
+                    (Some(new), Some(old)) => new <= old,
+                    (Some(_), None) => true,
+                    (None, None) => true,
+                    (None, Some(_)) => false,
+                };
+                rg.pending.retain(|p| (p.kind, p.period) != (change.kind, change.period));
+                let scale = currency.scale();
+                let wire = amount.map(|a| Amount::at_scale(a, scale));
+                if tighter {
+                    rg.set_own(change.kind, change.period, amount);
+                    emitted.push(Emitted::Set(RgLimitSet {
+                        player_id: player.clone(),
+                        kind: change.kind,
+                        period: change.period,
+                        amount: wire,
+                    }));
+                } else {
+                    let effective_at = now + delay;
+                    rg.pending.push(Pending { kind: change.kind, period: change.period, amount, effective_at });
+                    emitted.push(Emitted::Pending(RgLimitPending {
+                        player_id: player.clone(),
+                        kind: change.kind,
+                        period: change.period,
+                        amount: wire,
+                        effective_at,
+                    }));
+                }
+            }
+            Ok(emitted)
+        })
+    }
+}
+
+/// `POST /players/{id}/timeout`: no deposit and no bet for `hours`; a shorter one never cuts a
+/// longer one short.
+pub struct StartTimeout {
+    pub region: Arc<RegionConfig>,
+    pub player: PlayerId,
+    pub hours: u32,
+}
+
+impl LedgerCommand for StartTimeout {
+    type Room = ();
+    type Answer = LimitsView;
+    type Refusal = LimitsError;
+    fn kind(&self) -> &'static str {
+        "rg_timeout"
+    }
+    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<LimitsView, LimitsError>, StoreError> {
+        let (hours, player) = (self.hours, self.player.clone());
+        with_record(tx, &self.region, &self.player, |rg, _, now| {
+            if !contracts::limits::TIMEOUT_HOURS.contains(&hours) {
+                return Err(LimitsError::Invalid("a time-out lasts 24 to 1008 hours (six weeks)".into()));
+            }
+            let until = (now + Duration::hours(i64::from(hours))).max(rg.timeout_until.unwrap_or(now));
+            rg.timeout_until = Some(until);
+            Ok(vec![Emitted::Timeout(RgTimeoutStarted { player_id: player, until })])
+        })
+    }
+}
+
+/// `POST /players/{id}/self-exclusion`: no deposit and no bet here for `months`, which nothing
+/// shortens.
+pub struct SelfExclude {
+    pub region: Arc<RegionConfig>,
+    pub player: PlayerId,
+    pub months: u32,
+}
+
+impl LedgerCommand for SelfExclude {
+    type Room = ();
+    type Answer = LimitsView;
+    type Refusal = LimitsError;
+    fn kind(&self) -> &'static str {
+        "rg_self_exclusion"
+    }
+    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<LimitsView, LimitsError>, StoreError> {
+        let (months, player) = (self.months, self.player.clone());
+        with_record(tx, &self.region, &self.player, |rg, _, now| {
+            if !contracts::limits::SELF_EXCLUSION_MONTHS.contains(&months) {
+                return Err(LimitsError::Invalid("a self-exclusion lasts 6 to 60 months".into()));
+            }
+            let end = now.checked_add_months(chrono::Months::new(months)).unwrap_or(now);
+            let until = end.max(rg.excluded_until.unwrap_or(now));
+            rg.excluded_until = Some(until);
+            Ok(vec![Emitted::Excluded(RgSelfExclusionStarted { player_id: player, until })])
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_start_on_their_first_day() {
+        let wednesday = NaiveDate::from_ymd_opt(2026, 12, 9).unwrap();
+        assert_eq!(period_start(LimitPeriod::Day, wednesday), wednesday);
+        assert_eq!(period_start(LimitPeriod::Week, wednesday), NaiveDate::from_ymd_opt(2026, 12, 7).unwrap());
+        assert_eq!(period_start(LimitPeriod::Month, wednesday), NaiveDate::from_ymd_opt(2026, 12, 1).unwrap());
+    }
+
+    #[test]
+    fn a_counter_of_an_earlier_period_counts_nothing_and_losses_do_not_go_negative() {
+        let mut rg = PlayerRg::default();
+        let monday = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
+        rg.count(monday, |c| c.deposited += Decimal::from(10));
+        rg.count(monday, |c| c.returned += Decimal::from(5));
+        assert_eq!(rg.counter(LimitPeriod::Day, monday).used(LimitKind::Deposit), Decimal::from(10));
+        assert_eq!(rg.counter(LimitPeriod::Day, monday).used(LimitKind::Loss), Decimal::ZERO);
+        let tuesday = monday.succ_opt().unwrap();
+        assert_eq!(rg.counter(LimitPeriod::Day, tuesday).used(LimitKind::Deposit), Decimal::ZERO);
+        assert_eq!(rg.counter(LimitPeriod::Week, tuesday).used(LimitKind::Deposit), Decimal::from(10));
+    }
+}

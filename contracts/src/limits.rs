@@ -1,0 +1,102 @@
+//! Responsible-gambling limits, as a player sets and reads them (`/players/{id}/limits`,
+//! `/timeout`, `/self-exclusion`). Amounts are in the player's currency.
+
+use crate::region::LimitPeriod;
+use crate::{Amount, Currency, PlayerId};
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Version of the limit shapes and their events.
+pub const LIMITS_VERSION: &str = "1";
+/// Shortest and longest time-out a player may take, in hours (24 hours to 6 weeks).
+pub const TIMEOUT_HOURS: std::ops::RangeInclusive<u32> = 24..=1008;
+/// Shortest and longest self-exclusion a player may take here, in months (6 months to 5 years).
+pub const SELF_EXCLUSION_MONTHS: std::ops::RangeInclusive<u32> = 6..=60;
+
+/// What a limit bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitKind {
+    /// Money deposited in the period.
+    Deposit,
+    /// Stakes minus what came back (wins, refunds) in the period.
+    Loss,
+}
+
+/// One change a player asks for: `amount: null` removes the limit (an increase).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LimitChange {
+    pub kind: LimitKind,
+    pub period: LimitPeriodName,
+    pub amount: Option<Amount>,
+}
+
+/// A period by name (`day`, `week`, `month`): calendar periods in UTC, weeks from Monday.
+pub type LimitPeriodName = LimitPeriod;
+
+/// `PUT /players/{id}/limits`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LimitsRequest {
+    /// A decrease (or a new limit) takes effect at once; an increase (or a removal) after the
+    /// region's cooling-off period.
+    #[schemars(length(min = 1, max = 6))]
+    pub changes: Vec<LimitChange>,
+}
+
+/// A limit in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitInForce {
+    pub kind: LimitKind,
+    pub period: LimitPeriod,
+    pub amount: Amount,
+    /// What the period has used so far, and what is left.
+    pub used: Amount,
+    pub left: Amount,
+    /// `player` when the player set it, or the region's rule id for a default.
+    pub source: String,
+}
+
+/// An increase waiting for its cooling-off period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingLimit {
+    pub kind: LimitKind,
+    pub period: LimitPeriod,
+    /// `null`: the limit goes.
+    pub amount: Option<Amount>,
+    pub effective_at: DateTime<Utc>,
+}
+
+/// Answer to the limit routes: the player's limits, pending increases, time-out and exclusion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsView {
+    pub player_id: PlayerId,
+    pub currency: Currency,
+    pub limits: Vec<LimitInForce>,
+    pub pending: Vec<PendingLimit>,
+    pub timeout_until: Option<DateTime<Utc>>,
+    pub self_excluded_until: Option<DateTime<Utc>>,
+}
+
+/// `POST /players/{id}/timeout`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TimeoutRequest {
+    /// 24 to 1008 (six weeks).
+    #[schemars(range(min = 24, max = 1008))]
+    pub hours: u32,
+}
+
+/// `POST /players/{id}/self-exclusion`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SelfExclusionRequest {
+    /// 6 to 60.
+    #[schemars(range(min = 6, max = 60))]
+    pub months: u32,
+}

@@ -9,6 +9,7 @@ mod wallet;
 pub use rounds::{rounds, RoundsBenchArgs};
 pub use wallet::{wallet, WalletBenchArgs};
 
+use crate::domains::compliance::limits::SetLimits;
 use crate::domains::gaming::providers::Provider;
 use crate::domains::wallet::Movement;
 use crate::events::EventContext;
@@ -18,7 +19,9 @@ use crate::server::{CellConfig, OpenCell};
 use crate::store::embedded::Durability;
 use anyhow::bail;
 use bytes::Bytes;
+use contracts::limits::{LimitChange, LimitKind};
 use contracts::players::RegisterPlayerRequest;
+use contracts::region::LimitPeriod;
 use contracts::region::RegionConfig;
 use contracts::wallet::MovementReason;
 use contracts::{Currency, Money, PlayerId};
@@ -154,7 +157,9 @@ pub(super) fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::new().range(1..)
 }
 
-/// Registers and funds the players, concurrently so group commit shares the syncs.
+/// Registers and funds the players, concurrently so group commit shares the syncs, and gives each
+/// a deposit and a loss limit for every period, so the responsible-gambling gate checks and counts
+/// every stake and deposit it measures (limits far above what the benchmark moves).
 pub(super) async fn setup(cell: &OpenCell, players: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     let gbp = Currency::from_code("GBP")?;
@@ -200,7 +205,32 @@ pub(super) async fn setup(cell: &OpenCell, players: usize) -> anyhow::Result<()>
     while let Some(done) = credits.join_next().await {
         done??;
     }
-    eprintln!("setup: {players} players registered and funded in {:.1} s", started.elapsed().as_secs_f64());
+    let mut limits = tokio::task::JoinSet::new();
+    for i in 0..players {
+        let (ledger, region) = (cell.domains.ledger.clone(), cell.domains.region.clone());
+        limits.spawn(async move {
+            let changes = [LimitKind::Deposit, LimitKind::Loss]
+                .into_iter()
+                .flat_map(|kind| {
+                    [LimitPeriod::Day, LimitPeriod::Week, LimitPeriod::Month].map(|period| LimitChange {
+                        kind,
+                        period,
+                        amount: Some(contracts::Amount(Decimal::from(50_000_000))),
+                    })
+                })
+                .collect();
+            let command = SetLimits { region, player: player(i), changes };
+            ledger.execute_unkeyed(command, ctx()).await.map_err(|e| anyhow::anyhow!("set limits: {e:?}"))?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = limits.join_next().await {
+        done??;
+    }
+    eprintln!(
+        "setup: {players} players registered, funded and given limits in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -481,3 +481,91 @@ mod tests {
         assert!(problems[0].contains("cell-uk.log"));
     }
 }
+
+/// What responsible gambling promised, read from each primary cell's event log in commit order,
+/// as an auditor would: no deposit and no bet by a player while they are self-excluded or timed
+/// out, and no day's deposits past the day limit in force when each was made.
+pub async fn responsible_gambling_held(platform: &Platform) -> Check {
+    let name = "no excluded player bet or deposited; no deposit limit passed";
+    let mut problems = Vec::new();
+    let (mut players, mut limited, mut excluded, mut deposits) = (BTreeSet::new(), 0, 0, 0);
+    for role in platform.cell_roles() {
+        let Role::Primary(_) = &role else { continue };
+        // Per player: until when they may not play, the day limit and that day's deposits.
+        let mut barred: BTreeMap<String, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
+        let mut day_limit: BTreeMap<String, Decimal> = BTreeMap::new();
+        let mut day_sums: BTreeMap<(String, chrono::NaiveDate), Decimal> = BTreeMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let path = match &after {
+                Some(cursor) => format!("/events?limit={EVENTS_PAGE}&after={cursor}"),
+                None => format!("/events?limit={EVENTS_PAGE}"),
+            };
+            let page = match platform.get(&role, &path).await {
+                Ok(reply) if reply.status == 200 => match serde_json::from_slice::<EventPage>(&reply.body) {
+                    Ok(page) => page,
+                    Err(e) => return Check::new(name, vec![format!("{role}: /events: {e}")], String::new()),
+                },
+                Ok(reply) => {
+                    let problem = format!("{role}: /events answered {} {}", reply.status, reply.text());
+                    return Check::new(name, vec![problem], String::new());
+                }
+                Err(e) => return Check::new(name, vec![format!("{role}: {e:#}")], String::new()),
+            };
+            if page.events.is_empty() {
+                break;
+            }
+            for e in &page.events {
+                let (event, p, at) = (e.envelope.event.as_str(), &e.envelope.payload, e.envelope.ts);
+                let player = p["playerId"].as_str().unwrap_or_default().to_owned();
+                match event {
+                    "rg.self_exclusion_started" | "rg.timeout_started" => {
+                        excluded += 1;
+                        if let Some(until) = p["until"].as_str().and_then(|u| u.parse().ok()) {
+                            barred.insert(player, until);
+                        }
+                    }
+                    "rg.limit_set" if p["kind"] == "deposit" && p["period"] == "day" => {
+                        limited += 1;
+                        match p["amount"].as_str().and_then(|a| a.parse().ok()) {
+                            Some(limit) => day_limit.insert(player, limit),
+                            None => day_limit.remove(&player),
+                        };
+                    }
+                    "wallet.credited" | "bet.placed" | "wallet.hold" => {
+                        let deposit = event == "wallet.credited";
+                        if deposit && p["reason"] != "deposit" {
+                            continue;
+                        }
+                        players.insert(player.clone());
+                        if barred.get(&player).is_some_and(|until| at < *until) {
+                            problems.push(format!("{role}: {event} of {player} at {at} while barred"));
+                        }
+                        if deposit {
+                            deposits += 1;
+                            let amount: Decimal = p["amount"].as_str().and_then(|a| a.parse().ok()).unwrap_or_default();
+                            let sum = day_sums.entry((player.clone(), at.date_naive())).or_default();
+                            *sum += amount;
+                            if day_limit.get(&player).is_some_and(|limit| *sum > *limit) {
+                                problems.push(format!(
+                                    "{role}: {player}'s deposits on {} reached {sum}, over the day limit",
+                                    at.date_naive()
+                                ));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            after = page.next;
+        }
+    }
+    Check::new(
+        name,
+        problems,
+        format!(
+            "{} players' deposits and bets ({deposits} deposits) against {limited} day limits and {excluded} exclusions or time-outs",
+            players.len()
+        ),
+    )
+}

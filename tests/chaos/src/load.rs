@@ -99,6 +99,15 @@ impl StepKind {
 /// The deposit limit every new drill player sets for each period: far above what a journey
 /// deposits, in every currency the regions book.
 const DRILL_DEPOSIT_LIMIT: &str = "100000.00";
+/// A tight day limit some players set: one journey's deposit (100.00 to 100.99) fits, two do not.
+const DRILL_TIGHT_DAY_LIMIT: &str = "150.00";
+/// Marks (in the step's amount) a `Limits` step that sets the tight day limit...
+const LIMIT_BOUND: Decimal = Decimal::ONE;
+/// ...or that self-excludes the player after setting limits.
+const SELF_EXCLUDING: Decimal = Decimal::TWO;
+/// Shares of new players who bind themselves tighter.
+const LIMIT_BOUND_SHARE: f64 = 0.15;
+const SELF_EXCLUDING_SHARE: f64 = 0.05;
 
 /// One request of a journey, fixed before it is first sent.
 #[derive(Debug, Clone)]
@@ -468,9 +477,14 @@ fn new_journey(shared: &Shared, rng: &mut StdRng, worker: usize, n: u64) -> Jour
                 let steps = vec![step(StepKind::Unlicensed, key, Decimal::ZERO, "", us)];
                 return Journey::new(Returning { player, cell, country: "US", ip: us, currency }, steps);
             }
+            let binding = match rng.random_range(0.0..1.0) {
+                x if x < SELF_EXCLUDING_SHARE => SELF_EXCLUDING,
+                x if x < SELF_EXCLUDING_SHARE + LIMIT_BOUND_SHARE => LIMIT_BOUND,
+                _ => Decimal::ZERO,
+            };
             let steps = vec![
                 step(StepKind::Register, key, Decimal::ZERO, "", ip),
-                step(StepKind::Limits, String::new(), Decimal::ZERO, "", ip),
+                step(StepKind::Limits, String::new(), binding, "", ip),
             ];
             Journey::new(Returning { player, cell, country, ip, currency }, steps)
         }
@@ -714,15 +728,24 @@ async fn send_step(shared: &Shared, j: &Journey, step: &Step) -> anyhow::Result<
                 .send(None, "POST", &router("/sessions"), &[("x-forwarded-for", step.from_ip)], Some(body))
                 .await?;
             let Some(token) = login.json()["accessToken"].as_str().map(str::to_owned) else { return Ok(login) };
-            let changes: Vec<_> = ["day", "week", "month"]
+            // Some players bind themselves tighter: a day limit a second deposit passes, or a
+            // self-exclusion (their later deposits and bets are refused).
+            let day = if step.amount == LIMIT_BOUND { DRILL_TIGHT_DAY_LIMIT } else { DRILL_DEPOSIT_LIMIT };
+            let changes: Vec<_> = [("day", day), ("week", DRILL_DEPOSIT_LIMIT), ("month", DRILL_DEPOSIT_LIMIT)]
                 .iter()
-                .map(|period| json!({"kind": "deposit", "period": period, "amount": DRILL_DEPOSIT_LIMIT}))
+                .map(|(period, amount)| json!({"kind": "deposit", "period": period, "amount": amount}))
                 .collect();
             let body = json!({ "changes": changes }).to_string().into_bytes();
             let bearer = format!("Bearer {token}");
             let headers = [("x-forwarded-for", step.from_ip), ("authorization", bearer.as_str())];
             let url = router(&format!("/players/{}/limits", j.player));
-            shared.http.send(None, "PUT", &url, &headers, Some(body)).await
+            let set = shared.http.send(None, "PUT", &url, &headers, Some(body)).await?;
+            if step.amount != SELF_EXCLUDING || set.status != 200 {
+                return Ok(set);
+            }
+            let url = router(&format!("/players/{}/self-exclusion", j.player));
+            let body = json!({ "months": 6 }).to_string().into_bytes();
+            shared.http.send(None, "POST", &url, &headers, Some(body)).await
         }
         StepKind::Deposit => {
             let body = json!({"playerId": j.player, "currency": j.currency, "amount": step.amount.to_string(), "reason": "deposit"});

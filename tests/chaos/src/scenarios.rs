@@ -569,6 +569,7 @@ async fn settle_and_check(drill: &mut Drill, report: &mut Report) -> anyhow::Res
     report.check(reflected.events);
     report.check(reflected.retries);
     report.check(invariants::served_within_licence(&journal));
+    report.check(invariants::responsible_gambling_held(&drill.platform).await);
     report.check(invariants::audit_chain_verifies(&drill.platform).await);
     report.check(invariants::logs_are_plain_text(&drill.platform));
     report.check(invariants::logs_hold_no_secrets(&drill.platform));

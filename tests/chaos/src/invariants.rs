@@ -468,20 +468,6 @@ pub fn refusals_by_code(journal: &Journal) -> BTreeMap<String, u64> {
     by_code
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_secret_in_a_log_file_is_found() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cell-uk.log"), "INFO login token=eyJhbGciOiJFZERTQSJ9.x.y\n").unwrap();
-        std::fs::write(dir.path().join("router.log"), "INFO nothing to see\n").unwrap();
-        let (files, problems) = super::secrets_in(dir.path(), &[("an access token", "eyJhbGci")]);
-        assert_eq!(files, 2);
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].contains("cell-uk.log"));
-    }
-}
-
 /// What responsible gambling promised, read from each primary cell's event log in commit order,
 /// as an auditor would: no deposit and no bet by a player while they are self-excluded or timed
 /// out, and no day's deposits past the day limit in force when each was made.
@@ -568,4 +554,18 @@ pub async fn responsible_gambling_held(platform: &Platform) -> Check {
             players.len()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_secret_in_a_log_file_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cell-uk.log"), "INFO login token=eyJhbGciOiJFZERTQSJ9.x.y\n").unwrap();
+        std::fs::write(dir.path().join("router.log"), "INFO nothing to see\n").unwrap();
+        let (files, problems) = super::secrets_in(dir.path(), &[("an access token", "eyJhbGci")]);
+        assert_eq!(files, 2);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("cell-uk.log"));
+    }
 }

@@ -58,6 +58,11 @@ enum Command {
         /// longer where the regulator asks.
         #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(24..))]
         idempotency_window_hours: u64,
+        /// Where the self-exclusion registers answer, `http://HOST:PORT` (in development, tests and
+        /// drills: `sandbox serve`). Without it players are not checked against the region's
+        /// register (a warning at start).
+        #[arg(long)]
+        registers_url: Option<String>,
     },
     /// The WORM audit chain.
     Audit {
@@ -128,6 +133,7 @@ fn main() -> anyhow::Result<ExitCode> {
             control_stale_after_seconds,
             store,
             idempotency_window_hours,
+            registers_url,
         } => runtime.block_on(async move {
             let region = RegionConfig::from_file(&region)?;
             let tls = match &tls_dir {
@@ -167,6 +173,7 @@ fn main() -> anyhow::Result<ExitCode> {
                     ..Default::default()
                 },
                 store_faults: None,
+                registers: registers_url,
                 clock: cell::clock::system(),
             };
             cell::server::run(config, listener, shutdown_signal()).await

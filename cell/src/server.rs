@@ -92,6 +92,8 @@ pub struct CellConfig {
     pub clock: Arc<dyn crate::clock::Clock>,
     /// Faults to inject into the store, from a seed (tests); `None` in service.
     pub store_faults: Option<(crate::store::fault::FaultConfig, u64)>,
+    /// Where the self-exclusion registers answer (`http://HOST:PORT`); `None`: not asked.
+    pub registers: Option<String>,
 }
 
 /// Where the control plane is and how to reach it.
@@ -172,7 +174,19 @@ impl OpenCell {
         let (ledger, writer) =
             Ledger::start(store.clone(), region.clone(), metrics, config.writer, config.clock.clone(), gates)
                 .context("start the ledger writer")?;
-        let compliance = Compliance::new(store.clone(), region.clone(), config.clock.clone());
+        let registers = match &config.registers {
+            Some(url) => Some(crate::domains::compliance::registers::Registers::new(url).map_err(anyhow::Error::msg)?),
+            None => {
+                if region.self_exclusion_register != contracts::region::SelfExclusionRegister::Operator {
+                    tracing::warn!(
+                        register = %region.self_exclusion_register,
+                        "no --registers-url: players are not checked against the self-exclusion register (development only)"
+                    );
+                }
+                None
+            }
+        };
+        let compliance = Compliance::new(store.clone(), region.clone(), config.clock.clone(), registers);
         let sessions = Arc::new(
             SessionSigner::load_or_create(&config.data_dir.join("session-ed25519.key"), &region.cell_id)
                 .context("load the session signing key")?,

@@ -61,6 +61,8 @@ error_codes!(
         LossLimitExceeded = "LOSS_LIMIT_EXCEEDED",
         DepositLimitsRequired = "DEPOSIT_LIMITS_REQUIRED",
         SelfExcluded = "SELF_EXCLUDED",
+        SelfExclusionCheckUnavailable = "SELF_EXCLUSION_CHECK_UNAVAILABLE",
+        ProfileIncomplete = "PROFILE_INCOMPLETE",
         PlayerTimedOut = "PLAYER_TIMED_OUT",
         LoginThrottled = "LOGIN_THROTTLED",
         InvalidCredentials = "INVALID_CREDENTIALS",

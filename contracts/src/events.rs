@@ -221,3 +221,20 @@ impl EventPayload for RgSelfExclusionStarted {
     const NAME: &'static str = "rg.self_exclusion_started";
     const VERSION: &'static str = "1";
 }
+
+/// `self_exclusion.checked`: what a self-exclusion register said of a player, and when it was
+/// asked (`registration`, `login`, `deposit`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfExclusionChecked {
+    pub player_id: PlayerId,
+    /// GAMSTOP, ROFUS, SPELPAUS, RGIAJ.
+    pub register: String,
+    /// `excluded`, `notExcluded`, `previouslyExcluded`.
+    pub answer: String,
+    pub at: String,
+}
+impl EventPayload for SelfExclusionChecked {
+    const NAME: &'static str = "self_exclusion.checked";
+    const VERSION: &'static str = "1";
+}

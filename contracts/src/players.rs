@@ -4,8 +4,8 @@ use crate::{CountryCode, Currency, PlayerId};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Version of `POST /players`' request (2: it takes a `password`).
-pub const REGISTER_VERSION: &str = "3";
+/// Version of `POST /players`' request (2: it takes a `password`; 4: and a `profile`).
+pub const REGISTER_VERSION: &str = "4";
 
 /// `POST /players`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -21,6 +21,65 @@ pub struct RegisterPlayerRequest {
     /// as an argon2id hash.
     #[schemars(extend("minLength" = 12, "not" = { "pattern": "^([\\s\\S])\\1*$" }))]
     pub password: Password,
+    /// Who the player is, as the regulator requires. Kept in the home cell only, never in an
+    /// event; the region's self-exclusion register is asked with it (GAMSTOP: names, email,
+    /// postcode, mobile; ROFUS, Spelpaus, RGIAJ: the national identity number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<PlayerProfile>,
+}
+
+/// A player's personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlayerProfile {
+    #[schemars(length(min = 1, max = 200))]
+    pub given_name: String,
+    #[schemars(length(min = 1, max = 200))]
+    pub family_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nationality: Option<CountryCode>,
+    #[schemars(length(min = 3, max = 254))]
+    pub email: String,
+    #[schemars(length(min = 3, max = 32))]
+    pub phone: String,
+    pub address: Address,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_document: Option<IdentityDocument>,
+    /// Spain's fiscal region (the RUD record needs it for residents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fiscal_region: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Address {
+    #[schemars(length(min = 1, max = 200))]
+    pub street: String,
+    #[schemars(length(min = 1, max = 100))]
+    pub city: String,
+    #[schemars(length(min = 1, max = 20))]
+    pub postcode: String,
+    pub country: CountryCode,
+}
+
+/// An identity document: a national number (`CPR`, `PERSONNUMMER`, `DNI`, `NIE`) or a passport.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdentityDocument {
+    pub kind: DocumentKind,
+    #[schemars(length(min = 1, max = 40))]
+    pub number: String,
+    pub issuing_country: CountryCode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DocumentKind {
+    Cpr,
+    Personnummer,
+    Dni,
+    Nie,
+    Passport,
 }
 
 /// A password as it arrives: never printed (its `Debug` is redacted), never stored as given.

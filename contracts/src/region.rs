@@ -143,6 +143,29 @@ struct EndpointsFile {
 #[serde(deny_unknown_fields)]
 struct SelfExclusionFile {
     register: SelfExclusionRegister,
+    /// When the register is asked; registration and every login unless the file says otherwise.
+    #[serde(default = "default_check_at")]
+    check_at: Vec<ExclusionCheckPoint>,
+    /// How long a "not excluded" answer may be reused, in seconds.
+    #[serde(default = "default_answer_cache_seconds")]
+    answer_cache_seconds: u64,
+}
+
+fn default_check_at() -> Vec<ExclusionCheckPoint> {
+    vec![ExclusionCheckPoint::Registration, ExclusionCheckPoint::Login]
+}
+
+fn default_answer_cache_seconds() -> u64 {
+    3600
+}
+
+/// When a cell asks its self-exclusion register about a player.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExclusionCheckPoint {
+    Registration,
+    Login,
+    Deposit,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +229,8 @@ pub struct RegionConfig {
     pub primary_endpoint: String,
     pub standby_endpoint: Option<String>,
     pub self_exclusion_register: SelfExclusionRegister,
+    pub self_exclusion_check_at: Vec<ExclusionCheckPoint>,
+    pub self_exclusion_cache_seconds: u64,
     pub policy_version: String,
     pub stake_limits: Vec<StakeLimit>,
     pub deposit_limits: Option<DepositLimits>,
@@ -448,6 +473,8 @@ fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
         primary_endpoint: f.endpoints.primary,
         standby_endpoint: f.endpoints.standby,
         self_exclusion_register: f.self_exclusion.register,
+        self_exclusion_check_at: f.self_exclusion.check_at,
+        self_exclusion_cache_seconds: f.self_exclusion.answer_cache_seconds,
         policy_version: f.rules.policy_version,
         stake_limits,
         deposit_limits,

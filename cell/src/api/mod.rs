@@ -191,7 +191,9 @@ impl From<crate::domains::wallet::WalletError> for ApiError {
 
 impl From<ComplianceError> for ApiError {
     fn from(e: ComplianceError) -> ApiError {
-        ApiError::new(status(e.status()), e.code(), e.to_string())
+        // A register that did not answer may well answer in half a minute.
+        let retry_after = matches!(e, ComplianceError::RegisterUnavailable(_)).then_some(30);
+        ApiError { retry_after, ..ApiError::new(status(e.status()), e.code(), e.to_string()) }
     }
 }
 

@@ -18,6 +18,11 @@ pub async fn register(
     if let Some(weak) = crate::credentials::weakness(request.player_id.as_str(), request.password.expose()) {
         return Err(ApiError::bad_request(CellCode::WeakPassword, weak));
     }
+    // The region's self-exclusion register first: an excluded player is refused, and a register
+    // that does not answer refuses the registration (nothing is written).
+    let (profile, born) = (request.profile.as_ref(), request.date_of_birth);
+    let point = contracts::region::ExclusionCheckPoint::Registration;
+    d.compliance.screen(&request.player_id, profile, born, point, &s.event_context(&t, None)).await?;
     let compliance = d.compliance.clone();
     let ctx = s.event_context(&t, None);
     let outcome = super::blocking(move || {

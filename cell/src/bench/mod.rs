@@ -134,6 +134,7 @@ pub(super) fn config(
         control: None,
         intervals: Default::default(),
         store_faults: None,
+        registers: None,
         clock: crate::clock::system(),
     })
 }
@@ -177,6 +178,7 @@ pub(super) async fn setup(cell: &OpenCell, players: usize) -> anyhow::Result<()>
                     currency: "GBP".into(),
                     // The bench's players never log in: no credential is stored.
                     password: contracts::players::Password(String::new()),
+                    profile: None,
                 };
                 let key = key(&format!("register-{i}"), "players.register");
                 compliance.player_register(request, None, &key, &ctx())?;

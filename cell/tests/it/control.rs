@@ -18,15 +18,7 @@ use std::time::{Duration, Instant};
 const ADMIN: &str = "control-test-admin-token-0123456789abcdef";
 const CELLS: [&str; 5] = ["uk", "mt", "dk", "se", "es"];
 
-fn binary(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_cell")).with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo test --workspace` (or `cargo build -p {name}`) first",
-        path.display()
-    );
-    path
-}
+use crate::harness::binary;
 
 fn kill9(child: &mut Child) {
     let _ = Command::new("kill").args(["-9", &child.id().to_string()]).status();

@@ -25,6 +25,7 @@ pub struct TestCell {
     intervals: cell::server::Intervals,
     store_faults: Option<(cell::store::fault::FaultConfig, u64)>,
     clock: std::sync::Arc<dyn cell::clock::Clock>,
+    registers: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -46,7 +47,7 @@ impl TestCell {
 
     /// A cell serving `providers`, its background work on `intervals`.
     pub async fn start_with(cell: &str, providers: Vec<Provider>, intervals: cell::server::Intervals) -> TestCell {
-        TestCell::start_full(cell, providers, intervals, None, cell::clock::system()).await
+        TestCell::start_full(cell, providers, intervals, None, cell::clock::system(), None).await
     }
 
     /// A cell serving `providers` that reads the time from `clock` (a test moves it).
@@ -56,12 +57,21 @@ impl TestCell {
         intervals: cell::server::Intervals,
         clock: std::sync::Arc<dyn cell::clock::Clock>,
     ) -> TestCell {
-        TestCell::start_full(cell, providers, intervals, None, clock).await
+        TestCell::start_full(cell, providers, intervals, None, clock, None).await
     }
 
     /// A cell whose store injects `faults` (from seed 1).
     pub async fn start_with_faults(cell: &str, faults: cell::store::fault::FaultConfig) -> TestCell {
-        TestCell::start_full(cell, Vec::new(), Default::default(), Some((faults, 1)), cell::clock::system()).await
+        TestCell::start_full(cell, Vec::new(), Default::default(), Some((faults, 1)), cell::clock::system(), None).await
+    }
+
+    /// A cell that asks the self-exclusion registers at `registers` (a sandbox), on `clock`.
+    pub async fn start_with_registers(
+        cell: &str,
+        registers: &str,
+        clock: std::sync::Arc<dyn cell::clock::Clock>,
+    ) -> TestCell {
+        TestCell::start_full(cell, Vec::new(), Default::default(), None, clock, Some(registers.to_owned())).await
     }
 
     async fn start_full(
@@ -70,11 +80,22 @@ impl TestCell {
         intervals: cell::server::Intervals,
         store_faults: Option<(cell::store::fault::FaultConfig, u64)>,
         clock: std::sync::Arc<dyn cell::clock::Clock>,
+        registers: Option<String>,
     ) -> TestCell {
         let dir = tempfile::tempdir().unwrap();
         let (address, stop, server) =
-            serve(cell, dir.path(), providers.clone(), intervals, store_faults, clock.clone()).await;
-        TestCell { address, dir, providers, intervals, store_faults, clock, stop: Some(stop), server: Some(server) }
+            serve(cell, dir.path(), providers.clone(), intervals, store_faults, clock.clone(), registers.clone()).await;
+        TestCell {
+            address,
+            dir,
+            providers,
+            intervals,
+            store_faults,
+            clock,
+            registers,
+            stop: Some(stop),
+            server: Some(server),
+        }
     }
 
     /// How the server ended, once it has (without being asked to stop).
@@ -86,9 +107,16 @@ impl TestCell {
     /// Stops the server gracefully and starts a new one on the same data.
     pub async fn restart(&mut self, cell: &str) {
         self.stop().await;
-        let (address, stop, server) =
-            serve(cell, self.dir.path(), self.providers.clone(), self.intervals, self.store_faults, self.clock.clone())
-                .await;
+        let (address, stop, server) = serve(
+            cell,
+            self.dir.path(),
+            self.providers.clone(),
+            self.intervals,
+            self.store_faults,
+            self.clock.clone(),
+            self.registers.clone(),
+        )
+        .await;
         self.address = address;
         self.stop = Some(stop);
         self.server = Some(server);
@@ -149,6 +177,7 @@ async fn serve(
     intervals: cell::server::Intervals,
     store_faults: Option<(cell::store::fault::FaultConfig, u64)>,
     clock: std::sync::Arc<dyn cell::clock::Clock>,
+    registers: Option<String>,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -164,6 +193,7 @@ async fn serve(
         control: None,
         intervals,
         store_faults,
+        registers,
         clock,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -320,4 +350,16 @@ pub async fn ledger_stop(ledger: cell::ledger::Ledger, writer: std::thread::Join
     ledger.shutdown();
     drop(ledger);
     tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+}
+
+/// A binary of the workspace, built beside this test's `cell` (`cargo test --workspace` builds
+/// them all).
+pub fn binary(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_cell")).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test --workspace` (or `cargo build -p {name}`) first",
+        path.display()
+    );
+    path
 }

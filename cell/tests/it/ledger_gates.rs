@@ -83,7 +83,8 @@ async fn a_registered_gate_sees_every_entry_of_every_domain_and_its_refusal_move
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path(), Durability::GroupSync).unwrap());
     let region = Arc::new(contracts::region::RegionConfig::from_file(&crate::harness::region_path("uk")).unwrap());
-    let compliance = cell::domains::compliance::Compliance::new(store.clone(), region.clone(), cell::clock::system());
+    let compliance =
+        cell::domains::compliance::Compliance::new(store.clone(), region.clone(), cell::clock::system(), None);
     let (alice, bob) = (PlayerId::new("uk-alice").unwrap(), PlayerId::new("uk-bob").unwrap());
     for (i, player) in [&alice, &bob].into_iter().enumerate() {
         let request = contracts::players::RegisterPlayerRequest {
@@ -92,6 +93,7 @@ async fn a_registered_gate_sees_every_entry_of_every_domain_and_its_refusal_move
             country: contracts::CountryCode::new("GB").unwrap(),
             currency: "GBP".into(),
             password: contracts::players::Password(String::new()),
+            profile: None,
         };
         compliance.player_register(request, None, &key(&format!("reg-{i}")), &ctx()).unwrap();
     }

@@ -15,6 +15,7 @@ mod limits;
 mod money_limits;
 mod parsers;
 mod process;
+mod registers;
 mod serving;
 mod store;
 mod wallet_properties;

@@ -174,6 +174,7 @@ fn register_players(compliance: &cell::domains::compliance::Compliance) {
             country: contracts::CountryCode::new("GB").unwrap(),
             currency: "GBP".into(),
             password: contracts::players::Password(String::new()),
+            profile: None,
         };
         let k = IdempotencyKey::new(&format!("reg-{i}"), "players.register", &serde_json::Value::Null).unwrap();
         compliance.player_register(request, None, &k, &ctx()).unwrap();
@@ -193,6 +194,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         control: None,
         intervals: Default::default(),
         store_faults: None,
+        registers: None,
         clock: cell::clock::system(),
     };
     let cell = tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default())))
@@ -393,6 +395,7 @@ async fn store_faults_never_apply_an_operation_twice() {
         embedded.clone(),
         region.clone(),
         cell::clock::system(),
+        None,
     ));
     let faulty: Arc<dyn Store> = Arc::new(FaultyStore::new(
         embedded.clone(),

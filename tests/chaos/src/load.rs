@@ -109,6 +109,38 @@ const SELF_EXCLUDING: Decimal = Decimal::TWO;
 const LIMIT_BOUND_SHARE: f64 = 0.15;
 const SELF_EXCLUDING_SHARE: f64 = 0.05;
 
+/// Marks (in the step's amount) a registration as one the self-exclusion register refuses.
+const REGISTER_EXCLUDED: Decimal = Decimal::ONE;
+/// Share of new players whose register says they are excluded (the sandbox's family name
+/// `Excluded`): their registration is refused, and their journey ends there.
+const REGISTER_EXCLUDED_SHARE: f64 = 0.03;
+
+/// The personal data a drill player registers with: what the region's register is asked with (a
+/// national number in Denmark, Sweden and Spain), derived from the player id.
+fn profile(j: &Journey, excluded: bool) -> serde_json::Value {
+    let digits: String = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        j.player.hash(&mut h);
+        format!("{:012}", h.finish() % 1_000_000_000_000)
+    };
+    let document = match j.cell.as_str() {
+        "dk" => Some(("CPR", format!("0104{}", &digits[..6]))),
+        "se" => Some(("PERSONNUMMER", format!("1990{}", &digits[..8]))),
+        "es" => Some(("DNI", format!("{}Z", &digits[..8]))),
+        _ => None,
+    };
+    let mut profile = json!({
+        "givenName": "Drill", "familyName": if excluded { "Excluded" } else { "Player" },
+        "email": format!("{}@drill.example", j.player), "phone": "+447700900000",
+        "address": { "street": "1 Drill Street", "city": "Drilltown", "postcode": "D1 1LL", "country": j.country }
+    });
+    if let Some((kind, number)) = document {
+        profile["identityDocument"] = json!({ "kind": kind, "number": number, "issuingCountry": j.country });
+    }
+    profile
+}
+
 /// One request of a journey, fixed before it is first sent.
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -477,6 +509,10 @@ fn new_journey(shared: &Shared, rng: &mut StdRng, worker: usize, n: u64) -> Jour
                 let steps = vec![step(StepKind::Unlicensed, key, Decimal::ZERO, "", us)];
                 return Journey::new(Returning { player, cell, country: "US", ip: us, currency }, steps);
             }
+            if rng.random_bool(REGISTER_EXCLUDED_SHARE) {
+                let steps = vec![step(StepKind::Register, key, REGISTER_EXCLUDED, "", ip)];
+                return Journey::new(Returning { player, cell, country, ip, currency }, steps);
+            }
             let binding = match rng.random_range(0.0..1.0) {
                 x if x < SELF_EXCLUDING_SHARE => SELF_EXCLUDING,
                 x if x < SELF_EXCLUDING_SHARE + LIMIT_BOUND_SHARE => LIMIT_BOUND,
@@ -714,10 +750,13 @@ async fn send_step(shared: &Shared, j: &Journey, step: &Step) -> anyhow::Result<
     match step.kind {
         StepKind::Register | StepKind::Unlicensed => {
             let country = if step.kind == StepKind::Unlicensed { "GB" } else { j.country };
-            let body = json!({
+            let mut body = json!({
                 "playerId": j.player, "dateOfBirth": "1990-04-01", "country": country, "currency": j.currency,
-                "password": DRILL_PASSWORD
+                "password": DRILL_PASSWORD, "profile": profile(j, step.amount == REGISTER_EXCLUDED)
             });
+            if step.kind == StepKind::Unlicensed {
+                body.as_object_mut().map(|b| b.remove("profile"));
+            }
             let headers = [("x-forwarded-for", step.from_ip), ("x-idempotency-key", step.key.as_str())];
             shared.http.send(None, "POST", &router("/players"), &headers, Some(body.to_string().into_bytes())).await
         }

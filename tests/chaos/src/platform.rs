@@ -30,6 +30,8 @@ pub struct Binaries {
     pub cell: PathBuf,
     pub router: PathBuf,
     pub control: PathBuf,
+    /// Plays the outside parties (the self-exclusion registers).
+    pub sandbox: PathBuf,
 }
 
 /// What cargo sets for the crate it runs or tests (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...), as
@@ -72,11 +74,16 @@ pub fn cargo(repo: &Path) -> Command {
 impl Binaries {
     /// The binaries in `dir` (a cargo target profile directory such as `target/release`).
     pub fn in_dir(dir: &Path) -> anyhow::Result<Binaries> {
-        let bins = Binaries { cell: dir.join("cell"), router: dir.join("router"), control: dir.join("global-control") };
-        for path in [&bins.cell, &bins.router, &bins.control] {
+        let bins = Binaries {
+            cell: dir.join("cell"),
+            router: dir.join("router"),
+            control: dir.join("global-control"),
+            sandbox: dir.join("sandbox"),
+        };
+        for path in [&bins.cell, &bins.router, &bins.control, &bins.sandbox] {
             if !path.exists() {
                 bail!(
-                    "{} is missing: build it with `cargo build{} -p cell -p router -p global-control`",
+                    "{} is missing: build it with `cargo build{} -p cell -p router -p global-control -p sandbox`",
                     path.display(),
                     if dir.ends_with("release") { " --release" } else { "" }
                 );
@@ -89,11 +96,11 @@ impl Binaries {
     /// `dir` (`release` or `debug`), so a drill never runs stale code by accident.
     pub fn build(repo: &Path, dir: &Path) -> anyhow::Result<()> {
         let mut command = cargo(repo);
-        command.args(["build", "-p", "cell", "-p", "router", "-p", "global-control"]);
+        command.args(["build", "-p", "cell", "-p", "router", "-p", "global-control", "-p", "sandbox"]);
         if dir.ends_with("release") {
             command.arg("--release");
         }
-        eprintln!("drill: building cell, router and global-control ({})", dir.display());
+        eprintln!("drill: building cell, router, global-control and sandbox ({})", dir.display());
         let status = command.status().context("run cargo build")?;
         if !status.success() {
             bail!("cargo build failed ({status})");
@@ -125,11 +132,14 @@ pub struct Ports {
     pub router: SocketAddr,
     pub cells: BTreeMap<String, SocketAddr>,
     pub standbys: BTreeMap<String, SocketAddr>,
+    /// The sandbox (the outside parties).
+    pub sandbox: SocketAddr,
 }
 
 impl Ports {
     /// The documented scheme of `drill up`: cells on their region files' endpoints (7101..,
-    /// standbys 72xx), global-control on 7000 (HTTP) and 7001 (QUIC), the router on 8080.
+    /// standbys 72xx), global-control on 7000 (HTTP) and 7001 (QUIC), the router on 8080, the
+    /// sandbox on 7300.
     pub fn documented(regions: &[RegionConfig], standbys: &[String]) -> anyhow::Result<Ports> {
         let mut cells = BTreeMap::new();
         let mut standby_ports = BTreeMap::new();
@@ -146,6 +156,7 @@ impl Ports {
             router: ([127, 0, 0, 1], 8080).into(),
             cells,
             standbys: standby_ports,
+            sandbox: ([127, 0, 0, 1], 7300).into(),
         })
     }
 
@@ -166,6 +177,7 @@ impl Ports {
             router: free_tcp()?,
             cells,
             standbys: standby_ports,
+            sandbox: free_tcp()?,
         })
     }
 }
@@ -328,6 +340,8 @@ pub enum Role {
     Primary(String),
     Standby(String),
     Router,
+    /// The outside parties.
+    Sandbox,
 }
 
 impl std::fmt::Display for Role {
@@ -337,6 +351,7 @@ impl std::fmt::Display for Role {
             Role::Primary(id) => f.write_str(id),
             Role::Standby(id) => write!(f, "{id}-standby"),
             Role::Router => f.write_str("router"),
+            Role::Sandbox => f.write_str("sandbox"),
         }
     }
 }
@@ -391,6 +406,15 @@ impl Platform {
             Process::new("global-control", &spec.bins.control, control_args, control_env, &logs),
         );
 
+        let sandbox_args: Vec<OsString> = vec![
+            "serve".into(),
+            "--listen".into(),
+            p.sandbox.to_string().into(),
+            "--data".into(),
+            spec.data_dir.join("sandbox").into(),
+        ];
+        processes.insert(Role::Sandbox, Process::new("sandbox", &spec.bins.sandbox, sandbox_args, vec![], &logs));
+
         let cell_env = vec![
             ("PROVIDER_DEMO_SECRET".to_owned(), DEMO_PROVIDER_SECRET.to_owned()),
             ("PROVIDER_PULSAR_SECRET".to_owned(), "dev-pulsar-secret".to_owned()),
@@ -436,6 +460,8 @@ impl Platform {
                     tls_dir.clone().into(),
                     "--providers".into(),
                     spec.config_root.join("config/providers").into(),
+                    "--registers-url".into(),
+                    format!("http://{}", p.sandbox).into(),
                 ];
                 // A standby follows no control plane of its own until promotion exists.
                 if cells_follow_control && matches!(role, Role::Primary(_)) {
@@ -453,8 +479,12 @@ impl Platform {
         // Global-control first: its operator-token key goes into every cell's data directory, so
         // cells take the drill's operator tokens before their first sync (standbys follow no
         // control plane yet, so for them it is the only key).
-        platform.process(&Role::Control)?.spawn()?;
-        platform.wait_ready(&Role::Control).await?;
+        for role in [Role::Sandbox, Role::Control] {
+            platform.process(&role)?.spawn()?;
+        }
+        for role in [Role::Sandbox, Role::Control] {
+            platform.wait_ready(&role).await?;
+        }
         let key = platform.spec.data_dir.join("control").join(contracts::operators::KEY_FILE);
         let cells = platform.cell_roles();
         for role in &cells {
@@ -496,6 +526,7 @@ impl Platform {
         match role {
             Role::Control => format!("http://{}", p.control_http),
             Role::Router => format!("http://{}", p.router),
+            Role::Sandbox => format!("http://{}", p.sandbox),
             Role::Primary(id) => format!("https://{}", p.cells[id]),
             Role::Standby(id) => format!("https://{}", p.standbys[id]),
         }
@@ -560,6 +591,7 @@ impl Platform {
         let mut order: Vec<Role> = vec![Role::Router];
         order.extend(self.cell_roles());
         order.push(Role::Control);
+        order.push(Role::Sandbox);
         let mut ended = Vec::new();
         for role in order {
             if let Some(process) = self.processes.get_mut(&role) {

@@ -13,6 +13,7 @@ fn counters(role: &Role) -> &'static [&'static str] {
         Role::Control => &["global_control_http_requests_total"],
         Role::Router => &["router_forwarded_total", "router_refused_total"],
         Role::Primary(_) | Role::Standby(_) => &["cell_http_requests_total"],
+        Role::Sandbox => &[],
     }
 }
 

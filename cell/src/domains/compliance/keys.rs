@@ -5,3 +5,13 @@ use crate::store::subspaces;
 pub fn idempotency(key: &str) -> Vec<u8> {
     crate::idempotency::key_in(&subspaces::compliance(), key)
 }
+
+/// A player's personal data (`contracts::players::PlayerProfile`): only in the home cell.
+pub fn profile(player: &str) -> Vec<u8> {
+    subspaces::compliance().pack(&("profile", player))
+}
+
+/// The last answer of the self-exclusion register about a player, and when.
+pub fn exclusion_answer(player: &str) -> Vec<u8> {
+    subspaces::compliance().pack(&("exclusion-answer", player))
+}

@@ -4,6 +4,7 @@
 
 mod keys;
 pub mod limits;
+pub mod registers;
 
 use crate::events::{self, EventContext};
 use crate::idempotency::{Answer, IdempotencyKey, IdempotencyRecord};
@@ -38,6 +39,12 @@ pub enum ComplianceError {
     BirthInFuture,
     #[error("X-Idempotency-Key was already used for a different request")]
     IdempotencyKeyReused,
+    #[error("the {register} self-exclusion register says this player is excluded")]
+    SelfExcluded { register: String },
+    #[error("{0}; nothing was done: try again shortly")]
+    RegisterUnavailable(String),
+    #[error("{0}")]
+    ProfileIncomplete(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
 }
@@ -53,6 +60,9 @@ impl ComplianceError {
             ComplianceError::PlayerExists(_) => CellCode::PlayerExists,
             ComplianceError::BirthInFuture => CellCode::DateOfBirthInvalid,
             ComplianceError::IdempotencyKeyReused => CellCode::IdempotencyKeyReused,
+            ComplianceError::SelfExcluded { .. } => CellCode::SelfExcluded,
+            ComplianceError::RegisterUnavailable(_) => CellCode::SelfExclusionCheckUnavailable,
+            ComplianceError::ProfileIncomplete(_) => CellCode::ProfileIncomplete,
             ComplianceError::Store(e) => e.answer().0,
         }
     }
@@ -63,6 +73,9 @@ impl ComplianceError {
             ComplianceError::WrongCell { .. } | ComplianceError::CurrencyNotBooked { .. } => 422,
             ComplianceError::Money(_) | ComplianceError::BirthInFuture => 400,
             ComplianceError::PlayerExists(_) | ComplianceError::IdempotencyKeyReused => 409,
+            ComplianceError::SelfExcluded { .. } => 403,
+            ComplianceError::RegisterUnavailable(_) => 503,
+            ComplianceError::ProfileIncomplete(_) => 400,
             ComplianceError::Store(e) => e.answer().1,
         }
     }
@@ -74,11 +87,123 @@ pub struct Compliance {
     store: Arc<dyn Store>,
     region: Arc<RegionConfig>,
     clock: Arc<dyn crate::clock::Clock>,
+    /// Where the self-exclusion registers answer; `None`: not asked (development without the
+    /// sandbox; the cell warns at start).
+    registers: Option<registers::Registers>,
+}
+
+/// Runs blocking store work off the async threads (a panic there goes on here).
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// A register's answer as kept, to reuse within the region's cache window.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptAnswer {
+    answer: registers::RegisterAnswer,
+    at: i64,
 }
 
 impl Compliance {
-    pub fn new(store: Arc<dyn Store>, region: Arc<RegionConfig>, clock: Arc<dyn crate::clock::Clock>) -> Compliance {
-        Compliance { store, region, clock }
+    pub fn new(
+        store: Arc<dyn Store>,
+        region: Arc<RegionConfig>,
+        clock: Arc<dyn crate::clock::Clock>,
+        registers: Option<registers::Registers>,
+    ) -> Compliance {
+        Compliance { store, region, clock, registers }
+    }
+
+    /// Asks the region's self-exclusion register about the player, if the region asks at `point`
+    /// and the answer kept is older than its window: refused (`SELF_EXCLUDED`) when excluded,
+    /// failed closed (`SELF_EXCLUSION_CHECK_UNAVAILABLE`, nothing written) when the register does
+    /// not answer. Every answer is recorded (`self_exclusion.checked`) and kept.
+    pub async fn screen(
+        &self,
+        player: &PlayerId,
+        profile: Option<&contracts::players::PlayerProfile>,
+        born: NaiveDate,
+        point: contracts::region::ExclusionCheckPoint,
+        ctx: &EventContext,
+    ) -> Result<(), ComplianceError> {
+        let region = &self.region;
+        let Some(registers) = &self.registers else { return Ok(()) };
+        let register = region.self_exclusion_register;
+        if register == contracts::region::SelfExclusionRegister::Operator
+            || !region.self_exclusion_check_at.contains(&point)
+        {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        if point != contracts::region::ExclusionCheckPoint::Registration {
+            let (store, key) = (self.store.clone(), keys::exclusion_answer(player.as_str()));
+            let kept = off_thread(move || -> Result<Option<KeptAnswer>, StoreError> {
+                let mut tx = store.begin()?;
+                Ok(tx.get(&key)?.and_then(|bytes| rmp_serde::from_slice(&bytes).ok()))
+            })
+            .await?;
+            let fresh = |k: &KeptAnswer| {
+                now.timestamp() - k.at < i64::try_from(region.self_exclusion_cache_seconds).unwrap_or(i64::MAX)
+            };
+            if kept.as_ref().is_some_and(|k| fresh(k) && !k.answer.excluded()) {
+                return Ok(());
+            }
+        }
+        let Some(profile) = profile else {
+            return Err(ComplianceError::ProfileIncomplete(format!(
+                "this cell asks the {register} register about every player: register with a profile"
+            )));
+        };
+        let answer = match registers.ask(register, profile, born).await {
+            Ok(Some(answer)) => answer,
+            Ok(None) => return Ok(()),
+            Err(e @ registers::RegisterError::ProfileIncomplete { .. }) => {
+                return Err(ComplianceError::ProfileIncomplete(e.to_string()));
+            }
+            Err(e @ registers::RegisterError::Unavailable { .. }) => {
+                tracing::warn!(%register, error = %e, "self-exclusion register unavailable: refusing, failed closed");
+                return Err(ComplianceError::RegisterUnavailable(e.to_string()));
+            }
+        };
+        let (store, player_key, ctx) = (self.store.clone(), player.clone(), ctx.clone());
+        let point_name =
+            serde_json::to_value(point).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let answer_name =
+            serde_json::to_value(answer).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        off_thread(move || {
+            crate::store::transact_writes(store.as_ref(), |tx| {
+                let kept = KeptAnswer { answer, at: now.timestamp() };
+                tx.set(
+                    &keys::exclusion_answer(player_key.as_str()),
+                    &rmp_serde::to_vec_named(&kept).expect("an answer encodes"),
+                )?;
+                let checked = contracts::events::SelfExclusionChecked {
+                    player_id: player_key.clone(),
+                    register: register.to_string(),
+                    answer: answer_name.clone(),
+                    at: point_name.clone(),
+                };
+                events::append(tx, 0, &events::encode(&events::envelope(&ctx, checked, now)))?;
+                Ok(())
+            })
+        })
+        .await?;
+        if answer.excluded() {
+            return Err(ComplianceError::SelfExcluded { register: register.to_string() });
+        }
+        Ok(())
+    }
+
+    /// A registered player's personal data, if they gave it. Blocking.
+    pub fn profile(&self, player: &PlayerId) -> Result<Option<contracts::players::PlayerProfile>, StoreError> {
+        let mut tx = self.store.begin()?;
+        let key = keys::profile(player.as_str());
+        match tx.get(&key)? {
+            Some(bytes) => rmp_serde::from_slice(&bytes).map(Some).map_err(|e| StoreError::corrupt(&key, e)),
+            None => Ok(None),
+        }
     }
 
     /// Registers a player in this cell, with their password's hash (`credential`, from
@@ -149,6 +274,10 @@ impl Compliance {
             )?;
             if let Some(credential) = credential {
                 tx.set(&crate::players::credential_key(&player.player_id), credential.as_bytes())?;
+            }
+            if let Some(profile) = &request.profile {
+                let bytes = rmp_serde::to_vec_named(profile).expect("a profile encodes");
+                tx.set(&keys::profile(player.player_id.as_str()), &bytes)?;
             }
             let record = IdempotencyRecord {
                 request_hash: key.request_hash,

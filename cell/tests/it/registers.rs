@@ -1,0 +1,140 @@
+//! The self-exclusion registers, played by a real `sandbox` process over HTTP: an excluded GAMSTOP
+//! identity refused at registration, a register outage failing closed with nothing written, and a
+//! player ROFUS excluded after registering refused at login.
+
+use crate::harness::{binary, Client, TestCell, PASSWORD};
+use cell::clock::Clock;
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A sandbox process on a free port; killed when dropped.
+struct Sandbox {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sandbox {
+    async fn start() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(binary("sandbox"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let sandbox = Sandbox { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
+        let client = Client { address: ([127, 0, 0, 1], port).into() };
+        for _ in 0..500 {
+            if matches!(client.try_get("/healthz").await, Ok(r) if r.status == 200) {
+                return sandbox;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the sandbox did not start");
+    }
+
+    async fn admin(&self, method: &str, path: &str, body: Value) {
+        let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
+        let client = Client { address: ([127, 0, 0, 1], port).into() };
+        let r = client.raw(method, path, &[("content-type", "application/json")], body.to_string().into_bytes()).await;
+        assert_eq!(r.unwrap().status, 204);
+    }
+}
+
+fn profile(family: &str, document: Option<(&str, &str)>) -> Value {
+    let mut p = json!({
+        "givenName": "Ann", "familyName": family, "email": "ann@example.com", "phone": "+447700900123",
+        "address": { "street": "1 High Street", "city": "Leeds", "postcode": "LS1 1AA", "country": "GB" }
+    });
+    if let Some((kind, number)) = document {
+        p["identityDocument"] = json!({ "kind": kind, "number": number, "issuingCountry": "DK" });
+    }
+    p
+}
+
+async fn register(
+    c: &Client,
+    player: &str,
+    country: &str,
+    currency: &str,
+    profile: Option<Value>,
+) -> crate::harness::Reply {
+    let mut body = json!({
+        "playerId": player, "dateOfBirth": "1990-04-01", "country": country, "currency": currency, "password": PASSWORD
+    });
+    if let Some(p) = profile {
+        body["profile"] = p;
+    }
+    c.post("/players", &format!("reg-{player}"), body).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gamstop_excludes_at_registration_and_an_outage_fails_closed() {
+    let sandbox = Sandbox::start().await;
+    let cell = TestCell::start_with_registers("uk", &sandbox.url, cell::clock::system()).await;
+    let c = cell.client();
+    let refused = register(&c, "uk-ex", "GB", "GBP", Some(profile("Excluded", None))).await;
+    assert_eq!((refused.status, refused.code().as_str()), (403, "SELF_EXCLUDED"), "{}", refused.json());
+    assert_eq!(c.get("/ops/players/uk-ex/balance").await.code(), "PLAYER_NOT_FOUND", "nothing registered");
+    assert_eq!(register(&c, "uk-ok", "GB", "GBP", Some(profile("Smith", None))).await.status, 201);
+    let bare = register(&c, "uk-bare", "GB", "GBP", None).await;
+    assert_eq!((bare.status, bare.code().as_str()), (400, "PROFILE_INCOMPLETE"));
+    // GAMSTOP down: refused, with Retry-After, and nothing written.
+    sandbox.admin("POST", "/admin/faults", json!({ "party": "gamstop", "status": 503 })).await;
+    let down = register(&c, "uk-down", "GB", "GBP", Some(profile("Jones", None))).await;
+    assert_eq!((down.status, down.code().as_str()), (503, "SELF_EXCLUSION_CHECK_UNAVAILABLE"));
+    assert!(down.header("retry-after").is_some());
+    assert_eq!(c.get("/ops/players/uk-down/balance").await.code(), "PLAYER_NOT_FOUND");
+    sandbox.admin("DELETE", "/admin/faults", json!({})).await;
+    assert_eq!(register(&c, "uk-down", "GB", "GBP", Some(profile("Jones", None))).await.status, 201, "once it answers");
+    // Every answer is recorded, with the register and when it was asked; no personal data.
+    let checked: Vec<Value> = c
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e["event"] == "self_exclusion.checked")
+        .map(|e| e["payload"].clone())
+        .collect();
+    assert_eq!(checked.len(), 3, "{checked:?}");
+    assert_eq!(
+        checked[0],
+        json!({ "playerId": "uk-ex", "register": "GAMSTOP", "answer": "excluded", "at": "registration" })
+    );
+    assert!(!serde_json::to_string(&checked).unwrap().contains("Smith"));
+}
+
+/// A player excluded in ROFUS after registering is refused at their next login, once the kept
+/// answer is older than the region's window; the session the login opened is ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rofus_exclusion_after_registering_refuses_the_next_login() {
+    let sandbox = Sandbox::start().await;
+    let clock = cell::clock::ManualClock::new(chrono::Utc::now());
+    let cell = TestCell::start_with_registers("dk", &sandbox.url, clock.clone()).await;
+    let c = cell.client();
+    let no_cpr = register(&c, "dk-anna", "DK", "DKK", Some(profile("Jensen", None))).await;
+    assert_eq!(no_cpr.code(), "PROFILE_INCOMPLETE", "ROFUS is asked with a CPR number");
+    let anna = Some(profile("Jensen", Some(("CPR", "0104901234"))));
+    assert_eq!(register(&c, "dk-anna", "DK", "DKK", anna).await.status, 201);
+    let login = || async {
+        let body = json!({ "playerId": "dk-anna", "password": PASSWORD }).to_string();
+        c.raw("POST", "/sessions", &[], body.into_bytes()).await.unwrap()
+    };
+    assert_eq!(login().await.status, 201);
+    sandbox.admin("POST", "/admin/excluded", json!({ "number": "0104901234" })).await;
+    assert_eq!(login().await.status, 201, "within the window the kept answer stands");
+    clock.advance(chrono::Duration::hours(2));
+    let refused = login().await;
+    assert_eq!((refused.status, refused.code().as_str()), (403, "SELF_EXCLUDED"), "{}", refused.json());
+    let _ = clock.now();
+}

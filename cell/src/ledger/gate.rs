@@ -15,8 +15,9 @@ use contracts::catalog::GameType;
 use contracts::{CountryCode, Currency, PlayerId};
 use rust_decimal::Decimal;
 
-/// What an entry is, as rules see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an entry is, as rules see it (and as the journal records it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PostingKind {
     /// Money in from a payment provider.
     Deposit,
@@ -87,6 +88,46 @@ impl GateState<'_> {
     pub fn room<R: super::Room + Default>(&mut self) -> (&mut R, &mut dyn crate::store::Transaction) {
         (self.rooms.get::<R>(), &mut *self.tx)
     }
+}
+
+/// One journal entry of a player as a counting gate rebuilds its counters from: when, what kind,
+/// and what it moved into and out of the player's cash.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JournalFact {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub kind: PostingKind,
+    pub cash_in: Decimal,
+    pub cash_out: Decimal,
+}
+
+/// A player's journal in `currency` from `since` on, as facts (entries written before the journal
+/// recorded kinds are left out). What is in the store: a gate calls it only for a player it has
+/// not cached, and the writer keeps every player touched by a batch in flight cached, so nothing
+/// of theirs is in flight.
+pub fn journal_since(
+    tx: &mut dyn crate::store::Transaction,
+    player: &PlayerId,
+    currency: Currency,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<JournalFact>, StoreError> {
+    let (begin, end) = super::keys::entries_since(player, currency, since.timestamp_micros());
+    let cash = format!("cash:{player}");
+    let mut facts = Vec::new();
+    for (key, value) in tx.get_range(&begin, &end, usize::MAX, false)? {
+        let record: super::kernel::JournalRecord = super::writer::decode(&key, &value)?;
+        let Some(kind) = record.posting_kind else { continue };
+        let (mut cash_in, mut cash_out) = (Decimal::ZERO, Decimal::ZERO);
+        for (from, to, amount) in &record.postings {
+            if *to == cash {
+                cash_in += *amount;
+            }
+            if *from == cash {
+                cash_out += *amount;
+            }
+        }
+        facts.push(JournalFact { at: record.ts, kind, cash_in, cash_out });
+    }
+    Ok(facts)
 }
 
 /// A gate's refusal: which rule, under which policy version, and why in words.

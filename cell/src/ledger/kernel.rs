@@ -72,7 +72,7 @@ pub struct Registered {
 
 /// One journal record, as stored: an entry's postings, with the balances after it.
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) struct JournalRecord {
+pub(crate) struct JournalRecord {
     pub seq: u64,
     pub ts: DateTime<Utc>,
     pub kind: String,
@@ -81,6 +81,9 @@ pub(super) struct JournalRecord {
     /// (debit account, credit account, amount): each posting moves `amount` from one to the other.
     pub postings: Vec<(String, String, Decimal)>,
     pub after: PlayerBalances,
+    /// What the entry is, for gates that count (absent in entries written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posting_kind: Option<PostingKind>,
 }
 
 /// What the gates were shown of one entry, to show them again when it is counted.
@@ -327,6 +330,7 @@ impl KernelTx<'_> {
                 currency: e.currency.code().to_owned(),
                 postings: e.postings.iter().map(|p| (name(p.from), name(p.to), p.amount)).collect(),
                 after,
+                posting_kind: Some(e.kind),
             };
             self.tx.set(&keys::entry(e.player, e.currency, ts.timestamp_micros(), seq), &encode(&record))?;
             self.view.balances.insert((e.player.clone(), e.currency), after);

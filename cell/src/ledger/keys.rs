@@ -41,6 +41,13 @@ pub fn entries_until(player: &PlayerId, currency: Currency, ts_us: i64) -> (Vec<
     (begin, space.pack(&(ts_us.saturating_add(1),)))
 }
 
+/// Entries of a player in a currency from `ts_us` on.
+pub fn entries_since(player: &PlayerId, currency: Currency, ts_us: i64) -> (Vec<u8>, Vec<u8>) {
+    let space = subspaces::wallet().subspace(&("entry", player.as_str(), currency.code()));
+    let (_, end) = space.range();
+    (space.pack(&(ts_us,)), end)
+}
+
 pub fn idempotency(key: &str) -> Vec<u8> {
     crate::idempotency::key_in(&subspaces::wallet(), key)
 }

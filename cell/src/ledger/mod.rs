@@ -34,7 +34,9 @@ pub mod refusal;
 mod writer;
 
 pub use command::{Answered, LedgerCommand, Outcome, Room};
-pub use gate::{Gate, GateRefusal, GateState, GatedEntry, PlayerContext, PostingKind, StakeContext};
+pub use gate::{
+    journal_since, Gate, GateRefusal, GateState, GatedEntry, JournalFact, PlayerContext, PostingKind, StakeContext,
+};
 pub(crate) use kernel::or_refuse;
 pub use kernel::{Account, Entry, HouseAccount, KernelTx, Posted, Posting, Registered};
 pub use money::{ledger_add, ledger_mul, ledger_sub, ledger_sum, PlayerBalances, LEDGER_MAGNITUDE_MAX};

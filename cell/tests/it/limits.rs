@@ -62,6 +62,14 @@ async fn a_deposit_limit_holds_in_the_money_transaction_and_names_what_is_left()
         (view["limits"][0]["used"].as_str(), view["limits"][0]["left"].as_str()),
         (Some("60.00"), Some("40.00"))
     );
+    // The counters are rebuilt from the journal after a restart: the limit still binds.
+    let mut cell = cell;
+    cell.restart("uk").await;
+    let c = cell.client();
+    let view = as_player(&c, "GET", "/players/uk-ann/limits", &token, None).await.json();
+    assert_eq!(view["limits"][0]["used"], "60.00", "{view}");
+    assert_eq!(deposit(&c, "uk-ann", "GBP", "40.01", "d3").await.code(), "DEPOSIT_LIMIT_EXCEEDED");
+    assert_eq!(deposit(&c, "uk-ann", "GBP", "40.00", "d4").await.status, 200);
     let events = c.events().await;
     assert!(events.iter().any(|e| e["event"] == "rg.limit_set" && e["payload"]["amount"] == "100.00"));
 }

@@ -1,11 +1,13 @@
 //! Responsible-gambling limits as ledger invariants: deposit and net-loss limits per calendar day,
 //! week and month, time-outs and in-house self-exclusion.
 //!
-//! Each player's limits and this period's counters are one record in compliance's room on the
-//! writer thread ([`RgRoom`]). [`RgGate`] reads it for every deposit and stake the kernel posts, and
-//! counts every deposit, stake and return into it once the command's entries have all passed, in
-//! the same batch: whatever the concurrency, the single writer orders the checks, so 200 deposits
-//! at once cannot pass a limit together. The player's own commands ([`SetLimits`], [`StartTimeout`],
+//! Each player's limits and this period's counters live in compliance's room on the writer thread
+//! ([`RgRoom`]). [`RgGate`] reads them for every deposit and stake the kernel posts, and counts every
+//! deposit, stake and return once the command's entries have all passed, in the same batch:
+//! whatever the concurrency, the single writer orders the checks, so 200 deposits at once cannot
+//! pass a limit together. The limits are stored (written only when they change); the counters
+//! are not: the journal already records every entry with its kind, so a player's counters are
+//! rebuilt from their journal since the earliest period start when the room first loads them. The player's own commands ([`SetLimits`], [`StartTimeout`],
 //! [`SelfExclude`]) change the same record through the writer.
 //!
 //! A decrease (or a new limit) takes effect at once; an increase (or a removal) after the
@@ -69,7 +71,7 @@ struct Pending {
     effective_at: DateTime<Utc>,
 }
 
-/// One player's limits and counters, as stored.
+/// One player's limits (stored) and counters (rebuilt from the journal).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct PlayerRg {
     /// The limits the player set (a region default applies where they set none).
@@ -77,7 +79,17 @@ struct PlayerRg {
     pending: Vec<Pending>,
     timeout_until: Option<DateTime<Utc>>,
     excluded_until: Option<DateTime<Utc>>,
-    counters: Vec<(LimitPeriod, Counter)>,
+    #[serde(skip)]
+    counters: [Counter; 3],
+}
+
+/// Where each period's counter sits in [`PlayerRg::counters`].
+fn slot(period: LimitPeriod) -> usize {
+    match period {
+        LimitPeriod::Day => 0,
+        LimitPeriod::Week => 1,
+        LimitPeriod::Month => 2,
+    }
 }
 
 impl PlayerRg {
@@ -106,19 +118,29 @@ impl PlayerRg {
     /// This period's counter, as of `today`.
     fn counter(&self, period: LimitPeriod, today: NaiveDate) -> Counter {
         let start = period_start(period, today);
-        self.counters
-            .iter()
-            .find(|(p, c)| *p == period && c.start == start)
-            .map(|(_, c)| *c)
-            .unwrap_or(Counter { start, ..Counter::default() })
+        let counter = self.counters[slot(period)];
+        if counter.start == start {
+            counter
+        } else {
+            Counter { start, ..Counter::default() }
+        }
     }
 
     fn count(&mut self, today: NaiveDate, change: impl Fn(&mut Counter)) {
         for period in PERIODS {
             let mut counter = self.counter(period, today);
             change(&mut counter);
-            self.counters.retain(|(p, _)| *p != period);
-            self.counters.push((period, counter));
+            self.counters[slot(period)] = counter;
+        }
+    }
+
+    /// Counts one journal entry (or one being applied) of kind `kind` on `day`.
+    fn count_entry(&mut self, day: NaiveDate, kind: PostingKind, cash_in: Decimal, cash_out: Decimal) {
+        match kind {
+            PostingKind::Deposit => self.count(day, |c| c.deposited += cash_in),
+            PostingKind::Stake => self.count(day, |c| c.staked += cash_out),
+            PostingKind::Win | PostingKind::Refund => self.count(day, |c| c.returned += cash_in),
+            PostingKind::Withdrawal | PostingKind::Adjustment => {}
         }
     }
 }
@@ -132,13 +154,27 @@ pub struct RgRoom {
 }
 
 impl RgRoom {
-    fn get(&mut self, tx: &mut dyn Transaction, player: &PlayerId) -> Result<&mut PlayerRg, StoreError> {
+    /// The player's record: cached, or loaded with their counters rebuilt from the journal in
+    /// `currency` since the earliest start of a period containing `now`.
+    fn get(
+        &mut self,
+        tx: &mut dyn Transaction,
+        player: &PlayerId,
+        currency: Currency,
+        now: DateTime<Utc>,
+    ) -> Result<&mut PlayerRg, StoreError> {
         if !self.players.contains_key(player) {
             let at = key(player);
-            let record = match tx.get(&at)? {
+            let mut record: PlayerRg = match tx.get(&at)? {
                 Some(bytes) => crate::ledger::decode(&at, &bytes)?,
                 None => PlayerRg::default(),
             };
+            let today = now.date_naive();
+            let earliest = PERIODS.iter().map(|p| period_start(*p, today)).min().unwrap_or(today);
+            let since = earliest.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+            for fact in crate::ledger::journal_since(tx, player, currency, since)? {
+                record.count_entry(fact.at.date_naive(), fact.kind, fact.cash_in, fact.cash_out);
+            }
             self.players.insert(player.clone(), record);
         }
         Ok(self.players.get_mut(player).expect("inserted above"))
@@ -294,25 +330,26 @@ impl Gate for RgGate {
             return Ok(Ok(()));
         }
         let (room, tx) = state.room::<RgRoom>();
-        let rg = room.get(tx, entry.player.player)?;
-        if rg.settle_pending(entry.now) {
+        let rg = room.get(tx, entry.player.player, entry.currency, entry.now)?;
+        let settled = rg.settle_pending(entry.now);
+        let decided = self.decide(entry, rg);
+        if settled {
             room.dirty.insert(entry.player.player.clone());
         }
-        let rg = &room.players[entry.player.player];
-        Ok(self.decide(entry, rg))
+        Ok(decided)
     }
 
+    /// Counts the entry in memory: the journal, written in the same batch, is what the counters
+    /// are rebuilt from, so nothing more is stored.
     fn record(&self, entry: &GatedEntry<'_>, state: &mut GateState<'_>) -> Result<(), StoreError> {
-        let amount = entry.amount;
-        let change: fn(&mut Counter, Decimal) = match entry.kind {
-            PostingKind::Deposit => |c, a| c.deposited += a,
-            PostingKind::Stake => |c, a| c.staked += a,
-            PostingKind::Win | PostingKind::Refund => |c, a| c.returned += a,
-            PostingKind::Withdrawal | PostingKind::Adjustment => return Ok(()),
-        };
+        if matches!(entry.kind, PostingKind::Withdrawal | PostingKind::Adjustment) {
+            return Ok(());
+        }
         let (room, tx) = state.room::<RgRoom>();
-        room.get(tx, entry.player.player)?.count(entry.today, |c| change(c, amount));
-        room.dirty.insert(entry.player.player.clone());
+        let rg = room.get(tx, entry.player.player, entry.currency, entry.now)?;
+        // A gate sees the larger side of an entry: what came into cash for a deposit or a return,
+        // what left it for a stake.
+        rg.count_entry(entry.today, entry.kind, entry.amount, entry.amount);
         Ok(())
     }
 }
@@ -392,7 +429,7 @@ fn with_record(
     let now = tx.now();
     let emitted = {
         let (room, store) = tx.room::<RgRoom>();
-        let rg = room.get(store, player)?;
+        let rg = room.get(store, player, registered.currency, now)?;
         rg.settle_pending(now);
         let mut changed = rg.clone();
         let emitted = match change(&mut changed, registered.currency, now) {
@@ -412,7 +449,7 @@ fn with_record(
         }
     }
     let (room, store) = tx.room::<RgRoom>();
-    let rg = room.get(store, player)?;
+    let rg = room.get(store, player, registered.currency, now)?;
     Ok(Ok(view(region, player, registered.currency, rg, now.date_naive())))
 }
 

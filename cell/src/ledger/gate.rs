@@ -117,12 +117,13 @@ pub fn journal_since(
         let record: super::kernel::JournalRecord = super::writer::decode(&key, &value)?;
         let Some(kind) = record.posting_kind else { continue };
         let (mut cash_in, mut cash_out) = (Decimal::ZERO, Decimal::ZERO);
+        let corrupt = |e: super::LedgerRefusal| StoreError::corrupt(&key, e);
         for (from, to, amount) in &record.postings {
             if *to == cash {
-                cash_in += *amount;
+                cash_in = super::ledger_add(cash_in, *amount).map_err(corrupt)?;
             }
             if *from == cash {
-                cash_out += *amount;
+                cash_out = super::ledger_add(cash_out, *amount).map_err(corrupt)?;
             }
         }
         facts.push(JournalFact { at: record.ts, kind, cash_in, cash_out });

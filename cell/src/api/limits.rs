@@ -27,11 +27,22 @@ async fn own(s: &AppState, headers: &HeaderMap, player: &str) -> Result<PlayerId
     Ok(claims.sub)
 }
 
-async fn run<C: LedgerCommand<Answer = LimitsView>>(
+/// A limit route: the player's own token, the body as `R`, then the command `make` builds from
+/// the region, the player and the request, run on the writer.
+async fn handle<R: serde::de::DeserializeOwned, C: LedgerCommand<Answer = LimitsView>>(
     s: &AppState,
     trace: &TraceId,
-    command: C,
+    player: &str,
+    headers: &HeaderMap,
+    body: Option<Result<Bytes, BytesRejection>>,
+    make: impl FnOnce(Arc<contracts::region::RegionConfig>, PlayerId, Option<R>) -> Result<C, ApiError>,
 ) -> Result<Json<LimitsView>, ApiError> {
+    let player = own(s, headers, player).await?;
+    let request = match body {
+        Some(body) => Some(json_body::<R>(body)?.0),
+        None => None,
+    };
+    let command = make(s.domains()?.region.clone(), player, request)?;
     let d = s.domains()?;
     let answered = d.ledger.execute_unkeyed(command, s.event_context(trace, None)).await?;
     Ok(Json(answered.value))
@@ -43,9 +54,7 @@ pub async fn get(
     Path(player): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<LimitsView>, ApiError> {
-    let player = own(&s, &headers, &player).await?;
-    let region = s.domains()?.region.clone();
-    run(&s, &t, ReadLimits { region, player }).await
+    handle::<(), _>(&s, &t, &player, &headers, None, |region, player, _| Ok(ReadLimits { region, player })).await
 }
 
 pub async fn put(
@@ -55,13 +64,14 @@ pub async fn put(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<LimitsView>, ApiError> {
-    let player = own(&s, &headers, &player).await?;
-    let (request, _) = json_body::<LimitsRequest>(body)?;
-    if request.changes.is_empty() || request.changes.len() > 6 {
-        return Err(ApiError::bad_request(CellCode::InvalidRequest, "changes: 1 to 6 of them"));
-    }
-    let region = s.domains()?.region.clone();
-    run(&s, &t, SetLimits { region, player, changes: request.changes }).await
+    handle(&s, &t, &player, &headers, Some(body), |region, player, request: Option<LimitsRequest>| {
+        let changes = request.map(|r| r.changes).unwrap_or_default();
+        if changes.is_empty() || changes.len() > 6 {
+            return Err(ApiError::bad_request(CellCode::InvalidRequest, "changes: 1 to 6 of them"));
+        }
+        Ok(SetLimits { region, player, changes })
+    })
+    .await
 }
 
 pub async fn timeout(
@@ -71,10 +81,10 @@ pub async fn timeout(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<LimitsView>, ApiError> {
-    let player = own(&s, &headers, &player).await?;
-    let (request, _) = json_body::<TimeoutRequest>(body)?;
-    let region = s.domains()?.region.clone();
-    run(&s, &t, StartTimeout { region, player, hours: request.hours }).await
+    handle(&s, &t, &player, &headers, Some(body), |region, player, request: Option<TimeoutRequest>| {
+        Ok(StartTimeout { region, player, hours: request.map_or(0, |r| r.hours) })
+    })
+    .await
 }
 
 pub async fn self_exclusion(
@@ -84,8 +94,8 @@ pub async fn self_exclusion(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<LimitsView>, ApiError> {
-    let player = own(&s, &headers, &player).await?;
-    let (request, _) = json_body::<SelfExclusionRequest>(body)?;
-    let region = s.domains()?.region.clone();
-    run(&s, &t, SelfExclude { region, player, months: request.months }).await
+    handle(&s, &t, &player, &headers, Some(body), |region, player, request: Option<SelfExclusionRequest>| {
+        Ok(SelfExclude { region, player, months: request.map_or(0, |r| r.months) })
+    })
+    .await
 }

@@ -117,14 +117,14 @@ const REGISTER_EXCLUDED_SHARE: f64 = 0.03;
 
 /// The personal data a drill player registers with: what the region's register is asked with (a
 /// national number in Denmark, Sweden and Spain), derived from the player id.
-fn profile(j: &Journey, excluded: bool) -> serde_json::Value {
+pub fn profile(player: &str, cell: &str, country: &str, excluded: bool) -> serde_json::Value {
     let digits: String = {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        j.player.hash(&mut h);
+        player.hash(&mut h);
         format!("{:012}", h.finish() % 1_000_000_000_000)
     };
-    let document = match j.cell.as_str() {
+    let document = match cell {
         "dk" => Some(("CPR", format!("0104{}", &digits[..6]))),
         "se" => Some(("PERSONNUMMER", format!("1990{}", &digits[..8]))),
         "es" => Some(("DNI", format!("{}Z", &digits[..8]))),
@@ -132,11 +132,11 @@ fn profile(j: &Journey, excluded: bool) -> serde_json::Value {
     };
     let mut profile = json!({
         "givenName": "Drill", "familyName": if excluded { "Excluded" } else { "Player" },
-        "email": format!("{}@drill.example", j.player), "phone": "+447700900000",
-        "address": { "street": "1 Drill Street", "city": "Drilltown", "postcode": "D1 1LL", "country": j.country }
+        "email": format!("{player}@drill.example"), "phone": "+447700900000",
+        "address": { "street": "1 Drill Street", "city": "Drilltown", "postcode": "D1 1LL", "country": country }
     });
     if let Some((kind, number)) = document {
-        profile["identityDocument"] = json!({ "kind": kind, "number": number, "issuingCountry": j.country });
+        profile["identityDocument"] = json!({ "kind": kind, "number": number, "issuingCountry": country });
     }
     profile
 }
@@ -752,7 +752,7 @@ async fn send_step(shared: &Shared, j: &Journey, step: &Step) -> anyhow::Result<
             let country = if step.kind == StepKind::Unlicensed { "GB" } else { j.country };
             let mut body = json!({
                 "playerId": j.player, "dateOfBirth": "1990-04-01", "country": country, "currency": j.currency,
-                "password": DRILL_PASSWORD, "profile": profile(j, step.amount == REGISTER_EXCLUDED)
+                "password": DRILL_PASSWORD, "profile": profile(&j.player, &j.cell, j.country, step.amount == REGISTER_EXCLUDED)
             });
             if step.kind == StepKind::Unlicensed {
                 body.as_object_mut().map(|b| b.remove("profile"));

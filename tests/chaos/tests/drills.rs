@@ -100,10 +100,17 @@ fn invariants_catch_an_effect_nobody_acknowledged() {
         let honest = invariants::acknowledged_writes_reflected(&platform, &journal).await;
         assert!(honest.balances.ok() && honest.events.ok(), "{:?}\n{:?}", honest.balances, honest.events);
 
+        // A player whose limits leave room for the rogue credit: one deposit acknowledged, nothing
+        // of theirs refused (a tight day limit passed, a self-exclusion would refuse it).
+        let free = |player: &str| {
+            let theirs = || journal.records.iter().filter(|r| r.player == player);
+            theirs().any(|r| r.step.kind == StepKind::Deposit && r.outcome == Outcome::Acked)
+                && !theirs().any(|r| matches!(r.outcome, Outcome::Refused { .. }))
+        };
         let victim = journal
             .records
             .iter()
-            .find(|r| r.step.kind == StepKind::Register && r.outcome == Outcome::Acked)
+            .find(|r| r.step.kind == StepKind::Register && r.outcome == Outcome::Acked && free(&r.player))
             .expect("a registered player")
             .clone();
         let body = serde_json::json!({"playerId": victim.player, "currency": victim.currency, "amount": "7.77", "reason": "deposit"});

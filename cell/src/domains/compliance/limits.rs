@@ -430,14 +430,17 @@ fn with_record(
     let emitted = {
         let (room, store) = tx.room::<RgRoom>();
         let rg = room.get(store, player, registered.currency, now)?;
-        rg.settle_pending(now);
+        let settled = rg.settle_pending(now);
         let mut changed = rg.clone();
         let emitted = match change(&mut changed, registered.currency, now) {
             Ok(emitted) => emitted,
             Err(refused) => return Ok(Err(refused)),
         };
         *rg = changed;
-        room.dirty.insert(player.clone());
+        // A read changes nothing to store, unless an increase came into force.
+        if settled || !emitted.is_empty() {
+            room.dirty.insert(player.clone());
+        }
         emitted
     };
     for event in emitted {

@@ -100,3 +100,28 @@ pub struct SelfExclusionRequest {
     #[schemars(range(min = 6, max = 60))]
     pub months: u32,
 }
+
+/// One compliance decision about a player, allowed or refused: which rule, under which policy
+/// version, who answered (a register, the player), and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    pub at: DateTime<Utc>,
+    /// `self_exclusion_check`, `limit_set`, `limit_pending`, `timeout`, `self_exclusion`.
+    pub kind: String,
+    /// The rule the decision applies (`UK-PLAYER-DEPOSIT-LIMIT-DAY`, `UK-SELF-EXCLUSION-REGISTER`).
+    pub rule: String,
+    pub policy_version: String,
+    /// Who answered or asked: the register (`GAMSTOP`), or `player`.
+    pub source: String,
+    /// What was decided, in words (`excluded`, `deposit day 100.00 GBP`, `until 2027-06-06T…`).
+    pub outcome: String,
+}
+
+/// Answer to `GET /compliance/players/{id}/decisions`: oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionLog {
+    pub player_id: PlayerId,
+    pub decisions: Vec<Decision>,
+}

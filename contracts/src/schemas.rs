@@ -67,6 +67,7 @@ pub fn all() -> Vec<NamedSchema> {
         api::<limits::LimitsView>("limits.view", limits::LIMITS_VERSION),
         api::<limits::TimeoutRequest>("limits.timeout.request", limits::LIMITS_VERSION),
         api::<limits::SelfExclusionRequest>("limits.self-exclusion.request", limits::LIMITS_VERSION),
+        api::<limits::DecisionLog>("compliance.decisions", "1"),
         api::<RouterCode>("router.error-codes", "1"),
         api::<ControlCode>("control.error-codes", "2"),
         api::<operators::OperatorClaims>("operators.claims", operators::OPERATORS_VERSION),

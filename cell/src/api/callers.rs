@@ -97,6 +97,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/audit/checkpoints", Access::BackOffice(&[COMPLIANCE, OPS, ThisRegulator])),
     ("POST", "/audit/checkpoints", Access::BackOffice(&[COMPLIANCE, OPS])),
     ("GET", "/events", Access::BackOffice(&[COMPLIANCE, OPS])),
+    ("GET", "/compliance/players/{player_id}/decisions", Access::BackOffice(&[COMPLIANCE, ThisRegulator])),
 ];
 
 /// Who the certificate says the caller is (the certificate is parsed once per request).

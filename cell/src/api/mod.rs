@@ -7,6 +7,7 @@
 mod audit;
 pub mod callers;
 mod catalog;
+mod compliance;
 mod gaming;
 mod limits;
 mod openapi;
@@ -324,6 +325,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/players/{player_id}/limits", get(limits::get).put(limits::put))
         .route("/players/{player_id}/timeout", post(limits::timeout))
         .route("/players/{player_id}/self-exclusion", post(limits::self_exclusion))
+        .route("/compliance/players/{player_id}/decisions", get(compliance::decisions))
         .route("/sessions/key", get(sessions::key))
         .route("/wallet/credit", post(wallet::credit))
         .route("/wallet/debit", post(wallet::debit))

@@ -197,6 +197,14 @@ fn build() -> Value {
                 "404": json_answer("PLAYER_NOT_FOUND", error.clone())
             }
         } },
+        "/compliance/players/{playerId}/decisions": { "get": {
+            "summary": "Every compliance decision about a player, oldest first: the self-exclusion register's answers, limit changes, time-outs and self-exclusions, each with its rule, policy version, source and time",
+            "parameters": [{ "name": "playerId", "in": "path", "required": true, "schema": player_id.clone() }],
+            "responses": {
+                "200": json_answer("the decisions", schema::<contracts::limits::DecisionLog>(&mut g)),
+                "400": json_answer("INVALID_PLAYER_ID", error.clone())
+            }
+        } },
         "/sessions/refresh": { "post": {
             "summary": "A new token pair for a refresh token, which works once (presented again, it ends its session)",
             "requestBody": { "required": true, "content": { "application/json": { "schema": refresh_req } } },

@@ -72,6 +72,10 @@ async fn a_deposit_limit_holds_in_the_money_transaction_and_names_what_is_left()
     assert_eq!(deposit(&c, "uk-ann", "GBP", "40.00", "d4").await.status, 200);
     let events = c.events().await;
     assert!(events.iter().any(|e| e["event"] == "rg.limit_set" && e["payload"]["amount"] == "100.00"));
+    let log = c.get("/compliance/players/uk-ann/decisions").await.json();
+    let set = &log["decisions"][0];
+    assert_eq!((set["kind"].as_str(), set["rule"].as_str()), (Some("limit_set"), Some("UK-PLAYER-DEPOSIT-LIMIT-DAY")));
+    assert_eq!((set["source"].as_str(), set["outcome"].as_str()), (Some("player"), Some("100.00 GBP")));
 }
 
 /// 200 deposits at once against a limit: the single writer orders the checks, so they never pass

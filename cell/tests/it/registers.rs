@@ -112,6 +112,16 @@ async fn gamstop_excludes_at_registration_and_an_outage_fails_closed() {
         json!({ "playerId": "uk-ex", "register": "GAMSTOP", "answer": "excluded", "at": "registration" })
     );
     assert!(!serde_json::to_string(&checked).unwrap().contains("Smith"));
+    // The compliance officer reads each player's decisions, with the rule, policy and register.
+    let log = c.get("/compliance/players/uk-ex/decisions").await.json();
+    let first = &log["decisions"][0];
+    assert_eq!(
+        (first["kind"].as_str(), first["rule"].as_str(), first["source"].as_str()),
+        (Some("self_exclusion_check"), Some("UK-SELF-EXCLUSION-REGISTER"), Some("GAMSTOP")),
+        "{log}"
+    );
+    assert_eq!(first["outcome"], "excluded (asked at registration)");
+    assert!(first["policyVersion"].as_str().unwrap().starts_with("uk-"));
 }
 
 /// A player excluded in ROFUS after registering is refused at their next login, once the kept

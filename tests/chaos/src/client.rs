@@ -81,7 +81,7 @@ struct OperatorTokens {
 /// Whether `path` (with its query) is one of a cell's back-office routes, which take an operator
 /// token: `cell::api::callers::ROUTES` says which, and a cell test keeps this in step with it.
 pub fn is_back_office(path: &str) -> bool {
-    ["/wallet/credit", "/wallet/debit", "/wallet/hold", "/wallet/settle", "/ops/", "/audit/", "/events"]
+    ["/wallet/credit", "/wallet/debit", "/wallet/hold", "/wallet/settle", "/ops/", "/audit/", "/events", "/compliance/"]
         .iter()
         .any(|prefix| path.starts_with(prefix))
 }

@@ -15,3 +15,13 @@ pub fn profile(player: &str) -> Vec<u8> {
 pub fn exclusion_answer(player: &str) -> Vec<u8> {
     subspaces::compliance().pack(&("exclusion-answer", player))
 }
+
+/// One compliance decision about a player, in time order (`seq` tells apart two in one microsecond).
+pub fn decision(player: &str, at_us: i64, seq: u64) -> Vec<u8> {
+    subspaces::compliance().pack(&("decision", player, at_us, seq))
+}
+
+/// Every decision about a player.
+pub fn decisions(player: &str) -> (Vec<u8>, Vec<u8>) {
+    subspaces::compliance().subspace(&("decision", player)).range()
+}

@@ -444,6 +444,34 @@ fn with_record(
         emitted
     };
     for event in emitted {
+        let decision = |kind: &str, rule: String, outcome: String| contracts::limits::Decision {
+            at: now,
+            kind: kind.into(),
+            rule,
+            policy_version: region.policy_version.clone(),
+            source: "player".into(),
+            outcome,
+        };
+        let limit = |kind: LimitKind, period: LimitPeriod, amount: &Option<Amount>| {
+            let what = if kind == LimitKind::Deposit { "PLAYER-DEPOSIT-LIMIT" } else { "PLAYER-LOSS-LIMIT" };
+            let amount = amount.map_or_else(|| "none".to_owned(), |a| format!("{a} {}", registered.currency.code()));
+            (rule_id(region, what, Some(period)), amount)
+        };
+        let decided = match &event {
+            Emitted::Set(e) => {
+                let (rule, amount) = limit(e.kind, e.period, &e.amount);
+                decision("limit_set", rule, amount)
+            }
+            Emitted::Pending(e) => {
+                let (rule, amount) = limit(e.kind, e.period, &e.amount);
+                decision("limit_pending", rule, format!("{amount} from {}", e.effective_at))
+            }
+            Emitted::Timeout(e) => decision("timeout", rule_id(region, "TIMEOUT", None), format!("until {}", e.until)),
+            Emitted::Excluded(e) => {
+                decision("self_exclusion", rule_id(region, "SELF-EXCLUSION", None), format!("until {}", e.until))
+            }
+        };
+        super::record_decision(tx.store(), player, &decided)?;
         match event {
             Emitted::Set(e) => tx.event(e)?,
             Emitted::Pending(e) => tx.event(e)?,

@@ -92,12 +92,25 @@ pub struct Compliance {
     registers: Option<registers::Registers>,
 }
 
+/// Records one compliance decision about `player`, in the caller's transaction.
+pub(crate) fn record_decision(
+    tx: &mut dyn crate::store::Transaction,
+    player: &PlayerId,
+    decision: &contracts::limits::Decision,
+) -> Result<(), StoreError> {
+    let key = keys::decision(player.as_str(), decision.at.timestamp_micros(), rand::random::<u64>());
+    tx.set(&key, &rmp_serde::to_vec_named(decision).expect("a decision encodes"))
+}
+
 /// Runs blocking store work off the async threads (a panic there goes on here).
 async fn off_thread<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
+
+/// Most decisions one read returns.
+pub const DECISIONS_MAX: usize = 10_000;
 
 /// A register's answer as kept, to reuse within the region's cache window.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -168,6 +181,7 @@ impl Compliance {
             }
         };
         let (store, player_key, ctx) = (self.store.clone(), player.clone(), ctx.clone());
+        let (jurisdiction, policy_version) = (region.jurisdiction, region.policy_version.clone());
         let point_name =
             serde_json::to_value(point).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         let answer_name =
@@ -179,6 +193,15 @@ impl Compliance {
                     &keys::exclusion_answer(player_key.as_str()),
                     &rmp_serde::to_vec_named(&kept).expect("an answer encodes"),
                 )?;
+                let decision = contracts::limits::Decision {
+                    at: now,
+                    kind: "self_exclusion_check".into(),
+                    rule: format!("{}-SELF-EXCLUSION-REGISTER", jurisdiction),
+                    policy_version: policy_version.clone(),
+                    source: register.to_string(),
+                    outcome: format!("{answer_name} (asked at {point_name})"),
+                };
+                record_decision(tx, &player_key, &decision)?;
                 let checked = contracts::events::SelfExclusionChecked {
                     player_id: player_key.clone(),
                     register: register.to_string(),
@@ -194,6 +217,16 @@ impl Compliance {
             return Err(ComplianceError::SelfExcluded { register: register.to_string() });
         }
         Ok(())
+    }
+
+    /// Every compliance decision recorded about `player`, oldest first. Blocking.
+    pub fn decisions(&self, player: &PlayerId) -> Result<Vec<contracts::limits::Decision>, StoreError> {
+        let mut tx = self.store.begin_snapshot_reads()?;
+        let (begin, end) = keys::decisions(player.as_str());
+        tx.get_range(&begin, &end, DECISIONS_MAX, false)?
+            .into_iter()
+            .map(|(key, value)| rmp_serde::from_slice(&value).map_err(|e| StoreError::corrupt(&key, e)))
+            .collect()
     }
 
     /// A registered player's personal data, if they gave it. Blocking.

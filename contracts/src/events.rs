@@ -238,3 +238,31 @@ impl EventPayload for SelfExclusionChecked {
     const NAME: &'static str = "self_exclusion.checked";
     const VERSION: &'static str = "1";
 }
+
+/// `aml.alert`: screening or a rule opened a case; the player's withdrawals are held.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AmlAlert {
+    pub player_id: PlayerId,
+    pub case_id: String,
+    pub rule: String,
+}
+impl EventPayload for AmlAlert {
+    const NAME: &'static str = "aml.alert";
+    const VERSION: &'static str = "1";
+}
+
+/// `aml.case_decided`: the compliance role decided a case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AmlCaseDecided {
+    pub player_id: PlayerId,
+    pub case_id: String,
+    pub decision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<crate::operators::OperatorRef>,
+}
+impl EventPayload for AmlCaseDecided {
+    const NAME: &'static str = "aml.case_decided";
+    const VERSION: &'static str = "1";
+}

@@ -125,3 +125,41 @@ pub struct DecisionLog {
     pub player_id: PlayerId,
     pub decisions: Vec<Decision>,
 }
+
+/// An anti-money-laundering case: opened by a screening hit or a rule, decided by the compliance
+/// role. While one is open, the player's withdrawals are held (`AML_REVIEW`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AmlCase {
+    pub id: String,
+    pub player_id: PlayerId,
+    pub opened_at: DateTime<Utc>,
+    /// The rule that opened it (`UK-SANCTIONS-SCREENING`).
+    pub rule: String,
+    /// Why, in words (the list entry matched and the score).
+    pub reason: String,
+    /// `open`, `cleared` (a false positive: withdrawals flow again) or `confirmed`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_reason: Option<String>,
+}
+
+/// `POST /compliance/cases/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CaseDecision {
+    /// `cleared` or `confirmed`.
+    #[schemars(regex(pattern = "^(cleared|confirmed)$"))]
+    pub decision: String,
+    #[schemars(length(min = 1, max = 500), regex(pattern = r"\S"))]
+    pub reason: String,
+}
+
+/// Answer to `GET /compliance/cases`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaseList {
+    pub cases: Vec<AmlCase>,
+}

@@ -98,6 +98,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/audit/checkpoints", Access::BackOffice(&[COMPLIANCE, OPS])),
     ("GET", "/events", Access::BackOffice(&[COMPLIANCE, OPS])),
     ("GET", "/compliance/players/{player_id}/decisions", Access::BackOffice(&[COMPLIANCE, ThisRegulator])),
+    ("GET", "/compliance/cases", Access::BackOffice(&[COMPLIANCE, ThisRegulator])),
+    ("POST", "/compliance/cases/{case_id}", Access::BackOffice(&[COMPLIANCE])),
 ];
 
 /// Who the certificate says the caller is (the certificate is parsed once per request).

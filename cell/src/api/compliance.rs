@@ -1,10 +1,15 @@
 //! `/compliance/*`: the back office's reads of compliance (the `compliance` role and this
 //! jurisdiction's regulator).
 
-use super::{blocking, ApiError, AppState};
+use super::{blocking, json_body, ApiError, AppState, TraceId};
+use crate::domains::compliance::limits::DecideCase;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::Json;
-use contracts::limits::DecisionLog;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use bytes::Bytes;
+use contracts::limits::{AmlCase, CaseDecision, CaseList, DecisionLog};
+use contracts::operators::OperatorRef;
 use contracts::{CellCode, PlayerId};
 use std::sync::Arc;
 
@@ -20,4 +25,35 @@ pub async fn decisions(
     let (compliance, id) = (d.compliance.clone(), player.clone());
     let decisions = blocking(move || compliance.decisions(&id)).await?;
     Ok(Json(DecisionLog { player_id: player, decisions }))
+}
+
+/// `GET /compliance/cases`: every AML case, open ones first.
+pub async fn cases(State(s): State<Arc<AppState>>) -> Result<Json<CaseList>, ApiError> {
+    let compliance = s.domains()?.compliance.clone();
+    Ok(Json(CaseList { cases: blocking(move || compliance.cases()).await? }))
+}
+
+/// `POST /compliance/cases/{id}`: the compliance role decides a case (`cleared` lifts the
+/// player's withdrawal hold).
+pub async fn decide(
+    State(s): State<Arc<AppState>>,
+    Extension(t): Extension<TraceId>,
+    operator: Option<Extension<OperatorRef>>,
+    Path(case_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<AmlCase>, ApiError> {
+    let d = s.domains()?;
+    let (request, _) = json_body::<CaseDecision>(body)?;
+    if !matches!(request.decision.as_str(), "cleared" | "confirmed") || request.reason.trim().is_empty() {
+        return Err(ApiError::bad_request(CellCode::InvalidRequest, "decision: cleared or confirmed, with a reason"));
+    }
+    let compliance = d.compliance.clone();
+    let case = blocking(move || compliance.cases())
+        .await?
+        .into_iter()
+        .find(|c| c.id == case_id)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, CellCode::CaseNotFound, "no AML case has this id"))?;
+    let command = DecideCase { region: d.region.clone(), case, decision: request.decision, reason: request.reason };
+    let answered = d.ledger.execute_unkeyed(command, s.event_context(&t, operator.map(|o| o.0))).await?;
+    Ok(Json(answered.value))
 }

@@ -326,6 +326,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/players/{player_id}/timeout", post(limits::timeout))
         .route("/players/{player_id}/self-exclusion", post(limits::self_exclusion))
         .route("/compliance/players/{player_id}/decisions", get(compliance::decisions))
+        .route("/compliance/cases", get(compliance::cases))
+        .route("/compliance/cases/{case_id}", post(compliance::decide))
         .route("/sessions/key", get(sessions::key))
         .route("/wallet/credit", post(wallet::credit))
         .route("/wallet/debit", post(wallet::debit))

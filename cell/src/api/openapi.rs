@@ -205,6 +205,20 @@ fn build() -> Value {
                 "400": json_answer("INVALID_PLAYER_ID", error.clone())
             }
         } },
+        "/compliance/cases": { "get": {
+            "summary": "Every anti-money-laundering case, open ones first (a sanctions-list hit at registration opens one and holds the player's withdrawals: AML_REVIEW)",
+            "responses": { "200": json_answer("the cases", schema::<contracts::limits::CaseList>(&mut g)) }
+        } },
+        "/compliance/cases/{caseId}": { "post": {
+            "summary": "Decide a case: cleared (a false positive: withdrawals flow again) or confirmed, with a reason; recorded with the operator in the decision log and an aml.case_decided event",
+            "parameters": [{ "name": "caseId", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": schema::<contracts::limits::CaseDecision>(&mut g) } } },
+            "responses": {
+                "200": json_answer("the case as decided", schema::<contracts::limits::AmlCase>(&mut g)),
+                "400": json_answer("MALFORMED_JSON, INVALID_REQUEST (the case is already decided)", error.clone()),
+                "404": json_answer("CASE_NOT_FOUND, PLAYER_NOT_FOUND", error.clone())
+            }
+        } },
         "/sessions/refresh": { "post": {
             "summary": "A new token pair for a refresh token, which works once (presented again, it ends its session)",
             "requestBody": { "required": true, "content": { "application/json": { "schema": refresh_req } } },

@@ -23,12 +23,14 @@ pub async fn register(
     let (profile, born) = (request.profile.as_ref(), request.date_of_birth);
     let point = contracts::region::ExclusionCheckPoint::Registration;
     d.compliance.screen(&request.player_id, profile, born, point, &s.event_context(&t, None)).await?;
+    // Then the sanctions/PEP list: a hit registers the player with an open AML case.
+    let sanctions = d.compliance.screen_sanctions(request.profile.as_ref()).await?;
     let compliance = d.compliance.clone();
     let ctx = s.event_context(&t, None);
     let outcome = super::blocking(move || {
         // Hashed before the transaction: tens of milliseconds that a retried commit need not redo.
         let credential = crate::credentials::hash(request.password.expose());
-        compliance.player_register(request, Some(&credential), &key, &ctx)
+        compliance.player_register(request, Some(&credential), &key, &ctx, sanctions.as_ref())
     })
     .await?;
     Ok(answer(outcome))

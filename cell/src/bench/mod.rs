@@ -181,7 +181,7 @@ pub(super) async fn setup(cell: &OpenCell, players: usize) -> anyhow::Result<()>
                     profile: None,
                 };
                 let key = key(&format!("register-{i}"), "players.register");
-                compliance.player_register(request, None, &key, &ctx())?;
+                compliance.player_register(request, None, &key, &ctx(), None)?;
             }
             Ok(())
         }));

@@ -95,7 +95,7 @@ async fn a_registered_gate_sees_every_entry_of_every_domain_and_its_refusal_move
             password: contracts::players::Password(String::new()),
             profile: None,
         };
-        compliance.player_register(request, None, &key(&format!("reg-{i}")), &ctx()).unwrap();
+        compliance.player_register(request, None, &key(&format!("reg-{i}")), &ctx(), None).unwrap();
     }
     let seen = Arc::new(Mutex::new(Vec::new()));
     let gate = Recorder { seen: seen.clone(), blocked: bob.clone() };

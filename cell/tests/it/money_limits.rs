@@ -166,7 +166,7 @@ async fn operations_batched_with_a_panicking_one_are_not_lost() {
         };
         let key = IdempotencyKey::new(&format!("reg-{i}"), "players.register", &serde_json::Value::Null).unwrap();
         let ctx = cell::events::EventContext { cell: "uk".into(), trace_id: "t".into(), operator: None };
-        compliance.player_register(request, None, &key, &ctx).unwrap();
+        compliance.player_register(request, None, &key, &ctx, None).unwrap();
     }
     let faults = FaultConfig { panic_on_key: Some(POISON_ENTRY), ..Default::default() };
     let faulty: Arc<dyn Store> = Arc::new(FaultyStore::new(embedded, faults, 1));

@@ -148,3 +148,44 @@ async fn a_rofus_exclusion_after_registering_refuses_the_next_login() {
     assert_eq!((refused.status, refused.code().as_str()), (403, "SELF_EXCLUDED"), "{}", refused.json());
     let _ = clock.now();
 }
+
+/// A sanctions-list hit at registration opens an AML case that holds withdrawals until the
+/// compliance role clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sanctioned_name_opens_a_case_that_holds_withdrawals() {
+    let sandbox = Sandbox::start().await;
+    let cell = TestCell::start_with_registers("uk", &sandbox.url, cell::clock::system()).await;
+    let c = cell.client();
+    assert_eq!(register(&c, "uk-san", "GB", "GBP", Some(profile("Sanctioned", None))).await.status, 201);
+    assert_eq!(register(&c, "uk-clean", "GB", "GBP", Some(profile("Brown", None))).await.status, 201);
+    let cases = c.get("/compliance/cases").await.json();
+    assert_eq!(cases["cases"].as_array().unwrap().len(), 1, "{cases}");
+    let case = &cases["cases"][0];
+    assert_eq!((case["playerId"].as_str(), case["status"].as_str()), (Some("uk-san"), Some("open")));
+    assert!(case["reason"].as_str().unwrap().contains("UN-SC-1267"), "{case}");
+    let credit = json!({ "playerId": "uk-san", "currency": "GBP", "amount": "50.00", "reason": "deposit" });
+    assert_eq!(c.post("/wallet/credit", "san-d1", credit).await.status, 200, "deposits and play go on");
+    let withdrawal = json!({ "playerId": "uk-san", "currency": "GBP", "amount": "10.00", "reason": "withdrawal" });
+    let held = c.post("/wallet/debit", "san-w1", withdrawal.clone()).await;
+    assert_eq!((held.status, held.code().as_str()), (422, "AML_REVIEW"), "{}", held.json());
+    // The compliance officer clears it: withdrawals flow again, and the decision is recorded.
+    let id = case["id"].as_str().unwrap().to_owned();
+    let decision = json!({ "decision": "cleared", "reason": "a different person: date of birth differs" });
+    let decided = c
+        .raw(
+            "POST",
+            &format!("/compliance/cases/{id}"),
+            &[("content-type", "application/json")],
+            decision.to_string().into_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(decided.status, 200, "{}", String::from_utf8_lossy(&decided.body));
+    assert_eq!(decided.json()["status"], "cleared");
+    assert_eq!(c.post("/wallet/debit", "san-w2", withdrawal).await.status, 200);
+    let log = c.get("/compliance/players/uk-san/decisions").await.json();
+    let kinds: Vec<&str> = log["decisions"].as_array().unwrap().iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"aml_case_opened") && kinds.contains(&"aml_case_decided"), "{kinds:?}");
+    let events: Vec<String> = c.events().await.iter().map(|e| e["event"].as_str().unwrap().to_owned()).collect();
+    assert!(events.contains(&"aml.alert".to_owned()) && events.contains(&"aml.case_decided".to_owned()));
+}

@@ -177,7 +177,7 @@ fn register_players(compliance: &cell::domains::compliance::Compliance) {
             profile: None,
         };
         let k = IdempotencyKey::new(&format!("reg-{i}"), "players.register", &serde_json::Value::Null).unwrap();
-        compliance.player_register(request, None, &k, &ctx()).unwrap();
+        compliance.player_register(request, None, &k, &ctx(), None).unwrap();
     }
 }
 

@@ -8,9 +8,11 @@
 //! | ROFUS (DK) | `POST /rofus/v1/lookup`, JSON `{cpr}` | `{"status": "Excluded" \| "NotExcluded"}` |
 //! | Spelpaus (SE) | `POST /spelpaus/v1/is-blocked`, JSON `{personalNumber}` | `{"isBlocked": bool}` |
 //! | RGIAJ (ES) | `POST /rgiaj/v1/check`, JSON `{documentNumber}` | `{"registered": bool}` |
+//! | Sanctions/PEP list | `GET /sanctions/v1/list` | `{"version", "entries": [{"givenName", "familyName", "program"}]}` (an empty given name matches any) |
 //!
 //! Seeded identities: family name `Excluded` is excluded in every register (the lookups by number
-//! take the name beside the number for this), family name `Previously` is GAMSTOP's `P`. Everyone
+//! take the name beside the number for this), family name `Previously` is GAMSTOP's `P`, family
+//! name `Sanctioned` is on the sanctions list. Everyone
 //! else is not excluded, until `POST /admin/excluded {"number": ...}` or `{"familyName": ...}`
 //! excludes them from then on (a player who excludes themselves after registering).
 //!
@@ -213,6 +215,20 @@ async fn rgiaj(
     }
 }
 
+async fn sanctions(State(s): State<Arc<Sandbox>>) -> Response {
+    if let Some(fault) = s.enter("sanctions", json!({})).await {
+        return fault;
+    }
+    Json(json!({
+        "version": "2026-12-01",
+        "entries": [
+            { "givenName": "", "familyName": "Sanctioned", "program": "UN-SC-1267" },
+            { "givenName": "Olga", "familyName": "Sanctionova", "program": "EU-2014-269" }
+        ]
+    }))
+    .into_response()
+}
+
 async fn fault_add(State(s): State<Arc<Sandbox>>, Json(fault): Json<Fault>) -> StatusCode {
     tracing::info!(?fault, "fault injected");
     s.faults.lock().unwrap_or_else(|p| p.into_inner()).push(fault);
@@ -235,6 +251,7 @@ fn main() -> anyhow::Result<()> {
         .route("/rofus/v1/lookup", post(rofus))
         .route("/spelpaus/v1/is-blocked", post(spelpaus))
         .route("/rgiaj/v1/check", post(rgiaj))
+        .route("/sanctions/v1/list", axum::routing::get(sanctions))
         .route("/admin/faults", post(fault_add).delete(faults_clear))
         .route("/admin/excluded", post(exclude))
         .route("/healthz", axum::routing::get(|| async { "ok" }))

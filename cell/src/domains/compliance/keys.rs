@@ -25,3 +25,13 @@ pub fn decision(player: &str, at_us: i64, seq: u64) -> Vec<u8> {
 pub fn decisions(player: &str) -> (Vec<u8>, Vec<u8>) {
     subspaces::compliance().subspace(&("decision", player)).range()
 }
+
+/// An AML case by id.
+pub fn case(id: &str) -> Vec<u8> {
+    subspaces::compliance().pack(&("case", id))
+}
+
+/// Every AML case.
+pub fn cases() -> (Vec<u8>, Vec<u8>) {
+    subspaces::compliance().subspace(&("case",)).range()
+}

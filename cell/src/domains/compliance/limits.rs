@@ -79,8 +79,23 @@ struct PlayerRg {
     pending: Vec<Pending>,
     timeout_until: Option<DateTime<Utc>>,
     excluded_until: Option<DateTime<Utc>>,
+    /// An open AML case holds the player's withdrawals.
+    #[serde(default)]
+    aml_hold: bool,
     #[serde(skip)]
     counters: [Counter; 3],
+}
+
+/// Sets the AML hold in a player's stored record, outside the writer: only for a player no room
+/// holds yet (one being registered). Blocking, in the caller's transaction.
+pub(crate) fn hold_withdrawals(tx: &mut dyn Transaction, player: &PlayerId, hold: bool) -> Result<(), StoreError> {
+    let at = key(player);
+    let mut record: PlayerRg = match tx.get(&at)? {
+        Some(bytes) => crate::ledger::decode(&at, &bytes)?,
+        None => PlayerRg::default(),
+    };
+    record.aml_hold = hold;
+    tx.set(&at, &crate::ledger::encode(&record))
 }
 
 /// Where each period's counter sits in [`PlayerRg::counters`].
@@ -252,6 +267,14 @@ impl RgGate {
     }
 
     fn decide(&self, entry: &GatedEntry<'_>, rg: &PlayerRg) -> Result<(), GateRefusal> {
+        if entry.kind == PostingKind::Withdrawal {
+            if rg.aml_hold {
+                let rule = rule_id(&self.region, "AML-REVIEW", None);
+                let message = "an anti-money-laundering case about this player is open: withdrawals wait for the compliance team's decision".to_owned();
+                return Err(self.refusal(CellCode::AmlReview, rule, message));
+            }
+            return Ok(());
+        }
         let kind = match entry.kind {
             PostingKind::Deposit => LimitKind::Deposit,
             PostingKind::Stake => LimitKind::Loss,
@@ -326,7 +349,7 @@ impl Gate for RgGate {
     }
 
     fn check(&self, entry: &GatedEntry<'_>, state: &mut GateState<'_>) -> Result<Result<(), GateRefusal>, StoreError> {
-        if !matches!(entry.kind, PostingKind::Deposit | PostingKind::Stake) {
+        if !matches!(entry.kind, PostingKind::Deposit | PostingKind::Stake | PostingKind::Withdrawal) {
             return Ok(Ok(()));
         }
         let (room, tx) = state.room::<RgRoom>();
@@ -633,6 +656,63 @@ impl LedgerCommand for SelfExclude {
             rg.excluded_until = Some(until);
             Ok(vec![Emitted::Excluded(RgSelfExclusionStarted { player_id: player, until })])
         })
+    }
+}
+
+/// `POST /compliance/cases/{id}`: the compliance role decides an AML case. `cleared` lifts the
+/// player's withdrawal hold; `confirmed` keeps it (the case goes on outside the platform).
+pub struct DecideCase {
+    pub region: Arc<RegionConfig>,
+    pub case: contracts::limits::AmlCase,
+    pub decision: String,
+    pub reason: String,
+}
+
+impl LedgerCommand for DecideCase {
+    type Room = ();
+    type Answer = contracts::limits::AmlCase;
+    type Refusal = LimitsError;
+    fn kind(&self) -> &'static str {
+        "aml_case_decide"
+    }
+    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<Self::Answer, LimitsError>, StoreError> {
+        if self.case.status != "open" {
+            return Ok(Err(LimitsError::Invalid(format!("case {} is already {}", self.case.id, self.case.status))));
+        }
+        let player = &self.case.player_id;
+        let registered = match tx.registered(player)? {
+            Ok(registered) => registered,
+            Err(refused) => return Ok(Err(refused.into())),
+        };
+        let now = tx.now();
+        let decided = contracts::limits::AmlCase {
+            status: self.decision.clone(),
+            decided_at: Some(now),
+            decision_reason: Some(self.reason.clone()),
+            ..self.case.clone()
+        };
+        let (room, store) = tx.room::<RgRoom>();
+        let rg = room.get(store, player, registered.currency, now)?;
+        rg.aml_hold = self.decision != "cleared";
+        room.dirty.insert(player.clone());
+        let case_key = subspaces::compliance().pack(&("case", decided.id.as_str()));
+        tx.store().set(&case_key, &rmp_serde::to_vec_named(&decided).expect("a case encodes"))?;
+        let decision = contracts::limits::Decision {
+            at: now,
+            kind: "aml_case_decided".into(),
+            rule: decided.rule.clone(),
+            policy_version: self.region.policy_version.clone(),
+            source: tx.operator().map_or_else(|| "compliance".to_owned(), |o| format!("{} ({})", o.role, o.token_id)),
+            outcome: format!("{}: {}", self.decision, self.reason),
+        };
+        super::record_decision(tx.store(), player, &decision)?;
+        tx.event(contracts::events::AmlCaseDecided {
+            player_id: player.clone(),
+            case_id: decided.id.clone(),
+            decision: self.decision.clone(),
+            operator: tx.operator(),
+        })?;
+        Ok(Ok(decided))
     }
 }
 

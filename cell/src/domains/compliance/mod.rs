@@ -45,6 +45,8 @@ pub enum ComplianceError {
     RegisterUnavailable(String),
     #[error("{0}")]
     ProfileIncomplete(String),
+    #[error("{0}; nothing was done: try again shortly")]
+    ScreeningUnavailable(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
 }
@@ -63,6 +65,7 @@ impl ComplianceError {
             ComplianceError::SelfExcluded { .. } => CellCode::SelfExcluded,
             ComplianceError::RegisterUnavailable(_) => CellCode::SelfExclusionCheckUnavailable,
             ComplianceError::ProfileIncomplete(_) => CellCode::ProfileIncomplete,
+            ComplianceError::ScreeningUnavailable(_) => CellCode::ScreeningUnavailable,
             ComplianceError::Store(e) => e.answer().0,
         }
     }
@@ -76,6 +79,7 @@ impl ComplianceError {
             ComplianceError::SelfExcluded { .. } => 403,
             ComplianceError::RegisterUnavailable(_) => 503,
             ComplianceError::ProfileIncomplete(_) => 400,
+            ComplianceError::ScreeningUnavailable(_) => 503,
             ComplianceError::Store(e) => e.answer().1,
         }
     }
@@ -90,7 +94,22 @@ pub struct Compliance {
     /// Where the self-exclusion registers answer; `None`: not asked (development without the
     /// sandbox; the cell warns at start).
     registers: Option<registers::Registers>,
+    /// The sanctions list last downloaded, and when (kept a minute).
+    sanctions: Arc<std::sync::Mutex<Option<KeptList>>>,
 }
+
+/// A downloaded sanctions list and when it came.
+type KeptList = (std::time::Instant, Arc<registers::SanctionsList>);
+
+/// A sanctions-list hit at registration: the case it opens.
+#[derive(Debug, Clone)]
+pub struct SanctionsHit {
+    pub rule: String,
+    pub reason: String,
+}
+
+/// How long a downloaded sanctions list is used before it is fetched again.
+const SANCTIONS_LIST_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Records one compliance decision about `player`, in the caller's transaction.
 pub(crate) fn record_decision(
@@ -126,7 +145,7 @@ impl Compliance {
         clock: Arc<dyn crate::clock::Clock>,
         registers: Option<registers::Registers>,
     ) -> Compliance {
-        Compliance { store, region, clock, registers }
+        Compliance { store, region, clock, registers, sanctions: Default::default() }
     }
 
     /// Asks the region's self-exclusion register about the player, if the region asks at `point`
@@ -219,6 +238,47 @@ impl Compliance {
         Ok(())
     }
 
+    /// Screens a new player's names against the sanctions/PEP list (downloaded from the registers'
+    /// base URL, kept a minute), fuzzy-matched (Jaro-Winkler). A hit does not refuse the
+    /// registration: it opens an AML case that holds withdrawals. A list that cannot be had fails
+    /// closed (`SCREENING_UNAVAILABLE`).
+    pub async fn screen_sanctions(
+        &self,
+        profile: Option<&contracts::players::PlayerProfile>,
+    ) -> Result<Option<SanctionsHit>, ComplianceError> {
+        let (Some(registers), Some(profile)) = (&self.registers, profile) else { return Ok(None) };
+        let kept = self.sanctions.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let list = match kept {
+            Some((at, list)) if at.elapsed() < SANCTIONS_LIST_TTL => list,
+            _ => {
+                let list = Arc::new(registers.sanctions_list().await.map_err(ComplianceError::ScreeningUnavailable)?);
+                *self.sanctions.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((std::time::Instant::now(), list.clone()));
+                list
+            }
+        };
+        Ok(list.screen(&profile.given_name, &profile.family_name).map(|(entry, score)| SanctionsHit {
+            rule: format!("{}-SANCTIONS-SCREENING", self.region.jurisdiction),
+            reason: format!(
+                "the name matches {} {} on the {} list (list {}, score {score:.2})",
+                entry.given_name, entry.family_name, entry.program, list.version
+            ),
+        }))
+    }
+
+    /// Every AML case, open ones first. Blocking.
+    pub fn cases(&self) -> Result<Vec<contracts::limits::AmlCase>, StoreError> {
+        let mut tx = self.store.begin_snapshot_reads()?;
+        let (begin, end) = keys::cases();
+        let mut cases: Vec<contracts::limits::AmlCase> = tx
+            .get_range(&begin, &end, DECISIONS_MAX, false)?
+            .into_iter()
+            .map(|(key, value)| rmp_serde::from_slice(&value).map_err(|e| StoreError::corrupt(&key, e)))
+            .collect::<Result<_, _>>()?;
+        cases.sort_by_key(|c| (c.status != "open", c.opened_at));
+        Ok(cases)
+    }
+
     /// Every compliance decision recorded about `player`, oldest first. Blocking.
     pub fn decisions(&self, player: &PlayerId) -> Result<Vec<contracts::limits::Decision>, StoreError> {
         let mut tx = self.store.begin_snapshot_reads()?;
@@ -247,6 +307,7 @@ impl Compliance {
         credential: Option<&str>,
         key: &IdempotencyKey,
         ctx: &EventContext,
+        sanctions: Option<&SanctionsHit>,
     ) -> Result<Answer, ComplianceError> {
         let region = &self.region;
         let prefix = request.player_id.home_cell().unwrap_or("");
@@ -311,6 +372,36 @@ impl Compliance {
             if let Some(profile) = &request.profile {
                 let bytes = rmp_serde::to_vec_named(profile).expect("a profile encodes");
                 tx.set(&keys::profile(player.player_id.as_str()), &bytes)?;
+            }
+            if let Some(hit) = sanctions {
+                // A case, and the hold the limits gate reads (a new player: in no room yet).
+                let case = contracts::limits::AmlCase {
+                    id: format!("case-{}", player.player_id),
+                    player_id: player.player_id.clone(),
+                    opened_at: now,
+                    rule: hit.rule.clone(),
+                    reason: hit.reason.clone(),
+                    status: "open".into(),
+                    decided_at: None,
+                    decision_reason: None,
+                };
+                tx.set(&keys::case(&case.id), &rmp_serde::to_vec_named(&case).expect("a case encodes"))?;
+                limits::hold_withdrawals(tx, &player.player_id, true)?;
+                let decision = contracts::limits::Decision {
+                    at: now,
+                    kind: "aml_case_opened".into(),
+                    rule: hit.rule.clone(),
+                    policy_version: region.policy_version.clone(),
+                    source: "sanctions list".into(),
+                    outcome: hit.reason.clone(),
+                };
+                record_decision(tx, &player.player_id, &decision)?;
+                let alert = contracts::events::AmlAlert {
+                    player_id: player.player_id.clone(),
+                    case_id: case.id.clone(),
+                    rule: hit.rule.clone(),
+                };
+                events::append(tx, 1, &events::encode(&events::envelope(ctx, alert, now)))?;
             }
             let record = IdempotencyRecord {
                 request_hash: key.request_hash,

@@ -109,7 +109,7 @@ impl Registers {
                 number(&[DocumentKind::Dni, DocumentKind::Nie], "a DNI or NIE number")?,
             ),
         };
-        let exchange = self.post(path, content_type, body);
+        let exchange = self.request("POST", path, content_type, body);
         let (status, headers, body) = tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| unavailable(format!("no answer within {:?}", self.timeout)))?
@@ -146,8 +146,21 @@ impl Registers {
         Ok(Some(answer))
     }
 
-    async fn post(
+    /// The sanctions/PEP list the same base URL serves (`GET /sanctions/v1/list`).
+    pub async fn sanctions_list(&self) -> Result<SanctionsList, String> {
+        let exchange = self.request("GET", "/sanctions/v1/list", "application/json", String::new());
+        let (status, _, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| format!("the sanctions list did not come within {:?}", self.timeout))??;
+        if status != 200 {
+            return Err(format!("the sanctions list answered {status}"));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("the sanctions list does not parse: {e}"))
+    }
+
+    async fn request(
         &self,
+        method: &str,
         path: &str,
         content_type: &str,
         body: String,
@@ -157,7 +170,9 @@ impl Registers {
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(connection);
-        let request = hyper::Request::post(path)
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
             .header("host", &self.authority)
             .header("content-type", content_type)
             .body(Full::new(Bytes::from(body)))
@@ -166,5 +181,74 @@ impl Registers {
         let (status, headers) = (response.status().as_u16(), response.headers().clone());
         let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
         Ok((status, headers, body))
+    }
+}
+
+/// A sanctions/PEP list as downloaded.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SanctionsList {
+    pub version: String,
+    pub entries: Vec<SanctionsEntry>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SanctionsEntry {
+    /// Empty: the entry matches on the family name alone.
+    #[serde(default)]
+    pub given_name: String,
+    pub family_name: String,
+    pub program: String,
+}
+
+/// How alike two names must be (Jaro-Winkler, 0 to 1, after normalising) to be a hit.
+pub const SANCTIONS_MATCH_THRESHOLD: f64 = 0.92;
+
+/// A name as compared: lower case, letters and single spaces only.
+fn normalise(name: &str) -> String {
+    let kept: String =
+        name.chars().map(|c| if c.is_alphabetic() { c.to_lowercase().next().unwrap_or(c) } else { ' ' }).collect();
+    kept.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl SanctionsList {
+    /// The best match of a player's names on the list, if it reaches the threshold: the entry and
+    /// the score.
+    pub fn screen(&self, given: &str, family: &str) -> Option<(&SanctionsEntry, f64)> {
+        let (given, family) = (normalise(given), normalise(family));
+        self.entries
+            .iter()
+            .filter_map(|entry| {
+                let family_score = strsim::jaro_winkler(&family, &normalise(&entry.family_name));
+                let given_score = if entry.given_name.trim().is_empty() {
+                    1.0
+                } else {
+                    strsim::jaro_winkler(&given, &normalise(&entry.given_name))
+                };
+                let score = family_score.min(given_score);
+                (score >= SANCTIONS_MATCH_THRESHOLD).then_some((entry, score))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_through_case_accents_and_typos_but_not_strangers() {
+        let list = SanctionsList {
+            version: "1".into(),
+            entries: vec![
+                SanctionsEntry { given_name: "".into(), family_name: "Sanctioned".into(), program: "UN".into() },
+                SanctionsEntry { given_name: "Olga".into(), family_name: "Sanctionova".into(), program: "EU".into() },
+            ],
+        };
+        assert!(list.screen("Ann", "SANCTIONED").is_some());
+        assert!(list.screen("Olga", "Sanctionowa").is_some(), "one letter off");
+        assert!(list.screen("Peter", "Sanctionova").is_none(), "another given name");
+        assert!(list.screen("Ann", "Smith").is_none());
     }
 }

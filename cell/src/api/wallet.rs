@@ -58,12 +58,25 @@ async fn mutation<T: serde::de::DeserializeOwned, C: LedgerCommand<Refusal = Wal
     route: &str,
     headers: &HeaderMap,
     body: Body,
-    activity: fn(&T) -> Activity,
+    activity: fn(&T) -> (Activity, Option<PlayerId>),
     command: fn(&Ledger, T, Option<CountryCode>) -> Result<C, WalletError>,
 ) -> Result<Response, ApiError> {
     let d = s.domains()?;
     let (request, key) = mutating::<T>(route, headers, body)?;
-    location_gate(s, headers, activity(&request))?;
+    let (activity, player) = activity(&request);
+    location_gate(s, headers, activity)?;
+    if let (Activity::Deposit, Some(player)) = (activity, player) {
+        // Where the region asks its self-exclusion register before each deposit.
+        let (compliance, id) = (d.compliance.clone(), player.clone());
+        let (record, profile) = super::blocking(move || {
+            Ok::<_, crate::store::StoreError>((compliance.player(&id)?, compliance.profile(&id)?))
+        })
+        .await?;
+        if let Some(record) = record {
+            let point = contracts::region::ExclusionCheckPoint::Deposit;
+            d.compliance.screen(&player, profile.as_ref(), record.date_of_birth, point, &ctx).await?;
+        }
+    }
     let location = headers.get("x-client-country").and_then(|v| CountryCode::new(v.to_str().ok()?).ok());
     let command = command(&d.ledger, request, location)?;
     ledger_answer(d.ledger.execute(command, key, ctx).await)
@@ -75,8 +88,10 @@ pub async fn credit(
     operator: Option<Extension<OperatorRef>>,
     HeadersAndBody { headers: h, body }: HeadersAndBody,
 ) -> Result<Response, ApiError> {
-    let deposit =
-        |r: &MovementRequest| if r.reason == MovementReason::Deposit { Activity::Deposit } else { Activity::Other };
+    let deposit = |r: &MovementRequest| {
+        let activity = if r.reason == MovementReason::Deposit { Activity::Deposit } else { Activity::Other };
+        (activity, Some(r.player_id.clone()))
+    };
     mutation::<MovementRequest, _>(
         &s,
         s.event_context(&t, operator.map(|o| o.0)),
@@ -101,7 +116,7 @@ pub async fn debit(
         "wallet.debit",
         &h,
         body,
-        |_| Activity::Other,
+        |_| (Activity::Other, None),
         wallet::debit,
     )
     .await
@@ -119,7 +134,7 @@ pub async fn hold(
         "wallet.hold",
         &h,
         body,
-        |_| Activity::Wagering,
+        |_| (Activity::Wagering, None),
         wallet::hold,
     )
     .await
@@ -137,7 +152,7 @@ pub async fn settle(
         "wallet.settle",
         &h,
         body,
-        |_| Activity::Other,
+        |_| (Activity::Other, None),
         wallet::settle,
     )
     .await

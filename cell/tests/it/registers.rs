@@ -189,3 +189,32 @@ async fn a_sanctioned_name_opens_a_case_that_holds_withdrawals() {
     let events: Vec<String> = c.events().await.iter().map(|e| e["event"].as_str().unwrap().to_owned()).collect();
     assert!(events.contains(&"aml.alert".to_owned()) && events.contains(&"aml.case_decided".to_owned()));
 }
+
+/// Spain asks RGIAJ before each deposit too: a player excluded since their last answer cannot
+/// deposit once that answer is older than the window, and an outage refuses the deposit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rgiaj_is_asked_before_a_deposit() {
+    let sandbox = Sandbox::start().await;
+    let clock = cell::clock::ManualClock::new(chrono::Utc::now());
+    let cell = TestCell::start_with_registers("es", &sandbox.url, clock.clone()).await;
+    let c = cell.client();
+    let mut ana = profile("Garcia", Some(("DNI", "12345678Z")));
+    ana["identityDocument"]["issuingCountry"] = json!("ES");
+    ana["address"]["country"] = json!("ES");
+    assert_eq!(register(&c, "es-ana", "ES", "EUR", Some(ana)).await.status, 201);
+    let deposit = |key: &str| {
+        let body = json!({ "playerId": "es-ana", "currency": "EUR", "amount": "10.00", "reason": "deposit" });
+        let key = key.to_owned();
+        async move { c.post("/wallet/credit", &key, body).await }
+    };
+    assert_eq!(deposit("d1").await.status, 200);
+    sandbox.admin("POST", "/admin/excluded", json!({ "number": "12345678Z" })).await;
+    assert_eq!(deposit("d2").await.status, 200, "within the window the kept answer stands");
+    clock.advance(chrono::Duration::hours(2));
+    let refused = deposit("d3").await;
+    assert_eq!((refused.status, refused.code().as_str()), (403, "SELF_EXCLUDED"), "{}", refused.json());
+    assert_eq!(c.balance("es-ana").await["cash"], "20.00", "nothing moved");
+    sandbox.admin("POST", "/admin/faults", json!({ "party": "rgiaj", "status": 503 })).await;
+    clock.advance(chrono::Duration::hours(2));
+    assert_eq!(deposit("d4").await.code(), "SELF_EXCLUSION_CHECK_UNAVAILABLE");
+}

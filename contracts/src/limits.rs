@@ -29,12 +29,10 @@ pub enum LimitKind {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LimitChange {
     pub kind: LimitKind,
-    pub period: LimitPeriodName,
+    /// `day`, `week` or `month`: calendar periods in UTC, weeks from Monday.
+    pub period: LimitPeriod,
     pub amount: Option<Amount>,
 }
-
-/// A period by name (`day`, `week`, `month`): calendar periods in UTC, weeks from Monday.
-pub type LimitPeriodName = LimitPeriod;
 
 /// `PUT /players/{id}/limits`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

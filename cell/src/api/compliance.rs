@@ -48,10 +48,8 @@ pub async fn decide(
         return Err(ApiError::bad_request(CellCode::InvalidRequest, "decision: cleared or confirmed, with a reason"));
     }
     let compliance = d.compliance.clone();
-    let case = blocking(move || compliance.cases())
+    let case = blocking(move || compliance.case(&case_id))
         .await?
-        .into_iter()
-        .find(|c| c.id == case_id)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, CellCode::CaseNotFound, "no AML case has this id"))?;
     let command = DecideCase { region: d.region.clone(), case, decision: request.decision, reason: request.reason };
     let answered = d.ledger.execute_unkeyed(command, s.event_context(&t, operator.map(|o| o.0))).await?;

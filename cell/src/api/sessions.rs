@@ -41,20 +41,11 @@ pub async fn create(
     .await?;
     // Only once the password is right (so nobody learns who is excluded from a guess): the
     // self-exclusion register, where the region asks at login. A refusal ends the new session.
-    let compliance = d.compliance.clone();
-    let lookup = player.clone();
-    let (record, profile) = blocking(move || {
-        Ok::<_, crate::store::StoreError>((compliance.player(&lookup)?, compliance.profile(&lookup)?))
-    })
-    .await?;
-    if let Some(record) = record {
-        let point = contracts::region::ExclusionCheckPoint::Login;
-        let ctx = s.event_context(&t, None);
-        if let Err(refused) = d.compliance.screen(&player, profile.as_ref(), record.date_of_birth, point, &ctx).await {
-            let (identity, token) = (d.identity.clone(), tokens.access_token.clone());
-            blocking(move || identity.verify(&token).and_then(|claims| identity.logout(&claims))).await?;
-            return Err(refused.into());
-        }
+    let point = contracts::region::ExclusionCheckPoint::Login;
+    if let Err(refused) = d.compliance.screen_player(&player, point, &s.event_context(&t, None)).await {
+        let (identity, token) = (d.identity.clone(), tokens.access_token.clone());
+        blocking(move || identity.verify(&token).and_then(|claims| identity.logout(&claims))).await?;
+        return Err(refused.into());
     }
     Ok((StatusCode::CREATED, Json(tokens)))
 }

@@ -67,15 +67,7 @@ async fn mutation<T: serde::de::DeserializeOwned, C: LedgerCommand<Refusal = Wal
     location_gate(s, headers, activity)?;
     if let (Activity::Deposit, Some(player)) = (activity, player) {
         // Where the region asks its self-exclusion register before each deposit.
-        let (compliance, id) = (d.compliance.clone(), player.clone());
-        let (record, profile) = super::blocking(move || {
-            Ok::<_, crate::store::StoreError>((compliance.player(&id)?, compliance.profile(&id)?))
-        })
-        .await?;
-        if let Some(record) = record {
-            let point = contracts::region::ExclusionCheckPoint::Deposit;
-            d.compliance.screen(&player, profile.as_ref(), record.date_of_birth, point, &ctx).await?;
-        }
+        d.compliance.screen_player(&player, contracts::region::ExclusionCheckPoint::Deposit, &ctx).await?;
     }
     let location = headers.get("x-client-country").and_then(|v| CountryCode::new(v.to_str().ok()?).ok());
     let command = command(&d.ledger, request, location)?;

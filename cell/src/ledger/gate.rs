@@ -68,9 +68,7 @@ pub struct GatedEntry<'a> {
     pub amount: Decimal,
     /// For a stake, its round.
     pub stake: Option<StakeContext>,
-    /// The batch's date, in the cell's clock.
-    pub today: NaiveDate,
-    /// When the batch is applied, in the cell's clock.
+    /// When the batch is applied, in the cell's clock (its date draws age bands and periods).
     pub now: chrono::DateTime<chrono::Utc>,
     /// What earlier entries of the same command, for this player, currency and kind, move: a
     /// command's entries are checked before any is counted.

@@ -123,7 +123,6 @@ fn gated_entry<'p>(
         currency: e.currency,
         amount: facts.amount,
         stake: e.stake,
-        today: at.date_naive(),
         now: at,
         earlier: facts.earlier,
     }

@@ -3,7 +3,6 @@
 //! player ROFUS excluded after registering refused at login.
 
 use crate::harness::{binary, Client, TestCell, PASSWORD};
-use cell::clock::Clock;
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -146,7 +145,6 @@ async fn a_rofus_exclusion_after_registering_refuses_the_next_login() {
     clock.advance(chrono::Duration::hours(2));
     let refused = login().await;
     assert_eq!((refused.status, refused.code().as_str()), (403, "SELF_EXCLUDED"), "{}", refused.json());
-    let _ = clock.now();
 }
 
 /// A sanctions-list hit at registration opens an AML case that holds withdrawals until the

@@ -43,8 +43,8 @@ fn period_start(period: LimitPeriod, day: NaiveDate) -> NaiveDate {
     }
 }
 
-/// What one period has counted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+/// What one period has counted (in memory only: rebuilt from the journal).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Counter {
     /// The period's first day: a counter of an earlier period counts nothing now.
     start: NaiveDate,
@@ -86,15 +86,15 @@ struct PlayerRg {
     counters: [Counter; 3],
 }
 
-/// Sets the AML hold in a player's stored record, outside the writer: only for a player no room
-/// holds yet (one being registered). Blocking, in the caller's transaction.
-pub(crate) fn hold_withdrawals(tx: &mut dyn Transaction, player: &PlayerId, hold: bool) -> Result<(), StoreError> {
+/// Holds a player's withdrawals in their stored record, outside the writer: only for a player no
+/// room holds yet (one being registered). Blocking, in the caller's transaction.
+pub(crate) fn hold_withdrawals(tx: &mut dyn Transaction, player: &PlayerId) -> Result<(), StoreError> {
     let at = key(player);
     let mut record: PlayerRg = match tx.get(&at)? {
         Some(bytes) => crate::ledger::decode(&at, &bytes)?,
         None => PlayerRg::default(),
     };
-    record.aml_hold = hold;
+    record.aml_hold = true;
     tx.set(&at, &crate::ledger::encode(&record))
 }
 
@@ -315,7 +315,7 @@ impl RgGate {
         }
         for period in PERIODS {
             let Some((limit, source)) = binding(&self.region, rg, kind, period) else { continue };
-            let used = rg.counter(period, entry.today).used(kind) + entry.earlier;
+            let used = rg.counter(period, entry.now.date_naive()).used(kind) + entry.earlier;
             if used + entry.amount <= limit {
                 continue;
             }
@@ -372,7 +372,7 @@ impl Gate for RgGate {
         let rg = room.get(tx, entry.player.player, entry.currency, entry.now)?;
         // A gate sees the larger side of an entry: what came into cash for a deposit or a return,
         // what left it for a stake.
-        rg.count_entry(entry.today, entry.kind, entry.amount, entry.amount);
+        rg.count_entry(entry.now.date_naive(), entry.kind, entry.amount, entry.amount);
         Ok(())
     }
 }
@@ -695,7 +695,7 @@ impl LedgerCommand for DecideCase {
         let rg = room.get(store, player, registered.currency, now)?;
         rg.aml_hold = self.decision != "cleared";
         room.dirty.insert(player.clone());
-        let case_key = subspaces::compliance().pack(&("case", decided.id.as_str()));
+        let case_key = super::keys::case(&decided.id);
         tx.store().set(&case_key, &rmp_serde::to_vec_named(&decided).expect("a case encodes"))?;
         let decision = contracts::limits::Decision {
             at: now,

@@ -160,29 +160,72 @@ impl Compliance {
         point: contracts::region::ExclusionCheckPoint,
         ctx: &EventContext,
     ) -> Result<(), ComplianceError> {
+        if !self.asks_register_at(point) {
+            return Ok(());
+        }
+        self.ask_register(player, profile, born, point, ctx).await
+    }
+
+    /// [`Compliance::screen`] for a registered player at `point` (a login, a deposit): nothing is
+    /// read unless the region asks its register here, and the player's record and profile only
+    /// when the answer kept is too old to reuse. A player not registered here passes (what they
+    /// ask for refuses them).
+    pub async fn screen_player(
+        &self,
+        player: &PlayerId,
+        point: contracts::region::ExclusionCheckPoint,
+        ctx: &EventContext,
+    ) -> Result<(), ComplianceError> {
+        if !self.asks_register_at(point) {
+            return Ok(());
+        }
+        let (store, id) = (self.store.clone(), player.clone());
+        let (cache_seconds, now) = (self.region.self_exclusion_cache_seconds, self.clock.now());
+        let known = off_thread(move || -> Result<_, StoreError> {
+            let mut tx = store.begin()?;
+            let kept: Option<KeptAnswer> =
+                tx.get(&keys::exclusion_answer(id.as_str()))?.and_then(|bytes| rmp_serde::from_slice(&bytes).ok());
+            let fresh = kept.is_some_and(|k| {
+                !k.answer.excluded() && now.timestamp() - k.at < i64::try_from(cache_seconds).unwrap_or(i64::MAX)
+            });
+            if fresh {
+                return Ok(None);
+            }
+            let Some(record) = crate::players::get(tx.as_mut(), &id)? else { return Ok(None) };
+            let key = keys::profile(id.as_str());
+            let profile: Option<contracts::players::PlayerProfile> = match tx.get(&key)? {
+                Some(bytes) => Some(rmp_serde::from_slice(&bytes).map_err(|e| StoreError::corrupt(&key, e))?),
+                None => None,
+            };
+            Ok(Some((record.date_of_birth, profile)))
+        })
+        .await?;
+        match known {
+            Some((born, profile)) => self.ask_register(player, profile.as_ref(), born, point, ctx).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Whether this cell asks its region's register at `point`.
+    fn asks_register_at(&self, point: contracts::region::ExclusionCheckPoint) -> bool {
+        self.registers.is_some()
+            && self.region.self_exclusion_register != contracts::region::SelfExclusionRegister::Operator
+            && self.region.self_exclusion_check_at.contains(&point)
+    }
+
+    /// Asks the register, records and keeps the answer, refuses an excluded player.
+    async fn ask_register(
+        &self,
+        player: &PlayerId,
+        profile: Option<&contracts::players::PlayerProfile>,
+        born: NaiveDate,
+        point: contracts::region::ExclusionCheckPoint,
+        ctx: &EventContext,
+    ) -> Result<(), ComplianceError> {
         let region = &self.region;
         let Some(registers) = &self.registers else { return Ok(()) };
         let register = region.self_exclusion_register;
-        if register == contracts::region::SelfExclusionRegister::Operator
-            || !region.self_exclusion_check_at.contains(&point)
-        {
-            return Ok(());
-        }
         let now = self.clock.now();
-        if point != contracts::region::ExclusionCheckPoint::Registration {
-            let (store, key) = (self.store.clone(), keys::exclusion_answer(player.as_str()));
-            let kept = off_thread(move || -> Result<Option<KeptAnswer>, StoreError> {
-                let mut tx = store.begin()?;
-                Ok(tx.get(&key)?.and_then(|bytes| rmp_serde::from_slice(&bytes).ok()))
-            })
-            .await?;
-            let fresh = |k: &KeptAnswer| {
-                now.timestamp() - k.at < i64::try_from(region.self_exclusion_cache_seconds).unwrap_or(i64::MAX)
-            };
-            if kept.as_ref().is_some_and(|k| fresh(k) && !k.answer.excluded()) {
-                return Ok(());
-            }
-        }
         let Some(profile) = profile else {
             return Err(ComplianceError::ProfileIncomplete(format!(
                 "this cell asks the {register} register about every player: register with a profile"
@@ -266,6 +309,16 @@ impl Compliance {
         }))
     }
 
+    /// One AML case by its id. Blocking.
+    pub fn case(&self, id: &str) -> Result<Option<contracts::limits::AmlCase>, StoreError> {
+        let mut tx = self.store.begin_snapshot_reads()?;
+        let key = keys::case(id);
+        match tx.get(&key)? {
+            Some(bytes) => rmp_serde::from_slice(&bytes).map(Some).map_err(|e| StoreError::corrupt(&key, e)),
+            None => Ok(None),
+        }
+    }
+
     /// Every AML case, open ones first. Blocking.
     pub fn cases(&self) -> Result<Vec<contracts::limits::AmlCase>, StoreError> {
         let mut tx = self.store.begin_snapshot_reads()?;
@@ -287,16 +340,6 @@ impl Compliance {
             .into_iter()
             .map(|(key, value)| rmp_serde::from_slice(&value).map_err(|e| StoreError::corrupt(&key, e)))
             .collect()
-    }
-
-    /// A registered player's personal data, if they gave it. Blocking.
-    pub fn profile(&self, player: &PlayerId) -> Result<Option<contracts::players::PlayerProfile>, StoreError> {
-        let mut tx = self.store.begin()?;
-        let key = keys::profile(player.as_str());
-        match tx.get(&key)? {
-            Some(bytes) => rmp_serde::from_slice(&bytes).map(Some).map_err(|e| StoreError::corrupt(&key, e)),
-            None => Ok(None),
-        }
     }
 
     /// Registers a player in this cell, with their password's hash (`credential`, from
@@ -386,7 +429,7 @@ impl Compliance {
                     decision_reason: None,
                 };
                 tx.set(&keys::case(&case.id), &rmp_serde::to_vec_named(&case).expect("a case encodes"))?;
-                limits::hold_withdrawals(tx, &player.player_id, true)?;
+                limits::hold_withdrawals(tx, &player.player_id)?;
                 let decision = contracts::limits::Decision {
                     at: now,
                     kind: "aml_case_opened".into(),
@@ -418,12 +461,6 @@ impl Compliance {
             Ok(Ok(Answer { status: 201, body: body.clone().into(), replayed: false }))
         })?;
         outcome
-    }
-
-    /// A registered player, if any.
-    pub fn player(&self, id: &PlayerId) -> Result<Option<Player>, StoreError> {
-        let mut tx = self.store.begin()?;
-        crate::players::get(tx.as_mut(), id)
     }
 }
 
@@ -484,7 +521,8 @@ impl StakeCapGate {
     fn decide(&self, entry: &GatedEntry<'_>) -> Result<(), GateRefusal> {
         let (PostingKind::Stake, Some(stake)) = (entry.kind, entry.stake) else { return Ok(()) };
         let currency = entry.currency;
-        let Some(cap) = stake_cap(&self.region, entry.player.date_of_birth, stake.product, currency, entry.today)
+        let Some(cap) =
+            stake_cap(&self.region, entry.player.date_of_birth, stake.product, currency, entry.now.date_naive())
         else {
             return Ok(());
         };

@@ -63,6 +63,15 @@ enum Command {
         /// register (a warning at start).
         #[arg(long)]
         registers_url: Option<String>,
+        /// Where the KYC vendor answers, `http://HOST:PORT` (in development, tests and drills:
+        /// `sandbox serve`); its webhooks are checked with the secret in `KYC_WEBHOOK_SECRET`.
+        /// Without it identities are not verified (a warning at start).
+        #[arg(long)]
+        kyc_url: Option<String>,
+        /// The URL the KYC vendor calls back (this cell's `POST /kyc/webhook` as the vendor
+        /// reaches it); by default the listening address, over HTTPS with --tls-dir.
+        #[arg(long)]
+        kyc_callback_url: Option<String>,
     },
     /// The WORM audit chain.
     Audit {
@@ -134,6 +143,8 @@ fn main() -> anyhow::Result<ExitCode> {
             store,
             idempotency_window_hours,
             registers_url,
+            kyc_url,
+            kyc_callback_url,
         } => runtime.block_on(async move {
             let region = RegionConfig::from_file(&region)?;
             let tls = match &tls_dir {
@@ -159,6 +170,19 @@ fn main() -> anyhow::Result<ExitCode> {
             };
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
+            let kyc = match kyc_url {
+                Some(url) => {
+                    let secret = std::env::var("KYC_WEBHOOK_SECRET")
+                        .context("--kyc-url needs the webhook secret in KYC_WEBHOOK_SECRET")?;
+                    let scheme = if tls.is_some() { "https" } else { "http" };
+                    let callback = kyc_callback_url.unwrap_or_else(|| {
+                        format!("{scheme}://{}/kyc/webhook", listener.local_addr().unwrap_or(listen))
+                    });
+                    let vendor = cell::domains::compliance::kyc::KycVendor::new(&url, callback, secret.into_bytes());
+                    Some(vendor.map_err(anyhow::Error::msg)?)
+                }
+                None => None,
+            };
             let config = CellConfig {
                 region,
                 data_dir: data,
@@ -174,6 +198,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 },
                 store_faults: None,
                 registers: registers_url,
+                kyc,
                 clock: cell::clock::system(),
             };
             cell::server::run(config, listener, shutdown_signal()).await

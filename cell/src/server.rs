@@ -94,6 +94,8 @@ pub struct CellConfig {
     pub store_faults: Option<(crate::store::fault::FaultConfig, u64)>,
     /// Where the self-exclusion registers answer (`http://HOST:PORT`); `None`: not asked.
     pub registers: Option<String>,
+    /// The KYC vendor (`cell serve --kyc-url`); `None`: identities are not checked.
+    pub kyc: Option<crate::domains::compliance::kyc::KycVendor>,
 }
 
 /// Where the control plane is and how to reach it.
@@ -186,7 +188,11 @@ impl OpenCell {
                 None
             }
         };
-        let compliance = Compliance::new(store.clone(), region.clone(), config.clock.clone(), registers);
+        if config.kyc.is_none() {
+            tracing::warn!("no --kyc-url: players' identities are not verified (development only)");
+        }
+        let compliance =
+            Compliance::new(store.clone(), region.clone(), config.clock.clone(), registers, config.kyc.clone());
         let sessions = Arc::new(
             SessionSigner::load_or_create(&config.data_dir.join("session-ed25519.key"), &region.cell_id)
                 .context("load the session signing key")?,

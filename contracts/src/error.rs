@@ -64,6 +64,8 @@ error_codes!(
         SelfExclusionCheckUnavailable = "SELF_EXCLUSION_CHECK_UNAVAILABLE",
         ProfileIncomplete = "PROFILE_INCOMPLETE",
         AmlReview = "AML_REVIEW",
+        KycRequired = "KYC_REQUIRED",
+        KycUnavailable = "KYC_UNAVAILABLE",
         ScreeningUnavailable = "SCREENING_UNAVAILABLE",
         CaseNotFound = "CASE_NOT_FOUND",
         PlayerTimedOut = "PLAYER_TIMED_OUT",

@@ -266,3 +266,45 @@ impl EventPayload for AmlCaseDecided {
     const NAME: &'static str = "aml.case_decided";
     const VERSION: &'static str = "1";
 }
+
+/// `kyc.requested`: the cell asked its KYC vendor to verify a new player's identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KycRequested {
+    pub player_id: PlayerId,
+    /// The vendor's id of the check.
+    pub check_id: String,
+    pub vendor: String,
+}
+impl EventPayload for KycRequested {
+    const NAME: &'static str = "kyc.requested";
+    const VERSION: &'static str = "1";
+}
+
+/// `kyc.verified`: the vendor's signed webhook says the player is who they said.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KycVerified {
+    pub player_id: PlayerId,
+    pub check_id: String,
+    pub vendor: String,
+}
+impl EventPayload for KycVerified {
+    const NAME: &'static str = "kyc.verified";
+    const VERSION: &'static str = "1";
+}
+
+/// `kyc.failed`: the vendor could not verify the player; they may not deposit or play.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KycFailed {
+    pub player_id: PlayerId,
+    pub check_id: String,
+    pub vendor: String,
+    /// The vendor's reason, as it gave it.
+    pub reason: String,
+}
+impl EventPayload for KycFailed {
+    const NAME: &'static str = "kyc.failed";
+    const VERSION: &'static str = "1";
+}

@@ -7,6 +7,45 @@ use serde::{Deserialize, Serialize};
 /// Version of `POST /players`' request (2: it takes a `password`; 4: and a `profile`).
 pub const REGISTER_VERSION: &str = "4";
 
+/// Version of `GET /players/{id}/kyc`'s answer.
+pub const KYC_VERSION: &str = "1";
+
+/// Where a player's identity verification stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum KycStatus {
+    /// No check was asked (a cell without a KYC vendor, or a player from before it had one).
+    NotRequested,
+    Pending,
+    Verified,
+    Failed,
+}
+
+/// `GET /players/{id}/kyc`: the player's verification, and what they may do until it is done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KycView {
+    pub player_id: PlayerId,
+    pub status: KycStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Why the vendor failed the check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Pending, in a region that lets unverified players deposit: what they may still deposit,
+    /// and until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deposit_allowance_left: Option<crate::Amount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// `POST /players`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

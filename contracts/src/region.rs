@@ -109,6 +109,8 @@ struct RegionFile {
     travel: TravelFile,
     endpoints: EndpointsFile,
     self_exclusion: SelfExclusionFile,
+    kyc: KycFile,
+    aml: AmlFile,
     rules: RulesFile,
     #[serde(default)]
     flag_locks: Vec<FlagLockFile>,
@@ -166,6 +168,81 @@ pub enum ExclusionCheckPoint {
     Registration,
     Login,
     Deposit,
+}
+
+/// `[kyc]`: what registration asks for, and what a player not yet verified may do.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KycFile {
+    /// Profile fields registration requires besides names, email, phone and address.
+    #[serde(default)]
+    required: Vec<ProfileField>,
+    /// The identity documents accepted (all when empty).
+    #[serde(default)]
+    documents: Vec<crate::players::DocumentKind>,
+    /// `nothing` (no deposit, no bet) or `limited` (under `deposit_allowance`, for `window_days`).
+    before_verification: BeforeVerification,
+    deposit_allowance: Option<String>,
+    window_days: Option<u32>,
+    source: String,
+}
+
+/// `[aml]`: the sanctions screening threshold and the monitoring rules.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmlFile {
+    /// How alike (Jaro-Winkler, 0 to 1, after normalising) a name must be to a listed one.
+    match_threshold: f64,
+    #[serde(default)]
+    rules: Vec<AmlRuleFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmlRuleFile {
+    id: String,
+    kind: AmlRuleKind,
+    window_days: u32,
+    /// `deposits_over`: the amount deposits in the window may reach before due diligence.
+    threshold: Option<String>,
+    /// `withdrawal_after_little_play`: the share of the window's deposits that must have been
+    /// staked for a withdrawal not to be flagged.
+    play_ratio: Option<String>,
+    /// `payment_methods`: how many distinct payment methods the window may see.
+    max_methods: Option<u32>,
+    effective_from: NaiveDate,
+    source: String,
+}
+
+/// A profile field a region can require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ProfileField {
+    Nationality,
+    IdentityDocument,
+    FiscalRegion,
+}
+
+/// What a player whose identity is not yet verified may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BeforeVerification {
+    /// No deposit and no bet (UK).
+    Nothing,
+    /// Deposits up to an allowance, within a window from registration.
+    Limited,
+}
+
+/// What an AML monitoring rule watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AmlRuleKind {
+    /// Deposits in the window over a threshold: enhanced due diligence.
+    DepositsOver,
+    /// A withdrawal after deposits in the window of which little was staked.
+    WithdrawalAfterLittlePlay,
+    /// More distinct payment methods in the window than allowed.
+    PaymentMethods,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,6 +311,8 @@ pub struct RegionConfig {
     pub policy_version: String,
     pub stake_limits: Vec<StakeLimit>,
     pub deposit_limits: Option<DepositLimits>,
+    pub kyc: KycRules,
+    pub aml: AmlRules,
     /// Flags the law pins in this region: the control plane refuses any flag change that could
     /// serve another value here, and the cell's evaluation serves the pinned value regardless.
     pub flag_locks: Vec<FlagLock>,
@@ -272,6 +351,46 @@ pub struct DepositLimits {
     /// Limits applied when the player has set none.
     pub defaults: Vec<(LimitPeriod, Money)>,
     pub source: String,
+}
+
+/// What registration asks for, and what a player the KYC vendor has not verified may do.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KycRules {
+    pub required: Vec<ProfileField>,
+    /// The identity documents accepted (all when empty).
+    pub documents: Vec<crate::players::DocumentKind>,
+    pub before_verification: BeforeVerification,
+    /// `Limited`: what an unverified player may deposit in all, and for how long from registration.
+    pub deposit_allowance: Option<Money>,
+    pub window_days: u32,
+    pub source: String,
+}
+
+/// Sanctions screening and AML monitoring.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AmlRules {
+    pub match_threshold: f64,
+    pub rules: Vec<AmlRule>,
+}
+
+/// One monitoring rule, in force from a date.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AmlRule {
+    pub id: String,
+    pub kind: AmlRuleKind,
+    pub window_days: u32,
+    pub threshold: Option<Money>,
+    pub play_ratio: Option<Decimal>,
+    pub max_methods: Option<u32>,
+    pub effective_from: NaiveDate,
+    pub source: String,
+}
+
+impl AmlRules {
+    /// The rules of `kind` in force on `day`.
+    pub fn in_force(&self, kind: AmlRuleKind, day: NaiveDate) -> impl Iterator<Item = &AmlRule> {
+        self.rules.iter().filter(move |r| r.kind == kind && r.effective_from <= day)
+    }
 }
 
 impl RegionConfig {
@@ -423,6 +542,8 @@ fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
             })
         }
     };
+    let kyc = check_kyc(&f.kyc, &money)?;
+    let aml = check_aml(&f.aml, &money)?;
     let mut flag_locks: Vec<FlagLock> = Vec::new();
     for (i, l) in f.flag_locks.iter().enumerate() {
         let field = |name: &str| format!("flag_locks[{i}].{name}");
@@ -478,8 +599,89 @@ fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
         policy_version: f.rules.policy_version,
         stake_limits,
         deposit_limits,
+        kyc,
+        aml,
         flag_locks,
     })
+}
+
+type MoneyField<'a> = &'a dyn Fn(String, &str) -> Result<Money, RegionFileErrorKind>;
+
+fn check_kyc(k: &KycFile, money: MoneyField<'_>) -> Result<KycRules, RegionFileErrorKind> {
+    if k.source.trim().is_empty() {
+        return Err(invalid("kyc.source", "must say where the rule comes from"));
+    }
+    let (deposit_allowance, window_days) = match (k.before_verification, &k.deposit_allowance, k.window_days) {
+        (BeforeVerification::Nothing, None, None) => (None, 0),
+        (BeforeVerification::Nothing, _, _) => {
+            return Err(invalid("kyc.deposit_allowance", "`nothing` before verification takes no allowance or window"))
+        }
+        (BeforeVerification::Limited, Some(allowance), Some(days)) if days > 0 => {
+            (Some(money("kyc.deposit_allowance".into(), allowance)?), days)
+        }
+        (BeforeVerification::Limited, _, _) => {
+            return Err(invalid(
+                "kyc.window_days",
+                "`limited` before verification needs a deposit_allowance and a window_days above 0",
+            ))
+        }
+    };
+    Ok(KycRules {
+        required: k.required.clone(),
+        documents: k.documents.clone(),
+        before_verification: k.before_verification,
+        deposit_allowance,
+        window_days,
+        source: k.source.clone(),
+    })
+}
+
+fn check_aml(a: &AmlFile, money: MoneyField<'_>) -> Result<AmlRules, RegionFileErrorKind> {
+    if !(0.5..=1.0).contains(&a.match_threshold) {
+        return Err(invalid("aml.match_threshold", format!("{} is outside 0.5..=1.0", a.match_threshold)));
+    }
+    let mut rules: Vec<AmlRule> = Vec::new();
+    for (i, r) in a.rules.iter().enumerate() {
+        let field = |name: &str| format!("aml.rules[{i}].{name}");
+        if r.id.trim().is_empty() || rules.iter().any(|other| other.id == r.id) {
+            return Err(invalid(field("id"), "each rule needs an id of its own"));
+        }
+        if r.source.trim().is_empty() {
+            return Err(invalid(field("source"), "must say where the rule comes from"));
+        }
+        if r.window_days == 0 {
+            return Err(invalid(field("window_days"), "a window of at least a day"));
+        }
+        let threshold = r.threshold.as_deref().map(|t| money(field("threshold"), t)).transpose()?;
+        let play_ratio = match &r.play_ratio {
+            Some(text) => Some(
+                Decimal::from_str_exact(text)
+                    .ok()
+                    .filter(|d| *d > Decimal::ZERO && *d <= Decimal::ONE)
+                    .ok_or_else(|| invalid(field("play_ratio"), format!("`{text}` is not a share in (0, 1]")))?,
+            ),
+            None => None,
+        };
+        let needs = match r.kind {
+            AmlRuleKind::DepositsOver => threshold.is_some().then_some(()).ok_or("a threshold"),
+            AmlRuleKind::WithdrawalAfterLittlePlay => play_ratio.is_some().then_some(()).ok_or("a play_ratio"),
+            AmlRuleKind::PaymentMethods => r.max_methods.is_some().then_some(()).ok_or("a max_methods"),
+        };
+        if let Err(what) = needs {
+            return Err(invalid(field("kind"), format!("{:?} needs {what}", r.kind)));
+        }
+        rules.push(AmlRule {
+            id: r.id.clone(),
+            kind: r.kind,
+            window_days: r.window_days,
+            threshold,
+            play_ratio,
+            max_methods: r.max_methods,
+            effective_from: r.effective_from,
+            source: r.source.clone(),
+        });
+    }
+    Ok(AmlRules { match_threshold: a.match_threshold, rules })
 }
 
 #[cfg(test)]

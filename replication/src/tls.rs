@@ -139,6 +139,18 @@ pub fn client_config(dir: &Path, name: &str, peer: &str) -> Result<ClientConfig,
     Ok(config)
 }
 
+/// A client that presents `name`'s certificate and checks the server's as WebPKI does, against
+/// the URL's host: for an outside party calling back a URL it was given (a vendor's webhook),
+/// which knows the address, not the platform's names.
+pub fn client_config_by_url_host(dir: &Path, name: &str) -> Result<ClientConfig, TlsError> {
+    ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots(dir)?)
+        .with_client_auth_cert(certs(&dir.join(format!("{name}.pem")))?, key(&dir.join(format!("{name}.key")))?)
+        .map_err(|e| TlsError::Config(e.to_string()))
+}
+
 /// Verifies a server certificate as WebPKI does, against the name we expect rather than the URL's.
 #[derive(Debug)]
 struct NamedPeer {

@@ -3,7 +3,7 @@
 //! - **A certificate is an identity, not a pass.** Over mutual TLS every client holds a certificate
 //!   from the platform CA, and the name it carries decides which kinds of route it reaches: the
 //!   router's, player routes; another cell's, the open routes only (nothing that moves money);
-//!   a game provider's, its calls; an operator tool's (`control`, `drill`, `ops`), the back office.
+//!   an outside party's (a game provider, the KYC vendor), its calls; an operator tool's (`control`, `drill`, `ops`), the back office.
 //! - **The back office needs an operator token besides**: a short-lived token global-control signs
 //!   for one role (`POST /operator-tokens` there). [`ROUTES`] says which roles reach which route;
 //!   `admin` reaches all of them. A cell served in the clear (local development) has no
@@ -34,7 +34,8 @@ pub enum Caller {
     /// Another cell (or this one's own name, which no other process holds).
     Cell(String),
     Operator(&'static str),
-    /// A certificate from the CA with none of the platform's names: a game provider.
+    /// A certificate from the CA with none of the platform's names: a game provider, the KYC
+    /// vendor.
     Other,
 }
 
@@ -53,7 +54,7 @@ pub enum Access {
     Open,
     /// A player's own calls (each checks the player's session itself): through the router.
     Player,
-    /// A game provider's calls (HMAC-signed besides).
+    /// An outside party's calls: a game provider's, the KYC vendor's webhook (HMAC-signed besides).
     Provider,
     /// An operator tool's certificate and an operator token for one of these roles (or admin).
     BackOffice(&'static [Grant]),
@@ -80,10 +81,12 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("PUT", "/players/{player_id}/limits", Access::Player),
     ("POST", "/players/{player_id}/timeout", Access::Player),
     ("POST", "/players/{player_id}/self-exclusion", Access::Player),
+    ("GET", "/players/{player_id}/kyc", Access::Player),
     ("GET", "/wallet/{player_id}/balance", Access::Player),
     ("GET", "/lobby", Access::Player),
     ("GET", "/flags/evaluate", Access::Player),
     ("POST", "/gaming/{provider}/{call}", Access::Provider),
+    ("POST", "/kyc/webhook", Access::Provider),
     ("POST", "/wallet/credit", Access::BackOffice(&[FINANCE])),
     ("POST", "/wallet/debit", Access::BackOffice(&[FINANCE])),
     ("POST", "/wallet/hold", Access::BackOffice(&[FINANCE])),
@@ -244,7 +247,9 @@ pub fn markdown_table() -> String {
             Access::Player => {
                 "the player, through the router (player session token where the route needs one)".to_owned()
             }
-            Access::Provider => "a game provider (its certificate, HMAC-signed body)".to_owned(),
+            Access::Provider => {
+                "an outside party: a game provider, the KYC vendor (its certificate, HMAC-signed body)".to_owned()
+            }
             Access::BackOffice(grants) => format!("operator certificate + operator token: {}", names(grants)),
         };
         out.push_str(&format!("| `{method} {pattern}` | {who} |\n"));

@@ -15,13 +15,13 @@ use contracts::{CellCode, PlayerId};
 use std::sync::Arc;
 
 /// The player of the bearer token, who must be `player`.
-async fn own(s: &AppState, headers: &HeaderMap, player: &str) -> Result<PlayerId, ApiError> {
+pub(super) async fn own(s: &AppState, headers: &HeaderMap, player: &str) -> Result<PlayerId, ApiError> {
     let claims = super::sessions::session(s, headers).await?;
     if claims.sub.as_str() != player {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             CellCode::NotYourAccount,
-            "this session is another player's: a player sets only their own limits",
+            "this session is another player's: a player sees and sets only their own",
         ));
     }
     Ok(claims.sub)

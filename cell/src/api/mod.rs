@@ -193,7 +193,13 @@ impl From<crate::domains::wallet::WalletError> for ApiError {
 impl From<ComplianceError> for ApiError {
     fn from(e: ComplianceError) -> ApiError {
         // A register that did not answer may well answer in half a minute.
-        let retry_after = matches!(e, ComplianceError::RegisterUnavailable(_)).then_some(30);
+        let retry_after = matches!(
+            e,
+            ComplianceError::RegisterUnavailable(_)
+                | ComplianceError::ScreeningUnavailable(_)
+                | ComplianceError::KycUnavailable(_)
+        )
+        .then_some(30);
         ApiError { retry_after, ..ApiError::new(status(e.status()), e.code(), e.to_string()) }
     }
 }
@@ -325,6 +331,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/players/{player_id}/limits", get(limits::get).put(limits::put))
         .route("/players/{player_id}/timeout", post(limits::timeout))
         .route("/players/{player_id}/self-exclusion", post(limits::self_exclusion))
+        .route("/players/{player_id}/kyc", get(compliance::kyc_status))
+        .route("/kyc/webhook", post(compliance::kyc_webhook))
         .route("/compliance/players/{player_id}/decisions", get(compliance::decisions))
         .route("/compliance/cases", get(compliance::cases))
         .route("/compliance/cases/{case_id}", post(compliance::decide))

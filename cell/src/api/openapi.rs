@@ -84,7 +84,7 @@ fn build() -> Value {
         { "name": "as_of", "in": "query", "schema": { "type": "string", "format": "date-time" } }
     ]);
     let paths = json!({
-        "/players": mutating(&error, "Register a player in this cell", player_req, "201", player_res, &["400", "409", "413", "422"]),
+        "/players": mutating(&error, "Register a player in this cell: the profile the region requires (PROFILE_INCOMPLETE), its self-exclusion register (SELF_EXCLUDED), the sanctions list (a hit opens an AML case), the KYC vendor's check (its result comes by webhook); an outside party that does not answer fails it closed with 503 and Retry-After, nothing written", player_req, "201", player_res, &["400", "403", "409", "413", "422", "503"]),
         "/wallet/credit": mutating(&error, "Credit a player's cash", movement_req.clone(), "200", movement_res.clone(), &["400", "404", "409", "413", "422", "500", "503"]),
         "/wallet/debit": mutating(&error, "Debit a player's cash", movement_req, "200", movement_res, &["400", "404", "409", "413", "422", "500", "503"]),
         "/wallet/hold": mutating(&error, "Hold a stake for an open bet", hold_req, "200", hold_res, &["400", "404", "409", "413", "422", "500", "503"]),
@@ -195,6 +195,28 @@ fn build() -> Value {
                 "400": json_answer("MALFORMED_JSON, INVALID_REQUEST", error.clone()),
                 "401": json_answer("INVALID_SESSION", error.clone()),
                 "404": json_answer("PLAYER_NOT_FOUND", error.clone())
+            }
+        } },
+        "/players/{playerId}/kyc": { "get": {
+            "summary": "The bearer token's player's identity check (notRequested, pending, verified, failed) and, pending where the region allows play before verification, the deposits left and until when",
+            "security": [{ "sessionToken": [] }],
+            "parameters": [{ "name": "playerId", "in": "path", "required": true, "schema": player_id.clone() }],
+            "responses": {
+                "200": json_answer("the check", schema::<contracts::players::KycView>(&mut g)),
+                "401": json_answer("INVALID_SESSION", error.clone()),
+                "403": json_answer("NOT_YOUR_ACCOUNT", error.clone()),
+                "404": json_answer("PLAYER_NOT_FOUND", error.clone())
+            }
+        } },
+        "/kyc/webhook": { "post": {
+            "summary": "The KYC vendor's result for a check (check.completed: clear or consider; other types are taken and ignored), signed `X-Signature: sha256=` + the hex HMAC-SHA256 of the body with the account's secret; a duplicate changes nothing",
+            "parameters": [{ "name": "X-Signature", "in": "header", "required": true, "schema": { "type": "string" } }],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object" } } } },
+            "responses": {
+                "200": { "description": "recorded, or nothing to record" },
+                "400": json_answer("BODY_UNREADABLE, INVALID_REQUEST", error.clone()),
+                "401": json_answer("BAD_SIGNATURE", error.clone()),
+                "404": json_answer("NOT_FOUND (no such check for this player yet: the vendor retries), PLAYER_NOT_FOUND", error.clone())
             }
         } },
         "/compliance/players/{playerId}/decisions": { "get": {

@@ -18,19 +18,22 @@ pub async fn register(
     if let Some(weak) = crate::credentials::weakness(request.player_id.as_str(), request.password.expose()) {
         return Err(ApiError::bad_request(CellCode::WeakPassword, weak));
     }
-    // The region's self-exclusion register first: an excluded player is refused, and a register
-    // that does not answer refuses the registration (nothing is written).
     let (profile, born) = (request.profile.as_ref(), request.date_of_birth);
+    // The profile the region requires, then its self-exclusion register: an excluded player is
+    // refused, and a register that does not answer refuses the registration (nothing is written).
+    d.compliance.check_profile(profile)?;
     let point = contracts::region::ExclusionCheckPoint::Registration;
     d.compliance.screen(&request.player_id, profile, born, point, &s.event_context(&t, None)).await?;
     // Then the sanctions/PEP list: a hit registers the player with an open AML case.
     let sanctions = d.compliance.screen_sanctions(request.profile.as_ref()).await?;
+    // Then the KYC vendor takes the identity check, whose result comes by its webhook.
+    let kyc_check = d.compliance.request_kyc(&request.player_id, profile, born).await?;
     let compliance = d.compliance.clone();
     let ctx = s.event_context(&t, None);
     let outcome = super::blocking(move || {
         // Hashed before the transaction: tens of milliseconds that a retried commit need not redo.
         let credential = crate::credentials::hash(request.password.expose());
-        compliance.player_register(request, Some(&credential), &key, &ctx, sanctions.as_ref())
+        compliance.player_register(request, Some(&credential), &key, &ctx, sanctions.as_ref(), kyc_check.as_deref())
     })
     .await?;
     Ok(answer(outcome))

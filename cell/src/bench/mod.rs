@@ -135,6 +135,7 @@ pub(super) fn config(
         intervals: Default::default(),
         store_faults: None,
         registers: None,
+        kyc: None,
         clock: crate::clock::system(),
     })
 }
@@ -181,7 +182,7 @@ pub(super) async fn setup(cell: &OpenCell, players: usize) -> anyhow::Result<()>
                     profile: None,
                 };
                 let key = key(&format!("register-{i}"), "players.register");
-                compliance.player_register(request, None, &key, &ctx(), None)?;
+                compliance.player_register(request, None, &key, &ctx(), None, None)?;
             }
             Ok(())
         }));

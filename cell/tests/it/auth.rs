@@ -179,6 +179,7 @@ async fn a_certificate_is_an_identity_not_a_pass() {
         intervals: Default::default(),
         store_faults: None,
         registers: None,
+        kyc: None,
         clock: cell::clock::system(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

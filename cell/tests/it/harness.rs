@@ -18,6 +18,17 @@ pub fn region_path(cell: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../config/regions/{cell}.toml"))
 }
 
+/// The secret test sandboxes sign KYC webhooks with.
+pub const KYC_WEBHOOK_SECRET: &str = "test-kyc-webhook-secret";
+
+/// A sandbox a test cell asks: its base URL, and whether the cell verifies identities with it
+/// (besides asking its registers and sanctions list).
+#[derive(Clone)]
+pub struct SandboxUse {
+    pub url: String,
+    pub kyc: bool,
+}
+
 pub struct TestCell {
     pub address: SocketAddr,
     pub dir: tempfile::TempDir,
@@ -25,7 +36,7 @@ pub struct TestCell {
     intervals: cell::server::Intervals,
     store_faults: Option<(cell::store::fault::FaultConfig, u64)>,
     clock: std::sync::Arc<dyn cell::clock::Clock>,
-    registers: Option<String>,
+    sandbox: Option<SandboxUse>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -71,7 +82,15 @@ impl TestCell {
         registers: &str,
         clock: std::sync::Arc<dyn cell::clock::Clock>,
     ) -> TestCell {
-        TestCell::start_full(cell, Vec::new(), Default::default(), None, clock, Some(registers.to_owned())).await
+        let sandbox = SandboxUse { url: registers.to_owned(), kyc: false };
+        TestCell::start_full(cell, Vec::new(), Default::default(), None, clock, Some(sandbox)).await
+    }
+
+    /// A cell that asks the sandbox at `url` everything: registers, sanctions list, KYC (whose
+    /// webhooks it signs with [`KYC_WEBHOOK_SECRET`]).
+    pub async fn start_with_sandbox(cell: &str, url: &str, clock: std::sync::Arc<dyn cell::clock::Clock>) -> TestCell {
+        let sandbox = SandboxUse { url: url.to_owned(), kyc: true };
+        TestCell::start_full(cell, Vec::new(), Default::default(), None, clock, Some(sandbox)).await
     }
 
     async fn start_full(
@@ -80,11 +99,11 @@ impl TestCell {
         intervals: cell::server::Intervals,
         store_faults: Option<(cell::store::fault::FaultConfig, u64)>,
         clock: std::sync::Arc<dyn cell::clock::Clock>,
-        registers: Option<String>,
+        sandbox: Option<SandboxUse>,
     ) -> TestCell {
         let dir = tempfile::tempdir().unwrap();
         let (address, stop, server) =
-            serve(cell, dir.path(), providers.clone(), intervals, store_faults, clock.clone(), registers.clone()).await;
+            serve(cell, dir.path(), providers.clone(), intervals, store_faults, clock.clone(), sandbox.clone()).await;
         TestCell {
             address,
             dir,
@@ -92,7 +111,7 @@ impl TestCell {
             intervals,
             store_faults,
             clock,
-            registers,
+            sandbox,
             stop: Some(stop),
             server: Some(server),
         }
@@ -114,7 +133,7 @@ impl TestCell {
             self.intervals,
             self.store_faults,
             self.clock.clone(),
-            self.registers.clone(),
+            self.sandbox.clone(),
         )
         .await;
         self.address = address;
@@ -177,7 +196,7 @@ async fn serve(
     intervals: cell::server::Intervals,
     store_faults: Option<(cell::store::fault::FaultConfig, u64)>,
     clock: std::sync::Arc<dyn cell::clock::Clock>,
-    registers: Option<String>,
+    sandbox: Option<SandboxUse>,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -193,7 +212,12 @@ async fn serve(
         control: None,
         intervals,
         store_faults,
-        registers,
+        registers: sandbox.as_ref().map(|s| s.url.clone()),
+        kyc: sandbox.filter(|s| s.kyc).map(|s| {
+            let callback = format!("http://{address}/kyc/webhook");
+            let secret = KYC_WEBHOOK_SECRET.as_bytes().to_vec();
+            cell::domains::compliance::kyc::KycVendor::new(&s.url, callback, secret).unwrap()
+        }),
         clock,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

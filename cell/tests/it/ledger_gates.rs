@@ -84,7 +84,7 @@ async fn a_registered_gate_sees_every_entry_of_every_domain_and_its_refusal_move
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path(), Durability::GroupSync).unwrap());
     let region = Arc::new(contracts::region::RegionConfig::from_file(&crate::harness::region_path("uk")).unwrap());
     let compliance =
-        cell::domains::compliance::Compliance::new(store.clone(), region.clone(), cell::clock::system(), None);
+        cell::domains::compliance::Compliance::new(store.clone(), region.clone(), cell::clock::system(), None, None);
     let (alice, bob) = (PlayerId::new("uk-alice").unwrap(), PlayerId::new("uk-bob").unwrap());
     for (i, player) in [&alice, &bob].into_iter().enumerate() {
         let request = contracts::players::RegisterPlayerRequest {
@@ -95,7 +95,7 @@ async fn a_registered_gate_sees_every_entry_of_every_domain_and_its_refusal_move
             password: contracts::players::Password(String::new()),
             profile: None,
         };
-        compliance.player_register(request, None, &key(&format!("reg-{i}")), &ctx(), None).unwrap();
+        compliance.player_register(request, None, &key(&format!("reg-{i}")), &ctx(), None, None).unwrap();
     }
     let seen = Arc::new(Mutex::new(Vec::new()));
     let gate = Recorder { seen: seen.clone(), blocked: bob.clone() };

@@ -14,14 +14,14 @@ async fn player(c: &Client, player: &str, country: &str, currency: &str) -> Stri
     login(c, player).await
 }
 
-async fn login(c: &Client, player: &str) -> String {
+pub async fn login(c: &Client, player: &str) -> String {
     let body = json!({ "playerId": player, "password": PASSWORD }).to_string();
     let login = c.raw("POST", "/sessions", &[], body.into_bytes()).await.unwrap();
     assert_eq!(login.status, 201, "{}", String::from_utf8_lossy(&login.body));
     login.json()["accessToken"].as_str().unwrap().to_owned()
 }
 
-async fn as_player(c: &Client, method: &str, path: &str, token: &str, body: Option<Value>) -> Reply {
+pub async fn as_player(c: &Client, method: &str, path: &str, token: &str, body: Option<Value>) -> Reply {
     let bearer = format!("Bearer {token}");
     let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
     c.raw(method, path, &[("authorization", &bearer), ("content-type", "application/json")], body).await.unwrap()
@@ -31,7 +31,7 @@ async fn set_limits(c: &Client, player: &str, token: &str, changes: Value) -> Re
     as_player(c, "PUT", &format!("/players/{player}/limits"), token, Some(json!({ "changes": changes }))).await
 }
 
-async fn deposit(c: &Client, player: &str, currency: &str, amount: &str, key: &str) -> Reply {
+pub async fn deposit(c: &Client, player: &str, currency: &str, amount: &str, key: &str) -> Reply {
     let body = json!({ "playerId": player, "currency": currency, "amount": amount, "reason": "deposit" });
     c.post("/wallet/credit", key, body).await
 }

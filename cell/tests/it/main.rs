@@ -10,6 +10,7 @@ mod auth;
 mod control;
 mod gaming;
 mod harness;
+mod kyc;
 mod ledger_gates;
 mod limits;
 mod money_limits;

@@ -8,9 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// A sandbox process on a free port; killed when dropped.
-struct Sandbox {
+pub struct Sandbox {
     child: Child,
-    url: String,
+    pub url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -22,12 +22,13 @@ impl Drop for Sandbox {
 }
 
 impl Sandbox {
-    async fn start() -> Sandbox {
+    pub async fn start() -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(binary("sandbox"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
             .arg(dir.path())
+            .env("KYC_WEBHOOK_SECRET", crate::harness::KYC_WEBHOOK_SECRET)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -43,7 +44,7 @@ impl Sandbox {
         panic!("the sandbox did not start");
     }
 
-    async fn admin(&self, method: &str, path: &str, body: Value) {
+    pub async fn admin(&self, method: &str, path: &str, body: Value) {
         let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
         let client = Client { address: ([127, 0, 0, 1], port).into() };
         let r = client.raw(method, path, &[("content-type", "application/json")], body.to_string().into_bytes()).await;
@@ -51,7 +52,7 @@ impl Sandbox {
     }
 }
 
-fn profile(family: &str, document: Option<(&str, &str)>) -> Value {
+pub fn profile(family: &str, document: Option<(&str, &str)>) -> Value {
     let mut p = json!({
         "givenName": "Ann", "familyName": family, "email": "ann@example.com", "phone": "+447700900123",
         "address": { "street": "1 High Street", "city": "Leeds", "postcode": "LS1 1AA", "country": "GB" }
@@ -62,7 +63,7 @@ fn profile(family: &str, document: Option<(&str, &str)>) -> Value {
     p
 }
 
-async fn register(
+pub async fn register(
     c: &Client,
     player: &str,
     country: &str,
@@ -199,6 +200,11 @@ async fn rgiaj_is_asked_before_a_deposit() {
     let mut ana = profile("Garcia", Some(("DNI", "12345678Z")));
     ana["identityDocument"]["issuingCountry"] = json!("ES");
     ana["address"]["country"] = json!("ES");
+    let incomplete = register(&c, "es-ana", "ES", "EUR", Some(ana.clone())).await;
+    assert_eq!(incomplete.code(), "PROFILE_INCOMPLETE", "Spain requires nationality and fiscal region");
+    assert!(incomplete.json()["message"].as_str().unwrap().contains("nationality"), "{}", incomplete.json());
+    ana["nationality"] = json!("ES");
+    ana["fiscalRegion"] = json!("Madrid");
     assert_eq!(register(&c, "es-ana", "ES", "EUR", Some(ana)).await.status, 201);
     let deposit = |key: &str| {
         let body = json!({ "playerId": "es-ana", "currency": "EUR", "amount": "10.00", "reason": "deposit" });

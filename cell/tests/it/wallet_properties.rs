@@ -177,7 +177,7 @@ fn register_players(compliance: &cell::domains::compliance::Compliance) {
             profile: None,
         };
         let k = IdempotencyKey::new(&format!("reg-{i}"), "players.register", &serde_json::Value::Null).unwrap();
-        compliance.player_register(request, None, &k, &ctx(), None).unwrap();
+        compliance.player_register(request, None, &k, &ctx(), None, None).unwrap();
     }
 }
 
@@ -195,6 +195,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         intervals: Default::default(),
         store_faults: None,
         registers: None,
+        kyc: None,
         clock: cell::clock::system(),
     };
     let cell = tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default())))
@@ -395,6 +396,7 @@ async fn store_faults_never_apply_an_operation_twice() {
         embedded.clone(),
         region.clone(),
         cell::clock::system(),
+        None,
         None,
     ));
     let faulty: Arc<dyn Store> = Arc::new(FaultyStore::new(

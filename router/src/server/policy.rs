@@ -36,6 +36,7 @@ pub(super) fn is_public(method: &Method, path: &str) -> bool {
             | (&Method::POST, [Some("sessions"), Some("refresh"), None, None])
             | (&Method::POST, [Some("players"), Some(_), Some("totp" | "timeout" | "self-exclusion"), None])
             | (&Method::GET | &Method::PUT, [Some("players"), Some(_), Some("limits"), None])
+            | (&Method::GET, [Some("players"), Some(_), Some("kyc"), None])
             | (&Method::GET, [Some("wallet"), Some(_), Some("balance"), None])
             | (&Method::GET, [Some("lobby"), None, None, None])
             | (&Method::GET, [Some("flags"), Some("evaluate"), None, None])

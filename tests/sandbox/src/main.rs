@@ -1,6 +1,6 @@
 //! `sandbox serve --listen ADDR --data DIR`: the platform's outside parties, played over real HTTP
-//! in the shape of their APIs, for development, tests and drills. Today the self-exclusion
-//! registers; the KYC vendor, the sanctions list and the PSPs join it.
+//! in the shape of their APIs, for development, tests and drills: the self-exclusion registers, a
+//! KYC vendor ([`kyc`]) and a sanctions list; the PSPs join it.
 //!
 //! | party | call | answer |
 //! |---|---|---|
@@ -8,17 +8,24 @@
 //! | ROFUS (DK) | `POST /rofus/v1/lookup`, JSON `{cpr}` | `{"status": "Excluded" \| "NotExcluded"}` |
 //! | Spelpaus (SE) | `POST /spelpaus/v1/is-blocked`, JSON `{personalNumber}` | `{"isBlocked": bool}` |
 //! | RGIAJ (ES) | `POST /rgiaj/v1/check`, JSON `{documentNumber}` | `{"registered": bool}` |
+//! | KYC vendor | `POST /kyc/v1/checks`, JSON `{reference, givenName, familyName, dateOfBirth, document?, callbackUrl}` | 201 `{id, status: "in_progress"}`, then signed webhooks to `callbackUrl` ([`kyc`]) |
 //! | Sanctions/PEP list | `GET /sanctions/v1/list` | `{"version", "entries": [{"givenName", "familyName", "program"}]}` (an empty given name matches any) |
 //!
 //! Seeded identities: family name `Excluded` is excluded in every register (the lookups by number
 //! take the name beside the number for this), family name `Previously` is GAMSTOP's `P`, family
-//! name `Sanctioned` is on the sanctions list. Everyone
+//! name `Sanctioned` is on the sanctions list, a document number starting `FAIL` fails KYC. Everyone
 //! else is not excluded, until `POST /admin/excluded {"number": ...}` or `{"familyName": ...}`
 //! excludes them from then on (a player who excludes themselves after registering).
 //!
-//! Faults: `POST /admin/faults {"party": "gamstop"|"rofus"|"spelpaus"|"rgiaj"|"*", "latencyMs": N,
-//! "status": 503, "hang": true}` applies to that party's calls until `DELETE /admin/faults`. Every
-//! call a party receives is appended to `DIR/requests.jsonl`.
+//! Faults: `POST /admin/faults {"party": "gamstop"|"rofus"|"spelpaus"|"rgiaj"|"kyc"|"sanctions"|"*",
+//! "latencyMs": N, "status": 503, "hang": true}` applies to that party's calls until `DELETE
+//! /admin/faults`; `{"party": "kyc-webhook", "mode": "duplicate"|"reorder"|"late", "latencyMs": N}`
+//! to the KYC vendor's webhooks. Every call a party receives is appended to `DIR/requests.jsonl`.
+//!
+//! The KYC vendor signs its webhooks with `KYC_WEBHOOK_SECRET` (from the environment) and, given
+//! `--tls-dir`, calls back HTTPS URLs with the certificate `sandbox.pem` from the platform CA.
+
+mod kyc;
 
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -50,6 +57,9 @@ enum Command {
         /// Where the calls received are logged (`requests.jsonl`); created if missing.
         #[arg(long)]
         data: PathBuf,
+        /// The platform CA and `sandbox.pem`/`.key`, to call back cells served over mutual TLS.
+        #[arg(long)]
+        tls_dir: Option<PathBuf>,
     },
 }
 
@@ -65,6 +75,8 @@ struct Fault {
     /// Never answer (the caller's timeout decides).
     #[serde(default)]
     hang: bool,
+    /// For `kyc-webhook`: `duplicate`, `reorder` or `late`.
+    mode: Option<String>,
 }
 
 struct Sandbox {
@@ -72,6 +84,7 @@ struct Sandbox {
     /// Numbers and family names excluded since start (lower case).
     excluded: Mutex<std::collections::BTreeSet<String>>,
     log: Mutex<std::fs::File>,
+    webhooks: kyc::Webhooks,
 }
 
 impl Sandbox {
@@ -81,11 +94,7 @@ impl Sandbox {
             let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
             let _ = writeln!(log, "{}", json!({ "party": party, "call": call }));
         }
-        let fault = {
-            let faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
-            faults.iter().find(|f| f.party == party || f.party == "*").cloned()
-        };
-        let fault = fault?;
+        let fault = self.fault_of(party)?;
         tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
         if fault.hang {
             std::future::pending::<()>().await;
@@ -96,6 +105,12 @@ impl Sandbox {
 }
 
 impl Sandbox {
+    /// The first fault injected for `party` (or for every party).
+    fn fault_of(&self, party: &str) -> Option<Fault> {
+        let faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        faults.iter().find(|f| f.party == party || f.party == "*").cloned()
+    }
+
     fn excluded(&self, family_name: Option<&str>, number: Option<&str>) -> bool {
         let added = self.excluded.lock().unwrap_or_else(|p| p.into_inner());
         let listed = |s: Option<&str>| s.is_some_and(|s| added.contains(&s.trim().to_lowercase()));
@@ -242,15 +257,25 @@ async fn faults_clear(State(s): State<Arc<Sandbox>>) -> StatusCode {
 
 fn main() -> anyhow::Result<()> {
     replication::logs::init("info");
-    let Command::Serve { listen, data } = Cli::parse().command;
+    let Command::Serve { listen, data, tls_dir } = Cli::parse().command;
+    let secret = std::env::var("KYC_WEBHOOK_SECRET").ok().filter(|s| !s.is_empty()).map(String::into_bytes);
+    if secret.is_none() {
+        tracing::warn!("no KYC_WEBHOOK_SECRET: the KYC vendor refuses checks (it could not sign their results)");
+    }
     std::fs::create_dir_all(&data)?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(data.join("requests.jsonl"))?;
-    let state = Arc::new(Sandbox { faults: Mutex::new(Vec::new()), excluded: Mutex::default(), log: Mutex::new(log) });
+    let state = Arc::new(Sandbox {
+        faults: Mutex::new(Vec::new()),
+        excluded: Mutex::default(),
+        log: Mutex::new(log),
+        webhooks: kyc::Webhooks::new(tls_dir.as_deref(), secret)?,
+    });
     let app = Router::new()
         .route("/gamstop/v2", post(gamstop))
         .route("/rofus/v1/lookup", post(rofus))
         .route("/spelpaus/v1/is-blocked", post(spelpaus))
         .route("/rgiaj/v1/check", post(rgiaj))
+        .route("/kyc/v1/checks", post(kyc::create_check))
         .route("/sanctions/v1/list", axum::routing::get(sanctions))
         .route("/admin/faults", post(fault_add).delete(faults_clear))
         .route("/admin/excluded", post(exclude))

@@ -21,7 +21,8 @@ use crate::store::{subspaces, StoreError, Transaction};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use contracts::events::{RgLimitPending, RgLimitSet, RgSelfExclusionStarted, RgTimeoutStarted};
 use contracts::limits::{LimitChange, LimitInForce, LimitKind, LimitsView, PendingLimit};
-use contracts::region::{LimitPeriod, RegionConfig};
+use contracts::players::{KycStatus, KycView};
+use contracts::region::{BeforeVerification, LimitPeriod, RegionConfig};
 use contracts::{Amount, CellCode, Currency, Money, PlayerId};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -82,20 +83,92 @@ struct PlayerRg {
     /// An open AML case holds the player's withdrawals.
     #[serde(default)]
     aml_hold: bool,
+    /// The identity check, when one was asked for.
+    #[serde(default)]
+    kyc: Option<KycState>,
     #[serde(skip)]
     counters: [Counter; 3],
 }
 
-/// Holds a player's withdrawals in their stored record, outside the writer: only for a player no
-/// room holds yet (one being registered). Blocking, in the caller's transaction.
-pub(crate) fn hold_withdrawals(tx: &mut dyn Transaction, player: &PlayerId) -> Result<(), StoreError> {
+/// A player's identity check, as the gate reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct KycState {
+    check_id: String,
+    vendor: String,
+    status: KycStatus,
+    requested_at: DateTime<Utc>,
+    decided_at: Option<DateTime<Utc>>,
+    reason: Option<String>,
+    /// Deposited while pending, against the region's allowance for unverified players.
+    deposited: Decimal,
+}
+
+/// A new player's record, written with their registration, outside the writer (no room holds a
+/// player not yet registered): an open AML case's withdrawal hold, the identity check asked for.
+/// Blocking, in the caller's transaction.
+pub(crate) fn start_record(
+    tx: &mut dyn Transaction,
+    player: &PlayerId,
+    aml_hold: bool,
+    kyc: Option<(&str, &str)>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let record = PlayerRg {
+        aml_hold,
+        kyc: kyc.map(|(check_id, vendor)| KycState {
+            check_id: check_id.to_owned(),
+            vendor: vendor.to_owned(),
+            status: KycStatus::Pending,
+            requested_at: now,
+            decided_at: None,
+            reason: None,
+            deposited: Decimal::ZERO,
+        }),
+        ..PlayerRg::default()
+    };
+    tx.set(&key(player), &crate::ledger::encode(&record))
+}
+
+/// `GET /players/{id}/kyc`: the player's identity check as stored. Blocking.
+pub fn read_kyc(
+    tx: &mut dyn Transaction,
+    region: &RegionConfig,
+    player: &PlayerId,
+    currency: Currency,
+) -> Result<KycView, StoreError> {
     let at = key(player);
-    let mut record: PlayerRg = match tx.get(&at)? {
+    let record: PlayerRg = match tx.get(&at)? {
         Some(bytes) => crate::ledger::decode(&at, &bytes)?,
         None => PlayerRg::default(),
     };
-    record.aml_hold = true;
-    tx.set(&at, &crate::ledger::encode(&record))
+    let Some(kyc) = record.kyc else {
+        return Ok(KycView {
+            player_id: player.clone(),
+            status: KycStatus::NotRequested,
+            check_id: None,
+            vendor: None,
+            requested_at: None,
+            decided_at: None,
+            reason: None,
+            deposit_allowance_left: None,
+            allowed_until: None,
+        });
+    };
+    let limited = kyc.status == KycStatus::Pending && region.kyc.before_verification == BeforeVerification::Limited;
+    let allowance =
+        region.kyc.deposit_allowance.filter(|a| a.currency() == currency).map_or(Decimal::ZERO, |a| a.amount());
+    Ok(KycView {
+        player_id: player.clone(),
+        status: kyc.status,
+        deposit_allowance_left: limited
+            .then(|| Amount::at_scale((allowance - kyc.deposited).max(Decimal::ZERO), currency.scale())),
+        allowed_until: limited.then(|| kyc.requested_at + Duration::days(i64::from(region.kyc.window_days))),
+        check_id: Some(kyc.check_id),
+        vendor: Some(kyc.vendor),
+        requested_at: Some(kyc.requested_at),
+        decided_at: kyc.decided_at,
+        reason: kyc.reason,
+    })
 }
 
 /// Where each period's counter sits in [`PlayerRg::counters`].
@@ -166,6 +239,8 @@ impl PlayerRg {
 pub struct RgRoom {
     players: HashMap<PlayerId, PlayerRg>,
     dirty: HashSet<PlayerId>,
+    /// Gates' refusals in this batch, for the decision log.
+    refusals: Vec<(PlayerId, contracts::limits::Decision)>,
 }
 
 impl RgRoom {
@@ -196,11 +271,31 @@ impl RgRoom {
     }
 }
 
+/// Logs a gate's refusal of `entry` in the decision log, with the batch that refused it.
+pub(crate) fn log_refusal(state: &mut GateState<'_>, entry: &GatedEntry<'_>, refusal: &GateRefusal) {
+    let (room, _) = state.room::<RgRoom>();
+    let what = format!("{:?}", entry.kind).to_lowercase();
+    room.refusals.push((
+        entry.player.player.clone(),
+        contracts::limits::Decision {
+            at: entry.now,
+            kind: "refused".into(),
+            rule: refusal.rule.clone(),
+            policy_version: refusal.policy_version.clone(),
+            source: "ledger gate".into(),
+            outcome: format!("{what} refused, {}: {}", refusal.code, refusal.message),
+        },
+    ));
+}
+
 impl Room for RgRoom {
     fn write(&mut self, tx: &mut dyn Transaction, _batch: u64) -> Result<(), StoreError> {
         for player in self.dirty.drain() {
             let record = &self.players[&player];
             tx.set(&key(&player), &crate::ledger::encode(record))?;
+        }
+        for (player, decision) in self.refusals.drain(..) {
+            super::record_decision(tx, &player, &decision)?;
         }
         Ok(())
     }
@@ -210,6 +305,7 @@ impl Room for RgRoom {
     fn forget(&mut self) {
         self.players.clear();
         self.dirty.clear();
+        self.refusals.clear();
     }
 
     fn cached(&self) -> usize {
@@ -297,6 +393,9 @@ impl RgGate {
                 format!("the player took a time-out until {until}: no {what}; withdrawals stay open"),
             ));
         }
+        if let Some(kyc) = rg.kyc.as_ref().filter(|k| k.status != KycStatus::Verified) {
+            self.unverified(entry, kyc, what)?;
+        }
         let (currency, scale) = (entry.currency.code(), entry.currency.scale());
         if kind == LimitKind::Deposit {
             if let Some(required) = self.region.deposit_limits.as_ref().filter(|d| d.mandatory && d.defaults.is_empty())
@@ -343,6 +442,53 @@ impl RgGate {
     }
 }
 
+impl RgGate {
+    /// What a player whose identity is not verified may do: the region's `[kyc]
+    /// before_verification` (nothing; or deposits under an allowance, within a window from the
+    /// check); nothing at all once the check failed.
+    fn unverified(&self, entry: &GatedEntry<'_>, kyc: &KycState, what: &str) -> Result<(), GateRefusal> {
+        let rules = &self.region.kyc;
+        let rule = rule_id(&self.region, "KYC", None);
+        let refuse = |message: String| Err(self.refusal(CellCode::KycRequired, rule.clone(), message));
+        if kyc.status == KycStatus::Failed {
+            return refuse(format!("the identity check {} failed: no {what}; withdrawals stay open", kyc.check_id));
+        }
+        match rules.before_verification {
+            BeforeVerification::Nothing => {
+                refuse(format!("the identity check {} is not complete yet: no {what} until it is", kyc.check_id))
+            }
+            BeforeVerification::Limited => {
+                let until = kyc.requested_at + Duration::days(i64::from(rules.window_days));
+                if entry.now >= until {
+                    return refuse(format!(
+                        "the identity check {} is still not complete, and the {} days an unverified player may play ended at {until}: no {what}",
+                        kyc.check_id, rules.window_days
+                    ));
+                }
+                if entry.kind != PostingKind::Deposit {
+                    return Ok(());
+                }
+                let allowance = rules
+                    .deposit_allowance
+                    .filter(|a| a.currency() == entry.currency)
+                    .map_or(Decimal::ZERO, |a| a.amount());
+                let used = kyc.deposited + entry.earlier;
+                if used + entry.amount <= allowance {
+                    return Ok(());
+                }
+                let (code, scale) = (entry.currency.code(), entry.currency.scale());
+                refuse(format!(
+                    "{} {code} would pass the {} {code} an unverified player may deposit: {} {code} left until the identity check {} completes",
+                    Amount::at_scale(entry.amount, scale),
+                    Amount::at_scale(allowance, scale),
+                    Amount::at_scale((allowance - used).max(Decimal::ZERO), scale),
+                    kyc.check_id
+                ))
+            }
+        }
+    }
+}
+
 impl Gate for RgGate {
     fn name(&self) -> &'static str {
         "responsible_gambling"
@@ -359,6 +505,9 @@ impl Gate for RgGate {
         if settled {
             room.dirty.insert(entry.player.player.clone());
         }
+        if let Err(refusal) = &decided {
+            log_refusal(state, entry, refusal);
+        }
         Ok(decided)
     }
 
@@ -373,6 +522,12 @@ impl Gate for RgGate {
         // A gate sees the larger side of an entry: what came into cash for a deposit or a return,
         // what left it for a stake.
         rg.count_entry(entry.now.date_naive(), entry.kind, entry.amount, entry.amount);
+        if let Some(kyc) =
+            rg.kyc.as_mut().filter(|k| k.status == KycStatus::Pending && entry.kind == PostingKind::Deposit)
+        {
+            kyc.deposited += entry.amount;
+            room.dirty.insert(entry.player.player.clone());
+        }
         Ok(())
     }
 }
@@ -382,6 +537,8 @@ impl Gate for RgGate {
 pub enum LimitsError {
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    UnknownCheck(String),
     #[error(transparent)]
     Ledger(#[from] LedgerRefusal),
 }
@@ -390,12 +547,14 @@ impl Refusal for LimitsError {
     fn code(&self) -> CellCode {
         match self {
             LimitsError::Invalid(_) => CellCode::InvalidRequest,
+            LimitsError::UnknownCheck(_) => CellCode::NotFound,
             LimitsError::Ledger(e) => e.code(),
         }
     }
     fn status(&self) -> u16 {
         match self {
             LimitsError::Invalid(_) => 400,
+            LimitsError::UnknownCheck(_) => 404,
             LimitsError::Ledger(e) => e.status(),
         }
     }
@@ -713,6 +872,71 @@ impl LedgerCommand for DecideCase {
             operator: tx.operator(),
         })?;
         Ok(Ok(decided))
+    }
+}
+
+/// `POST /kyc/webhook`: the vendor's result for a player's check. A result for a check already
+/// decided changes nothing (a duplicated webhook); one for a check this player was not given is
+/// refused (`NOT_FOUND`), which the vendor retries (it may come before the registration commits).
+pub struct RecordKyc {
+    pub region: Arc<RegionConfig>,
+    pub player: PlayerId,
+    pub check_id: String,
+    pub outcome: super::kyc::KycOutcome,
+}
+
+impl LedgerCommand for RecordKyc {
+    type Room = ();
+    type Answer = KycStatus;
+    type Refusal = LimitsError;
+    fn kind(&self) -> &'static str {
+        "kyc_result"
+    }
+    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<KycStatus, LimitsError>, StoreError> {
+        use super::kyc::KycOutcome;
+        let registered = match tx.registered(&self.player)? {
+            Ok(registered) => registered,
+            Err(refused) => return Ok(Err(refused.into())),
+        };
+        let now = tx.now();
+        let (room, store) = tx.room::<RgRoom>();
+        let rg = room.get(store, &self.player, registered.currency, now)?;
+        let Some(kyc) = rg.kyc.as_mut().filter(|k| k.check_id == self.check_id) else {
+            return Ok(Err(LimitsError::UnknownCheck(format!(
+                "player {} has no identity check {}",
+                self.player, self.check_id
+            ))));
+        };
+        if kyc.status != KycStatus::Pending {
+            return Ok(Ok(kyc.status));
+        }
+        (kyc.status, kyc.reason) = match &self.outcome {
+            KycOutcome::Verified => (KycStatus::Verified, None),
+            KycOutcome::Failed { reason } => (KycStatus::Failed, Some(reason.clone())),
+        };
+        kyc.decided_at = Some(now);
+        let (status, vendor) = (kyc.status, kyc.vendor.clone());
+        room.dirty.insert(self.player.clone());
+        let decision = contracts::limits::Decision {
+            at: now,
+            kind: "kyc".into(),
+            rule: rule_id(&self.region, "KYC", None),
+            policy_version: self.region.policy_version.clone(),
+            source: vendor.clone(),
+            outcome: match &self.outcome {
+                KycOutcome::Verified => format!("verified (check {})", self.check_id),
+                KycOutcome::Failed { reason } => format!("failed (check {}): {reason}", self.check_id),
+            },
+        };
+        super::record_decision(tx.store(), &self.player, &decision)?;
+        let (player_id, check_id) = (self.player.clone(), self.check_id.clone());
+        match &self.outcome {
+            KycOutcome::Verified => tx.event(contracts::events::KycVerified { player_id, check_id, vendor })?,
+            KycOutcome::Failed { reason } => {
+                tx.event(contracts::events::KycFailed { player_id, check_id, vendor, reason: reason.clone() })?
+            }
+        }
+        Ok(Ok(status))
     }
 }
 

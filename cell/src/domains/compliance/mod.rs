@@ -1,8 +1,10 @@
-//! Compliance: who may play here, and how much. Player registration (age and residence checked
-//! against the region file), the stake cap, and responsible-gambling limits ([`limits`]) as gates
-//! on the ledger; KYC, the self-exclusion registers and AML come next.
+//! Compliance: who may play here, and how much. Player registration (age, residence and the
+//! profile the region requires), the self-exclusion registers ([`registers`]), identity checks by
+//! the KYC vendor ([`kyc`]), sanctions screening and AML cases, the stake cap, and
+//! responsible-gambling limits ([`limits`]) as gates on the ledger. Every decision is logged.
 
 mod keys;
+pub mod kyc;
 pub mod limits;
 pub mod registers;
 
@@ -47,6 +49,8 @@ pub enum ComplianceError {
     ProfileIncomplete(String),
     #[error("{0}; nothing was done: try again shortly")]
     ScreeningUnavailable(String),
+    #[error("{0}; nothing was done: try again shortly")]
+    KycUnavailable(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
 }
@@ -66,6 +70,7 @@ impl ComplianceError {
             ComplianceError::RegisterUnavailable(_) => CellCode::SelfExclusionCheckUnavailable,
             ComplianceError::ProfileIncomplete(_) => CellCode::ProfileIncomplete,
             ComplianceError::ScreeningUnavailable(_) => CellCode::ScreeningUnavailable,
+            ComplianceError::KycUnavailable(_) => CellCode::KycUnavailable,
             ComplianceError::Store(e) => e.answer().0,
         }
     }
@@ -79,7 +84,7 @@ impl ComplianceError {
             ComplianceError::SelfExcluded { .. } => 403,
             ComplianceError::RegisterUnavailable(_) => 503,
             ComplianceError::ProfileIncomplete(_) => 400,
-            ComplianceError::ScreeningUnavailable(_) => 503,
+            ComplianceError::ScreeningUnavailable(_) | ComplianceError::KycUnavailable(_) => 503,
             ComplianceError::Store(e) => e.answer().1,
         }
     }
@@ -94,6 +99,8 @@ pub struct Compliance {
     /// Where the self-exclusion registers answer; `None`: not asked (development without the
     /// sandbox; the cell warns at start).
     registers: Option<registers::Registers>,
+    /// The KYC vendor; `None`: no identity is checked (development; the cell warns at start).
+    kyc: Option<kyc::KycVendor>,
     /// The sanctions list last downloaded, and when (kept a minute).
     sanctions: Arc<std::sync::Mutex<Option<KeptList>>>,
 }
@@ -144,8 +151,56 @@ impl Compliance {
         region: Arc<RegionConfig>,
         clock: Arc<dyn crate::clock::Clock>,
         registers: Option<registers::Registers>,
+        kyc: Option<kyc::KycVendor>,
     ) -> Compliance {
-        Compliance { store, region, clock, registers, sanctions: Default::default() }
+        Compliance { store, region, clock, registers, kyc, sanctions: Default::default() }
+    }
+
+    /// The KYC vendor's adapter, when the cell has one.
+    pub fn kyc_vendor(&self) -> Option<&kyc::KycVendor> {
+        self.kyc.as_ref()
+    }
+
+    /// Whether a registration's profile has what the region's `[kyc]` requires (and is there at
+    /// all when this cell checks identities).
+    pub fn check_profile(&self, profile: Option<&contracts::players::PlayerProfile>) -> Result<(), ComplianceError> {
+        let Some(profile) = profile else {
+            return match self.kyc {
+                Some(_) => Err(ComplianceError::ProfileIncomplete(
+                    "this cell verifies every player's identity: register with a profile".into(),
+                )),
+                None => Ok(()),
+            };
+        };
+        match kyc::missing(&self.region.kyc, profile) {
+            Some(problem) => Err(ComplianceError::ProfileIncomplete(problem)),
+            None => Ok(()),
+        }
+    }
+
+    /// Asks the KYC vendor to check a new player: the check's id, or `None` when this cell has
+    /// no vendor. A vendor that does not take it fails the registration closed (`KYC_UNAVAILABLE`).
+    pub async fn request_kyc(
+        &self,
+        player: &PlayerId,
+        profile: Option<&contracts::players::PlayerProfile>,
+        born: NaiveDate,
+    ) -> Result<Option<String>, ComplianceError> {
+        let (Some(vendor), Some(profile)) = (&self.kyc, profile) else { return Ok(None) };
+        match vendor.request_check(player, profile, born).await {
+            Ok(id) => Ok(Some(id)),
+            Err(e) => {
+                tracing::warn!(error = %e, "KYC vendor unavailable: refusing the registration, failed closed");
+                Err(ComplianceError::KycUnavailable(e))
+            }
+        }
+    }
+
+    /// A player's identity check. Blocking.
+    pub fn kyc_status(&self, player: &PlayerId) -> Result<Option<contracts::players::KycView>, StoreError> {
+        let mut tx = self.store.begin_snapshot_reads()?;
+        let Some(record) = crate::players::get(tx.as_mut(), player)? else { return Ok(None) };
+        limits::read_kyc(tx.as_mut(), &self.region, player, record.currency).map(Some)
     }
 
     /// Asks the region's self-exclusion register about the player, if the region asks at `point`
@@ -300,13 +355,15 @@ impl Compliance {
                 list
             }
         };
-        Ok(list.screen(&profile.given_name, &profile.family_name).map(|(entry, score)| SanctionsHit {
-            rule: format!("{}-SANCTIONS-SCREENING", self.region.jurisdiction),
-            reason: format!(
-                "the name matches {} {} on the {} list (list {}, score {score:.2})",
-                entry.given_name, entry.family_name, entry.program, list.version
-            ),
-        }))
+        Ok(list.screen(&profile.given_name, &profile.family_name, self.region.aml.match_threshold).map(
+            |(entry, score)| SanctionsHit {
+                rule: format!("{}-SANCTIONS-SCREENING", self.region.jurisdiction),
+                reason: format!(
+                    "the name matches {} {} on the {} list (list {}, score {score:.2})",
+                    entry.given_name, entry.family_name, entry.program, list.version
+                ),
+            },
+        ))
     }
 
     /// One AML case by its id. Blocking.
@@ -351,6 +408,7 @@ impl Compliance {
         key: &IdempotencyKey,
         ctx: &EventContext,
         sanctions: Option<&SanctionsHit>,
+        kyc_check: Option<&str>,
     ) -> Result<Answer, ComplianceError> {
         let region = &self.region;
         let prefix = request.player_id.home_cell().unwrap_or("");
@@ -416,8 +474,30 @@ impl Compliance {
                 let bytes = rmp_serde::to_vec_named(profile).expect("a profile encodes");
                 tx.set(&keys::profile(player.player_id.as_str()), &bytes)?;
             }
+            if sanctions.is_some() || kyc_check.is_some() {
+                // What the gates read of a new player (in no room yet): the hold, the check.
+                let kyc = kyc_check.map(|check| (check, kyc::VENDOR));
+                limits::start_record(tx, &player.player_id, sanctions.is_some(), kyc, now)?;
+            }
+            if let Some(check_id) = kyc_check {
+                let decision = contracts::limits::Decision {
+                    at: now,
+                    kind: "kyc".into(),
+                    rule: format!("{}-KYC", region.jurisdiction),
+                    policy_version: region.policy_version.clone(),
+                    source: kyc::VENDOR.into(),
+                    outcome: format!("requested (check {check_id})"),
+                };
+                record_decision(tx, &player.player_id, &decision)?;
+                let requested = contracts::events::KycRequested {
+                    player_id: player.player_id.clone(),
+                    check_id: check_id.to_owned(),
+                    vendor: kyc::VENDOR.into(),
+                };
+                events::append(tx, 2, &events::encode(&events::envelope(ctx, requested, now)))?;
+            }
             if let Some(hit) = sanctions {
-                // A case, and the hold the limits gate reads (a new player: in no room yet).
+                // A case; its hold is in the record started above.
                 let case = contracts::limits::AmlCase {
                     id: format!("case-{}", player.player_id),
                     player_id: player.player_id.clone(),
@@ -429,7 +509,6 @@ impl Compliance {
                     decision_reason: None,
                 };
                 tx.set(&keys::case(&case.id), &rmp_serde::to_vec_named(&case).expect("a case encodes"))?;
-                limits::hold_withdrawals(tx, &player.player_id)?;
                 let decision = contracts::limits::Decision {
                     at: now,
                     kind: "aml_case_opened".into(),
@@ -512,8 +591,12 @@ impl Gate for StakeCapGate {
         "stake_cap"
     }
 
-    fn check(&self, entry: &GatedEntry<'_>, _: &mut GateState<'_>) -> Result<Result<(), GateRefusal>, StoreError> {
-        Ok(self.decide(entry))
+    fn check(&self, entry: &GatedEntry<'_>, state: &mut GateState<'_>) -> Result<Result<(), GateRefusal>, StoreError> {
+        let decided = self.decide(entry);
+        if let Err(refusal) = &decided {
+            limits::log_refusal(state, entry, refusal);
+        }
+        Ok(decided)
     }
 }
 

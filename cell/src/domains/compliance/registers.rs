@@ -52,12 +52,7 @@ pub struct Registers {
 impl Registers {
     /// `base`: `http://host:port`.
     pub fn new(base: &str) -> Result<Registers, String> {
-        let authority = base
-            .strip_prefix("http://")
-            .map(|rest| rest.trim_end_matches('/'))
-            .filter(|a| !a.is_empty() && !a.contains('/'))
-            .ok_or_else(|| format!("--registers-url {base}: use http://HOST:PORT"))?;
-        Ok(Registers { authority: authority.to_owned(), timeout: REGISTER_TIMEOUT })
+        Ok(Registers { authority: authority("--registers-url", base)?, timeout: REGISTER_TIMEOUT })
     }
 
     /// Asks `register` about the player of `profile`, born on `born`. `Ok(None)`: this region has
@@ -165,23 +160,43 @@ impl Registers {
         content_type: &str,
         body: String,
     ) -> Result<(u16, hyper::HeaderMap, Bytes), String> {
-        let stream = tokio::net::TcpStream::connect(&self.authority).await.map_err(|e| e.to_string())?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(connection);
-        let request = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.authority)
-            .header("content-type", content_type)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
-        let (status, headers) = (response.status().as_u16(), response.headers().clone());
-        let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok((status, headers, body))
+        exchange(&self.authority, method, path, content_type, body).await
     }
+}
+
+/// `host:port` of an outside party's base URL given as `flag` (`http://HOST:PORT`: plain HTTP,
+/// the sandbox or a local egress proxy).
+pub(super) fn authority(flag: &str, base: &str) -> Result<String, String> {
+    base.strip_prefix("http://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .filter(|a| !a.is_empty() && !a.contains('/'))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{flag} {base}: use http://HOST:PORT"))
+}
+
+/// One HTTP/1.1 exchange with an outside party at `authority`: status, headers and body.
+pub(super) async fn exchange(
+    authority: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: String,
+) -> Result<(u16, hyper::HeaderMap, Bytes), String> {
+    let stream = tokio::net::TcpStream::connect(authority).await.map_err(|e| e.to_string())?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", authority)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((status, headers, body))
 }
 
 /// A sanctions/PEP list as downloaded.
@@ -202,9 +217,6 @@ pub struct SanctionsEntry {
     pub program: String,
 }
 
-/// How alike two names must be (Jaro-Winkler, 0 to 1, after normalising) to be a hit.
-pub const SANCTIONS_MATCH_THRESHOLD: f64 = 0.92;
-
 /// A name as compared: lower case, letters and single spaces only.
 fn normalise(name: &str) -> String {
     let kept: String =
@@ -213,9 +225,9 @@ fn normalise(name: &str) -> String {
 }
 
 impl SanctionsList {
-    /// The best match of a player's names on the list, if it reaches the threshold: the entry and
-    /// the score.
-    pub fn screen(&self, given: &str, family: &str) -> Option<(&SanctionsEntry, f64)> {
+    /// The best match of a player's names on the list, if it reaches `threshold` (Jaro-Winkler, 0
+    /// to 1, after normalising; the region file's `[aml] match_threshold`): the entry and the score.
+    pub fn screen(&self, given: &str, family: &str, threshold: f64) -> Option<(&SanctionsEntry, f64)> {
         let (given, family) = (normalise(given), normalise(family));
         self.entries
             .iter()
@@ -227,7 +239,7 @@ impl SanctionsList {
                     strsim::jaro_winkler(&given, &normalise(&entry.given_name))
                 };
                 let score = family_score.min(given_score);
-                (score >= SANCTIONS_MATCH_THRESHOLD).then_some((entry, score))
+                (score >= threshold).then_some((entry, score))
             })
             .max_by(|a, b| a.1.total_cmp(&b.1))
     }
@@ -246,9 +258,10 @@ mod tests {
                 SanctionsEntry { given_name: "Olga".into(), family_name: "Sanctionova".into(), program: "EU".into() },
             ],
         };
-        assert!(list.screen("Ann", "SANCTIONED").is_some());
-        assert!(list.screen("Olga", "Sanctionowa").is_some(), "one letter off");
-        assert!(list.screen("Peter", "Sanctionova").is_none(), "another given name");
-        assert!(list.screen("Ann", "Smith").is_none());
+        assert!(list.screen("Ann", "SANCTIONED", 0.92).is_some());
+        assert!(list.screen("Olga", "Sanctionowa", 0.92).is_some(), "one letter off");
+        assert!(list.screen("Olga", "Sanctionowa", 0.99).is_none(), "a stricter threshold");
+        assert!(list.screen("Peter", "Sanctionova", 0.92).is_none(), "another given name");
+        assert!(list.screen("Ann", "Smith", 0.92).is_none());
     }
 }

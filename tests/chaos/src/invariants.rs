@@ -434,6 +434,7 @@ pub fn logs_hold_no_secrets(platform: &Platform) -> Check {
         ("the players' password", crate::load::DRILL_PASSWORD),
         ("the admin token", platform.spec.admin_token.as_str()),
         ("the demo provider's secret", crate::platform::DEMO_PROVIDER_SECRET),
+        ("the KYC webhook secret", crate::platform::DRILL_KYC_WEBHOOK_SECRET),
         ("an access token", "eyJhbGci"),
     ];
     let (files, problems) = secrets_in(&platform.spec.data_dir.join("logs"), &secrets);
@@ -472,11 +473,18 @@ pub fn refusals_by_code(journal: &Journal) -> BTreeMap<String, u64> {
 /// as an auditor would: no deposit and no bet by a player while they are self-excluded or timed
 /// out, and no day's deposits past the day limit in force when each was made.
 pub async fn responsible_gambling_held(platform: &Platform) -> Check {
-    let name = "no excluded player bet or deposited; no deposit limit passed";
+    let name = "no excluded player bet or deposited; no deposit limit passed; no unverified player past the KYC rule";
     let mut problems = Vec::new();
     let (mut players, mut limited, mut excluded, mut deposits) = (BTreeSet::new(), 0, 0, 0);
+    let (mut checked, mut failed_kyc) = (0, 0);
     for role in platform.cell_roles() {
-        let Role::Primary(_) = &role else { continue };
+        let Role::Primary(id) = &role else { continue };
+        let Some(region) = platform.regions.iter().find(|r| &r.cell_id == id) else { continue };
+        // Per player whose identity check is pending: what they deposited meanwhile; and those
+        // whose check failed.
+        let mut unverified: BTreeMap<String, Decimal> = BTreeMap::new();
+        let mut kyc_failed: BTreeSet<String> = BTreeSet::new();
+        let allowance = region.kyc.deposit_allowance.map(|a| a.amount());
         // Per player: until when they may not play, the day limit and that day's deposits.
         let mut barred: BTreeMap<String, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
         let mut day_limit: BTreeMap<String, Decimal> = BTreeMap::new();
@@ -505,6 +513,17 @@ pub async fn responsible_gambling_held(platform: &Platform) -> Check {
                 let (event, p, at) = (e.envelope.event.as_str(), &e.envelope.payload, e.envelope.ts);
                 let player = p["playerId"].as_str().unwrap_or_default().to_owned();
                 match event {
+                    "kyc.requested" => {
+                        checked += 1;
+                        unverified.insert(player, Decimal::ZERO);
+                    }
+                    "kyc.verified" | "kyc.failed" => {
+                        unverified.remove(&player);
+                        if event == "kyc.failed" {
+                            failed_kyc += 1;
+                            kyc_failed.insert(player);
+                        }
+                    }
                     "rg.self_exclusion_started" | "rg.timeout_started" => {
                         excluded += 1;
                         if let Some(until) = p["until"].as_str().and_then(|u| u.parse().ok()) {
@@ -526,6 +545,26 @@ pub async fn responsible_gambling_held(platform: &Platform) -> Check {
                         players.insert(player.clone());
                         if barred.get(&player).is_some_and(|until| at < *until) {
                             problems.push(format!("{role}: {event} of {player} at {at} while barred"));
+                        }
+                        if kyc_failed.contains(&player) {
+                            problems.push(format!("{role}: {event} of {player} at {at} after their KYC check failed"));
+                        }
+                        if let Some(sum) = unverified.get_mut(&player) {
+                            match allowance {
+                                None => problems.push(format!("{role}: {event} of {player} at {at} before KYC")),
+                                Some(allowance) if deposit => {
+                                    *sum += p["amount"]
+                                        .as_str()
+                                        .and_then(|a| a.parse::<Decimal>().ok())
+                                        .unwrap_or_default();
+                                    if *sum > allowance {
+                                        problems.push(format!(
+                                            "{role}: {player} deposited {sum} before KYC, over the {allowance} allowance"
+                                        ));
+                                    }
+                                }
+                                Some(_) => {}
+                            }
                         }
                         if deposit {
                             deposits += 1;
@@ -550,7 +589,7 @@ pub async fn responsible_gambling_held(platform: &Platform) -> Check {
         name,
         problems,
         format!(
-            "{} players' deposits and bets ({deposits} deposits) against {limited} day limits and {excluded} exclusions or time-outs",
+            "{} players' deposits and bets ({deposits} deposits) against {limited} day limits, {excluded} exclusions or time-outs and {checked} identity checks ({failed_kyc} failed)",
             players.len()
         ),
     )

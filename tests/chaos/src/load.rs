@@ -115,9 +115,17 @@ const REGISTER_EXCLUDED: Decimal = Decimal::ONE;
 /// `Excluded`): their registration is refused, and their journey ends there.
 const REGISTER_EXCLUDED_SHARE: f64 = 0.03;
 
-/// The personal data a drill player registers with: what the region's register is asked with (a
-/// national number in Denmark, Sweden and Spain), derived from the player id.
-pub fn profile(player: &str, cell: &str, country: &str, excluded: bool) -> serde_json::Value {
+/// Marks (in the step's amount) a registration whose identity document fails KYC (the sandbox's
+/// `FAIL` numbers): the player registers, but may never deposit or bet.
+const REGISTER_KYC_FAILING: Decimal = Decimal::TWO;
+const KYC_FAILING_SHARE: f64 = 0.02;
+/// Longest a journey waits for the KYC vendor's verdict before depositing (it comes in ~0.5 s).
+const KYC_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The personal data a drill player registers with: what the region requires and its register
+/// is asked with (a national number in Denmark, Sweden and Spain), derived from the player id;
+/// `excluded`: a name every register excludes; `kyc_fails`: a document KYC fails.
+pub fn profile(player: &str, cell: &str, country: &str, excluded: bool, kyc_fails: bool) -> serde_json::Value {
     let digits: String = {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -128,6 +136,7 @@ pub fn profile(player: &str, cell: &str, country: &str, excluded: bool) -> serde
         "dk" => Some(("CPR", format!("0104{}", &digits[..6]))),
         "se" => Some(("PERSONNUMMER", format!("1990{}", &digits[..8]))),
         "es" => Some(("DNI", format!("{}Z", &digits[..8]))),
+        _ if kyc_fails => Some(("PASSPORT", String::new())),
         _ => None,
     };
     let mut profile = json!({
@@ -136,7 +145,12 @@ pub fn profile(player: &str, cell: &str, country: &str, excluded: bool) -> serde
         "address": { "street": "1 Drill Street", "city": "Drilltown", "postcode": "D1 1LL", "country": country }
     });
     if let Some((kind, number)) = document {
+        let number = if kyc_fails { format!("FAIL{number}") } else { number };
         profile["identityDocument"] = json!({ "kind": kind, "number": number, "issuingCountry": country });
+    }
+    profile["nationality"] = json!(country);
+    if cell == "es" {
+        profile["fiscalRegion"] = json!("Madrid");
     }
     profile
 }
@@ -513,13 +527,14 @@ fn new_journey(shared: &Shared, rng: &mut StdRng, worker: usize, n: u64) -> Jour
                 let steps = vec![step(StepKind::Register, key, REGISTER_EXCLUDED, "", ip)];
                 return Journey::new(Returning { player, cell, country, ip, currency }, steps);
             }
+            let registration = if rng.random_bool(KYC_FAILING_SHARE) { REGISTER_KYC_FAILING } else { Decimal::ZERO };
             let binding = match rng.random_range(0.0..1.0) {
                 x if x < SELF_EXCLUDING_SHARE => SELF_EXCLUDING,
                 x if x < SELF_EXCLUDING_SHARE + LIMIT_BOUND_SHARE => LIMIT_BOUND,
                 _ => Decimal::ZERO,
             };
             let steps = vec![
-                step(StepKind::Register, key, Decimal::ZERO, "", ip),
+                step(StepKind::Register, key, registration, "", ip),
                 step(StepKind::Limits, String::new(), binding, "", ip),
             ];
             Journey::new(Returning { player, cell, country, ip, currency }, steps)
@@ -752,7 +767,7 @@ async fn send_step(shared: &Shared, j: &Journey, step: &Step) -> anyhow::Result<
             let country = if step.kind == StepKind::Unlicensed { "GB" } else { j.country };
             let mut body = json!({
                 "playerId": j.player, "dateOfBirth": "1990-04-01", "country": country, "currency": j.currency,
-                "password": DRILL_PASSWORD, "profile": profile(&j.player, &j.cell, j.country, step.amount == REGISTER_EXCLUDED)
+                "password": DRILL_PASSWORD, "profile": profile(&j.player, &j.cell, j.country, step.amount == REGISTER_EXCLUDED, step.amount == REGISTER_KYC_FAILING)
             });
             if step.kind == StepKind::Unlicensed {
                 body.as_object_mut().map(|b| b.remove("profile"));
@@ -779,6 +794,17 @@ async fn send_step(shared: &Shared, j: &Journey, step: &Step) -> anyhow::Result<
             let headers = [("x-forwarded-for", step.from_ip), ("authorization", bearer.as_str())];
             let url = router(&format!("/players/{}/limits", j.player));
             let set = shared.http.send(None, "PUT", &url, &headers, Some(body)).await?;
+            // The KYC vendor's verdict comes by webhook about half a second after registering:
+            // wait for it, as a player's app would, so the deposit meets a decided check.
+            let kyc = router(&format!("/players/{}/kyc", j.player));
+            let waited = tokio::time::Instant::now();
+            while waited.elapsed() < KYC_WAIT {
+                let view = shared.http.send(None, "GET", &kyc, &headers, None).await?;
+                if view.status != 200 || view.json()["status"] != "pending" {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
             if step.amount != SELF_EXCLUDING || set.status != 200 {
                 return Ok(set);
             }

@@ -20,6 +20,8 @@ pub const READY_WAIT_MAX: Duration = Duration::from_secs(60);
 pub const TERMINATE_GRACE: Duration = Duration::from_secs(15);
 /// The demo provider's HMAC secret in development (the drill is the provider).
 pub const DEMO_PROVIDER_SECRET: &str = "dev-demo-secret";
+/// What the sandbox's KYC vendor signs its webhooks with, and cells check them with.
+pub const DRILL_KYC_WEBHOOK_SECRET: &str = "dev-kyc-webhook-secret";
 /// Rates high enough that the load generator (many players behind one address per country)
 /// is never the one being rate limited: drills test faults, not the limiter.
 const DRILL_CLIENT_RPS: &str = "1000000";
@@ -412,12 +414,19 @@ impl Platform {
             p.sandbox.to_string().into(),
             "--data".into(),
             spec.data_dir.join("sandbox").into(),
+            "--tls-dir".into(),
+            tls_dir.clone().into(),
         ];
-        processes.insert(Role::Sandbox, Process::new("sandbox", &spec.bins.sandbox, sandbox_args, vec![], &logs));
+        let kyc_env = ("KYC_WEBHOOK_SECRET".to_owned(), DRILL_KYC_WEBHOOK_SECRET.to_owned());
+        processes.insert(
+            Role::Sandbox,
+            Process::new("sandbox", &spec.bins.sandbox, sandbox_args, vec![kyc_env.clone()], &logs),
+        );
 
         let cell_env = vec![
             ("PROVIDER_DEMO_SECRET".to_owned(), DEMO_PROVIDER_SECRET.to_owned()),
             ("PROVIDER_PULSAR_SECRET".to_owned(), "dev-pulsar-secret".to_owned()),
+            kyc_env,
         ];
         let mut router_args: Vec<OsString> = vec![
             "serve".into(),
@@ -461,6 +470,8 @@ impl Platform {
                     "--providers".into(),
                     spec.config_root.join("config/providers").into(),
                     "--registers-url".into(),
+                    format!("http://{}", p.sandbox).into(),
+                    "--kyc-url".into(),
                     format!("http://{}", p.sandbox).into(),
                 ];
                 // A standby follows no control plane of its own until promotion exists.
@@ -623,6 +634,8 @@ pub fn dev_certificates(bins: &Binaries, tls_dir: &Path, cell_ids: &[String]) ->
     if !output.status.success() {
         bail!("global-control certs failed: {}", String::from_utf8_lossy(&output.stderr));
     }
-    replication::tls::generate(tls_dir, &[DRILL_CERT_NAME.to_owned()]).context("create the drill's certificate")?;
+    // The sandbox calls cells back (the KYC vendor's webhooks) as an outside party of the CA.
+    replication::tls::generate(tls_dir, &[DRILL_CERT_NAME.to_owned(), "sandbox".to_owned()])
+        .context("create the drill's and the sandbox's certificates")?;
     Ok(())
 }

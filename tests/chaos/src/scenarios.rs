@@ -469,7 +469,7 @@ async fn failover(drill: &mut Drill, target: &str, report: &mut Report) -> anyho
     let body = json!({
         "playerId": probe, "dateOfBirth": "1990-04-01", "country": region.licensed_countries[0].as_str(),
         "currency": region.default_currency.code(), "password": crate::load::DRILL_PASSWORD,
-        "profile": crate::load::profile(&probe, target, region.licensed_countries[0].as_str(), false)
+        "profile": crate::load::profile(&probe, target, region.licensed_countries[0].as_str(), false, false)
     });
     let key = format!("{probe}-reg");
     let headers = [("x-forwarded-for", ip), ("x-idempotency-key", key.as_str())];

@@ -203,13 +203,12 @@ struct AmlRuleFile {
     id: String,
     kind: AmlRuleKind,
     window_days: u32,
-    /// `deposits_over`: the amount deposits in the window may reach before due diligence.
+    /// `deposits_over`: the amount deposits in the window may reach before due diligence;
+    /// `withdrawal_after_little_play`: the deposits in the window from which the rule looks.
     threshold: Option<String>,
     /// `withdrawal_after_little_play`: the share of the window's deposits that must have been
     /// staked for a withdrawal not to be flagged.
     play_ratio: Option<String>,
-    /// `payment_methods`: how many distinct payment methods the window may see.
-    max_methods: Option<u32>,
     effective_from: NaiveDate,
     source: String,
 }
@@ -239,10 +238,8 @@ pub enum BeforeVerification {
 pub enum AmlRuleKind {
     /// Deposits in the window over a threshold: enhanced due diligence.
     DepositsOver,
-    /// A withdrawal after deposits in the window of which little was staked.
+    /// A withdrawal after deposits in the window (at least a threshold) of which little was staked.
     WithdrawalAfterLittlePlay,
-    /// More distinct payment methods in the window than allowed.
-    PaymentMethods,
 }
 
 #[derive(Debug, Deserialize)]
@@ -366,6 +363,10 @@ pub struct KycRules {
     pub source: String,
 }
 
+/// The longest window an AML rule may watch: a cell keeps this many days of each active
+/// player's deposits and stakes at hand.
+pub const AML_WINDOW_DAYS_MAX: u32 = 31;
+
 /// Sanctions screening and AML monitoring.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AmlRules {
@@ -381,7 +382,6 @@ pub struct AmlRule {
     pub window_days: u32,
     pub threshold: Option<Money>,
     pub play_ratio: Option<Decimal>,
-    pub max_methods: Option<u32>,
     pub effective_from: NaiveDate,
     pub source: String,
 }
@@ -649,8 +649,8 @@ fn check_aml(a: &AmlFile, money: MoneyField<'_>) -> Result<AmlRules, RegionFileE
         if r.source.trim().is_empty() {
             return Err(invalid(field("source"), "must say where the rule comes from"));
         }
-        if r.window_days == 0 {
-            return Err(invalid(field("window_days"), "a window of at least a day"));
+        if !(1..=AML_WINDOW_DAYS_MAX).contains(&r.window_days) {
+            return Err(invalid(field("window_days"), format!("1 to {AML_WINDOW_DAYS_MAX} days")));
         }
         let threshold = r.threshold.as_deref().map(|t| money(field("threshold"), t)).transpose()?;
         let play_ratio = match &r.play_ratio {
@@ -664,8 +664,9 @@ fn check_aml(a: &AmlFile, money: MoneyField<'_>) -> Result<AmlRules, RegionFileE
         };
         let needs = match r.kind {
             AmlRuleKind::DepositsOver => threshold.is_some().then_some(()).ok_or("a threshold"),
-            AmlRuleKind::WithdrawalAfterLittlePlay => play_ratio.is_some().then_some(()).ok_or("a play_ratio"),
-            AmlRuleKind::PaymentMethods => r.max_methods.is_some().then_some(()).ok_or("a max_methods"),
+            AmlRuleKind::WithdrawalAfterLittlePlay => {
+                (play_ratio.is_some() && threshold.is_some()).then_some(()).ok_or("a play_ratio and a threshold")
+            }
         };
         if let Err(what) = needs {
             return Err(invalid(field("kind"), format!("{:?} needs {what}", r.kind)));
@@ -676,7 +677,6 @@ fn check_aml(a: &AmlFile, money: MoneyField<'_>) -> Result<AmlRules, RegionFileE
             window_days: r.window_days,
             threshold,
             play_ratio,
-            max_methods: r.max_methods,
             effective_from: r.effective_from,
             source: r.source.clone(),
         });

@@ -76,15 +76,23 @@ pub struct GatedEntry<'a> {
 }
 
 /// What a gate may read and keep: its room (found by type, the same one the domain's commands
-/// reach with `KernelTx::room`) and the batch's transaction, to load what the room has not cached.
+/// reach with `KernelTx::room`) and the batch's transaction, to load what the room has not cached;
+/// and the AML alerts it raises, which the kernel appends to the command's events (a refused
+/// command's too: the alert stands whatever became of the entry that raised it).
 pub struct GateState<'a> {
     pub(super) rooms: &'a mut super::command::Rooms,
     pub(super) tx: &'a mut dyn crate::store::Transaction,
+    pub(super) alerts: &'a mut Vec<contracts::events::AmlAlert>,
 }
 
 impl GateState<'_> {
     pub fn room<R: super::Room + Default>(&mut self) -> (&mut R, &mut dyn crate::store::Transaction) {
         (self.rooms.get::<R>(), &mut *self.tx)
+    }
+
+    /// Raises an AML alert (`aml.alert`), appended by the kernel to the command's events.
+    pub fn alert(&mut self, alert: contracts::events::AmlAlert) {
+        self.alerts.push(alert);
     }
 }
 

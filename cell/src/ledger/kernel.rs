@@ -275,9 +275,20 @@ impl KernelTx<'_> {
                 let (jurisdiction, at) = (self.jurisdiction, self.batch.at);
                 let context = player_context(e, &facts, jurisdiction, at);
                 let entry = gated_entry(e, &context, &facts, at);
-                let mut state = GateState { rooms: &mut *self.rooms, tx: &mut *self.tx };
+                let mut alerts = Vec::new();
+                let mut state = GateState { rooms: &mut *self.rooms, tx: &mut *self.tx, alerts: &mut alerts };
+                let mut refused = None;
                 for gate in self.gates {
-                    or_refuse!(gate.check(&entry, &mut state)?.map_err(LedgerRefusal::Gate));
+                    if let Err(refusal) = gate.check(&entry, &mut state)? {
+                        refused = Some(refusal);
+                        break;
+                    }
+                }
+                for alert in alerts {
+                    self.event(alert)?;
+                }
+                if let Some(refusal) = refused {
+                    return Ok(Err(LedgerRefusal::Gate(refusal)));
                 }
                 gated.push(facts);
             }
@@ -307,9 +318,13 @@ impl KernelTx<'_> {
             let (jurisdiction, at) = (self.jurisdiction, self.batch.at);
             let context = player_context(e, facts, jurisdiction, at);
             let entry = gated_entry(e, &context, facts, at);
-            let mut state = GateState { rooms: &mut *self.rooms, tx: &mut *self.tx };
+            let mut alerts = Vec::new();
+            let mut state = GateState { rooms: &mut *self.rooms, tx: &mut *self.tx, alerts: &mut alerts };
             for gate in self.gates {
                 gate.record(&entry, &mut state)?;
+            }
+            for alert in alerts {
+                self.event(alert)?;
             }
         }
         let mut posted = Vec::with_capacity(entries.len());

@@ -91,7 +91,11 @@ async fn an_unverified_maltese_player_deposits_under_the_allowance_within_the_wi
     let mut marco = profile("Borg", None);
     marco["address"]["country"] = json!("MT");
     assert_eq!(register(&c, "mt-marco", "MT", "EUR", Some(marco)).await.status, 201);
-    assert_eq!(deposit(&c, "mt-marco", "EUR", "1500.00", "m-d1").await.status, 200);
+    assert_eq!(deposit(&c, "mt-marco", "EUR", "100.00", "m-d0").await.status, 200);
+    // Withdrawals stay open.
+    let withdrawal = json!({ "playerId": "mt-marco", "currency": "EUR", "amount": "50.00", "reason": "withdrawal" });
+    assert_eq!(c.post("/wallet/debit", "m-w1", withdrawal).await.status, 200);
+    assert_eq!(deposit(&c, "mt-marco", "EUR", "1400.00", "m-d1").await.status, 200);
     let over = deposit(&c, "mt-marco", "EUR", "500.01", "m-d2").await;
     assert_eq!((over.status, over.code().as_str()), (422, "KYC_REQUIRED"), "{}", over.json());
     assert!(over.json()["message"].as_str().unwrap().contains("500.00 EUR left"), "{}", over.json());
@@ -99,9 +103,7 @@ async fn an_unverified_maltese_player_deposits_under_the_allowance_within_the_wi
     let token = login(&c, "mt-marco").await;
     let view = as_player(&c, "GET", "/players/mt-marco/kyc", &token, None).await.json();
     assert_eq!((view["status"].as_str(), view["depositAllowanceLeft"].as_str()), (Some("pending"), Some("0.00")));
-    // Withdrawals stay open; after 30 days nothing else does.
-    let withdrawal = json!({ "playerId": "mt-marco", "currency": "EUR", "amount": "100.00", "reason": "withdrawal" });
-    assert_eq!(c.post("/wallet/debit", "m-w1", withdrawal).await.status, 200);
+    // After 30 days, no deposit at all.
     clock.advance(chrono::Duration::days(31));
     let late = deposit(&c, "mt-marco", "EUR", "1.00", "m-d4").await;
     assert_eq!(late.code(), "KYC_REQUIRED");

@@ -4,6 +4,7 @@
 // on the system clock with the wall clock; cells under test read time through their `Clock`.
 #![allow(clippy::disallowed_methods)]
 
+mod aml;
 mod api;
 mod audit;
 mod auth;

@@ -22,7 +22,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use contracts::events::{RgLimitPending, RgLimitSet, RgSelfExclusionStarted, RgTimeoutStarted};
 use contracts::limits::{LimitChange, LimitInForce, LimitKind, LimitsView, PendingLimit};
 use contracts::players::{KycStatus, KycView};
-use contracts::region::{BeforeVerification, LimitPeriod, RegionConfig};
+use contracts::region::{AmlRuleKind, BeforeVerification, LimitPeriod, RegionConfig, AML_WINDOW_DAYS_MAX};
 use contracts::{Amount, CellCode, Currency, Money, PlayerId};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -80,14 +80,34 @@ struct PlayerRg {
     pending: Vec<Pending>,
     timeout_until: Option<DateTime<Utc>>,
     excluded_until: Option<DateTime<Utc>>,
-    /// An open AML case holds the player's withdrawals.
+    /// An open AML case (or a confirmed one) holds the player's withdrawals.
     #[serde(default)]
     aml_hold: bool,
+    /// The ids of the player's open AML cases.
+    #[serde(default)]
+    open_cases: Vec<String>,
+    /// A case about the player was confirmed: withdrawals stay held.
+    #[serde(default)]
+    aml_confirmed: bool,
+    /// When each monitoring rule last opened a case: a rule opens one case per window.
+    #[serde(default)]
+    flagged: Vec<(String, DateTime<Utc>)>,
+    /// Deposits and stakes per day over the last [`AML_WINDOW_DAYS_MAX`] days (in memory only:
+    /// rebuilt from the journal), for the monitoring rules' windows.
+    #[serde(skip)]
+    days: std::collections::BTreeMap<NaiveDate, DayTotals>,
     /// The identity check, when one was asked for.
     #[serde(default)]
     kyc: Option<KycState>,
     #[serde(skip)]
     counters: [Counter; 3],
+}
+
+/// What one day moved, for AML windows.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct DayTotals {
+    deposited: Decimal,
+    staked: Decimal,
 }
 
 /// A player's identity check, as the gate reads it.
@@ -109,12 +129,13 @@ struct KycState {
 pub(crate) fn start_record(
     tx: &mut dyn Transaction,
     player: &PlayerId,
-    aml_hold: bool,
+    aml_case: Option<&str>,
     kyc: Option<(&str, &str)>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let record = PlayerRg {
-        aml_hold,
+        aml_hold: aml_case.is_some(),
+        open_cases: aml_case.into_iter().map(str::to_owned).collect(),
         kyc: kyc.map(|(check_id, vendor)| KycState {
             check_id: check_id.to_owned(),
             vendor: vendor.to_owned(),
@@ -181,6 +202,20 @@ fn slot(period: LimitPeriod) -> usize {
 }
 
 impl PlayerRg {
+    /// What the `days` days ending `today` moved.
+    fn window(&self, today: NaiveDate, days: u32) -> DayTotals {
+        let first = today - Duration::days(i64::from(days) - 1);
+        self.days.range(first..).fold(DayTotals::default(), |sum, (_, d)| DayTotals {
+            deposited: sum.deposited + d.deposited,
+            staked: sum.staked + d.staked,
+        })
+    }
+
+    /// Whether `rule` opened a case in the `days` days before `now`.
+    fn flagged_within(&self, rule: &str, now: DateTime<Utc>, days: u32) -> bool {
+        self.flagged.iter().any(|(r, at)| r == rule && now - *at < Duration::days(i64::from(days)))
+    }
+
     fn own(&self, kind: LimitKind, period: LimitPeriod) -> Option<Decimal> {
         self.limits.iter().find(|(k, p, _)| (*k, *p) == (kind, period)).map(|l| l.2)
     }
@@ -224,6 +259,17 @@ impl PlayerRg {
 
     /// Counts one journal entry (or one being applied) of kind `kind` on `day`.
     fn count_entry(&mut self, day: NaiveDate, kind: PostingKind, cash_in: Decimal, cash_out: Decimal) {
+        if matches!(kind, PostingKind::Deposit | PostingKind::Stake) {
+            let totals = self.days.entry(day).or_default();
+            match kind {
+                PostingKind::Deposit => totals.deposited += cash_in,
+                _ => totals.staked += cash_out,
+            }
+            let oldest = day - Duration::days(i64::from(AML_WINDOW_DAYS_MAX));
+            while self.days.first_key_value().is_some_and(|(d, _)| *d <= oldest) {
+                self.days.pop_first();
+            }
+        }
         match kind {
             PostingKind::Deposit => self.count(day, |c| c.deposited += cash_in),
             PostingKind::Stake => self.count(day, |c| c.staked += cash_out),
@@ -239,8 +285,10 @@ impl PlayerRg {
 pub struct RgRoom {
     players: HashMap<PlayerId, PlayerRg>,
     dirty: HashSet<PlayerId>,
-    /// Gates' refusals in this batch, for the decision log.
-    refusals: Vec<(PlayerId, contracts::limits::Decision)>,
+    /// Gates' decisions in this batch (refusals, cases opened), for the decision log.
+    decisions: Vec<(PlayerId, contracts::limits::Decision)>,
+    /// AML cases the monitoring rules opened in this batch.
+    cases: Vec<contracts::limits::AmlCase>,
 }
 
 impl RgRoom {
@@ -260,7 +308,8 @@ impl RgRoom {
                 None => PlayerRg::default(),
             };
             let today = now.date_naive();
-            let earliest = PERIODS.iter().map(|p| period_start(*p, today)).min().unwrap_or(today);
+            let aml_start = today - Duration::days(i64::from(AML_WINDOW_DAYS_MAX) - 1);
+            let earliest = PERIODS.iter().map(|p| period_start(*p, today)).min().unwrap_or(today).min(aml_start);
             let since = earliest.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
             for fact in crate::ledger::journal_since(tx, player, currency, since)? {
                 record.count_entry(fact.at.date_naive(), fact.kind, fact.cash_in, fact.cash_out);
@@ -275,7 +324,7 @@ impl RgRoom {
 pub(crate) fn log_refusal(state: &mut GateState<'_>, entry: &GatedEntry<'_>, refusal: &GateRefusal) {
     let (room, _) = state.room::<RgRoom>();
     let what = format!("{:?}", entry.kind).to_lowercase();
-    room.refusals.push((
+    room.decisions.push((
         entry.player.player.clone(),
         contracts::limits::Decision {
             at: entry.now,
@@ -288,14 +337,66 @@ pub(crate) fn log_refusal(state: &mut GateState<'_>, entry: &GatedEntry<'_>, ref
     ));
 }
 
+impl RgRoom {
+    /// Opens an AML case by a monitoring rule: the player's withdrawals are held until the
+    /// compliance team decides it, and the decision log says why. The alert to raise.
+    fn open_case(
+        &mut self,
+        player: &PlayerId,
+        rule: &contracts::region::AmlRule,
+        policy_version: &str,
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> contracts::events::AmlAlert {
+        let id = format!("case-{player}-{}-{}", rule.id.to_lowercase(), now.format("%Y%m%d%H%M%S"));
+        if let Some(rg) = self.players.get_mut(player) {
+            rg.open_cases.push(id.clone());
+            rg.aml_hold = true;
+            rg.flagged.retain(|(r, _)| *r != rule.id);
+            rg.flagged.push((rule.id.clone(), now));
+        }
+        self.dirty.insert(player.clone());
+        self.cases.push(contracts::limits::AmlCase {
+            id: id.clone(),
+            player_id: player.clone(),
+            opened_at: now,
+            rule: rule.id.clone(),
+            reason: reason.clone(),
+            status: "open".into(),
+            decided_at: None,
+            decision_reason: None,
+        });
+        let decision = contracts::limits::Decision {
+            at: now,
+            kind: "aml_case_opened".into(),
+            rule: rule.id.clone(),
+            policy_version: policy_version.to_owned(),
+            source: "AML monitoring".into(),
+            outcome: reason,
+        };
+        self.decisions.push((player.clone(), decision));
+        contracts::events::AmlAlert { player_id: player.clone(), case_id: id, rule: rule.id.clone() }
+    }
+}
+
+impl RgRoom {
+    /// A player's record the gate loaded for the entry at hand.
+    fn get_cached(&mut self, player: &PlayerId) -> &mut PlayerRg {
+        self.players.get_mut(player).expect("the gate loaded the player before counting")
+    }
+}
+
 impl Room for RgRoom {
     fn write(&mut self, tx: &mut dyn Transaction, _batch: u64) -> Result<(), StoreError> {
         for player in self.dirty.drain() {
             let record = &self.players[&player];
             tx.set(&key(&player), &crate::ledger::encode(record))?;
         }
-        for (player, decision) in self.refusals.drain(..) {
+        for (player, decision) in self.decisions.drain(..) {
             super::record_decision(tx, &player, &decision)?;
+        }
+        for case in self.cases.drain(..) {
+            tx.set(&super::keys::case(&case.id), &rmp_serde::to_vec_named(&case).expect("a case encodes"))?;
         }
         Ok(())
     }
@@ -305,7 +406,8 @@ impl Room for RgRoom {
     fn forget(&mut self) {
         self.players.clear();
         self.dirty.clear();
-        self.refusals.clear();
+        self.decisions.clear();
+        self.cases.clear();
     }
 
     fn cached(&self) -> usize {
@@ -443,6 +545,58 @@ impl RgGate {
 }
 
 impl RgGate {
+    /// The `deposits_over` rules a deposit just counted passes: each opens a case (once per
+    /// window), which holds withdrawals; the deposit itself stands.
+    fn deposits_over(&self, entry: &GatedEntry<'_>, room: &mut RgRoom) -> Vec<contracts::events::AmlAlert> {
+        let (player, now, today) = (entry.player.player, entry.now, entry.now.date_naive());
+        let mut alerts = Vec::new();
+        for rule in self.region.aml.in_force(AmlRuleKind::DepositsOver, today) {
+            let Some(threshold) = rule.threshold.filter(|t| t.currency() == entry.currency) else { continue };
+            let rg = room.get_cached(player);
+            let deposited = rg.window(today, rule.window_days).deposited;
+            if deposited <= threshold.amount() || rg.flagged_within(&rule.id, now, rule.window_days) {
+                continue;
+            }
+            let (code, scale) = (entry.currency.code(), entry.currency.scale());
+            let reason = format!(
+                "deposits of {} {code} in {} day(s) passed {} {code}: enhanced due diligence",
+                Amount::at_scale(deposited, scale),
+                rule.window_days,
+                Amount::at_scale(threshold.amount(), scale)
+            );
+            alerts.push(room.open_case(player, rule, &self.region.policy_version, reason, now));
+        }
+        alerts
+    }
+
+    /// A `withdrawal_after_little_play` rule a withdrawal breaks (less than its share of the
+    /// window's deposits staked, and no case by it in the window yet): the case it opens.
+    fn little_play(&self, entry: &GatedEntry<'_>, room: &mut RgRoom) -> Option<contracts::events::AmlAlert> {
+        let (player, now, today) = (entry.player.player, entry.now, entry.now.date_naive());
+        for rule in self.region.aml.in_force(AmlRuleKind::WithdrawalAfterLittlePlay, today) {
+            let Some(ratio) = rule.play_ratio else { continue };
+            let Some(threshold) = rule.threshold.filter(|t| t.currency() == entry.currency) else { continue };
+            let rg = room.get_cached(player);
+            let window = rg.window(today, rule.window_days);
+            if window.deposited < threshold.amount()
+                || window.staked >= window.deposited * ratio
+                || rg.flagged_within(&rule.id, now, rule.window_days)
+            {
+                continue;
+            }
+            let (code, scale) = (entry.currency.code(), entry.currency.scale());
+            let reason = format!(
+                "a withdrawal of {} {code} after {} {code} deposited and {} {code} staked in {} day(s) (under {ratio} of it)",
+                Amount::at_scale(entry.amount, scale),
+                Amount::at_scale(window.deposited, scale),
+                Amount::at_scale(window.staked, scale),
+                rule.window_days
+            );
+            return Some(room.open_case(player, rule, &self.region.policy_version, reason, now));
+        }
+        None
+    }
+
     /// What a player whose identity is not verified may do: the region's `[kyc]
     /// before_verification` (nothing; or deposits under an allowance, within a window from the
     /// check); nothing at all once the check failed.
@@ -501,9 +655,17 @@ impl Gate for RgGate {
         let (room, tx) = state.room::<RgRoom>();
         let rg = room.get(tx, entry.player.player, entry.currency, entry.now)?;
         let settled = rg.settle_pending(entry.now);
-        let decided = self.decide(entry, rg);
+        let mut decided = self.decide(entry, rg);
         if settled {
             room.dirty.insert(entry.player.player.clone());
+        }
+        if decided.is_ok() && entry.kind == PostingKind::Withdrawal {
+            if let Some(alert) = self.little_play(entry, room) {
+                let rule = alert.rule.clone();
+                state.alert(alert);
+                let message = "this withdrawal follows deposits that were hardly played: it waits for the compliance team's review".to_owned();
+                decided = Err(self.refusal(CellCode::AmlReview, rule, message));
+            }
         }
         if let Err(refusal) = &decided {
             log_refusal(state, entry, refusal);
@@ -522,6 +684,13 @@ impl Gate for RgGate {
         // A gate sees the larger side of an entry: what came into cash for a deposit or a return,
         // what left it for a stake.
         rg.count_entry(entry.now.date_naive(), entry.kind, entry.amount, entry.amount);
+        if entry.kind == PostingKind::Deposit {
+            for alert in self.deposits_over(entry, room) {
+                state.alert(alert);
+            }
+        }
+        let (room, _) = state.room::<RgRoom>();
+        let rg = room.get_cached(entry.player.player);
         if let Some(kyc) =
             rg.kyc.as_mut().filter(|k| k.status == KycStatus::Pending && entry.kind == PostingKind::Deposit)
         {
@@ -852,7 +1021,10 @@ impl LedgerCommand for DecideCase {
         };
         let (room, store) = tx.room::<RgRoom>();
         let rg = room.get(store, player, registered.currency, now)?;
-        rg.aml_hold = self.decision != "cleared";
+        rg.open_cases.retain(|id| *id != decided.id);
+        rg.aml_confirmed |= self.decision == "confirmed";
+        // Withdrawals flow again once no case is open and none was confirmed.
+        rg.aml_hold = rg.aml_confirmed || !rg.open_cases.is_empty();
         room.dirty.insert(player.clone());
         let case_key = super::keys::case(&decided.id);
         tx.store().set(&case_key, &rmp_serde::to_vec_named(&decided).expect("a case encodes"))?;

@@ -474,10 +474,12 @@ impl Compliance {
                 let bytes = rmp_serde::to_vec_named(profile).expect("a profile encodes");
                 tx.set(&keys::profile(player.player_id.as_str()), &bytes)?;
             }
+            let case_id = format!("case-{}", player.player_id);
             if sanctions.is_some() || kyc_check.is_some() {
-                // What the gates read of a new player (in no room yet): the hold, the check.
+                // What the gates read of a new player (in no room yet): the case's hold, the check.
                 let kyc = kyc_check.map(|check| (check, kyc::VENDOR));
-                limits::start_record(tx, &player.player_id, sanctions.is_some(), kyc, now)?;
+                let case = sanctions.is_some().then_some(case_id.as_str());
+                limits::start_record(tx, &player.player_id, case, kyc, now)?;
             }
             if let Some(check_id) = kyc_check {
                 let decision = contracts::limits::Decision {
@@ -499,7 +501,7 @@ impl Compliance {
             if let Some(hit) = sanctions {
                 // A case; its hold is in the record started above.
                 let case = contracts::limits::AmlCase {
-                    id: format!("case-{}", player.player_id),
+                    id: case_id.clone(),
                     player_id: player.player_id.clone(),
                     opened_at: now,
                     rule: hit.rule.clone(),

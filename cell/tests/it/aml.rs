@@ -1,0 +1,78 @@
+//! AML monitoring rules from the region file, in the ledger's gate: deposits over a threshold in a
+//! window open a case for enhanced due diligence, a withdrawal after deposits hardly played opens
+//! one and waits; each case holds withdrawals until the compliance role decides it.
+
+use crate::harness::{Client, TestCell};
+use crate::limits::deposit;
+use serde_json::{json, Value};
+
+fn withdrawal(player: &str, amount: &str) -> Value {
+    json!({ "playerId": player, "currency": "EUR", "amount": amount, "reason": "withdrawal" })
+}
+
+async fn decide(c: &Client, case: &str, decision: &str) {
+    let body = json!({ "decision": decision, "reason": "source of funds documented" }).to_string();
+    let path = format!("/compliance/cases/{case}");
+    let decided = c.raw("POST", &path, &[("content-type", "application/json")], body.into_bytes()).await.unwrap();
+    assert_eq!(decided.status, 200, "{}", String::from_utf8_lossy(&decided.body));
+}
+
+async fn open_cases(c: &Client, player: &str) -> Vec<Value> {
+    let cases = c.get("/compliance/cases").await.json();
+    cases["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|case| case["playerId"] == player && case["status"] == "open")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitoring_rules_open_cases_that_hold_withdrawals_until_decided() {
+    let cell = TestCell::start("mt").await;
+    let c = cell.client();
+    assert_eq!(c.register("mt-eve", "1990-04-01", "MT", "EUR").await.status, 201);
+    assert_eq!(deposit(&c, "mt-eve", "EUR", "1500.00", "e-d1").await.status, 200);
+    assert!(open_cases(&c, "mt-eve").await.is_empty());
+    // Over EUR 2,000 in a day: the deposit stands, and a case opens for due diligence.
+    assert_eq!(deposit(&c, "mt-eve", "EUR", "600.00", "e-d2").await.status, 200);
+    let cases = open_cases(&c, "mt-eve").await;
+    assert_eq!(cases.len(), 1, "{cases:?}");
+    assert_eq!(cases[0]["rule"], "MGA-AML-EDD-DEPOSITS-DAY");
+    assert!(cases[0]["reason"].as_str().unwrap().contains("2100.00 EUR"), "{}", cases[0]);
+    let held = c.post("/wallet/debit", "e-w1", withdrawal("mt-eve", "10.00")).await;
+    assert_eq!((held.status, held.code().as_str()), (422, "AML_REVIEW"), "{}", held.json());
+    // One case per rule and window, however many deposits follow.
+    assert_eq!(deposit(&c, "mt-eve", "EUR", "100.00", "e-d3").await.status, 200);
+    assert_eq!(open_cases(&c, "mt-eve").await.len(), 1);
+    decide(&c, cases[0]["id"].as_str().unwrap(), "cleared").await;
+
+    // Cleared; but EUR 2,200 deposited this week and nothing staked: the withdrawal opens a case
+    // of its own and waits for it.
+    let flagged = c.post("/wallet/debit", "e-w2", withdrawal("mt-eve", "2000.00")).await;
+    assert_eq!((flagged.status, flagged.code().as_str()), (422, "AML_REVIEW"), "{}", flagged.json());
+    assert!(flagged.json()["message"].as_str().unwrap().contains("MGA-AML-DEPOSIT-WITHDRAW-LITTLE-PLAY"));
+    let cases = open_cases(&c, "mt-eve").await;
+    assert_eq!(cases.len(), 1, "{cases:?}");
+    assert!(cases[0]["reason"].as_str().unwrap().contains("0.00 EUR staked"), "{}", cases[0]);
+    assert_eq!(c.balance("mt-eve").await["cash"], "2200.00", "nothing moved");
+    decide(&c, cases[0]["id"].as_str().unwrap(), "cleared").await;
+    assert_eq!(c.post("/wallet/debit", "e-w3", withdrawal("mt-eve", "2000.00")).await.status, 200);
+
+    // The decision log and the events tell the story; a small player is never flagged.
+    let log = c.get("/compliance/players/mt-eve/decisions").await.json();
+    let opened: Vec<&str> = log["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] == "aml_case_opened")
+        .map(|d| d["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(opened, ["MGA-AML-EDD-DEPOSITS-DAY", "MGA-AML-DEPOSIT-WITHDRAW-LITTLE-PLAY"], "{log}");
+    let alerts = c.events().await.into_iter().filter(|e| e["event"] == "aml.alert").count();
+    assert_eq!(alerts, 2);
+    assert_eq!(c.register("mt-sam", "1990-04-01", "MT", "EUR").await.status, 201);
+    assert_eq!(deposit(&c, "mt-sam", "EUR", "100.00", "s-d1").await.status, 200);
+    assert_eq!(c.post("/wallet/debit", "s-w1", withdrawal("mt-sam", "100.00")).await.status, 200);
+}

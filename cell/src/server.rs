@@ -120,6 +120,9 @@ pub struct Intervals {
     pub idempotency_window: Duration,
     /// How often records past that window are purged.
     pub idempotency_purge: Duration,
+    /// How often the sanctions list is fetched to see whether it changed (every player is
+    /// screened again when it did).
+    pub sanctions_rescreen: Duration,
 }
 
 impl Default for Intervals {
@@ -129,6 +132,7 @@ impl Default for Intervals {
             audit_checkpoint: Duration::from_secs(60),
             idempotency_window: crate::idempotency::WINDOW_MIN,
             idempotency_purge: Duration::from_secs(3600),
+            sanctions_rescreen: Duration::from_secs(60),
         }
     }
 }
@@ -295,6 +299,9 @@ pub async fn run(
                 let _ = stop.send(true);
             }),
         ];
+        if let Some(task) = d.compliance.clone().spawn_rescreening(d.ledger.clone(), intervals.sanctions_rescreen) {
+            tasks.push(task);
+        }
         if let Some(control) = control {
             tracing::info!(control = %control.quic, version = d.catalog.version(), "following the control plane");
             let client = replication::sync::ClientConfig::new(cell, control.quic, control.client);

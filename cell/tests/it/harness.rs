@@ -29,6 +29,11 @@ pub struct SandboxUse {
     pub kyc: bool,
 }
 
+/// A sandboxed cell's background work: the sanctions list is looked at every 200 ms.
+fn sandbox_intervals() -> cell::server::Intervals {
+    cell::server::Intervals { sanctions_rescreen: std::time::Duration::from_millis(200), ..Default::default() }
+}
+
 pub struct TestCell {
     pub address: SocketAddr,
     pub dir: tempfile::TempDir,
@@ -83,14 +88,14 @@ impl TestCell {
         clock: std::sync::Arc<dyn cell::clock::Clock>,
     ) -> TestCell {
         let sandbox = SandboxUse { url: registers.to_owned(), kyc: false };
-        TestCell::start_full(cell, Vec::new(), Default::default(), None, clock, Some(sandbox)).await
+        TestCell::start_full(cell, Vec::new(), sandbox_intervals(), None, clock, Some(sandbox)).await
     }
 
     /// A cell that asks the sandbox at `url` everything: registers, sanctions list, KYC (whose
     /// webhooks it signs with [`KYC_WEBHOOK_SECRET`]).
     pub async fn start_with_sandbox(cell: &str, url: &str, clock: std::sync::Arc<dyn cell::clock::Clock>) -> TestCell {
         let sandbox = SandboxUse { url: url.to_owned(), kyc: true };
-        TestCell::start_full(cell, Vec::new(), Default::default(), None, clock, Some(sandbox)).await
+        TestCell::start_full(cell, Vec::new(), sandbox_intervals(), None, clock, Some(sandbox)).await
     }
 
     async fn start_full(

@@ -222,3 +222,45 @@ async fn rgiaj_is_asked_before_a_deposit() {
     clock.advance(chrono::Duration::hours(2));
     assert_eq!(deposit("d4").await.code(), "SELF_EXCLUSION_CHECK_UNAVAILABLE");
 }
+
+/// A name added to the sanctions list after its player registered: the cell screens every player
+/// again when the list's version changes, and the hit opens a case that holds withdrawals; the
+/// next change does not open it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_sanctions_listing_opens_a_case_for_a_registered_player() {
+    let sandbox = Sandbox::start().await;
+    let cell = TestCell::start_with_registers("uk", &sandbox.url, cell::clock::system()).await;
+    let c = cell.client();
+    let mut ivan = profile("Listedlater", None);
+    ivan["givenName"] = json!("Ivan");
+    assert_eq!(register(&c, "uk-ivan", "GB", "GBP", Some(ivan)).await.status, 201);
+    assert_eq!(register(&c, "uk-jane", "GB", "GBP", Some(profile("Clean", None))).await.status, 201);
+    let credit = json!({ "playerId": "uk-ivan", "currency": "GBP", "amount": "50.00", "reason": "deposit" });
+    assert_eq!(c.post("/wallet/credit", "ivan-d1", credit).await.status, 200);
+    assert!(c.get("/compliance/cases").await.json()["cases"].as_array().unwrap().is_empty());
+    let listing = json!({ "givenName": "Ivan", "familyName": "Listed-Later", "program": "OFAC-SDN" });
+    sandbox.admin("POST", "/admin/sanctions", listing).await;
+    let mut cases = Vec::new();
+    for _ in 0..100 {
+        cases = c.get("/compliance/cases").await.json()["cases"].as_array().unwrap().clone();
+        if !cases.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(cases.len(), 1, "{cases:?}");
+    assert_eq!(
+        (cases[0]["playerId"].as_str(), cases[0]["rule"].as_str()),
+        (Some("uk-ivan"), Some("UK-SANCTIONS-SCREENING"))
+    );
+    assert!(cases[0]["reason"].as_str().unwrap().contains("OFAC-SDN"), "{}", cases[0]);
+    let withdrawal = json!({ "playerId": "uk-ivan", "currency": "GBP", "amount": "10.00", "reason": "withdrawal" });
+    assert_eq!(c.post("/wallet/debit", "ivan-w1", withdrawal).await.code(), "AML_REVIEW");
+    // Another listing, another version: Ivan's case is not opened twice.
+    let other = json!({ "givenName": "", "familyName": "Someoneelse", "program": "UN" });
+    sandbox.admin("POST", "/admin/sanctions", other).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(c.get("/compliance/cases").await.json()["cases"].as_array().unwrap().len(), 1);
+    let alerts = c.events().await.into_iter().filter(|e| e["event"] == "aml.alert").count();
+    assert_eq!(alerts, 1);
+}

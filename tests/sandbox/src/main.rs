@@ -15,7 +15,9 @@
 //! take the name beside the number for this), family name `Previously` is GAMSTOP's `P`, family
 //! name `Sanctioned` is on the sanctions list, a document number starting `FAIL` fails KYC. Everyone
 //! else is not excluded, until `POST /admin/excluded {"number": ...}` or `{"familyName": ...}`
-//! excludes them from then on (a player who excludes themselves after registering).
+//! excludes them from then on (a player who excludes themselves after registering), and is not
+//! sanctioned until `POST /admin/sanctions {"givenName", "familyName", "program"}` lists them (a
+//! new list version).
 //!
 //! Faults: `POST /admin/faults {"party": "gamstop"|"rofus"|"spelpaus"|"rgiaj"|"kyc"|"sanctions"|"*",
 //! "latencyMs": N, "status": 503, "hang": true}` applies to that party's calls until `DELETE
@@ -85,6 +87,8 @@ struct Sandbox {
     excluded: Mutex<std::collections::BTreeSet<String>>,
     log: Mutex<std::fs::File>,
     webhooks: kyc::Webhooks,
+    /// Sanctions entries added since start (`POST /admin/sanctions`): each makes a new version.
+    sanctioned: Mutex<Vec<Value>>,
 }
 
 impl Sandbox {
@@ -234,14 +238,30 @@ async fn sanctions(State(s): State<Arc<Sandbox>>) -> Response {
     if let Some(fault) = s.enter("sanctions", json!({})).await {
         return fault;
     }
-    Json(json!({
-        "version": "2026-12-01",
-        "entries": [
-            { "givenName": "", "familyName": "Sanctioned", "program": "UN-SC-1267" },
-            { "givenName": "Olga", "familyName": "Sanctionova", "program": "EU-2014-269" }
-        ]
-    }))
-    .into_response()
+    let added = s.sanctioned.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut entries = vec![
+        json!({ "givenName": "", "familyName": "Sanctioned", "program": "UN-SC-1267" }),
+        json!({ "givenName": "Olga", "familyName": "Sanctionova", "program": "EU-2014-269" }),
+    ];
+    let version = if added.is_empty() { "2026-12-01".to_owned() } else { format!("2026-12-01+{}", added.len()) };
+    entries.extend(added);
+    Json(json!({ "version": version, "entries": entries })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Listing {
+    #[serde(default)]
+    given_name: String,
+    family_name: String,
+    program: String,
+}
+
+/// `POST /admin/sanctions {givenName, familyName, program}`: a new entry, and a new list version.
+async fn add_sanctioned(State(s): State<Arc<Sandbox>>, Json(l): Json<Listing>) -> StatusCode {
+    let entry = json!({ "givenName": l.given_name, "familyName": l.family_name, "program": l.program });
+    s.sanctioned.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+    StatusCode::NO_CONTENT
 }
 
 async fn fault_add(State(s): State<Arc<Sandbox>>, Json(fault): Json<Fault>) -> StatusCode {
@@ -269,6 +289,7 @@ fn main() -> anyhow::Result<()> {
         excluded: Mutex::default(),
         log: Mutex::new(log),
         webhooks: kyc::Webhooks::new(tls_dir.as_deref(), secret)?,
+        sanctioned: Mutex::default(),
     });
     let app = Router::new()
         .route("/gamstop/v2", post(gamstop))
@@ -279,6 +300,7 @@ fn main() -> anyhow::Result<()> {
         .route("/sanctions/v1/list", axum::routing::get(sanctions))
         .route("/admin/faults", post(fault_add).delete(faults_clear))
         .route("/admin/excluded", post(exclude))
+        .route("/admin/sanctions", post(add_sanctioned))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(|| async { "ok" }))
         .with_state(state);

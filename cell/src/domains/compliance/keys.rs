@@ -11,6 +11,22 @@ pub fn profile(player: &str) -> Vec<u8> {
     subspaces::compliance().pack(&("profile", player))
 }
 
+/// Every player's personal data.
+pub fn profiles() -> (Vec<u8>, Vec<u8>) {
+    subspaces::compliance().subspace(&("profile",)).range()
+}
+
+/// The player a [`profile`] key is of.
+pub fn profile_player(key: &[u8]) -> Option<contracts::PlayerId> {
+    let (kind, player): (String, String) = subspaces::compliance().unpack(key).ok()?;
+    (kind == "profile").then(|| contracts::PlayerId::new(player).ok()).flatten()
+}
+
+/// The version of the sanctions list every player was last screened against.
+pub fn sanctions_screened() -> Vec<u8> {
+    subspaces::compliance().pack(&("sanctions-screened",))
+}
+
 /// The last answer of the self-exclusion register about a player, and when.
 pub fn exclusion_answer(player: &str) -> Vec<u8> {
     subspaces::compliance().pack(&("exclusion-answer", player))

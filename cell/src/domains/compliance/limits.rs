@@ -338,29 +338,32 @@ pub(crate) fn log_refusal(state: &mut GateState<'_>, entry: &GatedEntry<'_>, ref
 }
 
 impl RgRoom {
-    /// Opens an AML case by a monitoring rule: the player's withdrawals are held until the
-    /// compliance team decides it, and the decision log says why. The alert to raise.
+    /// Opens an AML case `id` by `rule`: the player's withdrawals are held until the compliance
+    /// team decides it, and the decision log says why (`source`: what found it). The alert to
+    /// raise.
+    #[allow(clippy::too_many_arguments)]
     fn open_case(
         &mut self,
+        id: String,
         player: &PlayerId,
-        rule: &contracts::region::AmlRule,
+        rule: &str,
+        source: &str,
         policy_version: &str,
         reason: String,
         now: DateTime<Utc>,
     ) -> contracts::events::AmlAlert {
-        let id = format!("case-{player}-{}-{}", rule.id.to_lowercase(), now.format("%Y%m%d%H%M%S"));
         if let Some(rg) = self.players.get_mut(player) {
             rg.open_cases.push(id.clone());
             rg.aml_hold = true;
-            rg.flagged.retain(|(r, _)| *r != rule.id);
-            rg.flagged.push((rule.id.clone(), now));
+            rg.flagged.retain(|(r, _)| r != rule);
+            rg.flagged.push((rule.to_owned(), now));
         }
         self.dirty.insert(player.clone());
         self.cases.push(contracts::limits::AmlCase {
             id: id.clone(),
             player_id: player.clone(),
             opened_at: now,
-            rule: rule.id.clone(),
+            rule: rule.to_owned(),
             reason: reason.clone(),
             status: "open".into(),
             decided_at: None,
@@ -369,13 +372,26 @@ impl RgRoom {
         let decision = contracts::limits::Decision {
             at: now,
             kind: "aml_case_opened".into(),
-            rule: rule.id.clone(),
+            rule: rule.to_owned(),
             policy_version: policy_version.to_owned(),
-            source: "AML monitoring".into(),
+            source: source.to_owned(),
             outcome: reason,
         };
         self.decisions.push((player.clone(), decision));
-        contracts::events::AmlAlert { player_id: player.clone(), case_id: id, rule: rule.id.clone() }
+        contracts::events::AmlAlert { player_id: player.clone(), case_id: id, rule: rule.to_owned() }
+    }
+
+    /// A monitoring rule's case: its id says the player, the rule and when.
+    fn open_rule_case(
+        &mut self,
+        player: &PlayerId,
+        rule: &contracts::region::AmlRule,
+        policy_version: &str,
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> contracts::events::AmlAlert {
+        let id = format!("case-{player}-{}-{}", rule.id.to_lowercase(), now.format("%Y%m%d%H%M%S"));
+        self.open_case(id, player, &rule.id, "AML monitoring", policy_version, reason, now)
     }
 }
 
@@ -564,7 +580,7 @@ impl RgGate {
                 rule.window_days,
                 Amount::at_scale(threshold.amount(), scale)
             );
-            alerts.push(room.open_case(player, rule, &self.region.policy_version, reason, now));
+            alerts.push(room.open_rule_case(player, rule, &self.region.policy_version, reason, now));
         }
         alerts
     }
@@ -592,7 +608,7 @@ impl RgGate {
                 Amount::at_scale(window.staked, scale),
                 rule.window_days
             );
-            return Some(room.open_case(player, rule, &self.region.policy_version, reason, now));
+            return Some(room.open_rule_case(player, rule, &self.region.policy_version, reason, now));
         }
         None
     }
@@ -1044,6 +1060,53 @@ impl LedgerCommand for DecideCase {
             operator: tx.operator(),
         })?;
         Ok(Ok(decided))
+    }
+}
+
+/// A sanctions-list hit found by screening the players again (the list changed): opens case `id`
+/// unless the player already has a case of that id (the same entry, matched before).
+pub struct OpenSanctionsCase {
+    pub region: Arc<RegionConfig>,
+    pub player: PlayerId,
+    pub id: String,
+    pub rule: String,
+    pub reason: String,
+}
+
+impl LedgerCommand for OpenSanctionsCase {
+    type Room = ();
+    /// Whether a case was opened.
+    type Answer = bool;
+    type Refusal = LimitsError;
+    fn kind(&self) -> &'static str {
+        "aml_case_open"
+    }
+    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<bool, LimitsError>, StoreError> {
+        let registered = match tx.registered(&self.player)? {
+            Ok(registered) => registered,
+            Err(refused) => return Ok(Err(refused.into())),
+        };
+        if tx.store().get(&super::keys::case(&self.id))?.is_some() {
+            return Ok(Ok(false));
+        }
+        let now = tx.now();
+        let (room, store) = tx.room::<RgRoom>();
+        let rg = room.get(store, &self.player, registered.currency, now)?;
+        if rg.open_cases.contains(&self.id) {
+            return Ok(Ok(false));
+        }
+        let policy = &self.region.policy_version;
+        let alert = room.open_case(
+            self.id.clone(),
+            &self.player,
+            &self.rule,
+            "sanctions list",
+            policy,
+            self.reason.clone(),
+            now,
+        );
+        tx.event(alert)?;
+        Ok(Ok(true))
     }
 }
 

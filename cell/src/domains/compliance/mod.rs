@@ -108,11 +108,20 @@ pub struct Compliance {
 /// A downloaded sanctions list and when it came.
 type KeptList = (std::time::Instant, Arc<registers::SanctionsList>);
 
-/// A sanctions-list hit at registration: the case it opens.
+/// A sanctions-list hit: the case it opens.
 #[derive(Debug, Clone)]
 pub struct SanctionsHit {
     pub rule: String,
     pub reason: String,
+    /// The listed name matched, normalised: a player's case per entry is opened once.
+    pub entry: String,
+}
+
+impl SanctionsHit {
+    /// The case a hit opens: one per player and listed entry.
+    pub fn case_id(&self, player: &PlayerId) -> String {
+        format!("case-{player}-sanctions-{}", self.entry)
+    }
 }
 
 /// How long a downloaded sanctions list is used before it is fetched again.
@@ -355,15 +364,108 @@ impl Compliance {
                 list
             }
         };
-        Ok(list.screen(&profile.given_name, &profile.family_name, self.region.aml.match_threshold).map(
-            |(entry, score)| SanctionsHit {
-                rule: format!("{}-SANCTIONS-SCREENING", self.region.jurisdiction),
-                reason: format!(
-                    "the name matches {} {} on the {} list (list {}, score {score:.2})",
-                    entry.given_name, entry.family_name, entry.program, list.version
-                ),
-            },
-        ))
+        Ok(self.screen_against(&list, profile))
+    }
+
+    /// A profile's hit on `list`, if any.
+    fn screen_against(
+        &self,
+        list: &registers::SanctionsList,
+        profile: &contracts::players::PlayerProfile,
+    ) -> Option<SanctionsHit> {
+        let (entry, score) = list.screen(&profile.given_name, &profile.family_name, self.region.aml.match_threshold)?;
+        let name = format!("{} {}", entry.given_name, entry.family_name);
+        Some(SanctionsHit {
+            rule: format!("{}-SANCTIONS-SCREENING", self.region.jurisdiction),
+            reason: format!(
+                "the name matches {} on the {} list (list {}, score {score:.2})",
+                name.trim(),
+                entry.program,
+                list.version
+            ),
+            entry: name.split_whitespace().collect::<Vec<_>>().join("-").to_lowercase(),
+        })
+    }
+
+    /// Screens every player again whenever the sanctions list's version changes (checked every
+    /// `interval`): a new hit opens a case (`OpenSanctionsCase`), once per player and entry. The
+    /// version screened is kept, so a restart does not screen again for nothing.
+    pub fn spawn_rescreening(
+        self,
+        ledger: crate::ledger::Ledger,
+        interval: std::time::Duration,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let registers = self.registers.clone()?;
+        Some(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let list = match registers.sanctions_list().await {
+                    Ok(list) => Arc::new(list),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sanctions list unavailable; screening again later");
+                        continue;
+                    }
+                };
+                *self.sanctions.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((std::time::Instant::now(), list.clone()));
+                if let Err(e) = self.rescreen(&ledger, &list).await {
+                    tracing::warn!(error = %e, version = %list.version, "screening against the new list failed; tried again later");
+                }
+            }
+        }))
+    }
+
+    /// Screens every player against `list` unless its version was screened already.
+    async fn rescreen(&self, ledger: &crate::ledger::Ledger, list: &registers::SanctionsList) -> anyhow::Result<()> {
+        let store = self.store.clone();
+        let screened = off_thread(move || store.begin_snapshot_reads()?.get(&keys::sanctions_screened())).await?;
+        if screened.as_deref() == Some(list.version.as_bytes()) {
+            return Ok(());
+        }
+        tracing::info!(version = %list.version, entries = list.entries.len(), "sanctions list changed: screening every player");
+        let (begin, end) = keys::profiles();
+        let mut from = begin;
+        let (mut players, mut opened) = (0usize, 0usize);
+        loop {
+            let (store, page_from, page_end) = (self.store.clone(), from.clone(), end.clone());
+            let page =
+                off_thread(move || store.begin_snapshot_reads()?.get_range(&page_from, &page_end, 500, false)).await?;
+            let Some((last, _)) = page.last() else { break };
+            from = last.iter().copied().chain([0]).collect();
+            for (key, value) in &page {
+                let profile: contracts::players::PlayerProfile =
+                    rmp_serde::from_slice(value).map_err(|e| StoreError::corrupt(key, e))?;
+                players += 1;
+                let Some(player) = keys::profile_player(key) else { continue };
+                let Some(hit) = self.screen_against(list, &profile) else { continue };
+                let ctx = EventContext {
+                    cell: self.region.cell_id.clone(),
+                    trace_id: hex::encode(rand::random::<[u8; 16]>()),
+                    operator: None,
+                };
+                let command = limits::OpenSanctionsCase {
+                    region: self.region.clone(),
+                    id: hit.case_id(&player),
+                    player,
+                    rule: hit.rule,
+                    reason: hit.reason,
+                };
+                match ledger.execute_unkeyed(command, ctx).await {
+                    Ok(answered) => opened += usize::from(answered.value),
+                    Err(e) => anyhow::bail!("opening a case: {e}"),
+                }
+            }
+            tracing::info!(players, cases_opened = opened, "screening against the new sanctions list");
+        }
+        let (store, version) = (self.store.clone(), list.version.clone());
+        off_thread(move || {
+            crate::store::transact_writes(store.as_ref(), |tx| tx.set(&keys::sanctions_screened(), version.as_bytes()))
+        })
+        .await?;
+        tracing::info!(version = %list.version, players, cases_opened = opened, "every player screened against the sanctions list");
+        Ok(())
     }
 
     /// One AML case by its id. Blocking.
@@ -474,7 +576,7 @@ impl Compliance {
                 let bytes = rmp_serde::to_vec_named(profile).expect("a profile encodes");
                 tx.set(&keys::profile(player.player_id.as_str()), &bytes)?;
             }
-            let case_id = format!("case-{}", player.player_id);
+            let case_id = sanctions.map(|hit| hit.case_id(&player.player_id)).unwrap_or_default();
             if sanctions.is_some() || kyc_check.is_some() {
                 // What the gates read of a new player (in no room yet): the case's hold, the check.
                 let kyc = kyc_check.map(|check| (check, kyc::VENDOR));

@@ -42,7 +42,7 @@ pub async fn create(
     // Only once the password is right (so nobody learns who is excluded from a guess): the
     // self-exclusion register, where the region asks at login. A refusal ends the new session.
     let point = contracts::region::ExclusionCheckPoint::Login;
-    if let Err(refused) = d.compliance.screen_player(&player, point, &s.event_context(&t, None)).await {
+    if let Err(refused) = d.compliance.screen_player(&player, point, &s.event_context(&t, None), &d.ledger).await {
         let (identity, token) = (d.identity.clone(), tokens.access_token.clone());
         blocking(move || identity.verify(&token).and_then(|claims| identity.logout(&claims))).await?;
         return Err(refused.into());

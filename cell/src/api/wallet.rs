@@ -67,7 +67,7 @@ async fn mutation<T: serde::de::DeserializeOwned, C: LedgerCommand<Refusal = Wal
     location_gate(s, headers, activity)?;
     if let (Activity::Deposit, Some(player)) = (activity, player) {
         // Where the region asks its self-exclusion register before each deposit.
-        d.compliance.screen_player(&player, contracts::region::ExclusionCheckPoint::Deposit, &ctx).await?;
+        d.compliance.screen_player(&player, contracts::region::ExclusionCheckPoint::Deposit, &ctx, &d.ledger).await?;
     }
     let location = headers.get("x-client-country").and_then(|v| CountryCode::new(v.to_str().ok()?).ok());
     let command = command(&d.ledger, request, location)?;

@@ -218,6 +218,11 @@ async fn rgiaj_is_asked_before_a_deposit() {
     let refused = deposit("d3").await;
     assert_eq!((refused.status, refused.code().as_str()), (403, "SELF_EXCLUDED"), "{}", refused.json());
     assert_eq!(c.balance("es-ana").await["cash"], "20.00", "nothing moved");
+    // The answer reached the ledger's gate: a bet from a session opened before is refused too.
+    let hold = json!({ "playerId": "es-ana", "roundId": "r1", "betId": "b1", "currency": "EUR", "amount": "1.00" });
+    let bet = c.post("/wallet/hold", "es-bet-1", hold).await;
+    assert_eq!((bet.status, bet.code().as_str()), (422, "SELF_EXCLUDED"), "{}", bet.json());
+    assert!(bet.json()["message"].as_str().unwrap().contains("RGIAJ"), "{}", bet.json());
     sandbox.admin("POST", "/admin/faults", json!({ "party": "rgiaj", "status": 503 })).await;
     clock.advance(chrono::Duration::hours(2));
     assert_eq!(deposit("d4").await.code(), "SELF_EXCLUSION_CHECK_UNAVAILABLE");

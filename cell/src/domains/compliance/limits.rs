@@ -99,6 +99,9 @@ struct PlayerRg {
     /// The identity check, when one was asked for.
     #[serde(default)]
     kyc: Option<KycState>,
+    /// The national register that last said the player is excluded (cleared when it says not).
+    #[serde(default)]
+    register_excluded: Option<String>,
     #[serde(skip)]
     counters: [Counter; 3],
 }
@@ -495,6 +498,14 @@ impl RgGate {
             _ => return Ok(()),
         };
         let (what, now) = (if kind == LimitKind::Deposit { "deposits" } else { "bets" }, entry.now);
+        if let Some(register) = &rg.register_excluded {
+            let rule = rule_id(&self.region, "SELF-EXCLUSION-REGISTER", None);
+            return Err(self.refusal(
+                CellCode::SelfExcluded,
+                rule,
+                format!("the {register} register says the player is excluded: no {what}; withdrawals stay open"),
+            ));
+        }
         if let Some(until) = rg.excluded_until.filter(|until| *until > now) {
             let rule = rule_id(&self.region, "SELF-EXCLUSION", None);
             return Err(self.refusal(
@@ -1060,6 +1071,37 @@ impl LedgerCommand for DecideCase {
             operator: tx.operator(),
         })?;
         Ok(Ok(decided))
+    }
+}
+
+/// What the national register last said of a registered player, for the gate: excluded (by which
+/// register) or not.
+pub struct RecordRegisterAnswer {
+    pub region: Arc<RegionConfig>,
+    pub player: PlayerId,
+    pub excluded_by: Option<String>,
+}
+
+impl LedgerCommand for RecordRegisterAnswer {
+    type Room = ();
+    type Answer = ();
+    type Refusal = LimitsError;
+    fn kind(&self) -> &'static str {
+        "rg_register_answer"
+    }
+    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<(), LimitsError>, StoreError> {
+        let registered = match tx.registered(&self.player)? {
+            Ok(registered) => registered,
+            Err(refused) => return Ok(Err(refused.into())),
+        };
+        let now = tx.now();
+        let (room, store) = tx.room::<RgRoom>();
+        let rg = room.get(store, &self.player, registered.currency, now)?;
+        if rg.register_excluded != self.excluded_by {
+            rg.register_excluded.clone_from(&self.excluded_by);
+            room.dirty.insert(self.player.clone());
+        }
+        Ok(Ok(()))
     }
 }
 

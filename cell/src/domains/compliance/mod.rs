@@ -51,6 +51,9 @@ pub enum ComplianceError {
     ScreeningUnavailable(String),
     #[error("{0}; nothing was done: try again shortly")]
     KycUnavailable(String),
+    /// The ledger's writer did not take what compliance asked of it.
+    #[error("{message}")]
+    Writer { code: CellCode, status: u16, message: String },
     #[error("store: {0}")]
     Store(#[from] StoreError),
 }
@@ -71,6 +74,7 @@ impl ComplianceError {
             ComplianceError::ProfileIncomplete(_) => CellCode::ProfileIncomplete,
             ComplianceError::ScreeningUnavailable(_) => CellCode::ScreeningUnavailable,
             ComplianceError::KycUnavailable(_) => CellCode::KycUnavailable,
+            ComplianceError::Writer { code, .. } => *code,
             ComplianceError::Store(e) => e.answer().0,
         }
     }
@@ -85,6 +89,7 @@ impl ComplianceError {
             ComplianceError::RegisterUnavailable(_) => 503,
             ComplianceError::ProfileIncomplete(_) => 400,
             ComplianceError::ScreeningUnavailable(_) | ComplianceError::KycUnavailable(_) => 503,
+            ComplianceError::Writer { status, .. } => *status,
             ComplianceError::Store(e) => e.answer().1,
         }
     }
@@ -227,7 +232,7 @@ impl Compliance {
         if !self.asks_register_at(point) {
             return Ok(());
         }
-        self.ask_register(player, profile, born, point, ctx).await
+        self.ask_register(player, profile, born, point, ctx, None).await
     }
 
     /// [`Compliance::screen`] for a registered player at `point` (a login, a deposit): nothing is
@@ -239,6 +244,7 @@ impl Compliance {
         player: &PlayerId,
         point: contracts::region::ExclusionCheckPoint,
         ctx: &EventContext,
+        ledger: &crate::ledger::Ledger,
     ) -> Result<(), ComplianceError> {
         if !self.asks_register_at(point) {
             return Ok(());
@@ -265,7 +271,7 @@ impl Compliance {
         })
         .await?;
         match known {
-            Some((born, profile)) => self.ask_register(player, profile.as_ref(), born, point, ctx).await,
+            Some((born, profile)) => self.ask_register(player, profile.as_ref(), born, point, ctx, Some(ledger)).await,
             None => Ok(()),
         }
     }
@@ -285,6 +291,7 @@ impl Compliance {
         born: NaiveDate,
         point: contracts::region::ExclusionCheckPoint,
         ctx: &EventContext,
+        ledger: Option<&crate::ledger::Ledger>,
     ) -> Result<(), ComplianceError> {
         let region = &self.region;
         let Some(registers) = &self.registers else { return Ok(()) };
@@ -306,7 +313,7 @@ impl Compliance {
                 return Err(ComplianceError::RegisterUnavailable(e.to_string()));
             }
         };
-        let (store, player_key, ctx) = (self.store.clone(), player.clone(), ctx.clone());
+        let (store, player_key, event_ctx) = (self.store.clone(), player.clone(), ctx.clone());
         let (jurisdiction, policy_version) = (region.jurisdiction, region.policy_version.clone());
         let point_name =
             serde_json::to_value(point).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
@@ -334,11 +341,25 @@ impl Compliance {
                     answer: answer_name.clone(),
                     at: point_name.clone(),
                 };
-                events::append(tx, 0, &events::encode(&events::envelope(&ctx, checked, now)))?;
+                events::append(tx, 0, &events::encode(&events::envelope(&event_ctx, checked, now)))?;
                 Ok(())
             })
         })
         .await?;
+        // A registered player's answer reaches the limits gate too: bets from a session opened
+        // before the exclusion are refused as well.
+        if let Some(ledger) = ledger {
+            let command = limits::RecordRegisterAnswer {
+                region: self.region.clone(),
+                player: player.clone(),
+                excluded_by: answer.excluded().then(|| register.to_string()),
+            };
+            ledger.execute_unkeyed(command, ctx.clone()).await.map_err(|e| ComplianceError::Writer {
+                code: e.code(),
+                status: e.status(),
+                message: e.to_string(),
+            })?;
+        }
         if answer.excluded() {
             return Err(ComplianceError::SelfExcluded { register: register.to_string() });
         }

@@ -65,6 +65,8 @@ error_codes!(
         ProfileIncomplete = "PROFILE_INCOMPLETE",
         AmlReview = "AML_REVIEW",
         KycRequired = "KYC_REQUIRED",
+        SessionTimeLimitReached = "SESSION_TIME_LIMIT_REACHED",
+        RealityCheckDue = "REALITY_CHECK_DUE",
         KycUnavailable = "KYC_UNAVAILABLE",
         ScreeningUnavailable = "SCREENING_UNAVAILABLE",
         CaseNotFound = "CASE_NOT_FOUND",

@@ -81,6 +81,57 @@ pub struct LimitsView {
     pub self_excluded_until: Option<DateTime<Utc>>,
 }
 
+/// Shortest and longest session a player may allow themselves, in minutes (10 minutes to 24 hours).
+pub const SESSION_MINUTES: std::ops::RangeInclusive<u32> = 10..=1440;
+/// Shortest and longest interval between reality checks, in minutes.
+pub const REALITY_CHECK_MINUTES: std::ops::RangeInclusive<u32> = 5..=120;
+
+/// `PUT /players/{id}/session-limits`: how long one play session (from a login) may last, and
+/// how often play stops for a reality check. `null` removes one. A tighter setting takes effect at
+/// once; a looser one after the region's cooling-off period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionLimitsRequest {
+    /// 10 to 1440.
+    #[schemars(range(min = 10, max = 1440))]
+    pub session_minutes: Option<u32>,
+    /// 5 to 120.
+    #[schemars(range(min = 5, max = 120))]
+    pub reality_check_minutes: Option<u32>,
+}
+
+/// Looser session limits waiting for the cooling-off period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingSessionLimits {
+    pub session_minutes: Option<u32>,
+    pub reality_check_minutes: Option<u32>,
+    pub effective_at: DateTime<Utc>,
+}
+
+/// `GET /players/{id}/session` (and the answer of the session routes): the play session since
+/// the last login, its limits, when it ends, when the next reality check is due, and what was
+/// staked and won in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    pub player_id: PlayerId,
+    pub currency: Currency,
+    pub session_minutes: Option<u32>,
+    pub reality_check_minutes: Option<u32>,
+    pub pending: Option<PendingSessionLimits>,
+    /// The last login; `null` before the first.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When play stops for this session (`SESSION_TIME_LIMIT_REACHED` after).
+    pub ends_at: Option<DateTime<Utc>>,
+    /// When play stops until the player acknowledges a reality check (`REALITY_CHECK_DUE` after).
+    pub reality_check_due_at: Option<DateTime<Utc>>,
+    pub staked: Amount,
+    pub returned: Amount,
+    /// What came back minus what was staked in this session.
+    pub net: Amount,
+}
+
 /// `POST /players/{id}/timeout`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -73,6 +73,8 @@ pub fn all() -> Vec<NamedSchema> {
         api::<limits::TimeoutRequest>("limits.timeout.request", limits::LIMITS_VERSION),
         api::<limits::SelfExclusionRequest>("limits.self-exclusion.request", limits::LIMITS_VERSION),
         api::<players::KycView>("players.kyc", players::KYC_VERSION),
+        api::<limits::SessionLimitsRequest>("limits.session.request", limits::LIMITS_VERSION),
+        api::<limits::SessionView>("limits.session.view", limits::LIMITS_VERSION),
         api::<limits::DecisionLog>("compliance.decisions", "1"),
         api::<limits::CaseList>("compliance.cases", "1"),
         api::<limits::CaseDecision>("compliance.case-decision", "1"),

@@ -1,16 +1,18 @@
-//! `/players/{id}/limits`, `/timeout`, `/self-exclusion`: a player's responsible-gambling limits,
-//! with their own bearer token. Each runs on the ledger's writer, beside the deposits and bets the
+//! `/players/{id}/limits`, `/timeout`, `/self-exclusion`, `/session`, `/session-limits`,
+//! `/reality-check`: a player's responsible-gambling limits, with their own bearer token. Each runs on the ledger's writer, beside the deposits and bets the
 //! limits bound.
 
 use super::{json_body, ApiError, AppState, TraceId};
-use crate::domains::compliance::limits::{ReadLimits, SelfExclude, SetLimits, StartTimeout};
+use crate::domains::compliance::limits::{ReadLimits, SelfExclude, Session, SessionCommand, SetLimits, StartTimeout};
 use crate::ledger::LedgerCommand;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use bytes::Bytes;
-use contracts::limits::{LimitsRequest, LimitsView, SelfExclusionRequest, TimeoutRequest};
+use contracts::limits::{
+    LimitsRequest, LimitsView, SelfExclusionRequest, SessionLimitsRequest, SessionView, TimeoutRequest,
+};
 use contracts::{CellCode, PlayerId};
 use std::sync::Arc;
 
@@ -29,14 +31,14 @@ pub(super) async fn own(s: &AppState, headers: &HeaderMap, player: &str) -> Resu
 
 /// A limit route: the player's own token, the body as `R`, then the command `make` builds from
 /// the region, the player and the request, run on the writer.
-async fn handle<R: serde::de::DeserializeOwned, C: LedgerCommand<Answer = LimitsView>>(
+async fn handle<R: serde::de::DeserializeOwned, C: LedgerCommand>(
     s: &AppState,
     trace: &TraceId,
     player: &str,
     headers: &HeaderMap,
     body: Option<Result<Bytes, BytesRejection>>,
     make: impl FnOnce(Arc<contracts::region::RegionConfig>, PlayerId, Option<R>) -> Result<C, ApiError>,
-) -> Result<Json<LimitsView>, ApiError> {
+) -> Result<Json<C::Answer>, ApiError> {
     let player = own(s, headers, player).await?;
     let request = match body {
         Some(body) => Some(json_body::<R>(body)?.0),
@@ -96,6 +98,49 @@ pub async fn self_exclusion(
 ) -> Result<Json<LimitsView>, ApiError> {
     handle(&s, &t, &player, &headers, Some(body), |region, player, request: Option<SelfExclusionRequest>| {
         Ok(SelfExclude { region, player, months: request.map_or(0, |r| r.months) })
+    })
+    .await
+}
+
+/// `GET /players/{id}/session`: the play session since the last login, its limits, when it ends
+/// and when the next reality check is due, with what was staked and won in it.
+pub async fn session(
+    State(s): State<Arc<AppState>>,
+    Extension(t): Extension<TraceId>,
+    Path(player): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<SessionView>, ApiError> {
+    handle::<(), _>(&s, &t, &player, &headers, None, |region, player, _| {
+        Ok(Session { region, player, command: SessionCommand::Read })
+    })
+    .await
+}
+
+/// `PUT /players/{id}/session-limits`.
+pub async fn session_limits(
+    State(s): State<Arc<AppState>>,
+    Extension(t): Extension<TraceId>,
+    Path(player): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<SessionView>, ApiError> {
+    handle(&s, &t, &player, &headers, Some(body), |region, player, request: Option<SessionLimitsRequest>| {
+        let request = request.ok_or_else(|| ApiError::bad_request(CellCode::InvalidRequest, "a body is required"))?;
+        Ok(Session { region, player, command: SessionCommand::SetLimits(request) })
+    })
+    .await
+}
+
+/// `POST /players/{id}/reality-check`: the player saw how long they played and what they won and
+/// lost, and plays on until the next one.
+pub async fn reality_check(
+    State(s): State<Arc<AppState>>,
+    Extension(t): Extension<TraceId>,
+    Path(player): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<SessionView>, ApiError> {
+    handle::<(), _>(&s, &t, &player, &headers, None, |region, player, _| {
+        Ok(Session { region, player, command: SessionCommand::AcknowledgeRealityCheck })
     })
     .await
 }

@@ -27,7 +27,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use bytes::Bytes;
 use contracts::operators::OperatorRef;
@@ -332,6 +332,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/players/{player_id}/timeout", post(limits::timeout))
         .route("/players/{player_id}/self-exclusion", post(limits::self_exclusion))
         .route("/players/{player_id}/kyc", get(compliance::kyc_status))
+        .route("/players/{player_id}/session", get(limits::session))
+        .route("/players/{player_id}/session-limits", put(limits::session_limits))
+        .route("/players/{player_id}/reality-check", post(limits::reality_check))
         .route("/kyc/webhook", post(compliance::kyc_webhook))
         .route("/compliance/players/{player_id}/decisions", get(compliance::decisions))
         .route("/compliance/cases", get(compliance::cases))

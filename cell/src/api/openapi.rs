@@ -197,28 +197,6 @@ fn build() -> Value {
                 "404": json_answer("PLAYER_NOT_FOUND", error.clone())
             }
         } },
-        "/players/{playerId}/kyc": { "get": {
-            "summary": "The bearer token's player's identity check (notRequested, pending, verified, failed) and, pending where the region allows play before verification, the deposits left and until when",
-            "security": [{ "sessionToken": [] }],
-            "parameters": [{ "name": "playerId", "in": "path", "required": true, "schema": player_id.clone() }],
-            "responses": {
-                "200": json_answer("the check", schema::<contracts::players::KycView>(&mut g)),
-                "401": json_answer("INVALID_SESSION", error.clone()),
-                "403": json_answer("NOT_YOUR_ACCOUNT", error.clone()),
-                "404": json_answer("PLAYER_NOT_FOUND", error.clone())
-            }
-        } },
-        "/kyc/webhook": { "post": {
-            "summary": "The KYC vendor's result for a check (check.completed: clear or consider; other types are taken and ignored), signed `X-Signature: sha256=` + the hex HMAC-SHA256 of the body with the account's secret; a duplicate changes nothing",
-            "parameters": [{ "name": "X-Signature", "in": "header", "required": true, "schema": { "type": "string" } }],
-            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object" } } } },
-            "responses": {
-                "200": { "description": "recorded, or nothing to record" },
-                "400": json_answer("BODY_UNREADABLE, INVALID_REQUEST", error.clone()),
-                "401": json_answer("BAD_SIGNATURE", error.clone()),
-                "404": json_answer("NOT_FOUND (no such check for this player yet: the vendor retries), PLAYER_NOT_FOUND", error.clone())
-            }
-        } },
         "/compliance/players/{playerId}/decisions": { "get": {
             "summary": "Every compliance decision about a player, oldest first: the self-exclusion register's answers, limit changes, time-outs and self-exclusions, each with its rule, policy version, source and time",
             "parameters": [{ "name": "playerId", "in": "path", "required": true, "schema": player_id.clone() }],
@@ -318,8 +296,66 @@ fn build() -> Value {
         "/readyz": { "get": { "summary": "Readiness: 200 once the store is open", "responses": { "200": { "description": "ready" }, "503": { "description": "opening" } } } },
         "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "metrics" } } } }
     });
+    // A second literal: one `json!` of every path passes the macro's recursion limit.
+    let players_compliance = json!({
+        "/players/{playerId}/kyc": { "get": {
+            "summary": "The bearer token's player's identity check (notRequested, pending, verified, failed) and, pending where the region allows play before verification, the deposits left and until when",
+            "security": [{ "sessionToken": [] }],
+            "parameters": [{ "name": "playerId", "in": "path", "required": true, "schema": player_id.clone() }],
+            "responses": {
+                "200": json_answer("the check", schema::<contracts::players::KycView>(&mut g)),
+                "401": json_answer("INVALID_SESSION", error.clone()),
+                "403": json_answer("NOT_YOUR_ACCOUNT", error.clone()),
+                "404": json_answer("PLAYER_NOT_FOUND", error.clone())
+            }
+        } },
+        "/players/{playerId}/session": { "get": {
+            "summary": "The bearer token's player's play session (from their last login): its time limit and reality-check interval, when it ends, when the next reality check is due, and what was staked and returned in it",
+            "security": [{ "sessionToken": [] }],
+            "parameters": [{ "name": "playerId", "in": "path", "required": true, "schema": player_id.clone() }],
+            "responses": {
+                "200": json_answer("the session", schema::<contracts::limits::SessionView>(&mut g)),
+                "401": json_answer("INVALID_SESSION", error.clone()),
+                "403": json_answer("NOT_YOUR_ACCOUNT", error.clone())
+            }
+        } },
+        "/players/{playerId}/session-limits": { "put": {
+            "summary": "Set how long a play session may last (10 to 1440 minutes; bets after it: SESSION_TIME_LIMIT_REACHED until the next login) and how often play stops for a reality check (5 to 120 minutes; REALITY_CHECK_DUE until acknowledged); tighter at once, looser after the region's cooling-off",
+            "security": [{ "sessionToken": [] }],
+            "parameters": [{ "name": "playerId", "in": "path", "required": true, "schema": player_id.clone() }],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": schema::<contracts::limits::SessionLimitsRequest>(&mut g) } } },
+            "responses": {
+                "200": json_answer("the session", schema::<contracts::limits::SessionView>(&mut g)),
+                "400": json_answer("MALFORMED_JSON, INVALID_REQUEST", error.clone()),
+                "401": json_answer("INVALID_SESSION", error.clone()),
+                "403": json_answer("NOT_YOUR_ACCOUNT", error.clone())
+            }
+        } },
+        "/players/{playerId}/reality-check": { "post": {
+            "summary": "Acknowledge a reality check (the app showed the time played and the session's result): play goes on until the next one",
+            "security": [{ "sessionToken": [] }],
+            "parameters": [{ "name": "playerId", "in": "path", "required": true, "schema": player_id.clone() }],
+            "responses": {
+                "200": json_answer("the session", schema::<contracts::limits::SessionView>(&mut g)),
+                "401": json_answer("INVALID_SESSION", error.clone()),
+                "403": json_answer("NOT_YOUR_ACCOUNT", error.clone())
+            }
+        } },
+        "/kyc/webhook": { "post": {
+            "summary": "The KYC vendor's result for a check (check.completed: clear or consider; other types are taken and ignored), signed `X-Signature: sha256=` + the hex HMAC-SHA256 of the body with the account's secret; a duplicate changes nothing",
+            "parameters": [{ "name": "X-Signature", "in": "header", "required": true, "schema": { "type": "string" } }],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object" } } } },
+            "responses": {
+                "200": { "description": "recorded, or nothing to record" },
+                "400": json_answer("BODY_UNREADABLE, INVALID_REQUEST", error.clone()),
+                "401": json_answer("BAD_SIGNATURE", error.clone()),
+                "404": json_answer("NOT_FOUND (no such check for this player yet: the vendor retries), PLAYER_NOT_FOUND", error.clone())
+            }
+        } }
+    });
     // Until the store is open, every domain route is refused alike.
     let mut paths = paths;
+    paths.as_object_mut().expect("paths").extend(players_compliance.as_object().expect("paths").clone());
     for (path, item) in paths.as_object_mut().expect("paths") {
         if OPS_PATHS.contains(&path.as_str()) {
             continue;

@@ -47,6 +47,13 @@ pub async fn create(
         blocking(move || identity.verify(&token).and_then(|claims| identity.logout(&claims))).await?;
         return Err(refused.into());
     }
+    // A login starts a play session: its time limit and reality checks count from now.
+    let start = crate::domains::compliance::limits::Session {
+        region: d.region.clone(),
+        player,
+        command: crate::domains::compliance::limits::SessionCommand::Start,
+    };
+    d.ledger.execute_unkeyed(start, s.event_context(&t, None)).await?;
     Ok((StatusCode::CREATED, Json(tokens)))
 }
 

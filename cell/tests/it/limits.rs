@@ -202,3 +202,74 @@ async fn spanish_default_limits_apply_from_registration() {
     assert_eq!(deposit(&c, "es-ana", "EUR", "600.00", "e1").await.status, 200);
     assert_eq!(deposit(&c, "es-ana", "EUR", "0.01", "e2").await.code(), "DEPOSIT_LIMIT_EXCEEDED");
 }
+
+/// Access tokens last 15 minutes on the cell's clock: a fresh one from the refresh token (which,
+/// unlike a login, keeps the play session going).
+async fn refreshed(c: &Client, refresh_token: &mut String) -> String {
+    let body = json!({ "refreshToken": refresh_token }).to_string();
+    let tokens = c.raw("POST", "/sessions/refresh", &[], body.into_bytes()).await.unwrap().json();
+    *refresh_token = tokens["refreshToken"].as_str().unwrap().to_owned();
+    tokens["accessToken"].as_str().unwrap().to_owned()
+}
+
+/// A session time limit and reality checks on the cell's clock: bets stop when a reality check
+/// is due until the player acknowledges it, and when the session's time is up until they log in
+/// again; a longer limit waits the cooling-off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_time_limit_and_reality_checks_pause_play() {
+    let clock = cell::clock::ManualClock::new(chrono::Utc::now());
+    let cell = TestCell::start_with_clock("uk", Vec::new(), Default::default(), clock.clone()).await;
+    let c = cell.client();
+    assert_eq!(c.register("uk-rita", ADULT, "GB", "GBP").await.status, 201);
+    let body = json!({ "playerId": "uk-rita", "password": PASSWORD }).to_string();
+    let tokens = c.raw("POST", "/sessions", &[], body.into_bytes()).await.unwrap().json();
+    let mut refresh_token = tokens["refreshToken"].as_str().unwrap().to_owned();
+    let token = tokens["accessToken"].as_str().unwrap().to_owned();
+    assert_eq!(deposit(&c, "uk-rita", "GBP", "100.00", "rita-d1").await.status, 200);
+    let limits = json!({ "sessionMinutes": 60, "realityCheckMinutes": 20 });
+    let set = as_player(&c, "PUT", "/players/uk-rita/session-limits", &token, Some(limits)).await;
+    assert_eq!(set.status, 200, "{}", String::from_utf8_lossy(&set.body));
+    let view = set.json();
+    assert_eq!((view["sessionMinutes"].as_u64(), view["realityCheckMinutes"].as_u64()), (Some(60), Some(20)));
+    let mut bets = 0;
+    let mut bet = || {
+        bets += 1;
+        let hold = json!({ "playerId": "uk-rita", "roundId": format!("r{bets}"), "betId": format!("b{bets}"), "currency": "GBP", "amount": "1.00" });
+        let key = format!("rita-bet-{bets}");
+        async move { c.post("/wallet/hold", &key, hold).await }
+    };
+    assert_eq!(bet().await.status, 200);
+    clock.advance(chrono::Duration::minutes(21));
+    let due = bet().await;
+    assert_eq!((due.status, due.code().as_str()), (422, "REALITY_CHECK_DUE"), "{}", due.json());
+    let token = refreshed(&c, &mut refresh_token).await;
+    let session = as_player(&c, "GET", "/players/uk-rita/session", &token, None).await.json();
+    assert_eq!((session["staked"].as_str(), session["net"].as_str()), (Some("1.00"), Some("-1.00")), "{session}");
+    let seen = as_player(&c, "POST", "/players/uk-rita/reality-check", &token, None).await;
+    assert_eq!(seen.status, 200);
+    assert_eq!(bet().await.status, 200, "acknowledged: play goes on");
+    // A longer session waits the UK's 24 hours; the 60 minutes stand meanwhile.
+    let longer = json!({ "sessionMinutes": 120, "realityCheckMinutes": 20 });
+    let pending = as_player(&c, "PUT", "/players/uk-rita/session-limits", &token, Some(longer)).await.json();
+    assert_eq!(
+        (pending["sessionMinutes"].as_u64(), pending["pending"]["sessionMinutes"].as_u64()),
+        (Some(60), Some(120))
+    );
+    clock.advance(chrono::Duration::minutes(19));
+    assert_eq!(bet().await.status, 200);
+    clock.advance(chrono::Duration::minutes(21));
+    let token = refreshed(&c, &mut refresh_token).await;
+    let seen = as_player(&c, "POST", "/players/uk-rita/reality-check", &token, None).await;
+    assert_eq!(seen.status, 200);
+    let over = bet().await;
+    assert_eq!((over.status, over.code().as_str()), (422, "SESSION_TIME_LIMIT_REACHED"), "{}", over.json());
+    // A new login is a new session.
+    let token = login(&c, "uk-rita").await;
+    assert_eq!(bet().await.status, 200);
+    let log = c.get("/compliance/players/uk-rita/decisions").await.json();
+    let kinds: Vec<&str> = log["decisions"].as_array().unwrap().iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    for kind in ["session_limits_set", "reality_check", "session_limits_pending", "refused"] {
+        assert!(kinds.contains(&kind), "{kind} missing: {kinds:?}");
+    }
+    let _ = token;
+}

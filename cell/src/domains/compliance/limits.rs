@@ -102,8 +102,50 @@ struct PlayerRg {
     /// The national register that last said the player is excluded (cleared when it says not).
     #[serde(default)]
     register_excluded: Option<String>,
+    /// The play session (from the last login), its limits and when the last reality check was
+    /// acknowledged.
+    #[serde(default)]
+    session: PlaySession,
     #[serde(skip)]
     counters: [Counter; 3],
+}
+
+/// A player's play session: it starts at each login. `staked` and `returned` are in memory only
+/// (rebuilt from the journal since `started`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct PlaySession {
+    minutes: Option<u32>,
+    reality_check_minutes: Option<u32>,
+    /// Looser limits waiting for the cooling-off period, and from when.
+    pending: Option<(Option<u32>, Option<u32>, DateTime<Utc>)>,
+    started: Option<DateTime<Utc>>,
+    reality_check_acknowledged: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    staked: Decimal,
+    #[serde(skip)]
+    returned: Decimal,
+}
+
+impl PlaySession {
+    fn ends_at(&self) -> Option<DateTime<Utc>> {
+        Some(self.started? + Duration::minutes(i64::from(self.minutes?)))
+    }
+
+    fn reality_check_due_at(&self) -> Option<DateTime<Utc>> {
+        let since = self.started?.max(self.reality_check_acknowledged.unwrap_or(DateTime::<Utc>::MIN_UTC));
+        Some(since + Duration::minutes(i64::from(self.reality_check_minutes?)))
+    }
+
+    /// Applies looser limits whose time has come. True when it did.
+    fn settle_pending(&mut self, now: DateTime<Utc>) -> bool {
+        match self.pending {
+            Some((minutes, reality, at)) if at <= now => {
+                (self.minutes, self.reality_check_minutes, self.pending) = (minutes, reality, None);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What one day moved, for AML windows.
@@ -261,7 +303,15 @@ impl PlayerRg {
     }
 
     /// Counts one journal entry (or one being applied) of kind `kind` on `day`.
-    fn count_entry(&mut self, day: NaiveDate, kind: PostingKind, cash_in: Decimal, cash_out: Decimal) {
+    fn count_entry(&mut self, at: DateTime<Utc>, kind: PostingKind, cash_in: Decimal, cash_out: Decimal) {
+        let day = at.date_naive();
+        if self.session.started.is_some_and(|started| at >= started) {
+            match kind {
+                PostingKind::Stake => self.session.staked += cash_out,
+                PostingKind::Win | PostingKind::Refund => self.session.returned += cash_in,
+                _ => {}
+            }
+        }
         if matches!(kind, PostingKind::Deposit | PostingKind::Stake) {
             let totals = self.days.entry(day).or_default();
             match kind {
@@ -315,7 +365,7 @@ impl RgRoom {
             let earliest = PERIODS.iter().map(|p| period_start(*p, today)).min().unwrap_or(today).min(aml_start);
             let since = earliest.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
             for fact in crate::ledger::journal_since(tx, player, currency, since)? {
-                record.count_entry(fact.at.date_naive(), fact.kind, fact.cash_in, fact.cash_out);
+                record.count_entry(fact.at, fact.kind, fact.cash_in, fact.cash_out);
             }
             self.players.insert(player.clone(), record);
         }
@@ -525,6 +575,20 @@ impl RgGate {
         if let Some(kyc) = rg.kyc.as_ref().filter(|k| k.status != KycStatus::Verified) {
             self.unverified(entry, kyc, what)?;
         }
+        if kind == LimitKind::Loss {
+            if let Some(ends) = rg.session.ends_at().filter(|ends| *ends <= now) {
+                let rule = rule_id(&self.region, "PLAYER-SESSION-LIMIT", None);
+                let message = format!("the play session reached its time limit at {ends}: log in again to play on");
+                return Err(self.refusal(CellCode::SessionTimeLimitReached, rule, message));
+            }
+            if let Some(due) = rg.session.reality_check_due_at().filter(|due| *due <= now) {
+                let rule = rule_id(&self.region, "PLAYER-REALITY-CHECK", None);
+                let message = format!(
+                    "a reality check was due at {due}: the player acknowledges it (POST /players/{{id}}/reality-check) to play on"
+                );
+                return Err(self.refusal(CellCode::RealityCheckDue, rule, message));
+            }
+        }
         let (currency, scale) = (entry.currency.code(), entry.currency.scale());
         if kind == LimitKind::Deposit {
             if let Some(required) = self.region.deposit_limits.as_ref().filter(|d| d.mandatory && d.defaults.is_empty())
@@ -681,7 +745,7 @@ impl Gate for RgGate {
         }
         let (room, tx) = state.room::<RgRoom>();
         let rg = room.get(tx, entry.player.player, entry.currency, entry.now)?;
-        let settled = rg.settle_pending(entry.now);
+        let settled = rg.settle_pending(entry.now) | rg.session.settle_pending(entry.now);
         let mut decided = self.decide(entry, rg);
         if settled {
             room.dirty.insert(entry.player.player.clone());
@@ -710,7 +774,7 @@ impl Gate for RgGate {
         let rg = room.get(tx, entry.player.player, entry.currency, entry.now)?;
         // A gate sees the larger side of an entry: what came into cash for a deposit or a return,
         // what left it for a stake.
-        rg.count_entry(entry.now.date_naive(), entry.kind, entry.amount, entry.amount);
+        rg.count_entry(entry.now, entry.kind, entry.amount, entry.amount);
         if entry.kind == PostingKind::Deposit {
             for alert in self.deposits_over(entry, room) {
                 state.alert(alert);
@@ -1102,6 +1166,154 @@ impl LedgerCommand for RecordRegisterAnswer {
             room.dirty.insert(self.player.clone());
         }
         Ok(Ok(()))
+    }
+}
+
+/// The player's session as they see it.
+fn session_view(player: &PlayerId, currency: Currency, rg: &PlayerRg) -> contracts::limits::SessionView {
+    let (session, scale) = (&rg.session, currency.scale());
+    contracts::limits::SessionView {
+        player_id: player.clone(),
+        currency,
+        session_minutes: session.minutes,
+        reality_check_minutes: session.reality_check_minutes,
+        pending: session.pending.map(|(session_minutes, reality_check_minutes, effective_at)| {
+            contracts::limits::PendingSessionLimits { session_minutes, reality_check_minutes, effective_at }
+        }),
+        started_at: session.started,
+        ends_at: session.ends_at(),
+        reality_check_due_at: session.reality_check_due_at(),
+        staked: Amount::at_scale(session.staked, scale),
+        returned: Amount::at_scale(session.returned, scale),
+        net: Amount::at_scale(session.returned - session.staked, scale),
+    }
+}
+
+/// What a session command changed.
+enum SessionChange {
+    Nothing,
+    /// Stored, not a decision (a login starting a session).
+    Quietly,
+    /// Stored and logged as a decision: its kind, rule (without the jurisdiction) and outcome.
+    Decided(&'static str, &'static str, String),
+}
+
+/// What the session commands do: `change` the player's session, then the view.
+fn with_session(
+    tx: &mut KernelTx<'_>,
+    region: &RegionConfig,
+    player: &PlayerId,
+    change: impl FnOnce(&mut PlaySession, DateTime<Utc>) -> Result<SessionChange, LimitsError>,
+) -> Result<Result<contracts::limits::SessionView, LimitsError>, StoreError> {
+    let registered = match tx.registered(player)? {
+        Ok(registered) => registered,
+        Err(refused) => return Ok(Err(refused.into())),
+    };
+    let now = tx.now();
+    let (room, store) = tx.room::<RgRoom>();
+    let rg = room.get(store, player, registered.currency, now)?;
+    let settled = rg.session.settle_pending(now);
+    let mut session = rg.session.clone();
+    let changed = match change(&mut session, now) {
+        Ok(changed) => changed,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    rg.session = session;
+    let view = session_view(player, registered.currency, rg);
+    if settled || !matches!(changed, SessionChange::Nothing) {
+        room.dirty.insert(player.clone());
+    }
+    if let SessionChange::Decided(kind, rule, outcome) = changed {
+        let decision = contracts::limits::Decision {
+            at: now,
+            kind: kind.into(),
+            rule: rule_id(region, rule, None),
+            policy_version: region.policy_version.clone(),
+            source: "player".into(),
+            outcome,
+        };
+        super::record_decision(tx.store(), player, &decision)?;
+    }
+    Ok(Ok(view))
+}
+
+/// The session routes: read it, set its limits, acknowledge a reality check; and a login, which
+/// starts a new one.
+pub enum SessionCommand {
+    Read,
+    SetLimits(contracts::limits::SessionLimitsRequest),
+    AcknowledgeRealityCheck,
+    Start,
+}
+
+/// A session command for a player.
+pub struct Session {
+    pub region: Arc<RegionConfig>,
+    pub player: PlayerId,
+    pub command: SessionCommand,
+}
+
+impl LedgerCommand for Session {
+    type Room = ();
+    type Answer = contracts::limits::SessionView;
+    type Refusal = LimitsError;
+    fn kind(&self) -> &'static str {
+        match self.command {
+            SessionCommand::Read => "rg_session_read",
+            SessionCommand::SetLimits(_) => "rg_session_limits",
+            SessionCommand::AcknowledgeRealityCheck => "rg_reality_check",
+            SessionCommand::Start => "rg_session_start",
+        }
+    }
+    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<Self::Answer, LimitsError>, StoreError> {
+        let delay =
+            Duration::hours(i64::from(self.region.deposit_limits.as_ref().map_or(24, |d| d.increase_delay_hours)));
+        with_session(tx, &self.region, &self.player, |session, now| match &self.command {
+            SessionCommand::Read => Ok(SessionChange::Nothing),
+            SessionCommand::Start => {
+                (session.started, session.reality_check_acknowledged) = (Some(now), Some(now));
+                (session.staked, session.returned) = (Decimal::ZERO, Decimal::ZERO);
+                Ok(SessionChange::Quietly)
+            }
+            SessionCommand::AcknowledgeRealityCheck => {
+                session.reality_check_acknowledged = Some(now);
+                let outcome = format!(
+                    "acknowledged: {} staked, {} returned this session",
+                    session.staked.normalize(),
+                    session.returned.normalize()
+                );
+                Ok(SessionChange::Decided("reality_check", "PLAYER-REALITY-CHECK", outcome))
+            }
+            SessionCommand::SetLimits(request) => {
+                let in_range =
+                    |v: Option<u32>, range: std::ops::RangeInclusive<u32>| v.is_none_or(|v| range.contains(&v));
+                if !in_range(request.session_minutes, contracts::limits::SESSION_MINUTES)
+                    || !in_range(request.reality_check_minutes, contracts::limits::REALITY_CHECK_MINUTES)
+                {
+                    return Err(LimitsError::Invalid(
+                        "sessionMinutes: 10 to 1440; realityCheckMinutes: 5 to 120 (or null for none)".into(),
+                    ));
+                }
+                // Shorter (or newly set) is tighter; longer or removed waits the cooling-off.
+                let tighter = |new: Option<u32>, old: Option<u32>| match (new, old) {
+                    (Some(new), Some(old)) => new <= old,
+                    (_, None) => true,
+                    (None, Some(_)) => false,
+                };
+                let wanted = (request.session_minutes, request.reality_check_minutes);
+                let show = |v: Option<u32>| v.map_or_else(|| "none".to_owned(), |m| format!("{m} min"));
+                let what = format!("session {}, reality check every {}", show(wanted.0), show(wanted.1));
+                if tighter(wanted.0, session.minutes) && tighter(wanted.1, session.reality_check_minutes) {
+                    (session.minutes, session.reality_check_minutes, session.pending) = (wanted.0, wanted.1, None);
+                    Ok(SessionChange::Decided("session_limits_set", "PLAYER-SESSION-LIMIT", what))
+                } else {
+                    let effective_at = now + delay;
+                    session.pending = Some((wanted.0, wanted.1, effective_at));
+                    let outcome = format!("{what} from {effective_at}");
+                    Ok(SessionChange::Decided("session_limits_pending", "PLAYER-SESSION-LIMIT", outcome))
+                }
+            }
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! `/players`: registration, owned by the compliance domain.
 
 use super::{answer, mutating, ApiError, AppState, HeadersAndBody, TraceId};
+use crate::domains::compliance::limits::ChainPendingAlerts;
 use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
@@ -28,7 +29,7 @@ pub async fn register(
     let sanctions = d.compliance.screen_sanctions(request.profile.as_ref()).await?;
     // Then the KYC vendor takes the identity check, whose result comes by its webhook.
     let kyc_check = d.compliance.request_kyc(&request.player_id, profile, born).await?;
-    let compliance = d.compliance.clone();
+    let (compliance, opens_case) = (d.compliance.clone(), sanctions.is_some());
     let ctx = s.event_context(&t, None);
     let outcome = super::blocking(move || {
         // Hashed before the transaction: tens of milliseconds that a retried commit need not redo.
@@ -36,5 +37,13 @@ pub async fn register(
         compliance.player_register(request, Some(&credential), &key, &ctx, sanctions.as_ref(), kyc_check.as_deref())
     })
     .await?;
+    if opens_case {
+        // The case's alert into the audit chain (kept in the registration until the writer
+        // takes it; a crash before this leaves it for the next start).
+        let chained = d.ledger.execute_unkeyed(ChainPendingAlerts, s.event_context(&t, None)).await;
+        if let Err(e) = chained {
+            tracing::warn!(error = %e, "the AML alert waits for the next start to be chained");
+        }
+    }
     Ok(answer(outcome))
 }

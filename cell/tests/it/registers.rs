@@ -187,6 +187,19 @@ async fn a_sanctioned_name_opens_a_case_that_holds_withdrawals() {
     assert!(kinds.contains(&"aml_case_opened") && kinds.contains(&"aml_case_decided"), "{kinds:?}");
     let events: Vec<String> = c.events().await.iter().map(|e| e["event"].as_str().unwrap().to_owned()).collect();
     assert!(events.contains(&"aml.alert".to_owned()) && events.contains(&"aml.case_decided".to_owned()));
+    // Every step of the case is in the audit chain, the alert its registration opened included.
+    let chain = c.get("/audit/records?limit=1000").await.json();
+    let chained: Vec<String> = chain["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(r["event"].as_str().unwrap()).unwrap()["event"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    for step in ["aml.alert", "aml.case_decided"] {
+        assert_eq!(chained.iter().filter(|e| *e == step).count(), 1, "{step} in {chained:?}");
+    }
 }
 
 /// Spain asks RGIAJ before each deposit too: a player excluded since their last answer cannot

@@ -51,3 +51,14 @@ pub fn case(id: &str) -> Vec<u8> {
 pub fn cases() -> (Vec<u8>, Vec<u8>) {
     subspaces::compliance().subspace(&("case",)).range()
 }
+
+/// An AML alert written outside the writer (at registration) waiting to be appended to the audit
+/// chain by the writer.
+pub fn alert_to_chain(case: &str) -> Vec<u8> {
+    subspaces::compliance().pack(&("alert-to-chain", case))
+}
+
+/// Every alert waiting for the chain.
+pub fn alerts_to_chain() -> (Vec<u8>, Vec<u8>) {
+    subspaces::compliance().subspace(&("alert-to-chain",)).range()
+}

@@ -1317,6 +1317,34 @@ impl LedgerCommand for Session {
     }
 }
 
+/// Appends the AML alerts registration kept aside (`keys::alert_to_chain`) to the audit chain and
+/// the event log, and clears them, in one batch: after each registration that opened a case, and
+/// at start (a registration that committed just before a crash). How many were chained.
+pub struct ChainPendingAlerts;
+
+/// Most alerts one command chains (the rest wait for the next).
+pub const ALERTS_PER_COMMAND: usize = 100;
+
+impl LedgerCommand for ChainPendingAlerts {
+    type Room = ();
+    type Answer = usize;
+    type Refusal = LimitsError;
+    fn kind(&self) -> &'static str {
+        "aml_alerts_chain"
+    }
+    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<usize, LimitsError>, StoreError> {
+        let (begin, end) = super::keys::alerts_to_chain();
+        let pending = tx.store().get_range(&begin, &end, ALERTS_PER_COMMAND, false)?;
+        for (key, value) in &pending {
+            let alert: contracts::events::AmlAlert =
+                rmp_serde::from_slice(value).map_err(|e| StoreError::corrupt(key, e))?;
+            tx.event(alert)?;
+            tx.store().clear(key)?;
+        }
+        Ok(Ok(pending.len()))
+    }
+}
+
 /// A sanctions-list hit found by screening the players again (the list changed): opens case `id`
 /// unless the player already has a case of that id (the same entry, matched before).
 pub struct OpenSanctionsCase {

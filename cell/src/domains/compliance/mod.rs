@@ -408,6 +408,15 @@ impl Compliance {
         })
     }
 
+    /// The events of compliance's own background work: a trace of their own.
+    fn background_context(&self) -> EventContext {
+        EventContext {
+            cell: self.region.cell_id.clone(),
+            trace_id: hex::encode(rand::random::<[u8; 16]>()),
+            operator: None,
+        }
+    }
+
     /// Screens every player again whenever the sanctions list's version changes (checked every
     /// `interval`): a new hit opens a case (`OpenSanctionsCase`), once per player and entry. The
     /// version screened is kept, so a restart does not screen again for nothing.
@@ -418,6 +427,19 @@ impl Compliance {
     ) -> Option<tokio::task::JoinHandle<()>> {
         let registers = self.registers.clone()?;
         Some(tokio::spawn(async move {
+            // Alerts a registration kept aside just before a crash go into the chain first.
+            loop {
+                let ctx = self.background_context();
+                match ledger.execute_unkeyed(limits::ChainPendingAlerts, ctx).await {
+                    Ok(chained) if chained.value == limits::ALERTS_PER_COMMAND => continue,
+                    Ok(chained) if chained.value > 0 => {
+                        tracing::info!(alerts = chained.value, "AML alerts kept by registrations chained")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "AML alerts kept by registrations not chained yet"),
+                }
+                break;
+            }
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -461,11 +483,7 @@ impl Compliance {
                 players += 1;
                 let Some(player) = keys::profile_player(key) else { continue };
                 let Some(hit) = self.screen_against(list, &profile) else { continue };
-                let ctx = EventContext {
-                    cell: self.region.cell_id.clone(),
-                    trace_id: hex::encode(rand::random::<[u8; 16]>()),
-                    operator: None,
-                };
+                let ctx = self.background_context();
                 let command = limits::OpenSanctionsCase {
                     region: self.region.clone(),
                     id: hit.case_id(&player),
@@ -643,12 +661,14 @@ impl Compliance {
                     outcome: hit.reason.clone(),
                 };
                 record_decision(tx, &player.player_id, &decision)?;
+                // The alert goes into the audit chain, which only the writer appends to: kept here
+                // in the registration's transaction, chained by `ChainPendingAlerts` after it.
                 let alert = contracts::events::AmlAlert {
                     player_id: player.player_id.clone(),
                     case_id: case.id.clone(),
                     rule: hit.rule.clone(),
                 };
-                events::append(tx, 1, &events::encode(&events::envelope(ctx, alert, now)))?;
+                tx.set(&keys::alert_to_chain(&case.id), &rmp_serde::to_vec_named(&alert).expect("an alert encodes"))?;
             }
             let record = IdempotencyRecord {
                 request_hash: key.request_hash,

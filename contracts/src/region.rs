@@ -209,6 +209,8 @@ struct AmlRuleFile {
     /// `withdrawal_after_little_play`: the share of the window's deposits that must have been
     /// staked for a withdrawal not to be flagged.
     play_ratio: Option<String>,
+    /// `payment_methods`: how many distinct payment methods deposits in the window may use.
+    max_methods: Option<u32>,
     effective_from: NaiveDate,
     source: String,
 }
@@ -240,6 +242,8 @@ pub enum AmlRuleKind {
     DepositsOver,
     /// A withdrawal after deposits in the window (at least a threshold) of which little was staked.
     WithdrawalAfterLittlePlay,
+    /// Deposits in the window from more distinct payment methods than allowed.
+    PaymentMethods,
 }
 
 #[derive(Debug, Deserialize)]
@@ -382,6 +386,7 @@ pub struct AmlRule {
     pub window_days: u32,
     pub threshold: Option<Money>,
     pub play_ratio: Option<Decimal>,
+    pub max_methods: Option<u32>,
     pub effective_from: NaiveDate,
     pub source: String,
 }
@@ -667,6 +672,7 @@ fn check_aml(a: &AmlFile, money: MoneyField<'_>) -> Result<AmlRules, RegionFileE
             AmlRuleKind::WithdrawalAfterLittlePlay => {
                 (play_ratio.is_some() && threshold.is_some()).then_some(()).ok_or("a play_ratio and a threshold")
             }
+            AmlRuleKind::PaymentMethods => r.max_methods.filter(|m| *m > 0).map(|_| ()).ok_or("a max_methods above 0"),
         };
         if let Err(what) = needs {
             return Err(invalid(field("kind"), format!("{:?} needs {what}", r.kind)));
@@ -677,6 +683,7 @@ fn check_aml(a: &AmlFile, money: MoneyField<'_>) -> Result<AmlRules, RegionFileE
             window_days: r.window_days,
             threshold,
             play_ratio,
+            max_methods: r.max_methods,
             effective_from: r.effective_from,
             source: r.source.clone(),
         });

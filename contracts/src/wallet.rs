@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of the wallet API shapes; bump with any change to them.
-pub const WALLET_API_VERSION: &str = "2";
+pub const WALLET_API_VERSION: &str = "3";
 /// Most operations one settle carries.
 pub const SETTLE_OPERATIONS_MAX: usize = 500;
 
@@ -29,6 +29,12 @@ pub struct MovementRequest {
     pub currency: String,
     pub amount: Amount,
     pub reason: MovementReason,
+    /// The payment method a deposit came from or a withdrawal goes to, as the payment provider
+    /// names it (a token such as `card:tok_4242` or `bank:GB29…1234`, never a full card number):
+    /// AML rules count the methods a player uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub payment_method: Option<String>,
 }
 
 /// `POST /wallet/hold`: move a stake from cash to held for an open bet.

@@ -200,6 +200,7 @@ pub(super) async fn setup(cell: &OpenCell, players: usize) -> anyhow::Result<()>
                 reason: MovementReason::Deposit,
                 inward: true,
                 location: None,
+                payment_method: None,
             };
             wallet.execute(command, key(&format!("fund-{i}"), "wallet.credit"), ctx()).await?;
             anyhow::Ok(())

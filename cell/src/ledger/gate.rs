@@ -73,6 +73,8 @@ pub struct GatedEntry<'a> {
     /// What earlier entries of the same command, for this player, currency and kind, move: a
     /// command's entries are checked before any is counted.
     pub earlier: Decimal,
+    /// A deposit's or withdrawal's payment method, when the domain knows it.
+    pub payment_method: Option<&'a str>,
 }
 
 /// What a gate may read and keep: its room (found by type, the same one the domain's commands
@@ -98,12 +100,13 @@ impl GateState<'_> {
 
 /// One journal entry of a player as a counting gate rebuilds its counters from: when, what kind,
 /// and what it moved into and out of the player's cash.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JournalFact {
     pub at: chrono::DateTime<chrono::Utc>,
     pub kind: PostingKind,
     pub cash_in: Decimal,
     pub cash_out: Decimal,
+    pub payment_method: Option<String>,
 }
 
 /// A player's journal in `currency` from `since` on, as facts (entries written before the journal
@@ -132,7 +135,7 @@ pub fn journal_since(
                 cash_out = super::ledger_add(cash_out, *amount).map_err(corrupt)?;
             }
         }
-        facts.push(JournalFact { at: record.ts, kind, cash_in, cash_out });
+        facts.push(JournalFact { at: record.ts, kind, cash_in, cash_out, payment_method: record.payment_method });
     }
     Ok(facts)
 }

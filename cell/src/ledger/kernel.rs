@@ -53,6 +53,8 @@ pub struct Entry<'a> {
     pub stake: Option<StakeContext>,
     /// Where the request came from, when the domain knows it.
     pub location: Option<CountryCode>,
+    /// A deposit's or withdrawal's payment method, as the PSP names it (AML rules count them).
+    pub payment_method: Option<String>,
 }
 
 /// An entry as applied: its journal sequence number and the player's balances after it.
@@ -84,6 +86,8 @@ pub(crate) struct JournalRecord {
     /// What the entry is, for gates that count (absent in entries written before it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub posting_kind: Option<PostingKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<String>,
 }
 
 /// What the gates were shown of one entry, to show them again when it is counted.
@@ -112,7 +116,7 @@ fn player_context<'p>(
 }
 
 fn gated_entry<'p>(
-    e: &Entry<'_>,
+    e: &'p Entry<'_>,
     player: &'p PlayerContext<'p>,
     facts: &GateFacts,
     at: DateTime<Utc>,
@@ -125,6 +129,7 @@ fn gated_entry<'p>(
         stake: e.stake,
         now: at,
         earlier: facts.earlier,
+        payment_method: e.payment_method.as_deref(),
     }
 }
 
@@ -345,6 +350,7 @@ impl KernelTx<'_> {
                 postings: e.postings.iter().map(|p| (name(p.from), name(p.to), p.amount)).collect(),
                 after,
                 posting_kind: Some(e.kind),
+                payment_method: e.payment_method,
             };
             self.tx.set(&keys::entry(e.player, e.currency, ts.timestamp_micros(), seq), &encode(&record))?;
             self.view.balances.insert((e.player.clone(), e.currency), after);

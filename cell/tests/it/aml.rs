@@ -76,3 +76,24 @@ async fn monitoring_rules_open_cases_that_hold_withdrawals_until_decided() {
     assert_eq!(deposit(&c, "mt-sam", "EUR", "100.00", "s-d1").await.status, 200);
     assert_eq!(c.post("/wallet/debit", "s-w1", withdrawal("mt-sam", "100.00")).await.status, 200);
 }
+
+/// Deposits from more payment methods in 30 days than the region allows open a case; the
+/// methods are counted again from the journal after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_payment_methods_open_a_case() {
+    let mut cell = TestCell::start("mt").await;
+    assert_eq!(cell.client().register("mt-pat", "1990-04-01", "MT", "EUR").await.status, 201);
+    let with_method = |method: &str| json!({ "playerId": "mt-pat", "currency": "EUR", "amount": "20.00", "reason": "deposit", "paymentMethod": method });
+    let c = cell.client();
+    for (i, method) in ["card:tok_1111", "card:tok_2222", "card:tok_1111", "bank:GB29-0001"].iter().enumerate() {
+        assert_eq!(c.post("/wallet/credit", &format!("p-d{i}"), with_method(method)).await.status, 200);
+    }
+    assert!(open_cases(&c, "mt-pat").await.is_empty(), "three methods are allowed");
+    cell.restart("mt").await;
+    let c = cell.client();
+    assert_eq!(c.post("/wallet/credit", "p-d9", with_method("card:tok_3333")).await.status, 200);
+    let cases = open_cases(&c, "mt-pat").await;
+    assert_eq!(cases.len(), 1, "{cases:?}");
+    assert_eq!(cases[0]["rule"], "MGA-AML-PAYMENT-METHODS");
+    assert!(cases[0]["reason"].as_str().unwrap().contains("4 payment methods"), "{}", cases[0]);
+}

@@ -108,6 +108,7 @@ async fn a_registered_gate_sees_every_entry_of_every_domain_and_its_refusal_move
             reason: contracts::wallet::MovementReason::Deposit,
             inward: true,
             location: None,
+            payment_method: None,
         };
         ledger.execute(deposit, key(&format!("dep-{i}")), ctx()).await.unwrap();
         let round = RoundId::new("r1").unwrap();

@@ -180,6 +180,7 @@ async fn operations_batched_with_a_panicking_one_are_not_lost() {
         reason: contracts::wallet::MovementReason::Deposit,
         inward: true,
         location: None,
+        payment_method: None,
     };
     let submit = |command: Movement, key: String| {
         let wallet = wallet.clone();

@@ -222,6 +222,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     reason: MovementReason::Deposit,
                     inward: true,
                     location: None,
+                    payment_method: None,
                 })
             }),
             Op::Debit { player: p, cents } => edge(*cents, false).map(|money| {
@@ -231,6 +232,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     reason: MovementReason::Withdrawal,
                     inward: false,
                     location: None,
+                    payment_method: None,
                 })
             }),
             Op::Hold { player: p, round, bet, cents } => edge(*cents, false).map(|money| {
@@ -421,6 +423,7 @@ async fn store_faults_never_apply_an_operation_twice() {
                 reason: MovementReason::Deposit,
                 inward: true,
                 location: None,
+                payment_method: None,
             };
             let k = key(n, &command);
             let mut attempts = 0;

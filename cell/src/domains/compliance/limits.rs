@@ -149,10 +149,12 @@ impl PlaySession {
 }
 
 /// What one day moved, for AML windows.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct DayTotals {
     deposited: Decimal,
     staked: Decimal,
+    /// The payment methods deposits came from.
+    methods: Vec<String>,
 }
 
 /// A player's identity check, as the gate reads it.
@@ -247,12 +249,18 @@ fn slot(period: LimitPeriod) -> usize {
 }
 
 impl PlayerRg {
-    /// What the `days` days ending `today` moved.
+    /// What the `days` days ending `today` moved (each method once).
     fn window(&self, today: NaiveDate, days: u32) -> DayTotals {
         let first = today - Duration::days(i64::from(days) - 1);
-        self.days.range(first..).fold(DayTotals::default(), |sum, (_, d)| DayTotals {
-            deposited: sum.deposited + d.deposited,
-            staked: sum.staked + d.staked,
+        self.days.range(first..).fold(DayTotals::default(), |mut sum, (_, d)| {
+            sum.deposited += d.deposited;
+            sum.staked += d.staked;
+            for method in &d.methods {
+                if !sum.methods.contains(method) {
+                    sum.methods.push(method.clone());
+                }
+            }
+            sum
         })
     }
 
@@ -303,7 +311,14 @@ impl PlayerRg {
     }
 
     /// Counts one journal entry (or one being applied) of kind `kind` on `day`.
-    fn count_entry(&mut self, at: DateTime<Utc>, kind: PostingKind, cash_in: Decimal, cash_out: Decimal) {
+    fn count_entry(
+        &mut self,
+        at: DateTime<Utc>,
+        kind: PostingKind,
+        cash_in: Decimal,
+        cash_out: Decimal,
+        method: Option<&str>,
+    ) {
         let day = at.date_naive();
         if self.session.started.is_some_and(|started| at >= started) {
             match kind {
@@ -317,6 +332,11 @@ impl PlayerRg {
             match kind {
                 PostingKind::Deposit => totals.deposited += cash_in,
                 _ => totals.staked += cash_out,
+            }
+            if let Some(method) =
+                method.filter(|m| kind == PostingKind::Deposit && !totals.methods.iter().any(|x| x == m))
+            {
+                totals.methods.push(method.to_owned());
             }
             let oldest = day - Duration::days(i64::from(AML_WINDOW_DAYS_MAX));
             while self.days.first_key_value().is_some_and(|(d, _)| *d <= oldest) {
@@ -365,7 +385,7 @@ impl RgRoom {
             let earliest = PERIODS.iter().map(|p| period_start(*p, today)).min().unwrap_or(today).min(aml_start);
             let since = earliest.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
             for fact in crate::ledger::journal_since(tx, player, currency, since)? {
-                record.count_entry(fact.at, fact.kind, fact.cash_in, fact.cash_out);
+                record.count_entry(fact.at, fact.kind, fact.cash_in, fact.cash_out, fact.payment_method.as_deref());
             }
             self.players.insert(player.clone(), record);
         }
@@ -657,6 +677,21 @@ impl RgGate {
             );
             alerts.push(room.open_rule_case(player, rule, &self.region.policy_version, reason, now));
         }
+        for rule in self.region.aml.in_force(AmlRuleKind::PaymentMethods, today) {
+            let Some(max) = rule.max_methods else { continue };
+            let rg = room.get_cached(player);
+            let methods = rg.window(today, rule.window_days).methods;
+            if methods.len() <= max as usize || rg.flagged_within(&rule.id, now, rule.window_days) {
+                continue;
+            }
+            let reason = format!(
+                "deposits from {} payment methods in {} day(s), over {max}: {}",
+                methods.len(),
+                rule.window_days,
+                methods.join(", ")
+            );
+            alerts.push(room.open_rule_case(player, rule, &self.region.policy_version, reason, now));
+        }
         alerts
     }
 
@@ -774,7 +809,7 @@ impl Gate for RgGate {
         let rg = room.get(tx, entry.player.player, entry.currency, entry.now)?;
         // A gate sees the larger side of an entry: what came into cash for a deposit or a return,
         // what left it for a stake.
-        rg.count_entry(entry.now, entry.kind, entry.amount, entry.amount);
+        rg.count_entry(entry.now, entry.kind, entry.amount, entry.amount, entry.payment_method);
         if entry.kind == PostingKind::Deposit {
             for alert in self.deposits_over(entry, room) {
                 state.alert(alert);

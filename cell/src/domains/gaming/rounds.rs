@@ -435,6 +435,7 @@ impl GameRounds {
             postings: vec![Posting { from: Account::Cash, to: Account::Held, amount: money.amount() }],
             stake: Some(StakeContext { product: new.product, round_stake }),
             location: None,
+            payment_method: None,
         };
         let posted = or_refuse!(tx.post_one(entry)?);
         self.round(tx, provider, round)?.bets.push(GameBet {
@@ -529,6 +530,7 @@ impl GameRounds {
                 postings,
                 stake: None,
                 location: None,
+                payment_method: None,
             };
             or_refuse!(tx.post_one(entry)?).after.cash
         };
@@ -673,6 +675,7 @@ impl GameRounds {
             postings: vec![Posting { from: Account::Held, to: Account::Cash, amount: target.amount }],
             stake: None,
             location: None,
+            payment_method: None,
         };
         let posted = or_refuse!(tx.post_one(entry)?);
         self.round(tx, provider, round)?.bets[i].status = BetStatus::RolledBack;
@@ -736,6 +739,7 @@ impl GameRounds {
                 postings: vec![Posting { from: Account::Held, to, amount: stake }],
                 stake: None,
                 location: None,
+                payment_method: None,
             });
             stakes.push(stake);
         }

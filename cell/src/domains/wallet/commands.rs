@@ -112,6 +112,8 @@ pub struct Movement {
     pub reason: MovementReason,
     pub inward: bool,
     pub location: Option<CountryCode>,
+    /// The deposit's or withdrawal's payment method, as the PSP names it.
+    pub payment_method: Option<String>,
 }
 
 impl LedgerCommand for Movement {
@@ -147,6 +149,7 @@ impl LedgerCommand for Movement {
             postings: vec![posting],
             stake: None,
             location: self.location,
+            payment_method: self.payment_method.clone(),
         };
         let posted = or_refuse!(tx.post_one(entry)?);
         let (player_id, amount, entry_id, reason) =
@@ -205,6 +208,7 @@ impl LedgerCommand for Hold {
             postings: vec![Posting { from: Account::Cash, to: Account::Held, amount: money.amount() }],
             stake: None,
             location: self.location,
+            payment_method: None,
         };
         let posted = or_refuse!(tx.post_one(entry)?);
         let hold = HoldRecord {
@@ -340,6 +344,7 @@ impl LedgerCommand for Settle {
                 postings,
                 stake: None,
                 location: None,
+                payment_method: None,
             });
             payouts.push(payout);
         }

@@ -83,13 +83,27 @@ impl Refusal for WalletError {
 /// `POST /wallet/credit`, checked: money in from PSP clearing.
 pub fn credit(ledger: &Ledger, r: MovementRequest, location: Option<CountryCode>) -> Result<Movement, WalletError> {
     let money = ledger.money(r.amount.0, &r.currency, false)?;
-    Ok(Movement { player: r.player_id, money, reason: r.reason, inward: true, location })
+    Ok(Movement {
+        player: r.player_id,
+        money,
+        reason: r.reason,
+        inward: true,
+        location,
+        payment_method: r.payment_method,
+    })
 }
 
 /// `POST /wallet/debit`, checked: money out to PSP clearing.
 pub fn debit(ledger: &Ledger, r: MovementRequest, location: Option<CountryCode>) -> Result<Movement, WalletError> {
     let money = ledger.money(r.amount.0, &r.currency, false)?;
-    Ok(Movement { player: r.player_id, money, reason: r.reason, inward: false, location })
+    Ok(Movement {
+        player: r.player_id,
+        money,
+        reason: r.reason,
+        inward: false,
+        location,
+        payment_method: r.payment_method,
+    })
 }
 
 /// `POST /wallet/hold`, checked.

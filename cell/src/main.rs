@@ -25,54 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the cell's HTTP API.
-    Serve {
-        /// The region file of this cell, e.g. config/regions/uk.toml.
-        #[arg(long)]
-        region: PathBuf,
-        /// Address to listen on, e.g. 127.0.0.1:7101 (port 0 picks one).
-        #[arg(long)]
-        listen: SocketAddr,
-        /// Directory for the store; created if missing.
-        #[arg(long)]
-        data: PathBuf,
-        /// Serve over mutual TLS with the certificates in this directory (`global-control certs`);
-        /// without it, plain HTTP for local use.
-        #[arg(long)]
-        tls_dir: Option<PathBuf>,
-        /// Directory of game provider files (e.g. config/providers); each names the environment
-        /// variable holding its secret. Without it, the cell serves no provider.
-        #[arg(long)]
-        providers: Option<PathBuf>,
-        /// Follow the control plane's flags and catalog over QUIC at this address (needs
-        /// `--tls-dir`: mutual TLS as this cell). Without it the cell serves the copy it has.
-        #[arg(long, requires = "tls_dir")]
-        control: Option<SocketAddr>,
-        /// Flag answers say `STALE` once the control plane has been unreachable this long.
-        #[arg(long, default_value_t = 30)]
-        control_stale_after_seconds: u64,
-        /// Where the data lives: `embedded` (fjall under --data), or `foundationdb[:CLUSTER_FILE]`
-        /// (a build with the `foundationdb` feature; keys stay under --data).
-        #[arg(long, default_value = "embedded")]
-        store: cell::server::StoreBackend,
-        /// Hours an idempotency record is kept (a replay after it is a new request): at least 24,
-        /// longer where the regulator asks.
-        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(24..))]
-        idempotency_window_hours: u64,
-        /// Where the self-exclusion registers answer, `http://HOST:PORT` (in development, tests and
-        /// drills: `sandbox serve`). Without it players are not checked against the region's
-        /// register (a warning at start).
-        #[arg(long)]
-        registers_url: Option<String>,
-        /// Where the KYC vendor answers, `http://HOST:PORT` (in development, tests and drills:
-        /// `sandbox serve`); its webhooks are checked with the secret in `KYC_WEBHOOK_SECRET`.
-        /// Without it identities are not verified (a warning at start).
-        #[arg(long)]
-        kyc_url: Option<String>,
-        /// The URL the KYC vendor calls back (this cell's `POST /kyc/webhook` as the vendor
-        /// reaches it); by default the listening address, over HTTPS with --tls-dir.
-        #[arg(long)]
-        kyc_callback_url: Option<String>,
-    },
+    Serve(Box<ServeArgs>),
     /// The WORM audit chain.
     Audit {
         #[command(subcommand)]
@@ -83,6 +36,57 @@ enum Command {
         #[command(subcommand)]
         what: Bench,
     },
+}
+
+/// `cell serve`'s flags.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The region file of this cell, e.g. config/regions/uk.toml.
+    #[arg(long)]
+    region: PathBuf,
+    /// Address to listen on, e.g. 127.0.0.1:7101 (port 0 picks one).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Directory for the store; created if missing.
+    #[arg(long)]
+    data: PathBuf,
+    /// Serve over mutual TLS with the certificates in this directory (`global-control certs`);
+    /// without it, plain HTTP for local use.
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
+    /// Directory of game provider files (e.g. config/providers); each names the environment
+    /// variable holding its secret. Without it, the cell serves no provider.
+    #[arg(long)]
+    providers: Option<PathBuf>,
+    /// Follow the control plane's flags and catalog over QUIC at this address (needs
+    /// `--tls-dir`: mutual TLS as this cell). Without it the cell serves the copy it has.
+    #[arg(long, requires = "tls_dir")]
+    control: Option<SocketAddr>,
+    /// Flag answers say `STALE` once the control plane has been unreachable this long.
+    #[arg(long, default_value_t = 30)]
+    control_stale_after_seconds: u64,
+    /// Where the data lives: `embedded` (fjall under --data), or `foundationdb[:CLUSTER_FILE]`
+    /// (a build with the `foundationdb` feature; keys stay under --data).
+    #[arg(long, default_value = "embedded")]
+    store: cell::server::StoreBackend,
+    /// Hours an idempotency record is kept (a replay after it is a new request): at least 24,
+    /// longer where the regulator asks.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(24..))]
+    idempotency_window_hours: u64,
+    /// Where the self-exclusion registers answer, `http://HOST:PORT` (in development, tests and
+    /// drills: `sandbox serve`). Without it players are not checked against the region's
+    /// register (a warning at start).
+    #[arg(long)]
+    registers_url: Option<String>,
+    /// Where the KYC vendor answers, `http://HOST:PORT` (in development, tests and drills:
+    /// `sandbox serve`); its webhooks are checked with the secret in `KYC_WEBHOOK_SECRET`.
+    /// Without it identities are not verified (a warning at start).
+    #[arg(long)]
+    kyc_url: Option<String>,
+    /// The URL the KYC vendor calls back (this cell's `POST /kyc/webhook` as the vendor
+    /// reaches it); by default the listening address, over HTTPS with --tls-dir.
+    #[arg(long)]
+    kyc_callback_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -125,27 +129,29 @@ fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
     let done = match cli.command {
-        Command::Serve { store, .. } if !store.available() => {
+        Command::Serve(args) if !args.store.available() => {
+            let store = &args.store;
             eprintln!(
                 "Error: --store {store} needs a cell built with the `foundationdb` feature \
                  (cargo build --release -p cell --features foundationdb; see README, FoundationDB)"
             );
             return Ok(ExitCode::from(2));
         }
-        Command::Serve {
-            region,
-            listen,
-            data,
-            tls_dir,
-            providers,
-            control,
-            control_stale_after_seconds,
-            store,
-            idempotency_window_hours,
-            registers_url,
-            kyc_url,
-            kyc_callback_url,
-        } => runtime.block_on(async move {
+        Command::Serve(args) => runtime.block_on(async move {
+            let ServeArgs {
+                region,
+                listen,
+                data,
+                tls_dir,
+                providers,
+                control,
+                control_stale_after_seconds,
+                store,
+                idempotency_window_hours,
+                registers_url,
+                kyc_url,
+                kyc_callback_url,
+            } = *args;
             let region = RegionConfig::from_file(&region)?;
             let tls = match &tls_dir {
                 Some(dir) => Some(replication::tls::server_config(dir, &region.cell_id)?),

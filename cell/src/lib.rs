@@ -20,6 +20,7 @@ pub mod idempotency;
 pub mod ledger;
 pub mod metrics;
 pub mod operators;
+pub mod outside;
 pub mod players;
 pub mod server;
 pub mod sessions;

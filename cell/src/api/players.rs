@@ -19,6 +19,11 @@ pub async fn register(
     if let Some(weak) = crate::credentials::weakness(request.player_id.as_str(), request.password.expose()) {
         return Err(ApiError::bad_request(CellCode::WeakPassword, weak));
     }
+    // A retry, or a request that cannot succeed, is answered before anyone outside is asked.
+    let (compliance, checked, checked_key) = (d.compliance.clone(), request.clone(), key.clone());
+    if let Some(earlier) = super::blocking(move || compliance.before_outside_checks(&checked, &checked_key)).await? {
+        return Ok(answer(earlier));
+    }
     let (profile, born) = (request.profile.as_ref(), request.date_of_birth);
     // The profile the region requires, then its self-exclusion register: an excluded player is
     // refused, and a register that does not answer refuses the registration (nothing is written).

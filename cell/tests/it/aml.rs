@@ -96,4 +96,6 @@ async fn many_payment_methods_open_a_case() {
     assert_eq!(cases.len(), 1, "{cases:?}");
     assert_eq!(cases[0]["rule"], "MGA-AML-PAYMENT-METHODS");
     assert!(cases[0]["reason"].as_str().unwrap().contains("4 payment methods"), "{}", cases[0]);
+    let card_number = c.post("/wallet/credit", "p-pan", with_method("card:4111111111111111")).await;
+    assert_eq!((card_number.status, card_number.code().as_str()), (400, "INVALID_REQUEST"), "{}", card_number.json());
 }

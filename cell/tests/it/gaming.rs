@@ -543,7 +543,7 @@ async fn uk_stake_limits_by_age_and_product() {
     let over = p.bet_reply("a2", "uk-adult", "r2", "slot-1", "5.01").await;
     assert_eq!((over.status, over.code().as_str()), (422, "STAKE_LIMIT_EXCEEDED"));
     let message = over.json()["message"].as_str().unwrap().to_owned();
-    assert!(message.contains("UKGC-SLOT-STAKE-25PLUS") && message.contains("uk-2025-05-21"), "{message}");
+    assert!(message.contains("UKGC-SLOT-STAKE-25PLUS") && message.contains("uk-2026-12-06"), "{message}");
 
     // 18 to 24: £2 on slots; the slot rules do not cover a live game.
     assert_eq!(p.bet("y1", "uk-young", "r3", "slot-1", "2.00").await, ok("48.00"));

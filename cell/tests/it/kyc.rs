@@ -96,13 +96,14 @@ async fn an_unverified_maltese_player_deposits_under_the_allowance_within_the_wi
     let withdrawal = json!({ "playerId": "mt-marco", "currency": "EUR", "amount": "50.00", "reason": "withdrawal" });
     assert_eq!(c.post("/wallet/debit", "m-w1", withdrawal).await.status, 200);
     assert_eq!(deposit(&c, "mt-marco", "EUR", "1400.00", "m-d1").await.status, 200);
-    let over = deposit(&c, "mt-marco", "EUR", "500.01", "m-d2").await;
+    // Verification is due once deposits reach EUR 2,000: an unverified player stays under it.
+    let over = deposit(&c, "mt-marco", "EUR", "500.00", "m-d2").await;
     assert_eq!((over.status, over.code().as_str()), (422, "KYC_REQUIRED"), "{}", over.json());
-    assert!(over.json()["message"].as_str().unwrap().contains("500.00 EUR left"), "{}", over.json());
-    assert_eq!(deposit(&c, "mt-marco", "EUR", "500.00", "m-d3").await.status, 200, "exactly the allowance");
+    assert!(over.json()["message"].as_str().unwrap().contains("under 500.00 EUR left"), "{}", over.json());
+    assert_eq!(deposit(&c, "mt-marco", "EUR", "499.99", "m-d3").await.status, 200, "just under the allowance");
     let token = login(&c, "mt-marco").await;
     let view = as_player(&c, "GET", "/players/mt-marco/kyc", &token, None).await.json();
-    assert_eq!((view["status"].as_str(), view["depositAllowanceLeft"].as_str()), (Some("pending"), Some("0.00")));
+    assert_eq!((view["status"].as_str(), view["depositAllowanceLeft"].as_str()), (Some("pending"), Some("0.01")));
     // After 30 days, no deposit at all.
     clock.advance(chrono::Duration::days(31));
     let late = deposit(&c, "mt-marco", "EUR", "1.00", "m-d4").await;

@@ -263,9 +263,15 @@ async fn a_session_time_limit_and_reality_checks_pause_play() {
     assert_eq!(seen.status, 200);
     let over = bet().await;
     assert_eq!((over.status, over.code().as_str()), (422, "SESSION_TIME_LIMIT_REACHED"), "{}", over.json());
-    // A new login is a new session.
+    // Logging in again does not start a new session before a break of an hour.
     let token = login(&c, "uk-rita").await;
-    assert_eq!(bet().await.status, 200);
+    assert_eq!(bet().await.code(), "SESSION_TIME_LIMIT_REACHED");
+    clock.advance(chrono::Duration::minutes(61));
+    let token = {
+        let _ = token;
+        login(&c, "uk-rita").await
+    };
+    assert_eq!(bet().await.status, 200, "after the break, a login starts a new session");
     let log = c.get("/compliance/players/uk-rita/decisions").await.json();
     let kinds: Vec<&str> = log["decisions"].as_array().unwrap().iter().map(|d| d["kind"].as_str().unwrap()).collect();
     for kind in ["session_limits_set", "reality_check", "session_limits_pending", "refused"] {

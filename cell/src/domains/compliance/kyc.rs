@@ -5,7 +5,7 @@
 //! `check.started` and any other type are taken and ignored, so a reordered delivery changes
 //! nothing, and a duplicate finds the check already decided.
 
-use super::registers::{authority, exchange};
+use crate::outside::{authority, exchange};
 use contracts::players::{DocumentKind, PlayerProfile};
 use contracts::PlayerId;
 use hmac::{Hmac, Mac};

@@ -102,6 +102,9 @@ struct PlayerRg {
     /// The national register that last said the player is excluded (cleared when it says not).
     #[serde(default)]
     register_excluded: Option<String>,
+    /// When the register was asked for that answer: an older answer arriving later is ignored.
+    #[serde(default)]
+    register_asked_at: Option<DateTime<Utc>>,
     /// The play session (from the last login), its limits and when the last reality check was
     /// acknowledged.
     #[serde(default)]
@@ -110,7 +113,10 @@ struct PlayerRg {
     counters: [Counter; 3],
 }
 
-/// A player's play session: it starts at each login. `staked` and `returned` are in memory only
+/// How long a player rests after a session reaches its time limit before a login starts another.
+pub const SESSION_BREAK_MINUTES: i64 = 60;
+
+/// A player's play session: it starts at a login. `staked` and `returned` are in memory only
 /// (rebuilt from the journal since `started`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct PlaySession {
@@ -380,6 +386,10 @@ impl RgRoom {
                 Some(bytes) => crate::ledger::decode(&at, &bytes)?,
                 None => PlayerRg::default(),
             };
+            // A hold from before open cases were tracked is its registration's case.
+            if record.aml_hold && record.open_cases.is_empty() && !record.aml_confirmed {
+                record.open_cases.push(format!("case-{player}"));
+            }
             let today = now.date_naive();
             let aml_start = today - Duration::days(i64::from(AML_WINDOW_DAYS_MAX) - 1);
             let earliest = PERIODS.iter().map(|p| period_start(*p, today)).min().unwrap_or(today).min(aml_start);
@@ -598,7 +608,10 @@ impl RgGate {
         if kind == LimitKind::Loss {
             if let Some(ends) = rg.session.ends_at().filter(|ends| *ends <= now) {
                 let rule = rule_id(&self.region, "PLAYER-SESSION-LIMIT", None);
-                let message = format!("the play session reached its time limit at {ends}: log in again to play on");
+                let resumes = ends + Duration::minutes(SESSION_BREAK_MINUTES);
+                let message = format!(
+                    "the play session reached its time limit at {ends}: a new one starts with a login from {resumes}"
+                );
                 return Err(self.refusal(CellCode::SessionTimeLimitReached, rule, message));
             }
             if let Some(due) = rg.session.reality_check_due_at().filter(|due| *due <= now) {
@@ -665,12 +678,12 @@ impl RgGate {
             let Some(threshold) = rule.threshold.filter(|t| t.currency() == entry.currency) else { continue };
             let rg = room.get_cached(player);
             let deposited = rg.window(today, rule.window_days).deposited;
-            if deposited <= threshold.amount() || rg.flagged_within(&rule.id, now, rule.window_days) {
+            if deposited < threshold.amount() || rg.flagged_within(&rule.id, now, rule.window_days) {
                 continue;
             }
             let (code, scale) = (entry.currency.code(), entry.currency.scale());
             let reason = format!(
-                "deposits of {} {code} in {} day(s) passed {} {code}: enhanced due diligence",
+                "deposits of {} {code} in {} day(s) reached {} {code}: enhanced due diligence",
                 Amount::at_scale(deposited, scale),
                 rule.window_days,
                 Amount::at_scale(threshold.amount(), scale)
@@ -752,13 +765,15 @@ impl RgGate {
                     .deposit_allowance
                     .filter(|a| a.currency() == entry.currency)
                     .map_or(Decimal::ZERO, |a| a.amount());
+                // Verification is due when deposits reach the allowance: an unverified player stays
+                // under it.
                 let used = kyc.deposited + entry.earlier;
-                if used + entry.amount <= allowance {
+                if used + entry.amount < allowance {
                     return Ok(());
                 }
                 let (code, scale) = (entry.currency.code(), entry.currency.scale());
                 refuse(format!(
-                    "{} {code} would pass the {} {code} an unverified player may deposit: {} {code} left until the identity check {} completes",
+                    "{} {code} would reach the {} {code} an unverified player must stay under: under {} {code} left until the identity check {} completes",
                     Amount::at_scale(entry.amount, scale),
                     Amount::at_scale(allowance, scale),
                     Amount::at_scale((allowance - used).max(Decimal::ZERO), scale),
@@ -1179,6 +1194,8 @@ pub struct RecordRegisterAnswer {
     pub region: Arc<RegionConfig>,
     pub player: PlayerId,
     pub excluded_by: Option<String>,
+    /// When the register was asked.
+    pub asked_at: DateTime<Utc>,
 }
 
 impl LedgerCommand for RecordRegisterAnswer {
@@ -1196,10 +1213,13 @@ impl LedgerCommand for RecordRegisterAnswer {
         let now = tx.now();
         let (room, store) = tx.room::<RgRoom>();
         let rg = room.get(store, &self.player, registered.currency, now)?;
-        if rg.register_excluded != self.excluded_by {
-            rg.register_excluded.clone_from(&self.excluded_by);
-            room.dirty.insert(self.player.clone());
+        // Two checks at once (a login, a deposit) can reach the writer in either order.
+        if rg.register_asked_at.is_some_and(|at| at > self.asked_at) {
+            return Ok(Ok(()));
         }
+        rg.register_asked_at = Some(self.asked_at);
+        rg.register_excluded.clone_from(&self.excluded_by);
+        room.dirty.insert(self.player.clone());
         Ok(Ok(()))
     }
 }
@@ -1306,6 +1326,16 @@ impl LedgerCommand for Session {
         with_session(tx, &self.region, &self.player, |session, now| match &self.command {
             SessionCommand::Read => Ok(SessionChange::Nothing),
             SessionCommand::Start => {
+                // A login continues a session that is still on (a second device, a re-login), one
+                // whose time is up until the break after it is over, and one whose reality check
+                // is due: logging in again resets neither limit.
+                let keep = match session.ends_at() {
+                    Some(ends) => now < ends + Duration::minutes(SESSION_BREAK_MINUTES),
+                    None => session.reality_check_due_at().is_some_and(|due| due <= now),
+                };
+                if session.started.is_some() && keep {
+                    return Ok(SessionChange::Nothing);
+                }
                 (session.started, session.reality_check_acknowledged) = (Some(now), Some(now));
                 (session.staked, session.returned) = (Decimal::ZERO, Decimal::ZERO);
                 Ok(SessionChange::Quietly)
@@ -1360,23 +1390,57 @@ pub struct ChainPendingAlerts;
 /// Most alerts one command chains (the rest wait for the next).
 pub const ALERTS_PER_COMMAND: usize = 100;
 
+/// The alerts chained by batches not yet committed: a later batch reads the store as it was
+/// before them (pipelined batches), so it must not chain them again.
+#[derive(Default)]
+pub struct ChainedAlerts {
+    /// Keys chained in the batch being applied.
+    applying: Vec<Vec<u8>>,
+    /// Keys chained by each batch not yet committed.
+    in_flight: Vec<(u64, Vec<u8>)>,
+}
+
+impl Room for ChainedAlerts {
+    fn write(&mut self, _: &mut dyn Transaction, batch: u64) -> Result<(), StoreError> {
+        self.in_flight.extend(self.applying.drain(..).map(|key| (batch, key)));
+        Ok(())
+    }
+    fn committed(&mut self, batch: u64) {
+        self.in_flight.retain(|(b, _)| *b > batch);
+    }
+    fn forget(&mut self) {
+        self.applying.clear();
+        self.in_flight.clear();
+    }
+    fn cached(&self) -> usize {
+        self.in_flight.len()
+    }
+}
+
 impl LedgerCommand for ChainPendingAlerts {
-    type Room = ();
+    type Room = ChainedAlerts;
     type Answer = usize;
     type Refusal = LimitsError;
     fn kind(&self) -> &'static str {
         "aml_alerts_chain"
     }
-    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<usize, LimitsError>, StoreError> {
+    fn apply(&self, room: &mut ChainedAlerts, tx: &mut KernelTx<'_>) -> Result<Result<usize, LimitsError>, StoreError> {
         let (begin, end) = super::keys::alerts_to_chain();
         let pending = tx.store().get_range(&begin, &end, ALERTS_PER_COMMAND, false)?;
-        for (key, value) in &pending {
+        let mut chained = 0;
+        for (key, value) in pending {
+            let taken = |k: &Vec<u8>| *k == key;
+            if room.applying.iter().any(taken) || room.in_flight.iter().any(|(_, k)| taken(k)) {
+                continue;
+            }
             let alert: contracts::events::AmlAlert =
-                rmp_serde::from_slice(value).map_err(|e| StoreError::corrupt(key, e))?;
+                rmp_serde::from_slice(&value).map_err(|e| StoreError::corrupt(&key, e))?;
             tx.event(alert)?;
-            tx.store().clear(key)?;
+            tx.store().clear(&key)?;
+            room.applying.push(key);
+            chained += 1;
         }
-        Ok(Ok(pending.len()))
+        Ok(Ok(chained))
     }
 }
 
@@ -1409,7 +1473,8 @@ impl LedgerCommand for OpenSanctionsCase {
         let now = tx.now();
         let (room, store) = tx.room::<RgRoom>();
         let rg = room.get(store, &self.player, registered.currency, now)?;
-        if rg.open_cases.contains(&self.id) {
+        // The same case, or the one registration opened before cases were named by their entry.
+        if rg.open_cases.iter().any(|id| *id == self.id || *id == format!("case-{}", self.player)) {
             return Ok(Ok(false));
         }
         let policy = &self.region.policy_version;

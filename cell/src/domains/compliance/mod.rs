@@ -353,6 +353,7 @@ impl Compliance {
                 region: self.region.clone(),
                 player: player.clone(),
                 excluded_by: answer.excluded().then(|| register.to_string()),
+                asked_at: now,
             };
             ledger.execute_unkeyed(command, ctx.clone()).await.map_err(|e| ComplianceError::Writer {
                 code: e.code(),
@@ -530,27 +531,27 @@ impl Compliance {
         Ok(cases)
     }
 
-    /// Every compliance decision recorded about `player`, oldest first. Blocking.
+    /// The newest [`DECISIONS_MAX`] compliance decisions recorded about `player`, oldest first (a
+    /// flood of refusals never hides the latest exclusion or case). Blocking.
     pub fn decisions(&self, player: &PlayerId) -> Result<Vec<contracts::limits::Decision>, StoreError> {
         let mut tx = self.store.begin_snapshot_reads()?;
         let (begin, end) = keys::decisions(player.as_str());
-        tx.get_range(&begin, &end, DECISIONS_MAX, false)?
+        let mut decisions = tx
+            .get_range(&begin, &end, DECISIONS_MAX, true)?
             .into_iter()
             .map(|(key, value)| rmp_serde::from_slice(&value).map_err(|e| StoreError::corrupt(&key, e)))
-            .collect()
+            .collect::<Result<Vec<contracts::limits::Decision>, _>>()?;
+        decisions.reverse();
+        Ok(decisions)
     }
 
-    /// Registers a player in this cell, with their password's hash (`credential`, from
-    /// `crate::credentials::hash`) when they are to log in. Blocking: call from a blocking context.
-    pub fn player_register(
+    /// What registration checks of the request itself (its cell, currency, age and residence),
+    /// before anyone outside is asked: the player's currency.
+    fn validate(
         &self,
-        request: RegisterPlayerRequest,
-        credential: Option<&str>,
-        key: &IdempotencyKey,
-        ctx: &EventContext,
-        sanctions: Option<&SanctionsHit>,
-        kyc_check: Option<&str>,
-    ) -> Result<Answer, ComplianceError> {
+        request: &RegisterPlayerRequest,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Currency, ComplianceError> {
         let region = &self.region;
         let prefix = request.player_id.home_cell().unwrap_or("");
         if prefix != region.cell_id {
@@ -567,7 +568,6 @@ impl Compliance {
                 cell: region.cell_id.clone(),
             });
         }
-        let now = self.clock.now();
         let today = now.date_naive();
         if request.date_of_birth > today {
             return Err(ComplianceError::BirthInFuture);
@@ -586,6 +586,45 @@ impl Compliance {
                 cell: region.cell_id.clone(),
             });
         }
+        Ok(currency)
+    }
+
+    /// Before a registration asks anyone outside: its earlier answer when the key was used (a
+    /// retry asks no register or vendor again), or a refusal of the request itself (wrong cell,
+    /// currency, age, residence, a player who exists), so no outside party sees the personal data
+    /// of a registration that cannot succeed. Blocking.
+    pub fn before_outside_checks(
+        &self,
+        request: &RegisterPlayerRequest,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Answer>, ComplianceError> {
+        let mut tx = self.store.begin_snapshot_reads()?;
+        if let Some(stored) = tx.get(&keys::idempotency(&key.key))? {
+            let record =
+                IdempotencyRecord::decode(&stored).map_err(|e| StoreError::corrupt(&keys::idempotency(&key.key), e))?;
+            return record.replay_for(key).map(Some).ok_or(ComplianceError::IdempotencyKeyReused);
+        }
+        self.validate(request, self.clock.now())?;
+        if crate::players::get(tx.as_mut(), &request.player_id)?.is_some() {
+            return Err(ComplianceError::PlayerExists(request.player_id.to_string()));
+        }
+        Ok(None)
+    }
+
+    /// Registers a player in this cell, with their password's hash (`credential`, from
+    /// `crate::credentials::hash`) when they are to log in. Blocking: call from a blocking context.
+    pub fn player_register(
+        &self,
+        request: RegisterPlayerRequest,
+        credential: Option<&str>,
+        key: &IdempotencyKey,
+        ctx: &EventContext,
+        sanctions: Option<&SanctionsHit>,
+        kyc_check: Option<&str>,
+    ) -> Result<Answer, ComplianceError> {
+        let region = &self.region;
+        let now = self.clock.now();
+        let currency = self.validate(&request, now)?;
         let player = Player {
             player_id: request.player_id.clone(),
             date_of_birth: request.date_of_birth,

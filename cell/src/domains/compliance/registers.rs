@@ -8,7 +8,6 @@
 use bytes::Bytes;
 use contracts::players::{DocumentKind, PlayerProfile};
 use contracts::region::SelfExclusionRegister;
-use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -52,7 +51,7 @@ pub struct Registers {
 impl Registers {
     /// `base`: `http://host:port`.
     pub fn new(base: &str) -> Result<Registers, String> {
-        Ok(Registers { authority: authority("--registers-url", base)?, timeout: REGISTER_TIMEOUT })
+        Ok(Registers { authority: crate::outside::authority("--registers-url", base)?, timeout: REGISTER_TIMEOUT })
     }
 
     /// Asks `register` about the player of `profile`, born on `born`. `Ok(None)`: this region has
@@ -160,43 +159,8 @@ impl Registers {
         content_type: &str,
         body: String,
     ) -> Result<(u16, hyper::HeaderMap, Bytes), String> {
-        exchange(&self.authority, method, path, content_type, body).await
+        crate::outside::exchange(&self.authority, method, path, content_type, body).await
     }
-}
-
-/// `host:port` of an outside party's base URL given as `flag` (`http://HOST:PORT`: plain HTTP,
-/// the sandbox or a local egress proxy).
-pub(super) fn authority(flag: &str, base: &str) -> Result<String, String> {
-    base.strip_prefix("http://")
-        .map(|rest| rest.trim_end_matches('/'))
-        .filter(|a| !a.is_empty() && !a.contains('/'))
-        .map(str::to_owned)
-        .ok_or_else(|| format!("{flag} {base}: use http://HOST:PORT"))
-}
-
-/// One HTTP/1.1 exchange with an outside party at `authority`: status, headers and body.
-pub(super) async fn exchange(
-    authority: &str,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: String,
-) -> Result<(u16, hyper::HeaderMap, Bytes), String> {
-    let stream = tokio::net::TcpStream::connect(authority).await.map_err(|e| e.to_string())?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", authority)
-        .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
-    let (status, headers) = (response.status().as_u16(), response.headers().clone());
-    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-    Ok((status, headers, body))
 }
 
 /// A sanctions/PEP list as downloaded.

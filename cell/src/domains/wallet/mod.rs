@@ -43,6 +43,24 @@ pub enum WalletError {
     SettleCurrencyMismatch { player: String, held: &'static str, given: &'static str },
     #[error("settle must carry 1 to {SETTLE_OPERATIONS_MAX} operations, each hold at most once")]
     SettleOperationsInvalid,
+    #[error("paymentMethod: {0}")]
+    PaymentMethodInvalid(&'static str),
+}
+
+/// A payment method as the PSP names it: 1 to 64 visible characters, and never what looks like a
+/// card number (a run of 12 digits or more): the ledger keeps tokens, not card data.
+pub fn check_payment_method(method: Option<&str>) -> Result<(), WalletError> {
+    let Some(method) = method else { return Ok(()) };
+    if method.is_empty() || method.len() > 64 || !method.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(WalletError::PaymentMethodInvalid("1 to 64 visible ASCII characters"));
+    }
+    let longest_digits = method.split(|c: char| !c.is_ascii_digit()).map(str::len).max().unwrap_or(0);
+    if longest_digits >= 12 {
+        return Err(WalletError::PaymentMethodInvalid(
+            "looks like a card number: send the PSP's token, never the number",
+        ));
+    }
+    Ok(())
 }
 
 impl From<contracts::MoneyError> for WalletError {
@@ -63,13 +81,14 @@ impl Refusal for WalletError {
             WalletError::DeltaBelowStake { .. } => CellCode::DeltaBelowStake,
             WalletError::SettleCurrencyMismatch { .. } => CellCode::CurrencyMismatch,
             WalletError::SettleOperationsInvalid => CellCode::SettleOperationsInvalid,
+            WalletError::PaymentMethodInvalid(_) => CellCode::InvalidRequest,
         }
     }
 
     fn status(&self) -> u16 {
         match self {
             WalletError::Ledger(e) => e.status(),
-            WalletError::SettleOperationsInvalid => 400,
+            WalletError::SettleOperationsInvalid | WalletError::PaymentMethodInvalid(_) => 400,
             WalletError::HoldNotFound { .. }
             | WalletError::RoundFull { .. }
             | WalletError::RoundHoldsUnsettled { .. }
@@ -83,6 +102,7 @@ impl Refusal for WalletError {
 /// `POST /wallet/credit`, checked: money in from PSP clearing.
 pub fn credit(ledger: &Ledger, r: MovementRequest, location: Option<CountryCode>) -> Result<Movement, WalletError> {
     let money = ledger.money(r.amount.0, &r.currency, false)?;
+    check_payment_method(r.payment_method.as_deref())?;
     Ok(Movement {
         player: r.player_id,
         money,
@@ -96,6 +116,7 @@ pub fn credit(ledger: &Ledger, r: MovementRequest, location: Option<CountryCode>
 /// `POST /wallet/debit`, checked: money out to PSP clearing.
 pub fn debit(ledger: &Ledger, r: MovementRequest, location: Option<CountryCode>) -> Result<Movement, WalletError> {
     let money = ledger.money(r.amount.0, &r.currency, false)?;
+    check_payment_method(r.payment_method.as_deref())?;
     Ok(Movement {
         player: r.player_id,
         money,

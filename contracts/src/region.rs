@@ -184,6 +184,8 @@ struct KycFile {
     before_verification: BeforeVerification,
     deposit_allowance: Option<String>,
     window_days: Option<u32>,
+    /// Whether an unverified player may withdraw (the money goes back where it came from).
+    withdrawals_before_verification: bool,
     source: String,
 }
 
@@ -364,6 +366,7 @@ pub struct KycRules {
     /// `Limited`: what an unverified player may deposit in all, and for how long from registration.
     pub deposit_allowance: Option<Money>,
     pub window_days: u32,
+    pub withdrawals_before_verification: bool,
     pub source: String,
 }
 
@@ -637,6 +640,7 @@ fn check_kyc(k: &KycFile, money: MoneyField<'_>) -> Result<KycRules, RegionFileE
         before_verification: k.before_verification,
         deposit_allowance,
         window_days,
+        withdrawals_before_verification: k.withdrawals_before_verification,
         source: k.source.clone(),
     })
 }

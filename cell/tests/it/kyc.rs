@@ -92,9 +92,9 @@ async fn an_unverified_maltese_player_deposits_under_the_allowance_within_the_wi
     marco["address"]["country"] = json!("MT");
     assert_eq!(register(&c, "mt-marco", "MT", "EUR", Some(marco)).await.status, 201);
     assert_eq!(deposit(&c, "mt-marco", "EUR", "100.00", "m-d0").await.status, 200);
-    // Withdrawals stay open.
+    // Malta pays nothing out before due diligence.
     let withdrawal = json!({ "playerId": "mt-marco", "currency": "EUR", "amount": "50.00", "reason": "withdrawal" });
-    assert_eq!(c.post("/wallet/debit", "m-w1", withdrawal).await.status, 200);
+    assert_eq!(c.post("/wallet/debit", "m-w1", withdrawal).await.code(), "KYC_REQUIRED");
     assert_eq!(deposit(&c, "mt-marco", "EUR", "1400.00", "m-d1").await.status, 200);
     // Verification is due once deposits reach EUR 2,000: an unverified player stays under it.
     let over = deposit(&c, "mt-marco", "EUR", "500.00", "m-d2").await;

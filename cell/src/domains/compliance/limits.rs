@@ -565,6 +565,13 @@ impl RgGate {
 
     fn decide(&self, entry: &GatedEntry<'_>, rg: &PlayerRg) -> Result<(), GateRefusal> {
         if entry.kind == PostingKind::Withdrawal {
+            let unverified = rg.kyc.as_ref().filter(|k| k.status != KycStatus::Verified);
+            if let Some(kyc) = unverified.filter(|_| !self.region.kyc.withdrawals_before_verification) {
+                let rule = rule_id(&self.region, "KYC", None);
+                let message =
+                    format!("the identity check {} is not complete: withdrawals wait for it here", kyc.check_id);
+                return Err(self.refusal(CellCode::KycRequired, rule, message));
+            }
             if rg.aml_hold {
                 let rule = rule_id(&self.region, "AML-REVIEW", None);
                 let message = "an anti-money-laundering case about this player is open: withdrawals wait for the compliance team's decision".to_owned();

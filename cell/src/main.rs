@@ -83,10 +83,18 @@ struct ServeArgs {
     /// Without it identities are not verified (a warning at start).
     #[arg(long)]
     kyc_url: Option<String>,
-    /// The URL the KYC vendor calls back (this cell's `POST /kyc/webhook` as the vendor
-    /// reaches it); by default the listening address, over HTTPS with --tls-dir.
+    /// This cell's base URL as outside parties reach it (the KYC vendor's webhooks, the PSPs'
+    /// notifications); by default the listening address, over HTTPS with --tls-dir.
     #[arg(long)]
-    kyc_callback_url: Option<String>,
+    public_url: Option<String>,
+    /// Directory of PSP files (e.g. config/psps); each names the environment variable holding
+    /// its notification secret. Without it, the cashier takes no payment.
+    #[arg(long)]
+    psps: Option<PathBuf>,
+    /// Where a PSP answers, `ID=http://HOST:PORT` (repeat per PSP; in development, tests and
+    /// drills: `sandbox serve`).
+    #[arg(long = "psp-url", value_parser = parse_psp_url)]
+    psp_urls: Vec<(String, String)>,
 }
 
 #[derive(Subcommand)]
@@ -124,6 +132,14 @@ enum Bench {
     Rounds(cell::bench::RoundsBenchArgs),
 }
 
+/// `--psp-url ID=URL`.
+fn parse_psp_url(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(id, url)| !id.is_empty() && !url.is_empty())
+        .map(|(id, url)| (id.to_owned(), url.to_owned()))
+        .ok_or_else(|| format!("`{text}`: use ID=http://HOST:PORT"))
+}
+
 fn main() -> anyhow::Result<ExitCode> {
     replication::logs::init("info,lsm_tree=warn,fjall=warn");
     let cli = Cli::parse();
@@ -150,7 +166,9 @@ fn main() -> anyhow::Result<ExitCode> {
                 idempotency_window_hours,
                 registers_url,
                 kyc_url,
-                kyc_callback_url,
+                public_url,
+                psps,
+                psp_urls,
             } = *args;
             let region = RegionConfig::from_file(&region)?;
             let tls = match &tls_dir {
@@ -176,18 +194,22 @@ fn main() -> anyhow::Result<ExitCode> {
             };
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let public_url =
+                public_url.unwrap_or_else(|| format!("{scheme}://{}", listener.local_addr().unwrap_or(listen)));
             let kyc = match kyc_url {
                 Some(url) => {
                     let secret = std::env::var("KYC_WEBHOOK_SECRET")
                         .context("--kyc-url needs the webhook secret in KYC_WEBHOOK_SECRET")?;
-                    let scheme = if tls.is_some() { "https" } else { "http" };
-                    let callback = kyc_callback_url.unwrap_or_else(|| {
-                        format!("{scheme}://{}/kyc/webhook", listener.local_addr().unwrap_or(listen))
-                    });
+                    let callback = format!("{}/kyc/webhook", public_url.trim_end_matches('/'));
                     let vendor = cell::domains::compliance::kyc::KycVendor::new(&url, callback, secret.into_bytes());
                     Some(vendor.map_err(anyhow::Error::msg)?)
                 }
                 None => None,
+            };
+            let psps = match &psps {
+                Some(dir) => cell::domains::cashier::psps::load_dir(dir, &psp_urls)?,
+                None => Vec::new(),
             };
             let config = CellConfig {
                 region,
@@ -205,6 +227,8 @@ fn main() -> anyhow::Result<ExitCode> {
                 store_faults: None,
                 registers: registers_url,
                 kyc,
+                psps,
+                callback_base: public_url,
                 clock: cell::clock::system(),
             };
             cell::server::run(config, listener, shutdown_signal()).await

@@ -96,6 +96,10 @@ pub struct CellConfig {
     pub registers: Option<String>,
     /// The KYC vendor (`cell serve --kyc-url`); `None`: identities are not checked.
     pub kyc: Option<crate::domains::compliance::kyc::KycVendor>,
+    /// The PSPs deposits go through (`cell serve --psps DIR --psp-url ID=URL`).
+    pub psps: Vec<crate::domains::cashier::psps::Psp>,
+    /// This cell's base URL as outside parties reach it (PSPs' notifications).
+    pub callback_base: String,
 }
 
 /// Where the control plane is and how to reach it.
@@ -123,6 +127,8 @@ pub struct Intervals {
     /// How often the sanctions list is fetched to see whether it changed (every player is
     /// screened again when it did).
     pub sanctions_rescreen: Duration,
+    /// How often the cashier captures what is authorised and retries parked notifications.
+    pub cashier_sweep: Duration,
 }
 
 impl Default for Intervals {
@@ -133,6 +139,7 @@ impl Default for Intervals {
             idempotency_window: crate::idempotency::WINDOW_MIN,
             idempotency_purge: Duration::from_secs(3600),
             sanctions_rescreen: Duration::from_secs(60),
+            cashier_sweep: Duration::from_secs(2),
         }
     }
 }
@@ -219,8 +226,14 @@ impl OpenCell {
             crate::operators::OperatorTokens::open(&config.data_dir, catalog.clone())
                 .context("load the bootstrap operator key")?,
         );
+        let cashier = Arc::new(crate::domains::cashier::Cashier::new(
+            config.psps.clone(),
+            config.callback_base.clone(),
+            store.clone(),
+        ));
         Ok(OpenCell {
             domains: Domains {
+                cashier,
                 operators,
                 store,
                 ledger,
@@ -302,6 +315,12 @@ pub async fn run(
         if let Some(task) = d.compliance.clone().spawn_rescreening(d.ledger.clone(), intervals.sanctions_rescreen) {
             tasks.push(task);
         }
+        tasks.push(crate::domains::cashier::spawn_sweeper(
+            d.cashier.clone(),
+            d.ledger.clone(),
+            cell.clone(),
+            intervals.cashier_sweep,
+        ));
         if let Some(control) = control {
             tracing::info!(control = %control.quic, version = d.catalog.version(), "following the control plane");
             let client = replication::sync::ClientConfig::new(cell, control.quic, control.client);

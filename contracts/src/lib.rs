@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod cashier;
 pub mod catalog;
 pub mod changes;
 pub mod error;

@@ -3,7 +3,7 @@
 //! which `tests/schemas.rs` refuses.
 
 use crate::events::{self, EventPayload};
-use crate::{audit, gaming, players, sessions, wallet, CellCode, ControlCode, ErrorBody, RouterCode};
+use crate::{audit, cashier, gaming, players, sessions, wallet, CellCode, ControlCode, ErrorBody, RouterCode};
 use crate::{catalog, changes, flags, limits, operators};
 use schemars::{schema_for, JsonSchema, Schema};
 
@@ -45,6 +45,13 @@ pub fn all() -> Vec<NamedSchema> {
         event::<events::KycRequested>(),
         event::<events::KycVerified>(),
         event::<events::KycFailed>(),
+        event::<cashier::PaymentIntentCreated>(),
+        event::<cashier::PaymentConfirmed>(),
+        event::<cashier::PaymentFailed>(),
+        event::<cashier::CashierWebhookReceived>(),
+        api::<cashier::DepositRequest>("cashier.deposit.request", cashier::CASHIER_VERSION),
+        api::<cashier::Payment>("cashier.payment", cashier::CASHIER_VERSION),
+        api::<cashier::Transactions>("cashier.transactions", cashier::CASHIER_VERSION),
         event::<gaming::BetPlaced>(),
         event::<gaming::BetWon>(),
         event::<gaming::BetRolledBack>(),

@@ -90,6 +90,9 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/flags/evaluate", Access::Player),
     ("POST", "/gaming/{provider}/{call}", Access::Provider),
     ("POST", "/kyc/webhook", Access::Provider),
+    ("POST", "/cashier/webhooks/{psp}", Access::Provider),
+    ("POST", "/cashier/deposits", Access::Player),
+    ("GET", "/cashier/players/{player_id}/transactions", Access::Player),
     ("POST", "/wallet/credit", Access::BackOffice(&[FINANCE])),
     ("POST", "/wallet/debit", Access::BackOffice(&[FINANCE])),
     ("POST", "/wallet/hold", Access::BackOffice(&[FINANCE])),
@@ -251,7 +254,8 @@ pub fn markdown_table() -> String {
                 "the player, through the router (player session token where the route needs one)".to_owned()
             }
             Access::Provider => {
-                "an outside party: a game provider, the KYC vendor (its certificate, HMAC-signed body)".to_owned()
+                "an outside party: a game provider, the KYC vendor, a PSP (its certificate, HMAC-signed body)"
+                    .to_owned()
             }
             Access::BackOffice(grants) => format!("operator certificate + operator token: {}", names(grants)),
         };

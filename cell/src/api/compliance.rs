@@ -81,11 +81,15 @@ pub async fn kyc_webhook(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let d = s.domains()?;
+    let signature = headers.get("x-signature").and_then(|v| v.to_str().ok());
+    if signature.is_none() {
+        let message = "X-Signature is missing: sha256= and the hex HMAC-SHA256 of the body";
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, CellCode::BadSignature, message));
+    }
     let vendor = d.compliance.kyc_vendor().ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, CellCode::NotFound, "this cell has no KYC vendor (cell serve --kyc-url)")
     })?;
     let body = body.map_err(|e| ApiError::bad_request(CellCode::BodyUnreadable, e.body_text()))?;
-    let signature = headers.get("x-signature").and_then(|v| v.to_str().ok());
     let news = vendor.read_webhook(signature, &body).map_err(|e| match e {
         WebhookError::BadSignature => ApiError::new(StatusCode::UNAUTHORIZED, CellCode::BadSignature, e.to_string()),
         WebhookError::Malformed(_) => ApiError::bad_request(CellCode::InvalidRequest, e.to_string()),

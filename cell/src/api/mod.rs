@@ -6,6 +6,7 @@
 
 mod audit;
 pub mod callers;
+mod cashier;
 mod catalog;
 mod compliance;
 mod gaming;
@@ -51,6 +52,7 @@ pub struct Domains {
     pub store: Arc<dyn Store>,
     pub ledger: Ledger,
     pub compliance: Compliance,
+    pub cashier: Arc<crate::domains::cashier::Cashier>,
     pub gaming: Arc<crate::domains::gaming::Gaming>,
     pub catalog: Arc<crate::domains::catalog::Catalog>,
     pub audit: Arc<crate::audit::Checkpointer>,
@@ -336,6 +338,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/players/{player_id}/session-limits", put(limits::session_limits))
         .route("/players/{player_id}/reality-check", post(limits::reality_check))
         .route("/kyc/webhook", post(compliance::kyc_webhook))
+        .route("/cashier/deposits", post(cashier::deposit))
+        .route("/cashier/webhooks/{psp}", post(cashier::webhook))
+        .route("/cashier/players/{player_id}/transactions", get(cashier::transactions))
         .route("/compliance/players/{player_id}/decisions", get(compliance::decisions))
         .route("/compliance/cases", get(compliance::cases))
         .route("/compliance/cases/{case_id}", post(compliance::decide))

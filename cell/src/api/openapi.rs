@@ -341,6 +341,49 @@ fn build() -> Value {
                 "403": json_answer("NOT_YOUR_ACCOUNT", error.clone())
             }
         } },
+        "/cashier/deposits": { "post": {
+            "summary": "Pay in through a PSP: compliance's gates first (location 451, register, limits, KYC, exclusion: 422), then the payment is recorded pending and handed to the PSP; the wallet is credited once, when the PSP confirms the capture. Idempotent on X-Idempotency-Key (a retry answers the same payment, 200)",
+            "security": [{ "sessionToken": [] }],
+            "parameters": [{ "name": "X-Idempotency-Key", "in": "header", "required": true, "schema": { "type": "string", "minLength": 1, "maxLength": 255 } }],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": schema::<contracts::cashier::DepositRequest>(&mut g) } } },
+            "responses": {
+                "201": json_answer("the payment, pending at the PSP", schema::<contracts::cashier::Payment>(&mut g)),
+                "200": json_answer("the payment of an earlier request with this key", schema::<contracts::cashier::Payment>(&mut g)),
+                "400": json_answer("MALFORMED_JSON, INVALID_REQUEST, IDEMPOTENCY_KEY_MISSING, AMOUNT_SCALE and the like", error.clone()),
+                "401": json_answer("INVALID_SESSION", error.clone()),
+                "403": json_answer("NOT_YOUR_ACCOUNT, SELF_EXCLUDED", error.clone()),
+                "404": json_answer("PSP_NOT_FOUND, PLAYER_NOT_FOUND", error.clone()),
+                "409": json_answer("IDEMPOTENCY_KEY_REUSED", error.clone()),
+                "413": json_answer("BODY_TOO_LARGE", error.clone()),
+                "422": json_answer("DEPOSIT_LIMIT_EXCEEDED, KYC_REQUIRED, SELF_EXCLUDED, CURRENCY_MISMATCH and the like", error.clone()),
+                "451": json_answer("LOCATION_NOT_LICENSED", error.clone()),
+                "503": json_answer("PSP_UNAVAILABLE (the payment is recorded failed, nothing moved), SELF_EXCLUSION_CHECK_UNAVAILABLE", error.clone())
+            }
+        } },
+        "/cashier/webhooks/{psp}": { "post": {
+            "summary": "A PSP's notification (card: AUTHORISATION, CAPTURE), signed `X-Psp-Signature: t=<unix>,v1=<hex HMAC-SHA256 of \"{t}.{body}\">` within the PSP's time window; deduplicated by its eventId and chained as it came (cashier.webhook.received); one about an unknown payment is parked and tried again",
+            "parameters": [
+                { "name": "psp", "in": "path", "required": true, "schema": { "type": "string" } },
+                { "name": "X-Psp-Signature", "in": "header", "required": true, "schema": { "type": "string" } }
+            ],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object" } } } },
+            "responses": {
+                "200": { "description": "taken (a duplicate, a parked one, a late one included)" },
+                "400": json_answer("BODY_UNREADABLE, INVALID_REQUEST", error.clone()),
+                "401": json_answer("BAD_SIGNATURE: writes nothing", error.clone()),
+                "404": json_answer("PSP_NOT_FOUND", error.clone())
+            }
+        } },
+        "/cashier/players/{playerId}/transactions": { "get": {
+            "summary": "The bearer token's player's payments, newest first, with their states",
+            "security": [{ "sessionToken": [] }],
+            "parameters": [{ "name": "playerId", "in": "path", "required": true, "schema": player_id.clone() }],
+            "responses": {
+                "200": json_answer("the payments", schema::<contracts::cashier::Transactions>(&mut g)),
+                "401": json_answer("INVALID_SESSION", error.clone()),
+                "403": json_answer("NOT_YOUR_ACCOUNT", error.clone())
+            }
+        } },
         "/kyc/webhook": { "post": {
             "summary": "The KYC vendor's result for a check (check.completed: clear or consider; other types are taken and ignored), signed `X-Signature: sha256=` + the hex HMAC-SHA256 of the body with the account's secret; a duplicate changes nothing",
             "parameters": [{ "name": "X-Signature", "in": "header", "required": true, "schema": { "type": "string" } }],

@@ -20,7 +20,7 @@ type Body = Result<Bytes, BytesRejection>;
 
 /// What a player does with a request, as far as their current location matters.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Activity {
+pub(super) enum Activity {
     Wagering,
     Deposit,
     Other,
@@ -28,7 +28,7 @@ enum Activity {
 
 /// The home cell owns the player; their current location (`X-Client-Country`, set by the router)
 /// gates wagering and deposits. Login, balance, limits, exclusion and withdrawals stay open.
-fn location_gate(s: &AppState, headers: &HeaderMap, activity: Activity) -> Result<(), ApiError> {
+pub(super) fn location_gate(s: &AppState, headers: &HeaderMap, activity: Activity) -> Result<(), ApiError> {
     let Some(country) = headers.get("x-client-country").and_then(|v| v.to_str().ok()) else { return Ok(()) };
     let Some(d) = s.domains.get() else { return Ok(()) };
     let licensed = contracts::CountryCode::new(country).map(|c| d.region.is_licensed_for(c)).unwrap_or(false);

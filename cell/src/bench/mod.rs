@@ -136,6 +136,8 @@ pub(super) fn config(
         store_faults: None,
         registers: None,
         kyc: None,
+        psps: Vec::new(),
+        callback_base: String::new(),
         clock: crate::clock::system(),
     })
 }

@@ -365,6 +365,39 @@ impl KernelTx<'_> {
     }
 
     /// Posts one entry (see [`KernelTx::post`]).
+    /// Whether `e` would pass the gates now, without posting or counting it: a domain asks before
+    /// it commits to something outside that ends in this entry (a payment at a PSP). A refusal
+    /// is logged as any gate's is; the entry is checked again when it is posted.
+    pub fn would_pass(&mut self, e: &Entry<'_>) -> Result<Result<(), LedgerRefusal>, StoreError> {
+        let registered = or_refuse!(self.registered(e.player)?);
+        let (mut cash_in, mut cash_out) = (Decimal::ZERO, Decimal::ZERO);
+        for p in &e.postings {
+            if p.to == Account::Cash {
+                cash_in = or_refuse!(ledger_add(cash_in, p.amount));
+            }
+            if p.from == Account::Cash {
+                cash_out = or_refuse!(ledger_add(cash_out, p.amount));
+            }
+        }
+        let facts = GateFacts { registered, amount: cash_out.max(cash_in), earlier: Decimal::ZERO };
+        let (jurisdiction, at) = (self.jurisdiction, self.batch.at);
+        let context = player_context(e, &facts, jurisdiction, at);
+        let entry = gated_entry(e, &context, &facts, at);
+        let mut alerts = Vec::new();
+        let mut state = GateState { rooms: &mut *self.rooms, tx: &mut *self.tx, alerts: &mut alerts };
+        let mut refused = None;
+        for gate in self.gates {
+            if let Err(refusal) = gate.check(&entry, &mut state)? {
+                refused = Some(refusal);
+                break;
+            }
+        }
+        for alert in alerts {
+            self.event(alert)?;
+        }
+        Ok(refused.map_or(Ok(()), |refusal| Err(LedgerRefusal::Gate(refusal))))
+    }
+
     pub fn post_one(&mut self, entry: Entry<'_>) -> Result<Result<Posted, LedgerRefusal>, StoreError> {
         Ok(self.post(vec![entry])?.map(|mut posted| posted.swap_remove(0)))
     }

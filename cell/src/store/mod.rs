@@ -269,6 +269,10 @@ pub mod subspaces {
     pub fn compliance() -> Subspace {
         Subspace::all().subspace(&"compliance")
     }
+    /// Payments through PSPs.
+    pub fn cashier() -> Subspace {
+        Subspace::all().subspace(&"cashier")
+    }
     /// Player logins: sessions and their refresh tokens.
     pub fn identity() -> Subspace {
         Subspace::all().subspace(&"identity")

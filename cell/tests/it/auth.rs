@@ -180,6 +180,8 @@ async fn a_certificate_is_an_identity_not_a_pass() {
         store_faults: None,
         registers: None,
         kyc: None,
+        psps: Vec::new(),
+        callback_base: String::new(),
         clock: cell::clock::system(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

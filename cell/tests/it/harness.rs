@@ -20,6 +20,8 @@ pub fn region_path(cell: &str) -> PathBuf {
 
 /// The secret test sandboxes sign KYC webhooks with.
 pub const KYC_WEBHOOK_SECRET: &str = "test-kyc-webhook-secret";
+/// The secret test sandboxes' card PSP signs its notifications with.
+pub const PSP_CARD_SECRET: &str = "test-psp-card-secret";
 
 /// A sandbox a test cell asks: its base URL, and whether the cell verifies identities with it
 /// (besides asking its registers and sanctions list).
@@ -29,9 +31,14 @@ pub struct SandboxUse {
     pub kyc: bool,
 }
 
-/// A sandboxed cell's background work: the sanctions list is looked at every 200 ms.
+/// A sandboxed cell's background work: the sanctions list is looked at every 200 ms, the
+/// cashier's sweep runs every 300 ms.
 fn sandbox_intervals() -> cell::server::Intervals {
-    cell::server::Intervals { sanctions_rescreen: std::time::Duration::from_millis(200), ..Default::default() }
+    cell::server::Intervals {
+        sanctions_rescreen: std::time::Duration::from_millis(200),
+        cashier_sweep: std::time::Duration::from_millis(300),
+        ..Default::default()
+    }
 }
 
 pub struct TestCell {
@@ -92,7 +99,7 @@ impl TestCell {
     }
 
     /// A cell that asks the sandbox at `url` everything: registers, sanctions list, KYC (whose
-    /// webhooks it signs with [`KYC_WEBHOOK_SECRET`]).
+    /// webhooks it signs with [`KYC_WEBHOOK_SECRET`]) and its card PSP ([`PSP_CARD_SECRET`]).
     pub async fn start_with_sandbox(cell: &str, url: &str, clock: std::sync::Arc<dyn cell::clock::Clock>) -> TestCell {
         let sandbox = SandboxUse { url: url.to_owned(), kyc: true };
         TestCell::start_full(cell, Vec::new(), sandbox_intervals(), None, clock, Some(sandbox)).await
@@ -218,11 +225,20 @@ async fn serve(
         intervals,
         store_faults,
         registers: sandbox.as_ref().map(|s| s.url.clone()),
-        kyc: sandbox.filter(|s| s.kyc).map(|s| {
+        kyc: sandbox.clone().filter(|s| s.kyc).map(|s| {
             let callback = format!("http://{address}/kyc/webhook");
             let secret = KYC_WEBHOOK_SECRET.as_bytes().to_vec();
             cell::domains::compliance::kyc::KycVendor::new(&s.url, callback, secret).unwrap()
         }),
+        psps: match sandbox.filter(|s| s.kyc) {
+            Some(s) => {
+                let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/psps");
+                let urls = [("card".to_owned(), s.url.clone())];
+                cell::domains::cashier::psps::load_dir_with(&dir, &urls, |_| Some(PSP_CARD_SECRET.to_owned())).unwrap()
+            }
+            None => Vec::new(),
+        },
+        callback_base: format!("http://{address}"),
         clock,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

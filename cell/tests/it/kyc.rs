@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// Polls the player's own view of their check until it leaves `pending` (the sandbox answers
 /// in about half a second), or 10 s.
-async fn settled_kyc(c: &crate::harness::Client, player: &str, token: &str) -> Value {
+pub async fn settled_kyc(c: &crate::harness::Client, player: &str, token: &str) -> Value {
     for _ in 0..200 {
         let view = as_player(c, "GET", &format!("/players/{player}/kyc"), token, None).await;
         assert_eq!(view.status, 200, "{}", String::from_utf8_lossy(&view.body));

@@ -8,6 +8,7 @@ mod aml;
 mod api;
 mod audit;
 mod auth;
+mod cashier;
 mod control;
 mod gaming;
 mod harness;

@@ -29,6 +29,7 @@ impl Sandbox {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
             .arg(dir.path())
             .env("KYC_WEBHOOK_SECRET", crate::harness::KYC_WEBHOOK_SECRET)
+            .env("PSP_CARD_SECRET", crate::harness::PSP_CARD_SECRET)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -196,6 +196,8 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         store_faults: None,
         registers: None,
         kyc: None,
+        psps: Vec::new(),
+        callback_base: String::new(),
         clock: cell::clock::system(),
     };
     let cell = tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default())))

@@ -25,23 +25,25 @@ pub(super) fn refuse(
 /// Player-facing routes: the only ones reachable through the router. Internal and operator
 /// routes of a cell (`/wallet/credit`, `/events`, `/metrics`...) are not.
 pub(super) fn is_public(method: &Method, path: &str) -> bool {
-    // Up to four segments without collecting them (this runs for every request); a fourth means
+    // Up to five segments without collecting them (this runs for every request); a fifth means
     // the path is longer than any public route.
     let mut segments = path.trim_start_matches('/').split('/');
-    let segments = [segments.next(), segments.next(), segments.next(), segments.next()];
+    let segments = [segments.next(), segments.next(), segments.next(), segments.next(), segments.next()];
     matches!(
         (method, segments),
-        (&Method::POST, [Some("players"), None, None, None])
-            | (&Method::POST | &Method::DELETE, [Some("sessions"), None, None, None])
-            | (&Method::POST, [Some("sessions"), Some("refresh"), None, None])
-            | (&Method::POST, [Some("players"), Some(_), Some("totp" | "timeout" | "self-exclusion"), None])
-            | (&Method::GET | &Method::PUT, [Some("players"), Some(_), Some("limits"), None])
-            | (&Method::GET, [Some("players"), Some(_), Some("kyc" | "session"), None])
-            | (&Method::PUT, [Some("players"), Some(_), Some("session-limits"), None])
-            | (&Method::POST, [Some("players"), Some(_), Some("reality-check"), None])
-            | (&Method::GET, [Some("wallet"), Some(_), Some("balance"), None])
-            | (&Method::GET, [Some("lobby"), None, None, None])
-            | (&Method::GET, [Some("flags"), Some("evaluate"), None, None])
+        (&Method::POST, [Some("players"), None, None, None, None])
+            | (&Method::POST | &Method::DELETE, [Some("sessions"), None, None, None, None])
+            | (&Method::POST, [Some("sessions"), Some("refresh"), None, None, None])
+            | (&Method::POST, [Some("players"), Some(_), Some("totp" | "timeout" | "self-exclusion"), None, None])
+            | (&Method::GET | &Method::PUT, [Some("players"), Some(_), Some("limits"), None, None])
+            | (&Method::GET, [Some("players"), Some(_), Some("kyc" | "session"), None, None])
+            | (&Method::PUT, [Some("players"), Some(_), Some("session-limits"), None, None])
+            | (&Method::POST, [Some("players"), Some(_), Some("reality-check"), None, None])
+            | (&Method::POST, [Some("cashier"), Some("deposits"), None, None, None])
+            | (&Method::GET, [Some("cashier"), Some("players"), Some(_), Some("transactions"), None])
+            | (&Method::GET, [Some("wallet"), Some(_), Some("balance"), None, None])
+            | (&Method::GET, [Some("lobby"), None, None, None, None])
+            | (&Method::GET, [Some("flags"), Some("evaluate"), None, None, None])
     )
 }
 

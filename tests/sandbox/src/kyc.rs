@@ -25,7 +25,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,17 +35,35 @@ const RESULT_DELAY: Duration = Duration::from_millis(500);
 /// Deliveries of one webhook before giving up (the caller was down or refused each).
 const ATTEMPTS: u32 = 6;
 
-/// Sends webhooks over plain HTTP, or HTTPS with the sandbox's certificate when it has one.
-pub struct Webhooks {
+/// Signs KYC webhooks: `X-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+pub struct KycSigner {
     secret: Option<Vec<u8>>,
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     next_id: AtomicU64,
+}
+
+impl KycSigner {
+    /// `secret`: what webhooks are signed with (none: checks are refused).
+    pub fn new(secret: Option<Vec<u8>>) -> KycSigner {
+        KycSigner { secret, next_id: AtomicU64::new(1) }
+    }
+
+    fn sign(&self, body: &[u8]) -> Option<String> {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(self.secret.as_ref()?).expect("HMAC takes any key length");
+        mac.update(body);
+        Some(format!("sha256={}", hex::encode(mac.finalize().into_bytes())))
+    }
+}
+
+/// Sends webhooks over plain HTTP, or HTTPS with the sandbox's certificate when it has one,
+/// retrying with backoff until a 2xx or [`ATTEMPTS`] tries.
+pub struct Webhooks {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Webhooks {
     /// `tls_dir`: the platform CA and `sandbox.pem`/`.key`, to call back a cell served over mutual
-    /// TLS; `secret`: what webhooks are signed with (none: checks are refused).
-    pub fn new(tls_dir: Option<&std::path::Path>, secret: Option<Vec<u8>>) -> anyhow::Result<Webhooks> {
+    /// TLS.
+    pub fn new(tls_dir: Option<&std::path::Path>) -> anyhow::Result<Webhooks> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(Duration::from_secs(2)));
@@ -57,28 +75,18 @@ impl Webhooks {
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Webhooks { secret, client, next_id: AtomicU64::new(1) })
+        Ok(Webhooks { client: Client::builder(TokioExecutor::new()).build(connector) })
     }
 
-    fn sign(&self, secret: &[u8], body: &[u8]) -> String {
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-        mac.update(body);
-        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-    }
-
-    /// Delivers one webhook, retrying with backoff until a 2xx or [`ATTEMPTS`] tries.
-    async fn deliver(&self, url: &str, body: Value) {
-        let Some(secret) = &self.secret else { return };
-        let body = body.to_string();
-        let signature = self.sign(secret, body.as_bytes());
+    /// Delivers `body` to `url` with `headers`: true once answered 2xx.
+    pub async fn deliver(&self, url: &str, body: &str, headers: &[(&str, String)]) -> bool {
         let mut backoff = Duration::from_millis(200);
         for attempt in 1..=ATTEMPTS {
-            let request = hyper::Request::post(url)
-                .header("content-type", "application/json")
-                .header("x-signature", &signature)
-                .body(Full::new(Bytes::from(body.clone())));
-            let outcome = match request {
+            let mut request = hyper::Request::post(url).header("content-type", "application/json");
+            for (name, value) in headers {
+                request = request.header(*name, value);
+            }
+            let outcome = match request.body(Full::new(Bytes::from(body.to_owned()))) {
                 Ok(request) => match tokio::time::timeout(Duration::from_secs(5), self.client.request(request)).await {
                     Ok(Ok(response)) => Ok(response.status()),
                     Ok(Err(e)) => Err(e.to_string()),
@@ -87,7 +95,12 @@ impl Webhooks {
                 Err(e) => Err(e.to_string()),
             };
             match outcome {
-                Ok(status) if status.is_success() => return,
+                Ok(status) if status.is_success() => return true,
+                // A refusal of what the caller will never take (a bad signature) is not retried.
+                Ok(status) if status == StatusCode::UNAUTHORIZED || status == StatusCode::BAD_REQUEST => {
+                    tracing::warn!(%url, %status, "webhook refused for good");
+                    return false;
+                }
                 Ok(status) => tracing::warn!(%url, %status, attempt, "webhook refused; retrying"),
                 Err(e) => tracing::warn!(%url, error = %e, attempt, "webhook not delivered; retrying"),
             }
@@ -95,6 +108,7 @@ impl Webhooks {
             backoff *= 2;
         }
         tracing::error!(%url, "webhook given up after {ATTEMPTS} attempts");
+        false
     }
 }
 
@@ -135,12 +149,12 @@ pub async fn create_check(
     if let Some(fault) = s.enter("kyc", call).await {
         return fault;
     }
-    if s.webhooks.secret.is_none() {
+    if s.kyc.secret.is_none() {
         let message = "the sandbox has no KYC_WEBHOOK_SECRET: it cannot sign results";
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": message }))).into_response();
     }
     let _ = (&check.given_name, &check.date_of_birth);
-    let id = format!("chk_{:08}", s.webhooks.next_id.fetch_add(1, Ordering::Relaxed));
+    let id = format!("chk_{:08}", s.kyc.next_id.fetch_add(1, Ordering::Relaxed));
     let failed = check.document.as_ref().filter(|d| d.number.trim().to_uppercase().starts_with("FAIL"));
     let (result, reason) = match failed {
         Some(d) => ("consider", Some(format!("{} {} ({}) could not be verified", d.kind, d.number, d.issuing_country))),
@@ -168,9 +182,12 @@ pub async fn create_check(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0));
-            sandbox.webhooks.deliver(&url, webhook.clone()).await;
+            let body = webhook.to_string();
+            let Some(signature) = sandbox.kyc.sign(body.as_bytes()) else { return };
+            let headers = [("x-signature", signature)];
+            sandbox.webhooks.deliver(&url, &body, &headers).await;
             if mode == "duplicate" {
-                sandbox.webhooks.deliver(&url, webhook).await;
+                sandbox.webhooks.deliver(&url, &body, &headers).await;
             }
         }
     });

@@ -28,6 +28,7 @@
 //! `--tls-dir`, calls back HTTPS URLs with the certificate `sandbox.pem` from the platform CA.
 
 mod kyc;
+mod psp;
 
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -87,6 +88,8 @@ struct Sandbox {
     excluded: Mutex<std::collections::BTreeSet<String>>,
     log: Mutex<std::fs::File>,
     webhooks: kyc::Webhooks,
+    kyc: kyc::KycSigner,
+    psp: psp::CardPsp,
     /// Sanctions entries added since start (`POST /admin/sanctions`): each makes a new version.
     sanctioned: Mutex<Vec<Value>>,
 }
@@ -282,13 +285,19 @@ fn main() -> anyhow::Result<()> {
     if secret.is_none() {
         tracing::warn!("no KYC_WEBHOOK_SECRET: the KYC vendor refuses checks (it could not sign their results)");
     }
+    let psp_secret = std::env::var("PSP_CARD_SECRET").ok().filter(|s| !s.is_empty()).map(String::into_bytes);
+    if psp_secret.is_none() {
+        tracing::warn!("no PSP_CARD_SECRET: the card PSP refuses payments (it could not sign their notifications)");
+    }
     std::fs::create_dir_all(&data)?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(data.join("requests.jsonl"))?;
     let state = Arc::new(Sandbox {
         faults: Mutex::new(Vec::new()),
         excluded: Mutex::default(),
         log: Mutex::new(log),
-        webhooks: kyc::Webhooks::new(tls_dir.as_deref(), secret)?,
+        webhooks: kyc::Webhooks::new(tls_dir.as_deref())?,
+        kyc: kyc::KycSigner::new(secret),
+        psp: psp::CardPsp::new(psp_secret),
         sanctioned: Mutex::default(),
     });
     let app = Router::new()
@@ -297,6 +306,9 @@ fn main() -> anyhow::Result<()> {
         .route("/spelpaus/v1/is-blocked", post(spelpaus))
         .route("/rgiaj/v1/check", post(rgiaj))
         .route("/kyc/v1/checks", post(kyc::create_check))
+        .route("/psp/card/v1/payments", post(psp::create_payment))
+        .route("/psp/card/v1/payments/{reference}/captures", post(psp::capture))
+        .route("/admin/psp/payments", axum::routing::get(psp::payments))
         .route("/sanctions/v1/list", axum::routing::get(sanctions))
         .route("/admin/faults", post(fault_add).delete(faults_clear))
         .route("/admin/excluded", post(exclude))

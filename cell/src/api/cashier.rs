@@ -1,0 +1,116 @@
+//! `/cashier/*`: a player's deposits and payments (with their own bearer token, through the
+//! router), and the PSPs' signed notifications (`/cashier/webhooks/{psp}`, B2B).
+
+use super::{mutating, ApiError, AppState, TraceId};
+use crate::domains::cashier::psps::NotificationError;
+use crate::domains::cashier::{self, CashierError, CreateDeposit, RecordPspAnswer};
+use crate::ledger::Refusal;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
+use bytes::Bytes;
+use contracts::cashier::{DepositRequest, Payment, Transactions};
+use contracts::{CellCode, CountryCode};
+use std::sync::Arc;
+
+/// `POST /cashier/deposits`: compliance's gates (location, register, limits, KYC, exclusion) run
+/// first; the payment is recorded `pending` and handed to its PSP; nothing is credited until the
+/// PSP confirms. Idempotent: a retry with the same key answers the same payment, asks no PSP.
+pub async fn deposit(
+    State(s): State<Arc<AppState>>,
+    Extension(t): Extension<TraceId>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Payment>), ApiError> {
+    let d = s.domains()?;
+    let (request, key) = mutating::<DepositRequest>("cashier.deposit", &headers, body)?;
+    let player = super::limits::own(&s, &headers, request.player_id.as_str()).await?;
+    super::wallet::location_gate(&s, &headers, super::wallet::Activity::Deposit)?;
+    let ctx = s.event_context(&t, None);
+    d.compliance.screen_player(&player, contracts::region::ExclusionCheckPoint::Deposit, &ctx, &d.ledger).await?;
+    let refused = |e: CashierError| ApiError::new(super::status(Refusal::status(&e)), Refusal::code(&e), e.to_string());
+    let psp = d.cashier.psp(&request.psp).ok_or_else(|| refused(CashierError::UnknownPsp(request.psp.clone())))?;
+    if !psp.config.currencies.iter().any(|c| *c == request.currency) {
+        let e = CashierError::CurrencyNotTaken { psp: request.psp.clone(), currency: request.currency.clone() };
+        return Err(refused(e));
+    }
+    crate::domains::wallet::check_payment_method(Some(&request.payment_method))?;
+    let money = d.ledger.money(request.amount.0, &request.currency, false).map_err(|e| refused(e.into()))?;
+    let location = headers.get("x-client-country").and_then(|v| CountryCode::new(v.to_str().ok()?).ok());
+    let command = CreateDeposit {
+        id: format!("dep_{}", hex::encode(rand::random::<[u8; 10]>())),
+        player,
+        psp: psp.config.id.clone(),
+        clearing: psp.clearing,
+        money,
+        payment_method: request.payment_method.clone(),
+        location,
+    };
+    let created = d.ledger.execute(command, key, ctx.clone()).await?;
+    if created.replayed {
+        // The first request's payment, as it stands now.
+        let (store_cashier, player) = (d.cashier.clone(), created.value.player_id.clone());
+        let id = created.value.id.clone();
+        let now = super::blocking(move || store_cashier.transactions(&player)).await?;
+        let current = now.into_iter().find(|p| p.id == id).unwrap_or(created.value);
+        return Ok((StatusCode::OK, Json(current)));
+    }
+    let payment = created.value;
+    let amount = cashier::wire_amount(payment.amount);
+    let url = d.cashier.notification_url(&payment.psp);
+    let answer =
+        psp.create_payment(&payment.id, &amount, &payment.currency.code(), &payment.payment_method, &url).await;
+    let failed = answer.as_ref().err().cloned();
+    let recorded = d.ledger.execute_unkeyed(RecordPspAnswer { id: payment.id.clone(), answer }, ctx).await?;
+    if let Some(why) = failed {
+        tracing::warn!(payment = %payment.id, error = %why, "PSP unavailable: the deposit failed, nothing moved");
+        return Err(refused(CashierError::PspUnavailable(why)));
+    }
+    Ok((StatusCode::CREATED, Json(recorded.value)))
+}
+
+/// `POST /cashier/webhooks/{psp}`: a PSP's notification. 401 `BAD_SIGNATURE` (writes nothing)
+/// unless signed with its secret within its time window; otherwise 200, whatever it said: a
+/// duplicate changes nothing, one about an unknown payment is parked and tried again.
+pub async fn webhook(
+    State(s): State<Arc<AppState>>,
+    Extension(t): Extension<TraceId>,
+    Path(psp): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let d = s.domains()?;
+    let signature = headers.get("x-psp-signature").and_then(|v| v.to_str().ok());
+    if signature.is_none() {
+        let message = "X-Psp-Signature is missing: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"{t}.{body}\">";
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, CellCode::BadSignature, message));
+    }
+    let psp = d
+        .cashier
+        .psp(&psp)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, CellCode::PspNotFound, format!("no PSP `{psp}` here")))?;
+    let body = body.map_err(|e| ApiError::bad_request(CellCode::BodyUnreadable, e.body_text()))?;
+    let notification = psp.read_notification(signature, &body, d.clock.now()).map_err(|e| match e {
+        NotificationError::BadSignature => {
+            ApiError::new(StatusCode::UNAUTHORIZED, CellCode::BadSignature, e.to_string())
+        }
+        NotificationError::Malformed(_) => ApiError::bad_request(CellCode::InvalidRequest, e.to_string()),
+    })?;
+    let raw = String::from_utf8_lossy(&body).into_owned();
+    cashier::take_notification(&d.ledger, psp, notification, raw, false, s.event_context(&t, None)).await?;
+    Ok(StatusCode::OK)
+}
+
+/// `GET /cashier/players/{id}/transactions`: the player's own payments, newest first.
+pub async fn transactions(
+    State(s): State<Arc<AppState>>,
+    Path(player): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Transactions>, ApiError> {
+    let player = super::limits::own(&s, &headers, &player).await?;
+    let cashier = s.domains()?.cashier.clone();
+    let id = player.clone();
+    let payments = super::blocking(move || cashier.transactions(&id)).await?;
+    Ok(Json(Transactions { player_id: player, payments }))
+}

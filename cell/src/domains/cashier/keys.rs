@@ -1,0 +1,43 @@
+//! Key layout of the cashier subspace.
+
+use crate::store::subspaces;
+
+/// A payment by the cell's id (`dep_...`).
+pub fn payment(id: &str) -> Vec<u8> {
+    subspaces::cashier().pack(&("payment", id))
+}
+
+/// A player's payments, by creation time: `(player, created µs, id)` → nothing.
+pub fn player_payment(player: &str, created_us: i64, id: &str) -> Vec<u8> {
+    subspaces::cashier().pack(&("player-payment", player, created_us, id))
+}
+
+/// Every payment of a player.
+pub fn player_payments(player: &str) -> (Vec<u8>, Vec<u8>) {
+    subspaces::cashier().subspace(&("player-payment", player)).range()
+}
+
+/// A PSP event id already taken (its notification is in the chain): deduplication.
+pub fn seen(psp: &str, event_id: &str) -> Vec<u8> {
+    subspaces::cashier().pack(&("seen", psp, event_id))
+}
+
+/// A notification about a payment the cell does not know (yet): kept and tried again.
+pub fn parked(psp: &str, event_id: &str) -> Vec<u8> {
+    subspaces::cashier().pack(&("parked", psp, event_id))
+}
+
+/// Every parked notification.
+pub fn parked_all() -> (Vec<u8>, Vec<u8>) {
+    subspaces::cashier().subspace(&("parked",)).range()
+}
+
+/// A deposit authorised and not yet captured: the capture sweeper's work list.
+pub fn to_capture(id: &str) -> Vec<u8> {
+    subspaces::cashier().pack(&("to-capture", id))
+}
+
+/// Every deposit waiting for its capture.
+pub fn to_capture_all() -> (Vec<u8>, Vec<u8>) {
+    subspaces::cashier().subspace(&("to-capture",)).range()
+}

@@ -1,0 +1,469 @@
+//! The cashier: players' deposits through payment providers (PSPs), credited to the wallet exactly
+//! once, when the PSP confirms. Withdrawals, the bank-push dialect, chargebacks and reconciliation
+//! come next.
+//!
+//! A deposit, step by step:
+//! 1. `CreateDeposit` on the writer checks the entry it will end in against compliance's gates
+//!    (limits, KYC, exclusion, location), then records the payment `pending`, under the player's
+//!    idempotency key.
+//! 2. The PSP is asked to take it ([`psps::Psp::create_payment`]); `AttachReference` records its
+//!    reference (`payment.intent_created`), or `FailPayment` its failure.
+//! 3. The PSP's signed notifications (`POST /cashier/webhooks/{psp}`) are verified, then
+//!    `HandleNotification` on the writer deduplicates them by event id, chains each one as it came
+//!    (`cashier.webhook.received`) and moves the payment on: `AUTHORISATION` → `authorised` (and
+//!    the cell captures it), `CAPTURE` → the deposit entry is posted (`payment.confirmed`), a
+//!    refusal → `failed` (`payment.failed`). A notification about a payment the cell does not know
+//!    is parked and tried again, never dropped.
+//! 4. The sweeper captures what is authorised and not yet captured (a capture that failed) and
+//!    retries parked notifications.
+
+mod keys;
+pub mod psps;
+
+use crate::ledger::{
+    or_refuse, Account, Entry, HouseAccount, KernelTx, LedgerCommand, LedgerRefusal, Posting, PostingKind, Refusal,
+};
+use crate::store::{Store, StoreError, Transaction};
+use contracts::cashier::{
+    CashierWebhookReceived, Payment, PaymentConfirmed, PaymentFailed, PaymentIntentCreated, PaymentKind, PaymentStatus,
+};
+use contracts::{Amount, CellCode, CountryCode, Money, PlayerId};
+use psps::{Notification, Psp};
+use std::sync::Arc;
+
+/// Why the cashier refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CashierError {
+    #[error("no PSP `{0}` here")]
+    UnknownPsp(String),
+    #[error("PSP {psp} does not take {currency}")]
+    CurrencyNotTaken { psp: String, currency: String },
+    #[error("player {player}'s account is in {account}, the deposit in {requested}")]
+    AccountCurrency { player: String, account: &'static str, requested: &'static str },
+    #[error("no payment `{0}`")]
+    UnknownPayment(String),
+    #[error("{0}; nothing was done: try again shortly")]
+    PspUnavailable(String),
+    #[error(transparent)]
+    Ledger(#[from] LedgerRefusal),
+}
+
+impl Refusal for CashierError {
+    fn code(&self) -> CellCode {
+        match self {
+            CashierError::UnknownPsp(_) => CellCode::PspNotFound,
+            CashierError::CurrencyNotTaken { .. } | CashierError::AccountCurrency { .. } => CellCode::CurrencyMismatch,
+            CashierError::UnknownPayment(_) => CellCode::PaymentNotFound,
+            CashierError::PspUnavailable(_) => CellCode::PspUnavailable,
+            CashierError::Ledger(e) => e.code(),
+        }
+    }
+    fn status(&self) -> u16 {
+        match self {
+            CashierError::UnknownPsp(_) | CashierError::UnknownPayment(_) => 404,
+            CashierError::CurrencyNotTaken { .. } | CashierError::AccountCurrency { .. } => 422,
+            CashierError::PspUnavailable(_) => 503,
+            CashierError::Ledger(e) => e.status(),
+        }
+    }
+}
+
+/// The cashier of one cell: its PSPs, and the URL they call back.
+pub struct Cashier {
+    psps: Vec<Psp>,
+    /// This cell's base URL as PSPs reach it (`https://127.0.0.1:7101`).
+    callback_base: String,
+    store: Arc<dyn Store>,
+}
+
+impl Cashier {
+    pub fn new(psps: Vec<Psp>, callback_base: String, store: Arc<dyn Store>) -> Cashier {
+        Cashier { psps, callback_base, store }
+    }
+
+    pub fn psp(&self, id: &str) -> Option<&Psp> {
+        self.psps.iter().find(|p| p.config.id == id)
+    }
+
+    /// Where `psp` sends its notifications.
+    pub fn notification_url(&self, psp: &str) -> String {
+        format!("{}/cashier/webhooks/{psp}", self.callback_base.trim_end_matches('/'))
+    }
+
+    /// A player's payments, newest first. Blocking.
+    pub fn transactions(&self, player: &PlayerId) -> Result<Vec<Payment>, StoreError> {
+        let mut tx = self.store.begin_snapshot_reads()?;
+        let (begin, end) = keys::player_payments(player.as_str());
+        let mut payments = Vec::new();
+        for (key, _) in tx.get_range(&begin, &end, 1000, true)? {
+            let (_, _, _, id): (String, String, i64, String) =
+                crate::store::subspaces::cashier().unpack(&key).map_err(|e| StoreError::corrupt(&key, e))?;
+            if let Some(payment) = read_payment(tx.as_mut(), &id)? {
+                payments.push(payment);
+            }
+        }
+        Ok(payments)
+    }
+
+    /// Deposits authorised and not captured yet, and notifications parked. Blocking.
+    pub fn pending_work(&self) -> Result<(Vec<Payment>, Vec<(String, Notification, String)>), StoreError> {
+        let mut tx = self.store.begin_snapshot_reads()?;
+        let (begin, end) = keys::to_capture_all();
+        let mut to_capture = Vec::new();
+        for (key, _) in tx.get_range(&begin, &end, 100, false)? {
+            let (_, id): (String, String) =
+                crate::store::subspaces::cashier().unpack(&key).map_err(|e| StoreError::corrupt(&key, e))?;
+            if let Some(payment) = read_payment(tx.as_mut(), &id)? {
+                to_capture.push(payment);
+            }
+        }
+        let (begin, end) = keys::parked_all();
+        let mut parked = Vec::new();
+        for (key, value) in tx.get_range(&begin, &end, 100, false)? {
+            let kept: Parked = rmp_serde::from_slice(&value).map_err(|e| StoreError::corrupt(&key, e))?;
+            parked.push((kept.psp, kept.notification, kept.raw));
+        }
+        Ok((to_capture, parked))
+    }
+}
+
+/// A notification kept until its payment is known.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Parked {
+    psp: String,
+    notification: Notification,
+    raw: String,
+}
+
+fn read_payment(tx: &mut dyn Transaction, id: &str) -> Result<Option<Payment>, StoreError> {
+    let key = keys::payment(id);
+    match tx.get(&key)? {
+        Some(bytes) => rmp_serde::from_slice(&bytes).map(Some).map_err(|e| StoreError::corrupt(&key, e)),
+        None => Ok(None),
+    }
+}
+
+fn write_payment(tx: &mut dyn Transaction, payment: &Payment) -> Result<(), StoreError> {
+    tx.set(&keys::payment(&payment.id), &rmp_serde::to_vec_named(payment).expect("a payment encodes"))
+}
+
+/// The entry a deposit ends in: from the PSP's clearing account to the player's cash.
+fn deposit_entry<'a>(payment: &'a Payment, clearing: HouseAccount, location: Option<CountryCode>) -> Entry<'a> {
+    Entry {
+        player: &payment.player_id,
+        currency: payment.currency,
+        kind: PostingKind::Deposit,
+        label: "deposit",
+        reference: format!("{}/{}", payment.psp, payment.id),
+        postings: vec![Posting { from: Account::House(clearing), to: Account::Cash, amount: payment.amount.0 }],
+        stake: None,
+        location,
+        payment_method: Some(payment.payment_method.clone()),
+    }
+}
+
+/// `POST /cashier/deposits`, first step: the gates the deposit will pass, then the payment,
+/// `pending`. Idempotent under the player's key: a retry answers the same payment.
+pub struct CreateDeposit {
+    pub id: String,
+    pub player: PlayerId,
+    pub psp: String,
+    pub clearing: HouseAccount,
+    pub money: Money,
+    pub payment_method: String,
+    pub location: Option<CountryCode>,
+}
+
+impl LedgerCommand for CreateDeposit {
+    type Room = ();
+    type Answer = Payment;
+    type Refusal = CashierError;
+    fn kind(&self) -> &'static str {
+        "cashier_deposit"
+    }
+    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<Payment, CashierError>, StoreError> {
+        let registered = or_refuse!(tx.registered(&self.player)?);
+        if registered.currency != self.money.currency() {
+            return Ok(Err(CashierError::AccountCurrency {
+                player: self.player.to_string(),
+                account: registered.currency.code(),
+                requested: self.money.currency().code(),
+            }));
+        }
+        let now = tx.now();
+        let payment = Payment {
+            id: self.id.clone(),
+            player_id: self.player.clone(),
+            kind: PaymentKind::Deposit,
+            psp: self.psp.clone(),
+            psp_reference: None,
+            amount: self.money.wire(),
+            currency: self.money.currency(),
+            payment_method: self.payment_method.clone(),
+            status: PaymentStatus::Pending,
+            reason: None,
+            created_at: now,
+            updated_at: now,
+            entry_id: None,
+        };
+        // Compliance's gates first: a deposit the player may not make never reaches the PSP.
+        or_refuse!(tx.would_pass(&deposit_entry(&payment, self.clearing, self.location))?);
+        write_payment(tx.store(), &payment)?;
+        tx.store().set(&keys::player_payment(self.player.as_str(), now.timestamp_micros(), &self.id), &[])?;
+        Ok(Ok(payment))
+    }
+}
+
+/// The PSP's answer to a new payment: its reference (`payment.intent_created`), or its failure
+/// (`payment.failed`).
+pub struct RecordPspAnswer {
+    pub id: String,
+    pub answer: Result<String, String>,
+}
+
+impl LedgerCommand for RecordPspAnswer {
+    type Room = ();
+    type Answer = Payment;
+    type Refusal = CashierError;
+    fn kind(&self) -> &'static str {
+        "cashier_psp_answer"
+    }
+    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<Payment, CashierError>, StoreError> {
+        let Some(mut payment) = read_payment(tx.store(), &self.id)? else {
+            return Ok(Err(CashierError::UnknownPayment(self.id.clone())));
+        };
+        payment.updated_at = tx.now();
+        match &self.answer {
+            Ok(reference) => {
+                // A notification may have come first and set it: the PSP's word is the same.
+                payment.psp_reference.get_or_insert_with(|| reference.clone());
+                tx.event(PaymentIntentCreated {
+                    player_id: payment.player_id.clone(),
+                    payment_id: payment.id.clone(),
+                    psp: payment.psp.clone(),
+                    psp_reference: reference.clone(),
+                    amount: payment.amount,
+                    currency: payment.currency,
+                })?;
+            }
+            Err(why) if payment.status == PaymentStatus::Pending => fail(tx, &mut payment, why.clone())?,
+            Err(_) => {}
+        }
+        write_payment(tx.store(), &payment)?;
+        Ok(Ok(payment))
+    }
+}
+
+/// Marks a payment failed, with the PSP's reason (`payment.failed`).
+fn fail(tx: &mut KernelTx<'_>, payment: &mut Payment, reason: String) -> Result<(), StoreError> {
+    payment.status = PaymentStatus::Failed;
+    payment.reason = Some(reason.clone());
+    tx.store().clear(&keys::to_capture(&payment.id))?;
+    tx.event(PaymentFailed {
+        player_id: payment.player_id.clone(),
+        payment_id: payment.id.clone(),
+        psp: payment.psp.clone(),
+        reason,
+    })
+}
+
+/// What a notification did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum NotificationOutcome {
+    /// Seen before: nothing.
+    Duplicate,
+    /// About a payment the cell does not know (yet): kept, tried again.
+    Parked,
+    /// Taken, and nothing to do (a late or unknown event code).
+    Noted,
+    /// Authorised: the cell captures it now.
+    Capture(Payment),
+    Credited(Payment),
+    Failed(Payment),
+}
+
+/// A verified notification, on the writer: deduplicated, chained, then applied.
+pub struct HandleNotification {
+    pub psp: String,
+    pub clearing: HouseAccount,
+    pub notification: Notification,
+    pub raw: String,
+    /// A parked notification tried again (already seen and chained).
+    pub from_park: bool,
+}
+
+impl LedgerCommand for HandleNotification {
+    type Room = ();
+    type Answer = NotificationOutcome;
+    type Refusal = CashierError;
+    fn kind(&self) -> &'static str {
+        "cashier_notification"
+    }
+    fn apply(
+        &self,
+        _: &mut (),
+        tx: &mut KernelTx<'_>,
+    ) -> Result<Result<NotificationOutcome, CashierError>, StoreError> {
+        let n = &self.notification;
+        let parked_key = keys::parked(&self.psp, &n.event_id);
+        if !self.from_park {
+            let seen = keys::seen(&self.psp, &n.event_id);
+            if tx.store().get(&seen)?.is_some() {
+                return Ok(Ok(NotificationOutcome::Duplicate));
+            }
+            tx.store().set(&seen, &[])?;
+            tx.event(CashierWebhookReceived {
+                psp: self.psp.clone(),
+                event_id: n.event_id.clone(),
+                body: self.raw.clone(),
+            })?;
+        }
+        let payment = read_payment(tx.store(), &n.merchant_reference)?.filter(|p| p.psp == self.psp);
+        let Some(mut payment) = payment else {
+            if !self.from_park {
+                let kept = Parked { psp: self.psp.clone(), notification: n.clone(), raw: self.raw.clone() };
+                tx.store().set(&parked_key, &rmp_serde::to_vec_named(&kept).expect("a notification encodes"))?;
+                tracing::warn!(psp = %self.psp, event = %n.event_id, payment = %n.merchant_reference, "notification about an unknown payment: parked");
+            }
+            return Ok(Ok(NotificationOutcome::Parked));
+        };
+        if self.from_park {
+            tx.store().clear(&parked_key)?;
+        }
+        payment.psp_reference.get_or_insert_with(|| n.psp_reference.clone());
+        payment.updated_at = tx.now();
+        use PaymentStatus::{Authorised, Captured, Failed, Pending};
+        let outcome = match (n.code.as_str(), n.success, payment.status) {
+            ("AUTHORISATION", true, Pending) => {
+                payment.status = Authorised;
+                tx.store().set(&keys::to_capture(&payment.id), &[])?;
+                NotificationOutcome::Capture(payment.clone())
+            }
+            ("AUTHORISATION" | "CAPTURE", false, Pending | Authorised) => {
+                let reason = n.reason.clone().unwrap_or_else(|| format!("{} refused by the PSP", n.code));
+                fail(tx, &mut payment, reason)?;
+                NotificationOutcome::Failed(payment.clone())
+            }
+            // The PSP has the money: credit it, once (a capture can overtake its authorisation).
+            ("CAPTURE", true, Pending | Authorised) => {
+                tx.store().clear(&keys::to_capture(&payment.id))?;
+                match tx.post_one(deposit_entry(&payment, self.clearing, None))? {
+                    Ok(posted) => {
+                        payment.status = Captured;
+                        payment.entry_id = Some(posted.seq.to_string());
+                        tx.event(PaymentConfirmed {
+                            player_id: payment.player_id.clone(),
+                            payment_id: payment.id.clone(),
+                            psp: payment.psp.clone(),
+                            amount: payment.amount,
+                            currency: payment.currency,
+                            entry_id: posted.seq.to_string(),
+                        })?;
+                        NotificationOutcome::Credited(payment.clone())
+                    }
+                    Err(refused) => {
+                        // Captured by the PSP, refused here (a limit another deposit reached
+                        // meanwhile): not credited; the money goes back to the player by refund.
+                        let reason = format!("captured, then refused ({}): {refused}; refund due", refused.code());
+                        tracing::error!(payment = %payment.id, %reason, "captured deposit not credited");
+                        fail(tx, &mut payment, reason)?;
+                        NotificationOutcome::Failed(payment.clone())
+                    }
+                }
+            }
+            // Late, repeated in another event, or about a payment already decided.
+            (_, _, Pending | Authorised | Captured | Failed) => NotificationOutcome::Noted,
+        };
+        write_payment(tx.store(), &payment)?;
+        Ok(Ok(outcome))
+    }
+}
+
+/// Captures `payment` at its PSP, a few times with backoff: whether it took. What is not
+/// captured stays on the sweeper's list.
+pub async fn capture(psp: &Psp, payment: &Payment) -> bool {
+    let Some(reference) = &payment.psp_reference else { return false };
+    let (amount, currency) = (payment.amount.to_string(), payment.currency.code());
+    let mut backoff = std::time::Duration::from_millis(100);
+    for attempt in 1..=3 {
+        match psp.capture(reference, &amount, &currency).await {
+            Ok(()) => return true,
+            Err(e) => tracing::warn!(payment = %payment.id, attempt, error = %e, "capture failed; trying again"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff *= 4;
+    }
+    false
+}
+
+/// The amount of a payment as the PSP is told it.
+pub fn wire_amount(amount: Amount) -> String {
+    amount.to_string()
+}
+
+/// Applies a verified notification on the writer, then does what it asks next: a capture, in the
+/// background (what fails stays on the sweeper's list).
+pub async fn take_notification(
+    ledger: &crate::ledger::Ledger,
+    psp: &Psp,
+    notification: Notification,
+    raw: String,
+    from_park: bool,
+    ctx: crate::events::EventContext,
+) -> Result<NotificationOutcome, crate::ledger::Failed<CashierError>> {
+    let command =
+        HandleNotification { psp: psp.config.id.clone(), clearing: psp.clearing, notification, raw, from_park };
+    let outcome = ledger.execute_unkeyed(command, ctx).await?.value;
+    if let NotificationOutcome::Capture(payment) = &outcome {
+        let (psp, payment) = (psp.clone(), payment.clone());
+        tokio::spawn(async move { capture(&psp, &payment).await });
+    }
+    Ok(outcome)
+}
+
+/// Every `interval`: captures the deposits authorised and not captured for a while (a capture
+/// that failed, a cell restarted between the two), and tries parked notifications again.
+pub fn spawn_sweeper(
+    cashier: Arc<Cashier>,
+    ledger: crate::ledger::Ledger,
+    cell: String,
+    interval: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let reader = cashier.clone();
+            let (to_capture, parked) = match tokio::task::spawn_blocking(move || reader.pending_work()).await {
+                Ok(Ok(work)) => work,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cashier sweep: cannot read its work");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cashier sweep task failed");
+                    continue;
+                }
+            };
+            let settled_for = chrono::Duration::from_std(interval).unwrap_or_default();
+            for payment in to_capture {
+                let Some(psp) = cashier.psp(&payment.psp) else { continue };
+                if chrono::Utc::now() - payment.updated_at >= settled_for {
+                    capture(psp, &payment).await;
+                }
+            }
+            for (psp_id, notification, raw) in parked {
+                let Some(psp) = cashier.psp(&psp_id) else { continue };
+                let ctx = crate::events::EventContext {
+                    cell: cell.clone(),
+                    trace_id: hex::encode(rand::random::<[u8; 16]>()),
+                    operator: None,
+                };
+                if let Err(e) = take_notification(&ledger, psp, notification, raw, true, ctx).await {
+                    tracing::warn!(error = %e, "cashier sweep: a parked notification failed again");
+                }
+            }
+        }
+    })
+}

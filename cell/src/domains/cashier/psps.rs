@@ -1,0 +1,268 @@
+//! Payment providers: one file each in `config/psps/` (its id, dialect and the environment
+//! variable holding its notification secret), where it answers (`cell serve --psp-url ID=URL`),
+//! and the adapter of its dialect. Today the `card` dialect: a card acquirer's authorise/capture
+//! API (the sandbox plays one), with notifications signed over `"{timestamp}.{raw body}"`.
+
+use crate::outside::{authority, exchange};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Longest a PSP may take to answer a call.
+pub const PSP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A PSP's API dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dialect {
+    /// A card acquirer: payment, authorisation notification, capture, capture notification.
+    Card,
+}
+
+/// A PSP file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PspFile {
+    pub id: String,
+    pub dialect: Dialect,
+    /// The environment variable holding the notification secret (never in a file).
+    pub secret_env: String,
+    /// How far a notification's signed timestamp may be from the cell's clock.
+    pub signature_tolerance_seconds: u64,
+    /// The currencies it takes.
+    pub currencies: Vec<String>,
+}
+
+/// A PSP this cell pays through.
+#[derive(Clone)]
+pub struct Psp {
+    pub config: PspFile,
+    secret: Vec<u8>,
+    /// `host:port` it answers on.
+    authority: String,
+    /// Its clearing account in the ledger (`psp-clearing:<id>`).
+    pub clearing: crate::ledger::HouseAccount,
+}
+
+impl std::fmt::Debug for Psp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Psp").field("id", &self.config.id).field("authority", &self.authority).finish()
+    }
+}
+
+/// A verified notification, in the cell's words.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Notification {
+    pub event_id: String,
+    pub code: String,
+    pub psp_reference: String,
+    /// The cell's payment id it was created with.
+    pub merchant_reference: String,
+    pub success: bool,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotificationError {
+    #[error("the X-Psp-Signature header is missing, does not match the body, or is outside the time window")]
+    BadSignature,
+    #[error("the notification does not parse: {0}")]
+    Malformed(String),
+}
+
+impl Psp {
+    /// Asks the PSP to take a payment: its reference. An error: it did not.
+    pub async fn create_payment(
+        &self,
+        payment_id: &str,
+        amount: &str,
+        currency: &str,
+        method: &str,
+        notification_url: &str,
+    ) -> Result<String, String> {
+        let body = json!({
+            "merchantReference": payment_id, "amount": amount, "currency": currency,
+            "paymentMethod": method, "notificationUrl": notification_url,
+        });
+        let (status, body) = self.call("/psp/card/v1/payments", body).await?;
+        if status != 201 && status != 200 {
+            return Err(format!("PSP {} answered {status}", self.config.id));
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Created {
+            psp_reference: String,
+        }
+        let created: Created = serde_json::from_slice(&body).map_err(|e| format!("the PSP's answer: {e}"))?;
+        Ok(created.psp_reference)
+    }
+
+    /// Captures an authorised payment (capturing twice captures once). An error: try again.
+    pub async fn capture(&self, psp_reference: &str, amount: &str, currency: &str) -> Result<(), String> {
+        let path = format!("/psp/card/v1/payments/{psp_reference}/captures");
+        let (status, _) = self.call(&path, json!({ "amount": amount, "currency": currency })).await?;
+        match status {
+            200 | 201 => Ok(()),
+            other => Err(format!("PSP {} answered {other} to the capture", self.config.id)),
+        }
+    }
+
+    async fn call(&self, path: &str, body: serde_json::Value) -> Result<(u16, bytes::Bytes), String> {
+        let exchange = exchange(&self.authority, "POST", path, "application/json", body.to_string());
+        let (status, _, body) = tokio::time::timeout(PSP_TIMEOUT, exchange)
+            .await
+            .map_err(|_| format!("PSP {} did not answer within {PSP_TIMEOUT:?}", self.config.id))??;
+        Ok((status, body))
+    }
+
+    /// Checks a notification's signature (`t=<unix>,v1=<hex HMAC-SHA256 of "{t}.{body}">`, `t`
+    /// within the PSP's tolerance of `now`, compared in constant time), then reads it.
+    pub fn read_notification(
+        &self,
+        signature: Option<&str>,
+        body: &[u8],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Notification, NotificationError> {
+        let signature = signature.ok_or(NotificationError::BadSignature)?;
+        let (mut t, mut v1) = (None, None);
+        for part in signature.split(',') {
+            match part.split_once('=') {
+                Some(("t", value)) => t = value.parse::<i64>().ok(),
+                Some(("v1", value)) => v1 = hex::decode(value).ok(),
+                _ => {}
+            }
+        }
+        let (Some(t), Some(v1)) = (t, v1) else { return Err(NotificationError::BadSignature) };
+        let tolerance = i64::try_from(self.config.signature_tolerance_seconds).unwrap_or(i64::MAX);
+        if (now.timestamp() - t).abs() > tolerance {
+            return Err(NotificationError::BadSignature);
+        }
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        mac.update(format!("{t}.").as_bytes());
+        mac.update(body);
+        mac.verify_slice(&v1).map_err(|_| NotificationError::BadSignature)?;
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wire {
+            event_id: String,
+            event_code: String,
+            psp_reference: String,
+            merchant_reference: String,
+            success: bool,
+            #[serde(default)]
+            reason: Option<String>,
+        }
+        let wire: Wire = serde_json::from_slice(body).map_err(|e| NotificationError::Malformed(e.to_string()))?;
+        let sane = |s: &str| !s.is_empty() && s.len() <= 100;
+        if !sane(&wire.event_id) || !sane(&wire.psp_reference) || !sane(&wire.merchant_reference) {
+            return Err(NotificationError::Malformed("an id is empty or longer than 100 characters".into()));
+        }
+        Ok(Notification {
+            event_id: wire.event_id,
+            code: wire.event_code,
+            psp_reference: wire.psp_reference,
+            merchant_reference: wire.merchant_reference,
+            success: wire.success,
+            reason: wire.reason,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("PSP file {path}: {problem}")]
+pub struct PspFileError {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+/// Loads every `*.toml` under `dir` with its secret from the environment and its address from
+/// `urls` (`id` → `http://HOST:PORT`). A PSP without a secret or an address is left out, with an
+/// error in the log: the cell takes no payment it could not verify.
+pub fn load_dir(dir: &Path, urls: &[(String, String)]) -> Result<Vec<Psp>, PspFileError> {
+    load_dir_with(dir, urls, |name| std::env::var(name).ok())
+}
+
+/// [`load_dir`], with each secret from `secret_of(the variable its file names)`.
+pub fn load_dir_with(
+    dir: &Path,
+    urls: &[(String, String)],
+    secret_of: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<Psp>, PspFileError> {
+    let fail = |path: &Path, problem: String| PspFileError { path: path.to_owned(), problem };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| fail(dir, format!("cannot read the directory: {e}")))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let mut psps: Vec<Psp> = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).map_err(|e| fail(&path, format!("cannot read: {e}")))?;
+        let config: PspFile = toml::from_str(&text).map_err(|e| fail(&path, e.to_string()))?;
+        let id_ok = !config.id.is_empty()
+            && config.id.len() <= 32
+            && config.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !id_ok || psps.iter().any(|p| p.config.id == config.id) {
+            return Err(fail(&path, format!("id `{}`: 1 to 32 of a-z 0-9 -, unique", config.id)));
+        }
+        let Some(secret) = secret_of(&config.secret_env).filter(|s| !s.is_empty()) else {
+            tracing::error!(psp = %config.id, env = %config.secret_env, "PSP secret not set: no payments through it");
+            continue;
+        };
+        let Some((_, url)) = urls.iter().find(|(id, _)| *id == config.id) else {
+            tracing::error!(psp = %config.id, "no --psp-url for this PSP: no payments through it");
+            continue;
+        };
+        let authority = authority("--psp-url", url).map_err(|e| fail(&path, e))?;
+        // One leaked name per PSP, once at start: house accounts are named by static strings.
+        let clearing = crate::ledger::HouseAccount(Box::leak(format!("psp-clearing:{}", config.id).into_boxed_str()));
+        tracing::info!(psp = %config.id, dialect = ?config.dialect, "PSP loaded");
+        psps.push(Psp { config, secret: secret.into_bytes(), authority, clearing });
+    }
+    Ok(psps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn psp() -> Psp {
+        let config = PspFile {
+            id: "card".into(),
+            dialect: Dialect::Card,
+            secret_env: "X".into(),
+            signature_tolerance_seconds: 300,
+            currencies: vec!["GBP".into()],
+        };
+        Psp {
+            config,
+            secret: b"s3cret".to_vec(),
+            authority: "127.0.0.1:1".into(),
+            clearing: crate::ledger::HouseAccount("psp-clearing:card"),
+        }
+    }
+
+    fn signed(t: i64, body: &str, secret: &[u8]) -> String {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+        mac.update(format!("{t}.{body}").as_bytes());
+        format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn a_notification_is_read_only_when_signed_recently_with_the_secret() {
+        let body = r#"{"eventId":"evt_1","eventCode":"CAPTURE","pspReference":"pay_1","merchantReference":"dep_1","amount":"10.00","currency":"GBP","success":true}"#;
+        let now = chrono::Utc::now();
+        let t = now.timestamp();
+        let p = psp();
+        let read = p.read_notification(Some(&signed(t, body, b"s3cret")), body.as_bytes(), now).unwrap();
+        assert_eq!((read.event_id.as_str(), read.code.as_str(), read.success), ("evt_1", "CAPTURE", true));
+        let bad = |sig: Option<String>, body: &str| p.read_notification(sig.as_deref(), body.as_bytes(), now).is_err();
+        assert!(bad(Some(signed(t, body, b"other")), body), "another secret");
+        assert!(bad(Some(signed(t - 301, body, b"s3cret")), body), "too old: a replay");
+        assert!(bad(Some(signed(t, body, b"s3cret")), &body.replace("10.00", "99.00")), "tampered");
+        assert!(bad(None, body));
+        assert!(bad(Some("t=1".into()), body));
+    }
+}

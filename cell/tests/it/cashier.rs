@@ -1,0 +1,152 @@
+//! Deposits through the sandbox's card PSP, with real processes: the wallet is credited exactly
+//! once per captured payment, never for a refused one, whatever the PSP's notifications do
+//! (duplicated, overtaking the API's answers, late, badly signed, about an unknown payment) and
+//! when a capture fails for a while.
+
+use crate::harness::{Client, Reply, TestCell};
+use crate::kyc::settled_kyc;
+use crate::limits::login;
+use crate::registers::{profile, register, Sandbox};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// A verified UK player, logged in: their token.
+async fn verified_player(c: &Client, player: &str) -> String {
+    assert_eq!(register(c, player, "GB", "GBP", Some(profile("Payer", None))).await.status, 201);
+    let token = login(c, player).await;
+    assert_eq!(settled_kyc(c, player, &token).await["status"], "verified");
+    token
+}
+
+async fn deposit(c: &Client, player: &str, token: &str, amount: &str, method: &str, key: &str) -> Reply {
+    let body =
+        json!({ "playerId": player, "psp": "card", "amount": amount, "currency": "GBP", "paymentMethod": method });
+    let bearer = format!("Bearer {token}");
+    let headers =
+        [("authorization", bearer.as_str()), ("x-idempotency-key", key), ("content-type", "application/json")];
+    c.raw("POST", "/cashier/deposits", &headers, body.to_string().into_bytes()).await.unwrap()
+}
+
+/// The player's payment `id` once it leaves `pending` and `authorised`, or after 10 s.
+async fn settled(c: &Client, player: &str, token: &str, id: &str) -> Value {
+    let bearer = format!("Bearer {token}");
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let path = format!("/cashier/players/{player}/transactions");
+        let list = c.raw("GET", &path, &[("authorization", bearer.as_str())], Vec::new()).await.unwrap().json();
+        last = list["payments"].as_array().unwrap().iter().find(|p| p["id"] == id).cloned().unwrap_or(Value::Null);
+        if matches!(last["status"].as_str(), Some("captured" | "failed")) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("payment {id} never settled: {last}");
+}
+
+fn count(events: &[Value], name: &str) -> usize {
+    events.iter().filter(|e| e["event"] == name).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposit_is_credited_once_when_the_psp_captures_it() {
+    let sandbox = Sandbox::start().await;
+    let cell = TestCell::start_with_sandbox("uk", &sandbox.url, cell::clock::system()).await;
+    let c = cell.client();
+    let token = verified_player(&c, "uk-dee").await;
+    let created = deposit(&c, "uk-dee", &token, "25.00", "card:tok_visa_4242", "dee-1").await;
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    assert!(created.json()["pspReference"].as_str().unwrap().starts_with("pay_"), "{}", created.json());
+    let payment = settled(&c, "uk-dee", &token, &id).await;
+    assert_eq!((payment["status"].as_str(), payment["amount"].as_str()), (Some("captured"), Some("25.00")));
+    assert_eq!(c.balance("uk-dee").await["cash"], "25.00");
+    // The same request again: the same payment, no second PSP payment, nothing more credited.
+    let again = deposit(&c, "uk-dee", &token, "25.00", "card:tok_visa_4242", "dee-1").await;
+    assert_eq!((again.status, again.json()["id"].as_str()), (200, Some(id.as_str())));
+    let psp = sandbox_payments(&sandbox).await;
+    assert_eq!(psp.len(), 1, "{psp:?}");
+    assert_eq!(c.balance("uk-dee").await["cash"], "25.00");
+    // Every notification is chained as it came; the credit is one event.
+    let events = c.events().await;
+    assert_eq!((count(&events, "payment.intent_created"), count(&events, "payment.confirmed")), (1, 1));
+    assert_eq!(count(&events, "cashier.webhook.received"), 2, "AUTHORISATION and CAPTURE");
+    let chain = c.get("/audit/records?limit=1000").await.json();
+    assert!(chain["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["event"].as_str().unwrap().contains("cashier.webhook.received")));
+    // A refused card: failed, never credited.
+    let refused = deposit(&c, "uk-dee", &token, "10.00", "card:tok_decline", "dee-2").await;
+    let id = refused.json()["id"].as_str().unwrap().to_owned();
+    let payment = settled(&c, "uk-dee", &token, &id).await;
+    assert_eq!((payment["status"].as_str(), payment["reason"].as_str()), (Some("failed"), Some("Refused")));
+    assert_eq!(c.balance("uk-dee").await["cash"], "25.00");
+    assert_eq!(count(&c.events().await, "payment.failed"), 1);
+}
+
+async fn sandbox_payments(sandbox: &Sandbox) -> Vec<Value> {
+    let port: u16 = sandbox.url.rsplit(':').next().unwrap().parse().unwrap();
+    let client = Client { address: ([127, 0, 0, 1], port).into() };
+    client.get("/admin/psp/payments").await.json()["payments"].as_array().unwrap().clone()
+}
+
+/// Each notification fault of the sandbox, one deposit each: credited exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_faults_never_credit_twice_or_not_at_all() {
+    let sandbox = Sandbox::start().await;
+    let cell = TestCell::start_with_sandbox("uk", &sandbox.url, cell::clock::system()).await;
+    let c = cell.client();
+    let token = verified_player(&c, "uk-fay").await;
+    let mut credited = 0;
+    for (i, mode) in ["duplicate", "reorder", "late", "bad-signature", "unknown"].iter().enumerate() {
+        sandbox
+            .admin("POST", "/admin/faults", json!({ "party": "card-webhook", "mode": mode, "latencyMs": 800 }))
+            .await;
+        let created = deposit(&c, "uk-fay", &token, "10.00", "card:tok_visa_4242", &format!("fay-{i}")).await;
+        assert!(matches!(created.status, 201 | 200), "{mode}: {}", String::from_utf8_lossy(&created.body));
+        let id = created.json()["id"].as_str().unwrap().to_owned();
+        let payment = settled(&c, "uk-fay", &token, &id).await;
+        assert_eq!(payment["status"], "captured", "{mode}: {payment}");
+        sandbox.admin("DELETE", "/admin/faults", json!({})).await;
+        credited += 10;
+        assert_eq!(c.balance("uk-fay").await["cash"], format!("{credited}.00"), "after {mode}");
+    }
+    // Give any straggling copy time to arrive: still credited once each.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(c.balance("uk-fay").await["cash"], "50.00");
+    assert_eq!(count(&c.events().await, "payment.confirmed"), 5);
+}
+
+/// A capture the PSP answers 500 is tried again until it takes: credited once, then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_capture_is_retried_until_it_takes() {
+    let sandbox = Sandbox::start().await;
+    let cell = TestCell::start_with_sandbox("uk", &sandbox.url, cell::clock::system()).await;
+    let c = cell.client();
+    let token = verified_player(&c, "uk-gus").await;
+    sandbox.admin("POST", "/admin/faults", json!({ "party": "card-capture", "status": 500 })).await;
+    let created = deposit(&c, "uk-gus", &token, "40.00", "card:tok_visa_4242", "gus-1").await;
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(c.balance("uk-gus").await["cash"], "0.00", "not captured: not credited");
+    sandbox.admin("DELETE", "/admin/faults", json!({})).await;
+    assert_eq!(settled(&c, "uk-gus", &token, &id).await["status"], "captured");
+    assert_eq!(c.balance("uk-gus").await["cash"], "40.00");
+}
+
+/// Compliance's gates run before the PSP is asked: a deposit past the player's limit never
+/// reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposit_past_a_limit_never_reaches_the_psp() {
+    let sandbox = Sandbox::start().await;
+    let cell = TestCell::start_with_sandbox("uk", &sandbox.url, cell::clock::system()).await;
+    let c = cell.client();
+    let token = verified_player(&c, "uk-hal").await;
+    let limit = json!({ "changes": [{ "kind": "deposit", "period": "day", "amount": "30.00" }] });
+    let set = crate::limits::as_player(&c, "PUT", "/players/uk-hal/limits", &token, Some(limit)).await;
+    assert_eq!(set.status, 200);
+    let refused = deposit(&c, "uk-hal", &token, "31.00", "card:tok_visa_4242", "hal-1").await;
+    assert_eq!((refused.status, refused.code().as_str()), (422, "DEPOSIT_LIMIT_EXCEEDED"), "{}", refused.json());
+    assert!(sandbox_payments(&sandbox).await.is_empty(), "the PSP never heard of it");
+}

@@ -1,0 +1,141 @@
+//! The cashier's shapes: a player's deposits through a payment provider (PSP), the payments as
+//! the player and the back office see them, and the cashier's events.
+
+use crate::{Amount, Currency, PlayerId};
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Version of the cashier's API shapes and events.
+pub const CASHIER_VERSION: &str = "1";
+
+/// `POST /cashier/deposits`: the player asks to pay `amount` in through `psp` with a payment
+/// method the PSP tokenised (`card:tok_...`); nothing is credited until the PSP confirms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = crate::money::positive_amount_rules)]
+pub struct DepositRequest {
+    pub player_id: PlayerId,
+    /// A PSP of this cell (`config/psps`).
+    #[schemars(length(min = 1, max = 40))]
+    pub psp: String,
+    pub amount: Amount,
+    #[schemars(with = "crate::Currency")]
+    pub currency: String,
+    /// The PSP's token for the card or account (never a card number).
+    #[schemars(length(min = 1, max = 64))]
+    pub payment_method: String,
+}
+
+/// Where a payment stands. A deposit: `pending` (the PSP has it), `authorised`, `captured` (the
+/// wallet is credited, once), or `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Pending,
+    Authorised,
+    Captured,
+    Failed,
+}
+
+/// A payment as the player and the back office see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Payment {
+    /// The cell's id of the payment (`dep_...`), the PSP's merchant reference.
+    pub id: String,
+    pub player_id: PlayerId,
+    pub kind: PaymentKind,
+    pub psp: String,
+    /// The PSP's reference, once it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psp_reference: Option<String>,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub payment_method: String,
+    pub status: PaymentStatus,
+    /// Why it failed, as the PSP said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The ledger entry that credited it, once captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentKind {
+    Deposit,
+}
+
+/// `GET /cashier/players/{id}/transactions`: the player's payments, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Transactions {
+    pub player_id: PlayerId,
+    pub payments: Vec<Payment>,
+}
+
+/// `payment.intent_created`: a deposit was handed to its PSP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentIntentCreated {
+    pub player_id: PlayerId,
+    pub payment_id: String,
+    pub psp: String,
+    pub psp_reference: String,
+    pub amount: Amount,
+    pub currency: Currency,
+}
+impl crate::events::EventPayload for PaymentIntentCreated {
+    const NAME: &'static str = "payment.intent_created";
+    const VERSION: &'static str = CASHIER_VERSION;
+}
+
+/// `payment.confirmed`: the PSP captured a deposit and the wallet was credited (once).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentConfirmed {
+    pub player_id: PlayerId,
+    pub payment_id: String,
+    pub psp: String,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub entry_id: String,
+}
+impl crate::events::EventPayload for PaymentConfirmed {
+    const NAME: &'static str = "payment.confirmed";
+    const VERSION: &'static str = CASHIER_VERSION;
+}
+
+/// `payment.failed`: the PSP refused the payment (or the cell refused to take it); nothing moved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentFailed {
+    pub player_id: PlayerId,
+    pub payment_id: String,
+    pub psp: String,
+    pub reason: String,
+}
+impl crate::events::EventPayload for PaymentFailed {
+    const NAME: &'static str = "payment.failed";
+    const VERSION: &'static str = CASHIER_VERSION;
+}
+
+/// `cashier.webhook.received`: a PSP's notification, verified, exactly as it came (its raw body),
+/// chained in the audit log before anything acts on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CashierWebhookReceived {
+    pub psp: String,
+    /// The PSP's event id (deduplication is by it).
+    pub event_id: String,
+    /// The notification's body, as received.
+    pub body: String,
+}
+impl crate::events::EventPayload for CashierWebhookReceived {
+    const NAME: &'static str = "cashier.webhook.received";
+    const VERSION: &'static str = CASHIER_VERSION;
+}

@@ -1,0 +1,222 @@
+//! A card acquirer, modelled on the common authorise/capture APIs: the merchant creates a payment
+//! with the player's tokenised card, the acquirer authorises it and says so in a notification, the
+//! merchant captures it, and a second notification confirms the capture. Notifications are signed
+//! over the raw body with a timestamp: `X-Psp-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
+//! "{t}.{body}">`, with the merchant account's secret (`PSP_CARD_SECRET`), and retried until
+//! answered 2xx.
+//!
+//! - `POST /psp/card/v1/payments {merchantReference, amount, currency, paymentMethod,
+//!   notificationUrl}` → 201 `{pspReference, status: "received"}`, then an `AUTHORISATION`
+//!   notification (`success: false`, `reason: "Refused"` for a method containing `decline`).
+//! - `POST /psp/card/v1/payments/{pspReference}/captures {amount, currency}` → 201, then a
+//!   `CAPTURE` notification. Capturing twice captures once.
+//! - A notification: `{eventId, eventCode, pspReference, merchantReference, amount, currency,
+//!   success, reason?, eventDate}`.
+//!
+//! Faults: `{"party": "card"}` and `{"party": "card-capture"}` (latency, a status such as 500, a
+//! hang) on the API calls; `{"party": "card-webhook", "mode": ...}` on notifications: `duplicate`
+//! (each sent twice), `reorder` (each sent before the API call that caused it answers), `late`
+//! (`latencyMs` more), `unknown` (also one about a payment nobody created), `bad-signature` (a
+//! wrongly signed copy first).
+
+use super::Sandbox;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long after the call its notification is sent.
+const NOTIFY_DELAY: Duration = Duration::from_millis(150);
+
+pub struct CardPsp {
+    secret: Option<Vec<u8>>,
+    next_id: AtomicU64,
+    payments: Mutex<BTreeMap<String, CardPayment>>,
+}
+
+#[derive(Debug, Clone)]
+struct CardPayment {
+    merchant_reference: String,
+    amount: String,
+    currency: String,
+    method: String,
+    notification_url: String,
+    authorised: bool,
+    captured: bool,
+}
+
+impl CardPsp {
+    pub fn new(secret: Option<Vec<u8>>) -> CardPsp {
+        CardPsp { secret, next_id: AtomicU64::new(1), payments: Mutex::default() }
+    }
+
+    fn next(&self, prefix: &str) -> String {
+        format!("{prefix}_{:08}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn signature(secret: &[u8], body: &str) -> String {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+        mac.update(format!("{t}.{body}").as_bytes());
+        format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    fn notification(&self, code: &str, reference: &str, p: &CardPayment, success: bool, reason: Option<&str>) -> Value {
+        let mut n = json!({
+            "eventId": self.next("evt"),
+            "eventCode": code,
+            "pspReference": reference,
+            "merchantReference": p.merchant_reference,
+            "amount": p.amount,
+            "currency": p.currency,
+            "success": success,
+            "eventDate": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        });
+        if let Some(reason) = reason {
+            n["reason"] = json!(reason);
+        }
+        n
+    }
+}
+
+/// Sends `notification` as the `card-webhook` fault says: signed, maybe late, twice, after a
+/// badly signed copy, or with one about an unknown payment.
+async fn notify(s: &Sandbox, url: &str, notification: Value) {
+    let Some(secret) = s.psp.secret.clone() else { return };
+    let fault = s.fault_of("card-webhook");
+    let mode = fault.as_ref().and_then(|f| f.mode.clone()).unwrap_or_default();
+    if mode == "late" {
+        tokio::time::sleep(Duration::from_millis(fault.as_ref().map_or(0, |f| f.latency_ms))).await;
+    }
+    let body = notification.to_string();
+    if mode == "bad-signature" {
+        let forged = CardPsp::signature(b"not the merchant's secret", &body);
+        s.webhooks.deliver(url, &body, &[("x-psp-signature", forged)]).await;
+    }
+    if mode == "unknown" {
+        let mut stray = notification.clone();
+        stray["eventId"] = json!(s.psp.next("evt"));
+        stray["pspReference"] = json!(s.psp.next("pay"));
+        stray["merchantReference"] = json!(format!("dep_unknown_{}", s.psp.next("ref")));
+        let stray = stray.to_string();
+        s.webhooks.deliver(url, &stray, &[("x-psp-signature", CardPsp::signature(&secret, &stray))]).await;
+    }
+    let copies = if mode == "duplicate" { 2 } else { 1 };
+    for _ in 0..copies {
+        // Signed at each delivery, as a PSP re-signs a retry.
+        s.webhooks.deliver(url, &body, &[("x-psp-signature", CardPsp::signature(&secret, &body))]).await;
+    }
+}
+
+/// Sends the notification in the background after a short delay, or (`reorder`) before the
+/// caller's answer.
+async fn send(s: &Arc<Sandbox>, url: String, notification: Value) {
+    let reorder = s.fault_of("card-webhook").and_then(|f| f.mode).is_some_and(|m| m == "reorder");
+    if reorder {
+        notify(s, &url, notification).await;
+        return;
+    }
+    let sandbox = s.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(NOTIFY_DELAY).await;
+        notify(&sandbox, &url, notification).await;
+    });
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRequest {
+    merchant_reference: String,
+    amount: String,
+    currency: String,
+    payment_method: String,
+    notification_url: String,
+}
+
+fn bad_request(message: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+}
+
+pub async fn create_payment(
+    State(s): State<Arc<Sandbox>>,
+    body: Result<Json<PaymentRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(r)) = body else {
+        return bad_request("merchantReference, amount, currency, paymentMethod and notificationUrl");
+    };
+    if !(r.notification_url.starts_with("http://") || r.notification_url.starts_with("https://")) {
+        return bad_request("notificationUrl must be an http(s) URL");
+    }
+    let call = json!({ "merchantReference": r.merchant_reference, "amount": r.amount, "currency": r.currency });
+    if let Some(fault) = s.enter("card", call).await {
+        return fault;
+    }
+    if s.psp.secret.is_none() {
+        let message = "the sandbox has no PSP_CARD_SECRET: it cannot sign notifications";
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": message }))).into_response();
+    }
+    let reference = s.psp.next("pay");
+    let declined = r.payment_method.contains("decline");
+    let payment = CardPayment {
+        merchant_reference: r.merchant_reference,
+        amount: r.amount,
+        currency: r.currency,
+        method: r.payment_method,
+        notification_url: r.notification_url,
+        authorised: !declined,
+        captured: false,
+    };
+    s.psp.payments.lock().unwrap_or_else(|p| p.into_inner()).insert(reference.clone(), payment.clone());
+    let reason = declined.then_some("Refused");
+    let notification = s.psp.notification("AUTHORISATION", &reference, &payment, !declined, reason);
+    send(&s, payment.notification_url.clone(), notification).await;
+    (StatusCode::CREATED, Json(json!({ "pspReference": reference, "status": "received" }))).into_response()
+}
+
+pub async fn capture(State(s): State<Arc<Sandbox>>, Path(reference): Path<String>) -> Response {
+    if let Some(fault) = s.enter("card-capture", json!({ "pspReference": reference })).await {
+        return fault;
+    }
+    let payment = {
+        let mut payments = s.psp.payments.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(payment) = payments.get_mut(&reference) else {
+            return (StatusCode::NOT_FOUND, Json(json!({ "error": "no such payment" }))).into_response();
+        };
+        if !payment.authorised {
+            return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "error": "the payment was refused" })))
+                .into_response();
+        }
+        let first = !payment.captured;
+        payment.captured = true;
+        first.then(|| payment.clone())
+    };
+    // A second capture of the same payment captures nothing more, and says nothing more.
+    if let Some(payment) = payment {
+        let notification = s.psp.notification("CAPTURE", &reference, &payment, true, None);
+        send(&s, payment.notification_url.clone(), notification).await;
+    }
+    (StatusCode::CREATED, Json(json!({ "pspReference": reference, "status": "received" }))).into_response()
+}
+
+/// `GET /admin/psp/payments`: every card payment and whether it was captured (what the PSP would
+/// settle), for tests and reconciliation.
+pub async fn payments(State(s): State<Arc<Sandbox>>) -> Json<Value> {
+    let payments = s.psp.payments.lock().unwrap_or_else(|p| p.into_inner());
+    let list: Vec<Value> = payments
+        .iter()
+        .map(|(reference, p)| {
+            json!({
+                "pspReference": reference, "merchantReference": p.merchant_reference, "amount": p.amount,
+                "currency": p.currency, "paymentMethod": p.method, "authorised": p.authorised, "captured": p.captured
+            })
+        })
+        .collect();
+    Json(json!({ "payments": list }))
+}

@@ -319,6 +319,7 @@ pub async fn run(
             d.cashier.clone(),
             d.ledger.clone(),
             cell.clone(),
+            d.clock.clone(),
             intervals.cashier_sweep,
         ));
         if let Some(control) = control {

@@ -27,8 +27,42 @@ pub struct DepositRequest {
     pub payment_method: String,
 }
 
+/// `POST /cashier/withdrawals`: the player asks to be paid `amount` out through `psp`, to a
+/// payment method they deposited with. The amount leaves their cash at once (held for the
+/// withdrawal) and comes back if the payout fails or is refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = crate::money::positive_amount_rules)]
+pub struct WithdrawalRequest {
+    pub player_id: PlayerId,
+    #[schemars(length(min = 1, max = 40))]
+    pub psp: String,
+    pub amount: Amount,
+    #[schemars(with = "crate::Currency")]
+    pub currency: String,
+    #[schemars(length(min = 1, max = 64))]
+    pub payment_method: String,
+}
+
+/// `POST /cashier/withdrawals/{id}/approve|reject` (the finance role): why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WithdrawalDecision {
+    #[schemars(length(min = 1, max = 500))]
+    pub reason: String,
+}
+
+/// `GET /cashier/withdrawals`: the withdrawals waiting for the finance role, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WithdrawalQueue {
+    pub withdrawals: Vec<Payment>,
+}
+
 /// Where a payment stands. A deposit: `pending` (the PSP has it), `authorised`, `captured` (the
-/// wallet is credited, once), or `failed`.
+/// wallet is credited, once), or `failed`. A withdrawal: `pending_approval` (the finance role
+/// decides), `approved` (the payout is with the PSP), `paid`, `failed` (the PSP could not pay:
+/// the money is back in cash), `rejected` or `cancelled` (back in cash too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
@@ -36,6 +70,11 @@ pub enum PaymentStatus {
     Authorised,
     Captured,
     Failed,
+    PendingApproval,
+    Approved,
+    Paid,
+    Rejected,
+    Cancelled,
 }
 
 /// A payment as the player and the back office see it.
@@ -59,15 +98,19 @@ pub struct Payment {
     pub reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// The ledger entry that credited it, once captured.
+    /// The ledger entry that credited it (a deposit) or held it (a withdrawal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry_id: Option<String>,
+    /// Why a withdrawal waits for the finance role, or how they decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentKind {
     Deposit,
+    Withdrawal,
 }
 
 /// `GET /cashier/players/{id}/transactions`: the player's payments, newest first.
@@ -137,5 +180,67 @@ pub struct CashierWebhookReceived {
 }
 impl crate::events::EventPayload for CashierWebhookReceived {
     const NAME: &'static str = "cashier.webhook.received";
+    const VERSION: &'static str = CASHIER_VERSION;
+}
+
+/// `payout.requested`: a player asked for a withdrawal; the amount left their cash, held.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PayoutRequested {
+    pub player_id: PlayerId,
+    pub payment_id: String,
+    pub psp: String,
+    pub amount: Amount,
+    pub currency: Currency,
+    /// Why it waits for the finance role, when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
+}
+impl crate::events::EventPayload for PayoutRequested {
+    const NAME: &'static str = "payout.requested";
+    const VERSION: &'static str = CASHIER_VERSION;
+}
+
+/// `payout.approved`: the checks passed (or the finance role approved); the PSP is asked to pay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PayoutApproved {
+    pub player_id: PlayerId,
+    pub payment_id: String,
+    /// `automatic`, or the operator's role and token id.
+    pub by: String,
+}
+impl crate::events::EventPayload for PayoutApproved {
+    const NAME: &'static str = "payout.approved";
+    const VERSION: &'static str = CASHIER_VERSION;
+}
+
+/// `payout.paid`: the PSP paid the player; the held amount went to its clearing account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PayoutPaid {
+    pub player_id: PlayerId,
+    pub payment_id: String,
+    pub psp: String,
+    pub amount: Amount,
+    pub currency: Currency,
+}
+impl crate::events::EventPayload for PayoutPaid {
+    const NAME: &'static str = "payout.paid";
+    const VERSION: &'static str = CASHIER_VERSION;
+}
+
+/// `payout.failed`: the PSP could not pay, the finance role rejected it or the player cancelled
+/// it; the held amount is back in the player's cash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PayoutFailed {
+    pub player_id: PlayerId,
+    pub payment_id: String,
+    pub status: PaymentStatus,
+    pub reason: String,
+}
+impl crate::events::EventPayload for PayoutFailed {
+    const NAME: &'static str = "payout.failed";
     const VERSION: &'static str = CASHIER_VERSION;
 }

@@ -68,6 +68,7 @@ error_codes!(
         PspNotFound = "PSP_NOT_FOUND",
         PspUnavailable = "PSP_UNAVAILABLE",
         PaymentNotFound = "PAYMENT_NOT_FOUND",
+        WithdrawalNotPending = "WITHDRAWAL_NOT_PENDING",
         SessionTimeLimitReached = "SESSION_TIME_LIMIT_REACHED",
         RealityCheckDue = "REALITY_CHECK_DUE",
         KycUnavailable = "KYC_UNAVAILABLE",

@@ -111,6 +111,7 @@ struct RegionFile {
     self_exclusion: SelfExclusionFile,
     kyc: KycFile,
     aml: AmlFile,
+    cashier: CashierFile,
     rules: RulesFile,
     #[serde(default)]
     flag_locks: Vec<FlagLockFile>,
@@ -186,6 +187,17 @@ struct KycFile {
     window_days: Option<u32>,
     /// Whether an unverified player may withdraw (the money goes back where it came from).
     withdrawals_before_verification: bool,
+    source: String,
+}
+
+/// `[cashier]`: how withdrawals are reviewed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CashierFile {
+    /// Withdrawals above this amount wait for the finance role.
+    withdrawal_review_above: String,
+    /// Whether a player may cancel a withdrawal while it waits (the UK bans reversing them).
+    withdrawals_cancellable: bool,
     source: String,
 }
 
@@ -316,6 +328,7 @@ pub struct RegionConfig {
     pub deposit_limits: Option<DepositLimits>,
     pub kyc: KycRules,
     pub aml: AmlRules,
+    pub cashier: CashierRules,
     /// Flags the law pins in this region: the control plane refuses any flag change that could
     /// serve another value here, and the cell's evaluation serves the pinned value regardless.
     pub flag_locks: Vec<FlagLock>,
@@ -373,6 +386,15 @@ pub struct KycRules {
 /// The longest window an AML rule may watch: a cell keeps this many days of each active
 /// player's deposits and stakes at hand.
 pub const AML_WINDOW_DAYS_MAX: u32 = 31;
+
+/// How withdrawals are reviewed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CashierRules {
+    /// Withdrawals above this wait for the finance role.
+    pub withdrawal_review_above: Money,
+    pub withdrawals_cancellable: bool,
+    pub source: String,
+}
 
 /// Sanctions screening and AML monitoring.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -552,6 +574,14 @@ fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
     };
     let kyc = check_kyc(&f.kyc, &money)?;
     let aml = check_aml(&f.aml, &money)?;
+    if f.cashier.source.trim().is_empty() {
+        return Err(invalid("cashier.source", "must say where the rule comes from"));
+    }
+    let cashier = CashierRules {
+        withdrawal_review_above: money("cashier.withdrawal_review_above".into(), &f.cashier.withdrawal_review_above)?,
+        withdrawals_cancellable: f.cashier.withdrawals_cancellable,
+        source: f.cashier.source.clone(),
+    };
     let mut flag_locks: Vec<FlagLock> = Vec::new();
     for (i, l) in f.flag_locks.iter().enumerate() {
         let field = |name: &str| format!("flag_locks[{i}].{name}");
@@ -609,6 +639,7 @@ fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
         deposit_limits,
         kyc,
         aml,
+        cashier,
         flag_locks,
     })
 }

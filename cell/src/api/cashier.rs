@@ -3,14 +3,19 @@
 
 use super::{mutating, ApiError, AppState, TraceId};
 use crate::domains::cashier::psps::NotificationError;
-use crate::domains::cashier::{self, CashierError, CreateDeposit, RecordPspAnswer};
+use crate::domains::cashier::{
+    self, CancelWithdrawal, CashierError, CreateDeposit, CreateWithdrawal, DecideWithdrawal, RecordPspAnswer,
+};
 use crate::ledger::Refusal;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use bytes::Bytes;
-use contracts::cashier::{DepositRequest, Payment, Transactions};
+use contracts::cashier::{
+    DepositRequest, Payment, PaymentStatus, Transactions, WithdrawalDecision, WithdrawalQueue, WithdrawalRequest,
+};
+use contracts::operators::OperatorRef;
 use contracts::{CellCode, CountryCode};
 use std::sync::Arc;
 
@@ -29,9 +34,8 @@ pub async fn deposit(
     super::wallet::location_gate(&s, &headers, super::wallet::Activity::Deposit)?;
     let ctx = s.event_context(&t, None);
     d.compliance.screen_player(&player, contracts::region::ExclusionCheckPoint::Deposit, &ctx, &d.ledger).await?;
-    let refused = |e: CashierError| ApiError::new(super::status(Refusal::status(&e)), Refusal::code(&e), e.to_string());
     let psp = d.cashier.psp(&request.psp).ok_or_else(|| refused(CashierError::UnknownPsp(request.psp.clone())))?;
-    if !psp.config.currencies.iter().any(|c| *c == request.currency) {
+    if !psp.config.currencies.contains(&request.currency) {
         let e = CashierError::CurrencyNotTaken { psp: request.psp.clone(), currency: request.currency.clone() };
         return Err(refused(e));
     }
@@ -59,8 +63,7 @@ pub async fn deposit(
     let payment = created.value;
     let amount = cashier::wire_amount(payment.amount);
     let url = d.cashier.notification_url(&payment.psp);
-    let answer =
-        psp.create_payment(&payment.id, &amount, &payment.currency.code(), &payment.payment_method, &url).await;
+    let answer = psp.create_payment(&payment.id, &amount, payment.currency.code(), &payment.payment_method, &url).await;
     let failed = answer.as_ref().err().cloned();
     let recorded = d.ledger.execute_unkeyed(RecordPspAnswer { id: payment.id.clone(), answer }, ctx).await?;
     if let Some(why) = failed {
@@ -113,4 +116,126 @@ pub async fn transactions(
     let id = player.clone();
     let payments = super::blocking(move || cashier.transactions(&id)).await?;
     Ok(Json(Transactions { player_id: player, payments }))
+}
+
+/// `POST /cashier/withdrawals`: the amount leaves the player's cash at once (held, through
+/// compliance's gates); paid out by the PSP when the automatic checks pass, else waiting for the
+/// finance role. Open from anywhere. Idempotent.
+pub async fn withdraw(
+    State(s): State<Arc<AppState>>,
+    Extension(t): Extension<TraceId>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Payment>), ApiError> {
+    let d = s.domains()?;
+    let (request, key) = mutating::<WithdrawalRequest>("cashier.withdrawal", &headers, body)?;
+    let player = super::limits::own(&s, &headers, request.player_id.as_str()).await?;
+    let psp = d.cashier.psp(&request.psp).ok_or_else(|| refused(CashierError::UnknownPsp(request.psp.clone())))?;
+    if !psp.config.currencies.contains(&request.currency) {
+        let e = CashierError::CurrencyNotTaken { psp: request.psp.clone(), currency: request.currency.clone() };
+        return Err(refused(e));
+    }
+    crate::domains::wallet::check_payment_method(Some(&request.payment_method))?;
+    let money = d.ledger.money(request.amount.0, &request.currency, false).map_err(|e| refused(e.into()))?;
+    let command = CreateWithdrawal {
+        id: format!("wdr_{}", hex::encode(rand::random::<[u8; 10]>())),
+        player,
+        psp: psp.config.id.clone(),
+        money,
+        payment_method: request.payment_method.clone(),
+        review_above: d.region.cashier.withdrawal_review_above,
+    };
+    let created = d.ledger.execute(command, key, s.event_context(&t, None)).await?;
+    let payment = created.value;
+    if !created.replayed && payment.status == PaymentStatus::Approved {
+        cashier::pay_out(&d.cashier, psp, &payment).await;
+    }
+    let (store_cashier, id) = (d.cashier.clone(), payment.id.clone());
+    let current = super::blocking(move || store_cashier.payment(&id)).await?.unwrap_or(payment);
+    let status = if created.replayed { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(current)))
+}
+
+/// `POST /cashier/withdrawals/{id}/cancel`: the player takes back a withdrawal waiting for
+/// approval, where the region allows it (the UK bans reversing withdrawals: 403).
+pub async fn cancel(
+    State(s): State<Arc<AppState>>,
+    Extension(t): Extension<TraceId>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Payment>, ApiError> {
+    let d = s.domains()?;
+    let claims = super::sessions::session(&s, &headers).await?;
+    if !d.region.cashier.withdrawals_cancellable {
+        let message = format!("withdrawals cannot be cancelled here ({})", d.region.cashier.source);
+        return Err(ApiError::new(StatusCode::FORBIDDEN, CellCode::Forbidden, message));
+    }
+    let payment = d.cashier.payment_of(&id).await?;
+    let clearing = d
+        .cashier
+        .psp(&payment.psp)
+        .map(|p| p.clearing)
+        .ok_or_else(|| refused(CashierError::UnknownPsp(payment.psp.clone())))?;
+    let command = CancelWithdrawal { id, player: claims.sub, clearing };
+    Ok(Json(d.ledger.execute_unkeyed(command, s.event_context(&t, None)).await?.value))
+}
+
+/// `GET /cashier/withdrawals`: the finance role's queue, oldest first.
+pub async fn queue(State(s): State<Arc<AppState>>) -> Result<Json<WithdrawalQueue>, ApiError> {
+    let cashier = s.domains()?.cashier.clone();
+    Ok(Json(WithdrawalQueue { withdrawals: super::blocking(move || cashier.review_queue()).await? }))
+}
+
+/// `GET /cashier/withdrawals/{id}`: one withdrawal, for the finance role.
+pub async fn withdrawal(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Payment>, ApiError> {
+    Ok(Json(s.domains()?.cashier.payment_of(&id).await?))
+}
+
+/// `POST /cashier/withdrawals/{id}/approve` and `/reject`: the finance role decides, with a
+/// reason; an approved withdrawal is paid out at once, a rejected one returned to cash.
+pub async fn approve(
+    State(s): State<Arc<AppState>>,
+    Extension(t): Extension<TraceId>,
+    operator: Option<Extension<OperatorRef>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Payment>, ApiError> {
+    decide(&s, &t, operator, id, true, body).await
+}
+
+pub async fn reject(
+    State(s): State<Arc<AppState>>,
+    Extension(t): Extension<TraceId>,
+    operator: Option<Extension<OperatorRef>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Payment>, ApiError> {
+    decide(&s, &t, operator, id, false, body).await
+}
+
+async fn decide(
+    s: &AppState,
+    t: &TraceId,
+    operator: Option<Extension<OperatorRef>>,
+    id: String,
+    approve: bool,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Payment>, ApiError> {
+    let d = s.domains()?;
+    let (request, _) = super::json_body::<WithdrawalDecision>(body)?;
+    if request.reason.trim().is_empty() {
+        return Err(ApiError::bad_request(CellCode::InvalidRequest, "reason: say why"));
+    }
+    let payment = d.cashier.payment_of(&id).await?;
+    let psp = d.cashier.psp(&payment.psp).ok_or_else(|| refused(CashierError::UnknownPsp(payment.psp.clone())))?;
+    let command = DecideWithdrawal { id, approve, reason: request.reason, clearing: psp.clearing };
+    let decided = d.ledger.execute_unkeyed(command, s.event_context(t, operator.map(|o| o.0))).await?.value;
+    if decided.status == PaymentStatus::Approved {
+        cashier::pay_out(&d.cashier, psp, &decided).await;
+    }
+    Ok(Json(decided))
+}
+
+fn refused(e: CashierError) -> ApiError {
+    ApiError::new(super::status(Refusal::status(&e)), Refusal::code(&e), e.to_string())
 }

@@ -344,7 +344,7 @@ fn build() -> Value {
         "/cashier/deposits": { "post": {
             "summary": "Pay in through a PSP: compliance's gates first (location 451, register, limits, KYC, exclusion: 422), then the payment is recorded pending and handed to the PSP; the wallet is credited once, when the PSP confirms the capture. Idempotent on X-Idempotency-Key (a retry answers the same payment, 200)",
             "security": [{ "sessionToken": [] }],
-            "parameters": [{ "name": "X-Idempotency-Key", "in": "header", "required": true, "schema": { "type": "string", "minLength": 1, "maxLength": 255 } }],
+            "parameters": [{ "name": "X-Idempotency-Key", "in": "header", "required": true, "schema": { "type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN } }],
             "requestBody": { "required": true, "content": { "application/json": { "schema": schema::<contracts::cashier::DepositRequest>(&mut g) } } },
             "responses": {
                 "201": json_answer("the payment, pending at the PSP", schema::<contracts::cashier::Payment>(&mut g)),
@@ -372,6 +372,61 @@ fn build() -> Value {
                 "400": json_answer("BODY_UNREADABLE, INVALID_REQUEST", error.clone()),
                 "401": json_answer("BAD_SIGNATURE: writes nothing", error.clone()),
                 "404": json_answer("PSP_NOT_FOUND", error.clone())
+            }
+        } },
+        "/cashier/withdrawals": {
+            "post": {
+                "summary": "Pay out through a PSP to a method the player deposited with: the amount leaves cash at once (held; compliance's gates: AML_REVIEW, KYC_REQUIRED), then the PSP pays it (payout.paid) or it comes back (payout.failed); a withdrawal off the closed loop or above the region's review amount waits for the finance role. Open from anywhere. Idempotent on X-Idempotency-Key",
+                "security": [{ "sessionToken": [] }],
+                "parameters": [{ "name": "X-Idempotency-Key", "in": "header", "required": true, "schema": { "type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN } }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": schema::<contracts::cashier::WithdrawalRequest>(&mut g) } } },
+                "responses": {
+                    "201": json_answer("the withdrawal (approved, or pending_approval)", schema::<contracts::cashier::Payment>(&mut g)),
+                    "200": json_answer("the withdrawal of an earlier request with this key", schema::<contracts::cashier::Payment>(&mut g)),
+                    "400": json_answer("MALFORMED_JSON, INVALID_REQUEST, IDEMPOTENCY_KEY_MISSING and the like", error.clone()),
+                    "401": json_answer("INVALID_SESSION", error.clone()),
+                    "403": json_answer("NOT_YOUR_ACCOUNT", error.clone()),
+                    "404": json_answer("PSP_NOT_FOUND, PLAYER_NOT_FOUND", error.clone()),
+                    "409": json_answer("IDEMPOTENCY_KEY_REUSED", error.clone()),
+                    "413": json_answer("BODY_TOO_LARGE", error.clone()),
+                    "422": json_answer("INSUFFICIENT_FUNDS, AML_REVIEW, KYC_REQUIRED, CURRENCY_MISMATCH and the like", error.clone())
+                }
+            },
+            "get": read(&error, "The finance role's queue: withdrawals waiting for approval, oldest first", json!([]), schema::<contracts::cashier::WithdrawalQueue>(&mut g), &[])
+        },
+        "/cashier/withdrawals/{paymentId}": { "get": read(&error, "One withdrawal, for the finance role", json!([{ "name": "paymentId", "in": "path", "required": true, "schema": { "type": "string" } }]), schema::<contracts::cashier::Payment>(&mut g), &["404"]) },
+        "/cashier/withdrawals/{paymentId}/cancel": { "post": {
+            "summary": "The player takes back a withdrawal waiting for approval, where the region allows it (403 in the UK, which bans reversing withdrawals); the money is back in cash",
+            "security": [{ "sessionToken": [] }],
+            "parameters": [{ "name": "paymentId", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "responses": {
+                "200": json_answer("the withdrawal, cancelled", schema::<contracts::cashier::Payment>(&mut g)),
+                "401": json_answer("INVALID_SESSION", error.clone()),
+                "403": json_answer("FORBIDDEN: not cancellable here", error.clone()),
+                "404": json_answer("PAYMENT_NOT_FOUND", error.clone()),
+                "409": json_answer("WITHDRAWAL_NOT_PENDING", error.clone())
+            }
+        } },
+        "/cashier/withdrawals/{paymentId}/approve": { "post": {
+            "summary": "The finance role approves a withdrawal waiting for it, with a reason: the PSP is asked to pay it",
+            "parameters": [{ "name": "paymentId", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": schema::<contracts::cashier::WithdrawalDecision>(&mut g) } } },
+            "responses": {
+                "200": json_answer("the withdrawal, approved", schema::<contracts::cashier::Payment>(&mut g)),
+                "400": json_answer("MALFORMED_JSON, INVALID_REQUEST", error.clone()),
+                "404": json_answer("PAYMENT_NOT_FOUND", error.clone()),
+                "409": json_answer("WITHDRAWAL_NOT_PENDING", error.clone())
+            }
+        } },
+        "/cashier/withdrawals/{paymentId}/reject": { "post": {
+            "summary": "The finance role rejects a withdrawal waiting for it, with a reason: the money is back in the player's cash",
+            "parameters": [{ "name": "paymentId", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": schema::<contracts::cashier::WithdrawalDecision>(&mut g) } } },
+            "responses": {
+                "200": json_answer("the withdrawal, rejected", schema::<contracts::cashier::Payment>(&mut g)),
+                "400": json_answer("MALFORMED_JSON, INVALID_REQUEST", error.clone()),
+                "404": json_answer("PAYMENT_NOT_FOUND", error.clone()),
+                "409": json_answer("WITHDRAWAL_NOT_PENDING", error.clone())
             }
         } },
         "/cashier/players/{playerId}/transactions": { "get": {

@@ -27,7 +27,7 @@ async fn deposit(c: &Client, player: &str, token: &str, amount: &str, method: &s
     c.raw("POST", "/cashier/deposits", &headers, body.to_string().into_bytes()).await.unwrap()
 }
 
-/// The player's payment `id` once it leaves `pending` and `authorised`, or after 10 s.
+/// The player's payment `id` once it leaves `pending`, `authorised` and `approved`, or after 10 s.
 async fn settled(c: &Client, player: &str, token: &str, id: &str) -> Value {
     let bearer = format!("Bearer {token}");
     let mut last = Value::Null;
@@ -35,7 +35,7 @@ async fn settled(c: &Client, player: &str, token: &str, id: &str) -> Value {
         let path = format!("/cashier/players/{player}/transactions");
         let list = c.raw("GET", &path, &[("authorization", bearer.as_str())], Vec::new()).await.unwrap().json();
         last = list["payments"].as_array().unwrap().iter().find(|p| p["id"] == id).cloned().unwrap_or(Value::Null);
-        if matches!(last["status"].as_str(), Some("captured" | "failed")) {
+        if !matches!(last["status"].as_str(), Some("pending" | "authorised" | "approved") | None) {
             return last;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -149,4 +149,105 @@ async fn a_deposit_past_a_limit_never_reaches_the_psp() {
     let refused = deposit(&c, "uk-hal", &token, "31.00", "card:tok_visa_4242", "hal-1").await;
     assert_eq!((refused.status, refused.code().as_str()), (422, "DEPOSIT_LIMIT_EXCEEDED"), "{}", refused.json());
     assert!(sandbox_payments(&sandbox).await.is_empty(), "the PSP never heard of it");
+}
+
+async fn withdraw(c: &Client, player: &str, token: &str, amount: &str, method: &str, key: &str) -> Reply {
+    let body =
+        json!({ "playerId": player, "psp": "card", "amount": amount, "currency": "GBP", "paymentMethod": method });
+    let bearer = format!("Bearer {token}");
+    let headers =
+        [("authorization", bearer.as_str()), ("x-idempotency-key", key), ("content-type", "application/json")];
+    c.raw("POST", "/cashier/withdrawals", &headers, body.to_string().into_bytes()).await.unwrap()
+}
+
+/// A funded, verified UK player: their token, with `amount` deposited by card `tok_visa_4242`.
+async fn funded(c: &Client, player: &str, amount: &str) -> String {
+    let token = verified_player(c, player).await;
+    let created = deposit(c, player, &token, amount, "card:tok_visa_4242", &format!("{player}-fund")).await;
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(settled(c, player, &token, &id).await["status"], "captured");
+    token
+}
+
+async fn books_balance(c: &Client) {
+    let sums = c.get("/ops/ledger").await.json();
+    assert!(
+        sums.as_object().unwrap().values().all(|v| v.as_str().unwrap().trim_start_matches(['0', '.']).is_empty()),
+        "{sums}"
+    );
+}
+
+/// A withdrawal to the card the player deposited with is paid out; one whose payout fails comes
+/// back to cash. The books balance throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_is_paid_out_or_returned() {
+    let sandbox = Sandbox::start().await;
+    let cell = TestCell::start_with_sandbox("uk", &sandbox.url, cell::clock::system()).await;
+    let c = cell.client();
+    let token = funded(&c, "uk-ida", "50.00").await;
+    let asked = withdraw(&c, "uk-ida", &token, "20.00", "card:tok_visa_4242", "ida-w1").await;
+    assert_eq!(asked.status, 201, "{}", String::from_utf8_lossy(&asked.body));
+    assert_eq!(c.balance("uk-ida").await["cash"], "30.00", "held at once");
+    let id = asked.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(settled(&c, "uk-ida", &token, &id).await["status"], "paid");
+    assert_eq!(c.balance("uk-ida").await["cash"], "30.00");
+    books_balance(&c).await;
+    // The PSP accepts the payout, then fails it: the money comes back.
+    sandbox.admin("POST", "/admin/faults", json!({ "party": "card-payout", "mode": "fail" })).await;
+    let asked = withdraw(&c, "uk-ida", &token, "10.00", "card:tok_visa_4242", "ida-w2").await;
+    let id = asked.json()["id"].as_str().unwrap().to_owned();
+    let failed = settled(&c, "uk-ida", &token, &id).await;
+    assert_eq!(
+        (failed["status"].as_str(), failed["reason"].as_str()),
+        (Some("failed"), Some("Beneficiary account closed"))
+    );
+    assert_eq!(c.balance("uk-ida").await["cash"], "30.00", "returned");
+    books_balance(&c).await;
+    let events = c.events().await;
+    for (name, n) in [("payout.requested", 2), ("payout.approved", 2), ("payout.paid", 1), ("payout.failed", 1)] {
+        assert_eq!(count(&events, name), n, "{name}");
+    }
+}
+
+/// Off the closed loop (a card the player never deposited with), a withdrawal waits for the
+/// finance role: rejected, the money is back; approved, it is paid. The UK bans cancelling it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_off_the_closed_loop_waits_for_finance() {
+    let sandbox = Sandbox::start().await;
+    let cell = TestCell::start_with_sandbox("uk", &sandbox.url, cell::clock::system()).await;
+    let c = cell.client();
+    let token = funded(&c, "uk-jon", "60.00").await;
+    let asked = withdraw(&c, "uk-jon", &token, "25.00", "card:tok_other_1111", "jon-w1").await;
+    let waiting = asked.json();
+    assert_eq!(waiting["status"], "pending_approval", "{waiting}");
+    assert!(waiting["review"].as_str().unwrap().contains("closed loop"), "{waiting}");
+    let id = waiting["id"].as_str().unwrap().to_owned();
+    let queue = c.get("/cashier/withdrawals").await.json();
+    assert_eq!(queue["withdrawals"][0]["id"], id.as_str(), "{queue}");
+    let bearer = format!("Bearer {token}");
+    let cancel = c
+        .raw("POST", &format!("/cashier/withdrawals/{id}/cancel"), &[("authorization", bearer.as_str())], Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(cancel.status, 403, "the UK bans reversing withdrawals");
+    let decide = |what: &str| {
+        let path = format!("/cashier/withdrawals/{id}/{what}");
+        async move {
+            let body = json!({ "reason": "source of funds checked" }).to_string().into_bytes();
+            c.raw("POST", &path, &[("content-type", "application/json")], body).await.unwrap()
+        }
+    };
+    let rejected = decide("reject").await;
+    assert_eq!((rejected.status, rejected.json()["status"].as_str()), (200, Some("rejected")));
+    assert_eq!(c.balance("uk-jon").await["cash"], "60.00", "back in cash");
+    assert_eq!(decide("approve").await.code(), "WITHDRAWAL_NOT_PENDING");
+    let asked = withdraw(&c, "uk-jon", &token, "15.00", "card:tok_other_1111", "jon-w2").await;
+    let id = asked.json()["id"].as_str().unwrap().to_owned();
+    let path = format!("/cashier/withdrawals/{id}/approve");
+    let body = json!({ "reason": "the card is the player's" }).to_string().into_bytes();
+    let approved = c.raw("POST", &path, &[("content-type", "application/json")], body).await.unwrap();
+    assert_eq!(approved.json()["status"], "approved", "{}", approved.json());
+    assert_eq!(settled(&c, "uk-jon", &token, &id).await["status"], "paid");
+    assert_eq!(c.balance("uk-jon").await["cash"], "45.00");
+    books_balance(&c).await;
 }

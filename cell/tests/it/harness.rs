@@ -300,7 +300,8 @@ impl Client {
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        if chaos::client::is_back_office(path) && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        if chaos::client::is_back_office(method, path)
+            && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
         {
             request = request.header("authorization", admin_authorization());
         }

@@ -78,12 +78,30 @@ struct OperatorTokens {
     current: Option<(String, tokio::time::Instant)>,
 }
 
-/// Whether `path` (with its query) is one of a cell's back-office routes, which take an operator
-/// token: `cell::api::callers::ROUTES` says which, and a cell test keeps this in step with it.
-pub fn is_back_office(path: &str) -> bool {
-    ["/wallet/credit", "/wallet/debit", "/wallet/hold", "/wallet/settle", "/ops/", "/audit/", "/events", "/compliance/"]
-        .iter()
-        .any(|prefix| path.starts_with(prefix))
+/// Whether `method path` (the path with its query) is one of a cell's back-office routes, which
+/// take an operator token: `cell::api::callers::ROUTES` says which, and a cell test keeps this in
+/// step with it.
+pub fn is_back_office(method: &str, path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or(path);
+    let prefixed = [
+        "/wallet/credit",
+        "/wallet/debit",
+        "/wallet/hold",
+        "/wallet/settle",
+        "/ops/",
+        "/audit/",
+        "/events",
+        "/compliance/",
+    ]
+    .iter()
+    .any(|prefix| path.starts_with(prefix));
+    // The finance role's withdrawal queue and decisions; players ask for and cancel theirs.
+    let withdrawals = match path.strip_prefix("/cashier/withdrawals") {
+        Some("") => method == "GET",
+        Some(rest) => method == "GET" || rest.ends_with("/approve") || rest.ends_with("/reject"),
+        None => false,
+    };
+    prefixed || withdrawals
 }
 
 /// How long before its expiry an operator token is replaced.
@@ -168,7 +186,7 @@ impl Http {
         }
         // A cell's back office takes the drill's certificate and an operator token.
         let path = url.strip_prefix("https://").and_then(|rest| rest.find('/').map(|i| &rest[i..]));
-        let back_office = path.is_some_and(is_back_office);
+        let back_office = path.is_some_and(|path| is_back_office(method, path));
         if back_office && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
             if let Some(authorization) = self.operator_authorization().await? {
                 builder = builder.header("authorization", authorization);

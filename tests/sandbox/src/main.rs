@@ -308,6 +308,7 @@ fn main() -> anyhow::Result<()> {
         .route("/kyc/v1/checks", post(kyc::create_check))
         .route("/psp/card/v1/payments", post(psp::create_payment))
         .route("/psp/card/v1/payments/{reference}/captures", post(psp::capture))
+        .route("/psp/card/v1/payouts", post(psp::payout))
         .route("/admin/psp/payments", axum::routing::get(psp::payments))
         .route("/sanctions/v1/list", axum::routing::get(sanctions))
         .route("/admin/faults", post(fault_add).delete(faults_clear))

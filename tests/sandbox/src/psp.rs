@@ -10,11 +10,13 @@
 //!   notification (`success: false`, `reason: "Refused"` for a method containing `decline`).
 //! - `POST /psp/card/v1/payments/{pspReference}/captures {amount, currency}` → 201, then a
 //!   `CAPTURE` notification. Capturing twice captures once.
+//! - `POST /psp/card/v1/payouts` (same body) → 201, then `PAYOUT_PAID` (or `PAYOUT_FAILED`).
 //! - A notification: `{eventId, eventCode, pspReference, merchantReference, amount, currency,
 //!   success, reason?, eventDate}`.
 //!
-//! Faults: `{"party": "card"}` and `{"party": "card-capture"}` (latency, a status such as 500, a
-//! hang) on the API calls; `{"party": "card-webhook", "mode": ...}` on notifications: `duplicate`
+//! Faults: `{"party": "card"}`, `"card-capture"` and `"card-payout"` (latency, a status such as
+//! 500, a hang) on the API calls, and `{"party": "card-payout", "mode": "fail"}` (a payout accepted,
+//! then failed); `{"party": "card-webhook", "mode": ...}` on notifications: `duplicate`
 //! (each sent twice), `reorder` (each sent before the API call that caused it answers), `late`
 //! (`latencyMs` more), `unknown` (also one about a payment nobody created), `bad-signature` (a
 //! wrongly signed copy first).
@@ -39,6 +41,8 @@ pub struct CardPsp {
     secret: Option<Vec<u8>>,
     next_id: AtomicU64,
     payments: Mutex<BTreeMap<String, CardPayment>>,
+    /// Payouts by the merchant's reference (asking twice pays once): their reference.
+    payouts: Mutex<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -54,7 +58,7 @@ struct CardPayment {
 
 impl CardPsp {
     pub fn new(secret: Option<Vec<u8>>) -> CardPsp {
-        CardPsp { secret, next_id: AtomicU64::new(1), payments: Mutex::default() }
+        CardPsp { secret, next_id: AtomicU64::new(1), payments: Mutex::default(), payouts: Mutex::default() }
     }
 
     fn next(&self, prefix: &str) -> String {
@@ -200,6 +204,51 @@ pub async fn capture(State(s): State<Arc<Sandbox>>, Path(reference): Path<String
     // A second capture of the same payment captures nothing more, and says nothing more.
     if let Some(payment) = payment {
         let notification = s.psp.notification("CAPTURE", &reference, &payment, true, None);
+        send(&s, payment.notification_url.clone(), notification).await;
+    }
+    (StatusCode::CREATED, Json(json!({ "pspReference": reference, "status": "received" }))).into_response()
+}
+
+/// `POST /psp/card/v1/payouts {merchantReference, amount, currency, paymentMethod,
+/// notificationUrl}` → 201 `{pspReference}`, then `PAYOUT_PAID`, or with the `card-payout` fault
+/// `{"mode": "fail"}` a `PAYOUT_FAILED` after accepting it. The same merchant reference again is
+/// the same payout.
+pub async fn payout(
+    State(s): State<Arc<Sandbox>>,
+    body: Result<Json<PaymentRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(r)) = body else {
+        return bad_request("merchantReference, amount, currency, paymentMethod and notificationUrl");
+    };
+    let call = json!({ "merchantReference": r.merchant_reference, "amount": r.amount, "payout": true });
+    if let Some(fault) = s.enter("card-payout", call).await {
+        return fault;
+    }
+    let (reference, first) = {
+        let mut payouts = s.psp.payouts.lock().unwrap_or_else(|p| p.into_inner());
+        match payouts.get(&r.merchant_reference) {
+            Some(reference) => (reference.clone(), false),
+            None => {
+                let reference = s.psp.next("po");
+                payouts.insert(r.merchant_reference.clone(), reference.clone());
+                (reference, true)
+            }
+        }
+    };
+    if first {
+        let fails = s.fault_of("card-payout").and_then(|f| f.mode).is_some_and(|m| m == "fail");
+        let payment = CardPayment {
+            merchant_reference: r.merchant_reference,
+            amount: r.amount,
+            currency: r.currency,
+            method: r.payment_method,
+            notification_url: r.notification_url,
+            authorised: true,
+            captured: false,
+        };
+        let (code, reason) =
+            if fails { ("PAYOUT_FAILED", Some("Beneficiary account closed")) } else { ("PAYOUT_PAID", None) };
+        let notification = s.psp.notification(code, &reference, &payment, !fails, reason);
         send(&s, payment.notification_url.clone(), notification).await;
     }
     (StatusCode::CREATED, Json(json!({ "pspReference": reference, "status": "received" }))).into_response()

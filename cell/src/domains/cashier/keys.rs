@@ -41,3 +41,24 @@ pub fn to_capture(id: &str) -> Vec<u8> {
 pub fn to_capture_all() -> (Vec<u8>, Vec<u8>) {
     subspaces::cashier().subspace(&("to-capture",)).range()
 }
+
+/// A withdrawal approved and not yet paid or failed: the sweeper asks its PSP again (a payout is
+/// idempotent on the payment id).
+pub fn to_pay_out(id: &str) -> Vec<u8> {
+    subspaces::cashier().pack(&("to-pay-out", id))
+}
+
+/// Every withdrawal waiting for its payout.
+pub fn to_pay_out_all() -> (Vec<u8>, Vec<u8>) {
+    subspaces::cashier().subspace(&("to-pay-out",)).range()
+}
+
+/// A withdrawal waiting for the finance role.
+pub fn to_review(id: &str) -> Vec<u8> {
+    subspaces::cashier().pack(&("to-review", id))
+}
+
+/// Every withdrawal waiting for the finance role.
+pub fn to_review_all() -> (Vec<u8>, Vec<u8>) {
+    subspaces::cashier().subspace(&("to-review",)).range()
+}

@@ -1,6 +1,6 @@
 //! The cashier: players' deposits through payment providers (PSPs), credited to the wallet exactly
-//! once, when the PSP confirms. Withdrawals, the bank-push dialect, chargebacks and reconciliation
-//! come next.
+//! once, when the PSP confirms, and their withdrawals, held at once and paid out by the PSP (or
+//! returned). The bank-push dialect, chargebacks and reconciliation come next.
 //!
 //! A deposit, step by step:
 //! 1. `CreateDeposit` on the writer checks the entry it will end in against compliance's gates
@@ -16,6 +16,14 @@
 //!    is parked and tried again, never dropped.
 //! 4. The sweeper captures what is authorised and not yet captured (a capture that failed) and
 //!    retries parked notifications.
+//!
+//! A withdrawal: `CreateWithdrawal` posts its hold (cash → `withdrawals-pending`, a `withdrawal`
+//! entry, so compliance's gates run on it: AML holds, KYC, little play) and checks it: to a method
+//! the player deposited with (closed loop), under the region's review amount. If both hold it is
+//! `approved` and the PSP is asked to pay; otherwise it waits for the finance role
+//! (`DecideWithdrawal`), or the player cancels it where the region allows (`CancelWithdrawal`).
+//! `PAYOUT_PAID` moves the held amount to the PSP's clearing account; `PAYOUT_FAILED`, a rejection
+//! or a cancellation returns it to cash. Nothing is rewritten: each step is an entry.
 
 mod keys;
 pub mod psps;
@@ -44,6 +52,8 @@ pub enum CashierError {
     UnknownPayment(String),
     #[error("{0}; nothing was done: try again shortly")]
     PspUnavailable(String),
+    #[error("withdrawal {id} is {status:?}: {what}")]
+    NotPending { id: String, status: PaymentStatus, what: &'static str },
     #[error(transparent)]
     Ledger(#[from] LedgerRefusal),
 }
@@ -55,6 +65,7 @@ impl Refusal for CashierError {
             CashierError::CurrencyNotTaken { .. } | CashierError::AccountCurrency { .. } => CellCode::CurrencyMismatch,
             CashierError::UnknownPayment(_) => CellCode::PaymentNotFound,
             CashierError::PspUnavailable(_) => CellCode::PspUnavailable,
+            CashierError::NotPending { .. } => CellCode::WithdrawalNotPending,
             CashierError::Ledger(e) => e.code(),
         }
     }
@@ -63,6 +74,7 @@ impl Refusal for CashierError {
             CashierError::UnknownPsp(_) | CashierError::UnknownPayment(_) => 404,
             CashierError::CurrencyNotTaken { .. } | CashierError::AccountCurrency { .. } => 422,
             CashierError::PspUnavailable(_) => 503,
+            CashierError::NotPending { .. } => 409,
             CashierError::Ledger(e) => e.status(),
         }
     }
@@ -106,7 +118,7 @@ impl Cashier {
     }
 
     /// Deposits authorised and not captured yet, and notifications parked. Blocking.
-    pub fn pending_work(&self) -> Result<(Vec<Payment>, Vec<(String, Notification, String)>), StoreError> {
+    pub fn pending_work(&self) -> Result<(Vec<Payment>, Vec<ParkedNotification>), StoreError> {
         let mut tx = self.store.begin_snapshot_reads()?;
         let (begin, end) = keys::to_capture_all();
         let mut to_capture = Vec::new();
@@ -126,6 +138,9 @@ impl Cashier {
         Ok((to_capture, parked))
     }
 }
+
+/// A parked notification: its PSP, what it said, and its raw body.
+pub type ParkedNotification = (String, Notification, String);
 
 /// A notification kept until its payment is known.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -205,6 +220,7 @@ impl LedgerCommand for CreateDeposit {
             created_at: now,
             updated_at: now,
             entry_id: None,
+            review: None,
         };
         // Compliance's gates first: a deposit the player may not make never reaches the PSP.
         or_refuse!(tx.would_pass(&deposit_entry(&payment, self.clearing, self.location))?);
@@ -280,6 +296,8 @@ pub enum NotificationOutcome {
     Capture(Payment),
     Credited(Payment),
     Failed(Payment),
+    /// A withdrawal paid out.
+    Paid(Payment),
 }
 
 /// A verified notification, on the writer: deduplicated, chained, then applied.
@@ -371,8 +389,27 @@ impl LedgerCommand for HandleNotification {
                     }
                 }
             }
+            ("PAYOUT_PAID", true, PaymentStatus::Approved) => {
+                tx.store().clear(&keys::to_pay_out(&payment.id))?;
+                or_refuse!(tx.post_one(settlement_entry(&payment, self.clearing, false))?);
+                payment.status = PaymentStatus::Paid;
+                tx.event(contracts::cashier::PayoutPaid {
+                    player_id: payment.player_id.clone(),
+                    payment_id: payment.id.clone(),
+                    psp: payment.psp.clone(),
+                    amount: payment.amount,
+                    currency: payment.currency,
+                })?;
+                NotificationOutcome::Paid(payment.clone())
+            }
+            ("PAYOUT_PAID" | "PAYOUT_FAILED", _, PaymentStatus::Approved) => {
+                tx.store().clear(&keys::to_pay_out(&payment.id))?;
+                let reason = n.reason.clone().unwrap_or_else(|| "the PSP could not pay".into());
+                or_refuse!(give_back(tx, &mut payment, self.clearing, Failed, reason)?);
+                NotificationOutcome::Failed(payment.clone())
+            }
             // Late, repeated in another event, or about a payment already decided.
-            (_, _, Pending | Authorised | Captured | Failed) => NotificationOutcome::Noted,
+            _ => NotificationOutcome::Noted,
         };
         write_payment(tx.store(), &payment)?;
         Ok(Ok(outcome))
@@ -386,7 +423,7 @@ pub async fn capture(psp: &Psp, payment: &Payment) -> bool {
     let (amount, currency) = (payment.amount.to_string(), payment.currency.code());
     let mut backoff = std::time::Duration::from_millis(100);
     for attempt in 1..=3 {
-        match psp.capture(reference, &amount, &currency).await {
+        match psp.capture(reference, &amount, currency).await {
             Ok(()) => return true,
             Err(e) => tracing::warn!(payment = %payment.id, attempt, error = %e, "capture failed; trying again"),
         }
@@ -427,6 +464,7 @@ pub fn spawn_sweeper(
     cashier: Arc<Cashier>,
     ledger: crate::ledger::Ledger,
     cell: String,
+    clock: Arc<dyn crate::clock::Clock>,
     interval: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -449,8 +487,17 @@ pub fn spawn_sweeper(
             let settled_for = chrono::Duration::from_std(interval).unwrap_or_default();
             for payment in to_capture {
                 let Some(psp) = cashier.psp(&payment.psp) else { continue };
-                if chrono::Utc::now() - payment.updated_at >= settled_for {
+                if clock.now() - payment.updated_at >= settled_for {
                     capture(psp, &payment).await;
+                }
+            }
+            let reader = cashier.clone();
+            if let Ok(Ok(due)) = tokio::task::spawn_blocking(move || reader.to_pay_out()).await {
+                for payment in due {
+                    let Some(psp) = cashier.psp(&payment.psp) else { continue };
+                    if clock.now() - payment.updated_at >= settled_for {
+                        pay_out(&cashier, psp, &payment).await;
+                    }
                 }
             }
             for (psp_id, notification, raw) in parked {
@@ -466,4 +513,308 @@ pub fn spawn_sweeper(
             }
         }
     })
+}
+
+/// The house account a withdrawal's amount waits in between the player's cash and the PSP.
+pub const WITHDRAWALS_PENDING: HouseAccount = HouseAccount("withdrawals-pending");
+
+/// A withdrawal's hold: the player's cash to `withdrawals-pending`, a `withdrawal` for the gates.
+fn hold_entry(payment: &Payment) -> Entry<'_> {
+    Entry {
+        player: &payment.player_id,
+        currency: payment.currency,
+        kind: PostingKind::Withdrawal,
+        label: "withdrawal",
+        reference: format!("{}/{}", payment.psp, payment.id),
+        postings: vec![Posting {
+            from: Account::Cash,
+            to: Account::House(WITHDRAWALS_PENDING),
+            amount: payment.amount.0,
+        }],
+        stake: None,
+        location: None,
+        payment_method: Some(payment.payment_method.clone()),
+    }
+}
+
+/// Where a withdrawal's held amount goes: to the PSP's clearing account once paid, or back to the
+/// player's cash (`returned`).
+fn settlement_entry(payment: &Payment, clearing: HouseAccount, returned: bool) -> Entry<'_> {
+    let (to, label) =
+        if returned { (Account::Cash, "withdrawal-returned") } else { (Account::House(clearing), "payout") };
+    Entry {
+        player: &payment.player_id,
+        currency: payment.currency,
+        kind: PostingKind::Adjustment,
+        label,
+        reference: format!("{}/{}", payment.psp, payment.id),
+        postings: vec![Posting { from: Account::House(WITHDRAWALS_PENDING), to, amount: payment.amount.0 }],
+        stake: None,
+        location: None,
+        payment_method: None,
+    }
+}
+
+/// Returns a withdrawal's held amount to the player's cash and closes it as `status`
+/// (`payout.failed`).
+fn give_back(
+    tx: &mut KernelTx<'_>,
+    payment: &mut Payment,
+    clearing: HouseAccount,
+    status: PaymentStatus,
+    reason: String,
+) -> Result<Result<(), LedgerRefusal>, StoreError> {
+    if let Err(refused) = tx.post_one(settlement_entry(payment, clearing, true))? {
+        return Ok(Err(refused));
+    }
+    tx.store().clear(&keys::to_review(&payment.id))?;
+    payment.status = status;
+    payment.reason = Some(reason.clone());
+    tx.event(contracts::cashier::PayoutFailed {
+        player_id: payment.player_id.clone(),
+        payment_id: payment.id.clone(),
+        status,
+        reason,
+    })?;
+    Ok(Ok(()))
+}
+
+/// `POST /cashier/withdrawals`: the hold (through compliance's gates) and the automatic checks.
+/// Idempotent under the player's key.
+pub struct CreateWithdrawal {
+    pub id: String,
+    pub player: PlayerId,
+    pub psp: String,
+    pub money: Money,
+    pub payment_method: String,
+    /// Above this, the finance role decides (the region's `[cashier] withdrawal_review_above`).
+    pub review_above: Money,
+}
+
+impl LedgerCommand for CreateWithdrawal {
+    type Room = ();
+    type Answer = Payment;
+    type Refusal = CashierError;
+    fn kind(&self) -> &'static str {
+        "cashier_withdrawal"
+    }
+    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<Payment, CashierError>, StoreError> {
+        let registered = or_refuse!(tx.registered(&self.player)?);
+        if registered.currency != self.money.currency() {
+            return Ok(Err(CashierError::AccountCurrency {
+                player: self.player.to_string(),
+                account: registered.currency.code(),
+                requested: self.money.currency().code(),
+            }));
+        }
+        // Closed loop: money goes back the way it came in.
+        let (begin, end) = keys::player_payments(self.player.as_str());
+        let mut deposited_with = false;
+        for (key, _) in tx.store().get_range(&begin, &end, 1000, true)? {
+            let (_, _, _, id): (String, String, i64, String) =
+                crate::store::subspaces::cashier().unpack(&key).map_err(|e| StoreError::corrupt(&key, e))?;
+            if let Some(p) = read_payment(tx.store(), &id)? {
+                deposited_with |= p.kind == PaymentKind::Deposit
+                    && p.status == PaymentStatus::Captured
+                    && p.psp == self.psp
+                    && p.payment_method == self.payment_method;
+            }
+        }
+        let review = if !deposited_with {
+            Some(format!("closed loop: {} is not a method the player deposited with", self.payment_method))
+        } else if self.review_above.currency() == self.money.currency()
+            && self.money.amount() > self.review_above.amount()
+        {
+            Some(format!("above the region's review amount of {}", self.review_above.wire()))
+        } else {
+            None
+        };
+        let now = tx.now();
+        let mut payment = Payment {
+            id: self.id.clone(),
+            player_id: self.player.clone(),
+            kind: PaymentKind::Withdrawal,
+            psp: self.psp.clone(),
+            psp_reference: None,
+            amount: self.money.wire(),
+            currency: self.money.currency(),
+            payment_method: self.payment_method.clone(),
+            status: if review.is_some() { PaymentStatus::PendingApproval } else { PaymentStatus::Approved },
+            reason: None,
+            created_at: now,
+            updated_at: now,
+            entry_id: None,
+            review: review.clone(),
+        };
+        let posted = or_refuse!(tx.post_one(hold_entry(&payment))?);
+        payment.entry_id = Some(posted.seq.to_string());
+        write_payment(tx.store(), &payment)?;
+        tx.store().set(&keys::player_payment(self.player.as_str(), now.timestamp_micros(), &self.id), &[])?;
+        tx.event(contracts::cashier::PayoutRequested {
+            player_id: payment.player_id.clone(),
+            payment_id: payment.id.clone(),
+            psp: payment.psp.clone(),
+            amount: payment.amount,
+            currency: payment.currency,
+            review,
+        })?;
+        if payment.status == PaymentStatus::Approved {
+            approve(tx, &payment, "automatic".into())?;
+        } else {
+            tx.store().set(&keys::to_review(&payment.id), &[])?;
+        }
+        Ok(Ok(payment))
+    }
+}
+
+/// Marks an approved withdrawal for payout (`payout.approved`).
+fn approve(tx: &mut KernelTx<'_>, payment: &Payment, by: String) -> Result<(), StoreError> {
+    tx.store().set(&keys::to_pay_out(&payment.id), &[])?;
+    tx.event(contracts::cashier::PayoutApproved {
+        player_id: payment.player_id.clone(),
+        payment_id: payment.id.clone(),
+        by,
+    })
+}
+
+/// The finance role approves or rejects a withdrawal waiting for them; a rejection returns the
+/// money to the player's cash.
+pub struct DecideWithdrawal {
+    pub id: String,
+    pub approve: bool,
+    pub reason: String,
+    pub clearing: HouseAccount,
+}
+
+impl LedgerCommand for DecideWithdrawal {
+    type Room = ();
+    type Answer = Payment;
+    type Refusal = CashierError;
+    fn kind(&self) -> &'static str {
+        "cashier_withdrawal_decision"
+    }
+    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<Payment, CashierError>, StoreError> {
+        let Some(mut payment) = read_payment(tx.store(), &self.id)?.filter(|p| p.kind == PaymentKind::Withdrawal)
+        else {
+            return Ok(Err(CashierError::UnknownPayment(self.id.clone())));
+        };
+        if payment.status != PaymentStatus::PendingApproval {
+            let what = "only a withdrawal waiting for approval is decided";
+            return Ok(Err(CashierError::NotPending { id: payment.id.clone(), status: payment.status, what }));
+        }
+        let by = tx.operator().map_or_else(|| "finance".to_owned(), |o| format!("{} ({})", o.role, o.token_id));
+        payment.updated_at = tx.now();
+        payment.review =
+            Some(format!("{} by {by}: {}", if self.approve { "approved" } else { "rejected" }, self.reason));
+        if self.approve {
+            tx.store().clear(&keys::to_review(&payment.id))?;
+            payment.status = PaymentStatus::Approved;
+            approve(tx, &payment, by)?;
+        } else {
+            let reason = format!("rejected: {}", self.reason);
+            or_refuse!(give_back(tx, &mut payment, self.clearing, PaymentStatus::Rejected, reason)?);
+        }
+        write_payment(tx.store(), &payment)?;
+        Ok(Ok(payment))
+    }
+}
+
+/// The player cancels a withdrawal waiting for approval, where the region allows it: the money is
+/// back in their cash.
+pub struct CancelWithdrawal {
+    pub id: String,
+    pub player: PlayerId,
+    pub clearing: HouseAccount,
+}
+
+impl LedgerCommand for CancelWithdrawal {
+    type Room = ();
+    type Answer = Payment;
+    type Refusal = CashierError;
+    fn kind(&self) -> &'static str {
+        "cashier_withdrawal_cancel"
+    }
+    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<Payment, CashierError>, StoreError> {
+        let found = read_payment(tx.store(), &self.id)?;
+        let Some(mut payment) = found.filter(|p| p.kind == PaymentKind::Withdrawal && p.player_id == self.player)
+        else {
+            return Ok(Err(CashierError::UnknownPayment(self.id.clone())));
+        };
+        if payment.status != PaymentStatus::PendingApproval {
+            let what = "only a withdrawal waiting for approval can be cancelled";
+            return Ok(Err(CashierError::NotPending { id: payment.id.clone(), status: payment.status, what }));
+        }
+        payment.updated_at = tx.now();
+        or_refuse!(give_back(
+            tx,
+            &mut payment,
+            self.clearing,
+            PaymentStatus::Cancelled,
+            "cancelled by the player".into()
+        )?);
+        write_payment(tx.store(), &payment)?;
+        Ok(Ok(payment))
+    }
+}
+
+impl Cashier {
+    /// Withdrawals waiting for the finance role, oldest first. Blocking.
+    pub fn review_queue(&self) -> Result<Vec<Payment>, StoreError> {
+        let mut tx = self.store.begin_snapshot_reads()?;
+        let (begin, end) = keys::to_review_all();
+        let mut queue = Vec::new();
+        for (key, _) in tx.get_range(&begin, &end, 1000, false)? {
+            let (_, id): (String, String) =
+                crate::store::subspaces::cashier().unpack(&key).map_err(|e| StoreError::corrupt(&key, e))?;
+            if let Some(payment) = read_payment(tx.as_mut(), &id)? {
+                queue.push(payment);
+            }
+        }
+        queue.sort_by_key(|p| p.created_at);
+        Ok(queue)
+    }
+
+    /// One payment by id. Blocking.
+    pub fn payment(&self, id: &str) -> Result<Option<Payment>, StoreError> {
+        read_payment(self.store.begin_snapshot_reads()?.as_mut(), id)
+    }
+
+    /// One payment by id, read off the async threads: `PAYMENT_NOT_FOUND` when there is none.
+    pub async fn payment_of(&self, id: &str) -> Result<Payment, crate::ledger::Failed<CashierError>> {
+        let (store, key) = (self.store.clone(), id.to_owned());
+        let found = tokio::task::spawn_blocking(move || read_payment(store.begin_snapshot_reads()?.as_mut(), &key))
+            .await
+            .map_err(|e| crate::ledger::Failed::Unavailable(e.to_string()))?
+            .map_err(|e| crate::ledger::Failed::Unavailable(e.to_string()))?;
+        found.ok_or_else(|| crate::ledger::Failed::Refused(CashierError::UnknownPayment(id.to_owned())))
+    }
+
+    /// Withdrawals approved and not yet paid or failed. Blocking.
+    fn to_pay_out(&self) -> Result<Vec<Payment>, StoreError> {
+        let mut tx = self.store.begin_snapshot_reads()?;
+        let (begin, end) = keys::to_pay_out_all();
+        let mut due = Vec::new();
+        for (key, _) in tx.get_range(&begin, &end, 100, false)? {
+            let (_, id): (String, String) =
+                crate::store::subspaces::cashier().unpack(&key).map_err(|e| StoreError::corrupt(&key, e))?;
+            if let Some(payment) = read_payment(tx.as_mut(), &id)? {
+                due.push(payment);
+            }
+        }
+        Ok(due)
+    }
+}
+
+/// Asks the PSP to pay an approved withdrawal out (idempotent on its id): whether it took. What
+/// does not stays on the sweeper's list.
+pub async fn pay_out(cashier: &Cashier, psp: &Psp, payment: &Payment) -> bool {
+    let url = cashier.notification_url(&psp.config.id);
+    let (amount, currency) = (payment.amount.to_string(), payment.currency.code());
+    match psp.payout(&payment.id, &amount, currency, &payment.payment_method, &url).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(payment = %payment.id, error = %e, "payout not taken; the sweeper asks again");
+            false
+        }
+    }
 }

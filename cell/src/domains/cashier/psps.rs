@@ -99,6 +99,33 @@ impl Psp {
         Ok(created.psp_reference)
     }
 
+    /// Asks the PSP to pay `amount` out to `method` (asking again for the same payment id pays
+    /// once): its reference.
+    pub async fn payout(
+        &self,
+        payment_id: &str,
+        amount: &str,
+        currency: &str,
+        method: &str,
+        notification_url: &str,
+    ) -> Result<String, String> {
+        let body = json!({
+            "merchantReference": payment_id, "amount": amount, "currency": currency,
+            "paymentMethod": method, "notificationUrl": notification_url,
+        });
+        let (status, body) = self.call("/psp/card/v1/payouts", body).await?;
+        if status != 201 && status != 200 {
+            return Err(format!("PSP {} answered {status} to the payout", self.config.id));
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Created {
+            psp_reference: String,
+        }
+        let created: Created = serde_json::from_slice(&body).map_err(|e| format!("the PSP's answer: {e}"))?;
+        Ok(created.psp_reference)
+    }
+
     /// Captures an authorised payment (capturing twice captures once). An error: try again.
     pub async fn capture(&self, psp_reference: &str, amount: &str, currency: &str) -> Result<(), String> {
         let path = format!("/psp/card/v1/payments/{psp_reference}/captures");
@@ -253,7 +280,7 @@ mod tests {
     #[test]
     fn a_notification_is_read_only_when_signed_recently_with_the_secret() {
         let body = r#"{"eventId":"evt_1","eventCode":"CAPTURE","pspReference":"pay_1","merchantReference":"dep_1","amount":"10.00","currency":"GBP","success":true}"#;
-        let now = chrono::Utc::now();
+        let now = chrono::DateTime::from_timestamp(1_796_000_000, 0).unwrap();
         let t = now.timestamp();
         let p = psp();
         let read = p.read_notification(Some(&signed(t, body, b"s3cret")), body.as_bytes(), now).unwrap();

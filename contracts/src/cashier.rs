@@ -75,6 +75,9 @@ pub enum PaymentStatus {
     Paid,
     Rejected,
     Cancelled,
+    /// A captured deposit the PSP took back: the amount left the player's cash, and what their
+    /// cash could not cover is their debt.
+    ChargedBack,
 }
 
 /// A payment as the player and the back office see it.
@@ -242,5 +245,24 @@ pub struct PayoutFailed {
 }
 impl crate::events::EventPayload for PayoutFailed {
     const NAME: &'static str = "payout.failed";
+    const VERSION: &'static str = CASHIER_VERSION;
+}
+
+/// `chargeback.received`: the PSP took a captured deposit back; a compensating entry moved it out
+/// of the player's cash, and into their debt for what the cash could not cover.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChargebackReceived {
+    pub player_id: PlayerId,
+    pub payment_id: String,
+    pub psp: String,
+    pub amount: Amount,
+    pub currency: Currency,
+    /// What the player owes after it.
+    pub debt: Amount,
+    pub entry_id: String,
+}
+impl crate::events::EventPayload for ChargebackReceived {
+    const NAME: &'static str = "chargeback.received";
     const VERSION: &'static str = CASHIER_VERSION;
 }

@@ -117,6 +117,9 @@ pub struct BalanceResponse {
     pub cash: Amount,
     pub bonus: Amount,
     pub held: Amount,
+    /// What the player owes after a chargeback larger than their cash (0 otherwise); their next
+    /// deposits repay it first.
+    pub debt: Amount,
     /// The instant the balance was computed for, when `as_of` was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_of: Option<chrono::DateTime<chrono::Utc>>,

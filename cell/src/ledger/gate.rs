@@ -29,8 +29,11 @@ pub enum PostingKind {
     Win,
     /// A stake given back (a rollback, a voided round).
     Refund,
-    /// A manual adjustment or correction by the operator.
+    /// A manual adjustment or correction by the operator, or money moving between house accounts
+    /// for the player (a payout settling, a withdrawal returned).
     Adjustment,
+    /// A deposit the PSP took back (a chargeback, a refund).
+    Chargeback,
 }
 
 /// The round a stake is placed in, as the domain that takes it knows it.
@@ -120,7 +123,8 @@ pub fn journal_since(
     since: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<JournalFact>, StoreError> {
     let (begin, end) = super::keys::entries_since(player, currency, since.timestamp_micros());
-    let cash = format!("cash:{player}");
+    // What came into the player's own accounts: their cash, or their debt being repaid.
+    let (cash, debt) = (format!("cash:{player}"), format!("debt:{player}"));
     let mut facts = Vec::new();
     for (key, value) in tx.get_range(&begin, &end, usize::MAX, false)? {
         let record: super::kernel::JournalRecord = super::writer::decode(&key, &value)?;
@@ -128,7 +132,7 @@ pub fn journal_since(
         let (mut cash_in, mut cash_out) = (Decimal::ZERO, Decimal::ZERO);
         let corrupt = |e: super::LedgerRefusal| StoreError::corrupt(&key, e);
         for (from, to, amount) in &record.postings {
-            if *to == cash {
+            if *to == cash || *to == debt {
                 cash_in = super::ledger_add(cash_in, *amount).map_err(corrupt)?;
             }
             if *from == cash {

@@ -27,6 +27,9 @@ pub enum Account {
     Cash,
     Bonus,
     Held,
+    /// What the player owes (at or below zero): only a chargeback past their cash moves it down,
+    /// and their next deposits repay it first.
+    Debt,
     House(HouseAccount),
 }
 
@@ -250,6 +253,7 @@ impl KernelTx<'_> {
                         Account::Cash => &mut after.cash,
                         Account::Bonus => &mut after.bonus,
                         Account::Held => &mut after.held,
+                        Account::Debt => &mut after.debt,
                         Account::House(house) => {
                             let at = match houses.iter().position(|(h, c, _)| *h == house && *c == e.currency) {
                                 Some(at) => at,
@@ -266,7 +270,7 @@ impl KernelTx<'_> {
                 if p.from == Account::Cash {
                     cash_out = or_refuse!(ledger_add(cash_out, p.amount));
                 }
-                if p.to == Account::Cash {
+                if matches!(p.to, Account::Cash | Account::Debt) {
                     cash_in = or_refuse!(ledger_add(cash_in, p.amount));
                 }
             }
@@ -339,6 +343,7 @@ impl KernelTx<'_> {
                 Account::Cash => format!("cash:{}", e.player),
                 Account::Bonus => format!("bonus:{}", e.player),
                 Account::Held => format!("held:{}", e.player),
+                Account::Debt => format!("debt:{}", e.player),
                 Account::House(house) => format!("house:{}", house.0),
             };
             let record = JournalRecord {
@@ -372,7 +377,7 @@ impl KernelTx<'_> {
         let registered = or_refuse!(self.registered(e.player)?);
         let (mut cash_in, mut cash_out) = (Decimal::ZERO, Decimal::ZERO);
         for p in &e.postings {
-            if p.to == Account::Cash {
+            if matches!(p.to, Account::Cash | Account::Debt) {
                 cash_in = or_refuse!(ledger_add(cash_in, p.amount));
             }
             if p.from == Account::Cash {

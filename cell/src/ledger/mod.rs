@@ -223,6 +223,7 @@ impl Ledger {
             cash: Amount::at_scale(balances.cash, s),
             bonus: Amount::at_scale(balances.bonus, s),
             held: Amount::at_scale(balances.held, s),
+            debt: Amount::at_scale(balances.owed(), s),
             as_of,
         })
     }

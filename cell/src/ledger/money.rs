@@ -13,20 +13,35 @@ pub struct PlayerBalances {
     pub cash: Decimal,
     pub bonus: Decimal,
     pub held: Decimal,
+    /// What the player owes the platform, as a balance at or below zero: a chargeback larger
+    /// than their cash. The only player balance that goes below zero.
+    #[serde(default)]
+    pub debt: Decimal,
 }
 
 impl PlayerBalances {
-    /// Cash + bonus + held, exactly.
+    /// Cash + bonus + held + debt, exactly.
     pub fn total(&self) -> Result<Decimal, LedgerRefusal> {
-        ledger_add(ledger_add(self.cash, self.bonus)?, self.held)
+        ledger_add(ledger_add(ledger_add(self.cash, self.bonus)?, self.held)?, self.debt)
     }
 
-    /// Money the platform owes the player never goes below zero.
+    /// Money the platform owes the player never goes below zero; debt never above it.
     pub fn assert_valid(&self, player: &contracts::PlayerId) {
         assert!(
             !self.cash.is_sign_negative() && !self.bonus.is_sign_negative() && !self.held.is_sign_negative(),
             "ledger invariant broken: negative balance for {player}: {self:?}"
         );
+        assert!(self.debt <= Decimal::ZERO, "ledger invariant broken: debt above zero for {player}: {self:?}");
+    }
+
+    /// What the player owes, as a positive amount.
+    pub fn owed(&self) -> Decimal {
+        // Negating zero would print as "-0.00".
+        if self.debt.is_zero() {
+            Decimal::ZERO
+        } else {
+            -self.debt
+        }
     }
 }
 

@@ -70,6 +70,7 @@ pub(super) fn ledger_totals(store: &dyn Store) -> Result<BTreeMap<Currency, Deci
         total_add(&mut totals, currency, b.cash)?;
         total_add(&mut totals, currency, b.bonus)?;
         total_add(&mut totals, currency, b.held)?;
+        total_add(&mut totals, currency, b.debt)?;
     }
     let (begin, end) = keys::house_range();
     for (key, value) in tx.get_range(&begin, &end, usize::MAX, false)? {

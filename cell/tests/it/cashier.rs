@@ -177,6 +177,40 @@ async fn books_balance(c: &Client) {
     );
 }
 
+/// A chargeback larger than the player's cash: the cash goes, the rest is debt the balance shows,
+/// and the next deposit repays it first. The books balance throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chargeback_past_the_cash_becomes_debt_the_next_deposit_repays() {
+    let sandbox = Sandbox::start().await;
+    let cell = TestCell::start_with_sandbox("uk", &sandbox.url, cell::clock::system()).await;
+    let c = cell.client();
+    let token = funded(&c, "uk-kim", "30.00").await;
+    let correction = json!({ "playerId": "uk-kim", "currency": "GBP", "amount": "25.00", "reason": "correction" });
+    assert_eq!(c.post("/wallet/debit", "kim-spent", correction).await.status, 200, "25.00 of it is gone");
+    let reference = sandbox_payments(&sandbox).await[0]["pspReference"].as_str().unwrap().to_owned();
+    sandbox.admin("POST", "/admin/psp/chargeback", json!({ "pspReference": reference })).await;
+    let mut balance = Value::Null;
+    for _ in 0..100 {
+        balance = c.balance("uk-kim").await;
+        if balance["debt"] != "0.00" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!((balance["cash"].as_str(), balance["debt"].as_str()), (Some("0.00"), Some("25.00")), "{balance}");
+    books_balance(&c).await;
+    let events = c.events().await;
+    let charged = events.iter().find(|e| e["event"] == "chargeback.received").unwrap();
+    assert_eq!(charged["payload"]["debt"], "25.00");
+    // The next deposit repays the debt first.
+    let created = deposit(&c, "uk-kim", &token, "40.00", "card:tok_visa_4242", "kim-2").await;
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(settled(&c, "uk-kim", &token, &id).await["status"], "captured");
+    let balance = c.balance("uk-kim").await;
+    assert_eq!((balance["cash"].as_str(), balance["debt"].as_str()), (Some("15.00"), Some("0.00")), "{balance}");
+    books_balance(&c).await;
+}
+
 /// A withdrawal to the card the player deposited with is paid out; one whose payout fails comes
 /// back to cash. The books balance throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -310,6 +310,7 @@ fn main() -> anyhow::Result<()> {
         .route("/psp/card/v1/payments/{reference}/captures", post(psp::capture))
         .route("/psp/card/v1/payouts", post(psp::payout))
         .route("/admin/psp/payments", axum::routing::get(psp::payments))
+        .route("/admin/psp/chargeback", post(psp::chargeback))
         .route("/sanctions/v1/list", axum::routing::get(sanctions))
         .route("/admin/faults", post(fault_add).delete(faults_clear))
         .route("/admin/excluded", post(exclude))

@@ -254,6 +254,27 @@ pub async fn payout(
     (StatusCode::CREATED, Json(json!({ "pspReference": reference, "status": "received" }))).into_response()
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dispute {
+    psp_reference: String,
+    reason: Option<String>,
+}
+
+/// `POST /admin/psp/chargeback {pspReference, reason?}`: the card holder disputes a captured
+/// payment (weeks later, in life): a `CHARGEBACK` notification for its amount.
+pub async fn chargeback(State(s): State<Arc<Sandbox>>, Json(d): Json<Dispute>) -> Response {
+    let payment = s.psp.payments.lock().unwrap_or_else(|p| p.into_inner()).get(&d.psp_reference).cloned();
+    let Some(payment) = payment.filter(|p| p.captured) else {
+        return (StatusCode::NOT_FOUND, Json(json!({ "error": "no captured payment with this reference" })))
+            .into_response();
+    };
+    let reason = d.reason.unwrap_or_else(|| "Fraudulent transaction".into());
+    let notification = s.psp.notification("CHARGEBACK", &d.psp_reference, &payment, true, Some(&reason));
+    send(&s, payment.notification_url.clone(), notification).await;
+    StatusCode::NO_CONTENT.into_response()
+}
+
 /// `GET /admin/psp/payments`: every card payment and whether it was captured (what the PSP would
 /// settle), for tests and reconciliation.
 pub async fn payments(State(s): State<Arc<Sandbox>>) -> Json<Value> {

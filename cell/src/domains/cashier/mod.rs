@@ -162,17 +162,57 @@ fn write_payment(tx: &mut dyn Transaction, payment: &Payment) -> Result<(), Stor
     tx.set(&keys::payment(&payment.id), &rmp_serde::to_vec_named(payment).expect("a payment encodes"))
 }
 
-/// The entry a deposit ends in: from the PSP's clearing account to the player's cash.
-fn deposit_entry<'a>(payment: &'a Payment, clearing: HouseAccount, location: Option<CountryCode>) -> Entry<'a> {
+/// The entry a deposit ends in: from the PSP's clearing account to the player, repaying what they
+/// `owe` first (a chargeback's debt), the rest to their cash.
+fn deposit_entry<'a>(
+    payment: &'a Payment,
+    clearing: HouseAccount,
+    location: Option<CountryCode>,
+    owed: rust_decimal::Decimal,
+) -> Entry<'a> {
+    let amount = payment.amount.0;
+    let repaid = owed.min(amount).max(rust_decimal::Decimal::ZERO);
+    let mut postings = Vec::with_capacity(2);
+    if !repaid.is_zero() {
+        postings.push(Posting { from: Account::House(clearing), to: Account::Debt, amount: repaid });
+    }
+    if repaid < amount {
+        postings.push(Posting { from: Account::House(clearing), to: Account::Cash, amount: amount - repaid });
+    }
     Entry {
         player: &payment.player_id,
         currency: payment.currency,
         kind: PostingKind::Deposit,
         label: "deposit",
         reference: format!("{}/{}", payment.psp, payment.id),
-        postings: vec![Posting { from: Account::House(clearing), to: Account::Cash, amount: payment.amount.0 }],
+        postings,
         stake: None,
         location,
+        payment_method: Some(payment.payment_method.clone()),
+    }
+}
+
+/// A chargeback's compensating entry: the amount back to the PSP's clearing account, from the
+/// player's cash as far as it goes and from their debt for the rest.
+fn chargeback_entry(payment: &Payment, clearing: HouseAccount, cash: rust_decimal::Decimal) -> Entry<'_> {
+    let amount = payment.amount.0;
+    let from_cash = cash.min(amount).max(rust_decimal::Decimal::ZERO);
+    let mut postings = Vec::with_capacity(2);
+    if !from_cash.is_zero() {
+        postings.push(Posting { from: Account::Cash, to: Account::House(clearing), amount: from_cash });
+    }
+    if from_cash < amount {
+        postings.push(Posting { from: Account::Debt, to: Account::House(clearing), amount: amount - from_cash });
+    }
+    Entry {
+        player: &payment.player_id,
+        currency: payment.currency,
+        kind: PostingKind::Chargeback,
+        label: "chargeback",
+        reference: format!("{}/{}", payment.psp, payment.id),
+        postings,
+        stake: None,
+        location: None,
         payment_method: Some(payment.payment_method.clone()),
     }
 }
@@ -223,7 +263,12 @@ impl LedgerCommand for CreateDeposit {
             review: None,
         };
         // Compliance's gates first: a deposit the player may not make never reaches the PSP.
-        or_refuse!(tx.would_pass(&deposit_entry(&payment, self.clearing, self.location))?);
+        or_refuse!(tx.would_pass(&deposit_entry(
+            &payment,
+            self.clearing,
+            self.location,
+            rust_decimal::Decimal::ZERO
+        ))?);
         write_payment(tx.store(), &payment)?;
         tx.store().set(&keys::player_payment(self.player.as_str(), now.timestamp_micros(), &self.id), &[])?;
         Ok(Ok(payment))
@@ -298,6 +343,8 @@ pub enum NotificationOutcome {
     Failed(Payment),
     /// A withdrawal paid out.
     Paid(Payment),
+    /// A deposit taken back.
+    ChargedBack(Payment),
 }
 
 /// A verified notification, on the writer: deduplicated, chained, then applied.
@@ -365,7 +412,8 @@ impl LedgerCommand for HandleNotification {
             // The PSP has the money: credit it, once (a capture can overtake its authorisation).
             ("CAPTURE", true, Pending | Authorised) => {
                 tx.store().clear(&keys::to_capture(&payment.id))?;
-                match tx.post_one(deposit_entry(&payment, self.clearing, None))? {
+                let owed = tx.balances(&payment.player_id, payment.currency)?.owed();
+                match tx.post_one(deposit_entry(&payment, self.clearing, None, owed))? {
                     Ok(posted) => {
                         payment.status = Captured;
                         payment.entry_id = Some(posted.seq.to_string());
@@ -388,6 +436,22 @@ impl LedgerCommand for HandleNotification {
                         NotificationOutcome::Failed(payment.clone())
                     }
                 }
+            }
+            ("CHARGEBACK", true, Captured) => {
+                let cash = tx.balances(&payment.player_id, payment.currency)?.cash;
+                let posted = or_refuse!(tx.post_one(chargeback_entry(&payment, self.clearing, cash))?);
+                payment.status = PaymentStatus::ChargedBack;
+                payment.reason = n.reason.clone().or_else(|| Some("chargeback".into()));
+                tx.event(contracts::cashier::ChargebackReceived {
+                    player_id: payment.player_id.clone(),
+                    payment_id: payment.id.clone(),
+                    psp: payment.psp.clone(),
+                    amount: payment.amount,
+                    currency: payment.currency,
+                    debt: Amount::at_scale(posted.after.owed(), payment.currency.scale()),
+                    entry_id: posted.seq.to_string(),
+                })?;
+                NotificationOutcome::ChargedBack(payment.clone())
             }
             ("PAYOUT_PAID", true, PaymentStatus::Approved) => {
                 tx.store().clear(&keys::to_pay_out(&payment.id))?;

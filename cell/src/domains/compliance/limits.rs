@@ -353,7 +353,7 @@ impl PlayerRg {
             PostingKind::Deposit => self.count(day, |c| c.deposited += cash_in),
             PostingKind::Stake => self.count(day, |c| c.staked += cash_out),
             PostingKind::Win | PostingKind::Refund => self.count(day, |c| c.returned += cash_in),
-            PostingKind::Withdrawal | PostingKind::Adjustment => {}
+            PostingKind::Withdrawal | PostingKind::Adjustment | PostingKind::Chargeback => {}
         }
     }
 }
@@ -824,7 +824,7 @@ impl Gate for RgGate {
     /// Counts the entry in memory: the journal, written in the same batch, is what the counters
     /// are rebuilt from, so nothing more is stored.
     fn record(&self, entry: &GatedEntry<'_>, state: &mut GateState<'_>) -> Result<(), StoreError> {
-        if matches!(entry.kind, PostingKind::Withdrawal | PostingKind::Adjustment) {
+        if matches!(entry.kind, PostingKind::Withdrawal | PostingKind::Adjustment | PostingKind::Chargeback) {
             return Ok(());
         }
         let (room, tx) = state.room::<RgRoom>();

@@ -26,6 +26,11 @@ struct Cli {
 enum Command {
     /// Serve the cell's HTTP API.
     Serve(Box<ServeArgs>),
+    /// The cashier's offline tools.
+    Cashier {
+        #[command(subcommand)]
+        what: CashierTool,
+    },
     /// The WORM audit chain.
     Audit {
         #[command(subcommand)]
@@ -112,6 +117,29 @@ enum Audit {
         /// rewrite the chain could also replace.
         #[arg(long)]
         public_key: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CashierTool {
+    /// Reconcile a stopped cell's books for a day with a PSP's settlement report: prints the
+    /// report as JSON; exit 0 when they agree, 1 when they differ, 2 when it could not be done.
+    Reconcile {
+        /// The cell's data directory (as given to `cell serve --data`).
+        #[arg(long)]
+        data: PathBuf,
+        /// Directory of PSP files (e.g. config/psps).
+        #[arg(long)]
+        psps: PathBuf,
+        /// Where the PSP answers, `ID=http://HOST:PORT`.
+        #[arg(long = "psp-url", value_parser = parse_psp_url)]
+        psp_urls: Vec<(String, String)>,
+        /// The PSP to reconcile with.
+        #[arg(long)]
+        psp: String,
+        /// The day, `YYYY-MM-DD` (UTC).
+        #[arg(long)]
+        date: chrono::NaiveDate,
     },
 }
 
@@ -244,6 +272,25 @@ fn main() -> anyhow::Result<ExitCode> {
             };
             println!("{}", serde_json::to_string_pretty(&report)?);
             return Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        Command::Cashier { what: CashierTool::Reconcile { data, psps, psp_urls, psp, date } } => {
+            let report = runtime.block_on(async move {
+                let psps = cell::domains::cashier::psps::load_dir(&psps, &psp_urls)?;
+                let store = cell::store::embedded::EmbeddedStore::open(&data.join("store"), Durability::GroupSync)
+                    .with_context(|| format!("open the store under {} (is the cell still running?)", data.display()))?;
+                let cashier = cell::domains::cashier::Cashier::new(psps, String::new(), std::sync::Arc::new(store));
+                cashier.reconcile(&psp, date).await.map_err(anyhow::Error::msg)
+            });
+            match report {
+                Ok(report) => {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    return Ok(if report.differences.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+                }
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
         }
         Command::Bench { what: Bench::Wallet(args) } => runtime.block_on(cell::bench::wallet(args)),
         Command::Bench { what: Bench::Rounds(args) } => runtime.block_on(cell::bench::rounds(args)),

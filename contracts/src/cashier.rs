@@ -266,3 +266,32 @@ impl crate::events::EventPayload for ChargebackReceived {
     const NAME: &'static str = "chargeback.received";
     const VERSION: &'static str = CASHIER_VERSION;
 }
+
+/// One difference between a PSP's settlement report and the cell's books for a day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconciliationDifference {
+    /// `missing_in_ledger`, `missing_at_psp`, `amount_mismatch` or `duplicate_at_psp`.
+    pub kind: String,
+    /// `CAPTURE`, `PAYOUT` or `CHARGEBACK`.
+    #[serde(rename = "type")]
+    pub line_type: String,
+    /// The cell's payment id.
+    pub payment_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psp_amount: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_amount: Option<String>,
+}
+
+/// `GET /ops/reconciliation?psp=ID&date=YYYY-MM-DD` and `cell cashier reconcile`: a PSP's
+/// settlement report for a day against what the cell booked that day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Reconciliation {
+    pub psp: String,
+    pub date: chrono::NaiveDate,
+    /// Lines on both sides, equal.
+    pub matched: usize,
+    pub differences: Vec<ReconciliationDifference>,
+}

@@ -57,6 +57,7 @@ pub fn all() -> Vec<NamedSchema> {
         api::<cashier::WithdrawalRequest>("cashier.withdrawal.request", cashier::CASHIER_VERSION),
         api::<cashier::WithdrawalDecision>("cashier.withdrawal.decision", cashier::CASHIER_VERSION),
         api::<cashier::WithdrawalQueue>("cashier.withdrawals", cashier::CASHIER_VERSION),
+        api::<cashier::Reconciliation>("cashier.reconciliation", cashier::CASHIER_VERSION),
         api::<cashier::DepositRequest>("cashier.deposit.request", cashier::CASHIER_VERSION),
         api::<cashier::Payment>("cashier.payment", cashier::CASHIER_VERSION),
         api::<cashier::Transactions>("cashier.transactions", cashier::CASHIER_VERSION),

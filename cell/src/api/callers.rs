@@ -96,6 +96,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/cashier/withdrawals", Access::Player),
     ("POST", "/cashier/withdrawals/{payment_id}/cancel", Access::Player),
     ("GET", "/cashier/withdrawals", Access::BackOffice(&[FINANCE])),
+    ("GET", "/ops/reconciliation", Access::BackOffice(&[FINANCE, OPS])),
     ("GET", "/cashier/withdrawals/{payment_id}", Access::BackOffice(&[FINANCE])),
     ("POST", "/cashier/withdrawals/{payment_id}/approve", Access::BackOffice(&[FINANCE])),
     ("POST", "/cashier/withdrawals/{payment_id}/reject", Access::BackOffice(&[FINANCE])),

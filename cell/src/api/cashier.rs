@@ -239,3 +239,24 @@ async fn decide(
 fn refused(e: CashierError) -> ApiError {
     ApiError::new(super::status(Refusal::status(&e)), Refusal::code(&e), e.to_string())
 }
+
+#[derive(serde::Deserialize)]
+pub struct ReconciliationQuery {
+    psp: String,
+    date: chrono::NaiveDate,
+}
+
+/// `GET /ops/reconciliation?psp=ID&date=YYYY-MM-DD`: the PSP's settlement report for the day
+/// against what the cell booked: every difference listed (none when the books agree).
+pub async fn reconciliation(
+    State(s): State<Arc<AppState>>,
+    query: Result<axum::extract::Query<ReconciliationQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<contracts::cashier::Reconciliation>, ApiError> {
+    let axum::extract::Query(q) =
+        query.map_err(|e| ApiError::bad_request(CellCode::InvalidQuery, format!("psp=ID&date=YYYY-MM-DD: {e}")))?;
+    let cashier = s.domains()?.cashier.clone();
+    if cashier.psp(&q.psp).is_none() {
+        return Err(refused(CashierError::UnknownPsp(q.psp)));
+    }
+    cashier.reconcile(&q.psp, q.date).await.map(Json).map_err(|e| refused(CashierError::PspUnavailable(e)))
+}

@@ -429,6 +429,10 @@ fn build() -> Value {
                 "409": json_answer("WITHDRAWAL_NOT_PENDING", error.clone())
             }
         } },
+        "/ops/reconciliation": { "get": read(&error, "A PSP's settlement report for a day against what the cell booked that day (captures, payouts, chargebacks): every line on one side only, every amount that differs, every line the PSP lists twice", json!([
+            { "name": "psp", "in": "query", "required": true, "schema": { "type": "string" } },
+            { "name": "date", "in": "query", "required": true, "schema": { "type": "string", "format": "date" } }
+        ]), schema::<contracts::cashier::Reconciliation>(&mut g), &["400", "404", "503"]) },
         "/cashier/players/{playerId}/transactions": { "get": {
             "summary": "The bearer token's player's payments, newest first, with their states",
             "security": [{ "sessionToken": [] }],

@@ -285,3 +285,59 @@ async fn a_withdrawal_off_the_closed_loop_waits_for_finance() {
     assert_eq!(c.balance("uk-jon").await["cash"], "45.00");
     books_balance(&c).await;
 }
+
+/// After a day of deposits (through notification faults), a payout, a failed payout and a
+/// chargeback, the PSP's settlement report and the cell's books agree; a line the PSP lists twice
+/// is reported; the offline command agrees with the route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_reports_zero_differences_after_a_faulty_day() {
+    let sandbox = Sandbox::start().await;
+    let mut cell = TestCell::start_with_sandbox("uk", &sandbox.url, cell::clock::system()).await;
+    let c = cell.client();
+    let token = funded(&c, "uk-lea", "80.00").await;
+    for (i, mode) in ["duplicate", "reorder", "unknown"].iter().enumerate() {
+        sandbox.admin("POST", "/admin/faults", json!({ "party": "card-webhook", "mode": mode })).await;
+        let created = deposit(&c, "uk-lea", &token, "5.00", "card:tok_visa_4242", &format!("lea-{i}")).await;
+        let id = created.json()["id"].as_str().unwrap().to_owned();
+        assert_eq!(settled(&c, "uk-lea", &token, &id).await["status"], "captured");
+        sandbox.admin("DELETE", "/admin/faults", json!({})).await;
+    }
+    let paid = withdraw(&c, "uk-lea", &token, "20.00", "card:tok_visa_4242", "lea-w1").await;
+    let id = paid.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(settled(&c, "uk-lea", &token, &id).await["status"], "paid");
+    sandbox.admin("POST", "/admin/faults", json!({ "party": "card-payout", "mode": "fail" })).await;
+    let failed = withdraw(&c, "uk-lea", &token, "10.00", "card:tok_visa_4242", "lea-w2").await;
+    let id = failed.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(settled(&c, "uk-lea", &token, &id).await["status"], "failed");
+    sandbox.admin("DELETE", "/admin/faults", json!({})).await;
+    let first = sandbox_payments(&sandbox).await[0]["pspReference"].as_str().unwrap().to_owned();
+    sandbox.admin("POST", "/admin/psp/chargeback", json!({ "pspReference": first })).await;
+    for _ in 0..100 {
+        if count(&c.events().await, "chargeback.received") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let today = chrono::Utc::now().date_naive();
+    let path = format!("/ops/reconciliation?psp=card&date={today}");
+    let report = c.get(&path).await.json();
+    assert_eq!(report["differences"], json!([]), "{report}");
+    assert_eq!(report["matched"], 6, "4 captures, 1 payout, 1 chargeback: {report}");
+    sandbox.admin("POST", "/admin/faults", json!({ "party": "card-report", "mode": "duplicate" })).await;
+    let report = c.get(&path).await.json();
+    assert_eq!(report["differences"][0]["kind"], "duplicate_at_psp", "{report}");
+    sandbox.admin("DELETE", "/admin/faults", json!({})).await;
+    // The same, offline, from the stopped cell's data directory.
+    cell.stop().await;
+    let out = std::process::Command::new(crate::harness::binary("cell"))
+        .args(["cashier", "reconcile", "--data"])
+        .arg(cell.dir.path())
+        .args(["--psps", concat!(env!("CARGO_MANIFEST_DIR"), "/../config/psps")])
+        .args(["--psp-url", &format!("card={}", sandbox.url), "--psp", "card", "--date", &today.to_string()])
+        .env("PSP_CARD_SECRET", crate::harness::PSP_CARD_SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let offline: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((offline["matched"].as_u64(), offline["differences"].as_array().map(Vec::len)), (Some(6), Some(0)));
+}

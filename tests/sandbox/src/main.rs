@@ -309,6 +309,7 @@ fn main() -> anyhow::Result<()> {
         .route("/psp/card/v1/payments", post(psp::create_payment))
         .route("/psp/card/v1/payments/{reference}/captures", post(psp::capture))
         .route("/psp/card/v1/payouts", post(psp::payout))
+        .route("/psp/card/v1/reports/settlement", axum::routing::get(psp::settlement_report))
         .route("/admin/psp/payments", axum::routing::get(psp::payments))
         .route("/admin/psp/chargeback", post(psp::chargeback))
         .route("/sanctions/v1/list", axum::routing::get(sanctions))

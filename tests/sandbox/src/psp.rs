@@ -43,6 +43,9 @@ pub struct CardPsp {
     payments: Mutex<BTreeMap<String, CardPayment>>,
     /// Payouts by the merchant's reference (asking twice pays once): their reference.
     payouts: Mutex<BTreeMap<String, String>>,
+    /// What it settled, day by day: `(date, type, pspReference, merchantReference, amount,
+    /// currency)`, the settlement report's rows.
+    settled: Mutex<Vec<[String; 6]>>,
 }
 
 #[derive(Debug, Clone)]
@@ -58,7 +61,21 @@ struct CardPayment {
 
 impl CardPsp {
     pub fn new(secret: Option<Vec<u8>>) -> CardPsp {
-        CardPsp { secret, next_id: AtomicU64::new(1), payments: Mutex::default(), payouts: Mutex::default() }
+        CardPsp {
+            secret,
+            next_id: AtomicU64::new(1),
+            payments: Mutex::default(),
+            payouts: Mutex::default(),
+            settled: Mutex::default(),
+        }
+    }
+
+    /// A row of today's settlement report.
+    fn settle(&self, kind: &str, reference: &str, p: &CardPayment) {
+        let today = chrono::Utc::now().date_naive().to_string();
+        let row =
+            [today, kind.into(), reference.into(), p.merchant_reference.clone(), p.amount.clone(), p.currency.clone()];
+        self.settled.lock().unwrap_or_else(|e| e.into_inner()).push(row);
     }
 
     fn next(&self, prefix: &str) -> String {
@@ -203,6 +220,7 @@ pub async fn capture(State(s): State<Arc<Sandbox>>, Path(reference): Path<String
     };
     // A second capture of the same payment captures nothing more, and says nothing more.
     if let Some(payment) = payment {
+        s.psp.settle("CAPTURE", &reference, &payment);
         let notification = s.psp.notification("CAPTURE", &reference, &payment, true, None);
         send(&s, payment.notification_url.clone(), notification).await;
     }
@@ -248,6 +266,9 @@ pub async fn payout(
         };
         let (code, reason) =
             if fails { ("PAYOUT_FAILED", Some("Beneficiary account closed")) } else { ("PAYOUT_PAID", None) };
+        if !fails {
+            s.psp.settle("PAYOUT", &reference, &payment);
+        }
         let notification = s.psp.notification(code, &reference, &payment, !fails, reason);
         send(&s, payment.notification_url.clone(), notification).await;
     }
@@ -270,9 +291,37 @@ pub async fn chargeback(State(s): State<Arc<Sandbox>>, Json(d): Json<Dispute>) -
             .into_response();
     };
     let reason = d.reason.unwrap_or_else(|| "Fraudulent transaction".into());
+    s.psp.settle("CHARGEBACK", &d.psp_reference, &payment);
     let notification = s.psp.notification("CHARGEBACK", &d.psp_reference, &payment, true, Some(&reason));
     send(&s, payment.notification_url.clone(), notification).await;
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReportQuery {
+    date: String,
+}
+
+/// `GET /psp/card/v1/reports/settlement?date=YYYY-MM-DD`: what the acquirer settled that day, as
+/// CSV: `date,type,pspReference,merchantReference,amount,currency`, one row per capture, payout
+/// paid and chargeback. The `card-report` fault `{"mode": "duplicate"}` repeats the first row.
+pub async fn settlement_report(
+    State(s): State<Arc<Sandbox>>,
+    query: Result<axum::extract::Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(q)) = query else { return bad_request("date=YYYY-MM-DD") };
+    if let Some(fault) = s.enter("card-report", json!({ "date": q.date })).await {
+        return fault;
+    }
+    let rows: Vec<[String; 6]> =
+        s.psp.settled.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|r| r[0] == q.date).cloned().collect();
+    let duplicate = s.fault_of("card-report").and_then(|f| f.mode).is_some_and(|m| m == "duplicate");
+    let mut csv = String::from("date,type,pspReference,merchantReference,amount,currency\n");
+    for row in rows.iter().chain(rows.first().filter(|_| duplicate)) {
+        csv.push_str(&row.join(","));
+        csv.push('\n');
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/csv")], csv).into_response()
 }
 
 /// `GET /admin/psp/payments`: every card payment and whether it was captured (what the PSP would

@@ -53,6 +53,17 @@ pub fn to_pay_out_all() -> (Vec<u8>, Vec<u8>) {
     subspaces::cashier().subspace(&("to-pay-out",)).range()
 }
 
+/// A line the cell booked with a PSP on a day (`CAPTURE`, `PAYOUT`, `CHARGEBACK`) for a payment:
+/// its amount. What reconciliation compares with the PSP's settlement report.
+pub fn settled(date: &str, psp: &str, kind: &str, payment: &str) -> Vec<u8> {
+    subspaces::cashier().pack(&("settled", psp, date, kind, payment))
+}
+
+/// Every line booked with `psp` on `date`.
+pub fn settled_on(psp: &str, date: &str) -> (Vec<u8>, Vec<u8>) {
+    subspaces::cashier().subspace(&("settled", psp, date)).range()
+}
+
 /// A withdrawal waiting for the finance role.
 pub fn to_review(id: &str) -> Vec<u8> {
     subspaces::cashier().pack(&("to-review", id))

@@ -315,6 +315,12 @@ impl LedgerCommand for RecordPspAnswer {
     }
 }
 
+/// Books a line with the payment's PSP on the batch's day, for reconciliation.
+fn book(tx: &mut KernelTx<'_>, payment: &Payment, kind: &str) -> Result<(), StoreError> {
+    let date = tx.now().date_naive().to_string();
+    tx.store().set(&keys::settled(&date, &payment.psp, kind, &payment.id), payment.amount.to_string().as_bytes())
+}
+
 /// Marks a payment failed, with the PSP's reason (`payment.failed`).
 fn fail(tx: &mut KernelTx<'_>, payment: &mut Payment, reason: String) -> Result<(), StoreError> {
     payment.status = PaymentStatus::Failed;
@@ -415,6 +421,7 @@ impl LedgerCommand for HandleNotification {
                 let owed = tx.balances(&payment.player_id, payment.currency)?.owed();
                 match tx.post_one(deposit_entry(&payment, self.clearing, None, owed))? {
                     Ok(posted) => {
+                        book(tx, &payment, "CAPTURE")?;
                         payment.status = Captured;
                         payment.entry_id = Some(posted.seq.to_string());
                         tx.event(PaymentConfirmed {
@@ -440,6 +447,7 @@ impl LedgerCommand for HandleNotification {
             ("CHARGEBACK", true, Captured) => {
                 let cash = tx.balances(&payment.player_id, payment.currency)?.cash;
                 let posted = or_refuse!(tx.post_one(chargeback_entry(&payment, self.clearing, cash))?);
+                book(tx, &payment, "CHARGEBACK")?;
                 payment.status = PaymentStatus::ChargedBack;
                 payment.reason = n.reason.clone().or_else(|| Some("chargeback".into()));
                 tx.event(contracts::cashier::ChargebackReceived {
@@ -456,6 +464,7 @@ impl LedgerCommand for HandleNotification {
             ("PAYOUT_PAID", true, PaymentStatus::Approved) => {
                 tx.store().clear(&keys::to_pay_out(&payment.id))?;
                 or_refuse!(tx.post_one(settlement_entry(&payment, self.clearing, false))?);
+                book(tx, &payment, "PAYOUT")?;
                 payment.status = PaymentStatus::Paid;
                 tx.event(contracts::cashier::PayoutPaid {
                     player_id: payment.player_id.clone(),
@@ -880,5 +889,72 @@ pub async fn pay_out(cashier: &Cashier, psp: &Psp, payment: &Payment) -> bool {
             tracing::warn!(payment = %payment.id, error = %e, "payout not taken; the sweeper asks again");
             false
         }
+    }
+}
+
+impl Cashier {
+    /// Compares `psp`'s settlement report for `date` with the lines the cell booked that day:
+    /// every line on one side only, every amount that differs, every line the PSP lists twice.
+    pub async fn reconcile(
+        &self,
+        psp: &str,
+        date: chrono::NaiveDate,
+    ) -> Result<contracts::cashier::Reconciliation, String> {
+        use contracts::cashier::ReconciliationDifference as Difference;
+        let psp_config = self.psp(psp).ok_or_else(|| format!("no PSP `{psp}` here"))?;
+        let report = psp_config.settlement_report(date).await?;
+        let (store, id, day) = (self.store.clone(), psp.to_owned(), date.to_string());
+        let booked = tokio::task::spawn_blocking(move || -> Result<Vec<(String, String, String)>, StoreError> {
+            let mut tx = store.begin_snapshot_reads()?;
+            let (begin, end) = keys::settled_on(&id, &day);
+            let mut lines = Vec::new();
+            for (key, value) in tx.get_range(&begin, &end, usize::MAX, false)? {
+                let (_, _, _, kind, payment): (String, String, String, String, String) =
+                    crate::store::subspaces::cashier().unpack(&key).map_err(|e| StoreError::corrupt(&key, e))?;
+                lines.push((kind, payment, String::from_utf8_lossy(&value).into_owned()));
+            }
+            Ok(lines)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let mut ours: std::collections::BTreeMap<(String, String), String> =
+            booked.into_iter().map(|(kind, payment, amount)| ((kind, payment), amount)).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        let (mut matched, mut differences) = (0, Vec::new());
+        let difference =
+            |kind: &str, key: &(String, String), psp_amount: Option<String>, ledger_amount: Option<String>| {
+                Difference {
+                    kind: kind.into(),
+                    line_type: key.0.clone(),
+                    payment_id: key.1.clone(),
+                    psp_amount,
+                    ledger_amount,
+                }
+            };
+        for line in report {
+            let key = (line.kind.clone(), line.payment.clone());
+            if !seen.insert(key.clone()) {
+                differences.push(difference("duplicate_at_psp", &key, Some(line.amount), None));
+                continue;
+            }
+            match ours.remove(&key) {
+                None => differences.push(difference("missing_in_ledger", &key, Some(line.amount), None)),
+                Some(amount) if same_amount(&amount, &line.amount) => matched += 1,
+                Some(amount) => differences.push(difference("amount_mismatch", &key, Some(line.amount), Some(amount))),
+            }
+        }
+        for (key, amount) in ours {
+            differences.push(difference("missing_at_psp", &key, None, Some(amount)));
+        }
+        Ok(contracts::cashier::Reconciliation { psp: psp.to_owned(), date, matched, differences })
+    }
+}
+
+/// Two amounts as written by two parties: equal as decimals (`10.0` is `10.00`).
+fn same_amount(a: &str, b: &str) -> bool {
+    match (a.parse::<rust_decimal::Decimal>(), b.parse::<rust_decimal::Decimal>()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }

@@ -126,6 +126,33 @@ impl Psp {
         Ok(created.psp_reference)
     }
 
+    /// The PSP's settlement report for `date` (CSV: `date,type,pspReference,merchantReference,
+    /// amount,currency`; the dialect's fields hold no commas or quotes).
+    pub async fn settlement_report(&self, date: chrono::NaiveDate) -> Result<Vec<ReportLine>, String> {
+        let path = format!("/psp/card/v1/reports/settlement?date={date}");
+        let exchange = exchange(&self.authority, "GET", &path, "text/csv", String::new());
+        let (status, _, body) = tokio::time::timeout(PSP_TIMEOUT, exchange)
+            .await
+            .map_err(|_| format!("PSP {} did not answer within {PSP_TIMEOUT:?}", self.config.id))??;
+        if status != 200 {
+            return Err(format!("PSP {} answered {status} for its settlement report", self.config.id));
+        }
+        let text = String::from_utf8(body.to_vec()).map_err(|e| format!("the report is not UTF-8: {e}"))?;
+        let mut lines = Vec::new();
+        for (number, row) in text.lines().enumerate().skip(1).filter(|(_, r)| !r.trim().is_empty()) {
+            let fields: Vec<&str> = row.split(',').collect();
+            let [_, kind, _, payment, amount, _] = fields.as_slice() else {
+                return Err(format!("report line {}: 6 fields expected, {} found", number + 1, fields.len()));
+            };
+            lines.push(ReportLine {
+                kind: (*kind).to_owned(),
+                payment: (*payment).to_owned(),
+                amount: (*amount).to_owned(),
+            });
+        }
+        Ok(lines)
+    }
+
     /// Captures an authorised payment (capturing twice captures once). An error: try again.
     pub async fn capture(&self, psp_reference: &str, amount: &str, currency: &str) -> Result<(), String> {
         let path = format!("/psp/card/v1/payments/{psp_reference}/captures");
@@ -195,6 +222,16 @@ impl Psp {
             reason: wire.reason,
         })
     }
+}
+
+/// One line of a PSP's settlement report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportLine {
+    /// `CAPTURE`, `PAYOUT`, `CHARGEBACK`.
+    pub kind: String,
+    /// The cell's payment id (the merchant reference).
+    pub payment: String,
+    pub amount: String,
 }
 
 #[derive(Debug, thiserror::Error)]

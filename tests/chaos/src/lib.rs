@@ -27,6 +27,7 @@ pub mod load;
 pub mod platform;
 pub mod ports;
 pub mod probes;
+pub mod psp_chaos;
 pub mod report;
 pub mod scenarios;
 pub mod status;

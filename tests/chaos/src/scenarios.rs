@@ -33,15 +33,17 @@ pub enum Scenario {
     PartitionControl,
     KillRouter,
     Failover,
+    PspChaos,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::KillCell,
         Scenario::KillControl,
         Scenario::PartitionControl,
         Scenario::KillRouter,
         Scenario::Failover,
+        Scenario::PspChaos,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +53,7 @@ impl Scenario {
             Scenario::PartitionControl => "partition-control",
             Scenario::KillRouter => "kill-router",
             Scenario::Failover => "failover",
+            Scenario::PspChaos => "psp-chaos",
         }
     }
 
@@ -70,6 +73,9 @@ impl Scenario {
             Scenario::KillRouter => "kill -9 the router under load, restart it",
             Scenario::Failover => {
                 "kill -9 the primary of a jurisdiction with a standby; the router moves its traffic there"
+            }
+            Scenario::PspChaos => {
+                "deposits and withdrawals through the card PSP under every notification fault, a kill -9 midway"
             }
         }
     }
@@ -204,6 +210,7 @@ async fn run_in(scenario: Scenario, options: &DrillOptions, dir: PathBuf, report
         Scenario::KillControl => kill_control(&mut drill, report).await,
         Scenario::PartitionControl => partition_control(&mut drill, &target, proxy.as_ref(), report).await,
         Scenario::Failover => failover(&mut drill, &target, report).await,
+        Scenario::PspChaos => crate::psp_chaos::run(&mut drill.platform, &target, options.quick, report).await,
     };
     // Whatever happened, settle and check what can be checked, then stop cleanly.
     let settled = settle_and_check(&mut drill, report).await;

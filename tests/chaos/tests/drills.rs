@@ -60,6 +60,11 @@ fn failover() {
     drill(Scenario::Failover);
 }
 
+#[test]
+fn psp_chaos() {
+    drill(Scenario::PspChaos);
+}
+
 /// The checks can fail: a credit nobody in the journal acknowledged (a double effect, as a
 /// broken idempotency layer would leave) is caught by the balance and event checks, while the
 /// books still balance and the chain still verifies (the credit is a well-formed posting).

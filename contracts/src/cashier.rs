@@ -104,6 +104,9 @@ pub struct Payment {
     /// The ledger entry that credited it (a deposit) or held it (a withdrawal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry_id: Option<String>,
+    /// Bank push: where the player approves the deposit at their bank.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
     /// Why a withdrawal waits for the finance role, or how they decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<String>,

@@ -84,9 +84,8 @@ pub async fn webhook(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let d = s.domains()?;
-    let signature = headers.get("x-psp-signature").and_then(|v| v.to_str().ok());
-    if signature.is_none() {
-        let message = "X-Psp-Signature is missing: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"{t}.{body}\">";
+    if !headers.contains_key("x-psp-signature") && !headers.contains_key("x-bank-signature") {
+        let message = "the signature header is missing (X-Psp-Signature or X-Bank-Signature, by the PSP's dialect)";
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, CellCode::BadSignature, message));
     }
     let psp = d
@@ -94,7 +93,8 @@ pub async fn webhook(
         .psp(&psp)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, CellCode::PspNotFound, format!("no PSP `{psp}` here")))?;
     let body = body.map_err(|e| ApiError::bad_request(CellCode::BodyUnreadable, e.body_text()))?;
-    let notification = psp.read_notification(signature, &body, d.clock.now()).map_err(|e| match e {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let notification = psp.read_notification(header, &body, d.clock.now()).map_err(|e| match e {
         NotificationError::BadSignature => {
             ApiError::new(StatusCode::UNAUTHORIZED, CellCode::BadSignature, e.to_string())
         }

@@ -341,3 +341,72 @@ async fn reconciliation_reports_zero_differences_after_a_faulty_day() {
     let offline: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((offline["matched"].as_u64(), offline["differences"].as_array().map(Vec::len)), (Some(6), Some(0)));
 }
+
+/// Bank push: the deposit answers a redirect to the player's bank; once they approve there, the
+/// bank's signed callback credits it, once; a pay-in cancelled at the bank is failed; a payout
+/// goes to the account they paid in from. The day reconciles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bank_push_deposit_is_credited_when_the_player_approves_it_at_their_bank() {
+    let sandbox = Sandbox::start().await;
+    let cell = TestCell::start_with_sandbox("uk", &sandbox.url, cell::clock::system()).await;
+    let c = cell.client();
+    let token = verified_player(&c, "uk-mia").await;
+    let bearer = format!("Bearer {token}");
+    let bank_deposit = |amount: &str, account: &str, key: &str| {
+        let body = json!({ "playerId": "uk-mia", "psp": "bank", "amount": amount, "currency": "GBP", "paymentMethod": account });
+        let headers = [
+            ("authorization", bearer.clone()),
+            ("x-idempotency-key", key.to_owned()),
+            ("content-type", "application/json".to_owned()),
+        ];
+        async move {
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            c.raw("POST", "/cashier/deposits", &headers, body.to_string().into_bytes()).await.unwrap()
+        }
+    };
+    let created = bank_deposit("35.00", "bank:acct_nwbk_6819", "mia-1").await;
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    let payment = created.json();
+    let redirect = payment["redirectUrl"].as_str().unwrap().to_owned();
+    assert_eq!(payment["status"], "pending");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(c.balance("uk-mia").await["cash"], "0.00", "nothing before the bank says so");
+    // The player at their bank.
+    let path =
+        redirect.split_once("://").and_then(|(_, rest)| rest.split_once('/')).map(|(_, p)| format!("/{p}")).unwrap();
+    let port: u16 = sandbox.url.rsplit(':').next().unwrap().parse().unwrap();
+    let bank = Client { address: ([127, 0, 0, 1], port).into() };
+    assert_eq!(bank.get(&path).await.status, 200);
+    let id = payment["id"].as_str().unwrap().to_owned();
+    assert_eq!(settled(&c, "uk-mia", &token, &id).await["status"], "captured");
+    assert_eq!(c.balance("uk-mia").await["cash"], "35.00");
+    // Cancelled at the bank: failed, nothing credited.
+    let cancelled = bank_deposit("5.00", "bank:acct_nwbk_6819", "mia-2").await.json();
+    let path = cancelled["redirectUrl"]
+        .as_str()
+        .unwrap()
+        .split_once("://")
+        .and_then(|(_, r)| r.split_once('/'))
+        .map(|(_, p)| format!("/{p}?decision=cancel"))
+        .unwrap();
+    assert_eq!(bank.get(&path).await.status, 200);
+    let id = cancelled["id"].as_str().unwrap().to_owned();
+    assert_eq!(settled(&c, "uk-mia", &token, &id).await["status"], "failed");
+    // A payout to the account the money came from.
+    let body = json!({ "playerId": "uk-mia", "psp": "bank", "amount": "10.00", "currency": "GBP", "paymentMethod": "bank:acct_nwbk_6819" });
+    let headers =
+        [("authorization", bearer.as_str()), ("x-idempotency-key", "mia-w1"), ("content-type", "application/json")];
+    let asked = c.raw("POST", "/cashier/withdrawals", &headers, body.to_string().into_bytes()).await.unwrap();
+    assert_eq!(asked.json()["status"], "approved", "{}", asked.json());
+    let id = asked.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(settled(&c, "uk-mia", &token, &id).await["status"], "paid");
+    assert_eq!(c.balance("uk-mia").await["cash"], "25.00");
+    books_balance(&c).await;
+    let today = chrono::Utc::now().date_naive();
+    let report = c.get(&format!("/ops/reconciliation?psp=bank&date={today}")).await.json();
+    assert_eq!(
+        (report["matched"].as_u64(), report["differences"].as_array().map(Vec::len)),
+        (Some(2), Some(0)),
+        "{report}"
+    );
+}

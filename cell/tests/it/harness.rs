@@ -22,6 +22,8 @@ pub fn region_path(cell: &str) -> PathBuf {
 pub const KYC_WEBHOOK_SECRET: &str = "test-kyc-webhook-secret";
 /// The secret test sandboxes' card PSP signs its notifications with.
 pub const PSP_CARD_SECRET: &str = "test-psp-card-secret";
+/// The secret test sandboxes' bank-push PSP signs its callbacks with.
+pub const PSP_BANK_SECRET: &str = "test-psp-bank-secret";
 
 /// A sandbox a test cell asks: its base URL, and whether the cell verifies identities with it
 /// (besides asking its registers and sanctions list).
@@ -233,8 +235,11 @@ async fn serve(
         psps: match sandbox.filter(|s| s.kyc) {
             Some(s) => {
                 let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/psps");
-                let urls = [("card".to_owned(), s.url.clone())];
-                cell::domains::cashier::psps::load_dir_with(&dir, &urls, |_| Some(PSP_CARD_SECRET.to_owned())).unwrap()
+                let urls = [("card".to_owned(), s.url.clone()), ("bank".to_owned(), s.url.clone())];
+                let secret = |name: &str| {
+                    Some(if name == "PSP_BANK_SECRET" { PSP_BANK_SECRET } else { PSP_CARD_SECRET }.to_owned())
+                };
+                cell::domains::cashier::psps::load_dir_with(&dir, &urls, secret).unwrap()
             }
             None => Vec::new(),
         },

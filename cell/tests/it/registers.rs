@@ -30,6 +30,7 @@ impl Sandbox {
             .arg(dir.path())
             .env("KYC_WEBHOOK_SECRET", crate::harness::KYC_WEBHOOK_SECRET)
             .env("PSP_CARD_SECRET", crate::harness::PSP_CARD_SECRET)
+            .env("PSP_BANK_SECRET", crate::harness::PSP_BANK_SECRET)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

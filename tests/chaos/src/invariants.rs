@@ -436,6 +436,7 @@ pub fn logs_hold_no_secrets(platform: &Platform) -> Check {
         ("the demo provider's secret", crate::platform::DEMO_PROVIDER_SECRET),
         ("the KYC webhook secret", crate::platform::DRILL_KYC_WEBHOOK_SECRET),
         ("the card PSP's secret", crate::platform::DRILL_PSP_CARD_SECRET),
+        ("the bank PSP's secret", crate::platform::DRILL_PSP_BANK_SECRET),
         ("an access token", "eyJhbGci"),
     ];
     let (files, problems) = secrets_in(&platform.spec.data_dir.join("logs"), &secrets);

@@ -24,6 +24,8 @@ pub const DEMO_PROVIDER_SECRET: &str = "dev-demo-secret";
 pub const DRILL_KYC_WEBHOOK_SECRET: &str = "dev-kyc-webhook-secret";
 /// What the sandbox's card PSP signs its notifications with, and cells check them with.
 pub const DRILL_PSP_CARD_SECRET: &str = "dev-psp-card-secret";
+/// What the sandbox's bank-push PSP signs its callbacks with.
+pub const DRILL_PSP_BANK_SECRET: &str = "dev-psp-bank-secret";
 /// Rates high enough that the load generator (many players behind one address per country)
 /// is never the one being rate limited: drills test faults, not the limiter.
 const DRILL_CLIENT_RPS: &str = "1000000";
@@ -421,16 +423,16 @@ impl Platform {
         ];
         let kyc_env = ("KYC_WEBHOOK_SECRET".to_owned(), DRILL_KYC_WEBHOOK_SECRET.to_owned());
         let psp_env = ("PSP_CARD_SECRET".to_owned(), DRILL_PSP_CARD_SECRET.to_owned());
-        processes.insert(
-            Role::Sandbox,
-            Process::new("sandbox", &spec.bins.sandbox, sandbox_args, vec![kyc_env.clone(), psp_env.clone()], &logs),
-        );
+        let bank_env = ("PSP_BANK_SECRET".to_owned(), DRILL_PSP_BANK_SECRET.to_owned());
+        let sandbox_env = vec![kyc_env.clone(), psp_env.clone(), bank_env.clone()];
+        processes.insert(Role::Sandbox, Process::new("sandbox", &spec.bins.sandbox, sandbox_args, sandbox_env, &logs));
 
         let cell_env = vec![
             ("PROVIDER_DEMO_SECRET".to_owned(), DEMO_PROVIDER_SECRET.to_owned()),
             ("PROVIDER_PULSAR_SECRET".to_owned(), "dev-pulsar-secret".to_owned()),
             kyc_env,
             psp_env,
+            bank_env,
         ];
         let mut router_args: Vec<OsString> = vec![
             "serve".into(),
@@ -481,6 +483,8 @@ impl Platform {
                     spec.config_root.join("config/psps").into(),
                     "--psp-url".into(),
                     format!("card=http://{}", p.sandbox).into(),
+                    "--psp-url".into(),
+                    format!("bank=http://{}", p.sandbox).into(),
                 ];
                 // A standby follows no control plane of its own until promotion exists.
                 if cells_follow_control && matches!(role, Role::Primary(_)) {

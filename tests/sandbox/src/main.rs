@@ -27,6 +27,7 @@
 //! The KYC vendor signs its webhooks with `KYC_WEBHOOK_SECRET` (from the environment) and, given
 //! `--tls-dir`, calls back HTTPS URLs with the certificate `sandbox.pem` from the platform CA.
 
+mod bank;
 mod kyc;
 mod psp;
 
@@ -90,6 +91,9 @@ struct Sandbox {
     webhooks: kyc::Webhooks,
     kyc: kyc::KycSigner,
     psp: psp::CardPsp,
+    bank: bank::BankPsp,
+    /// The sandbox's own base URL, for the redirect URLs it hands out.
+    public_url: String,
     /// Sanctions entries added since start (`POST /admin/sanctions`): each makes a new version.
     sanctioned: Mutex<Vec<Value>>,
 }
@@ -298,6 +302,10 @@ fn main() -> anyhow::Result<()> {
         webhooks: kyc::Webhooks::new(tls_dir.as_deref())?,
         kyc: kyc::KycSigner::new(secret),
         psp: psp::CardPsp::new(psp_secret),
+        bank: bank::BankPsp::new(
+            std::env::var("PSP_BANK_SECRET").ok().filter(|s| !s.is_empty()).map(String::into_bytes),
+        ),
+        public_url: format!("http://{listen}"),
         sanctioned: Mutex::default(),
     });
     let app = Router::new()
@@ -310,6 +318,11 @@ fn main() -> anyhow::Result<()> {
         .route("/psp/card/v1/payments/{reference}/captures", post(psp::capture))
         .route("/psp/card/v1/payouts", post(psp::payout))
         .route("/psp/card/v1/reports/settlement", axum::routing::get(psp::settlement_report))
+        .route("/psp/bank/v1/payins", post(bank::create_payin))
+        .route("/psp/bank/v1/authorise/{id}", axum::routing::get(bank::authorise))
+        .route("/psp/bank/v1/payouts", post(bank::payout))
+        .route("/psp/bank/v1/reports/settlement", axum::routing::get(bank::settlement_report))
+        .route("/admin/psp/bank", axum::routing::get(bank::payins))
         .route("/admin/psp/payments", axum::routing::get(psp::payments))
         .route("/admin/psp/chargeback", post(psp::chargeback))
         .route("/sanctions/v1/list", axum::routing::get(sanctions))

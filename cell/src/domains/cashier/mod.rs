@@ -260,6 +260,7 @@ impl LedgerCommand for CreateDeposit {
             created_at: now,
             updated_at: now,
             entry_id: None,
+            redirect_url: None,
             review: None,
         };
         // Compliance's gates first: a deposit the player may not make never reaches the PSP.
@@ -279,7 +280,7 @@ impl LedgerCommand for CreateDeposit {
 /// (`payment.failed`).
 pub struct RecordPspAnswer {
     pub id: String,
-    pub answer: Result<String, String>,
+    pub answer: Result<psps::Created, String>,
 }
 
 impl LedgerCommand for RecordPspAnswer {
@@ -295,9 +296,11 @@ impl LedgerCommand for RecordPspAnswer {
         };
         payment.updated_at = tx.now();
         match &self.answer {
-            Ok(reference) => {
+            Ok(created) => {
+                let reference = &created.reference;
                 // A notification may have come first and set it: the PSP's word is the same.
                 payment.psp_reference.get_or_insert_with(|| reference.clone());
+                payment.redirect_url.clone_from(&created.redirect_url);
                 tx.event(PaymentIntentCreated {
                     player_id: payment.player_id.clone(),
                     payment_id: payment.id.clone(),
@@ -717,6 +720,7 @@ impl LedgerCommand for CreateWithdrawal {
             created_at: now,
             updated_at: now,
             entry_id: None,
+            redirect_url: None,
             review: review.clone(),
         };
         let posted = or_refuse!(tx.post_one(hold_entry(&payment))?);

@@ -1,7 +1,15 @@
 //! Payment providers: one file each in `config/psps/` (its id, dialect and the environment
 //! variable holding its notification secret), where it answers (`cell serve --psp-url ID=URL`),
-//! and the adapter of its dialect. Today the `card` dialect: a card acquirer's authorise/capture
-//! API (the sandbox plays one), with notifications signed over `"{timestamp}.{raw body}"`.
+//! and the adapter of its dialect, which turns the cashier's calls into the PSP's API and its
+//! notifications into the cashier's words ([`Notification`]):
+//!
+//! - `card`: a card acquirer's authorise/capture API; notifications `AUTHORISATION`, `CAPTURE`,
+//!   `PAYOUT_PAID`/`PAYOUT_FAILED`, `CHARGEBACK`, signed `X-Psp-Signature: t=<unix>,v1=<hex
+//!   HMAC-SHA256 of "{t}.{body}">`.
+//! - `bank-push`: open banking pay-ins with a redirect to the player's bank and pay-outs to an
+//!   account; callbacks `payin.settled` (the money is in: a capture, in the card's words),
+//!   `payin.cancelled`, `payout.executed`, `payout.rejected`, signed `X-Bank-Timestamp` +
+//!   `X-Bank-Signature: <hex HMAC-SHA256 of "{timestamp}.{body}">`.
 
 use crate::outside::{authority, exchange};
 use hmac::{Hmac, Mac};
@@ -19,6 +27,16 @@ pub const PSP_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum Dialect {
     /// A card acquirer: payment, authorisation notification, capture, capture notification.
     Card,
+    /// Open banking: a pay-in the player approves at their bank (a redirect), a callback.
+    BankPush,
+}
+
+/// What a PSP answered to a new payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub reference: String,
+    /// Where the player goes to approve it (bank push).
+    pub redirect_url: Option<String>,
 }
 
 /// A PSP file as written.
@@ -73,7 +91,7 @@ pub enum NotificationError {
 }
 
 impl Psp {
-    /// Asks the PSP to take a payment: its reference. An error: it did not.
+    /// Asks the PSP to take a payment. An error: it did not.
     pub async fn create_payment(
         &self,
         payment_id: &str,
@@ -81,22 +99,37 @@ impl Psp {
         currency: &str,
         method: &str,
         notification_url: &str,
-    ) -> Result<String, String> {
-        let body = json!({
-            "merchantReference": payment_id, "amount": amount, "currency": currency,
-            "paymentMethod": method, "notificationUrl": notification_url,
-        });
-        let (status, body) = self.call("/psp/card/v1/payments", body).await?;
+    ) -> Result<Created, String> {
+        let (path, body) = match self.config.dialect {
+            Dialect::Card => (
+                "/psp/card/v1/payments",
+                json!({
+                    "merchantReference": payment_id, "amount": amount, "currency": currency,
+                    "paymentMethod": method, "notificationUrl": notification_url,
+                }),
+            ),
+            Dialect::BankPush => (
+                "/psp/bank/v1/payins",
+                json!({
+                    "merchantReference": payment_id, "amount": amount, "currency": currency,
+                    "account": method, "callbackUrl": notification_url,
+                }),
+            ),
+        };
+        let (status, body) = self.call(path, body).await?;
         if status != 201 && status != 200 {
             return Err(format!("PSP {} answered {status}", self.config.id));
         }
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
-        struct Created {
+        struct Answer {
+            #[serde(alias = "id")]
             psp_reference: String,
+            #[serde(default)]
+            redirect_url: Option<String>,
         }
-        let created: Created = serde_json::from_slice(&body).map_err(|e| format!("the PSP's answer: {e}"))?;
-        Ok(created.psp_reference)
+        let answer: Answer = serde_json::from_slice(&body).map_err(|e| format!("the PSP's answer: {e}"))?;
+        Ok(Created { reference: answer.psp_reference, redirect_url: answer.redirect_url })
     }
 
     /// Asks the PSP to pay `amount` out to `method` (asking again for the same payment id pays
@@ -109,27 +142,43 @@ impl Psp {
         method: &str,
         notification_url: &str,
     ) -> Result<String, String> {
-        let body = json!({
-            "merchantReference": payment_id, "amount": amount, "currency": currency,
-            "paymentMethod": method, "notificationUrl": notification_url,
-        });
-        let (status, body) = self.call("/psp/card/v1/payouts", body).await?;
+        let (path, body) = match self.config.dialect {
+            Dialect::Card => (
+                "/psp/card/v1/payouts",
+                json!({
+                    "merchantReference": payment_id, "amount": amount, "currency": currency,
+                    "paymentMethod": method, "notificationUrl": notification_url,
+                }),
+            ),
+            Dialect::BankPush => (
+                "/psp/bank/v1/payouts",
+                json!({
+                    "merchantReference": payment_id, "amount": amount, "currency": currency,
+                    "account": method, "callbackUrl": notification_url,
+                }),
+            ),
+        };
+        let (status, body) = self.call(path, body).await?;
         if status != 201 && status != 200 {
             return Err(format!("PSP {} answered {status} to the payout", self.config.id));
         }
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
-        struct Created {
+        struct Answer {
+            #[serde(alias = "id")]
             psp_reference: String,
         }
-        let created: Created = serde_json::from_slice(&body).map_err(|e| format!("the PSP's answer: {e}"))?;
-        Ok(created.psp_reference)
+        let answer: Answer = serde_json::from_slice(&body).map_err(|e| format!("the PSP's answer: {e}"))?;
+        Ok(answer.psp_reference)
     }
 
     /// The PSP's settlement report for `date` (CSV: `date,type,pspReference,merchantReference,
     /// amount,currency`; the dialect's fields hold no commas or quotes).
     pub async fn settlement_report(&self, date: chrono::NaiveDate) -> Result<Vec<ReportLine>, String> {
-        let path = format!("/psp/card/v1/reports/settlement?date={date}");
+        let path = match self.config.dialect {
+            Dialect::Card => format!("/psp/card/v1/reports/settlement?date={date}"),
+            Dialect::BankPush => format!("/psp/bank/v1/reports/settlement?date={date}"),
+        };
         let exchange = exchange(&self.authority, "GET", &path, "text/csv", String::new());
         let (status, _, body) = tokio::time::timeout(PSP_TIMEOUT, exchange)
             .await
@@ -144,8 +193,10 @@ impl Psp {
             let [_, kind, _, payment, amount, _] = fields.as_slice() else {
                 return Err(format!("report line {}: 6 fields expected, {} found", number + 1, fields.len()));
             };
+            // A pay-in is what the card dialect calls a capture: money in.
+            let kind = if *kind == "PAYIN" { "CAPTURE" } else { kind };
             lines.push(ReportLine {
-                kind: (*kind).to_owned(),
+                kind: kind.to_owned(),
                 payment: (*payment).to_owned(),
                 amount: (*amount).to_owned(),
             });
@@ -155,6 +206,9 @@ impl Psp {
 
     /// Captures an authorised payment (capturing twice captures once). An error: try again.
     pub async fn capture(&self, psp_reference: &str, amount: &str, currency: &str) -> Result<(), String> {
+        if self.config.dialect == Dialect::BankPush {
+            return Ok(()); // a settled pay-in is the money itself: nothing to capture
+        }
         let path = format!("/psp/card/v1/payments/{psp_reference}/captures");
         let (status, _) = self.call(&path, json!({ "amount": amount, "currency": currency })).await?;
         match status {
@@ -171,24 +225,42 @@ impl Psp {
         Ok((status, body))
     }
 
-    /// Checks a notification's signature (`t=<unix>,v1=<hex HMAC-SHA256 of "{t}.{body}">`, `t`
-    /// within the PSP's tolerance of `now`, compared in constant time), then reads it.
-    pub fn read_notification(
+    /// The header that carries a notification's signature, in this PSP's dialect.
+    pub fn signature_header(&self) -> &'static str {
+        match self.config.dialect {
+            Dialect::Card => "x-psp-signature",
+            Dialect::BankPush => "x-bank-signature",
+        }
+    }
+
+    /// Checks a notification's signature (HMAC-SHA256 over `"{timestamp}.{body}"`, the timestamp
+    /// within the PSP's tolerance of `now`, compared in constant time), then reads it in the
+    /// cashier's words. `header` gives the request's headers by name.
+    pub fn read_notification<'h>(
         &self,
-        signature: Option<&str>,
+        header: impl Fn(&str) -> Option<&'h str>,
         body: &[u8],
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Notification, NotificationError> {
-        let signature = signature.ok_or(NotificationError::BadSignature)?;
-        let (mut t, mut v1) = (None, None);
-        for part in signature.split(',') {
-            match part.split_once('=') {
-                Some(("t", value)) => t = value.parse::<i64>().ok(),
-                Some(("v1", value)) => v1 = hex::decode(value).ok(),
-                _ => {}
+        let (t, given) = match self.config.dialect {
+            Dialect::Card => {
+                let signature = header("x-psp-signature").ok_or(NotificationError::BadSignature)?;
+                let (mut t, mut v1) = (None, None);
+                for part in signature.split(',') {
+                    match part.split_once('=') {
+                        Some(("t", value)) => t = value.parse::<i64>().ok(),
+                        Some(("v1", value)) => v1 = hex::decode(value).ok(),
+                        _ => {}
+                    }
+                }
+                (t, v1)
             }
-        }
-        let (Some(t), Some(v1)) = (t, v1) else { return Err(NotificationError::BadSignature) };
+            Dialect::BankPush => (
+                header("x-bank-timestamp").and_then(|v| v.parse::<i64>().ok()),
+                header("x-bank-signature").and_then(|v| hex::decode(v).ok()),
+            ),
+        };
+        let (Some(t), Some(given)) = (t, given) else { return Err(NotificationError::BadSignature) };
         let tolerance = i64::try_from(self.config.signature_tolerance_seconds).unwrap_or(i64::MAX);
         if (now.timestamp() - t).abs() > tolerance {
             return Err(NotificationError::BadSignature);
@@ -196,31 +268,19 @@ impl Psp {
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
         mac.update(format!("{t}.").as_bytes());
         mac.update(body);
-        mac.verify_slice(&v1).map_err(|_| NotificationError::BadSignature)?;
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Wire {
-            event_id: String,
-            event_code: String,
-            psp_reference: String,
-            merchant_reference: String,
-            success: bool,
-            #[serde(default)]
-            reason: Option<String>,
-        }
-        let wire: Wire = serde_json::from_slice(body).map_err(|e| NotificationError::Malformed(e.to_string()))?;
+        mac.verify_slice(&given).map_err(|_| NotificationError::BadSignature)?;
+        let notification = match self.config.dialect {
+            Dialect::Card => card_notification(body)?,
+            Dialect::BankPush => bank_notification(body)?,
+        };
         let sane = |s: &str| !s.is_empty() && s.len() <= 100;
-        if !sane(&wire.event_id) || !sane(&wire.psp_reference) || !sane(&wire.merchant_reference) {
+        if !sane(&notification.event_id)
+            || !sane(&notification.psp_reference)
+            || !sane(&notification.merchant_reference)
+        {
             return Err(NotificationError::Malformed("an id is empty or longer than 100 characters".into()));
         }
-        Ok(Notification {
-            event_id: wire.event_id,
-            code: wire.event_code,
-            psp_reference: wire.psp_reference,
-            merchant_reference: wire.merchant_reference,
-            success: wire.success,
-            reason: wire.reason,
-        })
+        Ok(notification)
     }
 }
 
@@ -232,6 +292,62 @@ pub struct ReportLine {
     /// The cell's payment id (the merchant reference).
     pub payment: String,
     pub amount: String,
+}
+
+/// A card acquirer's notification.
+fn card_notification(body: &[u8]) -> Result<Notification, NotificationError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Wire {
+        event_id: String,
+        event_code: String,
+        psp_reference: String,
+        merchant_reference: String,
+        success: bool,
+        #[serde(default)]
+        reason: Option<String>,
+    }
+    let wire: Wire = serde_json::from_slice(body).map_err(|e| NotificationError::Malformed(e.to_string()))?;
+    Ok(Notification {
+        event_id: wire.event_id,
+        code: wire.event_code,
+        psp_reference: wire.psp_reference,
+        merchant_reference: wire.merchant_reference,
+        success: wire.success,
+        reason: wire.reason,
+    })
+}
+
+/// A bank-push callback, in the card dialect's words: a settled pay-in is a capture, a cancelled
+/// one a refused authorisation.
+fn bank_notification(body: &[u8]) -> Result<Notification, NotificationError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Wire {
+        event_id: String,
+        #[serde(rename = "type")]
+        kind: String,
+        id: String,
+        merchant_reference: String,
+        #[serde(default)]
+        reason: Option<String>,
+    }
+    let wire: Wire = serde_json::from_slice(body).map_err(|e| NotificationError::Malformed(e.to_string()))?;
+    let (code, success) = match wire.kind.as_str() {
+        "payin.settled" => ("CAPTURE", true),
+        "payin.cancelled" => ("AUTHORISATION", false),
+        "payout.executed" => ("PAYOUT_PAID", true),
+        "payout.rejected" => ("PAYOUT_FAILED", false),
+        other => (other, true),
+    };
+    Ok(Notification {
+        event_id: wire.event_id,
+        code: code.to_owned(),
+        psp_reference: wire.id,
+        merchant_reference: wire.merchant_reference,
+        success,
+        reason: wire.reason,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -320,9 +436,11 @@ mod tests {
         let now = chrono::DateTime::from_timestamp(1_796_000_000, 0).unwrap();
         let t = now.timestamp();
         let p = psp();
-        let read = p.read_notification(Some(&signed(t, body, b"s3cret")), body.as_bytes(), now).unwrap();
+        let good = signed(t, body, b"s3cret");
+        let read = p.read_notification(|_| Some(good.as_str()), body.as_bytes(), now).unwrap();
         assert_eq!((read.event_id.as_str(), read.code.as_str(), read.success), ("evt_1", "CAPTURE", true));
-        let bad = |sig: Option<String>, body: &str| p.read_notification(sig.as_deref(), body.as_bytes(), now).is_err();
+        let bad =
+            |sig: Option<String>, body: &str| p.read_notification(|_| sig.as_deref(), body.as_bytes(), now).is_err();
         assert!(bad(Some(signed(t, body, b"other")), body), "another secret");
         assert!(bad(Some(signed(t - 301, body, b"s3cret")), body), "too old: a replay");
         assert!(bad(Some(signed(t, body, b"s3cret")), &body.replace("10.00", "99.00")), "tampered");

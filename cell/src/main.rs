@@ -158,6 +158,13 @@ enum Bench {
     /// the latency distribution, the CPU split per thread (the load generator is `bench-client`)
     /// and the mean time per wallet stage.
     Rounds(cell::bench::RoundsBenchArgs),
+    /// Deposits end to end through the sandbox's card PSP (request, PSP, notification, capture,
+    /// credit), beside the back office's wallet credits in the same run.
+    ///
+    /// Prints key=value lines: cashier_deposits_per_s, cashier_deposit_p99_ms,
+    /// wallet_credits_per_s, cashier_to_wallet_ratio. Needs the `sandbox` binary (beside this one,
+    /// or --sandbox).
+    Cashier(cell::bench::CashierBenchArgs),
 }
 
 /// `--psp-url ID=URL`.
@@ -294,6 +301,7 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Bench { what: Bench::Wallet(args) } => runtime.block_on(cell::bench::wallet(args)),
         Command::Bench { what: Bench::Rounds(args) } => runtime.block_on(cell::bench::rounds(args)),
+        Command::Bench { what: Bench::Cashier(args) } => runtime.block_on(cell::bench::cashier(args)),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

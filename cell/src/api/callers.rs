@@ -94,6 +94,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/cashier/deposits", Access::Player),
     ("GET", "/cashier/players/{player_id}/transactions", Access::Player),
     ("POST", "/cashier/withdrawals", Access::Player),
+    ("GET", "/cashier/payments/{payment_id}", Access::Player),
     ("POST", "/cashier/withdrawals/{payment_id}/cancel", Access::Player),
     ("GET", "/cashier/withdrawals", Access::BackOffice(&[FINANCE])),
     ("GET", "/ops/reconciliation", Access::BackOffice(&[FINANCE, OPS])),

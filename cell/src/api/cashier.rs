@@ -260,3 +260,17 @@ pub async fn reconciliation(
     }
     cashier.reconcile(&q.psp, q.date).await.map(Json).map_err(|e| refused(CashierError::PspUnavailable(e)))
 }
+
+/// `GET /cashier/payments/{id}`: one of the player's own payments (an app polls its deposit).
+pub async fn payment(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Payment>, ApiError> {
+    let claims = super::sessions::session(&s, &headers).await?;
+    let payment = s.domains()?.cashier.payment_of(&id).await?;
+    if payment.player_id != claims.sub {
+        return Err(refused(CashierError::UnknownPayment(id)));
+    }
+    Ok(Json(payment))
+}

@@ -433,6 +433,16 @@ fn build() -> Value {
             { "name": "psp", "in": "query", "required": true, "schema": { "type": "string" } },
             { "name": "date", "in": "query", "required": true, "schema": { "type": "string", "format": "date" } }
         ]), schema::<contracts::cashier::Reconciliation>(&mut g), &["400", "404", "503"]) },
+        "/cashier/payments/{paymentId}": { "get": {
+            "summary": "One of the bearer token's player's payments (an app polls its deposit or withdrawal)",
+            "security": [{ "sessionToken": [] }],
+            "parameters": [{ "name": "paymentId", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "responses": {
+                "200": json_answer("the payment", schema::<contracts::cashier::Payment>(&mut g)),
+                "401": json_answer("INVALID_SESSION", error.clone()),
+                "404": json_answer("PAYMENT_NOT_FOUND (none of this player's)", error.clone())
+            }
+        } },
         "/cashier/players/{playerId}/transactions": { "get": {
             "summary": "The bearer token's player's payments, newest first, with their states",
             "security": [{ "sessionToken": [] }],

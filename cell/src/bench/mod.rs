@@ -1,11 +1,13 @@
-//! Benchmarks that print `key=value` figures: `cell bench wallet` ([`wallet`]) and `cell bench
-//! rounds` ([`rounds`]). Each runs a real cell on a store under a temporary directory; this module
+//! Benchmarks that print `key=value` figures: `cell bench wallet` ([`wallet`]), `cell bench
+//! rounds` ([`rounds`]) and `cell bench cashier` ([`cashier`]). Each runs a real cell on a store under a temporary directory; this module
 //! holds what they share (players, phases, the cell's configuration, an HTTP client).
 
+mod cashier;
 mod cpu;
 mod rounds;
 mod wallet;
 
+pub use cashier::{cashier, CashierBenchArgs};
 pub use rounds::{rounds, RoundsBenchArgs};
 pub use wallet::{wallet, WalletBenchArgs};
 

@@ -41,6 +41,7 @@ pub(super) fn is_public(method: &Method, path: &str) -> bool {
             | (&Method::POST, [Some("players"), Some(_), Some("reality-check"), None, None])
             | (&Method::POST, [Some("cashier"), Some("deposits" | "withdrawals"), None, None, None])
             | (&Method::POST, [Some("cashier"), Some("withdrawals"), Some(_), Some("cancel"), None])
+            | (&Method::GET, [Some("cashier"), Some("payments"), Some(_), None, None])
             | (&Method::GET, [Some("cashier"), Some("players"), Some(_), Some("transactions"), None])
             | (&Method::GET, [Some("wallet"), Some(_), Some("balance"), None, None])
             | (&Method::GET, [Some("lobby"), None, None, None, None])

@@ -5,7 +5,7 @@
 //! PSP captured is credited exactly once, and nothing it did not; no withdrawal was paid without
 //! passing its checks; the day reconciles with the PSP's settlement report.
 
-use crate::client::Reply;
+use crate::client::{Http, Reply};
 use crate::load::{profile, COUNTRY_ADDRESSES, DRILL_PASSWORD};
 use crate::platform::{Platform, Role};
 use crate::report::{Check, Report};
@@ -35,11 +35,13 @@ pub async fn run(platform: &mut Platform, target: &str, quick: bool, report: &mu
     let sandbox = platform.url(&Role::Sandbox);
     let cell = Role::Primary(target.to_owned());
     let (players, deposits_each) = if quick { (3, 4) } else { (8, 6) };
+    let http = platform.http.clone();
+    let http = &http;
 
     let mut payers = Vec::new();
     for n in 0..players {
         let id = format!("{target}-psp-{n}-{}", rand::random::<u32>());
-        payers.push(register(platform, &router, ip, &id, target, &country, currency).await?);
+        payers.push(register(http, &router, ip, &id, target, &country, currency).await?);
     }
     report.step(format!("{players} players of {target} registered and verified"));
 
@@ -59,20 +61,20 @@ pub async fn run(platform: &mut Platform, target: &str, quick: bool, report: &mu
             "capture-500" => json!({ "party": "card-capture", "status": 500 }),
             mode => json!({ "party": "card-webhook", "mode": mode, "latencyMs": 700 }),
         };
-        admin(platform, &sandbox, "POST", "/admin/faults", Some(fault)).await?;
+        admin(http, &sandbox, "POST", "/admin/faults", Some(fault)).await?;
         let amount = format!("{}.{:02}", 10 + k, k % 100);
         let body = json!({ "playerId": payer.id, "psp": "card", "amount": amount, "currency": currency, "paymentMethod": "card:tok_visa_4242" });
         let key = format!("{}-d{k}", payer.id);
-        let reply = until_answered(platform, &router, ip, payer, "/cashier/deposits", body, &key).await?;
+        let reply = until_answered(http, &router, ip, payer, "/cashier/deposits", body, &key).await?;
         if reply.status != 201 {
             bail!("deposit {k} under {mode}: {} {}", reply.status, reply.text());
         }
         deposits.push((payer.id.clone(), reply.json()["id"].as_str().unwrap_or_default().to_owned()));
         tokio::time::sleep(Duration::from_millis(300)).await;
-        admin(platform, &sandbox, "DELETE", "/admin/faults", None).await?;
+        admin(http, &sandbox, "DELETE", "/admin/faults", None).await?;
     }
     report.step(format!("{total} deposits asked for, each under a fault: {}", MODES.join(", ")));
-    let settled = settle(platform, &router, ip, &payers).await?;
+    let settled = settle(http, &router, ip, &payers).await?;
     report.step(format!("every deposit settled: {settled:?}"));
 
     // Withdrawals: on the closed loop (paid out), off it (waits for the finance role, never paid).
@@ -80,17 +82,17 @@ pub async fn run(platform: &mut Platform, target: &str, quick: bool, report: &mu
         for (method, key) in [("card:tok_visa_4242", "on"), ("card:tok_elsewhere_9999", "off")] {
             let body = json!({ "playerId": payer.id, "psp": "card", "amount": "1.00", "currency": currency, "paymentMethod": method });
             let key = format!("{}-w{n}{key}", payer.id);
-            let reply = until_answered(platform, &router, ip, payer, "/cashier/withdrawals", body, &key).await?;
+            let reply = until_answered(http, &router, ip, payer, "/cashier/withdrawals", body, &key).await?;
             if reply.status != 201 {
                 bail!("withdrawal {key} of {}: {} {}", payer.id, reply.status, reply.text());
             }
         }
     }
-    let settled = settle(platform, &router, ip, &payers).await?;
+    let settled = settle(http, &router, ip, &payers).await?;
     report.step(format!("withdrawals asked for and settled: {settled:?}"));
 
     // What the PSP captured, against what the cell credited.
-    let psp_reply = platform.http.send(None, "GET", &format!("{sandbox}/admin/psp/payments"), &[], None).await?;
+    let psp_reply = http.send(None, "GET", &format!("{sandbox}/admin/psp/payments"), &[], None).await?;
     let captured_at_psp: BTreeSet<String> = psp_reply.json()["payments"]
         .as_array()
         .into_iter()
@@ -152,7 +154,7 @@ pub async fn run(platform: &mut Platform, target: &str, quick: bool, report: &mu
 }
 
 async fn register(
-    platform: &Platform,
+    http: &Http,
     router: &str,
     ip: &str,
     id: &str,
@@ -166,18 +168,13 @@ async fn register(
     });
     let key = format!("{id}-reg");
     let headers = [("x-forwarded-for", ip), ("x-idempotency-key", key.as_str())];
-    let reply = platform
-        .http
-        .send(None, "POST", &format!("{router}/players"), &headers, Some(body.to_string().into_bytes()))
-        .await?;
+    let reply =
+        http.send(None, "POST", &format!("{router}/players"), &headers, Some(body.to_string().into_bytes())).await?;
     if reply.status != 201 {
         bail!("register {id}: {} {}", reply.status, reply.text());
     }
     let login = json!({ "playerId": id, "password": DRILL_PASSWORD }).to_string().into_bytes();
-    let reply = platform
-        .http
-        .send(None, "POST", &format!("{router}/sessions"), &[("x-forwarded-for", ip)], Some(login))
-        .await?;
+    let reply = http.send(None, "POST", &format!("{router}/sessions"), &[("x-forwarded-for", ip)], Some(login)).await?;
     let token = reply.json()["accessToken"].as_str().context("a login token")?.to_owned();
     let payer = Payer { id: id.to_owned(), token };
     // Deposit limits for every period (Sweden takes no deposit before them).
@@ -186,14 +183,13 @@ async fn register(
         .map(|period| json!({ "kind": "deposit", "period": period, "amount": "100000.00" }))
         .collect();
     let limits = json!({ "changes": changes });
-    let set =
-        as_player(platform, router, ip, &payer, "PUT", &format!("/players/{id}/limits"), Some(limits), None).await?;
+    let set = as_player(http, router, ip, &payer, "PUT", &format!("/players/{id}/limits"), Some(limits), None).await?;
     if set.status != 200 {
         bail!("{id}'s limits: {} {}", set.status, set.text());
     }
     let deadline = tokio::time::Instant::now() + SETTLE_WAIT_MAX;
     loop {
-        let kyc = as_player(platform, router, ip, &payer, "GET", &format!("/players/{id}/kyc"), None, None).await?;
+        let kyc = as_player(http, router, ip, &payer, "GET", &format!("/players/{id}/kyc"), None, None).await?;
         if kyc.json()["status"] == "verified" {
             return Ok(payer);
         }
@@ -206,7 +202,7 @@ async fn register(
 
 #[allow(clippy::too_many_arguments)]
 async fn as_player(
-    platform: &Platform,
+    http: &Http,
     router: &str,
     ip: &str,
     payer: &Payer,
@@ -222,13 +218,13 @@ async fn as_player(
         headers.push(("x-idempotency-key", key));
     }
     let body = body.map(|b| b.to_string().into_bytes());
-    platform.http.send(None, method, &format!("{router}{path}"), &headers, body).await
+    http.send(None, method, &format!("{router}{path}"), &headers, body).await
 }
 
 /// Sends a player's write until the cell answers it (with its idempotency key, so a retry after
 /// a cell restart has one effect): 502 and 503 mean try again.
 async fn until_answered(
-    platform: &Platform,
+    http: &Http,
     router: &str,
     ip: &str,
     payer: &Payer,
@@ -238,7 +234,7 @@ async fn until_answered(
 ) -> anyhow::Result<Reply> {
     let deadline = tokio::time::Instant::now() + SETTLE_WAIT_MAX;
     loop {
-        let reply = as_player(platform, router, ip, payer, "POST", path, Some(body.clone()), Some(key)).await;
+        let reply = as_player(http, router, ip, payer, "POST", path, Some(body.clone()), Some(key)).await;
         match reply {
             Ok(reply) if !matches!(reply.status, 502 | 503) => return Ok(reply),
             _ if tokio::time::Instant::now() > deadline => bail!("{path} for {} never answered", payer.id),
@@ -247,16 +243,10 @@ async fn until_answered(
     }
 }
 
-async fn admin(
-    platform: &Platform,
-    sandbox: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> anyhow::Result<()> {
+async fn admin(http: &Http, sandbox: &str, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<()> {
     let headers = [("content-type", "application/json")];
     let body = body.map(|b| b.to_string().into_bytes());
-    let reply = platform.http.send(None, method, &format!("{sandbox}{path}"), &headers, body).await?;
+    let reply = http.send(None, method, &format!("{sandbox}{path}"), &headers, body).await?;
     if reply.status != 204 {
         bail!("sandbox {method} {path}: {} {}", reply.status, reply.text());
     }
@@ -264,18 +254,13 @@ async fn admin(
 }
 
 /// Waits until none of the players' payments waits for the PSP: their statuses, counted.
-async fn settle(
-    platform: &Platform,
-    router: &str,
-    ip: &str,
-    payers: &[Payer],
-) -> anyhow::Result<BTreeMap<String, u32>> {
+async fn settle(http: &Http, router: &str, ip: &str, payers: &[Payer]) -> anyhow::Result<BTreeMap<String, u32>> {
     let deadline = tokio::time::Instant::now() + SETTLE_WAIT_MAX;
     loop {
         let mut statuses: BTreeMap<String, u32> = BTreeMap::new();
         for payer in payers {
             let path = format!("/cashier/players/{}/transactions", payer.id);
-            let Ok(list) = as_player(platform, router, ip, payer, "GET", &path, None, None).await else {
+            let Ok(list) = as_player(http, router, ip, payer, "GET", &path, None, None).await else {
                 statuses.insert("unreachable".into(), 1);
                 continue;
             };
@@ -311,4 +296,95 @@ async fn events(platform: &Platform, cell: &Role) -> anyhow::Result<Vec<(String,
         all.extend(page.events.into_iter().map(|e| (e.envelope.event, e.envelope.payload)));
         after = page.next;
     }
+}
+
+/// What `drill up --traffic`'s cashier players did so far.
+#[derive(Default)]
+pub struct CashierTraffic {
+    pub card_deposits: std::sync::atomic::AtomicU64,
+    pub bank_deposits: std::sync::atomic::AtomicU64,
+    pub withdrawals_paid: std::sync::atomic::AtomicU64,
+    pub errors: std::sync::atomic::AtomicU64,
+    pub last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl CashierTraffic {
+    /// One line for the status screen.
+    pub fn line(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.last_error.lock().map(|e| e.clone()).unwrap_or_default();
+        format!(
+            "cashier: {} card deposits, {} bank deposits, {} withdrawals paid, {} errors{}",
+            self.card_deposits.load(Relaxed),
+            self.bank_deposits.load(Relaxed),
+            self.withdrawals_paid.load(Relaxed),
+            self.errors.load(Relaxed),
+            last.map(|e| format!(" (last: {e})")).unwrap_or_default()
+        )
+    }
+}
+
+/// `drill up --traffic`'s cashier: every few seconds a new player of a random jurisdiction pays in
+/// by card and through their bank (approving the redirect), then withdraws to the card, through
+/// the router, until the task is aborted.
+pub fn spawn_traffic(
+    http: Http,
+    router: String,
+    sandbox: String,
+    regions: Vec<contracts::region::RegionConfig>,
+) -> (tokio::task::JoinHandle<()>, std::sync::Arc<CashierTraffic>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let traffic = std::sync::Arc::new(CashierTraffic::default());
+    let counters = traffic.clone();
+    let task = tokio::spawn(async move {
+        for n in 0u64.. {
+            let region = &regions[usize::try_from(n).unwrap_or(0) % regions.len()];
+            if let Err(e) = journey(&http, &router, &sandbox, region, n, &counters).await {
+                counters.errors.fetch_add(1, Relaxed);
+                if let Ok(mut last) = counters.last_error.lock() {
+                    *last = Some(format!("{e:#}"));
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+    });
+    (task, traffic)
+}
+
+async fn journey(
+    http: &Http,
+    router: &str,
+    sandbox: &str,
+    region: &contracts::region::RegionConfig,
+    n: u64,
+    counters: &CashierTraffic,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let cell = region.cell_id.as_str();
+    let country = region.licensed_countries[0].as_str().to_owned();
+    let ip = COUNTRY_ADDRESSES.iter().find(|(c, _)| *c == country).map(|(_, ip)| *ip).context("a test address")?;
+    let currency = region.default_currency.code();
+    let id = format!("{cell}-cashier-{n}-{}", rand::random::<u32>());
+    let payer = register(http, router, ip, &id, cell, &country, currency).await?;
+    let card = json!({ "playerId": id, "psp": "card", "amount": "40.00", "currency": currency, "paymentMethod": "card:tok_visa_4242" });
+    until_answered(http, router, ip, &payer, "/cashier/deposits", card, &format!("{id}-card")).await?;
+    let bank = json!({ "playerId": id, "psp": "bank", "amount": "25.00", "currency": currency, "paymentMethod": "bank:acct_drill_1" });
+    let created = until_answered(http, router, ip, &payer, "/cashier/deposits", bank, &format!("{id}-bank")).await?;
+    // The player at their bank approves the pay-in.
+    let redirect = created.json()["redirectUrl"].as_str().context("a bank redirect")?.to_owned();
+    let path = redirect.split_once("://").and_then(|(_, rest)| rest.split_once('/')).map(|(_, p)| format!("/{p}"));
+    http.send(None, "GET", &format!("{sandbox}{}", path.unwrap_or_default()), &[], None).await?;
+    let statuses = settle(http, router, ip, std::slice::from_ref(&payer)).await?;
+    if statuses.get("captured") != Some(&2) {
+        bail!("{id}'s deposits: {statuses:?}");
+    }
+    counters.card_deposits.fetch_add(1, Relaxed);
+    counters.bank_deposits.fetch_add(1, Relaxed);
+    let out = json!({ "playerId": id, "psp": "card", "amount": "15.00", "currency": currency, "paymentMethod": "card:tok_visa_4242" });
+    until_answered(http, router, ip, &payer, "/cashier/withdrawals", out, &format!("{id}-out")).await?;
+    let statuses = settle(http, router, ip, std::slice::from_ref(&payer)).await?;
+    if statuses.get("paid") == Some(&1) {
+        counters.withdrawals_paid.fetch_add(1, Relaxed);
+    }
+    Ok(())
 }

@@ -117,7 +117,16 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
         };
         Load::start(platform.http.clone(), targets, &platform.regions, rand::random(), TRAFFIC_WORKERS, options.rate)
     });
-    let result = supervise(&mut platform, load.as_ref(), &control, header).await;
+    // Players paying in and out through both PSPs, beside the load's operator deposits.
+    let cashier = options.traffic.then(|| {
+        let sandbox = platform.url(&Role::Sandbox);
+        crate::psp_chaos::spawn_traffic(platform.http.clone(), router.clone(), sandbox, platform.regions.clone())
+    });
+    let cashier_line = cashier.as_ref().map(|(_, traffic)| traffic.clone());
+    let result = supervise(&mut platform, load.as_ref(), &control, header, cashier_line).await;
+    if let Some((task, _)) = cashier {
+        task.abort();
+    }
     eprintln!("\ndrill: stopping");
     if let Some(load) = load.as_mut() {
         load.stop().await;
@@ -136,6 +145,7 @@ async fn supervise(
     load: Option<&Load>,
     control: &ControlApi,
     header: Vec<String>,
+    cashier: Option<std::sync::Arc<crate::psp_chaos::CashierTraffic>>,
 ) -> anyhow::Result<()> {
     let mut screen = Screen::new(header);
     let terminal = std::io::stdout().is_terminal();
@@ -177,7 +187,8 @@ async fn supervise(
             Err(_) => "; control plane unreachable".to_owned(),
         };
         let progress = load.map(|l| l.shared.progress());
-        let flags = format!("{flag_line}{sync}");
+        let cashier_line = cashier.as_ref().map(|c| format!("\n{}", c.line())).unwrap_or_default();
+        let flags = format!("{flag_line}{sync}{cashier_line}");
         let text = screen.render(platform, progress.as_ref().map(|p| (p, flags.as_str()))).await;
         if terminal {
             print!("\x1b[H\x1b[2J{text}");

@@ -78,6 +78,8 @@ pub enum PaymentStatus {
     /// A captured deposit the PSP took back: the amount left the player's cash, and what their
     /// cash could not cover is their debt.
     ChargedBack,
+    /// A captured deposit the operator gave back through the PSP (the same entry as a chargeback).
+    Refunded,
 }
 
 /// A payment as the player and the back office see it.
@@ -297,4 +299,25 @@ pub struct Reconciliation {
     /// Lines on both sides, equal.
     pub matched: usize,
     pub differences: Vec<ReconciliationDifference>,
+}
+
+/// `payment.refunded`: a captured deposit went back to the player through the PSP (the operator
+/// refunded it, or the cell could not credit it); the amount left their cash (or never reached it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRefunded {
+    pub player_id: PlayerId,
+    pub payment_id: String,
+    pub psp: String,
+    pub amount: Amount,
+    pub currency: Currency,
+    /// What the player owes after it.
+    pub debt: Amount,
+    /// The compensating entry, when the deposit had been credited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_id: Option<String>,
+}
+impl crate::events::EventPayload for PaymentRefunded {
+    const NAME: &'static str = "payment.refunded";
+    const VERSION: &'static str = CASHIER_VERSION;
 }

@@ -54,6 +54,7 @@ pub fn all() -> Vec<NamedSchema> {
         event::<cashier::PayoutPaid>(),
         event::<cashier::PayoutFailed>(),
         event::<cashier::ChargebackReceived>(),
+        event::<cashier::PaymentRefunded>(),
         api::<cashier::WithdrawalRequest>("cashier.withdrawal.request", cashier::CASHIER_VERSION),
         api::<cashier::WithdrawalDecision>("cashier.withdrawal.decision", cashier::CASHIER_VERSION),
         api::<cashier::WithdrawalQueue>("cashier.withdrawals", cashier::CASHIER_VERSION),

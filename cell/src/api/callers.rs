@@ -97,6 +97,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/cashier/payments/{payment_id}", Access::Player),
     ("POST", "/cashier/withdrawals/{payment_id}/cancel", Access::Player),
     ("GET", "/cashier/withdrawals", Access::BackOffice(&[FINANCE])),
+    ("POST", "/cashier/payments/{payment_id}/refund", Access::BackOffice(&[FINANCE])),
     ("GET", "/ops/reconciliation", Access::BackOffice(&[FINANCE, OPS])),
     ("GET", "/cashier/withdrawals/{payment_id}", Access::BackOffice(&[FINANCE])),
     ("POST", "/cashier/withdrawals/{payment_id}/approve", Access::BackOffice(&[FINANCE])),

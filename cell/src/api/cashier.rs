@@ -274,3 +274,31 @@ pub async fn payment(
     }
     Ok(Json(payment))
 }
+
+/// `POST /cashier/payments/{id}/refund {reason}`: the finance role gives a captured card deposit
+/// back through its PSP (202); the PSP's `REFUND` notification books the compensating entry
+/// (`payment.refunded`), from the player's cash and, past it, their debt.
+pub async fn refund(
+    State(s): State<Arc<AppState>>,
+    operator: Option<Extension<OperatorRef>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Payment>), ApiError> {
+    let d = s.domains()?;
+    let (request, _) = super::json_body::<WithdrawalDecision>(body)?;
+    if request.reason.trim().is_empty() {
+        return Err(ApiError::bad_request(CellCode::InvalidRequest, "reason: say why"));
+    }
+    let payment = d.cashier.payment_of(&id).await?;
+    if payment.kind != contracts::cashier::PaymentKind::Deposit || payment.status != PaymentStatus::Captured {
+        let what = "only a captured deposit is refunded";
+        return Err(refused(CashierError::NotPending { id, status: payment.status, what }));
+    }
+    let psp = d.cashier.psp(&payment.psp).ok_or_else(|| refused(CashierError::UnknownPsp(payment.psp.clone())))?;
+    let by = operator.map_or_else(|| "finance".to_owned(), |o| format!("{} ({})", o.0.role, o.0.token_id));
+    tracing::info!(payment = %payment.id, %by, reason = %request.reason, "refund asked");
+    if !cashier::refund(psp, &payment).await {
+        return Err(refused(CashierError::PspUnavailable(format!("PSP {} did not take the refund", psp.config.id))));
+    }
+    Ok((StatusCode::ACCEPTED, Json(payment)))
+}

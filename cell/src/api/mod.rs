@@ -342,6 +342,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/cashier/webhooks/{psp}", post(cashier::webhook))
         .route("/cashier/players/{player_id}/transactions", get(cashier::transactions))
         .route("/cashier/payments/{payment_id}", get(cashier::payment))
+        .route("/cashier/payments/{payment_id}/refund", post(cashier::refund))
         .route("/cashier/withdrawals", post(cashier::withdraw).get(cashier::queue))
         .route("/ops/reconciliation", get(cashier::reconciliation))
         .route("/cashier/withdrawals/{payment_id}", get(cashier::withdrawal))

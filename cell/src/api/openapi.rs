@@ -443,6 +443,18 @@ fn build() -> Value {
                 "404": json_answer("PAYMENT_NOT_FOUND (none of this player's)", error.clone())
             }
         } },
+        "/cashier/payments/{paymentId}/refund": { "post": {
+            "summary": "The finance role gives a captured card deposit back through its PSP, with a reason; the PSP's REFUND notification books the compensating entry (payment.refunded)",
+            "parameters": [{ "name": "paymentId", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": schema::<contracts::cashier::WithdrawalDecision>(&mut g) } } },
+            "responses": {
+                "202": json_answer("asked of the PSP", schema::<contracts::cashier::Payment>(&mut g)),
+                "400": json_answer("MALFORMED_JSON, INVALID_REQUEST", error.clone()),
+                "404": json_answer("PAYMENT_NOT_FOUND", error.clone()),
+                "409": json_answer("WITHDRAWAL_NOT_PENDING (not a captured deposit)", error.clone()),
+                "503": json_answer("PSP_UNAVAILABLE", error.clone())
+            }
+        } },
         "/cashier/players/{playerId}/transactions": { "get": {
             "summary": "The bearer token's player's payments, newest first, with their states",
             "security": [{ "sessionToken": [] }],

@@ -410,3 +410,48 @@ async fn a_bank_push_deposit_is_credited_when_the_player_approves_it_at_their_ba
         "{report}"
     );
 }
+
+/// The finance role refunds a captured card deposit: the PSP's REFUND notification takes it back
+/// out of the player's cash, once, and the day still reconciles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_takes_a_deposit_back_once() {
+    let sandbox = Sandbox::start().await;
+    let cell = TestCell::start_with_sandbox("uk", &sandbox.url, cell::clock::system()).await;
+    let c = cell.client();
+    let token = funded(&c, "uk-ned", "30.00").await;
+    let bearer = format!("Bearer {token}");
+    let list = c
+        .raw("GET", "/cashier/players/uk-ned/transactions", &[("authorization", bearer.as_str())], Vec::new())
+        .await
+        .unwrap()
+        .json();
+    let id = list["payments"][0]["id"].as_str().unwrap().to_owned();
+    let body = json!({ "reason": "the player asked within the cooling-off" }).to_string().into_bytes();
+    let asked = c
+        .raw("POST", &format!("/cashier/payments/{id}/refund"), &[("content-type", "application/json")], body.clone())
+        .await
+        .unwrap();
+    assert_eq!(asked.status, 202, "{}", String::from_utf8_lossy(&asked.body));
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        let path = format!("/cashier/payments/{id}");
+        status = c.raw("GET", &path, &[("authorization", bearer.as_str())], Vec::new()).await.unwrap().json()["status"]
+            .clone();
+        if status == "refunded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "refunded");
+    assert_eq!(c.balance("uk-ned").await["cash"], "0.00");
+    let again = c
+        .raw("POST", &format!("/cashier/payments/{id}/refund"), &[("content-type", "application/json")], body)
+        .await
+        .unwrap();
+    assert_eq!(again.code(), "WITHDRAWAL_NOT_PENDING", "refunded once");
+    assert_eq!(count(&c.events().await, "payment.refunded"), 1);
+    books_balance(&c).await;
+    let today = chrono::Utc::now().date_naive();
+    let report = c.get(&format!("/ops/reconciliation?psp=card&date={today}")).await.json();
+    assert_eq!(report["differences"], json!([]), "{report}");
+}

@@ -101,7 +101,8 @@ pub fn is_back_office(method: &str, path: &str) -> bool {
         Some(rest) => method == "GET" || rest.ends_with("/approve") || rest.ends_with("/reject"),
         None => false,
     };
-    prefixed || withdrawals
+    let refund = path.starts_with("/cashier/payments/") && path.ends_with("/refund");
+    prefixed || withdrawals || refund
 }
 
 /// How long before its expiry an operator token is replaced.

@@ -317,6 +317,7 @@ fn main() -> anyhow::Result<()> {
         .route("/psp/card/v1/payments", post(psp::create_payment))
         .route("/psp/card/v1/payments/{reference}/captures", post(psp::capture))
         .route("/psp/card/v1/payouts", post(psp::payout))
+        .route("/psp/card/v1/payments/{reference}/refunds", post(psp::refund))
         .route("/psp/card/v1/reports/settlement", axum::routing::get(psp::settlement_report))
         .route("/psp/bank/v1/payins", post(bank::create_payin))
         .route("/psp/bank/v1/authorise/{id}", axum::routing::get(bank::authorise))

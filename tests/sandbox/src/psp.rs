@@ -324,6 +324,28 @@ pub async fn settlement_report(
     ([(axum::http::header::CONTENT_TYPE, "text/csv")], csv).into_response()
 }
 
+/// `POST /psp/card/v1/payments/{pspReference}/refunds {amount, currency}` → 201, then a `REFUND`
+/// notification (the whole payment; refunding twice refunds once).
+pub async fn refund(State(s): State<Arc<Sandbox>>, Path(reference): Path<String>) -> Response {
+    if let Some(fault) = s.enter("card-refund", json!({ "pspReference": reference })).await {
+        return fault;
+    }
+    let payment = {
+        let mut payments = s.psp.payments.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(payment) = payments.get_mut(&reference).filter(|p| p.captured) else {
+            return (StatusCode::NOT_FOUND, Json(json!({ "error": "no captured payment with this reference" })))
+                .into_response();
+        };
+        // Refunded: no longer captured, so a second refund finds nothing to give back.
+        payment.captured = false;
+        payment.clone()
+    };
+    s.psp.settle("REFUND", &reference, &payment);
+    let notification = s.psp.notification("REFUND", &reference, &payment, true, None);
+    send(&s, payment.notification_url.clone(), notification).await;
+    (StatusCode::CREATED, Json(json!({ "pspReference": reference, "status": "received" }))).into_response()
+}
+
 /// `GET /admin/psp/payments`: every card payment and whether it was captured (what the PSP would
 /// settle), for tests and reconciliation.
 pub async fn payments(State(s): State<Arc<Sandbox>>) -> Json<Value> {

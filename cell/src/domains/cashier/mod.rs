@@ -354,6 +354,8 @@ pub enum NotificationOutcome {
     Paid(Payment),
     /// A deposit taken back.
     ChargedBack(Payment),
+    /// A capture the cell could not credit: the cell asks the PSP to refund it.
+    RefundDue(Payment),
 }
 
 /// A verified notification, on the writer: deduplicated, chained, then applied.
@@ -440,29 +442,64 @@ impl LedgerCommand for HandleNotification {
                     Err(refused) => {
                         // Captured by the PSP, refused here (a limit another deposit reached
                         // meanwhile): not credited; the money goes back to the player by refund.
-                        let reason = format!("captured, then refused ({}): {refused}; refund due", refused.code());
-                        tracing::error!(payment = %payment.id, %reason, "captured deposit not credited");
+                        // The PSP's capture is booked: its refund, asked for now, will balance it.
+                        let reason = format!("captured, then refused ({}): {refused}; refunded", refused.code());
+                        tracing::warn!(payment = %payment.id, %reason, "captured deposit not credited: refunding it");
+                        book(tx, &payment, "CAPTURE")?;
                         fail(tx, &mut payment, reason)?;
-                        NotificationOutcome::Failed(payment.clone())
+                        NotificationOutcome::RefundDue(payment.clone())
                     }
                 }
             }
-            ("CHARGEBACK", true, Captured) => {
+            // Taken back: a chargeback, or a refund the operator asked for. A compensating entry.
+            ("CHARGEBACK" | "REFUND", true, Captured) => {
                 let cash = tx.balances(&payment.player_id, payment.currency)?.cash;
                 let posted = or_refuse!(tx.post_one(chargeback_entry(&payment, self.clearing, cash))?);
-                book(tx, &payment, "CHARGEBACK")?;
-                payment.status = PaymentStatus::ChargedBack;
-                payment.reason = n.reason.clone().or_else(|| Some("chargeback".into()));
-                tx.event(contracts::cashier::ChargebackReceived {
+                let refund = n.code == "REFUND";
+                book(tx, &payment, &n.code)?;
+                payment.status = if refund { PaymentStatus::Refunded } else { PaymentStatus::ChargedBack };
+                payment.reason =
+                    n.reason.clone().or_else(|| Some(if refund { "refunded" } else { "chargeback" }.into()));
+                let (player_id, payment_id, psp) = (payment.player_id.clone(), payment.id.clone(), payment.psp.clone());
+                let (amount, currency, entry_id) = (payment.amount, payment.currency, posted.seq.to_string());
+                let debt = Amount::at_scale(posted.after.owed(), payment.currency.scale());
+                if refund {
+                    tx.event(contracts::cashier::PaymentRefunded {
+                        player_id,
+                        payment_id,
+                        psp,
+                        amount,
+                        currency,
+                        debt,
+                        entry_id: Some(entry_id),
+                    })?;
+                } else {
+                    tx.event(contracts::cashier::ChargebackReceived {
+                        player_id,
+                        payment_id,
+                        psp,
+                        amount,
+                        currency,
+                        debt,
+                        entry_id,
+                    })?;
+                }
+                NotificationOutcome::ChargedBack(payment.clone())
+            }
+            // The refund of a capture this cell refused: it never reached the wallet.
+            ("REFUND", true, Failed) => {
+                book(tx, &payment, "REFUND")?;
+                payment.status = PaymentStatus::Refunded;
+                tx.event(contracts::cashier::PaymentRefunded {
                     player_id: payment.player_id.clone(),
                     payment_id: payment.id.clone(),
                     psp: payment.psp.clone(),
                     amount: payment.amount,
                     currency: payment.currency,
-                    debt: Amount::at_scale(posted.after.owed(), payment.currency.scale()),
-                    entry_id: posted.seq.to_string(),
+                    debt: Amount::at_scale(rust_decimal::Decimal::ZERO, payment.currency.scale()),
+                    entry_id: None,
                 })?;
-                NotificationOutcome::ChargedBack(payment.clone())
+                NotificationOutcome::Noted
             }
             ("PAYOUT_PAID", true, PaymentStatus::Approved) => {
                 tx.store().clear(&keys::to_pay_out(&payment.id))?;
@@ -509,6 +546,19 @@ pub async fn capture(psp: &Psp, payment: &Payment) -> bool {
     false
 }
 
+/// Asks the PSP to refund a captured payment: whether it took.
+pub async fn refund(psp: &Psp, payment: &Payment) -> bool {
+    let Some(reference) = &payment.psp_reference else { return false };
+    let (amount, currency) = (payment.amount.to_string(), payment.currency.code());
+    match psp.refund(reference, &amount, currency).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(payment = %payment.id, error = %e, "refund not taken: finance must refund it by hand");
+            false
+        }
+    }
+}
+
 /// The amount of a payment as the PSP is told it.
 pub fn wire_amount(amount: Amount) -> String {
     amount.to_string()
@@ -527,9 +577,16 @@ pub async fn take_notification(
     let command =
         HandleNotification { psp: psp.config.id.clone(), clearing: psp.clearing, notification, raw, from_park };
     let outcome = ledger.execute_unkeyed(command, ctx).await?.value;
-    if let NotificationOutcome::Capture(payment) = &outcome {
-        let (psp, payment) = (psp.clone(), payment.clone());
-        tokio::spawn(async move { capture(&psp, &payment).await });
+    match &outcome {
+        NotificationOutcome::Capture(payment) => {
+            let (psp, payment) = (psp.clone(), payment.clone());
+            tokio::spawn(async move { capture(&psp, &payment).await });
+        }
+        NotificationOutcome::RefundDue(payment) => {
+            let (psp, payment) = (psp.clone(), payment.clone());
+            tokio::spawn(async move { refund(&psp, &payment).await });
+        }
+        _ => {}
     }
     Ok(outcome)
 }

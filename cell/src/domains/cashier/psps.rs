@@ -204,6 +204,20 @@ impl Psp {
         Ok(lines)
     }
 
+    /// Asks the PSP to give a captured payment back to the player (the card dialect; a bank-push
+    /// deposit is returned by a payout). Its `REFUND` notification books it.
+    pub async fn refund(&self, psp_reference: &str, amount: &str, currency: &str) -> Result<(), String> {
+        if self.config.dialect == Dialect::BankPush {
+            return Err(format!("PSP {} refunds by payout, not by refund", self.config.id));
+        }
+        let path = format!("/psp/card/v1/payments/{psp_reference}/refunds");
+        let (status, _) = self.call(&path, json!({ "amount": amount, "currency": currency })).await?;
+        match status {
+            200 | 201 => Ok(()),
+            other => Err(format!("PSP {} answered {other} to the refund", self.config.id)),
+        }
+    }
+
     /// Captures an authorised payment (capturing twice captures once). An error: try again.
     pub async fn capture(&self, psp_reference: &str, amount: &str, currency: &str) -> Result<(), String> {
         if self.config.dialect == Dialect::BankPush {

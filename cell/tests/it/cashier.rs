@@ -455,3 +455,32 @@ async fn a_refund_takes_a_deposit_back_once() {
     let report = c.get(&format!("/ops/reconciliation?psp=card&date={today}")).await.json();
     assert_eq!(report["differences"], json!([]), "{report}");
 }
+
+/// From outside the licence a deposit is refused (451), a withdrawal is not: the router's
+/// `X-Client-Country` says where the player is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposits_stop_abroad_withdrawals_do_not() {
+    let sandbox = Sandbox::start().await;
+    let cell = TestCell::start_with_sandbox("uk", &sandbox.url, cell::clock::system()).await;
+    let c = cell.client();
+    let token = funded(&c, "uk-ola", "20.00").await;
+    let bearer = format!("Bearer {token}");
+    let from_us = |path: &str, key: &str, body: Value| {
+        let headers = [
+            ("authorization", bearer.clone()),
+            ("x-idempotency-key", key.to_owned()),
+            ("content-type", "application/json".to_owned()),
+            ("x-client-country", "US".to_owned()),
+        ];
+        let path = path.to_owned();
+        async move {
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            c.raw("POST", &path, &headers, body.to_string().into_bytes()).await.unwrap()
+        }
+    };
+    let body = json!({ "playerId": "uk-ola", "psp": "card", "amount": "5.00", "currency": "GBP", "paymentMethod": "card:tok_visa_4242" });
+    let refused = from_us("/cashier/deposits", "ola-abroad-d", body.clone()).await;
+    assert_eq!((refused.status, refused.code().as_str()), (451, "LOCATION_NOT_LICENSED"), "{}", refused.json());
+    let out = from_us("/cashier/withdrawals", "ola-abroad-w", body).await;
+    assert_eq!(out.status, 201, "{}", String::from_utf8_lossy(&out.body));
+}

@@ -69,6 +69,7 @@ error_codes!(
         PspUnavailable = "PSP_UNAVAILABLE",
         PaymentNotFound = "PAYMENT_NOT_FOUND",
         WithdrawalNotPending = "WITHDRAWAL_NOT_PENDING",
+        DebtOutstanding = "DEBT_OUTSTANDING",
         SessionTimeLimitReached = "SESSION_TIME_LIMIT_REACHED",
         RealityCheckDue = "REALITY_CHECK_DUE",
         KycUnavailable = "KYC_UNAVAILABLE",

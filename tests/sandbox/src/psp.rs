@@ -19,7 +19,7 @@
 //! then failed); `{"party": "card-webhook", "mode": ...}` on notifications: `duplicate`
 //! (each sent twice), `reorder` (each sent before the API call that caused it answers), `late`
 //! (`latencyMs` more), `unknown` (also one about a payment nobody created), `bad-signature` (a
-//! wrongly signed copy first).
+//! wrongly signed copy first), `wrong-amount` (a capture of one more unit than asked).
 
 use super::Sandbox;
 use axum::extract::{Path, State};
@@ -115,6 +115,12 @@ async fn notify(s: &Sandbox, url: &str, notification: Value) {
     let mode = fault.as_ref().and_then(|f| f.mode.clone()).unwrap_or_default();
     if mode == "late" {
         tokio::time::sleep(Duration::from_millis(fault.as_ref().map_or(0, |f| f.latency_ms))).await;
+    }
+    let mut notification = notification;
+    if mode == "wrong-amount" && notification["eventCode"] == "CAPTURE" {
+        // A capture of another amount than was asked: the merchant must not credit it.
+        let asked: f64 = notification["amount"].as_str().and_then(|a| a.parse().ok()).unwrap_or(0.0);
+        notification["amount"] = json!(format!("{:.2}", asked + 1.0));
     }
     let body = notification.to_string();
     if mode == "bad-signature" {

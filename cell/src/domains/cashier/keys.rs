@@ -64,6 +64,17 @@ pub fn settled_on(psp: &str, date: &str) -> (Vec<u8>, Vec<u8>) {
     subspaces::cashier().subspace(&("settled", psp, date)).range()
 }
 
+/// A capture the cell refused after the PSP took the money: its refund is asked for until the
+/// PSP's `REFUND` comes.
+pub fn to_refund(id: &str) -> Vec<u8> {
+    subspaces::cashier().pack(&("to-refund", id))
+}
+
+/// Every capture waiting for its refund.
+pub fn to_refund_all() -> (Vec<u8>, Vec<u8>) {
+    subspaces::cashier().subspace(&("to-refund",)).range()
+}
+
 /// A withdrawal waiting for the finance role.
 pub fn to_review(id: &str) -> Vec<u8> {
     subspaces::cashier().pack(&("to-review", id))

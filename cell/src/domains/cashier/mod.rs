@@ -52,6 +52,8 @@ pub enum CashierError {
     UnknownPayment(String),
     #[error("{0}; nothing was done: try again shortly")]
     PspUnavailable(String),
+    #[error("player {player} owes {owed}: a deposit settles it before any withdrawal")]
+    DebtOutstanding { player: String, owed: String },
     #[error("withdrawal {id} is {status:?}: {what}")]
     NotPending { id: String, status: PaymentStatus, what: &'static str },
     #[error(transparent)]
@@ -66,6 +68,7 @@ impl Refusal for CashierError {
             CashierError::UnknownPayment(_) => CellCode::PaymentNotFound,
             CashierError::PspUnavailable(_) => CellCode::PspUnavailable,
             CashierError::NotPending { .. } => CellCode::WithdrawalNotPending,
+            CashierError::DebtOutstanding { .. } => CellCode::DebtOutstanding,
             CashierError::Ledger(e) => e.code(),
         }
     }
@@ -75,6 +78,7 @@ impl Refusal for CashierError {
             CashierError::CurrencyNotTaken { .. } | CashierError::AccountCurrency { .. } => 422,
             CashierError::PspUnavailable(_) => 503,
             CashierError::NotPending { .. } => 409,
+            CashierError::DebtOutstanding { .. } => 422,
             CashierError::Ledger(e) => e.status(),
         }
     }
@@ -194,8 +198,12 @@ fn deposit_entry<'a>(
 
 /// A chargeback's compensating entry: the amount back to the PSP's clearing account, from the
 /// player's cash as far as it goes and from their debt for the rest.
-fn chargeback_entry(payment: &Payment, clearing: HouseAccount, cash: rust_decimal::Decimal) -> Entry<'_> {
-    let amount = payment.amount.0;
+fn chargeback_entry(
+    payment: &Payment,
+    clearing: HouseAccount,
+    cash: rust_decimal::Decimal,
+    amount: rust_decimal::Decimal,
+) -> Entry<'_> {
     let from_cash = cash.min(amount).max(rust_decimal::Decimal::ZERO);
     let mut postings = Vec::with_capacity(2);
     if !from_cash.is_zero() {
@@ -320,8 +328,31 @@ impl LedgerCommand for RecordPspAnswer {
 
 /// Books a line with the payment's PSP on the batch's day, for reconciliation.
 fn book(tx: &mut KernelTx<'_>, payment: &Payment, kind: &str) -> Result<(), StoreError> {
+    book_amount(tx, payment, kind, payment.amount.0)
+}
+
+/// [`book`] for part of the payment (a partial chargeback or refund).
+fn book_amount(
+    tx: &mut KernelTx<'_>,
+    payment: &Payment,
+    kind: &str,
+    amount: rust_decimal::Decimal,
+) -> Result<(), StoreError> {
     let date = tx.now().date_naive().to_string();
-    tx.store().set(&keys::settled(&date, &payment.psp, kind, &payment.id), payment.amount.to_string().as_bytes())
+    let amount = Amount::at_scale(amount, payment.currency.scale());
+    tx.store().set(&keys::settled(&date, &payment.psp, kind, &payment.id), amount.to_string().as_bytes())
+}
+
+/// What a notification says moved, when it says it in the payment's currency: `None` when it
+/// names another currency or no amount that parses.
+fn notified_amount(n: &Notification, payment: &Payment) -> Option<rust_decimal::Decimal> {
+    if n.currency.as_deref().is_some_and(|c| c != payment.currency.code()) {
+        return None;
+    }
+    match &n.amount {
+        Some(text) => text.parse().ok(),
+        None => Some(payment.amount.0),
+    }
 }
 
 /// Marks a payment failed, with the PSP's reason (`payment.failed`).
@@ -366,6 +397,9 @@ pub struct HandleNotification {
     pub raw: String,
     /// A parked notification tried again (already seen and chained).
     pub from_park: bool,
+    /// Whether the PSP refunds a captured payment (the card dialect; a bank-push pay-in is
+    /// returned by a payout, which finance makes).
+    pub refunds: bool,
 }
 
 impl LedgerCommand for HandleNotification {
@@ -420,6 +454,19 @@ impl LedgerCommand for HandleNotification {
                 fail(tx, &mut payment, reason)?;
                 NotificationOutcome::Failed(payment.clone())
             }
+            // A capture of another amount than the payment's is not credited: the day's
+            // reconciliation shows it (missing in the ledger) for finance to settle.
+            ("CAPTURE", true, Pending | Authorised) if notified_amount(n, &payment) != Some(payment.amount.0) => {
+                tracing::error!(payment = %payment.id, amount = ?n.amount, currency = ?n.currency, "capture of another amount than the payment's: not credited");
+                tx.store().clear(&keys::to_capture(&payment.id))?;
+                payment.review = Some(format!(
+                    "the PSP captured {} {} for a payment of {}: not credited, see the reconciliation",
+                    n.amount.as_deref().unwrap_or("?"),
+                    n.currency.as_deref().unwrap_or("?"),
+                    payment.amount
+                ));
+                NotificationOutcome::Noted
+            }
             // The PSP has the money: credit it, once (a capture can overtake its authorisation).
             ("CAPTURE", true, Pending | Authorised) => {
                 tx.store().clear(&keys::to_capture(&payment.id))?;
@@ -445,23 +492,41 @@ impl LedgerCommand for HandleNotification {
                         // The PSP's capture is booked: its refund, asked for now, will balance it.
                         let reason = format!("captured, then refused ({}): {refused}; refunded", refused.code());
                         tracing::warn!(payment = %payment.id, %reason, "captured deposit not credited: refunding it");
+                        if !self.refunds {
+                            // Left out of the books on purpose: the reconciliation shows the
+                            // pay-in the cell holds no line for, and finance returns it by payout.
+                            let reason = format!("{reason}: to return by payout (finance)");
+                            tracing::error!(payment = %payment.id, %reason, "bank pay-in not credited");
+                            fail(tx, &mut payment, reason)?;
+                            write_payment(tx.store(), &payment)?;
+                            return Ok(Ok(NotificationOutcome::Failed(payment)));
+                        }
                         book(tx, &payment, "CAPTURE")?;
                         fail(tx, &mut payment, reason)?;
+                        // Kept until the PSP's REFUND: the sweeper asks again while it has not come.
+                        tx.store().set(&keys::to_refund(&payment.id), &[])?;
                         NotificationOutcome::RefundDue(payment.clone())
                     }
                 }
             }
             // Taken back: a chargeback, or a refund the operator asked for. A compensating entry.
             ("CHARGEBACK" | "REFUND", true, Captured) => {
+                // What the PSP takes back: the notification's amount (part of the payment, at
+                // most all of it).
+                let taken = notified_amount(n, &payment)
+                    .unwrap_or(payment.amount.0)
+                    .min(payment.amount.0)
+                    .max(rust_decimal::Decimal::ZERO);
                 let cash = tx.balances(&payment.player_id, payment.currency)?.cash;
-                let posted = or_refuse!(tx.post_one(chargeback_entry(&payment, self.clearing, cash))?);
+                let posted = or_refuse!(tx.post_one(chargeback_entry(&payment, self.clearing, cash, taken))?);
                 let refund = n.code == "REFUND";
-                book(tx, &payment, &n.code)?;
+                book_amount(tx, &payment, &n.code, taken)?;
                 payment.status = if refund { PaymentStatus::Refunded } else { PaymentStatus::ChargedBack };
                 payment.reason =
                     n.reason.clone().or_else(|| Some(if refund { "refunded" } else { "chargeback" }.into()));
                 let (player_id, payment_id, psp) = (payment.player_id.clone(), payment.id.clone(), payment.psp.clone());
-                let (amount, currency, entry_id) = (payment.amount, payment.currency, posted.seq.to_string());
+                let (amount, currency, entry_id) =
+                    (Amount::at_scale(taken, payment.currency.scale()), payment.currency, posted.seq.to_string());
                 let debt = Amount::at_scale(posted.after.owed(), payment.currency.scale());
                 if refund {
                     tx.event(contracts::cashier::PaymentRefunded {
@@ -488,6 +553,7 @@ impl LedgerCommand for HandleNotification {
             }
             // The refund of a capture this cell refused: it never reached the wallet.
             ("REFUND", true, Failed) => {
+                tx.store().clear(&keys::to_refund(&payment.id))?;
                 book(tx, &payment, "REFUND")?;
                 payment.status = PaymentStatus::Refunded;
                 tx.event(contracts::cashier::PaymentRefunded {
@@ -574,8 +640,15 @@ pub async fn take_notification(
     from_park: bool,
     ctx: crate::events::EventContext,
 ) -> Result<NotificationOutcome, crate::ledger::Failed<CashierError>> {
-    let command =
-        HandleNotification { psp: psp.config.id.clone(), clearing: psp.clearing, notification, raw, from_park };
+    let refunds = psp.config.dialect == psps::Dialect::Card;
+    let command = HandleNotification {
+        psp: psp.config.id.clone(),
+        clearing: psp.clearing,
+        notification,
+        raw,
+        from_park,
+        refunds,
+    };
     let outcome = ledger.execute_unkeyed(command, ctx).await?.value;
     match &outcome {
         NotificationOutcome::Capture(payment) => {
@@ -622,6 +695,15 @@ pub fn spawn_sweeper(
                 let Some(psp) = cashier.psp(&payment.psp) else { continue };
                 if clock.now() - payment.updated_at >= settled_for {
                     capture(psp, &payment).await;
+                }
+            }
+            let reader = cashier.clone();
+            if let Ok(Ok(due)) = tokio::task::spawn_blocking(move || reader.to_refund()).await {
+                for payment in due {
+                    let Some(psp) = cashier.psp(&payment.psp) else { continue };
+                    if clock.now() - payment.updated_at >= settled_for {
+                        refund(psp, &payment).await;
+                    }
                 }
             }
             let reader = cashier.clone();
@@ -738,6 +820,14 @@ impl LedgerCommand for CreateWithdrawal {
                 player: self.player.to_string(),
                 account: registered.currency.code(),
                 requested: self.money.currency().code(),
+            }));
+        }
+        // A player who owes (a chargeback past their cash) settles that before taking money out.
+        let owed = tx.balances(&self.player, self.money.currency())?.owed();
+        if owed > rust_decimal::Decimal::ZERO {
+            return Ok(Err(CashierError::DebtOutstanding {
+                player: self.player.to_string(),
+                owed: Amount::at_scale(owed, self.money.currency().scale()).to_string(),
             }));
         }
         // Closed loop: money goes back the way it came in.
@@ -923,10 +1013,19 @@ impl Cashier {
         found.ok_or_else(|| crate::ledger::Failed::Refused(CashierError::UnknownPayment(id.to_owned())))
     }
 
+    /// Captures refused after the PSP took the money, waiting for its refund. Blocking.
+    fn to_refund(&self) -> Result<Vec<Payment>, StoreError> {
+        self.listed(keys::to_refund_all())
+    }
+
     /// Withdrawals approved and not yet paid or failed. Blocking.
     fn to_pay_out(&self) -> Result<Vec<Payment>, StoreError> {
+        self.listed(keys::to_pay_out_all())
+    }
+
+    /// The payments a work list (`(kind, id)` keys) names. Blocking.
+    fn listed(&self, (begin, end): (Vec<u8>, Vec<u8>)) -> Result<Vec<Payment>, StoreError> {
         let mut tx = self.store.begin_snapshot_reads()?;
-        let (begin, end) = keys::to_pay_out_all();
         let mut due = Vec::new();
         for (key, _) in tx.get_range(&begin, &end, 100, false)? {
             let (_, id): (String, String) =

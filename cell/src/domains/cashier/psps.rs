@@ -80,6 +80,12 @@ pub struct Notification {
     pub merchant_reference: String,
     pub success: bool,
     pub reason: Option<String>,
+    /// The amount and currency the PSP says moved (a capture must match its payment; a chargeback
+    /// or refund may take back part of it).
+    #[serde(default)]
+    pub amount: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -320,6 +326,10 @@ fn card_notification(body: &[u8]) -> Result<Notification, NotificationError> {
         success: bool,
         #[serde(default)]
         reason: Option<String>,
+        #[serde(default)]
+        amount: Option<String>,
+        #[serde(default)]
+        currency: Option<String>,
     }
     let wire: Wire = serde_json::from_slice(body).map_err(|e| NotificationError::Malformed(e.to_string()))?;
     Ok(Notification {
@@ -329,6 +339,8 @@ fn card_notification(body: &[u8]) -> Result<Notification, NotificationError> {
         merchant_reference: wire.merchant_reference,
         success: wire.success,
         reason: wire.reason,
+        amount: wire.amount,
+        currency: wire.currency,
     })
 }
 
@@ -345,6 +357,10 @@ fn bank_notification(body: &[u8]) -> Result<Notification, NotificationError> {
         merchant_reference: String,
         #[serde(default)]
         reason: Option<String>,
+        #[serde(default)]
+        amount: Option<String>,
+        #[serde(default)]
+        currency: Option<String>,
     }
     let wire: Wire = serde_json::from_slice(body).map_err(|e| NotificationError::Malformed(e.to_string()))?;
     let (code, success) = match wire.kind.as_str() {
@@ -361,6 +377,8 @@ fn bank_notification(body: &[u8]) -> Result<Notification, NotificationError> {
         merchant_reference: wire.merchant_reference,
         success,
         reason: wire.reason,
+        amount: wire.amount,
+        currency: wire.currency,
     })
 }
 

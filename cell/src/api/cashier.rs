@@ -54,10 +54,8 @@ pub async fn deposit(
     let created = d.ledger.execute(command, key, ctx.clone()).await?;
     if created.replayed {
         // The first request's payment, as it stands now.
-        let (store_cashier, player) = (d.cashier.clone(), created.value.player_id.clone());
-        let id = created.value.id.clone();
-        let now = super::blocking(move || store_cashier.transactions(&player)).await?;
-        let current = now.into_iter().find(|p| p.id == id).unwrap_or(created.value);
+        let (store_cashier, id) = (d.cashier.clone(), created.value.id.clone());
+        let current = super::blocking(move || store_cashier.payment(&id)).await?.unwrap_or(created.value);
         return Ok((StatusCode::OK, Json(current)));
     }
     let payment = created.value;

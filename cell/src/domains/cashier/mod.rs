@@ -587,6 +587,17 @@ impl LedgerCommand for HandleNotification {
                 or_refuse!(give_back(tx, &mut payment, self.clearing, Failed, reason)?);
                 NotificationOutcome::Failed(payment.clone())
             }
+            // Money the PSP says moved against a payment already decided the other way (a capture
+            // of a failed deposit, a payout of a returned withdrawal, a failure of a paid one):
+            // never applied silently. The payment says so for finance; reconciliation shows it.
+            ("CAPTURE", true, Failed) | ("PAYOUT_PAID", true, Failed) | ("PAYOUT_FAILED", _, PaymentStatus::Paid) => {
+                tracing::error!(payment = %payment.id, code = %n.code, status = ?payment.status, "a PSP notification contradicts the payment's state: finance must settle it");
+                payment.review = Some(format!(
+                    "the PSP said {} ({}) after the payment was {:?}: to settle by hand",
+                    n.code, n.event_id, payment.status
+                ));
+                NotificationOutcome::Noted
+            }
             // Late, repeated in another event, or about a payment already decided.
             _ => NotificationOutcome::Noted,
         };

@@ -123,16 +123,8 @@ impl Cashier {
 
     /// Deposits authorised and not captured yet, and notifications parked. Blocking.
     pub fn pending_work(&self) -> Result<(Vec<Payment>, Vec<ParkedNotification>), StoreError> {
+        let to_capture = self.listed(keys::to_capture_all())?;
         let mut tx = self.store.begin_snapshot_reads()?;
-        let (begin, end) = keys::to_capture_all();
-        let mut to_capture = Vec::new();
-        for (key, _) in tx.get_range(&begin, &end, 100, false)? {
-            let (_, id): (String, String) =
-                crate::store::subspaces::cashier().unpack(&key).map_err(|e| StoreError::corrupt(&key, e))?;
-            if let Some(payment) = read_payment(tx.as_mut(), &id)? {
-                to_capture.push(payment);
-            }
-        }
         let (begin, end) = keys::parked_all();
         let mut parked = Vec::new();
         for (key, value) in tx.get_range(&begin, &end, 100, false)? {

@@ -106,36 +106,11 @@ impl Psp {
         method: &str,
         notification_url: &str,
     ) -> Result<Created, String> {
-        let (path, body) = match self.config.dialect {
-            Dialect::Card => (
-                "/psp/card/v1/payments",
-                json!({
-                    "merchantReference": payment_id, "amount": amount, "currency": currency,
-                    "paymentMethod": method, "notificationUrl": notification_url,
-                }),
-            ),
-            Dialect::BankPush => (
-                "/psp/bank/v1/payins",
-                json!({
-                    "merchantReference": payment_id, "amount": amount, "currency": currency,
-                    "account": method, "callbackUrl": notification_url,
-                }),
-            ),
+        let path = match self.config.dialect {
+            Dialect::Card => "/psp/card/v1/payments",
+            Dialect::BankPush => "/psp/bank/v1/payins",
         };
-        let (status, body) = self.call(path, body).await?;
-        if status != 201 && status != 200 {
-            return Err(format!("PSP {} answered {status}", self.config.id));
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Answer {
-            #[serde(alias = "id")]
-            psp_reference: String,
-            #[serde(default)]
-            redirect_url: Option<String>,
-        }
-        let answer: Answer = serde_json::from_slice(&body).map_err(|e| format!("the PSP's answer: {e}"))?;
-        Ok(Created { reference: answer.psp_reference, redirect_url: answer.redirect_url })
+        self.transfer(path, payment_id, amount, currency, method, notification_url).await
     }
 
     /// Asks the PSP to pay `amount` out to `method` (asking again for the same payment id pays
@@ -148,34 +123,47 @@ impl Psp {
         method: &str,
         notification_url: &str,
     ) -> Result<String, String> {
-        let (path, body) = match self.config.dialect {
-            Dialect::Card => (
-                "/psp/card/v1/payouts",
-                json!({
-                    "merchantReference": payment_id, "amount": amount, "currency": currency,
-                    "paymentMethod": method, "notificationUrl": notification_url,
-                }),
-            ),
-            Dialect::BankPush => (
-                "/psp/bank/v1/payouts",
-                json!({
-                    "merchantReference": payment_id, "amount": amount, "currency": currency,
-                    "account": method, "callbackUrl": notification_url,
-                }),
-            ),
+        let path = match self.config.dialect {
+            Dialect::Card => "/psp/card/v1/payouts",
+            Dialect::BankPush => "/psp/bank/v1/payouts",
+        };
+        Ok(self.transfer(path, payment_id, amount, currency, method, notification_url).await?.reference)
+    }
+
+    /// Money in or out at `path`, in the dialect's words: what the PSP answered.
+    async fn transfer(
+        &self,
+        path: &str,
+        payment_id: &str,
+        amount: &str,
+        currency: &str,
+        method: &str,
+        notification_url: &str,
+    ) -> Result<Created, String> {
+        let body = match self.config.dialect {
+            Dialect::Card => json!({
+                "merchantReference": payment_id, "amount": amount, "currency": currency,
+                "paymentMethod": method, "notificationUrl": notification_url,
+            }),
+            Dialect::BankPush => json!({
+                "merchantReference": payment_id, "amount": amount, "currency": currency,
+                "account": method, "callbackUrl": notification_url,
+            }),
         };
         let (status, body) = self.call(path, body).await?;
         if status != 201 && status != 200 {
-            return Err(format!("PSP {} answered {status} to the payout", self.config.id));
+            return Err(format!("PSP {} answered {status} at {path}", self.config.id));
         }
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Answer {
             #[serde(alias = "id")]
             psp_reference: String,
+            #[serde(default)]
+            redirect_url: Option<String>,
         }
         let answer: Answer = serde_json::from_slice(&body).map_err(|e| format!("the PSP's answer: {e}"))?;
-        Ok(answer.psp_reference)
+        Ok(Created { reference: answer.psp_reference, redirect_url: answer.redirect_url })
     }
 
     /// The PSP's settlement report for `date` (CSV: `date,type,pspReference,merchantReference,

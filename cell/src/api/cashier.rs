@@ -34,13 +34,7 @@ pub async fn deposit(
     super::wallet::location_gate(&s, &headers, super::wallet::Activity::Deposit)?;
     let ctx = s.event_context(&t, None);
     d.compliance.screen_player(&player, contracts::region::ExclusionCheckPoint::Deposit, &ctx, &d.ledger).await?;
-    let psp = d.cashier.psp(&request.psp).ok_or_else(|| refused(CashierError::UnknownPsp(request.psp.clone())))?;
-    if !psp.config.currencies.contains(&request.currency) {
-        let e = CashierError::CurrencyNotTaken { psp: request.psp.clone(), currency: request.currency.clone() };
-        return Err(refused(e));
-    }
-    crate::domains::wallet::check_payment_method(Some(&request.payment_method))?;
-    let money = d.ledger.money(request.amount.0, &request.currency, false).map_err(|e| refused(e.into()))?;
+    let (psp, money) = transfer_terms(d, &request.psp, &request.currency, request.amount, &request.payment_method)?;
     let location = headers.get("x-client-country").and_then(|v| CountryCode::new(v.to_str().ok()?).ok());
     let command = CreateDeposit {
         id: format!("dep_{}", hex::encode(rand::random::<[u8; 10]>())),
@@ -59,7 +53,7 @@ pub async fn deposit(
         return Ok((StatusCode::OK, Json(current)));
     }
     let payment = created.value;
-    let amount = cashier::wire_amount(payment.amount);
+    let amount = payment.amount.to_string();
     let url = d.cashier.notification_url(&payment.psp);
     let answer = psp.create_payment(&payment.id, &amount, payment.currency.code(), &payment.payment_method, &url).await;
     let failed = answer.as_ref().err().cloned();
@@ -128,13 +122,7 @@ pub async fn withdraw(
     let d = s.domains()?;
     let (request, key) = mutating::<WithdrawalRequest>("cashier.withdrawal", &headers, body)?;
     let player = super::limits::own(&s, &headers, request.player_id.as_str()).await?;
-    let psp = d.cashier.psp(&request.psp).ok_or_else(|| refused(CashierError::UnknownPsp(request.psp.clone())))?;
-    if !psp.config.currencies.contains(&request.currency) {
-        let e = CashierError::CurrencyNotTaken { psp: request.psp.clone(), currency: request.currency.clone() };
-        return Err(refused(e));
-    }
-    crate::domains::wallet::check_payment_method(Some(&request.payment_method))?;
-    let money = d.ledger.money(request.amount.0, &request.currency, false).map_err(|e| refused(e.into()))?;
+    let (psp, money) = transfer_terms(d, &request.psp, &request.currency, request.amount, &request.payment_method)?;
     let command = CreateWithdrawal {
         id: format!("wdr_{}", hex::encode(rand::random::<[u8; 10]>())),
         player,
@@ -232,6 +220,24 @@ async fn decide(
         cashier::pay_out(&d.cashier, psp, &decided).await;
     }
     Ok(Json(decided))
+}
+
+/// What a deposit and a withdrawal check alike before the writer: a PSP of this cell that takes
+/// the currency, a payment method that is a token, an amount the cell books.
+fn transfer_terms<'d>(
+    d: &'d super::Domains,
+    psp: &str,
+    currency: &str,
+    amount: contracts::Amount,
+    method: &str,
+) -> Result<(&'d crate::domains::cashier::psps::Psp, contracts::Money), ApiError> {
+    let found = d.cashier.psp(psp).ok_or_else(|| refused(CashierError::UnknownPsp(psp.to_owned())))?;
+    if !found.config.currencies.iter().any(|c| c == currency) {
+        return Err(refused(CashierError::CurrencyNotTaken { psp: psp.to_owned(), currency: currency.to_owned() }));
+    }
+    crate::domains::wallet::check_payment_method(Some(method))?;
+    let money = d.ledger.money(amount.0, currency, false).map_err(|e| refused(e.into()))?;
+    Ok((found, money))
 }
 
 fn refused(e: CashierError) -> ApiError {

@@ -29,6 +29,13 @@ pub struct EventContext {
     pub operator: Option<contracts::operators::OperatorRef>,
 }
 
+impl EventContext {
+    /// The context of a cell's own background work (a sweeper, a screening): a trace of its own.
+    pub fn background(cell: &str) -> EventContext {
+        EventContext { cell: cell.to_owned(), trace_id: hex::encode(rand::random::<[u8; 16]>()), operator: None }
+    }
+}
+
 /// A UUIDv7 of instant `at`: time-ordered, with its random part from the thread's generator
 /// rather than a system call per event (this is on the wallet's hot path).
 fn event_id(at: chrono::DateTime<chrono::Utc>) -> String {

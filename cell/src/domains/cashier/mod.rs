@@ -108,17 +108,7 @@ impl Cashier {
 
     /// A player's payments, newest first. Blocking.
     pub fn transactions(&self, player: &PlayerId) -> Result<Vec<Payment>, StoreError> {
-        let mut tx = self.store.begin_snapshot_reads()?;
-        let (begin, end) = keys::player_payments(player.as_str());
-        let mut payments = Vec::new();
-        for (key, _) in tx.get_range(&begin, &end, 1000, true)? {
-            let (_, _, _, id): (String, String, i64, String) =
-                crate::store::subspaces::cashier().unpack(&key).map_err(|e| StoreError::corrupt(&key, e))?;
-            if let Some(payment) = read_payment(tx.as_mut(), &id)? {
-                payments.push(payment);
-            }
-        }
-        Ok(payments)
+        player_payments(self.store.begin_snapshot_reads()?.as_mut(), player)
     }
 
     /// Deposits authorised and not captured yet, and notifications parked. Blocking.
@@ -152,6 +142,78 @@ fn read_payment(tx: &mut dyn Transaction, id: &str) -> Result<Option<Payment>, S
         Some(bytes) => rmp_serde::from_slice(&bytes).map(Some).map_err(|e| StoreError::corrupt(&key, e)),
         None => Ok(None),
     }
+}
+
+/// A player's payments, newest first (the newest 1,000).
+fn player_payments(tx: &mut dyn Transaction, player: &PlayerId) -> Result<Vec<Payment>, StoreError> {
+    let (begin, end) = keys::player_payments(player.as_str());
+    let mut payments = Vec::new();
+    for (key, _) in tx.get_range(&begin, &end, 1000, true)? {
+        let (_, _, _, id): (String, String, i64, String) =
+            crate::store::subspaces::cashier().unpack(&key).map_err(|e| StoreError::corrupt(&key, e))?;
+        if let Some(payment) = read_payment(tx, &id)? {
+            payments.push(payment);
+        }
+    }
+    Ok(payments)
+}
+
+/// A new payment of `kind` for `money`, as of `now`.
+#[allow(clippy::too_many_arguments)]
+fn new_payment(
+    id: &str,
+    player: &PlayerId,
+    kind: PaymentKind,
+    psp: &str,
+    money: Money,
+    payment_method: &str,
+    status: PaymentStatus,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Payment {
+    Payment {
+        id: id.to_owned(),
+        player_id: player.clone(),
+        kind,
+        psp: psp.to_owned(),
+        psp_reference: None,
+        amount: money.wire(),
+        currency: money.currency(),
+        payment_method: payment_method.to_owned(),
+        status,
+        reason: None,
+        created_at: now,
+        updated_at: now,
+        entry_id: None,
+        redirect_url: None,
+        review: None,
+    }
+}
+
+/// Stores a new payment and its place in its player's list.
+fn record_new(tx: &mut KernelTx<'_>, payment: &Payment) -> Result<(), StoreError> {
+    write_payment(tx.store(), payment)?;
+    let at = keys::player_payment(payment.player_id.as_str(), payment.created_at.timestamp_micros(), &payment.id);
+    tx.store().set(&at, &[])
+}
+
+/// A payment moves money in the player's own currency only.
+fn account_currency(
+    tx: &mut KernelTx<'_>,
+    player: &PlayerId,
+    money: Money,
+) -> Result<Result<(), CashierError>, StoreError> {
+    let registered = match tx.registered(player)? {
+        Ok(registered) => registered,
+        Err(refused) => return Ok(Err(refused.into())),
+    };
+    if registered.currency != money.currency() {
+        return Ok(Err(CashierError::AccountCurrency {
+            player: player.to_string(),
+            account: registered.currency.code(),
+            requested: money.currency().code(),
+        }));
+    }
+    Ok(Ok(()))
 }
 
 fn write_payment(tx: &mut dyn Transaction, payment: &Payment) -> Result<(), StoreError> {
@@ -237,32 +299,10 @@ impl LedgerCommand for CreateDeposit {
         "cashier_deposit"
     }
     fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<Payment, CashierError>, StoreError> {
-        let registered = or_refuse!(tx.registered(&self.player)?);
-        if registered.currency != self.money.currency() {
-            return Ok(Err(CashierError::AccountCurrency {
-                player: self.player.to_string(),
-                account: registered.currency.code(),
-                requested: self.money.currency().code(),
-            }));
-        }
-        let now = tx.now();
-        let payment = Payment {
-            id: self.id.clone(),
-            player_id: self.player.clone(),
-            kind: PaymentKind::Deposit,
-            psp: self.psp.clone(),
-            psp_reference: None,
-            amount: self.money.wire(),
-            currency: self.money.currency(),
-            payment_method: self.payment_method.clone(),
-            status: PaymentStatus::Pending,
-            reason: None,
-            created_at: now,
-            updated_at: now,
-            entry_id: None,
-            redirect_url: None,
-            review: None,
-        };
+        or_refuse!(account_currency(tx, &self.player, self.money)?);
+        let (kind, status) = (PaymentKind::Deposit, PaymentStatus::Pending);
+        let payment =
+            new_payment(&self.id, &self.player, kind, &self.psp, self.money, &self.payment_method, status, tx.now());
         // Compliance's gates first: a deposit the player may not make never reaches the PSP.
         or_refuse!(tx.would_pass(&deposit_entry(
             &payment,
@@ -270,8 +310,7 @@ impl LedgerCommand for CreateDeposit {
             self.location,
             rust_decimal::Decimal::ZERO
         ))?);
-        write_payment(tx.store(), &payment)?;
-        tx.store().set(&keys::player_payment(self.player.as_str(), now.timestamp_micros(), &self.id), &[])?;
+        record_new(tx, &payment)?;
         Ok(Ok(payment))
     }
 }
@@ -628,11 +667,6 @@ pub async fn refund(psp: &Psp, payment: &Payment) -> bool {
     }
 }
 
-/// The amount of a payment as the PSP is told it.
-pub fn wire_amount(amount: Amount) -> String {
-    amount.to_string()
-}
-
 /// Applies a verified notification on the writer, then does what it asks next: a capture, in the
 /// background (what fails stays on the sweeper's list).
 pub async fn take_notification(
@@ -720,11 +754,7 @@ pub fn spawn_sweeper(
             }
             for (psp_id, notification, raw) in parked {
                 let Some(psp) = cashier.psp(&psp_id) else { continue };
-                let ctx = crate::events::EventContext {
-                    cell: cell.clone(),
-                    trace_id: hex::encode(rand::random::<[u8; 16]>()),
-                    operator: None,
-                };
+                let ctx = crate::events::EventContext::background(&cell);
                 if let Err(e) = take_notification(&ledger, psp, notification, raw, true, ctx).await {
                     tracing::warn!(error = %e, "cashier sweep: a parked notification failed again");
                 }
@@ -817,14 +847,7 @@ impl LedgerCommand for CreateWithdrawal {
         "cashier_withdrawal"
     }
     fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<Payment, CashierError>, StoreError> {
-        let registered = or_refuse!(tx.registered(&self.player)?);
-        if registered.currency != self.money.currency() {
-            return Ok(Err(CashierError::AccountCurrency {
-                player: self.player.to_string(),
-                account: registered.currency.code(),
-                requested: self.money.currency().code(),
-            }));
-        }
+        or_refuse!(account_currency(tx, &self.player, self.money)?);
         // A player who owes (a chargeback past their cash) settles that before taking money out.
         let owed = tx.balances(&self.player, self.money.currency())?.owed();
         if owed > rust_decimal::Decimal::ZERO {
@@ -834,18 +857,12 @@ impl LedgerCommand for CreateWithdrawal {
             }));
         }
         // Closed loop: money goes back the way it came in.
-        let (begin, end) = keys::player_payments(self.player.as_str());
-        let mut deposited_with = false;
-        for (key, _) in tx.store().get_range(&begin, &end, 1000, true)? {
-            let (_, _, _, id): (String, String, i64, String) =
-                crate::store::subspaces::cashier().unpack(&key).map_err(|e| StoreError::corrupt(&key, e))?;
-            if let Some(p) = read_payment(tx.store(), &id)? {
-                deposited_with |= p.kind == PaymentKind::Deposit
-                    && p.status == PaymentStatus::Captured
-                    && p.psp == self.psp
-                    && p.payment_method == self.payment_method;
-            }
-        }
+        let deposited_with = player_payments(tx.store(), &self.player)?.iter().any(|p| {
+            p.kind == PaymentKind::Deposit
+                && p.status == PaymentStatus::Captured
+                && p.psp == self.psp
+                && p.payment_method == self.payment_method
+        });
         let review = if !deposited_with {
             Some(format!("closed loop: {} is not a method the player deposited with", self.payment_method))
         } else if self.review_above.currency() == self.money.currency()
@@ -855,28 +872,14 @@ impl LedgerCommand for CreateWithdrawal {
         } else {
             None
         };
-        let now = tx.now();
-        let mut payment = Payment {
-            id: self.id.clone(),
-            player_id: self.player.clone(),
-            kind: PaymentKind::Withdrawal,
-            psp: self.psp.clone(),
-            psp_reference: None,
-            amount: self.money.wire(),
-            currency: self.money.currency(),
-            payment_method: self.payment_method.clone(),
-            status: if review.is_some() { PaymentStatus::PendingApproval } else { PaymentStatus::Approved },
-            reason: None,
-            created_at: now,
-            updated_at: now,
-            entry_id: None,
-            redirect_url: None,
-            review: review.clone(),
-        };
+        let status = if review.is_some() { PaymentStatus::PendingApproval } else { PaymentStatus::Approved };
+        let kind = PaymentKind::Withdrawal;
+        let mut payment =
+            new_payment(&self.id, &self.player, kind, &self.psp, self.money, &self.payment_method, status, tx.now());
+        payment.review.clone_from(&review);
         let posted = or_refuse!(tx.post_one(hold_entry(&payment))?);
         payment.entry_id = Some(posted.seq.to_string());
-        write_payment(tx.store(), &payment)?;
-        tx.store().set(&keys::player_payment(self.player.as_str(), now.timestamp_micros(), &self.id), &[])?;
+        record_new(tx, &payment)?;
         tx.event(contracts::cashier::PayoutRequested {
             player_id: payment.player_id.clone(),
             payment_id: payment.id.clone(),

@@ -233,14 +233,6 @@ impl Psp {
         Ok((status, body))
     }
 
-    /// The header that carries a notification's signature, in this PSP's dialect.
-    pub fn signature_header(&self) -> &'static str {
-        match self.config.dialect {
-            Dialect::Card => "x-psp-signature",
-            Dialect::BankPush => "x-bank-signature",
-        }
-    }
-
     /// Checks a notification's signature (HMAC-SHA256 over `"{timestamp}.{body}"`, the timestamp
     /// within the PSP's tolerance of `now`, compared in constant time), then reads it in the
     /// cashier's words. `header` gives the request's headers by name.

@@ -409,15 +409,6 @@ impl Compliance {
         })
     }
 
-    /// The events of compliance's own background work: a trace of their own.
-    fn background_context(&self) -> EventContext {
-        EventContext {
-            cell: self.region.cell_id.clone(),
-            trace_id: hex::encode(rand::random::<[u8; 16]>()),
-            operator: None,
-        }
-    }
-
     /// Screens every player again whenever the sanctions list's version changes (checked every
     /// `interval`): a new hit opens a case (`OpenSanctionsCase`), once per player and entry. The
     /// version screened is kept, so a restart does not screen again for nothing.
@@ -430,7 +421,7 @@ impl Compliance {
         Some(tokio::spawn(async move {
             // Alerts a registration kept aside just before a crash go into the chain first.
             loop {
-                let ctx = self.background_context();
+                let ctx = EventContext::background(&self.region.cell_id);
                 match ledger.execute_unkeyed(limits::ChainPendingAlerts, ctx).await {
                     Ok(chained) if chained.value == limits::ALERTS_PER_COMMAND => continue,
                     Ok(chained) if chained.value > 0 => {
@@ -484,7 +475,7 @@ impl Compliance {
                 players += 1;
                 let Some(player) = keys::profile_player(key) else { continue };
                 let Some(hit) = self.screen_against(list, &profile) else { continue };
-                let ctx = self.background_context();
+                let ctx = EventContext::background(&self.region.cell_id);
                 let command = limits::OpenSanctionsCase {
                     region: self.region.clone(),
                     id: hit.case_id(&player),

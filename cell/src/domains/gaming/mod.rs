@@ -300,8 +300,7 @@ impl Gaming {
         cell: &str,
     ) -> Result<usize, Failed<rounds::RoundRefusal>> {
         let provider = p.config.id.clone();
-        let ctx =
-            EventContext { cell: cell.to_owned(), trace_id: hex::encode(rand::random::<[u8; 16]>()), operator: None };
+        let ctx = EventContext::background(cell);
         let command = TimeOut { provider: provider.clone(), round: round.clone(), open_since_us };
         // The writer re-checks that the round is still open since that instant: no record needed.
         let ended = self.ledger.execute_unkeyed(command, ctx).await?.value.bets;

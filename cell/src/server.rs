@@ -129,6 +129,9 @@ pub struct Intervals {
     pub sanctions_rescreen: Duration,
     /// How often the cashier captures what is authorised and retries parked notifications.
     pub cashier_sweep: Duration,
+    /// How long a deposit waits for its PSP's answer before the sweeper asks the PSP what became
+    /// of it (well past the PSP call's own timeout, so a call in flight is never overtaken).
+    pub psp_answer_wait: Duration,
 }
 
 impl Default for Intervals {
@@ -140,6 +143,7 @@ impl Default for Intervals {
             idempotency_purge: Duration::from_secs(3600),
             sanctions_rescreen: Duration::from_secs(60),
             cashier_sweep: Duration::from_secs(2),
+            psp_answer_wait: Duration::from_secs(60),
         }
     }
 }
@@ -321,6 +325,7 @@ pub async fn run(
             cell.clone(),
             d.clock.clone(),
             intervals.cashier_sweep,
+            intervals.psp_answer_wait,
         ));
         if let Some(control) = control {
             tracing::info!(control = %control.quic, version = d.catalog.version(), "following the control plane");

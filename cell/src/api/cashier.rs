@@ -93,7 +93,8 @@ pub async fn webhook(
         NotificationError::Malformed(_) => ApiError::bad_request(CellCode::InvalidRequest, e.to_string()),
     })?;
     let raw = String::from_utf8_lossy(&body).into_owned();
-    cashier::take_notification(&d.ledger, psp, notification, raw, false, s.event_context(&t, None)).await?;
+    let ctx = s.event_context(&t, None);
+    cashier::take_notification(&d.cashier, &d.ledger, psp, notification, raw, false, ctx).await?;
     Ok(StatusCode::OK)
 }
 
@@ -279,9 +280,10 @@ pub async fn payment(
     Ok(Json(payment))
 }
 
-/// `POST /cashier/payments/{id}/refund {reason}`: the finance role gives a captured card deposit
-/// back through its PSP (202); the PSP's `REFUND` notification books the compensating entry
-/// (`payment.refunded`), from the player's cash and, past it, their debt.
+/// `POST /cashier/payments/{id}/refund {reason}`: the finance role gives a captured deposit back
+/// through its PSP (202): a refund (card) or a payout to the account it came from (bank push).
+/// The PSP's notification books the compensating entry (`payment.refunded`), from the player's
+/// cash and, past it, their debt.
 pub async fn refund(
     State(s): State<Arc<AppState>>,
     operator: Option<Extension<OperatorRef>>,
@@ -301,7 +303,7 @@ pub async fn refund(
     let psp = d.cashier.psp(&payment.psp).ok_or_else(|| refused(CashierError::UnknownPsp(payment.psp.clone())))?;
     let by = operator.map_or_else(|| "finance".to_owned(), |o| format!("{} ({})", o.0.role, o.0.token_id));
     tracing::info!(payment = %payment.id, %by, reason = %request.reason, "refund asked");
-    if !cashier::refund(psp, &payment).await {
+    if !cashier::refund(&d.cashier, psp, &payment).await {
         return Err(refused(CashierError::PspUnavailable(format!("PSP {} did not take the refund", psp.config.id))));
     }
     Ok((StatusCode::ACCEPTED, Json(payment)))

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// A verified UK player, logged in: their token.
-async fn verified_player(c: &Client, player: &str) -> String {
+pub(crate) async fn verified_player(c: &Client, player: &str) -> String {
     assert_eq!(register(c, player, "GB", "GBP", Some(profile("Payer", None))).await.status, 201);
     let token = login(c, player).await;
     assert_eq!(settled_kyc(c, player, &token).await["status"], "verified");
@@ -28,7 +28,7 @@ async fn deposit(c: &Client, player: &str, token: &str, amount: &str, method: &s
 }
 
 /// The player's payment `id` once it leaves `pending`, `authorised` and `approved`, or after 10 s.
-async fn settled(c: &Client, player: &str, token: &str, id: &str) -> Value {
+pub(crate) async fn settled(c: &Client, player: &str, token: &str, id: &str) -> Value {
     let bearer = format!("Bearer {token}");
     let mut last = Value::Null;
     for _ in 0..200 {
@@ -43,7 +43,7 @@ async fn settled(c: &Client, player: &str, token: &str, id: &str) -> Value {
     panic!("payment {id} never settled: {last}");
 }
 
-fn count(events: &[Value], name: &str) -> usize {
+pub(crate) fn count(events: &[Value], name: &str) -> usize {
     events.iter().filter(|e| e["event"] == name).count()
 }
 
@@ -161,7 +161,7 @@ async fn withdraw(c: &Client, player: &str, token: &str, amount: &str, method: &
 }
 
 /// A funded, verified UK player: their token, with `amount` deposited by card `tok_visa_4242`.
-async fn funded(c: &Client, player: &str, amount: &str) -> String {
+pub(crate) async fn funded(c: &Client, player: &str, amount: &str) -> String {
     let token = verified_player(c, player).await;
     let created = deposit(c, player, &token, amount, "card:tok_visa_4242", &format!("{player}-fund")).await;
     let id = created.json()["id"].as_str().unwrap().to_owned();
@@ -169,7 +169,7 @@ async fn funded(c: &Client, player: &str, amount: &str) -> String {
     token
 }
 
-async fn books_balance(c: &Client) {
+pub(crate) async fn books_balance(c: &Client) {
     let sums = c.get("/ops/ledger").await.json();
     assert!(
         sums.as_object().unwrap().values().all(|v| v.as_str().unwrap().trim_start_matches(['0', '.']).is_empty()),

@@ -39,6 +39,7 @@ fn sandbox_intervals() -> cell::server::Intervals {
     cell::server::Intervals {
         sanctions_rescreen: std::time::Duration::from_millis(200),
         cashier_sweep: std::time::Duration::from_millis(300),
+        psp_answer_wait: std::time::Duration::from_secs(1),
         ..Default::default()
     }
 }
@@ -116,8 +117,17 @@ impl TestCell {
         sandbox: Option<SandboxUse>,
     ) -> TestCell {
         let dir = tempfile::tempdir().unwrap();
-        let (address, stop, server) =
-            serve(cell, dir.path(), providers.clone(), intervals, store_faults, clock.clone(), sandbox.clone()).await;
+        let (address, stop, server) = serve(
+            ([127, 0, 0, 1], 0).into(),
+            cell,
+            dir.path(),
+            providers.clone(),
+            intervals,
+            store_faults,
+            clock.clone(),
+            sandbox.clone(),
+        )
+        .await;
         TestCell {
             address,
             dir,
@@ -137,10 +147,12 @@ impl TestCell {
         tokio::time::timeout(std::time::Duration::from_secs(30), server).await.expect("the server stops").unwrap()
     }
 
-    /// Stops the server gracefully and starts a new one on the same data.
+    /// Stops the server gracefully and starts a new one on the same data and address (what
+    /// outside parties were told to call still reaches it).
     pub async fn restart(&mut self, cell: &str) {
         self.stop().await;
         let (address, stop, server) = serve(
+            self.address,
             cell,
             self.dir.path(),
             self.providers.clone(),
@@ -203,7 +215,9 @@ pub fn admin_authorization() -> &'static str {
     HEADER.get_or_init(|| format!("Bearer {}", operator_token(contracts::operators::Role::Admin)))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
+    at: SocketAddr,
     cell: &str,
     dir: &Path,
     providers: Vec<Provider>,
@@ -212,7 +226,7 @@ async fn serve(
     clock: std::sync::Arc<dyn cell::clock::Clock>,
     sandbox: Option<SandboxUse>,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(at).await.unwrap();
     let address = listener.local_addr().unwrap();
     trust_test_operator_key(dir);
     let config = CellConfig {

@@ -9,6 +9,7 @@ mod api;
 mod audit;
 mod auth;
 mod cashier;
+mod cashier_recovery;
 mod control;
 mod gaming;
 mod harness;

@@ -14,7 +14,10 @@
 //!   `{"mode": "fail"}`). The same merchant reference again is the same payout.
 //! - `GET /psp/bank/v1/reports/settlement?date=` → CSV `date,type,id,merchantReference,amount,
 //!   currency` (`PAYIN`, `PAYOUT`).
-//! - A callback: `{eventId, type, id, merchantReference, amount, currency, reason?}`.
+//! - `GET /psp/bank/v1/payins?merchantReference=` → 200 `{id, redirectUrl, status}` or 404: what
+//!   became of a pay-in whose create call's answer was lost.
+//! - A callback: `{eventId, type, id, merchantReference, amount, currency, createdAt, reason?}`
+//!   (the settlement report dates the line by `createdAt`).
 
 use super::Sandbox;
 use axum::extract::{Path, Query, State};
@@ -63,19 +66,28 @@ impl BankPsp {
         format!("{prefix}_{:08}", self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    fn settle(&self, kind: &str, id: &str, t: &Transfer) {
-        let today = chrono::Utc::now().date_naive().to_string();
+    /// A row of the settlement report of the day `at` falls on (its callback's `createdAt`).
+    fn settle(&self, kind: &str, id: &str, t: &Transfer, at: chrono::DateTime<chrono::Utc>) {
+        let today = at.date_naive().to_string();
         let row = [today, kind.into(), id.into(), t.merchant_reference.clone(), t.amount.clone(), t.currency.clone()];
         self.settled.lock().unwrap_or_else(|e| e.into_inner()).push(row);
     }
 }
 
 /// Signs and sends a callback (in the background).
-fn callback(s: &Arc<Sandbox>, kind: &str, id: &str, t: &Transfer, reason: Option<&str>) {
+fn callback(
+    s: &Arc<Sandbox>,
+    kind: &str,
+    id: &str,
+    t: &Transfer,
+    reason: Option<&str>,
+    at: chrono::DateTime<chrono::Utc>,
+) {
     let Some(secret) = s.bank.secret.clone() else { return };
     let mut body = json!({
         "eventId": s.bank.next("bev"), "type": kind, "id": id, "merchantReference": t.merchant_reference,
         "amount": t.amount, "currency": t.currency,
+        "createdAt": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
     if let Some(reason) = reason {
         body["reason"] = json!(reason);
@@ -133,11 +145,12 @@ pub async fn authorise(State(s): State<Arc<Sandbox>>, Path(id): Path<String>, Qu
     };
     let cancel = v.decision.as_deref() == Some("cancel") || transfer.account.contains("cancel");
     if cancel {
-        callback(&s, "payin.cancelled", &id, &transfer, Some("Cancelled by the payer"));
+        callback(&s, "payin.cancelled", &id, &transfer, Some("Cancelled by the payer"), chrono::Utc::now());
         return (StatusCode::OK, "cancelled").into_response();
     }
-    s.bank.settle("PAYIN", &id, &transfer);
-    callback(&s, "payin.settled", &id, &transfer, None);
+    let at = chrono::Utc::now();
+    s.bank.settle("PAYIN", &id, &transfer, at);
+    callback(&s, "payin.settled", &id, &transfer, None, at);
     (StatusCode::OK, "approved: you may return to the merchant").into_response()
 }
 
@@ -162,11 +175,12 @@ pub async fn payout(
     };
     if first {
         let fails = s.fault_of("bank-payout").and_then(|f| f.mode).is_some_and(|m| m == "fail");
+        let at = chrono::Utc::now();
         if fails {
-            callback(&s, "payout.rejected", &id, &t, Some("Account closed"));
+            callback(&s, "payout.rejected", &id, &t, Some("Account closed"), at);
         } else {
-            s.bank.settle("PAYOUT", &id, &t);
-            callback(&s, "payout.executed", &id, &t, None);
+            s.bank.settle("PAYOUT", &id, &t, at);
+            callback(&s, "payout.executed", &id, &t, None, at);
         }
     }
     (StatusCode::CREATED, Json(json!({ "id": id }))).into_response()
@@ -186,6 +200,31 @@ pub async fn settlement_report(State(s): State<Arc<Sandbox>>, Query(q): Query<Re
         csv.push('\n');
     }
     ([(axum::http::header::CONTENT_TYPE, "text/csv")], csv).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inquiry {
+    merchant_reference: String,
+}
+
+/// `GET /psp/bank/v1/payins?merchantReference=` → 200 `{id, redirectUrl, status}` for the pay-in
+/// the merchant created with that reference, 404 when it never reached the bank.
+pub async fn find_payin(State(s): State<Arc<Sandbox>>, Query(q): Query<Inquiry>) -> Response {
+    if let Some(fault) = s.enter("bank", json!({ "inquiry": q.merchant_reference })).await {
+        return fault;
+    }
+    let payins = s.bank.payins.lock().unwrap_or_else(|e| e.into_inner());
+    match payins.iter().find(|(_, t)| t.merchant_reference == q.merchant_reference) {
+        Some((id, t)) => {
+            let redirect = format!("{}/psp/bank/v1/authorise/{id}", s.public_url);
+            let status = if t.decided { "decided" } else { "waiting" };
+            Json(json!({ "id": id, "redirectUrl": redirect, "status": status })).into_response()
+        }
+        None => {
+            (StatusCode::NOT_FOUND, Json(json!({ "error": "no pay-in with this merchant reference" }))).into_response()
+        }
+    }
 }
 
 /// `GET /admin/psp/bank`: every pay-in, for tests.

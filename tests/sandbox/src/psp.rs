@@ -11,8 +11,10 @@
 //! - `POST /psp/card/v1/payments/{pspReference}/captures {amount, currency}` → 201, then a
 //!   `CAPTURE` notification. Capturing twice captures once.
 //! - `POST /psp/card/v1/payouts` (same body) → 201, then `PAYOUT_PAID` (or `PAYOUT_FAILED`).
+//! - `GET /psp/card/v1/payments?merchantReference=` → 200 `{pspReference, status}` or 404: what
+//!   became of a payment whose create call's answer was lost.
 //! - A notification: `{eventId, eventCode, pspReference, merchantReference, amount, currency,
-//!   success, reason?, eventDate}`.
+//!   success, reason?, eventDate}` (unix seconds; the settlement report dates the line by it).
 //!
 //! Faults: `{"party": "card"}`, `"card-capture"` and `"card-payout"` (latency, a status such as
 //! 500, a hang) on the API calls, and `{"party": "card-payout", "mode": "fail"}` (a payout accepted,
@@ -70,9 +72,10 @@ impl CardPsp {
         }
     }
 
-    /// A row of today's settlement report.
-    fn settle(&self, kind: &str, reference: &str, p: &CardPayment) {
-        let today = chrono::Utc::now().date_naive().to_string();
+    /// A row of the settlement report of the day `at` falls on (the day its notification's
+    /// `eventDate` names).
+    fn settle(&self, kind: &str, reference: &str, p: &CardPayment, at: chrono::DateTime<chrono::Utc>) {
+        let today = at.date_naive().to_string();
         let row =
             [today, kind.into(), reference.into(), p.merchant_reference.clone(), p.amount.clone(), p.currency.clone()];
         self.settled.lock().unwrap_or_else(|e| e.into_inner()).push(row);
@@ -89,7 +92,16 @@ impl CardPsp {
         format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
     }
 
-    fn notification(&self, code: &str, reference: &str, p: &CardPayment, success: bool, reason: Option<&str>) -> Value {
+    #[allow(clippy::too_many_arguments)]
+    fn notification(
+        &self,
+        code: &str,
+        reference: &str,
+        p: &CardPayment,
+        success: bool,
+        reason: Option<&str>,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Value {
         let mut n = json!({
             "eventId": self.next("evt"),
             "eventCode": code,
@@ -98,7 +110,7 @@ impl CardPsp {
             "amount": p.amount,
             "currency": p.currency,
             "success": success,
-            "eventDate": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            "eventDate": at.timestamp(),
         });
         if let Some(reason) = reason {
             n["reason"] = json!(reason);
@@ -202,7 +214,7 @@ pub async fn create_payment(
     };
     s.psp.payments.lock().unwrap_or_else(|p| p.into_inner()).insert(reference.clone(), payment.clone());
     let reason = declined.then_some("Refused");
-    let notification = s.psp.notification("AUTHORISATION", &reference, &payment, !declined, reason);
+    let notification = s.psp.notification("AUTHORISATION", &reference, &payment, !declined, reason, chrono::Utc::now());
     send(&s, payment.notification_url.clone(), notification).await;
     (StatusCode::CREATED, Json(json!({ "pspReference": reference, "status": "received" }))).into_response()
 }
@@ -226,8 +238,9 @@ pub async fn capture(State(s): State<Arc<Sandbox>>, Path(reference): Path<String
     };
     // A second capture of the same payment captures nothing more, and says nothing more.
     if let Some(payment) = payment {
-        s.psp.settle("CAPTURE", &reference, &payment);
-        let notification = s.psp.notification("CAPTURE", &reference, &payment, true, None);
+        let at = chrono::Utc::now();
+        s.psp.settle("CAPTURE", &reference, &payment, at);
+        let notification = s.psp.notification("CAPTURE", &reference, &payment, true, None, at);
         send(&s, payment.notification_url.clone(), notification).await;
     }
     (StatusCode::CREATED, Json(json!({ "pspReference": reference, "status": "received" }))).into_response()
@@ -272,10 +285,11 @@ pub async fn payout(
         };
         let (code, reason) =
             if fails { ("PAYOUT_FAILED", Some("Beneficiary account closed")) } else { ("PAYOUT_PAID", None) };
+        let at = chrono::Utc::now();
         if !fails {
-            s.psp.settle("PAYOUT", &reference, &payment);
+            s.psp.settle("PAYOUT", &reference, &payment, at);
         }
-        let notification = s.psp.notification(code, &reference, &payment, !fails, reason);
+        let notification = s.psp.notification(code, &reference, &payment, !fails, reason, at);
         send(&s, payment.notification_url.clone(), notification).await;
     }
     (StatusCode::CREATED, Json(json!({ "pspReference": reference, "status": "received" }))).into_response()
@@ -297,8 +311,9 @@ pub async fn chargeback(State(s): State<Arc<Sandbox>>, Json(d): Json<Dispute>) -
             .into_response();
     };
     let reason = d.reason.unwrap_or_else(|| "Fraudulent transaction".into());
-    s.psp.settle("CHARGEBACK", &d.psp_reference, &payment);
-    let notification = s.psp.notification("CHARGEBACK", &d.psp_reference, &payment, true, Some(&reason));
+    let at = chrono::Utc::now();
+    s.psp.settle("CHARGEBACK", &d.psp_reference, &payment, at);
+    let notification = s.psp.notification("CHARGEBACK", &d.psp_reference, &payment, true, Some(&reason), at);
     send(&s, payment.notification_url.clone(), notification).await;
     StatusCode::NO_CONTENT.into_response()
 }
@@ -346,10 +361,45 @@ pub async fn refund(State(s): State<Arc<Sandbox>>, Path(reference): Path<String>
         payment.captured = false;
         payment.clone()
     };
-    s.psp.settle("REFUND", &reference, &payment);
-    let notification = s.psp.notification("REFUND", &reference, &payment, true, None);
+    let at = chrono::Utc::now();
+    s.psp.settle("REFUND", &reference, &payment, at);
+    let notification = s.psp.notification("REFUND", &reference, &payment, true, None, at);
     send(&s, payment.notification_url.clone(), notification).await;
     (StatusCode::CREATED, Json(json!({ "pspReference": reference, "status": "received" }))).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inquiry {
+    merchant_reference: String,
+}
+
+/// `GET /psp/card/v1/payments?merchantReference=` → 200 `{pspReference, status}` for the payment
+/// the merchant created with that reference, 404 when it never reached the acquirer: how a
+/// merchant that lost the answer to its create call learns what became of it.
+pub async fn find_payment(
+    State(s): State<Arc<Sandbox>>,
+    query: Result<axum::extract::Query<Inquiry>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(q)) = query else { return bad_request("merchantReference") };
+    if let Some(fault) = s.enter("card", json!({ "inquiry": q.merchant_reference })).await {
+        return fault;
+    }
+    let payments = s.psp.payments.lock().unwrap_or_else(|p| p.into_inner());
+    let found = payments.iter().find(|(_, p)| p.merchant_reference == q.merchant_reference);
+    match found {
+        Some((reference, p)) => {
+            let status = match (p.authorised, p.captured) {
+                (false, _) => "refused",
+                (true, false) => "authorised",
+                (true, true) => "captured",
+            };
+            Json(json!({ "pspReference": reference, "status": status })).into_response()
+        }
+        None => {
+            (StatusCode::NOT_FOUND, Json(json!({ "error": "no payment with this merchant reference" }))).into_response()
+        }
+    }
 }
 
 /// `GET /admin/psp/payments`: every card payment and whether it was captured (what the PSP would

@@ -84,3 +84,14 @@ pub fn to_review(id: &str) -> Vec<u8> {
 pub fn to_review_all() -> (Vec<u8>, Vec<u8>) {
     subspaces::cashier().subspace(&("to-review",)).range()
 }
+
+/// A deposit recorded and not yet answered by its PSP: a cell that stopped between the two
+/// leaves it here, and the sweeper asks the PSP what became of it.
+pub fn to_answer(id: &str) -> Vec<u8> {
+    subspaces::cashier().pack(&("to-answer", id))
+}
+
+/// Every deposit waiting for its PSP's answer.
+pub fn to_answer_all() -> (Vec<u8>, Vec<u8>) {
+    subspaces::cashier().subspace(&("to-answer",)).range()
+}

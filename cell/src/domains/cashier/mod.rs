@@ -1,6 +1,7 @@
 //! The cashier: players' deposits through payment providers (PSPs), credited to the wallet exactly
 //! once, when the PSP confirms, and their withdrawals, held at once and paid out by the PSP (or
-//! returned). The bank-push dialect, chargebacks and reconciliation come next.
+//! returned); chargebacks and refunds as compensating entries; each day's reconciliation with the
+//! PSP's settlement report.
 //!
 //! A deposit, step by step:
 //! 1. `CreateDeposit` on the writer checks the entry it will end in against compliance's gates
@@ -14,8 +15,9 @@
 //!    the cell captures it), `CAPTURE` → the deposit entry is posted (`payment.confirmed`), a
 //!    refusal → `failed` (`payment.failed`). A notification about a payment the cell does not know
 //!    is parked and tried again, never dropped.
-//! 4. The sweeper captures what is authorised and not yet captured (a capture that failed) and
-//!    retries parked notifications.
+//! 4. The sweeper ([`sweeper`]) redoes what did not happen: it asks the PSP about a deposit whose
+//!    answer was lost, captures what is authorised, gives back what the ledger refused after the
+//!    PSP captured it, pays out approved withdrawals and retries parked notifications.
 //!
 //! A withdrawal: `CreateWithdrawal` posts its hold (cash → `withdrawals-pending`, a `withdrawal`
 //! entry, so compliance's gates run on it: AML holds, KYC, little play) and checks it: to a method
@@ -27,6 +29,9 @@
 
 mod keys;
 pub mod psps;
+mod sweeper;
+
+pub use sweeper::spawn_sweeper;
 
 use crate::ledger::{
     or_refuse, Account, Entry, HouseAccount, KernelTx, LedgerCommand, LedgerRefusal, Posting, PostingKind, Refusal,
@@ -110,23 +115,7 @@ impl Cashier {
     pub fn transactions(&self, player: &PlayerId) -> Result<Vec<Payment>, StoreError> {
         player_payments(self.store.begin_snapshot_reads()?.as_mut(), player)
     }
-
-    /// Deposits authorised and not captured yet, and notifications parked. Blocking.
-    pub fn pending_work(&self) -> Result<(Vec<Payment>, Vec<ParkedNotification>), StoreError> {
-        let to_capture = self.listed(keys::to_capture_all())?;
-        let mut tx = self.store.begin_snapshot_reads()?;
-        let (begin, end) = keys::parked_all();
-        let mut parked = Vec::new();
-        for (key, value) in tx.get_range(&begin, &end, 100, false)? {
-            let kept: Parked = rmp_serde::from_slice(&value).map_err(|e| StoreError::corrupt(&key, e))?;
-            parked.push((kept.psp, kept.notification, kept.raw));
-        }
-        Ok((to_capture, parked))
-    }
 }
-
-/// A parked notification: its PSP, what it said, and its raw body.
-pub type ParkedNotification = (String, Notification, String);
 
 /// A notification kept until its payment is known.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -134,6 +123,9 @@ struct Parked {
     psp: String,
     notification: Notification,
     raw: String,
+    /// Why: an unknown payment, or what the ledger refused.
+    #[serde(default)]
+    why: String,
 }
 
 fn read_payment(tx: &mut dyn Transaction, id: &str) -> Result<Option<Payment>, StoreError> {
@@ -311,6 +303,9 @@ impl LedgerCommand for CreateDeposit {
             rust_decimal::Decimal::ZERO
         ))?);
         record_new(tx, &payment)?;
+        // Until the PSP's answer is recorded: a cell that stops before it leaves the payment on
+        // this list, and the sweeper asks the PSP what became of it.
+        tx.store().set(&keys::to_answer(&payment.id), &[])?;
         Ok(Ok(payment))
     }
 }
@@ -334,6 +329,7 @@ impl LedgerCommand for RecordPspAnswer {
             return Ok(Err(CashierError::UnknownPayment(self.id.clone())));
         };
         payment.updated_at = tx.now();
+        tx.store().clear(&keys::to_answer(&payment.id))?;
         match &self.answer {
             Ok(created) => {
                 let reference = &created.reference;
@@ -357,21 +353,16 @@ impl LedgerCommand for RecordPspAnswer {
     }
 }
 
-/// Books a line with the payment's PSP on the batch's day, for reconciliation.
-fn book(tx: &mut KernelTx<'_>, payment: &Payment, kind: &str) -> Result<(), StoreError> {
-    book_amount(tx, payment, kind, payment.amount.0)
-}
-
-/// [`book`] for part of the payment (a partial chargeback or refund).
-fn book_amount(
+/// Books a line with the payment's PSP on `day` (the day the PSP dates it), for reconciliation.
+fn book(
     tx: &mut KernelTx<'_>,
     payment: &Payment,
     kind: &str,
     amount: rust_decimal::Decimal,
+    day: chrono::NaiveDate,
 ) -> Result<(), StoreError> {
-    let date = tx.now().date_naive().to_string();
     let amount = Amount::at_scale(amount, payment.currency.scale());
-    tx.store().set(&keys::settled(&date, &payment.psp, kind, &payment.id), amount.to_string().as_bytes())
+    tx.store().set(&keys::settled(&day.to_string(), &payment.psp, kind, &payment.id), amount.to_string().as_bytes())
 }
 
 /// What a notification says moved, when it says it in the payment's currency: `None` when it
@@ -404,7 +395,8 @@ fn fail(tx: &mut KernelTx<'_>, payment: &mut Payment, reason: String) -> Result<
 pub enum NotificationOutcome {
     /// Seen before: nothing.
     Duplicate,
-    /// About a payment the cell does not know (yet): kept, tried again.
+    /// About a payment the cell does not know (yet), or a step the ledger refused: kept, tried
+    /// again.
     Parked,
     /// Taken, and nothing to do (a late or unknown event code).
     Noted,
@@ -416,7 +408,7 @@ pub enum NotificationOutcome {
     Paid(Payment),
     /// A deposit taken back.
     ChargedBack(Payment),
-    /// A capture the cell could not credit: the cell asks the PSP to refund it.
+    /// A capture the cell could not credit: the cell asks the PSP to give it back.
     RefundDue(Payment),
 }
 
@@ -428,9 +420,6 @@ pub struct HandleNotification {
     pub raw: String,
     /// A parked notification tried again (already seen and chained).
     pub from_park: bool,
-    /// Whether the PSP refunds a captured payment (the card dialect; a bank-push pay-in is
-    /// returned by a payout, which finance makes).
-    pub refunds: bool,
 }
 
 impl LedgerCommand for HandleNotification {
@@ -459,21 +448,50 @@ impl LedgerCommand for HandleNotification {
                 body: self.raw.clone(),
             })?;
         }
+        // From here on nothing is refused: the notification is seen, so a refusal would lose it.
+        // What the ledger refuses is parked with its reason and tried again.
+        let park = |tx: &mut KernelTx<'_>, why: String| -> Result<NotificationOutcome, StoreError> {
+            let kept = Parked { psp: self.psp.clone(), notification: n.clone(), raw: self.raw.clone(), why };
+            tx.store().set(&parked_key, &rmp_serde::to_vec_named(&kept).expect("a notification encodes"))?;
+            Ok(NotificationOutcome::Parked)
+        };
         let payment = read_payment(tx.store(), &n.merchant_reference)?.filter(|p| p.psp == self.psp);
-        let Some(mut payment) = payment else {
+        let Some(payment) = payment else {
             if !self.from_park {
-                let kept = Parked { psp: self.psp.clone(), notification: n.clone(), raw: self.raw.clone() };
-                tx.store().set(&parked_key, &rmp_serde::to_vec_named(&kept).expect("a notification encodes"))?;
                 tracing::warn!(psp = %self.psp, event = %n.event_id, payment = %n.merchant_reference, "notification about an unknown payment: parked");
+                return Ok(Ok(park(tx, "unknown payment".into())?));
             }
             return Ok(Ok(NotificationOutcome::Parked));
         };
         if self.from_park {
             tx.store().clear(&parked_key)?;
         }
+        match self.apply_to(tx, payment)? {
+            Ok(outcome) => Ok(Ok(outcome)),
+            Err(refused) => {
+                tracing::error!(psp = %self.psp, event = %n.event_id, payment = %n.merchant_reference, code = %refused.code(), error = %refused, "the ledger refused a notification's step: parked, tried again");
+                Ok(Ok(park(tx, format!("refused: {refused}"))?))
+            }
+        }
+    }
+}
+
+impl HandleNotification {
+    /// Moves `payment` on as the notification says. Each arm posts before it writes anything
+    /// else, so a refusal leaves nothing behind (the caller parks the notification).
+    fn apply_to(
+        &self,
+        tx: &mut KernelTx<'_>,
+        mut payment: Payment,
+    ) -> Result<Result<NotificationOutcome, CashierError>, StoreError> {
+        let n = &self.notification;
+        // The PSP's settlement report lists the event on the day the PSP says it happened.
+        let day = n.event_date.unwrap_or_else(|| tx.now()).date_naive();
+        tx.store().clear(&keys::to_answer(&payment.id))?;
         payment.psp_reference.get_or_insert_with(|| n.psp_reference.clone());
         payment.updated_at = tx.now();
-        use PaymentStatus::{Authorised, Captured, Failed, Pending};
+        let deposit = payment.kind == PaymentKind::Deposit;
+        use PaymentStatus::{Approved, Authorised, Captured, Failed, Paid, Pending};
         let outcome = match (n.code.as_str(), n.success, payment.status) {
             ("AUTHORISATION", true, Pending) => {
                 payment.status = Authorised;
@@ -500,11 +518,12 @@ impl LedgerCommand for HandleNotification {
             }
             // The PSP has the money: credit it, once (a capture can overtake its authorisation).
             ("CAPTURE", true, Pending | Authorised) => {
-                tx.store().clear(&keys::to_capture(&payment.id))?;
                 let owed = tx.balances(&payment.player_id, payment.currency)?.owed();
-                match tx.post_one(deposit_entry(&payment, self.clearing, None, owed))? {
+                let posted = tx.post_one(deposit_entry(&payment, self.clearing, None, owed))?;
+                tx.store().clear(&keys::to_capture(&payment.id))?;
+                book(tx, &payment, "CAPTURE", payment.amount.0, day)?;
+                match posted {
                     Ok(posted) => {
-                        book(tx, &payment, "CAPTURE")?;
                         payment.status = Captured;
                         payment.entry_id = Some(posted.seq.to_string());
                         tx.event(PaymentConfirmed {
@@ -519,29 +538,20 @@ impl LedgerCommand for HandleNotification {
                     }
                     Err(refused) => {
                         // Captured by the PSP, refused here (a limit another deposit reached
-                        // meanwhile): not credited; the money goes back to the player by refund.
-                        // The PSP's capture is booked: its refund, asked for now, will balance it.
-                        let reason = format!("captured, then refused ({}): {refused}; refunded", refused.code());
-                        tracing::warn!(payment = %payment.id, %reason, "captured deposit not credited: refunding it");
-                        if !self.refunds {
-                            // Left out of the books on purpose: the reconciliation shows the
-                            // pay-in the cell holds no line for, and finance returns it by payout.
-                            let reason = format!("{reason}: to return by payout (finance)");
-                            tracing::error!(payment = %payment.id, %reason, "bank pay-in not credited");
-                            fail(tx, &mut payment, reason)?;
-                            write_payment(tx.store(), &payment)?;
-                            return Ok(Ok(NotificationOutcome::Failed(payment)));
-                        }
-                        book(tx, &payment, "CAPTURE")?;
+                        // meanwhile): not credited; the money goes back to the player, by a
+                        // refund (card) or a payout to the account it came from (bank push),
+                        // asked for again by the sweeper until the PSP says it is done.
+                        let reason = format!("captured, then refused ({}): {refused}; given back", refused.code());
+                        tracing::warn!(payment = %payment.id, %reason, "captured deposit not credited: giving it back");
                         fail(tx, &mut payment, reason)?;
-                        // Kept until the PSP's REFUND: the sweeper asks again while it has not come.
                         tx.store().set(&keys::to_refund(&payment.id), &[])?;
                         NotificationOutcome::RefundDue(payment.clone())
                     }
                 }
             }
-            // Taken back: a chargeback, or a refund the operator asked for. A compensating entry.
-            ("CHARGEBACK" | "REFUND", true, Captured) => {
+            // Taken back: a chargeback, or a refund the operator asked for (a bank-push deposit
+            // is given back by a payout of the deposit itself). A compensating entry.
+            ("CHARGEBACK" | "REFUND", true, Captured) | ("PAYOUT_PAID", true, Captured) if deposit => {
                 // What the PSP takes back: the notification's amount (part of the payment, at
                 // most all of it).
                 let taken = notified_amount(n, &payment)
@@ -550,8 +560,8 @@ impl LedgerCommand for HandleNotification {
                     .max(rust_decimal::Decimal::ZERO);
                 let cash = tx.balances(&payment.player_id, payment.currency)?.cash;
                 let posted = or_refuse!(tx.post_one(chargeback_entry(&payment, self.clearing, cash, taken))?);
-                let refund = n.code == "REFUND";
-                book_amount(tx, &payment, &n.code, taken)?;
+                let refund = n.code != "CHARGEBACK";
+                book(tx, &payment, line_kind(&n.code), taken, day)?;
                 payment.status = if refund { PaymentStatus::Refunded } else { PaymentStatus::ChargedBack };
                 payment.reason =
                     n.reason.clone().or_else(|| Some(if refund { "refunded" } else { "chargeback" }.into()));
@@ -582,10 +592,10 @@ impl LedgerCommand for HandleNotification {
                 }
                 NotificationOutcome::ChargedBack(payment.clone())
             }
-            // The refund of a capture this cell refused: it never reached the wallet.
-            ("REFUND", true, Failed) => {
+            // The money of a capture this cell refused, given back: it never reached the wallet.
+            ("REFUND", true, Failed) | ("PAYOUT_PAID", true, Failed) if deposit => {
                 tx.store().clear(&keys::to_refund(&payment.id))?;
-                book(tx, &payment, "REFUND")?;
+                book(tx, &payment, line_kind(&n.code), payment.amount.0, day)?;
                 payment.status = PaymentStatus::Refunded;
                 tx.event(contracts::cashier::PaymentRefunded {
                     player_id: payment.player_id.clone(),
@@ -598,11 +608,22 @@ impl LedgerCommand for HandleNotification {
                 })?;
                 NotificationOutcome::Noted
             }
-            ("PAYOUT_PAID", true, PaymentStatus::Approved) => {
-                tx.store().clear(&keys::to_pay_out(&payment.id))?;
+            // The payout giving a deposit back failed (the account is closed): asking again pays
+            // nothing more, so finance takes it from here.
+            ("PAYOUT_FAILED", _, Failed | Captured) if deposit => {
+                tx.store().clear(&keys::to_refund(&payment.id))?;
+                tracing::error!(payment = %payment.id, reason = ?n.reason, "the payout giving a deposit back failed: finance must return it by hand");
+                payment.review = Some(format!(
+                    "giving it back by payout failed ({}): to return by hand",
+                    n.reason.as_deref().unwrap_or("no reason given")
+                ));
+                NotificationOutcome::Noted
+            }
+            ("PAYOUT_PAID", true, Approved) => {
                 or_refuse!(tx.post_one(settlement_entry(&payment, self.clearing, false))?);
-                book(tx, &payment, "PAYOUT")?;
-                payment.status = PaymentStatus::Paid;
+                tx.store().clear(&keys::to_pay_out(&payment.id))?;
+                book(tx, &payment, "PAYOUT", payment.amount.0, day)?;
+                payment.status = Paid;
                 tx.event(contracts::cashier::PayoutPaid {
                     player_id: payment.player_id.clone(),
                     payment_id: payment.id.clone(),
@@ -612,16 +633,16 @@ impl LedgerCommand for HandleNotification {
                 })?;
                 NotificationOutcome::Paid(payment.clone())
             }
-            ("PAYOUT_PAID" | "PAYOUT_FAILED", _, PaymentStatus::Approved) => {
-                tx.store().clear(&keys::to_pay_out(&payment.id))?;
+            ("PAYOUT_PAID" | "PAYOUT_FAILED", _, Approved) => {
                 let reason = n.reason.clone().unwrap_or_else(|| "the PSP could not pay".into());
                 or_refuse!(give_back(tx, &mut payment, self.clearing, Failed, reason)?);
+                tx.store().clear(&keys::to_pay_out(&payment.id))?;
                 NotificationOutcome::Failed(payment.clone())
             }
             // Money the PSP says moved against a payment already decided the other way (a capture
             // of a failed deposit, a payout of a returned withdrawal, a failure of a paid one):
             // never applied silently. The payment says so for finance; reconciliation shows it.
-            ("CAPTURE", true, Failed) | ("PAYOUT_PAID", true, Failed) | ("PAYOUT_FAILED", _, PaymentStatus::Paid) => {
+            ("CAPTURE", true, Failed) | ("PAYOUT_PAID", true, Failed) | ("PAYOUT_FAILED", _, Paid) => {
                 tracing::error!(payment = %payment.id, code = %n.code, status = ?payment.status, "a PSP notification contradicts the payment's state: finance must settle it");
                 payment.review = Some(format!(
                     "the PSP said {} ({}) after the payment was {:?}: to settle by hand",
@@ -634,6 +655,16 @@ impl LedgerCommand for HandleNotification {
         };
         write_payment(tx.store(), &payment)?;
         Ok(Ok(outcome))
+    }
+}
+
+/// The settlement report's line type for a notification's code (a payout giving a deposit back
+/// is a `PAYOUT` line).
+fn line_kind(code: &str) -> &str {
+    if code == "PAYOUT_PAID" {
+        "PAYOUT"
+    } else {
+        code
     }
 }
 
@@ -654,22 +685,22 @@ pub async fn capture(psp: &Psp, payment: &Payment) -> bool {
     false
 }
 
-/// Asks the PSP to refund a captured payment: whether it took.
-pub async fn refund(psp: &Psp, payment: &Payment) -> bool {
-    let Some(reference) = &payment.psp_reference else { return false };
-    let (amount, currency) = (payment.amount.to_string(), payment.currency.code());
-    match psp.refund(reference, &amount, currency).await {
+/// Asks the PSP to give a captured deposit back (a refund, or a payout for bank push): whether
+/// it took. Its notification books it.
+pub async fn refund(cashier: &Cashier, psp: &Psp, payment: &Payment) -> bool {
+    match psp.refund(payment, &cashier.notification_url(&psp.config.id)).await {
         Ok(()) => true,
         Err(e) => {
-            tracing::error!(payment = %payment.id, error = %e, "refund not taken: finance must refund it by hand");
+            tracing::warn!(payment = %payment.id, error = %e, "refund not taken; asked again while it is due");
             false
         }
     }
 }
 
-/// Applies a verified notification on the writer, then does what it asks next: a capture, in the
-/// background (what fails stays on the sweeper's list).
+/// Applies a verified notification on the writer, then does what it asks next in the background
+/// (a capture, a refund): what fails stays on the sweeper's list.
 pub async fn take_notification(
+    cashier: &Arc<Cashier>,
     ledger: &crate::ledger::Ledger,
     psp: &Psp,
     notification: Notification,
@@ -677,15 +708,8 @@ pub async fn take_notification(
     from_park: bool,
     ctx: crate::events::EventContext,
 ) -> Result<NotificationOutcome, crate::ledger::Failed<CashierError>> {
-    let refunds = psp.config.dialect == psps::Dialect::Card;
-    let command = HandleNotification {
-        psp: psp.config.id.clone(),
-        clearing: psp.clearing,
-        notification,
-        raw,
-        from_park,
-        refunds,
-    };
+    let command =
+        HandleNotification { psp: psp.config.id.clone(), clearing: psp.clearing, notification, raw, from_park };
     let outcome = ledger.execute_unkeyed(command, ctx).await?.value;
     match &outcome {
         NotificationOutcome::Capture(payment) => {
@@ -693,74 +717,12 @@ pub async fn take_notification(
             tokio::spawn(async move { capture(&psp, &payment).await });
         }
         NotificationOutcome::RefundDue(payment) => {
-            let (psp, payment) = (psp.clone(), payment.clone());
-            tokio::spawn(async move { refund(&psp, &payment).await });
+            let (cashier, psp, payment) = (cashier.clone(), psp.clone(), payment.clone());
+            tokio::spawn(async move { refund(&cashier, &psp, &payment).await });
         }
         _ => {}
     }
     Ok(outcome)
-}
-
-/// Every `interval`: captures the deposits authorised and not captured for a while (a capture
-/// that failed, a cell restarted between the two), and tries parked notifications again.
-pub fn spawn_sweeper(
-    cashier: Arc<Cashier>,
-    ledger: crate::ledger::Ledger,
-    cell: String,
-    clock: Arc<dyn crate::clock::Clock>,
-    interval: std::time::Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            let reader = cashier.clone();
-            let (to_capture, parked) = match tokio::task::spawn_blocking(move || reader.pending_work()).await {
-                Ok(Ok(work)) => work,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cashier sweep: cannot read its work");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cashier sweep task failed");
-                    continue;
-                }
-            };
-            let settled_for = chrono::Duration::from_std(interval).unwrap_or_default();
-            for payment in to_capture {
-                let Some(psp) = cashier.psp(&payment.psp) else { continue };
-                if clock.now() - payment.updated_at >= settled_for {
-                    capture(psp, &payment).await;
-                }
-            }
-            let reader = cashier.clone();
-            if let Ok(Ok(due)) = tokio::task::spawn_blocking(move || reader.to_refund()).await {
-                for payment in due {
-                    let Some(psp) = cashier.psp(&payment.psp) else { continue };
-                    if clock.now() - payment.updated_at >= settled_for {
-                        refund(psp, &payment).await;
-                    }
-                }
-            }
-            let reader = cashier.clone();
-            if let Ok(Ok(due)) = tokio::task::spawn_blocking(move || reader.to_pay_out()).await {
-                for payment in due {
-                    let Some(psp) = cashier.psp(&payment.psp) else { continue };
-                    if clock.now() - payment.updated_at >= settled_for {
-                        pay_out(&cashier, psp, &payment).await;
-                    }
-                }
-            }
-            for (psp_id, notification, raw) in parked {
-                let Some(psp) = cashier.psp(&psp_id) else { continue };
-                let ctx = crate::events::EventContext::background(&cell);
-                if let Err(e) = take_notification(&ledger, psp, notification, raw, true, ctx).await {
-                    tracing::warn!(error = %e, "cashier sweep: a parked notification failed again");
-                }
-            }
-        }
-    })
 }
 
 /// The house account a withdrawal's amount waits in between the player's cash and the PSP.
@@ -1017,30 +979,6 @@ impl Cashier {
             .map_err(|e| crate::ledger::Failed::Unavailable(e.to_string()))?
             .map_err(|e| crate::ledger::Failed::Unavailable(e.to_string()))?;
         found.ok_or_else(|| crate::ledger::Failed::Refused(CashierError::UnknownPayment(id.to_owned())))
-    }
-
-    /// Captures refused after the PSP took the money, waiting for its refund. Blocking.
-    fn to_refund(&self) -> Result<Vec<Payment>, StoreError> {
-        self.listed(keys::to_refund_all())
-    }
-
-    /// Withdrawals approved and not yet paid or failed. Blocking.
-    fn to_pay_out(&self) -> Result<Vec<Payment>, StoreError> {
-        self.listed(keys::to_pay_out_all())
-    }
-
-    /// The payments a work list (`(kind, id)` keys) names. Blocking.
-    fn listed(&self, (begin, end): (Vec<u8>, Vec<u8>)) -> Result<Vec<Payment>, StoreError> {
-        let mut tx = self.store.begin_snapshot_reads()?;
-        let mut due = Vec::new();
-        for (key, _) in tx.get_range(&begin, &end, 100, false)? {
-            let (_, id): (String, String) =
-                crate::store::subspaces::cashier().unpack(&key).map_err(|e| StoreError::corrupt(&key, e))?;
-            if let Some(payment) = read_payment(tx.as_mut(), &id)? {
-                due.push(payment);
-            }
-        }
-        Ok(due)
     }
 }
 

@@ -86,6 +86,10 @@ pub struct Notification {
     pub amount: Option<String>,
     #[serde(default)]
     pub currency: Option<String>,
+    /// When the PSP says it happened: the day its settlement report lists it under, so the cell
+    /// books it on that day too (not on the day the notification reached it).
+    #[serde(default)]
+    pub event_date: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,16 +158,7 @@ impl Psp {
         if status != 201 && status != 200 {
             return Err(format!("PSP {} answered {status} at {path}", self.config.id));
         }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Answer {
-            #[serde(alias = "id")]
-            psp_reference: String,
-            #[serde(default)]
-            redirect_url: Option<String>,
-        }
-        let answer: Answer = serde_json::from_slice(&body).map_err(|e| format!("the PSP's answer: {e}"))?;
-        Ok(Created { reference: answer.psp_reference, redirect_url: answer.redirect_url })
+        created(&body)
     }
 
     /// The PSP's settlement report for `date` (CSV: `date,type,pspReference,merchantReference,
@@ -198,17 +193,42 @@ impl Psp {
         Ok(lines)
     }
 
-    /// Asks the PSP to give a captured payment back to the player (the card dialect; a bank-push
-    /// deposit is returned by a payout). Its `REFUND` notification books it.
-    pub async fn refund(&self, psp_reference: &str, amount: &str, currency: &str) -> Result<(), String> {
+    /// Asks the PSP to give a captured deposit back to the player: a refund in the card dialect
+    /// (its `REFUND` notification books it), a payout of the deposit's id to the account it came
+    /// from in the bank-push one (its `PAYOUT_PAID`; asking again pays once).
+    pub async fn refund(&self, deposit: &contracts::cashier::Payment, notification_url: &str) -> Result<(), String> {
+        let (amount, currency) = (deposit.amount.to_string(), deposit.currency.code());
         if self.config.dialect == Dialect::BankPush {
-            return Err(format!("PSP {} refunds by payout, not by refund", self.config.id));
+            let method = &deposit.payment_method;
+            return self.payout(&deposit.id, &amount, currency, method, notification_url).await.map(|_| ());
         }
+        let Some(psp_reference) = &deposit.psp_reference else {
+            return Err(format!("payment {} has no PSP reference to refund", deposit.id));
+        };
         let path = format!("/psp/card/v1/payments/{psp_reference}/refunds");
         let (status, _) = self.call(&path, json!({ "amount": amount, "currency": currency })).await?;
         match status {
             200 | 201 => Ok(()),
             other => Err(format!("PSP {} answered {other} to the refund", self.config.id)),
+        }
+    }
+
+    /// Asks the PSP what became of the payment created with `payment_id` (when the cell lost the
+    /// answer to its create call): `Some` with its reference when the PSP has it, `None` when the
+    /// call never reached it. An error: ask again later.
+    pub async fn find_payment(&self, payment_id: &str) -> Result<Option<Created>, String> {
+        let path = match self.config.dialect {
+            Dialect::Card => format!("/psp/card/v1/payments?merchantReference={payment_id}"),
+            Dialect::BankPush => format!("/psp/bank/v1/payins?merchantReference={payment_id}"),
+        };
+        let exchange = exchange(&self.authority, "GET", &path, "application/json", String::new());
+        let (status, _, body) = tokio::time::timeout(PSP_TIMEOUT, exchange)
+            .await
+            .map_err(|_| format!("PSP {} did not answer within {PSP_TIMEOUT:?}", self.config.id))??;
+        match status {
+            200 => created(&body).map(Some),
+            404 => Ok(None),
+            other => Err(format!("PSP {} answered {other} to the inquiry", self.config.id)),
         }
     }
 
@@ -284,6 +304,20 @@ impl Psp {
     }
 }
 
+/// A payment the PSP has, in either dialect's answer (`pspReference` or `id`, `redirectUrl`).
+fn created(body: &[u8]) -> Result<Created, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Answer {
+        #[serde(alias = "id")]
+        psp_reference: String,
+        #[serde(default)]
+        redirect_url: Option<String>,
+    }
+    let answer: Answer = serde_json::from_slice(body).map_err(|e| format!("the PSP's answer: {e}"))?;
+    Ok(Created { reference: answer.psp_reference, redirect_url: answer.redirect_url })
+}
+
 /// One line of a PSP's settlement report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportLine {
@@ -310,6 +344,9 @@ fn card_notification(body: &[u8]) -> Result<Notification, NotificationError> {
         amount: Option<String>,
         #[serde(default)]
         currency: Option<String>,
+        /// Unix seconds.
+        #[serde(default)]
+        event_date: Option<i64>,
     }
     let wire: Wire = serde_json::from_slice(body).map_err(|e| NotificationError::Malformed(e.to_string()))?;
     Ok(Notification {
@@ -321,6 +358,7 @@ fn card_notification(body: &[u8]) -> Result<Notification, NotificationError> {
         reason: wire.reason,
         amount: wire.amount,
         currency: wire.currency,
+        event_date: wire.event_date.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
     })
 }
 
@@ -341,6 +379,8 @@ fn bank_notification(body: &[u8]) -> Result<Notification, NotificationError> {
         amount: Option<String>,
         #[serde(default)]
         currency: Option<String>,
+        #[serde(default)]
+        created_at: Option<chrono::DateTime<chrono::Utc>>,
     }
     let wire: Wire = serde_json::from_slice(body).map_err(|e| NotificationError::Malformed(e.to_string()))?;
     let (code, success) = match wire.kind.as_str() {
@@ -359,6 +399,7 @@ fn bank_notification(body: &[u8]) -> Result<Notification, NotificationError> {
         reason: wire.reason,
         amount: wire.amount,
         currency: wire.currency,
+        event_date: wire.created_at,
     })
 }
 

@@ -1,0 +1,304 @@
+//! The cashier finishing what was interrupted: a deposit whose PSP answer was lost when the cell
+//! stopped, a notification step the ledger refused, a captured pay-in the cell could not credit
+//! (given back by the PSP), and settlement lines dated as the PSP dates them.
+
+use crate::cashier::{books_balance, count, funded, verified_player};
+use crate::harness::{Client, TestCell};
+use crate::registers::Sandbox;
+use cell::domains::cashier::psps::Notification;
+use cell::domains::cashier::{CreateDeposit, HandleNotification, NotificationOutcome};
+use cell::events::EventContext;
+use cell::idempotency::IdempotencyKey;
+use cell::ledger::{Gate, GateRefusal, GatedEntry, HouseAccount, PostingKind};
+use contracts::{CellCode, Currency, Money, PlayerId};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn ctx() -> EventContext {
+    EventContext { cell: "uk".into(), trace_id: "cashier-recovery".into(), operator: None }
+}
+
+fn key(name: &str) -> IdempotencyKey {
+    IdempotencyKey::new(name, "cashier-recovery", &Value::Null).unwrap()
+}
+
+fn gbp(amount: i64) -> Money {
+    Money::signed(Decimal::from(amount), Currency::from_code("GBP").unwrap()).unwrap()
+}
+
+/// Payment `id` as its player sees it, once its status is `want` (or after 15 s).
+async fn payment_becomes(c: &Client, token: &str, id: &str, want: &str) -> Value {
+    let bearer = format!("Bearer {token}");
+    let mut last = Value::Null;
+    for _ in 0..300 {
+        let path = format!("/cashier/payments/{id}");
+        last = c.raw("GET", &path, &[("authorization", bearer.as_str())], Vec::new()).await.unwrap().json();
+        if last["status"] == want {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("payment {id} never became {want}: {last}");
+}
+
+/// The cell stopped after recording two deposits and before their PSP answered: one never reached
+/// the PSP, one did. After the restart the sweeper asks the PSP about both: the first fails
+/// (nothing moved), the second goes on and is credited once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposit_whose_psp_answer_was_lost_is_asked_about() {
+    let sandbox = Sandbox::start().await;
+    let mut cell = TestCell::start_with_sandbox("uk", &sandbox.url, cell::clock::system()).await;
+    let token = verified_player(&cell.client(), "uk-lou").await;
+    cell.stop().await;
+    // What the cell had written when it stopped: the two payments, `pending`, no PSP reference.
+    {
+        use cell::store::embedded::{Durability, EmbeddedStore};
+        let store = Arc::new(EmbeddedStore::open(&cell.dir.path().join("store"), Durability::SyncPerCommit).unwrap());
+        let (ledger, writer) = crate::harness::ledger(store, Vec::new());
+        for (id, amount) in [("dep_lost_never", 20), ("dep_lost_taken", 15)] {
+            let command = CreateDeposit {
+                id: id.into(),
+                player: PlayerId::new("uk-lou").unwrap(),
+                psp: "card".into(),
+                clearing: HouseAccount("psp-clearing:card"),
+                money: gbp(amount),
+                payment_method: "card:tok_visa_4242".into(),
+                location: None,
+            };
+            ledger.execute(command, key(id), ctx()).await.unwrap();
+        }
+        crate::harness::ledger_stop(ledger, writer).await;
+    }
+    // The PSP took the second; its notifications come late (after the cell has asked).
+    sandbox.admin("POST", "/admin/faults", json!({ "party": "card-webhook", "mode": "late", "latencyMs": 4000 })).await;
+    let port: u16 = sandbox.url.rsplit(':').next().unwrap().parse().unwrap();
+    let psp = Client { address: ([127, 0, 0, 1], port).into() };
+    let body = json!({
+        "merchantReference": "dep_lost_taken", "amount": "15.00", "currency": "GBP",
+        "paymentMethod": "card:tok_visa_4242",
+        "notificationUrl": format!("http://{}/cashier/webhooks/card", cell.address),
+    });
+    assert_eq!(psp.post("/psp/card/v1/payments", "unused", body).await.status, 201);
+    cell.restart("uk").await;
+    let c = cell.client();
+
+    let never = payment_becomes(&c, &token, "dep_lost_never", "failed").await;
+    assert!(never["reason"].as_str().unwrap().contains("never received it"), "{never}");
+    let taken = payment_becomes(&c, &token, "dep_lost_taken", "captured").await;
+    assert!(taken["pspReference"].as_str().unwrap().starts_with("pay_"), "{taken}");
+    assert_eq!(c.balance("uk-lou").await["cash"], "15.00", "the one the PSP took, once");
+    let events = c.events().await;
+    let intent = |id: &str| {
+        events.iter().filter(|e| e["event"] == "payment.intent_created" && e["payload"]["paymentId"] == id).count()
+    };
+    assert_eq!(intent("dep_lost_taken"), 1, "its reference came from the inquiry, before any notification");
+    assert_eq!(intent("dep_lost_never"), 0);
+    assert_eq!(count(&events, "payment.confirmed"), 1);
+    books_balance(&c).await;
+}
+
+/// Refuses chargebacks while `refusing` is set: a ledger refusal after the notification was
+/// seen and chained.
+struct NoChargebacks {
+    refusing: Arc<AtomicBool>,
+}
+
+impl Gate for NoChargebacks {
+    fn name(&self) -> &'static str {
+        "no-chargebacks"
+    }
+
+    fn check(
+        &self,
+        e: &GatedEntry<'_>,
+        _: &mut cell::ledger::GateState<'_>,
+    ) -> Result<Result<(), GateRefusal>, cell::store::StoreError> {
+        if e.kind == PostingKind::Chargeback && self.refusing.load(Ordering::SeqCst) {
+            return Ok(Err(GateRefusal {
+                code: CellCode::StakeLimitExceeded,
+                rule: "test-no-chargebacks".into(),
+                policy_version: "t1".into(),
+                message: "no chargebacks for now (a test rule)".into(),
+            }));
+        }
+        Ok(Ok(()))
+    }
+}
+
+fn notification(event: &str, code: &str, payment: &str) -> Notification {
+    Notification {
+        event_id: event.into(),
+        code: code.into(),
+        psp_reference: "pay_1".into(),
+        merchant_reference: payment.into(),
+        success: true,
+        reason: None,
+        amount: Some("40.00".into()),
+        currency: Some("GBP".into()),
+        event_date: None,
+    }
+}
+
+/// A notification the ledger refuses a step of is not lost to its own deduplication: it is
+/// parked and, tried again once the ledger takes it, applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_whose_step_is_refused_is_parked_not_lost() {
+    use cell::store::embedded::{Durability, EmbeddedStore};
+    use cell::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path(), Durability::GroupSync).unwrap());
+    let region = Arc::new(contracts::region::RegionConfig::from_file(&crate::harness::region_path("uk")).unwrap());
+    let compliance =
+        cell::domains::compliance::Compliance::new(store.clone(), region, cell::clock::system(), None, None);
+    let player = PlayerId::new("uk-cy").unwrap();
+    let request = contracts::players::RegisterPlayerRequest {
+        player_id: player.clone(),
+        date_of_birth: chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap(),
+        country: contracts::CountryCode::new("GB").unwrap(),
+        currency: "GBP".into(),
+        password: contracts::players::Password(String::new()),
+        profile: None,
+    };
+    compliance.player_register(request, None, &key("reg"), &ctx(), None, None).unwrap();
+    let refusing = Arc::new(AtomicBool::new(true));
+    let (ledger, writer) = crate::harness::ledger(store, vec![Box::new(NoChargebacks { refusing: refusing.clone() })]);
+    let clearing = HouseAccount("psp-clearing:card");
+    let command = CreateDeposit {
+        id: "dep_cy".into(),
+        player: player.clone(),
+        psp: "card".into(),
+        clearing,
+        money: gbp(40),
+        payment_method: "card:tok_visa_4242".into(),
+        location: None,
+    };
+    ledger.execute(command, key("dep"), ctx()).await.unwrap();
+    let handle = |n: Notification, from_park: bool| HandleNotification {
+        psp: "card".into(),
+        clearing,
+        raw: serde_json::to_string(&n).unwrap(),
+        notification: n,
+        from_park,
+    };
+    let take = |n, from_park| {
+        let ledger = ledger.clone();
+        let command = handle(n, from_park);
+        async move { ledger.execute_unkeyed(command, ctx()).await.unwrap().value }
+    };
+    let captured = take(notification("evt_1", "CAPTURE", "dep_cy"), false).await;
+    assert!(matches!(captured, NotificationOutcome::Credited(_)), "{captured:?}");
+
+    let chargeback = notification("evt_2", "CHARGEBACK", "dep_cy");
+    assert_eq!(take(chargeback.clone(), false).await, NotificationOutcome::Parked, "refused: parked");
+    assert_eq!(take(chargeback.clone(), false).await, NotificationOutcome::Duplicate, "seen once, chained once");
+    assert_eq!(ledger.balance(&player, None, None).unwrap().cash.0, Decimal::from(40), "nothing moved yet");
+    // Still refused when tried again from the park: still parked.
+    assert_eq!(take(chargeback.clone(), true).await, NotificationOutcome::Parked);
+    refusing.store(false, Ordering::SeqCst);
+    let applied = take(chargeback.clone(), true).await;
+    assert!(matches!(applied, NotificationOutcome::ChargedBack(_)), "{applied:?}");
+    assert_eq!(ledger.balance(&player, None, None).unwrap().cash.0, Decimal::ZERO, "taken back once");
+    // Out of the park: trying it again finds nothing to do.
+    assert_eq!(take(chargeback, true).await, NotificationOutcome::Noted);
+    assert_eq!(ledger.balance(&player, None, None).unwrap().cash.0, Decimal::ZERO);
+    crate::harness::ledger_stop(ledger, writer).await;
+}
+
+/// Two bank pay-ins, each under the player's deposit limit and together over it, both approved at
+/// the bank: the second is captured and refused by the ledger, and given back by a payout to the
+/// account it came from, without finance. Finance then gives the first back too. The books and
+/// the bank's settlement report agree throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bank_pay_in_the_ledger_refuses_is_given_back_by_payout() {
+    let sandbox = Sandbox::start().await;
+    let cell = TestCell::start_with_sandbox("uk", &sandbox.url, cell::clock::system()).await;
+    let c = cell.client();
+    let token = verified_player(&c, "uk-bo").await;
+    let limit = json!({ "changes": [{ "kind": "deposit", "period": "day", "amount": "50.00" }] });
+    let set = crate::limits::as_player(&c, "PUT", "/players/uk-bo/limits", &token, Some(limit)).await;
+    assert_eq!(set.status, 200);
+    let bearer = format!("Bearer {token}");
+    let port: u16 = sandbox.url.rsplit(':').next().unwrap().parse().unwrap();
+    let bank = Client { address: ([127, 0, 0, 1], port).into() };
+    let mut ids = Vec::new();
+    for key in ["bo-1", "bo-2"] {
+        let body = json!({ "playerId": "uk-bo", "psp": "bank", "amount": "30.00", "currency": "GBP", "paymentMethod": "bank:acct_bo_1" });
+        let headers =
+            [("authorization", bearer.as_str()), ("x-idempotency-key", key), ("content-type", "application/json")];
+        let created = c.raw("POST", "/cashier/deposits", &headers, body.to_string().into_bytes()).await.unwrap();
+        assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+        ids.push((created.json()["id"].as_str().unwrap().to_owned(), created.json()["redirectUrl"].clone()));
+    }
+    for (id, redirect) in &ids {
+        let path = redirect.as_str().unwrap().split_once("/psp/").map(|(_, p)| format!("/psp/{p}")).unwrap();
+        assert_eq!(bank.get(&path).await.status, 200);
+        // One at a time: which of the two the limit refuses is then known.
+        if id == &ids[0].0 {
+            payment_becomes(&c, &token, id, "captured").await;
+        }
+    }
+    let given_back = payment_becomes(&c, &token, &ids[1].0, "refunded").await;
+    assert!(given_back["reason"].as_str().unwrap().contains("DEPOSIT_LIMIT_EXCEEDED"), "{given_back}");
+    assert_eq!(c.balance("uk-bo").await["cash"], "30.00", "only the first is credited");
+    let today = chrono::Utc::now().date_naive();
+    let report = c.get(&format!("/ops/reconciliation?psp=bank&date={today}")).await.json();
+    assert_eq!((report["matched"].as_u64(), report["differences"].clone()), (Some(3), json!([])), "{report}");
+
+    // Finance gives the first back: a payout of the deposit to its account, then its entry.
+    let body = json!({ "reason": "the player asked" }).to_string().into_bytes();
+    let path = format!("/cashier/payments/{}/refund", ids[0].0);
+    let asked = c.raw("POST", &path, &[("content-type", "application/json")], body).await.unwrap();
+    assert_eq!(asked.status, 202, "{}", String::from_utf8_lossy(&asked.body));
+    payment_becomes(&c, &token, &ids[0].0, "refunded").await;
+    assert_eq!(c.balance("uk-bo").await["cash"], "0.00");
+    assert_eq!(count(&c.events().await, "payment.refunded"), 2);
+    books_balance(&c).await;
+    let report = c.get(&format!("/ops/reconciliation?psp=bank&date={today}")).await.json();
+    assert_eq!((report["matched"].as_u64(), report["differences"].clone()), (Some(4), json!([])), "{report}");
+}
+
+/// A notification dated yesterday by the PSP (it reached the cell after midnight) is booked on
+/// yesterday's settlement day, as the PSP's report lists it, not on the day it arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settlement_lines_are_dated_as_the_psp_dates_them() {
+    use hmac::{Hmac, Mac};
+    let sandbox = Sandbox::start().await;
+    let cell = TestCell::start_with_sandbox("uk", &sandbox.url, cell::clock::system()).await;
+    let c = cell.client();
+    let token = funded(&c, "uk-dot", "20.00").await;
+    let bearer = format!("Bearer {token}");
+    let headers = [("authorization", bearer.as_str())];
+    let list = c.raw("GET", "/cashier/players/uk-dot/transactions", &headers, Vec::new()).await.unwrap().json();
+    let payment = list["payments"][0].clone();
+    let yesterday = chrono::Utc::now() - chrono::Duration::days(1);
+    // The PSP's chargeback of yesterday, delivered now (signed now, as a retry is).
+    let body = json!({
+        "eventId": "evt_late_cb", "eventCode": "CHARGEBACK", "pspReference": payment["pspReference"],
+        "merchantReference": payment["id"], "amount": "20.00", "currency": "GBP", "success": true,
+        "eventDate": yesterday.timestamp(),
+    })
+    .to_string();
+    let t = chrono::Utc::now().timestamp();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(crate::harness::PSP_CARD_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    let signature = format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()));
+    let headers = [("x-psp-signature", signature.as_str()), ("content-type", "application/json")];
+    assert_eq!(c.raw("POST", "/cashier/webhooks/card", &headers, body.into_bytes()).await.unwrap().status, 200);
+    let id = payment["id"].as_str().unwrap();
+    payment_becomes(&c, &token, id, "charged_back").await;
+
+    let reconcile = |date: chrono::NaiveDate| format!("/ops/reconciliation?psp=card&date={date}");
+    let today = c.get(&reconcile(chrono::Utc::now().date_naive())).await.json();
+    assert_eq!(today["differences"], json!([]), "today holds the capture only: {today}");
+    let before = c.get(&reconcile(yesterday.date_naive())).await.json();
+    // The sandbox never settled this chargeback (the test played the PSP): the cell's line is on
+    // yesterday's day, alone.
+    assert_eq!(
+        before["differences"],
+        json!([{ "kind": "missing_at_psp", "type": "CHARGEBACK", "paymentId": id, "ledgerAmount": "20.00" }]),
+        "{before}"
+    );
+}

@@ -148,6 +148,78 @@ pub fn record_events(
     Ok(found)
 }
 
+/// One record read back for an export: its position, hashes and event text, its hash checked.
+#[derive(Debug, Clone)]
+pub struct ChainRecord {
+    pub seq: u64,
+    pub prev: [u8; 32],
+    pub hash: [u8; 32],
+    pub event: String,
+}
+
+/// The chain's length (0 when empty) and its head hash.
+pub fn head(store: &dyn Store) -> Result<(u64, [u8; 32]), StoreError> {
+    let chain = AuditChain::load(store.begin_snapshot_reads()?.as_mut())?;
+    Ok((chain.seq, chain.head))
+}
+
+/// The record at `seq`, its hash checked against its text. `None` past the head.
+pub fn record(store: &dyn Store, seq: u64) -> Result<Option<ChainRecord>, StoreError> {
+    let mut tx = store.begin_snapshot_reads()?;
+    let Some(value) = tx.get(&record_key(seq))? else { return Ok(None) };
+    checked(seq, decode("audit record", &value)?).map(Some)
+}
+
+fn checked(seq: u64, r: StoredRecord) -> Result<ChainRecord, StoreError> {
+    if contracts::audit::record_hash(seq, &r.prev, r.event.as_bytes()) != r.hash {
+        return Err(StoreError::Corrupt {
+            key: format!("audit record {seq}"),
+            why: "its text no longer gives its hash: changed since it was written".into(),
+        });
+    }
+    Ok(ChainRecord { seq, prev: r.prev, hash: r.hash, event: r.event })
+}
+
+/// Calls `each` with the records `first..=last`, in order, a page at a time (memory does not grow
+/// with the range), each hash and link to the one before checked. A gap, a changed record or a
+/// broken link is an error: nothing is read past it.
+pub fn scan(
+    store: &dyn Store,
+    first: u64,
+    last: u64,
+    mut each: impl FnMut(ChainRecord) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut after = first.saturating_sub(1);
+    let mut prev: Option<[u8; 32]> = None;
+    while after < last {
+        let mut tx = store.begin_snapshot_reads()?;
+        let (begin, _) = records_range(after);
+        let end = record_key(last.saturating_add(1));
+        let page = usize::try_from((last - after).min(VERIFY_PAGE as u64)).unwrap_or(VERIFY_PAGE);
+        let rows = tx.get_range(&begin, &end, page, false)?;
+        if rows.is_empty() {
+            return Err(StoreError::Corrupt { key: format!("audit record {}", after + 1), why: "missing".into() });
+        }
+        for (key, value) in rows {
+            let seq = key_seq(&key).map_err(|e| StoreError::corrupt(&key, e))?;
+            if seq != after + 1 {
+                return Err(StoreError::Corrupt { key: format!("audit record {}", after + 1), why: "missing".into() });
+            }
+            let record = checked(seq, decode("audit record", &value)?)?;
+            if prev.is_some_and(|p| p != record.prev) {
+                return Err(StoreError::Corrupt {
+                    key: format!("audit record {seq}"),
+                    why: "does not link to the record before it".into(),
+                });
+            }
+            prev = Some(record.hash);
+            after = seq;
+            each(record)?;
+        }
+    }
+    Ok(())
+}
+
 /// Up to `limit` records after position `after`.
 pub fn records_page(store: &dyn Store, after: u64, limit: usize) -> Result<AuditRecordPage, StoreError> {
     let mut tx = store.begin()?;

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod credentials;
 pub mod domains;
 pub mod events;
+pub mod exports;
 pub mod http;
 pub mod idempotency;
 pub mod ledger;

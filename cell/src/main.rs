@@ -36,6 +36,11 @@ enum Command {
         #[command(subcommand)]
         what: Audit,
     },
+    /// Regulator exports, from a stopped cell's data directory.
+    Export {
+        #[command(subcommand)]
+        what: Export,
+    },
     /// Measure a part of the cell and print key=value figures.
     Bench {
         #[command(subcommand)]
@@ -117,6 +122,38 @@ enum Audit {
         /// rewrite the chain could also replace.
         #[arg(long)]
         public_key: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Export {
+    /// Build one export into the cell's vault and copy it to `--out`: the files named as the
+    /// regulator requires, `events.csv`, `manifest.json` and `manifest.sig`. Prints the manifest.
+    Build {
+        /// The cell's data directory (as given to `cell serve --data`).
+        #[arg(long)]
+        data: PathBuf,
+        /// The jurisdiction (`ES`); its region file is `config/regions/<es>.toml` unless `--region`.
+        #[arg(long)]
+        jurisdiction: String,
+        #[arg(long)]
+        region: Option<PathBuf>,
+        /// The regulator's record name: `CJD`, `CJT`, `JUC`, `OPT` for ES.
+        #[arg(long = "type")]
+        kind: String,
+        /// `YYYY-MM-DD`, `YYYY-MM` or `YYYY-Qn` (UTC).
+        #[arg(long)]
+        period: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write each zip's XML beside it, for inspection.
+        #[arg(long)]
+        unzipped: bool,
+    },
+    /// List the exports in a stopped cell's vault.
+    List {
+        #[arg(long)]
+        data: PathBuf,
     },
 }
 
@@ -298,6 +335,56 @@ fn main() -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             }
+        }
+        Command::Export { what: Export::Build { data, jurisdiction, region, kind, period, out, unzipped } } => {
+            let built = (|| -> anyhow::Result<cell::exports::vault::Stored> {
+                let region = region
+                    .unwrap_or_else(|| PathBuf::from(format!("config/regions/{}.toml", jurisdiction.to_lowercase())));
+                let region = RegionConfig::from_file(&region)?;
+                if !region.jurisdiction.to_string().eq_ignore_ascii_case(&jurisdiction) {
+                    anyhow::bail!(
+                        "{} is the region file of {}, not {jurisdiction}",
+                        region.cell_id,
+                        region.jurisdiction
+                    );
+                }
+                let key = cell::signing_key::load_or_create(&data.join("audit-ed25519.key"))?;
+                let store = cell::store::embedded::EmbeddedStore::open(&data.join("store"), Durability::GroupSync)
+                    .with_context(|| format!("open the store under {} (is the cell still running?)", data.display()))?;
+                let exporter = cell::exports::Exporter { data_dir: &data, region: &region, audit_key: &key };
+                let stored =
+                    exporter.build(&store, &kind, &period, cell::clock::Clock::now(cell::clock::system().as_ref()))?;
+                let password = cell::exports::vault::Vault::new(&data).zip_password()?;
+                cell::exports::vault::copy_out(&stored, &out, unzipped.then_some(password.as_str()))?;
+                Ok(stored)
+            })();
+            match built {
+                Ok(stored) => {
+                    println!("{}", serde_json::to_string_pretty(&stored.manifest)?);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
+        Command::Export { what: Export::List { data } } => {
+            let list = cell::exports::vault::Vault::new(&data).list()?;
+            for s in list {
+                let m = &s.manifest;
+                println!(
+                    "{}\t{}\t{}\t{} files\t{} events\tchain {}..={}",
+                    m.export_id,
+                    m.kind,
+                    m.period.label,
+                    m.files.len(),
+                    m.event_count,
+                    m.chain.first_seq,
+                    m.chain.last_seq
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
         }
         Command::Bench { what: Bench::Wallet(args) } => runtime.block_on(cell::bench::wallet(args)),
         Command::Bench { what: Bench::Rounds(args) } => runtime.block_on(cell::bench::rounds(args)),

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod changes;
 pub mod error;
 pub mod events;
+pub mod exports;
 pub mod flags;
 pub mod gaming;
 pub mod ids;

@@ -115,6 +115,24 @@ struct RegionFile {
     rules: RulesFile,
     #[serde(default)]
     flag_locks: Vec<FlagLockFile>,
+    #[serde(default)]
+    exports: ExportsFile,
+}
+
+/// `[exports]`: the regulator's identities of the operator, and which exports are built when.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportsFile {
+    #[serde(default)]
+    operator_id: Option<String>,
+    #[serde(default)]
+    warehouse_id: Option<String>,
+    #[serde(default)]
+    daily: Vec<String>,
+    #[serde(default)]
+    monthly: Vec<String>,
+    #[serde(default)]
+    quarterly: Vec<String>,
 }
 
 /// `[[flag_locks]]`: a flag whose value the law of this jurisdiction pins.
@@ -332,6 +350,20 @@ pub struct RegionConfig {
     /// Flags the law pins in this region: the control plane refuses any flag change that could
     /// serve another value here, and the cell's evaluation serves the pinned value regardless.
     pub flag_locks: Vec<FlagLock>,
+    pub exports: ExportSettings,
+}
+
+/// `[exports]`: how the regulator names the operator, and the export types (the regulator's own
+/// record names) built each day, month and quarter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ExportSettings {
+    /// The regulator's id of the operator (DGOJ `OperadorId`, at most 4 characters).
+    pub operator_id: String,
+    /// The operator's data warehouse (DGOJ `AlmacenId`, at most 10 characters).
+    pub warehouse_id: String,
+    pub daily: Vec<String>,
+    pub monthly: Vec<String>,
+    pub quarterly: Vec<String>,
 }
 
 /// A maximum stake per game round for players in an age band, from a date.
@@ -618,6 +650,7 @@ fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
         }
         _ => {}
     }
+    let warehouse = f.cell_id.to_uppercase();
     Ok(RegionConfig {
         cell_id: f.cell_id,
         jurisdiction: f.jurisdiction,
@@ -627,6 +660,13 @@ fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
         default_currency,
         minimum_age: f.minimum_age,
         export_format: f.export_format,
+        exports: ExportSettings {
+            operator_id: f.exports.operator_id.unwrap_or_else(|| "OP01".into()),
+            warehouse_id: f.exports.warehouse_id.unwrap_or(warehouse),
+            daily: f.exports.daily,
+            monthly: f.exports.monthly,
+            quarterly: f.exports.quarterly,
+        },
         wagering_abroad: f.travel.wagering_abroad,
         deposits_abroad: f.travel.deposits_abroad,
         primary_endpoint: f.endpoints.primary,

@@ -4,7 +4,7 @@
 
 use crate::events::{self, EventPayload};
 use crate::{audit, cashier, gaming, players, sessions, wallet, CellCode, ControlCode, ErrorBody, RouterCode};
-use crate::{catalog, changes, flags, limits, operators};
+use crate::{catalog, changes, exports, flags, limits, operators};
 use schemars::{schema_for, JsonSchema, Schema};
 
 /// One generated schema with the file name it is committed under.
@@ -55,6 +55,9 @@ pub fn all() -> Vec<NamedSchema> {
         event::<cashier::PayoutFailed>(),
         event::<cashier::ChargebackReceived>(),
         event::<cashier::PaymentRefunded>(),
+        api::<exports::ExportManifest>("exports.manifest", exports::EXPORTS_VERSION),
+        api::<exports::InclusionProof>("exports.proof", exports::EXPORTS_VERSION),
+        api::<exports::ExportList>("exports.list", exports::EXPORTS_VERSION),
         api::<cashier::WithdrawalRequest>("cashier.withdrawal.request", cashier::CASHIER_VERSION),
         api::<cashier::WithdrawalDecision>("cashier.withdrawal.decision", cashier::CASHIER_VERSION),
         api::<cashier::WithdrawalQueue>("cashier.withdrawals", cashier::CASHIER_VERSION),

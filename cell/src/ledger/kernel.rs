@@ -77,7 +77,7 @@ pub struct Registered {
 
 /// One journal record, as stored: an entry's postings, with the balances after it.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct JournalRecord {
+pub struct JournalRecord {
     pub seq: u64,
     pub ts: DateTime<Utc>,
     pub kind: String,

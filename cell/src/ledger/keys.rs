@@ -35,6 +35,11 @@ pub fn entry(player: &PlayerId, currency: Currency, ts_us: i64, seq: u64) -> Vec
 }
 
 /// Entries of a player in a currency with a timestamp up to and including `ts_us`.
+/// Every player's journal.
+pub fn entries_all() -> (Vec<u8>, Vec<u8>) {
+    subspaces::wallet().subspace(&("entry",)).range()
+}
+
 pub fn entries_until(player: &PlayerId, currency: Currency, ts_us: i64) -> (Vec<u8>, Vec<u8>) {
     let space = subspaces::wallet().subspace(&("entry", player.as_str(), currency.code()));
     let (begin, _) = space.range();

@@ -40,6 +40,7 @@ pub use gate::{
 pub(crate) use kernel::or_refuse;
 pub use kernel::{Account, Entry, HouseAccount, KernelTx, Posted, Posting, Registered};
 pub use money::{ledger_add, ledger_mul, ledger_sub, ledger_sum, PlayerBalances, LEDGER_MAGNITUDE_MAX};
+pub use reads::journal_each;
 pub use refusal::{Failed, LedgerRefusal, Refusal};
 pub use writer::{decode, encode, WriterConfig};
 

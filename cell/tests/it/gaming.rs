@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::str::FromStr;
 use std::time::Duration;
 
-const SECRET: &str = "conformance-secret";
+pub const SECRET: &str = "conformance-secret";
 const ADULT: &str = "1980-01-01";
 
 /// The test providers: each dialect with a long timeout, and with a one-second one.

@@ -11,6 +11,7 @@ mod auth;
 mod cashier;
 mod cashier_recovery;
 mod control;
+mod exports;
 mod gaming;
 mod harness;
 mod kyc;

@@ -1,0 +1,399 @@
+//! The books an export is compiled from: facts folded, in chain order, into running balances
+//! (from the first record, so a period's opening balance is what every earlier event left), and
+//! into the period's aggregates: per player, per game session, per game type. State kept between
+//! events is bounded by players and open rounds, never by the number of rounds.
+
+use super::facts::{Fact, Game, RoundRef};
+use contracts::PlayerId;
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, HashMap};
+
+/// A player in one currency.
+pub type Account = (PlayerId, String);
+
+/// One deposit or withdrawal, as the regulator lists operations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operation {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub amount: Decimal,
+    pub method: String,
+}
+
+/// A player's money movements over the period, by kind (all positive but `other`, signed).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Movements {
+    pub opening: Decimal,
+    pub deposits: Vec<Operation>,
+    pub withdrawals: Vec<Operation>,
+    /// Stakes by game type.
+    pub stakes: BTreeMap<&'static str, Decimal>,
+    pub stakes_returned: BTreeMap<&'static str, Decimal>,
+    pub wins: BTreeMap<&'static str, Decimal>,
+    pub other: Decimal,
+}
+
+impl Movements {
+    pub fn deposited(&self) -> Decimal {
+        self.deposits.iter().map(|o| o.amount).sum()
+    }
+    pub fn withdrawn(&self) -> Decimal {
+        self.withdrawals.iter().map(|o| o.amount).sum()
+    }
+    pub fn staked(&self) -> Decimal {
+        self.stakes.values().sum()
+    }
+    pub fn returned(&self) -> Decimal {
+        self.stakes_returned.values().sum()
+    }
+    pub fn won(&self) -> Decimal {
+        self.wins.values().sum()
+    }
+    /// The balance at the period's end: the opening balance and every movement.
+    pub fn closing(&self) -> Decimal {
+        self.opening + self.deposited() - self.withdrawn() - self.staked() + self.returned() + self.won() + self.other
+    }
+}
+
+/// A player's play of one game on one day: the regulator's game session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub player: PlayerId,
+    pub currency: String,
+    pub game_id: String,
+    pub day: chrono::NaiveDate,
+    pub first: chrono::DateTime<chrono::Utc>,
+    pub last: chrono::DateTime<chrono::Utc>,
+    pub stakes: Decimal,
+    pub returned: Decimal,
+    pub wins: Decimal,
+    /// Rounds played (distinct rounds staked in).
+    pub rounds: u64,
+}
+
+/// Where a session is kept: `(player, game, day)`.
+pub type SessionKey = (PlayerId, String, chrono::NaiveDate);
+
+/// A player's part of a round still open: its game, its bets' days and the wins already paid.
+#[derive(Debug, Clone)]
+struct OpenPart {
+    game_id: String,
+    bets: Vec<(String, chrono::NaiveDate)>,
+    won_paid: Decimal,
+}
+
+/// The regulator's game type of a game id (DGOJ `TipoJuego`): the catalog's ids name the game.
+pub fn game_type(game_id: &str) -> &'static str {
+    let id = game_id.to_ascii_lowercase();
+    if id.contains("blackjack") {
+        "BLJ"
+    } else if id.contains("roulette") {
+        "RLT"
+    } else if id.contains("baccarat") || id.contains("punto") {
+        "PUN"
+    } else if id.contains("bingo") {
+        "BNG"
+    } else if id.contains("poker") {
+        "POC"
+    } else {
+        "AZA"
+    }
+}
+
+/// What one fact of the period was folded into, for an export's index of its events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// The player whose registration or movements it changed (RUD, CJD, CJT).
+    pub player: Option<PlayerId>,
+    /// The game session it counts in (JUC, OPT).
+    pub session: Option<SessionKey>,
+    /// Set when that session is of an earlier day (a late rollback): it is corrected.
+    pub late: bool,
+}
+
+impl Touched {
+    fn player(player: PlayerId) -> Option<Touched> {
+        Some(Touched { player: Some(player), ..Default::default() })
+    }
+}
+
+/// The books over one export's period: folded from the first record on.
+pub struct Books {
+    start: chrono::DateTime<chrono::Utc>,
+    /// Sessions of days from here on are kept (corrections reach back this far).
+    keep_sessions_from: chrono::NaiveDate,
+    balances: HashMap<Account, Decimal>,
+    open: HashMap<(RoundRef, PlayerId), OpenPart>,
+    /// The period's movements per account (only accounts that moved).
+    pub movements: BTreeMap<Account, Movements>,
+    /// Game sessions of the period, and of the days before it still correctable.
+    pub sessions: BTreeMap<SessionKey, Session>,
+    /// Sessions of earlier days a late fact changed.
+    pub corrected: std::collections::BTreeSet<SessionKey>,
+    /// Players registered, by id (all, from the first record).
+    pub players: BTreeMap<PlayerId, Registration>,
+    /// The first day each game type was played (DGOJ `FechaInicioOferta`).
+    pub first_offered: BTreeMap<&'static str, chrono::NaiveDate>,
+}
+
+/// What the chain says of a player.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Registration {
+    pub registered_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub date_of_birth: Option<chrono::NaiveDate>,
+    pub country: String,
+    pub currency: String,
+    pub verified: Option<chrono::DateTime<chrono::Utc>>,
+    /// Limits in force: `(kind, period)` → amount.
+    pub limits: BTreeMap<(String, String), (Decimal, chrono::DateTime<chrono::Utc>)>,
+    pub excluded_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Changed during the period (a limit, an exclusion, a verification).
+    pub changed_in_period: bool,
+}
+
+/// How far back a late rollback still corrects its session.
+pub const CORRECTION_DAYS: i64 = 7;
+
+impl Books {
+    pub fn new(start: chrono::NaiveDate) -> Books {
+        Books {
+            start: start.and_time(chrono::NaiveTime::MIN).and_utc(),
+            keep_sessions_from: start - chrono::Duration::days(CORRECTION_DAYS),
+            balances: HashMap::new(),
+            open: HashMap::new(),
+            movements: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            corrected: Default::default(),
+            players: BTreeMap::new(),
+            first_offered: BTreeMap::new(),
+        }
+    }
+
+    fn movements(&mut self, account: &Account) -> &mut Movements {
+        let opening = self.balances.get(account).copied().unwrap_or_default();
+        self.movements.entry(account.clone()).or_insert_with(|| Movements { opening, ..Default::default() })
+    }
+
+    fn session(&mut self, key: SessionKey, currency: &str, at: chrono::DateTime<chrono::Utc>) -> Option<&mut Session> {
+        if key.2 < self.keep_sessions_from {
+            return None;
+        }
+        Some(self.sessions.entry(key.clone()).or_insert_with(|| Session {
+            player: key.0.clone(),
+            currency: currency.to_owned(),
+            game_id: key.1.clone(),
+            day: key.2,
+            first: at,
+            last: at,
+            stakes: Decimal::ZERO,
+            returned: Decimal::ZERO,
+            wins: Decimal::ZERO,
+            rounds: 0,
+        }))
+    }
+
+    /// Folds one fact at `at`; `in_period` when its event is in the export's range. What it
+    /// touched in the period, for the export's index.
+    pub fn fold(&mut self, fact: Fact, at: chrono::DateTime<chrono::Utc>, in_period: bool) -> Option<Touched> {
+        let day = at.date_naive();
+        match fact {
+            Fact::Registered { player, date_of_birth, country, currency } => {
+                let r = self.players.entry(player.clone()).or_default();
+                r.registered_at = Some(at);
+                r.date_of_birth = Some(date_of_birth);
+                r.country = country;
+                r.currency = currency;
+                if in_period {
+                    Touched::player(player)
+                } else {
+                    None
+                }
+            }
+            Fact::Limit { player, kind, period, amount } => {
+                let r = self.players.entry(player.clone()).or_default();
+                match amount {
+                    Some(amount) => r.limits.insert((kind, period), (amount, at)),
+                    None => r.limits.remove(&(kind, period)),
+                };
+                r.changed_in_period |= in_period;
+                if in_period {
+                    Touched::player(player)
+                } else {
+                    None
+                }
+            }
+            Fact::SelfExcluded { player, until } => {
+                let r = self.players.entry(player.clone()).or_default();
+                r.excluded_until = Some(until);
+                r.changed_in_period |= in_period;
+                if in_period {
+                    Touched::player(player)
+                } else {
+                    None
+                }
+            }
+            Fact::Verified { player } => {
+                let r = self.players.entry(player.clone()).or_default();
+                r.verified = Some(at);
+                r.changed_in_period |= in_period;
+                if in_period {
+                    Touched::player(player)
+                } else {
+                    None
+                }
+            }
+            Fact::Deposit { player, currency, amount, method } => {
+                let account = (player.clone(), currency);
+                if in_period {
+                    self.movements(&account).deposits.push(Operation { at, amount, method });
+                }
+                *self.balances.entry(account).or_default() += amount;
+                if in_period {
+                    Touched::player(player)
+                } else {
+                    None
+                }
+            }
+            Fact::Withdrawal { player, currency, amount, method } => {
+                let account = (player.clone(), currency);
+                if in_period {
+                    self.movements(&account).withdrawals.push(Operation { at, amount, method });
+                }
+                *self.balances.entry(account).or_default() -= amount;
+                if in_period {
+                    Touched::player(player)
+                } else {
+                    None
+                }
+            }
+            Fact::Other { player, currency, amount, .. } => {
+                let account = (player.clone(), currency);
+                if in_period {
+                    self.movements(&account).other += amount;
+                }
+                *self.balances.entry(account).or_default() += amount;
+                if in_period {
+                    Touched::player(player)
+                } else {
+                    None
+                }
+            }
+            Fact::Stake { player, currency, amount, game: Game { round, game_id }, bet } => {
+                let kind = game_type(&game_id);
+                self.first_offered.entry(kind).or_insert(day);
+                let part = self.open.entry((round, player.clone())).or_insert_with(|| OpenPart {
+                    game_id: game_id.clone(),
+                    bets: Vec::new(),
+                    won_paid: Decimal::ZERO,
+                });
+                let new_round_today = !part.bets.iter().any(|(_, d)| *d == day);
+                part.bets.push((bet, day));
+                let account = (player.clone(), currency.clone());
+                *self.balances.entry(account.clone()).or_default() -= amount;
+                if !in_period {
+                    // Kept for corrections: a session of an earlier day a late fact may change.
+                    if let Some(s) = self.session((player, game_id, day), &currency, at) {
+                        s.stakes += amount;
+                        s.rounds += u64::from(new_round_today);
+                        s.last = at;
+                    }
+                    return None;
+                }
+                *self.movements(&account).stakes.entry(kind).or_default() += amount;
+                let key = (player.clone(), game_id, day);
+                if let Some(s) = self.session(key.clone(), &currency, at) {
+                    s.stakes += amount;
+                    s.rounds += u64::from(new_round_today);
+                    s.last = at;
+                }
+                Some(Touched { player: Some(player), session: Some(key), late: false })
+            }
+            Fact::Win { player, currency, amount, game, closing } => {
+                let key = (game, player.clone());
+                let game_id = self.open.get(&key).map_or_else(|| "wallet-api".to_owned(), |p| p.game_id.clone());
+                if closing {
+                    self.open.remove(&key);
+                } else if let Some(part) = self.open.get_mut(&key) {
+                    part.won_paid += amount;
+                }
+                self.paid(player, currency, game_id, amount, at, in_period)
+            }
+            Fact::PartEnded { player, currency, game, won } => {
+                let part = self.open.remove(&(game, player.clone()));
+                let (game_id, paid) =
+                    part.map_or_else(|| ("unknown".to_owned(), Decimal::ZERO), |p| (p.game_id, p.won_paid));
+                // The round's total win, less what `bet.won` already paid: the closing payout.
+                let payout = (won - paid).max(Decimal::ZERO);
+                self.paid(player, currency, game_id, payout, at, in_period)
+            }
+            Fact::StakeReturned { player, currency, amount, game, bet } => {
+                let key = (game, player.clone());
+                let (game_id, bet_day) = match self.open.get(&key) {
+                    Some(part) => {
+                        let day_of_bet =
+                            bet.as_ref().and_then(|b| part.bets.iter().find(|(x, _)| x == b)).map(|(_, d)| *d);
+                        (part.game_id.clone(), day_of_bet.unwrap_or(day))
+                    }
+                    None => ("unknown".to_owned(), day),
+                };
+                let kind = game_type(&game_id);
+                let account = (player.clone(), currency.clone());
+                *self.balances.entry(account.clone()).or_default() += amount;
+                if !in_period {
+                    if let Some(s) = self.session((player, game_id, bet_day), &currency, at) {
+                        s.returned += amount;
+                    }
+                    return None;
+                }
+                *self.movements(&account).stakes_returned.entry(kind).or_default() += amount;
+                // A stake given back annuls its bet: it belongs to the bet's session, which a
+                // bet of an earlier day means correcting.
+                let key = (player, game_id, bet_day);
+                let late = self.start.date_naive() > bet_day;
+                match self.session(key.clone(), &currency, at) {
+                    Some(s) => {
+                        s.returned += amount;
+                        if !late {
+                            s.last = at;
+                        }
+                    }
+                    // Older than corrections reach: counted in the player's movements only.
+                    None => return Touched::player(key.0),
+                }
+                if late {
+                    self.corrected.insert(key.clone());
+                }
+                Some(Touched { player: Some(key.0.clone()), session: Some(key), late })
+            }
+        }
+    }
+
+    fn paid(
+        &mut self,
+        player: PlayerId,
+        currency: String,
+        game_id: String,
+        amount: Decimal,
+        at: chrono::DateTime<chrono::Utc>,
+        in_period: bool,
+    ) -> Option<Touched> {
+        let account = (player.clone(), currency.clone());
+        *self.balances.entry(account.clone()).or_default() += amount;
+        let key = (player, game_id.clone(), at.date_naive());
+        let session = self.session(key.clone(), &currency, at);
+        if let Some(s) = session {
+            s.wins += amount;
+            s.last = at;
+        }
+        if !in_period {
+            return None;
+        }
+        *self.movements(&account).wins.entry(game_type(&game_id)).or_default() += amount;
+        Some(Touched { player: Some(key.0.clone()), session: Some(key), late: false })
+    }
+
+    /// Sessions of the period (played on its days).
+    pub fn period_sessions(&self, end: chrono::NaiveDate) -> impl Iterator<Item = &Session> {
+        let start = self.start.date_naive();
+        self.sessions.values().filter(move |s| s.day >= start && s.day < end)
+    }
+}

@@ -1,0 +1,311 @@
+//! Regulator exports: each regulator's files compiled from the cell's audit chain, with a signed
+//! manifest that proves what they cover.
+//!
+//! One compiler, many dialects: a build reads the chain from its first record to the period's
+//! last (so opening balances are what every earlier event left), turns each event into facts
+//! ([`facts`]), folds them into books ([`books`]) and hands the books to the region's dialect
+//! (`export_format`: [`dgoj`] for Spain). The manifest carries the chain range the period covers,
+//! the head hash there, and a Merkle root ([`merkle`]) over the included events; `events.csv`
+//! names the record each event went into, so a verifier with the chain checks that every
+//! exportable event is in the export exactly once. Built exports go to an append-only vault in
+//! the data directory ([`vault`]): a file already produced is never rewritten.
+
+mod books;
+mod dgoj;
+pub mod facts;
+pub mod merkle;
+pub mod vault;
+pub mod verify;
+mod xades;
+mod xml;
+
+use crate::store::{Store, StoreError};
+use contracts::exports::{ChainRange, ExportManifest, ExportPeriod, ExportTotals, PeriodKind};
+use facts::Family;
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+
+/// The version of the export compiler (in every manifest's `generator`).
+pub const GENERATOR_VERSION: &str = "1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("no export type `{0}` in this dialect")]
+    UnknownType(String),
+    #[error("{kind} covers {expected}")]
+    WrongPeriod { kind: String, expected: &'static str },
+    #[error("period `{0}`: expected YYYY-MM-DD, YYYY-MM or YYYY-Qn")]
+    BadPeriod(String),
+    #[error("period {0} is not over yet: an export covers a period once it has ended")]
+    PeriodNotOver(String),
+    #[error("no dialect for export format `{0}` yet")]
+    NoDialect(String),
+    #[error("signing: {0}")]
+    Sign(anyhow::Error),
+    #[error("zip: {0}")]
+    Zip(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Unreadable(#[from] facts::Unreadable),
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
+}
+
+impl ExportError {
+    fn io(path: &std::path::Path, error: std::io::Error) -> ExportError {
+        ExportError::Io { path: path.display().to_string(), error }
+    }
+}
+
+/// One file a dialect wrote: its path in the export, its bytes, and the XML it holds (for
+/// `--unzipped`).
+pub struct OutputFile {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    pub records: u64,
+    pub xml: Option<String>,
+}
+
+/// What a dialect wrote.
+#[derive(Default)]
+pub struct Output {
+    pub files: Vec<OutputFile>,
+}
+
+/// Reads `2026-12-06`, `2026-12` or `2026-Q4`.
+pub fn parse_period(label: &str) -> Result<ExportPeriod, ExportError> {
+    use chrono::{Datelike, NaiveDate};
+    let bad = || ExportError::BadPeriod(label.to_owned());
+    let month_start = |y: i32, m: u32| NaiveDate::from_ymd_opt(y, m, 1).ok_or_else(bad);
+    let next_month = |d: NaiveDate| {
+        let (y, m) = if d.month() == 12 { (d.year() + 1, 1) } else { (d.year(), d.month() + 1) };
+        NaiveDate::from_ymd_opt(y, m, 1).ok_or_else(bad)
+    };
+    if let Ok(day) = NaiveDate::parse_from_str(label, "%Y-%m-%d") {
+        let end = day.succ_opt().ok_or_else(bad)?;
+        return Ok(ExportPeriod { kind: PeriodKind::Day, label: label.to_owned(), start: day, end });
+    }
+    let (year, rest) = label.split_once('-').ok_or_else(bad)?;
+    let year: i32 = year.parse().map_err(|_| bad())?;
+    if let Some(q) = rest.strip_prefix('Q') {
+        let q: u32 = q.parse().map_err(|_| bad())?;
+        if !(1..=4).contains(&q) {
+            return Err(bad());
+        }
+        let start = month_start(year, 3 * q - 2)?;
+        let end = next_month(next_month(next_month(start)?)?)?;
+        return Ok(ExportPeriod { kind: PeriodKind::Quarter, label: label.to_owned(), start, end });
+    }
+    let month: u32 = rest.parse().map_err(|_| bad())?;
+    let start = month_start(year, month)?;
+    Ok(ExportPeriod { kind: PeriodKind::Month, label: label.to_owned(), start, end: next_month(start)? })
+}
+
+/// The families of events an export type draws on.
+pub fn families(kind: &str) -> &'static [Family] {
+    match kind {
+        "CJD" | "CJT" => &[Family::Gaming, Family::Payments],
+        "JUC" | "OPT" => &[Family::Gaming],
+        _ => &[],
+    }
+}
+
+/// Whether the event `name` is one an export of `kind` includes.
+pub fn exportable(kind: &str, name: &str) -> bool {
+    facts::family(name).is_some_and(|f| families(kind).contains(&f))
+}
+
+/// The first record at or after `at` (head + 1 when none): the chain is in time order, written
+/// by one writer on the cell's clock.
+fn first_at_or_after(store: &dyn Store, head: u64, at: chrono::DateTime<chrono::Utc>) -> Result<u64, ExportError> {
+    let (mut low, mut high) = (1u64, head + 1);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        let record = crate::audit::record(store, mid)?
+            .ok_or_else(|| StoreError::Corrupt { key: format!("audit record {mid}"), why: "missing".into() })?;
+        if facts::head(&record.event)?.1 < at {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
+    }
+    Ok(low)
+}
+
+/// The chain range of `period`: its first and last records (first > last when it holds none)
+/// and the chain's hash at its end.
+pub fn chain_range(store: &dyn Store, period: &ExportPeriod) -> Result<ChainRange, ExportError> {
+    let midnight = |d: chrono::NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_utc();
+    let (head, _) = crate::audit::head(store)?;
+    let first = first_at_or_after(store, head, midnight(period.start))?;
+    let last = first_at_or_after(store, head, midnight(period.end))? - 1;
+    let head_hash = match last {
+        0 => [0u8; 32],
+        seq => crate::audit::record(store, seq)?.map(|r| r.hash).unwrap_or_default(),
+    };
+    Ok(ChainRange { first_seq: first, last_seq: last, head_hash: hex::encode(head_hash) })
+}
+
+/// One included event: its position, record hash, and the records it went into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexLine {
+    pub seq: u64,
+    pub hash: [u8; 32],
+    pub records: Vec<String>,
+}
+
+/// `events.csv`: `seq,recordHash,records` (records joined by `|`).
+pub fn index_csv(lines: &[IndexLine]) -> String {
+    let mut csv = String::from("seq,recordHash,records\n");
+    for l in lines {
+        csv.push_str(&format!("{},{},{}\n", l.seq, hex::encode(l.hash), l.records.join("|")));
+    }
+    csv
+}
+
+/// Compiles the books of `period` and the index of the events an export of `kind` includes.
+fn compile(
+    store: &dyn Store,
+    kind: &str,
+    period: &ExportPeriod,
+    range: &ChainRange,
+) -> Result<(books::Books, Vec<IndexLine>), ExportError> {
+    let mut books = books::Books::new(period.start);
+    let mut index = Vec::new();
+    if range.last_seq == 0 {
+        return Ok((books, index));
+    }
+    crate::audit::scan(store, 1, range.last_seq, |record| {
+        let (name, _) = facts::head(&record.event).map_err(unreadable)?;
+        if facts::family(&name).is_none() {
+            return Ok(());
+        }
+        let read = facts::read(&record.event).map_err(unreadable)?;
+        let in_period = record.seq >= range.first_seq;
+        let mut refs = Vec::new();
+        for fact in read.facts {
+            if let Some(touched) = books.fold(fact, read.ts, in_period) {
+                for r in dgoj::index_refs(kind, period, &touched) {
+                    if !refs.contains(&r) {
+                        refs.push(r);
+                    }
+                }
+            }
+        }
+        if in_period && exportable(kind, &name) {
+            index.push(IndexLine { seq: record.seq, hash: record.hash, records: refs });
+        }
+        Ok(())
+    })?;
+    Ok((books, index))
+}
+
+fn unreadable(e: facts::Unreadable) -> StoreError {
+    StoreError::Corrupt { key: "audit event".into(), why: e.to_string() }
+}
+
+/// The money totals of the period's movements, per currency.
+fn totals(books: &books::Books) -> Vec<ExportTotals> {
+    #[derive(Default)]
+    struct T {
+        stakes: Decimal,
+        returned: Decimal,
+        wins: Decimal,
+        deposits: Decimal,
+        withdrawals: Decimal,
+        other: Decimal,
+    }
+    let mut by_currency: BTreeMap<&str, T> = BTreeMap::new();
+    for ((_, currency), m) in &books.movements {
+        let t = by_currency.entry(currency.as_str()).or_default();
+        t.stakes += m.staked();
+        t.returned += m.returned();
+        t.wins += m.won();
+        t.deposits += m.deposited();
+        t.withdrawals += m.withdrawn();
+        t.other += m.other;
+    }
+    let s = |d: Decimal| format!("{:.2}", d.round_dp(2));
+    by_currency
+        .into_iter()
+        .map(|(currency, t)| ExportTotals {
+            currency: currency.to_owned(),
+            stakes: s(t.stakes),
+            stakes_returned: s(t.returned),
+            wins: s(t.wins),
+            ggr: s(t.stakes - t.returned - t.wins),
+            deposits: s(t.deposits),
+            withdrawals: s(t.withdrawals),
+            other: s(t.other),
+            bonus: s(Decimal::ZERO),
+        })
+        .collect()
+}
+
+/// What a build needs of the cell: its data directory (keys, vault), region and audit key.
+pub struct Exporter<'a> {
+    pub data_dir: &'a std::path::Path,
+    pub region: &'a contracts::region::RegionConfig,
+    pub audit_key: &'a ed25519_dalek::SigningKey,
+}
+
+impl Exporter<'_> {
+    /// Builds the export of `kind` for `period` into the vault, as of `now`: its manifest and
+    /// where it is.
+    pub fn build(
+        &self,
+        store: &dyn Store,
+        kind: &str,
+        label: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<vault::Stored, ExportError> {
+        let period = parse_period(label)?;
+        if period.end.and_time(chrono::NaiveTime::MIN).and_utc() > now {
+            return Err(ExportError::PeriodNotOver(period.label));
+        }
+        if self.region.export_format != "dgoj-sci" {
+            return Err(ExportError::NoDialect(self.region.export_format.clone()));
+        }
+        if !dgoj::TYPES.contains(&kind) {
+            return Err(ExportError::UnknownType(kind.to_owned()));
+        }
+        let range = chain_range(store, &period)?;
+        let (books, index) = compile(store, kind, &period, &range)?;
+        let vault = vault::Vault::new(self.data_dir);
+        let (export_id, revision) = vault.next_id(&self.region.cell_id, kind, &period.label)?;
+        let signer = xades::Signer::load_or_create(self.data_dir, &self.region.exports.operator_id)
+            .map_err(ExportError::Sign)?;
+        let dialect = dgoj::Dgoj {
+            operator: &self.region.exports.operator_id,
+            warehouse: &self.region.exports.warehouse_id,
+            signer: &signer,
+            zip_password: &vault.zip_password()?,
+        };
+        let mut out = Output::default();
+        dgoj::write(&dialect, kind, &period, &books, now, &revision.to_string(), &mut out)?;
+        let leaves: Vec<merkle::Hash> = index.iter().map(|l| l.hash).collect();
+        let corrections = books.corrected.iter().filter(|_| kind == "JUC").map(dgoj::session_id).collect();
+        let mut manifest = ExportManifest {
+            manifest_version: contracts::exports::EXPORTS_VERSION.into(),
+            export_id,
+            cell: self.region.cell_id.clone(),
+            jurisdiction: self.region.jurisdiction,
+            kind: kind.to_owned(),
+            format: self.region.export_format.clone(),
+            period,
+            files: Vec::new(),
+            record_count: out.files.iter().map(|f| f.records).sum(),
+            event_count: index.len() as u64,
+            totals: totals(&books),
+            chain: range,
+            merkle_root: hex::encode(merkle::root(&leaves)),
+            corrections,
+            policy_version: self.region.policy_version.clone(),
+            generator: format!("cell {}, exports {GENERATOR_VERSION}", env!("CARGO_PKG_VERSION")),
+            built_at: now,
+            public_key: hex::encode(self.audit_key.verifying_key().as_bytes()),
+        };
+        vault.store(&mut manifest, out, &index_csv(&index), signer.cert_pem(), self.audit_key)
+    }
+}

@@ -1,0 +1,501 @@
+//! What `export-verify` checks, for a regulator who holds the export, the cell's pinned public
+//! key and a copy of the cell's data (its audit chain and journal), and nothing else:
+//!
+//! 1. the manifest's signature;
+//! 2. every file against its hash;
+//! 3. the XML against the regulator's XSDs (`xmllint`);
+//! 4. the chain range: the period's records, hashes and links, and that every exportable event in
+//!    it is in the export exactly once (`events.csv`), nothing else, with the manifest's Merkle
+//!    root;
+//! 5. that each event's record is in the XML;
+//! 6. that the XML's money equals the manifest's totals, and the totals the journal's movements
+//!    over the period;
+//! 7. for a month, that it equals the sum of its days' exports;
+//! 8. an inclusion proof, when given one.
+//!
+//! The first failure is named; what cannot be checked (no `xmllint`, no data) is said apart.
+
+use super::{exportable, merkle, vault};
+use contracts::exports::{ExportManifest, ExportTotals, InclusionProof, PeriodKind};
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// How a verification ended.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Every check passed; what each found.
+    Verified(Vec<String>),
+    /// The first check that failed, and what passed before it.
+    Failed { problem: String, passed: Vec<String> },
+    /// A check could not be run (a missing tool or input).
+    CannotCheck(String),
+}
+
+struct Run {
+    passed: Vec<String>,
+}
+
+enum Stop {
+    Failed(String),
+    CannotCheck(String),
+}
+
+fn fail<T>(problem: impl Into<String>) -> Result<T, Stop> {
+    Err(Stop::Failed(problem.into()))
+}
+
+/// Verifies the export in `export` against `public_key` (hex), with the cell's data directory
+/// `cell_data`, and the proof in `proof` if given.
+pub fn verify(export: &Path, public_key: &str, cell_data: &Path, proof: Option<&Path>) -> Verdict {
+    let mut run = Run { passed: Vec::new() };
+    match run.all(export, public_key, cell_data, proof) {
+        Ok(()) => Verdict::Verified(run.passed),
+        Err(Stop::Failed(problem)) => Verdict::Failed { problem, passed: run.passed },
+        Err(Stop::CannotCheck(why)) => Verdict::CannotCheck(why),
+    }
+}
+
+fn dec(text: &str) -> Decimal {
+    text.trim().parse().unwrap_or_default()
+}
+
+impl Run {
+    fn ok(&mut self, what: String) {
+        self.passed.push(what);
+    }
+
+    fn all(&mut self, export: &Path, public_key: &str, cell_data: &Path, proof: Option<&Path>) -> Result<(), Stop> {
+        let manifest = self.signature(export, public_key)?;
+        self.files(export, &manifest)?;
+        let xmls = self.xml(export, &manifest, cell_data)?;
+        let store = crate::store::embedded::EmbeddedStore::open(
+            &cell_data.join("store"),
+            crate::store::embedded::Durability::GroupSync,
+        )
+        .map_err(|e| Stop::CannotCheck(format!("open the cell's store under {}: {e}", cell_data.display())))?;
+        let leaves = self.completeness(export, &manifest, &store, &xmls)?;
+        self.totals_in_xml(&manifest, &xmls)?;
+        self.totals_in_journal(&manifest, &store)?;
+        self.days_of_month(&manifest, cell_data, public_key)?;
+        if let Some(proof) = proof {
+            self.proof(&manifest, &leaves, proof)?;
+        }
+        Ok(())
+    }
+
+    fn signature(&mut self, export: &Path, public_key: &str) -> Result<ExportManifest, Stop> {
+        use ed25519_dalek::Verifier;
+        let key =
+            contracts::audit::verifying_key(public_key).map_err(|e| Stop::CannotCheck(format!("--public-key: {e}")))?;
+        let json = std::fs::read(export.join("manifest.json"))
+            .map_err(|e| Stop::CannotCheck(format!("{}: {e}", export.join("manifest.json").display())))?;
+        let sig_text = std::fs::read_to_string(export.join("manifest.sig")).unwrap_or_default();
+        let signature = hex::decode(sig_text.trim()).ok().and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok());
+        match signature {
+            Some(s) if key.verify(&json, &s).is_ok() => {}
+            _ => return fail("manifest signature: manifest.sig is not the pinned key's signature of manifest.json (forged or changed)"),
+        }
+        let manifest: ExportManifest =
+            serde_json::from_slice(&json).map_err(|e| Stop::Failed(format!("manifest.json does not read: {e}")))?;
+        self.ok(format!("manifest signature: {} signed by the pinned key", manifest.export_id));
+        Ok(manifest)
+    }
+
+    fn files(&mut self, export: &Path, manifest: &ExportManifest) -> Result<(), Stop> {
+        use sha2::{Digest, Sha256};
+        for f in &manifest.files {
+            let bytes = match std::fs::read(export.join(&f.name)) {
+                Ok(bytes) => bytes,
+                Err(_) => return fail(format!("file {}: missing", f.name)),
+            };
+            if hex::encode(Sha256::digest(&bytes)) != f.sha256 {
+                return fail(format!(
+                    "file {}: its SHA-256 is not the manifest's (changed since it was signed)",
+                    f.name
+                ));
+            }
+        }
+        self.ok(format!("files: {} match their hashes", manifest.files.len()));
+        Ok(())
+    }
+
+    /// The regulator's XML of each zip, validated against its XSDs: `(file, xml)`.
+    fn xml(
+        &mut self,
+        export: &Path,
+        manifest: &ExportManifest,
+        cell_data: &Path,
+    ) -> Result<Vec<(String, String)>, Stop> {
+        if manifest.format != "dgoj-sci" {
+            return Err(Stop::CannotCheck(format!("no schema check for format {}", manifest.format)));
+        }
+        let password = std::fs::read_to_string(cell_data.join("exports-zip-password"))
+            .map_err(|e| Stop::CannotCheck(format!("the zip password (exports-zip-password in the cell data): {e}")))?;
+        let schemas = tempfile::tempdir().map_err(|e| Stop::CannotCheck(e.to_string()))?;
+        for (name, text) in [
+            ("DGOJ_Monitorizacion_3.3.xsd", include_str!("../../regulators/es/DGOJ_Monitorizacion_3.3.xsd")),
+            ("xmldsig-core-schema.xsd", include_str!("../../regulators/es/xmldsig-core-schema.xsd")),
+            ("wrapper.xsd", include_str!("../../regulators/es/wrapper.xsd")),
+        ] {
+            std::fs::write(schemas.path().join(name), text).map_err(|e| Stop::CannotCheck(e.to_string()))?;
+        }
+        let mut xmls = Vec::new();
+        for f in manifest.files.iter().filter(|f| f.name.ends_with(".zip")) {
+            let bytes = std::fs::read(export.join(&f.name)).map_err(|e| Stop::Failed(format!("{}: {e}", f.name)))?;
+            let xml = vault::unzip_xml(&bytes, password.trim())
+                .map_err(|e| Stop::Failed(format!("file {}: does not open with the agreed password: {e}", f.name)))?;
+            let path = schemas.path().join("lote.xml");
+            std::fs::write(&path, &xml).map_err(|e| Stop::CannotCheck(e.to_string()))?;
+            let checked = std::process::Command::new("xmllint")
+                .args(["--noout", "--nonet", "--schema"])
+                .arg(schemas.path().join("wrapper.xsd"))
+                .arg(&path)
+                .output()
+                .map_err(|e| {
+                    Stop::CannotCheck(format!("xmllint (libxml2-utils) is needed for the schema check: {e}"))
+                })?;
+            if !checked.status.success() {
+                let why = String::from_utf8_lossy(&checked.stderr).lines().next().unwrap_or_default().to_owned();
+                return fail(format!("file {}: not valid against the DGOJ v3.3 XSD: {why}", f.name));
+            }
+            xmls.push((f.name.clone(), xml));
+        }
+        self.ok(format!("schema: {} files valid against DGOJ_Monitorizacion_3.3.xsd", xmls.len()));
+        Ok(xmls)
+    }
+
+    /// Every exportable event of the period's range in `events.csv` once, nothing else; the
+    /// Merkle root; each event's records in the XML. The included record hashes, in order.
+    fn completeness(
+        &mut self,
+        export: &Path,
+        manifest: &ExportManifest,
+        store: &dyn crate::store::Store,
+        xmls: &[(String, String)],
+    ) -> Result<Vec<merkle::Hash>, Stop> {
+        let range = super::chain_range(store, &manifest.period)
+            .map_err(|e| Stop::Failed(format!("the cell's chain does not read: {e}")))?;
+        if range != manifest.chain {
+            return fail(format!(
+                "chain range: the period's records are {}..={} (head {}), the manifest says {}..={} (head {})",
+                range.first_seq,
+                range.last_seq,
+                range.head_hash,
+                manifest.chain.first_seq,
+                manifest.chain.last_seq,
+                manifest.chain.head_hash
+            ));
+        }
+        let mut expected: Vec<(u64, [u8; 32], String)> = Vec::new();
+        if range.first_seq <= range.last_seq {
+            crate::audit::scan(store, range.first_seq, range.last_seq, |r| {
+                let (name, _) = super::facts::head(&r.event).map_err(super::unreadable)?;
+                if exportable(&manifest.kind, &name) {
+                    expected.push((r.seq, r.hash, name));
+                }
+                Ok(())
+            })
+            .map_err(|e| Stop::Failed(format!("audit chain: {e}")))?;
+        }
+        let csv = std::fs::read_to_string(export.join("events.csv"))
+            .map_err(|_| Stop::Failed("events.csv: missing".into()))?;
+        let mut listed: BTreeMap<u64, (String, Vec<String>)> = BTreeMap::new();
+        for line in csv.lines().skip(1).filter(|l| !l.is_empty()) {
+            let mut parts = line.splitn(3, ',');
+            let (Some(seq), Some(hash), records) = (parts.next(), parts.next(), parts.next().unwrap_or_default())
+            else {
+                return fail(format!("events.csv: a line does not read: {line}"));
+            };
+            let seq: u64 = seq.parse().map_err(|_| Stop::Failed(format!("events.csv: `{seq}` is no position")))?;
+            let records = records.split('|').filter(|r| !r.is_empty()).map(str::to_owned).collect();
+            if listed.insert(seq, (hash.to_owned(), records)).is_some() {
+                return fail(format!("event {seq} is in the export twice"));
+            }
+        }
+        for (seq, hash, name) in &expected {
+            match listed.remove(seq) {
+                None => return fail(format!("event {seq} ({name}) is exportable and not in the export (dropped)")),
+                Some((h, _)) if h != hex::encode(hash) => {
+                    return fail(format!("event {seq} ({name}): the export names another record hash"));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some((seq, _)) = listed.iter().next() {
+            return fail(format!("event {seq} is in the export but is no exportable event of the period"));
+        }
+        let leaves: Vec<merkle::Hash> = expected.iter().map(|(_, h, _)| *h).collect();
+        if hex::encode(merkle::root(&leaves)) != manifest.merkle_root || manifest.event_count != leaves.len() as u64 {
+            return fail("Merkle root: the period's exportable events do not give the manifest's root");
+        }
+        self.ok(format!(
+            "completeness: events {}..={} hold {} exportable events, each in the export once; Merkle root matches",
+            range.first_seq,
+            range.last_seq,
+            leaves.len()
+        ));
+        // Every record an event went into is in the XML.
+        let present = records_present(xmls)?;
+        let csv_again = std::fs::read_to_string(export.join("events.csv")).unwrap_or_default();
+        for line in csv_again.lines().skip(1) {
+            let mut parts = line.splitn(3, ',');
+            let seq = parts.next().unwrap_or_default();
+            for record in parts.nth(1).unwrap_or_default().split('|').filter(|r| !r.is_empty()) {
+                if !present.contains(record) {
+                    return fail(format!("event {seq}'s record {record} is not in the export's files (dropped)"));
+                }
+            }
+        }
+        let registros = present.iter().filter(|r| r.starts_with('#')).count() as u64;
+        if registros != manifest.record_count {
+            return fail(format!(
+                "record count: the files hold {registros} sub-records, the manifest says {}",
+                manifest.record_count
+            ));
+        }
+        self.ok(format!("records: every event's record is in the files ({registros} sub-records)"));
+        Ok(leaves)
+    }
+
+    fn totals_in_xml(&mut self, manifest: &ExportManifest, xmls: &[(String, String)]) -> Result<(), Stop> {
+        let mut sums: BTreeMap<&str, Decimal> = BTreeMap::new();
+        for (name, xml) in xmls {
+            let doc = roxmltree::Document::parse(xml).map_err(|e| Stop::Failed(format!("{name}: {e}")))?;
+            for registro in doc.descendants().filter(|n| n.has_tag_name("Registro")) {
+                if registro.descendants().any(|n| n.has_tag_name("Rectificacion")) {
+                    continue; // a correction repeats a session already counted in its own day
+                }
+                // The per-player (CJD), total (CJT, OPT) or session (JUC) figures.
+                let holders: Vec<roxmltree::Node<'_, '_>> = match manifest.kind.as_str() {
+                    "CJD" => registro.children().filter(|n| n.has_tag_name("Jugador")).collect(),
+                    "JUC" => registro.children().filter(|n| n.has_tag_name("Juego")).collect(),
+                    _ => vec![registro],
+                };
+                for h in holders {
+                    for (field, key, sign) in [
+                        ("Participacion", "stakes", -1),
+                        ("ParticipacionDevolucion", "stakesReturned", 1),
+                        ("Premios", "wins", 1),
+                        ("Depositos", "deposits", 1),
+                        ("Retiradas", "withdrawals", -1),
+                        ("Otros", "other", 1),
+                    ] {
+                        let Some(node) = h.children().find(|n| n.has_tag_name(field)) else { continue };
+                        // `Total` (a plain amount or an `Importe`), or the bare `Importe` of JUC.
+                        let total = node.children().find(|n| n.has_tag_name("Total")).unwrap_or(node);
+                        let amount = match total.children().find(|n| n.has_tag_name("Linea")) {
+                            Some(line) => line
+                                .children()
+                                .find(|n| n.has_tag_name("Cantidad"))
+                                .and_then(|c| c.text())
+                                .map(dec)
+                                .unwrap_or_default(),
+                            None => total.text().map(dec).unwrap_or_default(),
+                        };
+                        *sums.entry(key).or_default() += amount * Decimal::from(sign);
+                    }
+                }
+            }
+        }
+        let kinds: &[&str] = match manifest.kind.as_str() {
+            "CJD" | "CJT" => &["stakes", "stakesReturned", "wins", "deposits", "withdrawals", "other"],
+            "OPT" => &["stakes", "stakesReturned", "wins"],
+            _ => &["stakes", "wins"],
+        };
+        let mut manifest_sums: BTreeMap<&str, Decimal> = BTreeMap::new();
+        for t in &manifest.totals {
+            for (key, value) in totals_fields(t) {
+                *manifest_sums.entry(key).or_default() += dec(value);
+            }
+        }
+        for key in kinds {
+            let (xml, signed) =
+                (sums.get(key).copied().unwrap_or_default(), manifest_sums.get(key).copied().unwrap_or_default());
+            if xml != signed {
+                return fail(format!("totals: the files' {key} add up to {xml}, the manifest says {signed}"));
+            }
+        }
+        self.ok(format!("totals: the files' figures ({}) equal the manifest's", kinds.join(", ")));
+        Ok(())
+    }
+
+    fn totals_in_journal(&mut self, manifest: &ExportManifest, store: &dyn crate::store::Store) -> Result<(), Stop> {
+        let journal = journal_totals(store, &manifest.period)
+            .map_err(|e| Stop::Failed(format!("the cell's journal does not read: {e}")))?;
+        let kinds: &[&str] = match manifest.kind.as_str() {
+            "CJD" | "CJT" => &["stakes", "stakesReturned", "wins", "deposits", "withdrawals", "other"],
+            _ => &["stakes", "stakesReturned", "wins"],
+        };
+        for t in &manifest.totals {
+            let ledger = journal.get(&t.currency).cloned().unwrap_or_default();
+            for (key, value) in totals_fields(t) {
+                if !kinds.contains(&key) {
+                    continue;
+                }
+                let moved = ledger.get(key).copied().unwrap_or_default();
+                if moved != dec(value) {
+                    return fail(format!(
+                        "ledger: {key} in {} moved {moved} in the journal over the period, the manifest says {value}",
+                        t.currency
+                    ));
+                }
+            }
+        }
+        self.ok("ledger: the manifest's totals equal the journal's movements over the period".into());
+        Ok(())
+    }
+
+    /// A month's export equals the sum of its days' (the latest build of each), when they exist.
+    fn days_of_month(&mut self, manifest: &ExportManifest, cell_data: &Path, public_key: &str) -> Result<(), Stop> {
+        if manifest.period.kind != PeriodKind::Month || !matches!(manifest.kind.as_str(), "CJD" | "CJT") {
+            return Ok(());
+        }
+        let all = vault::Vault::new(cell_data).list().map_err(|e| Stop::CannotCheck(e.to_string()))?;
+        let mut days: BTreeMap<chrono::NaiveDate, &vault::Stored> = BTreeMap::new();
+        for s in &all {
+            let m = &s.manifest;
+            if m.kind == manifest.kind
+                && m.period.kind == PeriodKind::Day
+                && m.period.start >= manifest.period.start
+                && m.period.start < manifest.period.end
+            {
+                days.insert(m.period.start, s); // listed oldest first: the latest build wins
+            }
+        }
+        let count = (manifest.period.end - manifest.period.start).num_days();
+        if (days.len() as i64) < count {
+            self.ok(format!("month: not compared with its days ({} of {count} daily exports built)", days.len()));
+            return Ok(());
+        }
+        let key = contracts::audit::verifying_key(public_key).map_err(|e| Stop::CannotCheck(e.to_string()))?;
+        let mut sum: BTreeMap<(String, &str), Decimal> = BTreeMap::new();
+        for s in days.values() {
+            use ed25519_dalek::Verifier;
+            let json = std::fs::read(s.dir.join("manifest.json")).unwrap_or_default();
+            let good = hex::decode(&s.signature).ok().and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok());
+            if good.is_none_or(|sig| key.verify(&json, &sig).is_err()) {
+                return fail(format!(
+                    "month: the daily export {} is not signed by the pinned key",
+                    s.manifest.export_id
+                ));
+            }
+            for t in &s.manifest.totals {
+                for (k, v) in totals_fields(t) {
+                    *sum.entry((t.currency.clone(), k)).or_default() += dec(v);
+                }
+            }
+        }
+        for t in &manifest.totals {
+            for (k, v) in totals_fields(t) {
+                let daily = sum.get(&(t.currency.clone(), k)).copied().unwrap_or_default();
+                if daily != dec(v) {
+                    return fail(format!("month: {k} in {} is {v}, its days add up to {daily}", t.currency));
+                }
+            }
+        }
+        self.ok(format!("month: equals the sum of its {count} daily exports"));
+        Ok(())
+    }
+
+    fn proof(&mut self, manifest: &ExportManifest, leaves: &[merkle::Hash], path: &Path) -> Result<(), Stop> {
+        let text = std::fs::read_to_string(path).map_err(|e| Stop::CannotCheck(format!("{}: {e}", path.display())))?;
+        let proof: InclusionProof =
+            serde_json::from_str(&text).map_err(|e| Stop::CannotCheck(format!("the proof does not read: {e}")))?;
+        let hash = |h: &str| -> Option<merkle::Hash> { hex::decode(h).ok()?.try_into().ok() };
+        let (Some(record), Some(root)) = (hash(&proof.record_hash), hash(&manifest.merkle_root)) else {
+            return fail("proof: a hash does not read");
+        };
+        let path: Option<Vec<merkle::Hash>> = proof.path.iter().map(|h| hash(h)).collect();
+        let Some(path) = path else { return fail("proof: a path hash does not read") };
+        if proof.leaf_count != leaves.len() as u64
+            || !merkle::verify(&record, proof.leaf_index, proof.leaf_count, &path, &root)
+        {
+            return fail(format!("proof: event {} does not lead to the manifest's Merkle root", proof.seq));
+        }
+        self.ok(format!("proof: event {} is in the export (Merkle path of {} hashes)", proof.seq, path.len()));
+        Ok(())
+    }
+}
+
+fn totals_fields(t: &ExportTotals) -> [(&'static str, &str); 6] {
+    [
+        ("stakes", t.stakes.as_str()),
+        ("stakesReturned", t.stakes_returned.as_str()),
+        ("wins", t.wins.as_str()),
+        ("deposits", t.deposits.as_str()),
+        ("withdrawals", t.withdrawals.as_str()),
+        ("other", t.other.as_str()),
+    ]
+}
+
+/// What the XML files hold: `#<RegistroId>#<sub>` per sub-record, each `RegistroId`, and
+/// `RegistroId/JugadorId` per player in it.
+fn records_present(xmls: &[(String, String)]) -> Result<BTreeSet<String>, Stop> {
+    let mut present = BTreeSet::new();
+    for (name, xml) in xmls {
+        let doc = roxmltree::Document::parse(xml).map_err(|e| Stop::Failed(format!("{name}: {e}")))?;
+        for registro in doc.descendants().filter(|n| n.has_tag_name("Registro")) {
+            let header = registro.children().find(|n| n.has_tag_name("Cabecera"));
+            let field = |tag: &str| {
+                header
+                    .and_then(|h| h.children().find(|n| n.has_tag_name(tag)))
+                    .and_then(|n| n.text())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let id = field("RegistroId");
+            present.insert(format!("#{id}#{}", field("SubregistroId")));
+            for jugador in registro.children().filter(|n| n.has_tag_name("Jugador")) {
+                if let Some(player) = jugador.children().find(|n| n.has_tag_name("JugadorId")).and_then(|n| n.text()) {
+                    present.insert(format!("{id}/{player}"));
+                }
+            }
+            present.insert(id);
+        }
+    }
+    Ok(present)
+}
+
+/// The journal's movements over `period`, per currency, in the manifest's terms.
+pub fn journal_totals(
+    store: &dyn crate::store::Store,
+    period: &contracts::exports::ExportPeriod,
+) -> Result<BTreeMap<String, BTreeMap<&'static str, Decimal>>, crate::store::StoreError> {
+    use crate::ledger::PostingKind as K;
+    let (start, end) = (
+        period.start.and_time(chrono::NaiveTime::MIN).and_utc(),
+        period.end.and_time(chrono::NaiveTime::MIN).and_utc(),
+    );
+    let mut totals: BTreeMap<String, BTreeMap<&'static str, Decimal>> = BTreeMap::new();
+    crate::ledger::journal_each(store, |record| {
+        if record.ts < start || record.ts >= end {
+            return;
+        }
+        let t = totals.entry(record.currency.clone()).or_default();
+        let sum = |f: &dyn Fn(&str, &str) -> bool| -> Decimal {
+            record.postings.iter().filter(|(from, to, _)| f(from, to)).map(|(_, _, a)| *a).sum()
+        };
+        let player = |a: &str| a.starts_with("cash:") || a.starts_with("debt:");
+        match (record.posting_kind, record.kind.as_str()) {
+            (Some(K::Stake), _) => {
+                *t.entry("stakes").or_default() += sum(&|f, to| f.starts_with("cash:") && to.starts_with("held:"))
+            }
+            (Some(K::Refund), _) => {
+                *t.entry("stakesReturned").or_default() +=
+                    sum(&|f, to| f.starts_with("held:") && to.starts_with("cash:"))
+            }
+            (Some(K::Win), _) => {
+                *t.entry("wins").or_default() += sum(&|f, to| f.starts_with("house:") && to.starts_with("cash:"))
+            }
+            (Some(K::Deposit), _) => *t.entry("deposits").or_default() += sum(&|_, to| player(to)),
+            (Some(K::Withdrawal), "debit") => *t.entry("withdrawals").or_default() += sum(&|f, _| player(f)),
+            (Some(K::Adjustment), "payout") => *t.entry("withdrawals").or_default() += sum(&|_, _| true),
+            (Some(K::Adjustment), "credit") => *t.entry("other").or_default() += sum(&|_, to| player(to)),
+            (Some(K::Adjustment), "debit") => *t.entry("other").or_default() -= sum(&|f, _| player(f)),
+            (Some(K::Chargeback), _) => *t.entry("other").or_default() -= sum(&|f, _| player(f)),
+            _ => {}
+        }
+    })?;
+    Ok(totals)
+}

@@ -1,0 +1,267 @@
+//! Regulator exports from real traffic on a Spanish cell: the DGOJ files validate against the
+//! official XSD (`xmllint`), their XAdES signature verifies (`xmlsec1`), `export-verify` passes,
+//! and catches a tampered file, a dropped event and a forged manifest; a late rollback comes back
+//! as a correction in the next day's export.
+
+use crate::gaming::{providers, Dialect, Provider, SECRET};
+use crate::harness::{binary, Client, TestCell};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const ADULT: &str = "1980-01-01";
+
+/// A seamless provider call at the cell's time (its clock is `skew_s` ahead of the real one).
+async fn call(p: &Provider, what: &str, body: Value, skew_s: i64) -> Value {
+    let reply = p.send_signed(what, body, SECRET, skew_s).await;
+    assert_eq!(reply.status, 200, "{what}: {}", String::from_utf8_lossy(&reply.body));
+    reply.json()
+}
+
+async fn bet(p: &Provider, skew: i64, tx: &str, player: &str, round: &str, game: &str, amount: &str) {
+    let body = json!({ "transactionId": tx, "playerId": player, "roundId": round, "gameId": game, "amount": amount, "currency": "EUR" });
+    call(p, "bet", body, skew).await;
+}
+
+async fn win(p: &Provider, skew: i64, tx: &str, player: &str, round: &str, amount: &str) {
+    let body = json!({ "transactionId": tx, "playerId": player, "roundId": round, "amount": amount, "currency": "EUR", "closeRound": true });
+    call(p, "win", body, skew).await;
+}
+
+async fn money(c: &Client, path: &str, player: &str, amount: &str, key: &str) {
+    let reason = if path.ends_with("credit") { "deposit" } else { "withdrawal" };
+    let body = json!({ "playerId": player, "currency": "EUR", "amount": amount, "reason": reason });
+    let r = c.post(path, key, body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
+/// Runs `cell export build`; the export's directory.
+fn build(data: &Path, kind: &str, period: &str, out: &Path) -> PathBuf {
+    let dir = out.join(format!("{kind}-{period}"));
+    let status = Command::new(binary("cell"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .args(["export", "build", "--jurisdiction", "ES", "--type", kind, "--period", period, "--unzipped", "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{kind} {period}: {}", String::from_utf8_lossy(&status.stderr));
+    dir
+}
+
+/// `export-verify`'s exit code and report.
+fn verify(export: &Path, key: &str, data: &Path, proof: Option<&Path>) -> (i32, String) {
+    let mut cmd = Command::new(binary("export-verify"));
+    cmd.arg("--export").arg(export).args(["--public-key", key, "--cell-data"]).arg(data);
+    if let Some(proof) = proof {
+        cmd.arg("--proof").arg(proof);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Every file of `dir` (recursively) whose name ends with `suffix`.
+fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files(&path, suffix));
+        } else if path.to_string_lossy().ends_with(suffix) {
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Copies a directory tree.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// Re-signs a changed manifest with the cell's own audit key: what a dishonest cell could do.
+fn resign(export: &Path, data: &Path, change: impl FnOnce(&mut Value)) {
+    use ed25519_dalek::Signer;
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(export.join("manifest.json")).unwrap()).unwrap();
+    change(&mut manifest);
+    let json = serde_json::to_vec_pretty(&manifest).unwrap();
+    let key = cell::signing_key::load_or_create(&data.join("audit-ed25519.key")).unwrap();
+    std::fs::write(export.join("manifest.json"), &json).unwrap();
+    std::fs::write(export.join("manifest.sig"), hex::encode(key.sign(&json).to_bytes())).unwrap();
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spanish_exports_validate_verify_and_catch_tampering() {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-29T10:00:00Z").unwrap().to_utc();
+    let clock = cell::clock::ManualClock::new(start);
+    let skew = || (clock_now(&start, &clock) - chrono::Utc::now()).num_seconds();
+    let intervals = cell::server::Intervals {
+        // Rounds stay open across the days the test moves through; no sweeper voids them.
+        round_sweep: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let mut cell = TestCell::start_with_clock("es", providers(), intervals, clock.clone()).await;
+    let c = cell.client();
+    let demo = Provider::new(Dialect::Seamless, false, c);
+    for player in ["es-ana", "es-bo"] {
+        assert_eq!(c.register(player, ADULT, "ES", "EUR").await.status, 201);
+        money(&c, "/wallet/credit", player, "100.00", &format!("dep-{player}")).await;
+    }
+    // Day one: a slot round won, a live round left open.
+    bet(&demo, skew(), "t1", "es-ana", "r1", "slot-1", "5.00").await;
+    win(&demo, skew(), "t2", "es-ana", "r1", "8.00").await;
+    bet(&demo, skew(), "t3", "es-bo", "r2", "live-1", "3.00").await;
+    money(&c, "/wallet/debit", "es-ana", "10.00", "wd-ana").await;
+    // Day two: the provider rolls back yesterday's open bet (a late rollback); more play.
+    clock.advance(chrono::Duration::days(1));
+    let body = json!({ "transactionId": "t4", "playerId": "es-bo", "roundId": "r2", "refTransactionId": "t3" });
+    call(&demo, "rollback", body, skew()).await;
+    bet(&demo, skew(), "t5", "es-ana", "r3", "slot-1", "2.00").await;
+    win(&demo, skew(), "t6", "es-ana", "r3", "0.00").await;
+    clock.advance(chrono::Duration::days(2));
+    let key = c.get("/audit/checkpoints").await.json()["publicKey"].as_str().unwrap().to_owned();
+    cell.stop().await;
+
+    let data = cell.dir.path().to_owned();
+    let out = tempfile::tempdir().unwrap();
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("regulators/es/wrapper.xsd");
+    let mut built = Vec::new();
+    for (kind, period) in [
+        ("CJD", "2026-11-29"),
+        ("CJT", "2026-11-29"),
+        ("JUC", "2026-11-29"),
+        ("CJD", "2026-11-30"),
+        ("JUC", "2026-11-30"),
+        ("OPT", "2026-11"),
+    ] {
+        built.push(((kind, period), build(&data, kind, period, out.path())));
+    }
+    // November's days, then the month.
+    for day in 1..=28 {
+        build(&data, "CJD", &format!("2026-11-{day:02}"), out.path());
+    }
+    let month = build(&data, "CJD", "2026-11", out.path());
+    built.push((("CJD", "2026-11"), month.clone()));
+
+    for ((kind, period), dir) in &built {
+        let xmls = files(dir, ".xml");
+        assert!(!xmls.is_empty(), "{kind} {period}: no XML");
+        for xml in &xmls {
+            let valid = Command::new("xmllint")
+                .args(["--noout", "--nonet", "--schema"])
+                .arg(&schema)
+                .arg(xml)
+                .output()
+                .unwrap();
+            assert!(valid.status.success(), "{}: {}", xml.display(), String::from_utf8_lossy(&valid.stderr));
+            let signed = Command::new("xmlsec1")
+                .args(["--verify", "--trusted-pem"])
+                .arg(dir.join("signing-cert.pem"))
+                .arg(xml)
+                .output()
+                .unwrap();
+            assert!(signed.status.success(), "{}: {}", xml.display(), String::from_utf8_lossy(&signed.stderr));
+        }
+        let (code, report) = verify(dir, &key, &data, None);
+        assert_eq!(code, 0, "{kind} {period}:\n{report}");
+    }
+    let month_report = verify(&month, &key, &data, None).1;
+    assert!(month_report.contains("equals the sum of its 30 daily exports"), "{month_report}");
+
+    // Day one's figures, from the player's side.
+    let cjd = std::fs::read_to_string(&files(&built[0].1, ".xml")[0]).unwrap();
+    assert!(cjd.contains("<JugadorId>es-ana</JugadorId>"), "{cjd}");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(built[0].1.join("manifest.json")).unwrap()).unwrap();
+    let totals = &manifest["totals"][0];
+    assert_eq!(
+        (
+            totals["stakes"].as_str(),
+            totals["wins"].as_str(),
+            totals["deposits"].as_str(),
+            totals["withdrawals"].as_str()
+        ),
+        (Some("8.00"), Some("8.00"), Some("200.00"), Some("10.00")),
+        "{manifest}"
+    );
+    // The late rollback: day two's JUC corrects es-bo's session of day one.
+    let juc2 = files(&built[4].1, ".xml").iter().map(|p| std::fs::read_to_string(p).unwrap()).collect::<String>();
+    assert!(juc2.contains("<Rectificacion>"), "{juc2}");
+    let juc1 = files(&built[2].1, ".xml").iter().map(|p| std::fs::read_to_string(p).unwrap()).collect::<String>();
+    let corrected = juc2.split("<Rectificacion>").nth(1).unwrap();
+    let original_id = corrected.split("<RegistroId>").nth(1).unwrap().split('<').next().unwrap();
+    assert!(juc1.contains(&format!("<RegistroId>{original_id}</RegistroId>")), "the correction names day one's record");
+    let manifest2: Value = serde_json::from_slice(&std::fs::read(built[4].1.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest2["corrections"], json!([original_id]), "{manifest2}");
+
+    // A tampered file.
+    let tampered = out.path().join("tampered");
+    copy_tree(&built[0].1, &tampered);
+    let zip = files(&tampered, ".zip")[0].clone();
+    let mut bytes = std::fs::read(&zip).unwrap();
+    let last = bytes.len() - 30;
+    bytes[last] ^= 0x55;
+    std::fs::write(&zip, bytes).unwrap();
+    let (code, report) = verify(&tampered, &key, &data, None);
+    assert_eq!(code, 1, "{report}");
+    assert!(report.contains("its SHA-256 is not the manifest's"), "{report}");
+
+    // A forged manifest (a total changed, not signed again).
+    let forged = out.path().join("forged");
+    copy_tree(&built[0].1, &forged);
+    let text = std::fs::read_to_string(forged.join("manifest.json")).unwrap().replace("\"200.00\"", "\"20.00\"");
+    std::fs::write(forged.join("manifest.json"), text).unwrap();
+    let (code, report) = verify(&forged, &key, &data, None);
+    assert_eq!(code, 1, "{report}");
+    assert!(report.contains("manifest signature"), "{report}");
+
+    // A dropped event, signed by the cell itself: completeness catches it.
+    let dropped = out.path().join("dropped");
+    copy_tree(&built[0].1, &dropped);
+    let csv = std::fs::read_to_string(dropped.join("events.csv")).unwrap();
+    let mut lines: Vec<&str> = csv.lines().collect();
+    let gone = lines.remove(2);
+    let csv = lines.join("\n") + "\n";
+    std::fs::write(dropped.join("events.csv"), &csv).unwrap();
+    resign(&dropped, &data, |m| {
+        for f in m["files"].as_array_mut().unwrap() {
+            if f["name"] == "events.csv" {
+                f["sha256"] = json!(sha256_hex(csv.as_bytes()));
+                f["bytes"] = json!(csv.len());
+            }
+        }
+    });
+    let (code, report) = verify(&dropped, &key, &data, None);
+    assert_eq!(code, 1, "{report}");
+    let seq = gone.split(',').next().unwrap();
+    assert!(report.contains(&format!("event {seq} (")) && report.contains("not in the export"), "{report}");
+
+    // Nothing to check against: exit 2.
+    let (code, _) = verify(&built[0].1, &key, out.path(), None);
+    assert_eq!(code, 2);
+}
+
+/// The manual clock's time.
+fn clock_now(
+    _start: &chrono::DateTime<chrono::Utc>,
+    clock: &std::sync::Arc<cell::clock::ManualClock>,
+) -> chrono::DateTime<chrono::Utc> {
+    use cell::clock::Clock;
+    clock.now()
+}

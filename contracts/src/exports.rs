@@ -1,0 +1,145 @@
+//! Regulator exports: the signed manifest every export carries (`manifest.json`, signed in
+//! `manifest.sig` with the cell's Ed25519 audit key), the list global-control shows, and the
+//! Merkle inclusion proof of one event. The files themselves are in each regulator's own format.
+
+use crate::Jurisdiction;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The version of [`ExportManifest`] and of the export API's shapes.
+pub const EXPORTS_VERSION: &str = "1";
+
+/// The period an export covers: a day, a month or a quarter, in UTC, `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PeriodKind {
+    Day,
+    Month,
+    Quarter,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportPeriod {
+    pub kind: PeriodKind,
+    /// As given: `2026-12-06`, `2026-12` or `2026-Q4`.
+    pub label: String,
+    pub start: chrono::NaiveDate,
+    /// The first day after the period.
+    pub end: chrono::NaiveDate,
+}
+
+/// One file of an export, as the regulator receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportFile {
+    /// Its path in the export, as the regulator requires it (`CNJ/OP01/CJ/Diario/…zip`).
+    pub name: String,
+    /// Hex SHA-256 of its bytes.
+    pub sha256: String,
+    pub bytes: u64,
+    /// The regulator's records it holds (sub-records for DGOJ).
+    pub records: u64,
+}
+
+/// Money totals of the events an export includes, in one currency, as decimal strings. Stakes
+/// and withdrawals are positive here (the regulator's own signs are in its files).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportTotals {
+    pub currency: String,
+    pub stakes: String,
+    /// Stakes given back (rollbacks and voids).
+    pub stakes_returned: String,
+    pub wins: String,
+    /// Gross gaming revenue: stakes − stakes returned − wins.
+    pub ggr: String,
+    pub deposits: String,
+    pub withdrawals: String,
+    /// Deposits taken back (chargebacks, refunds) and other adjustments, signed as they move the
+    /// players' balances.
+    pub other: String,
+    pub bonus: String,
+}
+
+/// The audit-chain range an export covers, and the chain's hash at its end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainRange {
+    /// 0 with `last_seq` 0 when the period holds no record.
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// Hex hash of the record at `last_seq` (the chain's head there).
+    pub head_hash: String,
+}
+
+/// `manifest.json`: what an export holds and proves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportManifest {
+    pub manifest_version: String,
+    /// `<cell>-<TYPE>-<period>`, with `-r<n>` for a rebuild after the first.
+    pub export_id: String,
+    pub cell: String,
+    pub jurisdiction: Jurisdiction,
+    /// The regulator's own record name (`CJD`, `KasinospilPrSession`, `quarterly-return`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The dialect that wrote it (`dgoj-sci`).
+    pub format: String,
+    pub period: ExportPeriod,
+    pub files: Vec<ExportFile>,
+    /// The regulator's records over all files.
+    pub record_count: u64,
+    /// Chained events the export includes (each once).
+    pub event_count: u64,
+    pub totals: Vec<ExportTotals>,
+    pub chain: ChainRange,
+    /// Hex Merkle root (RFC 6962 hashing) over the record hashes of the included events, in
+    /// chain order; empty tree: SHA-256 of nothing.
+    pub merkle_root: String,
+    /// Records of earlier periods this export corrects (`Rectificacion`), by their record id.
+    #[serde(default)]
+    pub corrections: Vec<String>,
+    /// The region file's policy version in force.
+    pub policy_version: String,
+    /// What built it: `cell <version>, exports <version>`.
+    pub generator: String,
+    pub built_at: chrono::DateTime<chrono::Utc>,
+    /// Hex Ed25519 public key of the cell's audit key, which signed `manifest.sig` (the regulator
+    /// pins its own copy; this one is informative).
+    pub public_key: String,
+}
+
+/// `GET /exports/{id}/proof?seq=N`: the Merkle path from one included event to the export's
+/// root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InclusionProof {
+    pub export_id: String,
+    pub seq: u64,
+    /// Hex hash of the audit record at `seq`.
+    pub record_hash: String,
+    /// Its position among the export's leaves.
+    pub leaf_index: u64,
+    pub leaf_count: u64,
+    /// Sibling hashes from the leaf up (RFC 6962 audit path), hex.
+    pub path: Vec<String>,
+    pub merkle_root: String,
+}
+
+/// An export as global-control lists it: its manifest (never its files, which stay in the cell).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportSummary {
+    pub manifest: ExportManifest,
+    /// Hex Ed25519 signature of the manifest's bytes.
+    pub signature: String,
+}
+
+/// `GET /exports` on a cell, `GET /exports/{jurisdiction}` on global-control.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportList {
+    pub exports: Vec<ExportSummary>,
+}

@@ -343,6 +343,11 @@ impl Checkpointer {
         hex::encode(self.key.verifying_key().as_bytes())
     }
 
+    /// The audit key, which also signs export manifests.
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
     /// Signs the current head unless it is already signed; returns the newest checkpoint, or
     /// `None` while the chain is empty.
     pub fn checkpoint(&self, store: &dyn Store) -> Result<Option<Checkpoint>, StoreError> {

@@ -249,6 +249,7 @@ impl OpenCell {
                 sessions,
                 region,
                 clock: config.clock.clone(),
+                data_dir: config.data_dir.clone(),
             },
             writer,
         })

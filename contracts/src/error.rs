@@ -70,6 +70,8 @@ error_codes!(
         PaymentNotFound = "PAYMENT_NOT_FOUND",
         WithdrawalNotPending = "WITHDRAWAL_NOT_PENDING",
         DebtOutstanding = "DEBT_OUTSTANDING",
+        ExportNotFound = "EXPORT_NOT_FOUND",
+        ExportRefused = "EXPORT_REFUSED",
         SessionTimeLimitReached = "SESSION_TIME_LIMIT_REACHED",
         RealityCheckDue = "REALITY_CHECK_DUE",
         KycUnavailable = "KYC_UNAVAILABLE",

@@ -143,3 +143,49 @@ pub struct ExportSummary {
 pub struct ExportList {
     pub exports: Vec<ExportSummary>,
 }
+
+/// `export.built`: an export went into the cell's vault (its manifest's hash, so the chain
+/// vouches for it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportBuilt {
+    pub export_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub period: String,
+    /// Hex SHA-256 of `manifest.json`.
+    pub manifest_sha256: String,
+    pub merkle_root: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<crate::operators::OperatorRef>,
+}
+impl crate::events::EventPayload for ExportBuilt {
+    const NAME: &'static str = "export.built";
+    const VERSION: &'static str = "1";
+}
+
+/// `export.downloaded`: someone took a file of an export (a regulator through global-control).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportDownloaded {
+    pub export_id: String,
+    pub file: String,
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<crate::operators::OperatorRef>,
+}
+impl crate::events::EventPayload for ExportDownloaded {
+    const NAME: &'static str = "export.downloaded";
+    const VERSION: &'static str = "1";
+}
+
+/// `POST /exports` on a cell: build one export now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BuildRequest {
+    /// The regulator's record name (`CJD`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `YYYY-MM-DD`, `YYYY-MM` or `YYYY-Qn`.
+    pub period: String,
+}

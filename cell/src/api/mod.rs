@@ -9,6 +9,7 @@ pub mod callers;
 mod cashier;
 mod catalog;
 mod compliance;
+mod exports;
 mod gaming;
 mod limits;
 mod openapi;
@@ -63,6 +64,8 @@ pub struct Domains {
     pub region: Arc<contracts::region::RegionConfig>,
     /// Where every domain reads the time.
     pub clock: Arc<dyn crate::clock::Clock>,
+    /// The cell's data directory (keys, the export vault).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// What every handler shares.
@@ -367,6 +370,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ops/providers/{provider}/maintenance", post(gaming::maintenance))
         .route("/audit/verify", get(audit::verify))
         .route("/audit/records", get(audit::records))
+        .route("/exports", get(exports::list).post(exports::build))
+        .route("/exports/{export_id}", get(exports::get))
+        .route("/exports/{export_id}/proof", get(exports::proof))
+        .route("/exports/{export_id}/files/{*file}", get(exports::file))
         .route("/audit/checkpoints", get(audit::checkpoints).post(audit::checkpoint_now))
         .route("/events", get(ops::events))
         .route("/healthz", get(ops::healthz))

@@ -444,7 +444,7 @@ fn build() -> Value {
             }
         } },
         "/cashier/payments/{paymentId}/refund": { "post": {
-            "summary": "The finance role gives a captured card deposit back through its PSP, with a reason; the PSP's REFUND notification books the compensating entry (payment.refunded)",
+            "summary": "The finance role gives a captured deposit back through its PSP, with a reason (a refund at the card PSP, a payout of the deposit at the bank-push one); the PSP's notification books the compensating entry (payment.refunded)",
             "parameters": [{ "name": "paymentId", "in": "path", "required": true, "schema": { "type": "string" } }],
             "requestBody": { "required": true, "content": { "application/json": { "schema": schema::<contracts::cashier::WithdrawalDecision>(&mut g) } } },
             "responses": {
@@ -477,9 +477,41 @@ fn build() -> Value {
             }
         } }
     });
+    let export_id = json!({ "name": "exportId", "in": "path", "required": true, "schema": { "type": "string" } });
+    let exports = json!({
+        "/exports": {
+            "get": read(&error, "Every export in this cell's vault, oldest first: manifests and their Ed25519 signatures", json!([]), schema::<contracts::exports::ExportList>(&mut g), &["503"]),
+            "post": {
+                "summary": "Build one export now (the period must be over): 201 with its signed manifest, or 200 with the latest build of that type and period when one exists (a file produced is never rewritten)",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": schema::<contracts::exports::BuildRequest>(&mut g) } } },
+                "responses": {
+                    "200": json_answer("already built", schema::<contracts::exports::ExportSummary>(&mut g)),
+                    "201": json_answer("built", schema::<contracts::exports::ExportSummary>(&mut g)),
+                    "400": json_answer("MALFORMED_JSON, INVALID_REQUEST", error.clone()),
+                    "422": json_answer("EXPORT_REFUSED (an unknown type, a period not over or not of the type's cadence)", error.clone()),
+                    "503": json_answer("EXPORT_REFUSED (the vault or store failed)", error.clone())
+                }
+            }
+        },
+        "/exports/{exportId}": { "get": read(&error, "One export's manifest and signature", json!([export_id.clone()]), schema::<contracts::exports::ExportSummary>(&mut g), &["404", "503"]) },
+        "/exports/{exportId}/proof": { "get": read(&error, "The Merkle path (RFC 6962) from one included event to the export's root", json!([
+            export_id.clone(),
+            { "name": "seq", "in": "query", "required": true, "schema": { "type": "integer", "minimum": 0 } }
+        ]), schema::<contracts::exports::InclusionProof>(&mut g), &["400", "404", "503"]) },
+        "/exports/{exportId}/files/{file}": { "get": {
+            "summary": "One file of an export, by its path in the manifest (or manifest.json, manifest.sig); the download is chained first (export.downloaded)",
+            "parameters": [export_id, { "name": "file", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "responses": {
+                "200": { "description": "the file's bytes", "content": { "application/octet-stream": {} } },
+                "404": json_answer("EXPORT_NOT_FOUND", error.clone()),
+                "503": json_answer("EXPORT_REFUSED", error.clone())
+            }
+        } }
+    });
     // Until the store is open, every domain route is refused alike.
     let mut paths = paths;
     paths.as_object_mut().expect("paths").extend(players_compliance.as_object().expect("paths").clone());
+    paths.as_object_mut().expect("paths").extend(exports.as_object().expect("paths").clone());
     for (path, item) in paths.as_object_mut().expect("paths") {
         if OPS_PATHS.contains(&path.as_str()) {
             continue;

@@ -255,6 +255,57 @@ async fn spanish_exports_validate_verify_and_catch_tampering() {
     // Nothing to check against: exit 2.
     let (code, _) = verify(&built[0].1, &key, out.path(), None);
     assert_eq!(code, 2);
+
+    // The same vault through the cell's API.
+    cell.restart("es").await;
+    let c = cell.client();
+    let listed = c.get("/exports").await.json();
+    assert_eq!(listed["exports"].as_array().unwrap().len(), 35, "{listed}");
+    let first_seq = manifest["chain"]["firstSeq"].as_u64().unwrap();
+    let proof = c.get(&format!("/exports/es-CJD-2026-11-29/proof?seq={first_seq}")).await;
+    assert_eq!(proof.status, 200, "{}", String::from_utf8_lossy(&proof.body));
+    let proof_path = out.path().join("proof.json");
+    std::fs::write(&proof_path, &proof.body).unwrap();
+    assert_eq!(c.get("/exports/es-CJD-2026-11-29/proof?seq=999999").await.code(), "EXPORT_NOT_FOUND");
+    // A download, by this cell's regulator, is in the audit chain; another jurisdiction's is refused.
+    let regulator = |j| format!("Bearer {}", crate::harness::operator_token(contracts::operators::Role::Regulator(j)));
+    let es = regulator(contracts::Jurisdiction::Es);
+    let file = &manifest["files"][0]["name"];
+    let path = format!("/exports/es-CJD-2026-11-29/files/{}", file.as_str().unwrap());
+    let got = c.raw("GET", &path, &[("authorization", es.as_str())], Vec::new()).await.unwrap();
+    assert_eq!(got.status, 200);
+    assert_eq!(sha256_hex(&got.body), manifest["files"][0]["sha256"].as_str().unwrap());
+    let uk = regulator(contracts::Jurisdiction::Uk);
+    let refused = c.raw("GET", &path, &[("authorization", uk.as_str())], Vec::new()).await.unwrap();
+    assert_eq!(refused.status, 403, "{}", String::from_utf8_lossy(&refused.body));
+    let downloads: Vec<Value> = c.events().await.into_iter().filter(|e| e["event"] == "export.downloaded").collect();
+    assert_eq!(downloads.len(), 1, "{downloads:?}");
+    assert_eq!(downloads[0]["payload"]["operator"]["role"], "regulator:ES");
+    // Built on request, once: asking again answers the same export.
+    let body = json!({ "type": "CJT", "period": "2026-11-30" });
+    let first = c
+        .raw("POST", "/exports", &[("content-type", "application/json")], body.to_string().into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(first.status, 201, "{}", String::from_utf8_lossy(&first.body));
+    let again = c
+        .raw("POST", "/exports", &[("content-type", "application/json")], body.to_string().into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.status, again.json()["manifest"]["exportId"].clone()),
+        (200, first.json()["manifest"]["exportId"].clone())
+    );
+    let early = json!({ "type": "CJD", "period": "2026-12-02" });
+    let early = c
+        .raw("POST", "/exports", &[("content-type", "application/json")], early.to_string().into_bytes())
+        .await
+        .unwrap();
+    assert_eq!((early.status, early.code().as_str()), (422, "EXPORT_REFUSED"), "the day is not over");
+    cell.stop().await;
+    let (code, report) = verify(&built[0].1, &key, &data, Some(&proof_path));
+    assert_eq!(code, 0, "{report}");
+    assert!(report.contains(&format!("proof: event {first_seq} is in the export")), "{report}");
 }
 
 /// The manual clock's time.

@@ -92,6 +92,7 @@ pub fn is_back_office(method: &str, path: &str) -> bool {
         "/audit/",
         "/events",
         "/compliance/",
+        "/exports",
     ]
     .iter()
     .any(|prefix| path.starts_with(prefix));

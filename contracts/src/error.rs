@@ -181,6 +181,7 @@ error_codes!(
         BadRequest = "BAD_REQUEST",
         BodyTooLarge = "BODY_TOO_LARGE",
         BodyUnreadable = "BODY_UNREADABLE",
+        CellUnavailable = "CELL_UNAVAILABLE",
         FlagNotFound = "FLAG_NOT_FOUND",
         Forbidden = "FORBIDDEN",
         GameNotFound = "GAME_NOT_FOUND",

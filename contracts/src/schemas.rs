@@ -103,7 +103,7 @@ pub fn all() -> Vec<NamedSchema> {
         api::<limits::CaseList>("compliance.cases", "1"),
         api::<limits::CaseDecision>("compliance.case-decision", "1"),
         api::<RouterCode>("router.error-codes", "1"),
-        api::<ControlCode>("control.error-codes", "2"),
+        api::<ControlCode>("control.error-codes", "3"),
         api::<operators::OperatorClaims>("operators.claims", operators::OPERATORS_VERSION),
         api::<operators::OperatorKey>("operators.key", operators::OPERATORS_VERSION),
         api::<operators::OperatorTokenRequest>("operators.token.request", operators::OPERATORS_VERSION),

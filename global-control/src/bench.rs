@@ -200,6 +200,7 @@ pub async fn flags(args: FlagsBenchArgs) -> anyhow::Result<()> {
         timeouts: QuicTimeouts::default(),
         admin_token: Some(admin.clone()),
         wrong_tokens_per_minute: crate::api::TOKEN_FAILURES_MAX,
+        export_every: None,
     })
     .await?;
     let quic = control.quic_addr()?;

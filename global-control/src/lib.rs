@@ -15,6 +15,7 @@ pub mod api;
 pub mod bench;
 pub mod catalog;
 pub mod error;
+pub mod exports;
 pub mod flags;
 pub mod metrics;
 pub mod operators;

@@ -46,6 +46,10 @@ enum Command {
         /// AUTH_THROTTLED) until its oldest failure is a minute old.
         #[arg(long, default_value_t = global_control::api::TOKEN_FAILURES_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         wrong_tokens_per_minute: usize,
+        /// How often the regulator-export schedule runs: each cell builds what its region file's
+        /// `[exports]` cadence makes due (yesterday, last month, last quarter), retried until built.
+        #[arg(long, default_value_t = 300, value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+        export_every_seconds: u64,
     },
     /// Measure and print key=value figures.
     Bench {
@@ -88,7 +92,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve { listen, quic, data, tls_dir, regions, wrong_tokens_per_minute } => {
+        Command::Serve { listen, quic, data, tls_dir, regions, wrong_tokens_per_minute, export_every_seconds } => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
             runtime.block_on(async move {
                 let regions = contracts::region::RegionConfig::load_dir(&regions)?;
@@ -101,6 +105,7 @@ fn main() -> anyhow::Result<()> {
                     timeouts: replication::tls::QuicTimeouts::default(),
                     admin_token: std::env::var(global_control::rbac::ADMIN_TOKEN_ENV).ok(),
                     wrong_tokens_per_minute,
+                    export_every: Some(std::time::Duration::from_secs(export_every_seconds)),
                 };
                 let listener =
                     tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;

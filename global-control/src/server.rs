@@ -41,12 +41,15 @@ pub struct ControlConfig {
     pub admin_token: Option<String>,
     /// Wrong API tokens one address may present in a minute before 429 `AUTH_THROTTLED`.
     pub wrong_tokens_per_minute: usize,
+    /// How often the export schedule runs (`None`: never; a benchmark's control plane).
+    pub export_every: Option<std::time::Duration>,
 }
 
 /// An open control plane, not yet serving.
 pub struct ControlPlane {
     pub state: Arc<AppState>,
     pub sync: Arc<SyncServer>,
+    export_every: Option<std::time::Duration>,
 }
 
 impl ControlPlane {
@@ -93,6 +96,13 @@ impl ControlPlane {
             },
         )
         .with_context(|| format!("bind QUIC sync on {}", config.quic_listen))?;
+        let exports = crate::exports::Exports::open(
+            &config.data_dir,
+            config.regions.clone(),
+            config.tls_dir.clone(),
+            operator_key.clone(),
+        )
+        .context("open the export schedule")?;
         let state = Arc::new(AppState {
             store,
             locks,
@@ -100,8 +110,9 @@ impl ControlPlane {
             metrics: Arc::new(Metrics::default()),
             token_failures: api::TokenFailures::new(config.wrong_tokens_per_minute),
             operator_key,
+            exports: Arc::new(exports),
         });
-        Ok(ControlPlane { state, sync })
+        Ok(ControlPlane { state, sync, export_every: config.export_every })
     }
 
     pub fn quic_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -125,6 +136,7 @@ impl ControlPlane {
             }
         };
         let sync_task = tokio::spawn(self.sync.clone().run(source, sync_stop));
+        let schedule = self.export_every.map(|every| self.state.exports.clone().spawn(every));
         let http_stop = {
             let mut rx = stop_rx;
             async move {
@@ -140,6 +152,9 @@ impl ControlPlane {
         shutdown.await;
         tracing::info!("shutting down: closing sync sessions, draining HTTP");
         let _ = stop_tx.send(true);
+        if let Some(schedule) = schedule {
+            schedule.abort();
+        }
         sync_task.await.context("sync task")?;
         server.await.context("server task")?;
         tracing::info!("stopped");

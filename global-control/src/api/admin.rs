@@ -130,14 +130,8 @@ pub async fn cells(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Result
     Ok(Json(CellsView { version: s.store.version(), cells }))
 }
 
-/// A jurisdiction's signed exports: not built yet (the regulator exports issue). Until they are,
-/// this says so (501) rather than answer an empty list, which would read as "nothing to report".
-pub async fn exports(
-    State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(jurisdiction): Path<String>,
-) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
-    let j: Jurisdiction = serde_json::from_value(jurisdiction.to_ascii_uppercase().into()).map_err(|_| {
+fn jurisdiction_of(jurisdiction: &str) -> Result<Jurisdiction, ApiError> {
+    serde_json::from_value(jurisdiction.to_ascii_uppercase().into()).map_err(|_| {
         let all: Vec<String> = Jurisdiction::ALL.iter().map(|j| j.to_string()).collect();
         // Players' countries and jurisdictions share codes but one: Great Britain's is UK.
         let hint = if jurisdiction.eq_ignore_ascii_case("GB") { " (Great Britain's jurisdiction is UK)" } else { "" };
@@ -146,16 +140,42 @@ pub async fn exports(
             ControlCode::JurisdictionNotFound,
             format!("`{jurisdiction}` is not a jurisdiction: one of {}{hint}", all.join(", ")),
         )
-    })?;
+    })
+}
+
+/// `GET /exports/{jurisdiction}`: the jurisdiction's scheduled exports and where each stands,
+/// with the signed manifest of each one built (the files stay in the cell).
+pub async fn exports(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(jurisdiction): Path<String>,
+) -> Result<Json<crate::exports::ExportsView>, ApiError> {
+    let j = jurisdiction_of(&jurisdiction)?;
     authorize(&s, &headers, Permission::Exports(j))?;
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        ControlCode::NotImplemented,
-        format!(
-            "regulator exports are not built yet: no {j} export (period files, signed manifest, verifier) exists, \
-             so there is nothing to download; this is not an empty filing"
-        ),
-    ))
+    Ok(Json(s.exports.view(j)))
+}
+
+/// `GET /exports/{jurisdiction}/{exportId}/files/{path}`: one file of an export, streamed from
+/// the cell that holds it, asked for with an operator token of the caller's regulator role, so
+/// the cell chains who downloaded it (`export.downloaded`).
+pub async fn export_file(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((jurisdiction, export_id, file)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let j = jurisdiction_of(&jurisdiction)?;
+    let who = authorize(&s, &headers, Permission::Exports(j))?;
+    let cell = s.exports.cell_of(j).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, ControlCode::JurisdictionNotFound, format!("no cell serves {j} here"))
+    })?;
+    let path = format!("/exports/{export_id}/files/{file}");
+    let role = contracts::operators::Role::Regulator(j);
+    let answer = s.exports.call(cell, "GET", &path, Some((role, &who.id)), None).await.map_err(|e| {
+        ApiError::new(StatusCode::BAD_GATEWAY, ControlCode::CellUnavailable, format!("cell {cell}: {e:#}"))
+    })?;
+    tracing::info!(export = %export_id, %file, by = %who.actor(), status = answer.0, "export download");
+    let status = StatusCode::from_u16(answer.0).unwrap_or(StatusCode::BAD_GATEWAY);
+    Ok((status, [(header::CONTENT_TYPE, "application/octet-stream")], answer.1).into_response())
 }
 
 pub async fn healthz() -> &'static str {

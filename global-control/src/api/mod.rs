@@ -42,6 +42,8 @@ pub struct AppState {
     pub token_failures: TokenFailures,
     /// Signs operator tokens (`POST /operator-tokens`).
     pub operator_key: ed25519_dalek::SigningKey,
+    /// The regulator exports the cells build on schedule.
+    pub exports: Arc<crate::exports::Exports>,
 }
 
 /// Failed authentications per client address: past a limit in a minute ([`TOKEN_FAILURES_MAX`]
@@ -239,6 +241,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/catalog/games/{id}", get(catalog::game_get).put(catalog::game_put).delete(catalog::game_delete))
         .route("/cells", get(admin::cells))
         .route("/exports/{jurisdiction}", get(admin::exports))
+        .route("/exports/{jurisdiction}/{export_id}/files/{*file}", get(admin::export_file))
         .route("/tokens", post(admin::token_create).get(admin::token_list))
         .route("/tokens/{id}", axum::routing::delete(admin::token_revoke))
         .route("/operator-tokens", post(admin::operator_token))

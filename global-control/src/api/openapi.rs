@@ -107,7 +107,27 @@ fn build() -> Value {
             "delete": op("Delete a game", cw, Some(reason), ("200", any.clone()), &["404"], &e)
         },
         "/cells": { "get": op("Cells connected over QUIC sync, with the versions sent and acknowledged", "ops, admin", None, ("200", any.clone()), &[], &e) },
-        "/exports/{jurisdiction}": { "parameters": path_param("jurisdiction"), "get": op("A jurisdiction's signed exports: not built yet, so 501 NOT_IMPLEMENTED (the exports issue fills this)", "regulator:<that jurisdiction>, admin", None, ("200", list(&any)), &["404", "501"], &e) },
+        "/exports/{jurisdiction}": { "parameters": path_param("jurisdiction"), "get": op("A jurisdiction's scheduled exports, newest period first: each one's state (pending, built, failed), attempts and last error, and once built the cell's signed manifest (the files stay in the cell)", "regulator:<that jurisdiction>, admin", None, ("200", any.clone()), &["404"], &e) },
+        "/exports/{jurisdiction}/{exportId}/files/{file}": {
+            "parameters": [
+                { "name": "jurisdiction", "in": "path", "required": true, "schema": { "type": "string" } },
+                { "name": "exportId", "in": "path", "required": true, "schema": { "type": "string" } },
+                { "name": "file", "in": "path", "required": true, "schema": { "type": "string" } }
+            ],
+            "get": {
+                "summary": "One file of an export, streamed from the cell that holds it; the cell chains the download with the caller's regulator role (export.downloaded)",
+                "description": "Roles: regulator:<that jurisdiction>, admin.",
+                "security": [{ "bearer": [] }],
+                "responses": {
+                    "200": { "description": "the file", "content": { "application/octet-stream": {} } },
+                    "401": { "description": "UNAUTHENTICATED", "content": { "application/json": { "schema": e.clone() } } },
+                    "403": { "description": "FORBIDDEN (another jurisdiction's)", "content": { "application/json": { "schema": e.clone() } } },
+                    "404": { "description": "JURISDICTION_NOT_FOUND, or the cell's EXPORT_NOT_FOUND", "content": { "application/json": { "schema": e.clone() } } },
+                    "429": { "description": "AUTH_THROTTLED", "content": { "application/json": { "schema": e.clone() } } },
+                    "502": { "description": "CELL_UNAVAILABLE", "content": { "application/json": { "schema": e.clone() } } }
+                }
+            }
+        },
         "/tokens": {
             "post": op("Create an API token; the secret appears only in this answer", "admin", Some(json!({ "type": "object", "required": ["name", "roles"], "properties": { "name": { "type": "string" }, "roles": { "type": "array", "items": { "type": "string", "description": "admin | product | catalog | ops | finance | compliance | regulator:<UK|MT|DK|SE|ES>" } } } })), ("201", any.clone()), &["400"], &e),
             "get": op("Every token (never a secret)", "admin", None, ("200", list(&any)), &[], &e)

@@ -128,6 +128,40 @@ impl ControlApi {
         Ok(SyncState { version, acked })
     }
 
+    /// The last export of each jurisdiction global-control schedules, as one status line:
+    /// `ES es-CJD-2026-12-05 built (12 events)`, or where the newest stands.
+    pub async fn exports_line(&self) -> String {
+        let mut parts = Vec::new();
+        for j in ["UK", "MT", "DK", "SE", "ES"] {
+            let Ok((200, answer)) = self.call("GET", &format!("/exports/{j}"), None).await else {
+                parts.push(format!("{j} unreachable"));
+                continue;
+            };
+            let exports = answer["exports"].as_array().cloned().unwrap_or_default();
+            let built = exports
+                .iter()
+                .filter(|e| e["state"] == "built")
+                .max_by_key(|e| e["export"]["manifest"]["builtAt"].as_str().map(str::to_owned));
+            let newest = exports.first();
+            match (built, newest) {
+                (Some(b), _) => parts.push(format!(
+                    "{j} {} built ({} events)",
+                    b["export"]["manifest"]["exportId"].as_str().unwrap_or("?"),
+                    b["export"]["manifest"]["eventCount"]
+                )),
+                (None, Some(n)) => parts.push(format!(
+                    "{j} {} {} {}: {}",
+                    n["type"].as_str().unwrap_or("?"),
+                    n["period"].as_str().unwrap_or("?"),
+                    n["state"].as_str().unwrap_or("?"),
+                    n["lastError"].as_str().unwrap_or("-").chars().take(60).collect::<String>()
+                )),
+                (None, None) => parts.push(format!("{j} none scheduled")),
+            }
+        }
+        format!("exports: {}", parts.join("; "))
+    }
+
     /// Waits until every cell in `cells` has acked at least `version`; returns the last state
     /// seen and whether they all did within `within` (a bound for a stuck drill, not a target).
     pub async fn converged(&self, cells: &[String], version: u64, within: Duration) -> (bool, SyncState) {

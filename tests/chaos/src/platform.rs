@@ -405,6 +405,9 @@ impl Platform {
             tls_dir.clone().into(),
             "--regions".into(),
             regions_dir.clone().into(),
+            // Drills see exports scheduled within seconds, not minutes.
+            "--export-every-seconds".into(),
+            "15".into(),
         ];
         let control_env = vec![("GLOBAL_CONTROL_ADMIN_TOKEN".to_owned(), spec.admin_token.clone())];
         processes.insert(

@@ -20,6 +20,8 @@ const FLAG_FLIP_INTERVAL: Duration = Duration::from_secs(15);
 /// hand comes back), and for how long each time.
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(5);
 const RECOVERY_ATTEMPT: Duration = Duration::from_secs(2);
+/// How often the status asks global-control where the regulator exports stand.
+const EXPORTS_INTERVAL: Duration = Duration::from_secs(10);
 /// Without a terminal, a status line this often instead of a screen.
 const PLAIN_STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -156,6 +158,7 @@ async fn supervise(
     let mut last_flip = tokio::time::Instant::now();
     let mut last_recovery = tokio::time::Instant::now();
     let mut last_plain = tokio::time::Instant::now();
+    let (mut last_exports, mut exports_line) = (None::<tokio::time::Instant>, String::new());
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
@@ -189,7 +192,12 @@ async fn supervise(
         let progress = load.map(|l| l.shared.progress());
         let cashier_line = cashier.as_ref().map(|c| format!("\n{}", c.line())).unwrap_or_default();
         let flags = format!("{flag_line}{sync}{cashier_line}");
-        let text = screen.render(platform, progress.as_ref().map(|p| (p, flags.as_str()))).await;
+        if last_exports.is_none_or(|t| t.elapsed() >= EXPORTS_INTERVAL) {
+            last_exports = Some(tokio::time::Instant::now());
+            exports_line = control.exports_line().await;
+        }
+        let mut text = screen.render(platform, progress.as_ref().map(|p| (p, flags.as_str()))).await;
+        text.push_str(&format!("{exports_line}\n"));
         if terminal {
             print!("\x1b[H\x1b[2J{text}");
             let _ = std::io::stdout().flush();

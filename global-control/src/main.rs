@@ -50,6 +50,10 @@ enum Command {
         /// `[exports]` cadence makes due (yesterday, last month, last quarter), retried until built.
         #[arg(long, default_value_t = 300, value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
         export_every_seconds: u64,
+        /// Where a cell answers, `ID=https://HOST:PORT`, instead of its region file's primary
+        /// endpoint (repeatable): global-control calls cells there to build exports.
+        #[arg(long = "cell", value_parser = cell_url)]
+        cells: Vec<(String, String)>,
     },
     /// Measure and print key=value figures.
     Bench {
@@ -69,6 +73,15 @@ fn cell_id(text: &str) -> Result<String, String> {
     let ok = !text.is_empty() && text.len() <= 16 && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     ok.then(|| text.to_owned())
         .ok_or_else(|| format!("`{text}` is not a cell id (1 to 16 lower-case letters or digits)"))
+}
+
+/// `ID=URL`.
+fn cell_url(text: &str) -> Result<(String, String), String> {
+    let (id, url) = text.split_once('=').ok_or("expected ID=https://HOST:PORT")?;
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(format!("{url}: expected an http(s) URL"));
+    }
+    Ok((id.to_owned(), url.to_owned()))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -92,10 +105,24 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve { listen, quic, data, tls_dir, regions, wrong_tokens_per_minute, export_every_seconds } => {
+        Command::Serve {
+            listen,
+            quic,
+            data,
+            tls_dir,
+            regions,
+            wrong_tokens_per_minute,
+            export_every_seconds,
+            cells,
+        } => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start runtime")?;
             runtime.block_on(async move {
-                let regions = contracts::region::RegionConfig::load_dir(&regions)?;
+                let mut regions = contracts::region::RegionConfig::load_dir(&regions)?;
+                for (id, url) in cells {
+                    let region = regions.iter_mut().find(|r| r.cell_id == id);
+                    region.with_context(|| format!("--cell {id}: no region file names this cell"))?.primary_endpoint =
+                        url;
+                }
                 let config = ControlConfig {
                     data_dir: data,
                     regions,

@@ -26,7 +26,7 @@ pub struct SyncState {
 }
 
 impl ControlApi {
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
         let bearer = format!("Bearer {}", self.token);
         let reply = self
             .http
@@ -39,6 +39,22 @@ impl ControlApi {
             )
             .await?;
         Ok((reply.status, reply.json()))
+    }
+
+    /// A new API token holding `role` (`regulator:ES`): its secret.
+    pub async fn token_for(&self, role: &str) -> anyhow::Result<String> {
+        let (status, answer) =
+            self.call("POST", "/tokens", Some(json!({ "name": format!("drill {role}"), "roles": [role] }))).await?;
+        anyhow::ensure!(status == 201, "POST /tokens for {role}: {status} {answer}");
+        Ok(answer["token"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// A GET with another API token: status and body bytes.
+    pub async fn call_raw(&self, method: &str, path: &str, token: &str) -> anyhow::Result<(u16, bytes::Bytes)> {
+        let bearer = format!("Bearer {token}");
+        let url = format!("{}{path}", self.base);
+        let reply = self.http.send(None, method, &url, &[("authorization", bearer.as_str())], None).await?;
+        Ok((reply.status, reply.body))
     }
 
     /// Sets the boolean flag `key` on or off everywhere, saying why. Returns the new change-log

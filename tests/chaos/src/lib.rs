@@ -21,6 +21,7 @@
 
 pub mod client;
 pub mod control;
+pub mod export_chaos;
 pub mod faults;
 pub mod invariants;
 pub mod load;

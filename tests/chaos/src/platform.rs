@@ -393,7 +393,7 @@ impl Platform {
         let p = &spec.ports;
 
         let mut processes = BTreeMap::new();
-        let control_args: Vec<OsString> = vec![
+        let mut control_args: Vec<OsString> = vec![
             "serve".into(),
             "--listen".into(),
             p.control_http.to_string().into(),
@@ -409,6 +409,11 @@ impl Platform {
             "--export-every-seconds".into(),
             "15".into(),
         ];
+        // Where global-control reaches each cell (for exports): the drill's ports, not the
+        // region files' endpoints.
+        for r in &regions {
+            control_args.extend(["--cell".into(), format!("{}=https://{}", r.cell_id, p.cells[&r.cell_id]).into()]);
+        }
         let control_env = vec![("GLOBAL_CONTROL_ADMIN_TOKEN".to_owned(), spec.admin_token.clone())];
         processes.insert(
             Role::Control,

@@ -34,16 +34,18 @@ pub enum Scenario {
     KillRouter,
     Failover,
     PspChaos,
+    ExportChaos,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::KillCell,
         Scenario::KillControl,
         Scenario::PartitionControl,
         Scenario::KillRouter,
         Scenario::Failover,
         Scenario::PspChaos,
+        Scenario::ExportChaos,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +56,7 @@ impl Scenario {
             Scenario::KillRouter => "kill-router",
             Scenario::Failover => "failover",
             Scenario::PspChaos => "psp-chaos",
+            Scenario::ExportChaos => "export-chaos",
         }
     }
 
@@ -76,6 +79,9 @@ impl Scenario {
             }
             Scenario::PspChaos => {
                 "deposits and withdrawals through the card PSP under every notification fault, a kill -9 midway"
+            }
+            Scenario::ExportChaos => {
+                "a month of Spain's regulator exports built at once, kill -9 of the cell mid-build, twice; all verify"
             }
         }
     }
@@ -211,6 +217,9 @@ async fn run_in(scenario: Scenario, options: &DrillOptions, dir: PathBuf, report
         Scenario::PartitionControl => partition_control(&mut drill, &target, proxy.as_ref(), report).await,
         Scenario::Failover => failover(&mut drill, &target, report).await,
         Scenario::PspChaos => crate::psp_chaos::run(&mut drill.platform, &target, options.quick, report).await,
+        Scenario::ExportChaos => {
+            crate::export_chaos::run(&mut drill.platform, &drill.control, options.quick, report).await
+        }
     };
     // Whatever happened, settle and check what can be checked, then stop cleanly.
     let settled = settle_and_check(&mut drill, report).await;

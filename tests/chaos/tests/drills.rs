@@ -136,3 +136,8 @@ fn invariants_catch_an_effect_nobody_acknowledged() {
         platform.stop().await;
     });
 }
+
+#[test]
+fn export_chaos() {
+    drill(Scenario::ExportChaos);
+}

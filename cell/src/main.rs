@@ -202,6 +202,10 @@ enum Bench {
     /// wallet_credits_per_s, cashier_to_wallet_ratio. Needs the `sandbox` binary (beside this one,
     /// or --sandbox).
     Cashier(cell::bench::CashierBenchArgs),
+    /// A month of Spain's regulator exports from a synthetic chain (100,000 players and 10
+    /// million rounds by default): records per second and each build's peak memory, which must
+    /// not grow with the rounds (run two sizes).
+    Export(cell::bench::ExportBenchArgs),
 }
 
 /// `--psp-url ID=URL`.
@@ -389,6 +393,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Bench { what: Bench::Wallet(args) } => runtime.block_on(cell::bench::wallet(args)),
         Command::Bench { what: Bench::Rounds(args) } => runtime.block_on(cell::bench::rounds(args)),
         Command::Bench { what: Bench::Cashier(args) } => runtime.block_on(cell::bench::cashier(args)),
+        Command::Bench { what: Bench::Export(args) } => runtime.block_on(cell::bench::export(args)),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

@@ -4,10 +4,12 @@
 
 mod cashier;
 mod cpu;
+mod export;
 mod rounds;
 mod wallet;
 
 pub use cashier::{cashier, CashierBenchArgs};
+pub use export::{export, ExportBenchArgs};
 pub use rounds::{rounds, RoundsBenchArgs};
 pub use wallet::{wallet, WalletBenchArgs};
 

@@ -1,0 +1,220 @@
+//! `cell bench export`: a month of a Spanish cell's regulator exports built from a synthetic audit
+//! chain (players' deposits, then rounds spread over the month, written straight into a store's
+//! chain in process), each build a `cell export build` child whose peak memory is read from
+//! `/proc`. Prints records (sub-records and sessions) per second and the peak resident memory of
+//! each build. The build streams the chain: run two sizes to see the memory not grow with rounds.
+
+use crate::audit::AuditChain;
+use crate::store::embedded::{Durability, EmbeddedStore};
+use crate::store::Store;
+use contracts::events::{Envelope, EventPayload};
+use contracts::{Amount, BetId, Currency, PlayerId, RoundId};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug)]
+pub struct ExportBenchArgs {
+    /// Players (each deposits once, at the month's start).
+    #[arg(long, default_value_t = 100_000)]
+    pub players: usize,
+    /// Rounds over the month (a bet and its settlement each: two chained events).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub rounds: u64,
+    /// The month, `YYYY-MM` (over).
+    #[arg(long, default_value = "2026-11")]
+    pub month: String,
+    /// Also build every day's JUC (each reads the chain from its first record).
+    #[arg(long)]
+    pub daily: bool,
+    /// Keep the generated cell data here (default: a temporary directory).
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+}
+
+const ES_REGION: &str = include_str!("../../../config/regions/es.toml");
+/// Chained records per store transaction while generating.
+const BATCH: u64 = 20_000;
+
+fn envelope<P: EventPayload + serde::Serialize>(payload: P, at: chrono::DateTime<chrono::Utc>, n: u64) -> String {
+    let envelope = Envelope {
+        event: P::NAME.to_owned(),
+        v: P::VERSION.to_owned(),
+        id: format!("bench-{n}"),
+        ts: at,
+        trace_id: "bench".into(),
+        cell: "es".into(),
+        payload,
+    };
+    serde_json::to_string(&envelope).expect("an event encodes")
+}
+
+/// Writes the synthetic chain: deposits, then `rounds` rounds (bet, then a settlement paying
+/// 2.00 one time in two), evenly over the month.
+fn generate(
+    store: &EmbeddedStore,
+    args: &ExportBenchArgs,
+    start: chrono::DateTime<chrono::Utc>,
+    span: Duration,
+) -> anyhow::Result<u64> {
+    use contracts::gaming::{BetPlaced, BetStatus, RoundPart, RoundSettled, RoundStatus};
+    let eur = Currency::from_code("EUR").expect("EUR");
+    let (one, two, zero) =
+        (Amount::at_scale(1.into(), 2), Amount::at_scale(2.into(), 2), Amount::at_scale(0.into(), 2));
+    let player = |i: usize| PlayerId::new(format!("es-b{i}")).expect("a player id");
+    let mut chain = AuditChain::default();
+    let mut tx = store.begin()?;
+    let mut n = 0u64;
+    let flush = |tx: &mut Box<dyn crate::store::Transaction>, chain: &AuditChain, n: u64| -> anyhow::Result<()> {
+        if n.is_multiple_of(BATCH) {
+            chain.write_head(tx.as_mut())?;
+            let done = std::mem::replace(tx, store.begin()?);
+            done.commit()?;
+        }
+        Ok(())
+    };
+    for i in 0..args.players {
+        let deposit = contracts::events::WalletCredited {
+            player_id: player(i),
+            currency: eur,
+            amount: Amount::at_scale(100.into(), 2),
+            reason: contracts::wallet::MovementReason::Deposit,
+            entry_id: i.to_string(),
+            operator: None,
+        };
+        n += 1;
+        chain.append(tx.as_mut(), envelope(deposit, start, n))?;
+        flush(&mut tx, &chain, n)?;
+    }
+    let step = span.as_nanos() / u128::from(args.rounds.max(1));
+    for r in 0..args.rounds {
+        let at = start + chrono::Duration::nanoseconds(i64::try_from(step * u128::from(r)).unwrap_or(i64::MAX));
+        let p = player(usize::try_from(r).unwrap_or(0) % args.players.max(1));
+        let round = RoundId::new(format!("r{r}")).expect("a round id");
+        let bet = BetId::new(format!("b{r}")).expect("a bet id");
+        let placed = BetPlaced {
+            provider: "demo".into(),
+            round_id: round.clone(),
+            bet_id: bet.clone(),
+            player_id: p.clone(),
+            game_id: "slot-1".into(),
+            currency: eur,
+            amount: one,
+            status: BetStatus::Open,
+        };
+        n += 1;
+        chain.append(tx.as_mut(), envelope(placed, at, n))?;
+        flush(&mut tx, &chain, n)?;
+        let part = RoundPart {
+            player_id: p,
+            bet_ids: vec![bet],
+            currency: eur,
+            stake: one,
+            won: if r.is_multiple_of(2) { two } else { zero },
+            refunded: zero,
+        };
+        let settled =
+            RoundSettled { provider: "demo".into(), round_id: round, status: RoundStatus::Settled, parts: vec![part] };
+        n += 1;
+        chain.append(tx.as_mut(), envelope(settled, at, n))?;
+        flush(&mut tx, &chain, n)?;
+    }
+    chain.write_head(tx.as_mut())?;
+    tx.commit()?;
+    Ok(n)
+}
+
+/// Runs one `cell export build` child; its wall time and its peak resident memory (VmHWM, read
+/// from `/proc` while it runs), and the records it wrote.
+fn build(
+    data: &std::path::Path,
+    kind: &str,
+    period: &str,
+    out: &std::path::Path,
+) -> anyhow::Result<(Duration, u64, u64)> {
+    let exe = std::env::current_exe()?;
+    let region = data.join("es.toml");
+    let started = Instant::now();
+    let mut child = std::process::Command::new(exe)
+        .args(["export", "build", "--jurisdiction", "ES", "--type", kind, "--period", period, "--data"])
+        .arg(data)
+        .arg("--region")
+        .arg(&region)
+        .arg("--out")
+        .arg(out.join(format!("{kind}-{period}")))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0u64;
+    let output = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            let hwm = text.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1));
+            peak_kb = peak_kb.max(hwm.and_then(|v| v.parse().ok()).unwrap_or(0));
+        }
+        if child.try_wait()?.is_some() {
+            break child.wait_with_output()?;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if !output.status.success() {
+        anyhow::bail!("{kind} {period}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let manifest: contracts::exports::ExportManifest = serde_json::from_slice(&output.stdout)?;
+    Ok((started.elapsed(), peak_kb, manifest.record_count))
+}
+
+pub async fn export(args: ExportBenchArgs) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || run(args)).await?
+}
+
+fn run(args: ExportBenchArgs) -> anyhow::Result<()> {
+    let period = crate::exports::parse_period(&args.month)?;
+    let temp = tempfile::tempdir()?;
+    let data = args.keep.clone().unwrap_or_else(|| temp.path().join("es"));
+    std::fs::create_dir_all(&data)?;
+    std::fs::write(data.join("es.toml"), ES_REGION)?;
+    let start = period.start.and_time(chrono::NaiveTime::MIN).and_utc();
+    let span = (period.end - period.start).to_std()?.saturating_sub(Duration::from_secs(1));
+    let generating = Instant::now();
+    let events = {
+        let store = EmbeddedStore::open(&data.join("store"), Durability::GroupSync)?;
+        generate(&store, &args, start, span)?
+    };
+    let generated = generating.elapsed();
+    println!(
+        "chain_events={events} players={} rounds={} generated_in_s={:.1}",
+        args.players,
+        args.rounds,
+        generated.as_secs_f64()
+    );
+    let out = temp.path().join("out");
+    let mut builds: Vec<(String, String)> =
+        ["CJD", "CJT", "OPT"].iter().map(|k| ((*k).to_owned(), args.month.clone())).collect();
+    if args.daily {
+        for day in period.start.iter_days().take_while(|d| *d < period.end) {
+            builds.push(("JUC".into(), day.to_string()));
+        }
+    }
+    let (mut total_time, mut total_records, mut peak) = (Duration::ZERO, 0u64, 0u64);
+    for (kind, label) in &builds {
+        let (took, peak_kb, records) = build(&data, kind, label, &out)?;
+        println!(
+            "build={kind}:{label} seconds={:.2} records={records} peak_rss_mb={:.1} events_per_s={:.0}",
+            took.as_secs_f64(),
+            peak_kb as f64 / 1024.0,
+            events as f64 / took.as_secs_f64()
+        );
+        total_time += took;
+        total_records += records;
+        peak = peak.max(peak_kb);
+    }
+    println!(
+        "export_builds={} export_seconds={:.1} records={total_records} records_per_s={:.0} chain_events_read_per_s={:.0} peak_rss_mb={:.1}",
+        builds.len(),
+        total_time.as_secs_f64(),
+        total_records as f64 / total_time.as_secs_f64().max(1e-9),
+        (events as f64 * builds.len() as f64) / total_time.as_secs_f64().max(1e-9),
+        peak as f64 / 1024.0
+    );
+    Ok(())
+}

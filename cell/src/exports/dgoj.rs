@@ -188,6 +188,21 @@ fn registro_open(w: &mut Writer, xsi_type: &str, id: &str, sub: usize, total: us
         .leaf("Fecha", fecha);
 }
 
+/// A periodic registro's header (RUD, CJD, CJT): its `Cabecera`, `Periodicidad` and `Periodo`.
+fn periodic_open(
+    w: &mut Writer,
+    xsi_type: &str,
+    id: &str,
+    (sub, total): (usize, usize),
+    fecha: &str,
+    period: &ExportPeriod,
+) {
+    let (dm, periodicidad, label) = period_code(period);
+    registro_open(w, xsi_type, id, sub, total, fecha);
+    w.close().leaf("Periodicidad", periodicidad).open("Periodo");
+    w.leaf(if dm == "D" { "Dia" } else { "Mes" }, &label).close();
+}
+
 /// Writes the records of `kind` for `period` from `books` into `out`.
 pub fn write(
     dgoj: &Dgoj<'_>,
@@ -250,7 +265,7 @@ fn file_subrecords(
 }
 
 fn cjd(lotes: &mut Lotes<'_, '_>, period: &ExportPeriod, books: &Books) -> Result<(), ExportError> {
-    let (dm, periodicidad, label) = period_code(period);
+    let (dm, _, label) = period_code(period);
     let id = registro_id("CJD", period);
     let accounts: Vec<_> = books.movements.iter().collect();
     let chunks: Vec<_> = accounts.chunks(PLAYERS_PER_SUBRECORD).collect();
@@ -259,14 +274,7 @@ fn cjd(lotes: &mut Lotes<'_, '_>, period: &ExportPeriod, books: &Books) -> Resul
     let mut subrecords = Vec::new();
     for n in 0..total {
         let mut w = Writer::new();
-        registro_open(&mut w, "RegistroCJD", &id, n + 1, total, &fecha);
-        w.close().leaf("Periodicidad", periodicidad).open("Periodo");
-        if dm == "D" {
-            w.leaf("Dia", &label);
-        } else {
-            w.leaf("Mes", &label);
-        }
-        w.close();
+        periodic_open(&mut w, "RegistroCJD", &id, (n + 1, total), &fecha, period);
         for ((player, currency), m) in chunks.get(n).copied().unwrap_or_default() {
             w.open("Jugador").leaf("JugadorId", player.as_str());
             cjd_player(&mut w, m, currency, &format!("{player}-{currency}"));
@@ -313,18 +321,11 @@ fn cjd_player(w: &mut Writer, m: &Movements, currency: &str, account: &str) {
 }
 
 fn cjt(lotes: &mut Lotes<'_, '_>, period: &ExportPeriod, books: &Books) -> Result<(), ExportError> {
-    let (dm, periodicidad, label) = period_code(period);
+    let (dm, _, label) = period_code(period);
     let id = registro_id("CJT", period);
     let fecha = d14(lotes.built_at);
     let mut w = Writer::new();
-    registro_open(&mut w, "RegistroCJT", &id, 1, 1, &fecha);
-    w.close().leaf("Periodicidad", periodicidad).open("Periodo");
-    if dm == "D" {
-        w.leaf("Dia", &label);
-    } else {
-        w.leaf("Mes", &label);
-    }
-    w.close();
+    periodic_open(&mut w, "RegistroCJT", &id, (1, 1), &fecha, period);
     // One currency per cell (the region's); the totals of every account in it.
     let currency = books.movements.keys().next().map_or("EUR", |(_, c)| c.as_str()).to_owned();
     let mut t = Movements::default();

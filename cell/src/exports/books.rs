@@ -68,6 +68,9 @@ pub struct Session {
     pub wins: Decimal,
     /// Rounds played (distinct rounds staked in).
     pub rounds: u64,
+    /// Rounds staked in this day whose part is still open: while there are, a rollback may
+    /// still change the session (it is then kept for a correction).
+    open: u32,
 }
 
 /// Where a session is kept: `(player, game, day)`.
@@ -104,7 +107,7 @@ pub fn game_type(game_id: &str) -> &'static str {
 pub struct Touched {
     /// The player whose registration or movements it changed (RUD, CJD, CJT).
     pub player: Option<PlayerId>,
-    /// The game session it counts in (JUC, OPT).
+    /// The game session it counts in (JUC; OPT reads its game), kept or not.
     pub session: Option<SessionKey>,
     /// Set when that session is of an earlier day (a late rollback): it is corrected.
     pub late: bool,
@@ -119,8 +122,11 @@ impl Touched {
 /// The books over one export's period: folded from the first record on.
 pub struct Books {
     start: chrono::DateTime<chrono::Utc>,
-    /// Sessions of days from here on are kept (corrections reach back this far).
-    keep_sessions_from: chrono::NaiveDate,
+    /// Whether game sessions are kept (JUC): of the period, and of earlier days while a round of
+    /// theirs is open (a late rollback corrects them); the others are dropped as the scan goes.
+    keep_sessions: bool,
+    /// The day of the last fact folded.
+    scan_day: Option<chrono::NaiveDate>,
     balances: HashMap<Account, Decimal>,
     open: HashMap<(RoundRef, PlayerId), OpenPart>,
     /// The period's movements per account (only accounts that moved).
@@ -150,14 +156,12 @@ pub struct Registration {
     pub changed_in_period: bool,
 }
 
-/// How far back a late rollback still corrects its session.
-pub const CORRECTION_DAYS: i64 = 7;
-
 impl Books {
-    pub fn new(start: chrono::NaiveDate) -> Books {
+    pub fn new(start: chrono::NaiveDate, keep_sessions: bool) -> Books {
         Books {
             start: start.and_time(chrono::NaiveTime::MIN).and_utc(),
-            keep_sessions_from: start - chrono::Duration::days(CORRECTION_DAYS),
+            keep_sessions,
+            scan_day: None,
             balances: HashMap::new(),
             open: HashMap::new(),
             movements: BTreeMap::new(),
@@ -174,7 +178,7 @@ impl Books {
     }
 
     fn session(&mut self, key: SessionKey, currency: &str, at: chrono::DateTime<chrono::Utc>) -> Option<&mut Session> {
-        if key.2 < self.keep_sessions_from {
+        if !self.keep_sessions {
             return None;
         }
         Some(self.sessions.entry(key.clone()).or_insert_with(|| Session {
@@ -188,13 +192,37 @@ impl Books {
             returned: Decimal::ZERO,
             wins: Decimal::ZERO,
             rounds: 0,
+            open: 0,
         }))
+    }
+
+    /// A part closed: the sessions of the days it staked in have one open round fewer.
+    fn closed(&mut self, player: &PlayerId, part: &OpenPart) {
+        let mut days: Vec<chrono::NaiveDate> = part.bets.iter().map(|(_, d)| *d).collect();
+        days.dedup();
+        for day in days {
+            if let Some(s) = self.sessions.get_mut(&(player.clone(), part.game_id.clone(), day)) {
+                s.open = s.open.saturating_sub(1);
+            }
+        }
+    }
+
+    /// On a new day of the scan: drops the sessions of earlier days (before the period) that no
+    /// open round can change any more.
+    fn new_day(&mut self, day: chrono::NaiveDate) {
+        if self.scan_day.is_some_and(|d| d >= day) {
+            return;
+        }
+        self.scan_day = Some(day);
+        let start = self.start.date_naive();
+        self.sessions.retain(|(_, _, d), s| *d >= start || *d >= day || s.open > 0);
     }
 
     /// Folds one fact at `at`; `in_period` when its event is in the export's range. What it
     /// touched in the period, for the export's index.
     pub fn fold(&mut self, fact: Fact, at: chrono::DateTime<chrono::Utc>, in_period: bool) -> Option<Touched> {
         let day = at.date_naive();
+        self.new_day(day);
         match fact {
             Fact::Registered { player, date_of_birth, country, currency } => {
                 let r = self.players.entry(player.clone()).or_default();
@@ -289,29 +317,26 @@ impl Books {
                 part.bets.push((bet, day));
                 let account = (player.clone(), currency.clone());
                 *self.balances.entry(account.clone()).or_default() -= amount;
-                if !in_period {
-                    // Kept for corrections: a session of an earlier day a late fact may change.
-                    if let Some(s) = self.session((player, game_id, day), &currency, at) {
-                        s.stakes += amount;
-                        s.rounds += u64::from(new_round_today);
-                        s.last = at;
-                    }
-                    return None;
-                }
-                *self.movements(&account).stakes.entry(kind).or_default() += amount;
                 let key = (player.clone(), game_id, day);
                 if let Some(s) = self.session(key.clone(), &currency, at) {
                     s.stakes += amount;
                     s.rounds += u64::from(new_round_today);
+                    s.open += u32::from(new_round_today);
                     s.last = at;
                 }
+                if !in_period {
+                    return None;
+                }
+                *self.movements(&account).stakes.entry(kind).or_default() += amount;
                 Some(Touched { player: Some(player), session: Some(key), late: false })
             }
             Fact::Win { player, currency, amount, game, closing } => {
                 let key = (game, player.clone());
                 let game_id = self.open.get(&key).map_or_else(|| "wallet-api".to_owned(), |p| p.game_id.clone());
                 if closing {
-                    self.open.remove(&key);
+                    if let Some(part) = self.open.remove(&key) {
+                        self.closed(&player, &part);
+                    }
                 } else if let Some(part) = self.open.get_mut(&key) {
                     part.won_paid += amount;
                 }
@@ -349,18 +374,14 @@ impl Books {
                 // bet of an earlier day means correcting.
                 let key = (player, game_id, bet_day);
                 let late = self.start.date_naive() > bet_day;
-                match self.session(key.clone(), &currency, at) {
-                    Some(s) => {
-                        s.returned += amount;
-                        if !late {
-                            s.last = at;
-                        }
+                if let Some(s) = self.session(key.clone(), &currency, at) {
+                    s.returned += amount;
+                    if !late {
+                        s.last = at;
                     }
-                    // Older than corrections reach: counted in the player's movements only.
-                    None => return Touched::player(key.0),
-                }
-                if late {
-                    self.corrected.insert(key.clone());
+                    if late {
+                        self.corrected.insert(key.clone());
+                    }
                 }
                 Some(Touched { player: Some(key.0.clone()), session: Some(key), late })
             }

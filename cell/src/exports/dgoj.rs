@@ -6,8 +6,9 @@
 //! named and filed as §4.2 and §4.4 say.
 
 use super::books::{game_type, Books, Movements, Session, SessionKey};
+use super::vault::Scratch;
 use super::xml::{attribute, Writer};
-use super::{ExportError, Output, OutputFile};
+use super::ExportError;
 use contracts::exports::{ExportPeriod, PeriodKind};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -125,7 +126,7 @@ fn period_code(period: &ExportPeriod) -> (&'static str, &'static str, String) {
 struct Lotes<'d, 'a> {
     dgoj: &'d Dgoj<'a>,
     built_at: chrono::DateTime<chrono::Utc>,
-    out: &'d mut Output,
+    out: &'d mut Scratch,
     /// Makes each `LoteId` unique among an export's rebuilds.
     build: &'d str,
 }
@@ -152,13 +153,7 @@ impl Lotes<'_, '_> {
         let before = format!("{}{registros}\n  ", w.out);
         let xml = self.dgoj.signer.sign(&before, "\n</Lote>", self.built_at).map_err(ExportError::Sign)?;
         let zip = zip_one("enveloped.xml", xml.as_bytes(), self.dgoj.zip_password)?;
-        self.out.files.push(OutputFile {
-            name: format!("{folder}/{file_name}"),
-            bytes: zip,
-            records: count,
-            xml: Some(xml),
-        });
-        Ok(())
+        self.out.write(&format!("{folder}/{file_name}"), &zip, count)
     }
 
     fn lote_id(&self, base: &str, n: usize) -> String {
@@ -211,7 +206,7 @@ pub fn write(
     books: &Books,
     built_at: chrono::DateTime<chrono::Utc>,
     build: &str,
-    out: &mut Output,
+    out: &mut Scratch,
 ) -> Result<(), ExportError> {
     let mut lotes = Lotes { dgoj, built_at, out, build };
     match kind {
@@ -246,17 +241,22 @@ fn indent_registro(registro: &str) -> String {
     s
 }
 
-/// Groups sub-records (each a written registro) into `Lote`s of at most `per_lote`.
+/// Groups sub-records (each a written registro, made when its `Lote` is written: one `Lote` is
+/// in memory at a time) into `Lote`s of at most `per_lote`.
 fn file_subrecords(
     lotes: &mut Lotes<'_, '_>,
-    subrecords: Vec<String>,
+    subrecords: impl Iterator<Item = String>,
     per_lote: usize,
     lote_base: &str,
     folder: &str,
     file_name: impl Fn(&str) -> String,
 ) -> Result<(), ExportError> {
-    for (n, chunk) in subrecords.chunks(per_lote.max(1)).enumerate() {
-        let lote_id = lotes.lote_id(lote_base, n + 1);
+    let mut subrecords = subrecords.peekable();
+    let mut n = 0;
+    while subrecords.peek().is_some() {
+        n += 1;
+        let chunk: Vec<String> = subrecords.by_ref().take(per_lote.max(1)).collect();
+        let lote_id = lotes.lote_id(lote_base, n);
         let body: String = chunk.iter().map(|r| indent_registro(r)).collect();
         let name = file_name(&lote_id);
         lotes.lote(&lote_id, &body, folder, &name, chunk.len() as u64)?;
@@ -271,8 +271,7 @@ fn cjd(lotes: &mut Lotes<'_, '_>, period: &ExportPeriod, books: &Books) -> Resul
     let chunks: Vec<_> = accounts.chunks(PLAYERS_PER_SUBRECORD).collect();
     let total = chunks.len().max(1);
     let fecha = d14(lotes.built_at);
-    let mut subrecords = Vec::new();
-    for n in 0..total {
+    let subrecords = (0..total).map(|n| {
         let mut w = Writer::new();
         periodic_open(&mut w, "RegistroCJD", &id, (n + 1, total), &fecha, period);
         for ((player, currency), m) in chunks.get(n).copied().unwrap_or_default() {
@@ -281,8 +280,8 @@ fn cjd(lotes: &mut Lotes<'_, '_>, period: &ExportPeriod, books: &Books) -> Resul
             w.close();
         }
         w.close();
-        subrecords.push(w.out);
-    }
+        w.out
+    });
     let op = lotes.dgoj.operator.to_owned();
     let wh = lotes.dgoj.warehouse.to_owned();
     let folder = format!("CNJ/{op}/CJ/{}", if dm == "D" { "Diario" } else { "Mensual" });
@@ -379,7 +378,7 @@ fn cjt(lotes: &mut Lotes<'_, '_>, period: &ExportPeriod, books: &Books) -> Resul
     let wh = lotes.dgoj.warehouse.to_owned();
     let folder = format!("CNJ/{op}/CJ/{}", if dm == "D" { "Diario" } else { "Mensual" });
     let lote_base = format!("CJT-{dm}-{label}");
-    file_subrecords(lotes, vec![w.out], SUBRECORDS_PER_LOTE, &lote_base, &folder, |lote| {
+    file_subrecords(lotes, std::iter::once(w.out), SUBRECORDS_PER_LOTE, &lote_base, &folder, |lote| {
         format!("{op}_{wh}_CJ_CJT_{dm}_{label}_{lote}.zip")
     })
 }
@@ -448,12 +447,12 @@ fn juc(lotes: &mut Lotes<'_, '_>, period: &ExportPeriod, books: &Books) -> Resul
     if period.kind != PeriodKind::Day {
         return Err(ExportError::WrongPeriod { kind: "JUC".into(), expected: "a day (YYYY-MM-DD)" });
     }
-    let mut registros: Vec<String> = books.period_sessions(period.end).map(|s| session_registro(s, None)).collect();
-    for key in &books.corrected {
-        if let Some(s) = books.sessions.get(key) {
-            registros.push(session_registro(s, Some((lotes.built_at, period))));
-        }
-    }
+    let built_at = lotes.built_at;
+    let corrections = books.corrected.iter().filter_map(|key| books.sessions.get(key));
+    let registros = books
+        .period_sessions(period.end)
+        .map(|s| session_registro(s, None))
+        .chain(corrections.map(|s| session_registro(s, Some((built_at, period)))));
     let op = lotes.dgoj.operator.to_owned();
     let wh = lotes.dgoj.warehouse.to_owned();
     let day = period.start.format("%Y%m%d").to_string();
@@ -508,7 +507,7 @@ fn opt(lotes: &mut Lotes<'_, '_>, period: &ExportPeriod, books: &Books) -> Resul
         w.close();
         let folder = format!("CNJ/{op}/OP/{kind}");
         let lote_base = format!("OPT-{kind}-M-{label}");
-        file_subrecords(lotes, vec![w.out], 1, &lote_base, &folder, |lote| {
+        file_subrecords(lotes, std::iter::once(w.out), 1, &lote_base, &folder, |lote| {
             format!("{op}_{wh}_OP_OPT_{kind}_M_{label}_{lote}.zip")
         })?;
     }

@@ -42,6 +42,42 @@ pub fn root(record_hashes: &[Hash]) -> Hash {
     }
 }
 
+/// The same root, one leaf at a time in `O(log n)` memory: the perfect subtrees so far, largest
+/// first (a build streams millions of events).
+#[derive(Default)]
+pub struct Builder {
+    stack: Vec<(Hash, u64)>,
+    count: u64,
+}
+
+impl Builder {
+    pub fn push(&mut self, record_hash: &Hash) {
+        let mut top = (leaf(record_hash), 1u64);
+        while let Some(&(left, size)) = self.stack.last() {
+            if size != top.1 {
+                break;
+            }
+            self.stack.pop();
+            top = (node(&left, &top.0), size * 2);
+        }
+        self.stack.push(top);
+        self.count += 1;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn root(&self) -> Hash {
+        let mut subtrees = self.stack.iter().rev();
+        let Some(&(mut root, _)) = subtrees.next() else { return Sha256::digest([]).into() };
+        for (left, _) in subtrees {
+            root = node(left, &root);
+        }
+        root
+    }
+}
+
 /// The audit path of leaf `index`: sibling hashes from the leaf up.
 pub fn path(record_hashes: &[Hash], index: usize) -> Vec<Hash> {
     let n = record_hashes.len();
@@ -103,6 +139,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_streaming_root_is_the_tree_root(n in 0usize..300) {
+            let leaves = hashes(n);
+            let mut b = Builder::default();
+            for l in &leaves {
+                b.push(l);
+            }
+            prop_assert_eq!(b.root(), root(&leaves));
+        }
+
         #[test]
         fn every_leaf_proves_its_inclusion_and_no_other_does(n in 1usize..70, pick in 0usize..70) {
             let leaves = hashes(n);

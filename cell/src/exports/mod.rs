@@ -58,21 +58,6 @@ impl ExportError {
     }
 }
 
-/// One file a dialect wrote: its path in the export, its bytes, and the XML it holds (for
-/// `--unzipped`).
-pub struct OutputFile {
-    pub name: String,
-    pub bytes: Vec<u8>,
-    pub records: u64,
-    pub xml: Option<String>,
-}
-
-/// What a dialect wrote.
-#[derive(Default)]
-pub struct Output {
-    pub files: Vec<OutputFile>,
-}
-
 /// Reads `2026-12-06`, `2026-12` or `2026-Q4`.
 pub fn parse_period(label: &str) -> Result<ExportPeriod, ExportError> {
     use chrono::{Datelike, NaiveDate};
@@ -147,34 +132,36 @@ pub fn chain_range(store: &dyn Store, period: &ExportPeriod) -> Result<ChainRang
     Ok(ChainRange { first_seq: first, last_seq: last, head_hash: hex::encode(head_hash) })
 }
 
-/// One included event: its position, record hash, and the records it went into.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IndexLine {
-    pub seq: u64,
-    pub hash: [u8; 32],
-    pub records: Vec<String>,
+/// The index of an export's events, written as they are met: `events.csv` (`seq,recordHash,
+/// records`, the records joined by `|`) and the Merkle root over their record hashes.
+struct Index<W: std::io::Write> {
+    csv: W,
+    merkle: merkle::Builder,
 }
 
-/// `events.csv`: `seq,recordHash,records` (records joined by `|`).
-pub fn index_csv(lines: &[IndexLine]) -> String {
-    let mut csv = String::from("seq,recordHash,records\n");
-    for l in lines {
-        csv.push_str(&format!("{},{},{}\n", l.seq, hex::encode(l.hash), l.records.join("|")));
+impl<W: std::io::Write> Index<W> {
+    fn new(mut csv: W) -> std::io::Result<Index<W>> {
+        csv.write_all(b"seq,recordHash,records\n")?;
+        Ok(Index { csv, merkle: merkle::Builder::default() })
     }
-    csv
+
+    fn push(&mut self, seq: u64, hash: &[u8; 32], records: &[String]) -> std::io::Result<()> {
+        self.merkle.push(hash);
+        writeln!(self.csv, "{seq},{},{}", hex::encode(hash), records.join("|"))
+    }
 }
 
-/// Compiles the books of `period` and the index of the events an export of `kind` includes.
-fn compile(
+/// Compiles the books of `period`, indexing the events an export of `kind` includes as it goes.
+fn compile<W: std::io::Write>(
     store: &dyn Store,
     kind: &str,
     period: &ExportPeriod,
     range: &ChainRange,
-) -> Result<(books::Books, Vec<IndexLine>), ExportError> {
-    let mut books = books::Books::new(period.start);
-    let mut index = Vec::new();
+    index: &mut Index<W>,
+) -> Result<books::Books, ExportError> {
+    let mut books = books::Books::new(period.start, kind == "JUC");
     if range.last_seq == 0 {
-        return Ok((books, index));
+        return Ok(books);
     }
     crate::audit::scan(store, 1, range.last_seq, |record| {
         let (name, _) = facts::head(&record.event).map_err(unreadable)?;
@@ -194,11 +181,13 @@ fn compile(
             }
         }
         if in_period && exportable(kind, &name) {
-            index.push(IndexLine { seq: record.seq, hash: record.hash, records: refs });
+            index
+                .push(record.seq, &record.hash, &refs)
+                .map_err(|e| StoreError::Unavailable(format!("events.csv: {e}")))?;
         }
         Ok(())
     })?;
-    Ok((books, index))
+    Ok(books)
 }
 
 fn unreadable(e: facts::Unreadable) -> StoreError {
@@ -271,20 +260,27 @@ impl Exporter<'_> {
             return Err(ExportError::UnknownType(kind.to_owned()));
         }
         let range = chain_range(store, &period)?;
-        let (books, index) = compile(store, kind, &period, &range)?;
         let vault = vault::Vault::new(self.data_dir);
         let (export_id, revision) = vault.next_id(&self.region.cell_id, kind, &period.label)?;
+        let mut scratch = vault.scratch(&export_id)?;
+        let csv_path = scratch.path("events.csv")?;
+        let csv = std::fs::File::create(&csv_path).map_err(|e| ExportError::io(&csv_path, e))?;
+        let mut index = Index::new(std::io::BufWriter::new(csv)).map_err(|e| ExportError::io(&csv_path, e))?;
+        let books = compile(store, kind, &period, &range, &mut index)?;
+        let (merkle_root, event_count) = (index.merkle.root(), index.merkle.count());
+        let csv = index.csv.into_inner().map_err(|e| ExportError::io(&csv_path, e.into_error()))?;
+        csv.sync_all().map_err(|e| ExportError::io(&csv_path, e))?;
+        scratch.add("events.csv", 0);
         let signer = xades::Signer::load_or_create(self.data_dir, &self.region.exports.operator_id)
             .map_err(ExportError::Sign)?;
+        scratch.write("signing-cert.pem", signer.cert_pem().as_bytes(), 0)?;
         let dialect = dgoj::Dgoj {
             operator: &self.region.exports.operator_id,
             warehouse: &self.region.exports.warehouse_id,
             signer: &signer,
             zip_password: &vault.zip_password()?,
         };
-        let mut out = Output::default();
-        dgoj::write(&dialect, kind, &period, &books, now, &revision.to_string(), &mut out)?;
-        let leaves: Vec<merkle::Hash> = index.iter().map(|l| l.hash).collect();
+        dgoj::write(&dialect, kind, &period, &books, now, &revision.to_string(), &mut scratch)?;
         let corrections = books.corrected.iter().filter(|_| kind == "JUC").map(dgoj::session_id).collect();
         let mut manifest = ExportManifest {
             manifest_version: contracts::exports::EXPORTS_VERSION.into(),
@@ -295,17 +291,17 @@ impl Exporter<'_> {
             format: self.region.export_format.clone(),
             period,
             files: Vec::new(),
-            record_count: out.files.iter().map(|f| f.records).sum(),
-            event_count: index.len() as u64,
+            record_count: scratch.record_count(),
+            event_count,
             totals: totals(&books),
             chain: range,
-            merkle_root: hex::encode(merkle::root(&leaves)),
+            merkle_root: hex::encode(merkle_root),
             corrections,
             policy_version: self.region.policy_version.clone(),
             generator: format!("cell {}, exports {GENERATOR_VERSION}", env!("CARGO_PKG_VERSION")),
             built_at: now,
             public_key: hex::encode(self.audit_key.verifying_key().as_bytes()),
         };
-        vault.store(&mut manifest, out, &index_csv(&index), signer.cert_pem(), self.audit_key)
+        vault.store(scratch, &mut manifest, self.audit_key)
     }
 }

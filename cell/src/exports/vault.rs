@@ -3,7 +3,7 @@
 //! killed mid-build leaves no partial export (the scratch is cleared by the next build). Personal
 //! data stays here, in the jurisdiction; global-control keeps manifests only.
 
-use super::{ExportError, Output};
+use super::ExportError;
 use contracts::exports::{ExportFile, ExportManifest};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -59,42 +59,35 @@ impl Vault {
         unreachable!("revisions are unbounded")
     }
 
-    /// Writes a built export: its files, `events.csv`, the signing certificate, then the
-    /// manifest naming each with its hash, and its signature. Complete or absent.
+    /// A scratch directory for the build of `export_id` (what a killed build left there is
+    /// cleared first).
+    pub fn scratch(&self, export_id: &str) -> Result<Scratch, ExportError> {
+        let dir = self.root.join(format!(".building-{export_id}"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| ExportError::io(&dir, e))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| ExportError::io(&dir, e))?;
+        Ok(Scratch { dir, files: Vec::new() })
+    }
+
+    /// Completes a build: the manifest names each file of `scratch` with its hash (read back
+    /// from disk), is signed, and the directory is renamed into place. Complete or absent.
     pub fn store(
         &self,
+        scratch: Scratch,
         manifest: &mut ExportManifest,
-        out: Output,
-        index_csv: &str,
-        cert_pem: &str,
         key: &ed25519_dalek::SigningKey,
     ) -> Result<Stored, ExportError> {
         use ed25519_dalek::Signer;
-        let scratch = self.root.join(format!(".building-{}", manifest.export_id));
-        if scratch.exists() {
-            std::fs::remove_dir_all(&scratch).map_err(|e| ExportError::io(&scratch, e))?;
-        }
-        let mut files: Vec<(String, Vec<u8>, u64)> =
-            out.files.into_iter().map(|f| (f.name, f.bytes, f.records)).collect();
-        files.push(("events.csv".into(), index_csv.as_bytes().to_vec(), 0));
-        files.push(("signing-cert.pem".into(), cert_pem.as_bytes().to_vec(), 0));
-        for (name, bytes, records) in &files {
-            let path = scratch.join(name);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| ExportError::io(parent, e))?;
-            }
-            write_synced(&path, bytes)?;
-            manifest.files.push(ExportFile {
-                name: name.clone(),
-                sha256: hex::encode(Sha256::digest(bytes)),
-                bytes: bytes.len() as u64,
-                records: *records,
-            });
+        for (name, records) in &scratch.files {
+            let path = scratch.dir.join(name);
+            let (sha256, bytes) = hash_file(&path)?;
+            manifest.files.push(ExportFile { name: name.clone(), sha256, bytes, records: *records });
         }
         let json = serde_json::to_vec_pretty(manifest).expect("a manifest encodes");
         let signature = hex::encode(key.sign(&json).to_bytes());
-        write_synced(&scratch.join("manifest.json"), &json)?;
-        write_synced(&scratch.join("manifest.sig"), signature.as_bytes())?;
+        write_synced(&scratch.dir.join("manifest.json"), &json)?;
+        write_synced(&scratch.dir.join("manifest.sig"), signature.as_bytes())?;
         let dir = self.root.join(&manifest.export_id);
         if dir.exists() {
             return Err(ExportError::io(
@@ -102,7 +95,7 @@ impl Vault {
                 std::io::Error::new(std::io::ErrorKind::AlreadyExists, "never rewritten"),
             ));
         }
-        std::fs::rename(&scratch, &dir).map_err(|e| ExportError::io(&dir, e))?;
+        std::fs::rename(&scratch.dir, &dir).map_err(|e| ExportError::io(&dir, e))?;
         sync_dir(&self.root)?;
         Ok(Stored { manifest: manifest.clone(), signature, dir })
     }
@@ -134,6 +127,56 @@ impl Vault {
             return Ok(None);
         }
         read(&dir).map(Some)
+    }
+}
+
+/// An export being built: its files written as they come (memory does not hold them), each
+/// with the regulator's records it holds.
+pub struct Scratch {
+    dir: PathBuf,
+    pub files: Vec<(String, u64)>,
+}
+
+impl Scratch {
+    /// Writes the file `name` (a path in the export), synced.
+    pub fn write(&mut self, name: &str, bytes: &[u8], records: u64) -> Result<(), ExportError> {
+        let path = self.path(name)?;
+        write_synced(&path, bytes)?;
+        self.files.push((name.to_owned(), records));
+        Ok(())
+    }
+
+    /// Where the file `name` goes (its folders made); the caller writes it and [`Scratch::add`]s it.
+    pub fn path(&self, name: &str) -> Result<PathBuf, ExportError> {
+        let path = self.dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| ExportError::io(parent, e))?;
+        }
+        Ok(path)
+    }
+
+    /// Counts a file written at [`Scratch::path`].
+    pub fn add(&mut self, name: &str, records: u64) {
+        self.files.push((name.to_owned(), records));
+    }
+
+    pub fn record_count(&self) -> u64 {
+        self.files.iter().map(|(_, r)| r).sum()
+    }
+}
+
+/// A file's hex SHA-256 and length, read in chunks.
+fn hash_file(path: &Path) -> Result<(String, u64), ExportError> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| ExportError::io(path, e))?;
+    let (mut hasher, mut buf, mut total) = (Sha256::new(), vec![0u8; 64 * 1024], 0u64);
+    loop {
+        let n = file.read(&mut buf).map_err(|e| ExportError::io(path, e))?;
+        if n == 0 {
+            return Ok((hex::encode(hasher.finalize()), total));
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
     }
 }
 

@@ -12,8 +12,10 @@
 
 mod books;
 mod dgoj;
+pub mod dk_schemas;
 pub mod facts;
 pub mod merkle;
+mod safe;
 pub mod vault;
 pub mod verify;
 mod xades;
@@ -91,7 +93,7 @@ pub fn parse_period(label: &str) -> Result<ExportPeriod, ExportError> {
 pub fn families(kind: &str) -> &'static [Family] {
     match kind {
         "CJD" | "CJT" => &[Family::Gaming, Family::Payments],
-        "JUC" | "OPT" => &[Family::Gaming],
+        "JUC" | "OPT" | "KasinospilPrSession" | "EndOfDayRapport" => &[Family::Gaming],
         _ => &[],
     }
 }
@@ -159,7 +161,8 @@ fn compile<W: std::io::Write>(
     range: &ChainRange,
     index: &mut Index<W>,
 ) -> Result<books::Books, ExportError> {
-    let mut books = books::Books::new(period.start, kind == "JUC");
+    let sessions = matches!(kind, "JUC" | "KasinospilPrSession" | "EndOfDayRapport");
+    let mut books = books::Books::new(period.start, sessions);
     if range.last_seq == 0 {
         return Ok(books);
     }
@@ -173,7 +176,12 @@ fn compile<W: std::io::Write>(
         let mut refs = Vec::new();
         for fact in read.facts {
             if let Some(touched) = books.fold(fact, read.ts, in_period) {
-                for r in dgoj::index_refs(kind, period, &touched) {
+                let refs_of = if safe::TYPES.contains(&kind) {
+                    safe::index_refs(kind, period, &touched)
+                } else {
+                    dgoj::index_refs(kind, period, &touched)
+                };
+                for r in refs_of {
                     if !refs.contains(&r) {
                         refs.push(r);
                     }
@@ -253,10 +261,12 @@ impl Exporter<'_> {
         if period.end.and_time(chrono::NaiveTime::MIN).and_utc() > now {
             return Err(ExportError::PeriodNotOver(period.label));
         }
-        if self.region.export_format != "dgoj-sci" {
-            return Err(ExportError::NoDialect(self.region.export_format.clone()));
-        }
-        if !dgoj::TYPES.contains(&kind) {
+        let types: &[&str] = match self.region.export_format.as_str() {
+            "dgoj-sci" => &dgoj::TYPES,
+            "dk-safe" => &safe::TYPES,
+            other => return Err(ExportError::NoDialect(other.to_owned())),
+        };
+        if !types.contains(&kind) {
             return Err(ExportError::UnknownType(kind.to_owned()));
         }
         let range = chain_range(store, &period)?;
@@ -271,16 +281,20 @@ impl Exporter<'_> {
         let csv = index.csv.into_inner().map_err(|e| ExportError::io(&csv_path, e.into_error()))?;
         csv.sync_all().map_err(|e| ExportError::io(&csv_path, e))?;
         scratch.add("events.csv", 0);
-        let signer = xades::Signer::load_or_create(self.data_dir, &self.region.exports.operator_id)
-            .map_err(ExportError::Sign)?;
-        scratch.write("signing-cert.pem", signer.cert_pem().as_bytes(), 0)?;
-        let dialect = dgoj::Dgoj {
-            operator: &self.region.exports.operator_id,
-            warehouse: &self.region.exports.warehouse_id,
-            signer: &signer,
-            zip_password: &vault.zip_password()?,
-        };
-        dgoj::write(&dialect, kind, &period, &books, now, &revision.to_string(), &mut scratch)?;
+        if self.region.export_format == "dk-safe" {
+            safe::write(&self.region.exports.operator_id, kind, &period, &books, &export_id, &mut scratch)?;
+        } else {
+            let signer = xades::Signer::load_or_create(self.data_dir, &self.region.exports.operator_id)
+                .map_err(ExportError::Sign)?;
+            scratch.write("signing-cert.pem", signer.cert_pem().as_bytes(), 0)?;
+            let dialect = dgoj::Dgoj {
+                operator: &self.region.exports.operator_id,
+                warehouse: &self.region.exports.warehouse_id,
+                signer: &signer,
+                zip_password: &vault.zip_password()?,
+            };
+            dgoj::write(&dialect, kind, &period, &books, now, &revision.to_string(), &mut scratch)?;
+        }
         let corrections = books.corrected.iter().filter(|_| kind == "JUC").map(dgoj::session_id).collect();
         let mut manifest = ExportManifest {
             manifest_version: contracts::exports::EXPORTS_VERSION.into(),

@@ -120,16 +120,52 @@ impl Run {
         Ok(())
     }
 
-    /// The regulator's XML of each zip, validated against its XSDs: `(file, xml)`.
+    /// The regulator's XML of each file, validated against its XSDs: `(file, xml)`.
     fn xml(
         &mut self,
         export: &Path,
         manifest: &ExportManifest,
         cell_data: &Path,
     ) -> Result<Vec<(String, String)>, Stop> {
-        if manifest.format != "dgoj-sci" {
-            return Err(Stop::CannotCheck(format!("no schema check for format {}", manifest.format)));
+        match manifest.format.as_str() {
+            "dgoj-sci" => self.xml_dgoj(export, manifest, cell_data),
+            "dk-safe" => self.xml_safe(export, manifest),
+            other => Err(Stop::CannotCheck(format!("no schema check for format {other}"))),
         }
+    }
+
+    /// Denmark's files: plain XML, each against its SAFE view.
+    fn xml_safe(&mut self, export: &Path, manifest: &ExportManifest) -> Result<Vec<(String, String)>, Stop> {
+        let schemas = tempfile::tempdir().map_err(|e| Stop::CannotCheck(e.to_string()))?;
+        for (path, text) in super::dk_schemas::DK_SCHEMAS {
+            let to = schemas.path().join(path);
+            std::fs::create_dir_all(to.parent().unwrap_or(schemas.path()))
+                .map_err(|e| Stop::CannotCheck(e.to_string()))?;
+            std::fs::write(&to, text).map_err(|e| Stop::CannotCheck(e.to_string()))?;
+        }
+        let mut xmls = Vec::new();
+        for f in manifest.files.iter().filter(|f| f.name.ends_with(".xml")) {
+            let path = export.join(&f.name);
+            let xml = std::fs::read_to_string(&path).map_err(|e| Stop::Failed(format!("{}: {e}", f.name)))?;
+            let view = if xml.contains("<KasinospilPrSessionStruktur") {
+                "view/KasinospilPrSessionStrukturType.xsd"
+            } else {
+                "view/EndOfDayRapportStrukturType.xsd"
+            };
+            xmllint(&schemas.path().join(view), &path, &f.name, "the SAFE XSD")?;
+            xmls.push((f.name.clone(), xml));
+        }
+        self.ok(format!("schema: {} files valid against the SAFE views", xmls.len()));
+        Ok(xmls)
+    }
+
+    /// Spain's zips, opened with the agreed password, each `Lote` against the DGOJ XSD.
+    fn xml_dgoj(
+        &mut self,
+        export: &Path,
+        manifest: &ExportManifest,
+        cell_data: &Path,
+    ) -> Result<Vec<(String, String)>, Stop> {
         let password = std::fs::read_to_string(cell_data.join("exports-zip-password"))
             .map_err(|e| Stop::CannotCheck(format!("the zip password (exports-zip-password in the cell data): {e}")))?;
         let schemas = tempfile::tempdir().map_err(|e| Stop::CannotCheck(e.to_string()))?;
@@ -147,18 +183,7 @@ impl Run {
                 .map_err(|e| Stop::Failed(format!("file {}: does not open with the agreed password: {e}", f.name)))?;
             let path = schemas.path().join("lote.xml");
             std::fs::write(&path, &xml).map_err(|e| Stop::CannotCheck(e.to_string()))?;
-            let checked = std::process::Command::new("xmllint")
-                .args(["--noout", "--nonet", "--schema"])
-                .arg(schemas.path().join("wrapper.xsd"))
-                .arg(&path)
-                .output()
-                .map_err(|e| {
-                    Stop::CannotCheck(format!("xmllint (libxml2-utils) is needed for the schema check: {e}"))
-                })?;
-            if !checked.status.success() {
-                let why = String::from_utf8_lossy(&checked.stderr).lines().next().unwrap_or_default().to_owned();
-                return fail(format!("file {}: not valid against the DGOJ v3.3 XSD: {why}", f.name));
-            }
+            xmllint(&schemas.path().join("wrapper.xsd"), &path, &f.name, "the DGOJ v3.3 XSD")?;
             xmls.push((f.name.clone(), xml));
         }
         self.ok(format!("schema: {} files valid against DGOJ_Monitorizacion_3.3.xsd", xmls.len()));
@@ -259,6 +284,9 @@ impl Run {
     }
 
     fn totals_in_xml(&mut self, manifest: &ExportManifest, xmls: &[(String, String)]) -> Result<(), Stop> {
+        if manifest.format == "dk-safe" {
+            return self.totals_in_safe(manifest, xmls);
+        }
         let mut sums: BTreeMap<&str, Decimal> = BTreeMap::new();
         for (name, xml) in xmls {
             let doc = roxmltree::Document::parse(xml).map_err(|e| Stop::Failed(format!("{name}: {e}")))?;
@@ -317,6 +345,24 @@ impl Run {
             }
         }
         self.ok(format!("totals: the files' figures ({}) equal the manifest's", kinds.join(", ")));
+        Ok(())
+    }
+
+    /// Denmark: the stakes of the files' sessions (or the day's categories) are the manifest's.
+    fn totals_in_safe(&mut self, manifest: &ExportManifest, xmls: &[(String, String)]) -> Result<(), Stop> {
+        let field =
+            if manifest.kind == "EndOfDayRapport" { "EndOfDayRapportIndskudSpil" } else { "KasinospilIndskudSpil" };
+        let mut stakes = Decimal::ZERO;
+        for (name, xml) in xmls {
+            let doc = roxmltree::Document::parse(xml).map_err(|e| Stop::Failed(format!("{name}: {e}")))?;
+            stakes +=
+                doc.descendants().filter(|n| n.has_tag_name(field)).filter_map(|n| n.text()).map(dec).sum::<Decimal>();
+        }
+        let signed: Decimal = manifest.totals.iter().map(|t| dec(&t.stakes)).sum();
+        if stakes != signed {
+            return fail(format!("totals: the files' stakes add up to {stakes}, the manifest says {signed}"));
+        }
+        self.ok("totals: the files' stakes equal the manifest's".into());
         Ok(())
     }
 
@@ -418,6 +464,21 @@ impl Run {
     }
 }
 
+/// Validates `file` against `schema` with `xmllint`.
+fn xmllint(schema: &Path, file: &Path, name: &str, what: &str) -> Result<(), Stop> {
+    let checked = std::process::Command::new("xmllint")
+        .args(["--noout", "--nonet", "--schema"])
+        .arg(schema)
+        .arg(file)
+        .output()
+        .map_err(|e| Stop::CannotCheck(format!("xmllint (libxml2-utils) is needed for the schema check: {e}")))?;
+    if !checked.status.success() {
+        let why = String::from_utf8_lossy(&checked.stderr).lines().next().unwrap_or_default().to_owned();
+        return fail(format!("file {name}: not valid against {what}: {why}"));
+    }
+    Ok(())
+}
+
 fn totals_fields(t: &ExportTotals) -> [(&'static str, &str); 6] {
     [
         ("stakes", t.stakes.as_str()),
@@ -450,6 +511,23 @@ fn records_present(xmls: &[(String, String)]) -> Result<BTreeSet<String>, Stop> 
                 if let Some(player) = jugador.children().find(|n| n.has_tag_name("JugadorId")).and_then(|n| n.text()) {
                     present.insert(format!("{id}/{player}"));
                 }
+            }
+            present.insert(id);
+        }
+        // SAFE: each session by its transaction id; the day's report by its date, a record per
+        // category.
+        for session in doc.descendants().filter(|n| n.has_tag_name("KasinospilSession")) {
+            let id =
+                session.children().find(|n| n.has_tag_name("SpilTransaktionIdentifikation")).and_then(|n| n.text());
+            if let Some(id) = id {
+                present.insert(format!("#{id}"));
+                present.insert(id.to_owned());
+            }
+        }
+        if let Some(day) = doc.descendants().find(|n| n.has_tag_name("EndOfDayRapportDato")).and_then(|n| n.text()) {
+            let id = format!("EOD-{}", day.replace('-', ""));
+            for (i, _) in doc.descendants().filter(|n| n.has_tag_name("SpilOpgørelse")).enumerate() {
+                present.insert(format!("#{id}#{i}"));
             }
             present.insert(id);
         }

@@ -316,3 +316,73 @@ fn clock_now(
     use cell::clock::Clock;
     clock.now()
 }
+
+/// Denmark: a day's casino sessions and end-of-day report from real rounds validate against the
+/// SAFE views (`xmllint`), and `export-verify` passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn danish_exports_validate_against_the_safe_views_and_verify() {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-29T10:00:00Z").unwrap().to_utc();
+    let clock = cell::clock::ManualClock::new(start);
+    let skew = || (clock_now(&start, &clock) - chrono::Utc::now()).num_seconds();
+    let intervals = cell::server::Intervals { round_sweep: std::time::Duration::from_secs(3600), ..Default::default() };
+    let mut cell = TestCell::start_with_clock("dk", providers(), intervals, clock.clone()).await;
+    let c = cell.client();
+    let demo = Provider::new(Dialect::Seamless, false, c);
+    assert_eq!(c.register("dk-ida", ADULT, "DK", "DKK").await.status, 201);
+    let token = crate::limits::login(&c, "dk-ida").await;
+    let limits = json!({ "changes": [
+        { "kind": "deposit", "period": "day", "amount": "1000.00" },
+        { "kind": "deposit", "period": "week", "amount": "2000.00" },
+        { "kind": "deposit", "period": "month", "amount": "5000.00" }
+    ] });
+    let set = crate::limits::as_player(&c, "PUT", "/players/dk-ida/limits", &token, Some(limits)).await;
+    assert_eq!(set.status, 200, "{}", String::from_utf8_lossy(&set.body));
+    let body = json!({ "playerId": "dk-ida", "currency": "DKK", "amount": "500.00", "reason": "deposit" });
+    assert_eq!(c.post("/wallet/credit", "dep-ida", body).await.status, 200);
+    for (n, game) in ["slot-1", "slot-1", "live-1"].iter().enumerate() {
+        let (round, bet_tx, win_tx) = (format!("d{n}"), format!("dt{n}"), format!("dw{n}"));
+        let body = json!({ "transactionId": bet_tx, "playerId": "dk-ida", "roundId": round, "gameId": game, "amount": "10.00", "currency": "DKK" });
+        call(&demo, "bet", body, skew()).await;
+        let body = json!({ "transactionId": win_tx, "playerId": "dk-ida", "roundId": round, "amount": "15.00", "currency": "DKK", "closeRound": true });
+        call(&demo, "win", body, skew()).await;
+    }
+    clock.advance(chrono::Duration::days(1));
+    let key = c.get("/audit/checkpoints").await.json()["publicKey"].as_str().unwrap().to_owned();
+    cell.stop().await;
+    let data = cell.dir.path().to_owned();
+    let out = tempfile::tempdir().unwrap();
+    let views = Path::new(env!("CARGO_MANIFEST_DIR")).join("regulators/dk/view");
+    for (kind, view) in [
+        ("KasinospilPrSession", "KasinospilPrSessionStrukturType.xsd"),
+        ("EndOfDayRapport", "EndOfDayRapportStrukturType.xsd"),
+    ] {
+        let dir = out.path().join(kind);
+        let built = Command::new(binary("cell"))
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .args(["export", "build", "--jurisdiction", "DK", "--type", kind, "--period", "2026-11-29", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "{kind}: {}", String::from_utf8_lossy(&built.stderr));
+        let xmls = files(&dir, ".xml");
+        assert_eq!(xmls.len(), 1, "{kind}");
+        let valid = Command::new("xmllint")
+            .args(["--noout", "--nonet", "--schema"])
+            .arg(views.join(view))
+            .arg(&xmls[0])
+            .output()
+            .unwrap();
+        assert!(valid.status.success(), "{}: {}", xmls[0].display(), String::from_utf8_lossy(&valid.stderr));
+        let text = std::fs::read_to_string(&xmls[0]).unwrap();
+        if kind == "KasinospilPrSession" {
+            assert_eq!(text.matches("<KasinospilSession>").count(), 2, "a session per game: {text}");
+            assert!(text.contains("<KasinospilIndskudSpil>20.00</KasinospilIndskudSpil>"), "{text}");
+        } else {
+            assert!(text.contains("<SpilKategoriNavn>KasinospilMultiPlayer</SpilKategoriNavn>"), "{text}");
+        }
+        let (code, report) = verify(&dir, &key, &data, None);
+        assert_eq!(code, 0, "{kind}:\n{report}");
+    }
+}

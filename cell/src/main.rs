@@ -105,6 +105,10 @@ struct ServeArgs {
     /// drills: `sandbox serve`).
     #[arg(long = "psp-url", value_parser = parse_psp_url)]
     psp_urls: Vec<(String, String)>,
+    /// The regulator's TamperToken service (`http://HOST:PORT`; in drills, the sandbox): Denmark's
+    /// exports chain their files' MACs under its tokens.
+    #[arg(long)]
+    tamper_token_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -149,6 +153,9 @@ enum Export {
         /// Also write each zip's XML beside it, for inspection.
         #[arg(long)]
         unzipped: bool,
+        /// The regulator's TamperToken service, for Denmark's files (`http://HOST:PORT`).
+        #[arg(long)]
+        tamper_token_url: Option<String>,
     },
     /// List the exports in a stopped cell's vault.
     List {
@@ -245,6 +252,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 public_url,
                 psps,
                 psp_urls,
+                tamper_token_url,
             } = *args;
             let region = RegionConfig::from_file(&region)?;
             let tls = match &tls_dir {
@@ -305,6 +313,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 kyc,
                 psps,
                 callback_base: public_url,
+                tamper_token_url,
                 clock: cell::clock::system(),
             };
             cell::server::run(config, listener, shutdown_signal()).await
@@ -340,28 +349,50 @@ fn main() -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Export { what: Export::Build { data, jurisdiction, region, kind, period, out, unzipped } } => {
-            let built = (|| -> anyhow::Result<cell::exports::vault::Stored> {
-                let region = region
-                    .unwrap_or_else(|| PathBuf::from(format!("config/regions/{}.toml", jurisdiction.to_lowercase())));
-                let region = RegionConfig::from_file(&region)?;
-                if !region.jurisdiction.to_string().eq_ignore_ascii_case(&jurisdiction) {
-                    anyhow::bail!(
-                        "{} is the region file of {}, not {jurisdiction}",
-                        region.cell_id,
-                        region.jurisdiction
-                    );
-                }
-                let key = cell::signing_key::load_or_create(&data.join("audit-ed25519.key"))?;
-                let store = cell::store::embedded::EmbeddedStore::open(&data.join("store"), Durability::GroupSync)
-                    .with_context(|| format!("open the store under {} (is the cell still running?)", data.display()))?;
-                let exporter = cell::exports::Exporter { data_dir: &data, region: &region, audit_key: &key };
-                let stored =
-                    exporter.build(&store, &kind, &period, cell::clock::Clock::now(cell::clock::system().as_ref()))?;
-                let password = cell::exports::vault::Vault::new(&data).zip_password()?;
-                cell::exports::vault::copy_out(&stored, &out, unzipped.then_some(password.as_str()))?;
-                Ok(stored)
-            })();
+        Command::Export {
+            what: Export::Build { data, jurisdiction, region, kind, period, out, unzipped, tamper_token_url },
+        } => {
+            // On a blocking thread of the runtime: Denmark's build calls the TamperToken service.
+            let built = runtime
+                .block_on(async move {
+                    tokio::task::spawn_blocking(move || -> anyhow::Result<cell::exports::vault::Stored> {
+                        let region = region.unwrap_or_else(|| {
+                            PathBuf::from(format!("config/regions/{}.toml", jurisdiction.to_lowercase()))
+                        });
+                        let region = RegionConfig::from_file(&region)?;
+                        if !region.jurisdiction.to_string().eq_ignore_ascii_case(&jurisdiction) {
+                            anyhow::bail!(
+                                "{} is the region file of {}, not {jurisdiction}",
+                                region.cell_id,
+                                region.jurisdiction
+                            );
+                        }
+                        let key = cell::signing_key::load_or_create(&data.join("audit-ed25519.key"))?;
+                        let store =
+                            cell::store::embedded::EmbeddedStore::open(&data.join("store"), Durability::GroupSync)
+                                .with_context(|| {
+                                    format!("open the store under {} (is the cell still running?)", data.display())
+                                })?;
+                        let exporter = cell::exports::Exporter {
+                            data_dir: &data,
+                            region: &region,
+                            audit_key: &key,
+                            tamper_token_url: tamper_token_url.as_deref(),
+                        };
+                        let stored = exporter.build(
+                            &store,
+                            &kind,
+                            &period,
+                            cell::clock::Clock::now(cell::clock::system().as_ref()),
+                        )?;
+                        let password = cell::exports::vault::Vault::new(&data).zip_password()?;
+                        cell::exports::vault::copy_out(&stored, &out, unzipped.then_some(password.as_str()))?;
+                        Ok(stored)
+                    })
+                    .await
+                })
+                .map_err(anyhow::Error::from)
+                .and_then(|built| built);
             match built {
                 Ok(stored) => {
                     println!("{}", serde_json::to_string_pretty(&stored.manifest)?);

@@ -100,6 +100,8 @@ pub struct CellConfig {
     pub psps: Vec<crate::domains::cashier::psps::Psp>,
     /// This cell's base URL as outside parties reach it (PSPs' notifications).
     pub callback_base: String,
+    /// The regulator's TamperToken service (Denmark's exports), `http://HOST:PORT`.
+    pub tamper_token_url: Option<String>,
 }
 
 /// Where the control plane is and how to reach it.
@@ -250,6 +252,7 @@ impl OpenCell {
                 region,
                 clock: config.clock.clone(),
                 data_dir: config.data_dir.clone(),
+                tamper_token_url: config.tamper_token_url.clone(),
             },
             writer,
         })

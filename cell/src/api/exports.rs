@@ -25,7 +25,11 @@ impl From<ExportError> for ApiError {
 
 fn refused(e: ExportError) -> ApiError {
     match e {
-        ExportError::Store(_) | ExportError::Io { .. } | ExportError::Sign(_) | ExportError::Zip(_) => {
+        ExportError::Store(_)
+        | ExportError::Io { .. }
+        | ExportError::Sign(_)
+        | ExportError::Zip(_)
+        | ExportError::TokenService(_) => {
             tracing::error!(error = %e, "export failed");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, CellCode::ExportRefused, e.to_string())
         }
@@ -77,6 +81,7 @@ pub async fn build(
     let (request, _) = super::json_body::<BuildRequest>(body)?;
     let (store, region, clock, audit) = (d.store.clone(), d.region.clone(), d.clock.clone(), d.audit.clone());
     let data_dir = d.data_dir.clone();
+    let tamper_token_url = d.tamper_token_url.clone();
     let (vault, wanted) = (Vault::new(&data_dir), (request.kind.clone(), request.period.clone()));
     let existing = blocking(move || {
         let all = vault.list()?;
@@ -89,7 +94,12 @@ pub async fn build(
         return Ok((StatusCode::OK, Json(summary(existing))));
     }
     let built = blocking(move || {
-        let exporter = Exporter { data_dir: &data_dir, region: &region, audit_key: audit.key() };
+        let exporter = Exporter {
+            data_dir: &data_dir,
+            region: &region,
+            audit_key: audit.key(),
+            tamper_token_url: tamper_token_url.as_deref(),
+        };
         exporter.build(store.as_ref(), &request.kind, &request.period, clock.now())
     })
     .await?;

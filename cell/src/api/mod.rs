@@ -66,6 +66,8 @@ pub struct Domains {
     pub clock: Arc<dyn crate::clock::Clock>,
     /// The cell's data directory (keys, the export vault).
     pub data_dir: std::path::PathBuf,
+    /// The regulator's TamperToken service (Denmark's exports), `http://HOST:PORT`.
+    pub tamper_token_url: Option<String>,
 }
 
 /// What every handler shares.

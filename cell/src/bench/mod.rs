@@ -142,6 +142,7 @@ pub(super) fn config(
         kyc: None,
         psps: Vec::new(),
         callback_base: String::new(),
+        tamper_token_url: None,
         clock: crate::clock::system(),
     })
 }

@@ -22,11 +22,21 @@ struct Args {
     /// An inclusion proof (`GET /exports/{id}/proof?seq=N`) to check against the manifest's root.
     #[arg(long)]
     proof: Option<PathBuf>,
+    /// Denmark's TamperToken service (`http://HOST:PORT`), to check the files' MAC chain.
+    #[arg(long)]
+    tamper_token_url: Option<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match cell::exports::verify::verify(&args.export, &args.public_key, &args.cell_data, args.proof.as_deref()) {
+    let verdict = cell::exports::verify::verify(
+        &args.export,
+        &args.public_key,
+        &args.cell_data,
+        args.proof.as_deref(),
+        args.tamper_token_url.as_deref(),
+    );
+    match verdict {
         cell::exports::verify::Verdict::Verified(passed) => {
             for line in passed {
                 println!("ok    {line}");

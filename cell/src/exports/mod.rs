@@ -15,7 +15,7 @@ mod dgoj;
 pub mod dk_schemas;
 pub mod facts;
 pub mod merkle;
-mod safe;
+pub mod safe;
 pub mod vault;
 pub mod verify;
 mod xades;
@@ -46,6 +46,8 @@ pub enum ExportError {
     Sign(anyhow::Error),
     #[error("zip: {0}")]
     Zip(String),
+    #[error("the TamperToken service: {0}")]
+    TokenService(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -245,6 +247,9 @@ pub struct Exporter<'a> {
     pub data_dir: &'a std::path::Path,
     pub region: &'a contracts::region::RegionConfig,
     pub audit_key: &'a ed25519_dalek::SigningKey,
+    /// The regulator's TamperToken service (Denmark), `http://HOST:PORT`. Runs on a blocking
+    /// thread of a tokio runtime when set.
+    pub tamper_token_url: Option<&'a str>,
 }
 
 impl Exporter<'_> {
@@ -282,7 +287,11 @@ impl Exporter<'_> {
         csv.sync_all().map_err(|e| ExportError::io(&csv_path, e))?;
         scratch.add("events.csv", 0);
         if self.region.export_format == "dk-safe" {
-            safe::write(&self.region.exports.operator_id, kind, &period, &books, &export_id, &mut scratch)?;
+            let url = self.tamper_token_url.ok_or_else(|| {
+                ExportError::TokenService("not configured: Denmark's files need one (--tamper-token-url)".into())
+            })?;
+            let tokens = safe::TokenService::new(url)?;
+            safe::write(&self.region.exports.operator_id, kind, &period, &books, &tokens, &mut scratch)?;
         } else {
             let signer = xades::Signer::load_or_create(self.data_dir, &self.region.exports.operator_id)
                 .map_err(ExportError::Sign)?;

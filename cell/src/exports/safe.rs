@@ -4,9 +4,13 @@
 //! Files are plain UTF-8 XML (element names carry æ, ø, å), filed as
 //! `<cert>/<KasinoSpil|EndOfDay>/<YYYY-MM-DD>/<cert>-<export>-<n>.xml`.
 //!
-//! Not built yet: the TamperToken chain across files (the regulator's token service, which the
-//! sandbox does not play yet) and replacement files (`SpilFilErstatningIdentifikation`); a late
-//! rollback counts in its day's totals only.
+//! Integrity is the regulator's TamperToken chain: each export opens a token at the token service
+//! (the sandbox plays it), chains HMAC-SHA256 over its files in order (the first keyed by the
+//! token's key, each next by the previous MAC), names them `<cert>-<token>-<n>.xml` and closes the
+//! token with the last MAC; `tamper-token.json` lists the files and their MACs for the verifier.
+//!
+//! Not built yet: replacement files (`SpilFilErstatningIdentifikation`); a late rollback counts in
+//! its day's totals only.
 
 use super::books::{game_type, Books, Session, SessionKey};
 use super::vault::Scratch;
@@ -67,39 +71,99 @@ fn day_of(period: &ExportPeriod, kind: &str) -> Result<chrono::NaiveDate, Export
     Ok(period.start)
 }
 
-/// Writes the records of `kind` for `period` into `out`. `cert` is the operator's
-/// `SpilCertifikatIdentifikation`; `export_id` names the files.
+/// The regulator's TamperToken service, as the cell reaches it.
+pub struct TokenService {
+    /// `host:port` (the sandbox's, in development).
+    authority: String,
+}
+
+impl TokenService {
+    /// The service at `url` (`http://HOST:PORT`).
+    pub fn new(url: &str) -> Result<TokenService, ExportError> {
+        let authority = crate::outside::authority("--tamper-token-url", url).map_err(ExportError::TokenService)?;
+        Ok(TokenService { authority })
+    }
+
+    /// One call, from a blocking thread of the cell's runtime.
+    fn call(&self, method: &str, path: &str, body: serde_json::Value) -> Result<serde_json::Value, ExportError> {
+        let fail = |e: String| ExportError::TokenService(format!("at {}: {e}", self.authority));
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| fail(e.to_string()))?;
+        let exchange = crate::outside::exchange(&self.authority, method, path, "application/json", body.to_string());
+        let (status, _, body) = handle
+            .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(10), exchange).await })
+            .map_err(|_| fail("no answer within 10 s".into()))?
+            .map_err(fail)?;
+        if !(200..300).contains(&status) {
+            return Err(fail(format!("{status}: {}", String::from_utf8_lossy(&body))));
+        }
+        serde_json::from_slice(&body).map_err(|e| fail(e.to_string()))
+    }
+}
+
+/// The chain of one token: each file's MAC keys the next.
+struct Chain {
+    key: Vec<u8>,
+    files: Vec<(String, String)>,
+}
+
+impl Chain {
+    fn push(&mut self, name: String, bytes: &[u8]) {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(bytes);
+        let tag = mac.finalize().into_bytes().to_vec();
+        self.files.push((name, hex::encode(&tag)));
+        self.key = tag;
+    }
+}
+
+/// Writes the records of `kind` for `period` into `out`, under a TamperToken of `tokens`. `cert`
+/// is the operator's `SpilCertifikatIdentifikation` (the token's user).
 pub fn write(
     cert: &str,
     kind: &str,
     period: &ExportPeriod,
     books: &Books,
-    export_id: &str,
+    tokens: &TokenService,
     out: &mut Scratch,
 ) -> Result<(), ExportError> {
     let day = day_of(period, kind)?;
     let date = day.format("%Y-%m-%d").to_string();
     let sessions: Vec<&Session> = books.period_sessions(period.end).collect();
+    let opened = tokens.call("POST", "/tamper-token/v1/tokens", serde_json::json!({ "safeId": cert }))?;
+    let token = opened["tokenId"].as_str().unwrap_or_default().to_owned();
+    let key = hex::decode(opened["key"].as_str().unwrap_or_default()).unwrap_or_default();
+    if token.is_empty() || key.len() != 32 {
+        return Err(ExportError::TokenService(format!("its answer does not read: {opened}")));
+    }
+    let mut chain = Chain { key, files: Vec::new() };
+    let folder = format!("{cert}-{token}");
+    let mut file = |n: usize, xml: String, what: &str, records: u64| -> Result<(), ExportError> {
+        let name = format!("{folder}/{what}/{date}/{cert}-{token}-{n}.xml");
+        chain.push(name.clone(), xml.as_bytes());
+        out.write(&name, xml.as_bytes(), records)
+    };
     match kind {
         "KasinospilPrSession" => {
             for (n, chunk) in sessions.chunks(SESSIONS_PER_FILE).enumerate() {
-                let file_id = format!("{export_id}-{}", n + 1);
-                let xml = sessions_file(cert, &file_id, chunk);
-                out.write(
-                    &format!("{cert}/KasinoSpil/{date}/{cert}-{file_id}.xml"),
-                    xml.as_bytes(),
-                    chunk.len() as u64,
-                )?;
+                let xml = sessions_file(cert, &format!("{token}-{}", n + 1), chunk);
+                file(n + 1, xml, "KasinoSpil", chunk.len() as u64)?;
             }
-            Ok(())
         }
         "EndOfDayRapport" => {
-            let file_id = format!("{export_id}-1");
-            let (xml, records) = end_of_day_file(cert, &file_id, day, &sessions);
-            out.write(&format!("{cert}/EndOfDay/{date}/{cert}-{file_id}.xml"), xml.as_bytes(), records)
+            let (xml, records) = end_of_day_file(cert, &format!("{token}-1"), day, &sessions);
+            file(1, xml, "EndOfDay", records)?;
         }
-        other => Err(ExportError::UnknownType(other.to_owned())),
+        other => return Err(ExportError::UnknownType(other.to_owned())),
     }
+    let last = chain.files.last().map(|(_, mac)| mac.clone()).unwrap_or_default();
+    let files: Vec<serde_json::Value> =
+        chain.files.iter().map(|(name, mac)| serde_json::json!({ "name": name, "mac": mac })).collect();
+    let record = serde_json::json!({ "tokenId": token, "safeId": cert, "files": files });
+    out.write("tamper-token.json", &serde_json::to_vec_pretty(&record).expect("JSON"), 0)?;
+    let close = serde_json::json!({ "mac": last, "files": files.len() });
+    tokens.call("POST", &format!("/tamper-token/v1/tokens/{token}/close"), close)?;
+    Ok(())
 }
 
 fn sessions_file(cert: &str, file_id: &str, sessions: &[&Session]) -> String {

@@ -47,9 +47,15 @@ fn fail<T>(problem: impl Into<String>) -> Result<T, Stop> {
 
 /// Verifies the export in `export` against `public_key` (hex), with the cell's data directory
 /// `cell_data`, and the proof in `proof` if given.
-pub fn verify(export: &Path, public_key: &str, cell_data: &Path, proof: Option<&Path>) -> Verdict {
+pub fn verify(
+    export: &Path,
+    public_key: &str,
+    cell_data: &Path,
+    proof: Option<&Path>,
+    tamper_token_url: Option<&str>,
+) -> Verdict {
     let mut run = Run { passed: Vec::new() };
-    match run.all(export, public_key, cell_data, proof) {
+    match run.all(export, public_key, cell_data, proof, tamper_token_url) {
         Ok(()) => Verdict::Verified(run.passed),
         Err(Stop::Failed(problem)) => Verdict::Failed { problem, passed: run.passed },
         Err(Stop::CannotCheck(why)) => Verdict::CannotCheck(why),
@@ -65,9 +71,19 @@ impl Run {
         self.passed.push(what);
     }
 
-    fn all(&mut self, export: &Path, public_key: &str, cell_data: &Path, proof: Option<&Path>) -> Result<(), Stop> {
+    fn all(
+        &mut self,
+        export: &Path,
+        public_key: &str,
+        cell_data: &Path,
+        proof: Option<&Path>,
+        tamper_token_url: Option<&str>,
+    ) -> Result<(), Stop> {
         let manifest = self.signature(export, public_key)?;
         self.files(export, &manifest)?;
+        if manifest.format == "dk-safe" {
+            self.tamper_chain(export, &manifest, tamper_token_url)?;
+        }
         let xmls = self.xml(export, &manifest, cell_data)?;
         let store = crate::store::embedded::EmbeddedStore::open(
             &cell_data.join("store"),
@@ -132,6 +148,69 @@ impl Run {
             "dk-safe" => self.xml_safe(export, manifest),
             other => Err(Stop::CannotCheck(format!("no schema check for format {other}"))),
         }
+    }
+
+    /// Denmark's TamperToken chain: each file's HMAC keyed by the previous one's (the first by the
+    /// token's key, which the token service gives the regulator), the last the token was closed
+    /// with, and every XML file of the export under the token.
+    fn tamper_chain(&mut self, export: &Path, manifest: &ExportManifest, url: Option<&str>) -> Result<(), Stop> {
+        use hmac::{Hmac, Mac};
+        let text = std::fs::read_to_string(export.join("tamper-token.json"))
+            .map_err(|_| Stop::Failed("tamper-token.json: missing".into()))?;
+        let record: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Stop::Failed(format!("tamper-token.json: {e}")))?;
+        let token = record["tokenId"].as_str().unwrap_or_default().to_owned();
+        let chained: Vec<(String, String)> = record["files"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                (f["name"].as_str().unwrap_or_default().to_owned(), f["mac"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect();
+        let xml: BTreeSet<&str> =
+            manifest.files.iter().map(|f| f.name.as_str()).filter(|n| n.ends_with(".xml")).collect();
+        if xml != chained.iter().map(|(n, _)| n.as_str()).collect::<BTreeSet<_>>() {
+            return fail("tamper chain: tamper-token.json does not name exactly the export's files");
+        }
+        let Some(url) = url else {
+            self.ok(format!("tamper chain: token {token} names the files; MACs not checked (no --tamper-token-url)"));
+            return Ok(());
+        };
+        let authority = crate::outside::authority("--tamper-token-url", url).map_err(Stop::CannotCheck)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Stop::CannotCheck(e.to_string()))?;
+        let path = format!("/tamper-token/v1/tokens/{token}");
+        let (status, _, body) = runtime
+            .block_on(crate::outside::exchange(&authority, "GET", &path, "application/json", String::new()))
+            .map_err(|e| Stop::CannotCheck(format!("the TamperToken service: {e}")))?;
+        if status != 200 {
+            return fail(format!("tamper chain: the token service knows no token {token} ({status})"));
+        }
+        let known: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| Stop::CannotCheck(format!("the token service's answer: {e}")))?;
+        let mut key = hex::decode(known["key"].as_str().unwrap_or_default()).unwrap_or_default();
+        for (name, mac) in &chained {
+            let bytes = std::fs::read(export.join(name)).map_err(|e| Stop::Failed(format!("{name}: {e}")))?;
+            let mut h = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
+            h.update(&bytes);
+            let tag = h.finalize().into_bytes().to_vec();
+            if hex::encode(&tag) != *mac {
+                return fail(format!("tamper chain: {name}'s MAC does not follow from the token's chain"));
+            }
+            key = tag;
+        }
+        let closed = known["mac"].as_str().unwrap_or_default();
+        if chained.last().map(|(_, m)| m.as_str()) != Some(closed) {
+            return fail(format!("tamper chain: token {token} was closed with another MAC than the last file's"));
+        }
+        self.ok(format!(
+            "tamper chain: {} files chain from token {token} to the MAC it was closed with",
+            chained.len()
+        ));
+        Ok(())
     }
 
     /// Denmark's files: plain XML, each against its SAFE view.

@@ -52,10 +52,17 @@ fn build(data: &Path, kind: &str, period: &str, out: &Path) -> PathBuf {
 
 /// `export-verify`'s exit code and report.
 fn verify(export: &Path, key: &str, data: &Path, proof: Option<&Path>) -> (i32, String) {
+    verify_with(export, key, data, proof, None)
+}
+
+fn verify_with(export: &Path, key: &str, data: &Path, proof: Option<&Path>, tokens: Option<&str>) -> (i32, String) {
     let mut cmd = Command::new(binary("export-verify"));
     cmd.arg("--export").arg(export).args(["--public-key", key, "--cell-data"]).arg(data);
     if let Some(proof) = proof {
         cmd.arg("--proof").arg(proof);
+    }
+    if let Some(url) = tokens {
+        cmd.args(["--tamper-token-url", url]);
     }
     let out = cmd.output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -318,7 +325,8 @@ fn clock_now(
 }
 
 /// Denmark: a day's casino sessions and end-of-day report from real rounds validate against the
-/// SAFE views (`xmllint`), and `export-verify` passes.
+/// SAFE views (`xmllint`), their files chain under a TamperToken of the sandbox's token service,
+/// and `export-verify` passes; a file changed (even with its manifest re-signed) breaks the chain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn danish_exports_validate_against_the_safe_views_and_verify() {
     let start = chrono::DateTime::parse_from_rfc3339("2026-11-29T10:00:00Z").unwrap().to_utc();
@@ -352,6 +360,7 @@ async fn danish_exports_validate_against_the_safe_views_and_verify() {
     let data = cell.dir.path().to_owned();
     let out = tempfile::tempdir().unwrap();
     let views = Path::new(env!("CARGO_MANIFEST_DIR")).join("regulators/dk/view");
+    let sandbox = crate::registers::Sandbox::start().await;
     for (kind, view) in [
         ("KasinospilPrSession", "KasinospilPrSessionStrukturType.xsd"),
         ("EndOfDayRapport", "EndOfDayRapportStrukturType.xsd"),
@@ -361,6 +370,7 @@ async fn danish_exports_validate_against_the_safe_views_and_verify() {
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .args(["export", "build", "--jurisdiction", "DK", "--type", kind, "--period", "2026-11-29", "--data"])
             .arg(&data)
+            .args(["--tamper-token-url", &sandbox.url])
             .arg("--out")
             .arg(&dir)
             .output()
@@ -382,7 +392,31 @@ async fn danish_exports_validate_against_the_safe_views_and_verify() {
         } else {
             assert!(text.contains("<SpilKategoriNavn>KasinospilMultiPlayer</SpilKategoriNavn>"), "{text}");
         }
-        let (code, report) = verify(&dir, &key, &data, None);
+        let (code, report) = verify_with(&dir, &key, &data, None, Some(&sandbox.url));
         assert_eq!(code, 0, "{kind}:\n{report}");
+        assert!(report.contains("to the MAC it was closed with"), "{report}");
+        // The cell itself changes a file and signs the manifest again: the token's chain breaks.
+        let changed = out.path().join(format!("{kind}-changed"));
+        copy_tree(&dir, &changed);
+        let file = files(&changed, ".xml")[0].clone();
+        let text = std::fs::read_to_string(&file).unwrap().replacen(
+            "<KasinospilIndskudSpil>20.00",
+            "<KasinospilIndskudSpil>2.00",
+            1,
+        );
+        let text = text.replacen("<EndOfDayRapportAntalSpil>2<", "<EndOfDayRapportAntalSpil>1<", 1);
+        std::fs::write(&file, &text).unwrap();
+        let name = file.strip_prefix(&changed).unwrap().to_string_lossy().into_owned();
+        resign(&changed, &data, |m| {
+            for f in m["files"].as_array_mut().unwrap() {
+                if f["name"] == name.as_str() {
+                    f["sha256"] = json!(sha256_hex(text.as_bytes()));
+                    f["bytes"] = json!(text.len());
+                }
+            }
+        });
+        let (code, report) = verify_with(&changed, &key, &data, None, Some(&sandbox.url));
+        assert_eq!(code, 1, "{report}");
+        assert!(report.contains("MAC does not follow from the token's chain"), "{report}");
     }
 }

@@ -258,6 +258,7 @@ async fn serve(
             None => Vec::new(),
         },
         callback_base: format!("http://{address}"),
+        tamper_token_url: None,
         clock,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

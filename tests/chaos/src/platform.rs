@@ -493,6 +493,8 @@ impl Platform {
                     format!("card=http://{}", p.sandbox).into(),
                     "--psp-url".into(),
                     format!("bank=http://{}", p.sandbox).into(),
+                    "--tamper-token-url".into(),
+                    format!("http://{}", p.sandbox).into(),
                 ];
                 // A standby follows no control plane of its own until promotion exists.
                 if cells_follow_control && matches!(role, Role::Primary(_)) {

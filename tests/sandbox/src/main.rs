@@ -30,6 +30,7 @@
 mod bank;
 mod kyc;
 mod psp;
+mod tamper;
 
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -92,6 +93,7 @@ struct Sandbox {
     kyc: kyc::KycSigner,
     psp: psp::CardPsp,
     bank: bank::BankPsp,
+    tamper: tamper::TamperTokens,
     /// The sandbox's own base URL, for the redirect URLs it hands out.
     public_url: String,
     /// Sanctions entries added since start (`POST /admin/sanctions`): each makes a new version.
@@ -305,6 +307,7 @@ fn main() -> anyhow::Result<()> {
         bank: bank::BankPsp::new(
             std::env::var("PSP_BANK_SECRET").ok().filter(|s| !s.is_empty()).map(String::into_bytes),
         ),
+        tamper: tamper::TamperTokens::default(),
         public_url: format!("http://{listen}"),
         sanctioned: Mutex::default(),
     });
@@ -315,6 +318,9 @@ fn main() -> anyhow::Result<()> {
         .route("/rgiaj/v1/check", post(rgiaj))
         .route("/kyc/v1/checks", post(kyc::create_check))
         .route("/psp/card/v1/payments", post(psp::create_payment).get(psp::find_payment))
+        .route("/tamper-token/v1/tokens", post(tamper::open))
+        .route("/tamper-token/v1/tokens/{id}", axum::routing::get(tamper::get))
+        .route("/tamper-token/v1/tokens/{id}/close", post(tamper::close))
         .route("/psp/card/v1/payments/{reference}/captures", post(psp::capture))
         .route("/psp/card/v1/payouts", post(psp::payout))
         .route("/psp/card/v1/payments/{reference}/refunds", post(psp::refund))

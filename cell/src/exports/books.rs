@@ -412,6 +412,11 @@ impl Books {
         Some(Touched { player: Some(key.0.clone()), session: Some(key), late: false })
     }
 
+    /// Every account's balance at the end of what was folded (players' funds held).
+    pub fn balances_total(&self) -> Decimal {
+        self.balances.values().sum()
+    }
+
     /// Sessions of the period (played on its days).
     pub fn period_sessions(&self, end: chrono::NaiveDate) -> impl Iterator<Item = &Session> {
         let start = self.start.date_naive();

@@ -15,6 +15,7 @@ mod dgoj;
 pub mod dk_schemas;
 pub mod facts;
 pub mod merkle;
+mod returns;
 pub mod safe;
 pub mod vault;
 pub mod verify;
@@ -96,6 +97,9 @@ pub fn families(kind: &str) -> &'static [Family] {
     match kind {
         "CJD" | "CJT" => &[Family::Gaming, Family::Payments],
         "JUC" | "OPT" | "KasinospilPrSession" | "EndOfDayRapport" => &[Family::Gaming],
+        "quarterly-return" | "gaming-tax-return" | "player-funds" | "player-protection" => {
+            &[Family::Gaming, Family::Payments, Family::Players]
+        }
         _ => &[],
     }
 }
@@ -168,6 +172,7 @@ fn compile<W: std::io::Write>(
     if range.last_seq == 0 {
         return Ok(books);
     }
+    let modelled = families(kind).contains(&Family::Players);
     crate::audit::scan(store, 1, range.last_seq, |record| {
         let (name, _) = facts::head(&record.event).map_err(unreadable)?;
         if facts::family(&name).is_none() {
@@ -189,6 +194,10 @@ fn compile<W: std::io::Write>(
                     }
                 }
             }
+        }
+        if modelled {
+            // A return is one record, which every event of its period goes into.
+            refs = vec![returns::report_id(kind, period)];
         }
         if in_period && exportable(kind, &name) {
             index
@@ -269,6 +278,7 @@ impl Exporter<'_> {
         let types: &[&str] = match self.region.export_format.as_str() {
             "dgoj-sci" => &dgoj::TYPES,
             "dk-safe" => &safe::TYPES,
+            other if !returns::types(other).is_empty() => returns::types(other),
             other => return Err(ExportError::NoDialect(other.to_owned())),
         };
         if !types.contains(&kind) {
@@ -286,7 +296,10 @@ impl Exporter<'_> {
         let csv = index.csv.into_inner().map_err(|e| ExportError::io(&csv_path, e.into_error()))?;
         csv.sync_all().map_err(|e| ExportError::io(&csv_path, e))?;
         scratch.add("events.csv", 0);
-        if self.region.export_format == "dk-safe" {
+        if !returns::types(&self.region.export_format).is_empty() {
+            let players = returns::PlayerCounts::read(store, &period)?;
+            returns::write(kind, &period, &books, players, &mut scratch)?;
+        } else if self.region.export_format == "dk-safe" {
             let url = self.tamper_token_url.ok_or_else(|| {
                 ExportError::TokenService("not configured: Denmark's files need one (--tamper-token-url)".into())
             })?;

@@ -146,8 +146,25 @@ impl Run {
         match manifest.format.as_str() {
             "dgoj-sci" => self.xml_dgoj(export, manifest, cell_data),
             "dk-safe" => self.xml_safe(export, manifest),
-            other => Err(Stop::CannotCheck(format!("no schema check for format {other}"))),
+            _ => self.modelled(export, manifest),
         }
+    }
+
+    /// A modelled return (no regulator publishes a schema): its JSON reports, read.
+    fn modelled(&mut self, export: &Path, manifest: &ExportManifest) -> Result<Vec<(String, String)>, Stop> {
+        let mut reports = Vec::new();
+        for f in manifest.files.iter().filter(|f| f.name.ends_with(".json") && f.name != "tamper-token.json") {
+            let text =
+                std::fs::read_to_string(export.join(&f.name)).map_err(|e| Stop::Failed(format!("{}: {e}", f.name)))?;
+            serde_json::from_str::<serde_json::Value>(&text).map_err(|e| Stop::Failed(format!("{}: {e}", f.name)))?;
+            reports.push((f.name.clone(), text));
+        }
+        self.ok(format!(
+            "schema: none published for {} (a modelled return); {} reports read",
+            manifest.format,
+            reports.len()
+        ));
+        Ok(reports)
     }
 
     /// Denmark's TamperToken chain: each file's HMAC keyed by the previous one's (the first by the
@@ -366,6 +383,9 @@ impl Run {
         if manifest.format == "dk-safe" {
             return self.totals_in_safe(manifest, xmls);
         }
+        if manifest.format != "dgoj-sci" {
+            return self.totals_in_returns(manifest, xmls);
+        }
         let mut sums: BTreeMap<&str, Decimal> = BTreeMap::new();
         for (name, xml) in xmls {
             let doc = roxmltree::Document::parse(xml).map_err(|e| Stop::Failed(format!("{name}: {e}")))?;
@@ -427,6 +447,29 @@ impl Run {
         Ok(())
     }
 
+    /// A modelled return: its stakes, returned stakes and wins are the manifest's.
+    fn totals_in_returns(&mut self, manifest: &ExportManifest, reports: &[(String, String)]) -> Result<(), Stop> {
+        for (name, text) in reports {
+            let report: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| Stop::Failed(format!("{name}: {e}")))?;
+            for (field, key) in [("stakes", "stakes"), ("stakesReturned", "stakesReturned"), ("wins", "wins")] {
+                let said = dec(report["totals"][field].as_str().unwrap_or("0"));
+                let signed: Decimal = manifest
+                    .totals
+                    .iter()
+                    .flat_map(totals_fields)
+                    .filter(|(k, _)| *k == key)
+                    .map(|(_, v)| dec(v))
+                    .sum();
+                if said != signed {
+                    return fail(format!("totals: {name} says {key} {said}, the manifest {signed}"));
+                }
+            }
+        }
+        self.ok("totals: the returns' figures equal the manifest's".into());
+        Ok(())
+    }
+
     /// Denmark: the stakes of the files' sessions (or the day's categories) are the manifest's.
     fn totals_in_safe(&mut self, manifest: &ExportManifest, xmls: &[(String, String)]) -> Result<(), Stop> {
         let field =
@@ -448,9 +491,11 @@ impl Run {
     fn totals_in_journal(&mut self, manifest: &ExportManifest, store: &dyn crate::store::Store) -> Result<(), Stop> {
         let journal = journal_totals(store, &manifest.period)
             .map_err(|e| Stop::Failed(format!("the cell's journal does not read: {e}")))?;
-        let kinds: &[&str] = match manifest.kind.as_str() {
-            "CJD" | "CJT" => &["stakes", "stakesReturned", "wins", "deposits", "withdrawals", "other"],
-            _ => &["stakes", "stakesReturned", "wins"],
+        let all = super::families(&manifest.kind).contains(&super::facts::Family::Payments);
+        let kinds: &[&str] = if all {
+            &["stakes", "stakesReturned", "wins", "deposits", "withdrawals", "other"]
+        } else {
+            &["stakes", "stakesReturned", "wins"]
         };
         for t in &manifest.totals {
             let ledger = journal.get(&t.currency).cloned().unwrap_or_default();
@@ -574,6 +619,15 @@ fn totals_fields(t: &ExportTotals) -> [(&'static str, &str); 6] {
 fn records_present(xmls: &[(String, String)]) -> Result<BTreeSet<String>, Stop> {
     let mut present = BTreeSet::new();
     for (name, xml) in xmls {
+        if name.ends_with(".json") {
+            let report: serde_json::Value =
+                serde_json::from_str(xml).map_err(|e| Stop::Failed(format!("{name}: {e}")))?;
+            if let Some(id) = report["reportId"].as_str() {
+                present.insert(format!("#{id}"));
+                present.insert(id.to_owned());
+            }
+            continue;
+        }
         let doc = roxmltree::Document::parse(xml).map_err(|e| Stop::Failed(format!("{name}: {e}")))?;
         for registro in doc.descendants().filter(|n| n.has_tag_name("Registro")) {
             let header = registro.children().find(|n| n.has_tag_name("Cabecera"));

@@ -420,3 +420,78 @@ async fn danish_exports_validate_against_the_safe_views_and_verify() {
         assert!(report.contains("MAC does not follow from the token's chain"), "{report}");
     }
 }
+
+/// The modelled returns (no published format): the UK's quarterly return and Malta's monthly
+/// gaming tax return, from real traffic, verify; their figures are the period's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modelled_returns_for_the_uk_and_malta_verify() {
+    let returns = [
+        ("uk", "GB", "GBP", "quarterly-return", "2026-Q3", "2026-08-15T10:00:00Z"),
+        ("mt", "MT", "EUR", "gaming-tax-return", "2026-11", "2026-11-29T10:00:00Z"),
+    ];
+    for (cell_id, country, currency, kind, period, at) in returns {
+        let start = chrono::DateTime::parse_from_rfc3339(at).unwrap().to_utc();
+        let clock = cell::clock::ManualClock::new(start);
+        let skew = || (clock_now(&start, &clock) - chrono::Utc::now()).num_seconds();
+        let intervals =
+            cell::server::Intervals { round_sweep: std::time::Duration::from_secs(3600), ..Default::default() };
+        let mut cell = TestCell::start_with_clock(cell_id, providers(), intervals, clock.clone()).await;
+        let c = cell.client();
+        let demo = Provider::new(Dialect::Seamless, false, c);
+        let player = format!("{cell_id}-ret");
+        assert_eq!(c.register(&player, ADULT, country, currency).await.status, 201);
+        let body = json!({ "playerId": player, "currency": currency, "amount": "50.00", "reason": "deposit" });
+        let deposited = c.post("/wallet/credit", &format!("dep-{player}"), body).await;
+        assert_eq!(deposited.status, 200, "{}", String::from_utf8_lossy(&deposited.body));
+        let body = json!({ "transactionId": "rt1", "playerId": player, "roundId": "rr1", "gameId": "slot-1", "amount": "4.00", "currency": currency });
+        call(&demo, "bet", body, skew()).await;
+        let body = json!({ "transactionId": "rt2", "playerId": player, "roundId": "rr1", "amount": "1.00", "currency": currency, "closeRound": true });
+        call(&demo, "win", body, skew()).await;
+        clock.advance(chrono::Duration::days(40));
+        let key = c.get("/audit/checkpoints").await.json()["publicKey"].as_str().unwrap().to_owned();
+        cell.stop().await;
+        let data = cell.dir.path().to_owned();
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join(kind);
+        let built = Command::new(binary("cell"))
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .args([
+                "export",
+                "build",
+                "--jurisdiction",
+                &country.replace("GB", "UK"),
+                "--type",
+                kind,
+                "--period",
+                period,
+                "--data",
+            ])
+            .arg(&data)
+            .arg("--out")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "{kind}: {}", String::from_utf8_lossy(&built.stderr));
+        let report: Value =
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{kind}-{period}.json"))).unwrap()).unwrap();
+        let figures = &report["figures"];
+        if kind == "quarterly-return" {
+            assert_eq!(
+                (figures["newRegistrations"].as_u64(), figures["activeAccounts"].as_u64()),
+                (Some(1), Some(1)),
+                "{report}"
+            );
+            assert_eq!(figures["customerFundsHeld"], "47.00", "{report}");
+            assert_eq!(figures["ggyByProduct"][0]["ggy"], "3.00", "{report}");
+        } else {
+            assert_eq!(
+                (figures["totalWagers"].as_str(), figures["totalWinnings"].as_str()),
+                (Some("4.00"), Some("1.00")),
+                "{report}"
+            );
+        }
+        assert!(std::fs::read_to_string(dir.join(format!("{kind}-{period}.csv"))).unwrap().contains("field,value"));
+        let (code, text) = verify(&dir, &key, &data, None);
+        assert_eq!(code, 0, "{kind}:\n{text}");
+    }
+}

@@ -412,6 +412,23 @@ impl Books {
         Some(Touched { player: Some(key.0.clone()), session: Some(key), late: false })
     }
 
+    /// The period's stakes, returned stakes and wins per game type, over every account.
+    pub fn by_game_type(&self) -> BTreeMap<&'static str, (Decimal, Decimal, Decimal)> {
+        let mut by_type: BTreeMap<&'static str, (Decimal, Decimal, Decimal)> = BTreeMap::new();
+        for m in self.movements.values() {
+            for (k, v) in &m.stakes {
+                by_type.entry(k).or_default().0 += *v;
+            }
+            for (k, v) in &m.stakes_returned {
+                by_type.entry(k).or_default().1 += *v;
+            }
+            for (k, v) in &m.wins {
+                by_type.entry(k).or_default().2 += *v;
+            }
+        }
+        by_type
+    }
+
     /// Every account's balance at the end of what was folded (players' funds held).
     pub fn balances_total(&self) -> Decimal {
         self.balances.values().sum()

@@ -469,18 +469,7 @@ fn opt(lotes: &mut Lotes<'_, '_>, period: &ExportPeriod, books: &Books) -> Resul
     }
     let label = period.start.format("%Y%m").to_string();
     let currency = books.movements.keys().next().map_or("EUR", |(_, c)| c.as_str()).to_owned();
-    let mut by_type: BTreeMap<&'static str, (Decimal, Decimal, Decimal)> = BTreeMap::new();
-    for m in books.movements.values() {
-        for (k, v) in &m.stakes {
-            by_type.entry(k).or_default().0 += *v;
-        }
-        for (k, v) in &m.stakes_returned {
-            by_type.entry(k).or_default().1 += *v;
-        }
-        for (k, v) in &m.wins {
-            by_type.entry(k).or_default().2 += *v;
-        }
-    }
+    let by_type = books.by_game_type();
     let op = lotes.dgoj.operator.to_owned();
     let wh = lotes.dgoj.warehouse.to_owned();
     let fecha = d14(lotes.built_at);

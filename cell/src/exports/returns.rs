@@ -17,7 +17,6 @@ use super::vault::Scratch;
 use super::ExportError;
 use contracts::exports::ExportPeriod;
 use rust_decimal::Decimal;
-use std::collections::BTreeMap;
 
 /// The returns each modelled format builds.
 pub fn types(format: &str) -> &'static [&'static str] {
@@ -90,18 +89,9 @@ pub fn write(
     out: &mut Scratch,
 ) -> Result<(), ExportError> {
     let (start, end) = (period.start, period.end);
-    let mut by_type: BTreeMap<&str, (Decimal, Decimal, Decimal)> = BTreeMap::new();
+    let by_type = books.by_game_type();
     let (mut deposits, mut withdrawals, mut active) = (Decimal::ZERO, Decimal::ZERO, 0u64);
     for m in books.movements.values() {
-        for (k, v) in &m.stakes {
-            by_type.entry(k).or_default().0 += *v;
-        }
-        for (k, v) in &m.stakes_returned {
-            by_type.entry(k).or_default().1 += *v;
-        }
-        for (k, v) in &m.wins {
-            by_type.entry(k).or_default().2 += *v;
-        }
         deposits += m.deposited();
         withdrawals += m.withdrawn();
         active += u64::from(!m.stakes.is_empty());

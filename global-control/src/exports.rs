@@ -76,6 +76,19 @@ fn last_period(kind: PeriodKind, now: chrono::DateTime<chrono::Utc>) -> String {
     }
 }
 
+/// How far back a schedule reaches, per cadence: a control plane down for a few days still has
+/// those days built when it is back.
+fn due_periods(kind: PeriodKind, now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+    let (step, back) = match kind {
+        PeriodKind::Day => (chrono::Duration::days(1), 7),
+        PeriodKind::Month => (chrono::Duration::days(31), 2),
+        PeriodKind::Quarter => (chrono::Duration::days(92), 2),
+    };
+    let mut periods: Vec<String> = (0..back).map(|i| last_period(kind, now - step * i)).collect();
+    periods.dedup();
+    periods
+}
+
 impl Exports {
     /// The scheduler's state, from `data_dir/exports.json` when it exists.
     pub fn open(
@@ -86,10 +99,15 @@ impl Exports {
     ) -> anyhow::Result<Exports> {
         let path = data_dir.join("exports.json");
         let builds = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let list: Vec<ScheduledExport> = serde_json::from_slice(&bytes)?;
-                list.into_iter().map(|b| ((b.cell.clone(), b.kind.clone(), b.period.clone()), b)).collect()
-            }
+            Ok(bytes) => match serde_json::from_slice::<Vec<ScheduledExport>>(&bytes) {
+                Ok(list) => list.into_iter().map(|b| ((b.cell.clone(), b.kind.clone(), b.period.clone()), b)).collect(),
+                // The schedule is rebuilt from the cells' answers (a build asked again answers
+                // the one made): an unreadable file costs a few calls, never the start.
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "the export schedule does not read; starting afresh");
+                    BTreeMap::new()
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e.into()),
         };
@@ -100,7 +118,9 @@ impl Exports {
         let list: Vec<&ScheduledExport> = builds.values().collect();
         let bytes = serde_json::to_vec_pretty(&list).expect("the schedule encodes");
         let scratch = self.path.with_extension("json.new");
-        let written = std::fs::write(&scratch, bytes).and_then(|()| std::fs::rename(&scratch, &self.path));
+        let written = std::fs::File::create(&scratch)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes).and_then(|()| f.sync_all()))
+            .and_then(|()| std::fs::rename(&scratch, &self.path));
         if let Err(e) = written {
             tracing::error!(error = %e, path = %self.path.display(), "cannot save the export schedule");
         }
@@ -117,23 +137,24 @@ impl Exports {
                 (PeriodKind::Quarter, &region.exports.quarterly),
             ];
             for (cadence, kinds) in cadences {
-                let period = last_period(cadence, now);
-                for kind in kinds {
-                    let key = (region.cell_id.clone(), kind.clone(), period.clone());
-                    builds.entry(key).or_insert_with(|| {
-                        added = true;
-                        ScheduledExport {
-                            jurisdiction: region.jurisdiction,
-                            cell: region.cell_id.clone(),
-                            kind: kind.clone(),
-                            period: period.clone(),
-                            state: "pending".into(),
-                            attempts: 0,
-                            last_error: None,
-                            next_attempt: None,
-                            export: None,
-                        }
-                    });
+                for period in due_periods(cadence, now) {
+                    for kind in kinds {
+                        let key = (region.cell_id.clone(), kind.clone(), period.clone());
+                        builds.entry(key).or_insert_with(|| {
+                            added = true;
+                            ScheduledExport {
+                                jurisdiction: region.jurisdiction,
+                                cell: region.cell_id.clone(),
+                                kind: kind.clone(),
+                                period: period.clone(),
+                                state: "pending".into(),
+                                attempts: 0,
+                                last_error: None,
+                                next_attempt: None,
+                                export: None,
+                            }
+                        });
+                    }
                 }
             }
         }

@@ -33,6 +33,10 @@ fn refused(e: ExportError) -> ApiError {
             tracing::error!(error = %e, "export failed");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, CellCode::ExportRefused, e.to_string())
         }
+        // Asked a moment early (a clock a little behind the asker's): a retry will do.
+        e @ ExportError::PeriodNotOver(_) => {
+            ApiError::new(StatusCode::CONFLICT, CellCode::ExportRefused, e.to_string())
+        }
         e => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, CellCode::ExportRefused, e.to_string()),
     }
 }
@@ -80,6 +84,9 @@ pub async fn build(
     let d = s.domains()?;
     let (request, _) = super::json_body::<BuildRequest>(body)?;
     let (store, region, clock, audit) = (d.store.clone(), d.region.clone(), d.clock.clone(), d.audit.clone());
+    // One build at a time in a cell: two of the same export would share its id and scratch.
+    static BUILDS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _building = BUILDS.lock().await;
     let data_dir = d.data_dir.clone();
     let tamper_token_url = d.tamper_token_url.clone();
     let (vault, wanted) = (Vault::new(&data_dir), (request.kind.clone(), request.period.clone()));

@@ -488,7 +488,8 @@ fn build() -> Value {
                     "200": json_answer("already built", schema::<contracts::exports::ExportSummary>(&mut g)),
                     "201": json_answer("built", schema::<contracts::exports::ExportSummary>(&mut g)),
                     "400": json_answer("MALFORMED_JSON, INVALID_REQUEST", error.clone()),
-                    "422": json_answer("EXPORT_REFUSED (an unknown type, a period not over or not of the type's cadence)", error.clone()),
+                    "409": json_answer("EXPORT_REFUSED (the period is not over yet: ask again)", error.clone()),
+                    "422": json_answer("EXPORT_REFUSED (an unknown type, a period not of the type's cadence, no dialect for this region)", error.clone()),
                     "503": json_answer("EXPORT_REFUSED (the vault or store failed)", error.clone())
                 }
             }

@@ -172,6 +172,15 @@ impl Books {
         }
     }
 
+    /// Moves `account`'s running balance by `delta`, having first opened its period movements
+    /// (at the balance before) when the fact is of the period.
+    fn moved(&mut self, account: &Account, delta: Decimal, in_period: bool) {
+        if in_period {
+            self.movements(account);
+        }
+        *self.balances.entry(account.clone()).or_default() += delta;
+    }
+
     fn movements(&mut self, account: &Account) -> &mut Movements {
         let opening = self.balances.get(account).copied().unwrap_or_default();
         self.movements.entry(account.clone()).or_insert_with(|| Movements { opening, ..Default::default() })
@@ -316,7 +325,7 @@ impl Books {
                 let new_round_today = !part.bets.iter().any(|(_, d)| *d == day);
                 part.bets.push((bet, day));
                 let account = (player.clone(), currency.clone());
-                *self.balances.entry(account.clone()).or_default() -= amount;
+                self.moved(&account, -amount, in_period);
                 let key = (player.clone(), game_id, day);
                 if let Some(s) = self.session(key.clone(), &currency, at) {
                     s.stakes += amount;
@@ -344,6 +353,9 @@ impl Books {
             }
             Fact::PartEnded { player, currency, game, won } => {
                 let part = self.open.remove(&(game, player.clone()));
+                if let Some(part) = &part {
+                    self.closed(&player, part);
+                }
                 let (game_id, paid) =
                     part.map_or_else(|| ("unknown".to_owned(), Decimal::ZERO), |p| (p.game_id, p.won_paid));
                 // The round's total win, less what `bet.won` already paid: the closing payout.
@@ -362,7 +374,7 @@ impl Books {
                 };
                 let kind = game_type(&game_id);
                 let account = (player.clone(), currency.clone());
-                *self.balances.entry(account.clone()).or_default() += amount;
+                self.moved(&account, amount, in_period);
                 if !in_period {
                     if let Some(s) = self.session((player, game_id, bet_day), &currency, at) {
                         s.returned += amount;
@@ -398,7 +410,7 @@ impl Books {
         in_period: bool,
     ) -> Option<Touched> {
         let account = (player.clone(), currency.clone());
-        *self.balances.entry(account.clone()).or_default() += amount;
+        self.moved(&account, amount, in_period);
         let key = (player, game_id.clone(), at.date_naive());
         let session = self.session(key.clone(), &currency, at);
         if let Some(s) = session {

@@ -347,7 +347,11 @@ fn cjt(lotes: &mut Lotes<'_, '_>, period: &ExportPeriod, books: &Books) -> Resul
         }
         t.other += m.other;
     }
-    importe(&mut w, "SaldoInicial", t.opening, &currency);
+    // Every account's balance, moved in the period or not: the closing one as the books end, the
+    // opening one that less the period's movements.
+    let closing = books.balances_total();
+    let opening = closing - (t.closing() - t.opening);
+    importe(&mut w, "SaldoInicial", opening, &currency);
     for (tag, inward, sign) in [("Depositos", true, Decimal::ONE), ("Retiradas", false, Decimal::NEGATIVE_ONE)] {
         let ops = if inward { &t.deposits } else { &t.withdrawals };
         w.open(tag).leaf("Total", &cant(ops.iter().map(|o| o.amount).sum::<Decimal>() * sign));
@@ -369,7 +373,7 @@ fn cjt(lotes: &mut Lotes<'_, '_>, period: &ExportPeriod, books: &Books) -> Resul
     w.open("Otros");
     importe(&mut w, "Total", t.other, &currency);
     w.close();
-    importe(&mut w, "SaldoFinal", t.closing(), &currency);
+    importe(&mut w, "SaldoFinal", closing, &currency);
     zero_section(&mut w, "Comision", &currency);
     zero_section(&mut w, "Bonos", &currency);
     zero_section(&mut w, "PremiosEspecie", &currency);

@@ -233,10 +233,16 @@ pub fn read(text: &str) -> Result<Read, Unreadable> {
             let credit = name == "wallet.credited";
             use contracts::wallet::MovementReason as R;
             vec![match (credit, e.reason) {
-                (true, R::Deposit) => Fact::Deposit { player, currency, amount, method: "back-office".into() },
-                (false, R::Withdrawal) => Fact::Withdrawal { player, currency, amount, method: "back-office".into() },
-                (true, _) => Fact::Other { player, currency, amount, concept: "adjustment" },
-                (false, _) => Fact::Other { player, currency, amount: -amount, concept: "adjustment" },
+                // As the journal books them: a credit that is no adjustment or correction is a
+                // deposit, a debit a withdrawal, whatever reason it gave.
+                (_, R::Adjustment | R::Correction) => Fact::Other {
+                    player,
+                    currency,
+                    amount: if credit { amount } else { -amount },
+                    concept: "adjustment",
+                },
+                (true, _) => Fact::Deposit { player, currency, amount, method: "back-office".into() },
+                (false, _) => Fact::Withdrawal { player, currency, amount, method: "back-office".into() },
             }]
         }
         "bet.placed" => {

@@ -43,8 +43,21 @@ impl Vault {
             password.push(set[rand::random_range(0..set.len())]);
         }
         let password = String::from_utf8(password).expect("ASCII");
-        std::fs::write(&path, &password).map_err(|e| ExportError::io(&path, e))?;
-        Ok(password)
+        // Readable by the cell's user only; made once (a build racing this one reads the winner's).
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+            Ok(mut file) => {
+                file.write_all(password.as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| ExportError::io(&path, e))?;
+                Ok(password)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::read_to_string(&path).map(|t| t.trim().to_owned()).map_err(|e| ExportError::io(&path, e))
+            }
+            Err(e) => Err(ExportError::io(&path, e)),
+        }
     }
 
     /// The id of the next build of `kind` for `label`, and its revision (1, then 2...).

@@ -207,6 +207,23 @@ async fn spanish_exports_validate_verify_and_catch_tampering() {
         (Some("8.00"), Some("8.00"), Some("200.00"), Some("10.00")),
         "{manifest}"
     );
+    // Balances carry over: es-bo staked 3.00 on day one (100.00 -> 97.00), and the rollback gives
+    // it back on day two (97.00 -> 100.00).
+    let cjd2 = files(&built[3].1, ".xml").iter().map(|p| std::fs::read_to_string(p).unwrap()).collect::<String>();
+    let bo = cjd2.split("<JugadorId>es-bo</JugadorId>").nth(1).unwrap();
+    let saldo = |tag: &str| {
+        bo.split(&format!("<{tag}>"))
+            .nth(1)
+            .unwrap()
+            .split("<Cantidad>")
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!((saldo("SaldoInicial"), saldo("SaldoFinal")), ("97.00".to_owned(), "100.00".to_owned()), "{bo}");
     // The late rollback: day two's JUC corrects es-bo's session of day one.
     let juc2 = files(&built[4].1, ".xml").iter().map(|p| std::fs::read_to_string(p).unwrap()).collect::<String>();
     assert!(juc2.contains("<Rectificacion>"), "{juc2}");
@@ -308,7 +325,7 @@ async fn spanish_exports_validate_verify_and_catch_tampering() {
         .raw("POST", "/exports", &[("content-type", "application/json")], early.to_string().into_bytes())
         .await
         .unwrap();
-    assert_eq!((early.status, early.code().as_str()), (422, "EXPORT_REFUSED"), "the day is not over");
+    assert_eq!((early.status, early.code().as_str()), (409, "EXPORT_REFUSED"), "the day is not over");
     cell.stop().await;
     let (code, report) = verify(&built[0].1, &key, &data, Some(&proof_path));
     assert_eq!(code, 0, "{report}");

@@ -208,6 +208,9 @@ pub fn write(
     build: &str,
     out: &mut Scratch,
 ) -> Result<(), ExportError> {
+    if period.kind == PeriodKind::Quarter {
+        return Err(ExportError::WrongPeriod { kind: kind.into(), expected: "a day or a month" });
+    }
     let mut lotes = Lotes { dgoj, built_at, out, build };
     match kind {
         "CJD" => cjd(&mut lotes, period, books),

@@ -65,6 +65,23 @@ impl ExportError {
 
 /// Reads `2026-12-06`, `2026-12` or `2026-Q4`.
 pub fn parse_period(label: &str) -> Result<ExportPeriod, ExportError> {
+    let period = parse_any_period(label)?;
+    // One spelling per period (`2026-01`, not `2026-1`): the label names the export's id.
+    let canonical = match period.kind {
+        PeriodKind::Day => period.start.format("%Y-%m-%d").to_string(),
+        PeriodKind::Month => period.start.format("%Y-%m").to_string(),
+        PeriodKind::Quarter => {
+            use chrono::Datelike;
+            format!("{}-Q{}", period.start.year(), (period.start.month() - 1) / 3 + 1)
+        }
+    };
+    if canonical != label {
+        return Err(ExportError::BadPeriod(label.to_owned()));
+    }
+    Ok(period)
+}
+
+fn parse_any_period(label: &str) -> Result<ExportPeriod, ExportError> {
     use chrono::{Datelike, NaiveDate};
     let bad = || ExportError::BadPeriod(label.to_owned());
     let month_start = |y: i32, m: u32| NaiveDate::from_ymd_opt(y, m, 1).ok_or_else(bad);
@@ -339,5 +356,24 @@ impl Exporter<'_> {
             public_key: hex::encode(self.audit_key.verifying_key().as_bytes()),
         };
         vault.store(scratch, &mut manifest, self.audit_key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_period_has_one_spelling() {
+        let p = parse_period("2026-Q4").unwrap();
+        assert_eq!(
+            (p.kind, p.start.to_string(), p.end.to_string()),
+            (PeriodKind::Quarter, "2026-10-01".into(), "2027-01-01".into())
+        );
+        assert_eq!(parse_period("2026-12").unwrap().end.to_string(), "2027-01-01");
+        assert_eq!(parse_period("2026-11-30").unwrap().end.to_string(), "2026-12-01");
+        for bad in ["2026-1", "2026-+1", "2026-11-3", "2026-Q5", "2026-Q04", "26-11", "2026-13", "x"] {
+            assert!(parse_period(bad).is_err(), "{bad}");
+        }
     }
 }

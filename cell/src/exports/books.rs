@@ -366,8 +366,12 @@ impl Books {
                 let key = (game, player.clone());
                 let (game_id, bet_day) = match self.open.get(&key) {
                     Some(part) => {
-                        let day_of_bet =
-                            bet.as_ref().and_then(|b| part.bets.iter().find(|(x, _)| x == b)).map(|(_, d)| *d);
+                        // A rollback names its bet; a void gives back the part's stakes, booked on
+                        // the day its first bet was placed.
+                        let day_of_bet = match &bet {
+                            Some(b) => part.bets.iter().find(|(x, _)| x == b).map(|(_, d)| *d),
+                            None => part.bets.iter().map(|(_, d)| *d).min(),
+                        };
                         (part.game_id.clone(), day_of_bet.unwrap_or(day))
                     }
                     None => ("unknown".to_owned(), day),
@@ -450,5 +454,48 @@ impl Books {
     pub fn period_sessions(&self, end: chrono::NaiveDate) -> impl Iterator<Item = &Session> {
         let start = self.start.date_naive();
         self.sessions.values().filter(move |s| s.day >= start && s.day < end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exports::facts::{Fact, Game, RoundRef};
+
+    fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    /// A round staked in on day one and voided on day two: the stake comes back in day two's
+    /// movements, and corrects day one's session (as a rollback of the bet would).
+    #[test]
+    fn a_void_after_midnight_corrects_the_session_of_its_bets() {
+        let player = PlayerId::new("es-v").unwrap();
+        let round = RoundRef { provider: "demo".into(), round: "r1".into() };
+        let day_two = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        let mut books = Books::new(day_two, true);
+        let money = |amount: i64| Decimal::from(amount);
+        let deposit =
+            Fact::Deposit { player: player.clone(), currency: "EUR".into(), amount: money(10), method: "card".into() };
+        books.fold(deposit, at("2026-11-29T09:00:00Z"), false);
+        let game = Game { round: round.clone(), game_id: "slot-1".into() };
+        let stake =
+            Fact::Stake { player: player.clone(), currency: "EUR".into(), amount: money(3), game, bet: "b1".into() };
+        books.fold(stake, at("2026-11-29T23:59:00Z"), false);
+        let void = Fact::StakeReturned {
+            player: player.clone(),
+            currency: "EUR".into(),
+            amount: money(3),
+            game: round.clone(),
+            bet: None,
+        };
+        let touched = books.fold(void, at("2026-11-30T00:10:00Z"), true).unwrap();
+        let ended = Fact::PartEnded { player: player.clone(), currency: "EUR".into(), game: round, won: Decimal::ZERO };
+        books.fold(ended, at("2026-11-30T00:10:00Z"), true);
+        let day_one = chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+        assert!(touched.late);
+        assert!(books.corrected.contains(&(player.clone(), "slot-1".into(), day_one)));
+        let m = &books.movements[&(player, "EUR".to_owned())];
+        assert_eq!((m.opening, m.returned(), m.closing()), (money(7), money(3), money(10)));
     }
 }

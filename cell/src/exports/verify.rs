@@ -497,6 +497,16 @@ impl Run {
         } else {
             &["stakes", "stakesReturned", "wins"]
         };
+        // A currency the journal moved in the period and the manifest does not name moved nothing
+        // the export accounts for.
+        for (currency, moved) in &journal {
+            let named = manifest.totals.iter().any(|t| &t.currency == currency);
+            if let Some((key, amount)) = moved.iter().find(|(k, v)| kinds.contains(k) && !v.is_zero() && !named) {
+                return fail(format!(
+                    "ledger: {key} moved {amount} {currency} over the period, the manifest names no {currency}"
+                ));
+            }
+        }
         for t in &manifest.totals {
             let ledger = journal.get(&t.currency).cloned().unwrap_or_default();
             for (key, value) in totals_fields(t) {

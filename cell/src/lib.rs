@@ -12,6 +12,7 @@ pub mod api;
 pub mod audit;
 pub mod bench;
 pub mod clock;
+pub mod config_dir;
 pub mod credentials;
 pub mod domains;
 pub mod events;

@@ -135,25 +135,8 @@ pub struct Books {
     pub sessions: BTreeMap<SessionKey, Session>,
     /// Sessions of earlier days a late fact changed.
     pub corrected: std::collections::BTreeSet<SessionKey>,
-    /// Players registered, by id (all, from the first record).
-    pub players: BTreeMap<PlayerId, Registration>,
     /// The first day each game type was played (DGOJ `FechaInicioOferta`).
     pub first_offered: BTreeMap<&'static str, chrono::NaiveDate>,
-}
-
-/// What the chain says of a player.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Registration {
-    pub registered_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub date_of_birth: Option<chrono::NaiveDate>,
-    pub country: String,
-    pub currency: String,
-    pub verified: Option<chrono::DateTime<chrono::Utc>>,
-    /// Limits in force: `(kind, period)` → amount.
-    pub limits: BTreeMap<(String, String), (Decimal, chrono::DateTime<chrono::Utc>)>,
-    pub excluded_until: Option<chrono::DateTime<chrono::Utc>>,
-    /// Changed during the period (a limit, an exclusion, a verification).
-    pub changed_in_period: bool,
 }
 
 impl Books {
@@ -167,7 +150,6 @@ impl Books {
             movements: BTreeMap::new(),
             sessions: BTreeMap::new(),
             corrected: Default::default(),
-            players: BTreeMap::new(),
             first_offered: BTreeMap::new(),
         }
     }
@@ -233,51 +215,6 @@ impl Books {
         let day = at.date_naive();
         self.new_day(day);
         match fact {
-            Fact::Registered { player, date_of_birth, country, currency } => {
-                let r = self.players.entry(player.clone()).or_default();
-                r.registered_at = Some(at);
-                r.date_of_birth = Some(date_of_birth);
-                r.country = country;
-                r.currency = currency;
-                if in_period {
-                    Touched::player(player)
-                } else {
-                    None
-                }
-            }
-            Fact::Limit { player, kind, period, amount } => {
-                let r = self.players.entry(player.clone()).or_default();
-                match amount {
-                    Some(amount) => r.limits.insert((kind, period), (amount, at)),
-                    None => r.limits.remove(&(kind, period)),
-                };
-                r.changed_in_period |= in_period;
-                if in_period {
-                    Touched::player(player)
-                } else {
-                    None
-                }
-            }
-            Fact::SelfExcluded { player, until } => {
-                let r = self.players.entry(player.clone()).or_default();
-                r.excluded_until = Some(until);
-                r.changed_in_period |= in_period;
-                if in_period {
-                    Touched::player(player)
-                } else {
-                    None
-                }
-            }
-            Fact::Verified { player } => {
-                let r = self.players.entry(player.clone()).or_default();
-                r.verified = Some(at);
-                r.changed_in_period |= in_period;
-                if in_period {
-                    Touched::player(player)
-                } else {
-                    None
-                }
-            }
             Fact::Deposit { player, currency, amount, method } => {
                 let account = (player.clone(), currency);
                 if in_period {

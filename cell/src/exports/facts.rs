@@ -14,8 +14,6 @@ pub enum Family {
     Gaming,
     /// Deposits, withdrawals, chargebacks, refunds, manual credits and debits.
     Payments,
-    /// Registrations, limits, exclusions, identity checks.
-    Players,
 }
 
 /// The family of an event by its name; `None` for events no export draws on (logins, webhooks
@@ -31,7 +29,6 @@ pub fn family(event: &str) -> Option<Family> {
         | "payment.refunded"
         | "wallet.credited"
         | "wallet.debited" => Some(Family::Payments),
-        "player.registered" | "rg.limit_set" | "rg.self_exclusion_started" | "kyc.verified" => Some(Family::Players),
         _ => None,
     }
 }
@@ -39,77 +36,20 @@ pub fn family(event: &str) -> Option<Family> {
 /// One thing an event says happened, at its envelope's time.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fact {
-    Registered {
-        player: PlayerId,
-        date_of_birth: chrono::NaiveDate,
-        country: String,
-        currency: String,
-    },
-    Limit {
-        player: PlayerId,
-        kind: String,
-        period: String,
-        amount: Option<Decimal>,
-    },
-    SelfExcluded {
-        player: PlayerId,
-        until: chrono::DateTime<chrono::Utc>,
-    },
-    Verified {
-        player: PlayerId,
-    },
     /// Money in through a payment method (a PSP, or the back office's `deposit`).
-    Deposit {
-        player: PlayerId,
-        currency: String,
-        amount: Decimal,
-        method: String,
-    },
+    Deposit { player: PlayerId, currency: String, amount: Decimal, method: String },
     /// Money out to a payment method, paid.
-    Withdrawal {
-        player: PlayerId,
-        currency: String,
-        amount: Decimal,
-        method: String,
-    },
+    Withdrawal { player: PlayerId, currency: String, amount: Decimal, method: String },
     /// Any other movement of the player's balance, signed (a chargeback is negative).
-    Other {
-        player: PlayerId,
-        currency: String,
-        amount: Decimal,
-        concept: &'static str,
-    },
+    Other { player: PlayerId, currency: String, amount: Decimal, concept: &'static str },
     /// A stake taken from the player's cash.
-    Stake {
-        player: PlayerId,
-        currency: String,
-        amount: Decimal,
-        game: Game,
-        bet: String,
-    },
+    Stake { player: PlayerId, currency: String, amount: Decimal, game: Game, bet: String },
     /// A payout credited to the player's cash. `closing` ends the player's part of the round.
-    Win {
-        player: PlayerId,
-        currency: String,
-        amount: Decimal,
-        game: RoundRef,
-        closing: bool,
-    },
+    Win { player: PlayerId, currency: String, amount: Decimal, game: RoundRef, closing: bool },
     /// A stake given back (a rollback names its bet; a voided round does not).
-    StakeReturned {
-        player: PlayerId,
-        currency: String,
-        amount: Decimal,
-        game: RoundRef,
-        bet: Option<String>,
-    },
+    StakeReturned { player: PlayerId, currency: String, amount: Decimal, game: RoundRef, bet: Option<String> },
     /// A player's part of a round ended (`won` is everything the round paid them).
-    PartEnded {
-        player: PlayerId,
-        currency: String,
-        game: RoundRef,
-        won: Decimal,
-    },
+    PartEnded { player: PlayerId, currency: String, game: RoundRef, won: Decimal },
 }
 
 /// The round a stake is placed in, and its game.
@@ -166,31 +106,6 @@ pub fn read(text: &str) -> Result<Read, Unreadable> {
     let p = envelope.payload;
     let wallet_api = |round: &contracts::RoundId| RoundRef { provider: "wallet-api".into(), round: round.to_string() };
     let facts = match name.as_str() {
-        "player.registered" => {
-            let e: ev::PlayerRegistered = payload(&name, p)?;
-            vec![Fact::Registered {
-                player: e.player.player_id,
-                date_of_birth: e.player.date_of_birth,
-                country: e.player.country.to_string(),
-                currency: e.player.currency.code().to_owned(),
-            }]
-        }
-        "rg.limit_set" => {
-            let e: ev::RgLimitSet = payload(&name, p)?;
-            let kind =
-                serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-            let period =
-                serde_json::to_value(e.period).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-            vec![Fact::Limit { player: e.player_id, kind, period, amount: e.amount.map(|a| a.0) }]
-        }
-        "rg.self_exclusion_started" => {
-            let e: ev::RgSelfExclusionStarted = payload(&name, p)?;
-            vec![Fact::SelfExcluded { player: e.player_id, until: e.until }]
-        }
-        "kyc.verified" => {
-            let e: ev::KycVerified = payload(&name, p)?;
-            vec![Fact::Verified { player: e.player_id }]
-        }
         "payment.confirmed" => {
             let e: cashier::PaymentConfirmed = payload(&name, p)?;
             vec![Fact::Deposit {

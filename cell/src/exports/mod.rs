@@ -115,7 +115,7 @@ pub fn families(kind: &str) -> &'static [Family] {
         "CJD" | "CJT" => &[Family::Gaming, Family::Payments],
         "JUC" | "OPT" | "KasinospilPrSession" | "EndOfDayRapport" => &[Family::Gaming],
         "quarterly-return" | "gaming-tax-return" | "player-funds" | "player-protection" => {
-            &[Family::Gaming, Family::Payments, Family::Players]
+            &[Family::Gaming, Family::Payments]
         }
         _ => &[],
     }
@@ -189,7 +189,7 @@ fn compile<W: std::io::Write>(
     if range.last_seq == 0 {
         return Ok(books);
     }
-    let modelled = families(kind).contains(&Family::Players);
+    let modelled = returns::is_return(kind);
     crate::audit::scan(store, 1, range.last_seq, |record| {
         let (name, _) = facts::head(&record.event).map_err(unreadable)?;
         if facts::family(&name).is_none() {

@@ -28,6 +28,11 @@ pub fn types(format: &str) -> &'static [&'static str] {
     }
 }
 
+/// Whether `kind` is one of these returns.
+pub fn is_return(kind: &str) -> bool {
+    ["ukgc-regulatory-return", "mga-player-detail", "se-spelinspektionen"].iter().any(|f| types(f).contains(&kind))
+}
+
 /// The one record a return is: its id, which every included event names.
 pub fn report_id(kind: &str, period: &ExportPeriod) -> String {
     format!("{kind}-{}", period.label)

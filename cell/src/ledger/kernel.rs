@@ -281,22 +281,7 @@ impl KernelTx<'_> {
                     .filter(|(x, _)| x.player == e.player && x.currency == e.currency && x.kind == e.kind)
                     .try_fold(Decimal::ZERO, |sum, (_, g)| ledger_add(sum, g.amount));
                 let facts = GateFacts { registered, amount: cash_out.max(cash_in), earlier: or_refuse!(earlier) };
-                let (jurisdiction, at) = (self.jurisdiction, self.batch.at);
-                let context = player_context(e, &facts, jurisdiction, at);
-                let entry = gated_entry(e, &context, &facts, at);
-                let mut alerts = Vec::new();
-                let mut state = GateState { rooms: &mut *self.rooms, tx: &mut *self.tx, alerts: &mut alerts };
-                let mut refused = None;
-                for gate in self.gates {
-                    if let Err(refusal) = gate.check(&entry, &mut state)? {
-                        refused = Some(refusal);
-                        break;
-                    }
-                }
-                for alert in alerts {
-                    self.event(alert)?;
-                }
-                if let Some(refusal) = refused {
+                if let Some(refusal) = self.check_gates(e, &facts)? {
                     return Ok(Err(LedgerRefusal::Gate(refusal)));
                 }
                 gated.push(facts);
@@ -369,7 +354,6 @@ impl KernelTx<'_> {
         Ok(Ok(posted))
     }
 
-    /// Posts one entry (see [`KernelTx::post`]).
     /// Whether `e` would pass the gates now, without posting or counting it: a domain asks before
     /// it commits to something outside that ends in this entry (a payment at a PSP). A refusal
     /// is logged as any gate's is; the entry is checked again when it is posted.
@@ -385,9 +369,19 @@ impl KernelTx<'_> {
             }
         }
         let facts = GateFacts { registered, amount: cash_out.max(cash_in), earlier: Decimal::ZERO };
+        Ok(self.check_gates(e, &facts)?.map_or(Ok(()), |refusal| Err(LedgerRefusal::Gate(refusal))))
+    }
+
+    /// Runs every gate on `e` (stopping at the first that refuses) and appends the alerts they
+    /// raised to the command's events, refused or not.
+    fn check_gates(
+        &mut self,
+        e: &Entry<'_>,
+        facts: &GateFacts,
+    ) -> Result<Option<super::gate::GateRefusal>, StoreError> {
         let (jurisdiction, at) = (self.jurisdiction, self.batch.at);
-        let context = player_context(e, &facts, jurisdiction, at);
-        let entry = gated_entry(e, &context, &facts, at);
+        let context = player_context(e, facts, jurisdiction, at);
+        let entry = gated_entry(e, &context, facts, at);
         let mut alerts = Vec::new();
         let mut state = GateState { rooms: &mut *self.rooms, tx: &mut *self.tx, alerts: &mut alerts };
         let mut refused = None;
@@ -400,9 +394,10 @@ impl KernelTx<'_> {
         for alert in alerts {
             self.event(alert)?;
         }
-        Ok(refused.map_or(Ok(()), |refusal| Err(LedgerRefusal::Gate(refusal))))
+        Ok(refused)
     }
 
+    /// Posts one entry (see [`KernelTx::post`]).
     pub fn post_one(&mut self, entry: Entry<'_>) -> Result<Result<Posted, LedgerRefusal>, StoreError> {
         Ok(self.post(vec![entry])?.map(|mut posted| posted.swap_remove(0)))
     }

@@ -424,20 +424,10 @@ pub fn load_dir_with(
     secret_of: impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<Psp>, PspFileError> {
     let fail = |path: &Path, problem: String| PspFileError { path: path.to_owned(), problem };
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| fail(dir, format!("cannot read the directory: {e}")))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
+    let files = crate::config_dir::toml_files::<PspFile>(dir).map_err(|(path, problem)| fail(&path, problem))?;
     let mut psps: Vec<Psp> = Vec::new();
-    for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(|e| fail(&path, format!("cannot read: {e}")))?;
-        let config: PspFile = toml::from_str(&text).map_err(|e| fail(&path, e.to_string()))?;
-        let id_ok = !config.id.is_empty()
-            && config.id.len() <= 32
-            && config.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !id_ok || psps.iter().any(|p| p.config.id == config.id) {
+    for (path, config) in files {
+        if !crate::config_dir::valid_id(&config.id) || psps.iter().any(|p| p.config.id == config.id) {
             return Err(fail(&path, format!("id `{}`: 1 to 32 of a-z 0-9 -, unique", config.id)));
         }
         let Some(secret) = secret_of(&config.secret_env).filter(|s| !s.is_empty()) else {

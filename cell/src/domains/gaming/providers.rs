@@ -109,20 +109,10 @@ pub fn load_dir_with(
     secret_of: impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<Provider>, ProviderFileError> {
     let fail = |path: &Path, problem: String| ProviderFileError { path: path.to_owned(), problem };
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| fail(dir, format!("cannot read the directory: {e}")))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
+    let files = crate::config_dir::toml_files::<ProviderFile>(dir).map_err(|(path, problem)| fail(&path, problem))?;
     let mut providers: Vec<Provider> = Vec::new();
-    for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(|e| fail(&path, format!("cannot read: {e}")))?;
-        let config: ProviderFile = toml::from_str(&text).map_err(|e| fail(&path, e.to_string()))?;
-        let id_ok = !config.id.is_empty()
-            && config.id.len() <= 32
-            && config.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !id_ok {
+    for (path, config) in files {
+        if !crate::config_dir::valid_id(&config.id) {
             return Err(fail(&path, format!("id `{}`: use 1 to 32 of a-z 0-9 -", config.id)));
         }
         if providers.iter().any(|p| p.config.id == config.id) {

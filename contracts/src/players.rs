@@ -4,8 +4,9 @@ use crate::{CountryCode, Currency, PlayerId};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Version of `POST /players`' request (2: it takes a `password`; 4: and a `profile`).
-pub const REGISTER_VERSION: &str = "4";
+/// Version of `POST /players`' request (2: it takes a `password`; 4: and a `profile`; 5: the
+/// profile's `sex`, and `fiscalRegion` as a code).
+pub const REGISTER_VERSION: &str = "5";
 
 /// Version of `GET /players/{id}/kyc`'s answer.
 pub const KYC_VERSION: &str = "1";
@@ -84,9 +85,22 @@ pub struct PlayerProfile {
     pub address: Address,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_document: Option<IdentityDocument>,
-    /// Spain's fiscal region (the RUD record needs it for residents).
+    /// Spain's fiscal region, as the code of the tax return's list (modelo 763, Orden
+    /// HAC/1363/2018: `01` to `22`) that the DGOJ's player register (RUD) carries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0[1-9]|1[0-9]|2[0-2])$"))]
     pub fiscal_region: Option<String>,
+    /// As the identity document states it (Spain's player register, RUD, requires it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sex: Option<Sex>,
+}
+
+/// A player's sex as their identity document states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Sex {
+    Female,
+    Male,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

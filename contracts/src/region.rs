@@ -254,6 +254,7 @@ pub enum ProfileField {
     Nationality,
     IdentityDocument,
     FiscalRegion,
+    Sex,
 }
 
 /// What a player whose identity is not yet verified may do.

@@ -48,6 +48,59 @@ fn envelope<P: EventPayload + serde::Serialize>(payload: P, at: chrono::DateTime
     serde_json::to_string(&envelope).expect("an event encodes")
 }
 
+/// Registers the players at the month's start, each with a profile, as the compliance domain
+/// does: a `player.registered` event in the log and the profile beside it (what RUD and RUT read).
+fn register(
+    store: &EmbeddedStore,
+    players: usize,
+    start: chrono::DateTime<chrono::Utc>,
+    player: &dyn Fn(usize) -> PlayerId,
+) -> anyhow::Result<()> {
+    use contracts::players::{Address, DocumentKind, IdentityDocument, Player, PlayerProfile, Sex};
+    let es = contracts::CountryCode::new("ES").map_err(anyhow::Error::msg)?;
+    let first = (0..players).step_by(10_000);
+    for chunk_start in first {
+        let mut tx = store.begin()?;
+        for (order, i) in (chunk_start..players.min(chunk_start + 10_000)).enumerate() {
+            let registered = contracts::events::PlayerRegistered {
+                player: Player {
+                    player_id: player(i),
+                    date_of_birth: chrono::NaiveDate::from_ymd_opt(1980, 1, 1).expect("a date"),
+                    country: es,
+                    currency: Currency::from_code("EUR")?,
+                    cell: "es".into(),
+                    registered_at: start,
+                },
+            };
+            crate::events::append(tx.as_mut(), u16::try_from(order)?, &envelope(registered, start, i as u64))?;
+            let profile = PlayerProfile {
+                given_name: "Bench".into(),
+                family_name: format!("Player {i}"),
+                nationality: Some(es),
+                email: format!("b{i}@bench.example"),
+                phone: "+34600000000".into(),
+                address: Address {
+                    street: "Calle 1".into(),
+                    city: "Madrid".into(),
+                    postcode: "28013".into(),
+                    country: es,
+                },
+                identity_document: Some(IdentityDocument {
+                    kind: DocumentKind::Dni,
+                    number: format!("{:08}Z", i),
+                    issuing_country: es,
+                }),
+                fiscal_region: Some("13".into()),
+                sex: Some(if i % 2 == 0 { Sex::Female } else { Sex::Male }),
+            };
+            let key = crate::domains::compliance::profile_key(player(i).as_str());
+            tx.set(&key, &rmp_serde::to_vec_named(&profile)?)?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 /// Writes the synthetic chain: deposits, then `rounds` rounds (bet, then a settlement paying
 /// 2.00 one time in two), evenly over the month.
 fn generate(
@@ -61,6 +114,7 @@ fn generate(
     let (one, two, zero) =
         (Amount::at_scale(1.into(), 2), Amount::at_scale(2.into(), 2), Amount::at_scale(0.into(), 2));
     let player = |i: usize| PlayerId::new(format!("es-b{i}")).expect("a player id");
+    register(store, args.players, start, &player)?;
     let mut chain = AuditChain::default();
     let mut tx = store.begin()?;
     let mut n = 0u64;
@@ -189,7 +243,7 @@ fn run(args: ExportBenchArgs) -> anyhow::Result<()> {
     );
     let out = temp.path().join("out");
     let mut builds: Vec<(String, String)> =
-        ["CJD", "CJT", "OPT"].iter().map(|k| ((*k).to_owned(), args.month.clone())).collect();
+        ["RUD", "RUT", "CJD", "CJT", "OPT"].iter().map(|k| ((*k).to_owned(), args.month.clone())).collect();
     if args.daily {
         for day in period.start.iter_days().take_while(|d| *d < period.end) {
             builds.push(("JUC".into(), day.to_string()));

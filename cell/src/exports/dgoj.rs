@@ -1,5 +1,5 @@
 //! Spain's dialect: the DGOJ's monitoring data model v3.3 (BOE-A-2024-12639), validated against
-//! `DGOJ_Monitorizacion_3.3.xsd`. Built here: CJD and CJT (gaming accounts), JUC (game sessions,
+//! `DGOJ_Monitorizacion_3.3.xsd`. Built here: RUD and RUT (the player register, in [`super::rud`]), CJD and CJT (gaming accounts), JUC (game sessions,
 //! subtype SES, with corrections of earlier days as `Rectificacion`) and OPT (operator totals per
 //! game type). Each `Lote` holds one registro's sub-records (at most 10; JUC, up to 500 session
 //! registros), is signed ([`super::xades`]), zipped with WinZip AES-256 as `enveloped.xml`, and
@@ -16,25 +16,29 @@ use std::collections::BTreeMap;
 const NS: &str = "http://cnjuego.gob.es/sci/v3.3.xsd";
 const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
 /// Players per CJD sub-record (BOE: split after 1,000).
-const PLAYERS_PER_SUBRECORD: usize = 1000;
+pub(super) const PLAYERS_PER_SUBRECORD: usize = 1000;
 /// Sub-records per `Lote` (BOE §4.1.3).
-const SUBRECORDS_PER_LOTE: usize = 10;
+pub(super) const SUBRECORDS_PER_LOTE: usize = 10;
 /// JUC session registros per `Lote` (BOE §4.5.8: a batch at 500).
 const SESSIONS_PER_LOTE: usize = 500;
 
 /// The record types this dialect builds, by the regulator's names.
-pub const TYPES: [&str; 4] = ["CJD", "CJT", "JUC", "OPT"];
+pub const TYPES: [&str; 6] = ["RUD", "RUT", "CJD", "CJT", "JUC", "OPT"];
 
-/// The DGOJ identities of the operator (`[exports]` in the region file).
+/// One build's DGOJ context: the operator's identities (`[exports]` in the region file), its
+/// signer and zip password, when it is built and which build of the export it is.
 pub struct Dgoj<'a> {
     pub operator: &'a str,
     pub warehouse: &'a str,
     pub signer: &'a super::xades::Signer,
     pub zip_password: &'a str,
+    pub built_at: chrono::DateTime<chrono::Utc>,
+    /// Makes each `LoteId` unique among an export's rebuilds.
+    pub build: &'a str,
 }
 
 /// An amount as `cantidad`: two decimals, or `0`.
-fn cant(d: Decimal) -> String {
+pub(super) fn cant(d: Decimal) -> String {
     if d.is_zero() {
         "0".into()
     } else {
@@ -43,12 +47,12 @@ fn cant(d: Decimal) -> String {
 }
 
 /// `AAAAMMDDHHMMSS` in UTC (no zone: Cabecera/Fecha and RegistroFecha take none).
-fn d14(at: chrono::DateTime<chrono::Utc>) -> String {
+pub(super) fn d14(at: chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y%m%d%H%M%S").to_string()
 }
 
 /// `AAAAMMDDHHMMSS+0000`.
-fn dtz(at: chrono::DateTime<chrono::Utc>) -> String {
+pub(super) fn dtz(at: chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y%m%d%H%M%S+0000").to_string()
 }
 
@@ -115,7 +119,7 @@ fn operations(w: &mut Writer, tag: &'static str, ops: &[super::books::Operation]
     w.close();
 }
 
-fn period_code(period: &ExportPeriod) -> (&'static str, &'static str, String) {
+pub(super) fn period_code(period: &ExportPeriod) -> (&'static str, &'static str, String) {
     match period.kind {
         PeriodKind::Day => ("D", "Diaria", period.start.format("%Y%m%d").to_string()),
         _ => ("M", "Mensual", period.start.format("%Y%m").to_string()),
@@ -123,9 +127,9 @@ fn period_code(period: &ExportPeriod) -> (&'static str, &'static str, String) {
 }
 
 /// The sub-records of one registro as `Lote`s, signed, zipped and filed.
-struct Lotes<'d, 'a> {
-    dgoj: &'d Dgoj<'a>,
-    built_at: chrono::DateTime<chrono::Utc>,
+pub(super) struct Lotes<'d, 'a> {
+    pub(super) dgoj: &'d Dgoj<'a>,
+    pub(super) built_at: chrono::DateTime<chrono::Utc>,
     out: &'d mut Scratch,
     /// Makes each `LoteId` unique among an export's rebuilds.
     build: &'d str,
@@ -174,7 +178,7 @@ fn zip_one(name: &str, bytes: &[u8], password: &str) -> Result<Vec<u8>, ExportEr
 }
 
 /// A registro's header, indented inside a `Lote`.
-fn registro_open(w: &mut Writer, xsi_type: &str, id: &str, sub: usize, total: usize, fecha: &str) {
+pub(super) fn registro_open(w: &mut Writer, xsi_type: &str, id: &str, sub: usize, total: usize, fecha: &str) {
     w.open_with("Registro", &format!(" xmlns:xsi=\"{XSI}\" xsi:type=\"{}\"", attribute(xsi_type)))
         .open("Cabecera")
         .leaf("RegistroId", id)
@@ -184,7 +188,7 @@ fn registro_open(w: &mut Writer, xsi_type: &str, id: &str, sub: usize, total: us
 }
 
 /// A periodic registro's header (RUD, CJD, CJT): its `Cabecera`, `Periodicidad` and `Periodo`.
-fn periodic_open(
+pub(super) fn periodic_open(
     w: &mut Writer,
     xsi_type: &str,
     id: &str,
@@ -204,15 +208,17 @@ pub fn write(
     kind: &str,
     period: &ExportPeriod,
     books: &Books,
-    built_at: chrono::DateTime<chrono::Utc>,
-    build: &str,
+    registrants: Option<&super::rud::Registrants<'_>>,
     out: &mut Scratch,
 ) -> Result<(), ExportError> {
     if period.kind == PeriodKind::Quarter {
         return Err(ExportError::WrongPeriod { kind: kind.into(), expected: "a day or a month" });
     }
-    let mut lotes = Lotes { dgoj, built_at, out, build };
+    let mut lotes = Lotes { dgoj, built_at: dgoj.built_at, out, build: dgoj.build };
+    let register = || registrants.ok_or_else(|| ExportError::Register("not read".into()));
     match kind {
+        "RUD" => super::rud::rud(&mut lotes, period, register()?),
+        "RUT" => super::rud::rut(&mut lotes, period, register()?, books),
         "CJD" => cjd(&mut lotes, period, books),
         "CJT" => cjt(&mut lotes, period, books),
         "JUC" => juc(&mut lotes, period, books),
@@ -246,7 +252,7 @@ fn indent_registro(registro: &str) -> String {
 
 /// Groups sub-records (each a written registro, made when its `Lote` is written: one `Lote` is
 /// in memory at a time) into `Lote`s of at most `per_lote`.
-fn file_subrecords(
+pub(super) fn file_subrecords(
     lotes: &mut Lotes<'_, '_>,
     subrecords: impl Iterator<Item = String>,
     per_lote: usize,

@@ -15,7 +15,9 @@ mod dgoj;
 pub mod dk_schemas;
 pub mod facts;
 pub mod merkle;
+mod register;
 mod returns;
+mod rud;
 pub mod safe;
 pub mod vault;
 pub mod verify;
@@ -25,6 +27,7 @@ mod xml;
 use crate::store::{Store, StoreError};
 use contracts::exports::{ChainRange, ExportManifest, ExportPeriod, ExportTotals, PeriodKind};
 use facts::Family;
+use register::Register;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 
@@ -47,6 +50,8 @@ pub enum ExportError {
     Sign(anyhow::Error),
     #[error("zip: {0}")]
     Zip(String),
+    #[error("the player register: {0}")]
+    Register(String),
     #[error("the TamperToken service: {0}")]
     TokenService(String),
     #[error(transparent)]
@@ -326,13 +331,20 @@ impl Exporter<'_> {
             let signer = xades::Signer::load_or_create(self.data_dir, &self.region.exports.operator_id)
                 .map_err(ExportError::Sign)?;
             scratch.write("signing-cert.pem", signer.cert_pem().as_bytes(), 0)?;
+            let build = revision.to_string();
             let dialect = dgoj::Dgoj {
                 operator: &self.region.exports.operator_id,
                 warehouse: &self.region.exports.warehouse_id,
                 signer: &signer,
                 zip_password: &vault.zip_password()?,
+                built_at: now,
+                build: &build,
             };
-            dgoj::write(&dialect, kind, &period, &books, now, &revision.to_string(), &mut scratch)?;
+            let registrants = matches!(kind, "RUD" | "RUT")
+                .then(|| Register::read(store, &period))
+                .transpose()?
+                .map(|register| rud::Registrants { register, store, region: self.region });
+            dgoj::write(&dialect, kind, &period, &books, registrants.as_ref(), &mut scratch)?;
         }
         let corrections = books.corrected.iter().filter(|_| kind == "JUC").map(dgoj::session_id).collect();
         let mut manifest = ExportManifest {
@@ -346,7 +358,8 @@ impl Exporter<'_> {
             files: Vec::new(),
             record_count: scratch.record_count(),
             event_count,
-            totals: totals(&books),
+            // A player register moves no money.
+            totals: if families(kind).is_empty() { Vec::new() } else { totals(&books) },
             chain: range,
             merkle_root: hex::encode(merkle_root),
             corrections,

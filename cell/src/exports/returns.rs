@@ -55,23 +55,11 @@ impl PlayerCounts {
     /// Counts the period's `player.registered`, `rg.self_exclusion_started` and `rg.limit_set`
     /// in the event log, a page at a time.
     pub fn read(store: &dyn crate::store::Store, period: &ExportPeriod) -> Result<PlayerCounts, ExportError> {
-        let (start, end) = (
-            period.start.and_time(chrono::NaiveTime::MIN).and_utc(),
-            period.end.and_time(chrono::NaiveTime::MIN).and_utc(),
-        );
+        let start = period.start.and_time(chrono::NaiveTime::MIN).and_utc();
+        let end = period.end.and_time(chrono::NaiveTime::MIN).and_utc();
         let mut counts = PlayerCounts::default();
-        let mut after: Option<String> = None;
-        loop {
-            let from = crate::events::PageFrom { after: after.as_deref(), ..Default::default() };
-            let page = crate::events::read_page(store, from, 1000)
-                .map_err(|e| ExportError::Store(crate::store::StoreError::Unavailable(e.to_string())))?;
-            if page.events.is_empty() {
-                return Ok(counts);
-            }
-            for e in &page.events {
-                if e.envelope.ts < start || e.envelope.ts >= end {
-                    continue;
-                }
+        super::register::each_event_before(store, end, |e| {
+            if e.envelope.ts >= start {
                 match e.envelope.event.as_str() {
                     "player.registered" => counts.registrations += 1,
                     "rg.self_exclusion_started" => counts.self_exclusions += 1,
@@ -79,8 +67,9 @@ impl PlayerCounts {
                     _ => {}
                 }
             }
-            after = page.events.last().map(|e| e.cursor.clone());
-        }
+            Ok(())
+        })?;
+        Ok(counts)
     }
 }
 

@@ -11,7 +11,10 @@
 //! 6. that the XML's money equals the manifest's totals, and the totals the journal's movements
 //!    over the period;
 //! 7. for a month, that it equals the sum of its days' exports;
-//! 8. an inclusion proof, when given one.
+//! 8. an inclusion proof, when given one;
+//! 9. for a player register (RUD, RUT), instead of 6 and 7 (it moves no money): that it names
+//!    every player the event log registered (a day: each new or changed one) once, and nobody
+//!    else.
 //!
 //! The first failure is named; what cannot be checked (no `xmllint`, no data) is said apart.
 
@@ -91,8 +94,12 @@ impl Run {
         )
         .map_err(|e| Stop::CannotCheck(format!("open the cell's store under {}: {e}", cell_data.display())))?;
         let leaves = self.completeness(export, &manifest, &store, &xmls)?;
-        self.totals_in_xml(&manifest, &xmls)?;
-        self.totals_in_journal(&manifest, &store)?;
+        if super::families(&manifest.kind).is_empty() {
+            self.register(&manifest, &store, &xmls)?;
+        } else {
+            self.totals_in_xml(&manifest, &xmls)?;
+            self.totals_in_journal(&manifest, &store)?;
+        }
         self.days_of_month(&manifest, cell_data, public_key)?;
         if let Some(proof) = proof {
             self.proof(&manifest, &leaves, proof)?;
@@ -520,6 +527,63 @@ impl Run {
             }
         }
         self.ok("ledger: the manifest's totals equal the journal's movements over the period".into());
+        Ok(())
+    }
+
+    /// A player register moves no money: it must name the players the event log registered
+    /// before the period's end (a day: those new or changed in it), each once, and count them.
+    fn register(
+        &mut self,
+        manifest: &ExportManifest,
+        store: &dyn crate::store::Store,
+        xmls: &[(String, String)],
+    ) -> Result<(), Stop> {
+        let register = super::register::Register::read(store, &manifest.period)
+            .map_err(|e| Stop::Failed(format!("the cell's event log does not read: {e}")))?;
+        let expected: BTreeSet<&str> = register
+            .players
+            .values()
+            .filter(|e| manifest.period.kind != PeriodKind::Day || e.changed)
+            .map(|e| e.player.player_id.as_str())
+            .collect();
+        let mut named: Vec<String> = Vec::new();
+        let mut counted = None;
+        for (name, xml) in xmls {
+            let doc = roxmltree::Document::parse(xml).map_err(|e| Stop::Failed(format!("{name}: {e}")))?;
+            let text = |n: roxmltree::Node<'_, '_>, tag: &str| {
+                n.children().find(|c| c.has_tag_name(tag)).and_then(|c| c.text()).map(str::to_owned)
+            };
+            for jugador in doc.descendants().filter(|n| n.has_tag_name("Jugador")) {
+                named.extend(text(jugador, "JugadorId"));
+            }
+            for registro in doc.descendants().filter(|n| n.has_tag_name("Registro")) {
+                if let Some(count) = text(registro, "NumeroJugadores") {
+                    counted = Some(count);
+                }
+            }
+        }
+        if manifest.kind == "RUT" {
+            let count = counted.unwrap_or_default();
+            if count != register.players.len().to_string() {
+                return fail(format!(
+                    "register: RUT counts {count} players, the event log registered {}",
+                    register.players.len()
+                ));
+            }
+            self.ok(format!("register: RUT counts the {count} players the event log registered"));
+            return Ok(());
+        }
+        let unique: BTreeSet<&str> = named.iter().map(String::as_str).collect();
+        if unique.len() != named.len() {
+            return fail("register: a player is in the RUD more than once");
+        }
+        if let Some(missing) = expected.difference(&unique).next() {
+            return fail(format!("register: player {missing} is not in the RUD (dropped)"));
+        }
+        if let Some(extra) = unique.difference(&expected).next() {
+            return fail(format!("register: player {extra} is in the RUD but the event log gives no reason for it"));
+        }
+        self.ok(format!("register: the RUD names the {} players the event log calls for, each once", named.len()));
         Ok(())
     }
 

@@ -127,10 +127,25 @@ async fn spanish_exports_validate_verify_and_catch_tampering() {
     let mut cell = TestCell::start_with_clock("es", providers(), intervals, clock.clone()).await;
     let c = cell.client();
     let demo = Provider::new(Dialect::Seamless, false, c);
-    for player in ["es-ana", "es-bo"] {
-        assert_eq!(c.register(player, ADULT, "ES", "EUR").await.status, 201);
+    for (player, family, dni, sex) in
+        [("es-ana", "Garcia Lopez", "12345678Z", "female"), ("es-bo", "Ruiz", "87654321X", "male")]
+    {
+        let mut profile = crate::registers::profile(family, Some(("DNI", dni)));
+        profile["identityDocument"]["issuingCountry"] = json!("ES");
+        profile["address"] =
+            json!({ "street": "Calle Mayor 1", "city": "Madrid", "postcode": "28013", "country": "ES" });
+        profile["nationality"] = json!("ES");
+        profile["fiscalRegion"] = json!("13");
+        profile["sex"] = json!(sex);
+        let registered = crate::registers::register(&c, player, "ES", "EUR", Some(profile)).await;
+        assert_eq!(registered.status, 201, "{}", String::from_utf8_lossy(&registered.body));
         money(&c, "/wallet/credit", player, "100.00", &format!("dep-{player}")).await;
     }
+    // A limit of her own for es-ana, below the region's default.
+    let ana = crate::limits::login(&c, "es-ana").await;
+    let change = json!({ "changes": [{ "kind": "deposit", "period": "day", "amount": "300.00" }] });
+    let limited = crate::limits::as_player(&c, "PUT", "/players/es-ana/limits", &ana, Some(change)).await;
+    assert_eq!(limited.status, 200, "{}", String::from_utf8_lossy(&limited.body));
     // Day one: a slot round won, a live round left open.
     bet(&demo, skew(), "t1", "es-ana", "r1", "slot-1", "5.00").await;
     win(&demo, skew(), "t2", "es-ana", "r1", "8.00").await;
@@ -142,6 +157,11 @@ async fn spanish_exports_validate_verify_and_catch_tampering() {
     call(&demo, "rollback", body, skew()).await;
     bet(&demo, skew(), "t5", "es-ana", "r3", "slot-1", "2.00").await;
     win(&demo, skew(), "t6", "es-ana", "r3", "0.00").await;
+    // And es-bo excludes himself for six months.
+    let bo = crate::limits::login(&c, "es-bo").await;
+    let excluded =
+        crate::limits::as_player(&c, "POST", "/players/es-bo/self-exclusion", &bo, Some(json!({ "months": 6 }))).await;
+    assert_eq!(excluded.status, 200, "{}", String::from_utf8_lossy(&excluded.body));
     clock.advance(chrono::Duration::days(2));
     let key = c.get("/audit/checkpoints").await.json()["publicKey"].as_str().unwrap().to_owned();
     cell.stop().await;
@@ -157,6 +177,10 @@ async fn spanish_exports_validate_verify_and_catch_tampering() {
         ("CJD", "2026-11-30"),
         ("JUC", "2026-11-30"),
         ("OPT", "2026-11"),
+        ("RUD", "2026-11-29"),
+        ("RUD", "2026-11-30"),
+        ("RUD", "2026-11"),
+        ("RUT", "2026-11"),
     ] {
         built.push(((kind, period), build(&data, kind, period, out.path())));
     }
@@ -191,6 +215,48 @@ async fn spanish_exports_validate_verify_and_catch_tampering() {
     }
     let month_report = verify(&month, &key, &data, None).1;
     assert!(month_report.contains("equals the sum of its 30 daily exports"), "{month_report}");
+
+    // The player register: day one's two new players, each with the limits in force (es-ana's
+    // own day limit, the region's defaults otherwise); day two only es-bo, self-excluded; the
+    // month both; the totals count them.
+    let xml_of = |kind: &str, period: &str| {
+        let dir = &built.iter().find(|((k, p), _)| (*k, *p) == (kind, period)).unwrap().1;
+        files(dir, ".xml").iter().map(|p| std::fs::read_to_string(p).unwrap()).collect::<String>()
+    };
+    let rud1 = xml_of("RUD", "2026-11-29");
+    assert_eq!(rud1.matches("<CambiosEnDatos>A</CambiosEnDatos>").count(), 2, "{rud1}");
+    let ana_rud: String = rud1
+        .split("<JugadorId>es-ana</JugadorId>")
+        .nth(1)
+        .unwrap()
+        .split("</Jugador>")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    for expected in [
+        "<Apellido1>Garcia</Apellido1>",
+        "<Apellido2>Lopez</Apellido2>",
+        "<Sexo>F</Sexo>",
+        "<Documento>12345678Z</Documento>",
+        "<PeriodoLimite>Diario</PeriodoLimite><Cantidad>300.00</Cantidad>",
+        "<PeriodoLimite>Semanal</PeriodoLimite><Cantidad>1500.00</Cantidad>",
+        "<EstadoCNJ>A</EstadoCNJ>",
+    ] {
+        assert!(ana_rud.contains(expected), "{expected}: {ana_rud}");
+    }
+    let rud2 = xml_of("RUD", "2026-11-30");
+    assert!(!rud2.contains("es-ana") && rud2.contains("<JugadorId>es-bo</JugadorId>"), "{rud2}");
+    for expected in ["<CambiosEnDatos>S</CambiosEnDatos>", "<EstadoCNJ>AE</EstadoCNJ>", "<Exclusion>"] {
+        assert!(rud2.contains(expected), "{expected}: {rud2}");
+    }
+    assert_eq!(xml_of("RUD", "2026-11").matches("<Jugador>").count(), 2);
+    let rut = xml_of("RUT", "2026-11");
+    for expected in
+        ["<NumeroJugadores>2</NumeroJugadores>", "<NumeroAltas>2</NumeroAltas>", "<NumeroActividad>2</NumeroActividad>"]
+    {
+        assert!(rut.contains(expected), "{expected}: {rut}");
+    }
 
     // Day one's figures, from the player's side.
     let cjd = std::fs::read_to_string(&files(&built[0].1, ".xml")[0]).unwrap();
@@ -284,7 +350,7 @@ async fn spanish_exports_validate_verify_and_catch_tampering() {
     cell.restart("es").await;
     let c = cell.client();
     let listed = c.get("/exports").await.json();
-    assert_eq!(listed["exports"].as_array().unwrap().len(), 35, "{listed}");
+    assert_eq!(listed["exports"].as_array().unwrap().len(), 39, "{listed}");
     let first_seq = manifest["chain"]["firstSeq"].as_u64().unwrap();
     let proof = c.get(&format!("/exports/es-CJD-2026-11-29/proof?seq={first_seq}")).await;
     assert_eq!(proof.status, 200, "{}", String::from_utf8_lossy(&proof.body));

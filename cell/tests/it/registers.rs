@@ -219,7 +219,8 @@ async fn rgiaj_is_asked_before_a_deposit() {
     assert_eq!(incomplete.code(), "PROFILE_INCOMPLETE", "Spain requires nationality and fiscal region");
     assert!(incomplete.json()["message"].as_str().unwrap().contains("nationality"), "{}", incomplete.json());
     ana["nationality"] = json!("ES");
-    ana["fiscalRegion"] = json!("Madrid");
+    ana["fiscalRegion"] = json!("13");
+    ana["sex"] = json!("female");
     assert_eq!(register(&c, "es-ana", "ES", "EUR", Some(ana)).await.status, 201);
     let deposit = |key: &str| {
         let body = json!({ "playerId": "es-ana", "currency": "EUR", "amount": "10.00", "reason": "deposit" });

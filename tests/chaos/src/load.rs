@@ -150,7 +150,8 @@ pub fn profile(player: &str, cell: &str, country: &str, excluded: bool, kyc_fail
     }
     profile["nationality"] = json!(country);
     if cell == "es" {
-        profile["fiscalRegion"] = json!("Madrid");
+        profile["fiscalRegion"] = json!("13");
+        profile["sex"] = json!(if digits.as_bytes()[0].is_multiple_of(2) { "female" } else { "male" });
     }
     profile
 }

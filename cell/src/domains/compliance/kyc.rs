@@ -158,12 +158,16 @@ pub fn missing(rules: &contracts::region::KycRules, profile: &PlayerProfile) -> 
         let present = match field {
             ProfileField::Nationality => profile.nationality.is_some(),
             ProfileField::IdentityDocument => profile.identity_document.is_some(),
-            ProfileField::FiscalRegion => profile.fiscal_region.as_deref().is_some_and(|r| !r.trim().is_empty()),
+            ProfileField::FiscalRegion => profile.fiscal_region.is_some(),
+            ProfileField::Sex => profile.sex.is_some(),
         };
         if !present {
             let name = serde_json::to_value(field).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
             return Some(format!("profile.{name} is required here ({})", rules.source));
         }
+    }
+    if let Some(region) = profile.fiscal_region.as_deref().filter(|r| !is_fiscal_region(r)) {
+        return Some(format!("profile.fiscalRegion {region:?} is no fiscal region code: 01 to 22 (modelo 763)"));
     }
     let document = profile.identity_document.as_ref()?;
     if !rules.documents.is_empty() && !rules.documents.contains(&document.kind) {
@@ -175,6 +179,11 @@ pub fn missing(rules: &contracts::region::KycRules, profile: &PlayerProfile) -> 
         ));
     }
     None
+}
+
+/// `01` to `22`: the fiscal regions of Spain's gaming tax return (modelo 763).
+fn is_fiscal_region(code: &str) -> bool {
+    code.len() == 2 && code.parse::<u8>().is_ok_and(|n| (1..=22).contains(&n))
 }
 
 fn name_of(kind: DocumentKind) -> String {

@@ -95,6 +95,11 @@ impl ComplianceError {
     }
 }
 
+/// Where a player's personal data is kept (the regulators' player registers read it).
+pub fn profile_key(player: &str) -> Vec<u8> {
+    keys::profile(player)
+}
+
 /// The compliance domain of one cell.
 #[derive(Clone)]
 pub struct Compliance {

@@ -142,7 +142,7 @@ enum Export {
         jurisdiction: String,
         #[arg(long)]
         region: Option<PathBuf>,
-        /// The regulator's record name: `CJD`, `CJT`, `JUC`, `OPT` for ES.
+        /// The regulator's record name: `RUD`, `RUT`, `CJD`, `CJT`, `JUC`, `OPT` for ES; `KasinospilPrSession`, `EndOfDayRapport` for DK; the modelled returns elsewhere.
         #[arg(long = "type")]
         kind: String,
         /// `YYYY-MM-DD`, `YYYY-MM` or `YYYY-Qn` (UTC).

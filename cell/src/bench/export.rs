@@ -179,22 +179,12 @@ fn generate(
 
 /// Runs one `cell export build` child; its wall time and its peak resident memory (VmHWM, read
 /// from `/proc` while it runs), and the records it wrote.
-fn build(
-    data: &std::path::Path,
-    kind: &str,
-    period: &str,
-    out: &std::path::Path,
-) -> anyhow::Result<(Duration, u64, u64)> {
-    let exe = std::env::current_exe()?;
-    let region = data.join("es.toml");
+/// Runs the cell binary with `args` as a child: how long it took, its peak resident memory (KiB,
+/// from `/proc`) and what it wrote.
+fn child(args: &[&std::ffi::OsStr]) -> anyhow::Result<(Duration, u64, std::process::Output)> {
     let started = Instant::now();
-    let mut child = std::process::Command::new(exe)
-        .args(["export", "build", "--jurisdiction", "ES", "--type", kind, "--period", period, "--data"])
-        .arg(data)
-        .arg("--region")
-        .arg(&region)
-        .arg("--out")
-        .arg(out.join(format!("{kind}-{period}")))
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
@@ -208,13 +198,31 @@ fn build(
         if child.try_wait()?.is_some() {
             break child.wait_with_output()?;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     };
+    Ok((started.elapsed(), peak_kb, output))
+}
+
+fn build(
+    data: &std::path::Path,
+    kind: &str,
+    period: &str,
+    out: &std::path::Path,
+) -> anyhow::Result<(Duration, u64, u64)> {
+    let region = data.join("es.toml");
+    let out = out.join(format!("{kind}-{period}"));
+    let words = ["export", "build", "--jurisdiction", "ES", "--type", kind, "--period", period, "--data"];
+    let args: Vec<&std::ffi::OsStr> = words
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .chain([data.as_os_str(), "--region".as_ref(), region.as_os_str(), "--out".as_ref(), out.as_os_str()])
+        .collect();
+    let (took, peak_kb, output) = child(&args)?;
     if !output.status.success() {
         anyhow::bail!("{kind} {period}: {}", String::from_utf8_lossy(&output.stderr));
     }
     let manifest: contracts::exports::ExportManifest = serde_json::from_slice(&output.stdout)?;
-    Ok((started.elapsed(), peak_kb, manifest.record_count))
+    Ok((took, peak_kb, manifest.record_count))
 }
 
 pub async fn export(args: ExportBenchArgs) -> anyhow::Result<()> {
@@ -240,6 +248,15 @@ fn run(args: ExportBenchArgs) -> anyhow::Result<()> {
         args.players,
         args.rounds,
         generated.as_secs_f64()
+    );
+    // The baseline: the same store opened and its whole chain read and checked, compiling
+    // nothing (`cell audit verify`). What a build holds beyond it is the build's own.
+    let (took, baseline_kb, _) = child(&["audit".as_ref(), "verify".as_ref(), "--data".as_ref(), data.as_os_str()])?;
+    println!(
+        "baseline=audit-verify seconds={:.2} peak_rss_mb={:.1} events_per_s={:.0}",
+        took.as_secs_f64(),
+        baseline_kb as f64 / 1024.0,
+        events as f64 / took.as_secs_f64()
     );
     let out = temp.path().join("out");
     let mut builds: Vec<(String, String)> =

@@ -5,7 +5,7 @@
 //! one module per bounded context (wallet, gaming, compliance, catalog), the money domains running
 //! their commands on the ledger; [`events`] is the outbox every domain writes its events to in the
 //! same transaction as its state, and [`audit`] the signed chain over them; [`api`] is the HTTP
-//! surface; [`server`] wires them together and runs until shutdown; [`bench`] measures the writer.
+//! surface; [`replica`] is the cell's part in log shipping (standbys, promotion, fencing); [`server`] wires them together and runs until shutdown; [`bench`] measures the writer.
 #![deny(unsafe_code)]
 
 pub mod api;
@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod operators;
 pub mod outside;
 pub mod players;
+pub mod replica;
 pub mod server;
 pub mod sessions;
 pub mod signing_key;

@@ -41,6 +41,14 @@ enum Command {
         #[command(subcommand)]
         what: Export,
     },
+    /// Make a stopped standby the writer of its jurisdiction: bumps its store's epoch above any
+    /// it has seen, so the deposed primary is fenced when it meets it. Start it again with
+    /// `cell serve` (without --standby-of). Prints `{epoch, version}`.
+    Promote {
+        /// The standby's data directory.
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// Measure a part of the cell and print key=value figures.
     Bench {
         #[command(subcommand)]
@@ -109,6 +117,21 @@ struct ServeArgs {
     /// exports chain their files' MACs under its tokens.
     #[arg(long)]
     tamper_token_url: Option<String>,
+    /// Ship this cell's commits to its standbys from this QUIC address (needs --tls-dir).
+    #[arg(long, requires = "tls_dir", conflicts_with = "standby_of")]
+    replication_listen: Option<SocketAddr>,
+    /// Run as a standby of the primary whose --replication-listen is at this address: follow its
+    /// commits, serve nothing that moves money until promoted (needs --tls-dir).
+    #[arg(long, requires = "tls_dir")]
+    standby_of: Option<SocketAddr>,
+    /// As a primary: the shipping address of this cell's standby (where a promoted standby
+    /// listens), asked at start and every few seconds whether it holds a higher epoch.
+    #[arg(long, requires = "tls_dir", conflicts_with = "standby_of")]
+    peer: Option<SocketAddr>,
+    /// Where this process runs; a primary refuses a standby at a site its region file's
+    /// `[replication] standby_sites` does not name.
+    #[arg(long, default_value = "primary")]
+    site: String,
 }
 
 #[derive(Subcommand)]
@@ -253,6 +276,10 @@ fn main() -> anyhow::Result<ExitCode> {
                 psps,
                 psp_urls,
                 tamper_token_url,
+                replication_listen,
+                standby_of,
+                peer,
+                site,
             } = *args;
             let region = RegionConfig::from_file(&region)?;
             let tls = match &tls_dir {
@@ -275,6 +302,23 @@ fn main() -> anyhow::Result<ExitCode> {
             let providers = match &providers {
                 Some(dir) => cell::domains::gaming::providers::load_dir(dir)?,
                 None => Vec::new(),
+            };
+            let role = match (standby_of, replication_listen, peer) {
+                (Some(primary), _, _) => Some(cell::replica::Role::Standby { primary }),
+                (None, None, None) => None,
+                (None, listen, peer) => Some(cell::replica::Role::Primary { listen, peer }),
+            };
+            let replication = match (role, &tls_dir) {
+                (Some(role), Some(dir)) => {
+                    let timeouts = replication::tls::QuicTimeouts::default();
+                    Some(cell::replica::ReplicationConfig {
+                        role,
+                        site,
+                        server: Some(replication::tls::quic_server_config(dir, &region.cell_id, timeouts)?),
+                        client: replication::tls::quic_client_config(dir, &region.cell_id, &region.cell_id, timeouts)?,
+                    })
+                }
+                _ => None,
             };
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
@@ -315,9 +359,15 @@ fn main() -> anyhow::Result<ExitCode> {
                 callback_base: public_url,
                 tamper_token_url,
                 clock: cell::clock::system(),
+                replication,
             };
             cell::server::run(config, listener, shutdown_signal()).await
         }),
+        Command::Promote { data } => {
+            let (epoch, version) = cell::replica::promote(&data)?;
+            println!("{}", serde_json::json!({ "epoch": epoch, "version": version }));
+            Ok(())
+        }
         Command::Audit { what: Audit::Verify { data, public_key } } => {
             // The status alone tells a script what happened: 1 is a broken chain, 2 no verdict.
             let report = match cell::audit::verify_offline(&data, public_key.as_deref()) {

@@ -46,6 +46,56 @@ pub struct Metrics {
     pub wallet_queue_depth: Gauge,
     /// The open store's deleted-file counts, once a store is open.
     deleted_files: Arc<DeletedFilesCollector>,
+    replica: Arc<ReplicaCollector>,
+}
+
+/// Reads replication's lag, log, epoch and fence at each scrape, once the cell replicates.
+#[derive(Default)]
+struct ReplicaCollector(Mutex<Option<Arc<crate::replica::ReplicaState>>>);
+
+impl std::fmt::Debug for ReplicaCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplicaCollector")
+    }
+}
+
+impl Collector for ReplicaCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(state) = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return Ok(());
+        };
+        let (versions, seconds) = state.lag();
+        let standbys = state.shipper.get().map_or(0, |s| s.sessions().len());
+        let following = state.standby && state.follow.borrow().connected;
+        let gauges: [(&str, &str, i64); 6] = [
+            ("replication_following", "1 when this standby is connected to its primary", i64::from(following)),
+            (
+                "replication_lag_versions",
+                "Commits the standby is behind its primary (on a primary: its furthest standby)",
+                versions as i64,
+            ),
+            (
+                "replication_log_bytes",
+                "Bytes of commits the primary keeps for its standbys",
+                state.store.log_bytes() as i64,
+            ),
+            ("replication_standbys", "Standbys following this primary now", standbys as i64),
+            ("epoch", "The epoch this cell writes under (promotion bumps it)", state.store.epoch().unwrap_or(0) as i64),
+            (
+                "fenced",
+                "1 when a peer with a higher epoch deposed this cell",
+                i64::from(state.store.fenced_by().is_some()),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        let lag = ConstGauge::new(if seconds.is_finite() { seconds } else { -1.0 });
+        let help = "Seconds since the standby last held everything its primary had (-1: never yet)";
+        lag.encode(encoder.encode_descriptor("replication_lag_seconds", help, None, lag.metric_type())?)?;
+        Ok(())
+    }
 }
 
 /// Reads the trickle delete's counts at each scrape, from whichever store is open.
@@ -174,6 +224,8 @@ impl Default for Metrics {
         registry.register("wallet_queue_depth", "Commands waiting for the ledger writer", wallet_queue_depth.clone());
         let deleted_files = Arc::new(DeletedFilesCollector::default());
         registry.register_collector(Box::new(deleted_files.clone()));
+        let replica = Arc::new(ReplicaCollector::default());
+        registry.register_collector(Box::new(replica.clone()));
         Metrics {
             registry,
             http_requests,
@@ -183,12 +235,18 @@ impl Default for Metrics {
             wallet_stages,
             wallet_queue_depth,
             deleted_files,
+            replica,
         }
     }
 }
 
 impl Metrics {
     /// Reports `files` (the open store's) from now on.
+    /// Reports this replication state from now on.
+    pub fn watch_replica(&self, state: Arc<crate::replica::ReplicaState>) {
+        *self.replica.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
+    }
+
     pub fn watch_deleted_files(&self, files: Arc<DeletedFiles>) {
         *self.deleted_files.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(files);
     }

@@ -102,6 +102,8 @@ pub struct CellConfig {
     pub callback_base: String,
     /// The regulator's TamperToken service (Denmark's exports), `http://HOST:PORT`.
     pub tamper_token_url: Option<String>,
+    /// Standbys and promotion (embedded store only); `None`: this cell replicates nothing.
+    pub replication: Option<crate::replica::ReplicationConfig>,
 }
 
 /// Where the control plane is and how to reach it.
@@ -154,6 +156,8 @@ impl Default for Intervals {
 pub struct OpenCell {
     pub domains: Domains,
     writer: std::thread::JoinHandle<()>,
+    /// The embedded store, when the cell replicates (its log, epoch and fence).
+    pub replicated: Option<Arc<EmbeddedStore>>,
 }
 
 impl OpenCell {
@@ -161,7 +165,13 @@ impl OpenCell {
     pub fn open(config: &CellConfig, metrics: Arc<Metrics>) -> anyhow::Result<OpenCell> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
+        let mut replicated = None;
         let mut store: Arc<dyn Store> = match &config.store {
+            StoreBackend::Embedded if config.replication.is_some() => {
+                let embedded = open_replicated(config, &metrics)?;
+                replicated = Some(embedded.clone());
+                embedded
+            }
             StoreBackend::Embedded => {
                 let embedded = EmbeddedStore::open(&config.data_dir.join("store"), config.durability)
                     .with_context(|| format!("open store under {}", config.data_dir.display()))?;
@@ -255,13 +265,14 @@ impl OpenCell {
                 tamper_token_url: config.tamper_token_url.clone(),
             },
             writer,
+            replicated,
         })
     }
 
     /// Lets the ledger writer finish what it was given, then waits for it. Blocking.
     pub fn close(self) {
         self.domains.ledger.shutdown();
-        let OpenCell { domains, writer } = self;
+        let OpenCell { domains, writer, .. } = self;
         drop(domains);
         if writer.join().is_err() {
             tracing::error!("ledger writer panicked");
@@ -283,6 +294,7 @@ pub async fn run(
         cell_header: axum::http::HeaderValue::from_str(&config.region.cell_id).ok(),
         metrics: metrics.clone(),
         domains: OnceLock::new(),
+        replica: OnceLock::new(),
     });
     let address = listener.local_addr().context("read listening address")?;
     let app = api::router(state.clone());
@@ -297,8 +309,19 @@ pub async fn run(
     let server = tokio::spawn(crate::http::serve(listener, config.tls.clone(), app, stop_requested));
     tracing::info!(cell = %config.region.cell_id, %address, data = %config.data_dir.display(), "listening; opening store");
     let (cell, intervals, control) = (config.region.cell_id.clone(), config.intervals, config.control.clone());
+    let (replication, region) = (config.replication.clone(), config.region.clone());
+    if let Some(rep) = &replication {
+        if let crate::replica::Role::Standby { primary } = rep.role {
+            return run_standby(config, state, rep.clone(), primary, server).await;
+        }
+    }
     let opened = tokio::task::spawn_blocking(move || OpenCell::open(&config, metrics)).await.context("open task")??;
-    let OpenCell { domains, writer } = opened;
+    let OpenCell { domains, writer, replicated } = opened;
+    let mut replica_tasks = Vec::new();
+    if let (Some(rep), Some(store)) = (replication, replicated) {
+        // Before the domains serve: a deposed primary must not take one write.
+        replica_tasks = start_primary(&state, &region, rep, store).await?;
+    }
     if state.domains.set(domains).is_err() {
         unreachable!("domains are set once");
     }
@@ -331,6 +354,7 @@ pub async fn run(
             intervals.cashier_sweep,
             intervals.psp_answer_wait,
         ));
+        tasks.append(&mut replica_tasks);
         if let Some(control) = control {
             tracing::info!(control = %control.quic, version = d.catalog.version(), "following the control plane");
             let client = replication::sync::ClientConfig::new(cell, control.quic, control.client);
@@ -409,4 +433,141 @@ async fn sign_checkpoint(store: Arc<dyn Store>, signer: Arc<Checkpointer>) -> Op
             None
         }
     }
+}
+
+/// Opens the embedded store with its replication log.
+fn open_replicated(config: &CellConfig, metrics: &Metrics) -> anyhow::Result<Arc<EmbeddedStore>> {
+    let embedded = EmbeddedStore::open_replicated(&config.data_dir.join("store"), config.durability)
+        .with_context(|| format!("open store under {}", config.data_dir.display()))?;
+    metrics.watch_deleted_files(embedded.deleted_files());
+    Ok(Arc::new(embedded))
+}
+
+/// A primary's replication: asks its peer whether it is still the writer (now, before it serves,
+/// and every few seconds), ships its log to standbys, and in `sync` durability holds each commit's
+/// answer until a standby has it.
+async fn start_primary(
+    state: &Arc<AppState>,
+    region: &RegionConfig,
+    rep: crate::replica::ReplicationConfig,
+    store: Arc<EmbeddedStore>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    use crate::replica::{ReplicaState, Role, StoreSource, LOG_BYTES_MAX};
+    use replication::shipping::{check_writer, FollowConfig, Shipper, ShipperConfig};
+    let Role::Primary { listen, peer } = rep.role else { return Ok(Vec::new()) };
+    let replica = Arc::new(ReplicaState {
+        store: store.clone(),
+        standby: false,
+        follow: tokio::sync::watch::channel(Default::default()).1,
+        shipper: OnceLock::new(),
+    });
+    let _ = state.replica.set(replica.clone());
+    state.metrics.watch_replica(replica.clone());
+    let mut tasks = Vec::new();
+    if let Some(peer) = peer {
+        let ask =
+            FollowConfig { cell: region.cell_id.clone(), site: rep.site.clone(), primary: peer, quic: rep.client };
+        let check = |ask: FollowConfig, store: Arc<EmbeddedStore>| async move {
+            let epoch = store.epoch().unwrap_or(1);
+            if let Some((why, peer_epoch)) = check_writer(&ask, epoch).await {
+                tracing::error!(%why, peer_epoch, "deposed: this cell is fenced and writes nothing");
+                let _ = tokio::task::spawn_blocking(move || store.fence(peer_epoch)).await;
+            }
+        };
+        check(ask.clone(), store.clone()).await;
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                every.tick().await;
+                if store.fenced_by().is_none() {
+                    check(ask.clone(), store.clone()).await;
+                }
+            }
+        }));
+    }
+    if let (Some(listen), Some(server)) = (listen, rep.server) {
+        let config = ShipperConfig {
+            cell: region.cell_id.clone(),
+            allowed_sites: region.replication.standby_sites.clone(),
+            residency_source: region.replication.source.clone(),
+            heartbeat: Duration::from_millis(200),
+        };
+        let shipper =
+            Shipper::bind(listen, server, config).with_context(|| format!("listen for standbys on {listen}"))?;
+        let _ = replica.shipper.set(shipper.clone());
+        let sync = region.replication.durability == contracts::region::ReplicaDurability::Sync;
+        tracing::info!(%listen, durability = ?region.replication.durability, "shipping commits to standbys");
+        // `sync` holds each answer for a standby while one follows; with none (before the first
+        // connects, or after a failover until the old primary is re-seeded) the cell writes alone
+        // rather than stop, says so, and `cell_replication_standbys` is 0 for the alarm.
+        let (sync_store, mut following) = (store.clone(), shipper.following());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let standbys = *following.borrow_and_update();
+                let _ = sync_store.require_standby(sync && standbys > 0);
+                if sync && standbys == 0 {
+                    tracing::warn!("sync durability with no standby following: commits are held by this cell alone");
+                }
+                if following.changed().await.is_err() {
+                    return;
+                }
+            }
+        }));
+        tasks.push(tokio::spawn(shipper.clone().run(Arc::new(StoreSource(store.clone())), std::future::pending())));
+        let (acked_store, mut acked) = (store.clone(), shipper.acked());
+        tasks.push(tokio::spawn(async move {
+            while acked.changed().await.is_ok() {
+                let version = *acked.borrow_and_update();
+                acked_store.standby_acked(version);
+            }
+        }));
+        tasks.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                let store = store.clone();
+                match tokio::task::spawn_blocking(move || store.trim_log(LOG_BYTES_MAX)).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => tracing::info!(dropped = n, "replication log trimmed to its bound"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "replication log trim failed"),
+                    Err(_) => {}
+                }
+            }
+        }));
+    }
+    Ok(tasks)
+}
+
+/// A standby: follows its primary into its own store and serves only health, readiness (not
+/// ready: the router sends it nothing) and metrics, until it stops. Promotion is `cell promote`
+/// on its data directory, then `cell serve` as the primary.
+async fn run_standby(
+    config: CellConfig,
+    state: Arc<AppState>,
+    rep: crate::replica::ReplicationConfig,
+    primary: std::net::SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+) -> anyhow::Result<()> {
+    use crate::replica::{ReplicaState, StoreSink};
+    use replication::shipping::{follow, FollowConfig};
+    let metrics = state.metrics.clone();
+    let store = {
+        let config = CellConfig { replication: None, ..config };
+        tokio::task::spawn_blocking(move || open_replicated(&config, &metrics)).await.context("open task")??
+    };
+    let (status, follow_status) = tokio::sync::watch::channel(Default::default());
+    let replica =
+        Arc::new(ReplicaState { store: store.clone(), standby: true, follow: follow_status, shipper: OnceLock::new() });
+    let _ = state.replica.set(replica.clone());
+    state.metrics.watch_replica(replica);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let to = FollowConfig { cell: state.cell.clone(), site: rep.site.clone(), primary, quic: rep.client };
+    tracing::info!(%primary, site = %rep.site, version = store.committed_version(), "standby: following the primary");
+    let follower = tokio::spawn(follow(to, Arc::new(StoreSink(store)), status, stopped));
+    server.await.context("server task")?;
+    let _ = stop.send(true);
+    let _ = follower.await;
+    tracing::info!("standby stopped");
+    Ok(())
 }

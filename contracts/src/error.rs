@@ -72,6 +72,8 @@ error_codes!(
         DebtOutstanding = "DEBT_OUTSTANDING",
         ExportNotFound = "EXPORT_NOT_FOUND",
         ExportRefused = "EXPORT_REFUSED",
+        CellStandby = "CELL_STANDBY",
+        CellFenced = "CELL_FENCED",
         SessionTimeLimitReached = "SESSION_TIME_LIMIT_REACHED",
         RealityCheckDue = "REALITY_CHECK_DUE",
         KycUnavailable = "KYC_UNAVAILABLE",

@@ -117,6 +117,20 @@ struct RegionFile {
     flag_locks: Vec<FlagLockFile>,
     #[serde(default)]
     exports: ExportsFile,
+    #[serde(default)]
+    replication: ReplicationFile,
+}
+
+/// `[replication]`: how a commit is made durable, and where this jurisdiction's standbys may run.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplicationFile {
+    #[serde(default)]
+    durability: ReplicaDurability,
+    #[serde(default)]
+    standby_sites: Vec<String>,
+    #[serde(default)]
+    source: String,
 }
 
 /// `[exports]`: the regulator's identities of the operator, and which exports are built when.
@@ -352,6 +366,29 @@ pub struct RegionConfig {
     /// serve another value here, and the cell's evaluation serves the pinned value regardless.
     pub flag_locks: Vec<FlagLock>,
     pub exports: ExportSettings,
+    pub replication: ReplicationSettings,
+}
+
+/// When a player's write is acknowledged, in a cell with standbys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicaDurability {
+    /// Once the primary holds it durably (a standby may lag: the loss on failover is the lag).
+    #[default]
+    Async,
+    /// Once the primary and at least one standby hold it durably (nothing acknowledged is lost).
+    Sync,
+}
+
+/// `[replication]`: durability and data residency.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReplicationSettings {
+    pub durability: ReplicaDurability,
+    /// Sites (`cell serve --site`) where a standby may run; a standby elsewhere is refused at
+    /// connect. Personal data and money never leave the jurisdiction.
+    pub standby_sites: Vec<String>,
+    /// The law or licence condition the residency rule comes from.
+    pub source: String,
 }
 
 /// `[exports]`: how the regulator names the operator, and the export types (the regulator's own
@@ -667,6 +704,11 @@ fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
             daily: f.exports.daily,
             monthly: f.exports.monthly,
             quarterly: f.exports.quarterly,
+        },
+        replication: ReplicationSettings {
+            durability: f.replication.durability,
+            standby_sites: f.replication.standby_sites,
+            source: f.replication.source,
         },
         wagering_abroad: f.travel.wagering_abroad,
         deposits_abroad: f.travel.deposits_abroad,

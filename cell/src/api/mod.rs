@@ -77,14 +77,29 @@ pub struct AppState {
     pub cell_header: Option<HeaderValue>,
     pub metrics: Arc<Metrics>,
     /// Set once the store is open; until then only `/healthz`, `/readyz` and `/metrics` answer.
+    /// A standby never sets it until promoted: it serves nothing that moves money.
     pub domains: OnceLock<Domains>,
+    /// This cell's part in replication, when it has standbys or is one.
+    pub replica: OnceLock<Arc<crate::replica::ReplicaState>>,
 }
 
 impl AppState {
     fn domains(&self) -> Result<&Domains, ApiError> {
-        self.domains.get().ok_or_else(|| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, CellCode::NotReady, "the cell is still opening its store")
+        self.domains.get().ok_or_else(|| match self.refusal() {
+            Some(refused) => refused,
+            None => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                CellCode::NotReady,
+                "the cell is still opening its store",
+            ),
         })
+    }
+
+    /// Why this cell takes no write (a standby, a fenced primary), if it takes none.
+    fn refusal(&self) -> Option<ApiError> {
+        let (code, message) = self.replica.get()?.refusal()?;
+        let code = if code == "CELL_STANDBY" { CellCode::CellStandby } else { CellCode::CellFenced };
+        Some(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message))
     }
 
     /// What the events of a request carry: this cell, the trace, and on a back-office request the
@@ -384,8 +399,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), refuse_writes_when_deposed))
         .layer(axum::middleware::from_fn_with_state(state.clone(), callers::authorise))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .with_state(state)
+}
+
+/// A fenced primary (or a standby) takes no write: every request but a read answers 503 with why,
+/// before anything runs. The store refuses the commit too; this answers first and clearly.
+async fn refuse_writes_when_deposed(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.method() != axum::http::Method::GET {
+        if let Some(refused) = state.refusal() {
+            return refused.into_response();
+        }
+    }
+    next.run(request).await
 }

@@ -18,6 +18,10 @@ pub async fn healthz() -> &'static str {
 
 /// Ready: the store is open and the domains are serving.
 pub async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    // A standby not promoted, or a deposed primary: the router sends it nothing.
+    if let Some((code, why)) = s.replica.get().and_then(|r| r.refusal()) {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {code}: {why}")).into_response();
+    }
     match s.domains.get() {
         Some(d) => match d.ledger.fault().get() {
             // The router fails over; the cell is stopping.

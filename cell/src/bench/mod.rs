@@ -143,6 +143,7 @@ pub(super) fn config(
         psps: Vec::new(),
         callback_base: String::new(),
         tamper_token_url: None,
+        replication: None,
         clock: crate::clock::system(),
     })
 }

@@ -21,6 +21,9 @@
 //! sync poisons the store: after it, what the page cache holds is unknown (PostgreSQL's
 //! "fsyncgate"), so every later commit is refused until the cell restarts and recovers.
 
+mod replica;
+pub use replica::WriteSet;
+
 use super::journal_sync::JournalSync;
 use super::memtable_reaper::MemtableReaper;
 use super::trickle_delete::TrickleDelete;
@@ -75,6 +78,8 @@ struct Inner {
     journal: Mutex<JournalSync>,
     /// Set when a sync failed: nothing more may be acknowledged.
     poisoned: AtomicBool,
+    /// Each commit's write set by version, for standbys ([`replica`]); none unless asked for.
+    replication: Option<replica::ReplicationLog>,
 }
 
 #[derive(Default)]
@@ -133,7 +138,7 @@ pub(super) fn open_fjall(dir: &Path) -> fjall::Result<Database> {
 /// at 104-121 ms. Level 1 stays uncompressed, so compaction out of level 0 only decompresses: the
 /// flush worker's CPU per operation moved within the noise (`cell bench wallet` in process:
 /// 7-9 µs before, 8-11 after).
-fn keyspace_options() -> KeyspaceCreateOptions {
+pub(super) fn keyspace_options() -> KeyspaceCreateOptions {
     KeyspaceCreateOptions::default().data_block_compression_policy(CompressionPolicy::new([
         CompressionType::Lz4,
         CompressionType::None,
@@ -174,6 +179,7 @@ impl EmbeddedStore {
                 synced: Condvar::new(),
                 journal: Mutex::new(journal),
                 poisoned: AtomicBool::new(false),
+                replication: None,
             }),
         })
     }
@@ -406,6 +412,7 @@ impl Transaction for EmbeddedTx {
             return Err(StoreError::TransactionTooOld);
         }
         self.inner.refuse_if_poisoned()?;
+        self.inner.refuse_if_fenced()?;
         let inner = self.inner.clone();
         let writes = std::mem::take(&mut self.writes);
         let adds = std::mem::take(&mut self.adds);
@@ -444,14 +451,26 @@ impl Transaction for EmbeddedTx {
                 batch.insert(&inner.data, key.as_slice(), value.as_slice());
                 stamped_keys.push(key);
             }
+            let mut resolved = Vec::with_capacity(adds.len());
             for (key, delta) in &adds {
                 // Under the commit lock the latest committed value cannot move.
                 let current = inner.data.get(key).map_err(|e| io("read for atomic add", e))?;
                 let sum = decode_i64(current.as_deref()).wrapping_add(*delta);
                 batch.insert(&inner.data, key.as_slice(), sum.to_le_bytes());
+                if inner.replication.is_some() {
+                    resolved.push((key.clone(), sum.to_le_bytes()));
+                }
             }
             batch.insert(&inner.data, VERSION_KEY, version.to_be_bytes());
+            if inner.replication.is_some() {
+                let mut logged: WriteSet = writes.clone();
+                logged.extend(stamped_keys.iter().zip(&stamped).map(|(k, (_, _, v))| (k.clone(), Some(v.clone()))));
+                // The sums just resolved: a standby applies values, never deltas.
+                logged.extend(resolved.iter().map(|(k, v)| (k.clone(), Some(v.to_vec()))));
+                inner.log_commit(&mut batch, version, logged);
+            }
             batch.commit().map_err(|e| io("commit", e))?;
+            inner.announce(version);
             // Another live transaction began before this commit was visible and may have read what
             // it wrote: keep the written keys for its conflict check. Any transaction that begins
             // from here on sees this commit in its snapshot.
@@ -479,6 +498,7 @@ struct EmbeddedPending {
 impl PendingCommit for EmbeddedPending {
     fn wait(self: Box<Self>) -> Result<Committed, StoreError> {
         self.inner.wait_durable(self.version)?;
+        self.inner.wait_standby(self.version)?;
         Ok(self.committed)
     }
 }

@@ -183,6 +183,7 @@ async fn a_certificate_is_an_identity_not_a_pass() {
         psps: Vec::new(),
         callback_base: String::new(),
         tamper_token_url: None,
+        replication: None,
         clock: cell::clock::system(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -259,6 +259,7 @@ async fn serve(
         },
         callback_base: format!("http://{address}"),
         tamper_token_url: None,
+        replication: None,
         clock,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

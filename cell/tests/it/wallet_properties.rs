@@ -199,6 +199,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         psps: Vec::new(),
         callback_base: String::new(),
         tamper_token_url: None,
+        replication: None,
         clock: cell::clock::system(),
     };
     let cell = tokio::task::spawn_blocking(move || OpenCell::open(&config, Arc::new(Metrics::default())))

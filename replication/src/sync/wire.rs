@@ -58,9 +58,9 @@ pub enum Message {
 }
 
 #[derive(Serialize)]
-struct FrameOut<'a> {
+struct FrameOut<'a, M> {
     v: u16,
-    msg: &'a Message,
+    msg: &'a M,
 }
 
 #[derive(Deserialize)]
@@ -69,8 +69,8 @@ struct FrameHeader {
 }
 
 #[derive(Deserialize)]
-struct FrameIn {
-    msg: Message,
+struct FrameIn<M> {
+    msg: M,
 }
 
 /// Why a frame was refused.
@@ -80,7 +80,7 @@ pub enum FrameError {
     TooLarge { bytes: usize },
     #[error("frame does not decode: {0}")]
     Malformed(String),
-    #[error("frame speaks protocol version {0}, this side speaks {PROTOCOL_VERSION}")]
+    #[error("frame speaks another protocol version ({0})")]
     UnsupportedVersion(u16),
     #[error("stream: {0}")]
     Stream(String),
@@ -104,7 +104,13 @@ impl FrameError {
 
 /// The frame bytes of `msg`, length prefix included.
 pub fn encode(msg: &Message) -> Result<Vec<u8>, FrameError> {
-    let body = rmp_serde::to_vec_named(&FrameOut { v: PROTOCOL_VERSION, msg })
+    encode_as(PROTOCOL_VERSION, msg)
+}
+
+/// The frame bytes of any protocol's message `msg` at protocol `version` (log shipping frames
+/// the same way).
+pub fn encode_as<M: Serialize>(version: u16, msg: &M) -> Result<Vec<u8>, FrameError> {
+    let body = rmp_serde::to_vec_named(&FrameOut { v: version, msg })
         .map_err(|e| FrameError::Malformed(format!("encode: {e}")))?;
     if body.len() > FRAME_BYTES_MAX {
         return Err(FrameError::TooLarge { bytes: body.len() });
@@ -117,17 +123,30 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>, FrameError> {
 
 /// Decodes a frame body (after its length prefix).
 pub fn decode(body: &[u8]) -> Result<Message, FrameError> {
+    decode_as(PROTOCOL_VERSION, body)
+}
+
+/// Decodes a frame body of a protocol at `version`.
+pub fn decode_as<M: serde::de::DeserializeOwned>(version: u16, body: &[u8]) -> Result<M, FrameError> {
     let header: FrameHeader = rmp_serde::from_slice(body).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    if header.v != PROTOCOL_VERSION {
+    if header.v != version {
         return Err(FrameError::UnsupportedVersion(header.v));
     }
-    let frame: FrameIn = rmp_serde::from_slice(body).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let frame: FrameIn<M> = rmp_serde::from_slice(body).map_err(|e| FrameError::Malformed(e.to_string()))?;
     Ok(frame.msg)
 }
 
 /// Reads one frame. The length is checked before the body is read, so an oversized frame costs
 /// four bytes of memory.
 pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Message, FrameError> {
+    read_frame_as(PROTOCOL_VERSION, recv).await
+}
+
+/// Reads one frame of a protocol at `version`.
+pub async fn read_frame_as<M: serde::de::DeserializeOwned>(
+    version: u16,
+    recv: &mut quinn::RecvStream,
+) -> Result<M, FrameError> {
     let mut prefix = [0u8; 4];
     match recv.read_exact(&mut prefix).await {
         Ok(()) => {}
@@ -140,7 +159,7 @@ pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Message, FrameEr
     }
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await.map_err(|e| FrameError::Stream(e.to_string()))?;
-    decode(&body)
+    decode_as(version, &body)
 }
 
 pub async fn write_frame(send: &mut quinn::SendStream, msg: &Message) -> Result<(), FrameError> {

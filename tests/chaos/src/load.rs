@@ -290,6 +290,8 @@ pub struct Shared {
     pub per_cell: BTreeMap<String, CellCounters>,
     pub journal: Mutex<Journal>,
     pub parked: Mutex<Vec<Journey>>,
+    /// Cells whose writer moved (a standby promoted): where PSPs and providers call them now.
+    moved: Mutex<BTreeMap<String, String>>,
     stop: AtomicBool,
     /// Countries with a licensed cell, with that cell's id and currency.
     licensed: Vec<(&'static str, &'static str, String, String)>,
@@ -335,6 +337,7 @@ impl Load {
             per_cell,
             journal: Mutex::new(Journal::default()),
             parked: Mutex::new(Vec::new()),
+            moved: Mutex::new(BTreeMap::new()),
             stop: AtomicBool::new(false),
             licensed,
             idle_players: Mutex::new(Vec::new()),
@@ -762,7 +765,12 @@ fn check_route(shared: &Shared, j: &Journey, step: &Step, reply: &Reply) {
 async fn send_step(shared: &Shared, j: &Journey, step: &Step) -> anyhow::Result<Reply> {
     let t = &shared.targets;
     let router = |path: &str| format!("{}{path}", t.router);
-    let cell_url = t.cells.get(&j.cell).with_context(|| format!("no URL for cell {}", j.cell))?;
+    let moved = shared.moved.lock().ok().and_then(|m| m.get(&j.cell).cloned());
+    let cell_url = match moved {
+        Some(url) => url,
+        None => t.cells.get(&j.cell).with_context(|| format!("no URL for cell {}", j.cell))?.clone(),
+    };
+    let cell_url = &cell_url;
     match step.kind {
         StepKind::Register | StepKind::Unlicensed => {
             let country = if step.kind == StepKind::Unlicensed { "GB" } else { j.country };
@@ -887,6 +895,13 @@ pub struct Progress {
 }
 
 impl Shared {
+    /// PSPs and providers call `cell` at `url` from now on (its standby was promoted).
+    pub fn move_cell(&self, cell: &str, url: String) {
+        if let Ok(mut moved) = self.moved.lock() {
+            moved.insert(cell.to_owned(), url);
+        }
+    }
+
     pub fn progress(&self) -> Progress {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);

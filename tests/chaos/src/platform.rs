@@ -138,6 +138,9 @@ pub struct Ports {
     pub router: SocketAddr,
     pub cells: BTreeMap<String, SocketAddr>,
     pub standbys: BTreeMap<String, SocketAddr>,
+    /// Log shipping (QUIC), for each cell with a standby: where its primary and its standby
+    /// listen (a standby listens once promoted).
+    pub shipping: BTreeMap<Role, SocketAddr>,
     /// The sandbox (the outside parties).
     pub sandbox: SocketAddr,
 }
@@ -156,12 +159,20 @@ impl Ports {
                 standby_ports.insert(r.cell_id.clone(), endpoint_address(url)?);
             }
         }
+        // Shipping on the HTTP port + 200 (UDP): the primary 7301.., the standby 7401...
+        let mut shipping = BTreeMap::new();
+        for (id, addr) in &standby_ports {
+            let primary = cells[id];
+            shipping.insert(Role::Primary(id.clone()), SocketAddr::new(primary.ip(), primary.port() + 200));
+            shipping.insert(Role::Standby(id.clone()), SocketAddr::new(addr.ip(), addr.port() + 200));
+        }
         Ok(Ports {
             control_http: ([127, 0, 0, 1], 7000).into(),
             control_quic: ([127, 0, 0, 1], 7001).into(),
             router: ([127, 0, 0, 1], 8080).into(),
             cells,
             standbys: standby_ports,
+            shipping,
             sandbox: ([127, 0, 0, 1], 7300).into(),
         })
     }
@@ -177,12 +188,18 @@ impl Ports {
                 standby_ports.insert(r.cell_id.clone(), free_tcp()?);
             }
         }
+        let mut shipping = BTreeMap::new();
+        for id in standby_ports.keys() {
+            shipping.insert(Role::Primary(id.clone()), free_udp()?);
+            shipping.insert(Role::Standby(id.clone()), free_udp()?);
+        }
         Ok(Ports {
             control_http: free_tcp()?,
             control_quic: free_udp()?,
             router: free_tcp()?,
             cells,
             standbys: standby_ports,
+            shipping,
             sandbox: free_tcp()?,
         })
     }
@@ -220,6 +237,8 @@ pub struct Process {
     /// How the process last ended, if it is not running.
     pub exited: Option<String>,
     pub starts: u32,
+    /// A standby following its primary: up when `/healthz` answers (it is never ready).
+    pub follower: bool,
 }
 
 impl Process {
@@ -233,7 +252,17 @@ impl Process {
             child: None,
             exited: None,
             starts: 0,
+            follower: false,
         }
+    }
+
+    /// Runs with `args` from the next start on (a standby promoted, a primary re-seeded).
+    pub fn set_args(&mut self, args: Vec<OsString>) {
+        self.args = args;
+    }
+
+    pub fn args(&self) -> &[OsString] {
+        &self.args
     }
 
     /// Starts the process (again) with the same arguments and data. Its stdout and stderr append
@@ -371,6 +400,8 @@ pub struct Platform {
     pub tls_dir: PathBuf,
     /// Whether cells were started with `--control` (the cell side of control-plane sync exists).
     pub cells_follow_control: bool,
+    /// Cells whose writer is not their primary (a standby promoted).
+    pub writers: BTreeMap<String, Role>,
 }
 
 impl Platform {
@@ -502,13 +533,17 @@ impl Platform {
                 }
                 let flag = if matches!(role, Role::Primary(_)) { "--cell" } else { "--standby" };
                 router_args.extend([flag.into(), format!("{id}=https://{addr}").into()]);
+                args.extend(replication_args(&p.shipping, &role, false, r));
                 let name = role.to_string();
-                processes.insert(role, Process::new(&name, &spec.bins.cell, args, cell_env.clone(), &logs));
+                let mut process = Process::new(&name, &spec.bins.cell, args, cell_env.clone(), &logs);
+                process.follower = matches!(role, Role::Standby(_)) && p.shipping.contains_key(&role);
+                processes.insert(role, process);
             }
         }
         processes.insert(Role::Router, Process::new("router", &spec.bins.router, router_args, vec![], &logs));
 
-        let mut platform = Platform { spec, regions, processes, http, tls_dir, cells_follow_control };
+        let mut platform =
+            Platform { spec, regions, processes, http, tls_dir, cells_follow_control, writers: BTreeMap::new() };
         // Global-control first: its operator-token key goes into every cell's data directory, so
         // cells take the drill's operator tokens before their first sync (standbys follow no
         // control plane yet, so for them it is the only key).
@@ -573,6 +608,11 @@ impl Platform {
         }
     }
 
+    /// The process that writes for `cell`: its primary, or its standby once promoted.
+    pub fn writer(&self, cell: &str) -> Role {
+        self.writers.get(cell).cloned().unwrap_or_else(|| Role::Primary(cell.to_owned()))
+    }
+
     /// Every cell process, primaries and standbys.
     pub fn cell_roles(&self) -> Vec<Role> {
         self.processes.keys().filter(|r| matches!(r, Role::Primary(_) | Role::Standby(_))).cloned().collect()
@@ -583,11 +623,20 @@ impl Platform {
         self.http.get(Self::cert_name(role), &format!("{}{path}", self.url(role))).await
     }
 
-    /// Waits until the role answers `GET /readyz` with 200, or fails with its log's tail.
+    /// Waits until the role answers `GET /readyz` with 200 (a following standby: `/healthz`), or
+    /// fails with its log's tail.
     pub async fn wait_ready(&mut self, role: &Role) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + READY_WAIT_MAX;
+        let follower = self.process(role)?.follower;
         loop {
-            if let Ok(reply) = self.get(role, "/readyz").await {
+            if follower {
+                // A standby is never ready; it is up once it follows its primary.
+                if let Ok(reply) = self.get(role, "/metrics").await {
+                    if reply.status == 200 && reply.text().lines().any(|l| l == "cell_replication_following 1") {
+                        return Ok(());
+                    }
+                }
+            } else if let Ok(reply) = self.get(role, "/readyz").await {
                 if reply.status == 200 {
                     return Ok(());
                 }
@@ -660,4 +709,46 @@ pub fn dev_certificates(bins: &Binaries, tls_dir: &Path, cell_ids: &[String]) ->
     replication::tls::generate(tls_dir, &[DRILL_CERT_NAME.to_owned(), "sandbox".to_owned()])
         .context("create the drill's and the sandbox's certificates")?;
     Ok(())
+}
+
+/// The flags of a cell's part in log shipping: a primary ships from its shipping port and asks
+/// its standby's whether it was deposed; a standby follows its primary's (a role `promoted` swaps
+/// the two: the standby ships and asks, the old primary follows).
+pub fn replication_args(
+    shipping: &BTreeMap<Role, SocketAddr>,
+    role: &Role,
+    swapped: bool,
+    region: &RegionConfig,
+) -> Vec<OsString> {
+    let (Role::Primary(id) | Role::Standby(id)) = role else { return Vec::new() };
+    let (primary, standby) = (Role::Primary(id.clone()), Role::Standby(id.clone()));
+    let (Some(p), Some(s)) = (shipping.get(&primary), shipping.get(&standby)) else { return Vec::new() };
+    let (writer, follower) = if swapped { ((s, p), (p, s)) } else { ((p, s), (s, p)) };
+    let writes = matches!(role, Role::Primary(_)) != swapped;
+    if writes {
+        vec!["--replication-listen".into(), writer.0.to_string().into(), "--peer".into(), writer.1.to_string().into()]
+    } else {
+        // A site the region allows standbys at (the second, if any, once the roles swapped).
+        let sites = &region.replication.standby_sites;
+        let site = sites.get(usize::from(swapped)).or(sites.first()).cloned().unwrap_or_else(|| "unlisted".into());
+        vec!["--standby-of".into(), follower.1.to_string().into(), "--site".into(), site.into()]
+    }
+}
+
+/// A cell's arguments without its replication flags.
+pub fn without_replication_args(args: &[OsString]) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut skip = false;
+    for a in args {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if ["--replication-listen", "--peer", "--standby-of", "--site"].iter().any(|f| a == *f) {
+            skip = true;
+            continue;
+        }
+        out.push(a.clone());
+    }
+    out
 }

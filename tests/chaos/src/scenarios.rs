@@ -161,8 +161,16 @@ async fn run_in(scenario: Scenario, options: &DrillOptions, dir: PathBuf, report
         .context("load region files")?;
     let cell_ids: Vec<String> = regions.iter().map(|r| r.cell_id.clone()).collect();
     // The jurisdiction each drill aims at, chosen by the seed.
-    let with_standby: Vec<String> =
-        regions.iter().filter(|r| r.standby_endpoint.is_some()).map(|r| r.cell_id.clone()).collect();
+    // Failover aims at a jurisdiction whose standby is synchronous, where nothing acknowledged
+    // may be lost (an asynchronous one loses up to its lag: not drilled yet).
+    let sync =
+        |r: &&contracts::region::RegionConfig| r.replication.durability == contracts::region::ReplicaDurability::Sync;
+    let with_standby: Vec<String> = regions
+        .iter()
+        .filter(|r| r.standby_endpoint.is_some())
+        .filter(|r| scenario != Scenario::Failover || sync(r))
+        .map(|r| r.cell_id.clone())
+        .collect();
     let target = match scenario {
         Scenario::Failover => {
             if with_standby.is_empty() {
@@ -465,6 +473,7 @@ async fn partition_control(
 }
 
 async fn failover(drill: &mut Drill, target: &str, report: &mut Report) -> anyhow::Result<()> {
+    use crate::platform::{replication_args, without_replication_args};
     let primary = Role::Primary(target.to_owned());
     let standby = Role::Standby(target.to_owned());
     let region = drill.platform.region(target).context("target region")?.clone();
@@ -475,12 +484,41 @@ async fn failover(drill: &mut Drill, target: &str, report: &mut Report) -> anyho
         .with_context(|| format!("no test address for a country of {target}"))?;
     let router = drill.platform.url(&Role::Router);
     progress(drill, Some(target), drill.sizes.warmup, "warm-up").await?;
+    let lag = metric(drill, &standby, "cell_replication_lag_versions").await;
+    let acked = drill.load.acked(Some(target));
     let pid = drill.platform.process(&primary)?.pid().unwrap_or(0);
     drill.platform.kill9(&primary)?;
-    report.fault(format!("kill -9 primary of {target} (pid {pid}); its standby is up"));
+    report.fault(format!(
+        "kill -9 primary of {target} (pid {pid}) after {acked} acknowledged writes; its standby was {} commits \
+         behind ({:?} durability)",
+        lag.map_or("an unknown number of".into(), |l| l.to_string()),
+        region.replication.durability
+    ));
+
+    // Promotion: the standby stops, `cell promote` bumps its epoch, it starts as the writer.
+    let shipping = drill.platform.spec.ports.shipping.clone();
+    let data = drill.platform.spec.data_dir.join(standby.to_string());
+    drill.platform.process(&standby)?.terminate().await?;
+    let promoted = std::process::Command::new(&drill.platform.spec.bins.cell)
+        .args(["promote", "--data"])
+        .arg(&data)
+        .output()
+        .context("run cell promote")?;
+    anyhow::ensure!(promoted.status.success(), "cell promote: {}", String::from_utf8_lossy(&promoted.stderr));
+    report.step(format!("promoted the standby: {}", String::from_utf8_lossy(&promoted.stdout).trim()));
+    {
+        let process = drill.platform.process(&standby)?;
+        let mut args = without_replication_args(process.args());
+        args.extend(replication_args(&shipping, &standby, true, &region));
+        process.set_args(args);
+        process.follower = false;
+    }
+    drill.platform.restart(&standby).await?;
+    drill.platform.writers.insert(target.to_owned(), standby.clone());
+    drill.load.shared.move_cell(target, drill.platform.url(&standby));
 
     // A new player of the jurisdiction registers through the router until it answers: the
-    // router must take them to the standby, and nobody else may answer.
+    // router must take them to the promoted standby, and nobody else may answer.
     let probe = format!("{target}-failover-{}", drill.rng.random::<u32>());
     let body = json!({
         "playerId": probe, "dateOfBirth": "1990-04-01", "country": region.licensed_countries[0].as_str(),
@@ -512,7 +550,7 @@ async fn failover(drill: &mut Drill, target: &str, report: &mut Report) -> anyho
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    report.step(format!("router answers for {target} after the kill: {answers:?}"));
+    report.step(format!("router answers for {target} after the promotion: {answers:?}"));
     report.check(Check::new(
         &format!("no other jurisdiction's cell served {target}'s traffic"),
         foreign,
@@ -520,40 +558,81 @@ async fn failover(drill: &mut Drill, target: &str, report: &mut Report) -> anyho
     ));
     let on_standby = drill.platform.get(&standby, &format!("/ops/players/{probe}/balance")).await.map(|r| r.status);
     report.check(Check::holds(
-        &format!("the router moved {target}'s traffic to the standby"),
+        &format!("the router moved {target}'s traffic to the promoted standby"),
         registered && matches!(on_standby, Ok(200)),
         format!("registration through the router answered: {registered}; the standby knows the player: {on_standby:?}"),
     ));
-    others_keep_serving(drill, target, drill.sizes.during, "", report).await;
-    let before = drill.load.shared.journal.lock().map(|j| j.unknown_player_reads).unwrap_or(0);
-    report.note(format!(
-        "the standby is not fed by replication yet: it started empty, so {target}'s players registered on the \
-         primary are unknown to it (balance reads answered 404 PLAYER_NOT_FOUND by {target} so far: {before}), and \
-         deposits and rounds, which providers and PSPs send to the primary directly, waited for the primary"
+    progress(drill, Some(target), drill.sizes.after, "on the promoted standby").await?;
+    report.step(format!("{target} acknowledging writes on the promoted standby"));
+    let chain = drill.platform.get(&standby, "/audit/verify").await.map(|r| (r.status, r.json()["ok"].clone()));
+    report.check(Check::holds(
+        "the promoted standby's audit chain verifies (the primary's records, then its own)",
+        matches!(&chain, Ok((200, ok)) if ok == &json!(true)),
+        format!("{chain:?}"),
     ));
 
+    // The deposed primary comes back on its data: its standby (now the writer) holds a higher
+    // epoch, so it is fenced, answers no write and is not ready (the router sends it nothing).
+    drill.platform.process(&primary)?.spawn()?;
+    let deadline = tokio::time::Instant::now() + PROGRESS_WAIT_MAX;
+    let fenced = loop {
+        let credit = json!({ "playerId": probe, "currency": region.default_currency.code(), "amount": "1.00", "reason": "deposit" });
+        let url = format!("{}/wallet/credit", drill.platform.url(&primary));
+        let headers = [("x-idempotency-key", "failover-fenced-credit"), ("content-type", "application/json")];
+        let reply =
+            drill.platform.http.send(Some(target), "POST", &url, &headers, Some(credit.to_string().into_bytes())).await;
+        let ready = drill.platform.get(&primary, "/readyz").await.map(|r| r.status).ok();
+        if let Ok(r) = &reply {
+            if r.status == 503 && r.code() == "CELL_FENCED" && ready == Some(503) {
+                break Some(r.code());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            break reply.ok().map(|r| format!("{} {}", r.status, r.code()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    report.check(Check::holds(
+        "the restarted old primary is fenced: it refuses writes (503 CELL_FENCED) and is not ready",
+        fenced.as_deref() == Some("CELL_FENCED"),
+        format!("its answer to a credit: {fenced:?}"),
+    ));
+
+    // Re-seeded as the new standby: it takes a snapshot of the writer and follows it.
+    {
+        drill.platform.process(&primary)?.terminate().await?;
+        let process = drill.platform.process(&primary)?;
+        let mut args = without_replication_args(process.args());
+        args.extend(replication_args(&shipping, &primary, true, &region));
+        process.set_args(args);
+        process.follower = true;
+    }
     drill.platform.restart(&primary).await?;
-    report.step(format!("primary of {target} restarted on its data, ready"));
-    progress(drill, Some(target), drill.sizes.after, "after the primary's restart").await?;
-    report.step(format!("{target} acknowledging writes again"));
-    let primary_knows = drill.platform.get(&primary, &format!("/ops/players/{probe}/balance")).await.map(|r| r.status);
-    // Until standbys are fed by replication (and fed back on failback), what the standby
-    // acknowledged stays on the standby: that is data a player can no longer reach, and a drill
-    // must not pass over it as if it were fine.
-    let name = "what the standby acknowledged during the failover is on the primary after it returns";
-    report.check(if matches!(primary_knows, Ok(200)) {
-        Check::pass(name, format!("{probe} is on both"))
-    } else {
-        Check::skipped(
-            name,
-            format!(
-                "NOT YET: replication between primary and standby is not built, so {probe}, registered on the \
-                 standby during the failover, is not on the primary ({primary_knows:?}) and is stranded on the \
-                 standby; so is every other write the standby acknowledged"
-            ),
-        )
-    });
+    let deadline = tokio::time::Instant::now() + PROGRESS_WAIT_MAX;
+    let caught_up = loop {
+        let lag = metric(drill, &primary, "cell_replication_lag_versions").await;
+        let epoch = metric(drill, &primary, "cell_epoch").await;
+        let writer_epoch = metric(drill, &standby, "cell_epoch").await;
+        if lag == Some(0) && epoch.is_some() && epoch == writer_epoch {
+            break Ok(epoch);
+        }
+        if tokio::time::Instant::now() > deadline {
+            break Err(format!("lag {lag:?}, epoch {epoch:?}, the writer's {writer_epoch:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    report.check(Check::holds(
+        "the old primary, re-seeded as the standby, caught up with the writer under its epoch",
+        caught_up.is_ok(),
+        format!("{caught_up:?}"),
+    ));
     Ok(())
+}
+
+/// A gauge of a role's `/metrics`, if it reports it.
+async fn metric(drill: &Drill, role: &Role, name: &str) -> Option<u64> {
+    let text = drill.platform.get(role, "/metrics").await.ok()?.text();
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Stops the load, resends every request whose outcome is unknown until it has a definite

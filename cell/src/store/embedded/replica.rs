@@ -1,0 +1,377 @@
+//! The embedded store's side of log shipping (DESIGN.md section 8): a primary keeps each commit's
+//! write set by version in a log beside the data (written in the commit's own atomic batch, so
+//! the log holds exactly what committed, in commit order); a standby applies those write sets at
+//! the same versions, or loads a consistent snapshot and follows the log from its version. The
+//! store's epoch, which promotion bumps and which fences a deposed primary, lives here too: it is
+//! the store's own, never shipped.
+
+use super::{io, lock, EmbeddedStore, Inner, VERSION_KEY};
+use crate::store::StoreError;
+use fjall::{Keyspace, Readable};
+use std::sync::atomic::Ordering;
+
+/// The epoch this store's cell writes under.
+const EPOCH_KEY: &[u8] = b"\xff/epoch";
+/// The epoch of the peer that fenced this store, kept so a deposed primary stays fenced across
+/// restarts until it is re-seeded as a standby.
+const FENCED_KEY: &[u8] = b"\xff/fenced_by";
+/// Set while a snapshot is being loaded: a standby that stops half way holds no usable state.
+const LOADING_KEY: &[u8] = b"\xff/snapshot_loading";
+
+/// One commit's writes, in key order: `Some(value)` sets, `None` clears.
+pub type WriteSet = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// The replication log kept beside the data.
+pub(super) struct ReplicationLog {
+    pub(super) keyspace: Keyspace,
+    /// Bytes the log holds (keys and values), for the size bound and `/metrics`.
+    pub(super) bytes: std::sync::atomic::AtomicU64,
+    /// Wakes the shippers at each commit (the committed version).
+    pub(super) committed: tokio::sync::watch::Sender<u64>,
+    /// Non-zero once a peer with this higher epoch was found: no commit is taken from then on.
+    fenced_by: std::sync::atomic::AtomicU64,
+    /// `sync` durability: a commit is acknowledged once a standby holds it too.
+    sync_standby: std::sync::atomic::AtomicBool,
+    /// The highest version a standby said it holds durably.
+    standby_acked: std::sync::Mutex<u64>,
+    standby_acked_cv: std::sync::Condvar,
+}
+
+/// How long a `sync` commit waits for a standby before it is answered as of unknown outcome (it
+/// is durable here; a retry with its idempotency key gets its result).
+const STANDBY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl ReplicationLog {
+    pub(super) fn open(db: &fjall::Database, version: u64) -> Result<ReplicationLog, StoreError> {
+        let keyspace = db
+            .keyspace("replication-log", fjall::KeyspaceCreateOptions::default)
+            .map_err(|e| io("open the replication log", e))?;
+        let mut bytes = 0u64;
+        for guard in keyspace.iter() {
+            let (k, v) = guard.into_inner().map_err(|e| io("read the replication log", e))?;
+            bytes += (k.len() + v.len()) as u64;
+        }
+        let (committed, _) = tokio::sync::watch::channel(version);
+        let fenced_by =
+            match db.keyspace("kv", super::keyspace_options).ok().and_then(|kv| kv.get(FENCED_KEY).ok().flatten()) {
+                Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX),
+                None => 0,
+            };
+        Ok(ReplicationLog {
+            keyspace,
+            bytes: bytes.into(),
+            committed,
+            fenced_by: fenced_by.into(),
+            sync_standby: false.into(),
+            standby_acked: std::sync::Mutex::new(0),
+            standby_acked_cv: std::sync::Condvar::new(),
+        })
+    }
+}
+
+fn version_key(version: u64) -> [u8; 8] {
+    version.to_be_bytes()
+}
+
+/// Encodes a write set for the log and the wire.
+pub fn encode(writes: &WriteSet) -> Vec<u8> {
+    rmp_serde::to_vec(writes).expect("a write set encodes")
+}
+
+pub fn decode(bytes: &[u8]) -> Result<WriteSet, StoreError> {
+    rmp_serde::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt { key: "replicated write set".into(), why: e.to_string() })
+}
+
+impl EmbeddedStore {
+    /// Opens the store keeping a replication log (a primary with standbys, or a standby that may
+    /// be promoted and then feed the old primary).
+    pub fn open_replicated(dir: &std::path::Path, durability: super::Durability) -> Result<EmbeddedStore, StoreError> {
+        let mut store = EmbeddedStore::open(dir, durability)?;
+        let inner = std::sync::Arc::get_mut(&mut store.inner).expect("just opened: the only handle");
+        let version = inner.committed_version.load(Ordering::Acquire);
+        inner.replication = Some(ReplicationLog::open(&inner.db, version)?);
+        Ok(store)
+    }
+
+    fn log(&self) -> Result<&ReplicationLog, StoreError> {
+        self.inner
+            .replication
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("this store keeps no replication log".into()))
+    }
+
+    /// The highest committed version.
+    pub fn committed_version(&self) -> u64 {
+        self.inner.committed_version.load(Ordering::Acquire)
+    }
+
+    /// Wakes at each commit with the committed version.
+    pub fn subscribe_commits(&self) -> Result<tokio::sync::watch::Receiver<u64>, StoreError> {
+        Ok(self.log()?.committed.subscribe())
+    }
+
+    /// The bytes the replication log holds.
+    pub fn log_bytes(&self) -> u64 {
+        self.inner.replication.as_ref().map_or(0, |l| l.bytes.load(Ordering::Relaxed))
+    }
+
+    /// The oldest version the log still holds (`None`: it is empty).
+    pub fn oldest_logged(&self) -> Result<Option<u64>, StoreError> {
+        let log = self.log()?;
+        match log.keyspace.first_key_value() {
+            Some(guard) => {
+                let (k, _) = guard.into_inner().map_err(|e| io("read the replication log", e))?;
+                Ok(Some(u64::from_be_bytes(k.as_ref().try_into().map_err(|_| io("log key", "not 8 bytes"))?)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `max_bytes` (at least one) of the logged write sets after `version`, oldest first.
+    pub fn logged_after(&self, version: u64, max_bytes: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let log = self.log()?;
+        let mut out = Vec::new();
+        let mut size = 0usize;
+        for guard in log.keyspace.range(version_key(version + 1)..) {
+            let (k, v) = guard.into_inner().map_err(|e| io("read the replication log", e))?;
+            let at = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| io("log key", "not 8 bytes"))?);
+            size += v.len();
+            out.push((at, v.to_vec()));
+            if size >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops the oldest log entries while the log is over `max_bytes`: a standby that falls
+    /// further behind takes a snapshot instead.
+    pub fn trim_log(&self, max_bytes: u64) -> Result<u64, StoreError> {
+        let log = self.log()?;
+        let mut dropped = 0;
+        while log.bytes.load(Ordering::Relaxed) > max_bytes {
+            let Some(guard) = log.keyspace.first_key_value() else { break };
+            let (k, v) = guard.into_inner().map_err(|e| io("read the replication log", e))?;
+            log.keyspace.remove(k.as_ref()).map_err(|e| io("trim the replication log", e))?;
+            log.bytes.fetch_sub((k.len() + v.len()) as u64, Ordering::Relaxed);
+            dropped += 1;
+        }
+        Ok(dropped)
+    }
+
+    /// A consistent copy of the data at one version, read `chunk_bytes` at a time: `f` gets each
+    /// chunk of pairs in key order. The store's own keys (version, epoch) are not part of it.
+    pub fn snapshot_chunks(
+        &self,
+        chunk_bytes: usize,
+        mut f: impl FnMut(u64, Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let (version, snapshot) = {
+            let _commit = lock(&self.inner.commit_lock);
+            (self.committed_version(), self.inner.db.snapshot())
+        };
+        let mut chunk = Vec::new();
+        let mut size = 0usize;
+        for guard in snapshot.range(&self.inner.data, ..b"\xff".as_slice()) {
+            let (k, v) = guard.into_inner().map_err(|e| io("read a snapshot", e))?;
+            size += k.len() + v.len();
+            chunk.push((k.to_vec(), v.to_vec()));
+            if size >= chunk_bytes {
+                f(version, std::mem::take(&mut chunk))?;
+                size = 0;
+            }
+        }
+        f(version, chunk)?;
+        Ok(version)
+    }
+
+    /// A standby applies the primary's commit at `version`, atomically with the version (and in
+    /// its own log, so it can feed others once promoted), then waits until it is durable.
+    pub fn apply_replicated(&self, version: u64, encoded: &[u8]) -> Result<(), StoreError> {
+        self.inner.refuse_if_poisoned()?;
+        let writes = decode(encoded)?;
+        {
+            let _commit = lock(&self.inner.commit_lock);
+            let current = self.committed_version();
+            if version != current + 1 {
+                return Err(StoreError::Unavailable(format!(
+                    "replicated commit {version} does not follow the applied version {current}"
+                )));
+            }
+            let mut batch = self.inner.db.batch();
+            for (key, value) in &writes {
+                match value {
+                    Some(v) => batch.insert(&self.inner.data, key.as_slice(), v.as_slice()),
+                    None => batch.remove(&self.inner.data, key.as_slice()),
+                }
+            }
+            batch.insert(&self.inner.data, VERSION_KEY, version.to_be_bytes());
+            if let Some(log) = &self.inner.replication {
+                batch.insert(&log.keyspace, version_key(version), encoded);
+                log.bytes.fetch_add((8 + encoded.len()) as u64, Ordering::Relaxed);
+            }
+            batch.commit().map_err(|e| io("apply a replicated commit", e))?;
+            self.inner.committed_version.store(version, Ordering::Release);
+            if let Some(log) = &self.inner.replication {
+                log.committed.send_replace(version);
+            }
+        }
+        self.inner.wait_durable(version)
+    }
+
+    /// Starts loading a snapshot: marks the store as loading and clears its data (a standby that
+    /// stops half way starts over).
+    pub fn begin_snapshot_load(&self) -> Result<(), StoreError> {
+        let _commit = lock(&self.inner.commit_lock);
+        self.inner.data.insert(LOADING_KEY, [1u8]).map_err(|e| io("mark a snapshot load", e))?;
+        let mut batch = self.inner.db.batch();
+        let mut n = 0usize;
+        for guard in self.inner.data.range(..b"\xff".as_slice()) {
+            let (k, _) = guard.into_inner().map_err(|e| io("clear for a snapshot", e))?;
+            batch.remove(&self.inner.data, k.as_ref());
+            n += 1;
+            if n.is_multiple_of(10_000) {
+                std::mem::replace(&mut batch, self.inner.db.batch()).commit().map_err(|e| io("clear", e))?;
+            }
+        }
+        if let Some(log) = &self.inner.replication {
+            for guard in log.keyspace.iter() {
+                let (k, _) = guard.into_inner().map_err(|e| io("clear the log", e))?;
+                batch.remove(&log.keyspace, k.as_ref());
+            }
+            log.bytes.store(0, Ordering::Relaxed);
+        }
+        batch.commit().map_err(|e| io("clear for a snapshot", e))?;
+        self.inner.committed_version.store(0, Ordering::Release);
+        Ok(())
+    }
+
+    /// Loads one chunk of a snapshot.
+    pub fn load_snapshot_chunk(&self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut batch = self.inner.db.batch();
+        for (k, v) in pairs {
+            batch.insert(&self.inner.data, k.as_slice(), v.as_slice());
+        }
+        batch.commit().map_err(|e| io("load a snapshot chunk", e))
+    }
+
+    /// Ends a snapshot load at `version`, durably. A store re-seeded this way is a standby again:
+    /// no longer fenced.
+    pub fn finish_snapshot_load(&self, version: u64) -> Result<(), StoreError> {
+        {
+            let _commit = lock(&self.inner.commit_lock);
+            let mut batch = self.inner.db.batch();
+            batch.insert(&self.inner.data, VERSION_KEY, version.to_be_bytes());
+            batch.remove(&self.inner.data, LOADING_KEY);
+            batch.remove(&self.inner.data, FENCED_KEY);
+            if let Some(log) = &self.inner.replication {
+                log.fenced_by.store(0, Ordering::Release);
+            }
+            batch.commit().map_err(|e| io("finish a snapshot load", e))?;
+            self.inner.committed_version.store(version, Ordering::Release);
+            if let Some(log) = &self.inner.replication {
+                log.committed.send_replace(version);
+            }
+        }
+        self.inner.sync_journal()
+    }
+
+    /// Whether a snapshot load was cut short (the data is not a usable copy).
+    pub fn snapshot_load_unfinished(&self) -> Result<bool, StoreError> {
+        Ok(self.inner.data.get(LOADING_KEY).map_err(|e| io("read", e))?.is_some())
+    }
+
+    /// The epoch this store's cell writes under (1 until a promotion).
+    pub fn epoch(&self) -> Result<u64, StoreError> {
+        match self.inner.data.get(EPOCH_KEY).map_err(|e| io("read the epoch", e))? {
+            Some(v) => Ok(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| io("epoch", "not 8 bytes"))?)),
+            None => Ok(1),
+        }
+    }
+
+    /// Persists `epoch` durably.
+    pub fn set_epoch(&self, epoch: u64) -> Result<(), StoreError> {
+        self.inner.data.insert(EPOCH_KEY, epoch.to_be_bytes()).map_err(|e| io("write the epoch", e))?;
+        self.inner.sync_journal()
+    }
+}
+
+impl EmbeddedStore {
+    /// Fences this store: a peer holds `peer_epoch`, higher than (or, two primaries at once, equal
+    /// to) this one's. Every later commit is refused, across restarts, until a snapshot re-seeds
+    /// it as a standby.
+    pub fn fence(&self, peer_epoch: u64) -> Result<(), StoreError> {
+        let log = self.log()?;
+        log.fenced_by.store(peer_epoch.max(1), Ordering::Release);
+        self.inner.data.insert(FENCED_KEY, peer_epoch.max(1).to_be_bytes()).map_err(|e| io("write the fence", e))?;
+        self.inner.sync_journal()
+    }
+
+    /// The epoch of the peer that fenced this store, if one did.
+    pub fn fenced_by(&self) -> Option<u64> {
+        let by = self.inner.replication.as_ref()?.fenced_by.load(Ordering::Acquire);
+        (by != 0).then_some(by)
+    }
+
+    /// `sync` durability: from now on a commit waits for a standby to hold it.
+    pub fn require_standby(&self, on: bool) -> Result<(), StoreError> {
+        self.log()?.sync_standby.store(on, Ordering::Release);
+        Ok(())
+    }
+
+    /// A standby holds every version up to `version` durably.
+    pub fn standby_acked(&self, version: u64) {
+        if let Some(log) = &self.inner.replication {
+            let mut acked = lock(&log.standby_acked);
+            if version > *acked {
+                *acked = version;
+                log.standby_acked_cv.notify_all();
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Refuses a commit on a fenced store.
+    pub(super) fn refuse_if_fenced(&self) -> Result<(), StoreError> {
+        match self.replication.as_ref().map(|l| l.fenced_by.load(Ordering::Acquire)) {
+            Some(by) if by != 0 => Err(StoreError::Unavailable(format!(
+                "this cell is fenced: a peer holds epoch {by}; it commits nothing until re-seeded as a standby"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// In `sync` durability, waits until a standby holds `version`.
+    pub(super) fn wait_standby(&self, version: u64) -> Result<(), StoreError> {
+        let Some(log) = self.replication.as_ref().filter(|l| l.sync_standby.load(Ordering::Acquire)) else {
+            return Ok(());
+        };
+        let acked = lock(&log.standby_acked);
+        let (acked, timeout) = log
+            .standby_acked_cv
+            .wait_timeout_while(acked, STANDBY_WAIT, |acked| *acked < version)
+            .unwrap_or_else(|p| p.into_inner());
+        if timeout.timed_out() && *acked < version {
+            return Err(StoreError::CommitUnknownResult);
+        }
+        Ok(())
+    }
+
+    /// Logs a commit's final writes in its batch (when this store keeps a log).
+    pub(super) fn log_commit(&self, batch: &mut fjall::OwnedWriteBatch, version: u64, writes: WriteSet) {
+        if let Some(log) = &self.replication {
+            let encoded = encode(&writes);
+            log.bytes.fetch_add((8 + encoded.len()) as u64, Ordering::Relaxed);
+            batch.insert(&log.keyspace, version_key(version), encoded);
+        }
+    }
+
+    /// Tells the shippers a commit is in (after the batch).
+    pub(super) fn announce(&self, version: u64) {
+        if let Some(log) = &self.replication {
+            log.committed.send_replace(version);
+        }
+    }
+}

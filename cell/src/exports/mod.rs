@@ -313,7 +313,11 @@ impl Exporter<'_> {
         let csv_path = scratch.path("events.csv")?;
         let csv = std::fs::File::create(&csv_path).map_err(|e| ExportError::io(&csv_path, e))?;
         let mut index = Index::new(std::io::BufWriter::new(csv)).map_err(|e| ExportError::io(&csv_path, e))?;
-        let books = compile(store, kind, &period, &range, &mut index)?;
+        // RUD reads the register alone: nothing in the chain feeds it.
+        let books = match kind {
+            "RUD" => books::Books::new(period.start, false),
+            _ => compile(store, kind, &period, &range, &mut index)?,
+        };
         let (merkle_root, event_count) = (index.merkle.root(), index.merkle.count());
         let csv = index.csv.into_inner().map_err(|e| ExportError::io(&csv_path, e.into_error()))?;
         csv.sync_all().map_err(|e| ExportError::io(&csv_path, e))?;

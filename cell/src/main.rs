@@ -48,6 +48,10 @@ enum Command {
         /// The standby's data directory.
         #[arg(long)]
         data: PathBuf,
+        /// Promote a store that was fenced (after two primaries at one epoch both stopped): ops
+        /// decide that this store's data is the jurisdiction's; re-seed the other from it.
+        #[arg(long)]
+        over_fence: bool,
     },
     /// Measure a part of the cell and print key=value figures.
     Bench {
@@ -363,8 +367,8 @@ fn main() -> anyhow::Result<ExitCode> {
             };
             cell::server::run(config, listener, shutdown_signal()).await
         }),
-        Command::Promote { data } => {
-            let (epoch, version) = cell::replica::promote(&data)?;
+        Command::Promote { data, over_fence } => {
+            let (epoch, version) = cell::replica::promote(&data, over_fence)?;
             println!("{}", serde_json::json!({ "epoch": epoch, "version": version }));
             Ok(())
         }

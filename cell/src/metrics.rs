@@ -66,9 +66,17 @@ impl Collector for ReplicaCollector {
         };
         let (versions, seconds) = state.lag();
         let standbys = state.shipper.get().map_or(0, |s| s.sessions().len());
-        let following = state.standby && state.follow.borrow().connected;
-        let gauges: [(&str, &str, i64); 6] = [
-            ("replication_following", "1 when this standby is connected to its primary", i64::from(following)),
+        if state.standby {
+            let following = ConstGauge::new(i64::from(state.follow.borrow().connected));
+            let help = "1 when this standby is connected to its primary (only a standby reports it)";
+            following.encode(encoder.encode_descriptor(
+                "replication_following",
+                help,
+                None,
+                following.metric_type(),
+            )?)?;
+        }
+        let gauges: [(&str, &str, i64); 5] = [
             (
                 "replication_lag_versions",
                 "Commits the standby is behind its primary (on a primary: its furthest standby)",

@@ -179,11 +179,11 @@ pub const LOG_BYTES_MAX: u64 = 256 * 1024 * 1024;
 
 /// `cell promote`: makes a stopped standby's store the writer's, one epoch above any it has seen.
 /// Returns the new epoch and the version it holds.
-pub fn promote(data_dir: &std::path::Path) -> anyhow::Result<(u64, u64)> {
+pub fn promote(data_dir: &std::path::Path, over_fence: bool) -> anyhow::Result<(u64, u64)> {
     use anyhow::Context;
     let store = EmbeddedStore::open_replicated(&data_dir.join("store"), crate::store::embedded::Durability::GroupSync)
         .with_context(|| format!("open the store under {}", data_dir.display()))?;
-    if let Some(by) = store.fenced_by() {
+    if let Some(by) = store.fenced_by().filter(|_| !over_fence) {
         anyhow::bail!(
             "this store was deposed (a peer holds epoch {by}): re-seed it as a standby (cell serve --standby-of) before it can be promoted"
         );
@@ -193,5 +193,6 @@ pub fn promote(data_dir: &std::path::Path) -> anyhow::Result<(u64, u64)> {
     }
     let epoch = store.epoch()?.max(store.fenced_by().unwrap_or(0)) + 1;
     store.set_epoch(epoch)?;
+    store.unfence()?;
     Ok((epoch, store.committed_version()))
 }

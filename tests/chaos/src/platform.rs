@@ -222,6 +222,8 @@ pub struct PlatformSpec {
     pub ports: Ports,
     /// Where each cell reaches the control plane's QUIC port, when not directly (a fault proxy).
     pub control_via: BTreeMap<String, SocketAddr>,
+    /// Where each cell's standby reaches its primary's shipping port, when not directly.
+    pub shipping_via: BTreeMap<String, SocketAddr>,
     /// The first admin token of global-control.
     pub admin_token: String,
 }
@@ -533,7 +535,11 @@ impl Platform {
                 }
                 let flag = if matches!(role, Role::Primary(_)) { "--cell" } else { "--standby" };
                 router_args.extend([flag.into(), format!("{id}=https://{addr}").into()]);
-                args.extend(replication_args(&p.shipping, &role, false, r));
+                let mut shipping = p.shipping.clone();
+                if let (Role::Standby(_), Some(via)) = (&role, spec.shipping_via.get(id)) {
+                    shipping.insert(Role::Primary(id.clone()), *via);
+                }
+                args.extend(replication_args(&shipping, &role, false, r));
                 let name = role.to_string();
                 let mut process = Process::new(&name, &spec.bins.cell, args, cell_env.clone(), &logs);
                 process.follower = matches!(role, Role::Standby(_)) && p.shipping.contains_key(&role);

@@ -35,10 +35,13 @@ pub enum Scenario {
     Failover,
     PspChaos,
     ExportChaos,
+    KillStandby,
+    PartitionReplica,
+    DoublePrimary,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::KillCell,
         Scenario::KillControl,
         Scenario::PartitionControl,
@@ -46,7 +49,18 @@ impl Scenario {
         Scenario::Failover,
         Scenario::PspChaos,
         Scenario::ExportChaos,
+        Scenario::KillStandby,
+        Scenario::PartitionReplica,
+        Scenario::DoublePrimary,
     ];
+
+    /// Whether the drill runs its target with a replicating standby.
+    fn needs_standby(self) -> bool {
+        matches!(
+            self,
+            Scenario::Failover | Scenario::KillStandby | Scenario::PartitionReplica | Scenario::DoublePrimary
+        )
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -57,6 +71,9 @@ impl Scenario {
             Scenario::Failover => "failover",
             Scenario::PspChaos => "psp-chaos",
             Scenario::ExportChaos => "export-chaos",
+            Scenario::KillStandby => "kill-standby",
+            Scenario::PartitionReplica => "partition-replica",
+            Scenario::DoublePrimary => "double-primary",
         }
     }
 
@@ -82,6 +99,15 @@ impl Scenario {
             }
             Scenario::ExportChaos => {
                 "a month of Spain's regulator exports built at once, kill -9 of the cell mid-build, twice; all verify"
+            }
+            Scenario::KillStandby => {
+                "kill -9 a jurisdiction's standby under load; the primary keeps serving; it catches up"
+            }
+            Scenario::PartitionReplica => {
+                "cut the shipping path between a primary and its standby (UDP fault proxy), then heal; it catches up"
+            }
+            Scenario::DoublePrimary => {
+                "promote a standby and its live primary both: neither may write beside the other; ops re-seed one"
             }
         }
     }
@@ -168,11 +194,11 @@ async fn run_in(scenario: Scenario, options: &DrillOptions, dir: PathBuf, report
     let with_standby: Vec<String> = regions
         .iter()
         .filter(|r| r.standby_endpoint.is_some())
-        .filter(|r| scenario != Scenario::Failover || sync(r))
+        .filter(|r| !scenario.needs_standby() || sync(r))
         .map(|r| r.cell_id.clone())
         .collect();
     let target = match scenario {
-        Scenario::Failover => {
+        s if s.needs_standby() => {
             if with_standby.is_empty() {
                 bail!("no region file names a standby endpoint");
             }
@@ -180,15 +206,25 @@ async fn run_in(scenario: Scenario, options: &DrillOptions, dir: PathBuf, report
         }
         _ => cell_ids[rng.random_range(0..cell_ids.len())].clone(),
     };
-    let standbys = if scenario == Scenario::Failover { vec![target.clone()] } else { Vec::new() };
+    let standbys = if scenario.needs_standby() { vec![target.clone()] } else { Vec::new() };
     let ports = Ports::free(&regions, &standbys)?;
     let proxy = match scenario {
         Scenario::PartitionControl => Some(UdpFaultProxy::start(ports.control_quic).await?),
+        Scenario::PartitionReplica => {
+            let shipping = ports.shipping.get(&Role::Primary(target.clone())).context("the primary's shipping port")?;
+            Some(UdpFaultProxy::start(*shipping).await?)
+        }
         _ => None,
     };
-    let mut control_via = BTreeMap::new();
-    if let Some(p) = &proxy {
-        control_via.insert(target.clone(), p.addr);
+    let (mut control_via, mut shipping_via) = (BTreeMap::new(), BTreeMap::new());
+    match (&proxy, scenario) {
+        (Some(p), Scenario::PartitionReplica) => {
+            shipping_via.insert(target.clone(), p.addr);
+        }
+        (Some(p), _) => {
+            control_via.insert(target.clone(), p.addr);
+        }
+        _ => {}
     }
     let admin_token = format!("gct_drill_{}", hex::encode(rng.random::<[u8; 24]>()));
     let spec = PlatformSpec {
@@ -198,6 +234,7 @@ async fn run_in(scenario: Scenario, options: &DrillOptions, dir: PathBuf, report
         geoip: options.geoip.clone(),
         ports,
         control_via,
+        shipping_via,
         admin_token: admin_token.clone(),
     };
     report.step(format!(
@@ -228,6 +265,9 @@ async fn run_in(scenario: Scenario, options: &DrillOptions, dir: PathBuf, report
         Scenario::ExportChaos => {
             crate::export_chaos::run(&mut drill.platform, &drill.control, options.quick, report).await
         }
+        Scenario::KillStandby => kill_standby(&mut drill, &target, report).await,
+        Scenario::PartitionReplica => partition_replica(&mut drill, &target, proxy.as_ref(), report).await,
+        Scenario::DoublePrimary => double_primary(&mut drill, &target, report).await,
     };
     // Whatever happened, settle and check what can be checked, then stop cleanly.
     let settled = settle_and_check(&mut drill, report).await;
@@ -626,6 +666,171 @@ async fn failover(drill: &mut Drill, target: &str, report: &mut Report) -> anyho
         caught_up.is_ok(),
         format!("{caught_up:?}"),
     ));
+    Ok(())
+}
+
+/// Waits until `role` follows its writer with nothing outstanding: its lag, or why not.
+async fn caught_up(drill: &Drill, role: &Role) -> Result<u64, String> {
+    let deadline = tokio::time::Instant::now() + PROGRESS_WAIT_MAX;
+    loop {
+        let following = metric(drill, role, "cell_replication_following").await;
+        let lag = metric(drill, role, "cell_replication_lag_versions").await;
+        if following == Some(1) && lag == Some(0) {
+            return Ok(0);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("following {following:?}, lag {lag:?} after {PROGRESS_WAIT_MAX:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn kill_standby(drill: &mut Drill, target: &str, report: &mut Report) -> anyhow::Result<()> {
+    let standby = Role::Standby(target.to_owned());
+    progress(drill, Some(target), drill.sizes.warmup, "warm-up").await?;
+    let pid = drill.platform.process(&standby)?.pid().unwrap_or(0);
+    drill.platform.kill9(&standby)?;
+    report.fault(format!("kill -9 the standby of {target} (pid {pid}) under load"));
+    let start = drill.load.acked(Some(target));
+    let ok = drill.load.wait_until(PROGRESS_WAIT_MAX, |l| l.acked(Some(target)) >= start + drill.sizes.during).await;
+    report.check(Check::holds(
+        &format!("{target}'s primary keeps acknowledging writes without its standby"),
+        ok,
+        format!(
+            "{} writes acknowledged on {target} while the standby was down",
+            drill.load.acked(Some(target)) - start
+        ),
+    ));
+    drill.platform.restart(&standby).await?;
+    report.step(format!("standby of {target} restarted on its data, following"));
+    progress(drill, Some(target), drill.sizes.after, "after the standby's restart").await?;
+    let lag = caught_up(drill, &standby).await;
+    report.check(Check::holds("the standby caught up with its primary", lag.is_ok(), format!("{lag:?}")));
+    Ok(())
+}
+
+async fn partition_replica(
+    drill: &mut Drill,
+    target: &str,
+    proxy: Option<&UdpFaultProxy>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let proxy = proxy.context("the partition drill needs its fault proxy")?;
+    let standby = Role::Standby(target.to_owned());
+    progress(drill, Some(target), drill.sizes.warmup, "warm-up").await?;
+    proxy.set_cut(true);
+    report.fault(format!(
+        "cut the shipping path {target} primary <-> standby (fault proxy {} drops every datagram)",
+        proxy.addr
+    ));
+    // In `sync` durability a write waits for the standby's ack (at most 5 s) until the primary's
+    // QUIC connection to it times out; then the primary writes alone, and says so.
+    let start = drill.load.acked(Some(target));
+    let ok = drill.load.wait_until(PROGRESS_WAIT_MAX, |l| l.acked(Some(target)) >= start + drill.sizes.during).await;
+    report.check(Check::holds(
+        &format!("{target} acknowledges writes while its standby is cut off"),
+        ok,
+        format!("{} writes acknowledged on {target} during the partition", drill.load.acked(Some(target)) - start),
+    ));
+    proxy.set_cut(false);
+    let (forwarded, dropped) = proxy.counts();
+    report.step(format!("healed the path ({forwarded} datagrams forwarded, {dropped} dropped)"));
+    let lag = caught_up(drill, &standby).await;
+    report.check(Check::holds("the standby caught up after the partition healed", lag.is_ok(), format!("{lag:?}")));
+    Ok(())
+}
+
+/// Runs `cell promote` on a stopped role's data.
+fn promote(drill: &Drill, role: &Role, over_fence: bool) -> anyhow::Result<String> {
+    let data = drill.platform.spec.data_dir.join(role.to_string());
+    let mut command = std::process::Command::new(&drill.platform.spec.bins.cell);
+    command.args(["promote", "--data"]).arg(&data);
+    if over_fence {
+        command.arg("--over-fence");
+    }
+    let out = command.output().context("run cell promote")?;
+    anyhow::ensure!(out.status.success(), "cell promote {role}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Restarts `role` as its cell's writer (`writer`) or as the follower of the other role.
+async fn restart_as(drill: &mut Drill, role: &Role, target: &str, writer: bool) -> anyhow::Result<()> {
+    use crate::platform::{replication_args, without_replication_args};
+    let region = drill.platform.region(target).context("target region")?.clone();
+    let shipping = drill.platform.spec.ports.shipping.clone();
+    // `replication_args` gives the primary the writer's flags unless swapped, the standby the
+    // follower's unless swapped.
+    let swapped = matches!(role, Role::Primary(_)) != writer;
+    let process = drill.platform.process(role)?;
+    let mut args = without_replication_args(process.args());
+    args.extend(replication_args(&shipping, role, swapped, &region));
+    process.set_args(args);
+    process.follower = !writer;
+    process.spawn()
+}
+
+/// Whether `role` refuses a write with 503 CELL_FENCED.
+async fn refuses_writes(drill: &Drill, role: &Role, target: &str, currency: &str) -> Option<String> {
+    let credit =
+        json!({ "playerId": format!("{target}-nobody"), "currency": currency, "amount": "1.00", "reason": "deposit" });
+    let url = format!("{}/wallet/credit", drill.platform.url(role));
+    let headers = [("x-idempotency-key", "double-primary-probe"), ("content-type", "application/json")];
+    let reply =
+        drill.platform.http.send(Some(target), "POST", &url, &headers, Some(credit.to_string().into_bytes())).await;
+    reply.ok().map(|r| format!("{} {}", r.status, r.code()))
+}
+
+async fn double_primary(drill: &mut Drill, target: &str, report: &mut Report) -> anyhow::Result<()> {
+    let (primary, standby) = (Role::Primary(target.to_owned()), Role::Standby(target.to_owned()));
+    let currency = drill.platform.region(target).context("target region")?.default_currency.code().to_owned();
+    progress(drill, Some(target), drill.sizes.warmup, "warm-up").await?;
+    // The deliberate mistake: both stopped and promoted, so both hold the same new epoch; the
+    // primary starts as a writer, then the standby does too.
+    for role in [&standby, &primary] {
+        drill.platform.process(role)?.terminate().await?;
+    }
+    let epochs = (promote(drill, &primary, false)?, promote(drill, &standby, false)?);
+    report.fault(format!("promoted both of {target}'s cells: primary {}, standby {}", epochs.0, epochs.1));
+    restart_as(drill, &primary, target, true).await?;
+    drill.platform.wait_ready(&primary).await?;
+    restart_as(drill, &standby, target, true).await?;
+    report.fault(format!("started both as writers of {target}"));
+    // They meet (the standby asks at its start, each every 2 s after): both must stop.
+    let deadline = tokio::time::Instant::now() + PROGRESS_WAIT_MAX;
+    let answers = loop {
+        let a = refuses_writes(drill, &primary, target, &currency).await;
+        let b = refuses_writes(drill, &standby, target, &currency).await;
+        let fenced = |x: &Option<String>| x.as_deref() == Some("503 CELL_FENCED");
+        if (fenced(&a) && fenced(&b)) || tokio::time::Instant::now() > deadline {
+            break (a, b);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    report.check(Check::holds(
+        "two writers at one epoch both stop: each refuses writes (503 CELL_FENCED)",
+        answers.0.as_deref() == Some("503 CELL_FENCED") && answers.1.as_deref() == Some("503 CELL_FENCED"),
+        format!("primary: {:?}; standby: {:?}", answers.0, answers.1),
+    ));
+    for role in [&primary, &standby] {
+        drill.platform.process(role)?.terminate().await?;
+    }
+    let refused = promote(drill, &standby, false).err().map(|e| e.to_string());
+    report.check(Check::holds(
+        "a fenced cell cannot simply be promoted again",
+        refused.as_deref().is_some_and(|e| e.contains("re-seed")),
+        format!("cell promote on the fenced standby: {refused:?}"),
+    ));
+    // Ops decide: the primary's data stands (the standby was fenced before it served anything);
+    // the standby is re-seeded from it.
+    let decided = promote(drill, &primary, true)?;
+    report.step(format!("ops promoted the primary over the fence ({decided}); re-seeding the standby from it"));
+    restart_as(drill, &primary, target, true).await?;
+    drill.platform.wait_ready(&primary).await?;
+    restart_as(drill, &standby, target, false).await?;
+    drill.platform.wait_ready(&standby).await?;
+    progress(drill, Some(target), drill.sizes.after, "after ops chose the writer").await?;
+    let lag = caught_up(drill, &standby).await;
+    report.check(Check::holds("the re-seeded standby follows the chosen writer", lag.is_ok(), format!("{lag:?}")));
     Ok(())
 }
 

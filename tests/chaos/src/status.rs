@@ -70,6 +70,8 @@ struct Line {
     exited: Option<String>,
     url: String,
     totals: Option<Totals>,
+    /// A replicating cell's part: following and lag, or its standbys.
+    replica: Option<String>,
 }
 
 /// The screen and what it remembers between refreshes (to turn totals into rates).
@@ -92,14 +94,17 @@ impl Screen {
             let Ok(process) = platform.process(role) else { continue };
             let up = process.is_up();
             let (pid, starts, exited) = (process.pid(), process.starts, process.exited.clone());
-            let totals = match up {
+            let page = match up {
                 true => match platform.get(role, "/metrics").await {
-                    Ok(reply) if reply.status == 200 => Some(parse_totals(&reply.text(), counters(role))),
+                    Ok(reply) if reply.status == 200 => Some(reply.text()),
                     _ => None,
                 },
                 false => None,
             };
-            lines.push((role.clone(), Line { name: role.to_string(), pid, up, starts, exited, url, totals }));
+            let totals = page.as_deref().map(|text| parse_totals(text, counters(role)));
+            let replica = page.as_deref().and_then(replication_state);
+            let line = Line { name: role.to_string(), pid, up, starts, exited, url, totals, replica };
+            lines.push((role.clone(), line));
         }
         let now = Instant::now();
         let mut out = String::new();
@@ -114,6 +119,7 @@ impl Screen {
         );
         for (role, line) in lines {
             let state = match (line.up, &line.exited) {
+                (true, _) if line.replica.is_some() => line.replica.clone().unwrap_or_default(),
                 (true, _) if line.starts > 1 => format!("up (started {}x)", line.starts),
                 (true, _) => "up".to_owned(),
                 (false, Some(how)) => format!("DOWN: {how}"),
@@ -176,6 +182,23 @@ impl Screen {
         }
         out
     }
+}
+
+/// A replicating cell's state from its `/metrics`: a standby's lag, a primary's standbys, a fence.
+fn replication_state(text: &str) -> Option<String> {
+    let gauge =
+        |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<i64>().ok());
+    if gauge("cell_fenced") == Some(1) {
+        return Some("up, FENCED".into());
+    }
+    let lag = gauge("cell_replication_lag_versions")?;
+    // Only a standby reports whether it follows.
+    Some(match (gauge("cell_replication_following"), gauge("cell_replication_standbys")) {
+        (Some(1), _) => format!("following, lag {lag}"),
+        (Some(_), _) => "standby, NOT following".into(),
+        (None, Some(n)) if n > 0 => format!("up, {n} standby, lag {lag}"),
+        (None, _) => "up, NO standby".into(),
+    })
 }
 
 fn truncate(text: &str, max: usize) -> String {

@@ -85,6 +85,7 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
         geoip: options.geoip.clone(),
         ports,
         control_via: Default::default(),
+        shipping_via: Default::default(),
         admin_token: token.clone(),
     };
     eprintln!("drill: starting the platform in {}{}", data_dir.display(), if resumed { " (resuming)" } else { "" });

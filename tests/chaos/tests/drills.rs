@@ -141,3 +141,18 @@ fn invariants_catch_an_effect_nobody_acknowledged() {
 fn export_chaos() {
     drill(Scenario::ExportChaos);
 }
+
+#[test]
+fn kill_standby() {
+    drill(Scenario::KillStandby);
+}
+
+#[test]
+fn partition_replica() {
+    drill(Scenario::PartitionReplica);
+}
+
+#[test]
+fn double_primary() {
+    drill(Scenario::DoublePrimary);
+}

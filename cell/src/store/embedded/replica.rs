@@ -308,6 +308,15 @@ impl EmbeddedStore {
         self.inner.sync_journal()
     }
 
+    /// Lifts the fence (`cell promote --over-fence`: ops chose this store's data).
+    pub fn unfence(&self) -> Result<(), StoreError> {
+        if let Some(log) = &self.inner.replication {
+            log.fenced_by.store(0, Ordering::Release);
+        }
+        self.inner.data.remove(FENCED_KEY).map_err(|e| io("lift the fence", e))?;
+        self.inner.sync_journal()
+    }
+
     /// The epoch of the peer that fenced this store, if one did.
     pub fn fenced_by(&self) -> Option<u64> {
         let by = self.inner.replication.as_ref()?.fenced_by.load(Ordering::Acquire);

@@ -88,6 +88,7 @@ fn invariants_catch_an_effect_nobody_acknowledged() {
             geoip: options.geoip.clone(),
             ports: Ports::free(&regions, &[]).unwrap(),
             control_via: Default::default(),
+            shipping_via: Default::default(),
             admin_token: "gct_test_admin_0123456789abcdef0123456789abcdef".to_owned(),
         };
         let mut platform = Platform::start(spec).await.unwrap();

@@ -41,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         what: Export,
     },
+    /// Replication checks.
+    Replica {
+        #[command(subcommand)]
+        what: ReplicaTool,
+    },
     /// Make a stopped standby the writer of its jurisdiction: bumps its store's epoch above any
     /// it has seen, so the deposed primary is fenced when it meets it. Start it again with
     /// `cell serve` (without --standby-of). Prints `{epoch, version}`.
@@ -136,6 +141,27 @@ struct ServeArgs {
     /// `[replication] standby_sites` does not name.
     #[arg(long, default_value = "primary")]
     site: String,
+}
+
+#[derive(Subcommand)]
+enum ReplicaTool {
+    /// Compare a primary's and its standby's stores at one version (their keyspaces' hashes,
+    /// epoch and audit chain head), naming the first difference. Prints a JSON report; exits 0
+    /// when they agree, 1 when they differ, 2 when it could not compare.
+    Verify {
+        /// The primary's base URL (`https://HOST:PORT`).
+        #[arg(long)]
+        primary: String,
+        /// The standby's base URL.
+        #[arg(long)]
+        standby: String,
+        /// The platform's certificates (`global-control certs`).
+        #[arg(long)]
+        tls_dir: PathBuf,
+        /// The operator tool's certificate to present (`<name>.pem` in --tls-dir).
+        #[arg(long, default_value = "ops")]
+        cert: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -367,6 +393,24 @@ fn main() -> anyhow::Result<ExitCode> {
             };
             cell::server::run(config, listener, shutdown_signal()).await
         }),
+        Command::Replica { what: ReplicaTool::Verify { primary, standby, tls_dir, cert } } => {
+            // A development platform holds the drill's operator certificate rather than `ops`.
+            let cert = if cert == "ops" && !tls_dir.join("ops.pem").exists() { "drill".to_owned() } else { cert };
+            return Ok(match runtime.block_on(cell::replica::verify(&primary, &standby, &tls_dir, &cert)) {
+                Ok(report) => {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    if report.ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    ExitCode::from(2)
+                }
+            });
+        }
         Command::Promote { data, over_fence } => {
             let (epoch, version) = cell::replica::promote(&data, over_fence)?;
             println!("{}", serde_json::json!({ "epoch": epoch, "version": version }));

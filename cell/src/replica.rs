@@ -196,3 +196,197 @@ pub fn promote(data_dir: &std::path::Path, over_fence: bool) -> anyhow::Result<(
     store.unfence()?;
     Ok((epoch, store.committed_version()))
 }
+
+/// The keyspace a key belongs to: its first tuple element (`wallet`, `audit`...).
+fn keyspace_of(key: &[u8]) -> String {
+    match key.split_first() {
+        // A tuple-encoded string: 0x02, its bytes, 0x00.
+        Some((0x02, rest)) => {
+            let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+            String::from_utf8_lossy(&rest[..end]).into_owned()
+        }
+        _ => "other".into(),
+    }
+}
+
+/// The store's keyspaces hashed at one version (a consistent snapshot), with its epoch and chain.
+pub fn digest(state: &ReplicaState, cell: &str) -> anyhow::Result<contracts::replication::ReplicaDigest> {
+    use sha2::{Digest, Sha256};
+    let mut groups: std::collections::BTreeMap<String, (u64, Sha256)> = Default::default();
+    let version = state.store.snapshot_chunks(1 << 20, |_, pairs| {
+        for (k, v) in pairs {
+            let (keys, hash) = groups.entry(keyspace_of(&k)).or_insert_with(|| (0, Sha256::new()));
+            *keys += 1;
+            for part in [&k, &v] {
+                hash.update((part.len() as u64).to_be_bytes());
+                hash.update(part);
+            }
+        }
+        Ok(())
+    })?;
+    let (chain_seq, head) = crate::audit::head(state.store.as_ref())?;
+    Ok(contracts::replication::ReplicaDigest {
+        cell: cell.to_owned(),
+        version,
+        epoch: state.store.epoch()?,
+        standby: state.standby,
+        fenced_by: state.store.fenced_by(),
+        chain_seq,
+        chain_head: hex::encode(head),
+        keyspaces: groups
+            .into_iter()
+            .map(|(name, (keys, hash))| {
+                (name, contracts::replication::KeyspaceDigest { keys, sha256: hex::encode(hash.finalize()) })
+            })
+            .collect(),
+    })
+}
+
+/// What `cell replica verify` found.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyReport {
+    pub ok: bool,
+    /// The version both sides were compared at.
+    pub version: u64,
+    pub keyspaces: usize,
+    pub chain_seq: u64,
+    /// The first difference, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_difference: Option<String>,
+}
+
+/// Why a verification could not compare.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{0}")]
+    CannotCheck(String),
+}
+
+/// Compares a primary's and its standby's stores at one version: asks both for their digests
+/// until they stand at the same version (a quiet moment; it tries for up to 30 s), then names the
+/// first keyspace (or the epoch, or the chain) that differs.
+pub async fn verify(
+    primary: &str,
+    standby: &str,
+    tls_dir: &std::path::Path,
+    cert: &str,
+) -> Result<VerifyReport, VerifyError> {
+    let cannot = |e: String| VerifyError::CannotCheck(e);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let p = fetch_digest(primary, tls_dir, cert).await.map_err(|e| cannot(format!("{primary}: {e:#}")))?;
+        let s = fetch_digest(standby, tls_dir, cert).await.map_err(|e| cannot(format!("{standby}: {e:#}")))?;
+        if p.version == s.version {
+            return Ok(compare(&p, &s));
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(cannot(format!(
+                "the two never stood at one version within 30 s (last: the primary at {}, the standby at {})",
+                p.version, s.version
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn compare(p: &contracts::replication::ReplicaDigest, s: &contracts::replication::ReplicaDigest) -> VerifyReport {
+    let mut first = None;
+    if p.cell != s.cell {
+        first = Some(format!("cells: the primary is {}, the standby {}", p.cell, s.cell));
+    } else if p.epoch != s.epoch {
+        first = Some(format!("epoch: the primary writes under {}, the standby follows {}", p.epoch, s.epoch));
+    } else {
+        let names: std::collections::BTreeSet<&String> = p.keyspaces.keys().chain(s.keyspaces.keys()).collect();
+        for name in names {
+            match (p.keyspaces.get(name), s.keyspaces.get(name)) {
+                (Some(a), Some(b)) if a == b => continue,
+                (a, b) => {
+                    let keys = |d: Option<&contracts::replication::KeyspaceDigest>| d.map_or(0, |d| d.keys);
+                    first = Some(format!(
+                        "keyspace `{name}`: the primary holds {} keys, the standby {}; their hashes differ",
+                        keys(a),
+                        keys(b)
+                    ));
+                    break;
+                }
+            }
+        }
+        if first.is_none() && (p.chain_seq, &p.chain_head) != (s.chain_seq, &s.chain_head) {
+            first = Some(format!(
+                "audit chain: the primary's head is {} at {}, the standby's {} at {}",
+                p.chain_head, p.chain_seq, s.chain_head, s.chain_seq
+            ));
+        }
+    }
+    VerifyReport {
+        ok: first.is_none(),
+        version: p.version,
+        keyspaces: p.keyspaces.len(),
+        chain_seq: p.chain_seq,
+        first_difference: first,
+    }
+}
+
+/// `GET {base}/replication/digest` over mutual TLS as the operator tool `cert`.
+async fn fetch_digest(
+    base: &str,
+    tls_dir: &std::path::Path,
+    cert: &str,
+) -> anyhow::Result<contracts::replication::ReplicaDigest> {
+    use anyhow::Context;
+    use http_body_util::BodyExt;
+    let authority = base.trim_end_matches('/').strip_prefix("https://").context("a cell URL is https://HOST:PORT")?;
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_owned();
+    let stream = tokio::time::timeout(std::time::Duration::from_secs(10), tokio::net::TcpStream::connect(authority))
+        .await
+        .context("connect: timed out")??;
+    let config = replication::tls::client_config_by_url_host(tls_dir, cert)?;
+    let server = rustls::pki_types::ServerName::try_from(host)?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(server, stream).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
+    tokio::spawn(conn);
+    let request = hyper::Request::builder()
+        .uri("/replication/digest")
+        .header("host", authority)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+    let response = tokio::time::timeout(std::time::Duration::from_secs(120), sender.send_request(request))
+        .await
+        .context("no answer within 120 s")??;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(status.is_success(), "answered {status}: {}", String::from_utf8_lossy(&body));
+    Ok(serde_json::from_slice(&body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contracts::replication::{KeyspaceDigest, ReplicaDigest};
+
+    fn digest(wallet: &str) -> ReplicaDigest {
+        let ks = |h: &str| KeyspaceDigest { keys: 2, sha256: h.to_owned() };
+        ReplicaDigest {
+            cell: "uk".into(),
+            version: 7,
+            epoch: 2,
+            standby: false,
+            fenced_by: None,
+            chain_seq: 3,
+            chain_head: "ab".into(),
+            keyspaces: [("audit".to_owned(), ks("aa")), ("wallet".to_owned(), ks(wallet))].into(),
+        }
+    }
+
+    #[test]
+    fn verify_names_the_first_difference() {
+        assert!(compare(&digest("w"), &digest("w")).ok);
+        let report = compare(&digest("w"), &digest("x"));
+        assert!(!report.ok);
+        assert!(report.first_difference.unwrap().starts_with("keyspace `wallet`"));
+        let mut behind = digest("w");
+        behind.epoch = 1;
+        assert!(compare(&digest("w"), &behind).first_difference.unwrap().starts_with("epoch"));
+        assert_eq!(keyspace_of(&crate::store::subspaces::wallet().pack(&("x",))), "wallet");
+    }
+}

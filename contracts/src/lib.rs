@@ -21,6 +21,7 @@ pub mod money;
 pub mod operators;
 pub mod players;
 pub mod region;
+pub mod replication;
 pub mod schemas;
 pub mod sessions;
 pub mod wallet;

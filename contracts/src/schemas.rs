@@ -4,7 +4,7 @@
 
 use crate::events::{self, EventPayload};
 use crate::{audit, cashier, gaming, players, sessions, wallet, CellCode, ControlCode, ErrorBody, RouterCode};
-use crate::{catalog, changes, exports, flags, limits, operators};
+use crate::{catalog, changes, exports, flags, limits, operators, replication};
 use schemars::{schema_for, JsonSchema, Schema};
 
 /// One generated schema with the file name it is committed under.
@@ -116,6 +116,7 @@ pub fn all() -> Vec<NamedSchema> {
         api::<wallet::SettleResponse>("wallet.settle.response", w),
         api::<wallet::BalanceResponse>("wallet.balance.response", w),
         api::<players::RegisterPlayerRequest>("players.register.request", players::REGISTER_VERSION),
+        api::<replication::ReplicaDigest>("replication.digest", replication::DIGEST_VERSION),
         api::<players::Player>("players.player", "2"),
         api::<sessions::SessionRequest>("sessions.request", sessions::SESSIONS_VERSION),
         api::<sessions::RefreshRequest>("sessions.refresh.request", sessions::SESSIONS_VERSION),

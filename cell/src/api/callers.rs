@@ -58,6 +58,9 @@ pub enum Access {
     Provider,
     /// An operator tool's certificate and an operator token for one of these roles (or admin).
     BackOffice(&'static [Grant]),
+    /// An operator tool's certificate alone: answered by a standby too, which holds no tokens'
+    /// key (`/replication/digest`: hashes, no data).
+    OperatorTool,
 }
 
 use Grant::ThisRegulator;
@@ -72,6 +75,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/metrics", Access::Open),
     ("GET", "/openapi.json", Access::Open),
     ("GET", "/sessions/key", Access::Open),
+    ("GET", "/replication/digest", Access::OperatorTool),
     ("POST", "/players", Access::Player),
     ("POST", "/sessions", Access::Player),
     ("DELETE", "/sessions", Access::Player),
@@ -272,6 +276,7 @@ pub fn markdown_table() -> String {
                     .to_owned()
             }
             Access::BackOffice(grants) => format!("operator certificate + operator token: {}", names(grants)),
+            Access::OperatorTool => "an operator tool's certificate (a standby answers it too)".to_owned(),
         };
         out.push_str(&format!("| `{method} {pattern}` | {who} |\n"));
     }

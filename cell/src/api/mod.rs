@@ -393,6 +393,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/exports/{export_id}/files/{*file}", get(exports::file))
         .route("/audit/checkpoints", get(audit::checkpoints).post(audit::checkpoint_now))
         .route("/events", get(ops::events))
+        .route("/replication/digest", get(ops::replication_digest))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

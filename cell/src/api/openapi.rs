@@ -293,7 +293,8 @@ fn build() -> Value {
         ]), schema::<crate::domains::catalog::Lobby>(&mut g), &["400", "401"]) },
         "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } },
         "/healthz": { "get": { "summary": "Liveness", "responses": { "200": { "description": "alive" } } } },
-        "/readyz": { "get": { "summary": "Readiness: 200 once the store is open", "responses": { "200": { "description": "ready" }, "503": { "description": "opening" } } } },
+        "/readyz": { "get": { "summary": "Readiness: 200 once the store is open (a standby, or a fenced cell: 503)", "responses": { "200": { "description": "ready" }, "503": { "description": "opening, a standby or fenced" } } } },
+        "/replication/digest": { "get": read(&error, "This cell's store hashed per keyspace at one version, with its epoch and audit chain head (cell replica verify); a standby answers it too", json!([]), schema::<contracts::replication::ReplicaDigest>(&mut g), &["404"]) },
         "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "metrics" } } } }
     });
     // A second literal: one `json!` of every path passes the macro's recursion limit.
@@ -548,7 +549,7 @@ fn build() -> Value {
                     error.clone(),
                 );
             }
-            Access::Player | Access::Provider => {
+            Access::Player | Access::Provider | Access::OperatorTool => {
                 operation["responses"]["403"] = json_answer(
                     "FORBIDDEN (or NOT_YOUR_ACCOUNT): this certificate or token does not reach it",
                     error.clone(),

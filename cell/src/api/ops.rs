@@ -98,3 +98,27 @@ pub async fn ledger(
     };
     Ok(Json(totals.into_iter().map(|(c, total)| (c.code().to_owned(), at_scale(c, total))).collect()))
 }
+
+/// `GET /replication/digest`: the store's keyspaces hashed at one version, on a primary or its
+/// standby alike, for `cell replica verify`.
+pub async fn replication_digest(
+    State(s): State<Arc<AppState>>,
+) -> Result<axum::Json<contracts::replication::ReplicaDigest>, super::ApiError> {
+    let Some(replica) = s.replica.get().cloned() else {
+        return Err(super::ApiError::new(
+            StatusCode::NOT_FOUND,
+            contracts::CellCode::NotFound,
+            "this cell replicates nothing (no --replication-listen, --peer or --standby-of)",
+        ));
+    };
+    let cell = s.cell.clone();
+    let digest = tokio::task::spawn_blocking(move || crate::replica::digest(&replica, &cell))
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| internal(e.to_string()))?;
+    Ok(axum::Json(digest))
+}
+
+fn internal(message: String) -> super::ApiError {
+    super::ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, contracts::CellCode::Internal, message)
+}

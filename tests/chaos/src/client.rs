@@ -93,6 +93,7 @@ pub fn is_back_office(method: &str, path: &str) -> bool {
         "/events",
         "/compliance/",
         "/exports",
+        "/replication/",
     ]
     .iter()
     .any(|prefix| path.starts_with(prefix));

@@ -834,6 +834,45 @@ async fn double_primary(drill: &mut Drill, target: &str, report: &mut Report) ->
     Ok(())
 }
 
+/// Each cell with a standby: `cell replica verify` compares its writer's store with the
+/// standby's at one version, now that the load is stopped.
+async fn replicas_agree(drill: &mut Drill, report: &mut Report) {
+    let cells: Vec<String> = drill.platform.spec.ports.standbys.keys().cloned().collect();
+    for cell in cells {
+        let writer = drill.platform.writer(&cell);
+        let follower = if writer == Role::Primary(cell.clone()) {
+            Role::Standby(cell.clone())
+        } else {
+            Role::Primary(cell.clone())
+        };
+        let mut command = std::process::Command::new(&drill.platform.spec.bins.cell);
+        command
+            .args(["replica", "verify", "--primary", &drill.platform.url(&writer)])
+            .args(["--standby", &drill.platform.url(&follower)])
+            .arg("--tls-dir")
+            .arg(&drill.platform.tls_dir);
+        // It may wait up to 30 s for a quiet moment: off the runtime's threads.
+        let out =
+            tokio::task::spawn_blocking(move || command.output()).await.map_err(std::io::Error::other).and_then(|r| r);
+        let (ok, detail) = match out {
+            Ok(out) => (
+                out.status.success(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            ),
+            Err(e) => (false, format!("run cell replica verify: {e}")),
+        };
+        report.check(Check::holds(
+            &format!("cell replica verify: {cell}'s {follower} holds exactly its writer's store"),
+            ok,
+            detail,
+        ));
+    }
+}
+
 /// A gauge of a role's `/metrics`, if it reports it.
 async fn metric(drill: &Drill, role: &Role, name: &str) -> Option<u64> {
     let text = drill.platform.get(role, "/metrics").await.ok()?.text();
@@ -857,6 +896,7 @@ async fn settle_and_check(drill: &mut Drill, report: &mut Report) -> anyhow::Res
     let unresolved = drill.load.recover(tokio::time::Instant::now() + RECOVERY_WAIT_MAX).await;
     report.step(format!("recovery: parked requests resent with their keys; {unresolved} still unresolved"));
     report.load = drill.load.shared.progress();
+    replicas_agree(drill, report).await;
     let journal = std::mem::take(&mut *drill.load.shared.journal.lock().expect("journal lock"));
     let refusals = invariants::refusals_by_code(&journal);
     if !refusals.is_empty() {

@@ -12,9 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// A store in memory: a key-value map, and a log of `key=value` commits by version.
+/// The version, the key-value map, and the log of `key=value` commits by version.
+type MemState = (u64, BTreeMap<Vec<u8>, Vec<u8>>, BTreeMap<u64, Vec<u8>>);
+
+/// A store in memory.
 struct Mem {
-    data: Mutex<(u64, BTreeMap<Vec<u8>, Vec<u8>>, BTreeMap<u64, Vec<u8>>)>,
+    data: Mutex<MemState>,
     commits: watch::Sender<u64>,
     epoch: AtomicU64,
     fenced_by: AtomicU64,

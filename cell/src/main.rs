@@ -266,6 +266,8 @@ enum Bench {
     /// million rounds by default): records per second and each build's peak memory, which must
     /// not grow with the rounds (run two sizes).
     Export(cell::bench::ExportBenchArgs),
+    /// The wallet's HTTP phase with no standby, an async and a sync standby, and the lag.
+    Replication(cell::bench::ReplicationBenchArgs),
 }
 
 /// `--psp-url ID=URL`.
@@ -523,6 +525,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Bench { what: Bench::Rounds(args) } => runtime.block_on(cell::bench::rounds(args)),
         Command::Bench { what: Bench::Cashier(args) } => runtime.block_on(cell::bench::cashier(args)),
         Command::Bench { what: Bench::Export(args) } => runtime.block_on(cell::bench::export(args)),
+        Command::Bench { what: Bench::Replication(args) } => runtime.block_on(cell::bench::replication(args)),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

@@ -153,6 +153,10 @@ impl LogSink for StoreSink {
         self.0.apply_replicated(version, writes).map_err(|e| e.to_string())
     }
 
+    fn sync(&self) -> Result<(), String> {
+        self.0.sync_applied().map_err(|e| e.to_string())
+    }
+
     fn begin_snapshot(&self) -> Result<(), String> {
         self.0.begin_snapshot_load().map_err(|e| e.to_string())
     }

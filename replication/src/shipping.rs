@@ -148,8 +148,10 @@ pub trait LogSource: Send + Sync + 'static {
 pub trait LogSink: Send + Sync + 'static {
     fn applied_version(&self) -> Result<u64, String>;
     fn epoch(&self) -> u64;
-    /// Applies the commit at `version` atomically and durably.
+    /// Applies the commit at `version` atomically (durable at the next [`LogSink::sync`]).
     fn apply(&self, version: u64, writes: &[u8]) -> Result<(), String>;
+    /// Makes every commit applied so far durable (before they are acked).
+    fn sync(&self) -> Result<(), String>;
     fn begin_snapshot(&self) -> Result<(), String>;
     fn load_chunk(&self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String>;
     fn finish_snapshot(&self, version: u64) -> Result<(), String>;
@@ -628,7 +630,8 @@ async fn follow_once<S: LogSink>(
                         writer.apply(c.version, &c.writes)?;
                         at = c.version;
                     }
-                    Ok(())
+                    // One sync for the frame's commits, then the ack.
+                    writer.sync()
                 })
                 .await?;
                 applied = applied.max(last);

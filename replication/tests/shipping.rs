@@ -104,6 +104,9 @@ impl LogSink for Mem {
         d.1.insert(k.as_bytes().to_vec(), v.as_bytes().to_vec());
         Ok(())
     }
+    fn sync(&self) -> Result<(), String> {
+        Ok(())
+    }
     fn begin_snapshot(&self) -> Result<(), String> {
         let mut d = self.data.lock().unwrap();
         d.0 = 0;

@@ -5,11 +5,13 @@
 mod cashier;
 mod cpu;
 mod export;
+mod replication;
 mod rounds;
 mod wallet;
 
 pub use cashier::{cashier, CashierBenchArgs};
 pub use export::{export, ExportBenchArgs};
+pub use replication::{replication, ReplicationBenchArgs};
 pub use rounds::{rounds, RoundsBenchArgs};
 pub use wallet::{wallet, WalletBenchArgs};
 
@@ -390,7 +392,7 @@ impl Stages {
 }
 
 /// One GET on a new connection: the answer's status and body.
-async fn get(address: std::net::SocketAddr, path: &str) -> anyhow::Result<(hyper::StatusCode, Bytes)> {
+pub(super) async fn get(address: std::net::SocketAddr, path: &str) -> anyhow::Result<(hyper::StatusCode, Bytes)> {
     use http_body_util::BodyExt;
     let stream = tokio::net::TcpStream::connect(address).await?;
     let (mut sender, connection) =

@@ -94,7 +94,7 @@ async fn inprocess(
     Phase::gather(tasks, started).await
 }
 
-async fn http(
+pub(super) async fn http(
     address: std::net::SocketAddr,
     authorization: &str,
     players: usize,

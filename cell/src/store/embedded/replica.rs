@@ -187,7 +187,8 @@ impl EmbeddedStore {
     }
 
     /// A standby applies the primary's commit at `version`, atomically with the version (and in
-    /// its own log, so it can feed others once promoted), then waits until it is durable.
+    /// its own log, so it can feed others once promoted). Durable once [`Self::sync_applied`]
+    /// returns: a standby syncs once per frame of commits, not per commit.
     pub fn apply_replicated(&self, version: u64, encoded: &[u8]) -> Result<(), StoreError> {
         self.inner.refuse_if_poisoned()?;
         let writes = decode(encoded)?;
@@ -217,7 +218,12 @@ impl EmbeddedStore {
                 log.committed.send_replace(version);
             }
         }
-        self.inner.wait_durable(version)
+        Ok(())
+    }
+
+    /// Returns once every commit applied so far is durable.
+    pub fn sync_applied(&self) -> Result<(), StoreError> {
+        self.inner.wait_durable(self.committed_version())
     }
 
     /// Starts loading a snapshot: marks the store as loading and clears its data (a standby that

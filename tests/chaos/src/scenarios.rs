@@ -475,14 +475,14 @@ async fn partition_control(
                 format!("{target} acked version {acked} of {version}; it evaluates {DRILL_FLAG} to {served:?}"),
             ));
         }
-        let start = drill.load.acked(Some(target));
-        let ok =
-            drill.load.wait_until(PROGRESS_WAIT_MAX, |l| l.acked(Some(target)) >= start + drill.sizes.during).await;
-        report.check(Check::holds(
+        keeps_acknowledging(
+            drill,
+            target,
             &format!("{target} keeps serving while cut off from the control plane"),
-            ok,
-            format!("{} writes acknowledged on {target} during the partition", drill.load.acked(Some(target)) - start),
-        ));
+            "during the partition",
+            report,
+        )
+        .await;
         proxy.set_cut(false);
         let (forwarded, dropped) = proxy.counts();
         report.step(format!("healed the path ({forwarded} datagrams forwarded, {dropped} dropped so far)"));
@@ -669,6 +669,15 @@ async fn failover(drill: &mut Drill, target: &str, report: &mut Report) -> anyho
     Ok(())
 }
 
+/// Checks that `target` acknowledges `sizes.during` more writes within the wait (`during` says
+/// while what).
+async fn keeps_acknowledging(drill: &Drill, target: &str, name: &str, during: &str, report: &mut Report) {
+    let start = drill.load.acked(Some(target));
+    let ok = drill.load.wait_until(PROGRESS_WAIT_MAX, |l| l.acked(Some(target)) >= start + drill.sizes.during).await;
+    let acked = drill.load.acked(Some(target)) - start;
+    report.check(Check::holds(name, ok, format!("{acked} writes acknowledged on {target} {during}")));
+}
+
 /// Waits until `role` follows its writer with nothing outstanding: its lag, or why not.
 async fn caught_up(drill: &Drill, role: &Role) -> Result<u64, String> {
     let deadline = tokio::time::Instant::now() + PROGRESS_WAIT_MAX;
@@ -691,16 +700,8 @@ async fn kill_standby(drill: &mut Drill, target: &str, report: &mut Report) -> a
     let pid = drill.platform.process(&standby)?.pid().unwrap_or(0);
     drill.platform.kill9(&standby)?;
     report.fault(format!("kill -9 the standby of {target} (pid {pid}) under load"));
-    let start = drill.load.acked(Some(target));
-    let ok = drill.load.wait_until(PROGRESS_WAIT_MAX, |l| l.acked(Some(target)) >= start + drill.sizes.during).await;
-    report.check(Check::holds(
-        &format!("{target}'s primary keeps acknowledging writes without its standby"),
-        ok,
-        format!(
-            "{} writes acknowledged on {target} while the standby was down",
-            drill.load.acked(Some(target)) - start
-        ),
-    ));
+    let name = format!("{target}'s primary keeps acknowledging writes without its standby");
+    keeps_acknowledging(drill, target, &name, "while the standby was down", report).await;
     drill.platform.restart(&standby).await?;
     report.step(format!("standby of {target} restarted on its data, following"));
     progress(drill, Some(target), drill.sizes.after, "after the standby's restart").await?;
@@ -725,13 +726,14 @@ async fn partition_replica(
     ));
     // In `sync` durability a write waits for the standby's ack (at most 5 s) until the primary's
     // QUIC connection to it times out; then the primary writes alone, and says so.
-    let start = drill.load.acked(Some(target));
-    let ok = drill.load.wait_until(PROGRESS_WAIT_MAX, |l| l.acked(Some(target)) >= start + drill.sizes.during).await;
-    report.check(Check::holds(
+    keeps_acknowledging(
+        drill,
+        target,
         &format!("{target} acknowledges writes while its standby is cut off"),
-        ok,
-        format!("{} writes acknowledged on {target} during the partition", drill.load.acked(Some(target)) - start),
-    ));
+        "during the partition",
+        report,
+    )
+    .await;
     proxy.set_cut(false);
     let (forwarded, dropped) = proxy.counts();
     report.step(format!("healed the path ({forwarded} datagrams forwarded, {dropped} dropped)"));

@@ -73,6 +73,20 @@ impl AuditChain {
         AuditChain::decode(tx.get(&head_key())?.as_deref()).map_err(|e| StoreError::corrupt(&head_key(), e))
     }
 
+    /// The chain's head a commit's write set leaves (`seq:hash` in hex), if it moved it: what a
+    /// standby checks its own chain against once it applied the commit.
+    pub fn head_written(writes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Option<String> {
+        let key = head_key();
+        let (_, value) = writes.iter().find(|(k, _)| *k == key)?;
+        let chain = AuditChain::decode(value.as_deref()).ok()?;
+        Some(chain.describe())
+    }
+
+    /// `seq:hash`, hex.
+    pub fn describe(&self) -> String {
+        format!("{}:{}", self.seq, hex::encode(self.head))
+    }
+
     /// The chain's end from the stored head (`None`: the empty chain).
     fn decode(head: Option<&[u8]>) -> Result<AuditChain, rmp_serde::decode::Error> {
         let Some(bytes) = head else { return Ok(AuditChain::default()) };

@@ -5,7 +5,8 @@
 //! is re-seeded as a standby.
 
 use crate::store::embedded::EmbeddedStore;
-use replication::shipping::{FollowStatus, LogSink, LogSource};
+use crate::store::Store;
+use replication::shipping::{Commit, FollowStatus, LogSink, LogSource};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -103,8 +104,15 @@ impl LogSource for StoreSource {
         self.0.oldest_logged().map_err(|e| e.to_string())
     }
 
-    fn logged_after(&self, version: u64, max_bytes: usize) -> Result<Vec<(u64, Vec<u8>)>, String> {
-        self.0.logged_after(version, max_bytes).map_err(|e| e.to_string())
+    fn logged_after(&self, version: u64, max_bytes: usize) -> Result<Vec<Commit>, String> {
+        let logged = self.0.logged_after(version, max_bytes).map_err(|e| e.to_string())?;
+        logged
+            .into_iter()
+            .map(|(version, writes)| {
+                let set = crate::store::embedded::decode_write_set(&writes).map_err(|e| e.to_string())?;
+                Ok(Commit { version, chain_head: crate::audit::AuditChain::head_written(&set), writes })
+            })
+            .collect()
     }
 
     fn snapshot(
@@ -149,8 +157,23 @@ impl LogSink for StoreSink {
         self.0.epoch().unwrap_or(1)
     }
 
-    fn apply(&self, version: u64, writes: &[u8]) -> Result<(), String> {
-        self.0.apply_replicated(version, writes).map_err(|e| e.to_string())
+    fn apply(&self, commit: &Commit) -> Result<(), String> {
+        self.0.apply_replicated(commit.version, &commit.writes).map_err(|e| e.to_string())?;
+        if let Some(theirs) = &commit.chain_head {
+            let ours =
+                crate::audit::AuditChain::load(self.0.begin_snapshot_reads().map_err(|e| e.to_string())?.as_mut())
+                    .map_err(|e| e.to_string())?
+                    .describe();
+            if &ours != theirs {
+                // Never follow a copy that is not the primary's: start over from a snapshot.
+                self.0.mark_unusable().map_err(|e| e.to_string())?;
+                return Err(format!(
+                    "after commit {} the audit chain's head here is {ours}, the primary's {theirs}: this copy diverged",
+                    commit.version
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn sync(&self) -> Result<(), String> {

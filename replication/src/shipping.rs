@@ -37,7 +37,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 /// Version of the log-shipping protocol; bump it with any change to [`Message`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Commits per `Commits` frame, at most, and the bytes read from the log per frame.
 const FRAME_COMMIT_BYTES: usize = 512 * 1024;
@@ -61,6 +61,10 @@ pub struct Commit {
     pub version: u64,
     #[serde(with = "serde_bytes")]
     pub writes: Vec<u8>,
+    /// The audit chain's head after this commit (`seq:hash`), when it moved the chain: the
+    /// standby checks its own chain against it once applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_head: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,7 +139,7 @@ pub trait LogSource: Send + Sync + 'static {
     /// The oldest version the log holds (`None`: empty).
     fn oldest_logged(&self) -> Result<Option<u64>, String>;
     /// Logged commits after `version`, oldest first, about `max_bytes` of them (at least one).
-    fn logged_after(&self, version: u64, max_bytes: usize) -> Result<Vec<(u64, Vec<u8>)>, String>;
+    fn logged_after(&self, version: u64, max_bytes: usize) -> Result<Vec<Commit>, String>;
     /// A consistent copy of the state, chunk by chunk; its version.
     fn snapshot(&self, chunk_bytes: usize, f: &mut dyn FnMut(u64, Pairs) -> Result<(), String>) -> Result<u64, String>;
     /// Wakes at each commit.
@@ -148,8 +152,9 @@ pub trait LogSource: Send + Sync + 'static {
 pub trait LogSink: Send + Sync + 'static {
     fn applied_version(&self) -> Result<u64, String>;
     fn epoch(&self) -> u64;
-    /// Applies the commit at `version` atomically (durable at the next [`LogSink::sync`]).
-    fn apply(&self, version: u64, writes: &[u8]) -> Result<(), String>;
+    /// Applies `commit` atomically (durable at the next [`LogSink::sync`]); refuses it when the
+    /// audit chain's head it then holds is not the one the primary said.
+    fn apply(&self, commit: &Commit) -> Result<(), String>;
     /// Makes every commit applied so far durable (before they are acked).
     fn sync(&self) -> Result<(), String>;
     fn begin_snapshot(&self) -> Result<(), String>;
@@ -347,13 +352,12 @@ impl Shipper {
             while sent < latest {
                 let (reader, after) = (source.clone(), sent);
                 let batch = blocking(move || reader.logged_after(after, FRAME_COMMIT_BYTES)).await?;
-                if batch.first().map(|c| c.0) != Some(sent + 1) {
+                if batch.first().map(|c| c.version) != Some(sent + 1) {
                     // Trimmed meanwhile: the standby starts again from a snapshot.
                     return Err(ShipError::Protocol(format!("the log no longer holds version {}", sent + 1)));
                 }
-                sent = batch.last().map_or(sent, |c| c.0);
-                let commits = batch.into_iter().map(|(version, writes)| Commit { version, writes }).collect();
-                write(&mut send, &Message::Commits { commits }).await?;
+                sent = batch.last().map_or(sent, |c| c.version);
+                write(&mut send, &Message::Commits { commits: batch }).await?;
                 self.update(id, |s| s.sent_version = sent);
             }
             tokio::select! {
@@ -627,7 +631,7 @@ async fn follow_once<S: LogSink>(
                         if c.version != at + 1 {
                             return Err(format!("commit {} does not follow the applied version {at}", c.version));
                         }
-                        writer.apply(c.version, &c.writes)?;
+                        writer.apply(c)?;
                         at = c.version;
                     }
                     // One sync for the frame's commits, then the ack.
@@ -657,7 +661,8 @@ mod tests {
 
     #[test]
     fn frames_carry_bytes_as_binary_and_chunks_round_trip() {
-        let msg = Message::Commits { commits: vec![Commit { version: 7, writes: vec![0xAB; 1000] }] };
+        let commit = Commit { version: 7, writes: vec![0xAB; 1000], chain_head: None };
+        let msg = Message::Commits { commits: vec![commit] };
         let frame = encode(&msg).unwrap();
         assert!(frame.len() < 1100, "bytes are binary, not an array of numbers: {}", frame.len());
         let pairs = vec![(b"k".to_vec(), vec![1u8; 4096]), (b"l".to_vec(), Vec::new())];

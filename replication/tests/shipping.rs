@@ -3,7 +3,7 @@
 //! and epochs (a deposed primary is fenced; two primaries at one epoch both stop).
 
 use replication::shipping::{
-    check_writer, follow, FollowConfig, FollowStatus, LogSink, LogSource, Pairs, Shipper, ShipperConfig,
+    check_writer, follow, Commit, FollowConfig, FollowStatus, LogSink, LogSource, Pairs, Shipper, ShipperConfig,
 };
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -68,8 +68,10 @@ impl LogSource for Mem {
     fn oldest_logged(&self) -> Result<Option<u64>, String> {
         Ok(self.data.lock().unwrap().2.keys().next().copied())
     }
-    fn logged_after(&self, version: u64, _max_bytes: usize) -> Result<Vec<(u64, Vec<u8>)>, String> {
-        Ok(self.data.lock().unwrap().2.range(version + 1..).map(|(v, w)| (*v, w.clone())).collect())
+    fn logged_after(&self, version: u64, _max_bytes: usize) -> Result<Vec<Commit>, String> {
+        let d = self.data.lock().unwrap();
+        let commit = |(v, w): (&u64, &Vec<u8>)| Commit { version: *v, writes: w.clone(), chain_head: None };
+        Ok(d.2.range(version + 1..).map(commit).collect())
     }
     fn snapshot(&self, _chunk: usize, f: &mut dyn FnMut(u64, Pairs) -> Result<(), String>) -> Result<u64, String> {
         let (version, data) = self.state();
@@ -95,8 +97,9 @@ impl LogSink for Mem {
     fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
     }
-    fn apply(&self, version: u64, writes: &[u8]) -> Result<(), String> {
-        let text = String::from_utf8(writes.to_vec()).map_err(|e| e.to_string())?;
+    fn apply(&self, commit: &Commit) -> Result<(), String> {
+        let version = commit.version;
+        let text = String::from_utf8(commit.writes.clone()).map_err(|e| e.to_string())?;
         let (k, v) = text.split_once('=').ok_or("not key=value")?;
         let mut d = self.data.lock().unwrap();
         assert_eq!(version, d.0 + 1, "applied in order");

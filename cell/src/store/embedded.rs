@@ -22,7 +22,7 @@
 //! "fsyncgate"), so every later commit is refused until the cell restarts and recovers.
 
 mod replica;
-pub use replica::WriteSet;
+pub use replica::{decode as decode_write_set, WriteSet};
 
 use super::journal_sync::JournalSync;
 use super::memtable_reaper::MemtableReaper;

@@ -93,7 +93,6 @@ pub fn is_back_office(method: &str, path: &str) -> bool {
         "/events",
         "/compliance/",
         "/exports",
-        "/replication/",
     ]
     .iter()
     .any(|prefix| path.starts_with(prefix));

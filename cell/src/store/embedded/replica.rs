@@ -283,6 +283,13 @@ impl EmbeddedStore {
         self.inner.sync_journal()
     }
 
+    /// Marks this copy unusable (it diverged from its primary): the standby takes a snapshot at
+    /// its next connection.
+    pub fn mark_unusable(&self) -> Result<(), StoreError> {
+        self.inner.data.insert(LOADING_KEY, [1u8]).map_err(|e| io("mark the copy unusable", e))?;
+        self.inner.sync_journal()
+    }
+
     /// Whether a snapshot load was cut short (the data is not a usable copy).
     pub fn snapshot_load_unfinished(&self) -> Result<bool, StoreError> {
         Ok(self.inner.data.get(LOADING_KEY).map_err(|e| io("read", e))?.is_some())

@@ -18,7 +18,7 @@
 //! standby (or a restarted primary checking)      primary
 //! Hello {cell, site, role, epoch, appliedVersion} ->
 //!                                               <-  Snapshot {version, chunk, last}...   (when the log does not reach back)
-//!                                               <-  Commits [{version, writes}...]        (the commits since, then each new one)
+//!                                               <-  Commits [{version, writes, chainHead}...] (the commits since, then each new one)
 //! Ack {version}                                 ->  (once durable)
 //!                                               <-  Heartbeat {version, epoch}           (every 200 ms when idle)
 //!                                               <-  Refused {code, message, epoch}       (then the connection closes)

@@ -82,6 +82,39 @@ impl AuditChain {
         Some(chain.describe())
     }
 
+    /// Whether a commit's write set continues this chain: the first record it appends (the
+    /// lowest position) sits right after this head and links to it. `Err` names the break; a
+    /// write set that appends nothing continues any chain.
+    pub fn continued_by(&self, writes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), String> {
+        let first = writes
+            .iter()
+            .filter_map(|(k, v)| {
+                let (kind, seq): (String, u64) = subspaces::audit().unpack(k).ok()?;
+                (kind == "rec").then_some((seq, v.as_deref()?))
+            })
+            .min_by_key(|(seq, _)| *seq);
+        let Some((seq, value)) = first else { return Ok(()) };
+        let record: StoredRecord = decode("audit record", value).map_err(|e| e.to_string())?;
+        if seq != self.seq + 1 || record.prev != self.head {
+            return Err(format!(
+                "record {seq} links to {} but this chain ends at {}",
+                hex::encode(record.prev),
+                self.describe()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The chain's head if `key` is where it is kept and `value` decodes.
+    pub fn head_at(key: &[u8], value: &[u8]) -> Option<AuditChain> {
+        (key == head_key().as_slice()).then(|| AuditChain::decode(Some(value)).ok()).flatten()
+    }
+
+    /// The position of its last record, and its hash.
+    pub fn end(&self) -> (u64, [u8; 32]) {
+        (self.seq, self.head)
+    }
+
     /// `seq:hash`, hex.
     pub fn describe(&self) -> String {
         format!("{}:{}", self.seq, hex::encode(self.head))
@@ -416,4 +449,34 @@ pub fn verify_offline(data_dir: &std::path::Path, public_key: Option<&str>) -> a
     )
     .with_context(|| format!("open the store under {} (is the cell still running?)", data_dir.display()))?;
     Ok(verify(&store, &public_key)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::embedded::{Durability, EmbeddedStore};
+
+    /// The write set of a commit appending `event` to the chain at `from`.
+    fn appended(store: &EmbeddedStore, from: &mut AuditChain, event: &str) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let mut tx = store.begin().unwrap();
+        let seq = from.append(tx.as_mut(), event.to_owned()).unwrap();
+        let value = tx.get(&record_key(seq)).unwrap();
+        vec![(record_key(seq), value)]
+    }
+
+    #[test]
+    fn a_commit_continues_only_the_chain_its_first_record_links_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), Durability::GroupSync).unwrap();
+        let ours = AuditChain::default();
+        let mut theirs = AuditChain::default();
+        let first = appended(&store, &mut theirs, "{\"event\":\"one\"}");
+        assert!(ours.continued_by(&first).is_ok());
+        // A copy that holds another first record does not continue into their second.
+        let mut other = AuditChain::default();
+        appended(&store, &mut other, "{\"event\":\"another\"}");
+        let second = appended(&store, &mut theirs, "{\"event\":\"two\"}");
+        assert!(other.continued_by(&second).unwrap_err().contains("links to"));
+        assert!(ours.continued_by(&[]).is_ok(), "a commit that appends nothing continues any chain");
+    }
 }

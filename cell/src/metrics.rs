@@ -88,7 +88,7 @@ impl Collector for ReplicaCollector {
                 state.store.log_bytes() as i64,
             ),
             ("replication_standbys", "Standbys following this primary now", standbys as i64),
-            ("epoch", "The epoch this cell writes under (promotion bumps it)", state.store.epoch().unwrap_or(0) as i64),
+            ("epoch", "The epoch this cell writes under (promotion bumps it)", state.store.epoch() as i64),
             (
                 "fenced",
                 "1 when a peer with a higher epoch deposed this cell",

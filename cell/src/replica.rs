@@ -92,12 +92,13 @@ impl ReplicaState {
 pub struct StoreSource(pub Arc<EmbeddedStore>);
 
 impl LogSource for StoreSource {
+    /// What may be shipped: the durable version, never a commit still only in memory.
     fn committed_version(&self) -> u64 {
-        self.0.committed_version()
+        self.0.durable_version()
     }
 
     fn epoch(&self) -> u64 {
-        self.0.epoch().unwrap_or(1)
+        self.0.epoch()
     }
 
     fn oldest_logged(&self) -> Result<Option<u64>, String> {
@@ -154,26 +155,23 @@ impl LogSink for StoreSink {
     }
 
     fn epoch(&self) -> u64 {
-        self.0.epoch().unwrap_or(1)
+        self.0.epoch()
     }
 
     fn apply(&self, commit: &Commit) -> Result<(), String> {
-        self.0.apply_replicated(commit.version, &commit.writes).map_err(|e| e.to_string())?;
-        if let Some(theirs) = &commit.chain_head {
-            let ours =
-                crate::audit::AuditChain::load(self.0.begin_snapshot_reads().map_err(|e| e.to_string())?.as_mut())
-                    .map_err(|e| e.to_string())?
-                    .describe();
-            if &ours != theirs {
-                // Never follow a copy that is not the primary's: start over from a snapshot.
+        // A commit that extends the audit chain must extend this copy's: its first record links
+        // to the head held here. Otherwise the copies diverged; never follow one that is not the
+        // primary's: start over from a snapshot.
+        if commit.chain_head.is_some() {
+            let writes = crate::store::embedded::decode_write_set(&commit.writes).map_err(|e| e.to_string())?;
+            let mut tx = self.0.begin_snapshot_reads().map_err(|e| e.to_string())?;
+            let ours = crate::audit::AuditChain::load(tx.as_mut()).map_err(|e| e.to_string())?;
+            if let Err(broken) = ours.continued_by(&writes) {
                 self.0.mark_unusable().map_err(|e| e.to_string())?;
-                return Err(format!(
-                    "after commit {} the audit chain's head here is {ours}, the primary's {theirs}: this copy diverged",
-                    commit.version
-                ));
+                return Err(format!("commit {}: {broken}: this copy diverged from its primary", commit.version));
             }
         }
-        Ok(())
+        self.0.apply_replicated(commit.version, &commit.writes).map_err(|e| e.to_string())
     }
 
     fn sync(&self) -> Result<(), String> {
@@ -218,7 +216,7 @@ pub fn promote(data_dir: &std::path::Path, over_fence: bool) -> anyhow::Result<(
     if store.snapshot_load_unfinished()? {
         anyhow::bail!("this standby was loading a snapshot when it stopped: it holds no usable copy to promote");
     }
-    let epoch = store.epoch()?.max(store.fenced_by().unwrap_or(0)) + 1;
+    let epoch = store.epoch().max(store.fenced_by().unwrap_or(0)) + 1;
     store.set_epoch(epoch)?;
     store.unfence()?;
     Ok((epoch, store.committed_version()))
@@ -240,8 +238,12 @@ fn keyspace_of(key: &[u8]) -> String {
 pub fn digest(state: &ReplicaState, cell: &str) -> anyhow::Result<contracts::replication::ReplicaDigest> {
     use sha2::{Digest, Sha256};
     let mut groups: std::collections::BTreeMap<String, (u64, Sha256)> = Default::default();
+    let mut chain = crate::audit::AuditChain::default();
     let version = state.store.snapshot_chunks(1 << 20, |_, pairs| {
         for (k, v) in pairs {
+            if let Some(head) = crate::audit::AuditChain::head_at(&k, &v) {
+                chain = head;
+            }
             let (keys, hash) = groups.entry(keyspace_of(&k)).or_insert_with(|| (0, Sha256::new()));
             *keys += 1;
             for part in [&k, &v] {
@@ -251,11 +253,12 @@ pub fn digest(state: &ReplicaState, cell: &str) -> anyhow::Result<contracts::rep
         }
         Ok(())
     })?;
-    let (chain_seq, head) = crate::audit::head(state.store.as_ref())?;
+    // From the same snapshot as the hashes.
+    let (chain_seq, head) = chain.end();
     Ok(contracts::replication::ReplicaDigest {
         cell: cell.to_owned(),
         version,
-        epoch: state.store.epoch()?,
+        epoch: state.store.epoch(),
         standby: state.standby,
         fenced_by: state.store.fenced_by(),
         chain_seq,

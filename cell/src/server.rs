@@ -175,6 +175,12 @@ impl OpenCell {
             StoreBackend::Embedded => {
                 let embedded = EmbeddedStore::open(&config.data_dir.join("store"), config.durability)
                     .with_context(|| format!("open store under {}", config.data_dir.display()))?;
+                if let Some(by) = embedded.fenced_by() {
+                    anyhow::bail!(
+                        "this store was deposed (a peer holds epoch {by}): re-seed it as a standby \
+                         (--standby-of), or ops choose its data (cell promote --over-fence)"
+                    );
+                }
                 metrics.watch_deleted_files(embedded.deleted_files());
                 Arc::new(embedded)
             }
@@ -452,7 +458,7 @@ async fn start_primary(
     rep: crate::replica::ReplicationConfig,
     store: Arc<EmbeddedStore>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    use crate::replica::{ReplicaState, Role, StoreSource, LOG_BYTES_MAX};
+    use crate::replica::{ReplicaState, Role, StoreSource};
     use replication::shipping::{check_writer, FollowConfig, Shipper, ShipperConfig};
     let Role::Primary { listen, peer } = rep.role else { return Ok(Vec::new()) };
     let replica = Arc::new(ReplicaState {
@@ -468,10 +474,14 @@ async fn start_primary(
         let ask =
             FollowConfig { cell: region.cell_id.clone(), site: rep.site.clone(), primary: peer, quic: rep.client };
         let check = |ask: FollowConfig, store: Arc<EmbeddedStore>| async move {
-            let epoch = store.epoch().unwrap_or(1);
+            let epoch = store.epoch();
             if let Some((why, peer_epoch)) = check_writer(&ask, epoch).await {
                 tracing::error!(%why, peer_epoch, "deposed: this cell is fenced and writes nothing");
-                let _ = tokio::task::spawn_blocking(move || store.fence(peer_epoch)).await;
+                match tokio::task::spawn_blocking(move || store.fence(peer_epoch)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "the fence is not persisted: it holds until a restart"),
+                    Err(e) => tracing::error!(error = %e, "fencing failed"),
+                }
             }
         };
         check(ask.clone(), store.clone()).await;
@@ -522,21 +532,27 @@ async fn start_primary(
                 acked_store.standby_acked(version);
             }
         }));
-        tasks.push(tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                every.tick().await;
-                let store = store.clone();
-                match tokio::task::spawn_blocking(move || store.trim_log(LOG_BYTES_MAX)).await {
-                    Ok(Ok(0)) => {}
-                    Ok(Ok(n)) => tracing::info!(dropped = n, "replication log trimmed to its bound"),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "replication log trim failed"),
-                    Err(_) => {}
-                }
-            }
-        }));
+        tasks.push(spawn_log_trim(store));
     }
     Ok(tasks)
+}
+
+/// Keeps the replication log within its bound (a primary's, and a standby's, which it keeps so
+/// it can feed others once promoted).
+fn spawn_log_trim(store: Arc<EmbeddedStore>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || store.trim_log(crate::replica::LOG_BYTES_MAX)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(dropped = n, "replication log trimmed to its bound"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "replication log trim failed"),
+                Err(_) => {}
+            }
+        }
+    })
 }
 
 /// A standby: follows its primary into its own store and serves only health, readiness (not
@@ -564,8 +580,10 @@ async fn run_standby(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let to = FollowConfig { cell: state.cell.clone(), site: rep.site.clone(), primary, quic: rep.client };
     tracing::info!(%primary, site = %rep.site, version = store.committed_version(), "standby: following the primary");
+    let trim = spawn_log_trim(store.clone());
     let follower = tokio::spawn(follow(to, Arc::new(StoreSink(store)), status, stopped));
     server.await.context("server task")?;
+    trim.abort();
     let _ = stop.send(true);
     let _ = follower.await;
     tracing::info!("standby stopped");

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Version of `GET /replication/digest`'s answer.
-pub const DIGEST_VERSION: &str = "1";
+pub const DIGEST_VERSION: &str = "2";
 
 /// A cell's store at one version: enough to tell whether a standby holds exactly its primary's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -21,7 +21,7 @@ pub struct ReplicaDigest {
     /// The epoch of the peer that fenced this store, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fenced_by: Option<u64>,
-    /// The audit chain's last record and its hash (hex), read just after the digests.
+    /// The audit chain's last record and its hash (hex), at the same version.
     pub chain_seq: u64,
     pub chain_head: String,
     /// Per keyspace (each key's first tuple element: `wallet`, `gaming`, `audit`...): its keys

@@ -90,12 +90,16 @@ pub enum Message {
     Refused { code: String, message: String, epoch: u64 },
 }
 
+/// Largest frame: one commit may reach the store's transaction limit (10 MB), and a frame carries
+/// at least one whole commit.
+const FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
+
 fn encode(msg: &Message) -> Result<Vec<u8>, FrameError> {
-    encode_as(PROTOCOL_VERSION, msg)
+    encode_as(PROTOCOL_VERSION, FRAME_BYTES_MAX, msg)
 }
 
 async fn read(recv: &mut quinn::RecvStream) -> Result<Message, FrameError> {
-    read_frame_as(PROTOCOL_VERSION, recv).await
+    read_frame_as(PROTOCOL_VERSION, FRAME_BYTES_MAX, recv).await
 }
 
 async fn write(send: &mut quinn::SendStream, msg: &Message) -> Result<(), ShipError> {
@@ -134,6 +138,7 @@ pub enum ShipError {
 
 /// The primary's store, as the shipper reads it. Blocking; called on the blocking pool.
 pub trait LogSource: Send + Sync + 'static {
+    /// The latest version that may be shipped (on the primary's disk).
     fn committed_version(&self) -> u64;
     fn epoch(&self) -> u64;
     /// The oldest version the log holds (`None`: empty).
@@ -173,6 +178,8 @@ pub struct StandbySession {
     pub sent_version: u64,
     pub acked_version: u64,
     pub last_ack_at: Option<SystemTime>,
+    /// It has acked everything there was at some point (it follows, rather than catches up).
+    pub caught_up: bool,
 }
 
 /// How the primary's shipper behaves.
@@ -256,7 +263,7 @@ impl Shipper {
                     Err(e) => return tracing::warn!(%remote, error = %e, "shipping: handshake failed"),
                 };
                 let result = shipper.session(id, &conn, source).await;
-                if shipper.lock().remove(&id).is_some_and(|s| s.last_ack_at.is_some()) {
+                if shipper.lock().remove(&id).is_some_and(|s| s.caught_up) {
                     shipper.connected.send_modify(|n| *n -= 1);
                 }
                 match result {
@@ -293,7 +300,7 @@ impl Shipper {
         let ours = source.epoch();
         if epoch > ours {
             // The peer was promoted after this primary: it is the writer now.
-            source.fence(epoch);
+            fence(&source, epoch).await;
             let message = format!("this primary holds epoch {ours} and the peer {epoch}: it is fenced");
             return refuse(conn, &mut send, "FENCED", &message, ours).await;
         }
@@ -304,7 +311,7 @@ impl Shipper {
                 ("FENCED", format!("the writer holds epoch {ours}; epoch {epoch} was deposed"))
             };
             if epoch == ours {
-                source.fence(ours);
+                fence(&source, ours).await;
             }
             return refuse(conn, &mut send, code, &message, ours).await;
         }
@@ -327,6 +334,7 @@ impl Shipper {
                 sent_version: applied_version,
                 acked_version: applied_version,
                 last_ack_at: None,
+                caught_up: false,
             },
         );
         let mut commits = source.subscribe();
@@ -338,9 +346,12 @@ impl Shipper {
         // standby is already at the latest).
         // A standby from an older epoch (a deposed primary being re-seeded) may hold commits this
         // writer never had: it starts again from a snapshot whatever its version.
+        // A standby ahead of this primary holds commits it does not (a primary that lost its
+        // disk's tail): a snapshot too.
         let reaches = applied_version > 0
             && epoch == ours
-            && (applied_version >= latest || oldest.is_some_and(|o| o <= applied_version + 1));
+            && applied_version <= latest
+            && (applied_version == latest || oldest.is_some_and(|o| o <= applied_version + 1));
         if !reaches {
             sent = self.send_snapshot(source.clone(), &mut send).await?;
             self.update(id, |s| s.sent_version = sent);
@@ -369,7 +380,10 @@ impl Shipper {
                     write(&mut send, &Message::Heartbeat { version: latest, epoch: source.epoch() }).await?;
                 }
                 Some(version) = ack_rx.recv() => {
-                    if self.lock().get(&id).is_some_and(|s| s.last_ack_at.is_none()) {
+                    // Counted as following (which `sync` waits for) once it has caught up, not
+                    // while it works through a backlog.
+                    let caught_up = version >= latest && self.lock().get_mut(&id).is_some_and(|s| !std::mem::replace(&mut s.caught_up, true));
+                    if caught_up {
                         self.connected.send_modify(|n| *n += 1);
                     }
                     self.update(id, |s| { s.acked_version = version; s.last_ack_at = Some(SystemTime::now()); });
@@ -407,6 +421,14 @@ impl Shipper {
         write(send, &Message::Snapshot { version, chunk, last: true }).await?;
         tracing::info!(version, "shipping: snapshot sent");
         Ok(version)
+    }
+}
+
+/// Fences `source` (a durable write: off the runtime's threads).
+async fn fence<S: LogSource>(source: &Arc<S>, epoch: u64) {
+    let source = source.clone();
+    if tokio::task::spawn_blocking(move || source.fence(epoch)).await.is_err() {
+        tracing::error!("shipping: fencing this store failed");
     }
 }
 

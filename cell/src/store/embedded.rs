@@ -80,6 +80,8 @@ struct Inner {
     poisoned: AtomicBool,
     /// Each commit's write set by version, for standbys ([`replica`]); none unless asked for.
     replication: Option<replica::ReplicationLog>,
+    /// The epoch and the fence, whatever the configuration.
+    epochs: replica::Epochs,
 }
 
 #[derive(Default)]
@@ -165,6 +167,7 @@ impl EmbeddedStore {
             None => 0,
         };
         let journal = JournalSync::open(dir).map_err(|e| io("find the journal", e))?;
+        let epochs = replica::Epochs::load(&data)?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 _reaper: MemtableReaper::start(data.clone()).map_err(|e| io("start the memtable reaper", e))?,
@@ -180,6 +183,7 @@ impl EmbeddedStore {
                 journal: Mutex::new(journal),
                 poisoned: AtomicBool::new(false),
                 replication: None,
+                epochs,
             }),
         })
     }
@@ -412,7 +416,6 @@ impl Transaction for EmbeddedTx {
             return Err(StoreError::TransactionTooOld);
         }
         self.inner.refuse_if_poisoned()?;
-        self.inner.refuse_if_fenced()?;
         let inner = self.inner.clone();
         let writes = std::mem::take(&mut self.writes);
         let adds = std::mem::take(&mut self.adds);
@@ -420,6 +423,7 @@ impl Transaction for EmbeddedTx {
         let stamped_any = !stamped.is_empty();
         let version = {
             let _commit = lock(&inner.commit_lock);
+            inner.refuse_if_fenced()?;
             {
                 let tracking = lock(&inner.tracking);
                 let conflict = tracking
@@ -470,7 +474,6 @@ impl Transaction for EmbeddedTx {
                 inner.log_commit(&mut batch, version, logged);
             }
             batch.commit().map_err(|e| io("commit", e))?;
-            inner.announce(version);
             // Another live transaction began before this commit was visible and may have read what
             // it wrote: keep the written keys for its conflict check. Any transaction that begins
             // from here on sees this commit in its snapshot.
@@ -533,7 +536,12 @@ impl Inner {
     /// Returns once `version` is on disk.
     fn wait_durable(&self, version: u64) -> Result<(), StoreError> {
         if self.durability == Durability::SyncPerCommit {
-            return self.sync_journal();
+            let target = self.committed_version.load(Ordering::Acquire);
+            self.sync_journal()?;
+            let mut state = lock(&self.sync);
+            state.durable_version = state.durable_version.max(target);
+            self.announce(state.durable_version);
+            return Ok(());
         }
         let mut state = lock(&self.sync);
         loop {
@@ -553,6 +561,9 @@ impl Inner {
             state.syncing = false;
             if result.is_ok() {
                 state.durable_version = state.durable_version.max(target);
+                // Standbys are shipped only what is on this disk: a primary that dies before a
+                // sync must not leave a standby holding commits it lost.
+                self.announce(state.durable_version);
             }
             self.synced.notify_all();
             result?;

@@ -76,7 +76,7 @@ struct FrameIn<M> {
 /// Why a frame was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    #[error("frame of {bytes} bytes is over the {FRAME_BYTES_MAX}-byte limit")]
+    #[error("frame of {bytes} bytes is over the limit")]
     TooLarge { bytes: usize },
     #[error("frame does not decode: {0}")]
     Malformed(String),
@@ -104,15 +104,15 @@ impl FrameError {
 
 /// The frame bytes of `msg`, length prefix included.
 pub fn encode(msg: &Message) -> Result<Vec<u8>, FrameError> {
-    encode_as(PROTOCOL_VERSION, msg)
+    encode_as(PROTOCOL_VERSION, FRAME_BYTES_MAX, msg)
 }
 
 /// The frame bytes of any protocol's message `msg` at protocol `version` (log shipping frames
 /// the same way).
-pub fn encode_as<M: Serialize>(version: u16, msg: &M) -> Result<Vec<u8>, FrameError> {
+pub fn encode_as<M: Serialize>(version: u16, max: usize, msg: &M) -> Result<Vec<u8>, FrameError> {
     let body = rmp_serde::to_vec_named(&FrameOut { v: version, msg })
         .map_err(|e| FrameError::Malformed(format!("encode: {e}")))?;
-    if body.len() > FRAME_BYTES_MAX {
+    if body.len() > max {
         return Err(FrameError::TooLarge { bytes: body.len() });
     }
     let mut frame = Vec::with_capacity(4 + body.len());
@@ -139,12 +139,13 @@ pub fn decode_as<M: serde::de::DeserializeOwned>(version: u16, body: &[u8]) -> R
 /// Reads one frame. The length is checked before the body is read, so an oversized frame costs
 /// four bytes of memory.
 pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Message, FrameError> {
-    read_frame_as(PROTOCOL_VERSION, recv).await
+    read_frame_as(PROTOCOL_VERSION, FRAME_BYTES_MAX, recv).await
 }
 
 /// Reads one frame of a protocol at `version`.
 pub async fn read_frame_as<M: serde::de::DeserializeOwned>(
     version: u16,
+    max: usize,
     recv: &mut quinn::RecvStream,
 ) -> Result<M, FrameError> {
     let mut prefix = [0u8; 4];
@@ -154,7 +155,7 @@ pub async fn read_frame_as<M: serde::de::DeserializeOwned>(
         Err(e) => return Err(FrameError::Stream(e.to_string())),
     }
     let len = u32::from_be_bytes(prefix) as usize;
-    if len > FRAME_BYTES_MAX {
+    if len > max {
         return Err(FrameError::TooLarge { bytes: len });
     }
     let mut body = vec![0u8; len];

@@ -28,10 +28,11 @@ pub(super) struct ReplicationLog {
     pub(super) bytes: std::sync::atomic::AtomicU64,
     /// Wakes the shippers at each commit (the committed version).
     pub(super) committed: tokio::sync::watch::Sender<u64>,
-    /// Non-zero once a peer with this higher epoch was found: no commit is taken from then on.
-    fenced_by: std::sync::atomic::AtomicU64,
     /// `sync` durability: a commit is acknowledged once a standby holds it too.
     sync_standby: std::sync::atomic::AtomicBool,
+    /// A `sync` wait timed out at this version (0: none): commits are answered without waiting
+    /// until a standby acks it, so one lagging standby does not hold every write 5 s.
+    sync_suspended_at: std::sync::atomic::AtomicU64,
     /// The highest version a standby said it holds durably.
     standby_acked: std::sync::Mutex<u64>,
     standby_acked_cv: std::sync::Condvar,
@@ -52,20 +53,37 @@ impl ReplicationLog {
             bytes += (k.len() + v.len()) as u64;
         }
         let (committed, _) = tokio::sync::watch::channel(version);
-        let fenced_by =
-            match db.keyspace("kv", super::keyspace_options).ok().and_then(|kv| kv.get(FENCED_KEY).ok().flatten()) {
-                Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX),
-                None => 0,
-            };
         Ok(ReplicationLog {
             keyspace,
             bytes: bytes.into(),
             committed,
-            fenced_by: fenced_by.into(),
             sync_standby: false.into(),
+            sync_suspended_at: 0.into(),
             standby_acked: std::sync::Mutex::new(0),
             standby_acked_cv: std::sync::Condvar::new(),
         })
+    }
+}
+
+/// The store's epoch and fence, read at every open whatever the configuration (a deposed store
+/// opened without replication flags stays fenced) and kept in memory.
+pub(super) struct Epochs {
+    epoch: std::sync::atomic::AtomicU64,
+    /// Non-zero once a peer with this epoch deposed this store: no commit is taken from then on.
+    fenced_by: std::sync::atomic::AtomicU64,
+}
+
+impl Epochs {
+    pub(super) fn load(data: &Keyspace) -> Result<Epochs, StoreError> {
+        let read = |key: &[u8], default: u64| -> Result<u64, StoreError> {
+            match data.get(key).map_err(|e| io("read the epoch and fence", e))? {
+                Some(v) => {
+                    Ok(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| io("epoch or fence", "not 8 bytes"))?))
+                }
+                None => Ok(default),
+            }
+        };
+        Ok(Epochs { epoch: read(EPOCH_KEY, 1)?.into(), fenced_by: read(FENCED_KEY, 0)?.into() })
     }
 }
 
@@ -106,6 +124,11 @@ impl EmbeddedStore {
         self.inner.committed_version.load(Ordering::Acquire)
     }
 
+    /// The highest version on disk: what may be shipped.
+    pub fn durable_version(&self) -> u64 {
+        lock(&self.inner.sync).durable_version
+    }
+
     /// Wakes at each commit with the committed version.
     pub fn subscribe_commits(&self) -> Result<tokio::sync::watch::Receiver<u64>, StoreError> {
         Ok(self.log()?.committed.subscribe())
@@ -128,12 +151,17 @@ impl EmbeddedStore {
         }
     }
 
-    /// Up to `max_bytes` (at least one) of the logged write sets after `version`, oldest first.
+    /// Up to `max_bytes` (at least one) of the logged write sets after `version`, oldest first,
+    /// durable ones only.
     pub fn logged_after(&self, version: u64, max_bytes: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let log = self.log()?;
+        let durable = self.durable_version();
         let mut out = Vec::new();
         let mut size = 0usize;
-        for guard in log.keyspace.range(version_key(version + 1)..) {
+        if durable <= version {
+            return Ok(out);
+        }
+        for guard in log.keyspace.range(version_key(version + 1)..=version_key(durable)) {
             let (k, v) = guard.into_inner().map_err(|e| io("read the replication log", e))?;
             let at = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| io("log key", "not 8 bytes"))?);
             size += v.len();
@@ -171,6 +199,8 @@ impl EmbeddedStore {
             let _commit = lock(&self.inner.commit_lock);
             (self.committed_version(), self.inner.db.snapshot())
         };
+        // Only what is on disk leaves this store.
+        self.inner.wait_durable(version)?;
         let mut chunk = Vec::new();
         let mut size = 0usize;
         for guard in snapshot.range(&self.inner.data, ..b"\xff".as_slice()) {
@@ -214,9 +244,6 @@ impl EmbeddedStore {
             }
             batch.commit().map_err(|e| io("apply a replicated commit", e))?;
             self.inner.committed_version.store(version, Ordering::Release);
-            if let Some(log) = &self.inner.replication {
-                log.committed.send_replace(version);
-            }
         }
         Ok(())
     }
@@ -245,11 +272,17 @@ impl EmbeddedStore {
             for guard in log.keyspace.iter() {
                 let (k, _) = guard.into_inner().map_err(|e| io("clear the log", e))?;
                 batch.remove(&log.keyspace, k.as_ref());
+                n += 1;
+                if n.is_multiple_of(10_000) {
+                    std::mem::replace(&mut batch, self.inner.db.batch()).commit().map_err(|e| io("clear", e))?;
+                }
             }
             log.bytes.store(0, Ordering::Relaxed);
         }
         batch.commit().map_err(|e| io("clear for a snapshot", e))?;
         self.inner.committed_version.store(0, Ordering::Release);
+        // What was durable before is gone: nothing of the new copy is on disk yet.
+        lock(&self.inner.sync).durable_version = 0;
         Ok(())
     }
 
@@ -271,16 +304,15 @@ impl EmbeddedStore {
             batch.insert(&self.inner.data, VERSION_KEY, version.to_be_bytes());
             batch.remove(&self.inner.data, LOADING_KEY);
             batch.remove(&self.inner.data, FENCED_KEY);
-            if let Some(log) = &self.inner.replication {
-                log.fenced_by.store(0, Ordering::Release);
-            }
+            self.inner.epochs.fenced_by.store(0, Ordering::Release);
             batch.commit().map_err(|e| io("finish a snapshot load", e))?;
             self.inner.committed_version.store(version, Ordering::Release);
-            if let Some(log) = &self.inner.replication {
-                log.committed.send_replace(version);
-            }
         }
-        self.inner.sync_journal()
+        self.inner.sync_journal()?;
+        let mut state = lock(&self.inner.sync);
+        state.durable_version = version;
+        self.inner.announce(version);
+        Ok(())
     }
 
     /// Marks this copy unusable (it diverged from its primary): the standby takes a snapshot at
@@ -296,17 +328,16 @@ impl EmbeddedStore {
     }
 
     /// The epoch this store's cell writes under (1 until a promotion).
-    pub fn epoch(&self) -> Result<u64, StoreError> {
-        match self.inner.data.get(EPOCH_KEY).map_err(|e| io("read the epoch", e))? {
-            Some(v) => Ok(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| io("epoch", "not 8 bytes"))?)),
-            None => Ok(1),
-        }
+    pub fn epoch(&self) -> u64 {
+        self.inner.epochs.epoch.load(Ordering::Acquire)
     }
 
     /// Persists `epoch` durably.
     pub fn set_epoch(&self, epoch: u64) -> Result<(), StoreError> {
         self.inner.data.insert(EPOCH_KEY, epoch.to_be_bytes()).map_err(|e| io("write the epoch", e))?;
-        self.inner.sync_journal()
+        self.inner.sync_journal()?;
+        self.inner.epochs.epoch.store(epoch, Ordering::Release);
+        Ok(())
     }
 }
 
@@ -315,24 +346,26 @@ impl EmbeddedStore {
     /// to) this one's. Every later commit is refused, across restarts, until a snapshot re-seeds
     /// it as a standby.
     pub fn fence(&self, peer_epoch: u64) -> Result<(), StoreError> {
-        let log = self.log()?;
-        log.fenced_by.store(peer_epoch.max(1), Ordering::Release);
+        {
+            // Under the commit lock: no commit straddles the fence.
+            let _commit = lock(&self.inner.commit_lock);
+            self.inner.epochs.fenced_by.store(peer_epoch.max(1), Ordering::Release);
+        }
         self.inner.data.insert(FENCED_KEY, peer_epoch.max(1).to_be_bytes()).map_err(|e| io("write the fence", e))?;
         self.inner.sync_journal()
     }
 
     /// Lifts the fence (`cell promote --over-fence`: ops chose this store's data).
     pub fn unfence(&self) -> Result<(), StoreError> {
-        if let Some(log) = &self.inner.replication {
-            log.fenced_by.store(0, Ordering::Release);
-        }
         self.inner.data.remove(FENCED_KEY).map_err(|e| io("lift the fence", e))?;
-        self.inner.sync_journal()
+        self.inner.sync_journal()?;
+        self.inner.epochs.fenced_by.store(0, Ordering::Release);
+        Ok(())
     }
 
     /// The epoch of the peer that fenced this store, if one did.
     pub fn fenced_by(&self) -> Option<u64> {
-        let by = self.inner.replication.as_ref()?.fenced_by.load(Ordering::Acquire);
+        let by = self.inner.epochs.fenced_by.load(Ordering::Acquire);
         (by != 0).then_some(by)
     }
 
@@ -350,6 +383,11 @@ impl EmbeddedStore {
                 *acked = version;
                 log.standby_acked_cv.notify_all();
             }
+            let suspended = log.sync_suspended_at.load(Ordering::Acquire);
+            if suspended != 0 && version >= suspended {
+                log.sync_suspended_at.store(0, Ordering::Release);
+                tracing::info!(version, "a standby caught up: writes wait for it again");
+            }
         }
     }
 }
@@ -357,11 +395,11 @@ impl EmbeddedStore {
 impl Inner {
     /// Refuses a commit on a fenced store.
     pub(super) fn refuse_if_fenced(&self) -> Result<(), StoreError> {
-        match self.replication.as_ref().map(|l| l.fenced_by.load(Ordering::Acquire)) {
-            Some(by) if by != 0 => Err(StoreError::Unavailable(format!(
+        match self.epochs.fenced_by.load(Ordering::Acquire) {
+            0 => Ok(()),
+            by => Err(StoreError::Unavailable(format!(
                 "this cell is fenced: a peer holds epoch {by}; it commits nothing until re-seeded as a standby"
             ))),
-            _ => Ok(()),
         }
     }
 
@@ -370,12 +408,23 @@ impl Inner {
         let Some(log) = self.replication.as_ref().filter(|l| l.sync_standby.load(Ordering::Acquire)) else {
             return Ok(());
         };
+        if log.sync_suspended_at.load(Ordering::Acquire) != 0 {
+            return Ok(());
+        }
         let acked = lock(&log.standby_acked);
         let (acked, timeout) = log
             .standby_acked_cv
             .wait_timeout_while(acked, STANDBY_WAIT, |acked| *acked < version)
             .unwrap_or_else(|p| p.into_inner());
         if timeout.timed_out() && *acked < version {
+            // This write's answer is unknown (it is durable here); the next ones go without the
+            // standby until it has caught up with this one.
+            if log.sync_suspended_at.compare_exchange(0, version, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                tracing::warn!(
+                    version,
+                    "no standby acked within 5 s: writes no longer wait for it until it catches up"
+                );
+            }
             return Err(StoreError::CommitUnknownResult);
         }
         Ok(())
@@ -395,5 +444,36 @@ impl Inner {
         if let Some(log) = &self.replication {
             log.committed.send_replace(version);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Durability, EmbeddedStore};
+    use crate::store::{Store, StoreError};
+
+    fn put(store: &EmbeddedStore, key: &[u8]) -> Result<(), StoreError> {
+        let mut tx = store.begin()?;
+        tx.set(key, b"v")?;
+        tx.commit().map(|_| ())
+    }
+
+    #[test]
+    fn a_fence_holds_across_a_restart_without_replication_and_only_durable_commits_ship() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = EmbeddedStore::open_replicated(dir.path(), Durability::GroupSync).unwrap();
+            put(&store, b"a").unwrap();
+            assert_eq!(store.durable_version(), store.committed_version());
+            assert_eq!(store.logged_after(0, 1 << 20).unwrap().len(), 1, "the committed write set is logged");
+            store.fence(2).unwrap();
+            assert!(matches!(put(&store, b"b"), Err(StoreError::Unavailable(_))), "a fenced store commits nothing");
+        }
+        // Opened again without a replication log (a deposed primary started with no flags).
+        let store = EmbeddedStore::open(dir.path(), Durability::GroupSync).unwrap();
+        assert_eq!(store.fenced_by(), Some(2));
+        assert!(put(&store, b"c").is_err(), "still fenced after a restart");
+        store.unfence().unwrap();
+        put(&store, b"c").unwrap();
     }
 }

@@ -22,10 +22,10 @@ pub struct Registrants<'a> {
 }
 
 impl Registrants<'_> {
-    /// A player's personal data, if they gave it.
-    fn profile(&self, player: &str) -> Result<Option<PlayerProfile>, ExportError> {
+    /// A player's personal data, if they gave it, read in `tx`.
+    fn profile(tx: &mut dyn crate::store::Transaction, player: &str) -> Result<Option<PlayerProfile>, ExportError> {
         let key = crate::domains::compliance::profile_key(player);
-        let bytes = self.store.begin_snapshot_reads()?.get(&key)?;
+        let bytes = tx.get(&key)?;
         let profile = bytes.map(|b| rmp_serde::from_slice(&b)).transpose();
         Ok(profile.map_err(|e| crate::store::StoreError::corrupt(&key, e))?)
     }
@@ -49,10 +49,17 @@ pub fn rud(lotes: &mut Lotes<'_, '_>, period: &ExportPeriod, registrants: &Regis
     let subrecords = (0..total).map(|n| {
         let mut w = Writer::new();
         dgoj::periodic_open(&mut w, "RegistroRUD", &id, (n + 1, total), &fecha, period);
+        // One snapshot per sub-record's players, not one per player.
+        let mut tx = match registrants.store.begin_snapshot_reads() {
+            Ok(tx) => tx,
+            Err(e) => {
+                failed.borrow_mut().get_or_insert(e.into());
+                return w.out;
+            }
+        };
         for entry in chunks.get(n).copied().unwrap_or_default() {
             let player = entry.player.player_id.as_str();
-            let written = registrants
-                .profile(player)
+            let written = Registrants::profile(tx.as_mut(), player)
                 .and_then(|p| p.ok_or_else(|| incomplete(player, "registered without a profile")))
                 .and_then(|profile| jugador(&mut w, entry, &profile, period, registrants.region));
             if let Err(e) = written {

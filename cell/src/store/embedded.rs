@@ -455,7 +455,7 @@ impl Transaction for EmbeddedTx {
                 batch.insert(&inner.data, key.as_slice(), value.as_slice());
                 stamped_keys.push(key);
             }
-            let mut resolved = Vec::with_capacity(adds.len());
+            let mut resolved = Vec::new(); // filled only when the commit is logged
             for (key, delta) in &adds {
                 // Under the commit lock the latest committed value cannot move.
                 let current = inner.data.get(key).map_err(|e| io("read for atomic add", e))?;

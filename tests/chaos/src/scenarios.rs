@@ -724,8 +724,8 @@ async fn partition_replica(
         "cut the shipping path {target} primary <-> standby (fault proxy {} drops every datagram)",
         proxy.addr
     ));
-    // In `sync` durability a write waits for the standby's ack (at most 5 s) until the primary's
-    // QUIC connection to it times out; then the primary writes alone, and says so.
+    // In `sync` durability a write waits for the standby's ack at most 5 s; after one such wait
+    // the primary writes alone, and says so, until the standby has caught up.
     keeps_acknowledging(
         drill,
         target,

@@ -7,12 +7,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The version of [`ExportManifest`] and of the export API's shapes.
-pub const EXPORTS_VERSION: &str = "1";
+pub const EXPORTS_VERSION: &str = "2";
 
-/// The period an export covers: a day, a month or a quarter, in UTC, `[start, end)`.
+/// The period an export covers, in UTC, `[start, end)`: a quarter of an hour (the DGOJ's real-time
+/// game records), a day, a month or a quarter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum PeriodKind {
+    QuarterHour,
     Day,
     Month,
     Quarter,
@@ -22,11 +24,11 @@ pub enum PeriodKind {
 #[serde(rename_all = "camelCase")]
 pub struct ExportPeriod {
     pub kind: PeriodKind,
-    /// As given: `2026-12-06`, `2026-12` or `2026-Q4`.
+    /// As given: `2026-12-06T10:15`, `2026-12-06`, `2026-12` or `2026-Q4`.
     pub label: String,
-    pub start: chrono::NaiveDate,
-    /// The first day after the period.
-    pub end: chrono::NaiveDate,
+    pub start: chrono::DateTime<chrono::Utc>,
+    /// The first instant after the period.
+    pub end: chrono::DateTime<chrono::Utc>,
 }
 
 /// One file of an export, as the regulator receives it.
@@ -186,6 +188,7 @@ pub struct BuildRequest {
     /// The regulator's record name (`CJD`).
     #[serde(rename = "type")]
     pub kind: String,
-    /// `YYYY-MM-DD`, `YYYY-MM` or `YYYY-Qn`.
+    /// `YYYY-MM-DDTHH:MM` (a quarter of an hour: minutes 00, 15, 30 or 45), `YYYY-MM-DD`,
+    /// `YYYY-MM` or `YYYY-Qn`.
     pub period: String,
 }

@@ -142,6 +142,8 @@ struct ExportsFile {
     #[serde(default)]
     warehouse_id: Option<String>,
     #[serde(default)]
+    realtime: Vec<String>,
+    #[serde(default)]
     daily: Vec<String>,
     #[serde(default)]
     monthly: Vec<String>,
@@ -392,13 +394,14 @@ pub struct ReplicationSettings {
 }
 
 /// `[exports]`: how the regulator names the operator, and the export types (the regulator's own
-/// record names) built each day, month and quarter.
+/// record names) built every quarter of an hour (real time), day, month and quarter.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ExportSettings {
     /// The regulator's id of the operator (DGOJ `OperadorId`, at most 4 characters).
     pub operator_id: String,
     /// The operator's data warehouse (DGOJ `AlmacenId`, at most 10 characters).
     pub warehouse_id: String,
+    pub realtime: Vec<String>,
     pub daily: Vec<String>,
     pub monthly: Vec<String>,
     pub quarterly: Vec<String>,
@@ -701,6 +704,7 @@ fn check(f: RegionFile) -> Result<RegionConfig, RegionFileErrorKind> {
         exports: ExportSettings {
             operator_id: f.exports.operator_id.unwrap_or_else(|| "OP01".into()),
             warehouse_id: f.exports.warehouse_id.unwrap_or(warehouse),
+            realtime: f.exports.realtime,
             daily: f.exports.daily,
             monthly: f.exports.monthly,
             quarterly: f.exports.quarterly,

@@ -1,5 +1,6 @@
 //! Regulator exports from the control plane: it has each cell build its exports on the cadence of
-//! its region file (`[exports] daily`, `monthly`, `quarterly`), asking over mutual TLS with an
+//! its region file (`[exports] realtime`, a batch each quarter of an hour, `daily`, `monthly`,
+//! `quarterly`), asking over mutual TLS with an
 //! operator token it signs (`compliance`), retries what fails with a growing wait, and keeps what
 //! it learns: each build's state and, once built, its signed manifest. Never the files: personal
 //! data stays in the cell, and a regulator's download is streamed from the cell, which chains it.
@@ -63,6 +64,12 @@ fn last_period(kind: PeriodKind, now: chrono::DateTime<chrono::Utc>) -> String {
     use chrono::Datelike;
     let today = now.date_naive();
     match kind {
+        PeriodKind::QuarterHour => {
+            use chrono::DurationRound;
+            let quarter = chrono::Duration::minutes(15);
+            let current = now.duration_trunc(quarter).unwrap_or(now);
+            (current - quarter).format("%Y-%m-%dT%H:%M").to_string()
+        }
         PeriodKind::Day => (today - chrono::Duration::days(1)).to_string(),
         PeriodKind::Month => {
             let (y, m) = if today.month() == 1 { (today.year() - 1, 12) } else { (today.year(), today.month() - 1) };
@@ -80,6 +87,7 @@ fn last_period(kind: PeriodKind, now: chrono::DateTime<chrono::Utc>) -> String {
 /// those days built when it is back.
 fn due_periods(kind: PeriodKind, now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
     let (step, back) = match kind {
+        PeriodKind::QuarterHour => (chrono::Duration::minutes(15), 8),
         PeriodKind::Day => (chrono::Duration::days(1), 7),
         PeriodKind::Month => (chrono::Duration::days(31), 2),
         PeriodKind::Quarter => (chrono::Duration::days(92), 2),
@@ -132,6 +140,7 @@ impl Exports {
         let mut added = false;
         for region in &self.regions {
             let cadences = [
+                (PeriodKind::QuarterHour, &region.exports.realtime),
                 (PeriodKind::Day, &region.exports.daily),
                 (PeriodKind::Month, &region.exports.monthly),
                 (PeriodKind::Quarter, &region.exports.quarterly),
@@ -158,7 +167,15 @@ impl Exports {
                 }
             }
         }
-        if added {
+        // Real-time batches come 96 a day: built ones leave the schedule after two days (the
+        // cell's vault keeps them, and each day's pack holds them).
+        let before = builds.len();
+        let old = (now - chrono::Duration::days(2)).naive_utc();
+        builds.retain(|_, b| {
+            let quarter = chrono::NaiveDateTime::parse_from_str(&b.period, "%Y-%m-%dT%H:%M");
+            !(b.state == "built" && quarter.is_ok_and(|q| q < old))
+        });
+        if added || builds.len() != before {
             self.save(&builds);
         }
     }
@@ -166,7 +183,7 @@ impl Exports {
     /// Asks the cells for every pending build whose time has come, once each.
     pub async fn run_once(&self, now: chrono::DateTime<chrono::Utc>) {
         self.schedule(now);
-        let due: Vec<ScheduledExport> = {
+        let mut due: Vec<ScheduledExport> = {
             let builds = self.builds.lock().unwrap_or_else(|e| e.into_inner());
             builds
                 .values()
@@ -174,6 +191,9 @@ impl Exports {
                 .cloned()
                 .collect()
         };
+        // Real-time batches first: a day's JUC packs its quarters, so the last one is asked for
+        // before the day (the cell builds a missing one itself, but it would then be built twice).
+        due.sort_by_key(|b| !b.period.contains('T'));
         for build in due {
             let body = serde_json::json!({ "type": build.kind, "period": build.period });
             let answer = self.call(&build.cell, "POST", "/exports", None, Some(body)).await;
@@ -291,6 +311,8 @@ mod tests {
     #[test]
     fn the_last_whole_period_of_each_cadence() {
         let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        assert_eq!(last_period(PeriodKind::QuarterHour, at("2026-12-01T00:07:00Z")), "2026-11-30T23:45");
+        assert_eq!(last_period(PeriodKind::QuarterHour, at("2026-12-01T10:30:00Z")), "2026-12-01T10:15");
         assert_eq!(last_period(PeriodKind::Day, at("2026-12-01T03:00:00Z")), "2026-11-30");
         assert_eq!(last_period(PeriodKind::Month, at("2026-12-01T03:00:00Z")), "2026-11");
         assert_eq!(last_period(PeriodKind::Month, at("2027-01-05T00:00:00Z")), "2026-12");

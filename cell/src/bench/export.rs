@@ -235,7 +235,7 @@ fn run(args: ExportBenchArgs) -> anyhow::Result<()> {
     let data = args.keep.clone().unwrap_or_else(|| temp.path().join("es"));
     std::fs::create_dir_all(&data)?;
     std::fs::write(data.join("es.toml"), ES_REGION)?;
-    let start = period.start.and_time(chrono::NaiveTime::MIN).and_utc();
+    let start = period.start;
     let span = (period.end - period.start).to_std()?.saturating_sub(Duration::from_secs(1));
     let generating = Instant::now();
     let events = {
@@ -277,7 +277,7 @@ fn run(args: ExportBenchArgs) -> anyhow::Result<()> {
     let mut builds: Vec<(String, String)> =
         ["RUD", "RUT", "CJD", "CJT", "OPT"].iter().map(|k| ((*k).to_owned(), args.month.clone())).collect();
     if args.daily {
-        for day in period.start.iter_days().take_while(|d| *d < period.end) {
+        for day in period.start.date_naive().iter_days().take_while(|d| *d < period.end.date_naive()) {
             builds.push(("JUC".into(), day.to_string()));
         }
     }

@@ -2,6 +2,10 @@
 //! (from the first record, so a period's opening balance is what every earlier event left), and
 //! into the period's aggregates: per player, per game session, per game type. State kept between
 //! events is bounded by players and open rounds, never by the number of rounds.
+//!
+//! A game session is what the export's regulator calls one ([`SessionRule`]): Denmark's is a
+//! player's play of a game on a day; Spain's (JUC) is a player's play until [`IDLE`] passes
+//! without any, reported in parts, one per quarter of an hour it played in.
 
 use super::facts::{Fact, Game, RoundRef};
 use contracts::PlayerId;
@@ -54,13 +58,38 @@ impl Movements {
     }
 }
 
-/// A player's play of one game on one day: the regulator's game session.
+/// How an export groups play into game sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionRule {
+    /// None kept (the accounts' and the register's exports).
+    None,
+    /// A player's play of one game on one day (Denmark's `KasinospilSession`).
+    Daily,
+    /// A player's play until [`IDLE`] passes without any, in parts of a quarter of an hour
+    /// (Spain's real-time JUC: a part is what one batch reports of a session).
+    Idle,
+}
+
+/// How long a player plays nothing before their game session ends (Spain). The platform sees
+/// bets and wins, not a game window closed: a pause this long is the player walking away.
+pub const IDLE: chrono::TimeDelta = chrono::TimeDelta::minutes(20);
+
+/// Which session, and which part of it, some play counts in: for [`SessionRule::Daily`], both
+/// the day's midnight; for [`SessionRule::Idle`], the session's first play and the start of the
+/// quarter of an hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Bucket {
+    pub session: chrono::DateTime<chrono::Utc>,
+    pub part: chrono::DateTime<chrono::Utc>,
+}
+
+/// A player's play of one game in one part of a session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
     pub player: PlayerId,
     pub currency: String,
     pub game_id: String,
-    pub day: chrono::NaiveDate,
+    pub bucket: Bucket,
     pub first: chrono::DateTime<chrono::Utc>,
     pub last: chrono::DateTime<chrono::Utc>,
     pub stakes: Decimal,
@@ -68,19 +97,43 @@ pub struct Session {
     pub wins: Decimal,
     /// Rounds played (distinct rounds staked in).
     pub rounds: u64,
-    /// Rounds staked in this day whose part is still open: while there are, a rollback may
+    /// Rounds staked in this bucket whose part is still open: while there are, a rollback may
     /// still change the session (it is then kept for a correction).
     open: u32,
 }
 
-/// Where a session is kept: `(player, game, day)`.
-pub type SessionKey = (PlayerId, String, chrono::NaiveDate);
+impl Session {
+    pub fn day(&self) -> chrono::NaiveDate {
+        self.bucket.part.date_naive()
+    }
+}
 
-/// A player's part of a round still open: its game, its bets' days and the wins already paid.
+/// Where a session's play of a game is kept: `(player, game, bucket)`.
+pub type SessionKey = (PlayerId, String, Bucket);
+
+/// A player's session under [`SessionRule::Idle`] as the scan stands: when it started, its last
+/// play (of which game, in which currency).
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub player: PlayerId,
+    pub currency: String,
+    pub game_id: String,
+    pub started: chrono::DateTime<chrono::Utc>,
+    pub last: chrono::DateTime<chrono::Utc>,
+}
+
+impl Live {
+    /// When the session ends for want of play.
+    pub fn ends(&self) -> chrono::DateTime<chrono::Utc> {
+        self.last + IDLE
+    }
+}
+
+/// A player's part of a round still open: its game, its bets' buckets and the wins already paid.
 #[derive(Debug, Clone)]
 struct OpenPart {
     game_id: String,
-    bets: Vec<(String, chrono::NaiveDate)>,
+    bets: Vec<(String, Bucket)>,
     won_paid: Decimal,
 }
 
@@ -122,29 +175,38 @@ impl Touched {
 /// The books over one export's period: folded from the first record on.
 pub struct Books {
     start: chrono::DateTime<chrono::Utc>,
-    /// Whether game sessions are kept (JUC): of the period, and of earlier days while a round of
+    end: chrono::DateTime<chrono::Utc>,
+    /// Which game sessions are kept: of the period, and of earlier buckets while a round of
     /// theirs is open (a late rollback corrects them); the others are dropped as the scan goes.
-    keep_sessions: bool,
-    /// The day of the last fact folded.
-    scan_day: Option<chrono::NaiveDate>,
+    rule: SessionRule,
+    /// The bucket boundary (day or quarter of an hour) the scan is in.
+    scan_step: Option<chrono::DateTime<chrono::Utc>>,
+    /// Each player's session as the scan stands ([`SessionRule::Idle`]).
+    live: HashMap<PlayerId, Live>,
+    /// Sessions that played before the period and ended in it for want of play, found as a
+    /// player came back ([`Books::endings`] adds those still waiting).
+    ended: Vec<Live>,
     balances: HashMap<Account, Decimal>,
     open: HashMap<(RoundRef, PlayerId), OpenPart>,
     /// The period's movements per account (only accounts that moved).
     pub movements: BTreeMap<Account, Movements>,
-    /// Game sessions of the period, and of the days before it still correctable.
+    /// Game sessions of the period, and of the buckets before it still correctable.
     pub sessions: BTreeMap<SessionKey, Session>,
-    /// Sessions of earlier days a late fact changed.
+    /// Sessions of earlier buckets a late fact changed.
     pub corrected: std::collections::BTreeSet<SessionKey>,
     /// The first day each game type was played (DGOJ `FechaInicioOferta`).
     pub first_offered: BTreeMap<&'static str, chrono::NaiveDate>,
 }
 
 impl Books {
-    pub fn new(start: chrono::NaiveDate, keep_sessions: bool) -> Books {
+    pub fn new(period: &contracts::exports::ExportPeriod, rule: SessionRule) -> Books {
         Books {
-            start: start.and_time(chrono::NaiveTime::MIN).and_utc(),
-            keep_sessions,
-            scan_day: None,
+            start: period.start,
+            end: period.end,
+            rule,
+            scan_step: None,
+            live: HashMap::new(),
+            ended: Vec::new(),
             balances: HashMap::new(),
             open: HashMap::new(),
             movements: BTreeMap::new(),
@@ -169,14 +231,14 @@ impl Books {
     }
 
     fn session(&mut self, key: SessionKey, currency: &str, at: chrono::DateTime<chrono::Utc>) -> Option<&mut Session> {
-        if !self.keep_sessions {
+        if self.rule == SessionRule::None {
             return None;
         }
         Some(self.sessions.entry(key.clone()).or_insert_with(|| Session {
             player: key.0.clone(),
             currency: currency.to_owned(),
             game_id: key.1.clone(),
-            day: key.2,
+            bucket: key.2,
             first: at,
             last: at,
             stakes: Decimal::ZERO,
@@ -187,33 +249,106 @@ impl Books {
         }))
     }
 
-    /// A part closed: the sessions of the days it staked in have one open round fewer.
+    /// A part closed: the sessions of the buckets it staked in have one open round fewer.
     fn closed(&mut self, player: &PlayerId, part: &OpenPart) {
-        let mut days: Vec<chrono::NaiveDate> = part.bets.iter().map(|(_, d)| *d).collect();
-        days.dedup();
-        for day in days {
-            if let Some(s) = self.sessions.get_mut(&(player.clone(), part.game_id.clone(), day)) {
+        let mut buckets: Vec<Bucket> = part.bets.iter().map(|(_, b)| *b).collect();
+        buckets.dedup();
+        for bucket in buckets {
+            if let Some(s) = self.sessions.get_mut(&(player.clone(), part.game_id.clone(), bucket)) {
                 s.open = s.open.saturating_sub(1);
             }
         }
     }
 
-    /// On a new day of the scan: drops the sessions of earlier days (before the period) that no
-    /// open round can change any more.
-    fn new_day(&mut self, day: chrono::NaiveDate) {
-        if self.scan_day.is_some_and(|d| d >= day) {
+    /// The boundary of the bucket `at` falls in: its day, or its quarter of an hour.
+    fn step(&self, at: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        use chrono::DurationRound;
+        match self.rule {
+            SessionRule::Idle => at.duration_trunc(super::QUARTER_HOUR).unwrap_or(at),
+            _ => super::midnight(at.date_naive()),
+        }
+    }
+
+    /// On a new bucket of the scan: drops the sessions of earlier buckets (before the period)
+    /// that no open round can change any more. A session part with an open round keeps its
+    /// other games too: a correction repeats the whole part.
+    fn advance(&mut self, at: chrono::DateTime<chrono::Utc>) {
+        let step = self.step(at);
+        if self.rule == SessionRule::None || self.scan_step.is_some_and(|s| s >= step) {
             return;
         }
-        self.scan_day = Some(day);
-        let start = self.start.date_naive();
-        self.sessions.retain(|(_, _, d), s| *d >= start || *d >= day || s.open > 0);
+        self.scan_step = Some(step);
+        let start = self.start;
+        let open: std::collections::HashSet<(PlayerId, Bucket)> =
+            self.sessions.values().filter(|s| s.open > 0).map(|s| (s.player.clone(), s.bucket)).collect();
+        self.sessions
+            .retain(|(player, _, b), _| b.part >= start || b.part >= step || open.contains(&(player.clone(), *b)));
+    }
+
+    /// The bucket of `player`'s play of `game_id` at `at`, which counts as play: under
+    /// [`SessionRule::Idle`] it continues their session, or ends it and starts another.
+    fn played(
+        &mut self,
+        player: &PlayerId,
+        currency: &str,
+        game_id: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Bucket {
+        let part = self.step(at);
+        if self.rule != SessionRule::Idle {
+            return Bucket { session: part, part };
+        }
+        let (start, end) = (self.start, self.end);
+        let live = match self.live.get_mut(player) {
+            Some(live) if at < live.ends() => live,
+            previous => {
+                let fresh = Live {
+                    player: player.clone(),
+                    currency: currency.to_owned(),
+                    game_id: game_id.to_owned(),
+                    started: at,
+                    last: at,
+                };
+                if let Some(old) = previous {
+                    let old = std::mem::replace(old, fresh);
+                    if old.last < start && (start..end).contains(&old.ends()) {
+                        self.ended.push(old);
+                    }
+                } else {
+                    self.live.insert(player.clone(), fresh);
+                }
+                self.live.get_mut(player).expect("just put")
+            }
+        };
+        live.last = at;
+        live.game_id = game_id.to_owned();
+        Bucket { session: live.started, part }
+    }
+
+    /// The bucket of play at `at` that is not itself play (a stake given back for a round it
+    /// knows nothing of): the player's session then, if one runs.
+    fn bucket_at(&self, player: &PlayerId, at: chrono::DateTime<chrono::Utc>) -> Bucket {
+        let part = self.step(at);
+        match self.live.get(player) {
+            Some(live) if self.rule == SessionRule::Idle && at < live.ends() => Bucket { session: live.started, part },
+            _ => Bucket { session: part, part },
+        }
+    }
+
+    /// Sessions that played before the period and ended in it for want of play: each is owed
+    /// its ending (Spain: a closing registro, as nothing of it is played in the period).
+    pub fn endings(&self) -> Vec<&Live> {
+        let waiting = self.live.values().filter(|l| l.last < self.start && (self.start..self.end).contains(&l.ends()));
+        let mut endings: Vec<&Live> = self.ended.iter().chain(waiting).collect();
+        endings.sort_by(|a, b| (&a.player, a.started).cmp(&(&b.player, b.started)));
+        endings
     }
 
     /// Folds one fact at `at`; `in_period` when its event is in the export's range. What it
     /// touched in the period, for the export's index.
     pub fn fold(&mut self, fact: Fact, at: chrono::DateTime<chrono::Utc>, in_period: bool) -> Option<Touched> {
         let day = at.date_naive();
-        self.new_day(day);
+        self.advance(at);
         match fact {
             Fact::Deposit { player, currency, amount, method } => {
                 let account = (player.clone(), currency);
@@ -254,20 +389,21 @@ impl Books {
             Fact::Stake { player, currency, amount, game: Game { round, game_id }, bet } => {
                 let kind = game_type(&game_id);
                 self.first_offered.entry(kind).or_insert(day);
+                let bucket = self.played(&player, &currency, &game_id, at);
                 let part = self.open.entry((round, player.clone())).or_insert_with(|| OpenPart {
                     game_id: game_id.clone(),
                     bets: Vec::new(),
                     won_paid: Decimal::ZERO,
                 });
-                let new_round_today = !part.bets.iter().any(|(_, d)| *d == day);
-                part.bets.push((bet, day));
+                let new_round_here = !part.bets.iter().any(|(_, b)| *b == bucket);
+                part.bets.push((bet, bucket));
                 let account = (player.clone(), currency.clone());
                 self.moved(&account, -amount, in_period);
-                let key = (player.clone(), game_id, day);
+                let key = (player.clone(), game_id, bucket);
                 if let Some(s) = self.session(key.clone(), &currency, at) {
                     s.stakes += amount;
-                    s.rounds += u64::from(new_round_today);
-                    s.open += u32::from(new_round_today);
+                    s.rounds += u64::from(new_round_here);
+                    s.open += u32::from(new_round_here);
                     s.last = at;
                 }
                 if !in_period {
@@ -301,32 +437,32 @@ impl Books {
             }
             Fact::StakeReturned { player, currency, amount, game, bet } => {
                 let key = (game, player.clone());
-                let (game_id, bet_day) = match self.open.get(&key) {
+                let (game_id, bet_bucket) = match self.open.get(&key) {
                     Some(part) => {
-                        // A rollback names its bet; a void gives back the part's stakes, booked on
-                        // the day its first bet was placed.
-                        let day_of_bet = match &bet {
+                        // A rollback names its bet; a void gives back the part's stakes, booked in
+                        // the bucket its first bet was placed in.
+                        let bucket_of_bet = match &bet {
                             Some(b) => part.bets.iter().find(|(x, _)| x == b).map(|(_, d)| *d),
                             None => part.bets.iter().map(|(_, d)| *d).min(),
                         };
-                        (part.game_id.clone(), day_of_bet.unwrap_or(day))
+                        (part.game_id.clone(), bucket_of_bet.unwrap_or_else(|| self.bucket_at(&player, at)))
                     }
-                    None => ("unknown".to_owned(), day),
+                    None => ("unknown".to_owned(), self.bucket_at(&player, at)),
                 };
                 let kind = game_type(&game_id);
                 let account = (player.clone(), currency.clone());
                 self.moved(&account, amount, in_period);
                 if !in_period {
-                    if let Some(s) = self.session((player, game_id, bet_day), &currency, at) {
+                    if let Some(s) = self.session((player, game_id, bet_bucket), &currency, at) {
                         s.returned += amount;
                     }
                     return None;
                 }
                 *self.movements(&account).stakes_returned.entry(kind).or_default() += amount;
                 // A stake given back annuls its bet: it belongs to the bet's session, which a
-                // bet of an earlier day means correcting.
-                let key = (player, game_id, bet_day);
-                let late = self.start.date_naive() > bet_day;
+                // bet of an earlier bucket (already reported) means correcting.
+                let key = (player, game_id, bet_bucket);
+                let late = self.start > bet_bucket.part;
                 if let Some(s) = self.session(key.clone(), &currency, at) {
                     s.returned += amount;
                     if !late {
@@ -352,7 +488,8 @@ impl Books {
     ) -> Option<Touched> {
         let account = (player.clone(), currency.clone());
         self.moved(&account, amount, in_period);
-        let key = (player, game_id.clone(), at.date_naive());
+        let bucket = self.played(&player, &currency, &game_id, at);
+        let key = (player, game_id.clone(), bucket);
         let session = self.session(key.clone(), &currency, at);
         if let Some(s) = session {
             s.wins += amount;
@@ -387,10 +524,10 @@ impl Books {
         self.balances.values().sum()
     }
 
-    /// Sessions of the period (played on its days).
-    pub fn period_sessions(&self, end: chrono::NaiveDate) -> impl Iterator<Item = &Session> {
-        let start = self.start.date_naive();
-        self.sessions.values().filter(move |s| s.day >= start && s.day < end)
+    /// Sessions of the period (their parts played in it).
+    pub fn period_sessions(&self) -> impl Iterator<Item = &Session> {
+        let (start, end) = (self.start, self.end);
+        self.sessions.values().filter(move |s| s.bucket.part >= start && s.bucket.part < end)
     }
 }
 
@@ -409,8 +546,7 @@ mod tests {
     fn a_void_after_midnight_corrects_the_session_of_its_bets() {
         let player = PlayerId::new("es-v").unwrap();
         let round = RoundRef { provider: "demo".into(), round: "r1".into() };
-        let day_two = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
-        let mut books = Books::new(day_two, true);
+        let mut books = Books::new(&crate::exports::parse_period("2026-11-30").unwrap(), SessionRule::Daily);
         let money = |amount: i64| Decimal::from(amount);
         let deposit =
             Fact::Deposit { player: player.clone(), currency: "EUR".into(), amount: money(10), method: "card".into() };
@@ -429,10 +565,94 @@ mod tests {
         let touched = books.fold(void, at("2026-11-30T00:10:00Z"), true).unwrap();
         let ended = Fact::PartEnded { player: player.clone(), currency: "EUR".into(), game: round, won: Decimal::ZERO };
         books.fold(ended, at("2026-11-30T00:10:00Z"), true);
-        let day_one = chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+        let day_one = at("2026-11-29T00:00:00Z");
         assert!(touched.late);
-        assert!(books.corrected.contains(&(player.clone(), "slot-1".into(), day_one)));
+        let bucket = Bucket { session: day_one, part: day_one };
+        assert!(books.corrected.contains(&(player.clone(), "slot-1".into(), bucket)));
         let m = &books.movements[&(player, "EUR".to_owned())];
         assert_eq!((m.opening, m.returned(), m.closing()), (money(7), money(3), money(10)));
+    }
+
+    /// Spain's sessions: play continues a session until [`IDLE`] passes without any; each
+    /// quarter of an hour reports its part; a session that ends in a quarter it did not play in
+    /// is owed its ending there; a bet given back after its part was reported corrects that part.
+    #[test]
+    fn a_session_ends_after_a_pause_and_is_reported_in_quarter_hours() {
+        let ana = PlayerId::new("es-ana").unwrap();
+        let money = |amount: i64| Decimal::from(amount);
+        let round = |r: &str| RoundRef { provider: "demo".into(), round: r.into() };
+        let stake = |r: &str, bet: &str| Fact::Stake {
+            player: ana.clone(),
+            currency: "EUR".into(),
+            amount: money(2),
+            game: Game { round: round(r), game_id: "slot-1".into() },
+            bet: bet.into(),
+        };
+        let win = |r: &str| Fact::Win {
+            player: ana.clone(),
+            currency: "EUR".into(),
+            amount: money(5),
+            game: round(r),
+            closing: true,
+        };
+        let rollback = |r: &str, bet: &str| Fact::StakeReturned {
+            player: ana.clone(),
+            currency: "EUR".into(),
+            amount: money(2),
+            game: round(r),
+            bet: Some(bet.into()),
+        };
+        let play = [
+            (stake("r1", "b1"), "2026-11-30T10:05:00Z"),
+            (win("r1"), "2026-11-30T10:10:00Z"),
+            (stake("r2", "b2"), "2026-11-30T10:20:00Z"),
+            (rollback("r2", "b2"), "2026-11-30T10:50:00Z"),
+            (stake("r3", "b3"), "2026-11-30T11:30:00Z"),
+        ];
+        let books_of = |label: &str| {
+            let period = crate::exports::parse_period(label).unwrap();
+            let mut books = Books::new(&period, SessionRule::Idle);
+            let touched: Vec<Option<Touched>> = play
+                .iter()
+                .filter(|(_, t)| at(t) < period.end)
+                .map(|(fact, t)| books.fold(fact.clone(), at(t), at(t) >= period.start))
+                .collect();
+            (books, touched)
+        };
+        let started = at("2026-11-30T10:05:00Z");
+        let part = |p: &str| Bucket { session: started, part: at(p) };
+
+        let (first, _) = books_of("2026-11-30T10:00");
+        let parts: Vec<&Session> = first.period_sessions().collect();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(
+            (parts[0].bucket, parts[0].stakes, parts[0].wins),
+            (part("2026-11-30T10:00:00Z"), money(2), money(5))
+        );
+
+        let (second, _) = books_of("2026-11-30T10:15");
+        let parts: Vec<&Session> = second.period_sessions().collect();
+        assert_eq!(parts[0].bucket, part("2026-11-30T10:15:00Z"), "the same session, its second part");
+        assert!(second.endings().is_empty());
+
+        // Nothing played from 10:30 on: the session ends at 10:40, in that quarter.
+        let (third, _) = books_of("2026-11-30T10:30");
+        assert_eq!(third.period_sessions().count(), 0);
+        let endings = third.endings();
+        assert_eq!((endings.len(), endings[0].started, endings[0].last), (1, started, at("2026-11-30T10:20:00Z")));
+
+        // The rollback at 10:50 gives back a bet of the 10:15 part: a correction of it.
+        let (fourth, touched) = books_of("2026-11-30T10:45");
+        let t = touched.last().unwrap().as_ref().unwrap();
+        assert!(t.late);
+        assert_eq!(t.session.as_ref().unwrap().2, part("2026-11-30T10:15:00Z"));
+        let corrected = &fourth.sessions[t.session.as_ref().unwrap()];
+        assert_eq!((corrected.stakes, corrected.returned), (money(2), money(2)));
+        assert!(fourth.endings().is_empty(), "ended in the quarter before");
+
+        // Back at 11:30: a new session.
+        let (fifth, _) = books_of("2026-11-30T11:30");
+        let parts: Vec<&Session> = fifth.period_sessions().collect();
+        assert_eq!(parts[0].bucket.session, at("2026-11-30T11:30:00Z"));
     }
 }

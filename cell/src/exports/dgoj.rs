@@ -1,11 +1,11 @@
 //! Spain's dialect: the DGOJ's monitoring data model v3.3 (BOE-A-2024-12639), validated against
-//! `DGOJ_Monitorizacion_3.3.xsd`. Built here: RUD and RUT (the player register, in [`super::rud`]), CJD and CJT (gaming accounts), JUC (game sessions,
-//! subtype SES, with corrections of earlier days as `Rectificacion`) and OPT (operator totals per
-//! game type). Each `Lote` holds one registro's sub-records (at most 10; JUC, up to 500 session
-//! registros), is signed ([`super::xades`]), zipped with WinZip AES-256 as `enveloped.xml`, and
-//! named and filed as §4.2 and §4.4 say.
+//! `DGOJ_Monitorizacion_3.3.xsd`. Built here: RUD and RUT (the player register, in
+//! [`super::rud`]), CJD and CJT (gaming accounts), JUC (game sessions in real time, in
+//! [`super::juc`]) and OPT (operator totals per game type). Each `Lote` holds one registro's
+//! sub-records (at most 10; JUC, up to 500 session registros), is signed ([`super::xades`]),
+//! zipped with WinZip AES-256 as `enveloped.xml`, and named and filed as §4.2 and §4.4 say.
 
-use super::books::{game_type, Books, Movements, Session, SessionKey};
+use super::books::{game_type, Books, Movements};
 use super::vault::Scratch;
 use super::xml::{attribute, Writer};
 use super::ExportError;
@@ -19,8 +19,6 @@ const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
 pub(super) const PLAYERS_PER_SUBRECORD: usize = 1000;
 /// Sub-records per `Lote` (BOE §4.1.3).
 pub(super) const SUBRECORDS_PER_LOTE: usize = 10;
-/// JUC session registros per `Lote` (BOE §4.5.8: a batch at 500).
-const SESSIONS_PER_LOTE: usize = 500;
 
 /// The record types this dialect builds, by the regulator's names.
 pub const TYPES: [&str; 6] = ["RUD", "RUT", "CJD", "CJT", "JUC", "OPT"];
@@ -57,7 +55,7 @@ pub(super) fn dtz(at: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// `<tag><Linea><Cantidad>…</Cantidad><Unidad>…</Unidad></Linea></tag>`.
-fn importe(w: &mut Writer, tag: &'static str, amount: Decimal, currency: &str) {
+pub(super) fn importe(w: &mut Writer, tag: &'static str, amount: Decimal, currency: &str) {
     w.open(tag).open("Linea").leaf("Cantidad", &cant(amount)).leaf("Unidad", currency).close().close();
 }
 
@@ -221,7 +219,7 @@ pub fn write(
         "RUT" => super::rud::rut(&mut lotes, period, register()?, books),
         "CJD" => cjd(&mut lotes, period, books),
         "CJT" => cjt(&mut lotes, period, books),
-        "JUC" => juc(&mut lotes, period, books),
+        "JUC" => super::juc::write_quarter(&mut lotes, period, books),
         "OPT" => opt(&mut lotes, period, books),
         other => Err(ExportError::UnknownType(other.to_owned())),
     }
@@ -231,13 +229,6 @@ pub fn write(
 pub fn registro_id(kind: &str, period: &ExportPeriod) -> String {
     let (dm, _, label) = period_code(period);
     format!("{kind}-{dm}-{label}")
-}
-
-/// A game session's registro id: deterministic, so a correction names it without looking it up.
-pub fn session_id(key: &SessionKey) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("{}\u{1f}{}", key.0, key.1).as_bytes());
-    format!("JUC-SES-{}-{}", key.2.format("%Y%m%d"), &hex::encode(digest)[..16])
 }
 
 /// One writer per sub-record, so a `Lote` holds whole sub-records.
@@ -396,86 +387,6 @@ fn cjt(lotes: &mut Lotes<'_, '_>, period: &ExportPeriod, books: &Books) -> Resul
     })
 }
 
-/// The registro id of the correction of session `key` made in the export of `period`.
-pub fn correction_id(key: &SessionKey, period: &ExportPeriod) -> String {
-    format!("{}-R{}", session_id(key), period.start.format("%Y%m%d"))
-}
-
-/// One game session as a `RegistroOtrosJuegos`; `correction` (made at that time, in that
-/// period's export) replaces the session's first registro.
-fn session_registro(s: &Session, correction: Option<(chrono::DateTime<chrono::Utc>, &ExportPeriod)>) -> String {
-    let key = (s.player.clone(), s.game_id.clone(), s.day);
-    let id = session_id(&key);
-    // The session's own time: what a correction names as `RegistroFecha`.
-    let fecha = d14(s.last);
-    let mut w = Writer::new();
-    if let Some((at, period)) = correction {
-        registro_open(&mut w, "RegistroOtrosJuegos", &correction_id(&key, period), 1, 1, &d14(at));
-        w.open("Rectificacion").leaf("RegistroId", &id).leaf("RegistroFecha", &fecha).close();
-    } else {
-        registro_open(&mut w, "RegistroOtrosJuegos", &id, 1, 1, &fecha);
-    }
-    w.close();
-    let kind = game_type(&s.game_id);
-    let c = s.currency.as_str();
-    w.open("Juego")
-        .leaf("JuegoId", &s.game_id)
-        .leaf("JuegoDesc", &s.game_id)
-        .leaf("TipoJuego", kind)
-        .leaf("FechaInicio", &dtz(s.first))
-        .leaf("FechaFin", &dtz(s.last));
-    importe(&mut w, "Participacion", -s.stakes, c);
-    importe(&mut w, "ParticipacionDevolucion", s.returned, c);
-    importe(&mut w, "Premios", s.wins, c);
-    w.open("Botes");
-    importe(&mut w, "Total", Decimal::ZERO, c);
-    w.close();
-    w.leaf("PartidasJugadas", &s.rounds.to_string()).close();
-    w.open("Jugador").leaf("JugadorId", s.player.as_str()).open("Sesion");
-    w.leaf("SesionId", &format!("{}-{}-{}", s.player, s.game_id, s.day.format("%Y%m%d")));
-    for tag in ["FechaInicioSesion", "FechaFinSesion", "FechaInicioPrimerJuego", "FechaFinUltimoJuego"] {
-        let at = if tag.contains("Inicio") { s.first } else { s.last };
-        w.leaf(tag, &dtz(at));
-    }
-    // The platform keeps no session planning, IP or device with a game session: written as
-    // none and unknown, never invented.
-    w.open("PlanificacionSesion")
-        .leaf("DuracionLimite", "000000")
-        .leaf("GastoLimite", "0")
-        .leaf("PeriodoExclusion", "N")
-        .close()
-        .leaf("SesionCompleta", "S")
-        .leaf("SesionNueva", "S")
-        .leaf("MotivoFinSesion", "Usuario")
-        .close()
-        .leaf("IP", "unknown")
-        .leaf("Dispositivo", "OT")
-        .leaf("IdDispositivo", "unknown")
-        .close();
-    w.close();
-    w.out
-}
-
-fn juc(lotes: &mut Lotes<'_, '_>, period: &ExportPeriod, books: &Books) -> Result<(), ExportError> {
-    if period.kind != PeriodKind::Day {
-        return Err(ExportError::WrongPeriod { kind: "JUC".into(), expected: "a day (YYYY-MM-DD)" });
-    }
-    let built_at = lotes.built_at;
-    let corrections = books.corrected.iter().filter_map(|key| books.sessions.get(key));
-    let registros = books
-        .period_sessions(period.end)
-        .map(|s| session_registro(s, None))
-        .chain(corrections.map(|s| session_registro(s, Some((built_at, period)))));
-    let op = lotes.dgoj.operator.to_owned();
-    let wh = lotes.dgoj.warehouse.to_owned();
-    let day = period.start.format("%Y%m%d").to_string();
-    let folder = format!("CNJ/{op}/JU/{day}/SES");
-    let stamp = d14(period.end.and_time(chrono::NaiveTime::MIN).and_utc() - chrono::Duration::seconds(1));
-    file_subrecords(lotes, registros, SESSIONS_PER_LOTE, &format!("JUC-SES-{day}"), &folder, |lote| {
-        format!("{op}_{wh}_JU_JUC_SES_{stamp}_{lote}.zip")
-    })
-}
-
 fn opt(lotes: &mut Lotes<'_, '_>, period: &ExportPeriod, books: &Books) -> Result<(), ExportError> {
     if period.kind != PeriodKind::Month {
         return Err(ExportError::WrongPeriod { kind: "OPT".into(), expected: "a month (YYYY-MM)" });
@@ -504,7 +415,7 @@ fn opt(lotes: &mut Lotes<'_, '_>, period: &ExportPeriod, books: &Books) -> Resul
             zero_section(&mut w, tag, &currency);
         }
         importe(&mut w, "GGR", -stakes + returned + wins, &currency);
-        let offered = books.first_offered.get(kind).copied().unwrap_or(period.start);
+        let offered = books.first_offered.get(kind).copied().unwrap_or(period.start.date_naive());
         w.leaf("FechaInicioOferta", &offered.format("%Y%m%d").to_string());
         w.close();
         let folder = format!("CNJ/{op}/OP/{kind}");
@@ -522,11 +433,7 @@ pub fn index_refs(kind: &str, period: &ExportPeriod, touched: &super::books::Tou
     match kind {
         "CJD" => touched.player.iter().map(|p| format!("{}/{p}", registro_id("CJD", period))).collect(),
         "CJT" => vec![registro_id("CJT", period)],
-        "JUC" => touched
-            .session
-            .iter()
-            .map(|s| if touched.late { correction_id(s, period) } else { session_id(s) })
-            .collect(),
+        "JUC" => touched.session.iter().map(|s| super::juc::index_ref(s, touched.late, period)).collect(),
         "OPT" => touched
             .session
             .iter()

@@ -14,6 +14,7 @@ mod books;
 mod dgoj;
 pub mod dk_schemas;
 pub mod facts;
+mod juc;
 pub mod merkle;
 mod register;
 mod returns;
@@ -40,7 +41,7 @@ pub enum ExportError {
     UnknownType(String),
     #[error("{kind} covers {expected}")]
     WrongPeriod { kind: String, expected: &'static str },
-    #[error("period `{0}`: expected YYYY-MM-DD, YYYY-MM or YYYY-Qn")]
+    #[error("period `{0}`: expected YYYY-MM-DDTHH:MM (minutes 00, 15, 30 or 45), YYYY-MM-DD, YYYY-MM or YYYY-Qn")]
     BadPeriod(String),
     #[error("period {0} is not over yet: an export covers a period once it has ended")]
     PeriodNotOver(String),
@@ -54,6 +55,8 @@ pub enum ExportError {
     Register(String),
     #[error("the TamperToken service: {0}")]
     TokenService(String),
+    #[error("the day's real-time batches: {0}")]
+    Batches(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -68,11 +71,15 @@ impl ExportError {
     }
 }
 
-/// Reads `2026-12-06`, `2026-12` or `2026-Q4`.
+/// The length of a real-time period (DGOJ §4.1.3: a JUC batch every 15 minutes).
+pub const QUARTER_HOUR: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+
+/// Reads `2026-12-06T10:15`, `2026-12-06`, `2026-12` or `2026-Q4`.
 pub fn parse_period(label: &str) -> Result<ExportPeriod, ExportError> {
     let period = parse_any_period(label)?;
     // One spelling per period (`2026-01`, not `2026-1`): the label names the export's id.
     let canonical = match period.kind {
+        PeriodKind::QuarterHour => period.start.format("%Y-%m-%dT%H:%M").to_string(),
         PeriodKind::Day => period.start.format("%Y-%m-%d").to_string(),
         PeriodKind::Month => period.start.format("%Y-%m").to_string(),
         PeriodKind::Quarter => {
@@ -86,17 +93,34 @@ pub fn parse_period(label: &str) -> Result<ExportPeriod, ExportError> {
     Ok(period)
 }
 
+fn midnight(day: chrono::NaiveDate) -> chrono::DateTime<chrono::Utc> {
+    day.and_time(chrono::NaiveTime::MIN).and_utc()
+}
+
 fn parse_any_period(label: &str) -> Result<ExportPeriod, ExportError> {
-    use chrono::{Datelike, NaiveDate};
+    use chrono::{Datelike, NaiveDate, Timelike};
     let bad = || ExportError::BadPeriod(label.to_owned());
+    let period = |kind, start: NaiveDate, end: NaiveDate| ExportPeriod {
+        kind,
+        label: label.to_owned(),
+        start: midnight(start),
+        end: midnight(end),
+    };
     let month_start = |y: i32, m: u32| NaiveDate::from_ymd_opt(y, m, 1).ok_or_else(bad);
     let next_month = |d: NaiveDate| {
         let (y, m) = if d.month() == 12 { (d.year() + 1, 1) } else { (d.year(), d.month() + 1) };
         NaiveDate::from_ymd_opt(y, m, 1).ok_or_else(bad)
     };
+    if let Ok(at) = chrono::NaiveDateTime::parse_from_str(label, "%Y-%m-%dT%H:%M") {
+        if at.minute() % 15 != 0 {
+            return Err(bad());
+        }
+        let start = at.and_utc();
+        let kind = PeriodKind::QuarterHour;
+        return Ok(ExportPeriod { kind, label: label.to_owned(), start, end: start + QUARTER_HOUR });
+    }
     if let Ok(day) = NaiveDate::parse_from_str(label, "%Y-%m-%d") {
-        let end = day.succ_opt().ok_or_else(bad)?;
-        return Ok(ExportPeriod { kind: PeriodKind::Day, label: label.to_owned(), start: day, end });
+        return Ok(period(PeriodKind::Day, day, day.succ_opt().ok_or_else(bad)?));
     }
     let (year, rest) = label.split_once('-').ok_or_else(bad)?;
     let year: i32 = year.parse().map_err(|_| bad())?;
@@ -106,12 +130,11 @@ fn parse_any_period(label: &str) -> Result<ExportPeriod, ExportError> {
             return Err(bad());
         }
         let start = month_start(year, 3 * q - 2)?;
-        let end = next_month(next_month(next_month(start)?)?)?;
-        return Ok(ExportPeriod { kind: PeriodKind::Quarter, label: label.to_owned(), start, end });
+        return Ok(period(PeriodKind::Quarter, start, next_month(next_month(next_month(start)?)?)?));
     }
     let month: u32 = rest.parse().map_err(|_| bad())?;
     let start = month_start(year, month)?;
-    Ok(ExportPeriod { kind: PeriodKind::Month, label: label.to_owned(), start, end: next_month(start)? })
+    Ok(period(PeriodKind::Month, start, next_month(start)?))
 }
 
 /// The families of events an export type draws on.
@@ -151,10 +174,9 @@ fn first_at_or_after(store: &dyn Store, head: u64, at: chrono::DateTime<chrono::
 /// The chain range of `period`: its first and last records (first > last when it holds none)
 /// and the chain's hash at its end.
 pub fn chain_range(store: &dyn Store, period: &ExportPeriod) -> Result<ChainRange, ExportError> {
-    let midnight = |d: chrono::NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_utc();
     let (head, _) = crate::audit::head(store)?;
-    let first = first_at_or_after(store, head, midnight(period.start))?;
-    let last = first_at_or_after(store, head, midnight(period.end))? - 1;
+    let first = first_at_or_after(store, head, period.start)?;
+    let last = first_at_or_after(store, head, period.end)? - 1;
     let head_hash = match last {
         0 => [0u8; 32],
         seq => crate::audit::record(store, seq)?.map(|r| r.hash).unwrap_or_default(),
@@ -189,8 +211,12 @@ fn compile<W: std::io::Write>(
     range: &ChainRange,
     index: &mut Index<W>,
 ) -> Result<books::Books, ExportError> {
-    let sessions = matches!(kind, "JUC" | "KasinospilPrSession" | "EndOfDayRapport");
-    let mut books = books::Books::new(period.start, sessions);
+    let rule = match kind {
+        "JUC" => books::SessionRule::Idle,
+        "KasinospilPrSession" | "EndOfDayRapport" => books::SessionRule::Daily,
+        _ => books::SessionRule::None,
+    };
+    let mut books = books::Books::new(period, rule);
     if range.last_seq == 0 {
         return Ok(books);
     }
@@ -294,7 +320,7 @@ impl Exporter<'_> {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<vault::Stored, ExportError> {
         let period = parse_period(label)?;
-        if period.end.and_time(chrono::NaiveTime::MIN).and_utc() > now {
+        if period.end > now {
             return Err(ExportError::PeriodNotOver(period.label));
         }
         let types: &[&str] = match self.region.export_format.as_str() {
@@ -306,6 +332,9 @@ impl Exporter<'_> {
         if !types.contains(&kind) {
             return Err(ExportError::UnknownType(kind.to_owned()));
         }
+        if kind == "JUC" && period.kind == PeriodKind::Day {
+            return self.pack_day(store, period, now);
+        }
         let range = chain_range(store, &period)?;
         let vault = vault::Vault::new(self.data_dir);
         let (export_id, revision) = vault.next_id(&self.region.cell_id, kind, &period.label)?;
@@ -315,7 +344,7 @@ impl Exporter<'_> {
         let mut index = Index::new(std::io::BufWriter::new(csv)).map_err(|e| ExportError::io(&csv_path, e))?;
         // RUD reads the register alone: nothing in the chain feeds it.
         let books = match kind {
-            "RUD" => books::Books::new(period.start, false),
+            "RUD" => books::Books::new(&period, books::SessionRule::None),
             _ => compile(store, kind, &period, &range, &mut index)?,
         };
         let (merkle_root, event_count) = (index.merkle.root(), index.merkle.count());
@@ -350,23 +379,115 @@ impl Exporter<'_> {
                 .map(|register| rud::Registrants { register, store, region: self.region });
             dgoj::write(&dialect, kind, &period, &books, registrants.as_ref(), &mut scratch)?;
         }
-        let corrections = books.corrected.iter().filter(|_| kind == "JUC").map(dgoj::session_id).collect();
+        let corrections = if kind == "JUC" { juc::corrections(&books) } else { Vec::new() };
+        // A player register moves no money.
+        let totals = if families(kind).is_empty() { Vec::new() } else { totals(&books) };
+        let sealed = Sealed { kind, period, range, merkle_root, event_count, totals, corrections };
+        self.seal(&vault, scratch, export_id, sealed, now)
+    }
+
+    /// Builds the pack of a day's JUC for `Anteriores` (BOE §4.3): the latest build of each of
+    /// its quarters' batches, packed as filed; a quarter never built is built now (late, but
+    /// nothing is lost). Its manifest covers the day as the quarters do together: their events,
+    /// totals and corrections.
+    fn pack_day(
+        &self,
+        store: &dyn Store,
+        period: ExportPeriod,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<vault::Stored, ExportError> {
+        let vault = vault::Vault::new(self.data_dir);
+        let built = vault.list()?;
+        let mut batches = Vec::new();
+        let mut quarter = period.start;
+        while quarter < period.end {
+            let label = quarter.format("%Y-%m-%dT%H:%M").to_string();
+            let latest = built.iter().rev().find(|s| s.manifest.kind == "JUC" && s.manifest.period.label == label);
+            batches.push(match latest {
+                Some(stored) => stored.clone(),
+                None => self.build(store, "JUC", &label, now)?,
+            });
+            quarter += QUARTER_HOUR;
+        }
+        let range = chain_range(store, &period)?;
+        let (export_id, _) = vault.next_id(&self.region.cell_id, "JUC", &period.label)?;
+        let mut scratch = vault.scratch(&export_id)?;
+        let csv_path = scratch.path("events.csv")?;
+        let csv = std::fs::File::create(&csv_path).map_err(|e| ExportError::io(&csv_path, e))?;
+        let mut index = Index::new(std::io::BufWriter::new(csv)).map_err(|e| ExportError::io(&csv_path, e))?;
+        let (mut next_seq, mut totals, mut corrections) = (range.first_seq, Vec::new(), Vec::new());
+        for batch in &batches {
+            let m = &batch.manifest;
+            if m.chain.first_seq != next_seq {
+                return Err(ExportError::Batches(format!(
+                    "{} starts at record {}, where {next_seq} was expected (the quarters tile the day)",
+                    m.export_id, m.chain.first_seq
+                )));
+            }
+            next_seq = m.chain.last_seq.max(m.chain.first_seq - 1) + 1;
+            let path = batch.dir.join("events.csv");
+            let text = std::fs::read_to_string(&path).map_err(|e| ExportError::io(&path, e))?;
+            for line in text.lines().skip(1).filter(|l| !l.is_empty()) {
+                let unreadable = || ExportError::Batches(format!("{}: events.csv: `{line}`", m.export_id));
+                let mut fields = line.splitn(3, ',');
+                let seq: u64 = fields.next().and_then(|f| f.parse().ok()).ok_or_else(unreadable)?;
+                let hash: [u8; 32] = fields
+                    .next()
+                    .and_then(|h| hex::decode(h).ok())
+                    .and_then(|h| h.try_into().ok())
+                    .ok_or_else(unreadable)?;
+                let records: Vec<String> =
+                    fields.next().unwrap_or_default().split('|').filter(|r| !r.is_empty()).map(str::to_owned).collect();
+                index.push(seq, &hash, &records).map_err(|e| ExportError::io(&csv_path, e))?;
+            }
+            totals.extend(m.totals.iter().cloned());
+            corrections.extend(m.corrections.iter().cloned());
+        }
+        if next_seq != range.last_seq + 1 {
+            return Err(ExportError::Batches(format!(
+                "they end at record {}, the day at {}",
+                next_seq - 1,
+                range.last_seq
+            )));
+        }
+        let (merkle_root, event_count) = (index.merkle.root(), index.merkle.count());
+        let csv = index.csv.into_inner().map_err(|e| ExportError::io(&csv_path, e.into_error()))?;
+        csv.sync_all().map_err(|e| ExportError::io(&csv_path, e))?;
+        scratch.add("events.csv", 0);
+        let signer = xades::Signer::load_or_create(self.data_dir, &self.region.exports.operator_id)
+            .map_err(ExportError::Sign)?;
+        scratch.write("signing-cert.pem", signer.cert_pem().as_bytes(), 0)?;
+        let (operator, warehouse) = (&self.region.exports.operator_id, &self.region.exports.warehouse_id);
+        juc::pack(operator, warehouse, period.start.date_naive(), &batches, &mut scratch, juc::PACK_FRAGMENT)?;
+        let totals = add_totals(&totals);
+        let sealed = Sealed { kind: "JUC", period, range, merkle_root, event_count, totals, corrections };
+        self.seal(&vault, scratch, export_id, sealed, now)
+    }
+
+    /// Completes a build: its signed manifest, and the export moved into the vault.
+    fn seal(
+        &self,
+        vault: &vault::Vault,
+        scratch: vault::Scratch,
+        export_id: String,
+        sealed: Sealed<'_>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<vault::Stored, ExportError> {
         let mut manifest = ExportManifest {
             manifest_version: contracts::exports::EXPORTS_VERSION.into(),
             export_id,
             cell: self.region.cell_id.clone(),
             jurisdiction: self.region.jurisdiction,
-            kind: kind.to_owned(),
+            kind: sealed.kind.to_owned(),
             format: self.region.export_format.clone(),
-            period,
+            period: sealed.period,
             files: Vec::new(),
             record_count: scratch.record_count(),
-            event_count,
-            // A player register moves no money.
-            totals: if families(kind).is_empty() { Vec::new() } else { totals(&books) },
-            chain: range,
-            merkle_root: hex::encode(merkle_root),
-            corrections,
+            event_count: sealed.event_count,
+            totals: sealed.totals,
+            chain: sealed.range,
+            merkle_root: hex::encode(sealed.merkle_root),
+            corrections: sealed.corrections,
             policy_version: self.region.policy_version.clone(),
             generator: format!("cell {}, exports {GENERATOR_VERSION}", env!("CARGO_PKG_VERSION")),
             built_at: now,
@@ -374,6 +495,44 @@ impl Exporter<'_> {
         };
         vault.store(scratch, &mut manifest, self.audit_key)
     }
+}
+
+/// What a build's manifest says of what it compiled.
+struct Sealed<'a> {
+    kind: &'a str,
+    period: ExportPeriod,
+    range: ChainRange,
+    merkle_root: merkle::Hash,
+    event_count: u64,
+    totals: Vec<ExportTotals>,
+    corrections: Vec<String>,
+}
+
+/// Totals added up per currency (a day's from its quarters').
+fn add_totals(parts: &[ExportTotals]) -> Vec<ExportTotals> {
+    let mut by_currency: BTreeMap<&str, [Decimal; 8]> = BTreeMap::new();
+    for t in parts {
+        let sums = by_currency.entry(t.currency.as_str()).or_default();
+        let fields = [&t.stakes, &t.stakes_returned, &t.wins, &t.ggr, &t.deposits, &t.withdrawals, &t.other, &t.bonus];
+        for (sum, field) in sums.iter_mut().zip(fields) {
+            *sum += field.parse::<Decimal>().unwrap_or_default();
+        }
+    }
+    let s = |d: Decimal| format!("{:.2}", d.round_dp(2));
+    by_currency
+        .into_iter()
+        .map(|(currency, [stakes, returned, wins, ggr, deposits, withdrawals, other, bonus])| ExportTotals {
+            currency: currency.to_owned(),
+            stakes: s(stakes),
+            stakes_returned: s(returned),
+            wins: s(wins),
+            ggr: s(ggr),
+            deposits: s(deposits),
+            withdrawals: s(withdrawals),
+            other: s(other),
+            bonus: s(bonus),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -384,12 +543,25 @@ mod tests {
     fn a_period_has_one_spelling() {
         let p = parse_period("2026-Q4").unwrap();
         assert_eq!(
-            (p.kind, p.start.to_string(), p.end.to_string()),
+            (p.kind, p.start.date_naive().to_string(), p.end.date_naive().to_string()),
             (PeriodKind::Quarter, "2026-10-01".into(), "2027-01-01".into())
         );
-        assert_eq!(parse_period("2026-12").unwrap().end.to_string(), "2027-01-01");
-        assert_eq!(parse_period("2026-11-30").unwrap().end.to_string(), "2026-12-01");
-        for bad in ["2026-1", "2026-+1", "2026-11-3", "2026-Q5", "2026-Q04", "26-11", "2026-13", "x"] {
+        assert_eq!(parse_period("2026-12").unwrap().end.date_naive().to_string(), "2027-01-01");
+        assert_eq!(parse_period("2026-11-30").unwrap().end.date_naive().to_string(), "2026-12-01");
+        let q = parse_period("2026-11-30T23:45").unwrap();
+        assert_eq!((q.kind, q.end.to_rfc3339()), (PeriodKind::QuarterHour, "2026-12-01T00:00:00+00:00".into()));
+        for bad in [
+            "2026-1",
+            "2026-+1",
+            "2026-11-3",
+            "2026-Q5",
+            "2026-Q04",
+            "26-11",
+            "2026-13",
+            "x",
+            "2026-11-30T10:20",
+            "2026-11-30T9:15",
+        ] {
             assert!(parse_period(bad).is_err(), "{bad}");
         }
     }

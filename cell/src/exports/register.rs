@@ -116,7 +116,7 @@ impl Entry {
     /// period, and every change asked within it; a region default stands where the player set
     /// none.
     pub fn limits_to_report(&self, period: &ExportPeriod, region: &contracts::region::RegionConfig) -> Vec<LimitLine> {
-        let end = start_of(period.end);
+        let end = period.end;
         let mut keys: Vec<(LimitKind, LimitPeriod)> = self.limits.iter().map(|l| (l.kind, l.period)).collect();
         let defaults = region.deposit_limits.as_ref().map(|d| d.defaults.clone()).unwrap_or_default();
         keys.extend(defaults.iter().map(|(p, _)| (LimitKind::Deposit, *p)));
@@ -150,17 +150,13 @@ impl Entry {
 
     /// The exclusions in force at some time within the period, or asked within it.
     pub fn exclusions_to_report(&self, period: &ExportPeriod) -> impl Iterator<Item = &Exclusion> {
-        let (start, end) = (start_of(period.start), start_of(period.end));
+        let (start, end) = (period.start, period.end);
         self.exclusions.iter().filter(move |e| e.start < end && e.until > start)
     }
 }
 
-fn start_of(day: chrono::NaiveDate) -> DateTime<Utc> {
-    day.and_time(chrono::NaiveTime::MIN).and_utc()
-}
-
 fn within(period: &ExportPeriod, at: DateTime<Utc>) -> bool {
-    at >= start_of(period.start) && at < start_of(period.end)
+    at >= period.start && at < period.end
 }
 
 /// The register of every player registered before a period's end.
@@ -173,7 +169,7 @@ impl Register {
     /// Reads the event log up to `period`'s end, a page at a time.
     pub fn read(store: &dyn Store, period: &ExportPeriod) -> Result<Register, ExportError> {
         let mut register = Register::default();
-        let end = start_of(period.end);
+        let end = period.end;
         each_event_before(store, end, |record| register.fold(record, period))?;
         // A self-exclusion or time-out that ran out before the period's end: back to the state
         // before it.

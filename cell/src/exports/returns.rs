@@ -55,8 +55,7 @@ impl PlayerCounts {
     /// Counts the period's `player.registered`, `rg.self_exclusion_started` and `rg.limit_set`
     /// in the event log, a page at a time.
     pub fn read(store: &dyn crate::store::Store, period: &ExportPeriod) -> Result<PlayerCounts, ExportError> {
-        let start = period.start.and_time(chrono::NaiveTime::MIN).and_utc();
-        let end = period.end.and_time(chrono::NaiveTime::MIN).and_utc();
+        let (start, end) = (period.start, period.end);
         let mut counts = PlayerCounts::default();
         super::register::each_event_before(store, end, |e| {
             if e.envelope.ts >= start {

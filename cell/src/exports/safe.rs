@@ -30,7 +30,7 @@ pub const TYPES: [&str; 2] = ["KasinospilPrSession", "EndOfDayRapport"];
 pub fn session_id(key: &SessionKey) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("{}\u{1f}{}", key.0, key.1).as_bytes());
-    format!("S-{}-{}", key.2.format("%Y%m%d"), &hex::encode(digest)[..24])
+    format!("S-{}-{}", key.2.part.format("%Y%m%d"), &hex::encode(digest)[..24])
 }
 
 /// The end-of-day report's record id.
@@ -68,7 +68,7 @@ fn day_of(period: &ExportPeriod, kind: &str) -> Result<chrono::NaiveDate, Export
     if period.kind != PeriodKind::Day {
         return Err(ExportError::WrongPeriod { kind: kind.into(), expected: "a day (YYYY-MM-DD)" });
     }
-    Ok(period.start)
+    Ok(period.start.date_naive())
 }
 
 /// The regulator's TamperToken service, as the cell reaches it.
@@ -129,7 +129,7 @@ pub fn write(
 ) -> Result<(), ExportError> {
     let day = day_of(period, kind)?;
     let date = day.format("%Y-%m-%d").to_string();
-    let sessions: Vec<&Session> = books.period_sessions(period.end).collect();
+    let sessions: Vec<&Session> = books.period_sessions().collect();
     let opened = tokens.call("POST", "/tamper-token/v1/tokens", serde_json::json!({ "safeId": cert }))?;
     let token = opened["tokenId"].as_str().unwrap_or_default().to_owned();
     let key = hex::decode(opened["key"].as_str().unwrap_or_default()).unwrap_or_default();
@@ -180,7 +180,7 @@ fn sessions_file(cert: &str, file_id: &str, sessions: &[&Session]) -> String {
         .close()
         .open("KasinospilAggregeretPrSession");
     for s in sessions {
-        let key = (s.player.clone(), s.game_id.clone(), s.day);
+        let key = (s.player.clone(), s.game_id.clone(), s.bucket);
         let product: String = s.game_id.chars().take(45).collect();
         w.open("KasinospilSession")
             .leaf("SpilProduktNavn", &product)
@@ -262,7 +262,7 @@ pub fn index_refs(kind: &str, period: &ExportPeriod, touched: &super::books::Tou
     }
     match kind {
         "KasinospilPrSession" => vec![session_id(session)],
-        "EndOfDayRapport" => vec![end_of_day_id(period.start)],
+        "EndOfDayRapport" => vec![end_of_day_id(period.start.date_naive())],
         _ => Vec::new(),
     }
 }

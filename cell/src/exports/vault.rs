@@ -225,14 +225,30 @@ pub fn copy_out(stored: &Stored, out: &Path, unzipped: Option<&str>) -> Result<(
             std::fs::create_dir_all(parent).map_err(|e| ExportError::io(parent, e))?;
         }
         std::fs::copy(&from, &to).map_err(|e| ExportError::io(&from, e))?;
-        if let (Some(password), true) = (unzipped, name.ends_with(".zip")) {
-            let bytes = std::fs::read(&from).map_err(|e| ExportError::io(&from, e))?;
-            let xml = unzip_xml(&bytes, password).map_err(ExportError::Zip)?;
-            let path = out.join(name.trim_end_matches(".zip").to_owned() + ".xml");
-            std::fs::write(&path, xml).map_err(|e| ExportError::io(&path, e))?;
+        let Some(password) = unzipped.filter(|_| name.ends_with(".zip")) else { continue };
+        let bytes = std::fs::read(&from).map_err(|e| ExportError::io(&from, e))?;
+        let stem = out.join(name.trim_end_matches(".zip"));
+        if super::juc::is_pack(&name) {
+            // A day's pack (whole: fragments are left packed): each lote's XML in a folder of
+            // the pack's name, at its path in the pack.
+            for (entry, lote) in super::juc::unpack(&[bytes]).map_err(ExportError::Zip)? {
+                let xml = unzip_xml(&lote, password).map_err(ExportError::Zip)?;
+                write_xml(&stem.join(entry.trim_end_matches(".zip")), &xml)?;
+            }
+        } else {
+            write_xml(&stem, &unzip_xml(&bytes, password).map_err(ExportError::Zip)?)?;
         }
     }
     Ok(())
+}
+
+/// Writes `xml` at `stem` + `.xml`, its folders made.
+fn write_xml(stem: &Path, xml: &str) -> Result<(), ExportError> {
+    let path = stem.with_extension("xml");
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| ExportError::io(parent, e))?;
+    }
+    std::fs::write(&path, xml).map_err(|e| ExportError::io(&path, e))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {

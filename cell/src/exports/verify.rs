@@ -279,15 +279,29 @@ impl Run {
         ] {
             std::fs::write(schemas.path().join(name), text).map_err(|e| Stop::CannotCheck(e.to_string()))?;
         }
+        let read = |name: &str| std::fs::read(export.join(name)).map_err(|e| Stop::Failed(format!("{name}: {e}")));
+        // Each lote: a file, or an entry of a day's JUC pack (its file or fragments, in order).
+        let mut lotes: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut pack: Vec<Vec<u8>> = Vec::new();
+        for f in &manifest.files {
+            if super::juc::is_pack(&f.name) {
+                pack.push(read(&f.name)?);
+            } else if f.name.ends_with(".zip") {
+                lotes.push((f.name.clone(), read(&f.name)?));
+            }
+        }
+        if !pack.is_empty() {
+            let entries = super::juc::unpack(&pack).map_err(|e| Stop::Failed(format!("the day's pack: {e}")))?;
+            lotes.extend(entries);
+        }
         let mut xmls = Vec::new();
-        for f in manifest.files.iter().filter(|f| f.name.ends_with(".zip")) {
-            let bytes = std::fs::read(export.join(&f.name)).map_err(|e| Stop::Failed(format!("{}: {e}", f.name)))?;
+        for (name, bytes) in lotes {
             let xml = vault::unzip_xml(&bytes, password.trim())
-                .map_err(|e| Stop::Failed(format!("file {}: does not open with the agreed password: {e}", f.name)))?;
+                .map_err(|e| Stop::Failed(format!("file {name}: does not open with the agreed password: {e}")))?;
             let path = schemas.path().join("lote.xml");
             std::fs::write(&path, &xml).map_err(|e| Stop::CannotCheck(e.to_string()))?;
-            xmllint(&schemas.path().join("wrapper.xsd"), &path, &f.name, "the DGOJ v3.3 XSD")?;
-            xmls.push((f.name.clone(), xml));
+            xmllint(&schemas.path().join("wrapper.xsd"), &path, &name, "the DGOJ v3.3 XSD")?;
+            xmls.push((name, xml));
         }
         self.ok(format!("schema: {} files valid against DGOJ_Monitorizacion_3.3.xsd", xmls.len()));
         Ok(xmls)
@@ -593,7 +607,7 @@ impl Run {
             return Ok(());
         }
         let all = vault::Vault::new(cell_data).list().map_err(|e| Stop::CannotCheck(e.to_string()))?;
-        let mut days: BTreeMap<chrono::NaiveDate, &vault::Stored> = BTreeMap::new();
+        let mut days: BTreeMap<chrono::DateTime<chrono::Utc>, &vault::Stored> = BTreeMap::new();
         for s in &all {
             let m = &s.manifest;
             if m.kind == manifest.kind
@@ -745,10 +759,7 @@ pub fn journal_totals(
     period: &contracts::exports::ExportPeriod,
 ) -> Result<BTreeMap<String, BTreeMap<&'static str, Decimal>>, crate::store::StoreError> {
     use crate::ledger::PostingKind as K;
-    let (start, end) = (
-        period.start.and_time(chrono::NaiveTime::MIN).and_utc(),
-        period.end.and_time(chrono::NaiveTime::MIN).and_utc(),
-    );
+    let (start, end) = (period.start, period.end);
     let mut totals: BTreeMap<String, BTreeMap<&'static str, Decimal>> = BTreeMap::new();
     crate::ledger::journal_each(store, |record| {
         if record.ts < start || record.ts >= end {

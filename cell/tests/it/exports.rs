@@ -299,6 +299,24 @@ async fn spanish_exports_validate_verify_and_catch_tampering() {
     assert!(juc1.contains(&format!("<RegistroId>{original_id}</RegistroId>")), "the correction names day one's record");
     let manifest2: Value = serde_json::from_slice(&std::fs::read(built[4].1.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest2["corrections"], json!([original_id]), "{manifest2}");
+    // A day's JUC is its quarters' batches packed for `Anteriores`.
+    assert!(built[2].1.join("CNJ/OP01/JU/Anteriores/OP01_ALM01_JU_DIARIO_20261129.zip").exists());
+    // Real time: the batch of 10:00 holds both sessions as they stood at 10:15, new and not yet
+    // over; the batch of 10:15 closes them (nothing played for 20 minutes by 10:20).
+    let quarter = |label: &str| {
+        let dir = build(&data, "JUC", label, out.path());
+        let (code, report) = verify(&dir, &key, &data, None);
+        assert_eq!(code, 0, "JUC {label}:\n{report}");
+        let zips = files(&dir, ".zip").iter().map(|p| p.display().to_string()).collect::<String>();
+        (zips, files(&dir, ".xml").iter().map(|p| std::fs::read_to_string(p).unwrap()).collect::<String>())
+    };
+    let (zips, ten) = quarter("2026-11-29T10:00");
+    assert_eq!(ten.matches("<SesionNueva>S</SesionNueva>").count(), 2, "{ten}");
+    assert_eq!(ten.matches("<SesionCompleta>N</SesionCompleta>").count(), 2, "{ten}");
+    assert!(zips.contains("/CNJ/OP01/JU/20261129/SES/OP01_ALM01_JU_JUC_SES_20261129101459_"), "{zips}");
+    let (_, quarter_past) = quarter("2026-11-29T10:15");
+    assert_eq!(quarter_past.matches("-F</RegistroId>").count(), 2, "{quarter_past}");
+    assert!(quarter_past.contains("<FechaFinSesion>"), "{quarter_past}");
 
     // A tampered file.
     let tampered = out.path().join("tampered");
@@ -350,7 +368,8 @@ async fn spanish_exports_validate_verify_and_catch_tampering() {
     cell.restart("es").await;
     let c = cell.client();
     let listed = c.get("/exports").await.json();
-    assert_eq!(listed["exports"].as_array().unwrap().len(), 39, "{listed}");
+    // 39 built by hand, the 192 quarters the two days' packs gathered, two quarters again.
+    assert_eq!(listed["exports"].as_array().unwrap().len(), 39 + 192 + 2);
     let first_seq = manifest["chain"]["firstSeq"].as_u64().unwrap();
     let proof = c.get(&format!("/exports/es-CJD-2026-11-29/proof?seq={first_seq}")).await;
     assert_eq!(proof.status, 200, "{}", String::from_utf8_lossy(&proof.body));

@@ -47,8 +47,9 @@ enum Command {
         #[arg(long, default_value_t = global_control::api::TOKEN_FAILURES_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         wrong_tokens_per_minute: usize,
         /// How often the regulator-export schedule runs: each cell builds what its region file's
-        /// `[exports]` cadence makes due (yesterday, last month, last quarter), retried until built.
-        #[arg(long, default_value_t = 300, value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+        /// `[exports]` cadence makes due (the last quarter of an hour, yesterday, last month, last
+        /// quarter), retried until built.
+        #[arg(long, default_value_t = 60, value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
         export_every_seconds: u64,
         /// Where a cell answers, `ID=https://HOST:PORT`, instead of its region file's primary
         /// endpoint (repeatable): global-control calls cells there to build exports.

@@ -90,13 +90,8 @@ pub async fn build(
     let data_dir = d.data_dir.clone();
     let tamper_token_url = d.tamper_token_url.clone();
     let (vault, wanted) = (Vault::new(&data_dir), (request.kind.clone(), request.period.clone()));
-    let existing = blocking(move || {
-        let all = vault.list()?;
-        Ok::<_, ExportError>(all.into_iter().rev().find(|s| {
-            (s.manifest.kind.as_str(), s.manifest.period.label.as_str()) == (wanted.0.as_str(), wanted.1.as_str())
-        }))
-    })
-    .await?;
+    let cell = region.cell_id.clone();
+    let existing = blocking(move || vault.latest(&cell, &wanted.0, &wanted.1)).await?;
     if let Some(existing) = existing {
         return Ok((StatusCode::OK, Json(summary(existing))));
     }
@@ -129,11 +124,28 @@ fn vault(s: &AppState) -> Result<Vault, ApiError> {
     Ok(Vault::new(&s.domains()?.data_dir))
 }
 
-/// `GET /exports`: every export in the vault, oldest first (manifests and signatures).
-pub async fn list(State(s): State<Arc<AppState>>) -> Result<Json<ExportList>, ApiError> {
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// A period, or its start: `2026-11-29` lists the day's exports and its quarters' batches.
+    period: Option<String>,
+}
+
+/// `GET /exports[?type=T][&period=P]`: the exports in the vault, oldest first (manifests and
+/// signatures), of type `T`, of periods starting with `P` (a day's batches come 96 a day).
+pub async fn list(
+    State(s): State<Arc<AppState>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ExportList>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(CellCode::InvalidQuery, e.body_text()))?;
     let vault = vault(&s)?;
     let stored = blocking(move || vault.list()).await?;
-    Ok(Json(ExportList { exports: stored.into_iter().map(summary).collect() }))
+    let wanted = |m: &contracts::exports::ExportManifest| {
+        q.kind.as_ref().is_none_or(|k| *k == m.kind) && q.period.as_ref().is_none_or(|p| m.period.label.starts_with(p))
+    };
+    Ok(Json(ExportList { exports: stored.into_iter().filter(|s| wanted(&s.manifest)).map(summary).collect() }))
 }
 
 async fn stored(s: &AppState, id: String) -> Result<Stored, ApiError> {

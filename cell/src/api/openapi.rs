@@ -481,7 +481,10 @@ fn build() -> Value {
     let export_id = json!({ "name": "exportId", "in": "path", "required": true, "schema": { "type": "string" } });
     let exports = json!({
         "/exports": {
-            "get": read(&error, "Every export in this cell's vault, oldest first: manifests and their Ed25519 signatures", json!([]), schema::<contracts::exports::ExportList>(&mut g), &["503"]),
+            "get": read(&error, "The exports in this cell's vault, oldest first: manifests and their Ed25519 signatures; of one type, and of the periods starting with `period` (`2026-11-29`: the day's exports and its quarter-hour batches)", json!([
+                { "name": "type", "in": "query", "required": false, "schema": { "type": "string" } },
+                { "name": "period", "in": "query", "required": false, "schema": { "type": "string" } }
+            ]), schema::<contracts::exports::ExportList>(&mut g), &["400", "503"]),
             "post": {
                 "summary": "Build one export now (the period must be over): 201 with its signed manifest, or 200 with the latest build of that type and period when one exists (a file produced is never rewritten)",
                 "requestBody": { "required": true, "content": { "application/json": { "schema": schema::<contracts::exports::BuildRequest>(&mut g) } } },

@@ -10,6 +10,7 @@
 use super::facts::{Fact, Game, RoundRef};
 use contracts::PlayerId;
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
 /// A player in one currency.
@@ -59,7 +60,7 @@ impl Movements {
 }
 
 /// How an export groups play into game sessions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionRule {
     /// None kept (the accounts' and the register's exports).
     None,
@@ -77,14 +78,14 @@ pub const IDLE: chrono::TimeDelta = chrono::TimeDelta::minutes(20);
 /// Which session, and which part of it, some play counts in: for [`SessionRule::Daily`], both
 /// the day's midnight; for [`SessionRule::Idle`], the session's first play and the start of the
 /// quarter of an hour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Bucket {
     pub session: chrono::DateTime<chrono::Utc>,
     pub part: chrono::DateTime<chrono::Utc>,
 }
 
 /// A player's play of one game in one part of a session.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     pub player: PlayerId,
     pub currency: String,
@@ -113,7 +114,7 @@ pub type SessionKey = (PlayerId, String, Bucket);
 
 /// A player's session under [`SessionRule::Idle`] as the scan stands: when it started, its last
 /// play (of which game, in which currency).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Live {
     pub player: PlayerId,
     pub currency: String,
@@ -130,7 +131,7 @@ impl Live {
 }
 
 /// A player's part of a round still open: its game, its bets' buckets and the wins already paid.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct OpenPart {
     game_id: String,
     bets: Vec<(String, Bucket)>,
@@ -195,10 +196,70 @@ pub struct Books {
     /// Sessions of earlier buckets a late fact changed.
     pub corrected: std::collections::BTreeSet<SessionKey>,
     /// The first day each game type was played (DGOJ `FechaInicioOferta`).
-    pub first_offered: BTreeMap<&'static str, chrono::NaiveDate>,
+    pub first_offered: BTreeMap<String, chrono::NaiveDate>,
+}
+
+/// What the books carry from one period into the next: their state after folding the chain up
+/// to record `seq` (whose hash is `hash`), all but the period's own aggregates. A build resumes
+/// from one ([`Books::resume`]) instead of folding the chain from its first record.
+#[derive(Serialize, Deserialize)]
+pub struct Carry {
+    pub seq: u64,
+    pub hash: [u8; 32],
+    pub rule: SessionRule,
+    scan_step: Option<chrono::DateTime<chrono::Utc>>,
+    balances: Vec<(Account, Decimal)>,
+    open: Vec<((RoundRef, PlayerId), OpenPart)>,
+    live: Vec<Live>,
+    sessions: Vec<Session>,
+    first_offered: BTreeMap<String, chrono::NaiveDate>,
 }
 
 impl Books {
+    /// The state to carry on, having folded the chain up to record `seq` (hash `hash`): sessions
+    /// only where a round of theirs is open, or of the bucket the scan is in (what a scan from the
+    /// first record would still hold).
+    pub fn carry(&self, seq: u64, hash: [u8; 32]) -> Carry {
+        let open: std::collections::HashSet<(&PlayerId, Bucket)> =
+            self.sessions.values().filter(|s| s.open > 0).map(|s| (&s.player, s.bucket)).collect();
+        let sessions = self
+            .sessions
+            .values()
+            .filter(|s| {
+                self.scan_step.is_some_and(|step| s.bucket.part >= step) || open.contains(&(&s.player, s.bucket))
+            })
+            .cloned()
+            .collect();
+        Carry {
+            seq,
+            hash,
+            rule: self.rule,
+            scan_step: self.scan_step,
+            balances: self.balances.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            open: self.open.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            live: self.live.values().cloned().collect(),
+            sessions,
+            first_offered: self.first_offered.clone(),
+        }
+    }
+
+    /// The books of `period` as `carry` left them (folded up to its record).
+    pub fn resume(period: &contracts::exports::ExportPeriod, carry: Carry) -> Books {
+        let mut books = Books::new(period, carry.rule);
+        books.scan_step = carry.scan_step;
+        books.balances = carry.balances.into_iter().collect();
+        books.open = carry.open.into_iter().collect();
+        books.live = carry.live.into_iter().map(|l| (l.player.clone(), l)).collect();
+        books.sessions =
+            carry.sessions.into_iter().map(|s| ((s.player.clone(), s.game_id.clone(), s.bucket), s)).collect();
+        books.first_offered = carry.first_offered;
+        books
+    }
+
+    pub fn rule(&self) -> SessionRule {
+        self.rule
+    }
+
     pub fn new(period: &contracts::exports::ExportPeriod, rule: SessionRule) -> Books {
         Books {
             start: period.start,
@@ -388,7 +449,9 @@ impl Books {
             }
             Fact::Stake { player, currency, amount, game: Game { round, game_id }, bet } => {
                 let kind = game_type(&game_id);
-                self.first_offered.entry(kind).or_insert(day);
+                if !self.first_offered.contains_key(kind) {
+                    self.first_offered.insert(kind.to_owned(), day);
+                }
                 let bucket = self.played(&player, &currency, &game_id, at);
                 let part = self.open.entry((round, player.clone())).or_insert_with(|| OpenPart {
                     game_id: game_id.clone(),

@@ -61,7 +61,7 @@ pub struct Game {
 }
 
 /// A round by its provider.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct RoundRef {
     pub provider: String,
     pub round: String,

@@ -11,6 +11,7 @@
 //! the data directory ([`vault`]): a file already produced is never rewritten.
 
 mod books;
+mod checkpoint;
 mod dgoj;
 pub mod dk_schemas;
 pub mod facts;
@@ -203,25 +204,36 @@ impl<W: std::io::Write> Index<W> {
     }
 }
 
-/// Compiles the books of `period`, indexing the events an export of `kind` includes as it goes.
+/// Compiles the books of `period`, indexing the events an export of `kind` includes as it goes:
+/// from the latest checkpoint before the period (else from the first record), leaving one at its
+/// end.
 fn compile<W: std::io::Write>(
     store: &dyn Store,
     kind: &str,
     period: &ExportPeriod,
     range: &ChainRange,
     index: &mut Index<W>,
+    checkpoints: &checkpoint::Checkpoints,
 ) -> Result<books::Books, ExportError> {
     let rule = match kind {
         "JUC" => books::SessionRule::Idle,
         "KasinospilPrSession" | "EndOfDayRapport" => books::SessionRule::Daily,
         _ => books::SessionRule::None,
     };
-    let mut books = books::Books::new(period, rule);
     if range.last_seq == 0 {
-        return Ok(books);
+        return Ok(books::Books::new(period, rule));
     }
+    let (mut books, from) = match checkpoints.latest(store, rule, range.first_seq - 1) {
+        Some(carry) => {
+            let from = carry.seq + 1;
+            (books::Books::resume(period, carry), from)
+        }
+        None => (books::Books::new(period, rule), 1),
+    };
     let modelled = returns::is_return(kind);
-    crate::audit::scan(store, 1, range.last_seq, |record| {
+    let mut last_hash = [0u8; 32];
+    crate::audit::scan(store, from, range.last_seq, |record| {
+        last_hash = record.hash;
         let (name, _) = facts::head(&record.event).map_err(unreadable)?;
         if facts::family(&name).is_none() {
             return Ok(());
@@ -254,6 +266,9 @@ fn compile<W: std::io::Write>(
         }
         Ok(())
     })?;
+    if from <= range.last_seq {
+        checkpoints.save(&books.carry(range.last_seq, last_hash));
+    }
     Ok(books)
 }
 
@@ -345,7 +360,7 @@ impl Exporter<'_> {
         // RUD reads the register alone: nothing in the chain feeds it.
         let books = match kind {
             "RUD" => books::Books::new(&period, books::SessionRule::None),
-            _ => compile(store, kind, &period, &range, &mut index)?,
+            _ => compile(store, kind, &period, &range, &mut index, &checkpoint::Checkpoints::new(self.data_dir))?,
         };
         let (merkle_root, event_count) = (index.merkle.root(), index.merkle.count());
         let csv = index.csv.into_inner().map_err(|e| ExportError::io(&csv_path, e.into_error()))?;
@@ -397,14 +412,12 @@ impl Exporter<'_> {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<vault::Stored, ExportError> {
         let vault = vault::Vault::new(self.data_dir);
-        let built = vault.list()?;
         let mut batches = Vec::new();
         let mut quarter = period.start;
         while quarter < period.end {
             let label = quarter.format("%Y-%m-%dT%H:%M").to_string();
-            let latest = built.iter().rev().find(|s| s.manifest.kind == "JUC" && s.manifest.period.label == label);
-            batches.push(match latest {
-                Some(stored) => stored.clone(),
+            batches.push(match vault.latest(&self.region.cell_id, "JUC", &label)? {
+                Some(stored) => stored,
                 None => self.build(store, "JUC", &label, now)?,
             });
             quarter += QUARTER_HOUR;

@@ -72,6 +72,17 @@ impl Vault {
         unreachable!("revisions are unbounded")
     }
 
+    /// The latest build of `kind` for `label`, if any.
+    pub fn latest(&self, cell: &str, kind: &str, label: &str) -> Result<Option<Stored>, ExportError> {
+        let (_, revision) = self.next_id(cell, kind, label)?;
+        let base = format!("{cell}-{kind}-{label}");
+        match revision {
+            1 => Ok(None),
+            2 => self.get(&base),
+            r => self.get(&format!("{base}-r{}", r - 1)),
+        }
+    }
+
     /// A scratch directory for the build of `export_id` (what a killed build left there is
     /// cleared first).
     pub fn scratch(&self, export_id: &str) -> Result<Scratch, ExportError> {

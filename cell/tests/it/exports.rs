@@ -311,6 +311,15 @@ async fn spanish_exports_validate_verify_and_catch_tampering() {
         (zips, files(&dir, ".xml").iter().map(|p| std::fs::read_to_string(p).unwrap()).collect::<String>())
     };
     let (zips, ten) = quarter("2026-11-29T10:00");
+    // Built by hand from the first record, the batch holds what the pack's build (resumed from
+    // the quarter before's checkpoint) did.
+    let registros = |xml: &str| {
+        let from = xml.find("<Registro ").unwrap();
+        xml[from..xml.rfind("</Registro>").unwrap()].to_owned()
+    };
+    let packed =
+        files(&built[2].1, ".xml").into_iter().find(|p| p.to_string_lossy().contains("20261129101459")).unwrap();
+    assert_eq!(registros(&std::fs::read_to_string(packed).unwrap()), registros(&ten));
     assert_eq!(ten.matches("<SesionNueva>S</SesionNueva>").count(), 2, "{ten}");
     assert_eq!(ten.matches("<SesionCompleta>N</SesionCompleta>").count(), 2, "{ten}");
     assert!(zips.contains("/CNJ/OP01/JU/20261129/SES/OP01_ALM01_JU_JUC_SES_20261129101459_"), "{zips}");
@@ -370,6 +379,10 @@ async fn spanish_exports_validate_verify_and_catch_tampering() {
     let listed = c.get("/exports").await.json();
     // 39 built by hand, the 192 quarters the two days' packs gathered, two quarters again.
     assert_eq!(listed["exports"].as_array().unwrap().len(), 39 + 192 + 2);
+    // A day's JUC: its pack, its 96 batches and the two built again.
+    let day = c.get("/exports?type=JUC&period=2026-11-29").await.json();
+    assert_eq!(day["exports"].as_array().unwrap().len(), 1 + 96 + 2);
+    assert_eq!(c.get("/exports?kind=JUC").await.code(), "INVALID_QUERY");
     let first_seq = manifest["chain"]["firstSeq"].as_u64().unwrap();
     let proof = c.get(&format!("/exports/es-CJD-2026-11-29/proof?seq={first_seq}")).await;
     assert_eq!(proof.status, 200, "{}", String::from_utf8_lossy(&proof.body));

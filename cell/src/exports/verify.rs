@@ -93,7 +93,7 @@ impl Run {
             crate::store::embedded::Durability::GroupSync,
         )
         .map_err(|e| Stop::CannotCheck(format!("open the cell's store under {}: {e}", cell_data.display())))?;
-        let leaves = self.completeness(export, &manifest, &store, &xmls)?;
+        let included = self.completeness(export, &manifest, &store, &xmls)?;
         if super::families(&manifest.kind).is_empty() {
             self.register(&manifest, &store, &xmls)?;
         } else {
@@ -102,7 +102,7 @@ impl Run {
         }
         self.days_of_month(&manifest, cell_data, public_key)?;
         if let Some(proof) = proof {
-            self.proof(&manifest, &leaves, proof)?;
+            self.proof(&manifest, included, proof)?;
         }
         Ok(())
     }
@@ -308,14 +308,17 @@ impl Run {
     }
 
     /// Every exportable event of the period's range in `events.csv` once, nothing else; the
-    /// Merkle root; each event's records in the XML. The included record hashes, in order.
+    /// Merkle root; each event's records in the XML. Streams: the chain and `events.csv` are read
+    /// side by side, in position order (a month of millions of events is never held). The
+    /// included events' count.
     fn completeness(
         &mut self,
         export: &Path,
         manifest: &ExportManifest,
         store: &dyn crate::store::Store,
         xmls: &[(String, String)],
-    ) -> Result<Vec<merkle::Hash>, Stop> {
+    ) -> Result<u64, Stop> {
+        use std::io::BufRead;
         let range = super::chain_range(store, &manifest.period)
             .map_err(|e| Stop::Failed(format!("the cell's chain does not read: {e}")))?;
         if range != manifest.chain {
@@ -329,63 +332,63 @@ impl Run {
                 manifest.chain.head_hash
             ));
         }
-        let mut expected: Vec<(u64, [u8; 32], String)> = Vec::new();
+        let present = records_present(xmls)?;
+        let file =
+            std::fs::File::open(export.join("events.csv")).map_err(|_| Stop::Failed("events.csv: missing".into()))?;
+        let mut lines = std::io::BufReader::new(file).lines().skip(1);
+        let mut listed = Listed { lines: &mut lines, last: None, peeked: None };
+        let mut merkle = merkle::Builder::default();
+        let mut problem: Option<String> = None;
         if range.first_seq <= range.last_seq {
-            crate::audit::scan(store, range.first_seq, range.last_seq, |r| {
+            let scanned = crate::audit::scan(store, range.first_seq, range.last_seq, |r| {
                 let (name, _) = super::facts::head(&r.event).map_err(super::unreadable)?;
-                if exportable(&manifest.kind, &name) {
-                    expected.push((r.seq, r.hash, name));
+                if !exportable(&manifest.kind, &name) {
+                    return Ok(());
                 }
-                Ok(())
-            })
-            .map_err(|e| Stop::Failed(format!("audit chain: {e}")))?;
-        }
-        let csv = std::fs::read_to_string(export.join("events.csv"))
-            .map_err(|_| Stop::Failed("events.csv: missing".into()))?;
-        let mut listed: BTreeMap<u64, (String, Vec<String>)> = BTreeMap::new();
-        for line in csv.lines().skip(1).filter(|l| !l.is_empty()) {
-            let mut parts = line.splitn(3, ',');
-            let (Some(seq), Some(hash), records) = (parts.next(), parts.next(), parts.next().unwrap_or_default())
-            else {
-                return fail(format!("events.csv: a line does not read: {line}"));
-            };
-            let seq: u64 = seq.parse().map_err(|_| Stop::Failed(format!("events.csv: `{seq}` is no position")))?;
-            let records = records.split('|').filter(|r| !r.is_empty()).map(str::to_owned).collect();
-            if listed.insert(seq, (hash.to_owned(), records)).is_some() {
-                return fail(format!("event {seq} is in the export twice"));
-            }
-        }
-        // Each event's records, kept for the check against the files below.
-        let mut went_into: Vec<(u64, Vec<String>)> = Vec::with_capacity(expected.len());
-        for (seq, hash, name) in &expected {
-            match listed.remove(seq) {
-                None => return fail(format!("event {seq} ({name}) is exportable and not in the export (dropped)")),
-                Some((h, _)) if h != hex::encode(hash) => {
-                    return fail(format!("event {seq} ({name}): the export names another record hash"));
+                merkle.push(&r.hash);
+                let found = match listed.up_to(r.seq) {
+                    Ok(found) => found,
+                    Err(why) => {
+                        problem = Some(why);
+                        return Err(crate::store::StoreError::Unavailable("stopped".into()));
+                    }
+                };
+                let why = match found {
+                    None => Some(format!("event {} ({name}) is exportable and not in the export (dropped)", r.seq)),
+                    Some((hash, _)) if hash != hex::encode(r.hash) => {
+                        Some(format!("event {} ({name}): the export names another record hash", r.seq))
+                    }
+                    Some((_, records)) => {
+                        records.iter().find(|record| !present.contains(record.as_str())).map(|record| {
+                            format!("event {}'s record {record} is not in the export's files (dropped)", r.seq)
+                        })
+                    }
+                };
+                match why {
+                    Some(why) => {
+                        problem = Some(why);
+                        Err(crate::store::StoreError::Unavailable("stopped".into()))
+                    }
+                    None => Ok(()),
                 }
-                Some((_, records)) => went_into.push((*seq, records)),
+            });
+            if let Some(problem) = problem {
+                return fail(problem);
             }
+            scanned.map_err(|e| Stop::Failed(format!("audit chain: {e}")))?;
         }
-        if let Some((seq, _)) = listed.iter().next() {
-            return fail(format!("event {seq} is in the export but is no exportable event of the period"));
-        }
-        let leaves: Vec<merkle::Hash> = expected.iter().map(|(_, h, _)| *h).collect();
-        if hex::encode(merkle::root(&leaves)) != manifest.merkle_root || manifest.event_count != leaves.len() as u64 {
+        // A line left is an event the chain has not as exportable in the range.
+        listed.up_to(u64::MAX).map_err(Stop::Failed)?;
+        if hex::encode(merkle.root()) != manifest.merkle_root || manifest.event_count != merkle.count() {
             return fail("Merkle root: the period's exportable events do not give the manifest's root");
         }
         self.ok(format!(
             "completeness: events {}..={} hold {} exportable events, each in the export once; Merkle root matches",
             range.first_seq,
             range.last_seq,
-            leaves.len()
+            merkle.count()
         ));
-        // Every record an event went into is in the XML.
-        let present = records_present(xmls)?;
-        for (seq, records) in &went_into {
-            if let Some(record) = records.iter().find(|r| !present.contains(r.as_str())) {
-                return fail(format!("event {seq}'s record {record} is not in the export's files (dropped)"));
-            }
-        }
+        self.ok("records: every event's record is in the files".into());
         let registros = present.iter().filter(|r| r.starts_with('#')).count() as u64;
         if registros != manifest.record_count {
             return fail(format!(
@@ -393,8 +396,8 @@ impl Run {
                 manifest.record_count
             ));
         }
-        self.ok(format!("records: every event's record is in the files ({registros} sub-records)"));
-        Ok(leaves)
+        self.ok(format!("record count: {registros} sub-records, as the manifest says"));
+        Ok(merkle.count())
     }
 
     fn totals_in_xml(&mut self, manifest: &ExportManifest, xmls: &[(String, String)]) -> Result<(), Stop> {
@@ -653,7 +656,7 @@ impl Run {
         Ok(())
     }
 
-    fn proof(&mut self, manifest: &ExportManifest, leaves: &[merkle::Hash], path: &Path) -> Result<(), Stop> {
+    fn proof(&mut self, manifest: &ExportManifest, included: u64, path: &Path) -> Result<(), Stop> {
         let text = std::fs::read_to_string(path).map_err(|e| Stop::CannotCheck(format!("{}: {e}", path.display())))?;
         let proof: InclusionProof =
             serde_json::from_str(&text).map_err(|e| Stop::CannotCheck(format!("the proof does not read: {e}")))?;
@@ -663,9 +666,7 @@ impl Run {
         };
         let path: Option<Vec<merkle::Hash>> = proof.path.iter().map(|h| hash(h)).collect();
         let Some(path) = path else { return fail("proof: a path hash does not read") };
-        if proof.leaf_count != leaves.len() as u64
-            || !merkle::verify(&record, proof.leaf_index, proof.leaf_count, &path, &root)
-        {
+        if proof.leaf_count != included || !merkle::verify(&record, proof.leaf_index, proof.leaf_count, &path, &root) {
             return fail(format!("proof: event {} does not lead to the manifest's Merkle root", proof.seq));
         }
         self.ok(format!("proof: event {} is in the export (Merkle path of {} hashes)", proof.seq, path.len()));
@@ -701,6 +702,60 @@ fn totals_fields(t: &ExportTotals) -> [(&'static str, &str); 6] {
 
 /// What the XML files hold: `#<RegistroId>#<sub>` per sub-record, each `RegistroId`, and
 /// `RegistroId/JugadorId` per player in it.
+/// `events.csv`'s lines, read in order as the chain is: `(seq, hash, records)`.
+struct Listed<'a, L: Iterator<Item = std::io::Result<String>>> {
+    lines: &'a mut L,
+    /// The position of the last line read.
+    last: Option<u64>,
+    peeked: Option<(u64, String, Vec<String>)>,
+}
+
+impl<L: Iterator<Item = std::io::Result<String>>> Listed<'_, L> {
+    fn next_line(&mut self) -> Result<Option<(u64, String, Vec<String>)>, String> {
+        if let Some(line) = self.peeked.take() {
+            return Ok(Some(line));
+        }
+        let Some(line) = self.lines.next() else { return Ok(None) };
+        let line = line.map_err(|e| format!("events.csv: {e}"))?;
+        if line.is_empty() {
+            return self.next_line();
+        }
+        let mut parts = line.splitn(3, ',');
+        let (Some(seq), Some(hash), records) = (parts.next(), parts.next(), parts.next().unwrap_or_default()) else {
+            return Err(format!("events.csv: a line does not read: {line}"));
+        };
+        let seq: u64 = seq.parse().map_err(|_| format!("events.csv: `{seq}` is no position"))?;
+        if self.last.is_some_and(|last| seq == last) {
+            return Err(format!("event {seq} is in the export twice"));
+        }
+        if self.last.is_some_and(|last| seq < last) {
+            return Err(format!(
+                "events.csv: event {seq} is listed after event {}: out of order",
+                self.last.unwrap_or(0)
+            ));
+        }
+        self.last = Some(seq);
+        let records = records.split('|').filter(|r| !r.is_empty()).map(str::to_owned).collect();
+        Ok(Some((seq, hash.to_owned(), records)))
+    }
+
+    /// The line of event `seq`, if listed; a line of an earlier position (an event the chain
+    /// has not as exportable) is a failure.
+    fn up_to(&mut self, seq: u64) -> Result<Option<(String, Vec<String>)>, String> {
+        match self.next_line()? {
+            None => Ok(None),
+            Some((at, hash, records)) if at == seq => Ok(Some((hash, records))),
+            Some((at, _, _)) if at < seq => {
+                Err(format!("event {at} is in the export but is no exportable event of the period"))
+            }
+            Some(later) => {
+                self.peeked = Some(later);
+                Ok(None)
+            }
+        }
+    }
+}
+
 fn records_present(xmls: &[(String, String)]) -> Result<BTreeSet<String>, Stop> {
     let mut present = BTreeSet::new();
     for (name, xml) in xmls {

@@ -99,6 +99,11 @@ impl Collector for ReplicaCollector {
             let gauge = ConstGauge::new(value);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
+        if let Some(left) = state.lease.remaining() {
+            let lease = ConstGauge::new(left.as_secs_f64());
+            let help = "Seconds left of this primary's lease (0: it writes nothing until its standby or the control plane confirms it)";
+            lease.encode(encoder.encode_descriptor("replication_lease_seconds", help, None, lease.metric_type())?)?;
+        }
         let lag = ConstGauge::new(if seconds.is_finite() { seconds } else { -1.0 });
         let help = "Seconds since the standby last held everything its primary had (-1: never yet)";
         lag.encode(encoder.encode_descriptor("replication_lag_seconds", help, None, lag.metric_type())?)?;

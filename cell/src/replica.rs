@@ -41,10 +41,13 @@ pub struct ReplicaState {
     pub follow: tokio::sync::watch::Receiver<FollowStatus>,
     /// A primary's shipper, for its standbys' lag.
     pub shipper: std::sync::OnceLock<Arc<replication::shipping::Shipper>>,
+    /// A primary's lease (required once it has an arbiter).
+    pub lease: Arc<replication::lease::Lease>,
 }
 
 impl ReplicaState {
-    /// Why this cell may not take a write, if it may not: a standby not promoted, or fenced.
+    /// Why this cell may not take a write, if it may not: a standby not promoted, fenced, or its
+    /// lease run out.
     pub fn refusal(&self) -> Option<(&'static str, String)> {
         if self.standby {
             return Some((
@@ -52,10 +55,21 @@ impl ReplicaState {
                 "this is a standby: it serves nothing that moves money until it is promoted (cell promote)".into(),
             ));
         }
-        self.store.fenced_by().map(|by| {
-            (
+        if let Some(by) = self.store.fenced_by() {
+            return Some((
                 "CELL_FENCED",
                 format!("this cell was deposed: a peer holds epoch {by}; it writes nothing until re-seeded"),
+            ));
+        }
+        (!self.lease.holds()).then(|| {
+            (
+                "CELL_LEASE_EXPIRED",
+                format!(
+                    "neither this cell's standby nor the control plane has confirmed its epoch within {} s (cut off \
+                     from both, or just promoted and waiting out its predecessor's lease): it writes nothing until \
+                     one does",
+                    replication::lease::LEASE.as_secs()
+                ),
             )
         })
     }
@@ -220,6 +234,23 @@ pub fn promote(data_dir: &std::path::Path, over_fence: bool) -> anyhow::Result<(
     store.set_epoch(epoch)?;
     store.unfence()?;
     Ok((epoch, store.committed_version()))
+}
+
+/// The name of this data directory's store as a writer (`<data>/writer-id`, made at first use):
+/// what the control plane records beside a cell's epoch, so two stores promoted to one epoch are
+/// told apart. Not in the store: a snapshot does not carry it to a standby.
+pub fn writer_id(data_dir: &std::path::Path) -> std::io::Result<String> {
+    let path = data_dir.join("writer-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let id = hex::encode(rand::random::<[u8; 16]>());
+    std::fs::create_dir_all(data_dir)?;
+    std::fs::write(&path, &id)?;
+    Ok(id)
 }
 
 /// The keyspace a key belongs to: its first tuple element (`wallet`, `audit`...).

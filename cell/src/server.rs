@@ -315,7 +315,7 @@ pub async fn run(
     let server = tokio::spawn(crate::http::serve(listener, config.tls.clone(), app, stop_requested));
     tracing::info!(cell = %config.region.cell_id, %address, data = %config.data_dir.display(), "listening; opening store");
     let (cell, intervals, control) = (config.region.cell_id.clone(), config.intervals, config.control.clone());
-    let (replication, region) = (config.replication.clone(), config.region.clone());
+    let (replication, region, data_dir) = (config.replication.clone(), config.region.clone(), config.data_dir.clone());
     if let Some(rep) = &replication {
         if let crate::replica::Role::Standby { primary } = rep.role {
             return run_standby(config, state, rep.clone(), primary, server).await;
@@ -326,7 +326,7 @@ pub async fn run(
     let mut replica_tasks = Vec::new();
     if let (Some(rep), Some(store)) = (replication, replicated) {
         // Before the domains serve: a deposed primary must not take one write.
-        replica_tasks = start_primary(&state, &region, rep, store).await?;
+        replica_tasks = start_primary(&state, &region, rep, store, control.as_ref(), &data_dir).await?;
     }
     if state.domains.set(domains).is_err() {
         unreachable!("domains are set once");
@@ -451,25 +451,37 @@ fn open_replicated(config: &CellConfig, metrics: &Metrics) -> anyhow::Result<Arc
 
 /// A primary's replication: asks its peer whether it is still the writer (now, before it serves,
 /// and every few seconds), ships its log to standbys, and in `sync` durability holds each commit's
-/// answer until a standby has it.
+/// answer until a standby has it. With a control plane it writes only under a lease
+/// ([`replication::lease`]), which its standbys and the control plane confirm.
 async fn start_primary(
     state: &Arc<AppState>,
     region: &RegionConfig,
     rep: crate::replica::ReplicationConfig,
     store: Arc<EmbeddedStore>,
+    control: Option<&ControlConfig>,
+    data_dir: &std::path::Path,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     use crate::replica::{ReplicaState, Role, StoreSource};
     use replication::shipping::{check_writer, FollowConfig, Shipper, ShipperConfig};
     let Role::Primary { listen, peer } = rep.role else { return Ok(Vec::new()) };
+    let lease = Arc::new(replication::lease::Lease::default());
     let replica = Arc::new(ReplicaState {
         store: store.clone(),
         standby: false,
         follow: tokio::sync::watch::channel(Default::default()).1,
         shipper: OnceLock::new(),
+        lease: lease.clone(),
     });
     let _ = state.replica.set(replica.clone());
     state.metrics.watch_replica(replica.clone());
     let mut tasks = Vec::new();
+    if let Some(control) = control {
+        // The control plane is the arbiter: from now on this cell writes only under a lease.
+        let writer = crate::replica::writer_id(data_dir).context("the writer id")?;
+        lease.require();
+        store.set_lease(lease.clone());
+        tasks.push(spawn_lease_keeper(control, &region.cell_id, store.clone(), lease.clone(), writer)?);
+    }
     if let Some(peer) = peer {
         let ask =
             FollowConfig { cell: region.cell_id.clone(), site: rep.site.clone(), primary: peer, quic: rep.client };
@@ -502,6 +514,7 @@ async fn start_primary(
             allowed_sites: region.replication.standby_sites.clone(),
             residency_source: region.replication.source.clone(),
             heartbeat: Duration::from_millis(200),
+            lease: lease.clone(),
         };
         let shipper =
             Shipper::bind(listen, server, config).with_context(|| format!("listen for standbys on {listen}"))?;
@@ -535,6 +548,69 @@ async fn start_primary(
         tasks.push(spawn_log_trim(store));
     }
     Ok(tasks)
+}
+
+/// Renews a primary's lease at the control plane every second. A first confirmation that raised
+/// the recorded epoch (this cell was just promoted) counts only after the deposed writer's last
+/// lease has run out; a control plane that names a higher epoch fences this cell.
+fn spawn_lease_keeper(
+    control: &ControlConfig,
+    cell: &str,
+    store: Arc<EmbeddedStore>,
+    lease: Arc<replication::lease::Lease>,
+    writer: String,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use replication::lease::{LEASE, RENEW_EVERY};
+    use replication::sync::{ask_lease, LeaseAnswer};
+    let endpoint = quinn::Endpoint::client((std::net::Ipv4Addr::UNSPECIFIED, 0).into())
+        .context("a UDP socket to ask the control plane for a lease")?;
+    let mut config = replication::sync::ClientConfig::new(cell, control.quic, control.client.clone());
+    config.connect_timeout = RENEW_EVERY * 2;
+    Ok(tokio::spawn(async move {
+        let mut reachable = true;
+        loop {
+            if store.fenced_by().is_some() {
+                return;
+            }
+            let asked = lease.now();
+            match ask_lease(&endpoint, &config, store.epoch(), &writer).await {
+                Ok(LeaseAnswer::Granted { raised }) => {
+                    if raised {
+                        let wait = LEASE + Duration::from_millis(500);
+                        tracing::warn!(
+                            epoch = store.epoch(),
+                            ?wait,
+                            "promoted: waiting out the deposed writer's lease before writing"
+                        );
+                        lease.wait_out(wait);
+                    }
+                    lease.confirmed(asked);
+                    reachable = true;
+                }
+                Ok(LeaseAnswer::Refused { code, message, epoch }) if code == "SUPERSEDED" => {
+                    tracing::error!(%message, epoch, "deposed (the control plane records a higher epoch): this cell is fenced and writes nothing");
+                    let store = store.clone();
+                    match tokio::task::spawn_blocking(move || store.fence(epoch)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "the fence is not persisted: it holds until a restart")
+                        }
+                        Err(e) => tracing::error!(error = %e, "fencing failed"),
+                    }
+                    return;
+                }
+                Ok(LeaseAnswer::Refused { code, message, .. }) => {
+                    tracing::error!(%code, %message, "the control plane does not confirm this cell as the writer");
+                }
+                Err(e) => {
+                    if std::mem::replace(&mut reachable, false) {
+                        tracing::warn!(error = %e, "the control plane does not answer: the lease rests on the standby");
+                    }
+                }
+            }
+            tokio::time::sleep(RENEW_EVERY).await;
+        }
+    }))
 }
 
 /// Keeps the replication log within its bound (a primary's, and a standby's, which it keeps so
@@ -573,8 +649,13 @@ async fn run_standby(
         tokio::task::spawn_blocking(move || open_replicated(&config, &metrics)).await.context("open task")??
     };
     let (status, follow_status) = tokio::sync::watch::channel(Default::default());
-    let replica =
-        Arc::new(ReplicaState { store: store.clone(), standby: true, follow: follow_status, shipper: OnceLock::new() });
+    let replica = Arc::new(ReplicaState {
+        store: store.clone(),
+        standby: true,
+        follow: follow_status,
+        shipper: OnceLock::new(),
+        lease: Default::default(),
+    });
     let _ = state.replica.set(replica.clone());
     state.metrics.watch_replica(replica);
     let (stop, stopped) = tokio::sync::watch::channel(false);

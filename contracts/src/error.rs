@@ -74,6 +74,7 @@ error_codes!(
         ExportRefused = "EXPORT_REFUSED",
         CellStandby = "CELL_STANDBY",
         CellFenced = "CELL_FENCED",
+        CellLeaseExpired = "CELL_LEASE_EXPIRED",
         SessionTimeLimitReached = "SESSION_TIME_LIMIT_REACHED",
         RealityCheckDue = "REALITY_CHECK_DUE",
         KycUnavailable = "KYC_UNAVAILABLE",

@@ -26,9 +26,20 @@ pub struct ExportPeriod {
     pub kind: PeriodKind,
     /// As given: `2026-12-06T10:15`, `2026-12-06`, `2026-12` or `2026-Q4`.
     pub label: String,
+    #[serde(deserialize_with = "instant_or_day")]
     pub start: chrono::DateTime<chrono::Utc>,
     /// The first instant after the period.
+    #[serde(deserialize_with = "instant_or_day")]
     pub end: chrono::DateTime<chrono::Utc>,
+}
+
+/// An instant, or (as manifests of version 1 wrote it) a day: its midnight, UTC.
+fn instant_or_day<'de, D: serde::Deserializer<'de>>(d: D) -> Result<chrono::DateTime<chrono::Utc>, D::Error> {
+    let text = String::deserialize(d)?;
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
+        return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    chrono::DateTime::parse_from_rfc3339(&text).map(|t| t.to_utc()).map_err(serde::de::Error::custom)
 }
 
 /// One file of an export, as the regulator receives it.
@@ -191,4 +202,18 @@ pub struct BuildRequest {
     /// `YYYY-MM-DDTHH:MM` (a quarter of an hour: minutes 00, 15, 30 or 45), `YYYY-MM-DD`,
     /// `YYYY-MM` or `YYYY-Qn`.
     pub period: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_period_of_a_version_1_manifest_still_reads() {
+        let v1 = r#"{"kind":"day","label":"2026-11-29","start":"2026-11-29","end":"2026-11-30"}"#;
+        let period: ExportPeriod = serde_json::from_str(v1).unwrap();
+        assert_eq!(period.end.to_rfc3339(), "2026-11-30T00:00:00+00:00");
+        let v2 = serde_json::to_string(&period).unwrap();
+        assert_eq!(serde_json::from_str::<ExportPeriod>(&v2).unwrap(), period);
+    }
 }

@@ -91,7 +91,7 @@ pub fn all() -> Vec<NamedSchema> {
         api::<audit::CheckpointList>("audit.checkpoints", "1"),
         api::<events::EventPage>("events.page", "1"),
         api::<ErrorBody>("error", "1"),
-        api::<CellCode>("cell.error-codes", "11"),
+        api::<CellCode>("cell.error-codes", "12"),
         api::<limits::LimitsRequest>("limits.request", limits::LIMITS_VERSION),
         api::<limits::LimitsView>("limits.view", limits::LIMITS_VERSION),
         api::<limits::TimeoutRequest>("limits.timeout.request", limits::LIMITS_VERSION),

@@ -87,7 +87,8 @@ fn last_period(kind: PeriodKind, now: chrono::DateTime<chrono::Utc>) -> String {
 /// those days built when it is back.
 fn due_periods(kind: PeriodKind, now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
     let (step, back) = match kind {
-        PeriodKind::QuarterHour => (chrono::Duration::minutes(15), 8),
+        // A day: a control plane back after hours has each quarter filed then, not at midnight.
+        PeriodKind::QuarterHour => (chrono::Duration::minutes(15), 96),
         PeriodKind::Day => (chrono::Duration::days(1), 7),
         PeriodKind::Month => (chrono::Duration::days(31), 2),
         PeriodKind::Quarter => (chrono::Duration::days(92), 2),

@@ -22,3 +22,4 @@ pub mod operators;
 pub mod rbac;
 pub mod server;
 pub mod store;
+pub mod writers;

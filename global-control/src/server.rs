@@ -92,6 +92,9 @@ impl ControlPlane {
             ServerConfig {
                 allowed_cells: allowed,
                 reset_key: Some(reset_key(&config.data_dir).context("load the QUIC reset key")?),
+                arbiter: Some(Arc::new(
+                    crate::writers::Writers::open(&config.data_dir).context("open the writers' record")?,
+                )),
                 ..ServerConfig::default()
             },
         )

@@ -4,6 +4,7 @@
 //!   each cell and the router; rustls (TCP) and quinn (QUIC) configurations that require and
 //!   check them.
 //! - [`http`]: serving HTTP/1.1 with a graceful, bounded stop and JSON refusals (every deployable).
+//! - [`lease`]: a replicated writer's lease, confirmed by its standby or the control plane.
 //! - [`logs`]: how every deployable's process logs.
 //! - [`shipping`]: log shipping over QUIC: a standby follows its primary's commits, with epochs
 //!   that fence a deposed primary.
@@ -13,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod lease;
 pub mod logs;
 pub mod shipping;
 pub mod sync;

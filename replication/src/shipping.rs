@@ -13,14 +13,16 @@
 //! - **Epochs.** Each side says its epoch. A peer with a higher epoch was promoted after this one
 //!   was deposed: this side is fenced, and is told so (`Refused {code: FENCED}`), so a deposed
 //!   primary that comes back learns it from its old standby and never commits money again.
+//! - **Lease.** A standby answers each heartbeat with an ack naming the heartbeat's time: that
+//!   confirms the primary's epoch, which renews its [`Lease`](crate::lease::Lease).
 //!
 //! ```text
 //! standby (or a restarted primary checking)      primary
 //! Hello {cell, site, role, epoch, appliedVersion} ->
 //!                                               <-  Snapshot {version, chunk, last}...   (when the log does not reach back)
 //!                                               <-  Commits [{version, writes, chainHead}...] (the commits since, then each new one)
-//! Ack {version}                                 ->  (once durable)
-//!                                               <-  Heartbeat {version, epoch}           (every 200 ms when idle)
+//! Ack {version, lease?}                         ->  (once durable; lease: a heartbeat's `at`, answered)
+//!                                               <-  Heartbeat {version, epoch, at}       (every 200 ms)
 //!                                               <-  Refused {code, message, epoch}       (then the connection closes)
 //! ```
 
@@ -37,7 +39,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 /// Version of the log-shipping protocol; bump it with any change to [`Message`].
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Commits per `Commits` frame, at most, and the bytes read from the log per frame.
 const FRAME_COMMIT_BYTES: usize = 512 * 1024;
@@ -83,9 +85,15 @@ pub enum Message {
     #[serde(rename_all = "camelCase")]
     Commits { commits: Vec<Commit> },
     #[serde(rename_all = "camelCase")]
-    Ack { version: u64 },
+    Ack {
+        version: u64,
+        /// The `at` of the heartbeat this answers: the standby confirms the primary's epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<u64>,
+    },
+    /// `at`: when it was sent, on the primary's lease clock.
     #[serde(rename_all = "camelCase")]
-    Heartbeat { version: u64, epoch: u64 },
+    Heartbeat { version: u64, epoch: u64, at: u64 },
     #[serde(rename_all = "camelCase")]
     Refused { code: String, message: String, epoch: u64 },
 }
@@ -192,6 +200,8 @@ pub struct ShipperConfig {
     /// Where the rule comes from, for the refusal.
     pub residency_source: String,
     pub heartbeat: Duration,
+    /// The primary's lease, which each standby's answer to a heartbeat renews.
+    pub lease: Arc<crate::lease::Lease>,
 }
 
 /// The primary's end: accepts standbys and ships its log to each.
@@ -215,6 +225,11 @@ impl Shipper {
             acked: watch::channel(0).0,
             connected: watch::channel(0).0,
         }))
+    }
+
+    /// The lease its standbys' answers renew.
+    pub fn lease(&self) -> Arc<crate::lease::Lease> {
+        self.config.lease.clone()
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -356,7 +371,7 @@ impl Shipper {
             sent = self.send_snapshot(source.clone(), &mut send).await?;
             self.update(id, |s| s.sent_version = sent);
         }
-        let (ack_tx, mut ack_rx) = tokio::sync::mpsc::channel::<u64>(64);
+        let (ack_tx, mut ack_rx) = tokio::sync::mpsc::channel::<(u64, Option<u64>)>(64);
         let mut acks = tokio::spawn(read_acks(recv, ack_tx));
         let mut heartbeat = tokio::time::interval(self.config.heartbeat);
         loop {
@@ -377,9 +392,13 @@ impl Shipper {
                     latest = *commits.borrow_and_update();
                 }
                 _ = heartbeat.tick() => {
-                    write(&mut send, &Message::Heartbeat { version: latest, epoch: source.epoch() }).await?;
+                    let at = self.config.lease.now();
+                    write(&mut send, &Message::Heartbeat { version: latest, epoch: source.epoch(), at }).await?;
                 }
-                Some(version) = ack_rx.recv() => {
+                Some((version, lease)) = ack_rx.recv() => {
+                    if let Some(asked) = lease {
+                        self.config.lease.confirmed(asked);
+                    }
                     // Counted as following (which `sync` waits for) once it has caught up, not
                     // while it works through a backlog.
                     let caught_up = version >= latest && self.lock().get_mut(&id).is_some_and(|s| !std::mem::replace(&mut s.caught_up, true));
@@ -432,11 +451,14 @@ async fn fence<S: LogSource>(source: &Arc<S>, epoch: u64) {
     }
 }
 
-async fn read_acks(mut recv: quinn::RecvStream, acks: tokio::sync::mpsc::Sender<u64>) -> Result<(), ShipError> {
+async fn read_acks(
+    mut recv: quinn::RecvStream,
+    acks: tokio::sync::mpsc::Sender<(u64, Option<u64>)>,
+) -> Result<(), ShipError> {
     loop {
         match read(&mut recv).await {
-            Ok(Message::Ack { version }) => {
-                if acks.send(version).await.is_err() {
+            Ok(Message::Ack { version, lease }) => {
+                if acks.send((version, lease)).await.is_err() {
                     return Ok(());
                 }
             }
@@ -605,11 +627,13 @@ async fn follow_once<S: LogSink>(
         });
         match msg {
             Message::Refused { code, message, epoch } => return Err(ShipError::Refused { code, message, epoch }),
-            Message::Heartbeat { version, epoch } => {
+            Message::Heartbeat { version, epoch, at } => {
                 if epoch > sink.epoch() {
                     let writer = sink.clone();
                     blocking(move || writer.adopt_epoch(epoch)).await?;
                 }
+                // Following this primary at its epoch: its lease is confirmed.
+                write(&mut send, &Message::Ack { version: applied, lease: Some(at) }).await?;
                 status.send_modify(|s| {
                     s.primary_version = version;
                     s.primary_epoch = epoch;
@@ -637,7 +661,7 @@ async fn follow_once<S: LogSink>(
                     applied = version;
                     loading = None;
                     tracing::info!(version, "shipping: snapshot loaded");
-                    write(&mut send, &Message::Ack { version }).await?;
+                    write(&mut send, &Message::Ack { version, lease: None }).await?;
                     status.send_modify(|s| s.applied_version = version);
                 }
             }
@@ -661,7 +685,7 @@ async fn follow_once<S: LogSink>(
                 })
                 .await?;
                 applied = applied.max(last);
-                write(&mut send, &Message::Ack { version: applied }).await?;
+                write(&mut send, &Message::Ack { version: applied, lease: None }).await?;
                 status.send_modify(|s| {
                     s.applied_version = applied;
                     s.primary_version = s.primary_version.max(applied);

@@ -153,6 +153,7 @@ fn shipper(tls: &Tls, source: Arc<Mem>) -> (Arc<Shipper>, SocketAddr) {
         allowed_sites: vec!["uk-london-2".into()],
         residency_source: "operator policy".into(),
         heartbeat: Duration::from_millis(50),
+        lease: Default::default(),
     };
     let shipper = Shipper::bind(([127, 0, 0, 1], 0).into(), tls.server.clone(), config).unwrap();
     let addr = shipper.local_addr().unwrap();
@@ -219,6 +220,27 @@ async fn a_standby_follows_resumes_and_takes_a_snapshot_once_the_log_no_longer_r
     until("the standby caught up by a snapshot", || standby.state() == primary.state()).await;
     let _ = stop.send(true);
     task.await.unwrap();
+}
+
+/// The primary's lease: each standby's answer to a heartbeat confirms it; with the standby gone
+/// it runs out (and the store would refuse commits).
+#[tokio::test]
+async fn a_following_standby_confirms_the_primarys_lease_and_it_runs_out_once_the_standby_is_gone() {
+    let tls = tls();
+    let (primary, standby) = (Mem::new(1), Mem::new(1));
+    let (shipper, addr) = shipper(&tls, primary.clone());
+    let lease = shipper.lease();
+    lease.require();
+    assert!(!lease.holds(), "no one has confirmed it yet");
+    let (_, stop, task) = start_following(&tls, addr, standby.clone(), "uk-london-2");
+    until("the standby's answers confirm the lease", || lease.holds()).await;
+    let _ = stop.send(true);
+    task.await.unwrap();
+    let deadline = tokio::time::Instant::now() + replication::lease::LEASE + Duration::from_secs(5);
+    while lease.holds() {
+        assert!(tokio::time::Instant::now() < deadline, "the lease outlived its last confirmation");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

@@ -98,7 +98,11 @@ impl AppState {
     /// Why this cell takes no write (a standby, a fenced primary), if it takes none.
     fn refusal(&self) -> Option<ApiError> {
         let (code, message) = self.replica.get()?.refusal()?;
-        let code = if code == "CELL_STANDBY" { CellCode::CellStandby } else { CellCode::CellFenced };
+        let code = match code {
+            "CELL_STANDBY" => CellCode::CellStandby,
+            "CELL_LEASE_EXPIRED" => CellCode::CellLeaseExpired,
+            _ => CellCode::CellFenced,
+        };
         Some(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message))
     }
 

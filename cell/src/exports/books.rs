@@ -73,7 +73,8 @@ pub enum SessionRule {
 
 /// How long a player plays nothing before their game session ends (Spain). The platform sees
 /// bets and wins, not a game window closed: a pause this long is the player walking away.
-pub const IDLE: chrono::TimeDelta = chrono::TimeDelta::minutes(20);
+/// Shorter than a quarter of an hour, so a short session is filed whole, in one registro.
+pub const IDLE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 /// Which session, and which part of it, some play counts in: for [`SessionRule::Daily`], both
 /// the day's midnight; for [`SessionRule::Idle`], the session's first play and the start of the
@@ -386,16 +387,6 @@ impl Books {
         Bucket { session: live.started, part }
     }
 
-    /// The bucket of play at `at` that is not itself play (a stake given back for a round it
-    /// knows nothing of): the player's session then, if one runs.
-    fn bucket_at(&self, player: &PlayerId, at: chrono::DateTime<chrono::Utc>) -> Bucket {
-        let part = self.step(at);
-        match self.live.get(player) {
-            Some(live) if self.rule == SessionRule::Idle && at < live.ends() => Bucket { session: live.started, part },
-            _ => Bucket { session: part, part },
-        }
-    }
-
     /// Sessions that played before the period and ended in it for want of play: each is owed
     /// its ending (Spain: a closing registro, as nothing of it is played in the period).
     pub fn endings(&self) -> Vec<&Live> {
@@ -508,9 +499,18 @@ impl Books {
                             Some(b) => part.bets.iter().find(|(x, _)| x == b).map(|(_, d)| *d),
                             None => part.bets.iter().map(|(_, d)| *d).min(),
                         };
-                        (part.game_id.clone(), bucket_of_bet.unwrap_or_else(|| self.bucket_at(&player, at)))
+                        let game_id = part.game_id.clone();
+                        match bucket_of_bet {
+                            Some(bucket) => (game_id, bucket),
+                            None => {
+                                let bucket = self.played(&player, &currency, &game_id, at);
+                                (game_id, bucket)
+                            }
+                        }
                     }
-                    None => ("unknown".to_owned(), self.bucket_at(&player, at)),
+                    // A round it knows nothing of: counted where the player is, as play (so the
+                    // session it lands in is closed like any other).
+                    None => ("unknown".to_owned(), self.played(&player, &currency, "unknown", at)),
                 };
                 let kind = game_type(&game_id);
                 let account = (player.clone(), currency.clone());
@@ -526,11 +526,10 @@ impl Books {
                 // bet of an earlier bucket (already reported) means correcting.
                 let key = (player, game_id, bet_bucket);
                 let late = self.start > bet_bucket.part;
+                // A stake given back is not play: it moves no session's last play (so the books
+                // are the same whether this was folded in its period or before another's).
                 if let Some(s) = self.session(key.clone(), &currency, at) {
                     s.returned += amount;
-                    if !late {
-                        s.last = at;
-                    }
                     if late {
                         self.corrected.insert(key.clone());
                     }
@@ -667,7 +666,7 @@ mod tests {
         };
         let play = [
             (stake("r1", "b1"), "2026-11-30T10:05:00Z"),
-            (win("r1"), "2026-11-30T10:10:00Z"),
+            (win("r1"), "2026-11-30T10:12:00Z"),
             (stake("r2", "b2"), "2026-11-30T10:20:00Z"),
             (rollback("r2", "b2"), "2026-11-30T10:50:00Z"),
             (stake("r3", "b3"), "2026-11-30T11:30:00Z"),
@@ -698,7 +697,7 @@ mod tests {
         assert_eq!(parts[0].bucket, part("2026-11-30T10:15:00Z"), "the same session, its second part");
         assert!(second.endings().is_empty());
 
-        // Nothing played from 10:30 on: the session ends at 10:40, in that quarter.
+        // Nothing played from 10:20 on: the session ends at 10:30, in a quarter it did not play in.
         let (third, _) = books_of("2026-11-30T10:30");
         assert_eq!(third.period_sessions().count(), 0);
         let endings = third.endings();

@@ -78,8 +78,11 @@ impl Checkpoints {
             tracing::warn!(path = %path.display(), error = %e, "an export checkpoint was not kept");
             return;
         }
-        let all = self.list(carry.rule);
-        for (_, old) in all.iter().take(all.len().saturating_sub(KEPT)) {
+        // The latest ones stay, and the one just kept (a rebuild of an older period makes one
+        // older than the rest: the next period's build resumes from it).
+        let others: Vec<(u64, PathBuf)> =
+            self.list(carry.rule).into_iter().filter(|(seq, _)| *seq != carry.seq).collect();
+        for (_, old) in others.iter().take(others.len().saturating_sub(KEPT - 1)) {
             let _ = std::fs::remove_file(old);
         }
     }

@@ -167,8 +167,9 @@ fn part_registro(games: &[&Session], correction: Option<(Time, &ExportPeriod)>) 
     for (kind, games) in &by_type {
         juego(&mut w, kind, games, currency);
     }
-    let new = bucket.session >= bucket.part;
-    let complete = new && part_ended(&bucket, last);
+    // A correction re-files a part already sent: never a new session.
+    let new = bucket.session >= bucket.part && correction.is_none();
+    let complete = bucket.session >= bucket.part && part_ended(&bucket, last);
     Jugador { player, started: bucket.session, first, last, new, complete }.write(&mut w);
     w.close();
     w.out
@@ -277,17 +278,14 @@ pub fn pack(
         return Ok(());
     }
     let mut whole = std::fs::File::open(&path).map_err(io)?;
-    for n in 1.. {
+    for n in 1..=size.div_ceil(fragment) {
         let piece_name = format!("{name}.{n:03}");
         let piece_path = out.path(&piece_name)?;
         let mut piece = std::fs::File::create(&piece_path).map_err(|e| ExportError::io(&piece_path, e))?;
-        let copied = std::io::copy(&mut (&mut whole).take(fragment), &mut piece).map_err(io)?;
+        std::io::copy(&mut (&mut whole).take(fragment), &mut piece).map_err(io)?;
         piece.flush().and_then(|()| piece.sync_all()).map_err(|e| ExportError::io(&piece_path, e))?;
         // The records are counted once, with the first fragment.
         out.add(&piece_name, if n == 1 { records } else { 0 });
-        if copied < fragment {
-            break;
-        }
     }
     std::fs::remove_file(&path).map_err(io)
 }
@@ -305,7 +303,8 @@ pub fn unpack(files: &[Vec<u8>]) -> Result<Vec<(String, Vec<u8>)>, String> {
         if entry.encrypted() || entry.compression() != zip::CompressionMethod::Stored {
             return Err(format!("{name}: a pack's entries are neither compressed nor encrypted (§4.3)"));
         }
-        let mut lote = Vec::with_capacity(entry.size() as usize);
+        // The header's size is not trusted for the allocation.
+        let mut lote = Vec::with_capacity(entry.size().min(64 << 20) as usize);
         entry.read_to_end(&mut lote).map_err(|e| e.to_string())?;
         lotes.push((name, lote));
     }

@@ -44,7 +44,7 @@ pub enum ExportError {
     WrongPeriod { kind: String, expected: &'static str },
     #[error("period `{0}`: expected YYYY-MM-DDTHH:MM (minutes 00, 15, 30 or 45), YYYY-MM-DD, YYYY-MM or YYYY-Qn")]
     BadPeriod(String),
-    #[error("period {0} is not over yet: an export covers a period once it has ended")]
+    #[error("period {0} is not over yet: an export covers a period once it has ended and its records have settled")]
     PeriodNotOver(String),
     #[error("no dialect for export format `{0}` yet")]
     NoDialect(String),
@@ -71,6 +71,11 @@ impl ExportError {
         ExportError::Io { path: path.display().to_string(), error }
     }
 }
+
+/// How long after a period's end its records are all committed (a transaction lives at most
+/// `TRANSACTION_AGE_MAX`).
+const SETTLE: chrono::TimeDelta =
+    chrono::TimeDelta::seconds(crate::store::limits::TRANSACTION_AGE_MAX.as_secs() as i64 + 5);
 
 /// The length of a real-time period (DGOJ §4.1.3: a JUC batch every 15 minutes).
 pub const QUARTER_HOUR: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
@@ -335,7 +340,9 @@ impl Exporter<'_> {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<vault::Stored, ExportError> {
         let period = parse_period(label)?;
-        if period.end > now {
+        // A record is stamped inside its transaction: one stamped just before the period's end
+        // may commit a few seconds after it. A build waits until no such record can come.
+        if period.end + SETTLE > now {
             return Err(ExportError::PeriodNotOver(period.label));
         }
         let types: &[&str] = match self.region.export_format.as_str() {
@@ -454,7 +461,11 @@ impl Exporter<'_> {
                 index.push(seq, &hash, &records).map_err(|e| ExportError::io(&csv_path, e))?;
             }
             totals.extend(m.totals.iter().cloned());
-            corrections.extend(m.corrections.iter().cloned());
+            for c in &m.corrections {
+                if !corrections.contains(c) {
+                    corrections.push(c.clone());
+                }
+            }
         }
         if next_seq != range.last_seq + 1 {
             return Err(ExportError::Batches(format!(
@@ -472,7 +483,7 @@ impl Exporter<'_> {
         scratch.write("signing-cert.pem", signer.cert_pem().as_bytes(), 0)?;
         let (operator, warehouse) = (&self.region.exports.operator_id, &self.region.exports.warehouse_id);
         juc::pack(operator, warehouse, period.start.date_naive(), &batches, &mut scratch, juc::PACK_FRAGMENT)?;
-        let totals = add_totals(&totals);
+        let totals = add_totals(&totals)?;
         let sealed = Sealed { kind: "JUC", period, range, merkle_root, event_count, totals, corrections };
         self.seal(&vault, scratch, export_id, sealed, now)
     }
@@ -521,18 +532,21 @@ struct Sealed<'a> {
     corrections: Vec<String>,
 }
 
-/// Totals added up per currency (a day's from its quarters').
-fn add_totals(parts: &[ExportTotals]) -> Vec<ExportTotals> {
+/// Totals added up per currency (a day's from its quarters': amounts in the currency's minor
+/// units, so the sum is exact).
+fn add_totals(parts: &[ExportTotals]) -> Result<Vec<ExportTotals>, ExportError> {
     let mut by_currency: BTreeMap<&str, [Decimal; 8]> = BTreeMap::new();
     for t in parts {
         let sums = by_currency.entry(t.currency.as_str()).or_default();
         let fields = [&t.stakes, &t.stakes_returned, &t.wins, &t.ggr, &t.deposits, &t.withdrawals, &t.other, &t.bonus];
         for (sum, field) in sums.iter_mut().zip(fields) {
-            *sum += field.parse::<Decimal>().unwrap_or_default();
+            *sum += field
+                .parse::<Decimal>()
+                .map_err(|_| ExportError::Batches(format!("a quarter's total `{field}` is no amount")))?;
         }
     }
     let s = |d: Decimal| format!("{:.2}", d.round_dp(2));
-    by_currency
+    Ok(by_currency
         .into_iter()
         .map(|(currency, [stakes, returned, wins, ggr, deposits, withdrawals, other, bonus])| ExportTotals {
             currency: currency.to_owned(),
@@ -545,7 +559,7 @@ fn add_totals(parts: &[ExportTotals]) -> Vec<ExportTotals> {
             other: s(other),
             bonus: s(bonus),
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

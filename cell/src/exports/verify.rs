@@ -378,7 +378,9 @@ impl Run {
             scanned.map_err(|e| Stop::Failed(format!("audit chain: {e}")))?;
         }
         // A line left is an event the chain has not as exportable in the range.
-        listed.up_to(u64::MAX).map_err(Stop::Failed)?;
+        if let Some((seq, _, _)) = listed.next_line().map_err(Stop::Failed)? {
+            return fail(format!("event {seq} is in the export but is no exportable event of the period"));
+        }
         if hex::encode(merkle.root()) != manifest.merkle_root || manifest.event_count != merkle.count() {
             return fail("Merkle root: the period's exportable events do not give the manifest's root");
         }
@@ -715,11 +717,13 @@ impl<L: Iterator<Item = std::io::Result<String>>> Listed<'_, L> {
         if let Some(line) = self.peeked.take() {
             return Ok(Some(line));
         }
-        let Some(line) = self.lines.next() else { return Ok(None) };
-        let line = line.map_err(|e| format!("events.csv: {e}"))?;
-        if line.is_empty() {
-            return self.next_line();
-        }
+        let line = loop {
+            let Some(line) = self.lines.next() else { return Ok(None) };
+            let line = line.map_err(|e| format!("events.csv: {e}"))?;
+            if !line.is_empty() {
+                break line;
+            }
+        };
         let mut parts = line.splitn(3, ',');
         let (Some(seq), Some(hash), records) = (parts.next(), parts.next(), parts.next().unwrap_or_default()) else {
             return Err(format!("events.csv: a line does not read: {line}"));

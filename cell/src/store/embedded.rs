@@ -423,7 +423,7 @@ impl Transaction for EmbeddedTx {
         let stamped_any = !stamped.is_empty();
         let version = {
             let _commit = lock(&inner.commit_lock);
-            inner.refuse_if_fenced()?;
+            inner.refuse_unless_writer()?;
             {
                 let tracking = lock(&inner.tracking);
                 let conflict = tracking

@@ -149,6 +149,8 @@ async fn spanish_exports_validate_verify_and_catch_tampering() {
     // Day one: a slot round won, a live round left open.
     bet(&demo, skew(), "t1", "es-ana", "r1", "slot-1", "5.00").await;
     win(&demo, skew(), "t2", "es-ana", "r1", "8.00").await;
+    // es-bo plays at 10:07: his session outlives its quarter.
+    clock.advance(chrono::Duration::minutes(7));
     bet(&demo, skew(), "t3", "es-bo", "r2", "live-1", "3.00").await;
     money(&c, "/wallet/debit", "es-ana", "10.00", "wd-ana").await;
     // Day two: the provider rolls back yesterday's open bet (a late rollback); more play.
@@ -301,8 +303,9 @@ async fn spanish_exports_validate_verify_and_catch_tampering() {
     assert_eq!(manifest2["corrections"], json!([original_id]), "{manifest2}");
     // A day's JUC is its quarters' batches packed for `Anteriores`.
     assert!(built[2].1.join("CNJ/OP01/JU/Anteriores/OP01_ALM01_JU_DIARIO_20261129.zip").exists());
-    // Real time: the batch of 10:00 holds both sessions as they stood at 10:15, new and not yet
-    // over; the batch of 10:15 closes them (nothing played for 20 minutes by 10:20).
+    // Real time: the batch of 10:00 holds both sessions as they stood at 10:15: es-ana's whole
+    // (nothing played for 10 minutes by 10:10), es-bo's not yet over; the batch of 10:15 closes
+    // his (nothing played by 10:17).
     let quarter = |label: &str| {
         let dir = build(&data, "JUC", label, out.path());
         let (code, report) = verify(&dir, &key, &data, None);
@@ -321,10 +324,11 @@ async fn spanish_exports_validate_verify_and_catch_tampering() {
         files(&built[2].1, ".xml").into_iter().find(|p| p.to_string_lossy().contains("20261129101459")).unwrap();
     assert_eq!(registros(&std::fs::read_to_string(packed).unwrap()), registros(&ten));
     assert_eq!(ten.matches("<SesionNueva>S</SesionNueva>").count(), 2, "{ten}");
-    assert_eq!(ten.matches("<SesionCompleta>N</SesionCompleta>").count(), 2, "{ten}");
+    assert_eq!(ten.matches("<SesionCompleta>S</SesionCompleta>").count(), 1, "{ten}");
+    assert_eq!(ten.matches("<SesionCompleta>N</SesionCompleta>").count(), 1, "{ten}");
     assert!(zips.contains("/CNJ/OP01/JU/20261129/SES/OP01_ALM01_JU_JUC_SES_20261129101459_"), "{zips}");
     let (_, quarter_past) = quarter("2026-11-29T10:15");
-    assert_eq!(quarter_past.matches("-F</RegistroId>").count(), 2, "{quarter_past}");
+    assert_eq!(quarter_past.matches("-F</RegistroId>").count(), 1, "{quarter_past}");
     assert!(quarter_past.contains("<FechaFinSesion>"), "{quarter_past}");
 
     // A tampered file.

@@ -398,3 +398,49 @@ async fn idle_and_dripping_connections_do_not_stop_a_normal_client() {
     let slowest = chaos::probes::served_beside_idle_and_dripping(control.http, "/healthz").await.unwrap();
     println!("global-control: slowest of 10 requests beside 2,000 idle and 200 dripping connections: {slowest:?}");
 }
+
+/// The control plane as the arbiter of who writes: a first writer is confirmed; another store at
+/// its epoch is refused; a promotion (a higher epoch) is confirmed as raised, and the deposed
+/// epoch is refused from then on, across a restart of the control plane; a cell may ask only for
+/// itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_are_confirmed_for_the_recorded_writer_only_across_a_restart() {
+    use replication::sync::{ask_lease, ClientConfig, LeaseAnswer};
+    let dir = tempfile::tempdir().unwrap();
+    let tls = certs(dir.path());
+    let mut control = Control::start(&dir.path().join("control"), &tls);
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let server = control.quic;
+    let as_cell = |cell: &str, cert: &str| {
+        let quic = replication::tls::quic_client_config(&tls, cert, "control", quick_timeouts()).unwrap();
+        ClientConfig::new(cell, server, quic)
+    };
+    let uk = as_cell("uk", "uk");
+    let ask = |epoch: u64, writer: &'static str| {
+        let (endpoint, uk) = (endpoint.clone(), uk.clone());
+        async move { ask_lease(&endpoint, &uk, epoch, writer).await.unwrap() }
+    };
+    let refused = |answer: LeaseAnswer| match answer {
+        LeaseAnswer::Refused { code, epoch, .. } => (code, epoch),
+        granted => panic!("expected a refusal: {granted:?}"),
+    };
+    assert_eq!(ask(1, "primary").await, LeaseAnswer::Granted { raised: false });
+    assert_eq!(refused(ask(1, "standby").await), ("DOUBLE_PRIMARY".to_owned(), 1));
+    assert_eq!(ask(2, "standby").await, LeaseAnswer::Granted { raised: true });
+    assert_eq!(refused(ask(1, "primary").await), ("SUPERSEDED".to_owned(), 2));
+    control.restart();
+    let mut again = ask_lease(&endpoint, &uk, 1, "primary").await;
+    for _ in 0..100 {
+        if again.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        again = ask_lease(&endpoint, &uk, 1, "primary").await;
+    }
+    assert_eq!(refused(again.unwrap()), ("SUPERSEDED".to_owned(), 2), "remembered across a restart");
+    assert_eq!(ask(2, "standby").await, LeaseAnswer::Granted { raised: false });
+    // A cell's certificate asks for that cell only.
+    let posing = as_cell("es", "uk");
+    let answer = ask_lease(&endpoint, &posing, 9, "x").await.unwrap();
+    assert!(matches!(answer, LeaseAnswer::Refused { epoch: 0, .. }), "{answer:?}");
+}

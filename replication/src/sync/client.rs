@@ -315,7 +315,11 @@ async fn session_inner<S: SyncSink>(
                 }
                 ChangeSet::from_records(applied, &fresh)
             }
-            other @ (Message::Hello { .. } | Message::Ack { .. }) => {
+            other @ (Message::Hello { .. }
+            | Message::Ack { .. }
+            | Message::Lease { .. }
+            | Message::LeaseGranted { .. }
+            | Message::LeaseRefused { .. }) => {
                 conn.close(super::server::close_code::BAD_FRAME.into(), b"PROTOCOL");
                 return Err(SyncError::Protocol(format!("the server sent {other:?}")));
             }
@@ -344,4 +348,45 @@ mod tests {
         }
         assert_eq!((refused, cut_off), (REFUSED_BACKOFF_MAX, max));
     }
+}
+
+/// The control plane's answer to a lease request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LeaseAnswer {
+    /// Confirmed; `raised` when this request recorded a higher epoch.
+    Granted { raised: bool },
+    /// `SUPERSEDED` (`epoch`, higher, writes) or `DOUBLE_PRIMARY`, `NO_ARBITER`.
+    Refused { code: String, message: String, epoch: u64 },
+}
+
+/// Asks the control plane to confirm that `writer` writes for this cell at `epoch`: one exchange
+/// on a connection of its own, within `config.connect_timeout`.
+pub async fn ask_lease(
+    endpoint: &quinn::Endpoint,
+    config: &ClientConfig,
+    epoch: u64,
+    writer: &str,
+) -> Result<LeaseAnswer, SyncError> {
+    let exchange = async {
+        let connect_error = |message: String| SyncError::Connect { addr: config.server, message };
+        let conn = endpoint
+            .connect_with(config.quic.clone(), config.server, "control")
+            .map_err(|e| connect_error(e.to_string()))?
+            .await
+            .map_err(|e| connect_error(e.to_string()))?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| SyncError::Connection(e.to_string()))?;
+        let ask = Message::Lease { cell: config.cell.clone(), epoch, writer: writer.to_owned() };
+        wire::write_frame(&mut send, &ask).await.map_err(SyncError::Frame)?;
+        let answer = match wire::read_frame(&mut recv).await.map_err(SyncError::Frame)? {
+            Message::LeaseGranted { raised, .. } => LeaseAnswer::Granted { raised },
+            Message::LeaseRefused { code, message, epoch } => LeaseAnswer::Refused { code, message, epoch },
+            Message::Refused { code, message } => LeaseAnswer::Refused { code, message, epoch: 0 },
+            other => return Err(SyncError::Protocol(format!("a lease answered with {other:?}"))),
+        };
+        conn.close(0u32.into(), b"lease");
+        Ok(answer)
+    };
+    tokio::time::timeout(config.connect_timeout, exchange)
+        .await
+        .map_err(|_| SyncError::Connect { addr: config.server, message: "no answer in time".into() })?
 }

@@ -20,8 +20,8 @@ pub mod client;
 pub mod server;
 pub mod wire;
 
-pub use client::{run_client, ClientConfig, SyncStatus, SyncStatusSnapshot};
-pub use server::{CellSession, ServerConfig, SyncServer};
+pub use client::{ask_lease, run_client, ClientConfig, LeaseAnswer, SyncStatus, SyncStatusSnapshot};
+pub use server::{Arbiter, CellSession, ServerConfig, SyncServer};
 
 use contracts::changes::{Change, ChangeRecord};
 

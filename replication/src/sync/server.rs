@@ -24,6 +24,13 @@ pub mod close_code {
     pub const INTERNAL: u32 = 3;
 }
 
+/// Who records each cell's writer and confirms its lease (global-control).
+pub trait Arbiter: Send + Sync + std::fmt::Debug {
+    /// Confirms `writer` writing for `cell` at `epoch`: whether that raised the recorded epoch, or
+    /// the refusal `(code, message, recorded epoch)`.
+    fn confirm(&self, cell: &str, epoch: u64, writer: &str) -> Result<bool, (String, String, u64)>;
+}
+
 /// How the server behaves.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -45,6 +52,8 @@ pub struct ServerConfig {
     /// longer has with a reset the cell recognises, so the cell reconnects at once instead of
     /// waiting out the idle timeout. `None`: a random key per process.
     pub reset_key: Option<[u8; 32]>,
+    /// Confirms replicated primaries' leases; `None` refuses them (`NO_ARBITER`).
+    pub arbiter: Option<Arc<dyn Arbiter>>,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +65,7 @@ impl Default for ServerConfig {
             hello_timeout: Duration::from_secs(5),
             connections_max: 1_024,
             reset_key: None,
+            arbiter: None,
         }
     }
 }
@@ -173,6 +183,38 @@ impl SyncServer {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
 
+    /// One lease request: the arbiter's answer, then the stream ends.
+    async fn lease(
+        &self,
+        conn: &quinn::Connection,
+        send: &mut quinn::SendStream,
+        cell: &str,
+        epoch: u64,
+        writer: &str,
+    ) -> Result<(), SyncError> {
+        if let Err(problem) = self.check_identity(conn, cell) {
+            return refuse(conn, send, problem.0, &problem.1).await;
+        }
+        let answer = match &self.config.arbiter {
+            None => Message::LeaseRefused {
+                code: "NO_ARBITER".into(),
+                message: "this control plane confirms no leases".into(),
+                epoch: 0,
+            },
+            Some(arbiter) => match arbiter.confirm(cell, epoch, writer) {
+                Ok(raised) => Message::LeaseGranted { epoch, raised },
+                Err((code, message, recorded)) => {
+                    tracing::warn!(cell, epoch, writer, %code, %message, "sync: lease refused");
+                    Message::LeaseRefused { code, message, epoch: recorded }
+                }
+            },
+        };
+        wire::write_frame(send, &answer).await.map_err(SyncError::Frame)?;
+        let _ = send.finish();
+        let _ = tokio::time::timeout(Duration::from_millis(500), send.stopped()).await;
+        Ok(())
+    }
+
     async fn session<S: ChangeSource>(
         &self,
         session: u64,
@@ -190,6 +232,9 @@ impl SyncServer {
             .map_err(|_| SyncError::Protocol("no hello in time".into()))?;
         let (cell, applied, applied_digest) = match hello {
             Ok(Message::Hello { cell, applied_version, applied_digest }) => (cell, applied_version, applied_digest),
+            Ok(Message::Lease { cell, epoch, writer }) => {
+                return self.lease(conn, &mut send, &cell, epoch, &writer).await
+            }
             Ok(other) => {
                 return refuse(conn, &mut send, "PROTOCOL", &format!("expected hello, got {}", kind(&other))).await;
             }
@@ -317,6 +362,9 @@ impl SyncServer {
 
 fn kind(msg: &Message) -> &'static str {
     match msg {
+        Message::Lease { .. } => "lease",
+        Message::LeaseGranted { .. } => "lease granted",
+        Message::LeaseRefused { .. } => "lease refused",
         Message::Hello { .. } => "hello",
         Message::Snapshot { .. } => "snapshot",
         Message::Records { .. } => "records",

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the sync protocol. A peer speaking another version is refused with
 /// `UNSUPPORTED_VERSION`; bump it with any change to [`Message`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest frame either side accepts, in bytes. The control API refuses request bodies over
 /// 256 kB, so one change record is far smaller; batches and snapshot chunks are split to fit.
@@ -24,6 +24,10 @@ pub const FRAME_BYTES_MAX: usize = 1024 * 1024;
 /// Ack {version}                  ->     (after each applied set)
 ///                                <-     Heartbeat {version}                     (every second: "still here, at v")
 ///                                <-     Refused {code, message}                 (then the connection closes)
+///
+/// A replicated primary renewing its lease, on a connection of its own:
+/// Lease {cell, epoch, writer}    ->
+///                                <-     LeaseGranted {epoch, raised} | LeaseRefused {code, message, epoch}
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
@@ -55,6 +59,17 @@ pub enum Message {
     Heartbeat { version: u64 },
     #[serde(rename_all = "camelCase")]
     Refused { code: String, message: String },
+    /// A primary asks the control plane to confirm that it writes for `cell` at `epoch`;
+    /// `writer` names its data (two stores promoted to one epoch are told apart).
+    #[serde(rename_all = "camelCase")]
+    Lease { cell: String, epoch: u64, writer: String },
+    /// Confirmed; `raised` when this request recorded a higher epoch than the control plane had.
+    #[serde(rename_all = "camelCase")]
+    LeaseGranted { epoch: u64, raised: bool },
+    /// Not confirmed: `SUPERSEDED` (a higher epoch writes: this one is deposed) or
+    /// `DOUBLE_PRIMARY` (another store writes at this epoch); `epoch` is the one recorded.
+    #[serde(rename_all = "camelCase")]
+    LeaseRefused { code: String, message: String, epoch: u64 },
 }
 
 #[derive(Serialize)]
@@ -237,8 +252,8 @@ mod tests {
         assert_eq!(decode(&frame[4..]).unwrap(), msg);
         assert!(matches!(decode(b"\xc1garbage"), Err(FrameError::Malformed(_))));
         assert!(matches!(decode(&frame[4..frame.len() - 1]), Err(FrameError::Malformed(_))));
-        let other = rmp_serde::to_vec_named(&FrameOut { v: 2, msg: &msg }).unwrap();
-        assert!(matches!(decode(&other), Err(FrameError::UnsupportedVersion(2))));
+        let other = rmp_serde::to_vec_named(&FrameOut { v: PROTOCOL_VERSION + 1, msg: &msg }).unwrap();
+        assert!(matches!(decode(&other), Err(FrameError::UnsupportedVersion(v)) if v == PROTOCOL_VERSION + 1));
         let huge = Message::Refused { code: "X".into(), message: "x".repeat(FRAME_BYTES_MAX) };
         assert!(matches!(encode(&huge), Err(FrameError::TooLarge { .. })));
     }

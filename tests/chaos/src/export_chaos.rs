@@ -161,9 +161,17 @@ pub async fn run(
             partial.push(name);
             continue;
         }
+        // A real-time JUC batch is checked within its day's pack; one that holds events is
+        // checked on its own too (its day may not be packed yet, or it may be an earlier build).
+        let holds_events = std::fs::read(dir.join("manifest.json"))
+            .ok()
+            .and_then(|m| serde_json::from_slice::<serde_json::Value>(&m).ok())
+            .is_some_and(|m| m["eventCount"].as_u64().unwrap_or(0) > 0);
         if name.contains(':') {
-            quarters += 1; // a real-time JUC batch: checked within its day's pack
-            continue;
+            quarters += 1;
+            if !holds_events {
+                continue;
+            }
         }
         let out = std::process::Command::new(&verifier)
             .arg("--export")

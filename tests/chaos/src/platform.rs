@@ -529,8 +529,9 @@ impl Platform {
                     "--tamper-token-url".into(),
                     format!("http://{}", p.sandbox).into(),
                 ];
-                // A standby follows no control plane of its own until promotion exists.
-                if cells_follow_control && matches!(role, Role::Primary(_)) {
+                // A standby follows no control plane while it follows its primary; it has the
+                // address for when it is promoted (the control plane confirms a writer's lease).
+                if cells_follow_control {
                     args.extend(["--control".into(), control.to_string().into()]);
                 }
                 let flag = if matches!(role, Role::Primary(_)) { "--cell" } else { "--standby" };

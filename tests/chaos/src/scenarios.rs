@@ -734,6 +734,32 @@ async fn partition_replica(
         report,
     )
     .await;
+    // Cut off from global-control as well, nothing confirms its epoch any more (and a promotion
+    // may be under way where it cannot see): its lease runs out and it stops writing, until
+    // global-control answers again.
+    let primary = Role::Primary(target.to_owned());
+    let currency = drill.platform.region(target).context("target region")?.default_currency.code().to_owned();
+    drill.platform.process(&Role::Control)?.terminate().await?;
+    report.fault(format!(
+        "stopped global-control: {target}'s primary is cut off from both parties that confirm its lease"
+    ));
+    let lease = replication::lease::LEASE;
+    let stopped = until_answer(drill, &primary, target, &currency, "503 CELL_LEASE_EXPIRED", lease * 3).await;
+    let ready = drill.platform.get(&primary, "/readyz").await.map(|r| r.status).ok();
+    report.check(Check::holds(
+        &format!("cut off from its standby and global-control, {target}'s primary stops writing once its {} s lease runs out, and is not ready", lease.as_secs()),
+        stopped.0 && ready == Some(503),
+        format!("its answer to a credit: {} after {:.1} s; /readyz {ready:?}", stopped.1, stopped.2.as_secs_f64()),
+    ));
+    drill.platform.restart(&Role::Control).await?;
+    keeps_acknowledging(
+        drill,
+        target,
+        &format!("with global-control back (its standby still cut off), {target} acknowledges writes again"),
+        "with global-control back",
+        report,
+    )
+    .await;
     proxy.set_cut(false);
     let (forwarded, dropped) = proxy.counts();
     report.step(format!("healed the path ({forwarded} datagrams forwarded, {dropped} dropped)"));
@@ -769,6 +795,37 @@ async fn restart_as(drill: &mut Drill, role: &Role, target: &str, writer: bool) 
     process.set_args(args);
     process.follower = !writer;
     process.spawn()
+}
+
+/// Credits `role` (a fresh key each time) until its answer starts with `wanted` or `within`
+/// passes: whether it did, the last answer, and how long it took.
+async fn until_answer(
+    drill: &Drill,
+    role: &Role,
+    target: &str,
+    currency: &str,
+    wanted: &str,
+    within: Duration,
+) -> (bool, String, Duration) {
+    let started = tokio::time::Instant::now();
+    let mut n = 0u32;
+    loop {
+        n += 1;
+        let credit = json!({ "playerId": format!("{target}-nobody"), "currency": currency, "amount": "1.00", "reason": "deposit" });
+        let url = format!("{}/wallet/credit", drill.platform.url(role));
+        let key = format!("lease-probe-{}-{n}", std::process::id());
+        let headers = [("x-idempotency-key", key.as_str()), ("content-type", "application/json")];
+        let reply =
+            drill.platform.http.send(Some(target), "POST", &url, &headers, Some(credit.to_string().into_bytes())).await;
+        let answer = match reply {
+            Ok(r) => format!("{} {}", r.status, if r.status == 200 { String::new() } else { r.code() }),
+            Err(e) => e.to_string(),
+        };
+        if answer.starts_with(wanted) || started.elapsed() > within {
+            return (answer.starts_with(wanted), answer, started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Whether `role` refuses a write with 503 CELL_FENCED.

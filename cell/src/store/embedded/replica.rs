@@ -70,6 +70,8 @@ pub(super) struct Epochs {
     epoch: std::sync::atomic::AtomicU64,
     /// Non-zero once a peer with this epoch deposed this store: no commit is taken from then on.
     fenced_by: std::sync::atomic::AtomicU64,
+    /// A replicated primary's lease: no commit is taken while it has run out.
+    lease: std::sync::OnceLock<std::sync::Arc<replication::lease::Lease>>,
 }
 
 impl Epochs {
@@ -82,7 +84,11 @@ impl Epochs {
                 None => Ok(default),
             }
         };
-        Ok(Epochs { epoch: read(EPOCH_KEY, 1)?.into(), fenced_by: read(FENCED_KEY, 0)?.into() })
+        Ok(Epochs {
+            epoch: read(EPOCH_KEY, 1)?.into(),
+            fenced_by: read(FENCED_KEY, 0)?.into(),
+            lease: std::sync::OnceLock::new(),
+        })
     }
 }
 
@@ -362,6 +368,11 @@ impl EmbeddedStore {
         Ok(())
     }
 
+    /// From now on a commit needs `lease` to hold (a replicated primary's; set once).
+    pub fn set_lease(&self, lease: std::sync::Arc<replication::lease::Lease>) {
+        let _ = self.inner.epochs.lease.set(lease);
+    }
+
     /// The epoch of the peer that fenced this store, if one did.
     pub fn fenced_by(&self) -> Option<u64> {
         let by = self.inner.epochs.fenced_by.load(Ordering::Acquire);
@@ -392,13 +403,21 @@ impl EmbeddedStore {
 }
 
 impl Inner {
-    /// Refuses a commit on a fenced store.
-    pub(super) fn refuse_if_fenced(&self) -> Result<(), StoreError> {
+    /// Refuses a commit on a fenced store, or on one whose lease has run out.
+    pub(super) fn refuse_unless_writer(&self) -> Result<(), StoreError> {
         match self.epochs.fenced_by.load(Ordering::Acquire) {
-            0 => Ok(()),
-            by => Err(StoreError::Unavailable(format!(
-                "this cell is fenced: a peer holds epoch {by}; it commits nothing until re-seeded as a standby"
-            ))),
+            0 => {}
+            by => {
+                return Err(StoreError::Unavailable(format!(
+                    "this cell is fenced: a peer holds epoch {by}; it commits nothing until re-seeded as a standby"
+                )))
+            }
+        }
+        match self.epochs.lease.get() {
+            Some(lease) if !lease.holds() => Err(StoreError::Unavailable(
+                "this cell's lease has run out: neither its standby nor the control plane confirmed its epoch".into(),
+            )),
+            _ => Ok(()),
         }
     }
 

@@ -35,7 +35,9 @@ fn key_seq(key: &[u8]) -> Result<u64, foundationdb_tuple::PackError> {
 
 fn records_range(after: u64) -> (Vec<u8>, Vec<u8>) {
     let space = subspaces::audit().subspace(&"rec");
-    (space.pack(&(after + 1,)), space.range().1)
+    // After the last position there is nothing: an empty range, not an overflow.
+    let begin = after.checked_add(1).map_or_else(|| space.range().1, |first| space.pack(&(first,)));
+    (begin, space.range().1)
 }
 
 fn head_key() -> Vec<u8> {

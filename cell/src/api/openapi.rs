@@ -269,7 +269,7 @@ fn build() -> Value {
         "/ops/ledger": { "get": read(&error, "Per currency, the sum of every account, player and house, at the currency's scale: zero (\"0.00\" for GBP) when the books balance", json!([]), json!({ "type": "object", "additionalProperties": { "type": "string" } }), &["503"]) },
         "/audit/verify": { "get": read(&error, "Check the whole audit chain and every signed checkpoint", json!([]), schema::<VerifyReport>(&mut g), &["503"]) },
         "/audit/records": { "get": read(&error, "Audit records after a position", json!([
-            { "name": "after", "in": "query", "schema": { "type": "integer", "minimum": 0 } },
+            { "name": "after", "in": "query", "schema": { "type": "integer", "minimum": 0, "maximum": u64::MAX } },
             { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": crate::audit::PAGE_RECORDS_MAX } }
         ]), schema::<AuditRecordPage>(&mut g), &["400", "503"]) },
         "/audit/checkpoints": {
@@ -501,7 +501,7 @@ fn build() -> Value {
         "/exports/{exportId}": { "get": read(&error, "One export's manifest and signature", json!([export_id.clone()]), schema::<contracts::exports::ExportSummary>(&mut g), &["404", "503"]) },
         "/exports/{exportId}/proof": { "get": read(&error, "The Merkle path (RFC 6962) from one included event to the export's root", json!([
             export_id.clone(),
-            { "name": "seq", "in": "query", "required": true, "schema": { "type": "integer", "minimum": 0 } }
+            { "name": "seq", "in": "query", "required": true, "schema": { "type": "integer", "minimum": 0, "maximum": u64::MAX } }
         ]), schema::<contracts::exports::InclusionProof>(&mut g), &["400", "404", "503"]) },
         "/exports/{exportId}/files/{file}": { "get": {
             "summary": "One file of an export, by its path in the manifest (or manifest.json, manifest.sig); the download is chained first (export.downloaded)",

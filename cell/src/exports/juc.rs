@@ -83,7 +83,7 @@ fn by_part<'a>(sessions: impl Iterator<Item = &'a Session>) -> BTreeMap<(PlayerI
 /// One game type's block: its games' figures added up.
 fn juego(w: &mut Writer, kind: &str, games: &[&Session], currency: &str) {
     let ids: BTreeSet<&str> = games.iter().map(|s| s.game_id.as_str()).collect();
-    let desc: String = ids.into_iter().collect::<Vec<_>>().join(", ").chars().take(200).collect();
+    let desc: String = ids.into_iter().collect::<Vec<_>>().join(",").chars().take(200).collect();
     let sum = |f: fn(&Session) -> Decimal| games.iter().map(|s| f(s)).sum::<Decimal>();
     let first = games.iter().map(|s| s.first).min().expect("a block has games");
     let last = games.iter().map(|s| s.last).max().expect("a block has games");
@@ -100,7 +100,21 @@ fn juego(w: &mut Writer, kind: &str, games: &[&Session], currency: &str) {
     w.open("Botes");
     importe(w, "Total", Decimal::ZERO, currency);
     w.close();
+    variants(w, kind, &desc);
     w.leaf("PartidasJugadas", &games.iter().map(|s| s.rounds).sum::<u64>().to_string()).close();
+}
+
+/// What the BOE (§4.5.6) asks of some game types after `Botes`: `VarianteComercial` (POC, AZA,
+/// BLJ, RLT: the games as the operator offers them, its ids) and `JuegoEnVivo` (RLT: the ids say a
+/// live table). `Variante` (POC, BLJ, RLT: French or American roulette...) is not recorded by the
+/// platform: left out, never invented.
+fn variants(w: &mut Writer, kind: &str, games: &str) {
+    if matches!(kind, "POC" | "AZA" | "BLJ" | "RLT") {
+        w.leaf("VarianteComercial", games);
+    }
+    if kind == "RLT" {
+        w.leaf("JuegoEnVivo", if games.to_ascii_lowercase().contains("live") { "S" } else { "N" });
+    }
 }
 
 /// The player's block: the session, when this registro's play began and ended, and whether it is
@@ -194,6 +208,7 @@ fn closing_registro(live: &Live) -> String {
     w.open("Botes");
     importe(&mut w, "Total", Decimal::ZERO, &live.currency);
     w.close();
+    variants(&mut w, kind, &live.game_id.chars().take(200).collect::<String>());
     w.leaf("PartidasJugadas", "0").close();
     let (player, started, last) = (&live.player, live.started, live.last);
     Jugador { player, started, first: last, last, new: false, complete: false }.write(&mut w);

@@ -327,6 +327,7 @@ async fn spanish_exports_validate_verify_and_catch_tampering() {
     assert_eq!(ten.matches("<SesionCompleta>S</SesionCompleta>").count(), 1, "{ten}");
     assert_eq!(ten.matches("<SesionCompleta>N</SesionCompleta>").count(), 1, "{ten}");
     assert!(zips.contains("/CNJ/OP01/JU/20261129/SES/OP01_ALM01_JU_JUC_SES_20261129101459_"), "{zips}");
+    assert!(ten.contains("<VarianteComercial>slot-1</VarianteComercial>"), "{ten}");
     let (_, quarter_past) = quarter("2026-11-29T10:15");
     assert_eq!(quarter_past.matches("-F</RegistroId>").count(), 1, "{quarter_past}");
     assert!(quarter_past.contains("<FechaFinSesion>"), "{quarter_past}");

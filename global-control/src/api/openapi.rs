@@ -73,7 +73,7 @@ fn build() -> Value {
     let any = json!({ "type": "object" });
     let list = |item: &Value| json!({ "type": "array", "items": item });
     let paged = json!([
-        { "name": "after", "in": "query", "schema": { "type": "integer", "minimum": 0 } },
+        { "name": "after", "in": "query", "schema": { "type": "integer", "minimum": 0, "maximum": u64::MAX } },
         { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }
     ]);
     let (fr, fw, cr, cw) =

@@ -176,8 +176,8 @@ impl LogSink for StoreSink {
         // A commit that extends the audit chain must extend this copy's: its first record links
         // to the head held here. Otherwise the copies diverged; never follow one that is not the
         // primary's: start over from a snapshot.
+        let writes = crate::store::embedded::decode_write_set(&commit.writes).map_err(|e| e.to_string())?;
         if commit.chain_head.is_some() {
-            let writes = crate::store::embedded::decode_write_set(&commit.writes).map_err(|e| e.to_string())?;
             let mut tx = self.0.begin_snapshot_reads().map_err(|e| e.to_string())?;
             let ours = crate::audit::AuditChain::load(tx.as_mut()).map_err(|e| e.to_string())?;
             if let Err(broken) = ours.continued_by(&writes) {
@@ -185,7 +185,8 @@ impl LogSink for StoreSink {
                 return Err(format!("commit {}: {broken}: this copy diverged from its primary", commit.version));
             }
         }
-        self.0.apply_replicated(commit.version, &commit.writes).map_err(|e| e.to_string())
+        // Decoded once, for the check and the apply.
+        self.0.apply_decoded(commit.version, &commit.writes, &writes).map_err(|e| e.to_string())
     }
 
     fn sync(&self) -> Result<(), String> {

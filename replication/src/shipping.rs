@@ -120,12 +120,18 @@ pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Pairs of a snapshot chunk, compressed.
 pub fn pack_chunk(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-    lz4_flex::compress_prepend_size(&rmp_serde::to_vec(pairs).expect("pairs encode"))
+    use serde_bytes::Bytes;
+    // Keys and values as MessagePack binary, not arrays of integers.
+    let wire: Vec<(&Bytes, &Bytes)> = pairs.iter().map(|(k, v)| (Bytes::new(k), Bytes::new(v))).collect();
+    lz4_flex::compress_prepend_size(&rmp_serde::to_vec(&wire).expect("pairs encode"))
 }
 
 pub fn unpack_chunk(chunk: &[u8]) -> Result<Pairs, ShipError> {
+    use serde_bytes::ByteBuf;
     let bytes = lz4_flex::decompress_size_prepended(chunk).map_err(|e| ShipError::Protocol(format!("chunk: {e}")))?;
-    rmp_serde::from_slice(&bytes).map_err(|e| ShipError::Protocol(format!("chunk: {e}")))
+    let wire: Vec<(ByteBuf, ByteBuf)> =
+        rmp_serde::from_slice(&bytes).map_err(|e| ShipError::Protocol(format!("chunk: {e}")))?;
+    Ok(wire.into_iter().map(|(k, v)| (k.into_vec(), v.into_vec())).collect())
 }
 
 #[derive(Debug, thiserror::Error)]

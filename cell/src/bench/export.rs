@@ -286,7 +286,9 @@ fn run(args: ExportBenchArgs) -> anyhow::Result<()> {
         let (took, peak_kb, manifest) = build(&data, kind, label, &out)?;
         // The chain starts with the month: a month's build reads it from its first record, a
         // day's JUC its own day (each quarter resumes from the checkpoint of the one before).
-        let read = (manifest.chain.last_seq + 1).saturating_sub(manifest.chain.first_seq);
+        // RUD reads the register, not the chain.
+        let read =
+            if kind == "RUD" { 0 } else { (manifest.chain.last_seq + 1).saturating_sub(manifest.chain.first_seq) };
         println!(
             "build={kind}:{label} seconds={:.2} records={} peak_rss_mb={:.1} events_per_s={:.0}",
             took.as_secs_f64(),

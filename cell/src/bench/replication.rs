@@ -29,6 +29,9 @@ pub struct ReplicationBenchArgs {
     /// Keep-alive HTTP connections, each doing hold then settle.
     #[arg(long, default_value_t = 64, value_parser = at_least_one())]
     pub connections: usize,
+    /// Run only this phase (`none`, `async` or `sync`): to profile one; the ratios need all three.
+    #[arg(long)]
+    pub only: Option<String>,
 }
 
 /// A cell served in this process until `stop` is sent.
@@ -85,6 +88,10 @@ pub async fn replication(args: ReplicationBenchArgs) -> anyhow::Result<()> {
     let timeouts = replication::tls::QuicTimeouts::default();
     let mut results = Vec::new();
     for mode in [None, Some(ReplicaDurability::Async), Some(ReplicaDurability::Sync)] {
+        let name = mode.map_or("none".to_owned(), |d| format!("{d:?}").to_lowercase());
+        if args.only.as_ref().is_some_and(|only| *only != name) {
+            continue;
+        }
         let mut config = config(&primary_dir, Durability::GroupSync, WriterConfig::default(), Vec::new())?;
         let mut standby = None;
         if let Some(durability) = mode {
@@ -128,7 +135,6 @@ pub async fn replication(args: ReplicationBenchArgs) -> anyhow::Result<()> {
             None => None,
         };
         settle_disk().await?;
-        let name = mode.map_or("none".to_owned(), |d| format!("{d:?}").to_lowercase());
         let warmup = Duration::from_secs(args.warmup_seconds);
         super::wallet::http(primary.address, &authorization, args.players, args.connections, warmup, "w").await?;
         let maxima = Arc::new(std::sync::Mutex::new((0f64, 0f64)));
@@ -164,8 +170,6 @@ pub async fn replication(args: ReplicationBenchArgs) -> anyhow::Result<()> {
             s.stop().await?;
         }
     }
-    let by = |n: &str| results.iter().position(|(name, _)| name == n).expect("measured");
-    let (none, asynchronous, sync) = (by("none"), by("async"), by("sync"));
     for (name, m) in &mut results {
         println!("{name}_ops_per_s={:.0}", m.phase.ops_per_s());
         println!("{name}_p50_ms={:.2}", m.phase.quantile_ms(0.5));
@@ -175,6 +179,10 @@ pub async fn replication(args: ReplicationBenchArgs) -> anyhow::Result<()> {
             println!("{name}_lag_seconds_max={:.2}", m.lag_seconds_max);
         }
     }
+    let by = |n: &str| results.iter().position(|(name, _)| name == n);
+    let (Some(none), Some(asynchronous), Some(sync)) = (by("none"), by("async"), by("sync")) else {
+        return Ok(()); // one phase: no ratios
+    };
     let ops = |i: usize| results[i].1.phase.ops_per_s();
     let p50 = |i: usize, results: &mut Vec<(String, Measured)>| results[i].1.phase.quantile_ms(0.5);
     println!("async_throughput_ratio={:.3}", ops(asynchronous) / ops(none));

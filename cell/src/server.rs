@@ -489,11 +489,7 @@ async fn start_primary(
             let epoch = store.epoch();
             if let Some((why, peer_epoch)) = check_writer(&ask, epoch).await {
                 tracing::error!(%why, peer_epoch, "deposed: this cell is fenced and writes nothing");
-                match tokio::task::spawn_blocking(move || store.fence(peer_epoch)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "the fence is not persisted: it holds until a restart"),
-                    Err(e) => tracing::error!(error = %e, "fencing failed"),
-                }
+                fence(store, peer_epoch).await;
             }
         };
         check(ask.clone(), store.clone()).await;
@@ -550,6 +546,16 @@ async fn start_primary(
     Ok(tasks)
 }
 
+/// Fences `store` (a higher epoch writes), off the runtime's threads; a fence that cannot be
+/// persisted still holds in memory until a restart.
+async fn fence(store: Arc<EmbeddedStore>, epoch: u64) {
+    match tokio::task::spawn_blocking(move || store.fence(epoch)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "the fence is not persisted: it holds until a restart"),
+        Err(e) => tracing::error!(error = %e, "fencing failed"),
+    }
+}
+
 /// Renews a primary's lease at the control plane every second. A first confirmation that raised
 /// the recorded epoch (this cell was just promoted) counts only after the deposed writer's last
 /// lease has run out; a control plane that names a higher epoch fences this cell.
@@ -589,14 +595,7 @@ fn spawn_lease_keeper(
                 }
                 Ok(LeaseAnswer::Refused { code, message, epoch }) if code == "SUPERSEDED" => {
                     tracing::error!(%message, epoch, "deposed (the control plane records a higher epoch): this cell is fenced and writes nothing");
-                    let store = store.clone();
-                    match tokio::task::spawn_blocking(move || store.fence(epoch)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            tracing::error!(error = %e, "the fence is not persisted: it holds until a restart")
-                        }
-                        Err(e) => tracing::error!(error = %e, "fencing failed"),
-                    }
+                    fence(store.clone(), epoch).await;
                     return;
                 }
                 Ok(LeaseAnswer::Refused { code, message, .. }) => {

@@ -126,11 +126,7 @@ impl Exports {
     fn save(&self, builds: &BTreeMap<(String, String, String), ScheduledExport>) {
         let list: Vec<&ScheduledExport> = builds.values().collect();
         let bytes = serde_json::to_vec_pretty(&list).expect("the schedule encodes");
-        let scratch = self.path.with_extension("json.new");
-        let written = std::fs::File::create(&scratch)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes).and_then(|()| f.sync_all()))
-            .and_then(|()| std::fs::rename(&scratch, &self.path));
-        if let Err(e) = written {
+        if let Err(e) = crate::replace_file(&self.path, &bytes) {
             tracing::error!(error = %e, path = %self.path.display(), "cannot save the export schedule");
         }
     }

@@ -23,3 +23,15 @@ pub mod rbac;
 pub mod server;
 pub mod store;
 pub mod writers;
+
+/// Replaces the file at `path` with `bytes`, whole or not at all: written beside it, synced,
+/// renamed over it, the directory synced.
+pub(crate) fn replace_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let scratch = path.with_extension("new");
+    let mut file = std::fs::File::create(&scratch)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&scratch, path)?;
+    std::fs::File::open(path.parent().unwrap_or(std::path::Path::new(".")))?.sync_all()
+}

@@ -49,13 +49,7 @@ impl Writers {
     }
 
     fn save(&self, cells: &BTreeMap<String, Writer>) -> std::io::Result<()> {
-        use std::io::Write;
-        let scratch = self.path.with_extension("json.new");
-        let mut file = std::fs::File::create(&scratch)?;
-        file.write_all(&serde_json::to_vec_pretty(cells).map_err(std::io::Error::other)?)?;
-        file.sync_all()?;
-        std::fs::rename(&scratch, &self.path)?;
-        std::fs::File::open(self.path.parent().unwrap_or(Path::new(".")))?.sync_all()
+        crate::replace_file(&self.path, &serde_json::to_vec_pretty(cells).map_err(std::io::Error::other)?)
     }
 }
 

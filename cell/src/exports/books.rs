@@ -221,13 +221,12 @@ impl Books {
     /// only where a round of theirs is open, or of the bucket the scan is in (what a scan from the
     /// first record would still hold).
     pub fn carry(&self, seq: u64, hash: [u8; 32]) -> Carry {
-        let open: std::collections::HashSet<(&PlayerId, Bucket)> =
-            self.sessions.values().filter(|s| s.open > 0).map(|s| (&s.player, s.bucket)).collect();
+        let open = self.open_parts();
         let sessions = self
             .sessions
             .values()
             .filter(|s| {
-                self.scan_step.is_some_and(|step| s.bucket.part >= step) || open.contains(&(&s.player, s.bucket))
+                self.scan_step.is_some_and(|step| s.bucket.part >= step) || open.contains(&(s.player.clone(), s.bucket))
             })
             .cloned()
             .collect();
@@ -255,10 +254,6 @@ impl Books {
             carry.sessions.into_iter().map(|s| ((s.player.clone(), s.game_id.clone(), s.bucket), s)).collect();
         books.first_offered = carry.first_offered;
         books
-    }
-
-    pub fn rule(&self) -> SessionRule {
-        self.rule
     }
 
     pub fn new(period: &contracts::exports::ExportPeriod, rule: SessionRule) -> Books {
@@ -340,11 +335,20 @@ impl Books {
             return;
         }
         self.scan_step = Some(step);
-        let start = self.start;
-        let open: std::collections::HashSet<(PlayerId, Bucket)> =
-            self.sessions.values().filter(|s| s.open > 0).map(|s| (s.player.clone(), s.bucket)).collect();
+        let (start, open) = (self.start, self.open_parts());
         self.sessions
             .retain(|(player, _, b), _| b.part >= start || b.part >= step || open.contains(&(player.clone(), *b)));
+    }
+
+    /// The session parts a round is still open in: kept, whole, for a late correction.
+    fn open_parts(&self) -> std::collections::HashSet<(PlayerId, Bucket)> {
+        self.sessions.values().filter(|s| s.open > 0).map(|s| (s.player.clone(), s.bucket)).collect()
+    }
+
+    /// Whether `live` played before the period and ended in it for want of play: it is owed its
+    /// ending there.
+    fn ends_unplayed_in_period(&self, live: &Live) -> bool {
+        live.last < self.start && (self.start..self.end).contains(&live.ends())
     }
 
     /// The bucket of `player`'s play of `game_id` at `at`, which counts as play: under
@@ -360,7 +364,6 @@ impl Books {
         if self.rule != SessionRule::Idle {
             return Bucket { session: part, part };
         }
-        let (start, end) = (self.start, self.end);
         let live = match self.live.get_mut(player) {
             Some(live) if at < live.ends() => live,
             previous => {
@@ -373,7 +376,7 @@ impl Books {
                 };
                 if let Some(old) = previous {
                     let old = std::mem::replace(old, fresh);
-                    if old.last < start && (start..end).contains(&old.ends()) {
+                    if self.ends_unplayed_in_period(&old) {
                         self.ended.push(old);
                     }
                 } else {
@@ -383,14 +386,16 @@ impl Books {
             }
         };
         live.last = at;
-        live.game_id = game_id.to_owned();
+        if live.game_id != game_id {
+            live.game_id = game_id.to_owned();
+        }
         Bucket { session: live.started, part }
     }
 
     /// Sessions that played before the period and ended in it for want of play: each is owed
     /// its ending (Spain: a closing registro, as nothing of it is played in the period).
     pub fn endings(&self) -> Vec<&Live> {
-        let waiting = self.live.values().filter(|l| l.last < self.start && (self.start..self.end).contains(&l.ends()));
+        let waiting = self.live.values().filter(|l| self.ends_unplayed_in_period(l));
         let mut endings: Vec<&Live> = self.ended.iter().chain(waiting).collect();
         endings.sort_by(|a, b| (&a.player, a.started).cmp(&(&b.player, b.started)));
         endings

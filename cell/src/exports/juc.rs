@@ -81,27 +81,58 @@ fn by_part<'a>(sessions: impl Iterator<Item = &'a Session>) -> BTreeMap<(PlayerI
 }
 
 /// One game type's block: its games' figures added up.
-fn juego(w: &mut Writer, kind: &str, games: &[&Session], currency: &str) {
-    let ids: BTreeSet<&str> = games.iter().map(|s| s.game_id.as_str()).collect();
-    let desc: String = ids.into_iter().collect::<Vec<_>>().join(",").chars().take(200).collect();
-    let sum = |f: fn(&Session) -> Decimal| games.iter().map(|s| f(s)).sum::<Decimal>();
-    let first = games.iter().map(|s| s.first).min().expect("a block has games");
-    let last = games.iter().map(|s| s.last).max().expect("a block has games");
+/// One game type's play in a registro: its games (their ids, at most 200 characters) and figures.
+struct Play {
+    games: String,
+    first: Time,
+    last: Time,
+    stakes: Decimal,
+    returned: Decimal,
+    wins: Decimal,
+    rounds: u64,
+}
+
+impl Play {
+    /// The games of one type in a part, added up.
+    fn of(games: &[&Session]) -> Play {
+        let ids: BTreeSet<&str> = games.iter().map(|s| s.game_id.as_str()).collect();
+        let sum = |f: fn(&Session) -> Decimal| games.iter().map(|s| f(s)).sum::<Decimal>();
+        Play {
+            games: ids.into_iter().collect::<Vec<_>>().join(",").chars().take(200).collect(),
+            first: games.iter().map(|s| s.first).min().expect("a block has games"),
+            last: games.iter().map(|s| s.last).max().expect("a block has games"),
+            stakes: sum(|s| s.stakes),
+            returned: sum(|s| s.returned),
+            wins: sum(|s| s.wins),
+            rounds: games.iter().map(|s| s.rounds).sum(),
+        }
+    }
+
+    /// Nothing played: a session's ending, at its last play of `game_id`.
+    fn none(game_id: &str, at: Time) -> Play {
+        let zero = Decimal::ZERO;
+        let games = game_id.chars().take(200).collect();
+        Play { games, first: at, last: at, stakes: zero, returned: zero, wins: zero, rounds: 0 }
+    }
+}
+
+/// One game type's `Juego` block.
+fn juego(w: &mut Writer, kind: &str, play: &Play, currency: &str) {
     // `JuegoId`: "one identifier per game type" (the XSD); the games themselves are in the desc.
     w.open("Juego")
         .leaf("JuegoId", kind)
-        .leaf("JuegoDesc", &desc)
+        .leaf("JuegoDesc", &play.games)
         .leaf("TipoJuego", kind)
-        .leaf("FechaInicio", &dtz(first))
-        .leaf("FechaFin", &dtz(last));
-    importe(w, "Participacion", -sum(|s| s.stakes), currency);
-    importe(w, "ParticipacionDevolucion", sum(|s| s.returned), currency);
-    importe(w, "Premios", sum(|s| s.wins), currency);
+        .leaf("FechaInicio", &dtz(play.first))
+        .leaf("FechaFin", &dtz(play.last));
+    importe(w, "Participacion", -play.stakes, currency);
+    importe(w, "ParticipacionDevolucion", play.returned, currency);
+    importe(w, "Premios", play.wins, currency);
     w.open("Botes");
     importe(w, "Total", Decimal::ZERO, currency);
     w.close();
-    variants(w, kind, &desc);
-    w.leaf("PartidasJugadas", &games.iter().map(|s| s.rounds).sum::<u64>().to_string()).close();
+    variants(w, kind, &play.games);
+    w.leaf("PartidasJugadas", &play.rounds.to_string()).close();
 }
 
 /// What the BOE (§4.5.6) asks of some game types after `Botes`: `VarianteComercial` (POC, AZA,
@@ -179,7 +210,7 @@ fn part_registro(games: &[&Session], correction: Option<(Time, &ExportPeriod)>) 
         by_type.entry(game_type(&s.game_id)).or_default().push(s);
     }
     for (kind, games) in &by_type {
-        juego(&mut w, kind, games, currency);
+        juego(&mut w, kind, &Play::of(games), currency);
     }
     // A correction re-files a part already sent: never a new session.
     let new = bucket.session >= bucket.part && correction.is_none();
@@ -195,21 +226,7 @@ fn closing_registro(live: &Live) -> String {
     let mut w = Writer::new();
     registro_open(&mut w, "RegistroOtrosJuegos", &closing_id(live), 1, 1, &d14(live.ends()));
     w.close();
-    let kind = game_type(&live.game_id);
-    w.open("Juego")
-        .leaf("JuegoId", kind)
-        .leaf("JuegoDesc", &live.game_id.chars().take(200).collect::<String>())
-        .leaf("TipoJuego", kind)
-        .leaf("FechaInicio", &dtz(live.last))
-        .leaf("FechaFin", &dtz(live.last));
-    for tag in ["Participacion", "ParticipacionDevolucion", "Premios"] {
-        importe(&mut w, tag, Decimal::ZERO, &live.currency);
-    }
-    w.open("Botes");
-    importe(&mut w, "Total", Decimal::ZERO, &live.currency);
-    w.close();
-    variants(&mut w, kind, &live.game_id.chars().take(200).collect::<String>());
-    w.leaf("PartidasJugadas", "0").close();
+    juego(&mut w, game_type(&live.game_id), &Play::none(&live.game_id, live.last), &live.currency);
     let (player, started, last) = (&live.player, live.started, live.last);
     Jugador { player, started, first: last, last, new: false, complete: false }.write(&mut w);
     w.close();

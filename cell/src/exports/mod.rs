@@ -192,32 +192,61 @@ pub fn chain_range(store: &dyn Store, period: &ExportPeriod) -> Result<ChainRang
 
 /// The index of an export's events, written as they are met: `events.csv` (`seq,recordHash,
 /// records`, the records joined by `|`) and the Merkle root over their record hashes.
-struct Index<W: std::io::Write> {
-    csv: W,
+struct Index {
+    csv: std::io::BufWriter<std::fs::File>,
+    path: std::path::PathBuf,
     merkle: merkle::Builder,
 }
 
-impl<W: std::io::Write> Index<W> {
-    fn new(mut csv: W) -> std::io::Result<Index<W>> {
-        csv.write_all(b"seq,recordHash,records\n")?;
-        Ok(Index { csv, merkle: merkle::Builder::default() })
+impl Index {
+    /// Starts `events.csv` in `scratch`.
+    fn create(scratch: &vault::Scratch) -> Result<Index, ExportError> {
+        use std::io::Write;
+        let path = scratch.path("events.csv")?;
+        let file = std::fs::File::create(&path).map_err(|e| ExportError::io(&path, e))?;
+        let mut csv = std::io::BufWriter::new(file);
+        csv.write_all(b"seq,recordHash,records\n").map_err(|e| ExportError::io(&path, e))?;
+        Ok(Index { csv, path, merkle: merkle::Builder::default() })
     }
 
-    fn push(&mut self, seq: u64, hash: &[u8; 32], records: &[String]) -> std::io::Result<()> {
+    fn push(&mut self, seq: u64, hash: &[u8; 32], records: &[String]) -> Result<(), ExportError> {
+        use std::io::Write;
         self.merkle.push(hash);
         writeln!(self.csv, "{seq},{},{}", hex::encode(hash), records.join("|"))
+            .map_err(|e| ExportError::io(&self.path, e))
     }
+
+    /// Completes `events.csv` (synced, counted in `scratch`): the Merkle root and event count.
+    fn finish(self, scratch: &mut vault::Scratch) -> Result<(merkle::Hash, u64), ExportError> {
+        let (root, count) = (self.merkle.root(), self.merkle.count());
+        let path = self.path;
+        let csv = self.csv.into_inner().map_err(|e| ExportError::io(&path, e.into_error()))?;
+        csv.sync_all().map_err(|e| ExportError::io(&path, e))?;
+        scratch.add("events.csv", 0);
+        Ok((root, count))
+    }
+}
+
+/// One line of an `events.csv` (as [`Index`] writes it): the event's position, its record hash
+/// (hex) and the records it went into.
+pub(super) fn index_line(line: &str) -> Result<(u64, &str, Vec<String>), String> {
+    let mut parts = line.splitn(3, ',');
+    let (Some(seq), Some(hash), records) = (parts.next(), parts.next(), parts.next().unwrap_or_default()) else {
+        return Err(format!("events.csv: a line does not read: {line}"));
+    };
+    let seq: u64 = seq.parse().map_err(|_| format!("events.csv: `{seq}` is no position"))?;
+    Ok((seq, hash, records.split('|').filter(|r| !r.is_empty()).map(str::to_owned).collect()))
 }
 
 /// Compiles the books of `period`, indexing the events an export of `kind` includes as it goes:
 /// from the latest checkpoint before the period (else from the first record), leaving one at its
 /// end.
-fn compile<W: std::io::Write>(
+fn compile(
     store: &dyn Store,
     kind: &str,
     period: &ExportPeriod,
     range: &ChainRange,
-    index: &mut Index<W>,
+    index: &mut Index,
     checkpoints: &checkpoint::Checkpoints,
 ) -> Result<books::Books, ExportError> {
     let rule = match kind {
@@ -265,9 +294,7 @@ fn compile<W: std::io::Write>(
             refs = vec![returns::report_id(kind, period)];
         }
         if in_period && exportable(kind, &name) {
-            index
-                .push(record.seq, &record.hash, &refs)
-                .map_err(|e| StoreError::Unavailable(format!("events.csv: {e}")))?;
+            index.push(record.seq, &record.hash, &refs).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         }
         Ok(())
     })?;
@@ -361,18 +388,13 @@ impl Exporter<'_> {
         let vault = vault::Vault::new(self.data_dir);
         let (export_id, revision) = vault.next_id(&self.region.cell_id, kind, &period.label)?;
         let mut scratch = vault.scratch(&export_id)?;
-        let csv_path = scratch.path("events.csv")?;
-        let csv = std::fs::File::create(&csv_path).map_err(|e| ExportError::io(&csv_path, e))?;
-        let mut index = Index::new(std::io::BufWriter::new(csv)).map_err(|e| ExportError::io(&csv_path, e))?;
+        let mut index = Index::create(&scratch)?;
         // RUD reads the register alone: nothing in the chain feeds it.
         let books = match kind {
             "RUD" => books::Books::new(&period, books::SessionRule::None),
             _ => compile(store, kind, &period, &range, &mut index, &checkpoint::Checkpoints::new(self.data_dir))?,
         };
-        let (merkle_root, event_count) = (index.merkle.root(), index.merkle.count());
-        let csv = index.csv.into_inner().map_err(|e| ExportError::io(&csv_path, e.into_error()))?;
-        csv.sync_all().map_err(|e| ExportError::io(&csv_path, e))?;
-        scratch.add("events.csv", 0);
+        let (merkle_root, event_count) = index.finish(&mut scratch)?;
         if !returns::types(&self.region.export_format).is_empty() {
             let players = returns::PlayerCounts::read(store, &period)?;
             returns::write(kind, &period, &books, players, &mut scratch)?;
@@ -432,9 +454,7 @@ impl Exporter<'_> {
         let range = chain_range(store, &period)?;
         let (export_id, _) = vault.next_id(&self.region.cell_id, "JUC", &period.label)?;
         let mut scratch = vault.scratch(&export_id)?;
-        let csv_path = scratch.path("events.csv")?;
-        let csv = std::fs::File::create(&csv_path).map_err(|e| ExportError::io(&csv_path, e))?;
-        let mut index = Index::new(std::io::BufWriter::new(csv)).map_err(|e| ExportError::io(&csv_path, e))?;
+        let mut index = Index::create(&scratch)?;
         let (mut next_seq, mut totals, mut corrections) = (range.first_seq, Vec::new(), Vec::new());
         for batch in &batches {
             let m = &batch.manifest;
@@ -444,21 +464,18 @@ impl Exporter<'_> {
                     m.export_id, m.chain.first_seq
                 )));
             }
-            next_seq = m.chain.last_seq.max(m.chain.first_seq - 1) + 1;
+            // An empty range is `last + 1 ..= last`: the next starts after `last` either way.
+            next_seq = m.chain.last_seq + 1;
             let path = batch.dir.join("events.csv");
             let text = std::fs::read_to_string(&path).map_err(|e| ExportError::io(&path, e))?;
             for line in text.lines().skip(1).filter(|l| !l.is_empty()) {
-                let unreadable = || ExportError::Batches(format!("{}: events.csv: `{line}`", m.export_id));
-                let mut fields = line.splitn(3, ',');
-                let seq: u64 = fields.next().and_then(|f| f.parse().ok()).ok_or_else(unreadable)?;
-                let hash: [u8; 32] = fields
-                    .next()
-                    .and_then(|h| hex::decode(h).ok())
+                let unreadable = |why: String| ExportError::Batches(format!("{}: {why}", m.export_id));
+                let (seq, hash, records) = index_line(line).map_err(unreadable)?;
+                let hash: [u8; 32] = hex::decode(hash)
+                    .ok()
                     .and_then(|h| h.try_into().ok())
-                    .ok_or_else(unreadable)?;
-                let records: Vec<String> =
-                    fields.next().unwrap_or_default().split('|').filter(|r| !r.is_empty()).map(str::to_owned).collect();
-                index.push(seq, &hash, &records).map_err(|e| ExportError::io(&csv_path, e))?;
+                    .ok_or_else(|| unreadable(format!("events.csv: `{hash}` is no record hash")))?;
+                index.push(seq, &hash, &records)?;
             }
             totals.extend(m.totals.iter().cloned());
             for c in &m.corrections {
@@ -474,10 +491,7 @@ impl Exporter<'_> {
                 range.last_seq
             )));
         }
-        let (merkle_root, event_count) = (index.merkle.root(), index.merkle.count());
-        let csv = index.csv.into_inner().map_err(|e| ExportError::io(&csv_path, e.into_error()))?;
-        csv.sync_all().map_err(|e| ExportError::io(&csv_path, e))?;
-        scratch.add("events.csv", 0);
+        let (merkle_root, event_count) = index.finish(&mut scratch)?;
         let signer = xades::Signer::load_or_create(self.data_dir, &self.region.exports.operator_id)
             .map_err(ExportError::Sign)?;
         scratch.write("signing-cert.pem", signer.cert_pem().as_bytes(), 0)?;

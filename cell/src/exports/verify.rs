@@ -724,11 +724,7 @@ impl<L: Iterator<Item = std::io::Result<String>>> Listed<'_, L> {
                 break line;
             }
         };
-        let mut parts = line.splitn(3, ',');
-        let (Some(seq), Some(hash), records) = (parts.next(), parts.next(), parts.next().unwrap_or_default()) else {
-            return Err(format!("events.csv: a line does not read: {line}"));
-        };
-        let seq: u64 = seq.parse().map_err(|_| format!("events.csv: `{seq}` is no position"))?;
+        let (seq, hash, records) = super::index_line(&line)?;
         if self.last.is_some_and(|last| seq == last) {
             return Err(format!("event {seq} is in the export twice"));
         }
@@ -739,7 +735,6 @@ impl<L: Iterator<Item = std::io::Result<String>>> Listed<'_, L> {
             ));
         }
         self.last = Some(seq);
-        let records = records.split('|').filter(|r| !r.is_empty()).map(str::to_owned).collect();
         Ok(Some((seq, hash.to_owned(), records)))
     }
 

@@ -41,6 +41,22 @@ struct CellSubscriber {
     id: String,
     child: std::process::Child,
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    address: std::net::SocketAddr,
+    client: Arc<rustls::ClientConfig>,
+}
+
+/// A keep-alive HTTP/1.1 connection to a cell, over TLS as the router.
+async fn connect(
+    address: std::net::SocketAddr,
+    client: &Arc<rustls::ClientConfig>,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    let name = rustls::pki_types::ServerName::try_from("localhost")?;
+    let stream = tokio_rustls::TlsConnector::from(client.clone()).connect(name, stream).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
 }
 
 impl CellSubscriber {
@@ -77,24 +93,13 @@ impl CellSubscriber {
         let deadline = Instant::now() + Duration::from_secs(30);
         // Listening comes first, the store opens after: connect, then wait for an answer.
         let sender = loop {
-            let connected = async {
-                let stream = tokio::net::TcpStream::connect(address).await?;
-                stream.set_nodelay(true)?;
-                let name = rustls::pki_types::ServerName::try_from("localhost")?;
-                let stream = tokio_rustls::TlsConnector::from(client.clone()).connect(name, stream).await?;
-                let (sender, conn) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-                tokio::spawn(conn);
-                anyhow::Ok(sender)
-            }
-            .await;
-            match connected {
+            match connect(address, &client).await {
                 Ok(sender) => break sender,
                 Err(e) if Instant::now() >= deadline => return Err(e.context(format!("connect to cell {id}"))),
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         };
-        let mut cell = CellSubscriber { id: id.to_owned(), child, sender };
+        let mut cell = CellSubscriber { id: id.to_owned(), child, sender, address, client };
         while let Err(e) = cell.flag_version().await {
             anyhow::ensure!(Instant::now() < deadline, "cell {id} did not become ready within 30 s: {e}");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -104,6 +109,10 @@ impl CellSubscriber {
 
     /// The version of flag `bench` this cell serves (0 while it has none).
     async fn flag_version(&mut self) -> anyhow::Result<u64> {
+        // A connection the cell closed (idle, or between two polls) is opened again.
+        if self.sender.ready().await.is_err() {
+            self.sender = connect(self.address, &self.client).await?;
+        }
         let request =
             hyper::Request::get("/flags/evaluate?flag=bench").header("host", "cell").body(Full::new(Bytes::new()))?;
         let response = self.sender.send_request(request).await?;

@@ -1,9 +1,13 @@
 //! The `psp-chaos` drill: players of one jurisdiction deposit through the sandbox's card PSP while
 //! every notification fault it has takes its turn (duplicated, overtaking the API's answers, late,
 //! about an unknown payment, badly signed, a capture answered 500) and the cell is killed with
-//! `kill -9` halfway; then they withdraw, on and off the closed loop. Checked: every payment the
-//! PSP captured is credited exactly once, and nothing it did not; no withdrawal was paid without
-//! passing its checks; the day reconciles with the PSP's settlement report.
+//! `kill -9` halfway; they pay in through their bank too; then they withdraw to the card and the
+//! bank account, on and off the closed loop, one payout failing after the PSP accepted it; then
+//! two card holders dispute a deposit, one past the player's cash. Checked: every payment the
+//! PSPs captured is credited exactly once, and nothing they did not; no withdrawal was paid
+//! without passing its checks; the failed payout's money came back once; each chargeback is one
+//! compensating entry; each player's cash less their debt is what their payments say; the day
+//! reconciles with both PSPs' settlement reports.
 
 use crate::client::{Http, Reply};
 use crate::load::{profile, COUNTRY_ADDRESSES, DRILL_PASSWORD};
@@ -74,64 +78,123 @@ pub async fn run(platform: &mut Platform, target: &str, quick: bool, report: &mu
         admin(http, &sandbox, "DELETE", "/admin/faults", None).await?;
     }
     report.step(format!("{total} deposits asked for, each under a fault: {}", MODES.join(", ")));
+    // Each player also pays in through their bank, and approves the pay-in there.
+    for payer in &payers {
+        let method = bank_account(payer);
+        let body = json!({ "playerId": payer.id, "psp": "bank", "amount": "30.00", "currency": currency, "paymentMethod": method });
+        let key = format!("{}-bank", payer.id);
+        let reply = until_answered(http, &router, ip, payer, "/cashier/deposits", body, &key).await?;
+        if reply.status != 201 {
+            bail!("bank deposit of {}: {} {}", payer.id, reply.status, reply.text());
+        }
+        approve_at_bank(http, &sandbox, &reply).await?;
+        deposits.push((payer.id.clone(), reply.json()["id"].as_str().unwrap_or_default().to_owned()));
+    }
     let settled = settle(http, &router, ip, &payers).await?;
-    report.step(format!("every deposit settled: {settled:?}"));
+    report.step(format!("{players} bank pay-ins approved; every deposit settled: {settled:?}"));
 
-    // Withdrawals: on the closed loop (paid out), off it (waits for the finance role, never paid).
+    // Withdrawals: on the closed loop to the card and to the bank account (paid out), off it
+    // (waits for the finance role, never paid); the first player's card payout is accepted by
+    // the PSP and then fails (the money must come back).
     for (n, payer) in payers.iter().enumerate() {
-        for (method, key) in [("card:tok_visa_4242", "on"), ("card:tok_elsewhere_9999", "off")] {
-            let body = json!({ "playerId": payer.id, "psp": "card", "amount": "1.00", "currency": currency, "paymentMethod": method });
+        let failing = n == 0;
+        if failing {
+            admin(http, &sandbox, "POST", "/admin/faults", Some(json!({ "party": "card-payout", "mode": "fail" })))
+                .await?;
+        }
+        let bank = bank_account(payer);
+        for (psp, method, key) in
+            [("card", "card:tok_visa_4242", "on"), ("card", "card:tok_elsewhere_9999", "off"), ("bank", &bank, "bank")]
+        {
+            let body = json!({ "playerId": payer.id, "psp": psp, "amount": "1.00", "currency": currency, "paymentMethod": method });
             let key = format!("{}-w{n}{key}", payer.id);
             let reply = until_answered(http, &router, ip, payer, "/cashier/withdrawals", body, &key).await?;
             if reply.status != 201 {
                 bail!("withdrawal {key} of {}: {} {}", payer.id, reply.status, reply.text());
             }
+            if failing && key.ends_with("on") {
+                settle(http, &router, ip, std::slice::from_ref(payer)).await?;
+                admin(http, &sandbox, "DELETE", "/admin/faults", None).await?;
+            }
         }
     }
     let settled = settle(http, &router, ip, &payers).await?;
-    report.step(format!("withdrawals asked for and settled: {settled:?}"));
+    report.step(format!("withdrawals asked for and settled (one payout failed after being accepted): {settled:?}"));
 
-    // What the PSP captured, against what the cell credited.
-    let psp_reply = http.send(None, "GET", &format!("{sandbox}/admin/psp/payments"), &[], None).await?;
-    let captured_at_psp: BTreeSet<String> = psp_reply.json()["payments"]
+    // Chargebacks: the first player's card holder disputes a deposit their cash covers; the last
+    // player first withdraws all but 1.00 of their cash, so theirs becomes debt.
+    let last = payers.last().context("a player")?;
+    let cash = balance(platform, &cell, &last.id).await?.0;
+    let rest = cash - rust_decimal::Decimal::ONE;
+    if rest > rust_decimal::Decimal::ZERO {
+        let body = json!({ "playerId": last.id, "psp": "card", "amount": rest.to_string(), "currency": currency, "paymentMethod": "card:tok_visa_4242" });
+        let reply =
+            until_answered(http, &router, ip, last, "/cashier/withdrawals", body, &format!("{}-wall", last.id)).await?;
+        if reply.status != 201 {
+            bail!("{} withdrawing {rest}: {} {}", last.id, reply.status, reply.text());
+        }
+        settle(http, &router, ip, std::slice::from_ref(last)).await?;
+    }
+    let mut disputed = Vec::new();
+    for payer in [&payers[0], last] {
+        let payment = largest_card_deposit(http, &router, ip, payer).await?;
+        let reference = payment["pspReference"].as_str().context("a captured deposit's PSP reference")?;
+        admin(http, &sandbox, "POST", "/admin/psp/chargeback", Some(json!({ "pspReference": reference }))).await?;
+        disputed.push(payment["id"].as_str().unwrap_or_default().to_owned());
+    }
+    charged_back(http, &router, ip, &payers, &disputed).await?;
+    report.step(format!("{} deposits charged back by the card holders (one past the player's cash)", disputed.len()));
+
+    // What the PSPs took, against what the cell credited.
+    let card_reply = http.send(None, "GET", &format!("{sandbox}/admin/psp/payments"), &[], None).await?;
+    let bank_reply = http.send(None, "GET", &format!("{sandbox}/admin/psp/bank"), &[], None).await?;
+    let card_captured = card_reply.json()["payments"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|p| p["captured"] == true)
         .filter_map(|p| p["merchantReference"].as_str().map(str::to_owned))
-        .filter(|r| deposits.iter().any(|(_, id)| id == r))
-        .collect();
+        .collect::<Vec<_>>();
+    let bank_settled = bank_reply.json()["payins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["decided"] == true)
+        .filter_map(|p| p["merchantReference"].as_str().map(str::to_owned))
+        .collect::<Vec<_>>();
+    let captured_at_psp: BTreeSet<String> =
+        card_captured.into_iter().chain(bank_settled).filter(|r| deposits.iter().any(|(_, id)| id == r)).collect();
     let events = events(platform, &cell).await?;
-    let mut confirmed: BTreeMap<String, u32> = BTreeMap::new();
-    let (mut approved, mut paid) = (BTreeSet::new(), Vec::new());
+    let mut count: BTreeMap<(&str, String), u32> = BTreeMap::new();
     for (name, payload) in &events {
         let id = payload["paymentId"].as_str().unwrap_or_default().to_owned();
-        match name.as_str() {
-            "payment.confirmed" => *confirmed.entry(id).or_default() += 1,
-            "payout.approved" => {
-                approved.insert(id);
-            }
-            "payout.paid" => paid.push(id),
-            _ => {}
-        }
+        *count.entry((name.as_str(), id)).or_default() += 1;
     }
+    let times = |event: &str, id: &str| count.get(&(event, id.to_owned())).copied().unwrap_or(0);
+    let ids_of = |event: &str| count.keys().filter(|(e, _)| *e == event).map(|(_, id)| id.clone()).collect::<Vec<_>>();
     let mut problems = Vec::new();
     for id in &captured_at_psp {
-        match confirmed.get(id) {
-            Some(1) => {}
-            Some(n) => problems.push(format!("{id} captured once, credited {n} times")),
-            None => problems.push(format!("{id} captured by the PSP, never credited")),
+        match times("payment.confirmed", id) {
+            1 => {}
+            0 => problems.push(format!("{id} captured by the PSP, never credited")),
+            n => problems.push(format!("{id} captured once, credited {n} times")),
         }
     }
-    for id in confirmed.keys().filter(|id| !captured_at_psp.contains(*id) && deposits.iter().any(|(_, d)| d == *id)) {
+    let confirmed = ids_of("payment.confirmed");
+    for id in confirmed.iter().filter(|id| !captured_at_psp.contains(*id) && deposits.iter().any(|(_, d)| d == *id)) {
         problems.push(format!("{id} credited, never captured by the PSP"));
     }
     report.check(Check::new(
         "every PSP-captured payment is credited exactly once, and nothing else",
         problems,
-        format!("{} payments captured at the PSP, {} credited", captured_at_psp.len(), confirmed.len()),
+        format!(
+            "{} payments captured at the PSPs (card and bank), {} credited",
+            captured_at_psp.len(),
+            confirmed.len()
+        ),
     ));
-    let unchecked: Vec<String> = paid.iter().filter(|id| !approved.contains(*id)).cloned().collect();
+    let paid = ids_of("payout.paid");
+    let unchecked: Vec<String> = paid.iter().filter(|id| times("payout.approved", id) != 1).cloned().collect();
     report.check(Check::new(
         "no withdrawal was paid without passing its checks",
         unchecked,
@@ -141,16 +204,153 @@ pub async fn run(platform: &mut Platform, target: &str, quick: bool, report: &mu
             players
         ),
     ));
-    let today = chrono::Utc::now().date_naive();
-    let recon = platform.get(&cell, &format!("/ops/reconciliation?psp=card&date={today}")).await?;
-    let differences: Vec<String> =
-        recon.json()["differences"].as_array().into_iter().flatten().map(|d| d.to_string()).collect();
+    let failed = ids_of("payout.failed");
+    let mut problems: Vec<String> = failed
+        .iter()
+        .filter(|id| times("payout.failed", id) != 1 || times("payout.paid", id) != 0)
+        .map(|id| format!("{id}: failed {} times, paid {} times", times("payout.failed", id), times("payout.paid", id)))
+        .collect();
+    if failed.is_empty() {
+        problems.push("the PSP's failed payout never reached the cell".into());
+    }
     report.check(Check::new(
-        "the day reconciles with the PSP's settlement report",
+        "a payout the PSP failed after accepting it gave the money back once",
+        problems,
+        format!("{} payout failed, its amount returned to the player's cash", failed.len()),
+    ));
+    let problems: Vec<String> = disputed
+        .iter()
+        .filter(|id| times("chargeback.received", id) != 1)
+        .map(|id| format!("{id}: charged back {} times", times("chargeback.received", id)))
+        .collect();
+    report.check(Check::new(
+        "every chargeback is one compensating entry",
+        problems,
+        format!("{} chargebacks, each booked once", disputed.len()),
+    ));
+    let mut problems = Vec::new();
+    let mut owing = 0;
+    for payer in &payers {
+        let (cash, debt) = balance(platform, &cell, &payer.id).await?;
+        let expected = expected_balance(http, &router, ip, payer).await?;
+        if cash - debt != expected {
+            problems.push(format!("{}: cash {cash} and debt {debt}, but the payments say {expected}", payer.id));
+        }
+        owing += u32::from(debt > rust_decimal::Decimal::ZERO);
+    }
+    if owing == 0 {
+        problems.push("no player owes after a chargeback past their cash".into());
+    }
+    report.check(Check::new(
+        "every player's cash less their debt is what their payments say",
+        problems,
+        format!("{players} players; {owing} owing after a chargeback past their cash"),
+    ));
+    let today = chrono::Utc::now().date_naive();
+    let (mut differences, mut matched) = (Vec::new(), 0);
+    for psp in ["card", "bank"] {
+        let recon = platform.get(&cell, &format!("/ops/reconciliation?psp={psp}&date={today}")).await?;
+        if recon.status != 200 {
+            bail!("reconciliation of {psp}: {} {}", recon.status, recon.text());
+        }
+        matched += recon.json()["matched"].as_u64().unwrap_or(0);
+        differences.extend(recon.json()["differences"].as_array().into_iter().flatten().map(|d| format!("{psp}: {d}")));
+    }
+    report.check(Check::new(
+        "the day reconciles with both PSPs' settlement reports",
         differences,
-        format!("{} lines matched", recon.json()["matched"]),
+        format!("{matched} lines matched (card and bank)"),
     ));
     Ok(())
+}
+
+/// The bank account a drill player pays in from and is paid out to.
+fn bank_account(payer: &Payer) -> String {
+    format!("bank:acct_{}", payer.id)
+}
+
+/// The player, at their bank, approves the pay-in `created` answered.
+async fn approve_at_bank(http: &Http, sandbox: &str, created: &Reply) -> anyhow::Result<()> {
+    let redirect = created.json()["redirectUrl"].as_str().context("a bank redirect")?.to_owned();
+    let path = redirect.split_once("://").and_then(|(_, rest)| rest.split_once('/')).map(|(_, p)| format!("/{p}"));
+    let reply = http.send(None, "GET", &format!("{sandbox}{}", path.unwrap_or_default()), &[], None).await?;
+    if reply.status != 200 {
+        bail!("the bank's approval page: {} {}", reply.status, reply.text());
+    }
+    Ok(())
+}
+
+/// A player's payments, as they see them.
+async fn payments(http: &Http, router: &str, ip: &str, payer: &Payer) -> anyhow::Result<Vec<Value>> {
+    let path = format!("/cashier/players/{}/transactions", payer.id);
+    let list = as_player(http, router, ip, payer, "GET", &path, None, None).await?;
+    if list.status != 200 {
+        bail!("{}'s payments: {} {}", payer.id, list.status, list.text());
+    }
+    Ok(list.json()["payments"].as_array().cloned().unwrap_or_default())
+}
+
+fn amount_of(payment: &Value) -> rust_decimal::Decimal {
+    payment["amount"].as_str().and_then(|a| a.parse().ok()).unwrap_or_default()
+}
+
+/// The player's captured card deposit of the largest amount.
+async fn largest_card_deposit(http: &Http, router: &str, ip: &str, payer: &Payer) -> anyhow::Result<Value> {
+    let list = payments(http, router, ip, payer).await?;
+    list.into_iter()
+        .filter(|p| p["kind"] == "deposit" && p["psp"] == "card" && p["status"] == "captured")
+        .max_by_key(amount_of)
+        .with_context(|| format!("{} has no captured card deposit", payer.id))
+}
+
+/// What a player's cash less their debt must be: their captured deposits, less their withdrawals
+/// still held or paid (a failed, rejected or cancelled one came back; a charged-back deposit went).
+async fn expected_balance(http: &Http, router: &str, ip: &str, payer: &Payer) -> anyhow::Result<rust_decimal::Decimal> {
+    let mut sum = rust_decimal::Decimal::ZERO;
+    for p in payments(http, router, ip, payer).await? {
+        match (p["kind"].as_str(), p["status"].as_str()) {
+            (Some("deposit"), Some("captured")) => sum += amount_of(&p),
+            (Some("withdrawal"), Some("pending_approval" | "approved" | "paid")) => sum -= amount_of(&p),
+            _ => {}
+        }
+    }
+    Ok(sum)
+}
+
+/// A player's cash and debt, as the cell's books hold them.
+async fn balance(
+    platform: &Platform,
+    cell: &Role,
+    player: &str,
+) -> anyhow::Result<(rust_decimal::Decimal, rust_decimal::Decimal)> {
+    let reply = platform.get(cell, &format!("/ops/players/{player}/balance")).await?;
+    if reply.status != 200 {
+        bail!("{player}'s balance: {} {}", reply.status, reply.text());
+    }
+    let field = |name: &str| reply.json()[name].as_str().and_then(|a| a.parse().ok()).unwrap_or_default();
+    Ok((field("cash"), field("debt")))
+}
+
+/// Waits until every payment of `ids` is charged back.
+async fn charged_back(http: &Http, router: &str, ip: &str, payers: &[Payer], ids: &[String]) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + SETTLE_WAIT_MAX;
+    loop {
+        let mut done = 0;
+        for payer in payers {
+            done += payments(http, router, ip, payer)
+                .await?
+                .iter()
+                .filter(|p| p["status"] == "charged_back" && ids.iter().any(|id| p["id"] == id.as_str()))
+                .count();
+        }
+        if done == ids.len() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{done} of {} chargebacks booked after {SETTLE_WAIT_MAX:?}", ids.len());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn register(
@@ -370,10 +570,7 @@ async fn journey(
     until_answered(http, router, ip, &payer, "/cashier/deposits", card, &format!("{id}-card")).await?;
     let bank = json!({ "playerId": id, "psp": "bank", "amount": "25.00", "currency": currency, "paymentMethod": "bank:acct_drill_1" });
     let created = until_answered(http, router, ip, &payer, "/cashier/deposits", bank, &format!("{id}-bank")).await?;
-    // The player at their bank approves the pay-in.
-    let redirect = created.json()["redirectUrl"].as_str().context("a bank redirect")?.to_owned();
-    let path = redirect.split_once("://").and_then(|(_, rest)| rest.split_once('/')).map(|(_, p)| format!("/{p}"));
-    http.send(None, "GET", &format!("{sandbox}{}", path.unwrap_or_default()), &[], None).await?;
+    approve_at_bank(http, sandbox, &created).await?;
     let statuses = settle(http, router, ip, std::slice::from_ref(&payer)).await?;
     if statuses.get("captured") != Some(&2) {
         bail!("{id}'s deposits: {statuses:?}");

@@ -150,19 +150,8 @@ async fn a_notification_whose_step_is_refused_is_parked_not_lost() {
     use cell::store::Store;
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path(), Durability::GroupSync).unwrap());
-    let region = Arc::new(contracts::region::RegionConfig::from_file(&crate::harness::region_path("uk")).unwrap());
-    let compliance =
-        cell::domains::compliance::Compliance::new(store.clone(), region, cell::clock::system(), None, None);
+    crate::harness::register_in_store(&store, &["uk-cy"]);
     let player = PlayerId::new("uk-cy").unwrap();
-    let request = contracts::players::RegisterPlayerRequest {
-        player_id: player.clone(),
-        date_of_birth: chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap(),
-        country: contracts::CountryCode::new("GB").unwrap(),
-        currency: "GBP".into(),
-        password: contracts::players::Password(String::new()),
-        profile: None,
-    };
-    compliance.player_register(request, None, &key("reg"), &ctx(), None, None).unwrap();
     let refusing = Arc::new(AtomicBool::new(true));
     let (ledger, writer) = crate::harness::ledger(store, vec![Box::new(NoChargebacks { refusing: refusing.clone() })]);
     let clearing = HouseAccount("psp-clearing:card");
@@ -204,6 +193,85 @@ async fn a_notification_whose_step_is_refused_is_parked_not_lost() {
     // Out of the park: trying it again finds nothing to do.
     assert_eq!(take(chargeback, true).await, NotificationOutcome::Noted);
     assert_eq!(ledger.balance(&player, None, None).unwrap().cash.0, Decimal::ZERO);
+    crate::harness::ledger_stop(ledger, writer).await;
+}
+
+/// The writer applies a batch while the one before it still commits (each commit slowed here, so
+/// several are in flight): what a batch did to a payment is what the next one reads, not the
+/// store's older copy. A capture sent again and again (under one event id and under new ones) is
+/// credited once; a withdrawal cancelled by many requests at once is given back once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_in_flight_read_what_the_one_before_did_to_a_payment() {
+    use cell::domains::cashier::{CancelWithdrawal, CashierError, CreateWithdrawal};
+    use cell::ledger::Failed;
+    use cell::store::embedded::{Durability, EmbeddedStore};
+    use cell::store::fault::{FaultConfig, FaultyStore};
+    use cell::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let embedded: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path(), Durability::GroupSync).unwrap());
+    crate::harness::register_in_store(&embedded, &["uk-pip"]);
+    let faults = FaultConfig { commit_delay_max: Duration::from_millis(30), ..Default::default() };
+    let (ledger, writer) = crate::harness::ledger(Arc::new(FaultyStore::new(embedded, faults, 7)), Vec::new());
+    let player = PlayerId::new("uk-pip").unwrap();
+    let clearing = HouseAccount("psp-clearing:card");
+    let deposit = CreateDeposit {
+        id: "dep_pip".into(),
+        player: player.clone(),
+        psp: "card".into(),
+        clearing,
+        money: gbp(40),
+        payment_method: "card:tok_visa_4242".into(),
+        location: None,
+    };
+    ledger.execute(deposit, key("dep"), ctx()).await.unwrap();
+    // Each sent a moment after the one before, so they land in successive batches.
+    let mut captures = tokio::task::JoinSet::new();
+    for n in 0..24 {
+        let event = if n % 2 == 0 { "evt_cap".to_owned() } else { format!("evt_cap_{n}") };
+        let n = notification(&event, "CAPTURE", "dep_pip");
+        let command = HandleNotification {
+            psp: "card".into(),
+            clearing,
+            raw: serde_json::to_string(&n).unwrap(),
+            notification: n,
+            from_park: false,
+        };
+        let ledger = ledger.clone();
+        captures.spawn(async move { ledger.execute_unkeyed(command, ctx()).await.unwrap().value });
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let outcomes = captures.join_all().await;
+    let credited = outcomes.iter().filter(|o| matches!(o, NotificationOutcome::Credited(_))).count();
+    assert_eq!(credited, 1, "{outcomes:?}");
+    assert_eq!(ledger.balance(&player, None, None).unwrap().cash.0, Decimal::from(40), "credited once");
+
+    // Off the closed loop: it waits for finance, and the player may cancel it.
+    let withdrawal = CreateWithdrawal {
+        id: "wd_pip".into(),
+        player: player.clone(),
+        psp: "card".into(),
+        money: gbp(25),
+        payment_method: "card:tok_elsewhere_9999".into(),
+        review_above: gbp(1000),
+    };
+    ledger.execute(withdrawal, key("wd"), ctx()).await.unwrap();
+    assert_eq!(ledger.balance(&player, None, None).unwrap().cash.0, Decimal::from(15), "held");
+    let mut cancels = tokio::task::JoinSet::new();
+    for _ in 0..24 {
+        let command = CancelWithdrawal { id: "wd_pip".into(), player: player.clone(), clearing };
+        let ledger = ledger.clone();
+        cancels.spawn(async move { ledger.execute_unkeyed(command, ctx()).await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let outcomes = cancels.join_all().await;
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
+    for outcome in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        assert!(matches!(outcome, Failed::Refused(CashierError::NotPending { .. })), "{outcome:?}");
+    }
+    assert_eq!(ledger.balance(&player, None, None).unwrap().cash.0, Decimal::from(40), "given back once");
+    for (currency, total) in ledger.ledger_totals().unwrap() {
+        assert!(total.is_zero(), "{currency} sums to {total}");
+    }
     crate::harness::ledger_stop(ledger, writer).await;
 }
 

@@ -412,6 +412,29 @@ pub fn ledger(
     cell::ledger::Ledger::start(store, region, metrics, WriterConfig::default(), cell::clock::system(), gates).unwrap()
 }
 
+/// Registers UK players (born 1990, in GBP) straight in `store`, without a cell: for tests of
+/// the writer in process.
+pub fn register_in_store(store: &std::sync::Arc<dyn cell::store::Store>, players: &[&str]) {
+    let region = std::sync::Arc::new(RegionConfig::from_file(&region_path("uk")).unwrap());
+    let compliance =
+        cell::domains::compliance::Compliance::new(store.clone(), region, cell::clock::system(), None, None);
+    for (i, player) in players.iter().enumerate() {
+        let request = contracts::players::RegisterPlayerRequest {
+            player_id: contracts::PlayerId::new(*player).unwrap(),
+            date_of_birth: chrono::NaiveDate::from_ymd_opt(1990, 1, 1).unwrap(),
+            country: contracts::CountryCode::new("GB").unwrap(),
+            currency: "GBP".into(),
+            password: contracts::players::Password(String::new()),
+            profile: None,
+        };
+        let key =
+            cell::idempotency::IdempotencyKey::new(&format!("reg-{i}"), "players.register", &serde_json::Value::Null)
+                .unwrap();
+        let ctx = cell::events::EventContext { cell: "uk".into(), trace_id: "t".into(), operator: None };
+        compliance.player_register(request, None, &key, &ctx, None, None).unwrap();
+    }
+}
+
 /// Stops a ledger from [`ledger`]: what was queued is answered, then its writer thread is joined.
 pub async fn ledger_stop(ledger: cell::ledger::Ledger, writer: std::thread::JoinHandle<()>) {
     ledger.shutdown();

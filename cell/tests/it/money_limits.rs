@@ -154,22 +154,7 @@ async fn operations_batched_with_a_panicking_one_are_not_lost() {
 
     let dir = tempfile::tempdir().unwrap();
     let embedded: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path(), Durability::GroupSync).unwrap());
-    let region = Arc::new(contracts::region::RegionConfig::from_file(&crate::harness::region_path("uk")).unwrap());
-    let compliance =
-        cell::domains::compliance::Compliance::new(embedded.clone(), region.clone(), cell::clock::system(), None, None);
-    for (i, player) in ["uk-alice", "uk-poison"].into_iter().enumerate() {
-        let request = contracts::players::RegisterPlayerRequest {
-            player_id: PlayerId::new(player).unwrap(),
-            date_of_birth: chrono::NaiveDate::from_ymd_opt(1990, 1, 1).unwrap(),
-            country: contracts::CountryCode::new("GB").unwrap(),
-            currency: "GBP".into(),
-            password: contracts::players::Password(String::new()),
-            profile: None,
-        };
-        let key = IdempotencyKey::new(&format!("reg-{i}"), "players.register", &serde_json::Value::Null).unwrap();
-        let ctx = cell::events::EventContext { cell: "uk".into(), trace_id: "t".into(), operator: None };
-        compliance.player_register(request, None, &key, &ctx, None, None).unwrap();
-    }
+    crate::harness::register_in_store(&embedded, &["uk-alice", "uk-poison"]);
     let faults = FaultConfig { panic_on_key: Some(POISON_ENTRY), ..Default::default() };
     let faulty: Arc<dyn Store> = Arc::new(FaultyStore::new(embedded, faults, 1));
     let (wallet, writer) = crate::harness::ledger(faulty, Vec::new());

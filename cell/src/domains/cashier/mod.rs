@@ -29,8 +29,10 @@
 
 mod keys;
 pub mod psps;
+mod room;
 mod sweeper;
 
+pub use room::CashierRoom;
 pub use sweeper::spawn_sweeper;
 
 use crate::ledger::{
@@ -136,13 +138,22 @@ fn read_payment(tx: &mut dyn Transaction, id: &str) -> Result<Option<Payment>, S
     }
 }
 
-/// A player's payments, newest first (the newest 1,000).
-fn player_payments(tx: &mut dyn Transaction, player: &PlayerId) -> Result<Vec<Payment>, StoreError> {
+/// The ids of a player's payments the store lists, newest first (the newest 1,000).
+fn player_payment_ids(tx: &mut dyn Transaction, player: &PlayerId) -> Result<Vec<String>, StoreError> {
     let (begin, end) = keys::player_payments(player.as_str());
-    let mut payments = Vec::new();
+    let mut ids = Vec::new();
     for (key, _) in tx.get_range(&begin, &end, 1000, true)? {
         let (_, _, _, id): (String, String, i64, String) =
             crate::store::subspaces::cashier().unpack(&key).map_err(|e| StoreError::corrupt(&key, e))?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// A player's payments, newest first (the newest 1,000), as the store holds them.
+fn player_payments(tx: &mut dyn Transaction, player: &PlayerId) -> Result<Vec<Payment>, StoreError> {
+    let mut payments = Vec::new();
+    for id in player_payment_ids(tx, player)? {
         if let Some(payment) = read_payment(tx, &id)? {
             payments.push(payment);
         }
@@ -179,13 +190,6 @@ fn new_payment(
         redirect_url: None,
         review: None,
     }
-}
-
-/// Stores a new payment and its place in its player's list.
-fn record_new(tx: &mut KernelTx<'_>, payment: &Payment) -> Result<(), StoreError> {
-    write_payment(tx.store(), payment)?;
-    let at = keys::player_payment(payment.player_id.as_str(), payment.created_at.timestamp_micros(), &payment.id);
-    tx.store().set(&at, &[])
 }
 
 /// A payment moves money in the player's own currency only.
@@ -284,13 +288,17 @@ pub struct CreateDeposit {
 }
 
 impl LedgerCommand for CreateDeposit {
-    type Room = ();
+    type Room = CashierRoom;
     type Answer = Payment;
     type Refusal = CashierError;
     fn kind(&self) -> &'static str {
         "cashier_deposit"
     }
-    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<Payment, CashierError>, StoreError> {
+    fn apply(
+        &self,
+        room: &mut CashierRoom,
+        tx: &mut KernelTx<'_>,
+    ) -> Result<Result<Payment, CashierError>, StoreError> {
         or_refuse!(account_currency(tx, &self.player, self.money)?);
         let (kind, status) = (PaymentKind::Deposit, PaymentStatus::Pending);
         let payment =
@@ -302,7 +310,7 @@ impl LedgerCommand for CreateDeposit {
             self.location,
             rust_decimal::Decimal::ZERO
         ))?);
-        record_new(tx, &payment)?;
+        room.put_new(&payment);
         // Until the PSP's answer is recorded: a cell that stops before it leaves the payment on
         // this list, and the sweeper asks the PSP what became of it.
         tx.store().set(&keys::to_answer(&payment.id), &[])?;
@@ -318,14 +326,18 @@ pub struct RecordPspAnswer {
 }
 
 impl LedgerCommand for RecordPspAnswer {
-    type Room = ();
+    type Room = CashierRoom;
     type Answer = Payment;
     type Refusal = CashierError;
     fn kind(&self) -> &'static str {
         "cashier_psp_answer"
     }
-    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<Payment, CashierError>, StoreError> {
-        let Some(mut payment) = read_payment(tx.store(), &self.id)? else {
+    fn apply(
+        &self,
+        room: &mut CashierRoom,
+        tx: &mut KernelTx<'_>,
+    ) -> Result<Result<Payment, CashierError>, StoreError> {
+        let Some(mut payment) = room.payment(tx.store(), &self.id)? else {
             return Ok(Err(CashierError::UnknownPayment(self.id.clone())));
         };
         payment.updated_at = tx.now();
@@ -348,7 +360,7 @@ impl LedgerCommand for RecordPspAnswer {
             Err(why) if payment.status == PaymentStatus::Pending => fail(tx, &mut payment, why.clone())?,
             Err(_) => {}
         }
-        write_payment(tx.store(), &payment)?;
+        room.put(&payment);
         Ok(Ok(payment))
     }
 }
@@ -423,7 +435,7 @@ pub struct HandleNotification {
 }
 
 impl LedgerCommand for HandleNotification {
-    type Room = ();
+    type Room = CashierRoom;
     type Answer = NotificationOutcome;
     type Refusal = CashierError;
     fn kind(&self) -> &'static str {
@@ -431,17 +443,15 @@ impl LedgerCommand for HandleNotification {
     }
     fn apply(
         &self,
-        _: &mut (),
+        room: &mut CashierRoom,
         tx: &mut KernelTx<'_>,
     ) -> Result<Result<NotificationOutcome, CashierError>, StoreError> {
         let n = &self.notification;
         let parked_key = keys::parked(&self.psp, &n.event_id);
         if !self.from_park {
-            let seen = keys::seen(&self.psp, &n.event_id);
-            if tx.store().get(&seen)?.is_some() {
+            if room.seen_before(tx.store(), &self.psp, &n.event_id)? {
                 return Ok(Ok(NotificationOutcome::Duplicate));
             }
-            tx.store().set(&seen, &[])?;
             tx.event(CashierWebhookReceived {
                 psp: self.psp.clone(),
                 event_id: n.event_id.clone(),
@@ -455,7 +465,7 @@ impl LedgerCommand for HandleNotification {
             tx.store().set(&parked_key, &rmp_serde::to_vec_named(&kept).expect("a notification encodes"))?;
             Ok(NotificationOutcome::Parked)
         };
-        let payment = read_payment(tx.store(), &n.merchant_reference)?.filter(|p| p.psp == self.psp);
+        let payment = room.payment(tx.store(), &n.merchant_reference)?.filter(|p| p.psp == self.psp);
         let Some(payment) = payment else {
             if !self.from_park {
                 tracing::warn!(psp = %self.psp, event = %n.event_id, payment = %n.merchant_reference, "notification about an unknown payment: parked");
@@ -467,7 +477,10 @@ impl LedgerCommand for HandleNotification {
             tx.store().clear(&parked_key)?;
         }
         match self.apply_to(tx, payment)? {
-            Ok(outcome) => Ok(Ok(outcome)),
+            Ok((outcome, payment)) => {
+                room.put(&payment);
+                Ok(Ok(outcome))
+            }
             Err(refused) => {
                 tracing::error!(psp = %self.psp, event = %n.event_id, payment = %n.merchant_reference, code = %refused.code(), error = %refused, "the ledger refused a notification's step: parked, tried again");
                 Ok(Ok(park(tx, format!("refused: {refused}"))?))
@@ -483,7 +496,7 @@ impl HandleNotification {
         &self,
         tx: &mut KernelTx<'_>,
         mut payment: Payment,
-    ) -> Result<Result<NotificationOutcome, CashierError>, StoreError> {
+    ) -> Result<Result<(NotificationOutcome, Payment), CashierError>, StoreError> {
         let n = &self.notification;
         // The PSP's settlement report lists the event on the day the PSP says it happened.
         let day = n.event_date.unwrap_or_else(|| tx.now()).date_naive();
@@ -653,8 +666,7 @@ impl HandleNotification {
             // Late, repeated in another event, or about a payment already decided.
             _ => NotificationOutcome::Noted,
         };
-        write_payment(tx.store(), &payment)?;
-        Ok(Ok(outcome))
+        Ok(Ok((outcome, payment)))
     }
 }
 
@@ -802,13 +814,17 @@ pub struct CreateWithdrawal {
 }
 
 impl LedgerCommand for CreateWithdrawal {
-    type Room = ();
+    type Room = CashierRoom;
     type Answer = Payment;
     type Refusal = CashierError;
     fn kind(&self) -> &'static str {
         "cashier_withdrawal"
     }
-    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<Payment, CashierError>, StoreError> {
+    fn apply(
+        &self,
+        room: &mut CashierRoom,
+        tx: &mut KernelTx<'_>,
+    ) -> Result<Result<Payment, CashierError>, StoreError> {
         or_refuse!(account_currency(tx, &self.player, self.money)?);
         // A player who owes (a chargeback past their cash) settles that before taking money out.
         let owed = tx.balances(&self.player, self.money.currency())?.owed();
@@ -819,7 +835,7 @@ impl LedgerCommand for CreateWithdrawal {
             }));
         }
         // Closed loop: money goes back the way it came in.
-        let deposited_with = player_payments(tx.store(), &self.player)?.iter().any(|p| {
+        let deposited_with = room.player_payments(tx.store(), &self.player)?.iter().any(|p| {
             p.kind == PaymentKind::Deposit
                 && p.status == PaymentStatus::Captured
                 && p.psp == self.psp
@@ -841,7 +857,7 @@ impl LedgerCommand for CreateWithdrawal {
         payment.review.clone_from(&review);
         let posted = or_refuse!(tx.post_one(hold_entry(&payment))?);
         payment.entry_id = Some(posted.seq.to_string());
-        record_new(tx, &payment)?;
+        room.put_new(&payment);
         tx.event(contracts::cashier::PayoutRequested {
             player_id: payment.player_id.clone(),
             payment_id: payment.id.clone(),
@@ -879,14 +895,18 @@ pub struct DecideWithdrawal {
 }
 
 impl LedgerCommand for DecideWithdrawal {
-    type Room = ();
+    type Room = CashierRoom;
     type Answer = Payment;
     type Refusal = CashierError;
     fn kind(&self) -> &'static str {
         "cashier_withdrawal_decision"
     }
-    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<Payment, CashierError>, StoreError> {
-        let Some(mut payment) = read_payment(tx.store(), &self.id)?.filter(|p| p.kind == PaymentKind::Withdrawal)
+    fn apply(
+        &self,
+        room: &mut CashierRoom,
+        tx: &mut KernelTx<'_>,
+    ) -> Result<Result<Payment, CashierError>, StoreError> {
+        let Some(mut payment) = room.payment(tx.store(), &self.id)?.filter(|p| p.kind == PaymentKind::Withdrawal)
         else {
             return Ok(Err(CashierError::UnknownPayment(self.id.clone())));
         };
@@ -906,7 +926,7 @@ impl LedgerCommand for DecideWithdrawal {
             let reason = format!("rejected: {}", self.reason);
             or_refuse!(give_back(tx, &mut payment, self.clearing, PaymentStatus::Rejected, reason)?);
         }
-        write_payment(tx.store(), &payment)?;
+        room.put(&payment);
         Ok(Ok(payment))
     }
 }
@@ -920,14 +940,18 @@ pub struct CancelWithdrawal {
 }
 
 impl LedgerCommand for CancelWithdrawal {
-    type Room = ();
+    type Room = CashierRoom;
     type Answer = Payment;
     type Refusal = CashierError;
     fn kind(&self) -> &'static str {
         "cashier_withdrawal_cancel"
     }
-    fn apply(&self, _: &mut (), tx: &mut KernelTx<'_>) -> Result<Result<Payment, CashierError>, StoreError> {
-        let found = read_payment(tx.store(), &self.id)?;
+    fn apply(
+        &self,
+        room: &mut CashierRoom,
+        tx: &mut KernelTx<'_>,
+    ) -> Result<Result<Payment, CashierError>, StoreError> {
+        let found = room.payment(tx.store(), &self.id)?;
         let Some(mut payment) = found.filter(|p| p.kind == PaymentKind::Withdrawal && p.player_id == self.player)
         else {
             return Ok(Err(CashierError::UnknownPayment(self.id.clone())));
@@ -944,7 +968,7 @@ impl LedgerCommand for CancelWithdrawal {
             PaymentStatus::Cancelled,
             "cancelled by the player".into()
         )?);
-        write_payment(tx.store(), &payment)?;
+        room.put(&payment);
         Ok(Ok(payment))
     }
 }

@@ -275,6 +275,73 @@ async fn batches_in_flight_read_what_the_one_before_did_to_a_payment() {
     crate::harness::ledger_stop(ledger, writer).await;
 }
 
+/// A chargeback that overtakes its deposit's capture is parked until the capture is in, then
+/// taken back once; a withdrawal held before the player came to owe (that chargeback, past their
+/// cash) is not approved by finance: the checks run again at approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_take_back_waits_for_its_capture_and_approval_checks_again() {
+    use cell::domains::cashier::{CashierError, CreateWithdrawal, DecideWithdrawal};
+    use cell::ledger::Failed;
+    use cell::store::embedded::{Durability, EmbeddedStore};
+    use cell::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path(), Durability::GroupSync).unwrap());
+    crate::harness::register_in_store(&store, &["uk-tb"]);
+    let (ledger, writer) = crate::harness::ledger(store, Vec::new());
+    let player = PlayerId::new("uk-tb").unwrap();
+    let clearing = HouseAccount("psp-clearing:card");
+    let deposit = CreateDeposit {
+        id: "dep_tb".into(),
+        player: player.clone(),
+        psp: "card".into(),
+        clearing,
+        money: gbp(40),
+        payment_method: "card:tok_visa_4242".into(),
+        location: None,
+    };
+    ledger.execute(deposit, key("dep"), ctx()).await.unwrap();
+    let take = |n: Notification, from_park: bool| {
+        let ledger = ledger.clone();
+        let raw = serde_json::to_string(&n).unwrap();
+        let command = HandleNotification { psp: "card".into(), clearing, raw, notification: n, from_park };
+        async move { ledger.execute_unkeyed(command, ctx()).await.unwrap().value }
+    };
+    let chargeback = notification("evt_cb", "CHARGEBACK", "dep_tb");
+    assert_eq!(take(chargeback.clone(), false).await, NotificationOutcome::Parked, "before its capture");
+    assert_eq!(take(chargeback.clone(), true).await, NotificationOutcome::Parked, "still before it");
+    let captured = take(notification("evt_cap", "CAPTURE", "dep_tb"), false).await;
+    assert!(matches!(captured, NotificationOutcome::Credited(_)), "{captured:?}");
+    let cash = |ledger: &cell::ledger::Ledger| ledger.balance(&player, None, None).unwrap();
+    assert_eq!(cash(&ledger).cash.0, Decimal::from(40));
+
+    // Held for finance (off the closed loop), then the parked chargeback goes through.
+    let withdrawal = CreateWithdrawal {
+        id: "wd_tb".into(),
+        player: player.clone(),
+        psp: "card".into(),
+        money: gbp(30),
+        payment_method: "card:tok_elsewhere_9999".into(),
+        review_above: gbp(1000),
+    };
+    ledger.execute(withdrawal, key("wd"), ctx()).await.unwrap();
+    let applied = take(chargeback.clone(), true).await;
+    assert!(matches!(applied, NotificationOutcome::ChargedBack(_)), "{applied:?}");
+    let after = cash(&ledger);
+    assert_eq!((after.cash.0, after.debt.0), (Decimal::ZERO, Decimal::from(30)), "10 from cash, 30 owed");
+    assert_eq!(take(chargeback, true).await, NotificationOutcome::Noted, "taken back once");
+
+    let decide = |approve: bool| DecideWithdrawal { id: "wd_tb".into(), approve, reason: "checked".into(), clearing };
+    let refused = ledger.execute_unkeyed(decide(true), ctx()).await.unwrap_err();
+    assert!(matches!(refused, Failed::Refused(CashierError::DebtOutstanding { .. })), "{refused:?}");
+    ledger.execute_unkeyed(decide(false), ctx()).await.unwrap();
+    let after = cash(&ledger);
+    assert_eq!((after.cash.0, after.debt.0), (Decimal::from(30), Decimal::from(30)), "the hold came back");
+    for (currency, total) in ledger.ledger_totals().unwrap() {
+        assert!(total.is_zero(), "{currency} sums to {total}");
+    }
+    crate::harness::ledger_stop(ledger, writer).await;
+}
+
 /// Two bank pay-ins, each under the player's deposit limit and together over it, both approved at
 /// the bank: the second is captured and refused by the ledger, and given back by a payout to the
 /// account it came from, without finance. Finance then gives the first back too. The books and

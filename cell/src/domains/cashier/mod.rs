@@ -473,6 +473,15 @@ impl LedgerCommand for HandleNotification {
             }
             return Ok(Ok(NotificationOutcome::Parked));
         };
+        // A take-back that overtook its capture waits for it (a parked capture, a late one).
+        let take_back = matches!(n.code.as_str(), "CHARGEBACK" | "REFUND") && n.success;
+        let uncaptured = matches!(payment.status, PaymentStatus::Pending | PaymentStatus::Authorised);
+        if take_back && payment.kind == PaymentKind::Deposit && uncaptured {
+            if !self.from_park {
+                return Ok(Ok(park(tx, "a take-back before its capture".into())?));
+            }
+            return Ok(Ok(NotificationOutcome::Parked));
+        }
         if self.from_park {
             tx.store().clear(&parked_key)?;
         }
@@ -653,9 +662,13 @@ impl HandleNotification {
                 NotificationOutcome::Failed(payment.clone())
             }
             // Money the PSP says moved against a payment already decided the other way (a capture
-            // of a failed deposit, a payout of a returned withdrawal, a failure of a paid one):
-            // never applied silently. The payment says so for finance; reconciliation shows it.
-            ("CAPTURE", true, Failed) | ("PAYOUT_PAID", true, Failed) | ("PAYOUT_FAILED", _, Paid) => {
+            // of a failed deposit, a payout of a returned withdrawal, a failure of a paid one, a
+            // second take-back of a deposit already taken back): never applied silently. The
+            // payment says so for finance; reconciliation shows it.
+            ("CAPTURE", true, Failed)
+            | ("PAYOUT_PAID", true, Failed)
+            | ("PAYOUT_FAILED", _, Paid)
+            | ("CHARGEBACK" | "REFUND", true, PaymentStatus::ChargedBack | PaymentStatus::Refunded) => {
                 tracing::error!(payment = %payment.id, code = %n.code, status = ?payment.status, "a PSP notification contradicts the payment's state: finance must settle it");
                 payment.review = Some(format!(
                     "the PSP said {} ({}) after the payment was {:?}: to settle by hand",
@@ -826,14 +839,7 @@ impl LedgerCommand for CreateWithdrawal {
         tx: &mut KernelTx<'_>,
     ) -> Result<Result<Payment, CashierError>, StoreError> {
         or_refuse!(account_currency(tx, &self.player, self.money)?);
-        // A player who owes (a chargeback past their cash) settles that before taking money out.
-        let owed = tx.balances(&self.player, self.money.currency())?.owed();
-        if owed > rust_decimal::Decimal::ZERO {
-            return Ok(Err(CashierError::DebtOutstanding {
-                player: self.player.to_string(),
-                owed: Amount::at_scale(owed, self.money.currency().scale()).to_string(),
-            }));
-        }
+        or_refuse!(no_debt(tx, &self.player, self.money.currency())?);
         // Closed loop: money goes back the way it came in.
         let deposited_with = room.player_payments(tx.store(), &self.player)?.iter().any(|p| {
             p.kind == PaymentKind::Deposit
@@ -873,6 +879,20 @@ impl LedgerCommand for CreateWithdrawal {
         }
         Ok(Ok(payment))
     }
+}
+
+/// A player who owes (a chargeback past their cash) settles that before taking money out.
+fn no_debt(
+    tx: &mut KernelTx<'_>,
+    player: &PlayerId,
+    currency: contracts::Currency,
+) -> Result<Result<(), CashierError>, StoreError> {
+    let owed = tx.balances(player, currency)?.owed();
+    if owed > rust_decimal::Decimal::ZERO {
+        let owed = Amount::at_scale(owed, currency.scale()).to_string();
+        return Ok(Err(CashierError::DebtOutstanding { player: player.to_string(), owed }));
+    }
+    Ok(Ok(()))
 }
 
 /// Marks an approved withdrawal for payout (`payout.approved`).
@@ -919,6 +939,10 @@ impl LedgerCommand for DecideWithdrawal {
         payment.review =
             Some(format!("{} by {by}: {}", if self.approve { "approved" } else { "rejected" }, self.reason));
         if self.approve {
+            // The checks again, as they stand now: since the amount was held the player may have
+            // come to owe (a chargeback), an AML case may have opened or the identity check lapsed.
+            or_refuse!(no_debt(tx, &payment.player_id, payment.currency)?);
+            or_refuse!(tx.would_pass(&hold_entry(&payment))?);
             tx.store().clear(&keys::to_review(&payment.id))?;
             payment.status = PaymentStatus::Approved;
             approve(tx, &payment, by)?;

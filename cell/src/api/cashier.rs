@@ -135,7 +135,7 @@ pub async fn withdraw(
     let created = d.ledger.execute(command, key, s.event_context(&t, None)).await?;
     let payment = created.value;
     if !created.replayed && payment.status == PaymentStatus::Approved {
-        cashier::pay_out(&d.cashier, psp, &payment).await;
+        cashier::pay_out(&d.cashier, &d.ledger, s.event_context(&t, None), psp, &payment).await;
     }
     let (store_cashier, id) = (d.cashier.clone(), payment.id.clone());
     let current = super::blocking(move || store_cashier.payment(&id)).await?.unwrap_or(payment);
@@ -218,7 +218,7 @@ async fn decide(
     let command = DecideWithdrawal { id, approve, reason: request.reason, clearing: psp.clearing };
     let decided = d.ledger.execute_unkeyed(command, s.event_context(t, operator.map(|o| o.0))).await?.value;
     if decided.status == PaymentStatus::Approved {
-        cashier::pay_out(&d.cashier, psp, &decided).await;
+        cashier::pay_out(&d.cashier, &d.ledger, s.event_context(t, None), psp, &decided).await;
     }
     Ok(Json(decided))
 }

@@ -240,8 +240,18 @@ async fn a_withdrawal_is_paid_out_or_returned() {
     );
     assert_eq!(c.balance("uk-ida").await["cash"], "30.00", "returned");
     books_balance(&c).await;
+    // The PSP refuses the payout outright (it will never pay that account): the money comes back
+    // at once, rather than the payout being asked for again forever.
+    sandbox.admin("DELETE", "/admin/faults", Value::Null).await;
+    sandbox.admin("POST", "/admin/faults", json!({ "party": "card-payout", "status": 422 })).await;
+    let asked = withdraw(&c, "uk-ida", &token, "5.00", "card:tok_visa_4242", "ida-w3").await;
+    let refused = asked.json();
+    assert_eq!(refused["status"], "failed", "{refused}");
+    assert!(refused["reason"].as_str().unwrap().starts_with("refused by the PSP: PSP card answered 422"), "{refused}");
+    assert_eq!(c.balance("uk-ida").await["cash"], "30.00", "returned");
+    books_balance(&c).await;
     let events = c.events().await;
-    for (name, n) in [("payout.requested", 2), ("payout.approved", 2), ("payout.paid", 1), ("payout.failed", 1)] {
+    for (name, n) in [("payout.requested", 3), ("payout.approved", 3), ("payout.paid", 1), ("payout.failed", 2)] {
         assert_eq!(count(&events, name), n, "{name}");
     }
 }

@@ -1031,16 +1031,70 @@ impl Cashier {
 }
 
 /// Asks the PSP to pay an approved withdrawal out (idempotent on its id): whether it took. What
-/// does not stays on the sweeper's list.
-pub async fn pay_out(cashier: &Cashier, psp: &Psp, payment: &Payment) -> bool {
+/// the PSP could not take stays on the sweeper's list; what it refused outright is returned to
+/// the player's cash ([`RefusedPayout`]).
+pub async fn pay_out(
+    cashier: &Cashier,
+    ledger: &crate::ledger::Ledger,
+    ctx: crate::events::EventContext,
+    psp: &Psp,
+    payment: &Payment,
+) -> bool {
     let url = cashier.notification_url(&psp.config.id);
     let (amount, currency) = (payment.amount.to_string(), payment.currency.code());
     match psp.payout(&payment.id, &amount, currency, &payment.payment_method, &url).await {
         Ok(_) => true,
-        Err(e) => {
+        Err(psps::CallError::Unavailable(e)) => {
             tracing::warn!(payment = %payment.id, error = %e, "payout not taken; the sweeper asks again");
             false
         }
+        Err(psps::CallError::Refused(e)) => {
+            tracing::warn!(payment = %payment.id, error = %e, "payout refused by the PSP: the money goes back");
+            let command = RefusedPayout { id: payment.id.clone(), reason: e, clearing: psp.clearing };
+            match ledger.execute_unkeyed(command, ctx).await {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::error!(payment = %payment.id, error = %e, "a refused payout's money could not go back yet; asked again");
+                    false
+                }
+            }
+        }
+    }
+}
+
+/// The PSP refused to pay an approved withdrawal out (the account it names is not one it pays):
+/// the held amount goes back to the player's cash (`payout.failed`). Nothing when it was decided
+/// otherwise since.
+pub struct RefusedPayout {
+    pub id: String,
+    pub reason: String,
+    pub clearing: HouseAccount,
+}
+
+impl LedgerCommand for RefusedPayout {
+    type Room = CashierRoom;
+    type Answer = Payment;
+    type Refusal = CashierError;
+    fn kind(&self) -> &'static str {
+        "cashier_payout_refused"
+    }
+    fn apply(
+        &self,
+        room: &mut CashierRoom,
+        tx: &mut KernelTx<'_>,
+    ) -> Result<Result<Payment, CashierError>, StoreError> {
+        let Some(mut payment) = room.payment(tx.store(), &self.id)? else {
+            return Ok(Err(CashierError::UnknownPayment(self.id.clone())));
+        };
+        if payment.kind != PaymentKind::Withdrawal || payment.status != PaymentStatus::Approved {
+            return Ok(Ok(payment));
+        }
+        payment.updated_at = tx.now();
+        let reason = format!("refused by the PSP: {}", self.reason);
+        or_refuse!(give_back(tx, &mut payment, self.clearing, PaymentStatus::Failed, reason)?);
+        tx.store().clear(&keys::to_pay_out(&payment.id))?;
+        room.put(&payment);
+        Ok(Ok(payment))
     }
 }
 

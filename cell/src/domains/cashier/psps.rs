@@ -100,6 +100,18 @@ pub enum NotificationError {
     Malformed(String),
 }
 
+/// Why a call to a PSP did not take.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The PSP said it will not (a 4xx other than a timeout or a rate limit): asking again
+    /// changes nothing.
+    #[error("{0}")]
+    Refused(String),
+    /// No answer, or one that says to try again (5xx, 408, 429).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 impl Psp {
     /// Asks the PSP to take a payment. An error: it did not.
     pub async fn create_payment(
@@ -114,7 +126,7 @@ impl Psp {
             Dialect::Card => "/psp/card/v1/payments",
             Dialect::BankPush => "/psp/bank/v1/payins",
         };
-        self.transfer(path, payment_id, amount, currency, method, notification_url).await
+        self.transfer(path, payment_id, amount, currency, method, notification_url).await.map_err(|e| e.to_string())
     }
 
     /// Asks the PSP to pay `amount` out to `method` (asking again for the same payment id pays
@@ -126,7 +138,7 @@ impl Psp {
         currency: &str,
         method: &str,
         notification_url: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, CallError> {
         let path = match self.config.dialect {
             Dialect::Card => "/psp/card/v1/payouts",
             Dialect::BankPush => "/psp/bank/v1/payouts",
@@ -143,7 +155,7 @@ impl Psp {
         currency: &str,
         method: &str,
         notification_url: &str,
-    ) -> Result<Created, String> {
+    ) -> Result<Created, CallError> {
         let body = match self.config.dialect {
             Dialect::Card => json!({
                 "merchantReference": payment_id, "amount": amount, "currency": currency,
@@ -154,11 +166,17 @@ impl Psp {
                 "account": method, "callbackUrl": notification_url,
             }),
         };
-        let (status, body) = self.call(path, body).await?;
-        if status != 201 && status != 200 {
-            return Err(format!("PSP {} answered {status} at {path}", self.config.id));
+        let (status, body) = self.call(path, body).await.map_err(CallError::Unavailable)?;
+        let answered = format!("PSP {} answered {status} at {path}", self.config.id);
+        match status {
+            200 | 201 => created(&body).map_err(CallError::Unavailable),
+            408 | 429 => Err(CallError::Unavailable(answered)),
+            400..=499 => {
+                let said = String::from_utf8_lossy(&body);
+                Err(CallError::Refused(format!("{answered}: {}", said.chars().take(200).collect::<String>())))
+            }
+            _ => Err(CallError::Unavailable(answered)),
         }
-        created(&body)
     }
 
     /// The PSP's settlement report for `date` (CSV: `date,type,pspReference,merchantReference,
@@ -200,7 +218,8 @@ impl Psp {
         let (amount, currency) = (deposit.amount.to_string(), deposit.currency.code());
         if self.config.dialect == Dialect::BankPush {
             let method = &deposit.payment_method;
-            return self.payout(&deposit.id, &amount, currency, method, notification_url).await.map(|_| ());
+            let paid = self.payout(&deposit.id, &amount, currency, method, notification_url).await;
+            return paid.map(|_| ()).map_err(|e| e.to_string());
         }
         let Some(psp_reference) = &deposit.psp_reference else {
             return Err(format!("payment {} has no PSP reference to refund", deposit.id));

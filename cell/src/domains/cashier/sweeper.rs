@@ -163,7 +163,10 @@ impl Sweeper {
             List::ToAnswer => self.ask_what_became(psp, &payment).await,
             List::ToCapture => capture(psp, &payment).await,
             List::ToRefund => refund(&self.cashier, psp, &payment).await,
-            List::ToPayOut => pay_out(&self.cashier, psp, &payment).await,
+            List::ToPayOut => {
+                let ctx = crate::events::EventContext::background(&self.cell);
+                pay_out(&self.cashier, &self.ledger, ctx, psp, &payment).await
+            }
             List::Parked => true,
         };
         self.attempted(list, &payment.id, took);

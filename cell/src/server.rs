@@ -136,6 +136,9 @@ pub struct Intervals {
     /// How long a deposit waits for its PSP's answer before the sweeper asks the PSP what became
     /// of it (well past the PSP call's own timeout, so a call in flight is never overtaken).
     pub psp_answer_wait: Duration,
+    /// How long a payment waits for its PSP's last notification (a capture, a payout's outcome)
+    /// before the sweeper asks the PSP where it stands: PSPs retry for hours, then give up.
+    pub psp_inquiry_wait: Duration,
 }
 
 impl Default for Intervals {
@@ -148,6 +151,7 @@ impl Default for Intervals {
             sanctions_rescreen: Duration::from_secs(60),
             cashier_sweep: Duration::from_secs(2),
             psp_answer_wait: Duration::from_secs(60),
+            psp_inquiry_wait: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -359,6 +363,7 @@ pub async fn run(
             d.clock.clone(),
             intervals.cashier_sweep,
             intervals.psp_answer_wait,
+            intervals.psp_inquiry_wait,
         ));
         tasks.append(&mut replica_tasks);
         if let Some(control) = control {

@@ -342,6 +342,61 @@ async fn a_take_back_waits_for_its_capture_and_approval_checks_again() {
     crate::harness::ledger_stop(ledger, writer).await;
 }
 
+/// Both PSPs stop delivering notifications (they gave up retrying the cell's endpoint): once one
+/// is overdue the cell asks the PSP where the payment stands and applies the answer. A card
+/// deposit is authorised, captured and credited that way, a card payout settles, a bank pay-in
+/// approved at the bank is credited; nothing twice, and the day reconciles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overdue_notifications_are_asked_for() {
+    let sandbox = Sandbox::start().await;
+    let cell = TestCell::start_with_sandbox("uk", &sandbox.url, cell::clock::system()).await;
+    let c = cell.client();
+    let token = verified_player(&c, "uk-dru").await;
+    for party in ["card-webhook", "bank-webhook"] {
+        sandbox.admin("POST", "/admin/faults", json!({ "party": party, "mode": "drop" })).await;
+    }
+    let bearer = format!("Bearer {token}");
+    let post = |path: &'static str, body: Value, key: &'static str| {
+        let bearer = bearer.clone();
+        let c = c.clone();
+        async move {
+            let headers =
+                [("authorization", bearer.as_str()), ("x-idempotency-key", key), ("content-type", "application/json")];
+            c.raw("POST", path, &headers, body.to_string().into_bytes()).await.unwrap().json()
+        }
+    };
+    let card = json!({ "playerId": "uk-dru", "psp": "card", "amount": "40.00", "currency": "GBP", "paymentMethod": "card:tok_visa_4242" });
+    let id = post("/cashier/deposits", card, "dru-1").await["id"].as_str().unwrap().to_owned();
+    assert_eq!(payment_becomes(&c, &token, &id, "captured").await["status"], "captured");
+    assert_eq!(c.balance("uk-dru").await["cash"], "40.00");
+
+    let out = json!({ "playerId": "uk-dru", "psp": "card", "amount": "10.00", "currency": "GBP", "paymentMethod": "card:tok_visa_4242" });
+    let id = post("/cashier/withdrawals", out, "dru-2").await["id"].as_str().unwrap().to_owned();
+    assert_eq!(payment_becomes(&c, &token, &id, "paid").await["status"], "paid");
+    assert_eq!(c.balance("uk-dru").await["cash"], "30.00");
+
+    let bank = json!({ "playerId": "uk-dru", "psp": "bank", "amount": "20.00", "currency": "GBP", "paymentMethod": "bank:acct_dru_1" });
+    let created = post("/cashier/deposits", bank, "dru-3").await;
+    let redirect = created["redirectUrl"].as_str().unwrap();
+    let path = redirect.split_once("/psp/").map(|(_, p)| format!("/psp/{p}")).unwrap();
+    let port: u16 = sandbox.url.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(Client { address: ([127, 0, 0, 1], port).into() }.get(&path).await.status, 200);
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(payment_becomes(&c, &token, id, "captured").await["status"], "captured");
+    assert_eq!(c.balance("uk-dru").await["cash"], "50.00");
+
+    let events = c.events().await;
+    assert_eq!(count(&events, "payment.confirmed"), 2);
+    assert_eq!(count(&events, "payout.paid"), 1);
+    books_balance(&c).await;
+    let today = chrono::Utc::now().date_naive();
+    for (psp, lines) in [("card", 2), ("bank", 1)] {
+        let report = c.get(&format!("/ops/reconciliation?psp={psp}&date={today}")).await.json();
+        let found = (report["matched"].as_u64(), report["differences"].as_array().map(Vec::len));
+        assert_eq!(found, (Some(lines), Some(0)), "{psp}: {report}");
+    }
+}
+
 /// Two bank pay-ins, each under the player's deposit limit and together over it, both approved at
 /// the bank: the second is captured and refused by the ledger, and given back by a payout to the
 /// account it came from, without finance. Finance then gives the first back too. The books and

@@ -34,12 +34,13 @@ pub struct SandboxUse {
 }
 
 /// A sandboxed cell's background work: the sanctions list is looked at every 200 ms, the
-/// cashier's sweep runs every 300 ms.
+/// cashier's sweep runs every 300 ms, and asks the PSP about a notification 3 s overdue.
 fn sandbox_intervals() -> cell::server::Intervals {
     cell::server::Intervals {
         sanctions_rescreen: std::time::Duration::from_millis(200),
         cashier_sweep: std::time::Duration::from_millis(300),
         psp_answer_wait: std::time::Duration::from_secs(1),
+        psp_inquiry_wait: std::time::Duration::from_secs(3),
         ..Default::default()
     }
 }

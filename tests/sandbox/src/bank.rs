@@ -14,8 +14,12 @@
 //!   `{"mode": "fail"}`). The same merchant reference again is the same payout.
 //! - `GET /psp/bank/v1/reports/settlement?date=` → CSV `date,type,id,merchantReference,amount,
 //!   currency` (`PAYIN`, `PAYOUT`).
-//! - `GET /psp/bank/v1/payins?merchantReference=` → 200 `{id, redirectUrl, status}` or 404: what
-//!   became of a pay-in whose create call's answer was lost.
+//! - `GET /psp/bank/v1/payins?merchantReference=` → 200 `{id, redirectUrl, status, amount,
+//!   currency}` (`waiting`, `settled`, `cancelled`) or 404: what became of a pay-in whose create
+//!   call's answer, or whose callbacks, were lost. `GET /psp/bank/v1/payouts?merchantReference=`
+//!   → `{id, status}` (`executed`, `rejected`) or 404, the same for a payout.
+//! - The `bank-webhook` fault `{"mode": "drop"}`: callbacks are never delivered (the bank gave
+//!   up retrying); the merchant must ask.
 //! - A callback: `{eventId, type, id, merchantReference, amount, currency, createdAt, reason?}`
 //!   (the settlement report dates the line by `createdAt`).
 
@@ -35,7 +39,8 @@ pub struct BankPsp {
     secret: Option<Vec<u8>>,
     next_id: AtomicU64,
     payins: Mutex<BTreeMap<String, Transfer>>,
-    payouts: Mutex<BTreeMap<String, String>>,
+    /// Payouts by the merchant's reference: their id, and whether they were executed.
+    payouts: Mutex<BTreeMap<String, (String, bool)>>,
     settled: Mutex<Vec<[String; 6]>>,
 }
 
@@ -49,6 +54,9 @@ pub struct Transfer {
     callback_url: String,
     #[serde(skip)]
     decided: bool,
+    /// What the payer decided: `settled` or `cancelled`.
+    #[serde(skip)]
+    outcome: Option<&'static str>,
 }
 
 impl BankPsp {
@@ -84,6 +92,9 @@ fn callback(
     at: chrono::DateTime<chrono::Utc>,
 ) {
     let Some(secret) = s.bank.secret.clone() else { return };
+    if s.fault_of("bank-webhook").and_then(|f| f.mode).is_some_and(|m| m == "drop") {
+        return; // the bank gave up on this endpoint: the merchant must ask
+    }
     let mut body = json!({
         "eventId": s.bank.next("bev"), "type": kind, "id": id, "merchantReference": t.merchant_reference,
         "amount": t.amount, "currency": t.currency,
@@ -141,9 +152,11 @@ pub async fn authorise(State(s): State<Arc<Sandbox>>, Path(id): Path<String>, Qu
             return (StatusCode::OK, "already decided").into_response();
         }
         t.decided = true;
+        let cancel = v.decision.as_deref() == Some("cancel") || t.account.contains("cancel");
+        t.outcome = Some(if cancel { "cancelled" } else { "settled" });
         t.clone()
     };
-    let cancel = v.decision.as_deref() == Some("cancel") || transfer.account.contains("cancel");
+    let cancel = transfer.outcome == Some("cancelled");
     if cancel {
         callback(&s, "payin.cancelled", &id, &transfer, Some("Cancelled by the payer"), chrono::Utc::now());
         return (StatusCode::OK, "cancelled").into_response();
@@ -165,16 +178,18 @@ pub async fn payout(
     let (id, first) = {
         let mut payouts = s.bank.payouts.lock().unwrap_or_else(|e| e.into_inner());
         match payouts.get(&t.merchant_reference) {
-            Some(id) => (id.clone(), false),
+            Some((id, _)) => (id.clone(), false),
             None => {
                 let id = s.bank.next("pou");
-                payouts.insert(t.merchant_reference.clone(), id.clone());
+                let fails = s.fault_of("bank-payout").and_then(|f| f.mode).is_some_and(|m| m == "fail");
+                payouts.insert(t.merchant_reference.clone(), (id.clone(), !fails));
                 (id, true)
             }
         }
     };
     if first {
-        let fails = s.fault_of("bank-payout").and_then(|f| f.mode).is_some_and(|m| m == "fail");
+        let fails =
+            !s.bank.payouts.lock().unwrap_or_else(|e| e.into_inner()).get(&t.merchant_reference).is_some_and(|p| p.1);
         let at = chrono::Utc::now();
         if fails {
             callback(&s, "payout.rejected", &id, &t, Some("Account closed"), at);
@@ -218,11 +233,30 @@ pub async fn find_payin(State(s): State<Arc<Sandbox>>, Query(q): Query<Inquiry>)
     match payins.iter().find(|(_, t)| t.merchant_reference == q.merchant_reference) {
         Some((id, t)) => {
             let redirect = format!("{}/psp/bank/v1/authorise/{id}", s.public_url);
-            let status = if t.decided { "decided" } else { "waiting" };
-            Json(json!({ "id": id, "redirectUrl": redirect, "status": status })).into_response()
+            let status = t.outcome.unwrap_or("waiting");
+            Json(json!({ "id": id, "redirectUrl": redirect, "status": status, "amount": t.amount, "currency": t.currency }))
+                .into_response()
         }
         None => {
             (StatusCode::NOT_FOUND, Json(json!({ "error": "no pay-in with this merchant reference" }))).into_response()
+        }
+    }
+}
+
+/// `GET /psp/bank/v1/payouts?merchantReference=` → 200 `{id, status}` (`executed`, `rejected`),
+/// 404 when no payout was asked for with that reference.
+pub async fn find_payout(State(s): State<Arc<Sandbox>>, Query(q): Query<Inquiry>) -> Response {
+    if let Some(fault) = s.enter("bank-payout", json!({ "inquiry": q.merchant_reference })).await {
+        return fault;
+    }
+    let payouts = s.bank.payouts.lock().unwrap_or_else(|e| e.into_inner());
+    match payouts.get(&q.merchant_reference) {
+        Some((id, executed)) => {
+            let status = if *executed { "executed" } else { "rejected" };
+            Json(json!({ "id": id, "status": status })).into_response()
+        }
+        None => {
+            (StatusCode::NOT_FOUND, Json(json!({ "error": "no payout with this merchant reference" }))).into_response()
         }
     }
 }

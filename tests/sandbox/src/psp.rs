@@ -11,8 +11,10 @@
 //! - `POST /psp/card/v1/payments/{pspReference}/captures {amount, currency}` → 201, then a
 //!   `CAPTURE` notification. Capturing twice captures once.
 //! - `POST /psp/card/v1/payouts` (same body) → 201, then `PAYOUT_PAID` (or `PAYOUT_FAILED`).
-//! - `GET /psp/card/v1/payments?merchantReference=` → 200 `{pspReference, status}` or 404: what
-//!   became of a payment whose create call's answer was lost.
+//! - `GET /psp/card/v1/payments?merchantReference=` → 200 `{pspReference, status, amount,
+//!   currency}` (`refused`, `authorised`, `captured`) or 404: what became of a payment whose create
+//!   call's answer, or whose notifications, were lost. `GET /psp/card/v1/payouts?merchantReference=`
+//!   → `{pspReference, status}` (`paid`, `failed`) or 404, the same for a payout.
 //! - A notification: `{eventId, eventCode, pspReference, merchantReference, amount, currency,
 //!   success, reason?, eventDate}` (unix seconds; the settlement report dates the line by it).
 //!
@@ -21,7 +23,8 @@
 //! then failed); `{"party": "card-webhook", "mode": ...}` on notifications: `duplicate`
 //! (each sent twice), `reorder` (each sent before the API call that caused it answers), `late`
 //! (`latencyMs` more), `unknown` (also one about a payment nobody created), `bad-signature` (a
-//! wrongly signed copy first), `wrong-amount` (a capture of one more unit than asked).
+//! wrongly signed copy first), `wrong-amount` (a capture of one more unit than asked), `drop`
+//! (never delivered: the acquirer gave up retrying, and the merchant must ask).
 
 use super::Sandbox;
 use axum::extract::{Path, State};
@@ -43,8 +46,9 @@ pub struct CardPsp {
     secret: Option<Vec<u8>>,
     next_id: AtomicU64,
     payments: Mutex<BTreeMap<String, CardPayment>>,
-    /// Payouts by the merchant's reference (asking twice pays once): their reference.
-    payouts: Mutex<BTreeMap<String, String>>,
+    /// Payouts by the merchant's reference (asking twice pays once): their reference, and
+    /// whether they were paid.
+    payouts: Mutex<BTreeMap<String, (String, bool)>>,
     /// What it settled, day by day: `(date, type, pspReference, merchantReference, amount,
     /// currency)`, the settlement report's rows.
     settled: Mutex<Vec<[String; 6]>>,
@@ -127,6 +131,9 @@ async fn notify(s: &Sandbox, url: &str, notification: Value) {
     let mode = fault.as_ref().and_then(|f| f.mode.clone()).unwrap_or_default();
     if mode == "late" {
         tokio::time::sleep(Duration::from_millis(fault.as_ref().map_or(0, |f| f.latency_ms))).await;
+    }
+    if mode == "drop" {
+        return; // the acquirer gave up on this endpoint: the merchant must ask
     }
     let mut notification = notification;
     if mode == "wrong-amount" && notification["eventCode"] == "CAPTURE" {
@@ -264,16 +271,18 @@ pub async fn payout(
     let (reference, first) = {
         let mut payouts = s.psp.payouts.lock().unwrap_or_else(|p| p.into_inner());
         match payouts.get(&r.merchant_reference) {
-            Some(reference) => (reference.clone(), false),
+            Some((reference, _)) => (reference.clone(), false),
             None => {
                 let reference = s.psp.next("po");
-                payouts.insert(r.merchant_reference.clone(), reference.clone());
+                let fails = s.fault_of("card-payout").and_then(|f| f.mode).is_some_and(|m| m == "fail");
+                payouts.insert(r.merchant_reference.clone(), (reference.clone(), !fails));
                 (reference, true)
             }
         }
     };
     if first {
-        let fails = s.fault_of("card-payout").and_then(|f| f.mode).is_some_and(|m| m == "fail");
+        let fails =
+            !s.psp.payouts.lock().unwrap_or_else(|p| p.into_inner()).get(&r.merchant_reference).is_some_and(|p| p.1);
         let payment = CardPayment {
             merchant_reference: r.merchant_reference,
             amount: r.amount,
@@ -394,10 +403,33 @@ pub async fn find_payment(
                 (true, false) => "authorised",
                 (true, true) => "captured",
             };
-            Json(json!({ "pspReference": reference, "status": status })).into_response()
+            Json(json!({ "pspReference": reference, "status": status, "amount": p.amount, "currency": p.currency }))
+                .into_response()
         }
         None => {
             (StatusCode::NOT_FOUND, Json(json!({ "error": "no payment with this merchant reference" }))).into_response()
+        }
+    }
+}
+
+/// `GET /psp/card/v1/payouts?merchantReference=` → 200 `{pspReference, status}` (`paid`,
+/// `failed`), 404 when no payout was asked for with that reference.
+pub async fn find_payout(
+    State(s): State<Arc<Sandbox>>,
+    query: Result<axum::extract::Query<Inquiry>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(q)) = query else { return bad_request("merchantReference") };
+    if let Some(fault) = s.enter("card-payout", json!({ "inquiry": q.merchant_reference })).await {
+        return fault;
+    }
+    let payouts = s.psp.payouts.lock().unwrap_or_else(|p| p.into_inner());
+    match payouts.get(&q.merchant_reference) {
+        Some((reference, paid)) => {
+            let status = if *paid { "paid" } else { "failed" };
+            Json(json!({ "pspReference": reference, "status": status })).into_response()
+        }
+        None => {
+            (StatusCode::NOT_FOUND, Json(json!({ "error": "no payout with this merchant reference" }))).into_response()
         }
     }
 }

@@ -95,3 +95,14 @@ pub fn to_answer(id: &str) -> Vec<u8> {
 pub fn to_answer_all() -> (Vec<u8>, Vec<u8>) {
     subspaces::cashier().subspace(&("to-answer",)).range()
 }
+
+/// A deposit whose PSP has not said its last word (captured, or refused): past a while, the
+/// sweeper asks the PSP rather than wait for a notification it may have given up sending.
+pub fn to_confirm(id: &str) -> Vec<u8> {
+    subspaces::cashier().pack(&("to-confirm", id))
+}
+
+/// Every deposit waiting for its PSP's last word.
+pub fn to_confirm_all() -> (Vec<u8>, Vec<u8>) {
+    subspaces::cashier().subspace(&("to-confirm",)).range()
+}

@@ -314,6 +314,8 @@ impl LedgerCommand for CreateDeposit {
         // Until the PSP's answer is recorded: a cell that stops before it leaves the payment on
         // this list, and the sweeper asks the PSP what became of it.
         tx.store().set(&keys::to_answer(&payment.id), &[])?;
+        // Until the PSP's last word on it: past a while, the sweeper asks the PSP.
+        tx.store().set(&keys::to_confirm(&payment.id), &[])?;
         Ok(Ok(payment))
     }
 }
@@ -360,9 +362,20 @@ impl LedgerCommand for RecordPspAnswer {
             Err(why) if payment.status == PaymentStatus::Pending => fail(tx, &mut payment, why.clone())?,
             Err(_) => {}
         }
+        off_inquiry_once_final(tx, &payment)?;
         room.put(&payment);
         Ok(Ok(payment))
     }
+}
+
+/// A deposit its PSP has had its last word on (captured, refused) leaves the sweeper's inquiry
+/// list.
+fn off_inquiry_once_final(tx: &mut KernelTx<'_>, payment: &Payment) -> Result<(), StoreError> {
+    let waiting = matches!(payment.status, PaymentStatus::Pending | PaymentStatus::Authorised);
+    if payment.kind == PaymentKind::Deposit && !waiting {
+        tx.store().clear(&keys::to_confirm(&payment.id))?;
+    }
+    Ok(())
 }
 
 /// Books a line with the payment's PSP on `day` (the day the PSP dates it), for reconciliation.
@@ -487,6 +500,7 @@ impl LedgerCommand for HandleNotification {
         }
         match self.apply_to(tx, payment)? {
             Ok((outcome, payment)) => {
+                off_inquiry_once_final(tx, &payment)?;
                 room.put(&payment);
                 Ok(Ok(outcome))
             }
@@ -530,6 +544,7 @@ impl HandleNotification {
             ("CAPTURE", true, Pending | Authorised) if notified_amount(n, &payment) != Some(payment.amount.0) => {
                 tracing::error!(payment = %payment.id, amount = ?n.amount, currency = ?n.currency, "capture of another amount than the payment's: not credited");
                 tx.store().clear(&keys::to_capture(&payment.id))?;
+                tx.store().clear(&keys::to_confirm(&payment.id))?; // finance's now
                 payment.review = Some(format!(
                     "the PSP captured {} {} for a payment of {}: not credited, see the reconciliation",
                     n.amount.as_deref().unwrap_or("?"),

@@ -251,6 +251,67 @@ impl Psp {
         }
     }
 
+    /// Asks the PSP where `payment` stands, when its notification is overdue (the PSP may have
+    /// given up delivering it): the notification its answer amounts to, and the answer as the PSP
+    /// wrote it (chained like a notification); `None` while it has nothing final to say. Its
+    /// event id is `inquiry:<payment>:<code>`, so a notification that still comes later finds the
+    /// payment moved on and changes nothing.
+    pub async fn inquire(
+        &self,
+        payment: &contracts::cashier::Payment,
+    ) -> Result<Option<(Notification, String)>, String> {
+        use contracts::cashier::PaymentKind;
+        let (card, deposit) = (self.config.dialect == Dialect::Card, payment.kind == PaymentKind::Deposit);
+        let path = match (card, deposit) {
+            (true, true) => "/psp/card/v1/payments",
+            (true, false) => "/psp/card/v1/payouts",
+            (false, true) => "/psp/bank/v1/payins",
+            (false, false) => "/psp/bank/v1/payouts",
+        };
+        let path = format!("{path}?merchantReference={}", payment.id);
+        let exchange = exchange(&self.authority, "GET", &path, "application/json", String::new());
+        let (status, _, body) = tokio::time::timeout(PSP_TIMEOUT, exchange)
+            .await
+            .map_err(|_| format!("PSP {} did not answer within {PSP_TIMEOUT:?}", self.config.id))??;
+        match status {
+            200 => {}
+            404 => return Ok(None), // never reached it: the deposit's own inquiry (`find_payment`) says so
+            other => return Err(format!("PSP {} answered {other} to the inquiry", self.config.id)),
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Answer {
+            #[serde(alias = "id")]
+            psp_reference: String,
+            status: String,
+            #[serde(default)]
+            amount: Option<String>,
+            #[serde(default)]
+            currency: Option<String>,
+        }
+        let answer: Answer = serde_json::from_slice(&body).map_err(|e| format!("the PSP's inquiry answer: {e}"))?;
+        let (code, success) = match answer.status.as_str() {
+            "authorised" => ("AUTHORISATION", true),
+            "refused" | "cancelled" => ("AUTHORISATION", false),
+            "captured" | "settled" => ("CAPTURE", true),
+            "paid" | "executed" => ("PAYOUT_PAID", true),
+            "failed" | "rejected" => ("PAYOUT_FAILED", false),
+            _ => return Ok(None), // received, waiting: nothing final yet
+        };
+        let notification = Notification {
+            event_id: format!("inquiry:{}:{code}", payment.id),
+            code: code.to_owned(),
+            psp_reference: answer.psp_reference,
+            merchant_reference: payment.id.clone(),
+            success,
+            reason: (!success).then(|| format!("{} (the PSP's answer to an inquiry)", answer.status)),
+            amount: answer.amount,
+            currency: answer.currency,
+            event_date: None,
+        };
+        Ok(Some((notification, String::from_utf8_lossy(&body).into_owned())))
+    }
+
     /// Captures an authorised payment (capturing twice captures once). An error: try again.
     pub async fn capture(&self, psp_reference: &str, amount: &str, currency: &str) -> Result<(), String> {
         if self.config.dialect == Dialect::BankPush {

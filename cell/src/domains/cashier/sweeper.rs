@@ -3,6 +3,9 @@
 //! - deposits the PSP never answered (the cell stopped mid-call): it asks the PSP what became of
 //!   them, and records the answer, or the failure when the PSP never had them;
 //! - deposits authorised and not captured, captures to give back, payouts not taken;
+//! - deposits and payouts whose last notification is overdue (the PSP may have given up
+//!   delivering it): it asks the PSP where they stand, and applies its answer as that
+//!   notification;
 //! - notifications parked (about a payment not known yet, or refused by the ledger).
 //!
 //! Each list is read a page at a time from where the last sweep stopped, wrapping around, so a
@@ -26,6 +29,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum List {
     ToAnswer,
+    ToConfirm,
     ToCapture,
     ToRefund,
     ToPayOut,
@@ -36,6 +40,7 @@ impl List {
     fn range(self) -> (Vec<u8>, Vec<u8>) {
         match self {
             List::ToAnswer => keys::to_answer_all(),
+            List::ToConfirm => keys::to_confirm_all(),
             List::ToCapture => keys::to_capture_all(),
             List::ToRefund => keys::to_refund_all(),
             List::ToPayOut => keys::to_pay_out_all(),
@@ -94,13 +99,15 @@ struct Sweeper {
     interval: Duration,
     /// How long a deposit may wait for its PSP's answer before the PSP is asked about it.
     answer_wait: Duration,
+    /// How long a payment may wait for its PSP's last notification before the PSP is asked.
+    inquiry_wait: Duration,
     cursors: HashMap<List, Vec<u8>>,
     retries: HashMap<(List, String), Retry>,
 }
 
 impl Sweeper {
     async fn sweep(&mut self) {
-        for list in [List::ToAnswer, List::ToCapture, List::ToRefund, List::ToPayOut, List::Parked] {
+        for list in [List::ToAnswer, List::ToConfirm, List::ToCapture, List::ToRefund, List::ToPayOut, List::Parked] {
             let (reader, after) = (self.cashier.clone(), self.cursors.get(&list).cloned());
             let page = match tokio::task::spawn_blocking(move || reader.page(list, after.as_deref())).await {
                 Ok(Ok(page)) => page,
@@ -154,18 +161,30 @@ impl Sweeper {
     async fn payment(&mut self, list: List, payment: Payment) {
         let Some(psp) = self.cashier.psp(&payment.psp) else { return };
         let age = self.clock.now() - payment.updated_at;
+        let older = |wait: Duration| age >= chrono::Duration::from_std(wait).unwrap_or_default();
         // Fresh items are the first attempt's, still in flight.
-        let wait = if list == List::ToAnswer { self.answer_wait } else { self.interval };
-        if age < chrono::Duration::from_std(wait).unwrap_or_default() || !self.due(list, &payment.id) {
+        let wait = match list {
+            List::ToAnswer => self.answer_wait,
+            List::ToConfirm => self.inquiry_wait,
+            _ => self.interval,
+        };
+        if !older(wait) || !self.due(list, &payment.id) {
             return;
         }
         let took = match list {
             List::ToAnswer => self.ask_what_became(psp, &payment).await,
+            List::ToConfirm => self.inquire(psp, &payment).await.unwrap_or(false),
             List::ToCapture => capture(psp, &payment).await,
             List::ToRefund => refund(&self.cashier, psp, &payment).await,
             List::ToPayOut => {
-                let ctx = crate::events::EventContext::background(&self.cell);
-                pay_out(&self.cashier, &self.ledger, ctx, psp, &payment).await
+                let settled = if older(self.inquiry_wait) { self.inquire(psp, &payment).await } else { None };
+                match settled {
+                    Some(took) => took,
+                    None => {
+                        let ctx = crate::events::EventContext::background(&self.cell);
+                        pay_out(&self.cashier, &self.ledger, ctx, psp, &payment).await
+                    }
+                }
             }
             List::Parked => true,
         };
@@ -189,6 +208,23 @@ impl Sweeper {
         let ctx = crate::events::EventContext::background(&self.cell);
         let command = RecordPspAnswer { id: payment.id.clone(), answer };
         self.ledger.execute_unkeyed(command, ctx).await.is_ok()
+    }
+
+    /// Asks the PSP where a payment whose last notification is overdue stands, and applies the
+    /// answer as that notification: `None` while the PSP has nothing final to say (or does not
+    /// answer), else whether it was applied.
+    async fn inquire(&self, psp: &super::Psp, payment: &Payment) -> Option<bool> {
+        let (notification, raw) = match psp.inquire(payment).await {
+            Ok(answer) => answer?,
+            Err(e) => {
+                tracing::warn!(payment = %payment.id, error = %e, "cannot ask the PSP about an overdue notification");
+                return None;
+            }
+        };
+        tracing::warn!(payment = %payment.id, code = %notification.code, "a PSP notification was overdue: applied from the PSP's answer to an inquiry");
+        let ctx = crate::events::EventContext::background(&self.cell);
+        let taken = take_notification(&self.cashier, &self.ledger, psp, notification, raw, false, ctx).await;
+        Some(matches!(taken, Ok(outcome) if outcome != super::NotificationOutcome::Parked))
     }
 
     async fn parked(&mut self, parked: Parked) {
@@ -221,6 +257,7 @@ pub fn spawn_sweeper(
     clock: Arc<dyn crate::clock::Clock>,
     interval: Duration,
     answer_wait: Duration,
+    inquiry_wait: Duration,
 ) -> tokio::task::JoinHandle<()> {
     let mut sweeper = Sweeper {
         cashier,
@@ -229,6 +266,7 @@ pub fn spawn_sweeper(
         clock,
         interval,
         answer_wait,
+        inquiry_wait,
         cursors: HashMap::new(),
         retries: HashMap::new(),
     };

@@ -102,13 +102,15 @@ async fn a_deposit_whose_psp_answer_was_lost_is_asked_about() {
 
 /// Refuses chargebacks while `refusing` is set: a ledger refusal after the notification was
 /// seen and chained.
-struct NoChargebacks {
+/// A test rule: entries of `kind` are refused while `refusing` holds.
+struct Refuses {
+    kind: PostingKind,
     refusing: Arc<AtomicBool>,
 }
 
-impl Gate for NoChargebacks {
+impl Gate for Refuses {
     fn name(&self) -> &'static str {
-        "no-chargebacks"
+        "test-refuses"
     }
 
     fn check(
@@ -116,12 +118,12 @@ impl Gate for NoChargebacks {
         e: &GatedEntry<'_>,
         _: &mut cell::ledger::GateState<'_>,
     ) -> Result<Result<(), GateRefusal>, cell::store::StoreError> {
-        if e.kind == PostingKind::Chargeback && self.refusing.load(Ordering::SeqCst) {
+        if e.kind == self.kind && self.refusing.load(Ordering::SeqCst) {
             return Ok(Err(GateRefusal {
                 code: CellCode::StakeLimitExceeded,
-                rule: "test-no-chargebacks".into(),
+                rule: "test-refuses".into(),
                 policy_version: "t1".into(),
-                message: "no chargebacks for now (a test rule)".into(),
+                message: format!("no {:?} for now (a test rule)", self.kind),
             }));
         }
         Ok(Ok(()))
@@ -153,7 +155,10 @@ async fn a_notification_whose_step_is_refused_is_parked_not_lost() {
     crate::harness::register_in_store(&store, &["uk-cy"]);
     let player = PlayerId::new("uk-cy").unwrap();
     let refusing = Arc::new(AtomicBool::new(true));
-    let (ledger, writer) = crate::harness::ledger(store, vec![Box::new(NoChargebacks { refusing: refusing.clone() })]);
+    let (ledger, writer) = crate::harness::ledger(
+        store,
+        vec![Box::new(Refuses { kind: PostingKind::Chargeback, refusing: refusing.clone() })],
+    );
     let clearing = HouseAccount("psp-clearing:card");
     let command = CreateDeposit {
         id: "dep_cy".into(),
@@ -287,7 +292,9 @@ async fn a_take_back_waits_for_its_capture_and_approval_checks_again() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path(), Durability::GroupSync).unwrap());
     crate::harness::register_in_store(&store, &["uk-tb"]);
-    let (ledger, writer) = crate::harness::ledger(store, Vec::new());
+    let refusing = Arc::new(AtomicBool::new(false));
+    let gate = Refuses { kind: PostingKind::Deposit, refusing: refusing.clone() };
+    let (ledger, writer) = crate::harness::ledger(store.clone(), vec![Box::new(gate)]);
     let player = PlayerId::new("uk-tb").unwrap();
     let clearing = HouseAccount("psp-clearing:card");
     let deposit = CreateDeposit {
@@ -336,6 +343,29 @@ async fn a_take_back_waits_for_its_capture_and_approval_checks_again() {
     ledger.execute_unkeyed(decide(false), ctx()).await.unwrap();
     let after = cash(&ledger);
     assert_eq!((after.cash.0, after.debt.0), (Decimal::from(30), Decimal::from(30)), "the hold came back");
+
+    // A capture the ledger refuses is due back to the player; the card holder's bank takes it
+    // back first: no refund is due any more, and nothing moves in the wallet.
+    let deposit = CreateDeposit {
+        id: "dep_tb2".into(),
+        player: player.clone(),
+        psp: "card".into(),
+        clearing,
+        money: gbp(40),
+        payment_method: "card:tok_visa_4242".into(),
+        location: None,
+    };
+    ledger.execute(deposit, key("dep2"), ctx()).await.unwrap();
+    refusing.store(true, Ordering::SeqCst);
+    let captured = take(notification("evt_cap2", "CAPTURE", "dep_tb2"), false).await;
+    assert!(matches!(captured, NotificationOutcome::RefundDue(_)), "{captured:?}");
+    refusing.store(false, Ordering::SeqCst);
+    assert_eq!(take(notification("evt_cb2", "CHARGEBACK", "dep_tb2"), false).await, NotificationOutcome::Noted);
+    let cashier = cell::domains::cashier::Cashier::new(Vec::new(), String::new(), store);
+    let payment = cashier.payment("dep_tb2").unwrap().unwrap();
+    assert_eq!(payment.status, contracts::cashier::PaymentStatus::ChargedBack, "no refund due: {payment:?}");
+    let after = cash(&ledger);
+    assert_eq!((after.cash.0, after.debt.0), (Decimal::from(30), Decimal::from(30)), "nothing moved");
     for (currency, total) in ledger.ledger_totals().unwrap() {
         assert!(total.is_zero(), "{currency} sums to {total}");
     }
@@ -374,6 +404,13 @@ async fn overdue_notifications_are_asked_for() {
     let id = post("/cashier/withdrawals", out, "dru-2").await["id"].as_str().unwrap().to_owned();
     assert_eq!(payment_becomes(&c, &token, &id, "paid").await["status"], "paid");
     assert_eq!(c.balance("uk-dru").await["cash"], "30.00");
+    // The PSP took the payout; the cell's next call is refused (a duplicate): the PSP holds a
+    // payout under the reference, so the money is not given back, and the payout settles.
+    let out = json!({ "playerId": "uk-dru", "psp": "card", "amount": "5.00", "currency": "GBP", "paymentMethod": "card:tok_visa_4242" });
+    let id = post("/cashier/withdrawals", out, "dru-2b").await["id"].as_str().unwrap().to_owned();
+    sandbox.admin("POST", "/admin/faults", json!({ "party": "card-payout", "status": 409 })).await;
+    assert_eq!(payment_becomes(&c, &token, &id, "paid").await["status"], "paid");
+    assert_eq!(c.balance("uk-dru").await["cash"], "25.00", "paid once, never given back");
 
     let bank = json!({ "playerId": "uk-dru", "psp": "bank", "amount": "20.00", "currency": "GBP", "paymentMethod": "bank:acct_dru_1" });
     let created = post("/cashier/deposits", bank, "dru-3").await;
@@ -383,14 +420,15 @@ async fn overdue_notifications_are_asked_for() {
     assert_eq!(Client { address: ([127, 0, 0, 1], port).into() }.get(&path).await.status, 200);
     let id = created["id"].as_str().unwrap();
     assert_eq!(payment_becomes(&c, &token, id, "captured").await["status"], "captured");
-    assert_eq!(c.balance("uk-dru").await["cash"], "50.00");
+    assert_eq!(c.balance("uk-dru").await["cash"], "45.00");
 
     let events = c.events().await;
     assert_eq!(count(&events, "payment.confirmed"), 2);
-    assert_eq!(count(&events, "payout.paid"), 1);
+    assert_eq!(count(&events, "payout.paid"), 2);
+    assert_eq!(count(&events, "payout.failed"), 0);
     books_balance(&c).await;
     let today = chrono::Utc::now().date_naive();
-    for (psp, lines) in [("card", 2), ("bank", 1)] {
+    for (psp, lines) in [("card", 3), ("bank", 1)] {
         let report = c.get(&format!("/ops/reconciliation?psp={psp}&date={today}")).await.json();
         let found = (report["matched"].as_u64(), report["differences"].as_array().map(Vec::len));
         assert_eq!(found, (Some(lines), Some(0)), "{psp}: {report}");

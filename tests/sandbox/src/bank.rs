@@ -246,7 +246,7 @@ pub async fn find_payin(State(s): State<Arc<Sandbox>>, Query(q): Query<Inquiry>)
 /// `GET /psp/bank/v1/payouts?merchantReference=` → 200 `{id, status}` (`executed`, `rejected`),
 /// 404 when no payout was asked for with that reference.
 pub async fn find_payout(State(s): State<Arc<Sandbox>>, Query(q): Query<Inquiry>) -> Response {
-    if let Some(fault) = s.enter("bank-payout", json!({ "inquiry": q.merchant_reference })).await {
+    if let Some(fault) = s.enter("bank", json!({ "payoutInquiry": q.merchant_reference })).await {
         return fault;
     }
     let payouts = s.bank.payouts.lock().unwrap_or_else(|e| e.into_inner());

@@ -419,7 +419,7 @@ pub async fn find_payout(
     query: Result<axum::extract::Query<Inquiry>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(axum::extract::Query(q)) = query else { return bad_request("merchantReference") };
-    if let Some(fault) = s.enter("card-payout", json!({ "inquiry": q.merchant_reference })).await {
+    if let Some(fault) = s.enter("card", json!({ "payoutInquiry": q.merchant_reference })).await {
         return fault;
     }
     let payouts = s.psp.payouts.lock().unwrap_or_else(|p| p.into_inner());

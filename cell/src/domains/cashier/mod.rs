@@ -543,8 +543,7 @@ impl HandleNotification {
             // reconciliation shows it (missing in the ledger) for finance to settle.
             ("CAPTURE", true, Pending | Authorised) if notified_amount(n, &payment) != Some(payment.amount.0) => {
                 tracing::error!(payment = %payment.id, amount = ?n.amount, currency = ?n.currency, "capture of another amount than the payment's: not credited");
-                tx.store().clear(&keys::to_capture(&payment.id))?;
-                tx.store().clear(&keys::to_confirm(&payment.id))?; // finance's now
+                fail(tx, &mut payment, "the PSP captured another amount: not credited".into())?;
                 payment.review = Some(format!(
                     "the PSP captured {} {} for a payment of {}: not credited, see the reconciliation",
                     n.amount.as_deref().unwrap_or("?"),
@@ -629,11 +628,13 @@ impl HandleNotification {
                 }
                 NotificationOutcome::ChargedBack(payment.clone())
             }
-            // The money of a capture this cell refused, given back: it never reached the wallet.
-            ("REFUND", true, Failed) | ("PAYOUT_PAID", true, Failed) if deposit => {
+            // The money of a capture this cell refused, given back (or taken back by the card
+            // holder's bank first: no refund is due any more): it never reached the wallet.
+            ("REFUND" | "CHARGEBACK", true, Failed) | ("PAYOUT_PAID", true, Failed) if deposit => {
                 tx.store().clear(&keys::to_refund(&payment.id))?;
                 book(tx, &payment, line_kind(&n.code), payment.amount.0, day)?;
-                payment.status = PaymentStatus::Refunded;
+                payment.status =
+                    if n.code == "CHARGEBACK" { PaymentStatus::ChargedBack } else { PaymentStatus::Refunded };
                 tx.event(contracts::cashier::PaymentRefunded {
                     player_id: payment.player_id.clone(),
                     payment_id: payment.id.clone(),
@@ -1049,7 +1050,7 @@ impl Cashier {
 /// the PSP could not take stays on the sweeper's list; what it refused outright is returned to
 /// the player's cash ([`RefusedPayout`]).
 pub async fn pay_out(
-    cashier: &Cashier,
+    cashier: &Arc<Cashier>,
     ledger: &crate::ledger::Ledger,
     ctx: crate::events::EventContext,
     psp: &Psp,
@@ -1064,7 +1065,21 @@ pub async fn pay_out(
             false
         }
         Err(psps::CallError::Refused(e)) => {
-            tracing::warn!(payment = %payment.id, error = %e, "payout refused by the PSP: the money goes back");
+            // Believed only once the PSP says it holds no payout under this reference: a refusal
+            // of a second call (a duplicate, one in progress) must not return money it is paying.
+            match psp.inquire(payment).await {
+                Ok(psps::Inquiry::Unknown) => {}
+                Ok(psps::Inquiry::Final(notification, raw)) => {
+                    let taken = take_notification(cashier, ledger, psp, notification, raw, false, ctx).await;
+                    return taken.is_ok();
+                }
+                Ok(psps::Inquiry::Pending) => return false,
+                Err(inquiry) => {
+                    tracing::warn!(payment = %payment.id, refused = %e, %inquiry, "payout refused, and the PSP cannot say whether it holds one: asked again");
+                    return false;
+                }
+            }
+            tracing::warn!(payment = %payment.id, error = %e, "payout refused by the PSP, which holds none: the money goes back");
             let command = RefusedPayout { id: payment.id.clone(), reason: e, clearing: psp.clearing };
             match ledger.execute_unkeyed(command, ctx).await {
                 Ok(_) => true,
@@ -1075,6 +1090,27 @@ pub async fn pay_out(
             }
         }
     }
+}
+
+/// Asks the PSP where `payment` stands and applies a final answer as the notification it amounts
+/// to: what it did, or `None` when the PSP had nothing final to say (or did not answer).
+pub async fn inquire_and_apply(
+    cashier: &Arc<Cashier>,
+    ledger: &crate::ledger::Ledger,
+    ctx: crate::events::EventContext,
+    psp: &Psp,
+    payment: &Payment,
+) -> Option<NotificationOutcome> {
+    let (notification, raw) = match psp.inquire(payment).await {
+        Ok(psps::Inquiry::Final(notification, raw)) => (notification, raw),
+        Ok(psps::Inquiry::Unknown | psps::Inquiry::Pending) => return None,
+        Err(e) => {
+            tracing::warn!(payment = %payment.id, error = %e, "cannot ask the PSP where a payment stands");
+            return None;
+        }
+    };
+    tracing::warn!(payment = %payment.id, code = %notification.code, "a PSP notification was overdue: applied from the PSP's answer to an inquiry");
+    take_notification(cashier, ledger, psp, notification, raw, false, ctx).await.ok()
 }
 
 /// The PSP refused to pay an approved withdrawal out (the account it names is not one it pays):

@@ -100,6 +100,17 @@ pub enum NotificationError {
     Malformed(String),
 }
 
+/// What a PSP says of a payment it is asked about.
+#[derive(Debug)]
+pub enum Inquiry {
+    /// It has no payment under that reference.
+    Unknown,
+    /// It has one, with nothing final to say yet (received, waiting for the payer).
+    Pending,
+    /// Its last word: the notification it amounts to, and the answer as written.
+    Final(Notification, String),
+}
+
 /// Why a call to a PSP did not take.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -251,15 +262,12 @@ impl Psp {
         }
     }
 
-    /// Asks the PSP where `payment` stands, when its notification is overdue (the PSP may have
-    /// given up delivering it): the notification its answer amounts to, and the answer as the PSP
-    /// wrote it (chained like a notification); `None` while it has nothing final to say. Its
-    /// event id is `inquiry:<payment>:<code>`, so a notification that still comes later finds the
-    /// payment moved on and changes nothing.
-    pub async fn inquire(
-        &self,
-        payment: &contracts::cashier::Payment,
-    ) -> Result<Option<(Notification, String)>, String> {
+    /// Asks the PSP where `payment` stands: when its notification is overdue (the PSP may have
+    /// given up delivering it), or before a payout it refused is given back. A final answer comes
+    /// as the notification it amounts to, and the answer as the PSP wrote it (chained like a
+    /// notification), under the event id `inquiry:<payment>:<status>`: a notification that still
+    /// comes later finds the payment moved on and changes nothing.
+    pub async fn inquire(&self, payment: &contracts::cashier::Payment) -> Result<Inquiry, String> {
         use contracts::cashier::PaymentKind;
         let (card, deposit) = (self.config.dialect == Dialect::Card, payment.kind == PaymentKind::Deposit);
         let path = match (card, deposit) {
@@ -275,7 +283,7 @@ impl Psp {
             .map_err(|_| format!("PSP {} did not answer within {PSP_TIMEOUT:?}", self.config.id))??;
         match status {
             200 => {}
-            404 => return Ok(None), // never reached it: the deposit's own inquiry (`find_payment`) says so
+            404 => return Ok(Inquiry::Unknown),
             other => return Err(format!("PSP {} answered {other} to the inquiry", self.config.id)),
         }
         #[derive(Deserialize)]
@@ -296,10 +304,10 @@ impl Psp {
             "captured" | "settled" => ("CAPTURE", true),
             "paid" | "executed" => ("PAYOUT_PAID", true),
             "failed" | "rejected" => ("PAYOUT_FAILED", false),
-            _ => return Ok(None), // received, waiting: nothing final yet
+            _ => return Ok(Inquiry::Pending), // received, waiting: nothing final yet
         };
         let notification = Notification {
-            event_id: format!("inquiry:{}:{code}", payment.id),
+            event_id: format!("inquiry:{}:{}", payment.id, answer.status),
             code: code.to_owned(),
             psp_reference: answer.psp_reference,
             merchant_reference: payment.id.clone(),
@@ -309,7 +317,7 @@ impl Psp {
             currency: answer.currency,
             event_date: None,
         };
-        Ok(Some((notification, String::from_utf8_lossy(&body).into_owned())))
+        Ok(Inquiry::Final(notification, String::from_utf8_lossy(&body).into_owned()))
     }
 
     /// Captures an authorised payment (capturing twice captures once). An error: try again.

@@ -212,19 +212,13 @@ impl Sweeper {
 
     /// Asks the PSP where a payment whose last notification is overdue stands, and applies the
     /// answer as that notification: `None` while the PSP has nothing final to say (or does not
-    /// answer), else whether it was applied.
+    /// answer), else whether it moved the payment on (an answer already applied did not: the
+    /// item backs off rather than asking again every sweep).
     async fn inquire(&self, psp: &super::Psp, payment: &Payment) -> Option<bool> {
-        let (notification, raw) = match psp.inquire(payment).await {
-            Ok(answer) => answer?,
-            Err(e) => {
-                tracing::warn!(payment = %payment.id, error = %e, "cannot ask the PSP about an overdue notification");
-                return None;
-            }
-        };
-        tracing::warn!(payment = %payment.id, code = %notification.code, "a PSP notification was overdue: applied from the PSP's answer to an inquiry");
         let ctx = crate::events::EventContext::background(&self.cell);
-        let taken = take_notification(&self.cashier, &self.ledger, psp, notification, raw, false, ctx).await;
-        Some(matches!(taken, Ok(outcome) if outcome != super::NotificationOutcome::Parked))
+        let outcome = super::inquire_and_apply(&self.cashier, &self.ledger, ctx, psp, payment).await?;
+        use super::NotificationOutcome::{Duplicate, Noted, Parked};
+        Some(!matches!(outcome, Duplicate | Noted | Parked))
     }
 
     async fn parked(&mut self, parked: Parked) {

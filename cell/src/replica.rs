@@ -121,13 +121,14 @@ impl LogSource for StoreSource {
 
     fn logged_after(&self, version: u64, max_bytes: usize) -> Result<Vec<Commit>, String> {
         let logged = self.0.logged_after(version, max_bytes).map_err(|e| e.to_string())?;
-        logged
+        Ok(logged
             .into_iter()
-            .map(|(version, writes)| {
-                let set = crate::store::embedded::decode_write_set(&writes).map_err(|e| e.to_string())?;
-                Ok(Commit { version, chain_head: crate::audit::AuditChain::head_written(&set), writes })
+            .map(|(version, set)| Commit {
+                version,
+                chain_head: crate::audit::AuditChain::head_written(&set),
+                writes: crate::store::embedded::encode_write_set(&set),
             })
-            .collect()
+            .collect())
     }
 
     fn snapshot(
@@ -186,7 +187,7 @@ impl LogSink for StoreSink {
             }
         }
         // Decoded once, for the check and the apply.
-        self.0.apply_decoded(commit.version, &commit.writes, &writes).map_err(|e| e.to_string())
+        self.0.apply_decoded(commit.version, &writes).map_err(|e| e.to_string())
     }
 
     fn sync(&self) -> Result<(), String> {
@@ -212,10 +213,6 @@ impl LogSink for StoreSink {
         Ok(())
     }
 }
-
-/// Bytes of log a primary keeps for a standby that is briefly away; one further behind takes a
-/// snapshot.
-pub const LOG_BYTES_MAX: u64 = 256 * 1024 * 1024;
 
 /// `cell promote`: makes a stopped standby's store the writer's, one epoch above any it has seen.
 /// Returns the new epoch and the version it holds.

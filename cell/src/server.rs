@@ -546,7 +546,6 @@ async fn start_primary(
                 acked_store.standby_acked(version);
             }
         }));
-        tasks.push(spawn_log_trim(store));
     }
     Ok(tasks)
 }
@@ -617,24 +616,6 @@ fn spawn_lease_keeper(
     }))
 }
 
-/// Keeps the replication log within its bound (a primary's, and a standby's, which it keeps so
-/// it can feed others once promoted).
-fn spawn_log_trim(store: Arc<EmbeddedStore>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            every.tick().await;
-            let store = store.clone();
-            match tokio::task::spawn_blocking(move || store.trim_log(crate::replica::LOG_BYTES_MAX)).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => tracing::info!(dropped = n, "replication log trimmed to its bound"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "replication log trim failed"),
-                Err(_) => {}
-            }
-        }
-    })
-}
-
 /// A standby: follows its primary into its own store and serves only health, readiness (not
 /// ready: the router sends it nothing) and metrics, until it stops. Promotion is `cell promote`
 /// on its data directory, then `cell serve` as the primary.
@@ -665,10 +646,8 @@ async fn run_standby(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let to = FollowConfig { cell: state.cell.clone(), site: rep.site.clone(), primary, quic: rep.client };
     tracing::info!(%primary, site = %rep.site, version = store.committed_version(), "standby: following the primary");
-    let trim = spawn_log_trim(store.clone());
     let follower = tokio::spawn(follow(to, Arc::new(StoreSink(store)), status, stopped));
     server.await.context("server task")?;
-    trim.abort();
     let _ = stop.send(true);
     let _ = follower.await;
     tracing::info!("standby stopped");

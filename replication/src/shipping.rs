@@ -150,7 +150,8 @@ pub enum ShipError {
     Store(String),
 }
 
-/// The primary's store, as the shipper reads it. Blocking; called on the blocking pool.
+/// The primary's store, as the shipper reads it. Blocking (called on the blocking pool), but for
+/// [`LogSource::logged_after`], which reads the log in memory and is called inline.
 pub trait LogSource: Send + Sync + 'static {
     /// The latest version that may be shipped (on the primary's disk).
     fn committed_version(&self) -> u64;
@@ -158,6 +159,8 @@ pub trait LogSource: Send + Sync + 'static {
     /// The oldest version the log holds (`None`: empty).
     fn oldest_logged(&self) -> Result<Option<u64>, String>;
     /// Logged commits after `version`, oldest first, about `max_bytes` of them (at least one).
+    /// From memory: cheap enough for the runtime's threads (a hop to the blocking pool per frame
+    /// cost more than the read).
     fn logged_after(&self, version: u64, max_bytes: usize) -> Result<Vec<Commit>, String>;
     /// A consistent copy of the state, chunk by chunk; its version.
     fn snapshot(&self, chunk_bytes: usize, f: &mut dyn FnMut(u64, Pairs) -> Result<(), String>) -> Result<u64, String>;
@@ -382,8 +385,7 @@ impl Shipper {
         let mut heartbeat = tokio::time::interval(self.config.heartbeat);
         loop {
             while sent < latest {
-                let (reader, after) = (source.clone(), sent);
-                let batch = blocking(move || reader.logged_after(after, FRAME_COMMIT_BYTES)).await?;
+                let batch = source.logged_after(sent, FRAME_COMMIT_BYTES).map_err(ShipError::Store)?;
                 if batch.first().map(|c| c.version) != Some(sent + 1) {
                     // Trimmed meanwhile: the standby starts again from a snapshot.
                     return Err(ShipError::Protocol(format!("the log no longer holds version {}", sent + 1)));
@@ -618,9 +620,27 @@ async fn follow_once<S: LogSink>(
         applied_version: applied,
     };
     write(&mut send, &hello).await?;
+    // Frames are read as they come, while the last ones are applied: commits that arrived
+    // meanwhile are applied together, with one sync and one ack.
+    let (frames_in, mut frames) = tokio::sync::mpsc::channel::<Result<Message, FrameError>>(FRAMES_AHEAD);
+    // Stopped when this session ends, by any return.
+    let _reader = Reader(tokio::spawn(async move {
+        loop {
+            let frame = read(&mut recv).await;
+            let ended = frame.is_err();
+            if frames_in.send(frame).await.is_err() || ended {
+                return;
+            }
+        }
+    }));
     let mut loading: Option<u64> = None;
+    let mut held: Option<Result<Message, FrameError>> = None;
     loop {
-        let msg = match read(&mut recv).await {
+        let frame = match held.take() {
+            Some(frame) => frame,
+            None => frames.recv().await.unwrap_or(Err(FrameError::Finished)),
+        };
+        let msg = match frame {
             Ok(msg) => msg,
             Err(FrameError::Finished) => return Ok(()),
             Err(e) => return Err(ShipError::Connection(e.to_string())),
@@ -671,7 +691,16 @@ async fn follow_once<S: LogSink>(
                     status.send_modify(|s| s.applied_version = version);
                 }
             }
-            Message::Commits { commits } => {
+            Message::Commits { mut commits } => {
+                while let Ok(next) = frames.try_recv() {
+                    match next {
+                        Ok(Message::Commits { commits: more }) => commits.extend(more),
+                        other => {
+                            held = Some(other);
+                            break;
+                        }
+                    }
+                }
                 let Some(last) = commits.last().map(|c| c.version) else { continue };
                 let (writer, base) = (sink.clone(), applied);
                 blocking(move || {
@@ -704,6 +733,18 @@ async fn follow_once<S: LogSink>(
                 return Err(ShipError::Protocol("the primary sent what only a standby says".into()))
             }
         }
+    }
+}
+
+/// Frames a standby reads ahead of what it has applied.
+const FRAMES_AHEAD: usize = 64;
+
+/// The standby's frame reader: stopped when the session ends.
+struct Reader(tokio::task::JoinHandle<()>);
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

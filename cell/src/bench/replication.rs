@@ -1,8 +1,11 @@
 //! `cell bench replication`: what a standby costs the writer. `cell bench wallet`'s HTTP phase
 //! (hold then settle over keep-alive connections) against the same primary store three times, in
 //! one run: with no standby, with an `async` standby and with a `sync` one (a second cell in this
-//! process, following over QUIC with mutual TLS on loopback), and the standby's lag sampled from
-//! its `/metrics` under that load. Prints the ratios the issue sets targets for.
+//! process, on its own runtime whose threads are named `standby`, following over QUIC with mutual
+//! TLS on loopback), and the standby's lag sampled from its `/metrics` under that load. Prints
+//! the ratios the issue sets targets for, and the CPU per operation the primary spent beside what
+//! the standby did: on this two-core machine the standby's work comes out of the primary's cores,
+//! where in service it runs on its own machine.
 
 use super::{at_least_one, config, get, report, settle_disk, setup, wait_ready, Phase};
 use crate::ledger::WriterConfig;
@@ -39,23 +42,44 @@ struct Served {
     address: std::net::SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The standby's own runtime (its threads named `standby`), shut down after it.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
-async fn serve(config: crate::server::CellConfig) -> anyhow::Result<Served> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// Serves `config` on `runtime` (the current one when `None`).
+async fn serve(config: crate::server::CellConfig, runtime: Option<tokio::runtime::Runtime>) -> anyhow::Result<Served> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(crate::server::run(config, listener, async {
-        let _ = stopped.await;
-    }));
-    Ok(Served { address, stop, task })
+    let run = async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        crate::server::run(config, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+    };
+    let task = match &runtime {
+        Some(runtime) => runtime.spawn(run),
+        None => tokio::spawn(run),
+    };
+    Ok(Served { address, stop, task, runtime })
 }
 
 impl Served {
     async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
-        self.task.await?
+        let stopped = self.task.await?;
+        if let Some(runtime) = self.runtime {
+            runtime.shutdown_background();
+        }
+        stopped
     }
+}
+
+/// A runtime for the standby, its threads named apart from the primary's.
+fn standby_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("standby").enable_all().build()?)
 }
 
 /// A gauge from a cell's `/metrics`.
@@ -115,11 +139,11 @@ pub async fn replication(args: ReplicationBenchArgs) -> anyhow::Result<()> {
             });
             standby = Some(follower);
         }
-        let primary = serve(config).await?;
+        let primary = serve(config, None).await?;
         wait_ready(primary.address).await?;
         let standby = match standby {
             Some(follower) => {
-                let served = serve(follower).await?;
+                let served = serve(follower, Some(standby_runtime()?)).await?;
                 let mut following = false;
                 for _ in 0..600 {
                     let lag = gauge(served.address, "cell_replication_lag_versions").await;

@@ -22,7 +22,7 @@
 //! "fsyncgate"), so every later commit is refused until the cell restarts and recovers.
 
 mod replica;
-pub use replica::{decode as decode_write_set, WriteSet};
+pub use replica::{decode as decode_write_set, encode as encode_write_set, WriteSet};
 
 use super::journal_sync::JournalSync;
 use super::memtable_reaper::MemtableReaper;
@@ -466,14 +466,17 @@ impl Transaction for EmbeddedTx {
                 }
             }
             batch.insert(&inner.data, VERSION_KEY, version.to_be_bytes());
-            if inner.replication.is_some() {
+            let logged = inner.replication.is_some().then(|| {
                 let mut logged: WriteSet = writes.clone();
                 logged.extend(stamped_keys.iter().zip(&stamped).map(|(k, (_, _, v))| (k.clone(), Some(v.clone()))));
                 // The sums just resolved: a standby applies values, never deltas.
                 logged.extend(resolved.iter().map(|(k, v)| (k.clone(), Some(v.to_vec()))));
-                inner.log_commit(&mut batch, version, logged);
-            }
+                logged
+            });
             batch.commit().map_err(|e| io("commit", e))?;
+            if let Some(logged) = logged {
+                inner.log_commit(version, logged);
+            }
             // Another live transaction began before this commit was visible and may have read what
             // it wrote: keep the written keys for its conflict check. Any transaction that begins
             // from here on sees this commit in its snapshot.

@@ -1,14 +1,17 @@
-//! The embedded store's side of log shipping (DESIGN.md section 8): a primary keeps each commit's
-//! write set by version in a log beside the data (written in the commit's own atomic batch, so
-//! the log holds exactly what committed, in commit order); a standby applies those write sets at
-//! the same versions, or loads a consistent snapshot and follows the log from its version. The
-//! store's epoch, which promotion bumps and which fences a deposed primary, lives here too: it is
-//! the store's own, never shipped.
+//! The embedded store's side of log shipping (DESIGN.md section 8): a primary keeps its latest
+//! commits' write sets by version in memory (pushed under the commit lock once the commit is in,
+//! so the log holds exactly what committed, in commit order), bounded by size; a standby applies
+//! those write sets at the same versions, or loads a consistent snapshot and follows the log from
+//! its version. A primary that restarts starts with an empty log: a standby that had caught up
+//! goes on from its version, one behind takes a snapshot. The store's epoch, which promotion
+//! bumps and which fences a deposed primary, lives here too: it is the store's own, never shipped.
 
 use super::{io, lock, EmbeddedStore, Inner, VERSION_KEY};
 use crate::store::StoreError;
 use fjall::{Keyspace, Readable};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// The epoch this store's cell writes under.
 const EPOCH_KEY: &[u8] = b"\xff/epoch";
@@ -21,11 +24,22 @@ const LOADING_KEY: &[u8] = b"\xff/snapshot_loading";
 /// One commit's writes, in key order: `Some(value)` sets, `None` clears.
 pub type WriteSet = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
-/// The replication log kept beside the data.
+/// Bytes of log a primary keeps in memory for a standby that is briefly away; one further behind
+/// takes a snapshot.
+pub const LOG_BYTES_MAX: u64 = 256 * 1024 * 1024;
+/// What a write set's pair costs in memory beyond its bytes (two vectors and an option).
+const PAIR_OVERHEAD: usize = 56;
+
+/// The latest commits' write sets, by version, oldest first.
+#[derive(Default)]
+struct Entries {
+    commits: VecDeque<(u64, Arc<WriteSet>, usize)>,
+}
+
+/// The replication log a primary keeps in memory.
 pub(super) struct ReplicationLog {
-    pub(super) keyspace: Keyspace,
-    /// Bytes the log holds (keys and values; approximately, from its size on disk at open), for
-    /// the size bound and `/metrics`.
+    entries: std::sync::Mutex<Entries>,
+    /// Bytes the log holds (keys, values and their overhead), for the bound and `/metrics`.
     pub(super) bytes: std::sync::atomic::AtomicU64,
     /// Wakes the shippers at each commit (the committed version).
     pub(super) committed: tokio::sync::watch::Sender<u64>,
@@ -44,23 +58,17 @@ pub(super) struct ReplicationLog {
 const STANDBY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl ReplicationLog {
-    pub(super) fn open(db: &fjall::Database, version: u64) -> Result<ReplicationLog, StoreError> {
-        let keyspace = db
-            .keyspace("replication-log", fjall::KeyspaceCreateOptions::default)
-            .map_err(|e| io("open the replication log", e))?;
-        // What it takes on disk to start with (reading a 256 MiB log to count it would hold up
-        // the cell's start), then counted as commits are logged and trimmed.
-        let bytes = keyspace.disk_space();
+    pub(super) fn open(version: u64) -> ReplicationLog {
         let (committed, _) = tokio::sync::watch::channel(version);
-        Ok(ReplicationLog {
-            keyspace,
-            bytes: bytes.into(),
+        ReplicationLog {
+            entries: std::sync::Mutex::default(),
+            bytes: 0.into(),
             committed,
             sync_standby: false.into(),
             sync_suspended_at: 0.into(),
             standby_acked: std::sync::Mutex::new(0),
             standby_acked_cv: std::sync::Condvar::new(),
-        })
+        }
     }
 }
 
@@ -92,10 +100,6 @@ impl Epochs {
     }
 }
 
-fn version_key(version: u64) -> [u8; 8] {
-    version.to_be_bytes()
-}
-
 /// Encodes a write set for the log and the wire: MessagePack, keys and values as binary (a byte
 /// array as an array of integers cost a call per byte each way).
 pub fn encode(writes: &WriteSet) -> Vec<u8> {
@@ -120,7 +124,7 @@ impl EmbeddedStore {
         let mut store = EmbeddedStore::open(dir, durability)?;
         let inner = std::sync::Arc::get_mut(&mut store.inner).expect("just opened: the only handle");
         let version = inner.committed_version.load(Ordering::Acquire);
-        inner.replication = Some(ReplicationLog::open(&inner.db, version)?);
+        inner.replication = Some(ReplicationLog::open(version));
         Ok(store)
     }
 
@@ -153,51 +157,26 @@ impl EmbeddedStore {
 
     /// The oldest version the log still holds (`None`: it is empty).
     pub fn oldest_logged(&self) -> Result<Option<u64>, StoreError> {
-        let log = self.log()?;
-        match log.keyspace.first_key_value() {
-            Some(guard) => {
-                let (k, _) = guard.into_inner().map_err(|e| io("read the replication log", e))?;
-                Ok(Some(u64::from_be_bytes(k.as_ref().try_into().map_err(|_| io("log key", "not 8 bytes"))?)))
-            }
-            None => Ok(None),
-        }
+        Ok(lock(&self.log()?.entries).commits.front().map(|(v, _, _)| *v))
     }
 
     /// Up to `max_bytes` (at least one) of the logged write sets after `version`, oldest first,
     /// durable ones only.
-    pub fn logged_after(&self, version: u64, max_bytes: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    pub fn logged_after(&self, version: u64, max_bytes: usize) -> Result<Vec<(u64, Arc<WriteSet>)>, StoreError> {
         let log = self.log()?;
         let durable = self.durable_version();
-        let mut out = Vec::new();
-        let mut size = 0usize;
-        if durable <= version {
-            return Ok(out);
-        }
-        for guard in log.keyspace.range(version_key(version + 1)..=version_key(durable)) {
-            let (k, v) = guard.into_inner().map_err(|e| io("read the replication log", e))?;
-            let at = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| io("log key", "not 8 bytes"))?);
-            size += v.len();
-            out.push((at, v.to_vec()));
-            if size >= max_bytes {
+        let entries = lock(&log.entries);
+        let Some(&(oldest, _, _)) = entries.commits.front() else { return Ok(Vec::new()) };
+        let (mut out, mut size) = (Vec::new(), 0usize);
+        let first = usize::try_from(version.saturating_add(1).saturating_sub(oldest)).unwrap_or(usize::MAX);
+        for (at, writes, bytes) in entries.commits.iter().skip(first) {
+            if *at > durable || size >= max_bytes {
                 break;
             }
+            size += bytes;
+            out.push((*at, writes.clone()));
         }
         Ok(out)
-    }
-
-    /// Drops the oldest log entries while the log is over `max_bytes`: a standby that falls
-    /// further behind takes a snapshot instead.
-    pub fn trim_log(&self, max_bytes: u64) -> Result<u64, StoreError> {
-        let log = self.log()?;
-        let mut dropped = 0;
-        while log.bytes.load(Ordering::Relaxed) > max_bytes {
-            let Some(guard) = log.keyspace.first_key_value() else { break };
-            let (k, v) = guard.into_inner().map_err(|e| io("read the replication log", e))?;
-            log.keyspace.remove(k.as_ref()).map_err(|e| io("trim the replication log", e))?;
-            log.bytes.fetch_sub((k.len() + v.len()) as u64, Ordering::Relaxed);
-            dropped += 1;
-        }
-        Ok(dropped)
     }
 
     /// A consistent copy of the data at one version, read `chunk_bytes` at a time: `f` gets each
@@ -228,15 +207,10 @@ impl EmbeddedStore {
         Ok(version)
     }
 
-    /// A standby applies the primary's commit at `version`, atomically with the version (and in
-    /// its own log, so it can feed others once promoted). Durable once [`Self::sync_applied`]
-    /// returns: a standby syncs once per frame of commits, not per commit.
-    pub fn apply_replicated(&self, version: u64, encoded: &[u8]) -> Result<(), StoreError> {
-        self.apply_decoded(version, encoded, &decode(encoded)?)
-    }
-
-    /// [`EmbeddedStore::apply_replicated`] of a write set already decoded from `encoded`.
-    pub fn apply_decoded(&self, version: u64, encoded: &[u8], writes: &WriteSet) -> Result<(), StoreError> {
+    /// A standby applies the primary's commit at `version` (its write set, decoded), atomically
+    /// with the version. Durable once [`Self::sync_applied`] returns: a standby syncs once per
+    /// frame of commits, not per commit.
+    pub fn apply_decoded(&self, version: u64, writes: &WriteSet) -> Result<(), StoreError> {
         self.inner.refuse_if_poisoned()?;
         {
             let _commit = lock(&self.inner.commit_lock);
@@ -254,10 +228,7 @@ impl EmbeddedStore {
                 }
             }
             batch.insert(&self.inner.data, VERSION_KEY, version.to_be_bytes());
-            if let Some(log) = &self.inner.replication {
-                batch.insert(&log.keyspace, version_key(version), encoded);
-                log.bytes.fetch_add((8 + encoded.len()) as u64, Ordering::Relaxed);
-            }
+            // Not logged: a standby ships nothing (promoted, it restarts with an empty log).
             batch.commit().map_err(|e| io("apply a replicated commit", e))?;
             self.inner.committed_version.store(version, Ordering::Release);
         }
@@ -285,14 +256,7 @@ impl EmbeddedStore {
             }
         }
         if let Some(log) = &self.inner.replication {
-            for guard in log.keyspace.iter() {
-                let (k, _) = guard.into_inner().map_err(|e| io("clear the log", e))?;
-                batch.remove(&log.keyspace, k.as_ref());
-                n += 1;
-                if n.is_multiple_of(10_000) {
-                    std::mem::replace(&mut batch, self.inner.db.batch()).commit().map_err(|e| io("clear", e))?;
-                }
-            }
+            lock(&log.entries).commits.clear();
             log.bytes.store(0, Ordering::Relaxed);
         }
         batch.commit().map_err(|e| io("clear for a snapshot", e))?;
@@ -459,12 +423,17 @@ impl Inner {
         Ok(())
     }
 
-    /// Logs a commit's final writes in its batch (when this store keeps a log).
-    pub(super) fn log_commit(&self, batch: &mut fjall::OwnedWriteBatch, version: u64, writes: WriteSet) {
-        if let Some(log) = &self.replication {
-            let encoded = encode(&writes);
-            log.bytes.fetch_add((8 + encoded.len()) as u64, Ordering::Relaxed);
-            batch.insert(&log.keyspace, version_key(version), encoded);
+    /// Logs a commit's final writes, once it is in (when this store keeps a log; under the
+    /// commit lock, so in version order), dropping the oldest past [`LOG_BYTES_MAX`].
+    pub(super) fn log_commit(&self, version: u64, writes: WriteSet) {
+        let Some(log) = &self.replication else { return };
+        let bytes: usize = writes.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + PAIR_OVERHEAD).sum();
+        let mut entries = lock(&log.entries);
+        entries.commits.push_back((version, Arc::new(writes), bytes));
+        let mut held = log.bytes.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
+        while held > LOG_BYTES_MAX && entries.commits.len() > 1 {
+            let Some((_, _, dropped)) = entries.commits.pop_front() else { break };
+            held = log.bytes.fetch_sub(dropped as u64, Ordering::Relaxed) - dropped as u64;
         }
     }
 
@@ -506,6 +475,7 @@ mod tests {
             put(&store, b"a").unwrap();
             assert_eq!(store.durable_version(), store.committed_version());
             assert_eq!(store.logged_after(0, 1 << 20).unwrap().len(), 1, "the committed write set is logged");
+            assert_eq!(store.oldest_logged().unwrap(), Some(1));
             store.fence(2).unwrap();
             assert!(matches!(put(&store, b"b"), Err(StoreError::Unavailable(_))), "a fenced store commits nothing");
         }

@@ -514,7 +514,7 @@ async fn start_primary(
             cell: region.cell_id.clone(),
             allowed_sites: region.replication.standby_sites.clone(),
             residency_source: region.replication.source.clone(),
-            heartbeat: Duration::from_millis(200),
+            heartbeat: replication::shipping::HEARTBEAT,
             lease: lease.clone(),
         };
         let shipper =

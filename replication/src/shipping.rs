@@ -41,6 +41,10 @@ use tokio::sync::watch;
 /// Version of the log-shipping protocol; bump it with any change to [`Message`].
 pub const PROTOCOL_VERSION: u16 = 3;
 
+/// How often a primary tells its standbys its latest version (and asks them to confirm its
+/// lease): the longest a standby may not know how far behind it is.
+pub const HEARTBEAT: Duration = Duration::from_millis(200);
+
 /// Commits per `Commits` frame, at most, and the bytes read from the log per frame.
 const FRAME_COMMIT_BYTES: usize = 512 * 1024;
 /// Bytes of uncompressed pairs per snapshot chunk.

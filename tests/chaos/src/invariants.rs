@@ -107,6 +107,13 @@ fn writes(journal: &Journal) -> impl Iterator<Item = &StepRecord> {
     journal.records.iter().filter(|r| r.step.kind.writes())
 }
 
+/// An acknowledged write an asynchronous failover may have lost (acknowledged within its loss
+/// window, on its jurisdiction).
+fn may_be_lost(journal: &Journal, r: &StepRecord) -> bool {
+    let Some(w) = &journal.loss_window else { return false };
+    r.outcome == Outcome::Acked && r.cell == w.cell && r.acked_at.is_some_and(|at| at >= w.from && at <= w.to)
+}
+
 /// What a write leaves in its cell's event log, as the drill can recognise it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Effect {
@@ -206,6 +213,10 @@ pub struct Reflection {
     pub events: Check,
     pub retries: Check,
     pub balances: Check,
+    /// Writes acknowledged within an asynchronous failover's loss window, and how many of them
+    /// are missing from the event logs.
+    pub at_risk: u64,
+    pub lost: u64,
 }
 
 /// Every acknowledged write is reflected exactly once in its cell's event log, and every refused
@@ -221,20 +232,31 @@ pub async fn acknowledged_writes_reflected(platform: &Platform, journal: &Journa
             read_problems.push(problem);
         }
     }
-    // How many times each effect should be there: once per acknowledged write causing it.
+    // How many times each effect should be there: once per acknowledged write causing it, less
+    // at most those an asynchronous failover may have lost.
     let mut expected: BTreeMap<(String, Effect), u32> = BTreeMap::new();
+    let mut losable: BTreeMap<(String, Effect), u32> = BTreeMap::new();
     for r in writes(journal) {
         if let Some(effect) = Effect::of(r) {
-            let slot = expected.entry((r.cell.clone(), effect)).or_default();
-            *slot += u32::from(r.outcome == Outcome::Acked);
+            let key = (r.cell.clone(), effect);
+            *losable.entry(key.clone()).or_default() += u32::from(may_be_lost(journal, r));
+            *expected.entry(key).or_default() += u32::from(r.outcome == Outcome::Acked);
         }
     }
+    let reflected = |key: &(String, Effect), have: u32, want: u32| {
+        let may_lose = losable.get(key).copied().unwrap_or(0);
+        have <= want && have + may_lose >= want
+    };
+    let mut lost = 0u64;
     let mut event_problems = read_problems.clone();
     event_problems.extend(index.foreign.iter().map(|f| format!("a player of another cell in the log: {f}")));
     let mut retry_problems = read_problems;
-    for ((cell, effect), want) in &expected {
-        let have = index.effects.get(&(cell.clone(), effect.clone())).copied().unwrap_or(0);
-        if have != *want {
+    for (key, want) in &expected {
+        let have = index.effects.get(key).copied().unwrap_or(0);
+        if reflected(key, have, *want) {
+            lost += u64::from(want - have);
+        } else {
+            let (cell, effect) = key;
             event_problems
                 .push(format!("{cell}: {effect:?} is in the event log {have} times, acknowledged {want} times"));
         }
@@ -259,7 +281,7 @@ pub async fn acknowledged_writes_reflected(platform: &Platform, journal: &Journa
         let Some(effect) = Effect::of(r) else { continue };
         let key = (r.cell.clone(), effect);
         let (have, want) = (index.effects.get(&key).copied().unwrap_or(0), expected.get(&key).copied().unwrap_or(0));
-        if have != want {
+        if !reflected(&key, have, want) {
             retry_problems.push(format!(
                 "{} {} {} ({}, first attempt: {}): {have} effects, expected {want}",
                 r.player,
@@ -292,7 +314,8 @@ pub async fn acknowledged_writes_reflected(platform: &Platform, journal: &Journa
         ),
     );
     let balances = balances_match(platform, journal).await;
-    Reflection { events, retries, balances }
+    let at_risk = writes(journal).filter(|r| may_be_lost(journal, r)).count() as u64;
+    Reflection { events, retries, balances, at_risk, lost }
 }
 
 /// The gist of a transport error or status, to group them: the innermost cause.
@@ -327,36 +350,56 @@ fn add_to(into: &mut Decimal, amount: Decimal, overflowed: &mut bool) {
 }
 
 async fn balances_match(platform: &Platform, journal: &Journal) -> Check {
-    let mut expected: BTreeMap<(String, String), Expected> = BTreeMap::new();
-    let mut overflowed = false;
-    let mut registered: BTreeSet<(String, String)> = BTreeSet::new();
-    for r in writes(journal).filter(|r| r.outcome == Outcome::Acked) {
-        let key = (r.cell.clone(), r.player.clone());
-        let e = expected.entry(key.clone()).or_default();
-        match r.step.kind {
-            StepKind::Register => {
-                registered.insert(key);
-            }
-            StepKind::Deposit => add_to(&mut e.cash, r.step.amount, &mut overflowed),
-            StepKind::Bet => {
-                add_to(&mut e.cash, -r.step.amount, &mut overflowed);
-                add_to(&mut e.held, r.step.amount, &mut overflowed);
-            }
-            StepKind::Win => add_to(&mut e.cash, r.step.amount, &mut overflowed),
-            _ => {}
-        }
-    }
     // A closing win releases the round's stake from held (to game revenue).
     let stakes: BTreeMap<(&str, &str), Decimal> = writes(journal)
         .filter(|b| b.step.kind == StepKind::Bet && b.outcome == Outcome::Acked)
         .map(|b| ((b.player.as_str(), b.step.round.as_str()), b.step.amount))
         .collect();
-    for r in writes(journal).filter(|r| r.outcome == Outcome::Acked && r.step.kind == StepKind::Win) {
-        let stake = stakes.get(&(r.player.as_str(), r.step.round.as_str()));
-        if let (Some(stake), Some(e)) = (stake, expected.get_mut(&(r.cell.clone(), r.player.clone()))) {
-            add_to(&mut e.held, -*stake, &mut overflowed);
+    let mut expected: BTreeMap<(String, String), Expected> = BTreeMap::new();
+    // Per player, what each acknowledged write an asynchronous failover may have lost did to
+    // their (cash, held), in order: the promoted standby lacks at most a suffix of them.
+    let mut losable: BTreeMap<(String, String), Vec<(Decimal, Decimal)>> = BTreeMap::new();
+    let mut overflowed = false;
+    let mut registered: BTreeSet<(String, String)> = BTreeSet::new();
+    for r in writes(journal).filter(|r| r.outcome == Outcome::Acked) {
+        let key = (r.cell.clone(), r.player.clone());
+        let (cash, held) = match r.step.kind {
+            StepKind::Register => {
+                registered.insert(key.clone());
+                (Decimal::ZERO, Decimal::ZERO)
+            }
+            StepKind::Deposit => (r.step.amount, Decimal::ZERO),
+            StepKind::Bet => (-r.step.amount, r.step.amount),
+            StepKind::Win => {
+                let stake = stakes.get(&(r.player.as_str(), r.step.round.as_str())).copied();
+                (r.step.amount, -stake.unwrap_or_default())
+            }
+            _ => (Decimal::ZERO, Decimal::ZERO),
+        };
+        let e = expected.entry(key.clone()).or_default();
+        add_to(&mut e.cash, cash, &mut overflowed);
+        add_to(&mut e.held, held, &mut overflowed);
+        if may_be_lost(journal, r) {
+            losable.entry(key).or_default().push((cash, held));
         }
     }
+    // What a player's balances may be: all their acknowledged writes, or all but the last few of
+    // those a failover may have lost.
+    let acceptable = |key: &(String, String), want: &Expected| {
+        let mut states = vec![(want.cash, want.held)];
+        let (mut cash, mut held) = (want.cash, want.held);
+        for (c, h) in losable.get(key).into_iter().flatten().rev() {
+            let (Some(c), Some(h)) = (cash.checked_sub(*c), held.checked_sub(*h)) else { break };
+            (cash, held) = (c, h);
+            states.push((cash, held));
+        }
+        states
+    };
+    // A registration the failover may have lost: the player may be nowhere.
+    let registration_losable: BTreeSet<(String, String)> = writes(journal)
+        .filter(|r| r.step.kind == StepKind::Register && may_be_lost(journal, r))
+        .map(|r| (r.cell.clone(), r.player.clone()))
+        .collect();
     let players: Vec<(String, String)> = registered.into_iter().collect();
     let mut problems = Vec::new();
     if overflowed {
@@ -390,14 +433,15 @@ async fn balances_match(platform: &Platform, journal: &Journal) -> Check {
                     continue;
                 }
             };
-            let want = expected.get(&(cell.clone(), player.clone())).copied().unwrap_or_default();
+            let key = (cell.clone(), player.clone());
+            let want = expected.get(&key).copied().unwrap_or_default();
             match found.as_slice() {
+                [] if registration_losable.contains(&key) => {}
                 [] => problems.push(format!("{player}: registration acknowledged but no {cell} process knows them")),
                 [(role, balance)] => {
                     on_standby += u64::from(matches!(role, Role::Standby(_)));
-                    let cash = decimal(&balance["cash"]);
-                    let held = decimal(&balance["held"]);
-                    if cash != Some(want.cash) || held != Some(want.held) {
+                    let found = decimal(&balance["cash"]).zip(decimal(&balance["held"]));
+                    if !found.is_some_and(|found| acceptable(&key, &want).contains(&found)) {
                         problems.push(format!(
                             "{player} on {role}: cash {} held {}, acknowledged requests add up to cash {} held {}",
                             balance["cash"], balance["held"], want.cash, want.held

@@ -195,6 +195,18 @@ pub struct StepRecord {
     pub first_error: Option<String>,
     /// The final answer carried `Idempotent-Replay: true`.
     pub replayed: bool,
+    /// When the load had the acknowledgement (acknowledged writes only).
+    pub acked_at: Option<std::time::Instant>,
+}
+
+/// Writes of `cell` acknowledged within `from..=to` may be lost: an asynchronous standby was
+/// promoted after its primary was killed, and held what the primary had acknowledged up to its
+/// lag then, not after.
+#[derive(Debug, Clone)]
+pub struct LossWindow {
+    pub cell: String,
+    pub from: std::time::Instant,
+    pub to: std::time::Instant,
 }
 
 /// A player and what is left to do.
@@ -280,6 +292,8 @@ pub struct Journal {
     /// Balance reads of a player answered `404 PLAYER_NOT_FOUND` by their jurisdiction's cell
     /// (a fresh standby knows no one).
     pub unknown_player_reads: u64,
+    /// Set by an asynchronous failover: acknowledged writes it may have lost.
+    pub loss_window: Option<LossWindow>,
 }
 
 /// Shared state of a running load.
@@ -680,6 +694,7 @@ async fn run_journey(shared: &Shared, j: &mut Journey) -> JourneyEnd {
 fn record(shared: &Shared, j: &mut Journey, step: &Step, outcome: &Outcome, result: &anyhow::Result<Reply>) {
     let mut journal = shared.journal.lock().expect("journal lock");
     let replayed = matches!(result, Ok(r) if r.replayed());
+    let acked_at = (*outcome == Outcome::Acked).then(std::time::Instant::now);
     let error = match outcome {
         Outcome::Unknown { error } => Some(error.clone()),
         _ => None,
@@ -691,6 +706,7 @@ fn record(shared: &Shared, j: &mut Journey, step: &Step, outcome: &Outcome, resu
         r.retried_after_unknown = true;
         r.outcome = outcome.clone();
         r.replayed = replayed;
+        r.acked_at = acked_at;
         if !matches!(outcome, Outcome::Unknown { .. }) {
             j.parked_unknown = false;
         }
@@ -706,6 +722,7 @@ fn record(shared: &Shared, j: &mut Journey, step: &Step, outcome: &Outcome, resu
         retried_after_unknown: false,
         first_error: error,
         replayed,
+        acked_at,
     });
     // Only writes are ever retried, so only they need their index kept by step.
     if step.kind.writes() {

@@ -33,6 +33,7 @@ pub enum Scenario {
     PartitionControl,
     KillRouter,
     Failover,
+    FailoverAsync,
     PspChaos,
     ExportChaos,
     KillStandby,
@@ -41,12 +42,13 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::KillCell,
         Scenario::KillControl,
         Scenario::PartitionControl,
         Scenario::KillRouter,
         Scenario::Failover,
+        Scenario::FailoverAsync,
         Scenario::PspChaos,
         Scenario::ExportChaos,
         Scenario::KillStandby,
@@ -58,7 +60,11 @@ impl Scenario {
     fn needs_standby(self) -> bool {
         matches!(
             self,
-            Scenario::Failover | Scenario::KillStandby | Scenario::PartitionReplica | Scenario::DoublePrimary
+            Scenario::Failover
+                | Scenario::FailoverAsync
+                | Scenario::KillStandby
+                | Scenario::PartitionReplica
+                | Scenario::DoublePrimary
         )
     }
 
@@ -69,6 +75,7 @@ impl Scenario {
             Scenario::PartitionControl => "partition-control",
             Scenario::KillRouter => "kill-router",
             Scenario::Failover => "failover",
+            Scenario::FailoverAsync => "failover-async",
             Scenario::PspChaos => "psp-chaos",
             Scenario::ExportChaos => "export-chaos",
             Scenario::KillStandby => "kill-standby",
@@ -92,7 +99,10 @@ impl Scenario {
             }
             Scenario::KillRouter => "kill -9 the router under load, restart it",
             Scenario::Failover => {
-                "kill -9 the primary of a jurisdiction with a standby; the router moves its traffic there"
+                "kill -9 the primary of a jurisdiction with a sync standby; promote it; nothing acknowledged is lost"
+            }
+            Scenario::FailoverAsync => {
+                "the same with an async standby: what is lost was acknowledged within the lag reported at the kill"
             }
             Scenario::PspChaos => {
                 "deposits and withdrawals through the card PSP under every notification fault, a kill -9 midway"
@@ -187,20 +197,22 @@ async fn run_in(scenario: Scenario, options: &DrillOptions, dir: PathBuf, report
         .context("load region files")?;
     let cell_ids: Vec<String> = regions.iter().map(|r| r.cell_id.clone()).collect();
     // The jurisdiction each drill aims at, chosen by the seed.
-    // Failover aims at a jurisdiction whose standby is synchronous, where nothing acknowledged
-    // may be lost (an asynchronous one loses up to its lag: not drilled yet).
-    let sync =
-        |r: &&contracts::region::RegionConfig| r.replication.durability == contracts::region::ReplicaDurability::Sync;
+    // The replication drills aim at a jurisdiction whose standby is synchronous, where nothing
+    // acknowledged may be lost; failover-async at an asynchronous one, which loses up to its lag.
+    let durability = match scenario {
+        Scenario::FailoverAsync => contracts::region::ReplicaDurability::Async,
+        _ => contracts::region::ReplicaDurability::Sync,
+    };
     let with_standby: Vec<String> = regions
         .iter()
         .filter(|r| r.standby_endpoint.is_some())
-        .filter(|r| !scenario.needs_standby() || sync(r))
+        .filter(|r| !scenario.needs_standby() || r.replication.durability == durability)
         .map(|r| r.cell_id.clone())
         .collect();
     let target = match scenario {
         s if s.needs_standby() => {
             if with_standby.is_empty() {
-                bail!("no region file names a standby endpoint");
+                bail!("no region file names a standby endpoint with {durability:?} durability");
             }
             with_standby[rng.random_range(0..with_standby.len())].clone()
         }
@@ -260,7 +272,7 @@ async fn run_in(scenario: Scenario, options: &DrillOptions, dir: PathBuf, report
         Scenario::KillRouter => kill_router(&mut drill, report).await,
         Scenario::KillControl => kill_control(&mut drill, report).await,
         Scenario::PartitionControl => partition_control(&mut drill, &target, proxy.as_ref(), report).await,
-        Scenario::Failover => failover(&mut drill, &target, report).await,
+        Scenario::Failover | Scenario::FailoverAsync => failover(&mut drill, &target, report).await,
         Scenario::PspChaos => crate::psp_chaos::run(&mut drill.platform, &target, options.quick, report).await,
         Scenario::ExportChaos => {
             crate::export_chaos::run(&mut drill.platform, &drill.control, options.quick, report).await
@@ -525,15 +537,28 @@ async fn failover(drill: &mut Drill, target: &str, report: &mut Report) -> anyho
     let router = drill.platform.url(&Role::Router);
     progress(drill, Some(target), drill.sizes.warmup, "warm-up").await?;
     let lag = metric(drill, &standby, "cell_replication_lag_versions").await;
+    let lag_seconds: Option<f64> = metric_as(drill, &standby, "cell_replication_lag_seconds").await;
+    let sampled = std::time::Instant::now();
     let acked = drill.load.acked(Some(target));
     let pid = drill.platform.process(&primary)?.pid().unwrap_or(0);
     drill.platform.kill9(&primary)?;
+    let killed = std::time::Instant::now();
     report.fault(format!(
         "kill -9 primary of {target} (pid {pid}) after {acked} acknowledged writes; its standby was {} commits \
-         behind ({:?} durability)",
+         ({} s) behind ({:?} durability)",
         lag.map_or("an unknown number of".into(), |l| l.to_string()),
+        lag_seconds.map_or("?".into(), |s| format!("{s:.3}")),
         region.replication.durability
     ));
+    if region.replication.durability == contracts::region::ReplicaDurability::Async {
+        // What the standby may lack: writes acknowledged since it was last caught up (its lag
+        // then), or since the lag was read, widened by one heartbeat (how late a standby can
+        // learn the primary's latest version). Anything lost before that fails the checks.
+        let behind = Duration::from_secs_f64(lag_seconds.unwrap_or(0.0).max(0.0)) + replication::shipping::HEARTBEAT;
+        let from = sampled.checked_sub(behind).unwrap_or(sampled);
+        drill.load.shared.journal.lock().expect("journal lock").loss_window =
+            Some(crate::load::LossWindow { cell: target.to_owned(), from, to: killed });
+    }
 
     // Promotion: the standby stops, `cell promote` bumps its epoch, it starts as the writer.
     let shipping = drill.platform.spec.ports.shipping.clone();
@@ -934,6 +959,10 @@ async fn replicas_agree(drill: &mut Drill, report: &mut Report) {
 
 /// A gauge of a role's `/metrics`, if it reports it.
 async fn metric(drill: &Drill, role: &Role, name: &str) -> Option<u64> {
+    metric_as(drill, role, name).await
+}
+
+async fn metric_as<T: std::str::FromStr>(drill: &Drill, role: &Role, name: &str) -> Option<T> {
     let text = drill.platform.get(role, "/metrics").await.ok()?.text();
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
@@ -965,6 +994,16 @@ async fn settle_and_check(drill: &mut Drill, report: &mut Report) -> anyhow::Res
     report.check(invariants::no_outcome_left_unknown(&journal));
     report.check(invariants::ledger_sums_to_zero(&drill.platform).await);
     let reflected = invariants::acknowledged_writes_reflected(&drill.platform, &journal).await;
+    if let Some(w) = &journal.loss_window {
+        report.note(format!(
+            "asynchronous failover of {}: {} acknowledged writes lost, of {} acknowledged in the {} ms before the \
+             kill that the standby's lag then allowed it to lack (the checks fail on any other loss)",
+            w.cell,
+            reflected.lost,
+            reflected.at_risk,
+            w.to.duration_since(w.from).as_millis()
+        ));
+    }
     report.check(reflected.balances);
     report.check(reflected.events);
     report.check(reflected.retries);

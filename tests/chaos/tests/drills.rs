@@ -61,6 +61,11 @@ fn failover() {
 }
 
 #[test]
+fn failover_async() {
+    drill(Scenario::FailoverAsync);
+}
+
+#[test]
 fn psp_chaos() {
     drill(Scenario::PspChaos);
 }

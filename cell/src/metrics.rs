@@ -25,6 +25,11 @@ pub struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkListLabels {
+    pub list: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WalletOpLabels {
     pub op: &'static str,
     pub outcome: &'static str,
@@ -44,6 +49,8 @@ pub struct Metrics {
     /// One histogram per [`Stage`], made once so the hot path never looks a label up.
     wallet_stages: Vec<Histogram>,
     pub wallet_queue_depth: Gauge,
+    /// Items on each of the cashier's work lists, as its sweeper last counted them.
+    pub cashier_work: Family<WorkListLabels, Gauge>,
     /// The open store's deleted-file counts, once a store is open.
     deleted_files: Arc<DeletedFilesCollector>,
     replica: Arc<ReplicaCollector>,
@@ -225,6 +232,12 @@ impl Default for Metrics {
             .map(|s| wallet_stage_seconds.get_or_create(&StageLabels { stage: s.label() }).clone())
             .collect();
         let wallet_queue_depth = Gauge::default();
+        let cashier_work = Family::<WorkListLabels, Gauge>::default();
+        registry.register(
+            "cashier_work_items",
+            "Payments and notifications on each cashier work list, as the sweeper last counted them (at most 10,000 a list): parked (notifications about an unknown payment or a refused step), to_answer, to_confirm, to_capture, to_refund, to_pay_out (waiting on a PSP), to_review (withdrawals waiting for finance)",
+            cashier_work.clone(),
+        );
         registry.register("http_requests", "HTTP requests answered, by route and status", http_requests.clone());
         registry.register("http_request_seconds", "HTTP request latency, by route", http_seconds.clone());
         registry.register("wallet_operations", "Wallet operations, by kind and outcome", wallet_ops.clone());
@@ -247,6 +260,7 @@ impl Default for Metrics {
             wallet_batch_ops,
             wallet_stages,
             wallet_queue_depth,
+            cashier_work,
             deleted_files,
             replica,
         }
@@ -254,12 +268,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Reports `files` (the open store's) from now on.
     /// Reports this replication state from now on.
     pub fn watch_replica(&self, state: Arc<crate::replica::ReplicaState>) {
         *self.replica.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
     }
 
+    /// Reports `files` (the open store's) from now on.
     pub fn watch_deleted_files(&self, files: Arc<DeletedFiles>) {
         *self.deleted_files.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(files);
     }

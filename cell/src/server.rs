@@ -361,9 +361,12 @@ pub async fn run(
             d.ledger.clone(),
             cell.clone(),
             d.clock.clone(),
-            intervals.cashier_sweep,
-            intervals.psp_answer_wait,
-            intervals.psp_inquiry_wait,
+            crate::domains::cashier::SweepTimes {
+                interval: intervals.cashier_sweep,
+                answer_wait: intervals.psp_answer_wait,
+                inquiry_wait: intervals.psp_inquiry_wait,
+            },
+            state.metrics.clone(),
         ));
         tasks.append(&mut replica_tasks);
         if let Some(control) = control {

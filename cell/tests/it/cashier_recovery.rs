@@ -388,7 +388,6 @@ async fn overdue_notifications_are_asked_for() {
     let bearer = format!("Bearer {token}");
     let post = |path: &'static str, body: Value, key: &'static str| {
         let bearer = bearer.clone();
-        let c = c.clone();
         async move {
             let headers =
                 [("authorization", bearer.as_str()), ("x-idempotency-key", key), ("content-type", "application/json")];
@@ -397,6 +396,8 @@ async fn overdue_notifications_are_asked_for() {
     };
     let card = json!({ "playerId": "uk-dru", "psp": "card", "amount": "40.00", "currency": "GBP", "paymentMethod": "card:tok_visa_4242" });
     let id = post("/cashier/deposits", card, "dru-1").await["id"].as_str().unwrap().to_owned();
+    // Ops see it waiting for its PSP's word.
+    assert_eq!(work_items(&c, "to_confirm", 1).await, 1);
     assert_eq!(payment_becomes(&c, &token, &id, "captured").await["status"], "captured");
     assert_eq!(c.balance("uk-dru").await["cash"], "40.00");
 
@@ -433,6 +434,24 @@ async fn overdue_notifications_are_asked_for() {
         let found = (report["matched"].as_u64(), report["differences"].as_array().map(Vec::len));
         assert_eq!(found, (Some(lines), Some(0)), "{psp}: {report}");
     }
+    for list in ["to_confirm", "to_pay_out", "parked"] {
+        assert_eq!(work_items(&c, list, 0).await, 0, "{list}: nothing left waiting");
+    }
+}
+
+/// `cell_cashier_work_items{list}` once it reads `want` (or what it read after 10 s).
+async fn work_items(c: &Client, list: &str, want: u64) -> u64 {
+    let gauge = format!("cell_cashier_work_items{{list=\"{list}\"}} ");
+    let mut last = u64::MAX;
+    for _ in 0..100 {
+        let metrics = String::from_utf8_lossy(&c.get("/metrics").await.body).into_owned();
+        last = metrics.lines().find_map(|l| l.strip_prefix(&gauge)?.trim().parse().ok()).unwrap_or(u64::MAX);
+        if last == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
 }
 
 /// Two bank pay-ins, each under the player's deposit limit and together over it, both approved at

@@ -111,6 +111,34 @@ fn invariants_catch_an_effect_nobody_acknowledged() {
         let honest = invariants::acknowledged_writes_reflected(&platform, &journal).await;
         assert!(honest.balances.ok() && honest.events.ok(), "{:?}\n{:?}", honest.balances, honest.events);
 
+        // A deposit acknowledged and then lost (as an asynchronous failover may lose one): caught,
+        // unless it was acknowledged within the failover's loss window, which then counts it.
+        let mut lost = journal
+            .records
+            .iter()
+            .find(|r| r.step.kind == StepKind::Deposit && r.outcome == Outcome::Acked)
+            .expect("an acknowledged deposit")
+            .clone();
+        lost.step.key = format!("{}-lost", lost.step.key);
+        lost.step.amount = rust_decimal::Decimal::new(333, 2);
+        lost.acked_at = Some(std::time::Instant::now());
+        let with_lost = |window: Option<chaos::load::LossWindow>| chaos::load::Journal {
+            records: journal.records.iter().cloned().chain([lost.clone()]).collect(),
+            loss_window: window,
+            ..Default::default()
+        };
+        let at = lost.acked_at.unwrap();
+        let window = |from, to| Some(chaos::load::LossWindow { cell: lost.cell.clone(), from, to });
+        let second = Duration::from_secs(1);
+        for (name, journal) in [("no failover", with_lost(None)), ("before the window", with_lost(window(at + second, at + 2 * second)))] {
+            let r = invariants::acknowledged_writes_reflected(&platform, &journal).await;
+            assert!(!r.balances.ok() && !r.events.ok(), "{name}: a lost write went unnoticed");
+        }
+        // The window holds that write alone (the load's own writes were all acknowledged before).
+        let r = invariants::acknowledged_writes_reflected(&platform, &with_lost(window(at, at))).await;
+        assert!(r.balances.ok() && r.events.ok(), "{:?}\n{:?}", r.balances, r.events);
+        assert_eq!((r.lost, r.at_risk), (1, 1), "the lost deposit is counted");
+
         // A player whose limits leave room for the rogue credit: one deposit acknowledged, nothing
         // of theirs refused (a tight day limit passed, a self-exclusion would refuse it).
         let free = |player: &str| {

@@ -33,7 +33,7 @@ mod room;
 mod sweeper;
 
 pub use room::CashierRoom;
-pub use sweeper::spawn_sweeper;
+pub use sweeper::{spawn_sweeper, SweepTimes};
 
 use crate::ledger::{
     or_refuse, Account, Entry, HouseAccount, KernelTx, LedgerCommand, LedgerRefusal, Posting, PostingKind, Refusal,
@@ -1070,7 +1070,7 @@ pub async fn pay_out(
             match psp.inquire(payment).await {
                 Ok(psps::Inquiry::Unknown) => {}
                 Ok(psps::Inquiry::Final(notification, raw)) => {
-                    let taken = take_notification(cashier, ledger, psp, notification, raw, false, ctx).await;
+                    let taken = take_notification(cashier, ledger, psp, *notification, raw, false, ctx).await;
                     return taken.is_ok();
                 }
                 Ok(psps::Inquiry::Pending) => return false,
@@ -1102,7 +1102,7 @@ pub async fn inquire_and_apply(
     payment: &Payment,
 ) -> Option<NotificationOutcome> {
     let (notification, raw) = match psp.inquire(payment).await {
-        Ok(psps::Inquiry::Final(notification, raw)) => (notification, raw),
+        Ok(psps::Inquiry::Final(notification, raw)) => (*notification, raw),
         Ok(psps::Inquiry::Unknown | psps::Inquiry::Pending) => return None,
         Err(e) => {
             tracing::warn!(payment = %payment.id, error = %e, "cannot ask the PSP where a payment stands");

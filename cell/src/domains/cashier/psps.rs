@@ -108,7 +108,7 @@ pub enum Inquiry {
     /// It has one, with nothing final to say yet (received, waiting for the payer).
     Pending,
     /// Its last word: the notification it amounts to, and the answer as written.
-    Final(Notification, String),
+    Final(Box<Notification>, String),
 }
 
 /// Why a call to a PSP did not take.
@@ -317,7 +317,7 @@ impl Psp {
             currency: answer.currency,
             event_date: None,
         };
-        Ok(Inquiry::Final(notification, String::from_utf8_lossy(&body).into_owned()))
+        Ok(Inquiry::Final(Box::new(notification), String::from_utf8_lossy(&body).into_owned()))
     }
 
     /// Captures an authorised payment (capturing twice captures once). An error: try again.

@@ -22,6 +22,8 @@ use std::time::Duration;
 
 /// How many items of each list one sweep takes.
 const PAGE: usize = 100;
+/// How many items of a list a sweep counts for `/metrics`, at most.
+const COUNT_MAX: usize = 10_000;
 /// The longest a failing item waits between two attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
 
@@ -34,9 +36,14 @@ enum List {
     ToRefund,
     ToPayOut,
     Parked,
+    /// Withdrawals waiting for finance: counted, never swept.
+    ToReview,
 }
 
 impl List {
+    const SWEPT: [List; 6] =
+        [List::ToAnswer, List::ToConfirm, List::ToCapture, List::ToRefund, List::ToPayOut, List::Parked];
+
     fn range(self) -> (Vec<u8>, Vec<u8>) {
         match self {
             List::ToAnswer => keys::to_answer_all(),
@@ -45,6 +52,19 @@ impl List {
             List::ToRefund => keys::to_refund_all(),
             List::ToPayOut => keys::to_pay_out_all(),
             List::Parked => keys::parked_all(),
+            List::ToReview => keys::to_review_all(),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            List::ToAnswer => "to_answer",
+            List::ToConfirm => "to_confirm",
+            List::ToCapture => "to_capture",
+            List::ToRefund => "to_refund",
+            List::ToPayOut => "to_pay_out",
+            List::Parked => "parked",
+            List::ToReview => "to_review",
         }
     }
 }
@@ -60,6 +80,17 @@ struct Page {
 }
 
 impl Cashier {
+    /// How many items each list holds (up to [`COUNT_MAX`]). Blocking.
+    fn counts(&self) -> Result<Vec<(List, usize)>, StoreError> {
+        let mut tx = self.store.begin_snapshot_reads()?;
+        let mut counts = Vec::new();
+        for list in List::SWEPT.into_iter().chain([List::ToReview]) {
+            let (start, end) = list.range();
+            counts.push((list, tx.get_range(&start, &end, COUNT_MAX, false)?.len()));
+        }
+        Ok(counts)
+    }
+
     /// The page of `list` after `after` (from its start when `None`). Blocking.
     fn page(&self, list: List, after: Option<&[u8]>) -> Result<Page, StoreError> {
         let (start, end) = list.range();
@@ -89,6 +120,16 @@ struct Retry {
     not_before: chrono::DateTime<chrono::Utc>,
 }
 
+/// How often the sweeper runs, and how long it leaves a payment to its PSP before asking.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepTimes {
+    pub interval: Duration,
+    /// How long a deposit may wait for its PSP's answer before the PSP is asked about it.
+    pub answer_wait: Duration,
+    /// How long a payment may wait for its PSP's last notification before the PSP is asked.
+    pub inquiry_wait: Duration,
+}
+
 /// The sweeper's memory between sweeps: where each list's next page starts, and the items
 /// waiting out their backoff (lost on restart, which only means one earlier attempt).
 struct Sweeper {
@@ -96,18 +137,26 @@ struct Sweeper {
     ledger: crate::ledger::Ledger,
     cell: String,
     clock: Arc<dyn crate::clock::Clock>,
-    interval: Duration,
-    /// How long a deposit may wait for its PSP's answer before the PSP is asked about it.
-    answer_wait: Duration,
-    /// How long a payment may wait for its PSP's last notification before the PSP is asked.
-    inquiry_wait: Duration,
+    times: SweepTimes,
+    metrics: Arc<crate::metrics::Metrics>,
     cursors: HashMap<List, Vec<u8>>,
     retries: HashMap<(List, String), Retry>,
 }
 
 impl Sweeper {
     async fn sweep(&mut self) {
-        for list in [List::ToAnswer, List::ToConfirm, List::ToCapture, List::ToRefund, List::ToPayOut, List::Parked] {
+        let counter = self.cashier.clone();
+        match tokio::task::spawn_blocking(move || counter.counts()).await {
+            Ok(Ok(counts)) => {
+                for (list, n) in counts {
+                    let labels = crate::metrics::WorkListLabels { list: list.label() };
+                    self.metrics.cashier_work.get_or_create(&labels).set(n as i64);
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cashier sweep: cannot count its work"),
+            Err(e) => tracing::error!(error = %e, "cashier count task failed"),
+        }
+        for list in List::SWEPT {
             let (reader, after) = (self.cashier.clone(), self.cursors.get(&list).cloned());
             let page = match tokio::task::spawn_blocking(move || reader.page(list, after.as_deref())).await {
                 Ok(Ok(page)) => page,
@@ -150,7 +199,7 @@ impl Sweeper {
             return;
         }
         let attempts = self.retries.get(&key).map_or(0, |r| r.attempts) + 1;
-        let wait = self.interval.saturating_mul(1 << attempts.min(16)).min(BACKOFF_MAX);
+        let wait = self.times.interval.saturating_mul(1 << attempts.min(16)).min(BACKOFF_MAX);
         let not_before = self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default();
         if attempts >= 5 {
             tracing::error!(?list, item = id, attempts, ?wait, "cashier sweep: still failing; trying again later");
@@ -164,9 +213,9 @@ impl Sweeper {
         let older = |wait: Duration| age >= chrono::Duration::from_std(wait).unwrap_or_default();
         // Fresh items are the first attempt's, still in flight.
         let wait = match list {
-            List::ToAnswer => self.answer_wait,
-            List::ToConfirm => self.inquiry_wait,
-            _ => self.interval,
+            List::ToAnswer => self.times.answer_wait,
+            List::ToConfirm => self.times.inquiry_wait,
+            _ => self.times.interval,
         };
         if !older(wait) || !self.due(list, &payment.id) {
             return;
@@ -177,7 +226,7 @@ impl Sweeper {
             List::ToCapture => capture(psp, &payment).await,
             List::ToRefund => refund(&self.cashier, psp, &payment).await,
             List::ToPayOut => {
-                let settled = if older(self.inquiry_wait) { self.inquire(psp, &payment).await } else { None };
+                let settled = if older(self.times.inquiry_wait) { self.inquire(psp, &payment).await } else { None };
                 match settled {
                     Some(took) => took,
                     None => {
@@ -186,7 +235,7 @@ impl Sweeper {
                     }
                 }
             }
-            List::Parked => true,
+            List::Parked | List::ToReview => true,
         };
         self.attempted(list, &payment.id, took);
     }
@@ -249,23 +298,13 @@ pub fn spawn_sweeper(
     ledger: crate::ledger::Ledger,
     cell: String,
     clock: Arc<dyn crate::clock::Clock>,
-    interval: Duration,
-    answer_wait: Duration,
-    inquiry_wait: Duration,
+    times: SweepTimes,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> tokio::task::JoinHandle<()> {
-    let mut sweeper = Sweeper {
-        cashier,
-        ledger,
-        cell,
-        clock,
-        interval,
-        answer_wait,
-        inquiry_wait,
-        cursors: HashMap::new(),
-        retries: HashMap::new(),
-    };
+    let mut sweeper =
+        Sweeper { cashier, ledger, cell, clock, times, metrics, cursors: HashMap::new(), retries: HashMap::new() };
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
+        let mut ticks = tokio::time::interval(times.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;

@@ -29,6 +29,26 @@ fn gbp(amount: i64) -> Money {
     Money::signed(Decimal::from(amount), Currency::from_code("GBP").unwrap()).unwrap()
 }
 
+/// A card deposit of `amount` pounds by `player`, through the writer alone (no PSP here).
+fn card_deposit(id: &str, player: &str, amount: i64) -> CreateDeposit {
+    CreateDeposit {
+        id: id.into(),
+        player: PlayerId::new(player).unwrap(),
+        psp: "card".into(),
+        clearing: HouseAccount("psp-clearing:card"),
+        money: gbp(amount),
+        payment_method: "card:tok_visa_4242".into(),
+        location: None,
+    }
+}
+
+/// Per currency, the books sum to zero.
+fn books_sum_to_zero(ledger: &cell::ledger::Ledger) {
+    for (currency, total) in ledger.ledger_totals().unwrap() {
+        assert!(total.is_zero(), "{currency} sums to {total}");
+    }
+}
+
 /// Payment `id` as its player sees it, once its status is `want` (or after 15 s).
 async fn payment_becomes(c: &Client, token: &str, id: &str, want: &str) -> Value {
     let bearer = format!("Bearer {token}");
@@ -59,15 +79,7 @@ async fn a_deposit_whose_psp_answer_was_lost_is_asked_about() {
         let store = Arc::new(EmbeddedStore::open(&cell.dir.path().join("store"), Durability::SyncPerCommit).unwrap());
         let (ledger, writer) = crate::harness::ledger(store, Vec::new());
         for (id, amount) in [("dep_lost_never", 20), ("dep_lost_taken", 15)] {
-            let command = CreateDeposit {
-                id: id.into(),
-                player: PlayerId::new("uk-lou").unwrap(),
-                psp: "card".into(),
-                clearing: HouseAccount("psp-clearing:card"),
-                money: gbp(amount),
-                payment_method: "card:tok_visa_4242".into(),
-                location: None,
-            };
+            let command = card_deposit(id, "uk-lou", amount);
             ledger.execute(command, key(id), ctx()).await.unwrap();
         }
         crate::harness::ledger_stop(ledger, writer).await;
@@ -160,15 +172,7 @@ async fn a_notification_whose_step_is_refused_is_parked_not_lost() {
         vec![Box::new(Refuses { kind: PostingKind::Chargeback, refusing: refusing.clone() })],
     );
     let clearing = HouseAccount("psp-clearing:card");
-    let command = CreateDeposit {
-        id: "dep_cy".into(),
-        player: player.clone(),
-        psp: "card".into(),
-        clearing,
-        money: gbp(40),
-        payment_method: "card:tok_visa_4242".into(),
-        location: None,
-    };
+    let command = card_deposit("dep_cy", "uk-cy", 40);
     ledger.execute(command, key("dep"), ctx()).await.unwrap();
     let handle = |n: Notification, from_park: bool| HandleNotification {
         psp: "card".into(),
@@ -219,16 +223,7 @@ async fn batches_in_flight_read_what_the_one_before_did_to_a_payment() {
     let (ledger, writer) = crate::harness::ledger(Arc::new(FaultyStore::new(embedded, faults, 7)), Vec::new());
     let player = PlayerId::new("uk-pip").unwrap();
     let clearing = HouseAccount("psp-clearing:card");
-    let deposit = CreateDeposit {
-        id: "dep_pip".into(),
-        player: player.clone(),
-        psp: "card".into(),
-        clearing,
-        money: gbp(40),
-        payment_method: "card:tok_visa_4242".into(),
-        location: None,
-    };
-    ledger.execute(deposit, key("dep"), ctx()).await.unwrap();
+    ledger.execute(card_deposit("dep_pip", "uk-pip", 40), key("dep"), ctx()).await.unwrap();
     // Each sent a moment after the one before, so they land in successive batches.
     let mut captures = tokio::task::JoinSet::new();
     for n in 0..24 {
@@ -274,9 +269,7 @@ async fn batches_in_flight_read_what_the_one_before_did_to_a_payment() {
         assert!(matches!(outcome, Failed::Refused(CashierError::NotPending { .. })), "{outcome:?}");
     }
     assert_eq!(ledger.balance(&player, None, None).unwrap().cash.0, Decimal::from(40), "given back once");
-    for (currency, total) in ledger.ledger_totals().unwrap() {
-        assert!(total.is_zero(), "{currency} sums to {total}");
-    }
+    books_sum_to_zero(&ledger);
     crate::harness::ledger_stop(ledger, writer).await;
 }
 
@@ -297,16 +290,7 @@ async fn a_take_back_waits_for_its_capture_and_approval_checks_again() {
     let (ledger, writer) = crate::harness::ledger(store.clone(), vec![Box::new(gate)]);
     let player = PlayerId::new("uk-tb").unwrap();
     let clearing = HouseAccount("psp-clearing:card");
-    let deposit = CreateDeposit {
-        id: "dep_tb".into(),
-        player: player.clone(),
-        psp: "card".into(),
-        clearing,
-        money: gbp(40),
-        payment_method: "card:tok_visa_4242".into(),
-        location: None,
-    };
-    ledger.execute(deposit, key("dep"), ctx()).await.unwrap();
+    ledger.execute(card_deposit("dep_tb", "uk-tb", 40), key("dep"), ctx()).await.unwrap();
     let take = |n: Notification, from_park: bool| {
         let ledger = ledger.clone();
         let raw = serde_json::to_string(&n).unwrap();
@@ -346,16 +330,7 @@ async fn a_take_back_waits_for_its_capture_and_approval_checks_again() {
 
     // A capture the ledger refuses is due back to the player; the card holder's bank takes it
     // back first: no refund is due any more, and nothing moves in the wallet.
-    let deposit = CreateDeposit {
-        id: "dep_tb2".into(),
-        player: player.clone(),
-        psp: "card".into(),
-        clearing,
-        money: gbp(40),
-        payment_method: "card:tok_visa_4242".into(),
-        location: None,
-    };
-    ledger.execute(deposit, key("dep2"), ctx()).await.unwrap();
+    ledger.execute(card_deposit("dep_tb2", "uk-tb", 40), key("dep2"), ctx()).await.unwrap();
     refusing.store(true, Ordering::SeqCst);
     let captured = take(notification("evt_cap2", "CAPTURE", "dep_tb2"), false).await;
     assert!(matches!(captured, NotificationOutcome::RefundDue(_)), "{captured:?}");
@@ -366,9 +341,7 @@ async fn a_take_back_waits_for_its_capture_and_approval_checks_again() {
     assert_eq!(payment.status, contracts::cashier::PaymentStatus::ChargedBack, "no refund due: {payment:?}");
     let after = cash(&ledger);
     assert_eq!((after.cash.0, after.debt.0), (Decimal::from(30), Decimal::from(30)), "nothing moved");
-    for (currency, total) in ledger.ledger_totals().unwrap() {
-        assert!(total.is_zero(), "{currency} sums to {total}");
-    }
+    books_sum_to_zero(&ledger);
     crate::harness::ledger_stop(ledger, writer).await;
 }
 

@@ -46,7 +46,20 @@ async fn monitoring_rules_open_cases_that_hold_withdrawals_until_decided() {
     // One case per rule and window, however many deposits follow.
     assert_eq!(deposit(&c, "mt-eve", "EUR", "100.00", "e-d3").await.status, 200);
     assert_eq!(open_cases(&c, "mt-eve").await.len(), 1);
-    decide(&c, cases[0]["id"].as_str().unwrap(), "cleared").await;
+    // Decided by eight requests at once (a double click, two officers): one decision applies, the
+    // others are refused whatever the API read of the case before the writer.
+    let path = format!("/compliance/cases/{}", cases[0]["id"].as_str().unwrap());
+    let body = json!({ "decision": "cleared", "reason": "source of funds documented" }).to_string();
+    let mut decisions = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (path, body) = (path.clone(), body.clone().into_bytes());
+        decisions.spawn(async move { c.raw("POST", &path, &[("content-type", "application/json")], body).await });
+    }
+    let statuses: Vec<u16> = decisions.join_all().await.into_iter().map(|r| r.unwrap().status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| matches!(s, 200 | 400)), "{statuses:?}");
+    let decided = c.events().await.into_iter().filter(|e| e["event"] == "aml.case_decided").count();
+    assert_eq!(decided, 1, "one decision chained");
 
     // Cleared; but EUR 2,200 deposited this week and nothing staked: the withdrawal opens a case
     // of its own and waits for it.

@@ -1169,6 +1169,10 @@ impl LedgerCommand for DecideCase {
         };
         let (room, store) = tx.room::<RgRoom>();
         let rg = room.get(store, player, registered.currency, now)?;
+        // The room, not the copy the API read: two decisions at once, one applies.
+        if !rg.open_cases.contains(&decided.id) {
+            return Ok(Err(LimitsError::Invalid(format!("case {} is already decided", decided.id))));
+        }
         rg.open_cases.retain(|id| *id != decided.id);
         rg.aml_confirmed |= self.decision == "confirmed";
         // Withdrawals flow again once no case is open and none was confirmed.

@@ -15,9 +15,10 @@
 //! - `GET /psp/bank/v1/reports/settlement?date=` → CSV `date,type,id,merchantReference,amount,
 //!   currency` (`PAYIN`, `PAYOUT`).
 //! - `GET /psp/bank/v1/payins?merchantReference=` → 200 `{id, redirectUrl, status, amount,
-//!   currency}` (`waiting`, `settled`, `cancelled`) or 404: what became of a pay-in whose create
-//!   call's answer, or whose callbacks, were lost. `GET /psp/bank/v1/payouts?merchantReference=`
-//!   → `{id, status}` (`executed`, `rejected`) or 404, the same for a payout.
+//!   currency, createdAt?}` (`waiting`, `settled`, `cancelled`; `createdAt` once decided) or 404:
+//!   what became of a pay-in whose create call's answer, or whose callbacks, were lost.
+//!   `GET /psp/bank/v1/payouts?merchantReference=` → `{id, status, createdAt}` (`executed`,
+//!   `rejected`) or 404, the same for a payout.
 //! - The `bank-webhook` fault `{"mode": "drop"}`: callbacks are never delivered (the bank gave
 //!   up retrying); the merchant must ask.
 //! - A callback: `{eventId, type, id, merchantReference, amount, currency, createdAt, reason?}`
@@ -39,8 +40,8 @@ pub struct BankPsp {
     secret: Option<Vec<u8>>,
     next_id: AtomicU64,
     payins: Mutex<BTreeMap<String, Transfer>>,
-    /// Payouts by the merchant's reference: their id, and whether they were executed.
-    payouts: Mutex<BTreeMap<String, (String, bool)>>,
+    /// Payouts by the merchant's reference: their id, whether they were executed, and when.
+    payouts: super::Payouts,
     settled: Mutex<Vec<[String; 6]>>,
 }
 
@@ -54,9 +55,9 @@ pub struct Transfer {
     callback_url: String,
     #[serde(skip)]
     decided: bool,
-    /// What the payer decided: `settled` or `cancelled`.
+    /// What the payer decided (`settled` or `cancelled`), and when.
     #[serde(skip)]
-    outcome: Option<&'static str>,
+    outcome: Option<(&'static str, chrono::DateTime<chrono::Utc>)>,
 }
 
 impl BankPsp {
@@ -153,15 +154,14 @@ pub async fn authorise(State(s): State<Arc<Sandbox>>, Path(id): Path<String>, Qu
         }
         t.decided = true;
         let cancel = v.decision.as_deref() == Some("cancel") || t.account.contains("cancel");
-        t.outcome = Some(if cancel { "cancelled" } else { "settled" });
+        t.outcome = Some((if cancel { "cancelled" } else { "settled" }, chrono::Utc::now()));
         t.clone()
     };
-    let cancel = transfer.outcome == Some("cancelled");
-    if cancel {
-        callback(&s, "payin.cancelled", &id, &transfer, Some("Cancelled by the payer"), chrono::Utc::now());
+    let Some((outcome, at)) = transfer.outcome else { unreachable!("decided above") };
+    if outcome == "cancelled" {
+        callback(&s, "payin.cancelled", &id, &transfer, Some("Cancelled by the payer"), at);
         return (StatusCode::OK, "cancelled").into_response();
     }
-    let at = chrono::Utc::now();
     s.bank.settle("PAYIN", &id, &transfer, at);
     callback(&s, "payin.settled", &id, &transfer, None, at);
     (StatusCode::OK, "approved: you may return to the merchant").into_response()
@@ -178,19 +178,18 @@ pub async fn payout(
     let (id, first) = {
         let mut payouts = s.bank.payouts.lock().unwrap_or_else(|e| e.into_inner());
         match payouts.get(&t.merchant_reference) {
-            Some((id, _)) => (id.clone(), false),
+            Some((id, _, _)) => (id.clone(), false),
             None => {
                 let id = s.bank.next("pou");
                 let fails = s.fault_of("bank-payout").and_then(|f| f.mode).is_some_and(|m| m == "fail");
-                payouts.insert(t.merchant_reference.clone(), (id.clone(), !fails));
+                payouts.insert(t.merchant_reference.clone(), (id.clone(), !fails, chrono::Utc::now()));
                 (id, true)
             }
         }
     };
     if first {
-        let fails =
-            !s.bank.payouts.lock().unwrap_or_else(|e| e.into_inner()).get(&t.merchant_reference).is_some_and(|p| p.1);
-        let at = chrono::Utc::now();
+        let payouts = s.bank.payouts.lock().unwrap_or_else(|e| e.into_inner()).get(&t.merchant_reference).cloned();
+        let (fails, at) = payouts.map_or((true, chrono::Utc::now()), |(_, executed, at)| (!executed, at));
         if fails {
             callback(&s, "payout.rejected", &id, &t, Some("Account closed"), at);
         } else {
@@ -233,9 +232,12 @@ pub async fn find_payin(State(s): State<Arc<Sandbox>>, Query(q): Query<Inquiry>)
     match payins.iter().find(|(_, t)| t.merchant_reference == q.merchant_reference) {
         Some((id, t)) => {
             let redirect = format!("{}/psp/bank/v1/authorise/{id}", s.public_url);
-            let status = t.outcome.unwrap_or("waiting");
-            Json(json!({ "id": id, "redirectUrl": redirect, "status": status, "amount": t.amount, "currency": t.currency }))
-                .into_response()
+            let status = t.outcome.map_or("waiting", |(outcome, _)| outcome);
+            let mut answer = json!({ "id": id, "redirectUrl": redirect, "status": status, "amount": t.amount, "currency": t.currency });
+            if let Some((_, at)) = t.outcome {
+                answer["createdAt"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            }
+            Json(answer).into_response()
         }
         None => {
             (StatusCode::NOT_FOUND, Json(json!({ "error": "no pay-in with this merchant reference" }))).into_response()
@@ -251,9 +253,10 @@ pub async fn find_payout(State(s): State<Arc<Sandbox>>, Query(q): Query<Inquiry>
     }
     let payouts = s.bank.payouts.lock().unwrap_or_else(|e| e.into_inner());
     match payouts.get(&q.merchant_reference) {
-        Some((id, executed)) => {
+        Some((id, executed, at)) => {
             let status = if *executed { "executed" } else { "rejected" };
-            Json(json!({ "id": id, "status": status })).into_response()
+            let created = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            Json(json!({ "id": id, "status": status, "createdAt": created })).into_response()
         }
         None => {
             (StatusCode::NOT_FOUND, Json(json!({ "error": "no payout with this merchant reference" }))).into_response()

@@ -84,6 +84,10 @@ struct Fault {
     mode: Option<String>,
 }
 
+/// A PSP's payouts by the merchant's reference (asking twice pays once): the PSP's id of it,
+/// whether it was paid, and when.
+type Payouts = std::sync::Mutex<std::collections::BTreeMap<String, (String, bool, chrono::DateTime<chrono::Utc>)>>;
+
 struct Sandbox {
     faults: Mutex<Vec<Fault>>,
     /// Numbers and family names excluded since start (lower case).

@@ -12,9 +12,10 @@
 //!   `CAPTURE` notification. Capturing twice captures once.
 //! - `POST /psp/card/v1/payouts` (same body) → 201, then `PAYOUT_PAID` (or `PAYOUT_FAILED`).
 //! - `GET /psp/card/v1/payments?merchantReference=` → 200 `{pspReference, status, amount,
-//!   currency}` (`refused`, `authorised`, `captured`) or 404: what became of a payment whose create
-//!   call's answer, or whose notifications, were lost. `GET /psp/card/v1/payouts?merchantReference=`
-//!   → `{pspReference, status}` (`paid`, `failed`) or 404, the same for a payout.
+//!   currency, eventDate?}` (`refused`, `authorised`, `captured`; `eventDate` once captured) or
+//!   404: what became of a payment whose create call's answer, or whose notifications, were lost.
+//!   `GET /psp/card/v1/payouts?merchantReference=` → `{pspReference, status, eventDate}` (`paid`,
+//!   `failed`) or 404, the same for a payout.
 //! - A notification: `{eventId, eventCode, pspReference, merchantReference, amount, currency,
 //!   success, reason?, eventDate}` (unix seconds; the settlement report dates the line by it).
 //!
@@ -46,9 +47,9 @@ pub struct CardPsp {
     secret: Option<Vec<u8>>,
     next_id: AtomicU64,
     payments: Mutex<BTreeMap<String, CardPayment>>,
-    /// Payouts by the merchant's reference (asking twice pays once): their reference, and
-    /// whether they were paid.
-    payouts: Mutex<BTreeMap<String, (String, bool)>>,
+    /// Payouts by the merchant's reference (asking twice pays once): their reference, whether
+    /// they were paid, and when.
+    payouts: super::Payouts,
     /// What it settled, day by day: `(date, type, pspReference, merchantReference, amount,
     /// currency)`, the settlement report's rows.
     settled: Mutex<Vec<[String; 6]>>,
@@ -63,6 +64,8 @@ struct CardPayment {
     notification_url: String,
     authorised: bool,
     captured: bool,
+    /// When it was captured (its settlement report's day).
+    captured_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl CardPsp {
@@ -218,6 +221,7 @@ pub async fn create_payment(
         notification_url: r.notification_url,
         authorised: !declined,
         captured: false,
+        captured_at: None,
     };
     s.psp.payments.lock().unwrap_or_else(|p| p.into_inner()).insert(reference.clone(), payment.clone());
     let reason = declined.then_some("Refused");
@@ -241,11 +245,11 @@ pub async fn capture(State(s): State<Arc<Sandbox>>, Path(reference): Path<String
         }
         let first = !payment.captured;
         payment.captured = true;
-        first.then(|| payment.clone())
+        let at = *payment.captured_at.get_or_insert_with(chrono::Utc::now);
+        first.then(|| (payment.clone(), at))
     };
     // A second capture of the same payment captures nothing more, and says nothing more.
-    if let Some(payment) = payment {
-        let at = chrono::Utc::now();
+    if let Some((payment, at)) = payment {
         s.psp.settle("CAPTURE", &reference, &payment, at);
         let notification = s.psp.notification("CAPTURE", &reference, &payment, true, None, at);
         send(&s, payment.notification_url.clone(), notification).await;
@@ -271,18 +275,18 @@ pub async fn payout(
     let (reference, first) = {
         let mut payouts = s.psp.payouts.lock().unwrap_or_else(|p| p.into_inner());
         match payouts.get(&r.merchant_reference) {
-            Some((reference, _)) => (reference.clone(), false),
+            Some((reference, _, _)) => (reference.clone(), false),
             None => {
                 let reference = s.psp.next("po");
                 let fails = s.fault_of("card-payout").and_then(|f| f.mode).is_some_and(|m| m == "fail");
-                payouts.insert(r.merchant_reference.clone(), (reference.clone(), !fails));
+                payouts.insert(r.merchant_reference.clone(), (reference.clone(), !fails, chrono::Utc::now()));
                 (reference, true)
             }
         }
     };
     if first {
-        let fails =
-            !s.psp.payouts.lock().unwrap_or_else(|p| p.into_inner()).get(&r.merchant_reference).is_some_and(|p| p.1);
+        let payouts = s.psp.payouts.lock().unwrap_or_else(|p| p.into_inner()).get(&r.merchant_reference).cloned();
+        let (fails, at) = payouts.map_or((true, chrono::Utc::now()), |(_, paid, at)| (!paid, at));
         let payment = CardPayment {
             merchant_reference: r.merchant_reference,
             amount: r.amount,
@@ -291,10 +295,10 @@ pub async fn payout(
             notification_url: r.notification_url,
             authorised: true,
             captured: false,
+            captured_at: None,
         };
         let (code, reason) =
             if fails { ("PAYOUT_FAILED", Some("Beneficiary account closed")) } else { ("PAYOUT_PAID", None) };
-        let at = chrono::Utc::now();
         if !fails {
             s.psp.settle("PAYOUT", &reference, &payment, at);
         }
@@ -403,8 +407,12 @@ pub async fn find_payment(
                 (true, false) => "authorised",
                 (true, true) => "captured",
             };
-            Json(json!({ "pspReference": reference, "status": status, "amount": p.amount, "currency": p.currency }))
-                .into_response()
+            let mut answer =
+                json!({ "pspReference": reference, "status": status, "amount": p.amount, "currency": p.currency });
+            if let Some(at) = p.captured_at {
+                answer["eventDate"] = json!(at.timestamp());
+            }
+            Json(answer).into_response()
         }
         None => {
             (StatusCode::NOT_FOUND, Json(json!({ "error": "no payment with this merchant reference" }))).into_response()
@@ -424,9 +432,9 @@ pub async fn find_payout(
     }
     let payouts = s.psp.payouts.lock().unwrap_or_else(|p| p.into_inner());
     match payouts.get(&q.merchant_reference) {
-        Some((reference, paid)) => {
+        Some((reference, paid, at)) => {
             let status = if *paid { "paid" } else { "failed" };
-            Json(json!({ "pspReference": reference, "status": status })).into_response()
+            Json(json!({ "pspReference": reference, "status": status, "eventDate": at.timestamp() })).into_response()
         }
         None => {
             (StatusCode::NOT_FOUND, Json(json!({ "error": "no payout with this merchant reference" }))).into_response()

@@ -296,6 +296,12 @@ impl Psp {
             amount: Option<String>,
             #[serde(default)]
             currency: Option<String>,
+            /// When it happened, in the dialect's words: the card's `eventDate` (unix seconds),
+            /// the bank's `createdAt`: the day the settlement report lists it under.
+            #[serde(default)]
+            event_date: Option<i64>,
+            #[serde(default)]
+            created_at: Option<chrono::DateTime<chrono::Utc>>,
         }
         let answer: Answer = serde_json::from_slice(&body).map_err(|e| format!("the PSP's inquiry answer: {e}"))?;
         let (code, success) = match answer.status.as_str() {
@@ -315,7 +321,9 @@ impl Psp {
             reason: (!success).then(|| format!("{} (the PSP's answer to an inquiry)", answer.status)),
             amount: answer.amount,
             currency: answer.currency,
-            event_date: None,
+            event_date: answer
+                .created_at
+                .or_else(|| answer.event_date.and_then(|t| chrono::DateTime::from_timestamp(t, 0))),
         };
         Ok(Inquiry::Final(Box::new(notification), String::from_utf8_lossy(&body).into_owned()))
     }

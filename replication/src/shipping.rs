@@ -614,8 +614,14 @@ async fn follow_once<S: LogSink>(
         .map_err(|_| connect("handshake timed out".into()))?
         .map_err(|e| connect(e.to_string()))?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| ShipError::Connection(e.to_string()))?;
+    // What it says it holds must be on its disk: a session that ended between an apply and its
+    // sync (the sync failed, the connection dropped) left commits applied and not yet durable.
     let reader = sink.clone();
-    let mut applied = blocking(move || reader.applied_version()).await?;
+    let mut applied = blocking(move || {
+        reader.sync()?;
+        reader.applied_version()
+    })
+    .await?;
     let hello = Message::Hello {
         cell: config.cell.clone(),
         site: config.site.clone(),
@@ -642,7 +648,7 @@ async fn follow_once<S: LogSink>(
     loop {
         let frame = match held.take() {
             Some(frame) => frame,
-            None => frames.recv().await.unwrap_or(Err(FrameError::Finished)),
+            None => frames.recv().await.unwrap_or_else(|| Err(FrameError::Stream("the frame reader stopped".into()))),
         };
         let msg = match frame {
             Ok(msg) => msg,
@@ -696,9 +702,14 @@ async fn follow_once<S: LogSink>(
                 }
             }
             Message::Commits { mut commits } => {
-                while let Ok(next) = frames.try_recv() {
+                let mut bytes: usize = commits.iter().map(|c| c.writes.len()).sum();
+                while bytes < APPLY_BYTES_MAX {
+                    let Ok(next) = frames.try_recv() else { break };
                     match next {
-                        Ok(Message::Commits { commits: more }) => commits.extend(more),
+                        Ok(Message::Commits { commits: more }) => {
+                            bytes += more.iter().map(|c| c.writes.len()).sum::<usize>();
+                            commits.extend(more);
+                        }
                         other => {
                             held = Some(other);
                             break;
@@ -740,8 +751,10 @@ async fn follow_once<S: LogSink>(
     }
 }
 
-/// Frames a standby reads ahead of what it has applied.
-const FRAMES_AHEAD: usize = 64;
+/// Frames a standby reads ahead of what it has applied (frames are usually a few commits).
+const FRAMES_AHEAD: usize = 16;
+/// Bytes of write sets a standby applies in one go (then syncs and acks) when frames pile up.
+const APPLY_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 /// The standby's frame reader: stopped when the session ends.
 struct Reader(tokio::task::JoinHandle<()>);

@@ -27,8 +27,11 @@ pub type WriteSet = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 /// Bytes of log a primary keeps in memory for a standby that is briefly away; one further behind
 /// takes a snapshot.
 pub const LOG_BYTES_MAX: u64 = 256 * 1024 * 1024;
-/// What a write set's pair costs in memory beyond its bytes (two vectors and an option).
-const PAIR_OVERHEAD: usize = 56;
+/// What a write set's pair costs in memory beyond its bytes, roughly: two vectors and an option
+/// (56 bytes) and the allocator's two chunks around its key and value.
+const PAIR_OVERHEAD: usize = 120;
+/// The keyspace the log lived in on disk before it moved to memory: dropped at open.
+const OLD_LOG_KEYSPACE: &str = "replication-log";
 
 /// The latest commits' write sets, by version, oldest first.
 #[derive(Default)]
@@ -125,6 +128,14 @@ impl EmbeddedStore {
         let inner = std::sync::Arc::get_mut(&mut store.inner).expect("just opened: the only handle");
         let version = inner.committed_version.load(Ordering::Acquire);
         inner.replication = Some(ReplicationLog::open(version));
+        if inner.db.keyspace_exists(OLD_LOG_KEYSPACE) {
+            let old = inner
+                .db
+                .keyspace(OLD_LOG_KEYSPACE, fjall::KeyspaceCreateOptions::default)
+                .map_err(|e| io("open the old replication log", e))?;
+            inner.db.delete_keyspace(old).map_err(|e| io("drop the old replication log", e))?;
+            tracing::info!("dropped the replication log kept on disk by an earlier version (it lives in memory now)");
+        }
         Ok(store)
     }
 
@@ -465,6 +476,20 @@ mod tests {
         let mut tx = store.begin()?;
         tx.set(key, b"v")?;
         tx.commit().map(|_| ())
+    }
+
+    #[test]
+    fn the_log_an_earlier_version_kept_on_disk_is_dropped_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = EmbeddedStore::open(dir.path(), Durability::GroupSync).unwrap();
+            let old = store.inner.db.keyspace(super::OLD_LOG_KEYSPACE, fjall::KeyspaceCreateOptions::default).unwrap();
+            old.insert(1u64.to_be_bytes(), b"a write set").unwrap();
+        }
+        let store = EmbeddedStore::open_replicated(dir.path(), Durability::GroupSync).unwrap();
+        assert!(!store.inner.db.keyspace_exists(super::OLD_LOG_KEYSPACE));
+        put(&store, b"a").unwrap();
+        assert_eq!(store.oldest_logged().unwrap(), Some(1), "the log is in memory");
     }
 
     #[test]

@@ -197,10 +197,7 @@ impl Psp {
             Dialect::Card => format!("/psp/card/v1/reports/settlement?date={date}"),
             Dialect::BankPush => format!("/psp/bank/v1/reports/settlement?date={date}"),
         };
-        let exchange = exchange(&self.authority, "GET", &path, "text/csv", String::new());
-        let (status, _, body) = tokio::time::timeout(PSP_TIMEOUT, exchange)
-            .await
-            .map_err(|_| format!("PSP {} did not answer within {PSP_TIMEOUT:?}", self.config.id))??;
+        let (status, body) = self.send("GET", &path, "text/csv", String::new()).await?;
         if status != 200 {
             return Err(format!("PSP {} answered {status} for its settlement report", self.config.id));
         }
@@ -251,10 +248,7 @@ impl Psp {
             Dialect::Card => format!("/psp/card/v1/payments?merchantReference={payment_id}"),
             Dialect::BankPush => format!("/psp/bank/v1/payins?merchantReference={payment_id}"),
         };
-        let exchange = exchange(&self.authority, "GET", &path, "application/json", String::new());
-        let (status, _, body) = tokio::time::timeout(PSP_TIMEOUT, exchange)
-            .await
-            .map_err(|_| format!("PSP {} did not answer within {PSP_TIMEOUT:?}", self.config.id))??;
+        let (status, body) = self.send("GET", &path, "application/json", String::new()).await?;
         match status {
             200 => created(&body).map(Some),
             404 => Ok(None),
@@ -277,10 +271,7 @@ impl Psp {
             (false, false) => "/psp/bank/v1/payouts",
         };
         let path = format!("{path}?merchantReference={}", payment.id);
-        let exchange = exchange(&self.authority, "GET", &path, "application/json", String::new());
-        let (status, _, body) = tokio::time::timeout(PSP_TIMEOUT, exchange)
-            .await
-            .map_err(|_| format!("PSP {} did not answer within {PSP_TIMEOUT:?}", self.config.id))??;
+        let (status, body) = self.send("GET", &path, "application/json", String::new()).await?;
         match status {
             200 => {}
             404 => return Ok(Inquiry::Unknown),
@@ -342,7 +333,18 @@ impl Psp {
     }
 
     async fn call(&self, path: &str, body: serde_json::Value) -> Result<(u16, bytes::Bytes), String> {
-        let exchange = exchange(&self.authority, "POST", path, "application/json", body.to_string());
+        self.send("POST", path, "application/json", body.to_string()).await
+    }
+
+    /// One request to the PSP, within [`PSP_TIMEOUT`]: its status and body.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> Result<(u16, bytes::Bytes), String> {
+        let exchange = exchange(&self.authority, method, path, content_type, body);
         let (status, _, body) = tokio::time::timeout(PSP_TIMEOUT, exchange)
             .await
             .map_err(|_| format!("PSP {} did not answer within {PSP_TIMEOUT:?}", self.config.id))??;
